@@ -1,0 +1,3 @@
+from shotlab.cli import main
+
+main()

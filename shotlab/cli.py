@@ -1,0 +1,53 @@
+"""The `shotlab` command: a thin click group; each command imports its work when it runs.
+
+Keep this module free of heavy imports: `shotlab --help` must not load torch, fiftyone or cv2.
+"""
+
+from __future__ import annotations
+
+import click
+
+from shotlab import __version__
+
+
+class ShotlabGroup(click.Group):
+    """Prints a ShotlabError in one line with its exit code; `--debug` shows the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from shotlab.core.errors import ShotlabError
+
+        try:
+            return super().invoke(ctx)
+        except ShotlabError as exc:
+            if ctx.meta.get("shotlab.debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=ShotlabGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="shotlab")
+@click.option("--workspace", type=click.Path(file_okay=False), envvar="SHOTLAB_HOME",
+              help="Folder for shotlab's database and extracted media [env SHOTLAB_HOME; "
+                   "default ~/.shotlab].")
+@click.option("--database-uri", envvar="SHOTLAB_DATABASE_URI", metavar="URI",
+              help="Use this MongoDB instead of the workspace's own [env SHOTLAB_DATABASE_URI].")
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None, database_uri: str | None, debug: bool) -> None:
+    """shotlab: curate small image datasets, train, export and explain, offline."""
+    ctx.meta["shotlab.debug"] = debug
+    ctx.meta["shotlab.workspace"] = (workspace, database_uri)
+
+
+def add_stage_groups() -> None:
+    from shotlab.curate.cli import curate
+
+    cli.add_command(curate)
+
+
+add_stage_groups()
+
+
+def main() -> None:
+    cli(prog_name="shotlab")

@@ -1,0 +1,151 @@
+"""Safe image decoding: every stage reads images through here.
+
+`inspect_image` reads a file once, hashes it and fully decodes it, so a file that passes can be
+trained on; a file that does not raises `BadImageError` with a short reason. `load_rgb` gives the
+pixels every model sees: EXIF orientation applied, 16-bit scaled to 8-bit, CMYK and palettes
+converted, transparency composited onto white.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from shotlab.core.errors import BadImageError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# PIL's own default limit (about 9,459 x 9,459). A hand-collected photo is far below it; a file
+# above it is almost always a decompression bomb, which would take gigabytes to decode.
+DEFAULT_MAX_PIXELS = 89_478_485
+_EXIF_ORIENTATION = 0x0112
+_ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # these swap width and height
+_WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the store records about a valid image file."""
+
+    sha256: str
+    width: int  # as displayed, after EXIF orientation
+    height: int
+    format: str  # PIL's name: PNG, JPEG, ...
+    mode: str  # PIL's pixel mode before conversion: RGB, CMYK, I;16, P, RGBA, ...
+    channels: int
+    size_bytes: int
+
+    @property
+    def mime_type(self) -> str:
+        return Image.MIME.get(self.format, "application/octet-stream")
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, or BadImageError naming why they cannot be read."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise BadImageError(path, f"broken symlink (points to {path.readlink()})")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadImageError(path, "file not found") from None
+    except PermissionError:
+        raise BadImageError(path, "unreadable file (permission denied)") from None
+    except IsADirectoryError:
+        raise BadImageError(path, "is a directory, not a file") from None
+    except OSError as exc:
+        raise BadImageError(path, f"unreadable file ({exc.strerror or exc})") from None
+    if not data:
+        raise BadImageError(path, "empty file (0 bytes)")
+    return data
+
+
+def open_image(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open (not yet decode) `data`, refusing non-images and decompression bombs."""
+    with warnings.catch_warnings():
+        # We apply our own limit below; PIL's warning would only duplicate it.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise BadImageError(path, "not an image (format not recognised)") from None
+        except Image.DecompressionBombError as exc:
+            raise BadImageError(path, f"decompression bomb ({exc})") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise BadImageError(path, f"corrupt image header ({exc})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadImageError(path, f"decompression bomb: {width}x{height} pixels is over the "
+                                  f"{max_pixels:,}-pixel limit (raise it with --max-pixels)")
+    return image
+
+
+def decode(path: Path, image: Image.Image) -> None:
+    """Decode every pixel, so truncated and corrupt data is caught now, not mid-training."""
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadImageError(path, f"truncated or corrupt image data ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise BadImageError(path, f"decompression bomb ({exc})") from None
+
+
+def displayed_size(image: Image.Image) -> tuple[int, int]:
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION)
+    except (OSError, SyntaxError, ValueError):  # a broken EXIF block is not a broken image
+        orientation = None
+    return (height, width) if orientation in _ROTATED_ORIENTATIONS else (width, height)
+
+
+def inspect_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
+    """Hash and fully decode one file; raise BadImageError with the reason if it is not valid."""
+    path = Path(path)
+    data = read_bytes(path)
+    with open_image(path, data, max_pixels) as image:
+        decode(path, image)
+        width, height = displayed_size(image)
+        return ImageFacts(sha256=hashlib.sha256(data).hexdigest(), width=width, height=height,
+                          format=image.format or "unknown", mode=image.mode,
+                          channels=len(image.getbands()), size_bytes=len(data))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels from any mode: 16-bit scaled down, CMYK and palettes converted, alpha on white."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit greyscale: keep the top 8 bits (PIL's own convert would clip at 255).
+        high_bits = np.asarray(image).astype(np.uint32) >> 8
+        image = Image.fromarray(high_bits.clip(0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, _WHITE + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_rgb(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The image as every model sees it: upright (EXIF applied) 8-bit RGB."""
+    path = Path(path)
+    with open_image(path, read_bytes(path), max_pixels) as image:
+        decode(path, image)
+        return to_rgb(ImageOps.exif_transpose(image))

@@ -1,0 +1,31 @@
+"""Plain-text tables and JSON for the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """Left-aligned first column, right-aligned numbers, two spaces between columns."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join(line(row) for row in cells)
+
+
+def _default(value):
+    if isinstance(value, (datetime, Path)):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=_default))

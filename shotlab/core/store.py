@@ -1,0 +1,120 @@
+"""The FiftyOne store: named, persistent datasets, one sample per image file.
+
+Each sample holds `filepath` (the user's file, never moved or modified), `ground_truth`
+(Classification for multiclass tasks, Classifications for multilabel ones, unset when
+unlabeled), `split` (train/val/test, or None when unassigned), `sha256`, `metadata`
+(width, height, mime type, channels, bytes) and where it came from (`import_format`,
+`import_path`, `imported_at`). The task is kept in `dataset.info["shotlab"]`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from shotlab.core import workspace
+from shotlab.core.errors import DatasetNotFoundError, InputError
+
+if TYPE_CHECKING:
+    import fiftyone as fo
+
+TASKS = ("multiclass", "multilabel")
+SPLITS = ("train", "val", "test")
+UNASSIGNED = "unassigned"
+INFO_KEY = "shotlab"
+
+
+def fiftyone():
+    """The fiftyone module, imported only after the workspace has set its configuration."""
+    workspace.current()
+    import fiftyone as fo
+
+    return fo
+
+
+def list_datasets() -> list[str]:
+    return sorted(fiftyone().list_datasets())
+
+
+def load(name: str) -> "fo.Dataset":
+    fo = fiftyone()
+    if not fo.dataset_exists(name):
+        raise DatasetNotFoundError(name, list_datasets())
+    return fo.load_dataset(name)
+
+
+def task_of(dataset: "fo.Dataset") -> str:
+    return dataset.info.get(INFO_KEY, {}).get("task", "multiclass")
+
+
+def open_or_create(name: str, task: str) -> "fo.Dataset":
+    """The named dataset, created (persistent) for `task` if new; a task mismatch is an error."""
+    fo = fiftyone()
+    if fo.dataset_exists(name):
+        dataset = fo.load_dataset(name)
+        if task_of(dataset) != task:
+            flag = "without --multilabel" if task_of(dataset) == "multiclass" else "with --multilabel"
+            raise InputError(f"dataset '{name}' is {task_of(dataset)}; cannot add {task} labels "
+                             f"(import {flag}, or choose another --name)")
+        return dataset
+    dataset = fo.Dataset(name, persistent=True)
+    declare_fields(dataset, task)
+    dataset.info[INFO_KEY] = {"task": task, "schema": 1}
+    dataset.save()
+    return dataset
+
+
+def declare_fields(dataset: "fo.Dataset", task: str) -> None:
+    """Declare the sample fields up front, so queries work before any value is set."""
+    fo = fiftyone()
+    kind = fo.Classifications if task == "multilabel" else fo.Classification
+    dataset.add_sample_field("ground_truth", fo.EmbeddedDocumentField, embedded_doc_type=kind)
+    for name in ("split", "sha256", "import_format", "import_path"):
+        dataset.add_sample_field(name, fo.StringField)
+    dataset.add_sample_field("imported_at", fo.DateTimeField)
+    dataset.create_index("sha256")
+
+
+def delete(name: str) -> None:
+    load(name).delete()
+
+
+def make_label(labels: tuple[str, ...], task: str):
+    """The `ground_truth` value for a tuple of class names (None when unlabeled)."""
+    fo = fiftyone()
+    if task == "multilabel":
+        return fo.Classifications(classifications=[fo.Classification(label=l) for l in labels])
+    if not labels:
+        return None
+    (label,) = labels
+    return fo.Classification(label=label)
+
+
+def label_path(task: str) -> str:
+    """The field path of the class names inside `ground_truth`."""
+    return "ground_truth.classifications.label" if task == "multilabel" else "ground_truth.label"
+
+
+def sample_labels(dataset: "fo.Dataset") -> list[tuple[str, ...]]:
+    """Every sample's class names, in dataset order; () for unlabeled samples."""
+    values = dataset.values(label_path(task_of(dataset)))
+    if task_of(dataset) == "multilabel":
+        return [tuple(v or ()) for v in values]
+    return [(v,) if v else () for v in values]
+
+
+def class_names(dataset: "fo.Dataset") -> list[str]:
+    return sorted({label for labels in sample_labels(dataset) for label in labels})
+
+
+def split_names(dataset: "fo.Dataset") -> list[str]:
+    return [s or UNASSIGNED for s in dataset.values("split")]
+
+
+def class_counts(dataset: "fo.Dataset") -> dict[str, Counter]:
+    """For each class, how many samples of it each split holds."""
+    counts: dict[str, Counter] = {}
+    for labels, split in zip(sample_labels(dataset), split_names(dataset)):
+        for label in labels or ("(unlabeled)",):
+            counts.setdefault(label, Counter())[split] += 1
+    return dict(sorted(counts.items()))

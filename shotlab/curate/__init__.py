@@ -1,0 +1,1 @@
+"""Curation: importers, Roboflow, exports and the FiftyOne App."""

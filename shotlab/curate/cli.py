@@ -1,0 +1,174 @@
+"""`shotlab curate ...` commands. Only click is imported here; each command imports its work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone")
+EXPORT_FORMATS = ("folder", "csv", "fiftyone")
+
+
+@click.group("curate")
+@click.pass_context
+def curate(ctx: click.Context) -> None:
+    """Import, inspect, export and review datasets in the FiftyOne store."""
+    from shotlab.core import workspace
+
+    workspace.activate(*ctx.meta.get("shotlab.workspace", (None, None)))
+
+
+def echo_import_report(report, as_json: bool) -> None:
+    from shotlab.core.output import echo_json
+
+    if as_json:
+        return echo_json(report.to_dict())
+    click.echo(f"Imported {report.added} new samples into '{report.name}' ({report.task}) from "
+               f"{report.source} [{report.format}]; {report.already_present} were already there, "
+               f"{len(report.skipped)} skipped, {report.ignored} ignored (not image files).")
+    for item in report.skipped:
+        click.echo(f"  skipped {item.path}: {item.reason}")
+    if report.duplicate_groups:
+        click.echo(f"Exact duplicates: {report.duplicate_groups} groups of identical files "
+                   f"({report.conflicting_groups} with conflicting labels); all copies were kept.")
+
+
+@curate.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Dataset to create or add to.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="Source layout; auto detects FiftyOne exports, Roboflow exports, CSVs and folders.")
+@click.option("--multilabel", is_flag=True, help="Each image may carry several labels.")
+@click.option("--strict", is_flag=True, help="Fail (importing nothing) if any file would be skipped.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images larger than this many pixels (decompression bombs) "
+                   "[default 89,478,485].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def import_command(path: Path, name: str, fmt: str, multilabel: bool, strict: bool,
+                   max_pixels: int | None, as_json: bool) -> None:
+    """Import images and labels from PATH: a folder (class/img or split/class/img), a CSV,
+    a Roboflow export (folder or zip) or a FiftyOne export directory.
+
+    Files are checked (hashed and fully decoded) and referenced where they are; nothing is
+    moved or modified. Re-importing the same files adds nothing twice.
+
+    \b
+    Example:
+      shotlab curate import ~/photos/vehicles --name vehicles
+    """
+    from shotlab.core.images import DEFAULT_MAX_PIXELS
+    from shotlab.curate.importer import import_path
+
+    report = import_path(path, name, fmt=fmt, multilabel=multilabel, strict=strict,
+                         max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    echo_import_report(report, as_json)
+
+
+@curate.group("pull")
+def pull() -> None:
+    """Download a dataset from a hosted service, then import it."""
+
+
+@pull.command("roboflow")
+@click.argument("ref", metavar="WORKSPACE/PROJECT/VERSION")
+@click.option("--name", help="Dataset to import into [default: the project name].")
+@click.option("--format", "fmt", type=click.Choice(["folder", "multiclass"]), default="folder",
+              show_default=True, help="Roboflow export format to download.")
+@click.option("--multilabel", is_flag=True, help="Import multiclass exports as multilabel.")
+@click.option("--api-key", envvar="ROBOFLOW_API_KEY",
+              help="Roboflow API key [env ROBOFLOW_API_KEY; else Roboflow's own config]. "
+                   "shotlab never stores it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the import report as JSON.")
+def pull_roboflow(ref: str, name: str | None, fmt: str, multilabel: bool, api_key: str | None,
+                  as_json: bool) -> None:
+    """Download a Roboflow dataset version and import it.
+
+    \b
+    Example:
+      shotlab curate pull roboflow my-team/vehicles/3 --name vehicles
+    """
+    from shotlab.curate.roboflow_pull import parse_ref, pull_and_import
+
+    parsed = parse_ref(ref)
+    report = pull_and_import(parsed, name or parsed.project, fmt=fmt, multilabel=multilabel,
+                             api_key=api_key)
+    echo_import_report(report, as_json)
+
+
+@curate.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def list_command(as_json: bool) -> None:
+    """List the datasets in the store with their task and size."""
+    from shotlab.core import store
+    from shotlab.core.output import echo_json, table
+
+    rows = [{"name": n, "task": store.task_of(d), "samples": len(d)}
+            for n in store.list_datasets() for d in [store.load(n)]]
+    if as_json:
+        return echo_json(rows)
+    if not rows:
+        return click.echo("No datasets yet; create one with `shotlab curate import PATH --name NAME`.")
+    click.echo(table(["name", "task", "samples"], [list(r.values()) for r in rows]))
+
+
+@curate.command("info")
+@click.argument("name")
+@click.option("--min-per-class", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Warn about classes with fewer images than this.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def info_command(name: str, min_per_class: int, as_json: bool) -> None:
+    """Class counts per split, class imbalance and tiny-class warnings for dataset NAME."""
+    from shotlab.core.output import echo_json
+    from shotlab.curate.summary import summarize
+
+    summary = summarize(name, min_per_class=min_per_class)
+    if as_json:
+        return echo_json(summary.to_dict())
+    click.echo(summary.render())
+
+
+@curate.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_command(name: str, yes: bool) -> None:
+    """Delete dataset NAME from the store. Image files are not touched."""
+    from shotlab.core import store
+
+    dataset = store.load(name)
+    if not yes:
+        click.confirm(f"Delete dataset '{name}' ({len(dataset)} samples)? Image files are kept",
+                      abort=True)
+    dataset.delete()
+    click.echo(f"Deleted dataset '{name}'; image files were not touched.")
+
+
+@curate.command("export")
+@click.argument("name")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="folder",
+              show_default=True, help="folder: split/class/img; csv: images/ + labels.csv; "
+                                      "fiftyone: a FiftyOneDataset directory.")
+def export_command(name: str, out: Path, fmt: str) -> None:
+    """Copy dataset NAME with its labels and splits to OUT, in a layout `curate import` reads back.
+
+    \b
+    Example:
+      shotlab curate export vehicles ./vehicles-export --format csv
+    """
+    from shotlab.curate.exporter import export_dataset
+
+    count = export_dataset(name, out, fmt)
+    click.echo(f"Exported {count} samples of '{name}' to {out} [{fmt}].")
+
+
+@curate.command("app")
+@click.argument("name")
+@click.option("--port", type=click.IntRange(1, 65535), default=5151, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Address to serve on; loopback only unless you say otherwise.")
+def app_command(name: str, port: int, address: str) -> None:
+    """Open dataset NAME in the FiftyOne App, served at http://ADDRESS:PORT (Ctrl-C stops it)."""
+    from shotlab.curate.app import serve
+
+    serve(name, port=port, address=address)

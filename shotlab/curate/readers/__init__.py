@@ -1,0 +1,1 @@
+"""One small reader per source format; each turns a path into a `Scan`."""

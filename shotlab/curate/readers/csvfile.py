@@ -1,0 +1,101 @@
+"""CSV label files: `filepath,label[,split]` or one-hot `filepath,classA,classB,...[,split]`.
+
+Paths are relative to the CSV's folder. A row naming a file outside that folder tree, or a file
+that does not exist, is reported with its row number, never followed. Header names and values
+are stripped of surrounding spaces (Roboflow writes `filename, classA, classB`), so class names
+keep their inner spaces as written.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from shotlab.core.errors import InputError
+from shotlab.curate.records import Record, Scan, Skipped, normalise_split
+
+PATH_COLUMNS = ("filepath", "filename", "file", "path", "image")
+LABEL_COLUMNS = ("label", "labels")
+SPLIT_COLUMN = "split"
+MULTI_SEPARATOR = ";"  # `labels` column of a multilabel CSV: "cat;dog"
+TRUE_VALUES, FALSE_VALUES = {"1", "1.0", "true"}, {"0", "0.0", "false", ""}
+
+
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, skipinitialspace=True)
+            header = [h.strip() for h in next(reader, [])]
+            rows = [dict(zip(header, (v.strip() for v in row))) for row in reader if any(row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read as CSV ({exc})") from None
+    if not header:
+        raise InputError(f"{path}: empty CSV file; expected a header such as 'filepath,label'")
+    return header, rows
+
+
+def find_column(header: list[str], names: tuple[str, ...]) -> str | None:
+    lowered = {h.lower(): h for h in header}
+    return next((lowered[n] for n in names if n in lowered), None)
+
+
+def resolve_row_path(folder: Path, value: str, where: str) -> Path | Skipped:
+    """The row's file, or why it is refused: outside the CSV's folder tree, or missing."""
+    if not value:
+        return Skipped(where, "empty file path")
+    candidate = Path(os.path.normpath(folder / value))  # lexical: '..' cannot climb out unseen
+    if not candidate.is_relative_to(folder):
+        return Skipped(f"{candidate} ({where})",
+                       f"outside the CSV's folder {folder}; move the file under it")
+    if not (candidate.exists() or candidate.is_symlink()):
+        return Skipped(f"{candidate} ({where})", "file not found")
+    return candidate
+
+
+def onehot_labels(row: dict[str, str], classes: list[str], where: str) -> tuple[str, ...]:
+    labels = []
+    for name in classes:
+        value = row.get(name, "").lower()
+        if value in TRUE_VALUES:
+            labels.append(name)
+        elif value not in FALSE_VALUES:
+            raise ValueError(f"{where}: column '{name}' is '{row[name]}', expected 0 or 1")
+    return tuple(labels)
+
+
+def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = None) -> Scan:
+    """Records from one CSV; `default_split` applies where there is no split column."""
+    header, rows = read_rows(csv_path)
+    path_column = find_column(header, PATH_COLUMNS)
+    if path_column is None:
+        raise InputError(f"{csv_path}: no file path column in {header}; name one "
+                         f"'{PATH_COLUMNS[0]}' (or {', '.join(PATH_COLUMNS[1:])})")
+    label_column = find_column(header, LABEL_COLUMNS)
+    split_column = find_column(header, (SPLIT_COLUMN,))
+    classes = [h for h in header if h not in (path_column, split_column) and h]
+    folder = Path(os.path.normpath(csv_path.parent.absolute()))
+    scan = Scan()
+    for number, row in enumerate(rows, start=2):  # row 1 is the header
+        where = f"row {number} of {csv_path.name}"
+        path = resolve_row_path(folder, row.get(path_column, ""), where)
+        if isinstance(path, Skipped):
+            scan.skipped.append(path)
+            continue
+        try:
+            labels = (split_labels(row[label_column], multilabel) if label_column
+                      else onehot_labels(row, classes, where))
+        except ValueError as exc:
+            scan.skipped.append(Skipped(str(path), str(exc)))
+            continue
+        split = normalise_split(row.get(split_column)) if split_column else default_split
+        scan.records.append(Record(path, labels, split))
+    return scan
+
+
+def split_labels(value: str, multilabel: bool) -> tuple[str, ...]:
+    if not value:
+        return ()
+    if multilabel:
+        return tuple(dict.fromkeys(v.strip() for v in value.split(MULTI_SEPARATOR) if v.strip()))
+    return (value,)

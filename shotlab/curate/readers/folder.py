@@ -1,0 +1,72 @@
+"""Folder trees: `class/image` and `split/class/image` (Roboflow's `folder` export is the latter).
+
+Class names are the folder names exactly as written (spaces kept). Images nested deeper inside a
+class folder belong to that class. Hidden files and folders are passed over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shotlab.core.errors import InputError
+from shotlab.core.images import is_image_path
+from shotlab.curate.records import SPLIT_ALIASES, Record, Scan, Skipped, normalise_split
+
+
+def visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def subfolders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and visible(p))
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Files (and symlinks, broken ones included) under `folder`, skipping hidden entries."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_symlink() or path.is_file():
+            found.append(path)
+    return found
+
+
+def read_class_tree(root: Path, split: str | None) -> Scan:
+    scan = Scan()
+    for path in files_under(root):
+        relative = path.relative_to(root)
+        if not is_image_path(path):
+            scan.ignored.append(path)
+        elif len(relative.parts) == 1:
+            scan.skipped.append(Skipped(str(path), "not inside a class folder (no label)"))
+        else:
+            scan.records.append(Record(path.absolute(), (relative.parts[0],), split))
+    return scan
+
+
+def has_split_folders(root: Path) -> bool:
+    """True for a `split/class/image` tree; an error when split and class folders are mixed."""
+    folders = subfolders(root)
+    splits = [f.name for f in folders if f.name.lower() in SPLIT_ALIASES]
+    if splits and len(splits) != len(folders):
+        others = [f.name for f in folders if f.name.lower() not in SPLIT_ALIASES]
+        raise InputError(f"{root} mixes split folders ({', '.join(splits)}) with class folders "
+                         f"({', '.join(others)}): put every class folder inside a split folder, "
+                         f"or rename a class that is called like a split")
+    return bool(splits)
+
+
+def read_folder(root: Path) -> Scan:
+    if not has_split_folders(root):
+        return read_class_tree(root, None)
+    scan = Scan()
+    for folder in subfolders(root):
+        scan.extend(read_class_tree(folder, normalise_split(folder.name)))
+    for path in sorted(p for p in root.iterdir() if p.is_file() and visible(p)):
+        if is_image_path(path):
+            scan.skipped.append(Skipped(str(path), "not inside a split/class folder (no label)"))
+        else:
+            scan.ignored.append(path)
+    return scan

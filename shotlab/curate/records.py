@@ -1,0 +1,45 @@
+"""What a reader finds in a source, before any file is opened: labelled paths and problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Folder and column names that mean a split, and the name shotlab stores for each.
+SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def normalise_split(name: str | None) -> str | None:
+    return SPLIT_ALIASES.get(name.strip().lower()) if name and name.strip() else None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image file a source names, with its class names (() when unlabeled) and split."""
+
+    path: Path  # absolute, as the source names it (symlinks not yet resolved)
+    labels: tuple[str, ...]
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file (or CSV row) that will not be imported, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Scan:
+    """A reader's result: the records, what was skipped, and files ignored by extension."""
+
+    records: list[Record] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+    def extend(self, other: "Scan") -> "Scan":
+        self.records += other.records
+        self.skipped += other.skipped
+        self.ignored += other.ignored
+        return self

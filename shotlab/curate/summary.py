@@ -1,0 +1,60 @@
+"""`shotlab curate info`: class counts per split, imbalance and tiny-class warnings."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from shotlab.core import store
+from shotlab.core.output import table
+
+# Below this many images a class cannot be split three ways and still be cross-validated (5-fold).
+MIN_PER_CLASS = 5
+SPLIT_ORDER = (*store.SPLITS, store.UNASSIGNED)
+
+
+@dataclass
+class DatasetSummary:
+    name: str
+    task: str
+    samples: int
+    classes: dict[str, dict[str, int]]  # class -> split -> count
+    splits: dict[str, int]
+    imbalance_ratio: float | None  # largest class / smallest class
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def render(self) -> str:
+        splits = [s for s in SPLIT_ORDER if self.splits.get(s)]
+        rows = [[name, *(counts.get(s, 0) for s in splits), sum(counts.values())]
+                for name, counts in self.classes.items()]
+        rows.append(["total", *(self.splits[s] for s in splits), self.samples])
+        ratio = "n/a" if self.imbalance_ratio is None else f"{self.imbalance_ratio:.1f}"
+        lines = [f"Dataset '{self.name}': {self.task}, {self.samples} samples, "
+                 f"{len(self.classes)} classes, imbalance ratio {ratio} (largest/smallest class)",
+                 "", table(["class", *splits, "total"], rows)]
+        return "\n".join(lines + [f"warning: {w}" for w in self.warnings])
+
+
+def imbalance_ratio(totals: dict[str, int]) -> float | None:
+    sizes = [n for name, n in totals.items() if name != "(unlabeled)"]
+    return max(sizes) / min(sizes) if sizes else None
+
+
+def class_warnings(totals: dict[str, int], min_per_class: int) -> list[str]:
+    return [f"class '{name}' has only {n} image{'s' * (n != 1)} (fewer than {min_per_class}); "
+            f"add more before training" for name, n in totals.items()
+            if name != "(unlabeled)" and n < min_per_class]
+
+
+def summarize(name: str, *, min_per_class: int = MIN_PER_CLASS) -> DatasetSummary:
+    dataset = store.load(name)
+    counts = store.class_counts(dataset)
+    totals = {label: sum(c.values()) for label, c in counts.items()}
+    splits = Counter(store.split_names(dataset))
+    return DatasetSummary(name=name, task=store.task_of(dataset), samples=len(dataset),
+                          classes={k: dict(v) for k, v in counts.items()}, splits=dict(splits),
+                          imbalance_ratio=imbalance_ratio(totals),
+                          warnings=class_warnings(totals, min_per_class))

@@ -1,0 +1,1 @@
+"""Explanations: Grad-CAM, Integrated Gradients, LIME, SHAP and their store (see shared/DESIGN.md)."""

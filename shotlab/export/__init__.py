@@ -1,0 +1,1 @@
+"""Export: ONNX and TensorRT bundles with their validation report (see shared/DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Training: backbones, embeddings, baselines, fine-tuning, metrics (see shared/DESIGN.md)."""
