@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 
 import pytest
 
 from shotlab.core import workspace
 
-_WORKSPACE = tempfile.mkdtemp(prefix="shotlab-test-workspace-")
 
-
+@pytest.hookimpl(trylast=True)  # after pytest's tmpdir plugin has set up its factory
 def pytest_configure(config):
     # Before any test imports FiftyOne: point shotlab (and so FiftyOne) at a temporary folder,
-    # in this process and in every `shotlab` subprocess a test starts.
-    os.environ[workspace.HOME_ENV] = _WORKSPACE
+    # in this process and in every `shotlab` subprocess a test starts. It lives in pytest's
+    # base temp folder, which pytest prunes itself (keeping the last three runs): deleting it
+    # here would pull the data folder from under FiftyOne's mongod while it shuts down.
+    home = config._tmp_path_factory.mktemp("workspace", numbered=False)
+    os.environ[workspace.HOME_ENV] = str(home)
     os.environ.pop(workspace.DATABASE_URI_ENV, None)
-    workspace.activate(_WORKSPACE)
-
-
-def pytest_unconfigure(config):
-    shutil.rmtree(_WORKSPACE, ignore_errors=True)
+    workspace.activate(home)
 
 
 @pytest.fixture
@@ -31,7 +27,7 @@ def dataset_name(request):
     """A fresh dataset name; the dataset is deleted after the test if it was created."""
     name = f"t-{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
     yield name
-    import fiftyone as fo
+    from shotlab.core import store
 
-    if fo.dataset_exists(name):
-        fo.delete_dataset(name)
+    if name in store.list_datasets():
+        store.delete(name)

@@ -9,10 +9,12 @@ unlabeled), `split` (train/val/test, or None when unassigned), `sha256`, `metada
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from shotlab.core import workspace
+from shotlab.core import database, workspace
 from shotlab.core.errors import DatasetNotFoundError, InputError
 
 if TYPE_CHECKING:
@@ -25,8 +27,14 @@ INFO_KEY = "shotlab"
 
 
 def fiftyone():
-    """The fiftyone module, imported only after the workspace has set its configuration."""
-    workspace.current()
+    """The fiftyone module, connected to the active workspace's database.
+
+    FiftyOne reads its configuration when first imported, so the workspace's server is started
+    (or found) and its URI set before that.
+    """
+    active = workspace.current()
+    if "fiftyone" not in sys.modules:
+        os.environ["FIFTYONE_DATABASE_URI"] = active.database_uri or database.connect(active)
     import fiftyone as fo
 
     return fo

@@ -2,14 +2,16 @@
 
 A workspace is one folder (`--workspace`, else `$SHOTLAB_HOME`, else `~/.shotlab`):
 
-    db/         FiftyOne's MongoDB data (unless a database URI points elsewhere)
+    db/         the workspace's MongoDB data (unless a database URI points elsewhere);
+                its server runs while shotlab processes use it (see core/database.py)
     media/      images extracted from imported zip files (the user's zip is never touched)
     downloads/  Roboflow pulls
 
 FiftyOne reads its configuration once, when it is first imported, so `activate()` must run before
 that. It also stops FiftyOne from reading the user's own `~/.fiftyone/config.json` or
-`FIFTYONE_DATABASE_URI`, so shotlab (and its tests) never touch a database the user did not
-name; a team database is chosen with `--database-uri` or `$SHOTLAB_DATABASE_URI`.
+`FIFTYONE_DATABASE_URI`: `store.fiftyone()` hands FiftyOne the URI of the workspace's own server,
+so shotlab (and its tests) never touch a database the user did not name. A team database is
+chosen with `--database-uri` or `$SHOTLAB_DATABASE_URI`.
 """
 
 from __future__ import annotations
@@ -60,12 +62,6 @@ class Workspace:
     def downloads_dir(self) -> Path:
         return self.home / "downloads"
 
-    def fiftyone_environment(self) -> dict[str, str]:
-        env = {"FIFTYONE_CONFIG_PATH": str(self.home / "fiftyone-config.json"),
-               "FIFTYONE_DATABASE_DIR": str(self.db_dir)}
-        if self.database_uri:
-            env["FIFTYONE_DATABASE_URI"] = self.database_uri
-        return env
 
 
 _active: Workspace | None = None
@@ -80,9 +76,8 @@ def activate(home: str | Path | None = None, database_uri: str | None = None) ->
                          f"cannot switch to {workspace.home} (run a separate process)")
     workspace.home.mkdir(parents=True, exist_ok=True)
     os.environ.update(OFFLINE_ENVIRONMENT)
-    if not workspace.database_uri:
-        os.environ.pop("FIFTYONE_DATABASE_URI", None)
-    os.environ.update(workspace.fiftyone_environment())
+    os.environ.pop("FIFTYONE_DATABASE_URI", None)  # set by store.fiftyone(), never inherited
+    os.environ["FIFTYONE_CONFIG_PATH"] = str(workspace.home / "fiftyone-config.json")
     _active = workspace
     return workspace
 

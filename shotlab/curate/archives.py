@@ -8,7 +8,8 @@ import zipfile
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.core.images import sha256_file
+from shotlab.core.images import is_image_path, sha256_file
+from shotlab.curate.records import SPLIT_ALIASES
 
 COMPLETE_MARKER = ".shotlab-extracted"
 
@@ -47,10 +48,20 @@ def extract(zip_path: Path, media_dir: Path) -> Path:
     return target
 
 
+def visible_entries(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+
+
+def is_wrapper(folder: Path) -> bool:
+    """A folder that only wraps the dataset: not a split folder, no images of its own."""
+    return (folder.is_dir() and folder.name.lower() not in SPLIT_ALIASES
+            and not any(p.is_file() and is_image_path(p) for p in folder.iterdir()))
+
+
 def unwrap(root: Path) -> Path:
-    """Descend through a lone wrapper folder (zips often hold `name/train/...`)."""
-    entries = [p for p in root.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-    while len(entries) == 1 and entries[0].is_dir():
+    """Descend through lone wrapper folders (zips often hold `name/train/...`)."""
+    entries = visible_entries(root)
+    while len(entries) == 1 and is_wrapper(entries[0]):
         root = entries[0]
-        entries = [p for p in root.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+        entries = visible_entries(root)
     return root

@@ -23,6 +23,7 @@ from shotlab.curate.duplicates import exact_duplicate_groups
 from shotlab.curate.records import Record, Scan, Skipped
 
 FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone")
+LABELS_CSV = "labels.csv"
 BATCH = 500  # samples per database write: big enough to be fast, small enough to show progress
 
 
@@ -51,6 +52,8 @@ def resolve_source(path: Path, fmt: str) -> tuple[Path, str]:
         raise InputError(f"{path}: no such file or folder")
     if path.is_file() and path.suffix.lower() == ".zip":
         path = archives.unwrap(archives.extract(path, workspace.current().media_dir))
+    if fmt in ("auto", "csv") and (path / LABELS_CSV).is_file():
+        path = path / LABELS_CSV  # the layout `curate export --format csv` writes
     if fmt == "auto":
         fmt = detect_format(path)
     if (fmt == "csv") != path.is_file():

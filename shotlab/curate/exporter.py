@@ -1,0 +1,112 @@
+"""`shotlab curate export`: copy a dataset out in a layout `curate import` reads back.
+
+folder:   [split/]class/image   (multiclass, every sample labelled, splits all set or all unset)
+csv:      images/ + labels.csv  (filepath,label,split, or one-hot columns for multilabel)
+fiftyone: a FiftyOneDataset directory with its media (every field kept)
+
+Images are copied (never moved); the export folder must be new or empty, so nothing the user
+has there is overwritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from shotlab.core import store
+from shotlab.core.errors import InputError
+from shotlab.core.progress import progress_bar
+from shotlab.curate.importer import LABELS_CSV
+from shotlab.curate.readers.csvfile import MULTI_SEPARATOR
+
+
+@dataclass(frozen=True)
+class Item:
+    filepath: Path
+    labels: tuple[str, ...]
+    split: str | None
+    sha256: str
+
+
+def items_of(dataset) -> list[Item]:
+    return [Item(Path(f), labels, split, digest) for f, labels, split, digest in
+            zip(dataset.values("filepath"), store.sample_labels(dataset),
+                dataset.values("split"), dataset.values("sha256"))]
+
+
+def check_new_folder(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not an empty folder; choose a new export folder")
+
+
+def copy_unique(item: Item, folder: Path, used: set[Path]) -> Path:
+    """Copy the image into `folder`, adding a hash to its name if another file took the name."""
+    dest = folder / item.filepath.name
+    if dest in used:
+        dest = folder / f"{item.filepath.stem}-{item.sha256[:8]}{item.filepath.suffix}"
+    used.add(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(item.filepath, dest)
+    return dest
+
+
+def check_folder_layout(name: str, task: str, items: list[Item]) -> None:
+    hint = "use --format csv or fiftyone"
+    if task == "multilabel":
+        raise InputError(f"dataset '{name}' is multilabel; a folder tree holds one label per image ({hint})")
+    unlabeled = sum(not i.labels for i in items)
+    if unlabeled:
+        raise InputError(f"dataset '{name}' has {unlabeled} unlabeled samples, which a folder "
+                         f"tree cannot hold ({hint})")
+    unassigned = sum(i.split is None for i in items)
+    if 0 < unassigned < len(items):
+        raise InputError(f"dataset '{name}' has {unassigned} samples without a split; assign "
+                         f"splits first (`shotlab curate split`) or {hint}")
+
+
+def export_folder(dataset, out: Path) -> int:
+    items = items_of(dataset)
+    check_folder_layout(dataset.name, store.task_of(dataset), items)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[Path] = set()
+    for item in progress_bar(items, unit="img", desc="Exporting"):
+        copy_unique(item, out.joinpath(*filter(None, [item.split, item.labels[0]])), used)
+    return len(items)
+
+
+def export_csv(dataset, out: Path) -> int:
+    items = items_of(dataset)
+    multilabel = store.task_of(dataset) == "multilabel"
+    classes = store.class_names(dataset)
+    used: set[Path] = set()
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LABELS_CSV, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["filepath", *(classes if multilabel else ["label"]), "split"])
+        for item in progress_bar(items, unit="img", desc="Exporting"):
+            relative = copy_unique(item, out / "images", used).relative_to(out).as_posix()
+            labels = ([int(c in item.labels) for c in classes] if multilabel
+                      else [MULTI_SEPARATOR.join(item.labels)])
+            writer.writerow([relative, *labels, item.split or ""])
+    return len(items)
+
+
+def export_fiftyone(dataset, out: Path) -> int:
+    fo = store.fiftyone()
+    dataset.export(export_dir=str(out), dataset_type=fo.types.FiftyOneDataset, export_media=True)
+    return len(dataset)
+
+
+EXPORTERS = {"folder": export_folder, "csv": export_csv, "fiftyone": export_fiftyone}
+
+
+def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:
+    """Copy dataset `name` to `out` in format `fmt`; returns the number of samples exported."""
+    if fmt not in EXPORTERS:
+        raise InputError(f"unknown export format '{fmt}'; expected one of {', '.join(EXPORTERS)}")
+    dataset = store.load(name)
+    out = Path(out)
+    check_new_folder(out)
+    return EXPORTERS[fmt](dataset, out)

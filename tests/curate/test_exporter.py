@@ -1,0 +1,79 @@
+"""An export re-imports to the same labels and splits, in every format."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from shotlab.core import store
+from shotlab.core.errors import InputError
+from shotlab.curate.exporter import export_dataset
+from shotlab.curate.importer import import_path
+from tests.imaging import write_class_tree, write_image
+
+pytestmark = pytest.mark.fiftyone
+
+
+def contents(name: str) -> Counter:
+    """(sha256, labels, split) of every sample: what must survive a round trip."""
+    dataset = store.load(name)
+    return Counter(zip(dataset.values("sha256"), map(frozenset, store.sample_labels(dataset)),
+                       dataset.values("split")))
+
+
+@pytest.fixture
+def roundtrip(dataset_name):
+    created = []
+
+    def run(out, fmt, *, multilabel=False):
+        assert export_dataset(dataset_name, out, fmt) == len(store.load(dataset_name))
+        target = f"{dataset_name}-back-{fmt}"
+        created.append(target)
+        import_path(out, target, multilabel=multilabel, progress=False)
+        assert contents(target) == contents(dataset_name)
+
+    yield run
+    for name in created:
+        if name in store.list_datasets():
+            store.delete(name)
+
+
+def split_dataset(root, name):
+    write_class_tree(root, {"cat": 2, "big dog": 2}, split="train")
+    write_class_tree(root, {"cat": 1, "big dog": 1}, split="test", seed=50)
+    write_image(root / "train" / "cat" / "other" / "cat_0.png", seed=77)  # a clashing file name
+    import_path(root, name, progress=False)
+
+
+@pytest.mark.parametrize("fmt", ["folder", "csv", "fiftyone"])
+def test_multiclass_round_trip(tmp_path, dataset_name, roundtrip, fmt):
+    split_dataset(tmp_path / "src", dataset_name)
+    roundtrip(tmp_path / "out", fmt)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "fiftyone"])
+def test_multilabel_round_trip_with_unlabeled_and_unassigned(tmp_path, dataset_name, roundtrip, fmt):
+    for i, name in enumerate("abc"):
+        write_image(tmp_path / f"{name}.png", seed=i)
+    (tmp_path / "l.csv").write_text("filepath,cat,dog,split\na.png,1,1,train\nb.png,0,0,\nc.png,0,1,val\n")
+    import_path(tmp_path / "l.csv", dataset_name, multilabel=True, progress=False)
+    roundtrip(tmp_path / "out", fmt, multilabel=True)
+
+
+def test_folder_export_refuses_what_a_tree_cannot_hold(tmp_path, dataset_name):
+    split_dataset(tmp_path / "src", dataset_name)
+    write_class_tree(tmp_path / "more", {"cat": 1}, seed=90)
+    import_path(tmp_path / "more", dataset_name, progress=False)  # no split for this one
+    with pytest.raises(InputError, match="1 samples without a split.*--format csv or fiftyone"):
+        export_dataset(dataset_name, tmp_path / "out", "folder")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_never_writes_into_a_non_empty_folder(tmp_path, dataset_name):
+    split_dataset(tmp_path / "src", dataset_name)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="exists and is not an empty folder"):
+        export_dataset(dataset_name, tmp_path / "out", "csv")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]

@@ -1,0 +1,165 @@
+"""Importing into the real FiftyOne store: fields, idempotence, bad files, every source format."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from shotlab.core import store
+from shotlab.core.errors import InputError, StrictImportError
+from shotlab.curate.importer import import_path
+from tests.imaging import png_header_only, truncate, write_class_tree, write_image
+
+pytestmark = pytest.mark.fiftyone
+
+
+def by_name(name: str) -> dict[str, tuple]:
+    """file name -> (labels, split) for every sample of the dataset."""
+    dataset = store.load(name)
+    return {Path(f).name: (labels, split) for f, labels, split in
+            zip(dataset.values("filepath"), store.sample_labels(dataset), dataset.values("split"))}
+
+
+def fingerprint(folder: Path) -> dict[str, tuple]:
+    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def test_folder_import_records_every_field(tmp_path, dataset_name):
+    files = write_class_tree(tmp_path / "src", {"cat": 2, "Sports car": 1}, split="valid")
+    report = import_path(tmp_path / "src", dataset_name, progress=False)
+    assert (report.added, report.format, report.task, report.skipped) == (3, "folder", "multiclass", [])
+    sample = store.load(dataset_name).match({"filepath": str(files[0].resolve())}).first()
+    assert sample.ground_truth.label == "cat" and sample.split == "val"
+    assert sample.sha256 == hashlib.sha256(files[0].read_bytes()).hexdigest()
+    assert (sample.metadata.width, sample.metadata.height, sample.metadata.mime_type) == (32, 24, "image/png")
+    assert (sample.import_format, sample.import_path) == ("folder", str(tmp_path / "src"))
+    assert sample.imported_at is not None
+    assert by_name(dataset_name)["Sports_car_0.png"] == (("Sports car",), "val")
+
+
+def test_reimport_adds_nothing_and_new_files_only_once(tmp_path, dataset_name):
+    write_class_tree(tmp_path, {"cat": 3, "dog": 2})
+    import_path(tmp_path, dataset_name, progress=False)
+    again = import_path(tmp_path, dataset_name, progress=False)
+    assert (again.added, again.already_present) == (0, 5)
+    write_image(tmp_path / "dog" / "new.png", seed=99)
+    more = import_path(tmp_path, dataset_name, progress=False)
+    assert (more.added, more.already_present, len(store.load(dataset_name))) == (1, 5, 6)
+
+
+def test_exact_duplicates_are_both_kept_and_counted(tmp_path, dataset_name):
+    write_image(tmp_path / "cat" / "a.png", seed=7)
+    write_image(tmp_path / "dog" / "same-bytes.png", seed=7)  # same pixels, conflicting label
+    write_image(tmp_path / "dog" / "b.png", seed=8)
+    report = import_path(tmp_path, dataset_name, progress=False)
+    assert (report.added, report.duplicate_groups, report.conflicting_groups) == (3, 1, 1)
+    digests = store.load(dataset_name).values("sha256")
+    assert len(set(digests)) == 2
+
+
+def make_bad_files(folder: Path) -> dict[str, str]:
+    """Every kind of bad file, in a class folder; returns file name -> expected reason part."""
+    write_image(folder / "good.png", seed=1)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("hello")
+    truncate(write_image(folder / "cut.jpg", size=(64, 64), seed=2))
+    truncate(write_image(folder / "cut.png", size=(64, 64), seed=3))
+    png_header_only(folder / "bomb.png", 50_000, 50_000)
+    (folder / "link.png").symlink_to(folder / "nowhere.png")
+    return {"empty.jpg": "empty file", "text.jpg": "not an image", "cut.jpg": "truncated",
+            "cut.png": "truncated", "bomb.png": "decompression bomb", "link.png": "broken symlink"}
+
+
+def test_bad_files_are_skipped_named_and_never_touched(tmp_path, dataset_name):
+    expected = make_bad_files(tmp_path / "src" / "cat")
+    before = fingerprint(tmp_path / "src")
+    report = import_path(tmp_path / "src", dataset_name, progress=False)
+    assert report.added == 1
+    found = {Path(s.path).name: s.reason for s in report.skipped}
+    assert set(found) == set(expected)
+    for name, part in expected.items():
+        assert part in found[name], (name, found[name])
+    assert fingerprint(tmp_path / "src") == before
+    assert list(by_name(dataset_name)) == ["good.png"]
+
+
+def test_strict_import_fails_before_adding_anything(tmp_path, dataset_name):
+    make_bad_files(tmp_path / "cat")
+    with pytest.raises(StrictImportError, match="files would be skipped .* nothing was imported"):
+        import_path(tmp_path, dataset_name, strict=True, progress=False)
+    assert dataset_name not in store.list_datasets()
+
+
+def test_multilabel_csv_and_task_mismatch(tmp_path, dataset_name):
+    for i, name in enumerate("abc"):
+        write_image(tmp_path / f"{name}.png", seed=i)
+    (tmp_path / "labels.csv").write_text("filepath,cat,dog,split\na.png,1,1,train\nb.png,0,0,test\nc.png,0,1,\n")
+    with pytest.raises(InputError, match="1 images have several labels .* import with --multilabel"):
+        import_path(tmp_path / "labels.csv", dataset_name, progress=False)
+    import_path(tmp_path / "labels.csv", dataset_name, multilabel=True, progress=False)
+    assert by_name(dataset_name) == {"a.png": (("cat", "dog"), "train"), "b.png": ((), "test"),
+                                     "c.png": (("dog",), None)}
+    assert store.task_of(store.load(dataset_name)) == "multilabel"
+    write_class_tree(tmp_path / "more", {"cat": 1})
+    with pytest.raises(InputError, match="is multilabel; cannot add multiclass labels"):
+        import_path(tmp_path / "more", dataset_name, progress=False)
+
+
+def roboflow_folder_zip(tmp_path: Path) -> Path:
+    """A zip in Roboflow's `folder` export layout."""
+    src = tmp_path / "rf"
+    (src / "README.roboflow.txt").parent.mkdir(parents=True)
+    (src / "README.roboflow.txt").write_text("exported via roboflow.com")
+    seed = 0
+    for split, n in (("train", 2), ("valid", 1), ("test", 1)):
+        for cls in ("Sports car", "truck"):
+            for i in range(n):
+                seed += 1
+                write_image(src / split / cls / f"{cls[0]}{i}_jpg.rf.{split}{i}ab.jpg", seed=seed, fmt="JPEG")
+    zip_path = tmp_path / "vehicles.v3i.folder.zip"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        for f in src.rglob("*"):
+            if f.is_file():
+                z.write(f, f.relative_to(src))
+    return zip_path
+
+
+def test_roboflow_zip_imports_from_the_workspace_copy(tmp_path, dataset_name):
+    zip_path = roboflow_folder_zip(tmp_path)
+    zip_bytes = zip_path.read_bytes()
+    report = import_path(zip_path, dataset_name, progress=False)
+    assert (report.format, report.added, report.ignored) == ("roboflow", 8, 1)
+    assert zip_path.read_bytes() == zip_bytes
+    labels = by_name(dataset_name)
+    assert labels["S0_jpg.rf.valid0ab.jpg"] == (("Sports car",), "val")
+    assert labels["t0_jpg.rf.test0ab.jpg"] == (("truck",), "test")
+    counts = store.class_counts(store.load(dataset_name))
+    assert {k: dict(v) for k, v in counts.items()} == {
+        "Sports car": {"train": 2, "val": 1, "test": 1}, "truck": {"train": 2, "val": 1, "test": 1}}
+    assert import_path(zip_path, dataset_name, progress=False).added == 0
+
+
+def test_fiftyone_export_directories(tmp_path, dataset_name):
+    fo = store.fiftyone()
+    write_class_tree(tmp_path / "src", {"cat": 2, "dog": 1}, split="train")
+    import_path(tmp_path / "src", dataset_name, progress=False)
+    source = store.load(dataset_name)
+    source.export(export_dir=str(tmp_path / "fo-classification"), label_field="ground_truth",
+                  dataset_type=fo.types.FiftyOneImageClassificationDataset)
+    source.export(export_dir=str(tmp_path / "fo-dataset"), dataset_type=fo.types.FiftyOneDataset)
+    for kind in ("fo-classification", "fo-dataset"):
+        target = f"{dataset_name}-{kind}"
+        try:
+            report = import_path(tmp_path / kind, target, progress=False)
+            assert (report.format, report.added) == ("fiftyone", 3)
+            labels = sorted(store.sample_labels(store.load(target)))
+            assert labels == [("cat",), ("cat",), ("dog",)]
+            if kind == "fo-dataset":  # the full format keeps every field, the split included
+                assert store.load(target).values("split") == ["train"] * 3
+        finally:
+            if fo.dataset_exists(target):
+                fo.delete_dataset(target)

@@ -1,0 +1,132 @@
+"""Readers turn a source into labelled paths, and report what they cannot follow."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+from shotlab.core.errors import InputError
+from shotlab.curate import archives
+from shotlab.curate.readers.csvfile import read_table
+from shotlab.curate.readers.folder import read_folder
+from shotlab.curate.readers.roboflow import looks_like_roboflow, read_roboflow
+from tests.imaging import write_class_tree, write_image
+
+
+def labelled(scan) -> dict[str, tuple]:
+    return {r.path.name: (r.labels, r.split) for r in scan.records}
+
+
+def test_class_tree_keeps_names_and_nesting(tmp_path):
+    write_class_tree(tmp_path, {"Sports car": 2, "truck": 1})
+    write_image(tmp_path / "truck" / "night" / "deep.jpg")
+    (tmp_path / "truck" / "notes.txt").write_text("x")
+    (tmp_path / ".hidden").mkdir()
+    write_image(tmp_path / ".hidden" / "h.png")
+    write_image(tmp_path / "loose.png")
+    scan = read_folder(tmp_path)
+    assert labelled(scan) == {"Sports_car_0.png": (("Sports car",), None),
+                              "Sports_car_1.png": (("Sports car",), None),
+                              "truck_0.png": (("truck",), None), "deep.jpg": (("truck",), None)}
+    assert [p.name for p in scan.ignored] == ["notes.txt"]
+    assert [(s.path.endswith("loose.png"), "no label" in s.reason) for s in scan.skipped] == [(True, True)]
+
+
+@pytest.mark.parametrize("folder, split", [("train", "train"), ("val", "val"), ("valid", "val"),
+                                           ("Validation", "val"), ("test", "test")])
+def test_split_folders_are_normalised(tmp_path, folder, split):
+    write_class_tree(tmp_path, {"cat": 1}, split=folder)
+    assert labelled(read_folder(tmp_path)) == {"cat_0.png": (("cat",), split)}
+
+
+def test_split_and_class_folders_mixed_is_an_error(tmp_path):
+    write_class_tree(tmp_path, {"cat": 1}, split="train")
+    write_class_tree(tmp_path, {"dog": 1})
+    with pytest.raises(InputError, match="mixes split folders \\(train\\) with class folders \\(dog\\)"):
+        read_folder(tmp_path)
+
+
+def test_csv_with_label_and_split_columns(tmp_path):
+    write_image(tmp_path / "img" / "a.png")
+    write_image(tmp_path / "img" / "b.png", seed=1)
+    (tmp_path / "labels.csv").write_text("filepath,label,split\nimg/a.png,cat,valid\nimg/b.png,dog,\n")
+    assert labelled(read_table(tmp_path / "labels.csv", multilabel=False)) == {
+        "a.png": (("cat",), "val"), "b.png": (("dog",), None)}
+
+
+def test_csv_one_hot_and_multilabel_column(tmp_path):
+    for i, name in enumerate("abc"):
+        write_image(tmp_path / f"{name}.png", seed=i)
+    (tmp_path / "onehot.csv").write_text("filename, cat, big dog\na.png, 1, 1\nb.png, 0, 0\nc.png, 0, 1\n")
+    assert labelled(read_table(tmp_path / "onehot.csv", multilabel=True)) == {
+        "a.png": (("cat", "big dog"), None), "b.png": ((), None), "c.png": (("big dog",), None)}
+    (tmp_path / "multi.csv").write_text("filepath,labels\na.png,cat;dog\nb.png,\n")
+    assert labelled(read_table(tmp_path / "multi.csv", multilabel=True)) == {
+        "a.png": (("cat", "dog"), None), "b.png": ((), None)}
+
+
+def test_csv_rows_outside_missing_or_malformed_are_reported(tmp_path):
+    inside = tmp_path / "data"
+    write_image(inside / "ok.png")
+    write_image(tmp_path / "outside.png", seed=1)
+    (inside / "labels.csv").write_text(
+        f"filepath,cat,dog\nok.png,1,0\n../outside.png,1,0\n{tmp_path / 'outside.png'},0,1\n"
+        "missing.png,1,0\nok.png,yes,0\n")
+    scan = read_table(inside / "labels.csv", multilabel=False)
+    assert [r.path.name for r in scan.records] == ["ok.png"]
+    reasons = [(s.path, s.reason) for s in scan.skipped]
+    assert reasons[0] == (f"{tmp_path / 'outside.png'} (row 3 of labels.csv)",
+                          f"outside the CSV's folder {inside}; move the file under it")
+    assert reasons[1][0].endswith("(row 4 of labels.csv)") and "outside" in reasons[1][1]
+    assert reasons[2] == (f"{inside / 'missing.png'} (row 5 of labels.csv)", "file not found")
+    assert reasons[3][1] == "row 6 of labels.csv: column 'cat' is 'yes', expected 0 or 1"
+
+
+def test_csv_without_a_path_column(tmp_path):
+    (tmp_path / "x.csv").write_text("name,label\na.png,cat\n")
+    with pytest.raises(InputError, match="x.csv: no file path column in \\['name', 'label'\\]"):
+        read_table(tmp_path / "x.csv", multilabel=False)
+
+
+def test_roboflow_multiclass_layout(tmp_path):
+    for split in ("train", "valid"):
+        write_image(tmp_path / split / "a_jpg.rf.0123.jpg")
+        write_image(tmp_path / split / "b_jpg.rf.4567.jpg", seed=1)
+        (tmp_path / split / "_classes.csv").write_text(
+            "filename, Sports car, Truck\na_jpg.rf.0123.jpg, 1, 0\nb_jpg.rf.4567.jpg, 0, 0\n")
+    assert looks_like_roboflow(tmp_path)
+    scan = read_roboflow(tmp_path, multilabel=True)
+    assert sorted((r.path.parent.name, r.path.name, r.labels, r.split) for r in scan.records) == [
+        ("train", "a_jpg.rf.0123.jpg", ("Sports car",), "train"),
+        ("train", "b_jpg.rf.4567.jpg", (), "train"),
+        ("valid", "a_jpg.rf.0123.jpg", ("Sports car",), "val"),
+        ("valid", "b_jpg.rf.4567.jpg", (), "val")]
+
+
+def test_zip_is_extracted_once_into_the_workspace(tmp_path):
+    source = tmp_path / "src"
+    write_class_tree(source, {"cat": 2}, split="train")
+    zip_path = tmp_path / "export.zip"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        for f in source.rglob("*.png"):
+            z.write(f, f"export/{f.relative_to(source)}")
+    media = tmp_path / "media"
+    first = archives.extract(zip_path, media)
+    assert first.parent == media and (first / "export" / "train" / "cat" / "cat_0.png").is_file()
+    assert archives.unwrap(first) == first / "export"  # not into train/ nor cat/
+    assert archives.unwrap(first / "export" / "train") == first / "export" / "train"
+    stamp = (first / "export" / "train" / "cat" / "cat_0.png").stat().st_mtime_ns
+    assert archives.extract(zip_path, media) == first
+    assert (first / "export" / "train" / "cat" / "cat_0.png").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("entry", ["../evil.png", "a/../../evil.png", "/abs/evil.png"])
+def test_zip_entries_escaping_the_folder_are_refused(tmp_path, entry):
+    zip_path = tmp_path / "bad.zip"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        z.writestr("ok/a.png", b"x")
+        z.writestr(entry, b"x")
+    with pytest.raises(InputError, match="would be written outside the extraction folder"):
+        archives.extract(zip_path, tmp_path / "media")
+    assert not (tmp_path / "media").exists() and not (tmp_path / "evil.png").exists()

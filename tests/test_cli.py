@@ -1,0 +1,133 @@
+"""Every command: --help, success, and bad input (exit code and message checked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from shotlab.core.errors import InputError
+from tests.imaging import truncate, write_class_tree, write_image
+
+COMMANDS = [[], ["curate"], ["curate", "import"], ["curate", "pull"], ["curate", "pull", "roboflow"],
+            ["curate", "list"], ["curate", "info"], ["curate", "delete"], ["curate", "export"],
+            ["curate", "app"]]
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "shotlab")
+def test_help(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0 and "Usage: " in result.output
+
+
+def test_help_imports_no_heavy_library():
+    code = ("import runpy, sys\nsys.argv = ['shotlab', '--help']\n"
+            "try:\n    runpy.run_module('shotlab', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "heavy = {'torch', 'fiftyone', 'cv2', 'PIL', 'numpy'}\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_version():
+    assert run("--version").output.strip() == "shotlab, version 0.1.0"
+
+
+@pytest.mark.fiftyone
+def test_import_info_list_export_delete(tmp_path, dataset_name):
+    write_class_tree(tmp_path / "src", {"cat": 3, "dog": 2}, split="train")
+    write_class_tree(tmp_path / "src", {"cat": 1, "dog": 1}, split="valid", seed=70)
+    result = run("curate", "import", tmp_path / "src", "--name", dataset_name)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Imported 7 new samples into '{dataset_name}' (multiclass)")
+
+    info = run("curate", "info", dataset_name)
+    assert info.exit_code == 0 and "7 samples, 2 classes, imbalance ratio 1.3" in info.output
+    assert [line.split() for line in info.output.splitlines() if line.startswith("cat")] == [
+        ["cat", "3", "1", "4"]]
+    data = json.loads(run("curate", "info", dataset_name, "--json").output)
+    assert data["classes"] == {"cat": {"train": 3, "val": 1}, "dog": {"train": 2, "val": 1}}
+
+    listed = json.loads(run("curate", "list", "--json").output)
+    assert {"name": dataset_name, "task": "multiclass", "samples": 7} in listed
+    assert dataset_name in run("curate", "list").output
+
+    exported = run("curate", "export", dataset_name, tmp_path / "out", "--format", "folder")
+    assert exported.exit_code == 0 and (tmp_path / "out" / "val" / "dog").is_dir()
+
+    assert run("curate", "delete", dataset_name, input="n\n").exit_code == 1  # declined
+    deleted = run("curate", "delete", dataset_name, "--yes")
+    assert deleted.exit_code == 0 and "image files were not touched" in deleted.output
+    assert (tmp_path / "src" / "train" / "cat" / "cat_0.png").is_file()
+
+
+@pytest.mark.fiftyone
+def test_import_reports_skipped_files_and_json(tmp_path, dataset_name):
+    write_class_tree(tmp_path, {"cat": 2})
+    truncate(write_image(tmp_path / "cat" / "broken.jpg", size=(64, 64)))
+    result = run("curate", "import", tmp_path, "--name", dataset_name, "--json")
+    report = json.loads(result.output)
+    assert (report["added"], len(report["skipped"])) == (2, 1)
+    assert report["skipped"][0]["path"].endswith("broken.jpg")
+
+
+@pytest.mark.fiftyone
+def test_small_class_warning(tmp_path, dataset_name):
+    write_class_tree(tmp_path, {"cat": 6, "rare": 1})
+    run("curate", "import", tmp_path, "--name", dataset_name)
+    info = run("curate", "info", dataset_name)
+    assert "warning: class 'rare' has only 1 image (fewer than 5); add more" in info.output
+    assert "imbalance ratio 6.0" in info.output
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["curate", "import", "/no/such/folder", "--name", "x"], 2, "/no/such/folder: no such file or folder"),
+    (["curate", "info", "no-such-dataset"], 2, "no dataset named 'no-such-dataset'"),
+    (["curate", "export", "no-such-dataset", "out"], 2, "no dataset named 'no-such-dataset'"),
+    (["curate", "delete", "no-such-dataset", "--yes"], 2, "create it with `shotlab curate import"),
+    (["curate", "import", ".", "--name", "x", "--format", "zip"], 2, "Invalid value for '--format'"),
+])
+@pytest.mark.fiftyone
+def test_bad_input_exits_2_with_one_line(args, code, message):
+    result = run(*args)
+    assert result.exit_code == code
+    assert message in result.output
+    lines = result.output.strip().splitlines()
+    assert len([line for line in lines if line.startswith("Error: ")]) == 1
+    if not lines[0].startswith("Usage:"):  # shotlab's own errors: one line, no usage block
+        assert len(lines) == 1
+
+
+@pytest.mark.fiftyone
+def test_strict_import_fails_with_exit_1(tmp_path, dataset_name):
+    write_class_tree(tmp_path, {"cat": 1})
+    (tmp_path / "cat" / "empty.png").write_bytes(b"")
+    result = run("curate", "import", tmp_path, "--name", dataset_name, "--strict")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: 1 files would be skipped (first: ")
+    assert "empty.png: empty file (0 bytes)); nothing was imported" in result.output
+
+
+def test_debug_shows_the_exception():
+    result = run("--debug", "curate", "import", "/no/such/folder", "--name", "x")
+    assert isinstance(result.exception, InputError)
+
+
+def test_workspace_option_isolates_the_database(tmp_path):
+    """A separate workspace has its own database: the test datasets are not visible there."""
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    env.pop("SHOTLAB_HOME")
+    out = subprocess.run([sys.executable, "-m", "shotlab", "--workspace", str(tmp_path / "ws"),
+                          "curate", "list", "--json"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+    assert (tmp_path / "ws" / "db").is_dir() and not (tmp_path / "home" / ".fiftyone").exists()
