@@ -21,6 +21,11 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(line(row) for row in cells)
 
 
+def plural(count: int, word: str) -> str:
+    """'1 file', '2 files'."""
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
 def _default(value):
     if isinstance(value, (datetime, Path)):
         return str(value)

@@ -20,18 +20,20 @@ def curate(ctx: click.Context) -> None:
 
 
 def echo_import_report(report, as_json: bool) -> None:
-    from shotlab.core.output import echo_json
+    from shotlab.core.output import echo_json, plural
 
     if as_json:
         return echo_json(report.to_dict())
-    click.echo(f"Imported {report.added} new samples into '{report.name}' ({report.task}) from "
-               f"{report.source} [{report.format}]; {report.already_present} were already there, "
-               f"{len(report.skipped)} skipped, {report.ignored} ignored (not image files).")
+    click.echo(f"Imported {plural(report.added, 'new sample')} into '{report.name}' "
+               f"({report.task}) from {report.source} [{report.format}]; "
+               f"{report.already_present} already there, {len(report.skipped)} skipped, "
+               f"{report.ignored} ignored (not image files).")
     for item in report.skipped:
         click.echo(f"  skipped {item.path}: {item.reason}")
     if report.duplicate_groups:
-        click.echo(f"Exact duplicates: {report.duplicate_groups} groups of identical files "
-                   f"({report.conflicting_groups} with conflicting labels); all copies were kept.")
+        click.echo(f"Exact duplicates: {plural(report.duplicate_groups, 'group')} of identical "
+                   f"files ({report.conflicting_groups} with conflicting labels); "
+                   f"all copies were kept.")
 
 
 @curate.command("import")

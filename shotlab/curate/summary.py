@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from shotlab.core import store
-from shotlab.core.output import table
+from shotlab.core.output import plural, table
 
 # Below this many images a class cannot be split three ways and still be cross-validated (5-fold).
 MIN_PER_CLASS = 5
@@ -44,7 +44,7 @@ def imbalance_ratio(totals: dict[str, int]) -> float | None:
 
 
 def class_warnings(totals: dict[str, int], min_per_class: int) -> list[str]:
-    return [f"class '{name}' has only {n} image{'s' * (n != 1)} (fewer than {min_per_class}); "
+    return [f"class '{name}' has only {plural(n, 'image')} (fewer than {min_per_class}); "
             f"add more before training" for name, n in totals.items()
             if name != "(unlabeled)" and n < min_per_class]
 
