@@ -134,7 +134,11 @@ def connect(workspace: "Workspace") -> str:
 
 def leave(workspace: "Workspace", client: _Lock) -> None:
     """At exit: stop the server if no other shotlab process is using it."""
-    starter = _Lock(workspace.home / START_LOCK, fcntl.LOCK_EX)
+    try:
+        starter = _Lock(workspace.home / START_LOCK, fcntl.LOCK_EX)
+    except FileNotFoundError:  # the workspace was deleted under us: nothing left to stop
+        client.release()
+        return
     try:
         try:
             fcntl.flock(client.file, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -9,6 +9,7 @@ unlabeled), `split` (train/val/test, or None when unassigned), `sha256`, `metada
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections import Counter
@@ -33,11 +34,22 @@ def fiftyone():
     (or found) and its URI set before that.
     """
     active = workspace.current()
-    if "fiftyone" not in sys.modules:
+    first = "fiftyone" not in sys.modules
+    if first:
         os.environ["FIFTYONE_DATABASE_URI"] = active.database_uri or database.connect(active)
     import fiftyone as fo
 
+    if first:
+        logs_to_stderr("fiftyone", "eta")
     return fo
+
+
+def logs_to_stderr(*names: str) -> None:
+    """Move these loggers' console output to stderr: stdout is for shotlab's own output (--json)."""
+    for name in names:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
 
 
 def list_datasets() -> list[str]:
@@ -45,27 +57,31 @@ def list_datasets() -> list[str]:
 
 
 def load(name: str) -> "fo.Dataset":
-    fo = fiftyone()
-    if not fo.dataset_exists(name):
+    dataset = find(name)
+    if dataset is None:
         raise DatasetNotFoundError(name, list_datasets())
-    return fo.load_dataset(name)
+    return dataset
 
 
 def task_of(dataset: "fo.Dataset") -> str:
     return dataset.info.get(INFO_KEY, {}).get("task", "multiclass")
 
 
-def open_or_create(name: str, task: str) -> "fo.Dataset":
-    """The named dataset, created (persistent) for `task` if new; a task mismatch is an error."""
+def find(name: str) -> "fo.Dataset | None":
     fo = fiftyone()
-    if fo.dataset_exists(name):
-        dataset = fo.load_dataset(name)
-        if task_of(dataset) != task:
-            flag = "without --multilabel" if task_of(dataset) == "multiclass" else "with --multilabel"
-            raise InputError(f"dataset '{name}' is {task_of(dataset)}; cannot add {task} labels "
-                             f"(import {flag}, or choose another --name)")
-        return dataset
-    dataset = fo.Dataset(name, persistent=True)
+    return fo.load_dataset(name) if fo.dataset_exists(name) else None
+
+
+def require_task(dataset: "fo.Dataset", task: str) -> None:
+    if task_of(dataset) != task:
+        flag = "without --multilabel" if task_of(dataset) == "multiclass" else "with --multilabel"
+        raise InputError(f"dataset '{dataset.name}' is {task_of(dataset)}; cannot add {task} "
+                         f"labels (import {flag}, or choose another --name)")
+
+
+def create(name: str, task: str) -> "fo.Dataset":
+    """A new persistent dataset for `task` with shotlab's fields declared."""
+    dataset = fiftyone().Dataset(name, persistent=True)
     declare_fields(dataset, task)
     dataset.info[INFO_KEY] = {"task": task, "schema": 1}
     dataset.save()
@@ -80,6 +96,7 @@ def declare_fields(dataset: "fo.Dataset", task: str) -> None:
     for name in ("split", "sha256", "import_format", "import_path"):
         dataset.add_sample_field(name, fo.StringField)
     dataset.add_sample_field("imported_at", fo.DateTimeField)
+    dataset.add_sample_field("metadata", fo.EmbeddedDocumentField, embedded_doc_type=fo.ImageMetadata)
     dataset.create_index("sha256")
 
 

@@ -79,7 +79,8 @@ def pull() -> None:
               show_default=True, help="Roboflow export format to download.")
 @click.option("--multilabel", is_flag=True, help="Import multiclass exports as multilabel.")
 @click.option("--api-key", envvar="ROBOFLOW_API_KEY",
-              help="Roboflow API key [env ROBOFLOW_API_KEY; else Roboflow's own config]. "
+              help="Roboflow API key; prefer the env ROBOFLOW_API_KEY or Roboflow's own config "
+                   "(`roboflow login`), as a key on the command line shows in `ps`. "
                    "shotlab never stores it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the import report as JSON.")
 def pull_roboflow(ref: str, name: str | None, fmt: str, multilabel: bool, api_key: str | None,

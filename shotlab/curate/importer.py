@@ -97,23 +97,29 @@ def check_task(records: list[Record], multilabel: bool, source: Path) -> None:
                          f"import with --multilabel")
 
 
-def unique_records(records: list[Record]) -> tuple[list[Record], list[Skipped]]:
-    """One record per resolved path: a sample's identity is its resolved file path."""
-    seen: set[Path] = set()
-    kept, repeats = [], []
+def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipped]]:
+    """Records keyed by resolved path (a sample's identity), the first one winning."""
+    unique: dict[str, Record] = {}
+    repeats = []
     for record in records:
-        key = record.path.resolve()
-        if key in seen:
+        filepath = os.path.realpath(record.path)
+        if filepath in unique:
             repeats.append(Skipped(str(record.path), "listed more than once; the first entry was used"))
         else:
-            seen.add(key)
-            kept.append(record)
-    return kept, repeats
+            unique[filepath] = record
+    return unique, repeats
 
 
-def inspect_all(records: list[Record], *, max_pixels: int, workers: int,
-                progress: bool | None) -> tuple[list[tuple[Record, ImageFacts]], list[Skipped]]:
-    """Hash and decode every file in a thread pool (decoding and hashing release the GIL)."""
+Checked = tuple[str, Record, ImageFacts]  # resolved path, what the source said, what the file is
+
+
+def inspect_all(candidates: dict[str, Record], *, max_pixels: int, workers: int,
+                progress: bool | None) -> tuple[list[Checked], list[Skipped]]:
+    """Hash and decode every file in a thread pool.
+
+    Large photos gain from the threads (decoding releases the GIL); small images are limited by
+    Python overhead, so expect little gain there (see benchmarks/results/import_speed.md).
+    """
     def check(record: Record) -> ImageFacts | Skipped:
         try:
             return inspect_image(record.path, max_pixels=max_pixels)
@@ -122,36 +128,34 @@ def inspect_all(records: list[Record], *, max_pixels: int, workers: int,
 
     valid, skipped = [], []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(check, records)
-        for record, result in progress_bar(zip(records, results), enabled=progress,
-                                           total=len(records), unit="img", desc="Checking images"):
+        results = pool.map(check, candidates.values())
+        for (filepath, record), result in progress_bar(
+                zip(candidates.items(), results), enabled=progress, total=len(candidates),
+                unit="img", desc="Checking images"):
             if isinstance(result, Skipped):
                 skipped.append(result)
             else:
-                valid.append((record, result))
+                valid.append((filepath, record, result))
     return valid, skipped
 
 
-def make_sample(record: Record, facts: ImageFacts, task: str, source: dict):
+def make_sample(checked: Checked, task: str, source: dict):
     fo = store.fiftyone()
+    filepath, record, facts = checked
     metadata = fo.ImageMetadata(size_bytes=facts.size_bytes, mime_type=facts.mime_type,
                                 width=facts.width, height=facts.height,
                                 num_channels=facts.channels)
-    return fo.Sample(filepath=str(record.path.resolve()), ground_truth=store.make_label(record.labels, task),
+    return fo.Sample(filepath=filepath, ground_truth=store.make_label(record.labels, task),
                      split=record.split, sha256=facts.sha256, metadata=metadata, **source)
 
 
-def add_new(dataset, valid: list[tuple[Record, ImageFacts]], task: str, source: dict,
-            progress: bool | None) -> int:
-    """Add the samples whose resolved path is not in the dataset; return how many were added."""
-    existing = set(dataset.values("filepath"))
-    new = [(r, f) for r, f in valid if str(r.path.resolve()) not in existing]
-    with progress_bar(enabled=progress, total=len(new), unit="img", desc="Adding to dataset") as bar:
-        for start in range(0, len(new), BATCH):
-            batch = [make_sample(r, f, task, source) for r, f in new[start:start + BATCH]]
-            dataset.add_samples(batch, progress=False)
+def add_all(dataset, checked: list[Checked], task: str, source: dict, progress: bool | None) -> None:
+    with progress_bar(enabled=progress, total=len(checked), unit="img", desc="Adding to dataset") as bar:
+        for start in range(0, len(checked), BATCH):
+            batch = [make_sample(c, task, source) for c in checked[start:start + BATCH]]
+            # The fields are declared when the dataset is created (store.declare_fields).
+            dataset.add_samples(batch, expand_schema=False, progress=False)
             bar.update(len(batch))
-    return len(new)
 
 
 def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: bool = False,
@@ -168,21 +172,26 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     given = Path(path).absolute()
     root, fmt = resolve_source(given, fmt)
     scan = read(root, fmt, multilabel)
-    records, repeats = unique_records(scan.records)
-    check_task(records, multilabel, given)
+    check_task(scan.records, multilabel, given)
     task = "multilabel" if multilabel else "multiclass"
-    valid, bad = inspect_all(records, max_pixels=max_pixels,
+    existing = store.find(name)
+    if existing is not None:
+        store.require_task(existing, task)
+    candidates, repeats = unique_records(scan.records)
+    known = set(existing.values("filepath")) if existing is not None else set()
+    new = {f: r for f, r in candidates.items() if f not in known}
+    valid, bad = inspect_all(new, max_pixels=max_pixels,
                              workers=workers or min(8, os.cpu_count() or 1), progress=progress)
     skipped = scan.skipped + repeats + bad
     if strict and skipped:
         raise StrictImportError(f"{len(skipped)} files would be skipped (first: {skipped[0].path}: "
                                 f"{skipped[0].reason}); nothing was imported (drop --strict to skip them)")
-    dataset = store.open_or_create(name, task)
+    dataset = existing if existing is not None else store.create(name, task)
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
-    added = add_new(dataset, valid, task, source, progress)
+    add_all(dataset, valid, task, source, progress)
     groups = exact_duplicate_groups(dataset.values("sha256"), store.sample_labels(dataset))
-    return ImportReport(name=name, task=task, source=str(given), format=fmt, added=added,
-                        already_present=len(valid) - added, skipped=skipped,
+    return ImportReport(name=name, task=task, source=str(given), format=fmt, added=len(valid),
+                        already_present=len(candidates) - len(new), skipped=skipped,
                         ignored=len(scan.ignored), duplicate_groups=len(groups),
                         conflicting_groups=sum(g.conflicting for g in groups))

@@ -49,6 +49,11 @@ def test_reimport_adds_nothing_and_new_files_only_once(tmp_path, dataset_name):
     write_image(tmp_path / "dog" / "new.png", seed=99)
     more = import_path(tmp_path, dataset_name, progress=False)
     assert (more.added, more.already_present, len(store.load(dataset_name))) == (1, 5, 6)
+    # Stored files are not read again on re-import (that is `curate check`'s job), so a file
+    # damaged since is still one of the samples, not a skip.
+    truncate(tmp_path / "cat" / "cat_0.png")
+    last = import_path(tmp_path, dataset_name, progress=False)
+    assert (last.added, last.already_present, last.skipped) == (0, 6, [])
 
 
 def test_exact_duplicates_are_both_kept_and_counted(tmp_path, dataset_name):
