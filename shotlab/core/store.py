@@ -16,7 +16,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from shotlab.core import database, workspace
-from shotlab.core.errors import DatasetNotFoundError, InputError
+from shotlab.core.errors import DatasetNotFoundError, InputError, ShotlabError
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -25,6 +25,7 @@ TASKS = ("multiclass", "multilabel")
 SPLITS = ("train", "val", "test")
 UNASSIGNED = "unassigned"
 INFO_KEY = "shotlab"
+_connected_uri: str | None = None  # set once this process has chosen its database
 
 
 def fiftyone():
@@ -33,10 +34,15 @@ def fiftyone():
     FiftyOne reads its configuration when first imported, so the workspace's server is started
     (or found) and its URI set before that.
     """
+    global _connected_uri
     active = workspace.current()
-    first = "fiftyone" not in sys.modules
+    first = _connected_uri is None
     if first:
-        os.environ["FIFTYONE_DATABASE_URI"] = active.database_uri or database.connect(active)
+        if "fiftyone" in sys.modules:
+            raise ShotlabError("fiftyone was imported before shotlab chose the workspace's "
+                               "database; import it through shotlab.core.store.fiftyone()")
+        _connected_uri = active.database_uri or database.connect(active)
+        os.environ["FIFTYONE_DATABASE_URI"] = _connected_uri
     import fiftyone as fo
 
     if first:
