@@ -6,6 +6,8 @@ A workspace is one folder (`--workspace`, else `$SHOTLAB_HOME`, else `~/.shotlab
                 its server runs while shotlab processes use it (see core/database.py)
     media/      images extracted from imported zip files (the user's zip is never touched)
     downloads/  Roboflow pulls
+    cache/      embeddings, keyed by backbone, weights, preprocessing and image sha256
+    runs/       training runs (checkpoint, manifest, metrics, plots)
 
 FiftyOne reads its configuration once, when it is first imported, so `activate()` must run before
 that. It also stops FiftyOne from reading the user's own `~/.fiftyone/config.json` or
@@ -62,9 +64,22 @@ class Workspace:
     def downloads_dir(self) -> Path:
         return self.home / "downloads"
 
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
 
 
 _active: Workspace | None = None
+
+
+def apply_offline_environment() -> None:
+    """Switch off the libraries' network calls; call before importing them."""
+    os.environ.update(OFFLINE_ENVIRONMENT)
 
 
 def activate(home: str | Path | None = None, database_uri: str | None = None) -> Workspace:
@@ -75,7 +90,7 @@ def activate(home: str | Path | None = None, database_uri: str | None = None) ->
         raise InputError(f"this process already uses the workspace {_active.home}; FiftyOne "
                          f"cannot switch to {workspace.home} (run a separate process)")
     workspace.home.mkdir(parents=True, exist_ok=True)
-    os.environ.update(OFFLINE_ENVIRONMENT)
+    apply_offline_environment()
     os.environ.pop("FIFTYONE_DATABASE_URI", None)  # set by store.fiftyone(), never inherited
     os.environ["FIFTYONE_CONFIG_PATH"] = str(workspace.home / "fiftyone-config.json")
     _active = workspace

@@ -1,0 +1,105 @@
+"""Embeddings: pooled backbone features, extracted in batches and cached per image.
+
+The cache key is (backbone, weights hash, preprocessing) -> a folder, and the image's sha256 -> a
+file in it, so a second run over the same images does no forward pass at all, a renamed or
+moved file still hits the cache, and any change to weights or preprocessing misses it. Files are
+written atomically, so an interrupted run leaves nothing half-written. Curation (label issues,
+near duplicates) reuses the same cache through `extract`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from shotlab.core import workspace
+from shotlab.core.images import load_rgb
+from shotlab.core.preprocessing import Preprocessing
+from shotlab.core.progress import progress_bar
+from shotlab.train.backbones import Created, fingerprint
+
+
+class ImageFiles:
+    """A torch-style dataset: (model input, position) for each path; decoding happens in workers."""
+
+    def __init__(self, paths: list[str], preprocessing: Preprocessing):
+        self.paths = paths
+        self.preprocessing = preprocessing
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        return self.preprocessing.to_array(load_rgb(self.paths[index])), index
+
+
+def default_workers() -> int:
+    # Decoding runs beside the forward pass: keep a core for torch's own threads.
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def device_for(device: str | None = None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cache_folder(created: Created) -> Path:
+    return workspace.current().cache_dir / "embeddings" / fingerprint(created)
+
+
+def forward_batches(created: Created, paths: list[str], *, batch_size: int, workers: int,
+                    device: str, progress: bool | None):
+    """Yield (positions, features) for `paths`, in batches through a DataLoader."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    model = created.model.eval().to(device)
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    loader = DataLoader(ImageFiles(paths, created.preprocessing), batch_size=batch_size,
+                        num_workers=workers, pin_memory=on_gpu, persistent_workers=False)
+    with torch.inference_mode(), progress_bar(total=len(paths), enabled=progress, unit="img",
+                                              desc="Embedding") as bar:
+        for inputs, positions in loader:
+            inputs = inputs.to(device, non_blocking=on_gpu)
+            with torch.autocast("cuda", enabled=on_gpu):
+                features = model(inputs.contiguous(memory_format=torch.channels_last)
+                                 if on_gpu else inputs)
+            bar.update(len(positions))
+            yield positions.numpy(), features.float().cpu().numpy()
+
+
+def save_atomic(path: Path, vector: np.ndarray) -> None:
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    with open(partial, "wb") as f:
+        np.save(f, vector)
+    partial.replace(path)
+
+
+def extract(created: Created, paths: list[str], sha256s: list[str], *, batch_size: int = 32,
+            workers: int | None = None, device: str | None = None,
+            progress: bool | None = None, use_cache: bool = True) -> np.ndarray:
+    """Embeddings (n, d) float32 for the images, in order; cached images cost no forward pass.
+
+    `created` must be a feature extractor (`create_model(..., num_classes=0)`).
+    """
+    folder = cache_folder(created)
+    folder.mkdir(parents=True, exist_ok=True)
+    cached = {s: folder / f"{s}.npy" for s in set(sha256s)}
+    missing: dict[str, int] = {}  # sha256 -> first position: one forward pass per distinct image
+    for position, digest in enumerate(sha256s):
+        if digest not in missing and not (use_cache and cached[digest].is_file()):
+            missing[digest] = position
+    todo = list(missing.values())
+    if todo:
+        for positions, features in forward_batches(
+                created, [paths[i] for i in todo], batch_size=batch_size,
+                workers=default_workers() if workers is None else workers,
+                device=device_for(device), progress=progress):
+            for position, vector in zip(positions, features):
+                save_atomic(cached[sha256s[todo[position]]], vector)
+    return np.stack([np.load(cached[s]) for s in sha256s]).astype(np.float32)

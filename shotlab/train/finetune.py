@@ -1,0 +1,540 @@
+"""Fine-tuning a timm backbone: linear probe, partial unfreezing, full with layer-wise LR decay.
+
+`fit(manifest, config, run_dir)` trains on the manifest's train split, early-stops on the val
+split, and writes `checkpoints/last.pt` after every epoch (atomically, so a run killed with -9
+resumes from its last finished epoch) and `checkpoints/best.pt` when validation improves.
+
+Modes:
+- linear: the backbone is frozen; the head is trained on cached embeddings (no augmentation),
+  which costs one forward pass per image in total.
+- partial: the last `unfreeze_stages` stages (timm's coarse parameter groups) and the head train.
+- full: everything trains, with learning rates decaying by `layer_decay` per stage from the head
+  down (discriminative learning rates, as in BEiT/timm).
+AdamW with linear warm-up then cosine decay, label smoothing, a class-balanced sampler (or
+pos_weight for multilabel), albumentations presets, AMP (bf16) and channels_last on CUDA only.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shotlab.core.errors import InputError
+from shotlab.core.images import load_rgb
+from shotlab.core.progress import progress_bar
+from shotlab.train.augment import TrainTransform
+from shotlab.train.backbones import Created, create_model
+from shotlab.train.manifest import Entry, Manifest
+
+MODES = ("linear", "partial", "full")
+BALANCE = ("sampler", "loss", "none")
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "lite0"
+    mode: str = "partial"
+    epochs: int = 15  # few-shot sets converge fast; early stopping ends most runs sooner
+    batch_size: int = 16  # small sets: more steps per epoch beat bigger batches
+    lr: float = 1e-3  # the head's learning rate; backbone groups get lr * layer_decay**depth
+    layer_decay: float = 0.7  # per stage below the head (full mode)
+    unfreeze_stages: int = 2  # partial mode: the last two stages adapt, the rest stay ImageNet
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1  # few labels, some wrong: do not let the model be certain
+    balance: str = "sampler"
+    augment: str = "standard"
+    patience: int = 4  # epochs without validation improvement before stopping
+    seed: int = 0
+    device: str | None = None
+    workers: int | None = None
+    weights: str | None = None
+    allow_download: bool = False
+    unsafe: list[str] = field(default_factory=list)
+    target_recall: float = 0.95
+
+    def check(self) -> "TrainConfig":
+        for name, value, allowed in (("mode", self.mode, MODES), ("balance", self.balance, BALANCE)):
+            if value not in allowed:
+                raise InputError(f"The '{name}' option must be one of {', '.join(allowed)}. "
+                                 f"Got '{value}' instead.")
+        for name in ("epochs", "batch_size", "unfreeze_stages"):
+            if getattr(self, name) < 1:
+                raise InputError(f"The '{name}' option must be at least 1. "
+                                 f"Got {getattr(self, name)} instead.")
+        if not 0 < self.lr < 1:
+            raise InputError(f"The 'lr' option must be in (0, 1). Got {self.lr} instead.")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class LabelledImages:
+    """(input, target) pairs for entries, decoded in DataLoader workers."""
+
+    def __init__(self, entries: list[Entry], targets: np.ndarray, transform):
+        self.entries, self.targets, self.transform = entries, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int):
+        return self.transform(load_rgb(self.entries[index].filepath)), self.targets[index]
+
+
+def class_weights(targets: np.ndarray, task: str, num_classes: int) -> np.ndarray:
+    """Inverse class frequency per sample (multiclass) or per class pos_weight (multilabel)."""
+    if task == "multilabel":
+        positives = targets.sum(axis=0).clip(min=1)
+        return ((len(targets) - positives) / positives).astype(np.float32)
+    counts = np.bincount(targets, minlength=num_classes).clip(min=1)
+    return (1.0 / counts[targets]).astype(np.float64)
+
+
+def train_loader(entries, targets, created: Created, config: TrainConfig, task: str, generator):
+    import torch
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+
+    from shotlab.train.embeddings import default_workers
+
+    dataset = LabelledImages(entries, targets, TrainTransform(created.preprocessing, config.augment))
+    sampler = None
+    if config.balance == "sampler" and task == "multiclass":
+        weights = torch.as_tensor(class_weights(targets, task, len(created.preprocessing.class_names)))
+        sampler = WeightedRandomSampler(weights, num_samples=len(entries), replacement=True,
+                                        generator=generator)
+    workers = default_workers() if config.workers is None else config.workers
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None,
+                      sampler=sampler, generator=generator, num_workers=workers,
+                      worker_init_fn=seed_worker, drop_last=False,
+                      pin_memory=str(config.device or "").startswith("cuda"))
+
+
+def seed_worker(worker_id: int) -> None:
+    import torch
+
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def stage_groups(model) -> list[list[str]]:
+    """Parameter names by stage, stem first, the classifier excluded (timm's coarse groups)."""
+    from timm.models import group_parameters
+
+    head = {f"{n}" for n, _ in named_head_parameters(model)}
+    groups = group_parameters(model, model.group_matcher(coarse=True))
+    return [[n for n in names if n not in head] for _, names in sorted(groups.items())
+            if any(n not in head for n in names)]
+
+
+def named_head_parameters(model):
+    head_ids = {id(p) for p in model.get_classifier().parameters()}
+    return [(n, p) for n, p in model.named_parameters() if id(p) in head_ids]
+
+
+def param_groups(model, config: TrainConfig) -> list[dict]:
+    """Trainable parameters with their learning rates; freezes the rest (by mode)."""
+    stages = stage_groups(model)
+    trainable = {"linear": 0, "partial": config.unfreeze_stages, "full": len(stages)}[config.mode]
+    by_name = dict(model.named_parameters())
+    groups = [{"params": [p for _, p in named_head_parameters(model)], "lr": config.lr}]
+    for depth, names in enumerate(reversed(stages), start=1):
+        train_it = depth <= trainable
+        for name in names:
+            by_name[name].requires_grad_(train_it)
+        if train_it and names:
+            scale = config.layer_decay ** depth if config.mode == "full" else 0.1
+            groups.append({"params": [by_name[n] for n in names], "lr": config.lr * scale})
+    return groups
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def loss_function(task: str, config: TrainConfig, targets: np.ndarray, num_classes: int):
+    import torch
+
+    if task == "multilabel":
+        pos_weight = (torch.as_tensor(class_weights(targets, task, num_classes))
+                      if config.balance == "loss" else None)
+        bce = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        eps = config.label_smoothing
+        return lambda logits, y: bce(logits, y.float() * (1 - eps) + eps / 2)
+    weight = None
+    if config.balance == "loss":
+        counts = np.bincount(targets, minlength=num_classes).clip(min=1)
+        weight = torch.as_tensor(len(targets) / (num_classes * counts), dtype=torch.float32)
+    return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def probabilities(logits, task: str):
+    return logits.sigmoid() if task == "multilabel" else logits.softmax(dim=-1)
+
+
+def validation_score(targets: np.ndarray, probs: np.ndarray, task: str) -> float:
+    """What early stopping maximises: macro-F1 (multiclass) or macro average precision."""
+    from sklearn.metrics import average_precision_score, f1_score
+
+    if task == "multilabel":
+        present = targets.sum(axis=0) > 0
+        return float(average_precision_score(targets[:, present], probs[:, present], average="macro"))
+    return float(f1_score(targets, probs.argmax(axis=1), average="macro", zero_division=0))
+
+
+def predict(model, paths: list[str], created: Created, task: str, *, device: str,
+            batch_size: int = 32, workers: int | None = None, progress: bool | None = False):
+    """Class probabilities (n, k) for image files, with the evaluation preprocessing."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from shotlab.train.embeddings import ImageFiles, default_workers
+
+    loader = DataLoader(ImageFiles(paths, created.preprocessing), batch_size=batch_size,
+                        num_workers=default_workers() if workers is None else workers)
+    model.eval()
+    out = []
+    with torch.inference_mode(), progress_bar(total=len(paths), enabled=progress, unit="img",
+                                              desc="Predicting") as bar:
+        for inputs, _ in loader:
+            with autocast(device):
+                logits = model(to_device(inputs, device))
+            out.append(probabilities(logits.float(), task).cpu().numpy())
+            bar.update(len(inputs))
+    return np.concatenate(out) if out else np.zeros((0, len(created.preprocessing.class_names)))
+
+
+def autocast(device: str):
+    import torch
+
+    # bf16 needs no loss scaling; on the CPU, autocast would only slow things down.
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+
+
+def to_device(inputs, device: str):
+    import torch
+
+    inputs = inputs.to(device, non_blocking=True)
+    return inputs.contiguous(memory_format=torch.channels_last) if device.startswith("cuda") else inputs
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """Write then rename: a run killed mid-write keeps its previous checkpoint intact."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def rng_state(generator) -> dict:
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(), "generator": generator.get_state()}
+
+
+def restore_rng(state: dict, generator) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+
+
+@dataclass
+class FitResult:
+    model: object
+    created: Created
+    best_epoch: int
+    best_score: float
+    history: list[dict]
+    device: str
+
+
+class Trainer:
+    """One run's training state: model, optimiser, schedule, checkpoints."""
+
+    def __init__(self, manifest: Manifest, config: TrainConfig, run_dir: Path, progress=None):
+        import torch
+
+        self.manifest, self.config, self.progress = manifest, config.check(), progress
+        self.task = manifest.task
+        self.train, self.val = manifest.split("train"), manifest.split("val")
+        check_splits(manifest, self.train, self.val)
+        seed_everything(config.seed)
+        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.created = create_model(config.backbone, num_classes=len(manifest.classes),
+                                    class_names=manifest.classes, weights_file=config.weights,
+                                    allow_download=config.allow_download)
+        self.model = self.created.model.to(self.device)
+        if self.device.startswith("cuda"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.y_train = manifest.targets(self.train)
+        self.y_val = manifest.targets(self.val)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.probe = None  # linear mode: the head, trained on standardised embeddings
+        self.loss = loss_function(self.task, config, self.y_train, len(manifest.classes))
+        self.checkpoints = Path(run_dir) / "checkpoints"
+        self.epoch, self.best_epoch, self.best_score, self.history = 0, -1, -math.inf, []
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.config.batch_size)
+
+    def build_optimizer(self) -> None:
+        import torch
+
+        groups = (param_groups(self.model, self.config) if self.probe is None
+                  else [{"params": list(self.probe.parameters()), "lr": self.config.lr}])
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
+        steps = self.steps_per_epoch()
+        total = steps * self.config.epochs
+        warmup = max(1, int(steps * self.config.warmup_epochs))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: warmup_cosine(step, warmup, total))
+
+    def fold_probe(self) -> None:
+        """Write the probe into the model's classifier: W = V / sigma, b = c - W . mu."""
+        import torch
+
+        if self.probe is None:
+            return
+        mu, sigma = self.standardise
+        head = self.model.get_classifier()
+        with torch.no_grad():
+            head.weight.copy_(self.probe.weight / sigma)
+            head.bias.copy_(self.probe.bias - head.weight @ mu)
+
+    def unfold_probe(self) -> None:
+        """The inverse of fold_probe, after loading a checkpoint."""
+        import torch
+
+        if self.probe is None:
+            return
+        mu, sigma = self.standardise
+        head = self.model.get_classifier()
+        with torch.no_grad():
+            self.probe.weight.copy_(head.weight * sigma)
+            self.probe.bias.copy_(head.bias + head.weight @ mu)
+
+    def state(self) -> dict:
+        self.fold_probe()
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
+                "best_epoch": self.best_epoch, "best_score": self.best_score,
+                "history": self.history, "rng": rng_state(self.generator),
+                **checkpoint_meta(self.created, self.manifest, self.config)}
+
+    def resume(self) -> bool:
+        import torch
+
+        last = self.checkpoints / "last.pt"
+        if not last.is_file():
+            return False
+        state = torch.load(last, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.unfold_probe()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = state["epoch"] + 1
+        self.best_epoch, self.best_score = state["best_epoch"], state["best_score"]
+        self.history = state["history"]
+        restore_rng(state["rng"], self.generator)
+        return True
+
+    def finished(self) -> bool:
+        return (self.epoch >= self.config.epochs
+                or self.epoch - self.best_epoch > self.config.patience)
+
+    def prepare(self) -> None:
+        """Embed the train and val splits once (cached), standardised, then set up the head.
+
+        Linear mode trains a probe on the standardised embeddings: Adam moves each weight by
+        about lr per step whatever the feature scale, so on raw features of small magnitude the
+        logits would hardly move. Partial and full modes start from a linear probe fitted the
+        same way (LP-FT, Kumar et al. 2022: better than fine-tuning from a random head,
+        especially with few examples). fold_probe maps a probe onto the model's own classifier,
+        so the deployed model is the plain timm model.
+        """
+        import torch
+
+        self.embed()
+        head = self.model.get_classifier()
+        with torch.random.fork_rng():
+            torch.manual_seed(self.config.seed)
+            self.probe = torch.nn.Linear(head.in_features, head.out_features).to(self.device)
+        if self.config.mode == "linear":
+            for parameter in self.model.parameters():
+                parameter.requires_grad_(False)
+            return
+        init_probe(self.probe, self.features["train"].cpu().numpy(), self.y_train, self.task)
+        self.fold_probe()
+        self.probe = None  # from here on the whole model trains on images
+
+    def embed(self) -> None:
+        import torch
+
+        from shotlab.train.embeddings import extract
+
+        extractor = create_model(self.config.backbone, num_classes=0, weights_file=self.config.weights,
+                                 allow_download=self.config.allow_download)
+        features = {name: torch.as_tensor(extract(
+            extractor, [e.filepath for e in entries], [e.sha256 for e in entries],
+            device=self.device, workers=self.config.workers, progress=self.progress)).to(self.device)
+            for name, entries in (("train", self.train), ("val", self.val))}
+        mu = features["train"].mean(dim=0)
+        sigma = features["train"].std(dim=0).clamp(min=1e-6)
+        self.standardise = (mu, sigma)
+        self.features = {k: (v - mu) / sigma for k, v in features.items()}
+
+    def batches(self):
+        """Index batches over the train split: class-balanced draws or a seeded shuffle."""
+        import torch
+
+        n = len(self.train)
+        if self.config.balance == "sampler" and self.task == "multiclass":
+            weights = torch.as_tensor(class_weights(self.y_train, self.task, len(self.manifest.classes)))
+            order = torch.multinomial(weights, n, replacement=True, generator=self.generator)
+        else:
+            order = torch.randperm(n, generator=self.generator)
+        return order.split(self.config.batch_size)
+
+    def train_epoch(self) -> float:
+        import torch
+
+        self.model.train()
+        freeze_frozen_batchnorm(self.model)
+        if self.probe is not None:
+            targets = torch.as_tensor(self.y_train)
+            steps = ((self.probe(self.features["train"][i]), targets[i]) for i in self.batches())
+        else:
+            steps = self.image_steps()
+        losses = [self.step(logits, targets) for logits, targets in steps]
+        return float(np.mean(losses))
+
+    def image_steps(self):
+        loader = train_loader(self.train, self.y_train, self.created, self.config, self.task,
+                              self.generator)
+        for inputs, targets in progress_bar(loader, enabled=self.progress, unit="batch",
+                                            desc=f"Epoch {self.epoch + 1}/{self.config.epochs}"):
+            with autocast(self.device):
+                yield self.model(to_device(inputs, self.device)), targets
+
+    def step(self, logits, targets) -> float:
+        loss = self.loss(logits.float(), targets.to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def validate(self) -> np.ndarray:
+        import torch
+
+        if self.probe is not None:
+            with torch.inference_mode():
+                logits = self.probe(self.features["val"])
+            return probabilities(logits, self.task).cpu().numpy()
+        return predict(self.model, [e.filepath for e in self.val], self.created, self.task,
+                       device=self.device, workers=self.config.workers)
+
+
+def check_splits(manifest: Manifest, train: list, val: list) -> None:
+    if not train or not val:
+        raise InputError(f"dataset '{manifest.dataset}' has {len(train)} train and {len(val)} "
+                         f"val samples; both are needed (assign splits when importing, e.g. "
+                         f"train/ and val/ folders, or with a split column)")
+    missing = sorted(set(manifest.classes) - {l for e in train for l in e.labels})
+    if missing:
+        raise InputError(f"dataset '{manifest.dataset}': classes {missing} have no train "
+                         f"samples; add some or exclude them")
+
+
+def checkpoint_meta(created: Created, manifest: Manifest, config: TrainConfig) -> dict:
+    """What a checkpoint needs to be loaded and deployed without the run's other files."""
+    return {"backbone": created.backbone.name, "timm_name": created.backbone.timm_name,
+            "preprocessing": created.preprocessing.to_dict(), "task": manifest.task,
+            "classes": list(manifest.classes), "manifest_hash": manifest.hash,
+            "weights": {"source": created.weights.source, "sha256": created.weights.sha256},
+            "config": config.to_dict()}
+
+
+def init_probe(probe, features: np.ndarray, targets: np.ndarray, task: str) -> None:
+    """Set `probe` to an L2-regularised logistic regression fitted on (standardised) features."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    weight = np.zeros((probe.out_features, probe.in_features), dtype=np.float32)
+    bias = np.zeros(probe.out_features, dtype=np.float32)
+    if task == "multilabel":
+        for k in range(targets.shape[1]):
+            if 0 < targets[:, k].sum() < len(targets):  # a one-sided class has nothing to fit
+                fitted = LogisticRegression(C=0.1, max_iter=1000).fit(features, targets[:, k])
+                weight[k], bias[k] = fitted.coef_[0], fitted.intercept_[0]
+    else:
+        fitted = LogisticRegression(C=0.1, max_iter=1000).fit(features, targets)
+        coef, intercept = fitted.coef_, fitted.intercept_
+        if len(fitted.classes_) == 2:  # sklearn keeps one row for two classes
+            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+        weight[fitted.classes_], bias[fitted.classes_] = coef, intercept
+    with torch.no_grad():
+        probe.weight.copy_(torch.as_tensor(weight))
+        probe.bias.copy_(torch.as_tensor(bias))
+
+
+def freeze_frozen_batchnorm(model) -> None:
+    """Keep batch-norm statistics of frozen layers as pretrained: a few dozen images would
+    otherwise shift them and break the frozen features."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            if not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+
+
+def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
+        progress: bool | None = None) -> FitResult:
+    """Train on the train split, early-stop on val; the returned model has the best weights."""
+    import torch
+
+    trainer = Trainer(manifest, config, run_dir, progress)
+    trainer.prepare()
+    trainer.build_optimizer()
+    if resume:
+        trainer.resume()
+    while not trainer.finished():
+        loss = trainer.train_epoch()
+        score = validation_score(trainer.y_val, trainer.validate(), trainer.task)
+        trainer.history.append({"epoch": trainer.epoch, "train_loss": loss, "val_score": score})
+        if score > trainer.best_score:
+            trainer.best_epoch, trainer.best_score = trainer.epoch, score
+            trainer.fold_probe()
+            save_atomic({"model": trainer.model.state_dict(),
+                         **checkpoint_meta(trainer.created, manifest, config)},
+                        trainer.checkpoints / "best.pt")
+        save_atomic(trainer.state(), trainer.checkpoints / "last.pt")
+        trainer.epoch += 1
+    best = torch.load(trainer.checkpoints / "best.pt", map_location=trainer.device, weights_only=False)
+    trainer.model.load_state_dict(best["model"])
+    return FitResult(trainer.model, trainer.created, trainer.best_epoch, trainer.best_score,
+                     trainer.history, trainer.device)

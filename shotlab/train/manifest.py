@@ -1,0 +1,94 @@
+"""The frozen manifest: the dataset version a run trains on.
+
+Every sample's id, path, sha256, labels and split, read from the FiftyOne store at one moment.
+Its hash names the dataset version in every run and bundle. Unlabeled samples and samples an
+annotator tagged `exclude` are left out (and counted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shotlab.core import store
+from shotlab.core.errors import InputError
+
+EXCLUDE_TAG = "exclude"
+
+
+@dataclass(frozen=True)
+class Entry:
+    sample_id: str
+    filepath: str
+    sha256: str
+    labels: tuple[str, ...]
+    split: str | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    dataset: str
+    task: str
+    classes: tuple[str, ...]
+    entries: tuple[Entry, ...]
+    left_out: dict  # reason -> count
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+    def canonical(self) -> str:
+        body = {"task": self.task, "classes": self.classes,
+                "entries": [asdict(e) for e in sorted(self.entries, key=lambda e: e.sample_id)]}
+        return json.dumps(body, sort_keys=True)
+
+    def split(self, name: str) -> list[Entry]:
+        return [e for e in self.entries if e.split == name]
+
+    def targets(self, entries: list[Entry]) -> np.ndarray:
+        """Class indices (multiclass) or a 0/1 matrix (multilabel) for `entries`."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        if self.task == "multilabel":
+            y = np.zeros((len(entries), len(self.classes)), dtype=np.int64)
+            for row, entry in enumerate(entries):
+                y[row, [index[c] for c in entry.labels]] = 1
+            return y
+        return np.array([index[e.labels[0]] for e in entries], dtype=np.int64)
+
+    def save(self, path: Path) -> None:
+        data = {"dataset": self.dataset, "task": self.task, "classes": list(self.classes),
+                "hash": self.hash, "left_out": self.left_out,
+                "entries": [asdict(e) for e in self.entries]}
+        Path(path).write_text(json.dumps(data, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        data = json.loads(Path(path).read_text())
+        entries = tuple(Entry(**{**e, "labels": tuple(e["labels"])}) for e in data["entries"])
+        manifest = cls(data["dataset"], data["task"], tuple(data["classes"]), entries,
+                       data.get("left_out", {}))
+        if data.get("hash") and data["hash"] != manifest.hash:
+            raise InputError(f"{path}: manifest hash does not match its entries (edited by hand?)")
+        return manifest
+
+
+def freeze(name: str) -> Manifest:
+    """The manifest of dataset `name` as it is now in the store."""
+    dataset = store.load(name)
+    task = store.task_of(dataset)
+    rows = zip(dataset.values("id"), dataset.values("filepath"), dataset.values("sha256"),
+               store.sample_labels(dataset), dataset.values("split"), dataset.values("tags"))
+    entries, left_out = [], {"unlabeled": 0, "excluded": 0}
+    for sample_id, filepath, digest, labels, split, tags in rows:
+        if EXCLUDE_TAG in (tags or []):
+            left_out["excluded"] += 1
+        elif not labels and task == "multiclass":
+            left_out["unlabeled"] += 1
+        else:
+            entries.append(Entry(sample_id, filepath, digest, tuple(labels), split))
+    classes = tuple(sorted({label for e in entries for label in e.labels}))
+    return Manifest(name, task, classes, tuple(entries), left_out)

@@ -1,0 +1,377 @@
+"""Classification metrics for tiny test sets: F2, AUPRC, calibration and bootstrap intervals.
+
+    m = classification_metrics(y_true, probs, ["safe", "nsfw", "gore"], thresholds={"nsfw": 0.3})
+    m["macro_f2"], m["per_class"]["nsfw"]["recall"], m["intervals"]["recall/nsfw"]
+
+Tasks. "multiclass": `y_true` holds class indices (n,) and `probs` is (n, k) softmax rows.
+"multilabel": `y_true` is an (n, k) 0/1 array and `probs` (n, k) independent sigmoid scores.
+
+Prediction rule (`predict_labels`). Multiclass: argmax, except that when `thresholds` names some
+classes (the unsafe ones), a sample whose score for such a class is >= its threshold is predicted
+as that class; when several are over their thresholds the highest score among them wins; a
+sample with none over its threshold gets the argmax. Multilabel: score >= threshold, 0.5 for
+classes without one. `thresholds` maps class name -> float, or is `choose_thresholds`' result.
+
+Undefined is None. A class without positives in y_true has no recall, F-scores, AUPRC or ROC AUC;
+macro F1/F2/AUPRC average the classes that do have positives; macro ROC AUC is None as soon as one
+class's AUC is undefined (no positives or no negatives), as scikit-learn's would be.
+
+Intervals are 95% bootstrap percentile intervals over resampled rows. A resample where a metric is
+undefined is skipped for that metric: a class drawn zero times has no recall, and a macro metric
+is skipped when a class with positives in the test set is missing from the resample, so every
+resample averages the same classes. `bootstrap["valid"]` says how many resamples each rests on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from shotlab.core.errors import InputError
+
+TASKS = ("multiclass", "multilabel")
+# 15 equal-width bins: the usual choice since Guo et al. (2017), so numbers compare with papers.
+ECE_BINS = 15
+# float16/float32 softmax rows drift from 1 by ~1e-4; logits or sigmoid scores drift by far more.
+SUM_TOLERANCE = 1e-3
+# Bootstrap weights are drawn this many resamples at a time, bounding memory to chunk x n floats.
+BOOTSTRAP_CHUNK = 256
+
+
+def classification_metrics(y_true, probs, class_names, *, task="multiclass", thresholds=None,
+                           n_bootstrap=1000, seed=0) -> dict:
+    """Metrics of `probs` against `y_true`, as a JSON-ready dict (see the module docstring).
+
+    Keys: task, n, class_names, thresholds (those applied), accuracy (subset accuracy for
+    multilabel), hamming_accuracy (multilabel only), macro_f1, macro_f2, macro_auprc, roc_auc,
+    ece, per_class {name: {precision, recall, f1, f2, auprc, roc_auc, support}},
+    confusion_matrix (multiclass: k x k, rows = true class; multilabel: {name: [[tn, fp],
+    [fn, tp]]}), intervals {accuracy, macro_f1, macro_auprc, "recall/<name>": [low, high]}
+    and bootstrap {n_resamples, seed, valid: {metric: resamples used}}.
+    `n_bootstrap=0` leaves every interval None.
+    """
+    Y, P, names = check_inputs(y_true, probs, class_names, task=task)
+    if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
+        raise InputError(f"n_bootstrap must be an integer >= 0; got {n_bootstrap!r}")
+    cut = resolve_thresholds(thresholds, names, task=task)
+    pred = _predict_indicator(P, cut, task=task)
+    result = {"task": task, "n": len(Y), "class_names": names,
+              "thresholds": {n: float(t) for n, t in zip(names, cut) if not np.isnan(t)}}
+    result.update(_summary_metrics(Y, P, pred, names, task=task))
+    intervals, valid = bootstrap_intervals(_bootstrap_statistic(Y, P, pred, names), len(Y),
+                                           n_bootstrap=n_bootstrap, seed=seed)
+    result["intervals"] = intervals
+    result["bootstrap"] = {"n_resamples": n_bootstrap, "seed": seed, "valid": valid}
+    return _json_ready(result)
+
+
+def _summary_metrics(Y, P, pred, names, *, task) -> dict:
+    from sklearn.metrics import accuracy_score, confusion_matrix, multilabel_confusion_matrix
+
+    per_class = _per_class(Y, P, pred, names, task=task)
+    out = {"accuracy": accuracy_score(_sk(Y, task), _sk(pred, task))}
+    if task == "multilabel":
+        out["hamming_accuracy"] = float(np.mean(Y == pred))
+    for key, field in (("macro_f1", "f1"), ("macro_f2", "f2"), ("macro_auprc", "auprc")):
+        out[key] = _macro([m[field] for m in per_class.values()])
+    aucs = [m["roc_auc"] for m in per_class.values()]
+    out["roc_auc"] = None if any(a is None for a in aucs) else float(np.mean(aucs))
+    out["ece"] = expected_calibration_error(*_calibration_pairs(Y, P, task=task))
+    out["per_class"] = per_class
+    if task == "multiclass":
+        labels = list(range(len(names)))
+        out["confusion_matrix"] = confusion_matrix(_sk(Y, task), _sk(pred, task), labels=labels)
+    else:
+        out["confusion_matrix"] = dict(zip(names, multilabel_confusion_matrix(Y, pred)))
+    return out
+
+
+def _per_class(Y, P, pred, names, *, task) -> dict:
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        _sk(Y, task), _sk(pred, task), labels=list(range(len(names))), zero_division=0)
+    out = {}
+    for c, name in enumerate(names):
+        has = support[c] > 0  # recall, F and AUPRC need positives
+        out[name] = {
+            "precision": float(precision[c]),
+            "recall": float(recall[c]) if has else None,
+            "f1": float(f1[c]) if has else None,
+            "f2": fbeta(precision[c], recall[c], beta=2) if has else None,
+            "auprc": float(average_precision_score(Y[:, c], P[:, c])) if has else None,
+            "roc_auc": _roc_auc(Y[:, c], P[:, c]),
+            "support": int(support[c]),
+        }
+    return out
+
+
+def _roc_auc(y, s) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    if y.min() == y.max():  # one-vs-rest AUC needs both positives and negatives
+        return None
+    return float(roc_auc_score(y, s))
+
+
+def _macro(values) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def _sk(Y: np.ndarray, task: str) -> np.ndarray:
+    """The label form scikit-learn expects: class indices for multiclass, indicators otherwise."""
+    return Y.argmax(axis=1) if task == "multiclass" else Y
+
+
+# --- prediction ----------------------------------------------------------------------------------
+
+def predict_labels(probs, class_names, *, task="multiclass", thresholds=None) -> np.ndarray:
+    """Predicted class indices (n,) for multiclass, a 0/1 array (n, k) for multilabel.
+
+    The rule is the module docstring's: per-class thresholds override argmax for the classes
+    they name (multiclass); multilabel predicts score >= threshold (0.5 by default).
+    """
+    names = _check_names(class_names, task=task)
+    P = _check_probs(probs, len(names), task=task)
+    pred = _predict_indicator(P, resolve_thresholds(thresholds, names, task=task), task=task)
+    return pred.argmax(axis=1) if task == "multiclass" else pred
+
+
+def resolve_thresholds(thresholds, class_names, *, task="multiclass") -> np.ndarray:
+    """One threshold per class, NaN where none applies (multiclass); multilabel defaults to 0.5.
+
+    `thresholds` maps class name to a float in [0, 1] or to a dict with a "threshold" key (the
+    result of `shotlab.train.thresholds.choose_thresholds`).
+    """
+    cut = np.full(len(class_names), np.nan if task == "multiclass" else 0.5)
+    if thresholds is not None and not isinstance(thresholds, Mapping):
+        raise InputError(f"thresholds must map class names to numbers, e.g. {{'nsfw': 0.3}}; "
+                         f"got {type(thresholds).__name__}")
+    for name, value in (thresholds or {}).items():
+        if name not in class_names:
+            raise InputError(f"thresholds name an unknown class '{name}'; "
+                             f"classes: {', '.join(class_names)}")
+        value = value["threshold"] if isinstance(value, Mapping) else value
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            value = np.nan
+        if not 0.0 <= value <= 1.0:
+            raise InputError(f"threshold for '{name}' must be a number in [0, 1]; got {value!r}")
+        cut[class_names.index(name)] = value
+    return cut
+
+
+def _predict_indicator(P: np.ndarray, cut: np.ndarray, *, task: str) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        over = P >= cut  # NaN thresholds (no threshold) are never met
+    if task == "multilabel":
+        return over.astype(int)
+    winner = np.where(over, P, -np.inf).argmax(axis=1)
+    index = np.where(over.any(axis=1), winner, P.argmax(axis=1))
+    return np.eye(P.shape[1], dtype=int)[index]
+
+
+# --- small metric helpers ------------------------------------------------------------------------
+
+def fbeta(precision, recall, *, beta=1.0):
+    """F-beta from precision and recall; 0 where both are 0, NaN where either is NaN.
+
+    beta=2 weighs recall four times as much as precision: what moderation wants for unsafe classes.
+    """
+    p, r = np.asarray(precision, dtype=float), np.asarray(recall, dtype=float)
+    b2 = beta ** 2
+    denominator = b2 * p + r
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(denominator == 0, 0.0, (1 + b2) * p * r / denominator)
+    return float(f) if f.ndim == 0 else f
+
+
+def expected_calibration_error(confidences, outcomes, *, n_bins=ECE_BINS) -> float:
+    """Sum over equal-width bins of (share of scores in the bin) x |mean outcome - mean score|.
+
+    Bins are (lo, hi] with 0 in the first. Multiclass passes top-label confidence and whether the
+    argmax was right; multilabel passes every (sample, class) score and its 0/1 label.
+    """
+    conf = np.asarray(confidences, dtype=float).ravel()
+    hit = np.asarray(outcomes, dtype=float).ravel()
+    if conf.size == 0 or conf.shape != hit.shape:
+        raise InputError(f"confidences and outcomes must be non-empty and the same length; "
+                         f"got {conf.size} and {hit.size}")
+    bins = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], conf, side="left")
+    gaps = np.abs(np.bincount(bins, hit, n_bins) - np.bincount(bins, conf, n_bins))
+    return float(gaps.sum() / conf.size)
+
+
+def _calibration_pairs(Y, P, *, task):
+    if task == "multiclass":
+        return P.max(axis=1), P.argmax(axis=1) == Y.argmax(axis=1)
+    return P.ravel(), Y.ravel()
+
+
+# --- bootstrap -----------------------------------------------------------------------------------
+
+def bootstrap_intervals(statistic: Callable[[np.ndarray], dict], n: int, *, n_bootstrap=1000,
+                        seed=0, confidence=0.95) -> tuple[dict, dict]:
+    """Percentile intervals of `statistic` over `n_bootstrap` resamples of n rows.
+
+    `statistic(weights)` gets a (b, n) array saying how often each row was drawn in each of b
+    resamples and returns {name: (b,) array}, NaN where the metric is undefined; those resamples
+    are skipped. Returns ({name: [low, high] or None}, {name: resamples used}). Seeded: the same
+    seed gives the same intervals.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [min(BOOTSTRAP_CHUNK, n_bootstrap - s) for s in range(0, n_bootstrap, BOOTSTRAP_CHUNK)]
+    draws: dict[str, list] = {}
+    for size in sizes or [0]:
+        # how often each row is drawn when drawing n rows with replacement, per resample
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=size)
+        for name, values in statistic(weights).items():
+            draws.setdefault(name, []).append(np.asarray(values, dtype=float))
+    tail = 50.0 * (1.0 - confidence)
+    intervals, valid = {}, {}
+    for name, parts in draws.items():
+        values = np.concatenate(parts)
+        values = values[np.isfinite(values)]
+        valid[name] = int(values.size)
+        interval = np.percentile(values, [tail, 100.0 - tail]).tolist() if values.size else None
+        intervals[name] = interval
+    return intervals, valid
+
+
+def _bootstrap_statistic(Y, P, pred, names) -> Callable[[np.ndarray], dict]:
+    """Accuracy, macro F1, macro AUPRC and per-class recall for a batch of row weights.
+
+    Vectorised numpy, because scikit-learn per resample costs ~2 ms a call and a 10-class
+    bootstrap would take half a minute; with all weights 1 it equals `_summary_metrics` (tested).
+    """
+    correct = np.all(Y == pred, axis=1).astype(float)
+    present = Y.sum(axis=0) > 0  # classes with positives in the test set
+    orders = [_ranking(Y[:, c], P[:, c]) for c in range(len(names))]
+
+    def statistic(weights: np.ndarray) -> dict:
+        W = weights.astype(float)
+        support, tp, flagged = W @ Y, W @ (Y * pred), W @ pred
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(support > 0, tp / support, np.nan)
+            precision = np.where(flagged > 0, tp / flagged, 0.0)
+        complete = np.all(support[:, present] > 0, axis=1)
+        ap = np.stack([_weighted_average_precision(W, *o) for o in orders], axis=1)
+        stats = {"accuracy": W @ correct / len(Y),
+                 "macro_f1": _macro_rows(fbeta(precision, recall), present, complete),
+                 "macro_auprc": _macro_rows(ap, present, complete)}
+        stats.update({f"recall/{name}": recall[:, c] for c, name in enumerate(names)})
+        return stats
+
+    return statistic
+
+
+def _macro_rows(values, present, complete):
+    if not present.any():
+        return np.full(len(values), np.nan)
+    return np.where(complete, values[:, present].mean(axis=1), np.nan)
+
+
+def _ranking(y, s):
+    """Rows by descending score, and the last position of each distinct score (ties grouped)."""
+    order = np.argsort(-s, kind="mergesort")
+    last = np.r_[np.flatnonzero(np.diff(s[order])), len(s) - 1]
+    return order, y[order].astype(float), last
+
+
+def _weighted_average_precision(W, order, y_sorted, last):
+    """scikit-learn's average precision, for each row of weights W (b, n) at once."""
+    tps = np.cumsum(W[:, order] * y_sorted, axis=1)[:, last]
+    seen = np.cumsum(W[:, order], axis=1)[:, last]
+    positives = tps[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = np.diff(tps / positives, axis=1, prepend=0.0)  # recall gained at each threshold
+        ap = np.where(step > 0, step * tps / seen, 0.0).sum(axis=1)
+    return np.where(positives[:, 0] > 0, ap, np.nan)
+
+
+# --- input checks --------------------------------------------------------------------------------
+
+def check_inputs(y_true, probs, class_names, *, task="multiclass"):
+    """Validated (Y, P, names): Y an (n, k) 0/1 int array (one-hot for multiclass), P float64."""
+    names = _check_names(class_names, task=task)
+    P = _check_probs(probs, len(names), task=task)
+    return _check_labels(y_true, P.shape[0], len(names), task=task), P, names
+
+
+def _check_names(class_names, *, task) -> list[str]:
+    if task not in TASKS:
+        raise InputError(f"task must be 'multiclass' or 'multilabel'; got {task!r}")
+    if isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__iter__") \
+            or not all(isinstance(n, str) for n in class_names):
+        raise InputError(f"class_names must be a list of strings; got {class_names!r}")
+    names = list(class_names)
+    if len(set(names)) != len(names):
+        raise InputError(f"class_names must be unique; got {names}")
+    if len(names) < (2 if task == "multiclass" else 1):
+        raise InputError(f"a {task} task needs at least 2 class names; got {names}")
+    return names
+
+
+def _check_probs(probs, k: int, *, task) -> np.ndarray:
+    try:
+        P = np.asarray(probs, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError("probs must be a numeric (n_samples, n_classes) array") from None
+    if P.ndim != 2 or P.shape[0] == 0:
+        raise InputError(f"probs must be a non-empty 2-D array (n_samples, n_classes); "
+                         f"got shape {P.shape}")
+    if P.shape[1] != k:
+        raise InputError(f"probs has {P.shape[1]} columns but class_names has {k} names; "
+                         f"pass one name per column")
+    bad = np.argwhere(~np.isfinite(P))
+    if len(bad):
+        raise InputError(f"probs has {len(bad)} non-finite values (NaN or inf), first at row "
+                         f"{bad[0][0]}; fix the model outputs before scoring")
+    if P.min() < 0 or P.max() > 1:
+        raise InputError(f"probs must lie in [0, 1]; got values in [{P.min():.3g}, "
+                         f"{P.max():.3g}]: apply softmax or sigmoid to logits first")
+    sums = P.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1) > SUM_TOLERANCE)
+    if task == "multiclass" and len(off):
+        raise InputError(f"probs rows must sum to 1 for task='multiclass' (row {off[0]} sums to "
+                         f"{sums[off[0]]:.4g}); apply softmax, or use task='multilabel'")
+    return P
+
+
+def _check_labels(y_true, n: int, k: int, *, task) -> np.ndarray:
+    y = np.asarray(y_true)
+    expected = (n,) if task == "multiclass" else (n, k)
+    if y.shape != expected:
+        one_hot = task == "multiclass" and y.ndim == 2
+        hint = " (for one-hot labels pass y.argmax(1))" if one_hot else ""
+        raise InputError(f"y_true must have shape {expected} to match probs for task='{task}'; "
+                         f"got {y.shape}{hint}")
+    if y.dtype.kind not in "biuf" or (y.dtype.kind == "f" and not np.all(y == np.round(y))):
+        raise InputError(f"y_true must hold integers for task='{task}'; got dtype {y.dtype}")
+    y = y.astype(int)
+    if task == "multilabel":
+        if not np.isin(y, (0, 1)).all():
+            raise InputError("y_true must be 0/1 for task='multilabel'; got other values")
+        return y
+    if y.min() < 0 or y.max() >= k:
+        raise InputError(f"y_true holds class index {y.min() if y.min() < 0 else y.max()} but "
+                         f"there are {k} classes (indices 0..{k - 1})")
+    return np.eye(k, dtype=int)[y]
+
+
+def _json_ready(value):
+    """Plain Python: dicts, lists, floats, ints, bools; NaN and inf become None."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value

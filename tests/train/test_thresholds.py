@@ -1,0 +1,124 @@
+"""Thresholds chosen on validation data reach the target recall, and are the highest that do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shotlab.core.errors import InputError
+from shotlab.train.metrics import classification_metrics
+from shotlab.train.thresholds import apply_review_band, choose_thresholds, highest_threshold
+
+NAMES = ["safe", "nsfw", "gore"]
+
+
+def validation_set(n=120, seed=0):
+    """Seeded softmax scores where unsafe classes overlap with safe: recall 0.95 has a cost."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, size=n, p=[0.6, 0.25, 0.15])
+    logits = rng.normal(size=(n, 3))
+    logits[np.arange(n), y] += 1.2
+    p = np.exp(logits)
+    return y, p / p.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.95, 1.0])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_threshold_reaches_target_and_is_the_highest_that_does(target, seed):
+    y, p = validation_set(seed=seed)
+    policy = choose_thresholds(y, p, NAMES, unsafe=["nsfw", "gore"], target_recall=target)
+    assert set(policy) == {"nsfw", "gore"}
+    for name, entry in policy.items():
+        c = NAMES.index(name)
+        positives = p[y == c, c]
+        t = entry["threshold"]
+        assert np.mean(positives >= t) >= target
+        assert np.mean(positives >= np.nextafter(t, 2.0)) < target  # a hair higher misses it
+        assert entry["reached"] is True and entry["target_recall"] == target
+        assert entry["support"] == positives.size
+        assert entry["recall"] == pytest.approx(np.mean(positives >= t))
+        flagged = p[:, c] >= t
+        assert entry["precision"] == pytest.approx(np.mean(y[flagged] == c))
+
+
+def test_recall_one_takes_the_lowest_positive_score():
+    y, p = validation_set(seed=4)
+    entry = choose_thresholds(y, p, NAMES, unsafe="nsfw", target_recall=1.0)["nsfw"]
+    assert entry["threshold"] == p[y == 1, 1].min()
+    assert entry["recall"] == 1.0
+
+
+def test_class_without_validation_positives_is_reported_not_fatal():
+    y, p = validation_set(seed=0)
+    y = np.where(y == 2, 0, y)  # no gore in this validation split
+    entry = choose_thresholds(y, p, NAMES, unsafe=["gore"])["gore"]
+    assert entry["reached"] is False and entry["support"] == 0 and entry["recall"] is None
+    assert entry["threshold"] == 0.0  # no evidence: flag everything (fail safe)
+    assert entry["precision"] == 0.0
+    assert entry["review_band"] == [0.0, pytest.approx(0.1)]
+
+
+def test_highest_threshold_with_ties_and_no_positives():
+    # recall >= 0.5 of four positives needs two flagged: the two tied at 0.6 give that
+    assert highest_threshold([0.9, 0.6, 0.6, 0.2], 0.5) == 0.6
+    assert highest_threshold([0.9, 0.6, 0.6, 0.2], 0.8) == 0.2
+    assert highest_threshold([0.9, 0.6, 0.6, 0.2], 0.25) == 0.9
+    assert highest_threshold([], 0.95) is None
+
+
+def test_review_band_is_clipped_to_unit_interval():
+    # one positive each: the threshold is that positive's score
+    y = np.array([0, 1, 2])
+    p = np.array([[0.02, 0.01, 0.97], [0.03, 0.95, 0.02], [0.93, 0.03, 0.04]])
+    policy = choose_thresholds(y, p, NAMES, unsafe=["nsfw", "gore"], review_margin=0.1)
+    assert policy["nsfw"]["threshold"] == 0.95
+    assert policy["nsfw"]["review_band"] == [pytest.approx(0.85), 1.0]
+    assert policy["gore"]["threshold"] == 0.04
+    assert policy["gore"]["review_band"] == [0.0, pytest.approx(0.14)]
+
+
+def test_apply_review_band_flags_scores_inside_any_band():
+    policy = {"nsfw": {"threshold": 0.5, "review_band": [0.4, 0.6]},
+              "gore": {"threshold": 0.3, "review_band": [0.2, 0.4]}}
+    p = np.array([[0.50, 0.45, 0.05],   # nsfw inside
+                  [0.10, 0.85, 0.05],   # nsfw above: a confident flag, no review
+                  [0.70, 0.05, 0.25],   # gore inside
+                  [0.90, 0.05, 0.05],   # both below: confident pass
+                  [0.35, 0.60, 0.05]])  # nsfw on the upper bound: inclusive
+    assert apply_review_band(p, policy, NAMES).tolist() == [True, False, True, False, True]
+    assert apply_review_band(p, {}, NAMES).tolist() == [False] * 5
+
+
+def test_policy_feeds_metrics_and_review():
+    y, p = validation_set(seed=1)
+    policy = choose_thresholds(y, p, NAMES, unsafe=["nsfw"], target_recall=0.95)
+    m = classification_metrics(y, p, NAMES, thresholds=policy, n_bootstrap=0)
+    assert m["thresholds"] == {"nsfw": policy["nsfw"]["threshold"]}
+    # only nsfw has a threshold, so nothing can take its flagged samples away
+    assert m["per_class"]["nsfw"]["recall"] >= 0.95
+    assert apply_review_band(p, policy, NAMES).shape == (len(y),)
+
+
+def test_multilabel_thresholds():
+    rng = np.random.default_rng(0)
+    y = (rng.random((80, 3)) < 0.3).astype(int)
+    p = np.clip(0.35 * y + 0.65 * rng.random((80, 3)), 0, 1)
+    policy = choose_thresholds(y, p, NAMES, unsafe=["gore"], task="multilabel", target_recall=0.9)
+    positives = p[y[:, 2] == 1, 2]
+    assert np.mean(positives >= policy["gore"]["threshold"]) >= 0.9
+
+
+def test_bad_arguments_raise_input_error():
+    y, p = validation_set()
+    with pytest.raises(InputError, match="unknown class.*'violence'.*classes: safe, nsfw, gore"):
+        choose_thresholds(y, p, NAMES, unsafe=["nsfw", "violence"])
+    with pytest.raises(InputError, match="target_recall"):
+        choose_thresholds(y, p, NAMES, unsafe=["nsfw"], target_recall=95)
+    with pytest.raises(InputError, match="review_margin"):
+        choose_thresholds(y, p, NAMES, unsafe=["nsfw"], review_margin=-0.1)
+    with pytest.raises(InputError, match="probs has 3 columns"):
+        choose_thresholds(y, p, NAMES[:2], unsafe=["nsfw"])
+    with pytest.raises(InputError, match="unknown class 'violence'"):
+        apply_review_band(p, {"violence": {"review_band": [0.1, 0.2]}}, NAMES)
+    with pytest.raises(InputError, match="review_band"):
+        apply_review_band(p, {"nsfw": 0.5}, NAMES)
