@@ -42,8 +42,10 @@ def cli(ctx: click.Context, workspace: str | None, database_uri: str | None, deb
 
 def add_stage_groups() -> None:
     from shotlab.curate.cli import curate
+    from shotlab.train.cli import train
 
     cli.add_command(curate)
+    cli.add_command(train)
 
 
 add_stage_groups()

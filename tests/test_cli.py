@@ -16,7 +16,8 @@ from tests.imaging import truncate, write_class_tree, write_image
 
 COMMANDS = [[], ["curate"], ["curate", "import"], ["curate", "pull"], ["curate", "pull", "roboflow"],
             ["curate", "list"], ["curate", "info"], ["curate", "delete"], ["curate", "export"],
-            ["curate", "app"]]
+            ["curate", "app"], ["curate", "policy"], ["train"], ["train", "run"],
+            ["train", "backbones"], ["train", "runs"]]
 
 
 def run(*args, input=None):

@@ -9,14 +9,23 @@ from pathlib import Path
 import click
 
 
+def is_number(text: str) -> bool:
+    try:
+        float(text.split(" ")[0])
+    except ValueError:
+        return text == "-"
+    return True
+
+
 def table(headers: list[str], rows: list[list]) -> str:
-    """Left-aligned first column, right-aligned numbers, two spaces between columns."""
+    """Numeric columns right-aligned, text columns left-aligned, two spaces between columns."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [i > 0 and all(is_number(row[i]) for row in cells[1:]) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        return "  ".join(parts).rstrip()
+        return "  ".join(c.rjust(w) if num else c.ljust(w)
+                         for c, w, num in zip(row, widths, numeric)).rstrip()
 
     return "\n".join(line(row) for row in cells)
 

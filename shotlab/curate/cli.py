@@ -165,6 +165,43 @@ def export_command(name: str, out: Path, fmt: str) -> None:
     click.echo(f"Exported {count} samples of '{name}' to {out} [{fmt}].")
 
 
+@curate.command("policy")
+@click.argument("name")
+@click.option("--unsafe", help="Comma-separated classes to treat as unsafe (replaces the list).")
+@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True),
+              help="Recall thresholds must reach on unsafe classes [default 0.95].")
+@click.option("--review-margin", type=click.FloatRange(0, 0.5, max_open=True),
+              help="Scores this close to a threshold go to human review [default 0.1].")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def policy_command(name: str, unsafe: str | None, target_recall: float | None,
+                   review_margin: float | None, as_json: bool) -> None:
+    """Show or set dataset NAME's moderation policy (unsafe classes, target recall, review band).
+
+    \b
+    Example:
+      shotlab curate policy moderation --unsafe violence,explicit --target-recall 0.97
+    """
+    from dataclasses import replace
+
+    from shotlab.core import store
+    from shotlab.core.output import echo_json
+    from shotlab.core.policy import policy_of, set_policy
+
+    dataset = store.load(name)
+    policy = policy_of(dataset)
+    changes = {k: v for k, v in (("target_recall", target_recall), ("review_margin", review_margin))
+               if v is not None}
+    if unsafe is not None:
+        changes["unsafe"] = tuple(c.strip() for c in unsafe.split(",") if c.strip())
+    if changes:
+        policy = set_policy(dataset, replace(policy, **changes))
+    if as_json:
+        return echo_json(policy.to_dict())
+    click.echo(f"Policy of '{name}' (version {policy.version}): unsafe classes "
+               f"{', '.join(policy.unsafe) or 'none'}; target recall {policy.target_recall}; "
+               f"review band +-{policy.review_margin} around each threshold.")
+
+
 @curate.command("app")
 @click.argument("name")
 @click.option("--port", type=click.IntRange(1, 65535), default=5151, show_default=True)

@@ -1,0 +1,120 @@
+"""`shotlab train ...` commands. Only click is imported here; each command imports its work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+MODES = ("linear", "partial", "full")
+PRESETS = ("none", "light", "standard", "strong")
+
+
+class TrainGroup(click.Group):
+    """`shotlab train NAME ...` (or `train --resume RUN`) is `shotlab train run ...`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("train", cls=TrainGroup)
+@click.pass_context
+def train(ctx: click.Context) -> None:
+    """Train classifiers on a dataset: `shotlab train NAME [OPTIONS]` (see `train run --help`)."""
+    from shotlab.core import workspace
+
+    workspace.activate(*ctx.meta.get("shotlab.workspace", (None, None)))
+
+
+def split_names(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@train.command("run")
+@click.argument("name", required=False)
+@click.option("--backbone", default="lite0", show_default=True, help="See `shotlab train backbones`.")
+@click.option("--mode", type=click.Choice(MODES), default="partial", show_default=True,
+              help="linear: head only; partial: last stages too; full: everything (LLRD).")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Head learning rate.")
+@click.option("--layer-decay", type=click.FloatRange(0, 1), default=0.7, show_default=True)
+@click.option("--unfreeze-stages", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--augment", type=click.Choice(PRESETS), default="standard", show_default=True)
+@click.option("--balance", type=click.Choice(["sampler", "loss", "none"]), default="sampler",
+              show_default=True)
+@click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.1, show_default=True)
+@click.option("--patience", type=click.IntRange(min=0), default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", help="cpu or cuda[:N] [default: cuda if available].")
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Pretrained weights file.")
+@click.option("--allow-download", is_flag=True, help="Let timm fetch weights from its hub.")
+@click.option("--unsafe", help="Comma-separated unsafe classes (overrides the dataset policy).")
+@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=0.95,
+              show_default=True, help="Recall to reach on unsafe classes (with --unsafe).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Continue an interrupted run from its last checkpoint.")
+@click.option("--tracking-uri", help="MLflow server [default: the workspace's own store].")
+@click.option("--no-track", is_flag=True, help="Do not log to MLflow.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, **options) -> None:
+    """Fine-tune a backbone on dataset NAME; writes a run folder and logs to MLflow.
+
+    \b
+    Examples:
+      shotlab train vehicles --backbone lite0 --mode partial
+      shotlab train moderation --unsafe violence,explicit --target-recall 0.97
+      shotlab train --resume ~/.shotlab/runs/20261122-101500-vehicles-lite0-partial
+    """
+    from shotlab.core.errors import InputError
+    from shotlab.train.finetune import TrainConfig
+    from shotlab.train.report import echo_run
+    from shotlab.train.runs import train_run
+
+    if not name and not resume_dir:
+        raise click.UsageError("give a dataset NAME, or --resume RUN_DIR")
+    if name and resume_dir:
+        raise InputError("give either a dataset NAME or --resume RUN_DIR, not both")
+    config = TrainConfig(unsafe=split_names(unsafe), **options)
+    result = train_run(name, config, resume_dir=resume_dir, tracking_uri=tracking_uri,
+                       track=not no_track)
+    echo_run(result, as_json)
+
+
+@train.command("backbones")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def backbones_command(as_json: bool) -> None:
+    """List registered backbones: weights available offline, input size, parameters."""
+    from shotlab.core.output import echo_json, table
+    from shotlab.train.report import backbone_rows
+
+    rows = backbone_rows()
+    if as_json:
+        return echo_json(rows)
+    click.echo(table(["backbone", "timm model", "weights", "input", "params (M)", "about"],
+                     [[r["name"], r["timm_name"], r["weights"], r["input_size"],
+                       f"{r['params_m']:.1f}", r["description"]] for r in rows]))
+
+
+@train.command("runs")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def runs_command(as_json: bool) -> None:
+    """List training runs in the workspace with their key metrics, newest first."""
+    from shotlab.core.output import echo_json, table
+    from shotlab.train.runs import list_runs
+
+    rows = list_runs()
+    if as_json:
+        return echo_json(rows)
+    if not rows:
+        return click.echo("No runs yet; start one with `shotlab train NAME`.")
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    click.echo(table(["run", "split", "accuracy", "macro F1", "macro AUPRC"],
+                     [[r["run"], r["split"], fmt(r["accuracy"]), fmt(r["macro_f1"]),
+                       fmt(r["macro_auprc"])] for r in rows]))

@@ -1,0 +1,69 @@
+"""What the `train` commands print: a run's result, the backbone table."""
+
+from __future__ import annotations
+
+import click
+
+from shotlab.core.output import echo_json, table
+
+
+def fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def interval(metrics: dict, key: str) -> str:
+    low_high = metrics.get("intervals", {}).get(key)
+    return f" [{fmt(low_high[0], 2)}, {fmt(low_high[1], 2)}]" if low_high else ""
+
+
+def echo_split(name: str, metrics: dict) -> None:
+    click.echo(f"{name} split (n={metrics['n']}): accuracy {fmt(metrics['accuracy'])}"
+               f"{interval(metrics, 'accuracy')}, macro F1 {fmt(metrics['macro_f1'])}"
+               f"{interval(metrics, 'macro_f1')}, macro AUPRC {fmt(metrics['macro_auprc'])}, "
+               f"ECE {fmt(metrics['ece'])}  (95% bootstrap intervals)")
+    rows = [[c, fmt(m["precision"]), fmt(m["recall"]) + interval(metrics, f"recall/{c}"),
+             fmt(m["f2"]), fmt(m["auprc"]), m["support"]] for c, m in metrics["per_class"].items()]
+    click.echo(table(["class", "precision", "recall", "F2", "AUPRC", "support"], rows))
+
+
+def echo_run(result, as_json: bool) -> None:
+    if as_json:
+        return echo_json({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
+                          "metrics": result.metrics, "thresholds": result.thresholds,
+                          "mistakes": result.mistakes, "mlflow_run_id": result.mlflow_run_id})
+    click.echo(f"Run {result.run_dir} (best epoch {result.best_epoch + 1})")
+    for split in ("test", "val"):
+        if split in result.metrics:
+            echo_split(split.capitalize(), result.metrics[split])
+            break
+    for name, t in result.thresholds.items():
+        click.echo(f"Threshold for unsafe class '{name}': {t['threshold']:.3f} (on val: recall "
+                   f"{fmt(t['recall'], 2)}, precision {fmt(t['precision'], 2)}; target "
+                   f"{t['target_recall']}{'' if t['reached'] else ' NOT reached'}), review band "
+                   f"[{t['review_band'][0]:.2f}, {t['review_band'][1]:.2f}]")
+    if result.mistakes is not None:
+        click.echo(f"Predictions written to the dataset (field 'predictions'); "
+                   f"{result.mistakes} mistakes in its saved view 'mistakes'.")
+    if result.mlflow_run_id:
+        click.echo(f"MLflow run {result.mlflow_run_id}.")
+
+
+def backbone_rows() -> list[dict]:
+    import timm
+
+    from shotlab.train.backbones import list_backbones, package_weights_file
+
+    rows = []
+    for backbone in list_backbones():
+        model = timm.create_model(backbone.timm_name, pretrained=False)
+        size = backbone.input_size or model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
+        if package_weights_file(backbone) is not None:
+            weights = "offline (package)"
+        elif backbone.hub:
+            weights = "--weights or --allow-download"
+        else:
+            weights = "random init"
+        rows.append({"name": backbone.name, "timm_name": backbone.timm_name, "weights": weights,
+                     "input_size": size, "description": backbone.description,
+                     "params_m": sum(p.numel() for p in model.parameters()) / 1e6})
+    return rows

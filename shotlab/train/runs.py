@@ -1,0 +1,172 @@
+"""`shotlab train NAME`: one training run, from the frozen manifest to metrics, plots and MLflow.
+
+A run folder (`<workspace>/runs/<time>-<dataset>-<backbone>-<mode>/`) holds everything needed to
+reproduce, resume, judge and export the run:
+
+    manifest.json    the dataset version (every sample's path, sha256, labels, split) and its hash
+    config.yaml      the resolved configuration, policy, versions and manifest hash
+    checkpoints/     last.pt (every epoch, for --resume) and best.pt (the model to export)
+    metrics.json     val and test metrics, with bootstrap intervals and the thresholds applied
+    thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands
+    plots/           confusion matrix and precision-recall curves on the test split
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from shotlab import __version__
+from shotlab.core import store, workspace
+from shotlab.core.errors import InputError
+from shotlab.core.policy import Policy, policy_of
+from shotlab.train.finetune import TrainConfig, fit, predict
+from shotlab.train.manifest import Manifest, freeze
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    thresholds: dict
+    best_epoch: int
+    mistakes: int | None
+    mlflow_run_id: str | None
+
+
+def new_run_dir(dataset: str, config: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = workspace.current().runs_dir / f"{stamp}-{dataset}-{config.backbone}-{config.mode}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+def versions() -> dict:
+    import timm
+    import torch
+
+    return {"shotlab": __version__, "torch": str(torch.__version__), "timm": str(timm.__version__),
+            "python": platform.python_version()}
+
+
+def write_config(run_dir: Path, config: TrainConfig, policy: Policy, manifest: Manifest) -> None:
+    data = {"dataset": manifest.dataset, "manifest_hash": manifest.hash, "train": config.to_dict(),
+            "policy": policy.to_dict(), "versions": versions()}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def read_config(run_dir: Path) -> tuple[TrainConfig, Policy]:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise InputError(f"{run_dir} is not a run folder (no config.yaml); give the folder that "
+                         f"`shotlab train` printed, or see `shotlab train runs`")
+    data = yaml.safe_load(path.read_text())
+    return TrainConfig(**data["train"]), Policy.from_dict(data["policy"])
+
+
+def resolve_policy(name: str, config: TrainConfig, classes) -> Policy:
+    """The dataset's policy, with --unsafe/--target-recall from the command line taking over."""
+    stored = policy_of(store.load(name))
+    unsafe = tuple(config.unsafe) or stored.unsafe
+    recall = config.target_recall if config.unsafe else stored.target_recall
+    return Policy(unsafe, recall, stored.review_margin, stored.version).check(classes)
+
+
+def evaluate(fitted, manifest: Manifest, policy: Policy, config: TrainConfig,
+             progress) -> tuple[dict, dict, dict]:
+    """Probabilities per split, thresholds chosen on val, metrics on val and test."""
+    from shotlab.train.metrics import classification_metrics
+    from shotlab.train.thresholds import choose_thresholds
+
+    probs = {split: predict(fitted.model, [e.filepath for e in manifest.split(split)],
+                            fitted.created, manifest.task, device=fitted.device,
+                            workers=config.workers, progress=progress)
+             for split in ("train", "val", "test")}
+    classes = list(manifest.classes)
+    y = {split: manifest.targets(manifest.split(split)) for split in probs}
+    thresholds = (choose_thresholds(y["val"], probs["val"], classes, unsafe=list(policy.unsafe),
+                                    target_recall=policy.target_recall,
+                                    review_margin=policy.review_margin, task=manifest.task)
+                  if policy.unsafe else {})
+    metrics = {split: classification_metrics(y[split], probs[split], classes, task=manifest.task,
+                                             thresholds=thresholds or None)
+               for split in ("val", "test") if len(y[split])}
+    return probs, thresholds, metrics
+
+
+def write_plots(run_dir: Path, manifest: Manifest, probs: dict, metrics: dict, thresholds) -> None:
+    from shotlab.train.plots import confusion_matrix_png, pr_curves_png
+
+    split = "test" if "test" in metrics else "val"
+    classes = list(manifest.classes)
+    confusion_matrix_png(metrics[split]["confusion_matrix"], classes,
+                         run_dir / "plots" / f"confusion_{split}.png")
+    pr_curves_png(manifest.targets(manifest.split(split)), probs[split], classes,
+                  run_dir / "plots" / f"pr_{split}.png", task=manifest.task,
+                  thresholds=thresholds or None)
+
+
+def write_back(manifest: Manifest, probs: dict, run_dir: Path, thresholds) -> int:
+    from shotlab.train.writeback import write_predictions
+
+    entries = [e for split in ("train", "val", "test") for e in manifest.split(split)]
+    stacked = np.concatenate([probs[s] for s in ("train", "val", "test") if len(probs[s])])
+    return write_predictions(manifest.dataset, [e.sample_id for e in entries],
+                             [e.labels for e in entries], stacked, manifest.classes,
+                             task=manifest.task, run=run_dir.name, thresholds=thresholds or None)
+
+
+def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
+              tracking_uri: str | None = None, track: bool = True, writeback: bool = True,
+              progress: bool | None = None) -> RunResult:
+    """Train on dataset `name` (or resume the run in `resume_dir`) and record everything."""
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        config, policy = read_config(run_dir)
+        manifest = Manifest.load(run_dir / "manifest.json")
+    else:
+        manifest = freeze(name)
+        policy = resolve_policy(name, config.check(), manifest.classes)
+        run_dir = new_run_dir(name, config)
+        manifest.save(run_dir / "manifest.json")
+        write_config(run_dir, config, policy, manifest)
+    fitted = fit(manifest, config, run_dir, resume=resume_dir is not None, progress=progress)
+    probs, thresholds, metrics = evaluate(fitted, manifest, policy, config, progress)
+    (run_dir / "metrics.json").write_text(json.dumps(
+        {**metrics, "best_epoch": fitted.best_epoch, "history": fitted.history}, indent=1))
+    (run_dir / "thresholds.json").write_text(json.dumps(
+        {"policy": policy.to_dict(), "thresholds": thresholds}, indent=1))
+    write_plots(run_dir, manifest, probs, metrics, thresholds)
+    mistakes = write_back(manifest, probs, run_dir, thresholds) if writeback else None
+    run_id = None
+    if track:
+        from shotlab.train.tracking import log_run
+
+        run_id = log_run(run_dir, dataset=manifest.dataset, history=fitted.history,
+                         params={**config.to_dict(), "manifest_hash": manifest.hash},
+                         metrics=metrics, tracking_uri=tracking_uri)
+    return RunResult(run_dir, metrics, thresholds, fitted.best_epoch, mistakes, run_id)
+
+
+def list_runs() -> list[dict]:
+    """Every run folder in the workspace with its key test (else val) metrics, newest first."""
+    rows = []
+    for folder in sorted(workspace.current().runs_dir.glob("*/config.yaml"), reverse=True):
+        run_dir = folder.parent
+        config = yaml.safe_load(folder.read_text())
+        metrics_path = run_dir / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        split = "test" if "test" in metrics else "val"
+        scores = metrics.get(split, {})
+        rows.append({"run": run_dir.name, "dataset": config["dataset"],
+                     "backbone": config["train"]["backbone"], "mode": config["train"]["mode"],
+                     "split": split if metrics else "-", "accuracy": scores.get("accuracy"),
+                     "macro_f1": scores.get("macro_f1"), "macro_auprc": scores.get("macro_auprc"),
+                     "finished": metrics_path.is_file(), "path": str(run_dir)})
+    return rows

@@ -1,0 +1,105 @@
+"""`shotlab train` end to end through the CLI: run folder, thresholds, MLflow, write-back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from shotlab.cli import cli
+from shotlab.core import store, workspace
+from shotlab.curate.importer import import_path
+
+pytestmark = [pytest.mark.fiftyone, pytest.mark.slow]
+COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
+TINY = ["--backbone", "tiny-test", "--epochs", "2", "--workers", "0"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture
+def colours(tmp_path, dataset_name):
+    """Three classes told apart by colour, with train/val/test folders."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 4), ("test", 4)):
+        for name, colour in COLOURS.items():
+            for i in range(n):
+                noise = rng.normal(0, 25, (40, 40, 3))
+                pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+                path = tmp_path / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(path)
+    import_path(tmp_path, dataset_name, progress=False)
+    return dataset_name
+
+
+def test_train_writes_a_complete_run(colours):
+    result = run("train", colours, *TINY, "--unsafe", "red", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    run_dir = Path(out["run_dir"])
+    for name in ("manifest.json", "config.yaml", "metrics.json", "thresholds.json",
+                 "checkpoints/best.pt", "checkpoints/last.pt", "plots/confusion_test.png",
+                 "plots/pr_test.png"):
+        assert (run_dir / name).is_file(), name
+    assert out["metrics"]["test"]["accuracy"] >= 0.9
+    red = out["thresholds"]["red"]
+    assert red["reached"] and red["recall"] >= 0.95 and list(out["thresholds"]) == ["red"]
+
+    dataset = store.load(colours)
+    assert None not in dataset.values("predictions.label")
+    assert "mistakes" in dataset.list_saved_views()
+    assert len(dataset.load_saved_view("mistakes")) == out["mistakes"]
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workspace.current().home / 'mlflow.db'}")
+    logged = mlflow.get_run(out["mlflow_run_id"])
+    assert logged.data.params["backbone"] == "tiny-test"
+    assert "test.accuracy" in logged.data.metrics
+
+    listed = json.loads(run("train", "runs", "--json").stdout)
+    assert any(r["path"] == str(run_dir) and r["finished"] for r in listed)
+
+
+def test_resume_a_finished_run_trains_no_more(colours):
+    first = json.loads(run("train", colours, *TINY, "--no-track", "--json").stdout)
+    again = run("train", "--resume", first["run_dir"], "--no-track", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["best_epoch"] == first["best_epoch"]
+
+
+def test_policy_command_sets_validates_and_feeds_training(colours):
+    shown = run("curate", "policy", colours, "--unsafe", "blue", "--target-recall", "0.9")
+    assert shown.exit_code == 0 and "unsafe classes blue; target recall 0.9" in shown.output
+    bad = run("curate", "policy", colours, "--unsafe", "purple")
+    assert bad.exit_code == 2 and "unsafe classes ['purple'] are not in the dataset" in bad.output
+    result = json.loads(run("train", colours, *TINY, "--no-track", "--json").stdout)
+    assert list(result["thresholds"]) == ["blue"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "no-such-dataset"], "no dataset named 'no-such-dataset'"),
+    (["train", "--resume", "."], "is not a run folder (no config.yaml)"),
+])
+def test_bad_input_exits_2(args, message):
+    result = run(*args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_unknown_backbone_and_missing_arguments(colours):
+    unknown = run("train", colours, "--backbone", "vgg99")
+    assert unknown.exit_code == 2 and "unknown backbone 'vgg99'; registered:" in unknown.output
+    assert run("train", "run").exit_code == 2
+
+
+def test_backbones_lists_offline_weights():
+    rows = {r["name"]: r for r in json.loads(run("train", "backbones", "--json").stdout)}
+    assert rows["lite0"]["weights"] == "offline (package)" and rows["lite0"]["input_size"] == 224
+    assert rows["tiny-test"]["input_size"] == 64
