@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) curate import datasets/sample --name sample
 	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) curate info sample
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) train sample --backbone lite0 --mode partial --epochs 8
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) train benchmark sample --shots 4,8 --repeats 2 \
+		--finetune linear --out $(DEMO_WORKSPACE)/benchmark
 
 test: install
 	$(PY) -m pytest
@@ -27,6 +30,7 @@ test: install
 bench: install
 	$(PY) benchmarks/cli_help.py
 	$(PY) benchmarks/import_speed.py
+	$(PY) benchmarks/embedding_speed.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE) .pytest_cache

@@ -118,3 +118,51 @@ def runs_command(as_json: bool) -> None:
     click.echo(table(["run", "split", "accuracy", "macro F1", "macro AUPRC"],
                      [[r["run"], r["split"], fmt(r["accuracy"]), fmt(r["macro_f1"]),
                        fmt(r["macro_auprc"])] for r in rows]))
+
+
+@train.command("benchmark")
+@click.argument("name")
+@click.option("--backbones", default="lite0", show_default=True, help="Comma-separated.")
+@click.option("--shots", default="5,10,20", show_default=True,
+              help="Images per class drawn from the train split, comma-separated.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--finetune", default="linear,partial", show_default=True,
+              help="Fine-tuning modes to include (comma-separated; empty for none).")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for results.csv, results.md, learning_curve.png "
+                   "[default: WORKSPACE/benchmarks/NAME-TIME].")
+def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers, out) -> None:
+    """Compare baselines and fine-tuning on dataset NAME at several shot counts.
+
+    Every method trains on the same sampled images and is measured on the same test split;
+    prints the table of mean +- std accuracy and macro-F1 over repeats, with the time taken.
+
+    \b
+    Example:
+      shotlab train benchmark fmnist --backbones lite0 --shots 5,10,20 --repeats 3
+    """
+    import time as _time
+
+    from shotlab.core import workspace
+    from shotlab.core.errors import InputError
+    from shotlab.train.benchmark import FINETUNE_METHODS, Benchmark, write_results
+    from shotlab.train.manifest import freeze
+
+    try:
+        shot_counts = [int(s) for s in split_names(shots)]
+    except ValueError:
+        raise InputError(f"--shots {shots}: expected whole numbers such as 5,10,20") from None
+    modes = split_names(finetune)
+    unknown = sorted(set(modes) - set(FINETUNE_METHODS))
+    if unknown or not shot_counts or min(shot_counts) < 1:
+        raise InputError(f"--finetune takes {', '.join(FINETUNE_METHODS)} and --shots positive "
+                         f"numbers; got --finetune {finetune} --shots {shots}")
+    bench = Benchmark(freeze(name), backbones=split_names(backbones), finetune=modes,
+                      epochs=epochs, workers=workers, progress=None)
+    rows = bench.run(shot_counts, repeats)
+    out = out or workspace.current().home / "benchmarks" / f"{name}-{_time.strftime('%Y%m%d-%H%M%S')}"
+    result = write_results(rows, out, shot_counts, bench.embedding_seconds)
+    click.echo((out / "results.md").read_text())
+    click.echo(f"Wrote {', '.join(result['files'])}")

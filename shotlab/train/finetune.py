@@ -382,13 +382,13 @@ class Trainer:
         with torch.random.fork_rng():
             torch.manual_seed(self.config.seed)
             self.probe = torch.nn.Linear(head.in_features, head.out_features).to(self.device)
+        init_probe(self.probe, self.features["train"].cpu().numpy(), self.y_train, self.task)
+        self.fold_probe()
         if self.config.mode == "linear":
             for parameter in self.model.parameters():
                 parameter.requires_grad_(False)
-            return
-        init_probe(self.probe, self.features["train"].cpu().numpy(), self.y_train, self.task)
-        self.fold_probe()
-        self.probe = None  # from here on the whole model trains on images
+        else:
+            self.probe = None  # from here on the whole model trains on images
 
     def embed(self) -> None:
         import torch
@@ -512,6 +512,16 @@ def freeze_frozen_batchnorm(model) -> None:
                 module.eval()
 
 
+def keep_if_best(trainer: Trainer, score: float, epoch: int) -> None:
+    """Save the model as checkpoints/best.pt if `score` beats the best so far."""
+    if score > trainer.best_score:
+        trainer.best_epoch, trainer.best_score = epoch, score
+        trainer.fold_probe()
+        save_atomic({"model": trainer.model.state_dict(),
+                     **checkpoint_meta(trainer.created, trainer.manifest, trainer.config)},
+                    trainer.checkpoints / "best.pt")
+
+
 def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
         progress: bool | None = None) -> FitResult:
     """Train on the train split, early-stop on val; the returned model has the best weights."""
@@ -520,18 +530,15 @@ def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool 
     trainer = Trainer(manifest, config, run_dir, progress)
     trainer.prepare()
     trainer.build_optimizer()
-    if resume:
-        trainer.resume()
+    if not (resume and trainer.resume()):
+        # The linear-probe head before any epoch is a candidate too (best_epoch -1): with very
+        # few images, training on can only lose to it, and early stopping then keeps it.
+        keep_if_best(trainer, validation_score(trainer.y_val, trainer.validate(), trainer.task), -1)
     while not trainer.finished():
         loss = trainer.train_epoch()
         score = validation_score(trainer.y_val, trainer.validate(), trainer.task)
         trainer.history.append({"epoch": trainer.epoch, "train_loss": loss, "val_score": score})
-        if score > trainer.best_score:
-            trainer.best_epoch, trainer.best_score = trainer.epoch, score
-            trainer.fold_probe()
-            save_atomic({"model": trainer.model.state_dict(),
-                         **checkpoint_meta(trainer.created, manifest, config)},
-                        trainer.checkpoints / "best.pt")
+        keep_if_best(trainer, score, trainer.epoch)
         save_atomic(trainer.state(), trainer.checkpoints / "last.pt")
         trainer.epoch += 1
     best = torch.load(trainer.checkpoints / "best.pt", map_location=trainer.device, weights_only=False)

@@ -5,38 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from shotlab.cli import cli
 from shotlab.core import store, workspace
-from shotlab.curate.importer import import_path
 
 pytestmark = [pytest.mark.fiftyone, pytest.mark.slow]
-COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
 TINY = ["--backbone", "tiny-test", "--epochs", "2", "--workers", "0"]
 
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-@pytest.fixture
-def colours(tmp_path, dataset_name):
-    """Three classes told apart by colour, with train/val/test folders."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("val", 4), ("test", 4)):
-        for name, colour in COLOURS.items():
-            for i in range(n):
-                noise = rng.normal(0, 25, (40, 40, 3))
-                pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
-                path = tmp_path / split / name / f"{i}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(pixels).save(path)
-    import_path(tmp_path, dataset_name, progress=False)
-    return dataset_name
 
 
 def test_train_writes_a_complete_run(colours):

@@ -1,0 +1,202 @@
+"""`shotlab train benchmark`: every method x backbone x shots, side by side, repeated.
+
+For each repeat and shot count, `shots` images per class are drawn (seeded) from the train split;
+every method trains on exactly those and is measured on the same held-out test split. Methods:
+the classical baselines (no network), classifiers on each backbone's embeddings, and the
+fine-tuning modes (which early-stop on the full val split). Results: one CSV row per
+(method, backbone, shots, repeat), a Markdown table of mean +- std, a learning-curve PNG.
+Embeddings are cached, so their one-time extraction is timed apart from the methods.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from shotlab.core.errors import InputError
+from shotlab.core.progress import progress_bar
+from shotlab.train.manifest import Entry, Manifest
+
+FINETUNE_METHODS = ("linear", "partial", "full")
+
+
+@dataclass
+class Row:
+    method: str
+    backbone: str
+    shots: int
+    repeat: int
+    accuracy: float
+    macro_f1: float
+    seconds: float
+
+
+def sample_shots(manifest: Manifest, shots: int, seed: int) -> list[Entry]:
+    """`shots` train entries per class (all of a smaller class), drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    train = manifest.split("train")
+    picked = []
+    for name in manifest.classes:
+        members = [e for e in train if e.labels[0] == name]
+        picked += [members[i] for i in sorted(rng.permutation(len(members))[:shots])]
+    return picked
+
+
+def scores(y_true, y_pred) -> tuple[float, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return float(accuracy_score(y_true, y_pred)), float(f1_score(y_true, y_pred, average="macro"))
+
+
+class Benchmark:
+    def __init__(self, manifest: Manifest, *, backbones, finetune, epochs: int, workers,
+                 progress):
+        if manifest.task != "multiclass":
+            raise InputError(f"the benchmark compares multiclass methods; dataset "
+                             f"'{manifest.dataset}' is {manifest.task}")
+        self.manifest, self.backbones, self.finetune = manifest, backbones, finetune
+        self.epochs, self.workers, self.progress = epochs, workers, progress
+        self.test = manifest.split("test")
+        if not self.test:
+            raise InputError(f"dataset '{manifest.dataset}' has no test split to measure on")
+        self.y_test = manifest.targets(self.test)
+        self.embeddings: dict[str, dict[str, np.ndarray]] = {}
+        self.embedding_seconds: dict[str, float] = {}
+
+    def embed(self, backbone: str) -> dict[str, np.ndarray]:
+        """Embeddings of every train and test image by sha256 (extracted once, cached)."""
+        if backbone not in self.embeddings:
+            from shotlab.train.backbones import create_model
+            from shotlab.train.embeddings import extract
+
+            entries = self.manifest.split("train") + self.test
+            start = time.perf_counter()
+            vectors = extract(create_model(backbone, num_classes=0), [e.filepath for e in entries],
+                              [e.sha256 for e in entries], workers=self.workers,
+                              progress=self.progress)
+            self.embedding_seconds[backbone] = time.perf_counter() - start
+            self.embeddings[backbone] = {e.sha256: v for e, v in zip(entries, vectors)}
+        return self.embeddings[backbone]
+
+    def classical(self, features: str, classifier: str, train: list[Entry], seed: int):
+        from shotlab.train.baselines import make_baseline
+
+        model = make_baseline(features, classifier, seed=seed)
+        model.fit([e.filepath for e in train], self.manifest.targets(train))
+        return scores(self.y_test, model.predict([e.filepath for e in self.test]))
+
+    def on_embeddings(self, backbone: str, classifier: str, train: list[Entry], seed: int):
+        from shotlab.train.baselines import make_classifier
+
+        table = self.embed(backbone)
+        model = make_classifier(classifier, seed=seed)
+        model.fit(np.stack([table[e.sha256] for e in train]), self.manifest.targets(train))
+        return scores(self.y_test, model.predict(np.stack([table[e.sha256] for e in self.test])))
+
+    def fine_tuned(self, backbone: str, mode: str, train: list[Entry], seed: int):
+        from shotlab.train.finetune import TrainConfig, fit, predict
+
+        subset = replace(self.manifest, entries=tuple(train + self.manifest.split("val") + self.test))
+        config = TrainConfig(backbone=backbone, mode=mode, epochs=self.epochs, seed=seed,
+                             workers=self.workers, lr=1e-2 if mode == "linear" else 1e-3)
+        with tempfile.TemporaryDirectory(prefix="shotlab-bench-") as run_dir:
+            fitted = fit(subset, config, Path(run_dir), progress=False)
+        if mode == "linear":  # backbone untouched: its head on the cached test embeddings
+            return scores(self.y_test, self.head_predictions(fitted.model, backbone))
+        probs = predict(fitted.model, [e.filepath for e in self.test], fitted.created, "multiclass",
+                        device=fitted.device, workers=self.workers, progress=self.progress)
+        return scores(self.y_test, probs.argmax(axis=1))
+
+    def head_predictions(self, model, backbone: str) -> np.ndarray:
+        import torch
+
+        table = self.embed(backbone)
+        features = torch.as_tensor(np.stack([table[e.sha256] for e in self.test]))
+        with torch.inference_mode():
+            return model.get_classifier().cpu()(features).argmax(dim=1).numpy()
+
+    def methods(self):
+        """(method, backbone, callable(train, seed)) for everything to compare."""
+        from shotlab.train.baselines import BASELINES, EMBEDDINGS
+
+        for features, classifier in BASELINES:
+            if features != EMBEDDINGS:
+                yield (f"{features} + {classifier}", "-",
+                       lambda t, s, f=features, c=classifier: self.classical(f, c, t, s))
+        for backbone in self.backbones:
+            for features, classifier in BASELINES:
+                if features == EMBEDDINGS:
+                    yield (f"embeddings + {classifier}", backbone,
+                           lambda t, s, b=backbone, c=classifier: self.on_embeddings(b, c, t, s))
+            for mode in self.finetune:
+                yield (f"fine-tune {mode}", backbone,
+                       lambda t, s, b=backbone, m=mode: self.fine_tuned(b, m, t, s))
+
+    def run(self, shots: list[int], repeats: int) -> list[Row]:
+        for backbone in self.backbones:
+            self.embed(backbone)  # timed once, apart from the methods
+        rows = []
+        plan = [(s, r, m) for s in shots for r in range(repeats) for m in self.methods()]
+        for shot, repeat, (method, backbone, train_and_score) in progress_bar(
+                plan, enabled=self.progress, unit="run", desc="Benchmark"):
+            train = sample_shots(self.manifest, shot, seed=repeat)
+            start = time.perf_counter()
+            accuracy, macro_f1 = train_and_score(train, repeat)
+            rows.append(Row(method, backbone, shot, repeat, accuracy, macro_f1,
+                            time.perf_counter() - start))
+        return rows
+
+
+def summarise(rows: list[Row]) -> list[dict]:
+    """Mean and std over repeats for each (method, backbone, shots)."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.method, row.backbone, row.shots), []).append(row)
+    return [{"method": m, "backbone": b, "shots": s, "repeats": len(g),
+             "accuracy_mean": float(np.mean([r.accuracy for r in g])),
+             "accuracy_std": float(np.std([r.accuracy for r in g])),
+             "macro_f1_mean": float(np.mean([r.macro_f1 for r in g])),
+             "macro_f1_std": float(np.std([r.macro_f1 for r in g])),
+             "seconds_mean": float(np.mean([r.seconds for r in g]))}
+            for (m, b, s), g in groups.items()]
+
+
+def markdown(summary: list[dict], shots: list[int], embedding_seconds: dict) -> str:
+    lines = ["| method | backbone | " + " | ".join(f"{s} shots: accuracy / macro-F1 / s" for s in shots) + " |",
+             "|---|---|" + "---|" * len(shots)]
+    keys = dict.fromkeys((r["method"], r["backbone"]) for r in summary)
+    for method, backbone in keys:
+        cells = []
+        for shot in shots:
+            r = next((x for x in summary if (x["method"], x["backbone"], x["shots"]) ==
+                      (method, backbone, shot)), None)
+            cells.append("-" if r is None else
+                         f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f} / "
+                         f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f} / {r['seconds_mean']:.1f}")
+        lines.append(f"| {method} | {backbone} | " + " | ".join(cells) + " |")
+    lines += ["", "Embedding extraction, once per backbone for the train pool and test split "
+              "(cached; not in the per-method seconds): "
+              + ", ".join(f"{b} {s:.1f} s" for b, s in embedding_seconds.items())]
+    return "\n".join(lines)
+
+
+def write_results(rows: list[Row], out: Path, shots: list[int], embedding_seconds: dict) -> dict:
+    from shotlab.train.plots import learning_curve_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    summary = summarise(rows)
+    (out / "results.md").write_text(markdown(summary, shots, embedding_seconds) + "\n")
+    learning_curve_png([{"method": f"{r['method']} ({r['backbone']})", "shots": r["shots"],
+                         "mean": r["accuracy_mean"], "std": r["accuracy_std"]} for r in summary],
+                       out / "learning_curve.png", ylabel="test accuracy")
+    return {"summary": summary, "files": [str(out / n) for n in
+                                          ("results.csv", "results.md", "learning_curve.png")]}

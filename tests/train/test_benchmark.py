@@ -1,0 +1,50 @@
+"""`shotlab train benchmark`: every method on the same shots, measured on the same test split."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from shotlab.train.benchmark import sample_shots
+from shotlab.train.manifest import freeze
+
+pytestmark = [pytest.mark.fiftyone, pytest.mark.slow]
+
+
+def test_shots_are_per_class_seeded_and_from_train(colours):
+    manifest = freeze(colours)
+    first, again, other = (sample_shots(manifest, 2, seed=s) for s in (0, 0, 1))
+    assert first == again and first != other
+    assert sorted(e.labels[0] for e in first) == ["blue"] * 2 + ["green"] * 2 + ["red"] * 2
+    assert {e.split for e in first} == {"train"}
+
+
+def test_benchmark_writes_every_method_at_every_shot_count(colours, tmp_path):
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(cli, ["train", "benchmark", colours, "--backbones", "tiny-test",
+                                      "--shots", "2,4", "--repeats", "2", "--finetune", "linear",
+                                      "--workers", "0", "--epochs", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    methods = {r["method"] for r in rows}
+    assert methods == {"pixels + logreg", "color-histogram + logreg", "hog + logreg",
+                       "embeddings + logreg", "embeddings + linear-svm", "embeddings + knn",
+                       "fine-tune linear"}
+    assert len(rows) == len(methods) * 2 * 2  # methods x shot counts x repeats
+    by_method = {r["method"]: float(r["accuracy"]) for r in rows if r["shots"] == "4"}
+    assert by_method["color-histogram + logreg"] >= 0.9  # colour classes: the easy baseline wins
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    assert "| color-histogram + logreg | - |" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shots", "five"], "--shots five: expected whole numbers"),
+    (["--finetune", "sideways"], "--finetune takes linear, partial, full"),
+])
+def test_bad_options_exit_2(colours, args, message):
+    result = CliRunner().invoke(cli, ["train", "benchmark", colours, *args])
+    assert result.exit_code == 2 and message in result.output
