@@ -16,8 +16,10 @@ from shotlab.core.workspace import apply_offline_environment
 PRESETS = ("none", "light", "standard", "strong")
 
 
-def build_preset(name: str, height: int, width: int):
-    """The albumentations pipeline of preset `name` producing (height, width) uint8 images."""
+def build_preset(name: str, height: int, width: int, seed: int | None = None):
+    """The albumentations pipeline of preset `name` producing (height, width) uint8 images.
+
+    Without a seed albumentations draws from the OS, and runs could not be reproduced."""
     apply_offline_environment()  # albumentations checks PyPI for updates at import otherwise
     import albumentations as A
 
@@ -34,7 +36,7 @@ def build_preset(name: str, height: int, width: int):
     }
     # Few-shot sets are small: cropping less than 30% of an image often removes the object.
     first = A.RandomResizedCrop(size=(height, width), scale=crop[name], ratio=(3 / 4, 4 / 3))
-    return A.Compose([first, *steps[name]])
+    return A.Compose([first, *steps[name]], seed=seed)
 
 
 class TrainTransform:
@@ -53,7 +55,11 @@ class TrainTransform:
         if self.preset == "none":
             return np.asarray(self.preprocessing.resize_and_crop(image))
         if self._pipeline is None:  # built lazily: once per DataLoader worker
-            self._pipeline = build_preset(self.preset, *self.preprocessing.input_size)
+            import torch
+
+            # torch's seed differs per worker and per epoch, and follows the run's generator.
+            seed = torch.initial_seed() % 2 ** 32
+            self._pipeline = build_preset(self.preset, *self.preprocessing.input_size, seed=seed)
         return self._pipeline(image=np.asarray(image))["image"]
 
     def __call__(self, image: Image.Image) -> np.ndarray:

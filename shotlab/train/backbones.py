@@ -19,7 +19,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from shotlab.core.errors import InputError, ShotlabError
+from shotlab.core.errors import InputError
 from shotlab.core.preprocessing import Preprocessing
 
 
@@ -91,16 +91,21 @@ def sha256_of(path: Path) -> str:
 def load_state_dict(path: Path) -> dict:
     import torch
 
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files...
+    except Exception as exc:  # pickle errors, truncated files, bad safetensors headers...
         raise InputError(f"{path}: cannot load as a state dict ({exc}); give a .safetensors "
                          f"file or a torch state dict saved with torch.save") from None
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    if isinstance(state, dict):
+        state = state.get("state_dict", state.get("model", state))  # also shotlab checkpoints
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: not a state dict of tensors; give a .safetensors file or a "
+                         f"torch state dict saved with torch.save")
+    return state
 
 
 def map_in_order(source: dict, target: dict, origin: str) -> dict:
@@ -109,7 +114,8 @@ def map_in_order(source: dict, target: dict, origin: str) -> dict:
     tensors = list(source.values())
     if len(tensors) != len(names) or any(tuple(t.shape) != tuple(target[n].shape)
                                          for t, n in zip(tensors, names)):
-        raise ShotlabError(f"{origin}: its tensors do not line up with the timm model")
+        raise InputError(f"{origin}: its tensors do not line up with the timm model (weights of "
+                         f"another architecture, or with another head?)")
     return dict(zip(names, tensors))
 
 
@@ -171,7 +177,12 @@ def create_model(name: str, *, num_classes: int = 0, class_names=(), weights_fil
     if weights.source == "hub":
         model = timm.create_model(backbone.timm_name, pretrained=True)
     elif weights.state_dict is not None:
-        model.load_state_dict(weights.state_dict, strict=True)
+        try:
+            model.load_state_dict(weights.state_dict, strict=True)
+        except RuntimeError as exc:
+            raise InputError(f"{weights_file or weights.source}: these weights do not fit "
+                             f"{backbone.timm_name} ({str(exc).splitlines()[-1].strip()}); give "
+                             f"ImageNet weights of this backbone, not a fine-tuned model") from None
     if weights.sha256 is None:  # hub or random init: identify the weights by their values
         weights = Weights(weights.source, tensor_hash(model), None)
     with torch.random.fork_rng():

@@ -87,6 +87,8 @@ def extract(created: Created, paths: list[str], sha256s: list[str], *, batch_siz
 
     `created` must be a feature extractor (`create_model(..., num_classes=0)`).
     """
+    if not paths:
+        return np.zeros((0, created.model.num_features), dtype=np.float32)
     folder = cache_folder(created)
     folder.mkdir(parents=True, exist_ok=True)
     cached = {s: folder / f"{s}.npy" for s in set(sha256s)}
