@@ -29,6 +29,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common import busy_note  # benchmarks/common.py (scripts run from this folder)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_S = 0.3  # a --help that takes longer than this feels sluggish at the prompt
 HEAVY = ("torch", "fiftyone", "cv2")  # must never load for --help
@@ -133,16 +135,6 @@ def import_check(args: list[str]) -> dict:
             "modules_imported": timing["modules_imported"],
             "total_import_ms": timing["total_import_ms"],
             "slowest_top_level": timing["slowest_top_level"]}
-
-
-def busy_note(result: dict) -> list[str]:
-    """A warning line when other work was loading the machine (the ratios still hold)."""
-    load = max(result["load_average_1m"].values())
-    if load < 0.5 * (result["machine"]["cpu_count"] or 1):
-        return []
-    return [f"> The machine was busy (load average up to {load:.1f} on "
-            f"{result['machine']['cpu_count']} CPUs): absolute times are inflated; the ratios, "
-            f"measured side by side, are the figures to compare.", ""]
 
 
 def write_markdown(result: dict, path: Path) -> None:

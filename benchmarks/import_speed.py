@@ -41,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common import busy_note  # benchmarks/common.py (scripts run from this folder)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CLASSES = 10
 SEED = 20240601
@@ -387,16 +389,6 @@ LABELS = {
     "c_import_fresh": "c. `import_path`, fresh dataset",
     "d_reimport": "d. `import_path` again (adds nothing)",
 }
-
-
-def busy_note(result: dict) -> list[str]:
-    """A warning line when other work was loading the machine (the ratios still hold)."""
-    load = max(result["load_average_1m"].values())
-    if load < 0.5 * (result["machine"]["cpu_count"] or 1):
-        return []
-    return [f"> The machine was busy (load average up to {load:.1f} on "
-            f"{result['machine']['cpu_count']} CPUs): absolute times are inflated; the ratios, "
-            f"measured side by side, are the figures to compare.", ""]
 
 
 def write_markdown(result: dict, path: Path) -> None:

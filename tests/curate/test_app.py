@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from shotlab.cli import cli
+from shotlab.core.database import free_port
 from shotlab.curate.app import app_url, ensure_port_free
 from shotlab.core.errors import InputError
 from tests.imaging import write_class_tree
@@ -29,12 +30,6 @@ STOP_TIMEOUT = 60  # s: closing waits for the server to exit; a few seconds in p
 # (fiftyone/server/query.py, `Query.datasets`, paginated by fiftyone/server/paginator.py), plus
 # `doNotTrack`, the flag the App's page reads before it would load analytics.
 DATASETS_QUERY = "query { doNotTrack datasets(search: \"\", first: 1000) { total edges { node { name } } } }"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:
