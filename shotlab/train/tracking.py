@@ -44,7 +44,8 @@ def log_run(run_dir: Path, *, dataset: str, params: dict, history: list[dict], m
     workspace.apply_offline_environment()
     import mlflow
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migrations chatter
+    for chatty in ("alembic", "mlflow"):  # schema migrations and store set-up, on stderr
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
     with mlflow.start_run(experiment_id=experiment_id(mlflow, dataset),
                           run_name=Path(run_dir).name) as run:
