@@ -415,8 +415,7 @@ class Trainer:
 
         from shotlab.train.embeddings import extract
 
-        extractor = create_model(self.config.backbone, num_classes=0, weights_file=self.config.weights,
-                                 allow_download=self.config.allow_download)
+        extractor = feature_extractor(self.created)
         features = {name: torch.as_tensor(extract(
             extractor, [e.filepath for e in entries], [e.sha256 for e in entries],
             device=self.device, workers=self.config.workers, progress=self.progress)).to(self.device)
@@ -500,6 +499,16 @@ def checkpoint_meta(created: Created, manifest: Manifest, config: TrainConfig) -
             "classes": list(manifest.classes), "manifest_hash": manifest.hash,
             "weights": {"source": created.weights.source, "sha256": created.weights.sha256},
             "config": config.to_dict()}
+
+
+def feature_extractor(created: Created) -> Created:
+    """The same backbone and weights without a head (pooled embeddings), without loading the
+    weights again; its fingerprint, and so its embedding cache, is the same as create_model's."""
+    import copy
+
+    model = copy.deepcopy(created.model)
+    model.reset_classifier(0)
+    return Created(model, created.preprocessing, created.weights, created.backbone)
 
 
 def init_probe(probe, features: np.ndarray, targets: np.ndarray, task: str) -> None:
