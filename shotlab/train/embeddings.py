@@ -19,6 +19,7 @@ from shotlab.core.images import load_rgb
 from shotlab.core.preprocessing import Preprocessing
 from shotlab.core.progress import progress_bar
 from shotlab.train.backbones import Created, fingerprint
+from shotlab.train.device import autocast, on_gpu, place_model, resolve, to_device
 
 
 class ImageFiles:
@@ -40,12 +41,6 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def device_for(device: str | None = None) -> str:
-    import torch
-
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def cache_folder(created: Created) -> Path:
     return workspace.current().cache_dir / "embeddings" / fingerprint(created)
 
@@ -56,19 +51,14 @@ def forward_batches(created: Created, paths: list[str], *, batch_size: int, work
     import torch
     from torch.utils.data import DataLoader
 
-    model = created.model.eval().to(device)
-    on_gpu = device.startswith("cuda")
-    if on_gpu:
-        model = model.to(memory_format=torch.channels_last)
+    model = place_model(created.model.eval(), device)
     loader = DataLoader(ImageFiles(paths, created.preprocessing), batch_size=batch_size,
-                        num_workers=workers, pin_memory=on_gpu, persistent_workers=False)
+                        num_workers=workers, pin_memory=on_gpu(device), persistent_workers=False)
     with torch.inference_mode(), progress_bar(total=len(paths), enabled=progress, unit="img",
                                               desc="Embedding") as bar:
         for inputs, positions in loader:
-            inputs = inputs.to(device, non_blocking=on_gpu)
-            with torch.autocast("cuda", enabled=on_gpu):
-                features = model(inputs.contiguous(memory_format=torch.channels_last)
-                                 if on_gpu else inputs)
+            with autocast(device):
+                features = model(to_device(inputs, device))
             bar.update(len(positions))
             yield positions.numpy(), features.float().cpu().numpy()
 
@@ -101,7 +91,7 @@ def extract(created: Created, paths: list[str], sha256s: list[str], *, batch_siz
         for positions, features in forward_batches(
                 created, [paths[i] for i in todo], batch_size=batch_size,
                 workers=default_workers() if workers is None else workers,
-                device=device_for(device), progress=progress):
+                device=resolve(device), progress=progress):
             for position, vector in zip(positions, features):
                 save_atomic(cached[sha256s[todo[position]]], vector)
     return np.stack([np.load(cached[s]) for s in sha256s]).astype(np.float32)

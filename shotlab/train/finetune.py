@@ -28,6 +28,7 @@ from shotlab.core.images import load_rgb
 from shotlab.core.progress import progress_bar
 from shotlab.train.augment import TrainTransform
 from shotlab.train.backbones import Created, create_model
+from shotlab.train.device import autocast, on_gpu, place_model, resolve, to_device
 from shotlab.train.manifest import Entry, Manifest
 
 MODES = ("linear", "partial", "full")
@@ -118,7 +119,8 @@ def class_weights(targets: np.ndarray, task: str, num_classes: int) -> np.ndarra
     return (1.0 / counts[targets]).astype(np.float64)
 
 
-def train_loader(entries, targets, created: Created, config: TrainConfig, task: str, generator):
+def train_loader(entries, targets, created: Created, config: TrainConfig, task: str, generator,
+                 device: str):
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
@@ -134,7 +136,7 @@ def train_loader(entries, targets, created: Created, config: TrainConfig, task: 
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None,
                       sampler=sampler, generator=generator, num_workers=workers,
                       worker_init_fn=seed_worker, drop_last=False,
-                      pin_memory=str(config.device or "").startswith("cuda"))
+                      pin_memory=on_gpu(device))
 
 
 def seed_worker(worker_id: int) -> None:
@@ -237,20 +239,6 @@ def predict(model, paths: list[str], created: Created, task: str, *, device: str
     return np.concatenate(out) if out else np.zeros((0, len(created.preprocessing.class_names)))
 
 
-def autocast(device: str):
-    import torch
-
-    # bf16 needs no loss scaling; on the CPU, autocast would only slow things down.
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
-
-
-def to_device(inputs, device: str):
-    import torch
-
-    inputs = inputs.to(device, non_blocking=True)
-    return inputs.contiguous(memory_format=torch.channels_last) if device.startswith("cuda") else inputs
-
-
 def save_atomic(state: dict, path: Path) -> None:
     """Write then rename: a run killed mid-write keeps its previous checkpoint intact."""
     import torch
@@ -298,13 +286,11 @@ class Trainer:
         self.train, self.val = manifest.split("train"), manifest.split("val")
         check_splits(manifest, self.train, self.val)
         seed_everything(config.seed)
-        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve(config.device)
         self.created = create_model(config.backbone, num_classes=len(manifest.classes),
                                     class_names=manifest.classes, weights_file=config.weights,
                                     allow_download=config.allow_download)
-        self.model = self.created.model.to(self.device)
-        if self.device.startswith("cuda"):
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = place_model(self.created.model, self.device)
         self.y_train = manifest.targets(self.train)
         self.y_val = manifest.targets(self.val)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -456,7 +442,7 @@ class Trainer:
 
     def image_steps(self):
         loader = train_loader(self.train, self.y_train, self.created, self.config, self.task,
-                              self.generator)
+                              self.generator, self.device)
         for inputs, targets in progress_bar(loader, enabled=self.progress, unit="batch",
                                             desc=f"Epoch {self.epoch + 1}/{self.config.epochs}"):
             with autocast(self.device):

@@ -346,7 +346,7 @@ def test_class_balanced_image_loader_draws_the_small_class(imbalanced):
 
     trainer = Trainer(imbalanced, config("partial"), Path("unused"))
     loader = train_loader(trainer.train, trainer.y_train, trainer.created, trainer.config,
-                          trainer.task, trainer.generator)
+                          trainer.task, trainer.generator, trainer.device)
     drawn = Counter(imbalanced.classes[trainer.y_train[i]] for _ in range(40) for i in loader.sampler)
     assert 0.25 < drawn["blue"] / sum(drawn.values()) < 0.42, drawn
 
