@@ -31,3 +31,22 @@ def dataset_name(request):
 
     if name in store.list_datasets():
         store.delete(name)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One finished tiny-test run (colours, 3 classes, 'red' unsafe) shared by export and explain
+    tests: its folder holds checkpoints/best.pt, manifest.json, thresholds.json, metrics.json.
+    Tests must not modify it; copy it first."""
+    from shotlab.curate.importer import import_path
+    from shotlab.train.finetune import TrainConfig
+    from shotlab.train.runs import train_run
+    from tests.train.trainsets import write_colour_tree
+
+    root = write_colour_tree(tmp_path_factory.mktemp("trained") / "colours",
+                             counts={"train": 8, "val": 4, "test": 6})
+    name = f"t-trained-run-{uuid.uuid4().hex[:6]}"
+    import_path(root, name, progress=False)
+    config = TrainConfig(backbone="tiny-test", mode="full", epochs=3, workers=0, unsafe=["red"])
+    result = train_run(name, config, track=False, writeback=False, progress=False)
+    return result.run_dir

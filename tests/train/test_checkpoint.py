@@ -1,0 +1,37 @@
+"""Loading a run's best model back from its checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shotlab.core.errors import InputError
+from shotlab.core.images import load_rgb
+from shotlab.train.checkpoint import load_checkpoint
+from shotlab.train.manifest import Manifest
+
+pytestmark = [pytest.mark.fiftyone, pytest.mark.slow]
+
+
+def test_run_checkpoint_loads_with_contract_and_predicts_its_test_split(trained_run):
+    loaded = load_checkpoint(trained_run)
+    assert loaded.run_dir == trained_run and loaded.task == "multiclass"
+    assert loaded.classes == ["blue", "green", "red"]
+    assert list(loaded.preprocessing.class_names) == loaded.classes
+    assert not loaded.model.training
+    test = Manifest.load(trained_run / "manifest.json").split("test")
+    batch = np.stack([loaded.preprocessing.to_array(load_rgb(e.filepath)) for e in test])
+    with torch.no_grad():
+        pred = loaded.model(torch.from_numpy(batch)).argmax(1).numpy()
+    truth = [loaded.classes.index(e.labels[0]) for e in test]
+    assert (pred == np.array(truth)).mean() >= 0.8
+
+
+def test_missing_and_corrupt_checkpoints_are_named(tmp_path):
+    with pytest.raises(InputError, match="no checkpoint found"):
+        load_checkpoint(tmp_path)
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="best.pt: not a readable shotlab checkpoint"):
+        load_checkpoint(bad)
