@@ -42,10 +42,14 @@ def cli(ctx: click.Context, workspace: str | None, database_uri: str | None, deb
 
 def add_stage_groups() -> None:
     from shotlab.curate.cli import curate
+    from shotlab.explain import cli as explain_cli
+    from shotlab.export import cli as export_cli
     from shotlab.train.cli import train
 
     cli.add_command(curate)
     cli.add_command(train)
+    for command in (*export_cli.COMMANDS, *explain_cli.COMMANDS):
+        cli.add_command(command)
 
 
 add_stage_groups()

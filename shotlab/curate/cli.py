@@ -212,3 +212,15 @@ def app_command(name: str, port: int, address: str) -> None:
     from shotlab.curate.app import serve
 
     serve(name, port=port, address=address)
+
+
+def add_command_modules() -> None:
+    """Commands defined in their own modules, kept small: checks and the review loop."""
+    from shotlab.curate import check_cli, review_cli
+
+    for module in (check_cli, review_cli):
+        for command in module.COMMANDS:
+            curate.add_command(command)
+
+
+add_command_modules()

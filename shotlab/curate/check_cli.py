@@ -1,0 +1,10 @@
+"""`shotlab curate check`: run the data checks and write their fields, tags, views and report.
+
+Only click is imported here; each command imports its work when it runs.
+"""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module

@@ -1,0 +1,10 @@
+"""`shotlab explain`: explanations of predictions, their scores and the explanation store.
+
+Only click is imported here; each command imports its work when it runs.
+"""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
