@@ -1,0 +1,227 @@
+"""The review loop: read annotators' decisions back from the store, apply them, log every change.
+
+Annotators work in the FiftyOne App. They edit `ground_truth`, or tag a sample:
+
+- `relabel:<class>` sets the label (multilabel: `relabel:a,b` sets exactly those classes,
+  `relabel:` clears them). The tag is removed once applied; the change log keeps it. A class the
+  dataset does not have is refused (a typo would otherwise create a class) unless it is named in
+  `allow_new`.
+- `exclude` marks the sample `excluded=True`. The sample and the tag stay: nothing is ever
+  deleted, and the manifest leaves tagged samples out of training. Removing the tag includes it
+  again (`excluded=False`, logged).
+- `keep` marks a flagged sample as reviewed and right: `reviewed_keep=True` (the tag stays;
+  removing it clears the field). `curate check` leaves such samples unflagged.
+
+Direct edits are found by comparing `ground_truth` with `applied_label`, the label shotlab last
+knew (a list of class names). A sample without it (imported before the review loop existed, or
+added since the last apply) takes its current label as the baseline: edits made before the first
+apply cannot be told from the imported label, and are not logged.
+
+Every change goes to the dataset's change log (`ChangeLog`), kept in FiftyOne's execution store
+scoped to the dataset: one record per apply or split run, deleted with the dataset.
+"""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from shotlab.core import store
+
+RELABEL_PREFIX = "relabel:"
+EXCLUDE_TAG = "exclude"  # the tag shotlab/train/manifest.py leaves out
+KEEP_TAG = "keep"
+EXCLUDED_FIELD = "excluded"
+KEEP_FIELD = "reviewed_keep"
+SNAPSHOT_FIELD = "applied_label"
+LOG_STORE = "shotlab.changes"
+
+
+def now(timespec: str = "seconds") -> str:
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
+
+
+def whoami() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no $USER and no passwd entry (some containers)
+        return None
+
+
+class ChangeLog:
+    """The change log of one dataset: records of runs, each a list of change entries.
+
+    Stored in FiftyOne's execution store scoped to the dataset (not in any sample), so it
+    survives edits, re-imports and App sessions, and goes when the dataset is deleted. Keys sort
+    by time; a record is written once and never rewritten, so two runs cannot overwrite each
+    other's entries.
+    """
+
+    def __init__(self, dataset):
+        from fiftyone.operators.store import ExecutionStore
+
+        self._store = ExecutionStore.create(LOG_STORE, dataset_id=dataset._doc.id)
+
+    def append(self, entries: list[dict]) -> None:
+        if entries:
+            # Microseconds order runs made in the same second; the suffix keeps two hosts apart.
+            self._store.set(f"{now('microseconds')}/{uuid.uuid4().hex[:8]}", entries)
+
+    def entries(self) -> list[dict]:
+        """Every entry, oldest first."""
+        return [e for key in sorted(self._store.list_keys()) for e in self._store.get(key) or []]
+
+
+@dataclass
+class Problem:
+    sample_id: str
+    filepath: str
+    message: str
+
+
+@dataclass
+class ApplyReport:
+    name: str
+    dry_run: bool
+    changes: list[dict] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    tags_removed: int = 0
+    baselines: int = 0  # samples whose applied_label was set for the first time
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dry_run": self.dry_run, "changes": self.changes,
+                "problems": [asdict(p) for p in self.problems],
+                "tags_removed": self.tags_removed, "baselines": self.baselines}
+
+
+@dataclass
+class SampleState:
+    """One sample as the store holds it, and as apply leaves it."""
+
+    sample_id: str
+    filepath: str
+    label: tuple[str, ...]
+    snapshot: tuple[str, ...] | None
+    tags: list[str]
+    excluded: bool
+    keep: bool
+
+
+def parse_relabel(tag: str, task: str) -> tuple[str, ...] | str:
+    """The classes a `relabel:` tag names, or a message saying why it cannot be applied."""
+    names = tuple(dict.fromkeys(n.strip() for n in tag[len(RELABEL_PREFIX):].split(",")
+                                if n.strip()))
+    if task == "multiclass" and len(names) != 1:
+        return (f"tag '{tag}' names {len(names)} classes; a multiclass sample takes exactly one "
+                f"(e.g. relabel:cat)")
+    return tuple(sorted(names)) if task == "multilabel" else names
+
+
+def decide(state: SampleState, task: str, classes: set[str]) -> tuple[SampleState, list, list]:
+    """What apply does to one sample: (new state, change entries, problem messages). Pure."""
+    changes, problems = [], []
+    base = state.snapshot if state.snapshot is not None else state.label
+    label = state.label
+    if label != base:
+        changes.append(("label", list(base), list(label), "edit"))
+    tags = list(state.tags)
+    relabels = [t for t in tags if t.startswith(RELABEL_PREFIX)]
+    wanted = [parse_relabel(t, task) for t in relabels]
+    bad = [w for w in wanted if isinstance(w, str)]
+    unknown = sorted({c for w in wanted if not isinstance(w, str) for c in w} - classes)
+    if bad or unknown or len(set(wanted)) > 1:
+        problems += bad
+        if unknown:
+            problems.append(f"unknown class{'es' * (len(unknown) > 1)} {', '.join(unknown)} in "
+                            f"{', '.join(relabels)}; classes: {', '.join(sorted(classes))} "
+                            f"(fix the tag, or allow a new class with --new-class)")
+        if len(set(wanted)) > 1 and not bad:
+            problems.append(f"conflicting tags {', '.join(relabels)}; keep one")
+    elif wanted:
+        if wanted[0] != label:
+            changes.append(("label", list(label), list(wanted[0]), "tag " + relabels[0]))
+            label = wanted[0]
+        tags = [t for t in tags if t not in relabels]
+    excluded, keep = EXCLUDE_TAG in tags, KEEP_TAG in tags
+    if excluded and keep:
+        problems.append(f"tagged both '{EXCLUDE_TAG}' and '{KEEP_TAG}'; remove one")
+        excluded, keep = state.excluded, state.keep
+    if excluded != state.excluded:
+        changes.append((EXCLUDED_FIELD, state.excluded, excluded,
+                        f"tag {EXCLUDE_TAG}" + " removed" * (not excluded)))
+    if keep != state.keep:
+        changes.append((KEEP_FIELD, state.keep, keep, f"tag {KEEP_TAG}" + " removed" * (not keep)))
+    after = SampleState(state.sample_id, state.filepath, label, label, tags, excluded, keep)
+    return after, changes, problems
+
+
+def read_states(dataset) -> list[SampleState]:
+    task = store.task_of(dataset)
+    schema = dataset.get_field_schema()
+
+    def column(name: str, default):
+        return dataset.values(name) if name in schema else [default] * len(dataset)
+
+    snapshots = [tuple(s) if s is not None else None for s in column(SNAPSHOT_FIELD, None)]
+    rows = zip(dataset.values("id"), dataset.values("filepath"), store.sample_labels(dataset),
+               snapshots, dataset.values("tags"), column(EXCLUDED_FIELD, None),
+               column(KEEP_FIELD, None))
+    return [SampleState(i, f, tuple(sorted(l)) if task == "multilabel" else l, s, list(t or []),
+                        bool(e), bool(k)) for i, f, l, s, t, e, k in rows]
+
+
+def declare_review_fields(dataset) -> None:
+    fo = store.fiftyone()
+    schema = dataset.get_field_schema()
+    for name, kind, extra in ((EXCLUDED_FIELD, fo.BooleanField, {}),
+                              (KEEP_FIELD, fo.BooleanField, {}),
+                              (SNAPSHOT_FIELD, fo.ListField, {"subfield": fo.StringField})):
+        if name not in schema:
+            dataset.add_sample_field(name, kind, **extra)
+
+
+def apply_reviews(name: str, *, dry_run: bool = False, allow_new: tuple[str, ...] = ()) -> ApplyReport:
+    """Apply the annotators' tags and edits on dataset `name`, log them, and return what changed.
+
+    Idempotent: a second run finds nothing to do. Never deletes a sample or touches a file.
+    """
+    dataset = store.load(name)
+    task = store.task_of(dataset)
+    classes = set(store.class_names(dataset)) | set(allow_new)
+    report = ApplyReport(name, dry_run)
+    updates, stamp, user = {}, now(), whoami()
+    for state in read_states(dataset):
+        after, changes, problems = decide(state, task, classes)
+        report.problems += [Problem(state.sample_id, state.filepath, m) for m in problems]
+        report.changes += [{"time": stamp, "user": user, "kind": kind, "sample_id": state.sample_id,
+                            "filepath": state.filepath, "old": old, "new": new, "source": source}
+                           for kind, old, new, source in changes]
+        report.tags_removed += len(state.tags) - len(after.tags)
+        report.baselines += state.snapshot is None
+        if after != state:
+            updates[state.sample_id] = (state, after)
+    if not dry_run and updates:
+        write_states(dataset, updates, task)
+        ChangeLog(dataset).append(report.changes)
+    return report
+
+
+def write_states(dataset, updates: dict[str, tuple[SampleState, SampleState]], task: str) -> None:
+    """Write each (before, after) pair's differences; labels only where they changed."""
+    declare_review_fields(dataset)
+    for sample in dataset.select(list(updates)).iter_samples(autosave=True):
+        before, after = updates[sample.id]
+        if after.label != before.label:
+            sample["ground_truth"] = store.make_label(after.label, task)
+        sample.tags = after.tags
+        sample[EXCLUDED_FIELD] = after.excluded
+        sample[KEEP_FIELD] = after.keep
+        sample[SNAPSHOT_FIELD] = list(after.label)
+
+
+def history(name: str, limit: int | None = None) -> list[dict]:
+    """The change log of dataset `name`, newest first (at most `limit` entries)."""
+    entries = ChangeLog(store.load(name)).entries()[::-1]
+    return entries[:limit] if limit else entries

@@ -1,0 +1,270 @@
+"""Group-aware stratified splits: arrays in, split names out.
+
+`assign_splits(labels, groups, val=, test=, seed=)` keeps every group (a duplicate cluster, a
+video clip) inside one split, gives every class with enough samples at least one example in each
+split, and otherwise follows the class proportions greedily, group by group, rarest class first
+(the iterative stratification of Sechidis et al., 2011, at group level). Samples already in a
+split (`fixed`) stay there and pull the rest of their group with them. `assign_splits` touches no
+store; `split_dataset` reads the arrays from a dataset, writes its `split` field and logs the run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from shotlab.core.errors import InputError
+
+SPLITS = ("train", "val", "test")
+# A class needs one example in each of the three splits; fewer cannot be stratified.
+MIN_PER_CLASS = len(SPLITS)
+
+
+@dataclass
+class SplitPlan:
+    splits: list[str | None]  # per sample; None where the sample was not to be split
+    counts: dict[str, Counter] = field(default_factory=dict)  # class -> split -> samples
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_fractions(val: float, test: float) -> dict[str, float]:
+    """The fraction of each split, or InputError for fractions that cannot be split."""
+    for name, value in (("--val", val), ("--test", test)):
+        if not 0 <= value < 1:
+            raise InputError(f"{name} must be a fraction in [0, 1). Got {value} instead.")
+    if val + test >= 1:
+        raise InputError(f"--val {val} and --test {test} leave nothing to train on (they add up "
+                         f"to {val + test:g}); keep their sum below 1, e.g. --val 0.15 --test 0.15")
+    return {"train": 1 - val - test, "val": val, "test": test}
+
+
+def group_ids(*keys: list) -> list[int]:
+    """One group number per sample: samples sharing any non-empty key are in one group.
+
+    `keys` are per-sample lists (e.g. duplicate cluster, sha256, clip id); a sample with no key
+    is a group of its own. Groups are connected components, so a clip whose frame is a duplicate
+    of another clip's frame joins both clips.
+    """
+    size = len(keys[0]) if keys else 0
+    parent = list(range(size))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for column, values in enumerate(keys):
+        first: dict = {}
+        for i, key in enumerate(values):
+            if key in (None, ""):
+                continue
+            j = first.setdefault((column, key), i)
+            parent[root(i)] = root(j)
+    roots = [root(i) for i in range(size)]
+    numbers = {r: n for n, r in enumerate(dict.fromkeys(roots))}
+    return [numbers[r] for r in roots]
+
+
+@dataclass
+class _Group:
+    members: list[int]  # the samples to assign (not those already in a split)
+    labels: Counter  # class -> samples of it in the group, assigned or not
+    size: int = 0
+    fixed: str | None = None
+
+
+def _groups(labels, groups, fixed, active) -> tuple[list[_Group], list[str]]:
+    found: dict[int, _Group] = {}
+    warnings = []
+    for i, (names, group) in enumerate(zip(labels, groups)):
+        if not active[i] and fixed[i] is None:
+            continue
+        entry = found.setdefault(group, _Group([], Counter()))
+        entry.labels.update(names)
+        entry.size += 1
+        if fixed[i] is None:
+            entry.members.append(i)
+        elif entry.fixed is None:
+            entry.fixed = fixed[i]
+        elif entry.fixed != fixed[i]:
+            warnings.append(f"sample {i} is in {fixed[i]} but its group is already in "
+                            f"{entry.fixed} (the manual splits leak); unassigned members of the "
+                            f"group go to {entry.fixed}")
+    return list(found.values()), warnings
+
+
+class _Assigner:
+    """Greedy state: what each split holds and what it should hold."""
+
+    def __init__(self, totals: Counter, samples: int, fractions: dict[str, float]):
+        self.fractions = fractions
+        self.want = {s: {c: n * f for c, n in totals.items()} for s, f in fractions.items()}
+        self.samples = samples
+        self.held = {s: Counter() for s in SPLITS}
+        self.held_samples = Counter()
+
+    def add(self, group: _Group, split: str) -> None:
+        self.held[split].update(group.labels)
+        self.held_samples[split] += group.size
+
+    def choose(self, group: _Group, rarest: str | None, rng: random.Random) -> str:
+        """The split that most wants the group's rarest class, then the most samples."""
+        def need(split: str):
+            label_need = 0.0 if rarest is None else self.want[split][rarest] - self.held[split][rarest]
+            overall = self.fractions[split] * self.samples - self.held_samples[split]
+            return round(label_need, 9), round(overall, 9), rng.random()
+
+        return max((s for s in SPLITS if self.fractions[s] > 0), key=need)
+
+
+def assign_splits(labels, groups, *, val: float, test: float, seed: int,
+                  fixed=None, active=None) -> SplitPlan:
+    """Split names for samples with `labels` (a tuple of class names each) and `groups`.
+
+    `fixed`: per sample, a split it already has (kept) or None. `active`: per sample, whether to
+    assign it (default all); inactive samples without a fixed split get None and count for
+    nothing. The same inputs and seed give the same result.
+    """
+    fractions = check_fractions(val, test)
+    count = len(labels)
+    fixed = list(fixed) if fixed is not None else [None] * count
+    active = list(active) if active is not None else [True] * count
+    rng = random.Random(seed)
+    units, warnings = _groups(labels, groups, fixed, active)
+    totals = Counter()
+    for unit in units:
+        totals.update(unit.labels)
+    state = _Assigner(totals, sum(u.size for u in units), fractions)
+    splits = list(fixed)
+
+    def place(unit: _Group, split: str) -> None:
+        state.add(unit, split)
+        for i in unit.members:
+            splits[i] = split
+
+    pending = []
+    for unit in units:
+        if unit.fixed is not None:
+            place(unit, unit.fixed)
+        else:
+            pending.append(unit)
+    rng.shuffle(pending)
+    pending = _seed_rare_classes(pending, totals, state, place, rng)
+    rarity = lambda u: min((totals[c] for c in u.labels), default=count + 1)  # noqa: E731
+    pending.sort(key=lambda u: (rarity(u), -u.size))
+    for unit in pending:
+        rarest = min(unit.labels, key=lambda c: (totals[c], c), default=None)
+        place(unit, state.choose(unit, rarest, rng))
+    counts = _counts(labels, splits)
+    warnings += _presence_warnings(totals, counts, fractions)
+    return SplitPlan(splits, counts, warnings)
+
+
+def _seed_rare_classes(pending, totals, state, place, rng) -> list:
+    """Give each class one group in every split that lacks it, rarest class first."""
+    for label in sorted(totals, key=lambda c: (totals[c], c)):
+        if totals[label] < MIN_PER_CLASS:
+            continue
+        for split in ("test", "val", "train"):
+            if state.fractions[split] == 0 or state.held[split][label] > 0:
+                continue
+            candidates = [u for u in pending if label in u.labels]
+            if not candidates:
+                break
+            smallest = min(u.size for u in candidates)
+            unit = rng.choice([u for u in candidates if u.size == smallest])
+            pending.remove(unit)
+            place(unit, split)
+    return pending
+
+
+def _counts(labels, splits) -> dict[str, Counter]:
+    counts: dict[str, Counter] = {}
+    for names, split in zip(labels, splits):
+        if split is None:
+            continue
+        for name in names:
+            counts.setdefault(name, Counter())[split] += 1
+    return dict(sorted(counts.items()))
+
+
+def _presence_warnings(totals, counts, fractions) -> list[str]:
+    warnings = []
+    for label, total in sorted(totals.items()):
+        missing = [s for s in SPLITS if fractions[s] > 0 and counts.get(label, {}).get(s, 0) == 0]
+        if not missing:
+            continue
+        why = (f"it has only {total} sample{'s' * (total != 1)}, fewer than {MIN_PER_CLASS}"
+               if total < MIN_PER_CLASS else
+               "its samples sit in too few duplicate clusters or clips to spread")
+        warnings.append(f"class '{label}' has no example in {', '.join(missing)}: {why}; "
+                        f"add images of '{label}' or merge the class")
+    return warnings
+
+
+# Per-sample string fields that bind samples into one group, where the dataset has them:
+# `curate check` writes duplicate clusters; video imports write the clip a frame came from.
+GROUP_FIELDS = ("duplicate_cluster", "sha256", "clip_id")
+
+
+@dataclass
+class SplitReport:
+    name: str
+    seed: int
+    fractions: dict[str, float]
+    overwrite: bool
+    assigned: int  # samples that got a split this run
+    kept: int  # samples whose existing split was kept
+    changed: int  # samples whose split field changed
+    skipped: dict[str, int]  # reason -> samples left as they were
+    grouped: int  # groups of more than one sample kept together
+    counts: dict[str, dict[str, int]]
+    warnings: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_dataset(name: str, *, val: float, test: float, seed: int,
+                  overwrite: bool = False) -> SplitReport:
+    """Write the `split` field of dataset `name` with `assign_splits`, and log the run.
+
+    Samples with a split keep it unless `overwrite`. Samples tagged `exclude` and unlabeled
+    multiclass samples are left as they are (training leaves them out).
+    """
+    from shotlab.core import store
+    from shotlab.curate.review import EXCLUDE_TAG, ChangeLog, now, whoami
+
+    fractions = check_fractions(val, test)
+    dataset = store.load(name)
+    schema = dataset.get_field_schema()
+    labels = store.sample_labels(dataset)
+    current = dataset.values("split")
+    excluded = [EXCLUDE_TAG in (t or []) for t in dataset.values("tags")]
+    unlabeled = [not l and store.task_of(dataset) == "multiclass" for l in labels]
+    active = [not (e or u) for e, u in zip(excluded, unlabeled)]
+    fixed = [s if a and s in SPLITS and not overwrite else None for s, a in zip(current, active)]
+    keys = [dataset.values(f) for f in GROUP_FIELDS if f in schema]
+    groups = group_ids(*keys)
+    plan = assign_splits(labels, groups, val=val, test=test, seed=seed, fixed=fixed, active=active)
+    changed = {i: s for i, (s, old) in enumerate(zip(plan.splits, current))
+               if active[i] and s != old}
+    ids = dataset.values("id")
+    if changed:
+        dataset.set_values("split", {ids[i]: s for i, s in changed.items()}, key_field="id")
+    sizes = Counter(g for g, a in zip(groups, active) if a)
+    report = SplitReport(
+        name, seed, fractions, overwrite, assigned=sum(a and f is None for a, f in zip(active, fixed)),
+        kept=sum(f is not None for f in fixed), changed=len(changed),
+        skipped={"excluded": sum(excluded), "unlabeled": sum(u and not e for u, e in
+                                                               zip(unlabeled, excluded))},
+        grouped=sum(n > 1 for n in sizes.values()),
+        counts={c: dict(v) for c, v in plan.counts.items()}, warnings=plan.warnings)
+    ChangeLog(dataset).append([{"time": now(), "user": whoami(), "kind": "split", "sample_id": None,
+                                "filepath": None, "old": None, "new": report.counts,
+                                "source": f"curate split seed={seed} val={val} test={test}"
+                                          f"{' --overwrite' if overwrite else ''}",
+                                "changed": report.changed}])
+    return report
