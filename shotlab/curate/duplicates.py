@@ -22,3 +22,100 @@ def exact_duplicate_groups(sha256s: list[str], labels: list[tuple[str, ...]]) ->
     groups = [DuplicateGroup(digest, tuple(ix), len({frozenset(labels[i]) for i in ix}) > 1)
               for digest, ix in positions.items() if len(ix) > 1]
     return sorted(groups, key=lambda g: (-len(g.indices), g.sha256))
+
+
+# Near duplicates: pairs of similar images from perceptual hashes and embeddings, joined into
+# clusters. Functions take arrays (hashes, embeddings); reading pixels is the caller's job.
+
+# 64-bit pHash: a re-save, resize or light recompression of one image stays within a few bits
+# (imagehash's own docs use <= 5); unrelated images differ in about 32.
+PHASH_MAX_DISTANCE = 4
+# Cosine of pooled CNN embeddings: the same photo resized or re-encoded scores above 0.97;
+# two different photos of one class rarely pass 0.95 (measured on datasets/sample, lite0).
+EMBEDDING_MIN_COSINE = 0.97
+_CHUNK = 512  # rows compared at a time, so memory stays O(chunk x n)
+
+
+def phash_bits(image, hash_size: int = 8):
+    """The perceptual hash of a PIL image as a flat bool array (hash_size**2 bits)."""
+    import imagehash
+
+    return imagehash.phash(image, hash_size=hash_size).hash.ravel()
+
+
+def close_pairs(hashes, *, max_distance: int = PHASH_MAX_DISTANCE) -> list[tuple[int, int, float]]:
+    """(i, j, similarity) for hash pairs within `max_distance` bits; similarity = 1 - d / bits.
+
+    `hashes` is (n, bits) bool; rows of all-False (images that could not be read) never match.
+    """
+    import numpy as np
+
+    bits = np.asarray(hashes, dtype=bool)
+    if len(bits) < 2:
+        return []
+    packed = np.packbits(bits, axis=1)  # 8 bytes per 64-bit hash; XOR + popcount = distance
+    valid = bits.any(1)
+    pairs = []
+    for start in range(0, len(packed), _CHUNK):
+        block = packed[start:start + _CHUNK]
+        distance = np.bitwise_count(block[:, None, :] ^ packed[None, :, :]).sum(2, dtype=np.int32)
+        for a, b in zip(*np.nonzero(distance <= max_distance)):
+            i = start + int(a)
+            if i < b and valid[i] and valid[b]:
+                pairs.append((i, int(b), 1.0 - distance[a, b] / bits.shape[1]))
+    return pairs
+
+
+def similar_pairs(embeddings, *, min_cosine: float = EMBEDDING_MIN_COSINE) -> list[tuple[int, int, float]]:
+    """(i, j, cosine) for embedding pairs at or above `min_cosine`."""
+    import numpy as np
+
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    if len(vectors) < 2:
+        return []
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    pairs = []
+    for start in range(0, len(vectors), _CHUNK):
+        cosine = vectors[start:start + _CHUNK] @ vectors.T
+        for a, b in zip(*np.nonzero(cosine >= min_cosine)):
+            if start + a < b:
+                pairs.append((start + int(a), int(b), float(min(cosine[a, b], 1.0))))
+    return pairs
+
+
+def exact_pairs(sha256s: list[str]) -> list[tuple[int, int, float]]:
+    """(first copy, other copy, 1.0) for every file whose bytes another file also has."""
+    return [(g.indices[0], other, 1.0) for g in exact_duplicate_groups(sha256s, [()] * len(sha256s))
+            for other in g.indices[1:]]
+
+
+def clusters(n: int, pairs) -> list[int]:
+    """Union-find over `pairs`: each position's cluster number (0 = largest), -1 when alone."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j, *_ in pairs:
+        parent[root(i)] = root(j)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in range(n):
+        members[root(i)].append(i)
+    groups = sorted((m for m in members.values() if len(m) > 1), key=lambda m: (-len(m), m[0]))
+    number = [-1] * n
+    for k, group in enumerate(groups):
+        for i in group:
+            number[i] = k
+    return number
+
+
+def best_similarity(n: int, pairs) -> list[float]:
+    """Each position's highest similarity to any other image in `pairs` (0.0 when none)."""
+    best = [0.0] * n
+    for i, j, similarity in pairs:
+        best[i] = max(best[i], similarity)
+        best[j] = max(best[j], similarity)
+    return best

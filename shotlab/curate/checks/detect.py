@@ -1,0 +1,75 @@
+"""Which detectors a check name runs, and with which arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shotlab.curate.checks.base import CheckResult
+
+# --threshold names of the duplicate check -> (find_duplicates parameter, type)
+DUPLICATE_THRESHOLDS = {"phash_distance": ("max_distance", int), "cosine": ("min_cosine", float)}
+
+
+def threshold_names() -> tuple[str, ...]:
+    from shotlab.curate.checks.quality import RULES
+
+    return tuple(r.name for r in RULES) + tuple(DUPLICATE_THRESHOLDS)
+
+
+def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[str, float],
+           min_per_class: int | None, progress: bool | None) -> list[CheckResult]:
+    """Run the detectors for `checks` on `samples` (a run.Samples); results in a stable order."""
+    from shotlab.curate.checks import image_stats
+    from shotlab.curate.checks.duplicates import find_duplicates
+    from shotlab.curate.checks.leakage import find_leakage
+
+    checks = set(checks)
+    results: list[CheckResult] = []
+    stats = None
+    if checks & {"quality", "duplicates", "leakage"}:
+        stats = image_stats.image_stats(samples.paths, progress=progress)
+    if "label" in checks:
+        results.append(label_result(samples, embeddings))
+    if checks & {"duplicates", "leakage"}:
+        duplicate, conflicting = find_duplicates(
+            samples.sha256s, samples.labels, phashes=stats.phashes, embeddings=embeddings,
+            **{param: cast(thresholds[key]) for key, (param, cast) in DUPLICATE_THRESHOLDS.items()
+               if key in thresholds})
+        if "duplicates" in checks:
+            results += [duplicate, conflicting]
+        if "leakage" in checks:
+            results.append(find_leakage(duplicate.fields["duplicate_cluster"], samples.splits,
+                                        np.nan_to_num(duplicate.scores)))
+    if "quality" in checks:
+        results += quality_results(stats, thresholds, samples.paths)
+    datalab = [t for t in ("outlier", "near_duplicate", "non_iid") if t in checks]
+    if datalab:
+        from shotlab.curate.checks.datalab_issues import find_datalab_issues
+
+        results += find_datalab_issues(embeddings, types=datalab)
+    if "balance" in checks:
+        from shotlab.curate.checks.balance import find_balance_issues
+
+        results.append(find_balance_issues(samples.labels, **(
+            {"min_per_class": min_per_class} if min_per_class else {})))
+    return results
+
+
+def label_result(samples, embeddings) -> CheckResult:
+    if samples.task == "multilabel":
+        from shotlab.curate.checks.label_multilabel import find_multilabel_issues
+
+        return find_multilabel_issues(samples.labels, embeddings)
+    from shotlab.curate.checks.label import find_label_issues
+
+    return find_label_issues([ls[0] if ls else None for ls in samples.labels], embeddings)
+
+
+def quality_results(stats, thresholds: dict[str, float], paths: list[str]) -> list[CheckResult]:
+    from shotlab.curate.checks.quality import find_quality_issues
+
+    quality = {k: v for k, v in thresholds.items() if k not in DUPLICATE_THRESHOLDS}
+    results = find_quality_issues(stats, thresholds=quality)
+    results[0].notes += [f"unreadable: {paths[i]}: {reason}" for i, reason in stats.unreadable.items()]
+    results[0].details.pop("unreadable", None)
+    return results

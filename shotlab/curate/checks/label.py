@@ -1,0 +1,112 @@
+"""Label issues: cleanlab's confident learning on out-of-fold predicted probabilities.
+
+A logistic regression on the embeddings is cross-validated, so every sample's probabilities come
+from a model that never saw it. Few-shot sets break plain 5-fold (a class of 3 images cannot
+appear in 5 folds), so the folds adapt to the smallest class: K = min(5, smallest class), at least
+2, stratified and repeated with different shuffles, the repeats averaged. A class with fewer than
+`MIN_CLASS_SIZE` samples cannot be held out and learnt at once: it is reported as too small to
+judge and its samples are never flagged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from shotlab.curate.checks.base import CheckResult, empty_result
+
+NAME = "label"
+# One sample to learn from and one to hold out: the least a class needs to be judged at all.
+MIN_CLASS_SIZE = 2
+MAX_FOLDS = 5  # cleanlab's own default for cross-validated pred_probs
+# Repeats average out the luck of one split; with few samples per class a single 2- or 3-fold
+# split moves scores a lot, and the classifier is cheap. Measured in benchmarks/label_errors.py.
+REPEATS = 3
+# Inverse regularisation on standardised embeddings; chosen on benchmarks/label_errors.py.
+DEFAULT_C = 0.1
+# cleanlab's default filter; benchmarks/label_errors.py compares the others.
+DEFAULT_FILTER = "prune_by_noise_rate"
+
+
+def fold_count(class_sizes) -> int:
+    return max(2, min(MAX_FOLDS, min(class_sizes)))
+
+
+def make_classifier(C: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+
+
+def out_of_fold_probs(features: np.ndarray, y: np.ndarray, *, folds: int, repeats: int = REPEATS,
+                      C: float = DEFAULT_C, seed: int = 0) -> np.ndarray:
+    """(n, k) probabilities, each row from models that did not see that sample, averaged over
+    `repeats` stratified K-fold splits. Every class in `y` needs at least `folds` samples."""
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    probs = np.zeros((len(y), int(y.max()) + 1))
+    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    for train, test in splitter.split(features, y):
+        probs[test] += make_classifier(C).fit(features[train], y[train]).predict_proba(features[test])
+    return probs / repeats
+
+
+def too_small_note(small: dict[str, int]) -> list[str]:
+    return [f"class '{c}' has {n} sample{'s' * (n != 1)}: too small to judge its labels "
+            f"(needs {MIN_CLASS_SIZE}); add more images" for c, n in sorted(small.items())]
+
+
+def find_label_issues(labels: list[str | None], features: np.ndarray, *, repeats: int = REPEATS,
+                      C: float = DEFAULT_C, filter_by: str = DEFAULT_FILTER,
+                      seed: int = 0) -> CheckResult:
+    """Label issues of a multiclass set: `labels[i]` is sample i's class (None: unlabeled).
+
+    Writes `label_score` (1 - cleanlab's self-confidence quality), `is_label_issue`,
+    `label_suggestion` (the class the out-of-fold model prefers) and
+    `label_suggestion_confidence` (its probability) on flagged samples.
+    """
+    import cleanlab.filter
+    import cleanlab.rank
+
+    n = len(labels)
+    sizes = Counter(l for l in labels if l is not None)
+    small = {c: k for c, k in sizes.items() if k < MIN_CLASS_SIZE}
+    classes = sorted(c for c in sizes if c not in small)
+    judged = np.array([l in classes for l in labels], bool)
+    if len(classes) < 2:
+        return empty_result(NAME, n, "fewer than 2 classes with enough samples: label issues "
+                                     "not judged") if not small else \
+            CheckResult(NAME, np.full(n, np.nan), np.zeros(n, bool), notes=too_small_note(small))
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[l] for l in np.asarray(labels, object)[judged]])
+    folds = fold_count([sizes[c] for c in classes])
+    probs = out_of_fold_probs(features[judged], y, folds=folds, repeats=repeats, C=C, seed=seed)
+    flagged = cleanlab.filter.find_label_issues(y, probs, filter_by=filter_by)
+    quality = cleanlab.rank.get_label_quality_scores(y, probs)
+    return judged_result(n, judged, flagged, 1.0 - quality, probs.argmax(1), probs.max(1), classes,
+                         notes=too_small_note(small),
+                         details={"folds": folds, "repeats": repeats, "C": C,
+                                  "filter_by": filter_by, "classes_judged": classes,
+                                  "too_small": small})
+
+
+def judged_result(n: int, judged: np.ndarray, flagged, scores, suggested, confidence, classes,
+                  *, notes: list[str], details: dict) -> CheckResult:
+    """Spread the results on the judged samples back over all n samples."""
+    all_scores = np.full(n, np.nan)
+    all_scores[judged] = scores
+    issues = np.zeros(n, bool)
+    issues[np.flatnonzero(judged)[flagged]] = True
+    suggestion: list = [None] * n
+    suggestion_conf: list = [None] * n
+    for row, position in enumerate(np.flatnonzero(judged)):
+        if issues[position]:
+            suggestion[position] = suggested[row] if isinstance(suggested[row], str) \
+                else classes[suggested[row]]
+            suggestion_conf[position] = round(float(confidence[row]), 4)
+    return CheckResult(NAME, all_scores, issues, {"label_suggestion": suggestion,
+                                                  "label_suggestion_confidence": suggestion_conf},
+                       notes=notes, details=details)

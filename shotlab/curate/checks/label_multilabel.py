@@ -1,0 +1,63 @@
+"""Label issues of multilabel sets: cleanlab.multilabel_classification on out-of-fold
+one-vs-rest probabilities. A class needs `MIN_CLASS_SIZE` samples with it and as many without it
+to be judged; the others are reported as too small and left out of the scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shotlab.curate.checks.base import empty_result
+from shotlab.curate.checks.label import (DEFAULT_C, MAX_FOLDS, MIN_CLASS_SIZE, NAME, REPEATS,
+                                         judged_result, make_classifier, too_small_note)
+
+
+def out_of_fold_multilabel_probs(features: np.ndarray, targets: np.ndarray, *, folds: int,
+                                 repeats: int = REPEATS, C: float = DEFAULT_C,
+                                 seed: int = 0) -> np.ndarray:
+    """(n, k) per-class probabilities from one-vs-rest models that did not see the sample."""
+    from sklearn.model_selection import RepeatedKFold
+    from sklearn.multiclass import OneVsRestClassifier
+
+    probs = np.zeros(targets.shape)
+    for train, test in RepeatedKFold(n_splits=folds, n_repeats=repeats,
+                                     random_state=seed).split(features):
+        model = OneVsRestClassifier(make_classifier(C)).fit(features[train], targets[train])
+        probs[test] += model.predict_proba(features[test])
+    return probs / repeats
+
+
+def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, *,
+                           repeats: int = REPEATS, C: float = DEFAULT_C, seed: int = 0):
+    """Label issues of a multilabel set: `labels[i]` is sample i's set of classes (may be empty).
+
+    Same fields as `find_label_issues`; the suggestion is the classes scored >= 0.5, joined by
+    ';', and its confidence the least certain of those per-class decisions.
+    """
+    from cleanlab.multilabel_classification import filter as ml_filter
+    from cleanlab.multilabel_classification import rank as ml_rank
+
+    n = len(labels)
+    names = sorted({c for ls in labels for c in ls})
+    targets = np.array([[c in ls for c in names] for ls in labels], int).reshape(n, len(names))
+    positives, negatives = targets.sum(0), n - targets.sum(0)
+    keep = (positives >= MIN_CLASS_SIZE) & (negatives >= MIN_CLASS_SIZE)
+    small = {c: int(p) for c, p, k in zip(names, positives, keep) if not k}
+    classes = [c for c, k in zip(names, keep) if k]
+    if len(classes) < 2 or n < 2 * MIN_CLASS_SIZE:
+        result = empty_result(NAME, n, "fewer than 2 classes with enough samples: label issues "
+                                       "not judged")
+        result.notes += too_small_note(small)
+        return result
+    targets = targets[:, keep]
+    folds = max(2, min(MAX_FOLDS, int(min(targets.sum(0).min(), (n - targets.sum(0)).min()))))
+    probs = out_of_fold_multilabel_probs(features, targets, folds=folds, repeats=repeats, C=C,
+                                         seed=seed)
+    given = [np.flatnonzero(row).tolist() for row in targets]
+    flagged = ml_filter.find_label_issues(given, probs)
+    quality = ml_rank.get_label_quality_scores(given, probs)
+    suggested = [";".join(c for c, p in zip(classes, row) if p >= 0.5) for row in probs]
+    confidence = np.maximum(probs, 1 - probs).min(1)
+    return judged_result(n, np.ones(n, bool), flagged, 1.0 - quality, suggested, confidence,
+                         classes, notes=too_small_note(small),
+                         details={"folds": folds, "repeats": repeats, "C": C,
+                                  "classes_judged": classes, "too_small": small})

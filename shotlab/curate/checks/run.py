@@ -1,0 +1,139 @@
+"""`shotlab curate check`: run the chosen detectors on a dataset and write what they find.
+
+The detectors take arrays; this module reads the store, computes image statistics, asks the
+caller's `embed` function for embeddings (the CLI passes one built on `shotlab.train`, which
+curate never imports), runs the detectors on the samples not tagged `exclude`, and writes fields,
+tags, saved views and the summary back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import numpy as np
+
+from shotlab.core import store
+from shotlab.core.errors import InputError
+from shotlab.curate.checks import fields
+from shotlab.curate.checks.base import CheckResult
+
+CHECKS = ("label", "duplicates", "leakage", "quality", "balance", "outlier", "near_duplicate",
+          "non_iid")
+EMBEDDING_CHECKS = {"label", "duplicates", "leakage", "outlier", "near_duplicate", "non_iid"}
+EXCLUDE_TAG = "exclude"
+TOP = 3  # sample paths shown per check in the terminal summary
+
+Embedder = Callable[[list[str], list[str]], np.ndarray]  # (paths, sha256s) -> (n, d)
+
+
+@dataclass
+class Samples:
+    """The samples a check run looks at, in dataset order."""
+
+    ids: list[str]
+    paths: list[str]
+    sha256s: list[str]
+    labels: list[tuple[str, ...]]
+    splits: list[str | None]
+    task: str
+    excluded: int
+
+
+@dataclass
+class CheckSummary:
+    name: str
+    task: str
+    checked: int
+    excluded: int
+    time: str
+    options: dict
+    checks: dict[str, dict] = field(default_factory=dict)  # name -> count, top, notes, details
+    views: list[str] = field(default_factory=list)
+    report: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_checks(text: str | None) -> tuple[str, ...]:
+    """'label,quality' -> ('label', 'quality'); None or 'all' -> every check."""
+    if text is None or text.strip() == "all":
+        return CHECKS
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown or not names:
+        raise InputError(f"--checks {text}: unknown check '{unknown[0] if unknown else ''}'; "
+                         f"choose from {', '.join(CHECKS)} (comma-separated) or 'all'")
+    return names
+
+
+def parse_thresholds(pairs) -> dict[str, float]:
+    """('blurry=2.5', 'cosine=0.95') -> {'blurry': 2.5, 'cosine': 0.95}, names checked."""
+    from shotlab.curate.checks.detect import threshold_names
+
+    known = threshold_names()
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if key not in known or not sep:
+            raise InputError(f"--threshold {pair}: expected NAME=VALUE with NAME one of "
+                             f"{', '.join(known)}")
+        try:
+            parsed[key] = float(value)
+        except ValueError:
+            raise InputError(f"--threshold {pair}: '{value}' is not a number") from None
+    return parsed
+
+
+def load_samples(dataset) -> Samples:
+    task = store.task_of(dataset)
+    view = dataset.match_tags(EXCLUDE_TAG, bool=False)
+    raw = view.values(store.label_path(task))
+    labels = ([tuple(v or ()) for v in raw] if task == "multilabel"
+              else [(v,) if v else () for v in raw])
+    return Samples(view.values("id"), view.values("filepath"), view.values("sha256"), labels,
+                   view.values("split"), task, len(dataset) - len(view))
+
+
+def run_checks(name: str, *, checks=CHECKS, embed: Embedder | None = None,
+               thresholds: dict[str, float] | None = None, min_per_class: int | None = None,
+               progress: bool | None = None, options: dict | None = None) -> tuple[CheckSummary, list[CheckResult], Samples]:
+    """Run `checks` on dataset `name` and write fields, tags, views and the summary.
+
+    Returns the summary, every result (positions index `Samples`), and the samples checked.
+    """
+    from shotlab.curate.checks.detect import detect
+
+    dataset = store.load(name)
+    samples = load_samples(dataset)
+    if not samples.ids:
+        raise InputError(f"dataset '{name}' has no samples to check (all are tagged "
+                         f"'{EXCLUDE_TAG}' or it is empty); import images first")
+    embeddings = None
+    if embed is not None and EMBEDDING_CHECKS & set(checks):
+        embeddings = embed(samples.paths, samples.sha256s)
+    results = detect(samples, checks, embeddings=embeddings, thresholds=thresholds or {},
+                     min_per_class=min_per_class, progress=progress)
+    fields.write_results(dataset, samples.ids, [r for r in results if r.name != "balance"])
+    views = fields.save_views(dataset, results)
+    summary = summarize(name, samples, results, views, options or {})
+    fields.record_summary(dataset, {"time": summary.time, "options": summary.options,
+                                    "checked": summary.checked, "excluded": summary.excluded,
+                                    "counts": {k: v["count"] for k, v in summary.checks.items()}})
+    return summary, results, samples
+
+
+def summarize(name: str, samples: Samples, results: list[CheckResult], views: list[str],
+              options: dict) -> CheckSummary:
+    summary = CheckSummary(name, samples.task, len(samples.ids), samples.excluded,
+                           datetime.now(timezone.utc).isoformat(timespec="seconds"), options,
+                           views=views)
+    for result in results:
+        summary.checks[result.name] = {
+            "count": result.count,
+            "top": [samples.paths[i] for i in result.worst(TOP)],
+            "notes": result.notes, "details": result.details}
+    return summary

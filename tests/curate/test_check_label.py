@@ -1,0 +1,77 @@
+"""Label issues on synthetic separable embeddings with labels flipped at known indices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shotlab.curate.checks.label import fold_count, find_label_issues
+from shotlab.curate.checks.label_multilabel import find_multilabel_issues
+
+CLASSES = ("cat", "dog", "fox")
+
+
+def blobs(per_class: int = 20, dim: int = 32, seed: int = 0):
+    """Well separated clusters, one per class: (features, true class names)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, (len(CLASSES), dim))
+    truth = np.repeat(np.arange(len(CLASSES)), per_class)
+    return centres[truth] + rng.normal(0, 1, (len(truth), dim)), [CLASSES[t] for t in truth]
+
+
+def test_flipped_labels_are_found_with_the_true_class_suggested():
+    features, truth = blobs()
+    labels = list(truth)
+    flipped = [3, 25, 47]
+    for i in flipped:
+        labels[i] = CLASSES[(CLASSES.index(truth[i]) + 1) % 3]
+    result = find_label_issues(labels, features)
+    assert np.flatnonzero(result.issues).tolist() == flipped
+    assert [result.fields["label_suggestion"][i] for i in flipped] == [truth[i] for i in flipped]
+    assert all(result.fields["label_suggestion_confidence"][i] > 0.5 for i in flipped)
+    assert result.fields["label_suggestion"][0] is None  # only flagged samples get a suggestion
+    assert set(np.argsort(-result.scores)[:3]) == set(flipped)  # worst scores = the flips
+
+
+def test_folds_adapt_to_the_smallest_class():
+    assert fold_count([40, 30, 3]) == 3
+    assert fold_count([40, 2]) == 2
+    assert fold_count([100, 100]) == 5
+
+
+def test_a_class_of_one_or_two_is_handled_and_reported():
+    features, labels = blobs(per_class=10)
+    rng = np.random.default_rng(1)
+    features = np.vstack([features, rng.normal(0, 1, (3, features.shape[1]))])
+    labels = labels + ["owl", "bat", "bat"]  # owl: 1 image (too small); bat: 2 (judged, 2 folds)
+    result = find_label_issues(labels, features)
+    assert np.isnan(result.scores[30]) and not result.issues[30]
+    assert any("'owl' has 1 sample: too small to judge" in n for n in result.notes)
+    assert result.details["folds"] == 2 and result.details["too_small"] == {"owl": 1}
+    assert not np.isnan(result.scores[31])
+
+
+def test_unlabeled_samples_are_not_judged():
+    features, labels = blobs(per_class=8)
+    labels[0] = None
+    result = find_label_issues(labels, features)
+    assert np.isnan(result.scores[0]) and not result.issues[0]
+
+
+def test_fewer_than_two_judgeable_classes_judges_nothing():
+    features, _ = blobs(per_class=4)
+    result = find_label_issues(["cat"] * 11 + ["dog"], features)
+    assert not result.issues.any() and np.isnan(result.scores).all()
+    assert any("'dog' has 1 sample" in n for n in result.notes)
+
+
+def test_multilabel_variant_finds_a_dropped_and_an_added_label():
+    features, truth = blobs(per_class=16)
+    sets = {"cat": ("red",), "dog": ("blue",), "fox": ("blue", "red")}
+    labels = [sets[t] for t in truth]
+    labels[5] = ("blue",)  # a cat that lost 'red' and gained 'blue'
+    labels[40] = ("red",)  # a fox that lost 'blue'
+    result = find_multilabel_issues(labels, features)
+    assert {5, 40} <= set(np.flatnonzero(result.issues).tolist())
+    assert result.count <= 4
+    assert result.fields["label_suggestion"][5] == "red"
+    assert result.fields["label_suggestion"][40] == "blue;red"
