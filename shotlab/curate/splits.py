@@ -75,23 +75,24 @@ class _Group:
     fixed: str | None = None
 
 
-def _groups(labels, groups, fixed, active) -> tuple[list[_Group], list[str]]:
+def _groups(labels, groups, fixed, active, names) -> tuple[list[_Group], list[str]]:
     found: dict[int, _Group] = {}
     warnings = []
-    for i, (names, group) in enumerate(zip(labels, groups)):
+    for i, (classes, group) in enumerate(zip(labels, groups)):
         if not active[i] and fixed[i] is None:
             continue
         entry = found.setdefault(group, _Group([], Counter()))
-        entry.labels.update(names)
+        entry.labels.update(classes)
         entry.size += 1
         if fixed[i] is None:
             entry.members.append(i)
         elif entry.fixed is None:
             entry.fixed = fixed[i]
         elif entry.fixed != fixed[i]:
-            warnings.append(f"sample {i} is in {fixed[i]} but its group is already in "
-                            f"{entry.fixed} (the manual splits leak); unassigned members of the "
-                            f"group go to {entry.fixed}")
+            warnings.append(f"{names[i]} is in {fixed[i]} but a duplicate or clip-mate is in "
+                            f"{entry.fixed}: the existing splits leak (re-split with --overwrite, "
+                            f"or move it by hand); its unassigned group members go to "
+                            f"{entry.fixed}")
     return list(found.values()), warnings
 
 
@@ -120,19 +121,21 @@ class _Assigner:
 
 
 def assign_splits(labels, groups, *, val: float, test: float, seed: int,
-                  fixed=None, active=None) -> SplitPlan:
+                  fixed=None, active=None, names=None) -> SplitPlan:
     """Split names for samples with `labels` (a tuple of class names each) and `groups`.
 
     `fixed`: per sample, a split it already has (kept) or None. `active`: per sample, whether to
     assign it (default all); inactive samples without a fixed split get None and count for
-    nothing. The same inputs and seed give the same result.
+    nothing. `names`: per sample, how warnings name it (default "sample <index>"). The same
+    inputs and seed give the same result.
     """
     fractions = check_fractions(val, test)
     count = len(labels)
     fixed = list(fixed) if fixed is not None else [None] * count
     active = list(active) if active is not None else [True] * count
     rng = random.Random(seed)
-    units, warnings = _groups(labels, groups, fixed, active)
+    names = list(names) if names is not None else [f"sample {i}" for i in range(count)]
+    units, warnings = _groups(labels, groups, fixed, active, names)
     totals = Counter()
     for unit in units:
         totals.update(unit.labels)
@@ -248,7 +251,8 @@ def split_dataset(name: str, *, val: float, test: float, seed: int,
     fixed = [s if a and s in SPLITS and not overwrite else None for s, a in zip(current, active)]
     keys = [dataset.values(f) for f in GROUP_FIELDS if f in schema]
     groups = group_ids(*keys)
-    plan = assign_splits(labels, groups, val=val, test=test, seed=seed, fixed=fixed, active=active)
+    plan = assign_splits(labels, groups, val=val, test=test, seed=seed, fixed=fixed,
+                         active=active, names=dataset.values("filepath"))
     changed = {i: s for i, (s, old) in enumerate(zip(plan.splits, current))
                if active[i] and s != old}
     ids = dataset.values("id")

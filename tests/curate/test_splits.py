@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -69,6 +70,13 @@ def test_fixed_splits_are_kept_and_pull_their_group_along():
     assert plan.splits[:3] == ["test"] * 3 and plan.splits[23] == "test"
 
 
+def test_leaking_manual_splits_are_named_in_a_warning():
+    plan = assign_splits(labelled({"cat": 3}), [0, 0, 0], val=0.2, test=0.2, seed=0,
+                         fixed=["train", "test", None], names=["a.png", "b.png", "c.png"])
+    assert plan.splits == ["train", "test", "train"]
+    assert plan.warnings[0].startswith("b.png is in test but a duplicate or clip-mate is in train")
+
+
 def test_inactive_samples_get_no_split_and_count_for_nothing():
     labels = labelled({"cat": 10, "dog": 10})
     active = [i % 5 != 0 for i in range(20)]
@@ -111,6 +119,11 @@ def test_split_command_keeps_manual_splits_unless_overwrite(tmp_path, dataset_na
     manual = dataset.match({"filepath": {"$regex": "cat_0.png$"}}).first()
     manual["split"] = "test"
     manual.save()
+    by_stem = {Path(s.filepath).stem: s for s in dataset}
+    for stem, field, value in (("cat_1", "duplicate_cluster", "k1"), ("cat_2", "duplicate_cluster",
+                               "k1"), *((f"dog_{i}", "clip_id", "v7") for i in range(3, 8))):
+        by_stem[stem][field] = value
+        by_stem[stem].save()
 
     result = run("curate", "split", dataset_name, "--seed", "2")
     assert result.exit_code == 0, result.output
@@ -121,6 +134,8 @@ def test_split_command_keeps_manual_splits_unless_overwrite(tmp_path, dataset_na
     assert store.load(dataset_name)[manual.filepath]["split"] == "test"
     dups = dataset.match({"filepath": {"$regex": "dog_0.png$"}}).values("split")
     assert len(dups) == 2 and len(set(dups)) == 1
+    for stems in (("cat_1", "cat_2"), [f"dog_{i}" for i in range(3, 8)]):
+        assert len({dataset[by_stem[s].filepath]["split"] for s in stems}) == 1, stems
     table = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()
              if line.startswith(("cat ", "dog "))}
     assert all(int(n) >= 1 for counts in table.values() for n in counts)
