@@ -5,6 +5,193 @@ Only click is imported here; each command imports its work when it runs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
+
+FORMAT_NAMES = "onnx, tensorrt"  # mirrors formats.FORMATS (kept here: --help imports no numpy)
+
+
+def activate_workspace() -> None:
+    from shotlab.core import workspace
+
+    ctx = click.get_current_context()
+    workspace.activate(*ctx.find_root().meta.get("shotlab.workspace", (None, None)))
+
+
+def read_preprocessing(path: Path | None):
+    """A preprocessing contract from a JSON file (the keys of a bundle's `preprocessing`)."""
+    if path is None:
+        return None
+    import json
+
+    from shotlab.core.errors import InputError
+    from shotlab.core.preprocessing import Preprocessing
+
+    try:
+        return Preprocessing.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise InputError(f"{path}: not a preprocessing contract ({exc}); expected JSON with "
+                         f"input_size, mean, std, interpolation, crop_pct, crop_mode, "
+                         f"channel_order as in a bundle's manifest.json") from None
+
+
+@click.command("export")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.option("--to", "to", default="onnx", show_default=True, metavar="FORMATS",
+              help=f"Comma-separated formats: {FORMAT_NAMES} (tensorrt implies onnx).")
+@click.option("--fp16", is_flag=True, help="Also an FP16 model (ONNX; TensorRT FP16 flag).")
+@click.option("--int8", is_flag=True, help="TensorRT INT8, calibrated on the train split.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Bundle folder [default: RUN/bundle].")
+@click.option("--zip", "zip_bundle", is_flag=True, help="Also write the bundle as one .zip.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+              help="Refuse when top-1 agreement with PyTorch is lower.")
+@click.option("--recall-tolerance", type=click.FloatRange(0, 1), default=0.02,
+              show_default=True, help="Refuse when recall on an unsafe class drops by more.")
+@click.option("--allow-regression", is_flag=True,
+              help="Ship even when the gate fails (the report says so loudly).")
+@click.option("--preprocessing", "preprocessing_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Deploy with this preprocessing contract (JSON) instead of the "
+                   "checkpoint's; the gate measures what it costs.")
+@click.option("--no-explain", is_flag=True, help="Leave Grad-CAM/LIME out of the report.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def export_command(run, to, fp16, int8, out, zip_bundle, force, min_agreement,
+                   recall_tolerance, allow_regression, preprocessing_file, no_explain,
+                   as_json) -> None:
+    """Export the best model of training run RUN as a validated bundle.
+
+    The bundle holds the model(s), manifest.json (classes, policy, thresholds, preprocessing,
+    hashes of every file) and report.html/json measured through each runtime on the run's test
+    split. Export refuses to ship a model that regressed against PyTorch (see --min-agreement,
+    --recall-tolerance); the refused bundle is left in OUT.rejected/ for reading.
+
+    \b
+    Examples:
+      shotlab export ~/.shotlab/runs/20261122-101500-vehicles-lite0-partial
+      shotlab export RUN --to onnx --fp16 --zip --out bundles/vehicles
+      shotlab export RUN --to onnx,tensorrt --fp16 --int8      # on a GPU machine
+    """
+    from shotlab.core.output import echo_json
+    from shotlab.export.exporter import export_run
+    from shotlab.export.formats import parse_formats
+    from shotlab.export.validate import GateRules
+
+    activate_workspace()
+    formats = parse_formats(to)
+    result = export_run(run, formats=formats, fp16=fp16, int8=int8, out=out,
+                        zip_bundle=zip_bundle, force=force,
+                        rules=GateRules(min_agreement, recall_tolerance, allow_regression),
+                        preprocessing=read_preprocessing(preprocessing_file),
+                        explain=not no_explain)
+    if as_json:
+        return echo_json(result.to_dict())
+    echo_export(result)
+
+
+def echo_export(result) -> None:
+    from shotlab.core.output import table
+
+    data = result.to_dict()
+    click.echo(f"Bundle: {data['bundle']}" + (f"  (zip: {data['zip']})" if data["zip"] else ""))
+    rows = [[name, f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.3f}"]
+            for name, p in data["agreement"].items()]
+    click.echo(table(["runtime", "max |dp|", "top-1 agreement"], rows))
+    if data["gate"]["allowed_regression"]:
+        click.echo("WARNING: shipped with a regression (--allow-regression): "
+                   + "; ".join(data["gate"]["failures"]), err=True)
+    click.echo(f"Report: {data['report']}")
+
+
+COMMANDS.append(export_command)
+
+
+@click.command("predict")
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("decisions.jsonl"), show_default=True,
+              help="Decisions file (replaced); review_queue.jsonl is written beside it.")
+@click.option("--dataset", help="Also write predictions into this FiftyOne dataset.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--fp16", is_flag=True, help="Run the bundle's FP16 ONNX model.")
+@click.option("--explain", is_flag=True,
+              help="Store explanations for flagged and needs-review decisions "
+                   "(explanations.sqlite beside --out).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, as_json) -> None:
+    """Run BUNDLE on image files or folders (PATHS); one decision per image.
+
+    Hashes of the bundle's files are verified first; preprocessing comes from its manifest.
+    Unreadable images are listed with the reason and skipped.
+
+    \b
+    Examples:
+      shotlab predict runs/.../bundle photos/ --out decisions.jsonl
+      shotlab predict bundle.zip incoming/ --dataset moderation-inbox
+    """
+    from shotlab.core.output import echo_json
+    from shotlab.export import predict
+    from shotlab.export.runtime import load_bundle
+
+    activate_workspace()
+    loaded = load_bundle(bundle)
+    files = predict.collect_paths(paths)
+    result = predict.predict_paths(loaded, files, batch_size=batch_size,
+                                   runtime="onnx-fp16" if fp16 else "onnx", keep_inputs=explain)
+    decisions_path, queue_path = predict.write_decisions(out, result.decisions)
+    data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
+            "review_queue": str(queue_path),
+            "bad_files": [{"path": p, "reason": r} for p, r in result.bad]}
+    if explain:
+        data["explanations"] = record_explanations(loaded, result, out)
+    if dataset:
+        from shotlab.export.dataset import write_to_dataset
+
+        data["dataset"] = write_to_dataset(dataset, result.decisions, task=loaded.task,
+                                           bundle_name=str(loaded.origin))
+    if as_json:
+        return echo_json(data)
+    echo_predict(data)
+
+
+def record_explanations(bundle, result, out: Path) -> dict:
+    import numpy as np
+
+    from shotlab.explain.tier1 import record_flagged
+    from shotlab.export.predict import needs_attention
+
+    rows = [i for i, d in enumerate(result.decisions) if needs_attention(d)]
+    store_path = out.parent / "explanations.sqlite"
+    if not rows:
+        return {"stored": 0, "store": str(store_path)}
+    stored = record_flagged(bundle, [result.decisions[i] for i in rows],
+                            np.stack([result.inputs[i] for i in rows]), store_path)
+    return {"stored": stored, "store": str(store_path)}
+
+
+def echo_predict(data: dict) -> None:
+    from shotlab.core.output import plural
+
+    for bad in data["bad_files"]:
+        click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
+    labels = ", ".join(f"{name} {count}" for name, count in data["labels"].items())
+    click.echo(f"{plural(data['images'], 'image')} predicted ({labels}); "
+               f"{data['flagged']} flagged, {data['needs_review']} need review, "
+               f"{plural(data['bad'], 'bad file')} skipped")
+    click.echo(f"Decisions: {data['decisions']}")
+    click.echo(f"Review queue: {data['review_queue']}")
+    if "dataset" in data:
+        d = data["dataset"]
+        click.echo(f"Dataset {d['dataset']}: {d['added']} added, {d['updated']} updated; "
+                   f"saved view review-queue ({d['review_queue']})")
+    if "explanations" in data:
+        click.echo(f"Explanations stored: {data['explanations']['stored']} "
+                   f"({data['explanations']['store']})")
+
+
+COMMANDS.append(predict_command)

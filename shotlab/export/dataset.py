@@ -1,0 +1,62 @@
+"""`shotlab predict --dataset NAME`: decisions written into a FiftyOne dataset.
+
+Samples are matched by file path (added when new, with their sha256); each gets `predictions`
+(label(s) with confidence and all scores), `needs_review` and `flagged`. The `review-queue`
+saved view holds the samples flagged or in the review band, lowest confidence first.
+"""
+
+from __future__ import annotations
+
+from shotlab.core import store
+
+PREDICTION_FIELD = "predictions"
+REVIEW_VIEW = "review-queue"
+
+
+def prediction_label(decision: dict, task: str, bundle_name: str):
+    fo = store.fiftyone()
+    scores = decision["scores"]
+    if task == "multilabel":
+        return fo.Classifications(classifications=[
+            fo.Classification(label=name, confidence=scores[name], bundle=bundle_name)
+            for name in decision["labels"]])
+    (label,) = decision["labels"]
+    return fo.Classification(label=label, confidence=scores[label],
+                             scores=list(scores.values()), bundle=bundle_name,
+                             decision_id=decision["decision_id"])
+
+
+def ensure_dataset(name: str, task: str):
+    dataset = store.find(name)
+    if dataset is None:
+        return store.create(name, task)
+    store.require_task(dataset, task)
+    return dataset
+
+
+def write_to_dataset(name: str, decisions: list[dict], *, task: str, bundle_name: str) -> dict:
+    """Store the decisions on dataset `name`; returns {added, updated, review_queue}."""
+    fo = store.fiftyone()
+    dataset = ensure_dataset(name, task)
+    known = set(dataset.values("filepath"))
+    new = [d for d in decisions if d["path"] not in known]
+    dataset.add_samples([fo.Sample(filepath=d["path"], sha256=d["sha256"]) for d in new])
+    for field_name in ("needs_review",):
+        if field_name not in dataset.get_field_schema():
+            dataset.add_sample_field(field_name, fo.BooleanField)
+    by_path = {d["path"]: d for d in decisions}
+    dataset.set_values(PREDICTION_FIELD, {p: prediction_label(d, task, bundle_name)
+                                          for p, d in by_path.items()}, key_field="filepath")
+    dataset.set_values("needs_review", {p: d["needs_review"] for p, d in by_path.items()},
+                       key_field="filepath")
+    dataset.set_values("flagged", {p: d["flagged"] for p, d in by_path.items()},
+                       key_field="filepath")
+    F = fo.ViewField
+    # $and short-circuits: samples never predicted (no `flagged`) are not sized.
+    flagged = F("flagged").exists() & (F("flagged").length() > 0)
+    view = dataset.match((F("needs_review") == True) | flagged)  # noqa: E712
+    if task == "multiclass":
+        view = view.sort_by(f"{PREDICTION_FIELD}.confidence")
+    dataset.save_view(REVIEW_VIEW, view, overwrite=True)
+    return {"dataset": name, "added": len(new), "updated": len(decisions) - len(new),
+            "review_queue": len(view)}

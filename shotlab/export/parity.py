@@ -1,0 +1,100 @@
+"""Parity with PyTorch and the regression gate.
+
+Every runtime is measured on the run's test split against the PyTorch checkpoint: the largest
+absolute probability difference, top-1 agreement (for multilabel: the same predicted label set
+under the policy thresholds) and recall on the policy's unsafe classes. The reference sees the
+checkpoint's own preprocessing; a runtime sees the bundle's, so a preprocessing mismatch shows
+up here as the regression it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shotlab.core.errors import BadImageError
+
+# Top-1 agreement below 99% means the export changed decisions on 1 image in 100.
+MIN_AGREEMENT = 0.99
+# A 2-point recall drop on an unsafe class is already a visible rise in missed content.
+RECALL_TOLERANCE = 0.02
+BATCH_SIZE = 32  # the batch predict uses; small enough for 2 GB of RAM at 224 px
+
+
+@dataclass
+class Inputs:
+    arrays: np.ndarray  # float32 (N,3,H,W)
+    kept: list[int]  # indices into the requested paths
+    bad: list[tuple[str, str]]  # (path, reason) skipped
+
+
+def load_inputs(paths, preprocessing, *, progress=None, desc="Preprocessing") -> Inputs:
+    """Decode and preprocess `paths`; bad images are skipped and listed, never raised."""
+    from shotlab.core.images import load_rgb
+    from shotlab.core.progress import progress_bar
+
+    arrays, kept, bad = [], [], []
+    height, width = preprocessing.input_size
+    for i, path in enumerate(progress_bar(paths, enabled=progress, unit="img", desc=desc)):
+        try:
+            arrays.append(preprocessing.to_array(load_rgb(path)))
+            kept.append(i)
+        except BadImageError as exc:
+            bad.append((str(path), exc.reason))
+    stacked = np.stack(arrays) if arrays else np.zeros((0, 3, height, width), np.float32)
+    return Inputs(stacked, kept, bad)
+
+
+def run_batched(runner, arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    return np.concatenate([runner(arrays[i:i + batch_size])
+                           for i in range(0, len(arrays), batch_size)])
+
+
+class TorchRunner:
+    """The PyTorch reference as a runner: eager, inference mode, probabilities out."""
+
+    def __init__(self, model, task: str):
+        from shotlab.export.onnx_export import probability_model
+
+        self.model = probability_model(model, task)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+
+def predicted(probs, classes, task, thresholds) -> np.ndarray:
+    from shotlab.train.metrics import predict_labels
+
+    return predict_labels(probs, list(classes), task=task, thresholds=thresholds or None)
+
+
+def agreement(reference, probs, classes, task, thresholds) -> dict:
+    """max_abs_diff and top1_agreement of `probs` against `reference` (same rows)."""
+    a = predicted(reference, classes, task, thresholds)
+    b = predicted(probs, classes, task, thresholds)
+    same = (a == b) if a.ndim == 1 else (a == b).all(axis=1)
+    return {"max_abs_diff": float(np.abs(reference - probs).max()) if len(probs) else 0.0,
+            "top1_agreement": float(same.mean()) if len(same) else 1.0, "n": int(len(same))}
+
+
+def gate_failures(runtime: str, parity: dict, metrics: dict, reference: dict, unsafe, *,
+                  min_agreement: float, recall_tolerance: float) -> list[str]:
+    """One message per broken rule, naming the metric and both numbers."""
+    failures = []
+    if parity["top1_agreement"] < min_agreement:
+        failures.append(f"{runtime}: top-1 agreement with PyTorch {parity['top1_agreement']:.3f} "
+                        f"is below --min-agreement {min_agreement:.3f}")
+    for name in unsafe:
+        ours = metrics["per_class"][name]["recall"]
+        theirs = reference["per_class"][name]["recall"]
+        if ours is None or theirs is None:
+            continue  # no positives of this class in the test split: nothing to compare
+        if theirs - ours > recall_tolerance:
+            failures.append(f"{runtime}: recall on unsafe class '{name}' {ours:.3f} vs PyTorch "
+                            f"{theirs:.3f} (drop {theirs - ours:.3f} > --recall-tolerance "
+                            f"{recall_tolerance:.3f})")
+    return failures

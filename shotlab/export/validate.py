@@ -1,0 +1,112 @@
+"""Validation of a bundle being exported: every runtime measured on the run's test split.
+
+Produces the report's data (`report.json`): the PyTorch reference metrics, per runtime its
+metrics (through that runtime), parity with PyTorch and the gate's verdict, latency and
+throughput at batch 1 and 32, explanations for a sample of images, and the environment.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+import numpy as np
+
+from shotlab.core.errors import InputError
+from shotlab.export import parity, speed
+
+
+@dataclass
+class GateRules:
+    min_agreement: float = parity.MIN_AGREEMENT
+    recall_tolerance: float = parity.RECALL_TOLERANCE
+    allow_regression: bool = False
+
+
+def evaluation_split(manifest) -> tuple[str, list]:
+    """The test split, else val (a run trained without a test split), else an error."""
+    for name in ("test", "val"):
+        entries = manifest.split(name)
+        if entries:
+            return name, entries
+    raise InputError(f"the run's manifest (dataset {manifest.dataset}) has no test or val "
+                     f"samples to validate the export on; assign splits with `shotlab curate` "
+                     f"and retrain")
+
+
+def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
+            explain: bool = True) -> dict:
+    """The report's data for `bundle` (loaded from its folder) against `checkpoint`."""
+    from shotlab.train.metrics import classification_metrics
+
+    split, entries = evaluation_split(manifest)
+    paths = [e.filepath for e in entries]
+    reference_inputs = parity.load_inputs(paths, checkpoint.preprocessing, progress=progress)
+    same_pipeline = bundle.preprocessing.fingerprint() == checkpoint.preprocessing.fingerprint()
+    inputs = (reference_inputs if same_pipeline else
+              parity.load_inputs(paths, bundle.preprocessing, progress=progress))
+    kept = sorted(set(reference_inputs.kept) & set(inputs.kept))
+    ref_x = reference_inputs.arrays[[reference_inputs.kept.index(i) for i in kept]]
+    x = inputs.arrays[[inputs.kept.index(i) for i in kept]]
+    y = manifest.targets([entries[i] for i in kept])
+    classes, task, thresholds = bundle.classes, bundle.task, bundle.thresholds
+
+    def metrics_of(probs):
+        return classification_metrics(y, probs, classes, task=task, thresholds=thresholds or None)
+
+    torch_runner = parity.TorchRunner(checkpoint.model, task)
+    reference = parity.run_batched(torch_runner, ref_x)
+    report = {"split": split, "n": len(kept), "skipped": reference_inputs.bad,
+              "same_preprocessing": same_pipeline, "pytorch": {"metrics": metrics_of(reference)},
+              "runtimes": {}}
+    runners, failures, probs_of = {"pytorch": torch_runner}, [], {}
+    unsafe = bundle.policy.get("unsafe", [])
+    for runtime in bundle.runtimes:
+        from shotlab.export.runtime import make_runner
+
+        runner = runners[runtime] = make_runner(bundle, runtime)
+        probs = parity.run_batched(runner, x)
+        entry = {"metrics": metrics_of(probs),
+                 "parity": parity.agreement(reference, probs, classes, task, thresholds),
+                 "model_file": bundle.runtimes[runtime]}
+        entry["gate_failures"] = parity.gate_failures(
+            runtime, entry["parity"], entry["metrics"], report["pytorch"]["metrics"], unsafe,
+            min_agreement=rules.min_agreement, recall_tolerance=rules.recall_tolerance)
+        failures += entry["gate_failures"]
+        report["runtimes"][runtime] = entry
+        probs_of[runtime] = probs
+    report["gate"] = {"passed": not failures, "failures": failures,
+                      "allowed_regression": bool(failures) and rules.allow_regression,
+                      "min_agreement": rules.min_agreement,
+                      "recall_tolerance": rules.recall_tolerance}
+    report["speed"] = speed_section(runners, x)
+    if explain:
+        from shotlab.export.explanations import explain_sample
+
+        report["explanations"] = explain_sample(
+            bundle, checkpoint, [entries[i] for i in kept], x, y,
+            probs_of.get("onnx", reference), runners.get("onnx"), progress=progress)
+    report["environment"] = environment()
+    return report
+
+
+def speed_section(runners: dict, x: np.ndarray) -> dict:
+    """Latency/throughput per runner at batch 1 and 32 (interleaved), with the load average."""
+    sample = x[:1] if len(x) else None
+    if sample is None:
+        return {"note": "no test images to time"}
+    timings = speed.compare(runners, sample, repeats=3, warmup=1)
+    return {"batches": {str(size): rows for size, rows in timings.items()},
+            "load_average": speed.load_average(),
+            "note": "CPU, eager PyTorch in inference mode vs each runtime; interleaved, median "
+                    "of 3 rounds; a busy machine moves the absolute numbers"}
+
+
+def environment() -> dict:
+    import os
+
+    from shotlab.export.exporter import library_versions
+
+    return {"versions": library_versions(), "platform": platform.platform(),
+            "processor": platform.machine(), "cpu_count": os.cpu_count(),
+            "load_average": speed.load_average()}

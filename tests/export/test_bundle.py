@@ -1,0 +1,137 @@
+"""Bundle round trip: export, load (folder and zip), run, and refuse tampered files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from shotlab.core.errors import InputError
+from shotlab.export import onnx_export
+from shotlab.export.parity import TorchRunner, load_inputs, run_batched
+from shotlab.export.runtime import OnnxRunner, load_bundle
+from shotlab.train.checkpoint import load_checkpoint
+from shotlab.train.manifest import Manifest
+
+# FP32 ONNX vs PyTorch on the CPU: the same kernels up to summation order (measured ~1e-7).
+FP32_TOLERANCE = 1e-4
+# FP16 weights and activations keep ~3 significant digits; probabilities move by ~1e-4..1e-3.
+FP16_TOLERANCE = 1e-2
+
+
+def split_paths(run_dir):
+    manifest = Manifest.load(run_dir / "manifest.json")
+    return [e.filepath for e in manifest.split("test")]
+
+
+@pytest.fixture(scope="module")
+def reference(trained_run):
+    checkpoint = load_checkpoint(trained_run)
+    inputs = load_inputs(split_paths(trained_run), checkpoint.preprocessing, progress=False)
+    return inputs.arrays, run_batched(TorchRunner(checkpoint.model, checkpoint.task), inputs.arrays)
+
+
+@pytest.mark.parametrize("fp16, tolerance", [(False, FP32_TOLERANCE), (True, FP16_TOLERANCE)],
+                         ids=["fp32", "fp16"])
+def test_round_trip_agrees_with_pytorch(exported, reference, fp16, tolerance):
+    arrays, expected = reference
+    probs = OnnxRunner(load_bundle(exported.path), fp16=fp16)(arrays)
+    assert probs.shape == expected.shape == (18, 3)
+    assert np.abs(probs - expected).max() < tolerance
+    assert (probs.argmax(1) == expected.argmax(1)).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)  # softmax inside the graph
+
+
+def test_report_records_parity_and_gate(exported):
+    report = json.loads((exported.path / "report.json").read_text())
+    assert report["split"] == "test" and report["n"] == 18
+    assert report["gate"] == {"passed": True, "failures": [], "allowed_regression": False,
+                              "min_agreement": 0.99, "recall_tolerance": 0.02}
+    assert set(report["runtimes"]) == {"onnx", "onnx-fp16"}
+    assert report["runtimes"]["onnx"]["parity"]["max_abs_diff"] < FP32_TOLERANCE
+    assert report["runtimes"]["onnx"]["metrics"]["per_class"]["red"]["recall"] == \
+        report["pytorch"]["metrics"]["per_class"]["red"]["recall"]
+    assert set(report["speed"]["batches"]) == {"1", "32"}
+    assert set(report["speed"]["batches"]["32"]) == {"pytorch", "onnx", "onnx-fp16"}
+    html = (exported.path / "report.html").read_text()
+    assert "Regression gate passed" in html and "data:image/png;base64," in html
+    assert "<script" not in html and "http" not in html.split("<body>")[1]  # self-contained
+
+
+def test_report_explains_a_sample_per_class(exported):
+    section = exported.report["explanations"]
+    if not section.get("available"):
+        pytest.skip(f"shotlab.explain not available: {section.get('reason')}")
+    items = section["items"]
+    assert {item["true"] for item in items} == {"blue", "green", "red"}
+    assert all(item["_gradcam_png"] and item["_lime_png"] for item in items)
+
+
+def test_manifest_describes_the_bundle(exported, trained_run):
+    bundle = load_bundle(exported.path)
+    manifest = bundle.manifest
+    assert bundle.classes == ["blue", "green", "red"] and bundle.task == "multiclass"
+    run_thresholds = json.loads((trained_run / "thresholds.json").read_text())
+    assert bundle.thresholds == run_thresholds["thresholds"]
+    assert manifest["policy"]["unsafe"] == ["red"]
+    assert manifest["dataset_manifest_hash"] == Manifest.load(trained_run / "manifest.json").hash
+    assert bundle.checkpoint_path == trained_run / "checkpoints" / "best.pt"
+    assert manifest["source"]["run"] == str(trained_run)
+    assert bundle.preprocessing == load_checkpoint(trained_run).preprocessing
+    assert manifest["input"]["shape"] == ["batch", 3, 64, 64]
+    assert set(manifest["files"]) >= {"model.onnx", "model.fp16.onnx", "report.html",
+                                      "report.json", "trtexec.txt"}
+    assert {"torch", "timm", "onnx", "onnxruntime", "numpy", "python", "shotlab"} <= {
+        k for k, v in manifest["versions"].items() if v}
+
+
+def test_onnx_carries_the_manifest_summary(exported):
+    meta = onnx_export.metadata(exported.path / "model.onnx")
+    assert json.loads(meta["shotlab.classes"]) == ["blue", "green", "red"]
+    assert json.loads(meta["shotlab.preprocessing"])["input_size"] == [64, 64]
+    assert json.loads(meta["shotlab.policy"])["unsafe"] == ["red"]
+
+
+def test_dynamic_batch(exported):
+    runner = OnnxRunner(load_bundle(exported.path))
+    for n in (1, 5):
+        assert runner(np.zeros((n, 3, 64, 64), np.float32)).shape == (n, 3)
+
+
+def test_zip_bundle_loads_and_runs(exported, reference):
+    arrays, expected = reference
+    bundle = load_bundle(exported.zip_path)
+    assert bundle.origin == exported.zip_path and bundle.classes == ["blue", "green", "red"]
+    assert np.abs(OnnxRunner(bundle)(arrays) - expected).max() < FP32_TOLERANCE
+
+
+def test_tampered_file_is_refused_by_name(bundle_copy):
+    model = bundle_copy / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-10] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"model\.onnx: sha256 does not match"):
+        load_bundle(bundle_copy)
+    assert load_bundle(bundle_copy, verify=False).classes  # verify=False is the escape hatch
+
+
+def test_missing_file_is_refused_by_name(bundle_copy):
+    (bundle_copy / "report.json").unlink()
+    with pytest.raises(InputError, match=r"report\.json is missing"):
+        load_bundle(bundle_copy)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(InputError, match="not a shotlab bundle"):
+        load_bundle(tmp_path)
+    (tmp_path / "x.zip").write_text("not a zip")
+    with pytest.raises(InputError, match="not a readable zip"):
+        load_bundle(tmp_path / "x.zip")
+
+
+def test_existing_bundle_is_not_overwritten(exported, trained_run):
+    from shotlab.export.exporter import export_run
+
+    with pytest.raises(InputError, match="already exists; pass --force"):
+        export_run(trained_run, out=exported.path)
