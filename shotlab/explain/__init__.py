@@ -1,1 +1,78 @@
-"""Explanations: Grad-CAM, Integrated Gradients, LIME, SHAP and their store (see shared/DESIGN.md)."""
+"""Explanations: Grad-CAM, Integrated Gradients, LIME, SHAP and their store (see shared/DESIGN.md).
+
+    from shotlab.explain import explain
+    maps = explain(model, images, targets=[3, 0], method="gradcam")   # (2, H, W) in [0, 1]
+
+This module stays light (no torch, numpy or matplotlib at import): `shotlab --help` imports the
+CLI, and the CLI imports this package. Each method's implementation is imported when it runs.
+"""
+
+from __future__ import annotations
+
+# name -> (module, function): the one table of methods; the CLI lists these in its messages.
+METHODS = {
+    "gradcam": ("shotlab.explain.cam", "gradcam"),
+    "gradcampp": ("shotlab.explain.cam", "gradcampp"),
+    "ig": ("shotlab.explain.integrated", "integrated_gradients"),
+    "lime": ("shotlab.explain.lime_method", "lime"),
+    "shap": ("shotlab.explain.shap_method", "shap"),
+}
+GRADIENT_METHODS = ("gradcam", "gradcampp", "ig")  # need a torch.nn.Module
+FORWARD_METHODS = ("lime", "shap")  # need only forward passes: a torch module or any callable
+
+
+def explain(model, images, targets, method: str = "gradcam", **options):
+    """Attribution maps of `images` for their `targets`, one (H, W) map per image and target.
+
+    Args:
+        model: a `torch.nn.Module` returning logits (N, K), for every method. For the
+            forward-only methods ("lime", "shap") it may also be any callable
+            `f(batch float32 (N, 3, H, W)) -> probabilities (N, K)`, e.g. an ONNX Runtime runner.
+            The model is never left changed: each module's training flag, each parameter's
+            `requires_grad` and its hooks are restored on return, also when a method raises.
+        images: preprocessed float32 array or tensor (N, 3, H, W), as `Preprocessing.to_array`
+            makes them.
+        targets: one class index per image. For multilabel models an entry may be a list of
+            class indices; then one map per (image, target) pair is returned, in order.
+        method: "gradcam", "gradcampp" (Grad-CAM++), "ig" (Captum Integrated Gradients),
+            "lime" (`lime`'s LimeImageExplainer on superpixels) or "shap" (`shap`'s Partition
+            explainer with an image masker).
+        **options: per method (defaults in brackets):
+            all: `raw` [False] return the signed, unscaled maps instead of [0, 1] maps;
+                `batch_size` images (or perturbations) per model call [per method].
+            gradcam/gradcampp: `target_layer` a module or dotted name [auto: the last
+                convolutional stage before global pooling; for ViTs the last block, tokens
+                reshaped to the patch grid].
+            ig: `n_steps` [50], `internal_batch_size` [16], `baseline` ["zero": the mean colour
+                in normalised space]; `return_delta` [False] also return Captum's convergence
+                deltas as `(maps, deltas)`.
+            lime: `num_samples` [1000], `n_segments` [50 SLIC superpixels], `seed` [0],
+                `multilabel` [False] sigmoid instead of softmax when `model` is a torch module.
+            shap: `max_evals` [500], `blur` [half the image side], `multilabel` [False].
+
+    Returns:
+        float32 numpy array (M, H, W), M = number of (image, target) pairs, same H, W as the
+        images. Each map is scaled to [0, 1] (its positive part divided by its maximum; an
+        all-zero map stays zero): higher means more evidence for the target class.
+    """
+    import importlib
+    import inspect
+
+    from shotlab.core.errors import InputError
+
+    if method not in METHODS:
+        raise InputError(f"unknown explanation method '{method}'; methods: {', '.join(METHODS)}")
+    module, function = METHODS[method]
+    implementation = getattr(importlib.import_module(module), function)
+    accepted = [p for p in inspect.signature(implementation).parameters][3:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise InputError(f"method '{method}' has no option {', '.join(unknown)}; its options: "
+                         f"{', '.join(accepted)}")
+    from shotlab.explain.inputs import expand_targets, scale01, to_tensor
+
+    batch, flat_targets = expand_targets(to_tensor(images), targets)
+    result = implementation(model, batch, flat_targets, **options)
+    maps, extra = result if options.get("return_delta") else (result, None)
+    maps = maps if options.get("raw") else scale01(maps)
+    return (maps, extra) if options.get("return_delta") else maps

@@ -1,0 +1,74 @@
+"""explain(): every method on a toy model whose right answer is known, shapes, targets, options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shotlab.core.errors import InputError
+from shotlab.explain import METHODS, explain
+from tests.explain.toys import SIZE, LeftHalfNet, left_share, positive_images
+
+FAST = {"gradcam": {}, "gradcampp": {}, "ig": {"n_steps": 16},
+        "lime": {"num_samples": 100, "n_segments": 16}, "shap": {"max_evals": 100}}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_puts_the_evidence_where_the_model_looks(method):
+    maps = explain(LeftHalfNet(), positive_images(2), [0, 0], method=method, **FAST[method])
+    assert maps.shape == (2, SIZE, SIZE) and maps.dtype == np.float32
+    assert maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2)), 1.0)
+    assert (left_share(maps) > 0.9).all(), left_share(maps)
+
+
+@pytest.mark.parametrize("method", ["lime", "shap"])
+def test_forward_only_methods_take_any_probability_callable(method):
+    model = LeftHalfNet().eval()
+
+    def runner(batch):  # what an ONNX runner looks like from here: numpy in, probabilities out
+        with torch.no_grad():
+            return torch.softmax(model(torch.from_numpy(batch)), dim=1).numpy()
+
+    maps = explain(runner, positive_images(1), [0], method=method, **FAST[method])
+    assert maps.shape == (1, SIZE, SIZE) and left_share(maps)[0] > 0.9
+
+
+def test_integrated_gradients_completeness():
+    model = LeftHalfNet().eval()
+    images = positive_images(2)
+    maps, deltas = explain(model, images, [0, 1], method="ig", n_steps=64, raw=True,
+                           return_delta=True)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(images))
+        base = model(torch.zeros_like(torch.from_numpy(images)))
+    expected = (logits - base)[[0, 1], [0, 1]].numpy()
+    assert np.allclose(maps.sum(axis=(1, 2)), expected, rtol=0.02, atol=1e-3)
+    assert np.abs(deltas).max() < 0.02 * np.abs(expected).max() + 1e-3
+
+
+def test_a_list_of_targets_gives_one_map_per_image_and_target():
+    maps = explain(LeftHalfNet(), positive_images(2), [[0, 1], 0], method="gradcam", raw=True)
+    assert maps.shape == (3, SIZE, SIZE)
+    single = explain(LeftHalfNet(), positive_images(2)[:1], [1], method="gradcam", raw=True)
+    assert np.allclose(maps[1], single[0], atol=1e-6)
+
+
+def test_gradcam_accepts_a_torch_tensor_and_matches_numpy():
+    images = positive_images(2)
+    from_numpy = explain(LeftHalfNet(), images, [0, 0])
+    from_tensor = explain(LeftHalfNet(), torch.from_numpy(images), [0, 0])
+    assert np.allclose(from_numpy, from_tensor)
+
+
+def test_unknown_method_and_option_and_bad_shapes_are_named():
+    with pytest.raises(InputError, match="unknown explanation method 'nope'.*gradcam, gradcampp"):
+        explain(LeftHalfNet(), positive_images(1), [0], method="nope")
+    with pytest.raises(InputError, match="no option n_steps"):
+        explain(LeftHalfNet(), positive_images(1), [0], method="gradcam", n_steps=3)
+    with pytest.raises(InputError, match=r"\(N, 3, H, W\)"):
+        explain(LeftHalfNet(), positive_images(1)[0], [0])
+    with pytest.raises(InputError, match="2 images but 1 targets"):
+        explain(LeftHalfNet(), positive_images(2), [0])
+    with pytest.raises(InputError, match="target class 5 is out of range"):
+        explain(LeftHalfNet(), positive_images(1), [5], method="ig", n_steps=4)
