@@ -89,11 +89,13 @@ class ApplyReport:
     problems: list[Problem] = field(default_factory=list)
     tags_removed: int = 0
     baselines: int = 0  # samples whose applied_label was set for the first time
+    notes: list[str] = field(default_factory=list)  # applied, but worth a look
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dry_run": self.dry_run, "changes": self.changes,
                 "problems": [asdict(p) for p in self.problems],
-                "tags_removed": self.tags_removed, "baselines": self.baselines}
+                "tags_removed": self.tags_removed, "baselines": self.baselines,
+                "notes": self.notes}
 
 
 @dataclass
@@ -119,42 +121,61 @@ def parse_relabel(tag: str, task: str) -> tuple[str, ...] | str:
     return tuple(sorted(names)) if task == "multilabel" else names
 
 
-def decide(state: SampleState, task: str, classes: set[str]) -> tuple[SampleState, list, list]:
-    """What apply does to one sample: (new state, change entries, problem messages). Pure."""
-    changes, problems = [], []
-    base = state.snapshot if state.snapshot is not None else state.label
-    label = state.label
-    if label != base:
-        changes.append(("label", list(base), list(label), "edit"))
-    tags = list(state.tags)
-    relabels = [t for t in tags if t.startswith(RELABEL_PREFIX)]
+def relabel(state: SampleState, task: str, classes: set[str]) -> tuple[tuple | None, list[str]]:
+    """The label the sample's `relabel:` tags ask for (None: no tag), and why it cannot be set."""
+    relabels = [t for t in state.tags if t.startswith(RELABEL_PREFIX)]
     wanted = [parse_relabel(t, task) for t in relabels]
-    bad = [w for w in wanted if isinstance(w, str)]
+    problems = [w for w in wanted if isinstance(w, str)]
     unknown = sorted({c for w in wanted if not isinstance(w, str) for c in w} - classes)
-    if bad or unknown or len(set(wanted)) > 1:
-        problems += bad
-        if unknown:
-            problems.append(f"unknown class{'es' * (len(unknown) > 1)} {', '.join(unknown)} in "
-                            f"{', '.join(relabels)}; classes: {', '.join(sorted(classes))} "
-                            f"(fix the tag, or allow a new class with --new-class)")
-        if len(set(wanted)) > 1 and not bad:
-            problems.append(f"conflicting tags {', '.join(relabels)}; keep one")
-    elif wanted:
-        if wanted[0] != label:
-            changes.append(("label", list(label), list(wanted[0]), "tag " + relabels[0]))
-            label = wanted[0]
-        tags = [t for t in tags if t not in relabels]
+    if unknown:
+        problems.append(f"unknown class{'es' * (len(unknown) > 1)} {', '.join(unknown)} in "
+                        f"{', '.join(relabels)}; classes: {', '.join(sorted(classes))} "
+                        f"(fix the tag, or allow a new class with --new-class)")
+    if len(set(wanted)) > 1 and not problems:
+        problems.append(f"conflicting tags {', '.join(relabels)}; keep one")
+    return (None if problems or not wanted else wanted[0]), problems
+
+
+def flag(name: str, before: bool, after: bool, tag: str) -> list[tuple]:
+    return [] if before == after else [(name, before, after, f"tag {tag}" + " removed" * before)]
+
+
+def decide(state: SampleState, task: str, classes: set[str]) -> tuple[SampleState, list, list]:
+    """What apply does to one sample: (new state, change entries, problem messages). Pure.
+
+    `classes`: the classes a `relabel:` tag may name."""
+    changes = []
+    base = state.snapshot if state.snapshot is not None else state.label
+    if state.label != base:
+        changes.append(("label", list(base), list(state.label), "edit"))
+    label, tags = state.label, list(state.tags)
+    wanted, problems = relabel(state, task, classes)
+    if wanted is not None:
+        tag = next(t for t in tags if t.startswith(RELABEL_PREFIX))
+        if wanted != label:
+            changes.append(("label", list(label), list(wanted), f"tag {tag}"))
+            label = wanted
+        tags = [t for t in tags if not t.startswith(RELABEL_PREFIX)]
     excluded, keep = EXCLUDE_TAG in tags, KEEP_TAG in tags
     if excluded and keep:
         problems.append(f"tagged both '{EXCLUDE_TAG}' and '{KEEP_TAG}'; remove one")
         excluded, keep = state.excluded, state.keep
-    if excluded != state.excluded:
-        changes.append((EXCLUDED_FIELD, state.excluded, excluded,
-                        f"tag {EXCLUDE_TAG}" + " removed" * (not excluded)))
-    if keep != state.keep:
-        changes.append((KEEP_FIELD, state.keep, keep, f"tag {KEEP_TAG}" + " removed" * (not keep)))
+    changes += flag(EXCLUDED_FIELD, state.excluded, excluded, EXCLUDE_TAG)
+    changes += flag(KEEP_FIELD, state.keep, keep, KEEP_TAG)
     after = SampleState(state.sample_id, state.filepath, label, label, tags, excluded, keep)
     return after, changes, problems
+
+
+def known_classes(states: list[SampleState]) -> set[str]:
+    """The classes shotlab knew at the last apply (current labels where there is no snapshot)."""
+    return {c for s in states for c in (s.snapshot if s.snapshot is not None else s.label)}
+
+
+def new_class_notes(changes: list[dict], known: set[str]) -> list[str]:
+    """Edits in the App that brought in a class no sample had: applied, but maybe typos."""
+    return [f"{c['filepath']}: edited to new class {', '.join(sorted(set(c['new']) - known))}; "
+            f"if that is a typo, fix the label in the App and apply again"
+            for c in changes if c["source"] == "edit" and set(c["new"]) - known]
 
 
 def read_states(dataset) -> list[SampleState]:
@@ -182,17 +203,20 @@ def declare_review_fields(dataset) -> None:
             dataset.add_sample_field(name, kind, **extra)
 
 
-def apply_reviews(name: str, *, dry_run: bool = False, allow_new: tuple[str, ...] = ()) -> ApplyReport:
+def apply_reviews(name: str, *, dry_run: bool = False,
+                  allow_new: tuple[str, ...] = ()) -> ApplyReport:
     """Apply the annotators' tags and edits on dataset `name`, log them, and return what changed.
 
     Idempotent: a second run finds nothing to do. Never deletes a sample or touches a file.
     """
     dataset = store.load(name)
     task = store.task_of(dataset)
-    classes = set(store.class_names(dataset)) | set(allow_new)
+    states = read_states(dataset)
+    known = known_classes(states)
+    classes = known | set(allow_new)
     report = ApplyReport(name, dry_run)
     updates, stamp, user = {}, now(), whoami()
-    for state in read_states(dataset):
+    for state in states:
         after, changes, problems = decide(state, task, classes)
         report.problems += [Problem(state.sample_id, state.filepath, m) for m in problems]
         report.changes += [{"time": stamp, "user": user, "kind": kind, "sample_id": state.sample_id,
@@ -202,6 +226,7 @@ def apply_reviews(name: str, *, dry_run: bool = False, allow_new: tuple[str, ...
         report.baselines += state.snapshot is None
         if after != state:
             updates[state.sample_id] = (state, after)
+    report.notes = new_class_notes(report.changes, known)
     if not dry_run and updates:
         write_states(dataset, updates, task)
         ChangeLog(dataset).append(report.changes)

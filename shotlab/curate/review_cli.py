@@ -60,6 +60,8 @@ def apply_command(name: str, dry_run: bool, new_classes: tuple[str, ...], as_jso
                            show_label(c["new"]), c["source"]] for c in report.changes]))
     for problem in report.problems:
         click.echo(f"  not applied: {problem.filepath} ({problem.sample_id}): {problem.message}")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
 
 
 @command("history")

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from shotlab.cli import cli
 from shotlab.core.images import sha256_file
-from shotlab.curate.review import SampleState, decide, parse_relabel
+from shotlab.curate.review import (SampleState, decide, known_classes, new_class_notes,
+                                   parse_relabel)
 from tests.imaging import write_class_tree
 
 
@@ -65,6 +66,20 @@ def test_multilabel_relabel_tags():
     assert parse_relabel("relabel:", "multilabel") == ()
     after, changes, _ = decide(state(label=("cat",), tags=["relabel:dog,cat"]), "multilabel", CLASSES)
     assert after.label == ("cat", "dog") and changes[0][2] == ["cat", "dog"]
+
+
+def test_edit_to_a_class_no_sample_had_is_applied_with_a_note():
+    states = [state(), state(label=("dgo",), snapshot=("dog",)), state(label=("owl",), snapshot=None)]
+    known = known_classes(states)
+    assert known == {"cat", "dog", "owl"}
+    _, changes, _ = decide(states[1], "multiclass", known)
+    entries = [{"filepath": "/x/a.png", "kind": k, "old": o, "new": n, "source": src}
+               for k, o, n, src in changes]
+    assert new_class_notes(entries, known) == [
+        "/x/a.png: edited to new class dgo; if that is a typo, fix the label in the App and "
+        "apply again"]
+    _, changes, problems = decide(state(tags=["relabel:dgo"]), "multiclass", known)
+    assert changes == [] and problems  # a tag may not bring in the class an edit did
 
 
 def files_fingerprint(dataset):
