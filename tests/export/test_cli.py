@@ -1,0 +1,100 @@
+"""`shotlab export` and `shotlab predict`: --help, success, bad input, and the gate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from tests.imaging import write_image
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("command", ["export", "predict"])
+def test_help(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0 and f"Usage: cli {command}" in result.output
+
+
+def test_export_unknown_format(trained_run, tmp_path):
+    result = run("export", trained_run, "--to", "onnx,coreml", "--out", tmp_path / "b")
+    assert result.exit_code == 2
+    assert "--to must name export formats from: onnx, tensorrt. Got coreml instead." in result.output
+
+
+def test_export_contradictory_options(trained_run, tmp_path):
+    result = run("export", trained_run, "--int8", "--out", tmp_path / "b")
+    assert result.exit_code == 2 and "--int8 is a TensorRT option" in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_export_not_a_run(tmp_path):
+    result = run("export", tmp_path)
+    assert result.exit_code == 2 and "no checkpoint found" in result.output
+
+
+def wrong_normalisation(bundle_path, tmp_path):
+    """The bundle's contract with BGR channels: what a camera pipeline gets wrong."""
+    contract = json.loads((bundle_path / "manifest.json").read_text())["preprocessing"]
+    path = tmp_path / "bgr.json"
+    path.write_text(json.dumps({**contract, "channel_order": "BGR"}))
+    return path
+
+
+def test_gate_refuses_a_broken_export_then_allows_it(exported, trained_run, tmp_path):
+    contract = wrong_normalisation(exported.path, tmp_path)
+    out = tmp_path / "bundle"
+    refused = run("export", trained_run, "--out", out, "--preprocessing", contract,
+                  "--no-explain")
+    assert refused.exit_code == 1, refused.output
+    assert "export refused" in refused.output and "top-1 agreement with PyTorch" in refused.output
+    assert "recall on unsafe class 'red'" in refused.output
+    assert not out.exists()
+    rejected = json.loads((tmp_path / "bundle.rejected" / "report.json").read_text())
+    assert rejected["gate"]["passed"] is False and not rejected["same_preprocessing"]
+
+    allowed = run("export", trained_run, "--out", out, "--preprocessing", contract,
+                  "--no-explain", "--allow-regression", "--json")
+    assert allowed.exit_code == 0, allowed.output
+    data = json.loads(allowed.stdout)
+    assert data["bundle"] == str(out) and data["gate"]["allowed_regression"] is True
+    assert data["agreement"]["onnx"]["top1_agreement"] < 0.99
+    assert "Shipped with a regression" in (out / "report.html").read_text()
+    assert json.loads((out / "manifest.json").read_text())["preprocessing"]["channel_order"] == "BGR"
+
+
+def test_predict_success(exported, tmp_path):
+    images = tmp_path / "images"
+    write_image(images / "a.png", seed=1, size=(40, 30))
+    write_image(images / "b.jpg", seed=2)
+    (images / "broken.png").write_text("no")
+    out = tmp_path / "out" / "decisions.jsonl"
+    result = run("predict", exported.zip_path, images, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["images"] == 2 and data["bad"] == 1
+    assert data["bad_files"][0]["path"].endswith("broken.png")
+    assert len(out.read_text().splitlines()) == 2
+    assert data["review_queue"] == str(out.parent / "review_queue.jsonl")
+    text = run("predict", exported.path, images / "a.png", "--out", out)
+    assert text.exit_code == 0 and "1 image predicted" in text.output
+
+
+def test_predict_tampered_bundle(bundle_copy, tmp_path):
+    (bundle_copy / "trtexec.txt").write_text("trtexec --onnx=evil.onnx\n")
+    write_image(tmp_path / "a.png")
+    result = run("predict", bundle_copy, tmp_path / "a.png", "--out", tmp_path / "d.jsonl")
+    assert result.exit_code == 2
+    assert "trtexec.txt: sha256 does not match the bundle manifest" in result.output
+    assert not (tmp_path / "d.jsonl").exists()
+
+
+def test_predict_not_a_bundle(tmp_path):
+    write_image(tmp_path / "a.png")
+    result = run("predict", tmp_path, tmp_path / "a.png")
+    assert result.exit_code == 2 and "not a shotlab bundle" in result.output

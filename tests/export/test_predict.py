@@ -1,0 +1,93 @@
+"""Predict: decisions and the review queue from a bundle, bad files skipped by name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from shotlab.core.images import sha256_file
+from shotlab.export.parity import load_inputs
+from shotlab.export.predict import collect_paths, predict_paths, write_decisions
+from shotlab.export.runtime import OnnxRunner, load_bundle
+from tests.imaging import truncate
+from tests.train.trainsets import write_colour_tree
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    """Nine good colour images in nested folders, a truncated PNG and a text file named .jpg."""
+    root = write_colour_tree(tmp_path / "inbox", counts={"new": 3}, seed=7)
+    shutil.copy(next((root / "new" / "red").glob("*.png")), root / "bad_truncated.png")
+    truncate(root / "bad_truncated.png", keep=0.4)
+    (root / "bad_text.jpg").write_text("not an image")
+    (root / "notes.txt").write_text("ignored: not an image extension")
+    return root
+
+
+def test_folder_with_bad_files(exported, inbox):
+    bundle = load_bundle(exported.path)
+    files = collect_paths([inbox])
+    assert len(files) == 11 and not any(p.suffix == ".txt" for p in files)
+    result = predict_paths(bundle, files, batch_size=4, progress=False)
+    assert len(result.decisions) == 9
+    assert sorted((p.split("/")[-1], reason.split(" (")[0]) for p, reason in result.bad) == [
+        ("bad_text.jpg", "not an image"), ("bad_truncated.png", "truncated or corrupt image data")]
+    assert {d["labels"][0] for d in result.decisions} == {"blue", "green", "red"}
+    by_colour = {d["path"].split("/")[-2]: d["labels"] for d in result.decisions}
+    assert by_colour == {"blue": ["blue"], "green": ["green"], "red": ["red"]}
+
+
+def test_decisions_follow_the_runner_and_the_policy(exported, inbox):
+    bundle = load_bundle(exported.path)
+    files = collect_paths([inbox / "new"])
+    decisions = predict_paths(bundle, files, progress=False).decisions
+    expected = OnnxRunner(bundle)(load_inputs(files, bundle.preprocessing, progress=False).arrays)
+    scores = np.array([[d["scores"][c] for c in bundle.classes] for d in decisions])
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    red = bundle.thresholds["red"]
+    low, high = red["review_band"]
+    for d, row in zip(decisions, expected):
+        assert len(d["decision_id"]) == 32 and d["sha256"] == sha256_file(d["path"])
+        assert d["flagged"] == (["red"] if row[2] >= red["threshold"] else [])
+        assert d["needs_review"] == bool(low <= row[2] <= high)
+        assert d["model_sha256"] == sha256_file(exported.path / "model.onnx")
+        assert d["bundle"] == str(exported.path) and d["time"].endswith("Z")
+
+
+def test_review_queue_holds_flagged_and_review(exported, inbox, tmp_path):
+    bundle = load_bundle(exported.path)
+    decisions = predict_paths(bundle, collect_paths([inbox]), progress=False).decisions
+    decisions[0]["needs_review"] = True  # make sure the queue is not empty by chance
+    out, queue = write_decisions(tmp_path / "out" / "decisions.jsonl", decisions)
+    assert queue == tmp_path / "out" / "review_queue.jsonl"
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    queued = [json.loads(line) for line in queue.read_text().splitlines()]
+    assert written == decisions
+    assert queued == [d for d in decisions if d["needs_review"] or d["flagged"]]
+
+
+@pytest.mark.fiftyone
+def test_predictions_written_to_a_dataset(exported, inbox, dataset_name):
+    from shotlab.core import store
+    from shotlab.export.dataset import REVIEW_VIEW, write_to_dataset
+
+    bundle = load_bundle(exported.path)
+    decisions = predict_paths(bundle, collect_paths([inbox]), progress=False).decisions
+    decisions[0]["needs_review"] = True
+    first = write_to_dataset(dataset_name, decisions, task="multiclass", bundle_name="b")
+    assert first == {"dataset": dataset_name, "added": 9, "updated": 0,
+                     "review_queue": sum(bool(d["needs_review"] or d["flagged"])
+                                         for d in decisions)}
+    again = write_to_dataset(dataset_name, decisions, task="multiclass", bundle_name="b")
+    assert (again["added"], again["updated"]) == (0, 9)  # matched by file path
+    dataset = store.load(dataset_name)
+    assert len(dataset) == 9
+    sample = dataset.match({"filepath": decisions[0]["path"]}).first()
+    assert sample.predictions.label == decisions[0]["labels"][0]
+    assert sample.predictions.confidence == pytest.approx(
+        decisions[0]["scores"][decisions[0]["labels"][0]])
+    assert sample.needs_review is True
+    assert decisions[0]["path"] in dataset.load_saved_view(REVIEW_VIEW).values("filepath")
