@@ -1,4 +1,4 @@
-"""The review loop and splits: `curate apply`, `curate history`, `curate split`, `curate augment-preview`.
+"""The review loop and splits: `curate apply`, `history`, `split` and `augment-preview`.
 
 Only click is imported here; each command imports its work when it runs.
 """
@@ -121,9 +121,9 @@ def split_command(name: str, val: float, test: float, seed: int, overwrite: bool
         return echo_json(report.to_dict())
     mode = ("re-split every sample (--overwrite)" if overwrite else
             f"kept {plural(report.kept, 'existing assignment')}, split only unassigned samples")
-    click.echo(f"Split '{name}' (seed {seed}): {mode}; assigned {plural(report.assigned, 'sample')}, "
-               f"{report.changed} changed; {plural(report.grouped, 'group')} of several samples "
-               f"kept together; left out {report.skipped['excluded']} excluded and "
+    click.echo(f"Split '{name}' (seed {seed}): {mode}; "
+               f"assigned {plural(report.assigned, 'sample')}, {report.changed} changed; "
+               f"{plural(report.grouped, 'group')} of several samples kept together; left out {report.skipped['excluded']} excluded and "
                f"{report.skipped['unlabeled']} unlabeled.")
     rows = [[c, *(counts.get(s, 0) for s in SPLITS), sum(counts.values())]
             for c, counts in report.counts.items()]

@@ -113,7 +113,8 @@ class _Assigner:
     def choose(self, group: _Group, rarest: str | None, rng: random.Random) -> str:
         """The split that most wants the group's rarest class, then the most samples."""
         def need(split: str):
-            label_need = 0.0 if rarest is None else self.want[split][rarest] - self.held[split][rarest]
+            label_need = (0.0 if rarest is None
+                          else self.want[split][rarest] - self.held[split][rarest])
             overall = self.fractions[split] * self.samples - self.held_samples[split]
             return round(label_need, 9), round(overall, 9), rng.random()
 
@@ -260,7 +261,8 @@ def split_dataset(name: str, *, val: float, test: float, seed: int,
         dataset.set_values("split", {ids[i]: s for i, s in changed.items()}, key_field="id")
     sizes = Counter(g for g, a in zip(groups, active) if a)
     report = SplitReport(
-        name, seed, fractions, overwrite, assigned=sum(a and f is None for a, f in zip(active, fixed)),
+        name, seed, fractions, overwrite,
+        assigned=sum(a and f is None for a, f in zip(active, fixed)),
         kept=sum(f is not None for f in fixed), changed=len(changed),
         skipped={"excluded": sum(excluded), "unlabeled": sum(u and not e for u, e in
                                                                zip(unlabeled, excluded))},

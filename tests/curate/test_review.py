@@ -1,4 +1,5 @@
-"""The review loop: `curate apply` reads tags and edits back, applies and logs them, loses nothing."""
+"""The review loop: `curate apply` reads tags and edits back, applies and logs them, loses
+nothing; `curate history` shows the log."""
 
 from __future__ import annotations
 
@@ -64,12 +65,14 @@ def test_exclude_and_keep_mirror_their_tags():
 def test_multilabel_relabel_tags():
     assert parse_relabel("relabel:owl, cat", "multilabel") == ("cat", "owl")
     assert parse_relabel("relabel:", "multilabel") == ()
-    after, changes, _ = decide(state(label=("cat",), tags=["relabel:dog,cat"]), "multilabel", CLASSES)
+    after, changes, _ = decide(state(label=("cat",), tags=["relabel:dog,cat"]), "multilabel",
+                               CLASSES)
     assert after.label == ("cat", "dog") and changes[0][2] == ["cat", "dog"]
 
 
 def test_edit_to_a_class_no_sample_had_is_applied_with_a_note():
-    states = [state(), state(label=("dgo",), snapshot=("dog",)), state(label=("owl",), snapshot=None)]
+    states = [state(), state(label=("dgo",), snapshot=("dog",)),
+              state(label=("owl",), snapshot=None)]
     known = known_classes(states)
     assert known == {"cat", "dog", "owl"}
     _, changes, _ = decide(states[1], "multiclass", known)
@@ -123,7 +126,8 @@ def test_apply_applies_each_decision_once_logs_it_and_loses_nothing(reviewed, da
     dataset.reload()
     assert len(dataset) == 8 and files_fingerprint(dataset) == before
     by_stem = {Path(s.filepath).stem: s for s in dataset}
-    assert by_stem["cat_0"].ground_truth.label == "dog" and "relabel:dog" not in by_stem["cat_0"].tags
+    assert by_stem["cat_0"].ground_truth.label == "dog"
+    assert "relabel:dog" not in by_stem["cat_0"].tags
     assert by_stem["cat_1"]["excluded"] is True and "exclude" in by_stem["cat_1"].tags
     assert by_stem["dog_0"]["reviewed_keep"] is True
     assert by_stem["dog_1"].tags == ["relabel:dgo"] and by_stem["dog_1"].ground_truth.label == "dog"
@@ -175,3 +179,4 @@ def test_history_of_a_fresh_dataset(tmp_path, dataset_name):
 def test_help(command):
     result = run("curate", command, "--help")
     assert result.exit_code == 0 and "Usage: " in result.output
+

@@ -50,7 +50,8 @@ def test_tiny_class_is_named_in_a_warning_and_kept_in_train():
     plan = assign_splits(labelled({"cat": 20, "rare": 2}), list(range(22)), val=0.15, test=0.15,
                          seed=0)
     assert plan.counts["rare"] == Counter(train=2)
-    assert len(plan.warnings) == 1 and "class 'rare' has no example in val, test" in plan.warnings[0]
+    assert len(plan.warnings) == 1
+    assert "class 'rare' has no example in val, test" in plan.warnings[0]
     assert "only 2 samples" in plan.warnings[0]
 
 
