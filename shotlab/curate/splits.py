@@ -67,7 +67,7 @@ def group_ids(*keys: list) -> list[int]:
     return [numbers[r] for r in roots]
 
 
-@dataclass
+@dataclass(eq=False)  # groups are compared by identity
 class _Group:
     members: list[int]  # the samples to assign (not those already in a split)
     labels: Counter  # class -> samples of it in the group, assigned or not
@@ -168,20 +168,24 @@ def assign_splits(labels, groups, *, val: float, test: float, seed: int,
 
 def _seed_rare_classes(pending, totals, state, place, rng) -> list:
     """Give each class one group in every split that lacks it, rarest class first."""
+    by_class: dict[str, list[_Group]] = {}
+    for unit in pending:  # in shuffled order, so ties below fall to the seed
+        for label in unit.labels:
+            by_class.setdefault(label, []).append(unit)
+    placed: set[int] = set()
     for label in sorted(totals, key=lambda c: (totals[c], c)):
         if totals[label] < MIN_PER_CLASS:
             continue
         for split in ("test", "val", "train"):
             if state.fractions[split] == 0 or state.held[split][label] > 0:
                 continue
-            candidates = [u for u in pending if label in u.labels]
+            candidates = [u for u in by_class.get(label, []) if id(u) not in placed]
             if not candidates:
                 break
-            smallest = min(u.size for u in candidates)
-            unit = rng.choice([u for u in candidates if u.size == smallest])
-            pending.remove(unit)
+            unit = min(candidates, key=lambda u: u.size)  # the first smallest: seeded order
+            placed.add(id(unit))
             place(unit, split)
-    return pending
+    return [u for u in pending if id(u) not in placed]
 
 
 def _counts(labels, splits) -> dict[str, Counter]:
