@@ -1,10 +1,97 @@
 """`shotlab curate check`: run the data checks and write their fields, tags, views and report.
 
-Only click is imported here; each command imports its work when it runs.
+Only click is imported here; each command imports its work when it runs. This is the one place
+where curation meets training code: the command builds the embedding function from
+`shotlab.train` and hands it to the detectors, which only ever see arrays.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
+DEFAULT_BACKBONE = "lite0"  # ImageNet weights that ship offline; fast on a CPU
+
+
+def embedder(backbone: str, progress: bool | None):
+    """(paths, sha256s) -> embeddings through the cached extractor of `shotlab.train`."""
+    def embed(paths, sha256s):
+        from shotlab.train.backbones import create_model
+        from shotlab.train.embeddings import extract
+
+        return extract(create_model(backbone, num_classes=0), paths, sha256s, progress=progress)
+    return embed
+
+
+def render_summary(summary) -> str:
+    from shotlab.core.output import plural, table
+
+    rows = [[name, c["count"], "; ".join(Path(p).name for p in c["top"]) or "-"]
+            for name, c in summary.checks.items()]
+    lines = [f"Checked {plural(summary.checked, 'sample')} of '{summary.name}' "
+             f"({summary.excluded} tagged 'exclude' left out).", "",
+             table(["check", "flagged", "worst samples"], rows), ""]
+    lines += [f"{name}: {note}" for name, c in summary.checks.items() for note in c["notes"]]
+    if summary.views:
+        lines.append(f"Saved views: {', '.join(summary.views)} (open with `shotlab curate app "
+                     f"{summary.name}`).")
+    if summary.report:
+        lines.append(f"Report: {summary.report}")
+    return "\n".join(lines)
+
+
+@click.command("check")
+@click.argument("name")
+@click.option("--checks", "checks_text", default="all", show_default=True,
+              help="Comma-separated: label, duplicates, leakage, quality, balance, outlier, "
+                   "near_duplicate, non_iid.")
+@click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
+              help="Backbone for the embeddings (cached, so a re-run is cheap).")
+@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
+              help="Override an adaptive cut: blurry, dark, bright, low_information, odd_size, "
+                   "odd_aspect_ratio, phash_distance, cosine (repeatable).")
+@click.option("--min-per-class", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Balance check: warn about classes with fewer images.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML report to write [default: WORKSPACE/reports/NAME-check.html].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def check_command(name: str, checks_text: str, backbone: str, thresholds: tuple[str, ...],
+                  min_per_class: int, report_path: Path | None, as_json: bool) -> None:
+    """Find label errors, duplicates, leakage, quality problems and imbalance in dataset NAME.
+
+    Writes `<check>_score` / `is_<check>_issue` fields and `issue:<check>` tags on the samples
+    (those tagged `exclude` are left out), saves the views label-issues, duplicates, leakage,
+    quality and outliers (worst first) for `shotlab curate app`, and writes an HTML report.
+    Image files are only read.
+
+    \b
+    Example:
+      shotlab curate check vehicles --checks label,duplicates --threshold blurry=2.5
+    """
+    from shotlab.core import workspace
+    from shotlab.core.output import echo_json
+    from shotlab.curate.check_report import write_report
+    from shotlab.curate.checks.run import (EMBEDDING_CHECKS, parse_checks, parse_thresholds,
+                                           run_checks)
+
+    checks = parse_checks(checks_text)
+    parsed = parse_thresholds(thresholds)
+    if EMBEDDING_CHECKS & set(checks):
+        from shotlab.train.backbones import get_backbone
+
+        get_backbone(backbone)  # an unknown name fails now, before any work
+    options = {"checks": list(checks), "backbone": backbone, "thresholds": parsed,
+               "min_per_class": min_per_class}
+    summary, results, samples = run_checks(
+        name, checks=checks, embed=embedder(backbone, None), thresholds=parsed,
+        min_per_class=min_per_class, options=options)
+    path = report_path or workspace.current().home / "reports" / f"{name}-check.html"
+    summary.report = str(write_report(path, summary, results, samples))
+    if as_json:
+        return echo_json(summary.to_dict())
+    click.echo(render_summary(summary))
+
+
+COMMANDS.append(check_command)

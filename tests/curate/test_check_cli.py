@@ -1,0 +1,155 @@
+"""`shotlab curate check` end to end: planted faults in a real store, tiny-test embeddings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageEnhance
+
+from shotlab.cli import cli
+from shotlab.core import store
+from shotlab.core.images import sha256_file
+from shotlab.curate.importer import import_path
+from tests.train.trainsets import COLOURS, noisy_colour, write_colour_tree, write_multilabel_csv
+
+pytestmark = pytest.mark.fiftyone
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+# tiny-test's random weights put same-colour images at cosine ~0.97 to each other (real backbones
+# separate distinct photos far more), so near-duplicate tests ask for near-identical embeddings.
+TINY_TEST_COSINE = "cosine=0.995"
+
+
+def check(name, *args):
+    result = run("curate", "check", name, "--backbone", "tiny-test", "--json",
+                 "--threshold", TINY_TEST_COSINE, *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def planted(tmp_path, dataset_name):
+    """Colour classes (train 8 / val 4 / test 4 each) with three planted faults:
+    a red image filed under green, a train image copied into test, and a darkened image."""
+    root = write_colour_tree(tmp_path / "colours", counts={"train": 8, "val": 4, "test": 4})
+    rng = np.random.default_rng(99)
+    Image.fromarray(noisy_colour(COLOURS["red"], rng)).save(root / "train/green/flipped.png")
+    shutil.copy(root / "train/blue/blue_0.png", root / "test/blue/leaked.png")
+    dark = ImageEnhance.Brightness(Image.open(root / "train/red/red_1.png")).enhance(0.05)
+    dark.save(root / "train/red/dark.png")
+    import_path(root, dataset_name, progress=False)
+    return dataset_name, root
+
+
+def file_hashes(root):
+    return {p: sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def sample(name, filename):
+    return store.load(name).match({"filepath": {"$regex": f"/{filename}$"}}).first()
+
+
+def test_help():
+    result = run("curate", "check", "--help")
+    assert result.exit_code == 0
+    assert "--checks" in result.output and "--threshold" in result.output
+
+
+def test_unknown_dataset_is_refused():
+    result = run("curate", "check", "no-such-set", "--checks", "quality")
+    assert result.exit_code == 2
+    assert "no dataset named 'no-such-set'" in result.output
+
+
+def test_unknown_check_name_is_refused(planted):
+    result = run("curate", "check", planted[0], "--checks", "label,typos")
+    assert result.exit_code == 2
+    assert "unknown check 'typos'; choose from label, duplicates" in result.output
+
+
+def test_bad_threshold_is_refused(planted):
+    result = run("curate", "check", planted[0], "--threshold", "blury=2")
+    assert result.exit_code == 2
+    assert "--threshold blury=2: expected NAME=VALUE with NAME one of blurry" in result.output
+
+
+@pytest.mark.slow
+def test_planted_faults_are_found_and_written_back(planted, tmp_path):
+    name, root = planted
+    before = file_hashes(root)
+    report_path = tmp_path / "out" / "report.html"
+    summary = check(name, "--report", report_path)
+    assert file_hashes(root) == before  # the user's files are only read
+
+    checks = summary["checks"]
+    assert any(p.endswith("flipped.png") for p in checks["label"]["top"])
+    flipped = sample(name, "flipped.png")
+    assert flipped.is_label_issue and flipped.label_suggestion == "red"
+    assert "issue:label" in flipped.tags
+    leaked, original = sample(name, "leaked.png"), sample(name, "train/blue/blue_0.png")
+    assert leaked.duplicate_cluster == original.duplicate_cluster is not None
+    assert leaked.is_leakage_issue and original.is_leakage_issue
+    assert leaked.leakage_splits == "test,train"
+    assert "dark" in sample(name, "dark.png").quality_issues
+    assert checks["balance"]["details"]["counts"]["green"] == 17
+
+    dataset = store.load(name)
+    assert {"label-issues", "duplicates", "leakage", "quality"} <= set(dataset.list_saved_views())
+    for view_name, field in (("label-issues", "label_score"), ("quality", "quality_score"),
+                             ("duplicates", "duplicate_score")):
+        scores = dataset.load_saved_view(view_name).values(field)
+        assert scores and scores == sorted(scores, reverse=True)
+    assert dataset.info["shotlab"]["checks"]["counts"]["leakage"] == 2
+
+    html = report_path.read_text()
+    assert summary["report"] == str(report_path)
+    assert "data:image/jpeg;base64," in html and "http" not in html
+
+
+@pytest.mark.slow
+def test_rerun_after_fixes_shows_fewer_issues_and_drops_stale_marks(planted):
+    name, _ = planted
+    first = check(name, "--checks", "label,quality")
+    dataset = store.load(name)
+    flipped = sample(name, "flipped.png")
+    flipped.ground_truth.label = "red"  # the annotator's fix
+    flipped.save()
+    dark = sample(name, "dark.png")
+    dark.tags.append("exclude")
+    dark.save()
+    second = check(name, "--checks", "label,quality")
+    assert second["checks"]["label"]["count"] < first["checks"]["label"]["count"]
+    assert second["checks"]["quality"]["count"] < first["checks"]["quality"]["count"]
+    assert second["excluded"] == 1
+    flipped, dark = sample(name, "flipped.png"), sample(name, "dark.png")
+    assert not flipped.is_label_issue and "issue:label" not in flipped.tags
+    assert dark.quality_score is None and "issue:quality" not in dark.tags
+    assert dataset.info["shotlab"]["checks"]["excluded"] == 1
+
+
+def test_terminal_summary_names_checks_and_views(planted):
+    result = run("curate", "check", planted[0], "--backbone", "tiny-test", "--checks",
+                 "duplicates,leakage,balance", "--threshold", TINY_TEST_COSINE)
+    assert result.exit_code == 0, result.output
+    assert "leakage" in result.output and "leaked.png" in result.output
+    assert "Saved views: duplicates, leakage" in result.output
+    assert "Report: " in result.output
+
+
+@pytest.mark.slow
+def test_multilabel_dataset_runs_the_multilabel_variant(tmp_path, dataset_name):
+    csv_path = write_multilabel_csv(tmp_path / "ml", per_pattern={"train": 5, "val": 2, "test": 2})
+    import_path(csv_path, dataset_name, multilabel=True, progress=False)
+    summary = check(dataset_name, "--checks", "label")
+    assert summary["task"] == "multilabel"
+    assert summary["checks"]["label"]["details"]["classes_judged"] == ["blue", "red"]
+    scores = store.load(dataset_name).values("label_score")
+    assert all(s is not None for s in scores)
