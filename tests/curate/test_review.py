@@ -180,3 +180,31 @@ def test_help(command):
     result = run("curate", command, "--help")
     assert result.exit_code == 0 and "Usage: " in result.output
 
+
+@pytest.mark.fiftyone
+@pytest.mark.slow
+def test_check_apply_recheck_finds_fewer_label_issues(tmp_path, dataset_name):
+    from tests.train.trainsets import write_colour_tree
+
+    root = write_colour_tree(tmp_path / "colours", counts={"train": 10})
+    flipped = root / "train" / "blue" / "really_red.png"
+    (root / "train" / "red" / "red_0.png").rename(flipped)  # a red image labelled blue
+    assert run("curate", "import", root, "--name", dataset_name).exit_code == 0
+
+    def label_issues() -> tuple[int, list[str]]:
+        result = run("curate", "check", dataset_name, "--checks", "label", "--backbone",
+                     "tiny-test", "--report", tmp_path / "report.html", "--json")
+        assert result.exit_code == 0, result.output
+        label = json.loads(result.stdout)["checks"]["label"]
+        return label["count"], label["top"]
+
+    count, top = label_issues()
+    assert str(flipped) in top
+    from shotlab.core import store
+
+    sample = store.load(dataset_name)[str(flipped)]
+    sample.tags.append("relabel:red")
+    sample.save()
+    applied = json.loads(run("curate", "apply", dataset_name, "--json").stdout)
+    assert [(c["old"], c["new"]) for c in applied["changes"]] == [(["blue"], ["red"])]
+    assert label_issues()[0] < count
