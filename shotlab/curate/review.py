@@ -3,14 +3,14 @@
 Annotators work in the FiftyOne App. They edit `ground_truth`, or tag a sample:
 
 - `relabel:<class>` sets the label (multilabel: `relabel:a,b` sets exactly those classes,
-  `relabel:` clears them). The tag is removed once applied; the change log keeps it. A class the
-  dataset does not have is refused (a typo would otherwise create a class) unless it is named in
-  `allow_new`.
+  `relabel:` clears them). The tag is removed once applied; the change log keeps it. A class no
+  sample had at the last apply is refused (a typo would otherwise create a class) unless it is
+  named in `allow_new`; an App edit to such a class is applied (the App wrote it) with a note.
 - `exclude` marks the sample `excluded=True`. The sample and the tag stay: nothing is ever
   deleted, and the manifest leaves tagged samples out of training. Removing the tag includes it
   again (`excluded=False`, logged).
 - `keep` marks a flagged sample as reviewed and right: `reviewed_keep=True` (the tag stays;
-  removing it clears the field). `curate check` leaves such samples unflagged.
+  removing it clears the field), so `curate check` can leave such samples unflagged.
 
 Direct edits are found by comparing `ground_truth` with `applied_label`, the label shotlab last
 knew (a list of class names). A sample without it (imported before the review loop existed, or
@@ -60,6 +60,7 @@ class ChangeLog:
     """
 
     def __init__(self, dataset):
+        store.fiftyone()  # connects to the workspace's database before fiftyone is imported
         from fiftyone.operators.store import ExecutionStore
 
         self._store = ExecutionStore.create(LOG_STORE, dataset_id=dataset._doc.id)
@@ -240,7 +241,8 @@ def write_states(dataset, updates: dict[str, tuple[SampleState, SampleState]], t
         before, after = updates[sample.id]
         if after.label != before.label:
             sample["ground_truth"] = store.make_label(after.label, task)
-        sample.tags = after.tags
+        removed = set(before.tags) - set(after.tags)  # re-read: keep tags added meanwhile
+        sample.tags = [t for t in sample.tags if t not in removed]
         sample[EXCLUDED_FIELD] = after.excluded
         sample[KEEP_FIELD] = after.keep
         sample[SNAPSHOT_FIELD] = list(after.label)
