@@ -42,11 +42,9 @@ def entropy_bits(gray: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def pixel_stats(image) -> dict[str, float]:
+def pixel_stats(small) -> dict[str, float]:
     """Brightness (0-1), sharpness (Laplacian variance / grey variance), entropy and
-    colourfulness (mean |R-G|, |G-B|) of a PIL RGB image."""
-    small = image.copy()
-    small.thumbnail((STATS_SIDE, STATS_SIDE))
+    colourfulness (mean |R-G|, |G-B|) of a PIL RGB image (already shrunk)."""
     rgb = np.asarray(small, dtype=np.float32)
     gray = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
     colour = (np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean()) / 2
@@ -68,7 +66,10 @@ def image_stats(paths: list[str], *, progress: bool | None = None) -> ImageStats
             unreadable[i] = exc.reason
             continue
         values["width"][i], values["height"][i] = image.size
+        # In place (load_rgb's image is ours); reducing_gap: a fast box reduction first, then
+        # an antialiased resize, indistinguishable at this size and several times faster.
+        image.thumbnail((STATS_SIDE, STATS_SIDE), reducing_gap=2.0)
         for key, value in pixel_stats(image).items():
             values[key][i] = value
-        phashes[i] = phash_bits(image)
+        phashes[i] = phash_bits(image)  # pHash shrinks to 32x32 anyway: the thumbnail suffices
     return ImageStats(values, phashes, unreadable)
