@@ -1,10 +1,180 @@
 """`shotlab explain`: explanations of predictions, their scores and the explanation store.
 
+    shotlab explain RUN_OR_BUNDLE IMAGE... [--method gradcam,lime] [--out DIR] [--score]
+    shotlab explain show DECISION_ID --store STORE [--out PNG]
+    shotlab explain appeal STORE DECISION_ID... [--method lime,shap]
+    shotlab explain --pending STORE [--method lime,shap] [--batch N]
+
 Only click is imported here; each command imports its work when it runs.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
+METHOD_NAMES = "gradcam, gradcampp, ig, lime, shap"  # shotlab.explain.METHODS, kept import-free
+
+
+class ExplainGroup(click.Group):
+    """`explain RUN IMAGE...` is `explain run ...`; `explain --pending STORE` is `explain pending
+    STORE`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] == "--pending":
+            args = ["pending", *args[1:]]
+        elif args and args[0].startswith("--pending="):
+            args = ["pending", args[0].split("=", 1)[1], *args[1:]]
+        elif args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("explain", cls=ExplainGroup)
+def explain() -> None:
+    """Explain predictions: `shotlab explain RUN_OR_BUNDLE IMAGE... [OPTIONS]` (see `explain run
+    --help`), `explain show`, `explain appeal`, `explain --pending STORE`."""
+
+
+@explain.command("run")
+@click.argument("source", metavar="RUN_OR_BUNDLE", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--method", "methods", default="gradcam", show_default=True,
+              help=f"Comma-separated: {METHOD_NAMES}.")
+@click.option("--target", help="Class to explain (name or index) [default: the predicted class].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write an overlay per method and a side-by-side figure here.")
+@click.option("--score", is_flag=True,
+              help="Deletion/insertion AUC vs random maps, and the model-randomisation check.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def run_command(source, images, methods, target, out, score, as_json) -> None:
+    """Explain what RUN_OR_BUNDLE sees in each IMAGE.
+
+    A run folder (or .pt) gives the PyTorch model for every method. A bundle runs LIME and SHAP
+    through its ONNX model and the gradient methods on the checkpoint it was exported from.
+
+    \b
+    Examples:
+      shotlab explain ~/.shotlab/runs/20261122-vehicles-lite0 photo.jpg --method gradcam,lime
+      shotlab explain bundle.zip photo.jpg --method lime,shap --out why/ --score
+    """
+    from shotlab.core.output import echo_json
+    from shotlab.explain.report import explain_images, parse_methods
+    from shotlab.explain.sources import open_source
+
+    chosen = parse_methods(methods)
+    loaded = open_source(source)
+    result = explain_images(loaded, images, chosen, target=target, out=out, score=score)
+    if not result["images"]:
+        from shotlab.core.errors import InputError
+
+        raise InputError("no readable image: " + "; ".join(
+            f"{bad['path']}: {bad['reason']}" for bad in result["bad_files"]))
+    if as_json:
+        return echo_json(result)
+    echo_result(result)
+
+
+def echo_result(result: dict) -> None:
+    from shotlab.core.output import table
+
+    for bad in result["bad_files"]:
+        click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
+    for entry in result["images"]:
+        click.echo(f"{entry['path']}: predicted {entry['predicted']} ({entry['score']:.3f}); "
+                   f"explaining {entry['target']} ({entry['target_score']:.3f})")
+        if "faithfulness" in entry:
+            rows = [[m, f"{f['deletion_auc']:.3f}", f"{f['random_deletion_auc']:.3f}",
+                     f"{f['insertion_auc']:.3f}", f"{f['random_insertion_auc']:.3f}",
+                     "yes" if f["beats_random_deletion"] else "NO"]
+                    for m, f in entry["faithfulness"].items()]
+            click.echo(table(["method", "deletion", "random", "insertion", "random",
+                              "beats random"], rows))
+        if "files" in entry:
+            click.echo(f"  figure: {entry['files']['figure']}")
+    for method, check in result.get("sanity", {}).items():
+        verdict = "passed" if check["passed"] else "FAILED"
+        click.echo(f"sanity check ({method}, cascading randomisation): mean |Spearman| {check['spearman']:.2f}"
+                   f" vs threshold {check['threshold']}: {verdict}")
+
+
+@explain.command("show")
+@click.argument("decision_id")
+@click.option("--store", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The explanations.sqlite that `shotlab predict --explain` wrote.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the stored maps over the image as one PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def show_command(decision_id, store, out, as_json) -> None:
+    """Show the explanations stored for DECISION_ID (and render them with --out)."""
+    from shotlab.core.output import echo_json
+    from shotlab.explain.show import describe, render
+
+    data = describe(store, decision_id)
+    if out is not None:
+        data["figure"] = str(render(store, decision_id, out))
+    if as_json:
+        return echo_json(data)
+    click.echo(f"decision {decision_id}: {data.get('path') or 'image unknown'}")
+    for item in data["explanations"]:
+        faith = item["scores"]
+        extra = (f", deletion AUC {faith['deletion_auc']:.3f} (random "
+                 f"{faith['random_deletion_auc']:.3f})" if "deletion_auc" in faith else "")
+        click.echo(f"  {item['method']}: target {item['target']}, {item['created']}{extra}")
+    for appeal in data["appeals"]:
+        click.echo(f"  appeal {appeal['status']}: {', '.join(appeal['methods'])}"
+                   + (f" ({appeal['error']})" if appeal["error"] else ""))
+    if "figure" in data:
+        click.echo(f"figure: {data['figure']}")
+
+
+@explain.command("appeal")
+@click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("decision_ids", nargs=-1, required=True)
+@click.option("--method", "methods", default="lime,shap", show_default=True,
+              help=f"Comma-separated: {METHOD_NAMES}.")
+@click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
+              help="The image, for a decision the store does not know.")
+@click.option("--bundle", type=click.Path(path_type=Path),
+              help="The bundle, for a decision the store does not know.")
+def appeal_command(store, decision_ids, methods, image, bundle) -> None:
+    """Queue DECISION_IDS for a deeper explanation (processed by `explain --pending STORE`)."""
+    from shotlab.core.output import plural
+    from shotlab.explain.report import parse_methods
+    from shotlab.explain.store import ExplanationStore
+
+    chosen = parse_methods(methods)
+    with ExplanationStore(store, create=False) as opened:
+        for decision_id in decision_ids:
+            opened.queue(decision_id, chosen, image_path=image, bundle_path=bundle)
+    click.echo(f"queued {plural(len(decision_ids), 'appeal')} ({', '.join(chosen)}); process "
+               f"them with `shotlab explain --pending {store}`")
+
+
+@explain.command("pending")
+@click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--method", "methods", help="Methods for every appeal [default: what each asked "
+                                          "for, else lime,shap].")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Appeals per batch.")
+@click.option("--no-score", is_flag=True, help="Skip the deletion/insertion scores.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def pending_command(store, methods, batch, no_score, as_json) -> None:
+    """Process the queued appeals in STORE (`shotlab explain --pending STORE`)."""
+    from shotlab.core.output import echo_json, plural
+    from shotlab.explain.pending import process_pending
+    from shotlab.explain.report import parse_methods
+
+    chosen = parse_methods(methods) if methods else None
+    summary = process_pending(store, methods=chosen, batch=batch, score=not no_score)
+    if as_json:
+        return echo_json(summary)
+    for error in summary["errors"]:
+        click.echo(f"failed {error['decision_id']}: {error['error']}", err=True)
+    click.echo(f"{plural(summary['processed'], 'appeal')} processed, "
+               f"{plural(summary['stored'], 'explanation')} stored, {summary['failed']} failed")
+
+
+COMMANDS.append(explain)

@@ -1,0 +1,133 @@
+"""Tier 2: the deeper explanations an appeal asks for, processed in batches, apart from prediction.
+
+    shotlab explain appeal out/explanations.sqlite 3f2a... --method lime,shap   # queue
+    shotlab explain --pending out/explanations.sqlite --batch 8                 # process
+
+Each queued appeal names its decision, image and bundle. Appeals are grouped by bundle (its ONNX
+runner is loaded once), `batch` images at a time; LIME and SHAP run through the ONNX runner (the
+deployed model), gradient methods on the checkpoint the bundle names. Each map is stored with its
+deletion/insertion AUC against the random reference. An appeal whose image or bundle cannot be
+read is marked failed with the reason; the others go on.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from shotlab.core.errors import ShotlabError
+
+DEFAULT_METHODS = ("lime", "shap")  # an appeal deserves the model-agnostic, perturbation methods
+
+
+def process_pending(store_path, *, methods=None, batch: int = 8, score: bool = True,
+                    options: dict | None = None, open_source=None, progress=None) -> dict:
+    """Process every queued appeal; {"processed", "failed", "stored", "errors": [...]}.
+
+    `methods` overrides what each appeal asked for; `options` maps a method to its `explain`
+    options (e.g. {"lime": {"num_samples": 500}}); `open_source(bundle_path) -> Source` defaults
+    to `shotlab.explain.sources.open_source` (runs work too, for appeals queued against a run)."""
+    from shotlab.explain.sources import open_source as default_open
+    from shotlab.explain.store import ExplanationStore
+
+    open_source = open_source or default_open
+    summary = {"processed": 0, "failed": 0, "stored": 0, "errors": []}
+    with ExplanationStore(store_path, create=False) as store:
+        appeals = sorted(store.appeals("queued"), key=lambda a: (a.bundle_path, a.id))
+        for bundle_path, group in groupby(appeals, key=lambda a: a.bundle_path):
+            group = list(group)
+            try:
+                source = open_source(bundle_path)
+            except ShotlabError as exc:
+                for appeal in group:
+                    fail(store, appeal, str(exc), summary)
+                continue
+            for start in range(0, len(group), batch):
+                process_batch(store, source, group[start:start + batch], methods, score,
+                              options or {}, summary)
+                if progress:
+                    progress(len(group[start:start + batch]))
+    return summary
+
+
+def fail(store, appeal, reason: str, summary: dict) -> None:
+    store.finish(appeal.id, error=reason)
+    summary["failed"] += 1
+    summary["errors"].append({"decision_id": appeal.decision_id, "error": reason})
+
+
+def appeal_target(store, source, appeal, probs) -> int:
+    from shotlab.explain.tier1 import target_class
+
+    decision = store.decision(appeal.decision_id)
+    if decision and decision.get("scores"):
+        return source.classes.index(target_class(decision))
+    return int(probs.argmax())
+
+
+def process_batch(store, source, appeals, methods, score: bool, options: dict,
+                  summary: dict) -> None:
+    import numpy as np
+
+    from shotlab.explain import METHODS, explain
+    from shotlab.explain.faithfulness import faithfulness, random_reference
+    from shotlab.explain.inputs import forward_probabilities
+    from shotlab.explain.sources import load_inputs
+
+    good, arrays, bad = load_inputs(source, list(dict.fromkeys(a.image_path for a in appeals)))
+    by_path = {}
+    for appeal in appeals:
+        by_path.setdefault(appeal.image_path, []).append(appeal)
+    for path, reason in bad:
+        for appeal in by_path.pop(path, []):
+            fail(store, appeal, f"{path}: {reason}", summary)
+    rows = [(appeal, array) for path, array in zip(good, arrays)
+            for appeal in by_path.get(str(path), [])]
+    if not rows:
+        return
+    images = np.stack([array for _, array in rows])
+    forward = forward_probabilities(source.forward_model, multilabel=source.multilabel)
+    probs = forward(images)
+    targets = [appeal_target(store, source, a, p) for (a, _), p in zip(rows, probs)]
+    reference = random_reference(forward, images, targets) if score else None
+    wanted = sorted({m for a, _ in rows for m in (methods or a.methods or DEFAULT_METHODS)},
+                    key=list(METHODS).index)
+    errors: dict[int, str] = {}
+    for method in wanted:
+        keep = [i for i, (a, _) in enumerate(rows) if method in (methods or a.methods
+                                                                    or DEFAULT_METHODS)]
+        try:
+            chosen = {**forward_options(method, source), **options.get(method, {})}
+            maps = explain(source.model_for(method), images[keep], [targets[i] for i in keep],
+                           method=method, **chosen)
+        except ShotlabError as exc:
+            errors.update({i: str(exc) for i in keep})
+            continue
+        scores = (faithfulness(source.forward_model, images[keep], [targets[i] for i in keep],
+                               maps, multilabel=source.multilabel,
+                               reference=[reference[i] for i in keep]) if score
+                  else [{}] * len(keep))
+        for i, heatmap, faith in zip(keep, maps, scores):
+            appeal = rows[i][0]
+            store.put(appeal.decision_id, method, heatmap, target=source.classes[targets[i]],
+                      params={"tier": 2, **chosen}, scores=faith,
+                      model_sha256=source.model_sha256, input_sha256=sha256_or_none(appeal))
+            summary["stored"] += 1
+    for i, (appeal, _) in enumerate(rows):
+        if i in errors:
+            fail(store, appeal, errors[i], summary)
+        else:
+            store.finish(appeal.id)
+            summary["processed"] += 1
+
+
+def forward_options(method: str, source) -> dict:
+    return {"multilabel": source.multilabel} if method in ("lime", "shap") else {}
+
+
+def sha256_or_none(appeal) -> str | None:
+    from shotlab.core.images import sha256_file
+
+    try:
+        return sha256_file(appeal.image_path)
+    except OSError:
+        return None

@@ -1,0 +1,72 @@
+"""`shotlab explain show`: what the store holds for one decision, as text, JSON or a figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shotlab.core.errors import InputError
+
+
+def describe(store_path, decision_id: str) -> dict:
+    from shotlab.explain.store import ExplanationStore
+
+    with ExplanationStore(store_path, create=False) as store:
+        decision = store.decision(decision_id) or {}
+        explanations = store.explanations(decision_id)
+        appeals = [a for a in store.appeals(status=None) if a.decision_id == decision_id]
+    if not explanations and not decision and not appeals:
+        raise InputError(f"decision {decision_id}: nothing stored in {store_path} (explanations "
+                         f"are stored for flagged and needs-review decisions of `shotlab predict "
+                         f"--explain`)")
+    return {"decision_id": decision_id, "path": decision.get("path"),
+            "bundle": decision.get("bundle"), "scores": decision.get("scores"),
+            "flagged": decision.get("flagged"),
+            "explanations": [{"method": e.method, "target": e.target, "params": e.params,
+                              "scores": e.scores, "model_sha256": e.model_sha256,
+                              "input_sha256": e.input_sha256, "created": e.created,
+                              "shape": list(e.map.shape)} for e in explanations],
+            "appeals": [{"methods": a.methods, "status": a.status, "requested": a.requested,
+                         "error": a.error} for a in appeals]}
+
+
+def backdrop(path, bundle_path, shape):
+    """The decision's image as the model saw it (the bundle's resize and crop, else a plain
+    resize to the map), or a grey field when the image is gone."""
+    import numpy as np
+    from PIL import Image
+
+    from shotlab.core.errors import ShotlabError
+    from shotlab.core.images import load_rgb
+
+    height, width = shape
+    try:
+        image = load_rgb(path) if path else None
+    except ShotlabError:
+        image = None
+    if image is None:
+        return np.full((height, width, 3), 128, np.uint8)
+    try:
+        from shotlab.export.runtime import load_bundle
+
+        cropped = load_bundle(bundle_path, verify=False).preprocessing.resize_and_crop(image)
+        if cropped.size == (width, height):
+            return np.asarray(cropped)
+    except (ShotlabError, ImportError, TypeError, KeyError):
+        pass  # no bundle to say how the image was cropped: show it whole
+    return np.asarray(image.resize((width, height), Image.Resampling.BICUBIC))
+
+
+def render(store_path, decision_id: str, out) -> Path:
+    """Every stored map for the decision over its image, side by side, as one PNG at `out`."""
+    from shotlab.explain.plots import methods_figure
+    from shotlab.explain.store import ExplanationStore
+
+    with ExplanationStore(store_path, create=False) as store:
+        decision = store.decision(decision_id) or {}
+        explanations = store.explanations(decision_id)
+    if not explanations:
+        raise InputError(f"decision {decision_id}: no explanation stored in {store_path} yet")
+    maps = {f"{e.method} ({e.target})" if e.target else e.method: e.map for e in explanations}
+    image = backdrop(decision.get("path"), decision.get("bundle"), explanations[0].map.shape)
+    methods_figure(image, maps, out, title=f"decision {decision_id}")
+    return Path(out)

@@ -1,0 +1,111 @@
+"""What `shotlab explain` explains: a training run (its checkpoint) or an exported bundle.
+
+A run gives one PyTorch model for every method. A bundle gives its ONNX Runtime runner for the
+forward-only methods (LIME, SHAP, and the faithfulness scores), so they explain the model that is
+deployed, and the PyTorch checkpoint it was exported from for the gradient methods, loaded only
+when one is asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shotlab.core.errors import InputError
+from shotlab.core.preprocessing import Preprocessing
+
+
+@dataclass
+class Source:
+    origin: Path
+    kind: str  # "run" or "bundle"
+    preprocessing: Preprocessing
+    classes: list[str]
+    task: str
+    forward_model: object  # torch module or probability callable: LIME, SHAP, faithfulness
+    model_sha256: str | None
+    load_torch: object = None  # () -> torch module, for the gradient methods
+    _torch: object = field(default=None, repr=False)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    def torch_model(self):
+        if self._torch is None:
+            self._torch = self.load_torch()
+        return self._torch
+
+    def model_for(self, method: str):
+        from shotlab.explain import GRADIENT_METHODS
+
+        return self.torch_model() if method in GRADIENT_METHODS else self.forward_model
+
+    def target_index(self, target) -> int:
+        """A class index from a name or an index given as text."""
+        name = str(target)
+        if name in self.classes:
+            return self.classes.index(name)
+        if name.isdigit() and int(name) < len(self.classes):
+            return int(name)
+        raise InputError(f"--target {target}: not a class of {self.origin} (classes: "
+                         f"{', '.join(self.classes)})")
+
+
+def is_run(path: Path) -> bool:
+    return path.suffix == ".pt" or (path / "checkpoints" / "best.pt").is_file()
+
+
+def open_source(path) -> Source:
+    """A run folder / .pt checkpoint, or a bundle folder / .zip."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such run or bundle (give a run folder from `shotlab train`, "
+                         f"or a bundle folder or .zip from `shotlab export`)")
+    return from_run(path) if is_run(path) else from_bundle(path)
+
+
+def from_run(path: Path) -> Source:
+    from shotlab.core.images import sha256_file
+    from shotlab.train.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    return Source(path, "run", checkpoint.preprocessing, checkpoint.classes, checkpoint.task,
+                  checkpoint.model, sha256_file(checkpoint.path),
+                  load_torch=lambda: checkpoint.model, _torch=checkpoint.model)
+
+
+def from_bundle(path: Path) -> Source:
+    from shotlab.explain.tier1 import load_bundle_checkpoint
+    from shotlab.export.runtime import OnnxRunner, load_bundle
+
+    bundle = load_bundle(path)
+    return Source(path, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
+                  OnnxRunner(bundle), bundle.model_sha256("onnx"),
+                  load_torch=lambda: load_bundle_checkpoint(bundle).model)
+
+
+def load_inputs(source: Source, paths) -> tuple[list, list, list[tuple[str, str]]]:
+    """(paths read, preprocessed arrays, [(path, reason)] for images that could not be read)."""
+    from shotlab.core.errors import BadImageError
+    from shotlab.core.images import load_rgb
+
+    good, arrays, bad = [], [], []
+    for path in paths:
+        try:
+            image = load_rgb(path)
+        except BadImageError as exc:
+            bad.append((str(path), exc.reason))
+            continue
+        good.append(Path(path))
+        arrays.append(source.preprocessing.to_array(image))
+    return good, arrays, bad
+
+
+def display_image(source: Source, path):
+    """The RGB pixels the model saw (resized and cropped, not normalised), as uint8 (H, W, 3)."""
+    import numpy as np
+
+    from shotlab.core.images import load_rgb
+
+    return np.asarray(source.preprocessing.resize_and_crop(load_rgb(path)))

@@ -1,0 +1,64 @@
+"""Tier 1: a Grad-CAM for every flagged or review-queue decision, stored as `shotlab predict
+--explain` makes the decisions (one forward and one backward per batch on the PyTorch
+checkpoint the bundle was exported from: cheap enough to run inline).
+
+    stored = record_flagged(bundle, decisions, inputs, "out/explanations.sqlite")
+
+The class explained is the decision's highest-scoring flagged class, else its top-scoring class:
+the one a reviewer or an appeal asks about. Deeper explanations (LIME, SHAP) are tier 2
+(`shotlab explain --pending`), queued by `shotlab explain appeal`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shotlab.core.errors import ShotlabError
+
+METHOD = "gradcam"
+
+
+def target_class(decision: dict) -> str:
+    scores = decision["scores"]
+    candidates = [c for c in decision.get("flagged") or [] if c in scores] or list(scores)
+    return max(candidates, key=lambda c: scores[c])
+
+
+def load_bundle_checkpoint(bundle):
+    """The PyTorch model the bundle was exported from; a ShotlabError when it is gone."""
+    from shotlab.train.checkpoint import load_checkpoint
+
+    path = Path(bundle.checkpoint_path)
+    if not path.is_file():
+        raise ShotlabError(f"{path}: the checkpoint bundle {bundle.path} was exported from is "
+                           f"missing; Grad-CAM needs the PyTorch model (restore the run folder, "
+                           f"or re-export the bundle from an existing run)")
+    return load_checkpoint(path)
+
+
+def record_flagged(bundle, decisions: list[dict], inputs, store_path) -> int:
+    """Store a Grad-CAM for each decision; returns how many were stored.
+
+    `inputs` are the decisions' preprocessed float32 (N, 3, H, W) images, in the same order."""
+    import numpy as np
+
+    from shotlab.core.images import sha256_file
+    from shotlab.explain import explain
+    from shotlab.explain.store import ExplanationStore
+
+    if not decisions:
+        return 0
+    checkpoint = load_bundle_checkpoint(bundle)
+    classes = list(bundle.classes)
+    names = [target_class(d) for d in decisions]
+    maps = explain(checkpoint.model, np.asarray(inputs, dtype=np.float32),
+                   [classes.index(n) for n in names], method=METHOD)
+    params = {"target_layer": "auto", "model": "checkpoint", "checkpoint": str(checkpoint.path)}
+    model_sha256 = sha256_file(checkpoint.path)
+    bundle_path = getattr(bundle, "origin", None) or bundle.path
+    with ExplanationStore(store_path) as store:
+        for decision, name, heatmap in zip(decisions, names, maps):
+            store.add_decision(decision, bundle_path)
+            store.put(decision["decision_id"], METHOD, heatmap, target=name, params=params,
+                      model_sha256=model_sha256, input_sha256=decision.get("sha256"))
+    return len(decisions)

@@ -1,0 +1,90 @@
+"""Tier 1 (a Grad-CAM per flagged decision, inline) and tier 2 (queued appeals, in batches)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from shotlab.core.errors import ShotlabError
+from shotlab.explain.pending import process_pending
+from shotlab.explain.store import ExplanationStore
+from shotlab.explain.tier1 import record_flagged, target_class
+
+FAST = {"lime": {"num_samples": 100}, "shap": {"max_evals": 100}}
+
+
+def decisions_for(bundle, paths):
+    """Decisions as `shotlab predict` writes them, from the bundle's own ONNX runner."""
+    from shotlab.core.images import load_rgb, sha256_file
+    from shotlab.export.runtime import OnnxRunner
+
+    inputs = np.stack([bundle.preprocessing.to_array(load_rgb(p)) for p in paths])
+    probs = OnnxRunner(bundle)(inputs)
+    decisions = []
+    for k, (path, row) in enumerate(zip(paths, probs)):
+        scores = dict(zip(bundle.classes, map(float, row)))
+        decisions.append({"decision_id": f"d{k}", "path": str(path), "sha256": sha256_file(path),
+                          "scores": scores, "labels": [max(scores, key=scores.get)],
+                          "flagged": ["red"] if k == 0 else [], "needs_review": k != 0,
+                          "model_sha256": bundle.model_sha256()})
+    return decisions, inputs
+
+
+def test_target_is_the_top_flagged_class_else_the_top_class():
+    scores = {"red": 0.3, "blue": 0.6, "green": 0.1}
+    assert target_class({"scores": scores, "flagged": ["red"]}) == "red"
+    assert target_class({"scores": scores, "flagged": []}) == "blue"
+
+
+def test_record_flagged_stores_one_gradcam_per_decision(explain_bundle, colour_images, tmp_path):
+    from shotlab.export.runtime import load_bundle
+
+    bundle = load_bundle(explain_bundle)
+    decisions, inputs = decisions_for(bundle, colour_images[:3])
+    assert record_flagged(bundle, decisions, inputs, tmp_path / "e.sqlite") == 3
+    with ExplanationStore(tmp_path / "e.sqlite", create=False) as store:
+        assert store.count() == 3 and store.count("decisions") == 3
+        (first,) = store.explanations("d0")
+        assert first.method == "gradcam" and first.target == "red"
+        assert first.map.shape == tuple(bundle.preprocessing.input_size)
+        assert 0 <= first.map.min() and first.map.max() <= 1
+        assert first.input_sha256 == decisions[0]["sha256"]
+        assert store.decision("d1")["path"] == str(colour_images[1])
+
+
+def test_record_flagged_without_the_checkpoint_says_so(explain_bundle, colour_images, tmp_path):
+    from shotlab.export.runtime import load_bundle
+
+    bundle = load_bundle(explain_bundle)
+    manifest = {**bundle.manifest, "source": {**bundle.manifest["source"],
+                                              "checkpoint": str(tmp_path / "gone" / "best.pt")}}
+    moved = dataclasses.replace(bundle, manifest=manifest)
+    decisions, inputs = decisions_for(bundle, colour_images[:1])
+    with pytest.raises(ShotlabError, match="gone/best.pt.*missing; Grad-CAM needs the PyTorch"):
+        record_flagged(moved, decisions, inputs, tmp_path / "e.sqlite")
+
+
+def test_pending_appeals_are_processed_in_batches(explain_bundle, colour_images, tmp_path):
+    from shotlab.export.runtime import load_bundle
+
+    bundle = load_bundle(explain_bundle)
+    decisions, inputs = decisions_for(bundle, colour_images[:3])
+    store_path = tmp_path / "e.sqlite"
+    record_flagged(bundle, decisions, inputs, store_path)
+    with ExplanationStore(store_path) as store:
+        store.queue("d0", ["lime", "shap"])
+        store.queue("d1", ["lime"])
+        store.queue("d9", ["lime"], image_path=tmp_path / "missing.png",
+                    bundle_path=explain_bundle)
+    summary = process_pending(store_path, batch=2, options=FAST)
+    assert (summary["processed"], summary["failed"], summary["stored"]) == (2, 1, 3)
+    assert "missing.png: file not found" in summary["errors"][0]["error"]
+    with ExplanationStore(store_path, create=False) as store:
+        assert [e.method for e in store.explanations("d0")] == ["gradcam", "lime", "shap"]
+        lime = store.explanations("d0", "lime")[0]
+        assert lime.target == "red" and lime.params["num_samples"] == 100
+        assert {"deletion_auc", "random_deletion_auc", "insertion_auc"} <= set(lime.scores)
+        assert store.appeals() == []
+    assert process_pending(store_path)["processed"] == 0  # nothing left in the queue
