@@ -17,7 +17,8 @@ from tests.imaging import truncate, write_class_tree, write_image
 COMMANDS = [[], ["curate"], ["curate", "import"], ["curate", "pull"], ["curate", "pull", "roboflow"],
             ["curate", "list"], ["curate", "info"], ["curate", "delete"], ["curate", "export"],
             ["curate", "app"], ["curate", "policy"], ["train"], ["train", "run"],
-            ["train", "backbones"], ["train", "runs"]]
+            ["train", "backbones"], ["train", "runs"], ["curate", "apply"], ["curate", "history"],
+            ["curate", "split"], ["curate", "augment-preview"]]
 
 
 def run(*args, input=None):

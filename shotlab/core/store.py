@@ -102,6 +102,8 @@ def declare_fields(dataset: "fo.Dataset", task: str) -> None:
     for name in ("split", "sha256", "import_format", "import_path"):
         dataset.add_sample_field(name, fo.StringField)
     dataset.add_sample_field("imported_at", fo.DateTimeField)
+    # The label shotlab last saw: `curate apply` compares it with ground_truth to find App edits.
+    dataset.add_sample_field("applied_label", fo.ListField, subfield=fo.StringField)
     dataset.add_sample_field("metadata", fo.EmbeddedDocumentField, embedded_doc_type=fo.ImageMetadata)
     dataset.create_index("sha256")
 

@@ -145,8 +145,10 @@ def make_sample(checked: Checked, task: str, source: dict):
     metadata = fo.ImageMetadata(size_bytes=facts.size_bytes, mime_type=facts.mime_type,
                                 width=facts.width, height=facts.height,
                                 num_channels=facts.channels)
+    applied = sorted(record.labels) if task == "multilabel" else list(record.labels)
     return fo.Sample(filepath=filepath, ground_truth=store.make_label(record.labels, task),
-                     split=record.split, sha256=facts.sha256, metadata=metadata, **source)
+                     applied_label=applied, split=record.split, sha256=facts.sha256,
+                     metadata=metadata, **source)
 
 
 def add_all(dataset, checked: list[Checked], task: str, source: dict, progress: bool | None) -> None:
