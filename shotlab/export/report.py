@@ -38,7 +38,8 @@ def render_html(report: dict, manifest: dict) -> str:
         dataset_hash=esc(str(manifest["dataset_manifest_hash"])[:16]),
         created=esc(manifest["created"]), task=esc(manifest["task"]),
         classes=esc(", ".join(manifest["classes"])), split=esc(report["split"]), n=report["n"],
-        verdict=verdict_html(report), agreement=agreement_html(report, manifest),
+        verdict=verdict_html(report), policy=policy_html(manifest["policy"]),
+        agreement=agreement_html(report, manifest),
         runtimes=runtimes_html(report, manifest), speed=speed_html(report["speed"]),
         explanations=explanations_html(report.get("explanations")),
         preprocessing=key_value_html(manifest["preprocessing"]),
@@ -57,6 +58,24 @@ def verdict_html(report: dict) -> str:
                 f'(--allow-regression): this bundle is measurably worse than the PyTorch model '
                 f'<ul>{items}</ul></div>')
     return f'<div class="verdict fail">Export refused by the regression gate ({rules})<ul>{items}</ul></div>'
+
+
+def policy_html(policy: dict) -> str:
+    unsafe = policy.get("unsafe") or []
+    if not unsafe:
+        return "<p>No unsafe classes: plain argmax decisions, no review band.</p>"
+    rows = []
+    for name in unsafe:
+        entry = policy.get("thresholds", {}).get(name, {})
+        band = entry.get("review_band") or [None, None]
+        rows.append([html.escape(name), fmt(entry.get("threshold")),
+                     f"{fmt(band[0])} &ndash; {fmt(band[1])}", fmt(entry.get("recall")),
+                     fmt(entry.get("precision"))])
+    return (table_html(["unsafe class", "threshold", "review band", "val recall",
+                        "val precision"], rows)
+            + f"<p class='meta'>target recall {fmt(policy.get('target_recall'), 2)}, policy "
+              f"version {policy.get('version')}; thresholds chosen on the validation split "
+              f"by `shotlab train`</p>")
 
 
 def fmt(value, digits: int = 3) -> str:

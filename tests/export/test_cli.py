@@ -98,3 +98,19 @@ def test_predict_not_a_bundle(tmp_path):
     write_image(tmp_path / "a.png")
     result = run("predict", tmp_path, tmp_path / "a.png")
     assert result.exit_code == 2 and "not a shotlab bundle" in result.output
+
+
+def test_predict_explain_stores_the_review_queue(exported, tmp_path):
+    pytest.importorskip("shotlab.explain.tier1", reason="shotlab.explain.tier1 not available")
+    from tests.train.trainsets import write_colour_tree
+
+    images = write_colour_tree(tmp_path / "images", counts={"new": 3}, seed=11)
+    out = tmp_path / "out" / "decisions.jsonl"
+    result = run("predict", exported.path, images, "--out", out, "--explain", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    queued = out.parent.joinpath("review_queue.jsonl").read_text().splitlines()
+    assert data["flagged"] >= 1  # the red images
+    assert data["explanations"]["stored"] == len(queued)
+    assert data["explanations"]["store"] == str(out.parent / "explanations.sqlite")
+    assert (out.parent / "explanations.sqlite").is_file()
