@@ -1,0 +1,107 @@
+"""`shotlab explain`: --help, success and bad input for run, show, appeal and --pending."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from shotlab.explain.store import ExplanationStore
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("args", [["explain"], ["explain", "run"], ["explain", "show"],
+                                  ["explain", "appeal"], ["explain", "pending"]])
+def test_help(args):
+    result = run(*args, "--help")
+    assert result.exit_code == 0 and f"Usage: cli {' '.join(args)}" in result.output
+
+
+def test_explain_a_run_writes_overlays_and_scores(trained_run, colour_images, tmp_path):
+    red = next(p for p in colour_images if p.parent.name == "red")
+    out = tmp_path / "why"
+    result = run("explain", trained_run, red, "--method", "gradcam,lime", "--out", out,
+                 "--score", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (entry,) = data["images"]
+    assert entry["target"] == entry["predicted"] and data["kind"] == "run"
+    assert set(entry["files"]) == {"gradcam", "lime", "lime_superpixels", "figure"}
+    assert all((out / f"{red.stem}.{m}.png").is_file() for m in ("gradcam", "lime", "methods"))
+    assert {"deletion_auc", "random_deletion_auc"} <= set(entry["faithfulness"]["lime"])
+    assert set(data["sanity"]) == {"gradcam"}
+
+
+def test_explain_a_bundle_with_a_named_target(explain_bundle, colour_images):
+    result = run("explain", explain_bundle, *colour_images[:2], "--method", "shap,gradcam",
+                 "--target", "blue")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("explaining blue") == 2
+
+
+def test_unknown_method_lists_the_methods(trained_run, colour_images):
+    result = run("explain", trained_run, colour_images[0], "--method", "gradcam,occlusion")
+    assert result.exit_code == 2
+    assert "unknown method occlusion; methods: gradcam, gradcampp, ig, lime, shap" in result.output
+
+
+def test_bad_images_are_named(trained_run, colour_images, tmp_path):
+    missing = tmp_path / "missing.png"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    partly = run("explain", trained_run, colour_images[0], missing)
+    assert partly.exit_code == 0 and f"skipped {missing}: file not found" in partly.output
+    none = run("explain", trained_run, missing, broken)
+    assert none.exit_code == 2
+    assert f"{missing}: file not found" in none.output and f"{broken}: not an image" in none.output
+
+
+def test_unknown_target_and_source_are_named(trained_run, colour_images, tmp_path):
+    result = run("explain", trained_run, colour_images[0], "--target", "purple")
+    assert result.exit_code == 2 and "--target purple: not a class" in result.output
+    result = run("explain", tmp_path / "nowhere", colour_images[0])
+    assert result.exit_code == 2 and "no such run or bundle" in result.output
+
+
+def stored_decision(store_path, image, bundle):
+    import numpy as np
+
+    with ExplanationStore(store_path) as store:
+        store.add_decision({"decision_id": "d1", "path": str(image), "sha256": "x",
+                            "scores": {"red": 0.8, "green": 0.1, "blue": 0.1},
+                            "flagged": ["red"]}, bundle_path=bundle)
+        store.put("d1", "gradcam", np.full((64, 64), 0.5, np.float32), target="red")
+
+
+def test_show_renders_what_is_stored(explain_bundle, colour_images, tmp_path):
+    store = tmp_path / "explanations.sqlite"
+    stored_decision(store, colour_images[0], explain_bundle)
+    result = run("explain", "show", "d1", "--store", store, "--out", tmp_path / "d1.png")
+    assert result.exit_code == 0, result.output
+    assert "gradcam: target red" in result.output
+    assert (tmp_path / "d1.png").read_bytes().startswith(b"\x89PNG")
+    unknown = run("explain", "show", "d404", "--store", store)
+    assert unknown.exit_code == 2 and "decision d404: nothing stored" in unknown.output
+    missing = run("explain", "show", "d1", "--store", tmp_path / "none.sqlite")
+    assert missing.exit_code == 2 and "no explanation store there" in missing.output
+
+
+def test_appeal_then_pending(explain_bundle, colour_images, tmp_path):
+    store = tmp_path / "explanations.sqlite"
+    stored_decision(store, colour_images[0], explain_bundle)
+    queued = run("explain", "appeal", store, "d1", "--method", "lime")
+    assert queued.exit_code == 0 and "queued 1 appeal (lime)" in queued.output
+    unknown = run("explain", "appeal", store, "d404")
+    assert unknown.exit_code == 2 and "decision d404 is not in" in unknown.output
+    bad = run("explain", "appeal", store, "d1", "--method", "magic")
+    assert bad.exit_code == 2 and "unknown method magic" in bad.output
+    done = run("explain", "--pending", store, "--batch", "4", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {"processed": 1, "failed": 0, "stored": 1, "errors": []}
+    with ExplanationStore(store, create=False) as opened:
+        assert [e.method for e in opened.explanations("d1")] == ["gradcam", "lime"]
