@@ -162,8 +162,14 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, as_j
 def record_explanations(bundle, result, out: Path) -> dict:
     import numpy as np
 
-    from shotlab.explain.tier1 import record_flagged
+    from shotlab.core.errors import ShotlabError
     from shotlab.export.predict import needs_attention
+
+    try:
+        from shotlab.explain.tier1 import record_flagged
+    except ImportError as exc:
+        raise ShotlabError(f"--explain needs shotlab.explain.tier1 ({exc}); the decisions "
+                           f"were written, run again without --explain") from None
 
     rows = [i for i, d in enumerate(result.decisions) if needs_attention(d)]
     store_path = out.parent / "explanations.sqlite"
