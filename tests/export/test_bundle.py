@@ -135,3 +135,21 @@ def test_existing_bundle_is_not_overwritten(exported, trained_run):
 
     with pytest.raises(InputError, match="already exists; pass --force"):
         export_run(trained_run, out=exported.path)
+
+
+def test_multilabel_export_puts_sigmoid_in_the_graph(tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    from shotlab.train.backbones import create_model
+
+    model = create_model("tiny-test", num_classes=4, pretrained=False).model.eval()
+    path = onnx_export.export_file(model, "multilabel", (64, 64), tmp_path / "m.onnx")
+    onnx_export.check(path)
+    x = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probs = session.run(None, {onnx_export.INPUT_NAME: x})[0]
+    with torch.inference_mode():
+        expected = torch.sigmoid(model(torch.from_numpy(x))).numpy()
+    assert np.abs(probs - expected).max() < FP32_TOLERANCE
+    assert not np.allclose(probs.sum(axis=1), 1.0)  # independent scores, not a softmax
