@@ -7,27 +7,30 @@ from __future__ import annotations
 import numpy as np
 
 from shotlab.curate.checks.base import empty_result
-from shotlab.curate.checks.label import (DEFAULT_C, MAX_FOLDS, MIN_CLASS_SIZE, NAME, REPEATS,
-                                         judged_result, make_classifier, too_small_note)
+from shotlab.curate.checks.label import (DEFAULT_ALPHA, MAX_FOLDS, MIN_CLASS_SIZE, NAME, REPEATS,
+                                         judged_result, make_classifier, one_blas_thread,
+                                         too_small_note)
 
 
 def out_of_fold_multilabel_probs(features: np.ndarray, targets: np.ndarray, *, folds: int,
-                                 repeats: int = REPEATS, C: float = DEFAULT_C,
+                                 repeats: int = REPEATS, alpha: float = DEFAULT_ALPHA,
                                  seed: int = 0) -> np.ndarray:
     """(n, k) per-class probabilities from one-vs-rest models that did not see the sample."""
     from sklearn.model_selection import RepeatedKFold
     from sklearn.multiclass import OneVsRestClassifier
 
     probs = np.zeros(targets.shape)
-    for train, test in RepeatedKFold(n_splits=folds, n_repeats=repeats,
-                                     random_state=seed).split(features):
-        model = OneVsRestClassifier(make_classifier(C)).fit(features[train], targets[train])
-        probs[test] += model.predict_proba(features[test])
+    splitter = RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    with one_blas_thread():
+        for train, test in splitter.split(features):
+            model = OneVsRestClassifier(make_classifier(alpha, len(train)))
+            model.fit(features[train], targets[train])
+            probs[test] += model.predict_proba(features[test])
     return probs / repeats
 
 
 def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, *,
-                           repeats: int = REPEATS, C: float = DEFAULT_C, seed: int = 0):
+                           repeats: int = REPEATS, alpha: float = DEFAULT_ALPHA, seed: int = 0):
     """Label issues of a multilabel set: `labels[i]` is sample i's set of classes (may be empty).
 
     Same fields as `find_label_issues`; the suggestion is the classes scored >= 0.5, joined by
@@ -50,8 +53,8 @@ def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, 
         return result
     targets = targets[:, keep]
     folds = max(2, min(MAX_FOLDS, int(min(targets.sum(0).min(), (n - targets.sum(0)).min()))))
-    probs = out_of_fold_multilabel_probs(features, targets, folds=folds, repeats=repeats, C=C,
-                                         seed=seed)
+    probs = out_of_fold_multilabel_probs(features, targets, folds=folds, repeats=repeats,
+                                         alpha=alpha, seed=seed)
     given = [np.flatnonzero(row).tolist() for row in targets]
     flagged = ml_filter.find_label_issues(given, probs)
     quality = ml_rank.get_label_quality_scores(given, probs)
@@ -59,5 +62,5 @@ def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, 
     confidence = np.maximum(probs, 1 - probs).min(1)
     return judged_result(n, np.ones(n, bool), flagged, 1.0 - quality, suggested, confidence,
                          classes, notes=too_small_note(small),
-                         details={"folds": folds, "repeats": repeats, "C": C,
+                         details={"folds": folds, "repeats": repeats, "alpha": alpha,
                                   "classes_judged": classes, "too_small": small})
