@@ -31,8 +31,10 @@ def read_preprocessing(path: Path | None):
     from shotlab.core.preprocessing import Preprocessing
 
     try:
-        return Preprocessing.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        data = json.loads(path.read_text())
+        # Class names come from the checkpoint; a device contract need not repeat them.
+        return Preprocessing.from_dict({"class_names": [], **data})
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
         raise InputError(f"{path}: not a preprocessing contract ({exc}); expected JSON with "
                          f"input_size, mean, std, interpolation, crop_pct, crop_mode, "
                          f"channel_order as in a bundle's manifest.json") from None
