@@ -38,7 +38,8 @@ def card(result, position: int, samples) -> str:
                     for k, v in result.fields.items() if v[position] is not None)
     labels = ",".join(samples.labels[position]) or "(none)"
     return (f'<div class="card">{image}{html.escape(Path(samples.paths[position]).name)}'
-            f"<br>label: {html.escape(labels)}<br>score: {result.scores[position]:.3f}{extra}</div>")
+            f"<br>label: {html.escape(labels)}<br>score: {result.scores[position]:.3f}"
+            f"{extra}</div>")
 
 
 def section(result, samples) -> str:

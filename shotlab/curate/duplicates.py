@@ -67,7 +67,8 @@ def close_pairs(hashes, *, max_distance: int = PHASH_MAX_DISTANCE) -> list[tuple
     return pairs
 
 
-def similar_pairs(embeddings, *, min_cosine: float = EMBEDDING_MIN_COSINE) -> list[tuple[int, int, float]]:
+def similar_pairs(embeddings, *,
+                  min_cosine: float = EMBEDDING_MIN_COSINE) -> list[tuple[int, int, float]]:
     """(i, j, cosine) for embedding pairs at or above `min_cosine`."""
     import numpy as np
 

@@ -13,7 +13,8 @@ from shotlab.curate.summary import MIN_PER_CLASS, class_warnings, imbalance_rati
 NAME = "balance"
 
 
-def find_balance_issues(labels: list[tuple[str, ...]], *, min_per_class: int = MIN_PER_CLASS) -> CheckResult:
+def find_balance_issues(labels: list[tuple[str, ...]], *,
+                        min_per_class: int = MIN_PER_CLASS) -> CheckResult:
     counts = Counter(c for ls in labels for c in ls)
     ratio = imbalance_ratio(dict(counts))
     small = sorted(c for c, k in counts.items() if k < min_per_class)

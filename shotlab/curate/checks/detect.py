@@ -70,6 +70,7 @@ def quality_results(stats, thresholds: dict[str, float], paths: list[str]) -> li
 
     quality = {k: v for k, v in thresholds.items() if k not in DUPLICATE_THRESHOLDS}
     results = find_quality_issues(stats, thresholds=quality)
-    results[0].notes += [f"unreadable: {paths[i]}: {reason}" for i, reason in stats.unreadable.items()]
+    results[0].notes += [f"unreadable: {paths[i]}: {reason}"
+                         for i, reason in stats.unreadable.items()]
     results[0].details.pop("unreadable", None)
     return results

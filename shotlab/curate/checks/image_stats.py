@@ -47,7 +47,8 @@ def pixel_stats(small) -> dict[str, float]:
     colourfulness (mean |R-G|, |G-B|) of a PIL RGB image (already shrunk)."""
     rgb = np.asarray(small, dtype=np.float32)
     gray = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-    colour = (np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean()) / 2
+    colour = (np.abs(rgb[..., 0] - rgb[..., 1]).mean()
+              + np.abs(rgb[..., 1] - rgb[..., 2]).mean()) / 2
     # Sharpness relative to contrast, so a dark or faded image is not also called blurry.
     sharpness = laplacian_variance(gray) / (float(gray.var()) + 1e-6)
     return {"brightness": float(gray.mean() / 255), "sharpness": sharpness,

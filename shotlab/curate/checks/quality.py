@@ -101,13 +101,16 @@ def grayscale_result(stats: ImageStats) -> CheckResult:
     colour_share = float((finite & ~gray).sum() / max(1, finite.sum()))
     issues = gray if colour_share >= COLOUR_SET_SHARE else np.zeros(len(colour), bool)
     scores = np.where(finite, 1.0 - np.clip(colour / GRAY_TOLERANCE, 0, 1), np.nan)
-    return CheckResult("grayscale", scores, issues, details={"colour_share": round(colour_share, 3)})
+    return CheckResult("grayscale", scores, issues,
+                       details={"colour_share": round(colour_share, 3)})
 
 
-def find_quality_issues(stats: ImageStats, *, thresholds: dict[str, float] | None = None) -> list[CheckResult]:
+def find_quality_issues(stats: ImageStats, *,
+                        thresholds: dict[str, float] | None = None) -> list[CheckResult]:
     """The summary `quality` result first, then one result per issue type."""
     thresholds = parse_thresholds(dict(thresholds or {}), tuple(r.name for r in RULES))
-    parts = [rule_result(r, stats, thresholds.get(r.name)) for r in RULES] + [grayscale_result(stats)]
+    parts = [rule_result(r, stats, thresholds.get(r.name)) for r in RULES]
+    parts.append(grayscale_result(stats))
     n = len(parts[0].issues)
     unreadable = np.zeros(n, bool)
     unreadable[list(stats.unreadable)] = True

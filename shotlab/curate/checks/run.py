@@ -100,7 +100,8 @@ def load_samples(dataset) -> Samples:
 
 def run_checks(name: str, *, checks=CHECKS, embed: Embedder | None = None,
                thresholds: dict[str, float] | None = None, min_per_class: int | None = None,
-               progress: bool | None = None, options: dict | None = None) -> tuple[CheckSummary, list[CheckResult], Samples]:
+               progress: bool | None = None, options: dict | None = None,
+               ) -> tuple[CheckSummary, list[CheckResult], Samples]:
     """Run `checks` on dataset `name` and write fields, tags, views and the summary.
 
     Returns the summary, every result (positions index `Samples`), and the samples checked.
