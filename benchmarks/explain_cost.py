@@ -13,10 +13,11 @@ Anchors: Grad-CAM one forward + one backward; IG 50 steps; LIME 1,000 samples; S
 500 evaluations. Targets: Grad-CAM at most 4 forward-pass equivalents per image, and every
 method's mean deletion AUC below the random maps' (lower is better).
 
-    .venv/bin/python benchmarks/explain_cost.py [--images 24] [--slow-images 24]
+    .venv/bin/python benchmarks/explain_cost.py [--images 24] [--slow-images 24] [--every 1]
 
-`--slow-images` limits LIME and SHAP (the expensive ones) to the first N images, stated in the
-results. Writes benchmarks/results/explain_cost.json and explain_cost.md.
+`--slow-images` limits LIME and SHAP (the expensive ones) to the first N images and `--every k`
+takes every k-th test image, both stated in the results: on a busy 2-core machine LIME at 1,000
+samples took about 250 s per image. Writes benchmarks/results/explain_cost.json and explain_cost.md.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ METHODS = {"gradcam": {}, "gradcampp": {}, "ig": {"n_steps": 50},
 GRADCAM_TARGET = 4.0  # forward-pass equivalents per image
 
 
-def split_files(split: str) -> tuple[list[Path], list[str]]:
-    files = sorted(p for p in (SAMPLE / split).rglob("*") if p.is_file())
+def split_files(split: str, every: int = 1) -> tuple[list[Path], list[str]]:
+    files = sorted(p for p in (SAMPLE / split).rglob("*") if p.is_file())[::every]
     return files, [p.parent.name for p in files]
 
 
@@ -129,7 +130,7 @@ def measure(model, images, targets, method, options, counter) -> dict:
             "forward_equivalents_per_image": (counter.forward + 2 * counter.backward) / n}
 
 
-def run(n_images: int, n_slow: int) -> dict:
+def run(n_images: int, n_slow: int, every: int = 1) -> dict:
     import torch
 
     from shotlab.explain.faithfulness import faithfulness, random_reference
@@ -137,7 +138,7 @@ def run(n_images: int, n_slow: int) -> dict:
 
     torch.set_num_threads(os.cpu_count() or 1)
     model, preprocessing, classes = probed_lite0()
-    files, labels = split_files("test")
+    files, labels = split_files("test", every)
     files, labels = files[:n_images], labels[:n_images]
     images = load_arrays(preprocessing, files)
     with torch.no_grad():
@@ -147,6 +148,7 @@ def run(n_images: int, n_slow: int) -> dict:
     ratio = backward_ratio(model, images[:8])
     forward = forward_probabilities(model)
     reference = random_reference(forward, images, targets)
+    pixel_reference = random_reference(forward, images, targets, grid=None)
     counter = Counter(model)
     rows = {}
     for method, options in METHODS.items():
@@ -156,9 +158,14 @@ def run(n_images: int, n_slow: int) -> dict:
         scores = faithfulness(model, images[:count], targets[:count], row.pop("maps"),
                               reference=reference[:count])
         row.update(summarise(scores), options=options)
+        row["random_pixel_deletion_auc"] = float(np.mean([r["deletion"]
+                                                          for r in pixel_reference[:count]]))
+        row["random_pixel_insertion_auc"] = float(np.mean([r["insertion"]
+                                                           for r in pixel_reference[:count]]))
         rows[method] = row
     counter.handle.remove()
-    return {"images": n_images, "slow_images": n_slow, "test_accuracy": accuracy,
+    return {"images": len(images), "slow_images": min(n_slow, len(images)), "every": every,
+            "test_accuracy": accuracy,
             "backward_over_forward_seconds": ratio, "methods": rows}
 
 
@@ -176,17 +183,19 @@ def summarise(scores: list[dict]) -> dict:
 def markdown(result: dict) -> str:
     r = result["result"]
     lines = ["# Explanation cost and faithfulness (lite0 + linear probe, CPU)", "",
-             f"{r['images']} test images of `datasets/sample` (LIME and SHAP on the first "
-             f"{r['slow_images']}), 224 px, {result['machine']['cpu_count']} CPUs; the probe's "
+             f"{r['images']} test images of `datasets/sample` (one in {r['every']} of the 24, in "
+             f"file order; LIME and SHAP on the first {r['slow_images']} of them), 224 px, {result['machine']['cpu_count']} CPUs; the probe's "
              f"test accuracy {r['test_accuracy']:.2f}. Forward-pass equivalents = forwards + "
              f"2 x backwards; a backward measured here took {r['backward_over_forward_seconds']:.1f}"
              f" x a forward. Deletion: lower is better; insertion: higher is better; random = the "
-             f"mean of 3 uniform-noise maps on the same images.", "",
+             f"mean of 3 random maps on the same images: random regions (noise on a 7 x 7 "
+             f"lattice, upsampled; the reference `--score` uses) and, in the last columns, "
+             f"per-pixel noise.", "",
              *busy_note(result),
              "| method | settings | fwd / image | bwd / image | fwd-equivalents / image | "
              "s / image | deletion AUC | random | insertion AUC | random | images beating "
-             "random (deletion) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "random (deletion) | random per-pixel deletion | insertion |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in r["methods"].items():
         settings = ", ".join(f"{k}={v}" for k, v in m["options"].items()) or "-"
         lines.append(f"| {name} | {settings} | {m['forwards_per_image']:.1f} | "
@@ -194,7 +203,9 @@ def markdown(result: dict) -> str:
                      f" {m['seconds_per_image']:.2f} | {m['deletion_auc']:.3f} | "
                      f"{m['random_deletion_auc']:.3f} | {m['insertion_auc']:.3f} | "
                      f"{m['random_insertion_auc']:.3f} | "
-                     f"{m['share_beating_random_deletion']:.0%} |")
+                     f"{m['share_beating_random_deletion']:.0%} | "
+                     f"{m['random_pixel_deletion_auc']:.3f} | "
+                     f"{m['random_pixel_insertion_auc']:.3f} |")
     gradcam = r["methods"]["gradcam"]["forward_equivalents_per_image"]
     beaten = [n for n, m in r["methods"].items() if m["beats_random_deletion"]]
     lines += ["", f"Grad-CAM: **{gradcam:.1f}** forward-pass equivalents per image (target at most "
@@ -208,10 +219,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--slow-images", type=int, default=24)
+    parser.add_argument("--every", type=int, default=1,
+                        help="Take every k-th test image (4: one per class, 6 images).")
     args = parser.parse_args()
     load = {"before": os.getloadavg()[0]}
     started = time.perf_counter()
-    result = run(args.images, min(args.slow_images, args.images))
+    result = run(args.images, min(args.slow_images, args.images), args.every)
     load["after"] = os.getloadavg()[0]
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
