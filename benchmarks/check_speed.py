@@ -81,7 +81,7 @@ def markdown(result: dict) -> str:
     from benchmarks.common import busy_note
 
     s = result["summary"]
-    lines = [f"# Check scan speed: quality + duplicates (pHash, sha256), one core", "",
+    lines = ["# Check scan speed: quality + duplicates (pHash, sha256), one core", "",
              *busy_note(result),
              f"{result['images']} openclipart PNGs (median {result['median_pixels']:,} pixels), "
              f"median of {result['rounds']} rounds, BLAS/OpenMP pinned to one thread.", "",

@@ -149,8 +149,6 @@ def run(args) -> dict:
 
     workspace.activate(args.workspace)
     from shotlab.curate.checks.label import DEFAULT_ALPHA, DEFAULT_FILTER
-    from shotlab.train.backbones import create_model
-    from shotlab.train.embeddings import extract
 
     features, labels, embed_seconds = embed_subset(args, args.seed)
     default_rows, grid_rows = default_rows_for(features, labels, args.repeats)
