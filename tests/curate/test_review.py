@@ -208,3 +208,32 @@ def test_check_apply_recheck_finds_fewer_label_issues(tmp_path, dataset_name):
     applied = json.loads(run("curate", "apply", dataset_name, "--json").stdout)
     assert [(c["old"], c["new"]) for c in applied["changes"]] == [(["blue"], ["red"])]
     assert label_issues()[0] < count
+
+
+@pytest.mark.slow
+def test_a_kept_sample_is_no_longer_flagged_until_its_label_changes(tmp_path, dataset_name):
+    from shotlab.core import store
+    from tests.train.trainsets import write_colour_tree
+
+    root = write_colour_tree(tmp_path / "colours", counts={"train": 10})
+    odd = root / "train" / "blue" / "odd_one.png"
+    (root / "train" / "red" / "red_0.png").rename(odd)  # flagged, but say a person disagrees
+    assert run("curate", "import", root, "--name", dataset_name).exit_code == 0
+
+    def flagged() -> bool:
+        result = run("curate", "check", dataset_name, "--checks", "label", "--backbone",
+                     "tiny-test", "--report", tmp_path / "report.html", "--json")
+        assert result.exit_code == 0, result.output
+        return bool(store.load(dataset_name)[str(odd)]["is_label_issue"])
+
+    assert flagged()
+    sample = store.load(dataset_name)[str(odd)]
+    sample.tags.append("keep")
+    sample.save()
+    assert run("curate", "apply", dataset_name).exit_code == 0
+    assert not flagged()
+    assert store.load(dataset_name)[str(odd)]["label_score"] is not None  # still ranked
+    sample = store.load(dataset_name)[str(odd)]
+    sample.ground_truth.label = "green"  # an App edit not yet applied: the review no longer holds
+    sample.save()
+    assert flagged()

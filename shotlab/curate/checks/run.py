@@ -23,6 +23,9 @@ CHECKS = ("label", "duplicates", "leakage", "quality", "balance", "outlier", "ne
           "non_iid")
 EMBEDDING_CHECKS = {"label", "duplicates", "leakage", "outlier", "near_duplicate", "non_iid"}
 EXCLUDE_TAG = "exclude"
+KEEP_FIELD = "reviewed_keep"  # set by `curate apply` from the `keep` tag: a person judged it right
+# Judgement calls a reviewer may overrule; duplicates, leakage and quality are facts and stay.
+KEEPABLE = ("label", "outlier")
 TOP = 3  # sample paths shown per check in the terminal summary
 
 Embedder = Callable[[list[str], list[str]], np.ndarray]  # (paths, sha256s) -> (n, d)
@@ -39,6 +42,7 @@ class Samples:
     splits: list[str | None]
     task: str
     excluded: int
+    kept: np.ndarray  # (n,) bool: reviewed as `keep`, label unchanged since that review
 
 
 @dataclass
@@ -95,7 +99,29 @@ def load_samples(dataset) -> Samples:
     labels = ([tuple(v or ()) for v in raw] if task == "multilabel"
               else [(v,) if v else () for v in raw])
     return Samples(view.values("id"), view.values("filepath"), view.values("sha256"), labels,
-                   view.values("split"), task, len(dataset) - len(view))
+                   view.values("split"), task, len(dataset) - len(view), kept_mask(view, labels))
+
+
+def kept_mask(view, labels: list[tuple[str, ...]]) -> np.ndarray:
+    """Samples a reviewer marked `keep`, as long as their label is still the one reviewed."""
+    schema = view.get_field_schema()
+    if KEEP_FIELD not in schema:
+        return np.zeros(len(labels), bool)
+    kept = view.values(KEEP_FIELD)
+    applied = view.values("applied_label") if "applied_label" in schema else [None] * len(labels)
+    return np.array([bool(k) and (a is None or sorted(a) == sorted(l))
+                     for k, a, l in zip(kept, applied, labels)], bool)
+
+
+def honour_reviews(results: list[CheckResult], kept: np.ndarray) -> None:
+    """Unflag judgement-based issues on samples a reviewer kept; their scores stay visible."""
+    if not kept.any():
+        return
+    for result in results:
+        if result.name in KEEPABLE and (result.issues & kept).any():
+            cleared = int(np.count_nonzero(result.issues & kept))
+            result.issues = result.issues & ~kept
+            result.notes.append(f"{cleared} flagged sample(s) left unflagged: reviewed as 'keep'")
 
 
 def run_checks(name: str, *, checks=CHECKS, embed: Embedder | None = None,
@@ -118,6 +144,7 @@ def run_checks(name: str, *, checks=CHECKS, embed: Embedder | None = None,
         embeddings = embed(samples.paths, samples.sha256s)
     results = detect(samples, checks, embeddings=embeddings, thresholds=thresholds or {},
                      min_per_class=min_per_class, progress=progress)
+    honour_reviews(results, samples.kept)
     fields.write_results(dataset, samples.ids, [r for r in results if r.name != "balance"])
     views = fields.save_views(dataset, results)
     summary = summarize(name, samples, results, views, options or {})
