@@ -152,7 +152,7 @@ def run(n_images: int, n_slow: int, every: int = 1) -> dict:
     counter = Counter(model)
     rows = {}
     for method, options in METHODS.items():
-        count = n_slow if method in ("lime", "shap") else n_images
+        count = min(n_slow, len(images)) if method in ("lime", "shap") else len(images)
         print(f"{method}: {count} images ...", file=sys.stderr, flush=True)
         row = measure(model, images[:count], targets[:count], method, options, counter)
         scores = faithfulness(model, images[:count], targets[:count], row.pop("maps"),
