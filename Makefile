@@ -20,9 +20,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) curate import datasets/sample --name sample
 	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) curate info sample
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) curate check sample
 	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) train sample --backbone lite0 --mode partial --epochs 8
 	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) train benchmark sample --shots 4,8 --repeats 2 \
 		--finetune linear --out $(DEMO_WORKSPACE)/benchmark
+	# Export the run just trained (the newest partial lite0 run); prints the report's path last.
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) export \
+		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-sample-lite0-partial | tail -1)" --fp16 --zip
 
 test: install
 	$(PY) -m pytest
@@ -31,6 +35,10 @@ bench: install
 	$(PY) benchmarks/cli_help.py
 	$(PY) benchmarks/import_speed.py
 	$(PY) benchmarks/embedding_speed.py
+	$(PY) benchmarks/check_speed.py
+	$(PY) benchmarks/label_errors.py    # needs Debian's dataset-fashion-mnist
+	$(PY) benchmarks/export_speed.py
+	$(PY) benchmarks/explain_cost.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE) .pytest_cache

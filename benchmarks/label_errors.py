@@ -169,6 +169,13 @@ def run(args) -> dict:
             "load_average_1m": {"end": os.getloadavg()[0]}}
 
 
+def quality_table(rows: list[dict]) -> list[str]:
+    return ["| noise | precision | recall | F1 (min) | AUROC | check time (s) |",
+            "|---|---|---|---|---|---|",
+            *(f"| {r['noise']:.0%} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} "
+              f"({r['f1_min']:.3f}) | {r['auroc']:.3f} | {r['seconds']:.1f} |" for r in rows)]
+
+
 def markdown(result: dict) -> str:
     from benchmarks.common import busy_note
 
@@ -178,18 +185,10 @@ def markdown(result: dict) -> str:
              f"Default settings (alpha={result['default']['alpha']}, filter_by="
              f"{result['default']['filter_by']}), mean of {result['repeats']} random flips "
              f"each. Target: F1 >= 0.80 at 20% noise.", "",
-             "| noise | precision | recall | F1 (min) | AUROC | check time (s) |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['noise']:.0%} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} "
-              f"({r['f1_min']:.3f}) | {r['auroc']:.3f} | {r['seconds']:.1f} |"
-              for r in result["summary"]]
+             *quality_table(result["summary"])]
     lines += ["", f"The same default on another {result['images']} images (seed "
                   f"{result['holdout_seed']}, not used to choose it):", "",
-              "| noise | precision | recall | F1 (min) | AUROC | check time (s) |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {r['noise']:.0%} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} "
-              f"({r['f1_min']:.3f}) | {r['auroc']:.3f} | {r['seconds']:.1f} |"
-              for r in result["holdout"]]
+              *quality_table(result["holdout"])]
     lines += ["", f"Embedding the {result['images']} images took {result['embedding_seconds']} s "
                   f"(uncached; a re-run reads the cache). The check time is the cross-validation (5 folds x 3 "
                   f"repeats of a logistic regression) plus cleanlab.", "",

@@ -91,8 +91,8 @@ def exact_pairs(sha256s: list[str]) -> list[tuple[int, int, float]]:
             for other in g.indices[1:]]
 
 
-def clusters(n: int, pairs) -> list[int]:
-    """Union-find over `pairs`: each position's cluster number (0 = largest), -1 when alone."""
+def component_roots(n: int, pairs) -> list[int]:
+    """Union-find over `pairs` of positions: each position's component representative."""
     parent = list(range(n))
 
     def root(i: int) -> int:
@@ -103,9 +103,15 @@ def clusters(n: int, pairs) -> list[int]:
 
     for i, j, *_ in pairs:
         parent[root(i)] = root(j)
+    return [root(i) for i in range(n)]
+
+
+def clusters(n: int, pairs) -> list[int]:
+    """Union-find over `pairs`: each position's cluster number (0 = largest), -1 when alone."""
+    roots = component_roots(n, pairs)
     members: dict[int, list[int]] = defaultdict(list)
     for i in range(n):
-        members[root(i)].append(i)
+        members[roots[i]].append(i)
     groups = sorted((m for m in members.values() if len(m) > 1), key=lambda m: (-len(m), m[0]))
     number = [-1] * n
     for k, group in enumerate(groups):

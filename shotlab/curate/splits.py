@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from shotlab.core.errors import InputError
+from shotlab.curate.duplicates import component_roots
 
 SPLITS = ("train", "val", "test")
 # A class needs one example in each of the three splits; fewer cannot be stratified.
@@ -47,22 +48,13 @@ def group_ids(*keys: list) -> list[int]:
     of another clip's frame joins both clips.
     """
     size = len(keys[0]) if keys else 0
-    parent = list(range(size))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    pairs = []
     for column, values in enumerate(keys):
         first: dict = {}
         for i, key in enumerate(values):
-            if key in (None, ""):
-                continue
-            j = first.setdefault((column, key), i)
-            parent[root(i)] = root(j)
-    roots = [root(i) for i in range(size)]
+            if key not in (None, ""):
+                pairs.append((i, first.setdefault((column, key), i)))
+    roots = component_roots(size, pairs)
     numbers = {r: n for n, r in enumerate(dict.fromkeys(roots))}
     return [numbers[r] for r in roots]
 
