@@ -66,6 +66,13 @@ def imported(tmp_path, dataset_name):
     return dataset_name
 
 
+def default_interrupt() -> None:
+    """Give the App the SIGINT of a foreground terminal program. A shell that starts the test
+    run in the background (`make test &`) sets SIGINT to ignored, the child inherits that, and
+    Python then leaves it ignored, so Ctrl-C could not be simulated."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class RunningApp:
     """`shotlab curate app NAME --port PORT` in a subprocess; output goes to files, not pipes,
     because FiftyOne's service processes inherit them and may outlive the CLI."""
@@ -76,7 +83,8 @@ class RunningApp:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 shotlab_command("curate", "app", name, "--port", str(port)),
-                stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                preexec_fn=default_interrupt)
 
     def output(self) -> tuple[str, str]:
         return self.stdout_path.read_text(), self.stderr_path.read_text()
