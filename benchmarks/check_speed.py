@@ -19,8 +19,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy loads: one core's figure
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -98,6 +96,8 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
+    from benchmarks.common import machine, save_results
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
@@ -114,13 +114,8 @@ def main() -> None:
               "median_pixels": int(statistics.median(w * h for w, h in pixels)),
               "summary": summarize(rounds, len(paths)), "rounds_raw": rounds,
               "fastdup_ms_per_image_core": FASTDUP_MS_PER_IMAGE_CORE,
-              "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                          "platform": platform.platform()},
-              "load_average_1m": {"end": os.getloadavg()[0]}}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "check_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "check_speed.md").write_text(markdown(result))
-    print(markdown(result))
+              "machine": machine(), "load_average_1m": {"end": os.getloadavg()[0]}}
+    save_results("check_speed", result, markdown(result))
 
 
 if __name__ == "__main__":

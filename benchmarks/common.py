@@ -11,3 +11,24 @@ def busy_note(result: dict) -> list[str]:
     return [f"> The machine was busy (load average up to {load:.1f} on "
             f"{result['machine']['cpu_count']} CPUs): absolute times are inflated; the ratios, "
             f"measured side by side, are the figures to compare.", ""]
+
+
+def machine() -> dict:
+    """The facts every result records about where it was measured."""
+    import os
+    import platform
+
+    return {"cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def save_results(name: str, result: dict, markdown: str) -> None:
+    """benchmarks/results/NAME.json and NAME.md, and the Markdown on stdout."""
+    import json
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / f"{name}.md").write_text(markdown)
+    print(markdown)

@@ -23,9 +23,7 @@ samples took about 250 s per image. Writes benchmarks/results/explain_cost.json 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -33,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import busy_note  # benchmarks/common.py (scripts run from this folder)
+from common import busy_note, machine, save_results  # benchmarks/common.py (scripts run from this folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -227,14 +225,9 @@ def main() -> None:
     result = run(args.images, min(args.slow_images, args.images), args.every)
     load["after"] = os.getloadavg()[0]
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                       "platform": platform.platform()},
-           "load_average_1m": load, "wall_seconds": time.perf_counter() - started,
-           "result": result}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "explain_cost.json").write_text(json.dumps(out, indent=2) + "\n")
-    (RESULTS / "explain_cost.md").write_text(markdown(out))
-    print(markdown(out))
+           "machine": machine(), "load_average_1m": load,
+           "wall_seconds": time.perf_counter() - started, "result": result}
+    save_results("explain_cost", out, markdown(out))
 
 
 if __name__ == "__main__":

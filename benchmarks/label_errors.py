@@ -16,9 +16,7 @@ Writes results/label_errors.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -145,6 +143,7 @@ def embed_subset(args, seed: int):
 
 
 def run(args) -> dict:
+    from benchmarks.common import machine
     from shotlab.core import workspace
 
     workspace.activate(args.workspace)
@@ -164,8 +163,7 @@ def run(args) -> dict:
             "holdout": mean_rows(holdout_rows, ("noise",)),
             "grid": mean_rows(grid_rows, ("noise", "alpha", "filter_by")),
             "runs": default_rows,
-            "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                        "platform": platform.platform()},
+            "machine": machine(),
             "load_average_1m": {"end": os.getloadavg()[0]}}
 
 
@@ -220,10 +218,9 @@ def main() -> None:
                         help="Workspace for the embedding cache [default /tmp/shotlab-bench-checks].")
     args = parser.parse_args()
     result = run(args)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "label_errors.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "label_errors.md").write_text(markdown(result))
-    print(markdown(result))
+    from benchmarks.common import save_results
+
+    save_results("label_errors", result, markdown(result))
 
 
 if __name__ == "__main__":
