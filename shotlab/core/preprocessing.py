@@ -87,3 +87,49 @@ class Preprocessing:
     def to_array(self, image: Image.Image) -> np.ndarray:
         """The model input for one RGB image: float32, (3, height, width)."""
         return self.normalize(np.asarray(self.resize_and_crop(image.convert("RGB"))))
+
+
+class ModelContract:
+    """What a checkpoint's meta and a bundle's manifest both carry, under the same keys:
+    `preprocessing`, `classes` and `task`. A subclass says where its dict is (`contract`)."""
+
+    @property
+    def contract(self) -> dict:
+        raise NotImplementedError
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.contract["preprocessing"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.contract["classes"])
+
+    @property
+    def task(self) -> str:
+        return self.contract["task"]
+
+
+@dataclass
+class Inputs:
+    arrays: np.ndarray  # float32 (N,3,H,W)
+    kept: list[int]  # indices into the requested paths
+    bad: list[tuple[str, str]]  # (path, reason) skipped
+
+
+def load_inputs(paths, preprocessing, *, progress=None, desc="Preprocessing") -> Inputs:
+    """Decode and preprocess `paths`; bad images are skipped and listed, never raised."""
+    from shotlab.core.errors import BadImageError
+    from shotlab.core.images import load_rgb
+    from shotlab.core.progress import progress_bar
+
+    arrays, kept, bad = [], [], []
+    height, width = preprocessing.input_size
+    for i, path in enumerate(progress_bar(paths, enabled=progress, unit="img", desc=desc)):
+        try:
+            arrays.append(preprocessing.to_array(load_rgb(path)))
+            kept.append(i)
+        except BadImageError as exc:
+            bad.append((str(path), exc.reason))
+    stacked = np.stack(arrays) if arrays else np.zeros((0, 3, height, width), np.float32)
+    return Inputs(stacked, kept, bad)

@@ -87,19 +87,11 @@ def from_bundle(path: Path) -> Source:
 
 def load_inputs(source: Source, paths) -> tuple[list, list, list[tuple[str, str]]]:
     """(paths read, preprocessed arrays, [(path, reason)] for images that could not be read)."""
-    from shotlab.core.errors import BadImageError
-    from shotlab.core.images import load_rgb
+    from shotlab.core.preprocessing import load_inputs as preprocess
 
-    good, arrays, bad = [], [], []
-    for path in paths:
-        try:
-            image = load_rgb(path)
-        except BadImageError as exc:
-            bad.append((str(path), exc.reason))
-            continue
-        good.append(Path(path))
-        arrays.append(source.preprocessing.to_array(image))
-    return good, arrays, bad
+    paths = list(paths)
+    inputs = preprocess(paths, source.preprocessing, progress=False)
+    return [Path(paths[i]) for i in inputs.kept], list(inputs.arrays), inputs.bad
 
 
 def display_image(source: Source, path):

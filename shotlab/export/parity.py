@@ -9,41 +9,15 @@ up here as the regression it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
-from shotlab.core.errors import BadImageError
 
 # Top-1 agreement below 99% means the export changed decisions on 1 image in 100.
 MIN_AGREEMENT = 0.99
 # A 2-point recall drop on an unsafe class is already a visible rise in missed content.
 RECALL_TOLERANCE = 0.02
 BATCH_SIZE = 32  # the batch predict uses; small enough for 2 GB of RAM at 224 px
-
-
-@dataclass
-class Inputs:
-    arrays: np.ndarray  # float32 (N,3,H,W)
-    kept: list[int]  # indices into the requested paths
-    bad: list[tuple[str, str]]  # (path, reason) skipped
-
-
-def load_inputs(paths, preprocessing, *, progress=None, desc="Preprocessing") -> Inputs:
-    """Decode and preprocess `paths`; bad images are skipped and listed, never raised."""
-    from shotlab.core.images import load_rgb
-    from shotlab.core.progress import progress_bar
-
-    arrays, kept, bad = [], [], []
-    height, width = preprocessing.input_size
-    for i, path in enumerate(progress_bar(paths, enabled=progress, unit="img", desc=desc)):
-        try:
-            arrays.append(preprocessing.to_array(load_rgb(path)))
-            kept.append(i)
-        except BadImageError as exc:
-            bad.append((str(path), exc.reason))
-    stacked = np.stack(arrays) if arrays else np.zeros((0, 3, height, width), np.float32)
-    return Inputs(stacked, kept, bad)
 
 
 def run_batched(runner, arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core.errors import InputError
-from shotlab.export.parity import BATCH_SIZE, load_inputs
+from shotlab.core.preprocessing import load_inputs
+from shotlab.export.parity import BATCH_SIZE
 
 REVIEW_QUEUE_FILE = "review_queue.jsonl"
 

@@ -18,27 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core.errors import InputError
-from shotlab.core.preprocessing import Preprocessing
+from shotlab.core.preprocessing import ModelContract
 from shotlab.export import bundle as bundle_files
 
 
 @dataclass
-class Bundle:
+class Bundle(ModelContract):
     path: Path  # the folder holding the files (a temporary copy for a .zip)
     manifest: dict
     origin: Path  # what the caller named: the folder or the .zip
 
     @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing.from_dict(self.manifest["preprocessing"])
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.manifest["classes"])
-
-    @property
-    def task(self) -> str:
-        return self.manifest["task"]
+    def contract(self) -> dict:
+        return self.manifest
 
     @property
     def thresholds(self) -> dict:

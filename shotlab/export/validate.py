@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.core.preprocessing import load_inputs
 from shotlab.export import parity, speed
 
 
@@ -41,10 +42,10 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
 
     split, entries = evaluation_split(manifest)
     paths = [e.filepath for e in entries]
-    reference_inputs = parity.load_inputs(paths, checkpoint.preprocessing, progress=progress)
+    reference_inputs = load_inputs(paths, checkpoint.preprocessing, progress=progress)
     same_pipeline = bundle.preprocessing.fingerprint() == checkpoint.preprocessing.fingerprint()
     inputs = (reference_inputs if same_pipeline else
-              parity.load_inputs(paths, bundle.preprocessing, progress=progress))
+              load_inputs(paths, bundle.preprocessing, progress=progress))
     kept = sorted(set(reference_inputs.kept) & set(inputs.kept))
     ref_x = reference_inputs.arrays[[reference_inputs.kept.index(i) for i in kept]]
     x = inputs.arrays[[inputs.kept.index(i) for i in kept]]

@@ -10,27 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.core.preprocessing import Preprocessing
+from shotlab.core.preprocessing import ModelContract
 
 
 @dataclass
-class Checkpoint:
+class Checkpoint(ModelContract):
     model: object  # torch.nn.Module in eval mode, on the CPU
     meta: dict  # backbone, timm_name, preprocessing, task, classes, manifest_hash, weights, config
     path: Path
     run_dir: Path | None  # the run folder when the checkpoint sits in <run>/checkpoints/
 
     @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing.from_dict(self.meta["preprocessing"])
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.meta["classes"])
-
-    @property
-    def task(self) -> str:
-        return self.meta["task"]
+    def contract(self) -> dict:
+        return self.meta
 
 
 def checkpoint_path(run_or_file: str | Path) -> Path:

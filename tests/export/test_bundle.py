@@ -9,7 +9,8 @@ import pytest
 
 from shotlab.core.errors import InputError
 from shotlab.export import onnx_export
-from shotlab.export.parity import TorchRunner, load_inputs, run_batched
+from shotlab.core.preprocessing import load_inputs
+from shotlab.export.parity import TorchRunner, run_batched
 from shotlab.export.runtime import OnnxRunner, load_bundle
 from shotlab.train.checkpoint import load_checkpoint
 from shotlab.train.manifest import Manifest

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shotlab.core.images import sha256_file
-from shotlab.export.parity import load_inputs
+from shotlab.core.preprocessing import load_inputs
 from shotlab.export.predict import collect_paths, predict_paths, write_decisions
 from shotlab.export.runtime import OnnxRunner, load_bundle
 from tests.imaging import truncate
