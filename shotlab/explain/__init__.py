@@ -44,8 +44,10 @@ def explain(model, images, targets, method: str = "gradcam", **options):
                 convolutional stage before global pooling; for ViTs the last block, tokens
                 reshaped to the patch grid].
             ig: `n_steps` [50], `internal_batch_size` [16], `baseline` ["zero": the mean colour
-                in normalised space]; `return_delta` [False] also return Captum's convergence
-                deltas as `(maps, deltas)`.
+                in normalised space], `smooth` [1/56 of the image side: Gaussian sigma in
+                pixels applied to the signed map, sum kept; 0 = Captum's per-pixel map];
+                `return_delta` [False] also return Captum's convergence deltas as
+                `(maps, deltas)`.
             lime: `num_samples` [1000], `n_segments` [50 SLIC superpixels], `seed` [0],
                 `multilabel` [False] sigmoid instead of softmax when `model` is a torch module.
             shap: `max_evals` [500], `blur` [half the image side], `multilabel` [False].

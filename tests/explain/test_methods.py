@@ -47,6 +47,20 @@ def test_integrated_gradients_completeness():
     assert np.abs(deltas).max() < 0.02 * np.abs(expected).max() + 1e-3
 
 
+def test_integrated_gradients_smoothing_keeps_the_sum_and_can_be_switched_off():
+    model, images = LeftHalfNet().eval(), positive_images(2)
+    captum = explain(model, images, [0, 1], method="ig", n_steps=16, raw=True, smooth=0)
+    smooth = explain(model, images, [0, 1], method="ig", n_steps=16, raw=True, smooth=2)
+    assert np.allclose(smooth.sum(axis=(1, 2)), captum.sum(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+
+    def roughness(maps):  # mean absolute difference between horizontal neighbours
+        return np.abs(np.diff(maps, axis=2)).mean()
+
+    assert roughness(smooth) < 0.5 * roughness(captum)
+    with pytest.raises(InputError, match="smooth must be 0 .off. or a sigma in pixels, not -1"):
+        explain(model, images, [0, 1], method="ig", n_steps=4, smooth=-1)
+
+
 def test_a_list_of_targets_gives_one_map_per_image_and_target():
     maps = explain(LeftHalfNet(), positive_images(2), [[0, 1], 0], method="gradcam", raw=True)
     assert maps.shape == (3, SIZE, SIZE)
