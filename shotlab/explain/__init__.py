@@ -48,8 +48,10 @@ def explain(model, images, targets, method: str = "gradcam", **options):
                 pixels applied to the signed map, sum kept; 0 = Captum's per-pixel map];
                 `return_delta` [False] also return Captum's convergence deltas as
                 `(maps, deltas)`.
-            lime: `num_samples` [1000], `n_segments` [50 SLIC superpixels], `seed` [0],
-                `multilabel` [False] sigmoid instead of softmax when `model` is a torch module.
+            lime: `num_samples` [1000], `n_segments` [50 SLIC superpixels], `fill` ["mean":
+                switched-off superpixels take the mean colour; "superpixel": their own mean
+                colour, lime's default], `seed` [0], `multilabel` [False] sigmoid instead of
+                softmax when `model` is a torch module.
             shap: `max_evals` [500], `blur` [half the image side], `multilabel` [False].
 
     Returns:

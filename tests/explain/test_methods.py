@@ -78,6 +78,8 @@ def test_gradcam_accepts_a_torch_tensor_and_matches_numpy():
 def test_unknown_method_and_option_and_bad_shapes_are_named():
     with pytest.raises(InputError, match="unknown explanation method 'nope'.*gradcam, gradcampp"):
         explain(LeftHalfNet(), positive_images(1), [0], method="nope")
+    with pytest.raises(InputError, match="fill 'nope' is not known; use one of: mean, superpixel"):
+        explain(LeftHalfNet(), positive_images(1), [0], method="lime", fill="nope")
     with pytest.raises(InputError, match="no option n_steps"):
         explain(LeftHalfNet(), positive_images(1), [0], method="gradcam", n_steps=3)
     with pytest.raises(InputError, match=r"\(N, 3, H, W\)"):
