@@ -37,8 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLE = ROOT / "datasets" / "sample"
-METHODS = {"gradcam": {}, "gradcampp": {}, "ig": {"n_steps": 50},
-           "lime": {"num_samples": 1000}, "shap": {"max_evals": 500}}
+# row -> (method, options). "ig-pixels" is IG without its Gaussian smoothing (Captum's per-pixel
+# map), measured beside the default to show what the smoothing does to the scores.
+ROWS = {"gradcam": ("gradcam", {}), "gradcampp": ("gradcampp", {}),
+        "ig": ("ig", {"n_steps": 50}), "ig-pixels": ("ig", {"n_steps": 50, "smooth": 0}),
+        "lime": ("lime", {"num_samples": 1000}), "shap": ("shap", {"max_evals": 500})}
+TARGETED = ("gradcam", "gradcampp", "ig", "lime", "shap")  # the methods at their defaults
 GRADCAM_TARGET = 4.0  # forward-pass equivalents per image
 
 
@@ -149,9 +153,9 @@ def run(n_images: int, n_slow: int, every: int = 1) -> dict:
     pixel_reference = random_reference(forward, images, targets, grid=None)
     counter = Counter(model)
     rows = {}
-    for method, options in METHODS.items():
+    for name, (method, options) in ROWS.items():
         count = min(n_slow, len(images)) if method in ("lime", "shap") else len(images)
-        print(f"{method}: {count} images ...", file=sys.stderr, flush=True)
+        print(f"{name}: {count} images ...", file=sys.stderr, flush=True)
         row = measure(model, images[:count], targets[:count], method, options, counter)
         scores = faithfulness(model, images[:count], targets[:count], row.pop("maps"),
                               reference=reference[:count])
@@ -160,7 +164,7 @@ def run(n_images: int, n_slow: int, every: int = 1) -> dict:
                                                           for r in pixel_reference[:count]]))
         row["random_pixel_insertion_auc"] = float(np.mean([r["insertion"]
                                                            for r in pixel_reference[:count]]))
-        rows[method] = row
+        rows[name] = row
     counter.handle.remove()
     return {"images": len(images), "slow_images": min(n_slow, len(images)), "every": every,
             "test_accuracy": accuracy,
@@ -188,7 +192,9 @@ def markdown(result: dict) -> str:
              f" x a forward. Deletion: lower is better; insertion: higher is better; random = the "
              f"mean of 3 random maps on the same images: random regions (noise on a 7 x 7 "
              f"lattice, upsampled; the reference `--score` uses) and, in the last columns, "
-             f"per-pixel noise.", "",
+             f"per-pixel noise. `ig` smooths its signed map with a Gaussian of sigma 4 px (its "
+             f"default, 1/56 of the side); `ig-pixels` is the same IG with `smooth=0`, Captum's "
+             f"per-pixel map.", "",
              *busy_note(result),
              "| method | settings | fwd / image | bwd / image | fwd-equivalents / image | "
              "s / image | deletion AUC | random | insertion AUC | random | images beating "
@@ -205,10 +211,10 @@ def markdown(result: dict) -> str:
                      f"{m['random_pixel_deletion_auc']:.3f} | "
                      f"{m['random_pixel_insertion_auc']:.3f} |")
     gradcam = r["methods"]["gradcam"]["forward_equivalents_per_image"]
-    beaten = [n for n, m in r["methods"].items() if m["beats_random_deletion"]]
+    beaten = [n for n in TARGETED if r["methods"][n]["beats_random_deletion"]]
     lines += ["", f"Grad-CAM: **{gradcam:.1f}** forward-pass equivalents per image (target at most "
               f"{GRADCAM_TARGET:.0f}: {'meets' if gradcam <= GRADCAM_TARGET else 'misses'}).",
-              f"Mean deletion AUC below random: **{len(beaten)} of {len(r['methods'])}** methods "
+              f"Mean deletion AUC below random: **{len(beaten)} of {len(TARGETED)}** methods "
               f"({', '.join(beaten) or 'none'}; target: all)."]
     return "\n".join(lines) + "\n"
 
