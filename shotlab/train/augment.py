@@ -22,13 +22,17 @@ def build_preset(name: str, height: int, width: int, seed: int | None = None):
     Without a seed albumentations draws from the OS, and runs could not be reproduced."""
     apply_offline_environment()  # albumentations checks PyPI for updates at import otherwise
     import albumentations as A
+    import cv2
 
     crop = {"light": (0.8, 1.0), "standard": (0.5, 1.0), "strong": (0.3, 1.0)}
     steps = {
         "light": [A.HorizontalFlip(p=0.5)],
         "standard": [A.HorizontalFlip(p=0.5),
                      A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=0.8)],
-        "strong": [A.HorizontalFlip(p=0.5), A.Affine(rotate=(-15, 15), p=0.5),
+        # Rotation reflects the image into its corners: a constant fill draws black wedges that
+        # no test image has (most visible on white-background sets).
+        "strong": [A.HorizontalFlip(p=0.5),
+                   A.Affine(rotate=(-15, 15), border_mode=cv2.BORDER_REFLECT_101, p=0.5),
                    A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.08, p=0.8),
                    A.GaussianBlur(blur_limit=(3, 5), p=0.2), A.ToGray(p=0.1),
                    A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.2),
