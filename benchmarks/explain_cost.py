@@ -42,7 +42,7 @@ SAMPLE = ROOT / "datasets" / "sample"
 ROWS = {"gradcam": ("gradcam", {}), "gradcampp": ("gradcampp", {}),
         "ig": ("ig", {"n_steps": 50}), "ig-pixels": ("ig", {"n_steps": 50, "smooth": 0}),
         "lime": ("lime", {"num_samples": 1000}), "shap": ("shap", {"max_evals": 500})}
-TARGETED = ("gradcam", "gradcampp", "ig", "lime", "shap")  # the methods at their defaults
+TARGETED = tuple(name for name in ROWS if name != "ig-pixels")  # the methods at their defaults
 GRADCAM_TARGET = 4.0  # forward-pass equivalents per image
 
 
@@ -182,19 +182,30 @@ def summarise(scores: list[dict]) -> dict:
     return mean
 
 
+def images_used(r: dict) -> str:
+    if r["every"] == 1 and r["slow_images"] == r["images"] == 24:
+        return "All 24 test images of `datasets/sample`, every method"
+    return (f"{r['images']} test images of `datasets/sample` (one in {r['every']} of the 24, in "
+            f"file order; LIME and SHAP on the first {r['slow_images']} of them)")
+
+
 def markdown(result: dict) -> str:
+    from shotlab.explain.integrated import SMOOTH_FRACTION
+
     r = result["result"]
     lines = ["# Explanation cost and faithfulness (lite0 + linear probe, CPU)", "",
-             f"{r['images']} test images of `datasets/sample` (one in {r['every']} of the 24, in "
-             f"file order; LIME and SHAP on the first {r['slow_images']} of them), 224 px, {result['machine']['cpu_count']} CPUs; the probe's "
+             f"{images_used(r)}, 224 px, {result['machine']['cpu_count']} CPUs, load average "
+             f"{result['load_average_1m']['before']:.1f} when the run began and "
+             f"{result['load_average_1m']['after']:.1f} at its end (its own threads), "
+             f"{result['wall_seconds'] / 60:.0f} min in all; the probe's "
              f"test accuracy {r['test_accuracy']:.2f}. Forward-pass equivalents = forwards + "
              f"2 x backwards; a backward measured here took {r['backward_over_forward_seconds']:.1f}"
              f" x a forward. Deletion: lower is better; insertion: higher is better; random = the "
              f"mean of 3 random maps on the same images: random regions (noise on a 7 x 7 "
              f"lattice, upsampled; the reference `--score` uses) and, in the last columns, "
-             f"per-pixel noise. `ig` smooths its signed map with a Gaussian of sigma 4 px (its "
-             f"default, 1/56 of the side); `ig-pixels` is the same IG with `smooth=0`, Captum's "
-             f"per-pixel map.", "",
+             f"per-pixel noise. `ig` smooths its signed map with a Gaussian of sigma "
+             f"{224 * SMOOTH_FRACTION:.0f} px (its default, 1/56 of the longer side); "
+             f"`ig-pixels` is the same IG with `smooth=0`, Captum's per-pixel map.", "",
              *busy_note(result),
              "| method | settings | fwd / image | bwd / image | fwd-equivalents / image | "
              "s / image | deletion AUC | random | insertion AUC | random | images beating "

@@ -59,16 +59,10 @@ def explain(model, images, targets, method: str = "gradcam", **options):
         images. Each map is scaled to [0, 1] (its positive part divided by its maximum; an
         all-zero map stays zero): higher means more evidence for the target class.
     """
-    import importlib
-    import inspect
-
     from shotlab.core.errors import InputError
 
-    if method not in METHODS:
-        raise InputError(f"unknown explanation method '{method}'; methods: {', '.join(METHODS)}")
-    module, function = METHODS[method]
-    implementation = getattr(importlib.import_module(module), function)
-    accepted = [p for p in inspect.signature(implementation).parameters][3:]
+    implementation = method_function(method)
+    accepted = list(option_defaults(implementation))
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise InputError(f"method '{method}' has no option {', '.join(unknown)}; its options: "
@@ -80,3 +74,32 @@ def explain(model, images, targets, method: str = "gradcam", **options):
     maps, extra = result if options.get("return_delta") else (result, None)
     maps = maps if options.get("raw") else scale01(maps)
     return (maps, extra) if options.get("return_delta") else maps
+
+
+def method_function(method: str):
+    """The function implementing `method`; an InputError naming the methods when unknown."""
+    import importlib
+
+    from shotlab.core.errors import InputError
+
+    if method not in METHODS:
+        raise InputError(f"unknown explanation method '{method}'; methods: {', '.join(METHODS)}")
+    module, function = METHODS[method]
+    return getattr(importlib.import_module(module), function)
+
+
+def option_defaults(implementation) -> dict:
+    """A method function's options (every parameter after model, images, targets) and defaults."""
+    import inspect
+
+    return {name: p.default for name, p in
+            list(inspect.signature(implementation).parameters.items())[3:]}
+
+
+def method_settings(method: str, options: dict) -> dict:
+    """What a map was made with, for the store: the method's plain (JSON) defaults overridden by
+    `options`, so a later change of a default does not make old maps look like new ones."""
+    plain = (str, int, float, bool, type(None))
+    defaults = {name: value for name, value in option_defaults(method_function(method)).items()
+                if isinstance(value, plain) and name not in ("raw", "return_delta")}
+    return {**defaults, **options}

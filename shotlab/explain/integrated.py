@@ -8,7 +8,7 @@ a map sums to f(image) - f(baseline) for the target logit (Captum's convergence 
 The per-pixel map carries high-frequency gradient noise: neighbouring pixels swap sign, and a
 ranking by single pixels deletes a sprinkle everywhere, which a CNN feels before it feels any
 region. So the signed map is smoothed with a Gaussian (sigma `smooth` pixels, by default 1/56 of
-the image side: 4 px at 224, a quarter of a lite0 stride-16 cell) before it is ranked or shown.
+the image's longer side: 4 px at 224) before it is ranked or shown.
 Reflecting borders keep the map's sum, so completeness still holds; `smooth=0` returns Captum's
 map as it is. Measured on the sample set's test split (24 images, benchmarks/explain_cost.py):
 deletion AUC 0.485 unsmoothed, 0.381 / 0.346 / 0.348 at sigma 2 / 4 / 8 px, random regions 0.468.
@@ -23,7 +23,7 @@ from shotlab.explain.guard import preserved
 
 N_STEPS = 50  # Captum's default; the paper reports 20-300 steps keep the completeness gap small
 INTERNAL_BATCH = 16  # path points per forward/backward: bounds memory at 16 images' activations
-SMOOTH_FRACTION = 1 / 56  # default Gaussian sigma as a share of the image side (4 px at 224)
+SMOOTH_FRACTION = 1 / 56  # default Gaussian sigma as a share of the longer side (4 px at 224)
 
 
 def baseline_for(batch, baseline):
@@ -42,7 +42,7 @@ def integrated_gradients(model, batch, targets, *, n_steps: int = N_STEPS,
                          batch_size: int = 8, smooth: float | None = None,
                          return_delta: bool = False, raw: bool = False):
     """Signed IG maps (N, H, W), smoothed by a Gaussian of sigma `smooth` pixels (None: 1/56 of
-    the image side; 0: off); `batch_size` images per Captum call (memory is bounded by
+    the longer side; 0: off); `batch_size` images per Captum call (memory is bounded by
     `internal_batch_size` path points either way)."""
     import torch
     from captum.attr import IntegratedGradients
@@ -83,4 +83,4 @@ def smoothed(maps: np.ndarray, sigma: float) -> np.ndarray:
 
     if sigma == 0:
         return maps
-    return np.stack([gaussian_filter(m, sigma, mode="reflect") for m in maps]).astype(np.float32)
+    return gaussian_filter(maps, (0, sigma, sigma), mode="reflect").astype(np.float32)

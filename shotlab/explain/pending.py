@@ -68,7 +68,7 @@ def process_batch(store, source, appeals, methods, score: bool, options: dict,
                   summary: dict) -> None:
     import numpy as np
 
-    from shotlab.explain import METHODS, explain
+    from shotlab.explain import METHODS, explain, method_settings
     from shotlab.explain.faithfulness import faithfulness, random_reference
     from shotlab.explain.inputs import forward_probabilities
     from shotlab.explain.sources import load_inputs
@@ -109,7 +109,7 @@ def process_batch(store, source, appeals, methods, score: bool, options: dict,
         for i, heatmap, faith in zip(keep, maps, scores):
             appeal = rows[i][0]
             store.put(appeal.decision_id, method, heatmap, target=source.classes[targets[i]],
-                      params={"tier": 2, **chosen}, scores=faith,
+                      params={"tier": 2, **method_settings(method, chosen)}, scores=faith,
                       model_sha256=source.model_sha256, input_sha256=sha256_or_none(appeal))
             summary["stored"] += 1
     for i, (appeal, _) in enumerate(rows):

@@ -47,9 +47,12 @@ def explain_images(source, paths, methods, *, target=None, out=None, score=False
                else [int(p.argmax()) for p in probs])
     maps, seconds = compute_maps(source, images, targets, methods, progress)
     scores = score_maps(source, forward, images, targets, maps) if score else {}
-    for i, path in enumerate(good):
-        result["images"].append(image_entry(source, path, i, probs[i], targets[i], maps, seconds,
-                                            scores, out))
+    for i, (path, stem) in enumerate(zip(good, picture_stems(good))):
+        entry = image_entry(source, path, i, probs[i], targets[i], maps, seconds, scores)
+        if out is not None:
+            entry["files"] = write_pictures(source, path, {m: maps[m][i] for m in maps}, entry,
+                                            Path(out), stem)
+        result["images"].append(entry)
     if score:
         result["sanity"] = sanity(source, images, targets, methods)
     return result
@@ -90,26 +93,39 @@ def sanity(source, images, targets, methods) -> dict:
     return out
 
 
-def image_entry(source, path: Path, i: int, probs, target: int, maps, seconds, scores,
-                out) -> dict:
+def picture_stems(paths) -> list[str]:
+    """A file-name stem per image for `--out`: its own, or `stem-2`, `stem-3`, ... where images
+    share one (a/cat.jpg and b/cat.jpg; Cat.png too, for case-blind file systems). An image's
+    own stem is never given to another (`b/cat.jpg` does not take `cat-2.jpg`'s name)."""
+    own = [Path(path).stem for path in paths]
+    reserved = {stem.casefold() for stem in own}
+    used, stems = set(), []
+    for stem in own:
+        name, n = stem, 1
+        while name.casefold() in used or (name != stem and name.casefold() in reserved):
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name.casefold())
+        stems.append(name)
+    return stems
+
+
+def image_entry(source, path: Path, i: int, probs, target: int, maps, seconds,
+                scores) -> dict:
     top = int(np.argmax(probs))
     entry = {"path": str(path), "predicted": source.classes[top], "score": float(probs[top]),
              "target": source.classes[target], "target_score": float(probs[target]),
              "seconds": {m: round(s, 4) for m, s in seconds.items()}}
     if scores:
         entry["faithfulness"] = {m: s[i] for m, s in scores.items()}
-    if out is not None:
-        entry["files"] = write_pictures(source, path, {m: maps[m][i] for m in maps}, entry,
-                                        Path(out))
     return entry
 
 
-def write_pictures(source, path: Path, maps: dict, entry: dict, out: Path) -> dict:
+def write_pictures(source, path: Path, maps: dict, entry: dict, out: Path, stem: str) -> dict:
     from shotlab.explain.plots import image_png, lime_superpixels, methods_figure, overlay
     from shotlab.explain.sources import display_image
 
     rgb = display_image(source, path)
-    stem = path.stem
     files = {}
     for method, heatmap in maps.items():
         files[method] = str(out / f"{stem}.{method}.png")

@@ -176,7 +176,7 @@ def record_explanations(bundle, result, out: Path) -> dict:
     rows = [i for i, d in enumerate(result.decisions) if needs_attention(d)]
     store_path = out.parent / "explanations.sqlite"
     if not rows:
-        return {"stored": 0, "store": str(store_path)}
+        return {"stored": 0, "store": None}  # nothing flagged or queued: no store written
     stored = record_flagged(bundle, [result.decisions[i] for i in rows],
                             np.stack([result.inputs[i] for i in rows]), store_path)
     return {"stored": stored, "store": str(store_path)}
@@ -198,8 +198,9 @@ def echo_predict(data: dict) -> None:
         click.echo(f"Dataset {d['dataset']}: {d['added']} added, {d['updated']} updated; "
                    f"saved view review-queue ({d['review_queue']})")
     if "explanations" in data:
-        click.echo(f"Explanations stored: {data['explanations']['stored']} "
-                   f"({data['explanations']['store']})")
+        info = data["explanations"]
+        click.echo(f"Explanations stored: {info['stored']} ({info['store']})" if info["store"]
+                   else "Explanations stored: none (nothing flagged or queued for review)")
 
 
 COMMANDS.append(predict_command)

@@ -134,8 +134,9 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     checkpoint = load_checkpoint(run)
     run_dir, run_thresholds = run_files(checkpoint)
     out = Path(out) if out else default_out(run_dir)
-    if out.exists() and not force:
-        raise InputError(f"{out} already exists; pass --force to replace it or --out for "
+    taken = [p for p in (out, zip_path_of(out)) if p.exists() and (p == out or zip_bundle)]
+    if taken and not force:
+        raise InputError(f"{taken[0]} already exists; pass --force to replace it or --out for "
                          f"another folder")
     manifest_of_run = Manifest.load(run_dir / "manifest.json")
     preprocessing = (preprocessing or checkpoint.preprocessing).with_classes(checkpoint.classes)
@@ -159,7 +160,11 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ship(staging, out, manifest, report, zip_bundle=zip_bundle)
+    return ship(staging, out, manifest, report, zip_bundle=zip_bundle, force=force)
+
+
+def zip_path_of(out: Path) -> Path:
+    return out.with_name(out.name + ".zip")
 
 
 def write_report(folder: Path, manifest: dict, checkpoint, run_manifest, rules, *, explain,
@@ -175,8 +180,8 @@ def write_report(folder: Path, manifest: dict, checkpoint, run_manifest, rules, 
     return report
 
 
-def ship(staging: Path, out: Path, manifest: dict, report: dict, *,
-         zip_bundle: bool) -> ExportResult:
+def ship(staging: Path, out: Path, manifest: dict, report: dict, *, zip_bundle: bool,
+         force: bool = False) -> ExportResult:
     """Move the bundle into place, or to NAME.rejected and fail when the gate said no."""
     gate = report["gate"]
     if gate["failures"] and not gate["allowed_regression"]:
@@ -186,6 +191,9 @@ def ship(staging: Path, out: Path, manifest: dict, report: dict, *,
                               + f". The rejected bundle and its report are in {rejected}; fix "
                               f"the cause or pass --allow-regression to ship it anyway")
     path = bundle_files.replace_folder(staging, out)
-    zip_path = bundle_files.zip_folder(path, out.with_name(out.name + ".zip")) if zip_bundle \
-        else None
-    return ExportResult(path, zip_path, manifest, report)
+    zip_path = zip_path_of(out)
+    if zip_bundle:
+        bundle_files.zip_folder(path, zip_path)
+    elif force:
+        zip_path.unlink(missing_ok=True)  # the replaced bundle's zip would no longer match it
+    return ExportResult(path, zip_path if zip_bundle else None, manifest, report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -35,6 +36,30 @@ def test_explain_a_run_writes_overlays_and_scores(trained_run, colour_images, tm
     assert all((out / f"{red.stem}.{m}.png").is_file() for m in ("gradcam", "lime", "methods"))
     assert {"deletion_auc", "random_deletion_auc"} <= set(entry["faithfulness"]["lime"])
     assert set(data["sanity"]) == {"gradcam"}
+
+
+def test_images_sharing_a_name_get_their_own_pictures(trained_run, colour_images, tmp_path):
+    import shutil
+
+    first, second = colour_images[:2]
+    for folder, image in (("a", first), ("b", second)):
+        (tmp_path / folder).mkdir()
+        shutil.copy(image, tmp_path / folder / "same.png")
+    out = tmp_path / "why"
+    result = run("explain", trained_run, tmp_path / "a" / "same.png", tmp_path / "b" / "same.png",
+                 "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    figures = [entry["files"]["figure"] for entry in json.loads(result.stdout)["images"]]
+    assert figures == [str(out / "same.methods.png"), str(out / "same-2.methods.png")]
+    assert all(Path(f).is_file() for f in figures)
+
+
+def test_picture_stems_never_repeat():
+    from shotlab.explain.report import picture_stems
+
+    paths = [Path("a/cat.jpg"), Path("b/cat.jpg"), Path("cat-2.png"), Path("c/Cat.png")]
+    assert picture_stems(paths) == ["cat", "cat-3", "cat-2", "Cat-4"]
+    assert picture_stems([Path("x/dog.jpg"), Path("y/bird.jpg")]) == ["dog", "bird"]
 
 
 def test_explain_a_bundle_with_a_named_target(explain_bundle, colour_images):

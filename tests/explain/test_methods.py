@@ -61,6 +61,30 @@ def test_integrated_gradients_smoothing_keeps_the_sum_and_can_be_switched_off():
         explain(model, images, [0, 1], method="ig", n_steps=4, smooth=-1)
 
 
+def test_lime_switches_superpixels_off_to_the_mean_colour():
+    """A model that sees only the mean brightness: filling a superpixel with its own mean colour
+    (lime's default) changes nothing it sees, so that LIME finds no evidence; filling with the
+    mean colour (zero) removes brightness, and the evidence shows up everywhere."""
+
+    def brightness(batch):
+        logit = batch.mean(axis=(1, 2, 3))
+        return torch.softmax(torch.from_numpy(np.stack([logit, -logit], axis=1)), dim=1).numpy()
+
+    options = {"num_samples": 60, "n_segments": 16, "raw": True}
+    blind = explain(brightness, positive_images(1), [0], method="lime", fill="superpixel",
+                    **options)
+    seeing = explain(brightness, positive_images(1), [0], method="lime", **options)
+    assert np.abs(blind).max() < 1e-6 < seeing.min()
+
+
+def test_the_default_ig_smoothing_follows_the_longer_side():
+    from shotlab.explain.integrated import smoothing_sigma
+
+    assert smoothing_sigma(None, (224, 224)) == 4.0
+    assert smoothing_sigma(None, (224, 448)) == 8.0
+    assert smoothing_sigma(0, (224, 224)) == 0.0
+
+
 def test_a_list_of_targets_gives_one_map_per_image_and_target():
     maps = explain(LeftHalfNet(), positive_images(2), [[0, 1], 0], method="gradcam", raw=True)
     assert maps.shape == (3, SIZE, SIZE)

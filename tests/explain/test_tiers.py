@@ -85,6 +85,7 @@ def test_pending_appeals_are_processed_in_batches(explain_bundle, colour_images,
         assert [e.method for e in store.explanations("d0")] == ["gradcam", "lime", "shap"]
         lime = store.explanations("d0", "lime")[0]
         assert lime.target == "red" and lime.params["num_samples"] == 100
+        assert lime.params["fill"] == "mean" and lime.params["n_segments"] == 50  # defaults too
         assert {"deletion_auc", "random_deletion_auc", "insertion_auc"} <= set(lime.scores)
         assert store.appeals() == []
     assert process_pending(store_path)["processed"] == 0  # nothing left in the queue

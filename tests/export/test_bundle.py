@@ -138,6 +138,27 @@ def test_existing_bundle_is_not_overwritten(exported, trained_run):
         export_run(trained_run, out=exported.path)
 
 
+def test_force_replaces_the_bundle_and_its_stale_zip(trained_run, tmp_path):
+    from shotlab.export.exporter import export_run
+
+    out = tmp_path / "bundle"
+    first = export_run(trained_run, out=out, zip_bundle=True, explain=False)
+    assert first.zip_path == tmp_path / "bundle.zip" and first.zip_path.is_file()
+    second = export_run(trained_run, out=out, force=True, explain=False)
+    assert second.zip_path is None and not (tmp_path / "bundle.zip").exists()
+    assert load_bundle(out).classes == ["blue", "green", "red"]
+
+
+def test_a_zip_in_the_way_is_kept_unless_forced(trained_run, tmp_path):
+    from shotlab.export.exporter import export_run
+
+    (tmp_path / "bundle.zip").write_bytes(b"someone else's file")
+    with pytest.raises(InputError, match=r"bundle\.zip already exists; pass --force"):
+        export_run(trained_run, out=tmp_path / "bundle", zip_bundle=True, explain=False)
+    export_run(trained_run, out=tmp_path / "bundle", explain=False)  # no --zip: left alone
+    assert (tmp_path / "bundle.zip").read_bytes() == b"someone else's file"
+
+
 def test_multilabel_export_puts_sigmoid_in_the_graph(tmp_path):
     import onnxruntime as ort
     import torch

@@ -114,3 +114,23 @@ def test_predict_explain_stores_the_review_queue(exported, tmp_path):
     assert data["explanations"]["stored"] == len(queued)
     assert data["explanations"]["store"] == str(out.parent / "explanations.sqlite")
     assert (out.parent / "explanations.sqlite").is_file()
+
+
+def test_predict_says_when_no_explanation_was_stored(tmp_path, capsys):
+    import numpy as np
+
+    from shotlab.export.cli import echo_predict, record_explanations
+    from shotlab.export.predict import Prediction
+
+    calm = Prediction(decisions=[{"needs_review": False, "flagged": []}] * 2,
+                      inputs=[np.zeros((3, 8, 8), np.float32)] * 2)
+    explanations = record_explanations(None, calm, tmp_path / "decisions.jsonl")
+    assert explanations == {"stored": 0, "store": None}
+    assert not (tmp_path / "explanations.sqlite").exists()
+    data = {"bad_files": [], "images": 2, "labels": {"green": 2}, "flagged": 0,
+            "needs_review": 0, "bad": 0, "decisions": "d.jsonl", "review_queue": "q.jsonl",
+            "explanations": explanations}
+    echo_predict(data)
+    out = capsys.readouterr().out
+    assert "Explanations stored: none (nothing flagged or queued for review)" in out
+    assert "None" not in out
