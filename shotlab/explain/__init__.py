@@ -44,7 +44,7 @@ def explain(model, images, targets, method: str = "gradcam", **options):
                 convolutional stage before global pooling; for ViTs the last block, tokens
                 reshaped to the patch grid].
             ig: `n_steps` [50], `internal_batch_size` [16], `baseline` ["zero": the mean colour
-                in normalised space], `smooth` [1/56 of the image side: Gaussian sigma in
+                in normalised space], `smooth` [1/56 of the longer side: Gaussian sigma in
                 pixels applied to the signed map, sum kept; 0 = Captum's per-pixel map];
                 `return_delta` [False] also return Captum's convergence deltas as
                 `(maps, deltas)`.

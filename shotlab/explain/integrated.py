@@ -70,7 +70,7 @@ def integrated_gradients(model, batch, targets, *, n_steps: int = N_STEPS,
 
 
 def smoothing_sigma(smooth: float | None, shape) -> float:
-    """The Gaussian sigma in pixels: `smooth`, or the default share of the image side."""
+    """The Gaussian sigma in pixels: `smooth`, or the default share of the longer side."""
     if smooth is None:
         return max(shape) * SMOOTH_FRACTION
     if smooth < 0:
