@@ -44,10 +44,9 @@ def pixel_order(heatmap: np.ndarray, rng) -> np.ndarray:
 
 
 def blurred(image: np.ndarray) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
+    from shotlab.explain.inputs import blur_planes
 
-    sigma = max(image.shape[-2:]) / 32
-    return np.stack([gaussian_filter(channel, sigma) for channel in image]).astype(np.float32)
+    return blur_planes(image, max(image.shape[-2:]) / 32)
 
 
 def curve_images(image, order, start, finish, steps: int) -> np.ndarray:

@@ -56,6 +56,14 @@ def scale01(maps) -> np.ndarray:
     return (maps / peak[:, None, None]).astype(np.float32)
 
 
+def blur_planes(stack: np.ndarray, sigma: float) -> np.ndarray:
+    """Each (H, W) plane of a (N, H, W) stack blurred by a Gaussian of `sigma` pixels, borders
+    reflected (which keeps each plane's sum); float32."""
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(stack, (0, sigma, sigma), mode="reflect").astype(np.float32)
+
+
 def is_torch_module(model) -> bool:
     import torch
 

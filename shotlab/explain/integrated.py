@@ -80,8 +80,6 @@ def smoothing_sigma(smooth: float | None, shape) -> float:
 
 def smoothed(maps: np.ndarray, sigma: float) -> np.ndarray:
     """Each map blurred by a Gaussian of `sigma` pixels; reflecting borders keep each sum."""
-    from scipy.ndimage import gaussian_filter
+    from shotlab.explain.inputs import blur_planes
 
-    if sigma == 0:
-        return maps
-    return gaussian_filter(maps, (0, sigma, sigma), mode="reflect").astype(np.float32)
+    return maps if sigma == 0 else blur_planes(maps, sigma)

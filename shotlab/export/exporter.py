@@ -134,7 +134,8 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     checkpoint = load_checkpoint(run)
     run_dir, run_thresholds = run_files(checkpoint)
     out = Path(out) if out else default_out(run_dir)
-    taken = [p for p in (out, zip_path_of(out)) if p.exists() and (p == out or zip_bundle)]
+    written = [out, zip_path_of(out)] if zip_bundle else [out]
+    taken = [path for path in written if path.exists()]
     if taken and not force:
         raise InputError(f"{taken[0]} already exists; pass --force to replace it or --out for "
                          f"another folder")
