@@ -1,0 +1,61 @@
+"""Writing files so that a reader never sees half of one, and a failure never loses the old one.
+
+    with atomic_path(out) as tmp:          # write anything to `tmp`; it becomes `out` on success
+        write_report(tmp)
+    write_text_atomic(path, text)          # the same for a string
+    write_json_atomic(path, data)
+
+The temporary name sits beside the target (same folder, so the final rename is atomic on one
+filesystem) and is removed if the block raises: the target keeps its previous content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_name(path: Path) -> Path:
+    """Where `path` is written before it is moved into place."""
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def remove(path: Path) -> None:
+    """Remove a file or folder if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
+
+    Works for a file or a folder written at the temporary path (a folder replaces only a missing
+    target or an empty one: replacing a full folder is the caller's decision)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_name(path)
+    remove(partial)  # left by an interrupted run
+    try:
+        yield partial
+        os.replace(partial, path)
+    except BaseException:
+        remove(partial)
+        raise
+
+
+def write_text_atomic(path, text: str, *, encoding: str = "utf-8") -> Path:
+    with atomic_path(path) as partial:
+        partial.write_text(text, encoding=encoding)
+    return Path(path)
+
+
+def write_json_atomic(path, data, *, indent: int | None = 1, default=None) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=indent, default=default))
