@@ -61,8 +61,8 @@ def time_runtimes(bundle, checkpoint, threads: int, repeats: int) -> dict:
     import torch
 
     from shotlab.export import speed
-    from shotlab.export.parity import TorchRunner
-    from shotlab.export.runtime import OnnxRunner
+    from shotlab.runtime.runners import TorchRunner
+    from shotlab.runtime.runners import OnnxRunner
 
     torch.set_num_threads(threads)
     runners = {"pytorch": TorchRunner(checkpoint.model, checkpoint.task),
@@ -80,7 +80,7 @@ def time_runtimes(bundle, checkpoint, threads: int, repeats: int) -> dict:
 def measure(run_dir: Path, bundle_dir: Path, repeats: int) -> dict:
     from shotlab.export import speed
     from shotlab.export.exporter import export_run
-    from shotlab.export.runtime import load_bundle
+    from shotlab.runtime.bundle import load_bundle
     from shotlab.train.checkpoint import load_checkpoint
 
     started = time.perf_counter()

@@ -21,7 +21,6 @@ from shotlab.core.errors import DatasetNotFoundError, InputError, ShotlabError
 if TYPE_CHECKING:
     import fiftyone as fo
 
-TASKS = ("multiclass", "multilabel")
 SPLITS = ("train", "val", "test")
 UNASSIGNED = "unassigned"
 INFO_KEY = "shotlab"

@@ -12,16 +12,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.runtime.decide import probabilities
+from shotlab.runtime.runners import batches
 
 
 def to_tensor(images):
-    """float32 torch tensor (N, 3, H, W) from a numpy array or tensor, checked."""
+    """float32 torch tensor (N, C, H, W) from a numpy array or tensor, checked."""
     import torch
 
     batch = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
     batch = batch.detach().to("cpu", torch.float32)
-    if batch.ndim != 4 or batch.shape[1] != 3:
-        raise InputError(f"images must be preprocessed float32 (N, 3, H, W); got shape "
+    if batch.ndim != 4:
+        raise InputError(f"images must be preprocessed float32 (N, C, H, W); got shape "
                          f"{tuple(batch.shape)} (use Preprocessing.to_array per image and stack)")
     return batch.contiguous()
 
@@ -85,15 +87,14 @@ def forward_probabilities(model, *, multilabel: bool = False, batch_size: int = 
 
             with preserved(model), torch.no_grad():
                 logits = model(torch.from_numpy(np.ascontiguousarray(chunk, np.float32)))
-            probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
-            return probs.numpy()
+            return probabilities(logits, "multilabel" if multilabel else "multiclass").numpy()
     else:
         def call(chunk):
             return np.asarray(model(np.ascontiguousarray(chunk, np.float32)), dtype=np.float32)
 
     def forward(batch) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)
-        parts = [call(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)]
+        parts = [call(chunk) for chunk in batches(batch, batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
     return forward

@@ -46,7 +46,7 @@ def backdrop(path, bundle_path, shape):
     if image is None:
         return np.full((height, width, 3), 128, np.uint8)
     try:
-        from shotlab.export.runtime import load_bundle
+        from shotlab.runtime.bundle import load_bundle
 
         cropped = load_bundle(bundle_path, verify=False).preprocessing.resize_and_crop(image)
         if cropped.size == (width, height):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.core.preprocessing import Preprocessing
+from shotlab.runtime.contract import Preprocessing
 
 
 @dataclass
@@ -77,7 +77,8 @@ def from_run(path: Path) -> Source:
 
 def from_bundle(path: Path) -> Source:
     from shotlab.explain.tier1 import load_bundle_checkpoint
-    from shotlab.export.runtime import OnnxRunner, load_bundle
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.runtime.runners import OnnxRunner
 
     bundle = load_bundle(path)
     return Source(path, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
@@ -87,7 +88,7 @@ def from_bundle(path: Path) -> Source:
 
 def load_inputs(source: Source, paths) -> tuple[list, list, list[tuple[str, str]]]:
     """(paths read, preprocessed arrays, [(path, reason)] for images that could not be read)."""
-    from shotlab.core.preprocessing import load_inputs as preprocess
+    from shotlab.runtime.kinds import load_inputs as preprocess
 
     paths = list(paths)
     inputs = preprocess(paths, source.preprocessing, progress=False)

@@ -28,7 +28,7 @@ def read_preprocessing(path: Path | None):
     import json
 
     from shotlab.core.errors import InputError
-    from shotlab.core.preprocessing import Preprocessing
+    from shotlab.runtime.contract import Preprocessing
 
     try:
         data = json.loads(path.read_text())
@@ -138,7 +138,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, as_j
     """
     from shotlab.core.output import echo_json
     from shotlab.export import predict
-    from shotlab.export.runtime import load_bundle
+    from shotlab.runtime.bundle import load_bundle
 
     activate_workspace()
     loaded = load_bundle(bundle)

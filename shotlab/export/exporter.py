@@ -11,19 +11,15 @@ read, and the command fails naming the metric.
 
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from shotlab.core.errors import InputError, ShotlabError
-from shotlab.export import bundle as bundle_files
+from shotlab.runtime import bundle as bundle_files
 from shotlab.export.formats import FORMATS, ExportJob, check_options
-from shotlab.export.validate import GateRules
-
-LIBRARIES = ("torch", "timm", "onnx", "onnxruntime", "onnxscript", "numpy", "tensorrt")
-
+from shotlab.export.validate import GateRules, library_versions
 
 class RegressionError(ShotlabError):
     """The exported model is measurably worse than PyTorch; the bundle was not shipped."""
@@ -41,21 +37,7 @@ class ExportResult:
                 "runtimes": self.manifest["runtimes"], "gate": self.report["gate"],
                 "agreement": {name: entry["parity"]
                               for name, entry in self.report["runtimes"].items()},
-                "report": str(self.path / "report.html")}
-
-
-def library_versions() -> dict:
-    from importlib import metadata
-
-    from shotlab import __version__
-
-    versions = {"shotlab": __version__, "python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+                "report": str(self.path / bundle_files.REPORT_HTML)}
 
 
 def run_files(checkpoint) -> tuple[Path, dict]:
@@ -75,15 +57,16 @@ def run_files(checkpoint) -> tuple[Path, dict]:
 def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing,
                   dataset_hash: str) -> dict:
     """Everything manifest.json says before the runtimes and file hashes are known."""
-    from shotlab.export.onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME
+    from shotlab.export.onnx_export import OPSET
+    from shotlab.runtime.contract import INPUT_NAME, OUTPUT_NAME, input_specs
 
-    height, width = preprocessing.input_size
+    (spec,) = input_specs({INPUT_NAME: preprocessing})
     policy = {**run_thresholds.get("policy", {}), "thresholds": run_thresholds.get("thresholds",
                                                                                    {})}
     return {
         "classes": checkpoint.classes, "task": checkpoint.task, "policy": policy,
         "preprocessing": preprocessing.to_dict(),
-        "input": {"name": INPUT_NAME, "shape": ["batch", 3, height, width], "dtype": "float32"},
+        "input": spec.to_dict(),
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(checkpoint.classes)],
                    "activation": "sigmoid" if checkpoint.task == "multilabel" else "softmax"},
         "opset": OPSET, "backbone": checkpoint.meta.get("backbone"),
@@ -123,7 +106,8 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     `preprocessing` replaces the checkpoint's contract in the bundle (a device pipeline that
     differs from training); the report and the gate then measure what that costs.
     """
-    from shotlab.export.tensorrt_build import require_tensorrt, write_trtexec
+    from shotlab.export.tensorrt_build import write_trtexec
+    from shotlab.runtime.runners import require_tensorrt
     from shotlab.train.checkpoint import load_checkpoint
     from shotlab.train.manifest import Manifest
 
@@ -151,7 +135,7 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
         manifest["runtimes"] = {}
         for name in formats:
             manifest["runtimes"].update(FORMATS[name](job))
-        write_trtexec(staging, manifest["input"]["name"], preprocessing.input_size, fp16=fp16,
+        write_trtexec(staging, manifest["input"]["name"], preprocessing.sample_shape, fp16=fp16,
                       int8=int8)
         report = write_report(staging, manifest, checkpoint, manifest_of_run, rules,
                               explain=explain, progress=progress)
@@ -171,7 +155,7 @@ def zip_path_of(out: Path) -> Path:
 def write_report(folder: Path, manifest: dict, checkpoint, run_manifest, rules, *, explain,
                  progress) -> dict:
     from shotlab.export.report import write_report_files
-    from shotlab.export.runtime import load_bundle
+    from shotlab.runtime.bundle import load_bundle
     from shotlab.export.validate import measure
 
     bundle_files.write_manifest(folder, manifest)  # provisional: lets the runtimes load

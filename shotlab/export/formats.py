@@ -12,16 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shotlab.core.errors import InputError
+from shotlab.runtime.bundle import ONNX_FILE, ONNX_FP16_FILE
 
-ONNX_FILE = "model.onnx"
-ONNX_FP16_FILE = "model.fp16.onnx"
 
 
 @dataclass
 class ExportJob:
     checkpoint: object  # shotlab.train.checkpoint.Checkpoint
     folder: Path  # the bundle folder being written
-    preprocessing: object  # shotlab.core.preprocessing.Preprocessing the bundle deploys with
+    preprocessing: object  # shotlab.runtime.contract.Preprocessing the bundle deploys with
     summary: dict  # the manifest summary written into ONNX metadata_props
     fp16: bool = False
     int8: bool = False
@@ -33,7 +32,7 @@ def export_onnx(job: ExportJob) -> dict[str, str]:
     from shotlab.export import onnx_export
 
     path = onnx_export.export_file(job.checkpoint.model, job.checkpoint.task,
-                                   job.preprocessing.input_size, job.folder / ONNX_FILE)
+                                   job.preprocessing.sample_shape, job.folder / ONNX_FILE)
     onnx_export.add_metadata(path, job.summary)
     onnx_export.check(path)
     files = {"onnx": ONNX_FILE}

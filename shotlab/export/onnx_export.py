@@ -15,39 +15,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from shotlab.runtime.contract import INPUT_NAME, OUTPUT_NAME
+
 OPSET = 18  # the newest opset the torch exporter targets by default; ORT 1.31 runs it fully
-INPUT_NAME = "input"
-OUTPUT_NAME = "probabilities"
 MAX_BATCH = 4096  # the dynamic batch axis' upper bound declared to torch.export
 
 
-def probability_model(model, task: str):
-    """`model` wrapped so its output is softmax (multiclass) or sigmoid (multilabel) scores."""
-    import torch
-
-    class ProbabilityModel(torch.nn.Module):
-        def __init__(self, inner, task):
-            super().__init__()
-            self.inner = inner
-            self.multilabel = task == "multilabel"
-
-        def forward(self, x):
-            logits = self.inner(x)
-            return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
-
-    return ProbabilityModel(model, task).eval()
-
-
-def export_file(model, task: str, input_size, path: Path) -> Path:
+def export_file(model, task: str, sample_shape, path: Path) -> Path:
     """Write `model` (eval mode, CPU) as ONNX with a dynamic batch axis; returns `path`."""
     import contextlib
     import io
 
     import torch
 
+    from shotlab.runtime.runners import probability_model
+
     wrapped = probability_model(model, task)
-    height, width = input_size
-    example = torch.zeros(2, 3, height, width)  # batch 2: torch.export specialises size 1
+    example = torch.zeros(2, *sample_shape)  # batch 2: torch.export specialises size 1
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # The exporter prints its progress on stdout; a CLI with --json must keep stdout clean.
     with contextlib.redirect_stdout(io.StringIO()):

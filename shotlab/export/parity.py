@@ -9,40 +9,18 @@ up here as the regression it is.
 
 from __future__ import annotations
 
-
 import numpy as np
+
+from shotlab.runtime.decide import predict_labels
 
 
 # Top-1 agreement below 99% means the export changed decisions on 1 image in 100.
 MIN_AGREEMENT = 0.99
 # A 2-point recall drop on an unsafe class is already a visible rise in missed content.
 RECALL_TOLERANCE = 0.02
-BATCH_SIZE = 32  # the batch predict uses; small enough for 2 GB of RAM at 224 px
-
-
-def run_batched(runner, arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
-    return np.concatenate([runner(arrays[i:i + batch_size])
-                           for i in range(0, len(arrays), batch_size)])
-
-
-class TorchRunner:
-    """The PyTorch reference as a runner: eager, inference mode, probabilities out."""
-
-    def __init__(self, model, task: str):
-        from shotlab.export.onnx_export import probability_model
-
-        self.model = probability_model(model, task)
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
 
 
 def predicted(probs, classes, task, thresholds) -> np.ndarray:
-    from shotlab.train.metrics import predict_labels
-
     return predict_labels(probs, list(classes), task=task, thresholds=thresholds or None)
 
 

@@ -4,7 +4,7 @@ Each decision (a JSON line):
     decision_id   uuid4 hex: the key explanations and reviews refer to
     path, sha256  the image as read (the file is never modified)
     scores        {class: probability} from the bundle's model (softmax or sigmoid)
-    labels        predicted classes under the policy's thresholds (`predict_labels`' rule)
+    labels        predicted classes under the policy's thresholds (`shotlab.runtime.decide`)
     flagged       unsafe classes whose score is at or over their threshold
     needs_review  a score inside an unsafe class's review band
     bundle, model_sha256, runtime, time
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core.errors import InputError
-from shotlab.core.preprocessing import load_inputs
-from shotlab.export.parity import BATCH_SIZE
+from shotlab.runtime.kinds import load_inputs
+from shotlab.runtime.runners import BATCH_SIZE
 
 REVIEW_QUEUE_FILE = "review_queue.jsonl"
 
@@ -54,34 +54,22 @@ def collect_paths(paths) -> list[Path]:
 
 def decisions_for(bundle, paths, probs: np.ndarray, *, runtime: str) -> list[dict]:
     from shotlab.core.images import sha256_file
-    from shotlab.train.metrics import predict_labels
-    from shotlab.train.thresholds import apply_review_band
+    from shotlab.runtime.decide import decide
 
-    classes, thresholds = bundle.classes, bundle.thresholds
-    labels = predict_labels(probs, classes, task=bundle.task, thresholds=thresholds or None)
-    review = (apply_review_band(probs, thresholds, classes) if thresholds
-              else np.zeros(len(probs), bool))
+    rows = decide(probs, bundle.classes, task=bundle.task, thresholds=bundle.thresholds)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    out = []
-    for path, row, label, in_band in zip(paths, probs, labels, review):
-        names = ([classes[int(label)]] if bundle.task == "multiclass"
-                 else [classes[k] for k in np.flatnonzero(label)])
-        flagged = [name for name, entry in thresholds.items()
-                   if row[classes.index(name)] >= entry["threshold"]]
-        out.append({"decision_id": uuid.uuid4().hex, "path": str(Path(path).resolve()),
-                    "sha256": sha256_file(path),
-                    "scores": {c: float(s) for c, s in zip(classes, row)}, "labels": names,
-                    "flagged": flagged, "needs_review": bool(in_band),
-                    "bundle": str(bundle.origin), "model_sha256": bundle.model_sha256(runtime),
-                    "runtime": runtime, "time": now})
-    return out
+    return [{"decision_id": uuid.uuid4().hex, "path": str(Path(path).resolve()),
+             "sha256": sha256_file(path), **row,
+             "bundle": str(bundle.origin), "model_sha256": bundle.model_sha256(runtime),
+             "runtime": runtime, "time": now}
+            for path, row in zip(paths, rows)]
 
 
 def predict_paths(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",
                   progress=None, keep_inputs: bool = False) -> Prediction:
     """Decisions for `paths` in batches; unreadable images are listed in `.bad`, not raised."""
     from shotlab.core.progress import progress_bar
-    from shotlab.export.runtime import make_runner
+    from shotlab.runtime.runners import make_runner
 
     runner = make_runner(bundle, runtime)
     preprocessing, result = bundle.preprocessing, Prediction()

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from shotlab.core.errors import InputError
-from shotlab.core.preprocessing import load_inputs
+from shotlab.runtime.kinds import load_inputs
 from shotlab.export import parity, speed
+from shotlab.runtime.runners import TorchRunner, make_runner, run_batched
+
+LIBRARIES = ("torch", "timm", "onnx", "onnxruntime", "onnxscript", "numpy", "tensorrt")
 
 
 @dataclass
@@ -47,6 +50,10 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
     inputs = (reference_inputs if same_pipeline else
               load_inputs(paths, bundle.preprocessing, progress=progress))
     kept = sorted(set(reference_inputs.kept) & set(inputs.kept))
+    if not kept:
+        raise InputError(f"none of the {len(paths)} {split} images of dataset "
+                         f"{manifest.dataset} decodes (first: {paths[0]}); restore the files or "
+                         f"re-import the dataset before exporting")
     ref_x = reference_inputs.arrays[[reference_inputs.kept.index(i) for i in kept]]
     x = inputs.arrays[[inputs.kept.index(i) for i in kept]]
     y = manifest.targets([entries[i] for i in kept])
@@ -55,18 +62,16 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
     def metrics_of(probs):
         return classification_metrics(y, probs, classes, task=task, thresholds=thresholds or None)
 
-    torch_runner = parity.TorchRunner(checkpoint.model, task)
-    reference = parity.run_batched(torch_runner, ref_x)
+    torch_runner = TorchRunner(checkpoint.model, task, len(classes))
+    reference = run_batched(torch_runner, ref_x)
     report = {"split": split, "n": len(kept), "skipped": reference_inputs.bad,
               "same_preprocessing": same_pipeline, "pytorch": {"metrics": metrics_of(reference)},
               "runtimes": {}}
     runners, failures, probs_of = {"pytorch": torch_runner}, [], {}
     unsafe = bundle.policy.get("unsafe", [])
     for runtime in bundle.runtimes:
-        from shotlab.export.runtime import make_runner
-
         runner = runners[runtime] = make_runner(bundle, runtime)
-        probs = parity.run_batched(runner, x)
+        probs = run_batched(runner, x)
         entry = {"metrics": metrics_of(probs),
                  "parity": parity.agreement(reference, probs, classes, task, thresholds),
                  "model_file": bundle.runtimes[runtime]}
@@ -103,10 +108,22 @@ def speed_section(runners: dict, x: np.ndarray) -> dict:
                     "of 3 rounds; a busy machine moves the absolute numbers"}
 
 
+def library_versions() -> dict:
+    from importlib import metadata
+
+    from shotlab import __version__
+
+    versions = {"shotlab": __version__, "python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def environment() -> dict:
     import os
-
-    from shotlab.export.exporter import library_versions
 
     return {"versions": library_versions(), "platform": platform.platform(),
             "processor": platform.machine(), "cpu_count": os.cpu_count(),

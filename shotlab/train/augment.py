@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from shotlab.core.errors import InputError
-from shotlab.core.preprocessing import Preprocessing
+from shotlab.runtime.contract import Preprocessing
 from shotlab.core.workspace import apply_offline_environment
 
 PRESETS = ("none", "light", "standard", "strong")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.core.preprocessing import Preprocessing
+from shotlab.runtime.contract import Preprocessing
 
 
 @dataclass(frozen=True)

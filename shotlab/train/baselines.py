@@ -40,10 +40,10 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from shotlab.core.errors import InputError
+from shotlab.core.tasks import TASKS
 from shotlab.train.features import (CLASSICAL_FEATURES, ImageFeatures, check_int,
                                     invalid_parameter, make_features)
 
-TASKS = ("multiclass", "multilabel")
 EMBEDDINGS = "embeddings"  # the features name for precomputed backbone embeddings
 
 # C for logistic regression on centred unit vectors. Accuracy is flat from C = 3 up; log-loss is

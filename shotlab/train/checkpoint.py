@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.core.preprocessing import ModelContract
+from shotlab.runtime.contract import ModelContract
 
 
 @dataclass

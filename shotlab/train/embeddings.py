@@ -16,7 +16,7 @@ import numpy as np
 
 from shotlab.core import workspace
 from shotlab.core.images import load_rgb
-from shotlab.core.preprocessing import Preprocessing
+from shotlab.runtime.contract import Preprocessing
 from shotlab.core.progress import progress_bar
 from shotlab.train.backbones import Created, fingerprint
 from shotlab.train.device import autocast, on_gpu, place_model, resolve, to_device

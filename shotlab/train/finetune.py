@@ -26,6 +26,7 @@ import numpy as np
 from shotlab.core.errors import InputError
 from shotlab.core.images import load_rgb
 from shotlab.core.progress import progress_bar
+from shotlab.runtime.decide import probabilities
 from shotlab.train.augment import TrainTransform
 from shotlab.train.backbones import Created, create_model
 from shotlab.train.device import autocast, on_gpu, place_model, resolve, to_device
@@ -201,10 +202,6 @@ def loss_function(task: str, config: TrainConfig, targets: np.ndarray, num_class
         counts = np.bincount(targets, minlength=num_classes).clip(min=1)
         weight = torch.as_tensor(len(targets) / (num_classes * counts), dtype=torch.float32)
     return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-
-
-def probabilities(logits, task: str):
-    return logits.sigmoid() if task == "multilabel" else logits.softmax(dim=-1)
 
 
 def validation_score(targets: np.ndarray, probs: np.ndarray, task: str) -> float:

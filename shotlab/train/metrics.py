@@ -6,11 +6,8 @@
 Tasks. "multiclass": `y_true` holds class indices (n,) and `probs` is (n, k) softmax rows.
 "multilabel": `y_true` is an (n, k) 0/1 array and `probs` (n, k) independent sigmoid scores.
 
-Prediction rule (`predict_labels`). Multiclass: argmax, except that when `thresholds` names some
-classes (the unsafe ones), a sample whose score for such a class is >= its threshold is predicted
-as that class; when several are over their thresholds the highest score among them wins; a
-sample with none over its threshold gets the argmax. Multilabel: score >= threshold, 0.5 for
-classes without one. `thresholds` maps class name -> float, or is `choose_thresholds`' result.
+Prediction rule: `shotlab.runtime.decide` (the one rule predict, the report and the service use).
+`thresholds` maps class name -> float, or is `choose_thresholds`' result.
 
 Undefined is None. A class without positives in y_true has no recall, F-scores, AUPRC or ROC AUC;
 macro F1/F2/AUPRC average the classes that do have positives; macro ROC AUC is None as soon as one
@@ -29,12 +26,10 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.runtime.decide import check_names, check_probs, predict_indicator, resolve_thresholds
 
-TASKS = ("multiclass", "multilabel")
 # 15 equal-width bins: the usual choice since Guo et al. (2017), so numbers compare with papers.
 ECE_BINS = 15
-# float16/float32 softmax rows drift from 1 by ~1e-4; logits or sigmoid scores drift by far more.
-SUM_TOLERANCE = 1e-3
 # Bootstrap weights are drawn this many resamples at a time, bounding memory to chunk x n floats.
 BOOTSTRAP_CHUNK = 256
 
@@ -55,7 +50,7 @@ def classification_metrics(y_true, probs, class_names, *, task="multiclass", thr
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
         raise InputError(f"n_bootstrap must be an integer >= 0; got {n_bootstrap!r}")
     cut = resolve_thresholds(thresholds, names, task=task)
-    pred = _predict_indicator(P, cut, task=task)
+    pred = predict_indicator(P, cut, task=task)
     result = {"task": task, "n": len(Y), "class_names": names,
               "thresholds": {n: float(t) for n, t in zip(names, cut) if not np.isnan(t)}}
     result.update(_summary_metrics(Y, P, pred, names, task=task))
@@ -123,55 +118,6 @@ def _macro(values) -> float | None:
 def _sk(Y: np.ndarray, task: str) -> np.ndarray:
     """The label form scikit-learn expects: class indices for multiclass, indicators otherwise."""
     return Y.argmax(axis=1) if task == "multiclass" else Y
-
-
-# --- prediction ----------------------------------------------------------------------------------
-
-def predict_labels(probs, class_names, *, task="multiclass", thresholds=None) -> np.ndarray:
-    """Predicted class indices (n,) for multiclass, a 0/1 array (n, k) for multilabel.
-
-    The rule is the module docstring's: per-class thresholds override argmax for the classes
-    they name (multiclass); multilabel predicts score >= threshold (0.5 by default).
-    """
-    names = _check_names(class_names, task=task)
-    P = _check_probs(probs, len(names), task=task)
-    pred = _predict_indicator(P, resolve_thresholds(thresholds, names, task=task), task=task)
-    return pred.argmax(axis=1) if task == "multiclass" else pred
-
-
-def resolve_thresholds(thresholds, class_names, *, task="multiclass") -> np.ndarray:
-    """One threshold per class, NaN where none applies (multiclass); multilabel defaults to 0.5.
-
-    `thresholds` maps class name to a float in [0, 1] or to a dict with a "threshold" key (the
-    result of `shotlab.train.thresholds.choose_thresholds`).
-    """
-    cut = np.full(len(class_names), np.nan if task == "multiclass" else 0.5)
-    if thresholds is not None and not isinstance(thresholds, Mapping):
-        raise InputError(f"thresholds must map class names to numbers, e.g. {{'nsfw': 0.3}}; "
-                         f"got {type(thresholds).__name__}")
-    for name, value in (thresholds or {}).items():
-        if name not in class_names:
-            raise InputError(f"thresholds name an unknown class '{name}'; "
-                             f"classes: {', '.join(class_names)}")
-        value = value["threshold"] if isinstance(value, Mapping) else value
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            value = np.nan
-        if not 0.0 <= value <= 1.0:
-            raise InputError(f"threshold for '{name}' must be a number in [0, 1]; got {value!r}")
-        cut[class_names.index(name)] = value
-    return cut
-
-
-def _predict_indicator(P: np.ndarray, cut: np.ndarray, *, task: str) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        over = P >= cut  # NaN thresholds (no threshold) are never met
-    if task == "multilabel":
-        return over.astype(int)
-    winner = np.where(over, P, -np.inf).argmax(axis=1)
-    index = np.where(over.any(axis=1), winner, P.argmax(axis=1))
-    return np.eye(P.shape[1], dtype=int)[index]
 
 
 # --- small metric helpers ------------------------------------------------------------------------
@@ -296,49 +242,9 @@ def _weighted_average_precision(W, order, y_sorted, last):
 
 def check_inputs(y_true, probs, class_names, *, task="multiclass"):
     """Validated (Y, P, names): Y an (n, k) 0/1 int array (one-hot for multiclass), P float64."""
-    names = _check_names(class_names, task=task)
-    P = _check_probs(probs, len(names), task=task)
+    names = check_names(class_names, task=task)
+    P = check_probs(probs, len(names), task=task)
     return _check_labels(y_true, P.shape[0], len(names), task=task), P, names
-
-
-def _check_names(class_names, *, task) -> list[str]:
-    if task not in TASKS:
-        raise InputError(f"task must be 'multiclass' or 'multilabel'; got {task!r}")
-    if isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__iter__") \
-            or not all(isinstance(n, str) for n in class_names):
-        raise InputError(f"class_names must be a list of strings; got {class_names!r}")
-    names = list(class_names)
-    if len(set(names)) != len(names):
-        raise InputError(f"class_names must be unique; got {names}")
-    if len(names) < (2 if task == "multiclass" else 1):
-        raise InputError(f"a {task} task needs at least 2 class names; got {names}")
-    return names
-
-
-def _check_probs(probs, k: int, *, task) -> np.ndarray:
-    try:
-        P = np.asarray(probs, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError("probs must be a numeric (n_samples, n_classes) array") from None
-    if P.ndim != 2 or P.shape[0] == 0:
-        raise InputError(f"probs must be a non-empty 2-D array (n_samples, n_classes); "
-                         f"got shape {P.shape}")
-    if P.shape[1] != k:
-        raise InputError(f"probs has {P.shape[1]} columns but class_names has {k} names; "
-                         f"pass one name per column")
-    bad = np.argwhere(~np.isfinite(P))
-    if len(bad):
-        raise InputError(f"probs has {len(bad)} non-finite values (NaN or inf), first at row "
-                         f"{bad[0][0]}; fix the model outputs before scoring")
-    if P.min() < 0 or P.max() > 1:
-        raise InputError(f"probs must lie in [0, 1]; got values in [{P.min():.3g}, "
-                         f"{P.max():.3g}]: apply softmax or sigmoid to logits first")
-    sums = P.sum(axis=1)
-    off = np.flatnonzero(np.abs(sums - 1) > SUM_TOLERANCE)
-    if task == "multiclass" and len(off):
-        raise InputError(f"probs rows must sum to 1 for task='multiclass' (row {off[0]} sums to "
-                         f"{sums[off[0]]:.4g}); apply softmax, or use task='multilabel'")
-    return P
 
 
 def _check_labels(y_true, n: int, k: int, *, task) -> np.ndarray:

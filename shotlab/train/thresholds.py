@@ -2,7 +2,7 @@
 
     policy = choose_thresholds(y_val, probs_val, names, unsafe=["nsfw", "gore"])
     policy["nsfw"]["threshold"], policy["nsfw"]["precision"]   # what 95% recall costs
-    needs_review = apply_review_band(probs_test, policy, names)
+    needs_review = apply_review_band(probs_test, policy, names)   # shotlab.runtime.decide
     classification_metrics(y_test, probs_test, names, thresholds=policy)
 
 Each unsafe class is treated one-vs-rest on its own score: its threshold is the highest one that
@@ -11,20 +11,19 @@ target is always reachable (the lowest positive score flags them all); what vari
 precision it costs, which the result reports. A class without validation positives gets
 threshold 0.0 (flag everything: no evidence, so fail safe) and `reached: False`.
 
-Under the multiclass rule (`shotlab.train.metrics.predict_labels`) a sample over the thresholds of
+Under the multiclass rule (`shotlab.runtime.decide.predict_labels`) a sample over the thresholds of
 two unsafe classes goes to the higher score, so test-time recall per class can be lower than the
 one-vs-rest recall reported here; measure it with `classification_metrics(..., thresholds=...)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from numbers import Real
 
 import numpy as np
 
 from shotlab.core.errors import InputError
-from shotlab.train.metrics import _check_names, _check_probs, check_inputs
+from shotlab.train.metrics import check_inputs
 
 # Moderation: a missed unsafe image costs more than a false alarm a reviewer clears in seconds.
 TARGET_RECALL = 0.95
@@ -76,41 +75,6 @@ def _class_threshold(y, s, *, target_recall, margin) -> dict:
         "support": int(positives.size),
         "review_band": [max(0.0, threshold - margin), min(1.0, threshold + margin)],
     }
-
-
-def apply_review_band(probs, thresholds, class_names) -> np.ndarray:
-    """Boolean (n,): rows with any unsafe-class score inside that class's review band.
-
-    `thresholds` is `choose_thresholds`' result (each entry needs "review_band": [low, high],
-    bounds included). Scores above the band are confident flags and below it confident passes;
-    neither goes to review.
-    """
-    names = _check_names(class_names, task="multilabel")  # any score array works: no sum check
-    P = _check_probs(probs, len(names), task="multilabel")
-    if not isinstance(thresholds, Mapping):
-        raise InputError(f"thresholds must be the dict choose_thresholds returns; "
-                         f"got {type(thresholds).__name__}")
-    review = np.zeros(P.shape[0], dtype=bool)
-    for name, entry in thresholds.items():
-        if name not in names:
-            raise InputError(f"thresholds name an unknown class '{name}'; "
-                             f"classes: {', '.join(names)}")
-        low, high = _band(name, entry)
-        score = P[:, names.index(name)]
-        review |= (score >= low) & (score <= high)
-    return review
-
-
-def _band(name, entry) -> tuple[float, float]:
-    band = entry.get("review_band") if isinstance(entry, Mapping) else None
-    try:
-        low, high = (float(b) for b in band)
-    except (TypeError, ValueError):
-        raise InputError(f"thresholds['{name}'] needs a 'review_band': [low, high]; "
-                         f"pass the result of choose_thresholds") from None
-    if not low <= high:
-        raise InputError(f"thresholds['{name}'] review_band {band} has low > high")
-    return low, high
 
 
 def _check_unsafe(unsafe, names: list[str]) -> list[str]:

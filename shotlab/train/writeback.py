@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from shotlab.core import store
-from shotlab.train.metrics import predict_labels
+from shotlab.runtime.decide import predict_labels
 
 PREDICTION_FIELD = "predictions"
 MISTAKES_VIEW = "mistakes"

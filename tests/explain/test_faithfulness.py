@@ -84,7 +84,7 @@ def test_sanity_check_passes_gradcam_on_a_trained_model():
     from PIL import Image
     from skimage.data import chelsea
 
-    from shotlab.core.preprocessing import Preprocessing
+    from shotlab.runtime.contract import Preprocessing
 
     model = imagenet_lite0()
     preprocessing = Preprocessing((224, 224), (0.5,) * 3, (0.5,) * 3)

@@ -18,7 +18,7 @@ FAST = {"lime": {"num_samples": 100}, "shap": {"max_evals": 100}}
 def decisions_for(bundle, paths):
     """Decisions as `shotlab predict` writes them, from the bundle's own ONNX runner."""
     from shotlab.core.images import load_rgb, sha256_file
-    from shotlab.export.runtime import OnnxRunner
+    from shotlab.runtime.runners import OnnxRunner
 
     inputs = np.stack([bundle.preprocessing.to_array(load_rgb(p)) for p in paths])
     probs = OnnxRunner(bundle)(inputs)
@@ -39,7 +39,7 @@ def test_target_is_the_top_flagged_class_else_the_top_class():
 
 
 def test_record_flagged_stores_one_gradcam_per_decision(explain_bundle, colour_images, tmp_path):
-    from shotlab.export.runtime import load_bundle
+    from shotlab.runtime.bundle import load_bundle
 
     bundle = load_bundle(explain_bundle)
     decisions, inputs = decisions_for(bundle, colour_images[:3])
@@ -55,7 +55,7 @@ def test_record_flagged_stores_one_gradcam_per_decision(explain_bundle, colour_i
 
 
 def test_record_flagged_without_the_checkpoint_says_so(explain_bundle, colour_images, tmp_path):
-    from shotlab.export.runtime import load_bundle
+    from shotlab.runtime.bundle import load_bundle
 
     bundle = load_bundle(explain_bundle)
     manifest = {**bundle.manifest, "source": {**bundle.manifest["source"],
@@ -67,7 +67,7 @@ def test_record_flagged_without_the_checkpoint_says_so(explain_bundle, colour_im
 
 
 def test_pending_appeals_are_processed_in_batches(explain_bundle, colour_images, tmp_path):
-    from shotlab.export.runtime import load_bundle
+    from shotlab.runtime.bundle import load_bundle
 
     bundle = load_bundle(explain_bundle)
     decisions, inputs = decisions_for(bundle, colour_images[:3])

@@ -9,9 +9,10 @@ import pytest
 
 from shotlab.core.errors import InputError
 from shotlab.export import onnx_export
-from shotlab.core.preprocessing import load_inputs
-from shotlab.export.parity import TorchRunner, run_batched
-from shotlab.export.runtime import OnnxRunner, load_bundle
+from shotlab.runtime.bundle import load_bundle
+from shotlab.runtime.contract import INPUT_NAME
+from shotlab.runtime.kinds import load_inputs
+from shotlab.runtime.runners import OnnxRunner, TorchRunner, run_batched
 from shotlab.train.checkpoint import load_checkpoint
 from shotlab.train.manifest import Manifest
 
@@ -166,11 +167,11 @@ def test_multilabel_export_puts_sigmoid_in_the_graph(tmp_path):
     from shotlab.train.backbones import create_model
 
     model = create_model("tiny-test", num_classes=4, pretrained=False).model.eval()
-    path = onnx_export.export_file(model, "multilabel", (64, 64), tmp_path / "m.onnx")
+    path = onnx_export.export_file(model, "multilabel", (3, 64, 64), tmp_path / "m.onnx")
     onnx_export.check(path)
     x = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    probs = session.run(None, {onnx_export.INPUT_NAME: x})[0]
+    probs = session.run(None, {INPUT_NAME: x})[0]
     with torch.inference_mode():
         expected = torch.sigmoid(model(torch.from_numpy(x))).numpy()
     assert np.abs(probs - expected).max() < FP32_TOLERANCE

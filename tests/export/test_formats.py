@@ -6,10 +6,11 @@ import pytest
 
 from shotlab.core.errors import InputError, ShotlabError
 from shotlab.export import tensorrt_build
+from shotlab.runtime.runners import tensorrt_unavailable_reason
 from shotlab.export.formats import FORMATS, check_options, parse_formats
 from shotlab.export.parity import gate_failures
 
-TENSORRT_MISSING = tensorrt_build.unavailable_reason()
+TENSORRT_MISSING = tensorrt_unavailable_reason()
 
 
 def test_formats_table():
@@ -32,7 +33,7 @@ def test_int8_needs_tensorrt():
 
 
 def test_trtexec_command_reproduces_the_build():
-    command = tensorrt_build.trtexec_command("model.onnx", "input", (224, 224), fp16=True,
+    command = tensorrt_build.trtexec_command("model.onnx", "input", (3, 224, 224), fp16=True,
                                              int8=True)
     assert command.split() == [
         "trtexec", "--onnx=model.onnx", "--saveEngine=model.engine",
@@ -65,7 +66,8 @@ def test_tensorrt_engine_agrees_with_onnx(trained_run, tmp_path):
     import numpy as np
 
     from shotlab.export.exporter import export_run
-    from shotlab.export.runtime import OnnxRunner, load_bundle, make_runner
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.runtime.runners import OnnxRunner, make_runner
 
     result = export_run(trained_run, formats=["onnx", "tensorrt"], fp16=True, int8=True,
                         out=tmp_path / "b", explain=False)

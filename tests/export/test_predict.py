@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from shotlab.core.images import sha256_file
-from shotlab.core.preprocessing import load_inputs
+from shotlab.runtime.kinds import load_inputs
 from shotlab.export.predict import collect_paths, predict_paths, write_decisions
-from shotlab.export.runtime import OnnxRunner, load_bundle
+from shotlab.runtime.bundle import load_bundle
+from shotlab.runtime.runners import OnnxRunner
 from tests.imaging import truncate
 from tests.train.trainsets import write_colour_tree
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from shotlab.core.errors import InputError
-from shotlab.core.preprocessing import Preprocessing
+from shotlab.runtime.contract import Preprocessing
 from shotlab.train.augment import PRESETS, TrainTransform, build_preset
 
 CONTRACT = Preprocessing(input_size=(48, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))

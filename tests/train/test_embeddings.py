@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from shotlab.core.images import sha256_file
-from shotlab.core.preprocessing import Preprocessing
+from shotlab.runtime.contract import Preprocessing
 from shotlab.train.backbones import create_model, fingerprint
 from shotlab.train.embeddings import cache_folder, extract
 

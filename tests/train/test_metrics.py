@@ -11,10 +11,10 @@ import pytest
 from sklearn.metrics import average_precision_score, fbeta_score
 
 from shotlab.core.errors import InputError
+from shotlab.runtime.decide import predict_labels, resolve_thresholds
 from shotlab.train.metrics import (
     _bootstrap_statistic, _ranking, _weighted_average_precision, bootstrap_intervals,
-    check_inputs, classification_metrics, expected_calibration_error, fbeta, predict_labels,
-    resolve_thresholds,
+    check_inputs, classification_metrics, expected_calibration_error, fbeta,
 )
 
 NAMES = ["safe", "nsfw", "gore"]
@@ -220,8 +220,8 @@ def test_fast_bootstrap_statistic_equals_the_sklearn_point_estimates(task):
         y = (np.random.default_rng(5).random((50, 4)) < 0.4).astype(int)
     m = classification_metrics(y, p, names, task=task, n_bootstrap=0)
     Y, P, _ = check_inputs(y, p, names, task=task)
-    from shotlab.train.metrics import _predict_indicator
-    pred = _predict_indicator(P, resolve_thresholds(None, names, task=task), task=task)
+    from shotlab.runtime.decide import predict_indicator
+    pred = predict_indicator(P, resolve_thresholds(None, names, task=task), task=task)
     stats = _bootstrap_statistic(Y, P, pred, names)(np.ones((1, len(Y))))
     for key in ("accuracy", "macro_f1", "macro_auprc"):
         assert stats[key][0] == pytest.approx(m[key])

@@ -7,7 +7,8 @@ import pytest
 
 from shotlab.core.errors import InputError
 from shotlab.train.metrics import classification_metrics
-from shotlab.train.thresholds import apply_review_band, choose_thresholds, highest_threshold
+from shotlab.runtime.decide import apply_review_band
+from shotlab.train.thresholds import choose_thresholds, highest_threshold
 
 NAMES = ["safe", "nsfw", "gore"]
 

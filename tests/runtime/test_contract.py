@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shotlab.core.preprocessing import Preprocessing
+from shotlab.runtime.contract import Preprocessing
 
 timm = pytest.importorskip("timm")
 

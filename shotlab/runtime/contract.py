@@ -1,10 +1,16 @@
-"""The preprocessing contract: one frozen description, saved with every checkpoint and bundle.
+"""The model's input contract: one frozen description, saved with every checkpoint and bundle.
 
 Training, evaluation, export and prediction all derive their input pipeline from it, so the
 pixels a deployed model sees are the pixels it was validated on. It mirrors timm's
-`resolve_model_data_config` (input size, mean, std, interpolation, crop) and adds the channel
-order and the class names. `to_array` is implemented with PIL and numpy only, so prediction
-through ONNX Runtime needs no torch; it matches timm's eval transform (tested).
+`resolve_model_data_config` (input size, mean, std, interpolation, crop) and adds the input
+kind (`shotlab.runtime.kinds`: image now; clip and text next), the channel order and the class
+names. `to_array` is implemented with PIL and numpy only, so prediction through ONNX Runtime
+needs no torch; it matches timm's eval transform (tested).
+
+A model's inputs are named parts, each with its own `Preprocessing`: one part named `input` for
+an image model; a post (image + caption) is a contract with two parts. The input spec each
+runtime and exporter uses (name, dtype, shape) comes from `ModelContract.input_specs()`, never
+from a literal shape.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from PIL import Image
+
+# The ONNX graph's input and output names: the single part of a one-input model is `input`.
+INPUT_NAME = "input"
+OUTPUT_NAME = "probabilities"
 
 INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
                   "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
@@ -31,6 +41,12 @@ class Preprocessing:
     crop_mode: str = "center"
     channel_order: str = "RGB"
     class_names: tuple[str, ...] = field(default=())
+    kind: str = "image"  # a key of shotlab.runtime.kinds.KINDS
+
+    def __post_init__(self):
+        from shotlab.runtime.kinds import get_kind
+
+        get_kind(self.kind)  # an unknown kind fails here, naming the kinds this shotlab reads
 
     @classmethod
     def from_timm(cls, data_config: dict, class_names=()) -> "Preprocessing":
@@ -55,9 +71,19 @@ class Preprocessing:
     def with_classes(self, class_names) -> "Preprocessing":
         return Preprocessing.from_dict({**self.to_dict(), "class_names": tuple(class_names)})
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One preprocessed sample's shape, e.g. (3, H, W) for an RGB image."""
+        from shotlab.runtime.kinds import get_kind
+
+        return get_kind(self.kind).sample_shape(self)
+
     def fingerprint(self) -> str:
         """A hash of the pixel pipeline (class names excluded): a cache key for embeddings."""
-        pipeline = {k: v for k, v in self.to_dict().items() if k != "class_names"}
+        # `kind` joins the key only where it is not the original "image", so caches written
+        # before kinds existed stay valid.
+        pipeline = {k: v for k, v in self.to_dict().items()
+                    if k != "class_names" and not (k == "kind" and v == "image")}
         return hashlib.sha256(json.dumps(pipeline, sort_keys=True).encode()).hexdigest()[:16]
 
     def resize_and_crop(self, image: Image.Image) -> Image.Image:
@@ -85,13 +111,26 @@ class Preprocessing:
         return np.ascontiguousarray(array.transpose(2, 0, 1))
 
     def to_array(self, image: Image.Image) -> np.ndarray:
-        """The model input for one RGB image: float32, (3, height, width)."""
+        """The model input for one RGB image: float32, `sample_shape` (3, height, width)."""
         return self.normalize(np.asarray(self.resize_and_crop(image.convert("RGB"))))
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One named model input: what ONNX export declares and what a runner checks."""
+
+    name: str
+    dtype: str  # numpy dtype name
+    shape: tuple  # per batch: ("batch", *sample_shape); "batch" is the dynamic axis
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
 class ModelContract:
     """What a checkpoint's meta and a bundle's manifest both carry, under the same keys:
-    `preprocessing`, `classes` and `task`. A subclass says where its dict is (`contract`)."""
+    `preprocessing`, `classes` and `task` (and `parts` for a model with several named inputs).
+    A subclass says where its dict is (`contract`)."""
 
     @property
     def contract(self) -> dict:
@@ -102,6 +141,17 @@ class ModelContract:
         return Preprocessing.from_dict(self.contract["preprocessing"])
 
     @property
+    def parts(self) -> dict[str, Preprocessing]:
+        """{input name: Preprocessing}; one part named INPUT_NAME unless `parts` says more."""
+        named = self.contract.get("parts")
+        if named:
+            return {name: Preprocessing.from_dict(data) for name, data in named.items()}
+        return {INPUT_NAME: self.preprocessing}
+
+    def input_specs(self) -> list[InputSpec]:
+        return input_specs(self.parts)
+
+    @property
     def classes(self) -> list[str]:
         return list(self.contract["classes"])
 
@@ -110,26 +160,7 @@ class ModelContract:
         return self.contract["task"]
 
 
-@dataclass
-class Inputs:
-    arrays: np.ndarray  # float32 (N,3,H,W)
-    kept: list[int]  # indices into the requested paths
-    bad: list[tuple[str, str]]  # (path, reason) skipped
-
-
-def load_inputs(paths, preprocessing, *, progress=None, desc="Preprocessing") -> Inputs:
-    """Decode and preprocess `paths`; bad images are skipped and listed, never raised."""
-    from shotlab.core.errors import BadImageError
-    from shotlab.core.images import load_rgb
-    from shotlab.core.progress import progress_bar
-
-    arrays, kept, bad = [], [], []
-    height, width = preprocessing.input_size
-    for i, path in enumerate(progress_bar(paths, enabled=progress, unit="img", desc=desc)):
-        try:
-            arrays.append(preprocessing.to_array(load_rgb(path)))
-            kept.append(i)
-        except BadImageError as exc:
-            bad.append((str(path), exc.reason))
-    stacked = np.stack(arrays) if arrays else np.zeros((0, 3, height, width), np.float32)
-    return Inputs(stacked, kept, bad)
+def input_specs(parts: dict[str, Preprocessing]) -> list[InputSpec]:
+    """The model inputs of `parts`, in order: float32 batches of each part's sample shape."""
+    return [InputSpec(name, "float32", ("batch", *prep.sample_shape))
+            for name, prep in parts.items()]

@@ -1,0 +1,242 @@
+"""The bundle on disk: the one owner of its file names, its manifest and its verification.
+
+    bundle/
+      manifest.json      format_version, classes, task, policy + thresholds, preprocessing (the
+                         input contract), input/output specs, dataset manifest hash, source run,
+                         versions, runtimes {name: file}, files {name: sha256}, digest
+      model.onnx         FP32, softmax/sigmoid inside, dynamic batch
+      model.fp16.onnx    with --fp16
+      model.engine       with --to tensorrt (+ timing.cache, calibration.cache with --int8)
+      trtexec.txt        the trtexec line that builds the engine on the target device
+      report.html/json   the validation report measured through each runtime
+
+    bundle = load_bundle("runs/.../bundle")     # verified as a whole before anything is used
+
+A bundle is verified as a whole: `digest` is the sha256 of the canonical manifest (every key but
+the digest itself, so the file hashes, thresholds, review band, unsafe list and class order are
+all covered), and every listed file must match its sha256. A path in the manifest can never
+leave the bundle folder (no `..`, no absolute paths, no symlinks out). What this protects
+against and what it does not: docs/security.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from shotlab.core.errors import InputError
+from shotlab.core.files import atomic_path, write_json_atomic
+from shotlab.core.images import sha256_file
+from shotlab.runtime.contract import ModelContract
+
+MANIFEST_FILE = "manifest.json"
+ONNX_FILE = "model.onnx"
+ONNX_FP16_FILE = "model.fp16.onnx"
+ENGINE_FILE = "model.engine"
+TIMING_CACHE_FILE = "timing.cache"
+CALIBRATION_CACHE_FILE = "calibration.cache"
+TRTEXEC_FILE = "trtexec.txt"
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+
+# 2: the manifest carries `digest` and `preprocessing.kind`. Version 1 bundles had no digest, so
+# an edited manifest could not be told from a genuine one: they are refused, not trusted.
+FORMAT_VERSION = 2
+READS_VERSIONS = (2,)
+REQUIRED_KEYS = {"classes", "task", "preprocessing", "policy", "source", "runtimes", "files"}
+
+
+@dataclass
+class Bundle(ModelContract):
+    path: Path  # the folder holding the files (a temporary copy for a .zip)
+    manifest: dict
+    origin: Path  # what the caller named: the folder or the .zip
+
+    @property
+    def contract(self) -> dict:
+        return self.manifest
+
+    @property
+    def thresholds(self) -> dict:
+        """Per unsafe class: threshold, review_band, ... as in the run's thresholds.json."""
+        return dict(self.manifest["policy"].get("thresholds") or {})
+
+    @property
+    def policy(self) -> dict:
+        return dict(self.manifest["policy"])
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.manifest["source"]["checkpoint"])
+
+    @property
+    def runtimes(self) -> dict[str, str]:
+        """{runtime name: model file}, e.g. {"onnx": "model.onnx", "onnx-fp16": ...}."""
+        return dict(self.manifest.get("runtimes") or {})
+
+    def model_file(self, runtime: str) -> Path:
+        if runtime not in self.runtimes:
+            raise InputError(f"{self.origin}: this bundle has no {runtime} model (it has: "
+                             f"{', '.join(self.runtimes) or 'none'}); re-export with the "
+                             f"matching --to/--fp16 option")
+        return inside(self.path, self.runtimes[runtime])
+
+    def model_sha256(self, runtime: str = "onnx") -> str:
+        return self.manifest["files"][self.runtimes[runtime]]
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file in `folder` except the manifest itself."""
+    return {path.relative_to(folder).as_posix(): sha256_file(path)
+            for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != MANIFEST_FILE}
+
+
+def digest(manifest: dict) -> str:
+    """sha256 of the canonical JSON of `manifest` without its own `digest` key."""
+    body = {key: value for key, value in manifest.items() if key != "digest"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def write_manifest(folder: Path, manifest: dict) -> dict:
+    """Add the format version, the hashes of the folder's files and the digest; write it."""
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "files": file_hashes(folder)}
+    manifest["digest"] = digest(manifest)
+    write_json_atomic(folder / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def zip_folder(folder: Path, target: Path) -> Path:
+    """`target` (.zip) holding the folder's files at its root; returns `target`."""
+    with atomic_path(target) as partial:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(folder).as_posix())
+    return target
+
+
+def replace_folder(source: Path, target: Path) -> Path:
+    """Move `source` to `target`, removing what was at `target` first."""
+    if target.exists():
+        shutil.rmtree(target)
+    source.replace(target)
+    return target
+
+
+# --- reading and verifying ---------------------------------------------------------------------
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise InputError(f"{folder}: not a shotlab bundle (no {MANIFEST_FILE}); give the folder "
+                         f"or .zip that `shotlab export` wrote")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc}); re-export the bundle") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: not a bundle manifest (a JSON object); re-export the bundle")
+    return manifest
+
+
+def check_format(folder: Path, manifest: dict) -> None:
+    found = manifest.get("format_version")
+    if found not in READS_VERSIONS:
+        raise InputError(f"{folder}: bundle format version {found} is not one this shotlab reads "
+                         f"({', '.join(map(str, READS_VERSIONS))}); re-export it from its run "
+                         f"with `shotlab export RUN --force` (docs/export.md)")
+
+
+def inside(folder: Path, name) -> Path:
+    """`folder/name` for a manifest path that stays inside `folder`; InputError otherwise."""
+    pure = PurePosixPath(name) if isinstance(name, str) else None
+    if pure is None or not name or pure.is_absolute() or ".." in pure.parts or "\\" in name:
+        raise InputError(f"{folder / MANIFEST_FILE}: file path {name!r} would leave the bundle "
+                         f"folder; refusing to use this bundle (re-export it)")
+    path = folder / pure
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise InputError(f"{path}: a link that points outside the bundle folder; refusing to "
+                         f"use this bundle (re-export it)")
+    return path
+
+
+def verify_bundle(folder: Path, manifest: dict) -> None:
+    """Raise InputError unless the manifest's digest and every file's sha256 match.
+
+    Checks, in order: the format version, the digest over the manifest, that every path stays
+    in the folder, that every runtime's model is a hashed file, and each file's sha256."""
+    check_format(folder, manifest)
+    if manifest.get("digest") != digest(manifest):
+        raise InputError(f"{folder / MANIFEST_FILE}: the manifest does not match its digest (it "
+                         f"was edited or corrupted after export); re-export the bundle, do not "
+                         f"run it")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise InputError(f"{folder / MANIFEST_FILE}: lists no file hashes; re-export the bundle")
+    for runtime, name in (manifest.get("runtimes") or {}).items():
+        if name not in files:
+            raise InputError(f"{folder / MANIFEST_FILE}: runtime {runtime} names {name!r}, which "
+                             f"is not a hashed bundle file; re-export the bundle")
+    for name, expected in files.items():
+        path = inside(folder, name)
+        if not path.is_file():
+            raise InputError(f"{folder}: bundle file {name} is missing; re-export the bundle "
+                             f"or restore the file")
+        if sha256_file(path) != expected:
+            raise InputError(f"{path}: sha256 does not match the bundle manifest (the file was "
+                             f"modified or corrupted); re-export the bundle, do not run it")
+
+
+def unzip(archive_path: Path, target: Path) -> Path:
+    """Extract a bundle zip into `target`, refusing members that would land outside it."""
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            root = target.resolve()
+            for member in archive.namelist():
+                if not (root / member).resolve().is_relative_to(root):
+                    raise InputError(f"{archive_path}: member {member} points outside the "
+                                     f"bundle; refusing to extract it")
+            archive.extractall(target)
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{archive_path}: not a readable zip ({exc}); re-export with "
+                         f"`shotlab export RUN --zip`") from None
+    return target
+
+
+def temporary_folder() -> Path:
+    """A folder removed when the process exits: where a zipped bundle is unpacked."""
+    folder = Path(tempfile.mkdtemp(prefix="shotlab-bundle-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def load_bundle(path, *, verify: bool = True) -> Bundle:
+    """The bundle at `path` (folder or .zip), verified as a whole before anything is used.
+
+    `verify=False` is for export's own provisional bundle, before its report exists."""
+    origin = Path(path)
+    if origin.is_file() and origin.suffix.lower() == ".zip":
+        folder = unzip(origin, temporary_folder())
+    elif origin.is_dir():
+        folder = origin
+    else:
+        raise InputError(f"{origin}: no bundle there (expected the folder or .zip that "
+                         f"`shotlab export` wrote)")
+    manifest = read_manifest(folder)
+    if verify:
+        verify_bundle(folder, manifest)
+    missing = REQUIRED_KEYS - set(manifest)
+    if missing:
+        raise InputError(f"{folder / MANIFEST_FILE}: lacks {sorted(missing)}; it was not written "
+                         f"by `shotlab export`")
+    return Bundle(folder, manifest, origin)

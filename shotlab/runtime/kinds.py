@@ -1,0 +1,81 @@
+"""Input kinds: one table entry per kind of input a model can take.
+
+    KINDS["image"].load(paths, preprocessing)   -> Inputs(arrays (N, 3, H, W), kept, bad)
+    KINDS["image"].sample_shape(preprocessing)  -> (3, H, W)
+    load_inputs(paths, preprocessing)           the entry of `preprocessing.kind`
+
+A kind says how a source (a file path today) becomes a preprocessed array, what one sample's
+shape is, and which file suffixes belong to it. `clip` (frames sampled from a short video) and
+`text` (a tokenised comment) are added here, as one entry each, by their issues; every stage
+that runs a model (export, predict, explain, the service) goes through this table, never through
+a kind-specific copy of itself.
+
+This module imports nothing heavier than PIL and numpy; a loader imports what else it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from shotlab.core.errors import InputError
+from shotlab.core.images import IMAGE_EXTENSIONS
+
+
+@dataclass
+class Inputs:
+    arrays: np.ndarray  # float32 (N, *sample_shape)
+    kept: list[int]  # indices into the requested sources
+    bad: list[tuple[str, str]]  # (source, reason) skipped
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    summary: str  # one line for help texts and docs
+    sample_shape: Callable  # (preprocessing) -> shape of one preprocessed sample
+    load: Callable  # (sources, preprocessing, *, progress, desc) -> Inputs
+    extensions: frozenset[str]  # file suffixes a folder search collects for this kind
+
+
+def image_shape(preprocessing) -> tuple[int, int, int]:
+    height, width = preprocessing.input_size
+    return (len(preprocessing.channel_order), height, width)
+
+
+def load_images(paths, preprocessing, *, progress=None, desc="Preprocessing") -> Inputs:
+    """Decode and preprocess `paths`; bad images are skipped and listed, never raised."""
+    from shotlab.core.errors import BadImageError
+    from shotlab.core.images import load_rgb
+    from shotlab.core.progress import progress_bar
+
+    arrays, kept, bad = [], [], []
+    for i, path in enumerate(progress_bar(paths, enabled=progress, unit="img", desc=desc)):
+        try:
+            arrays.append(preprocessing.to_array(load_rgb(path)))
+            kept.append(i)
+        except BadImageError as exc:
+            bad.append((str(path), exc.reason))
+    shape = image_shape(preprocessing)
+    stacked = np.stack(arrays) if arrays else np.zeros((0, *shape), np.float32)
+    return Inputs(stacked, kept, bad)
+
+
+KINDS: dict[str, Kind] = {
+    "image": Kind("image", "a still image (jpg, png, webp, ...), resized and center-cropped",
+                  image_shape, load_images, IMAGE_EXTENSIONS),
+}
+
+
+def get_kind(name: str) -> Kind:
+    if name not in KINDS:
+        raise InputError(f"input kind '{name}' is not one this shotlab reads ({', '.join(KINDS)}); "
+                         f"upgrade shotlab or re-export the model with this version")
+    return KINDS[name]
+
+
+def load_inputs(sources, preprocessing, *, progress=None, desc="Preprocessing") -> Inputs:
+    """The model inputs of `sources` under `preprocessing`, through the table entry of its kind."""
+    return get_kind(preprocessing.kind).load(sources, preprocessing, progress=progress, desc=desc)

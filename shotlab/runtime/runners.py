@@ -1,0 +1,203 @@
+"""Runners: every way shotlab runs a model, behind one protocol and one table.
+
+    runner = make_runner(bundle, "onnx")          # RUNNERS[name](bundle)
+    probs = runner(batch)                         # float32 (N, *sample_shape) -> (N, K)
+    probs = run_batched(runner, arrays)           # in bounded batches
+
+A `Runner` is any callable from a preprocessed float32 batch to probabilities, with `classes`
+(the number of outputs). Bundle runtimes are the table `RUNNERS` ("onnx", "onnx-fp16",
+"tensorrt"); `TorchRunner` is the PyTorch reference the export report compares them with.
+Prediction needs numpy and onnxruntime only: torch and tensorrt are imported by the runners that
+need them, when they are built.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from shotlab.core.errors import InputError, ShotlabError
+from shotlab.runtime.bundle import TRTEXEC_FILE
+from shotlab.runtime.contract import INPUT_NAME, OUTPUT_NAME, InputSpec
+
+BATCH_SIZE = 32  # the batch predict and the report use; small enough for 2 GB of RAM at 224 px
+TENSORRT_MAX_BATCH = 64  # the engine's optimisation profile's largest batch (export builds it)
+
+
+class Runner(Protocol):
+    classes: int
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def batches(items, size: int):
+    """Consecutive slices of `items` (a sequence or array) of at most `size`."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def run_batched(runner, arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """`runner` over `arrays` in batches; (0, K) for no rows."""
+    parts = [runner(chunk) for chunk in batches(arrays, batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, runner.classes or 0), np.float32)
+
+
+def check_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """`batch` as contiguous float32, or InputError naming the shape the contract expects."""
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    if batch.ndim != len(spec.shape) or tuple(batch.shape[1:]) != tuple(spec.shape[1:]):
+        expected = ", ".join(str(d) for d in ("N", *spec.shape[1:]))
+        raise InputError(f"expected a float32 batch ({expected}) for input '{spec.name}'; got "
+                         f"shape {batch.shape}")
+    return batch
+
+
+def session_options(threads: int | None = None):
+    """ONNX Runtime options: all graph optimisations, intra-op threads = cores by default."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
+    return options
+
+
+class OnnxRunner:
+    """ONNX Runtime. `fp16=True` runs `model.fp16.onnx`; inputs and outputs stay float32.
+    `providers` defaults to the CPU provider: the one that behaves the same everywhere."""
+
+    def __init__(self, bundle, *, providers=None, fp16: bool = False,
+                 threads: int | None = None):
+        import onnxruntime as ort
+
+        self.runtime = "onnx-fp16" if fp16 else "onnx"
+        self.path = bundle.model_file(self.runtime)
+        self.session = ort.InferenceSession(str(self.path), sess_options=session_options(threads),
+                                            providers=providers or ["CPUExecutionProvider"])
+        self.spec = bundle.input_specs()[0]
+        self.input_name = self.session.get_inputs()[0].name
+        self.classes = len(bundle.classes)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = check_batch(batch, self.spec)
+        if len(batch) == 0:
+            return np.zeros((0, self.classes), np.float32)
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """Why TensorRT cannot run here, or None when it can."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return ("the tensorrt Python package is not installed (it needs NVIDIA's libraries "
+                "and a CUDA GPU)")
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible (TensorRT builds and runs engines on a GPU only)"
+    return None
+
+
+def require_tensorrt() -> None:
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        raise ShotlabError(f"--to tensorrt: {reason}. Export with --to onnx here and build the "
+                           f"engine on the target device with the command in the bundle's "
+                           f"{TRTEXEC_FILE}")
+
+
+class TensorRTRunner:
+    """A bundle's TensorRT engine, driven by `set_input_shape`, `set_tensor_address` and
+    `execute_async_v3` on one CUDA stream; device memory is held by torch CUDA tensors."""
+
+    def __init__(self, bundle):
+        require_tensorrt()
+        import tensorrt as trt
+        import torch
+
+        self.torch = torch
+        self.input_name, self.output_name = INPUT_NAME, OUTPUT_NAME
+        engine_path = bundle.model_file("tensorrt")
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise ShotlabError(f"{engine_path}: TensorRT cannot load this engine (built for "
+                               f"another GPU or TensorRT version?); rebuild it with "
+                               f"{TRTEXEC_FILE}")
+        self.context = self.engine.create_execution_context()
+        self.spec = bundle.input_specs()[0]
+        self.classes = len(bundle.classes)
+        self.stream = torch.cuda.Stream()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = check_batch(batch, self.spec)
+        outputs = [self.run_chunk(chunk) for chunk in batches(batch, TENSORRT_MAX_BATCH)]
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.classes), np.float32)
+
+    def run_chunk(self, chunk: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.cuda.stream(self.stream):  # copies and the engine on one stream
+            inputs = torch.from_numpy(chunk).to("cuda", non_blocking=True)
+            result = torch.empty((len(chunk), self.classes), dtype=torch.float32, device="cuda")
+            self.context.set_input_shape(self.input_name, tuple(inputs.shape))
+            self.context.set_tensor_address(self.input_name, int(inputs.data_ptr()))
+            self.context.set_tensor_address(self.output_name, int(result.data_ptr()))
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise ShotlabError("TensorRT failed to execute the engine")
+        self.stream.synchronize()
+        return result.cpu().numpy()
+
+
+def probability_model(model, task: str):
+    """A torch `model` wrapped so its output is softmax (multiclass) or sigmoid (multilabel)
+    scores: what ONNX export writes and what the PyTorch reference runs."""
+    import torch
+
+    from shotlab.runtime.decide import probabilities
+
+    class ProbabilityModel(torch.nn.Module):
+        def __init__(self, inner, task):
+            super().__init__()
+            self.inner = inner
+            self.task = task
+
+        def forward(self, x):
+            return probabilities(self.inner(x), self.task)
+
+    return ProbabilityModel(model, task).eval()
+
+
+class TorchRunner:
+    """The PyTorch reference as a runner: eager, inference mode, probabilities out."""
+
+    def __init__(self, model, task: str, classes: int | None = None):
+        self.model = probability_model(model, task)
+        self.classes = classes
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+
+RUNNERS: dict[str, Callable] = {
+    "onnx": OnnxRunner,
+    "onnx-fp16": lambda bundle: OnnxRunner(bundle, fp16=True),
+    "tensorrt": TensorRTRunner,
+}
+
+
+def make_runner(bundle, runtime: str = "onnx") -> Runner:
+    """The runner for `runtime`, a key of RUNNERS the bundle has a model for."""
+    if runtime not in RUNNERS:
+        raise InputError(f"runtime '{runtime}' is not one of {', '.join(RUNNERS)}")
+    bundle.model_file(runtime)  # a clear error when the bundle lacks it
+    return RUNNERS[runtime](bundle)
