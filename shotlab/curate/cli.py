@@ -215,12 +215,12 @@ def app_command(name: str, port: int, address: str) -> None:
 
 
 def add_command_modules() -> None:
-    """Commands defined in their own modules, kept small: checks and the review loop."""
-    from shotlab.curate import check_cli, review_cli
+    """Commands defined in their own modules, kept small: the review loop. `check` and
+    `augment-preview` need training code too: shotlab/cli.py adds them (shotlab.commands)."""
+    from shotlab.curate import review_cli
 
-    for module in (check_cli, review_cli):
-        for command in module.COMMANDS:
-            curate.add_command(command)
+    for command in review_cli.COMMANDS:
+        curate.add_command(command)
 
 
 add_command_modules()

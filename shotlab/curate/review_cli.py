@@ -1,4 +1,4 @@
-"""The review loop and splits: `curate apply`, `history`, `split` and `augment-preview`.
+"""The review loop and splits: `curate apply`, `history` and `split`.
 
 Only click is imported here; each command imports its work when it runs.
 """
@@ -130,49 +130,3 @@ def split_command(name: str, val: float, test: float, seed: int, overwrite: bool
     click.echo(table(["class", *SPLITS, "total"], rows))
     for warning in report.warnings:
         click.echo(f"Warning: {warning}", err=True)
-
-
-@command("augment-preview")
-@click.argument("name")
-@click.option("--preset", required=True, help="Training augmentation preset: none, light, "
-                                              "standard or strong.")
-@click.option("--samples", type=click.IntRange(1, 100), default=6, show_default=True,
-              help="Rows: samples to show, classes taken in turn.")
-@click.option("--per-sample", type=click.IntRange(1, 32), default=5, show_default=True,
-              help="Augmented variants per sample.")
-@click.option("--backbone", default="lite0", show_default=True,
-              help="Model whose input size and resize/crop the preview uses.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="PNG to write [default: augment-NAME-PRESET.png here].")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Picks the samples and drives the augmentations.")
-def augment_preview_command(name: str, preset: str, samples: int, per_sample: int, backbone: str,
-                            out: Path | None, seed: int) -> None:
-    """Write a grid PNG of training augmentations on real samples of dataset NAME: each row
-    the model's view of one sample, then augmented variants.
-
-    \b
-    Example:
-      shotlab curate augment-preview vehicles --preset strong --out strong.png
-    """
-    # The composition root: curate code never imports train; this command hands its presets over.
-    from shotlab.curate.augment_preview import write_preview
-    from shotlab.train.augment import PRESETS, TrainTransform, build_preset
-    from shotlab.train.backbones import create_model
-
-    if preset not in PRESETS:  # before building the model: a typo should fail at once
-        raise click.BadParameter(f"unknown preset '{preset}'; presets: {', '.join(PRESETS)}",
-                                 param_hint="--preset")
-    preprocessing = create_model(backbone, pretrained=False).preprocessing
-    transform = TrainTransform(preprocessing, preset)
-    if preset == "none":
-        augment = transform.augment
-    else:
-        import numpy as np
-
-        pipeline = build_preset(preset, *preprocessing.input_size, seed=seed)
-        augment = lambda image: pipeline(image=np.asarray(image))["image"]  # noqa: E731
-    path = write_preview(name, out or Path(f"augment-{name}-{preset}.png"),
-                         original=preprocessing.resize_and_crop, augment=augment,
-                         samples=samples, per_sample=per_sample, seed=seed)
-    click.echo(str(path))

@@ -11,7 +11,7 @@ import click
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 
-FORMAT_NAMES = "onnx, tensorrt"  # mirrors formats.FORMATS (kept here: --help imports no numpy)
+from shotlab.export.formats import FORMATS
 
 
 def activate_workspace() -> None:
@@ -43,7 +43,7 @@ def read_preprocessing(path: Path | None):
 @click.command("export")
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
 @click.option("--to", "to", default="onnx", show_default=True, metavar="FORMATS",
-              help=f"Comma-separated formats: {FORMAT_NAMES} (tensorrt implies onnx).")
+              help=f"Comma-separated formats: {', '.join(FORMATS)} (tensorrt implies onnx).")
 @click.option("--fp16", is_flag=True, help="Also an FP16 model (ONNX; TensorRT FP16 flag).")
 @click.option("--int8", is_flag=True, help="TensorRT INT8, calibrated on the train split.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),

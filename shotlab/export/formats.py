@@ -2,7 +2,10 @@
 
 Each format function takes an `ExportJob` and writes its files into the job's bundle folder,
 returning {runtime name: file name}. Runtimes are what the report measures and `predict` runs:
-"onnx" (FP32), "onnx-fp16", "tensorrt".
+"onnx" (FP32), "onnx-fp16", "tensorrt" (shotlab.runtime.runners.RUNNERS).
+
+Import-free at module level (the CLI builds `--to`'s help from FORMATS): each format function
+imports its work when it runs.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.runtime.bundle import ONNX_FILE, ONNX_FP16_FILE
 
 
 
@@ -30,6 +32,7 @@ class ExportJob:
 
 def export_onnx(job: ExportJob) -> dict[str, str]:
     from shotlab.export import onnx_export
+    from shotlab.runtime.bundle import ONNX_FILE, ONNX_FP16_FILE
 
     path = onnx_export.export_file(job.checkpoint.model, job.checkpoint.task,
                                    job.preprocessing.sample_shape, job.folder / ONNX_FILE)

@@ -12,8 +12,8 @@ from PIL import Image
 from shotlab.core.errors import InputError
 from shotlab.runtime.contract import Preprocessing
 from shotlab.core.workspace import apply_offline_environment
+from shotlab.train.choices import PRESETS
 
-PRESETS = ("none", "light", "standard", "strong")
 
 
 def build_preset(name: str, height: int, width: int, seed: int | None = None):

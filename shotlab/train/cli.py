@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-MODES = ("linear", "partial", "full")
-PRESETS = ("none", "light", "standard", "strong")
+from shotlab.train.choices import MODES, PRESETS, describe
 
 
 class TrainGroup(click.Group):
@@ -36,13 +35,14 @@ def split_names(value: str | None) -> list[str]:
 @click.argument("name", required=False)
 @click.option("--backbone", default="lite0", show_default=True, help="See `shotlab train backbones`.")
 @click.option("--mode", type=click.Choice(MODES), default="partial", show_default=True,
-              help="linear: head only; partial: last stages too; full: everything (LLRD).")
+              help=describe(MODES) + ".")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Head learning rate.")
 @click.option("--layer-decay", type=click.FloatRange(0, 1), default=0.7, show_default=True)
 @click.option("--unfreeze-stages", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--augment", type=click.Choice(PRESETS), default="standard", show_default=True)
+@click.option("--augment", type=click.Choice(PRESETS), default="standard", show_default=True,
+              help=describe(PRESETS) + ".")
 @click.option("--balance", type=click.Choice(["sampler", "loss", "none"]), default="sampler",
               show_default=True)
 @click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.1, show_default=True)

@@ -30,9 +30,9 @@ from shotlab.runtime.decide import probabilities
 from shotlab.train.augment import TrainTransform
 from shotlab.train.backbones import Created, create_model
 from shotlab.train.device import autocast, on_gpu, place_model, resolve, to_device
+from shotlab.train.choices import MODES
 from shotlab.train.manifest import Entry, Manifest
 
-MODES = ("linear", "partial", "full")
 BACKBONE_LR_SCALE = 0.1
 PROBE_C = 10.0  # on features of norm ~1, as the logreg baseline (flat accuracy from C=3 up)
 RANGES = (("lr", 0, 1, False), ("layer_decay", 0, 1, False), ("target_recall", 0, 1, False),
@@ -64,7 +64,7 @@ class TrainConfig:
     target_recall: float = 0.95
 
     def check(self) -> "TrainConfig":
-        from shotlab.train.augment import PRESETS
+        from shotlab.train.choices import PRESETS
 
         for name, value, allowed in (("mode", self.mode, MODES), ("balance", self.balance, BALANCE),
                                      ("augment", self.augment, PRESETS)):

@@ -18,10 +18,10 @@ from shotlab.core import store
 from shotlab.core.errors import InputError
 from shotlab.curate.checks import fields
 from shotlab.curate.checks.base import CheckResult
+from shotlab.curate.checks.registry import CHECKS as REGISTRY
+from shotlab.curate.checks.registry import EMBEDDING_CHECKS
 
-CHECKS = ("label", "duplicates", "leakage", "quality", "balance", "outlier", "near_duplicate",
-          "non_iid")
-EMBEDDING_CHECKS = {"label", "duplicates", "leakage", "outlier", "near_duplicate", "non_iid"}
+CHECKS = tuple(REGISTRY)
 EXCLUDE_TAG = "exclude"
 KEEP_FIELD = "reviewed_keep"  # set by `curate apply` from the `keep` tag: a person judged it right
 # Judgement calls a reviewer may overrule; duplicates, leakage and quality are facts and stay.

@@ -1,8 +1,8 @@
 """`shotlab curate check`: run the data checks and write their fields, tags, views and report.
 
-Only click is imported here; each command imports its work when it runs. This is the one place
-where curation meets training code: the command builds the embedding function from
-`shotlab.train` and hands it to the detectors, which only ever see arrays.
+A command that needs two stages lives here, in the CLI layer: it builds the embedding function
+from `shotlab.train` and hands it to curate's detectors, which only ever see arrays (curate never
+imports train). Only click and the import-free check table are imported at module level.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
+from shotlab.curate.checks.registry import CHECKS
+
 DEFAULT_BACKBONE = "lite0"  # ImageNet weights that ship offline; fast on a CPU
 
 
@@ -23,6 +24,17 @@ def embedder(backbone: str, progress: bool | None):
 
         return extract(create_model(backbone, num_classes=0), paths, sha256s, progress=progress)
     return embed
+
+
+class ThresholdOption(click.Option):
+    """--threshold, whose help lists the names the detectors accept, read when help is shown
+    (the detectors import numpy: `shotlab --help` must not)."""
+
+    def get_help_record(self, ctx):
+        from shotlab.curate.checks.detect import threshold_names
+
+        record = super().get_help_record(ctx)
+        return record and (record[0], record[1].replace("{names}", ", ".join(threshold_names())))
 
 
 def render_summary(summary) -> str:
@@ -45,13 +57,12 @@ def render_summary(summary) -> str:
 @click.command("check")
 @click.argument("name")
 @click.option("--checks", "checks_text", default="all", show_default=True,
-              help="Comma-separated: label, duplicates, leakage, quality, balance, outlier, "
-                   "near_duplicate, non_iid.")
+              help="Comma-separated, or all. " + "; ".join(
+                  f"{name}: {info.summary}" for name, info in CHECKS.items()) + ".")
 @click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
               help="Backbone for the embeddings (cached, so a re-run is cheap).")
-@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
-              help="Override an adaptive cut: blurry, dark, bright, low_information, odd_size, "
-                   "odd_aspect_ratio, phash_distance, cosine (repeatable).")
+@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE", cls=ThresholdOption,
+              help="Override an adaptive cut (repeatable): {names}.")
 @click.option("--min-per-class", type=click.IntRange(min=1), default=5, show_default=True,
               help="Balance check: warn about classes with fewer images.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -93,5 +104,3 @@ def check_command(name: str, checks_text: str, backbone: str, thresholds: tuple[
         return echo_json(summary.to_dict())
     click.echo(render_summary(summary))
 
-
-COMMANDS.append(check_command)
