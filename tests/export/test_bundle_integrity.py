@@ -1,0 +1,98 @@
+"""A bundle is verified as a whole: its manifest is covered by a digest, and no path in it can
+leave the bundle folder (issue 11.2). Every case here ran to a decision with exit 0 before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from shotlab.core.errors import InputError
+from shotlab.core.images import sha256_file
+from shotlab.runtime.bundle import MANIFEST_FILE, digest, load_bundle
+from tests.train.trainsets import write_colour_tree
+
+
+def read(bundle):
+    return json.loads((bundle / MANIFEST_FILE).read_text())
+
+
+def write(bundle, manifest, *, redigest: bool):
+    """Write `manifest` back; with `redigest`, as an attacker who also recomputes the digest."""
+    if redigest:
+        manifest["digest"] = digest(manifest)
+    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["policy"]["thresholds"]["red"].update(threshold=0.99),
+    lambda m: m["policy"]["thresholds"]["red"].update(review_band=[0.0, 0.0]),
+    lambda m: m["policy"].update(unsafe=[]),
+    lambda m: m.update(classes=list(reversed(m["classes"]))),
+], ids=["threshold", "review-band", "unsafe-list", "class-order"])
+def test_an_edited_manifest_is_refused(bundle_copy, edit):
+    manifest = read(bundle_copy)
+    edit(manifest)
+    write(bundle_copy, manifest, redigest=False)
+    with pytest.raises(InputError, match="does not match its digest"):
+        load_bundle(bundle_copy)
+
+
+def test_predict_refuses_an_edited_manifest_in_one_line(bundle_copy, tmp_path):
+    images = write_colour_tree(tmp_path / "in", counts={"new": 1}, seed=3)
+    manifest = read(bundle_copy)
+    manifest["policy"]["thresholds"]["red"]["threshold"] = 0.99
+    write(bundle_copy, manifest, redigest=False)
+    out = tmp_path / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(bundle_copy), str(images), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "does not match its digest" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("path", ["../../evil.onnx", "/tmp/evil.onnx", "sub/../../evil.onnx"])
+def test_a_model_path_outside_the_bundle_is_refused_even_with_a_valid_digest(bundle_copy, path):
+    evil = bundle_copy.parent.parent / "evil.onnx"
+    shutil.copy(bundle_copy / "model.onnx", evil)
+    manifest = read(bundle_copy)
+    manifest["runtimes"]["onnx"] = path
+    manifest["files"][path] = sha256_file(evil)
+    write(bundle_copy, manifest, redigest=True)
+    with pytest.raises(InputError, match="would leave the bundle folder"):
+        load_bundle(bundle_copy)
+
+
+def test_a_symlink_out_of_the_bundle_is_refused(bundle_copy, tmp_path):
+    outside = tmp_path / "outside.onnx"
+    shutil.move(bundle_copy / "model.onnx", outside)
+    (bundle_copy / "model.onnx").symlink_to(outside)  # same bytes, so the sha256 matches
+    with pytest.raises(InputError, match="points outside the bundle folder"):
+        load_bundle(bundle_copy)
+
+
+def test_a_runtime_must_name_a_hashed_file(bundle_copy):
+    manifest = read(bundle_copy)
+    manifest["runtimes"]["onnx"] = "report.html.onnx"
+    write(bundle_copy, manifest, redigest=True)
+    with pytest.raises(InputError, match="not a hashed bundle file"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("version", [1, 99, None])
+def test_an_unreadable_format_version_is_refused_with_the_fix(bundle_copy, version):
+    manifest = read(bundle_copy)
+    manifest["format_version"] = version
+    write(bundle_copy, manifest, redigest=True)
+    with pytest.raises(InputError, match=rf"format version {version} is not one this shotlab "
+                                         rf"reads \(2\); re-export it"):
+        load_bundle(bundle_copy)
+
+
+def test_the_digest_covers_every_key_but_itself(exported):
+    manifest = read(exported.path)
+    assert manifest["digest"] == digest(manifest)
+    assert digest({**manifest, "digest": "anything"}) == manifest["digest"]
+    assert digest({**manifest, "created": "2000-01-01"}) != manifest["digest"]
