@@ -36,8 +36,12 @@ class ShotlabGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, workspace: str | None, database_uri: str | None, debug: bool) -> None:
     """shotlab: curate small image datasets, train, export and explain, offline."""
+    from shotlab.core import workspace as workspaces
+
     ctx.meta["shotlab.debug"] = debug
-    ctx.meta["shotlab.workspace"] = (workspace, database_uri)
+    # The one activation path for every command: before any stage imports FiftyOne or a library
+    # that phones home (core/workspace.py sets the offline environment).
+    workspaces.activate(workspace, database_uri)
 
 
 def add_stage_groups() -> None:

@@ -11,12 +11,8 @@ EXPORT_FORMATS = ("folder", "csv", "fiftyone")
 
 
 @click.group("curate")
-@click.pass_context
-def curate(ctx: click.Context) -> None:
+def curate() -> None:
     """Import, inspect, export and review datasets in the FiftyOne store."""
-    from shotlab.core import workspace
-
-    workspace.activate(*ctx.meta.get("shotlab.workspace", (None, None)))
 
 
 def echo_import_report(report, as_json: bool) -> None:

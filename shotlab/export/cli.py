@@ -14,13 +14,6 @@ COMMANDS: list[click.Command] = []  # registered on the parent group by the pare
 from shotlab.export.formats import FORMATS
 
 
-def activate_workspace() -> None:
-    from shotlab.core import workspace
-
-    ctx = click.get_current_context()
-    workspace.activate(*ctx.find_root().meta.get("shotlab.workspace", (None, None)))
-
-
 def read_preprocessing(path: Path | None):
     """A preprocessing contract from a JSON file (the keys of a bundle's `preprocessing`)."""
     if path is None:
@@ -83,7 +76,6 @@ def export_command(run, to, fp16, int8, out, zip_bundle, force, min_agreement,
     from shotlab.export.formats import parse_formats
     from shotlab.export.validate import GateRules
 
-    activate_workspace()
     formats = parse_formats(to)
     result = export_run(run, formats=formats, fp16=fp16, int8=int8, out=out,
                         zip_bundle=zip_bundle, force=force,
@@ -140,7 +132,6 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, as_j
     from shotlab.export import predict
     from shotlab.runtime.bundle import load_bundle
 
-    activate_workspace()
     loaded = load_bundle(bundle)
     files = predict.collect_paths(paths)
     result = predict.predict_paths(loaded, files, batch_size=batch_size,

@@ -19,12 +19,8 @@ class TrainGroup(click.Group):
 
 
 @click.group("train", cls=TrainGroup)
-@click.pass_context
-def train(ctx: click.Context) -> None:
+def train() -> None:
     """Train classifiers on a dataset: `shotlab train NAME [OPTIONS]` (see `train run --help`)."""
-    from shotlab.core import workspace
-
-    workspace.activate(*ctx.meta.get("shotlab.workspace", (None, None)))
 
 
 def split_names(value: str | None) -> list[str]:
