@@ -169,8 +169,7 @@ def sanity_check(model, images, targets, method="gradcam", *, cascading: bool = 
     "spearman": the mean over the steps, "passed": spearman < threshold, "threshold"}."""
     import copy
 
-    import torch
-
+    from shotlab.core.seeding import seeded_torch
     from shotlab.explain import explain
 
     def maps_of(net):
@@ -182,8 +181,7 @@ def sanity_check(model, images, targets, method="gradcam", *, cascading: bool = 
     randomised = copy.deepcopy(model)
     stages = cascade_stages(randomised) if cascading else []
     steps, done = [], []
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with seeded_torch(seed):
         for stage in stages or [""]:
             reinitialise(randomised.get_submodule(stage) if stage else randomised)
             done.append(stage or "all")

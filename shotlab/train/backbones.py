@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shotlab.core.errors import InputError
+from shotlab.core.seeding import seeded_torch
 from shotlab.runtime.contract import Preprocessing
 
 
@@ -165,11 +166,9 @@ def create_model(name: str, *, num_classes: int = 0, class_names=(), weights_fil
     `num_classes=0` gives a feature extractor (pooled embeddings); otherwise a fresh head.
     """
     import timm
-    import torch
 
     backbone = get_backbone(name)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)  # a random init (the test backbone, the new head) is reproducible
+    with seeded_torch(0):  # a random init (the test backbone, the new head) is reproducible
         model = timm.create_model(backbone.timm_name, pretrained=False)
     weights = (resolve_weights(backbone, model, weights_file=weights_file,
                                allow_download=allow_download) if pretrained
@@ -185,8 +184,7 @@ def create_model(name: str, *, num_classes: int = 0, class_names=(), weights_fil
                              f"ImageNet weights of this backbone, not a fine-tuned model") from None
     if weights.sha256 is None:  # hub or random init: identify the weights by their values
         weights = Weights(weights.source, tensor_hash(model), None)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
+    with seeded_torch(0):
         model.reset_classifier(num_classes)
     config = timm.data.resolve_model_data_config(model)
     if backbone.input_size:

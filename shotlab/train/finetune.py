@@ -26,6 +26,7 @@ import numpy as np
 from shotlab.core.errors import InputError
 from shotlab.core.images import load_rgb
 from shotlab.core.progress import progress_bar
+from shotlab.core.seeding import seed_everything, seed_worker, seeded_torch
 from shotlab.runtime.decide import probabilities
 from shotlab.train.augment import TrainTransform
 from shotlab.train.backbones import Created, create_model
@@ -90,14 +91,6 @@ class TrainConfig:
         return asdict(self)
 
 
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 class LabelledImages:
     """(input, target) pairs for entries, decoded in DataLoader workers."""
 
@@ -138,14 +131,6 @@ def train_loader(entries, targets, created: Created, config: TrainConfig, task: 
                       sampler=sampler, generator=generator, num_workers=workers,
                       worker_init_fn=seed_worker, drop_last=False,
                       pin_memory=on_gpu(device))
-
-
-def seed_worker(worker_id: int) -> None:
-    import torch
-
-    seed = torch.initial_seed() % 2 ** 32
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 def stage_groups(model) -> list[list[str]]:
@@ -382,8 +367,7 @@ class Trainer:
 
         self.embed()
         head = self.model.get_classifier()
-        with torch.random.fork_rng():
-            torch.manual_seed(self.config.seed)
+        with seeded_torch(self.config.seed):
             self.probe = torch.nn.Linear(head.in_features, head.out_features).to(self.device)
         init_probe(self.probe, self.features["train"].cpu().numpy(), self.y_train, self.task)
         self.fold_probe()
