@@ -28,7 +28,7 @@ TIGER_CAT = 282  # ImageNet class index
 def imagenet_lite0():
     import timm
 
-    from shotlab.core.preprocessing import Preprocessing
+    from shotlab.runtime.contract import Preprocessing
     from shotlab.train.backbones import (get_backbone, load_state_dict, map_in_order,
                                          package_weights_file)
 
