@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
 
 import numpy as np
 
@@ -80,10 +79,17 @@ def to_png(fig, path=None) -> bytes:
         fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     finally:
         fig.clear()
-    data = buffer.getvalue()
+    return write_png(buffer.getvalue(), path)
+
+
+def write_png(data: bytes, path=None) -> bytes:
+    """Write `data` to `path` (when given) under a temporary name first: a failed write leaves
+    the previous picture, never half of one."""
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
+        from shotlab.core.files import atomic_path
+
+        with atomic_path(path) as partial:
+            partial.write_bytes(data)
     return data
 
 
@@ -93,11 +99,7 @@ def image_png(image_rgb, path=None) -> bytes:
 
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(image_rgb, dtype=np.uint8)).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    return data
+    return write_png(buffer.getvalue(), path)
 
 
 def methods_figure(image_rgb, maps: dict, path=None, *, title: str | None = None,

@@ -1,4 +1,9 @@
-"""`shotlab explain show`: what the store holds for one decision, as text, JSON or a figure."""
+"""`shotlab explain show`: what the store holds for one decision, as text, JSON or a figure.
+
+It only reads: the store is opened read-only (its bytes, mtime and folder are left as they were);
+the one file written is the figure asked for with `--out`, which may not be the store itself or
+the decision's image.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from shotlab.core.errors import InputError
 def describe(store_path, decision_id: str) -> dict:
     from shotlab.explain.store import ExplanationStore
 
-    with ExplanationStore(store_path, create=False) as store:
+    with ExplanationStore(store_path, readonly=True) as store:
         decision = store.decision(decision_id) or {}
         explanations = store.explanations(decision_id)
         appeals = [a for a in store.appeals(status=None) if a.decision_id == decision_id]
@@ -61,11 +66,14 @@ def render(store_path, decision_id: str, out) -> Path:
     from shotlab.explain.plots import methods_figure
     from shotlab.explain.store import ExplanationStore
 
-    with ExplanationStore(store_path, create=False) as store:
+    with ExplanationStore(store_path, readonly=True) as store:
         decision = store.decision(decision_id) or {}
         explanations = store.explanations(decision_id)
     if not explanations:
         raise InputError(f"decision {decision_id}: no explanation stored in {store_path} yet")
+    for path, what in ((store_path, "the explanation store"), (decision.get("path"), "its image")):
+        if path and Path(path).exists() and Path(out).exists() and Path(out).samefile(path):
+            raise InputError(f"--out {out} is {what}; give a new .png path for the figure")
     maps = {f"{e.method} ({e.target})" if e.target else e.method: e.map for e in explanations}
     image = backdrop(decision.get("path"), decision.get("bundle"), explanations[0].map.shape)
     methods_figure(image, maps, out, title=f"decision {decision_id}")

@@ -12,6 +12,13 @@ Tables (all looked up by `decision_id`, which is indexed):
     with ExplanationStore(path) as store:
         store.put(decision_id, "gradcam", heatmap, target="red", params={...})
         store.explanations(decision_id)          # -> [Explanation(..., map=float32 (H, W))]
+    with ExplanationStore(path, readonly=True) as store:   # reads only: the file is not touched
+        ...
+    with store.transaction():                    # every write inside is stored, or none
+        ...
+
+A damaged store (a page SQLite cannot read, a row whose JSON or map does not decode) raises an
+InputError naming the file and, for a row, its table and rowid; nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import sqlite3
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +51,8 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE INDEX IF NOT EXISTS pending_by_status ON pending (status);
 CREATE INDEX IF NOT EXISTS pending_by_decision ON pending (decision_id);
 """
+TABLES = ("decisions", "explanations", "pending")
+ROW_ERRORS = (ValueError, TypeError, KeyError, zlib.error)  # JSON, map or column that won't decode
 
 
 @dataclass
@@ -70,6 +80,19 @@ class Appeal:
     error: str | None = None
 
 
+# Why not skip a damaged row and show the rest: SQLite cannot say which other rows the damage
+# reached, and an appeal answered from a partly read store would look complete (docs/explain.md).
+DAMAGED_FIX = ("restore it from a backup, or move it aside (the next `shotlab predict --explain` "
+               "starts a new one) and copy what is readable with `sqlite3 STORE .recover`")
+
+
+def one_line(exc: Exception, limit: int = 160) -> str:
+    """An error's text on one line, without the unprintable bytes a damaged file puts in it."""
+    text = " ".join(str(exc).split())
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -87,21 +110,43 @@ def decode_map(blob: bytes, height: int, width: int) -> np.ndarray:
 
 
 class ExplanationStore:
-    """The SQLite store at `path` (created with its tables when missing)."""
+    """The SQLite store at `path`: created with its tables when missing (`create`), or an
+    existing one; `readonly` opens it without writing anything (no table, journal or folder)."""
 
-    def __init__(self, path, *, create: bool = True):
+    def __init__(self, path, *, create: bool = True, readonly: bool = False):
         self.path = Path(path)
+        self.depth = 0  # nesting of transaction()
+        create = create and not readonly
         if not create and not self.path.is_file():
             raise InputError(f"{self.path}: no explanation store there (it is written by "
                              f"`shotlab predict --explain`, as explanations.sqlite beside the "
                              f"decisions)")
+        with self.guard(opening=True):
+            self.db = self.connect(readonly)
+            try:
+                self.db.row_factory = sqlite3.Row
+                if not create:
+                    self.check_tables()
+                if not readonly:
+                    self.db.executescript(SCHEMA)
+            except BaseException:
+                self.db.close()
+                raise
+
+    def connect(self, readonly: bool) -> sqlite3.Connection:
+        if readonly:  # mode=ro: SQLite neither creates nor changes the file, nor a journal
+            return sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(self.path)
-            self.db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise InputError(f"{self.path}: not an explanation store ({exc})") from None
-        self.db.row_factory = sqlite3.Row
+        return sqlite3.connect(self.path)
+
+    def check_tables(self) -> None:
+        found = {row[0] for row in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [table for table in TABLES[:2] if table not in found]
+        if missing:
+            raise InputError(f"{self.path}: not an explanation store (no {' or '.join(missing)} "
+                             f"table{'s' if len(missing) > 1 else ''}); give the "
+                             f"explanations.sqlite that `shotlab predict --explain` wrote")
 
     def __enter__(self):
         return self
@@ -112,9 +157,43 @@ class ExplanationStore:
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def guard(self, opening: bool = False):
+        """SQLite's errors on a foreign, damaged or read-only file as one InputError naming it."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if opening and "not a database" in str(exc):
+                raise InputError(f"{self.path}: not an explanation store ({one_line(exc)}); give "
+                                 f"the explanations.sqlite that `shotlab predict --explain` "
+                                 f"wrote") from None
+            raise InputError(f"{self.path}: the explanation store cannot be read or written "
+                             f"({one_line(exc)}); {DAMAGED_FIX}") from None
+
+    @contextmanager
+    def transaction(self):
+        """Every write inside is stored together, or none is (blocks nested in it join it)."""
+        if self.depth:
+            yield self
+            return
+        self.depth += 1
+        try:
+            with self.guard(), self.db:
+                yield self
+        finally:
+            self.depth -= 1
+
+    def rows(self, query: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self.guard():
+            return self.db.execute(query, args).fetchall()
+
+    def row_error(self, table: str, row, exc: Exception) -> InputError:
+        return InputError(f"{self.path}: row {row['_rowid']} of table {table} (decision "
+                          f"{row['decision_id']}) is damaged ({one_line(exc)}); {DAMAGED_FIX}")
+
     # decisions ----------------------------------------------------------------------------------
     def add_decision(self, decision: dict, bundle_path=None) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (decision["decision_id"], decision.get("path"), decision.get("sha256"),
@@ -124,14 +203,18 @@ class ExplanationStore:
                  decision.get("model_sha256"), decision.get("time") or now()))
 
     def decision(self, decision_id: str) -> dict | None:
-        row = self.db.execute("SELECT * FROM decisions WHERE decision_id = ?",
-                              (decision_id,)).fetchone()
-        if row is None:
+        rows = self.rows("SELECT rowid AS _rowid, * FROM decisions WHERE decision_id = ?",
+                         (decision_id,))
+        if not rows:
             return None
-        data = dict(row)
-        for key in ("scores", "labels", "flagged"):
-            data[key] = json.loads(data[key])
+        data = dict(rows[0])
+        try:
+            for key in ("scores", "labels", "flagged"):
+                data[key] = json.loads(data[key])
+        except ROW_ERRORS as exc:
+            raise self.row_error("decisions", rows[0], exc) from None
         data["needs_review"] = bool(data["needs_review"])
+        del data["_rowid"]
         return data
 
     # explanations -------------------------------------------------------------------------------
@@ -139,7 +222,7 @@ class ExplanationStore:
             params: dict | None = None, scores: dict | None = None,
             model_sha256: str | None = None, input_sha256: str | None = None) -> int:
         blob, height, width = encode_map(heatmap)
-        with self.db:
+        with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO explanations (decision_id, method, target, params, height, width, "
                 "map, scores, model_sha256, input_sha256, created) "
@@ -149,19 +232,25 @@ class ExplanationStore:
         return int(cursor.lastrowid)
 
     def explanations(self, decision_id: str, method: str | None = None) -> list[Explanation]:
-        query = "SELECT * FROM explanations WHERE decision_id = ?"
+        query = "SELECT rowid AS _rowid, * FROM explanations WHERE decision_id = ?"
         args: tuple = (decision_id,)
         if method:
             query, args = query + " AND method = ?", (decision_id, method)
-        rows = self.db.execute(query + " ORDER BY id", args).fetchall()
-        return [Explanation(r["decision_id"], r["method"], r["target"], json.loads(r["params"]),
-                            decode_map(r["map"], r["height"], r["width"]), json.loads(r["scores"]),
-                            r["model_sha256"], r["input_sha256"], r["created"]) for r in rows]
+        return [self.explanation(row) for row in self.rows(query + " ORDER BY id", args)]
+
+    def explanation(self, r: sqlite3.Row) -> Explanation:
+        try:
+            return Explanation(r["decision_id"], r["method"], r["target"], json.loads(r["params"]),
+                               decode_map(r["map"], r["height"], r["width"]),
+                               json.loads(r["scores"]), r["model_sha256"], r["input_sha256"],
+                               r["created"])
+        except ROW_ERRORS as exc:
+            raise self.row_error("explanations", r, exc) from None
 
     def count(self, table: str = "explanations") -> int:
-        if table not in ("explanations", "decisions", "pending"):
+        if table not in TABLES:
             raise ValueError(table)
-        return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        return int(self.rows(f"SELECT COUNT(*) FROM {table}")[0][0])
 
     # appeals ------------------------------------------------------------------------------------
     def queue(self, decision_id: str, methods, *, image_path=None, bundle_path=None) -> int:
@@ -172,7 +261,7 @@ class ExplanationStore:
         if not image_path or not bundle_path:
             raise InputError(f"decision {decision_id} is not in {self.path}; give its image and "
                              f"bundle (--image, --bundle) to queue it")
-        with self.db:
+        with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO pending (decision_id, image_path, bundle_path, methods, requested) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -180,15 +269,21 @@ class ExplanationStore:
         return int(cursor.lastrowid)
 
     def appeals(self, status: str | None = "queued", limit: int | None = None) -> list[Appeal]:
-        query, args = "SELECT * FROM pending", ()
+        query, args = "SELECT rowid AS _rowid, * FROM pending", ()
         if status:
             query, args = query + " WHERE status = ?", (status,)
         query += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
-        return [Appeal(r["id"], r["decision_id"], r["image_path"], r["bundle_path"],
-                       [m for m in (r["methods"] or "").split(",") if m], r["requested"],
-                       r["status"], r["error"]) for r in self.db.execute(query, args)]
+        return [self.appeal(row) for row in self.rows(query, args)]
+
+    def appeal(self, r: sqlite3.Row) -> Appeal:
+        try:
+            return Appeal(int(r["id"]), r["decision_id"], r["image_path"], r["bundle_path"],
+                          [m for m in (r["methods"] or "").split(",") if m], r["requested"],
+                          r["status"], r["error"])
+        except ROW_ERRORS + (AttributeError,) as exc:
+            raise self.row_error("pending", r, exc) from None
 
     def finish(self, appeal_id: int, *, error: str | None = None) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute("UPDATE pending SET status = ?, error = ?, finished = ? WHERE id = ?",
                             ("failed" if error else "done", error, now(), appeal_id))

@@ -56,7 +56,7 @@ def record_flagged(bundle, decisions: list[dict], inputs, store_path) -> int:
     params = {"target_layer": "auto", "model": "checkpoint", "checkpoint": str(checkpoint.path)}
     model_sha256 = sha256_file(checkpoint.path)
     bundle_path = getattr(bundle, "origin", None) or bundle.path
-    with ExplanationStore(store_path) as store:
+    with ExplanationStore(store_path) as store, store.transaction():  # all stored, or none
         for decision, name, heatmap in zip(decisions, names, maps):
             store.add_decision(decision, bundle_path)
             store.put(decision["decision_id"], METHOD, heatmap, target=name, params=params,

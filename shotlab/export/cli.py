@@ -109,19 +109,24 @@ COMMANDS.append(export_command)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("decisions.jsonl"), show_default=True,
-              help="Decisions file (replaced); review_queue.jsonl is written beside it.")
+              help="Decisions file (replaced when the run succeeds); review_queue.jsonl is "
+                   "written beside it.")
 @click.option("--dataset", help="Also write predictions into this FiftyOne dataset.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--fp16", is_flag=True, help="Run the bundle's FP16 ONNX model.")
 @click.option("--explain", is_flag=True,
               help="Store explanations for flagged and needs-review decisions "
                    "(explanations.sqlite beside --out).")
+@click.option("--allow-empty", is_flag=True,
+              help="Write empty decisions when PATHS hold no readable image (else exit 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, as_json) -> None:
+def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, allow_empty,
+                    as_json) -> None:
     """Run BUNDLE on image files or folders (PATHS); one decision per image.
 
     Hashes of the bundle's files are verified first; preprocessing comes from its manifest.
-    Unreadable images are listed with the reason and skipped.
+    Unreadable images are listed with the reason and skipped. The decisions and the review
+    queue replace the old ones only when the whole run (--explain, --dataset) succeeds.
 
     \b
     Examples:
@@ -132,24 +137,42 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, as_j
     from shotlab.export import predict
     from shotlab.runtime.bundle import load_bundle
 
-    loaded = load_bundle(bundle)
+    predict.check_outputs(out)
     files = predict.collect_paths(paths)
+    require_images(files, paths, allow_empty)
+    loaded = load_bundle(bundle)
     result = predict.predict_paths(loaded, files, batch_size=batch_size,
                                    runtime="onnx-fp16" if fp16 else "onnx", keep_inputs=explain)
-    decisions_path, queue_path = predict.write_decisions(out, result.decisions)
-    data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
-            "review_queue": str(queue_path),
-            "bad_files": [{"path": p, "reason": r} for p, r in result.bad]}
-    if explain:
-        data["explanations"] = record_explanations(loaded, result, out)
-    if dataset:
-        from shotlab.export.dataset import write_to_dataset
+    require_images(result.decisions, paths, allow_empty, bad=result.bad)
+    with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
+        data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
+                "review_queue": str(queue_path),
+                "bad_files": [{"path": p, "reason": r} for p, r in result.bad]}
+        if dataset:  # before the store: a rerun after a failure updates the same samples
+            from shotlab.export.dataset import write_to_dataset
 
-        data["dataset"] = write_to_dataset(dataset, result.decisions, task=loaded.task,
-                                           bundle_name=str(loaded.origin))
+            data["dataset"] = write_to_dataset(dataset, result.decisions, task=loaded.task,
+                                               bundle_name=str(loaded.origin))
+        if explain:
+            data["explanations"] = record_explanations(loaded, result, out)
     if as_json:
         return echo_json(data)
     echo_predict(data)
+
+
+def require_images(found: list, paths, allow_empty: bool, bad=()) -> None:
+    """Exit 2 when nothing is left to decide (no image found, or none readable): an empty run
+    would replace the decisions with nothing. `--allow-empty` writes the empty files."""
+    from shotlab.core.errors import InputError
+
+    if found or allow_empty:
+        return
+    given = ", ".join(str(p) for p in paths)
+    why = (f"none of the {len(bad)} image files could be read (first: {bad[0][0]}: "
+           f"{bad[0][1]})" if bad else "no image file there")
+    raise InputError(f"{given}: {why}; nothing was predicted and the decisions were left as "
+                     f"they were: give image files or folders, or pass --allow-empty to write "
+                     f"empty decisions")
 
 
 def record_explanations(bundle, result, out: Path) -> dict:
@@ -162,7 +185,7 @@ def record_explanations(bundle, result, out: Path) -> dict:
         from shotlab.explain.tier1 import record_flagged
     except ImportError as exc:
         raise ShotlabError(f"--explain needs shotlab.explain.tier1 ({exc}); the decisions "
-                           f"were written, run again without --explain") from None
+                           f"were left as they were, run again without --explain") from None
 
     rows = [i for i, d in enumerate(result.decisions) if needs_attention(d)]
     store_path = out.parent / "explanations.sqlite"

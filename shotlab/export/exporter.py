@@ -3,23 +3,36 @@
     result = export_run("runs/20261122-...-lite0-partial", formats=["onnx"], fp16=True)
     result.path, result.report["gate"]
 
-The bundle is written into a hidden `.NAME.partial` folder beside its destination; only a
-bundle that passes the gate (or `allow_regression=True`) is moved into place. One that fails
+The bundle is written into a `NAME.partial` folder beside its destination (`core.files`); only
+a bundle that passes the gate (or `allow_regression=True`) is moved into place. One that fails
 is moved to `NAME.rejected/` (replacing an older one), report included, so the failure can be
 read, and the command fails naming the metric.
+
+What export replaces (`NAME/` with `force=True`, `NAME.zip`, `NAME.rejected/`) must be
+recognisably a bundle it wrote (`bundle_problem`), checked before any work and again just before
+the replacement; anything else is refused, `force` or not: export never deletes a user's folder.
 """
 
 from __future__ import annotations
 
-import shutil
+import json
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from shotlab.core.errors import InputError, ShotlabError
-from shotlab.runtime import bundle as bundle_files
+from shotlab.core.files import atomic_path, partial_name, remove
 from shotlab.export.formats import FORMATS, ExportJob, check_options
 from shotlab.export.validate import GateRules, library_versions
+from shotlab.runtime import bundle as bundle_files
+
+# The keys (and their JSON types) every manifest written by `bundle.write_manifest` has: how a
+# folder or zip is recognised as a bundle that export may replace.
+BUNDLE_KEYS = {"format_version": int, "files": dict, "runtimes": dict, "classes": list}
+MAX_MANIFEST_BYTES = 16 * 2**20  # a real manifest is a few KB; reading a bigger one is not worth it
+
 
 class RegressionError(ShotlabError):
     """The exported model is measurably worse than PyTorch; the bundle was not shipped."""
@@ -90,14 +103,6 @@ def default_out(run_dir: Path) -> Path:
     return run_dir / "bundle"  # beside the run that produced it: one place to find both
 
 
-def staging_folder(out: Path) -> Path:
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)  # left by an interrupted export
-    staging.mkdir(parents=True)
-    return staging
-
-
 def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False, out=None,
                zip_bundle: bool = False, force: bool = False, rules: GateRules | None = None,
                preprocessing=None, explain: bool = True, progress=None) -> ExportResult:
@@ -106,7 +111,6 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     `preprocessing` replaces the checkpoint's contract in the bundle (a device pipeline that
     differs from training); the report and the gate then measure what that costs.
     """
-    from shotlab.export.tensorrt_build import write_trtexec
     from shotlab.runtime.runners import require_tensorrt
     from shotlab.train.checkpoint import load_checkpoint
     from shotlab.train.manifest import Manifest
@@ -118,34 +122,138 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     checkpoint = load_checkpoint(run)
     run_dir, run_thresholds = run_files(checkpoint)
     out = Path(out) if out else default_out(run_dir)
-    written = [out, zip_path_of(out)] if zip_bundle else [out]
-    taken = [path for path in written if path.exists()]
-    if taken and not force:
-        raise InputError(f"{taken[0]} already exists; pass --force to replace it or --out for "
-                         f"another folder")
+    check_targets(out, run_dir, zip_bundle=zip_bundle, force=force)
     manifest_of_run = Manifest.load(run_dir / "manifest.json")
     preprocessing = (preprocessing or checkpoint.preprocessing).with_classes(checkpoint.classes)
     manifest = base_manifest(checkpoint, run_dir, run_thresholds, preprocessing,
                              manifest_of_run.hash)
-    staging = staging_folder(out)
+    with atomic_path(out) as staging:  # moved to `out` only when the block finishes
+        staging.mkdir()
+        manifest, report = build_bundle(staging, manifest, checkpoint, manifest_of_run,
+                                        preprocessing, formats, rules, fp16=fp16, int8=int8,
+                                        explain=explain, progress=progress)
+        refuse_regression(staging, out, report)
+        if out.exists():  # an empty folder or, with --force, a bundle: checked again first
+            check_replaceable(out, "folder")
+            remove(out)
+    return ExportResult(out, finish_zip(out, zip_bundle=zip_bundle, force=force), manifest,
+                        report)
+
+
+def build_bundle(staging: Path, manifest: dict, checkpoint, manifest_of_run, preprocessing,
+                 formats, rules, *, fp16, int8, explain, progress) -> tuple[dict, dict]:
+    """Write every file of the bundle into `staging`; returns its manifest and report."""
+    from shotlab.export.tensorrt_build import write_trtexec
+
+    job = ExportJob(checkpoint, staging, preprocessing, onnx_summary(manifest), fp16=fp16,
+                    int8=int8, progress=progress,
+                    calibration_paths=[e.filepath for e in manifest_of_run.split("train")])
+    manifest["runtimes"] = {}
+    for name in formats:
+        manifest["runtimes"].update(FORMATS[name](job))
+    write_trtexec(staging, manifest["input"]["name"], preprocessing.sample_shape, fp16=fp16,
+                  int8=int8)
+    report = write_report(staging, manifest, checkpoint, manifest_of_run, rules,
+                          explain=explain, progress=progress)
+    manifest["validation"] = {"gate": report["gate"], "split": report["split"], "n": report["n"]}
+    return bundle_files.write_manifest(staging, manifest), report
+
+
+# What export may replace ------------------------------------------------------------------------
+def rejected_path_of(out: Path) -> Path:
+    return out.with_name(out.name + ".rejected")
+
+
+def check_targets(out: Path, run_dir: Path, *, zip_bundle: bool, force: bool) -> None:
+    """Refuse, before any work, to write where export would replace something it did not write.
+
+    `out` and `out.rejected` may be replaced only when they are bundles (or empty folders),
+    `out.zip` only when it is a bundle zip; `out` needs `force` besides. A run inside a folder
+    that would be replaced (or inside the staging folder `out.partial`) is refused by name."""
+    for folder in (out, rejected_path_of(out), partial_name(out)):
+        if run_dir.resolve().is_relative_to(folder.resolve()):
+            raise InputError(f"--out {out}: {folder} holds the run being exported ({run_dir}) "
+                             f"and would be replaced; choose an --out outside the run folder")
+    zip_path = zip_path_of(out)
+    check_replaceable(rejected_path_of(out), "folder", why="a refused export is moved there")
+    check_replaceable(out, "folder")
+    if zip_bundle:
+        check_replaceable(zip_path, "zip")
+    taken = [path for path in ([out, zip_path] if zip_bundle else [out]) if path.exists()]
+    if taken and not force:
+        raise InputError(f"{taken[0]} already exists; pass --force to replace it or --out for "
+                         f"another folder")
+
+
+def check_replaceable(path: Path, kind: str, *, why: str = "") -> None:
+    """Raise InputError unless `path` is absent or a bundle `kind` ('folder' or 'zip') that
+    export may replace; `why` says why export would write there."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    problem = bundle_problem(path, kind)
+    if problem:
+        what = "shotlab bundle" if kind == "folder" else "shotlab bundle zip"
+        raise InputError(f"{path} is in the way{f' ({why})' if why else ''} and is not a "
+                         f"{what}: {problem}. Export replaces only a bundle it wrote, --force or "
+                         f"not; move it away or choose another --out")
+
+
+def bundle_problem(path: Path, kind: str) -> str | None:
+    """Why `path` is not a bundle export may replace; None when it is (or is an empty folder).
+
+    A bundle is a real folder (or zip) whose manifest.json has `BUNDLE_KEYS` and which holds
+    no file the manifest does not list (besides `manifest.*`: the manifest and what signs it)."""
+    if path.is_symlink():
+        return "it is a symbolic link"
+    return folder_problem(path) if kind == "folder" else zip_problem(path)
+
+
+def folder_problem(folder: Path) -> str | None:
+    if not folder.is_dir():
+        return "it is not a folder"
+    if next(folder.iterdir(), None) is None:
+        return None  # an empty folder: nothing to lose
+    try:  # the manifest first: a large folder of someone else's is never listed
+        manifest = json.loads((folder / bundle_files.MANIFEST_FILE).read_text())
+    except FileNotFoundError:
+        return f"it holds no {bundle_files.MANIFEST_FILE}"
+    except (OSError, ValueError) as exc:
+        return f"its {bundle_files.MANIFEST_FILE} cannot be read ({exc})"
+    return keys_problem(manifest) or extra_problem(
+        manifest, [p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()])
+
+
+def zip_problem(path: Path) -> str | None:
     try:
-        job = ExportJob(checkpoint, staging, preprocessing, onnx_summary(manifest), fp16=fp16,
-                        int8=int8, progress=progress,
-                        calibration_paths=[e.filepath for e in manifest_of_run.split("train")])
-        manifest["runtimes"] = {}
-        for name in formats:
-            manifest["runtimes"].update(FORMATS[name](job))
-        write_trtexec(staging, manifest["input"]["name"], preprocessing.sample_shape, fp16=fp16,
-                      int8=int8)
-        report = write_report(staging, manifest, checkpoint, manifest_of_run, rules,
-                              explain=explain, progress=progress)
-        manifest["validation"] = {"gate": report["gate"], "split": report["split"],
-                                  "n": report["n"]}
-        manifest = bundle_files.write_manifest(staging, manifest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return ship(staging, out, manifest, report, zip_bundle=zip_bundle, force=force)
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(bundle_files.MANIFEST_FILE)
+            if info.file_size > MAX_MANIFEST_BYTES:
+                return f"its {bundle_files.MANIFEST_FILE} is {info.file_size} bytes"
+            manifest = json.loads(archive.read(info))
+            names = [name for name in archive.namelist() if not name.endswith("/")]
+    except KeyError:
+        return f"it holds no {bundle_files.MANIFEST_FILE}"
+    except (zipfile.BadZipFile, OSError) as exc:
+        return f"it is not a readable zip ({exc})"
+    except (ValueError, zlib.error, EOFError) as exc:
+        return f"its {bundle_files.MANIFEST_FILE} cannot be read ({exc})"
+    return keys_problem(manifest) or extra_problem(manifest, names)
+
+
+def keys_problem(manifest) -> str | None:
+    if not isinstance(manifest, dict):
+        return f"its {bundle_files.MANIFEST_FILE} is not a JSON object"
+    missing = [key for key, kind in BUNDLE_KEYS.items() if not isinstance(manifest.get(key), kind)]
+    return f"its {bundle_files.MANIFEST_FILE} has no {', '.join(missing)}" if missing else None
+
+
+def extra_problem(manifest: dict, names: list[str]) -> str | None:
+    extra = [name for name in names if name not in manifest["files"]
+             and not ("/" not in name and name.startswith("manifest."))]
+    if extra:
+        return (f"it holds {len(extra)} file(s) the bundle's manifest does not list "
+                f"({', '.join(sorted(extra)[:3])})")
+    return None
 
 
 def zip_path_of(out: Path) -> Path:
@@ -165,20 +273,27 @@ def write_report(folder: Path, manifest: dict, checkpoint, run_manifest, rules, 
     return report
 
 
-def ship(staging: Path, out: Path, manifest: dict, report: dict, *, zip_bundle: bool,
-         force: bool = False) -> ExportResult:
-    """Move the bundle into place, or to NAME.rejected and fail when the gate said no."""
+def refuse_regression(staging: Path, out: Path, report: dict) -> None:
+    """When the gate said no: move the bundle to OUT.rejected and fail naming the metrics."""
     gate = report["gate"]
-    if gate["failures"] and not gate["allowed_regression"]:
-        rejected = bundle_files.replace_folder(staging, out.with_name(out.name + ".rejected"))
-        raise RegressionError("export refused, the exported model regressed: "
-                              + "; ".join(gate["failures"])
-                              + f". The rejected bundle and its report are in {rejected}; fix "
-                              f"the cause or pass --allow-regression to ship it anyway")
-    path = bundle_files.replace_folder(staging, out)
+    if not gate["failures"] or gate["allowed_regression"]:
+        return
+    rejected = rejected_path_of(out)
+    check_replaceable(rejected, "folder", why="a refused export is moved there")
+    bundle_files.replace_folder(staging, rejected)
+    raise RegressionError("export refused, the exported model regressed: "
+                          + "; ".join(gate["failures"])
+                          + f". The rejected bundle and its report are in {rejected}; fix "
+                          f"the cause or pass --allow-regression to ship it anyway")
+
+
+def finish_zip(out: Path, *, zip_bundle: bool, force: bool) -> Path | None:
+    """Write OUT.zip with `zip_bundle`; with `force` alone, remove a bundle zip left there (it
+    would no longer match the bundle). Returns the zip written, if any."""
     zip_path = zip_path_of(out)
     if zip_bundle:
-        bundle_files.zip_folder(path, zip_path)
-    elif force:
-        zip_path.unlink(missing_ok=True)  # the replaced bundle's zip would no longer match it
-    return ExportResult(path, zip_path if zip_bundle else None, manifest, report)
+        check_replaceable(zip_path, "zip")
+        return bundle_files.zip_folder(out, zip_path)
+    if force and zip_path.exists() and not bundle_problem(zip_path, "zip"):
+        zip_path.unlink()  # only a bundle zip: someone else's file of that name is left alone
+    return None

@@ -10,6 +10,9 @@ Each decision (a JSON line):
     bundle, model_sha256, runtime, time
 
 `review_queue.jsonl` beside the decisions holds the decisions that are flagged or need review.
+Both are written under temporary names and moved into place together when the whole command has
+succeeded (`staged_decisions`): a failed run leaves the previous files as they were, and only a
+file predict wrote (a decisions file, or an empty one) is ever replaced (`check_outputs`).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.core.files import atomic_path
 from shotlab.runtime.kinds import load_inputs
 from shotlab.runtime.runners import BATCH_SIZE
 
@@ -93,19 +98,59 @@ def needs_attention(decision: dict) -> bool:
 
 
 def write_jsonl(path: Path, rows) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w") as f:
+    with open(path, "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
-    partial.replace(path)
     return path
+
+
+def output_paths(out: Path) -> tuple[Path, Path]:
+    return out, out.parent / REVIEW_QUEUE_FILE
+
+
+def check_outputs(out: Path) -> None:
+    """Refuse to write where predict would replace a file it did not write (a user's notes, an
+    input image, the explanation store): the decisions file and the review queue beside it may
+    replace only an empty file or one whose first line is a decision."""
+    decisions, queue = output_paths(out)
+    if decisions.name == REVIEW_QUEUE_FILE:
+        raise InputError(f"--out {out}: the review queue is written beside the decisions under "
+                         f"that name; give the decisions file another name")
+    for path in (decisions, queue):
+        if path.exists() and not is_decisions_file(path):
+            raise InputError(f"{path} exists and is not a decisions file that shotlab predict "
+                             f"wrote; predict replaces only its own output: move it away or "
+                             f"choose another --out")
+
+
+def is_decisions_file(path: Path) -> bool:
+    """An empty file, or one whose first line is a JSON object with a decision_id."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20).strip()
+        return not first or "decision_id" in dict(json.loads(first))
+    except (OSError, ValueError, TypeError):  # dict() of a list or a number: not a decision
+        return False
+
+
+@contextmanager
+def staged_decisions(out: Path, decisions: list[dict]):
+    """Write the decisions and the review queue beside them to temporary names; yield their
+    final paths. They replace the old files together when the block finishes; if it raises,
+    the old files are left as they were."""
+    paths = output_paths(out)
+    queue = [d for d in decisions if needs_attention(d)]
+    with ExitStack() as stack:
+        partials = [stack.enter_context(atomic_path(path)) for path in paths]
+        for partial, rows in zip(partials, (decisions, queue)):
+            write_jsonl(partial, rows)
+        yield paths
 
 
 def write_decisions(out: Path, decisions: list[dict]) -> tuple[Path, Path]:
     """The decisions file (replaced) and `review_queue.jsonl` beside it."""
-    queue = [d for d in decisions if needs_attention(d)]
-    return write_jsonl(out, decisions), write_jsonl(out.parent / REVIEW_QUEUE_FILE, queue)
+    with staged_decisions(out, decisions) as paths:
+        return paths
 
 
 def summary(prediction: Prediction, classes) -> dict:

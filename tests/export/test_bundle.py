@@ -150,13 +150,17 @@ def test_force_replaces_the_bundle_and_its_stale_zip(trained_run, tmp_path):
     assert load_bundle(out).classes == ["blue", "green", "red"]
 
 
-def test_a_zip_in_the_way_is_kept_unless_forced(trained_run, tmp_path):
+def test_a_zip_in_the_way_is_never_replaced(trained_run, tmp_path):
     from shotlab.export.exporter import export_run
 
     (tmp_path / "bundle.zip").write_bytes(b"someone else's file")
-    with pytest.raises(InputError, match=r"bundle\.zip already exists; pass --force"):
-        export_run(trained_run, out=tmp_path / "bundle", zip_bundle=True, explain=False)
+    for force in (False, True):
+        with pytest.raises(InputError, match=r"bundle\.zip is in the way and is not a shotlab "
+                                             r"bundle zip: it is not a readable zip"):
+            export_run(trained_run, out=tmp_path / "bundle", zip_bundle=True, force=force,
+                       explain=False)
     export_run(trained_run, out=tmp_path / "bundle", explain=False)  # no --zip: left alone
+    export_run(trained_run, out=tmp_path / "bundle", force=True, explain=False)  # not ours
     assert (tmp_path / "bundle.zip").read_bytes() == b"someone else's file"
 
 

@@ -56,7 +56,7 @@ def test_tensorrt_missing_fails_clearly(trained_run, tmp_path):
     with pytest.raises(ShotlabError, match="--to tensorrt: .*trtexec.txt") as info:
         export_run(trained_run, formats=["onnx", "tensorrt"], out=tmp_path / "b")
     assert info.value.exit_code == 1
-    assert not (tmp_path / "b").exists() and not (tmp_path / ".b.partial").exists()
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
 
 
 @pytest.mark.tensorrt
