@@ -145,12 +145,17 @@ def unique_paths(dataset: "fo.Dataset") -> bool:
     """Make the resolved file path a sample's identity in the database itself (a unique index),
     so two concurrent imports cannot add the same file twice. False if the dataset already holds
     repeated paths (left by an older shotlab), which block the index."""
+    chatty = logging.getLogger("fiftyone.core.collections")  # "Converting existing index..."
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)
     try:
         dataset.create_index("filepath", unique=True)
     except Exception as exc:  # pymongo's DuplicateKeyError / OperationFailure code 11000
         if "E11000" not in str(exc) and getattr(exc, "code", None) != 11000:
             raise
         return False
+    finally:
+        chatty.setLevel(level)
     return True
 
 
