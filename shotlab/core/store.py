@@ -41,7 +41,7 @@ def fiftyone():
         if "fiftyone" in sys.modules:
             raise ShotlabError("fiftyone was imported before shotlab chose the workspace's "
                                "database; import it through shotlab.core.store.fiftyone()")
-        _connected_uri = active.database_uri or database.connect(active)
+        _connected_uri = database.with_timeouts(active.database_uri or database.connect(active))
         os.environ["FIFTYONE_DATABASE_URI"] = _connected_uri
     import fiftyone as fo
 
