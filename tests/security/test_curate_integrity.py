@@ -90,3 +90,18 @@ def test_losing_the_creation_race_returns_the_winners_dataset(tmp_path, dataset_
     assert store.task_of(dataset) == "multiclass" and not store.is_half_made(dataset)
     again = store.create(dataset_name, "multiclass")
     assert again.name == dataset_name and store.list_datasets().count(dataset_name) == 1
+
+
+def test_a_dataset_with_repeated_paths_is_imported_into_with_a_warning(tmp_path, dataset_name):
+    """Left by an older shotlab's concurrent imports: the unique index cannot be built, so the
+    import says it is not guarded instead of failing or pretending."""
+    files = write_class_tree(tmp_path, {"cat": 1})
+    fo = store.fiftyone()
+    dataset = store.create(dataset_name, "multiclass")
+    dataset.create_index("filepath", force=True)  # as an older shotlab made it: not unique
+    path = str(files[0].resolve())
+    dataset.add_samples([fo.Sample(filepath=path), fo.Sample(filepath=path)])
+    write_class_tree(tmp_path, {"dog": 1})
+    report = import_path(tmp_path, dataset_name, progress=False)
+    assert (report.added, report.already_present) == (1, 1)
+    assert len(report.warnings) == 1 and "are not guarded" in report.warnings[0]
