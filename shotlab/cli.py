@@ -18,11 +18,14 @@ class ShotlabGroup(click.Group):
 
         try:
             return super().invoke(ctx)
-        except ShotlabError as exc:
-            if ctx.meta.get("shotlab.debug"):
+        except Exception as exc:
+            from shotlab.core.database import lost
+
+            error = exc if isinstance(exc, ShotlabError) else lost(exc)  # the database went away
+            if error is None or ctx.meta.get("shotlab.debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
 
 
 @click.group(cls=ShotlabGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -79,7 +79,7 @@ def check_command(name: str, checks_text: str, backbone: str, thresholds: tuple[
 
     \b
     Example:
-      shotlab curate check vehicles --checks label,duplicates --threshold blurry=2.5
+      shotlab curate check vehicles --checks label,duplicates --threshold blurry=-1.5
     """
     from shotlab.core import workspace
     from shotlab.core.output import echo_json

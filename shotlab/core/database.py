@@ -33,6 +33,10 @@ STATE_FILE = "mongod.json"
 START_LOCK = "mongod.lock"
 CLIENTS_LOCK = "mongod.clients"
 STOP_TIMEOUT_S = 30  # a clean mongod shutdown flushes its journal; seconds on a busy disk
+# pymongo waits 30 s for a server by default, which turns a database that went away into a long
+# hang. The workspace's own server answers in milliseconds when it is up; 5 s also covers a team
+# server on a network. A URI that sets its own value keeps it.
+URI_OPTIONS = {"serverSelectionTimeoutMS": "5000", "connectTimeoutMS": "5000"}
 
 
 class DatabaseError(ShotlabError):
@@ -75,12 +79,35 @@ def alive(pid: int) -> bool:
 
 
 def read_state(workspace: "Workspace") -> dict | None:
-    """The running server's {pid, port}, or None if there is none (stale files are ignored)."""
+    """The running server's {pid, port}, or None if there is none.
+
+    A stale file is ignored: its process gone, or its PID reused by another program (which must
+    never be signalled, nor its port taken for our database)."""
     try:
         state = json.loads((workspace.home / STATE_FILE).read_text())
-    except (OSError, ValueError):
+        pid, port = int(state["pid"]), int(state["port"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return state if alive(state["pid"]) and answers(state["port"]) else None
+    ours = alive(pid) and is_workspace_mongod(pid, port, workspace) and answers(port)
+    return {"pid": pid, "port": port} if ours else None
+
+
+def is_workspace_mongod(pid: int, port: int, workspace: "Workspace") -> bool:
+    """Whether process `pid` is the mongod that `start` ran for this workspace, on `port`."""
+    import psutil  # a FiftyOne dependency, imported here only: light, and no fiftyone import
+
+    try:
+        args = psutil.Process(pid).cmdline()
+    except (psutil.Error, OSError):
+        return False
+    return (bool(args) and Path(args[0]).name == "mongod"
+            and option(args, "--dbpath") == str(workspace.db_dir)
+            and option(args, "--port") == str(port))
+
+
+def option(args: list[str], name: str) -> str | None:
+    """The value after `name` in a command line, or None."""
+    return args[args.index(name) + 1] if name in args[:-1] else None
 
 
 def start(workspace: "Workspace") -> dict:
@@ -109,6 +136,40 @@ def stop(workspace: "Workspace") -> None:
         while alive(state["pid"]) and time.monotonic() < deadline:
             time.sleep(0.1)
     (workspace.home / STATE_FILE).unlink(missing_ok=True)
+
+
+def with_timeouts(uri: str) -> str:
+    """`uri` with URI_OPTIONS added where it does not set them itself."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    given = {k.lower() for k, _ in parse_qsl(urlsplit(uri).query)}
+    extra = "&".join(f"{k}={v}" for k, v in URI_OPTIONS.items() if k.lower() not in given)
+    if not extra:
+        return uri
+    if "?" in uri:
+        return f"{uri}&{extra}"
+    return f"{uri}{'' if urlsplit(uri).path else '/'}?{extra}"
+
+
+def lost(exc: BaseException) -> DatabaseError | None:
+    """A one-line DatabaseError when `exc` (or what caused it) is pymongo losing the server."""
+    for _ in range(20):  # the chain of causes; a bound in case it loops
+        if exc is None:
+            return None
+        if type(exc).__module__.startswith("pymongo") and is_connection_failure(exc):
+            reason = str(exc).split(",")[0].split(" (")[0][:120]
+            return DatabaseError(f"the database stopped answering ({type(exc).__name__}: "
+                                 f"{reason}); what this command had not written yet was not "
+                                 f"saved; run it again (shotlab restarts the workspace's own "
+                                 f"database, a --database-uri server must be restarted by you)")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    from pymongo.errors import ConnectionFailure
+
+    return isinstance(exc, ConnectionFailure)
 
 
 class _Lock:

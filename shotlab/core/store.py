@@ -40,7 +40,7 @@ def fiftyone():
         if "fiftyone" in sys.modules:
             raise ShotlabError("fiftyone was imported before shotlab chose the workspace's "
                                "database; import it through shotlab.core.store.fiftyone()")
-        _connected_uri = active.database_uri or database.connect(active)
+        _connected_uri = database.with_timeouts(active.database_uri or database.connect(active))
         os.environ["FIFTYONE_DATABASE_URI"] = _connected_uri
     import fiftyone as fo
 
@@ -61,11 +61,25 @@ def list_datasets() -> list[str]:
     return sorted(fiftyone().list_datasets())
 
 
-def load(name: str) -> "fo.Dataset":
+def load(name: str, *, half_made_ok: bool = False) -> "fo.Dataset":
+    """Dataset `name`; InputError if there is none, or if it is half-made (unless `half_made_ok`:
+    `curate delete` removes one)."""
     dataset = find(name)
     if dataset is None:
         raise DatasetNotFoundError(name, list_datasets())
+    if is_half_made(dataset) and not half_made_ok:
+        raise InputError(f"dataset '{name}' was left half-created by an interrupted import; "
+                         f"finish it by running the import again (`shotlab curate import PATH "
+                         f"--name {name}`), or remove it with `shotlab curate delete {name} --yes`")
     return dataset
+
+
+def is_half_made(dataset: "fo.Dataset") -> bool:
+    """Created by a process that died before `create` finished: no shotlab info, no samples.
+
+    (A dataset that FiftyOne itself made, with samples but without shotlab's info, is used as a
+    multiclass dataset, as before.)"""
+    return INFO_KEY not in dataset.info and len(dataset) == 0
 
 
 def task_of(dataset: "fo.Dataset") -> str:
@@ -85,12 +99,30 @@ def require_task(dataset: "fo.Dataset", task: str) -> None:
 
 
 def create(name: str, task: str) -> "fo.Dataset":
-    """A new persistent dataset for `task` with shotlab's fields declared."""
-    dataset = fiftyone().Dataset(name, persistent=True)
+    """A new persistent dataset for `task` with shotlab's fields declared.
+
+    If another process created `name` meanwhile (two imports racing), that dataset is returned,
+    completed if it is still half-made."""
+    fo = fiftyone()
+    try:
+        dataset = fo.Dataset(name, persistent=True)
+    except Exception:  # "name not available" or a unique-index error from the race's loser
+        if not fo.dataset_exists(name):
+            raise
+        dataset = fo.load_dataset(name)
+        if not is_half_made(dataset):
+            require_task(dataset, task)
+            return dataset
+    complete(dataset, task)
+    return dataset
+
+
+def complete(dataset: "fo.Dataset", task: str) -> None:
+    """Declare shotlab's fields, then record the task: the info is written last, so a dataset
+    with it is complete (see `is_half_made`). Safe to repeat, and to run in two processes."""
     declare_fields(dataset, task)
     dataset.info[INFO_KEY] = {"task": task, "schema": 1}
     dataset.save()
-    return dataset
 
 
 def declare_fields(dataset: "fo.Dataset", task: str) -> None:
@@ -105,10 +137,29 @@ def declare_fields(dataset: "fo.Dataset", task: str) -> None:
     dataset.add_sample_field("applied_label", fo.ListField, subfield=fo.StringField)
     dataset.add_sample_field("metadata", fo.EmbeddedDocumentField, embedded_doc_type=fo.ImageMetadata)
     dataset.create_index("sha256")
+    unique_paths(dataset)
+
+
+def unique_paths(dataset: "fo.Dataset") -> bool:
+    """Make the resolved file path a sample's identity in the database itself (a unique index),
+    so two concurrent imports cannot add the same file twice. False if the dataset already holds
+    repeated paths (left by an older shotlab), which block the index."""
+    chatty = logging.getLogger("fiftyone.core.collections")  # "Converting existing index..."
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)
+    try:
+        dataset.create_index("filepath", unique=True)
+    except Exception as exc:  # pymongo's DuplicateKeyError / OperationFailure code 11000
+        if "E11000" not in str(exc) and getattr(exc, "code", None) != 11000:
+            raise
+        return False
+    finally:
+        chatty.setLevel(level)
+    return True
 
 
 def delete(name: str) -> None:
-    load(name).delete()
+    load(name, half_made_ok=True).delete()
 
 
 def make_label(labels: tuple[str, ...], task: str):

@@ -20,8 +20,11 @@ Three things FiftyOne does not do for us, and this module does:
 - The Session gives up connecting to a server that takes over 10 s to start and prints "Could
   not connect session"; `serve` starts the server first (see `_launch`).
 
-The App has no login: whoever reaches the port can read and edit the dataset, which is why the
-default address is loopback and 0.0.0.0 is only used when asked for. Tracking is off because
+The App has no login: whoever reaches the port can read and edit the dataset, and FiftyOne's
+server answers `/media?filepath=ANY/PATH` with any file this user can read (not only the
+dataset's images), whatever `Host` header the request carries. So the default address is
+loopback, and `serve` refuses any other address unless the caller acknowledges that exposure
+(`expose=True`, the CLI's `--expose-files-to-network`). Tracking is off because
 `workspace.activate()` sets FIFTYONE_DO_NOT_TRACK, which FiftyOne hands to the server and the
 App's page (its `doNotTrack` query), so the page never loads its analytics scripts (checked
 with headless Chromium: no Segment or Google Analytics requests). The page does still ask
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import signal
 import socket
 import time
@@ -44,6 +48,7 @@ DEFAULT_PORT = 5151  # FiftyOne's own default, so bookmarks and habits carry ove
 DEFAULT_ADDRESS = "127.0.0.1"  # the App has no login: serve to this machine only unless asked
 POLL_SECONDS = 1.0  # how often the wait loop checks that the App server is still alive
 STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # handled like Ctrl-C (SIGINT), which Python already raises
+EXPOSE_FLAG = "--expose-files-to-network"  # the CLI's acknowledgement for a non-loopback --address
 
 
 class _Stop(BaseException):
@@ -54,6 +59,25 @@ class _Stop(BaseException):
 def app_url(address: str, port: int) -> str:
     host = f"[{address}]" if ":" in address else address
     return f"http://{host}:{port}/"
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`: reachable from this machine only."""
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def ensure_exposure_acknowledged(address: str, expose: bool) -> None:
+    """Refuse to serve beyond this machine unless the caller said they know what it exposes."""
+    if not expose and not is_loopback(address):
+        raise InputError(f"--address {address} would let anyone who reaches it read every file "
+                         f"this user can read (the App's /media?filepath= route, no login); "
+                         f"add {EXPOSE_FLAG} if that is what you want, or keep the loopback "
+                         f"default {DEFAULT_ADDRESS} (reach it remotely with an SSH tunnel)")
 
 
 def ensure_port_free(address: str, port: int) -> None:
@@ -84,7 +108,8 @@ def ensure_port_free(address: str, port: int) -> None:
                              f"of this machine with --address, e.g. 127.0.0.1") from None
 
 
-def serve(name: str, *, port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS) -> None:
+def serve(name: str, *, port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS,
+          expose: bool = False) -> None:
     """Serve dataset `name` in the FiftyOne App at http://ADDRESS:PORT/ until Ctrl-C or SIGTERM.
 
     Prints the URL as one line on stdout once the App's server listens, then blocks. On return
@@ -95,12 +120,16 @@ def serve(name: str, *, port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS
         name: a dataset in the store (`shotlab curate list`).
         port: TCP port to serve on; checked to be free before anything starts.
         address: interface to bind; loopback by default, since the App has no login.
+        expose: required for an address other than loopback: the App then serves every file
+            this user can read to whoever reaches the address.
 
     Raises:
         DatasetNotFoundError: no dataset is called `name`.
-        InputError: the port is taken or the address cannot be bound.
+        InputError: a non-loopback address without `expose`, the port is taken or the address
+            cannot be bound.
         ShotlabError: the App server failed to start or stopped on its own.
     """
+    ensure_exposure_acknowledged(address, expose)
     ensure_port_free(address, port)
     dataset = store.load(name)
     fo = store.fiftyone()

@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import shutil
+import fcntl
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
+from shotlab.core.archive_limits import ZipLimits, check_names, check_zip, extract_zip
 from shotlab.core.errors import InputError
+from shotlab.core.files import atomic_path, remove
 from shotlab.core.images import is_image_path, sha256_file
 from shotlab.curate.records import SPLIT_ALIASES
 
 COMPLETE_MARKER = ".shotlab-extracted"
 
 
-def check_members(archive: zipfile.ZipFile, zip_path: Path) -> None:
-    """Refuse a zip any of whose entries would land outside its extraction folder."""
-    for name in archive.namelist():
-        normalised = os.path.normpath(name.replace("\\", "/"))
-        if os.path.isabs(normalised) or normalised == ".." or normalised.startswith("../"):
-            raise InputError(f"{zip_path}: entry '{name}' would be written outside the extraction "
-                             f"folder; refusing the whole zip (re-create it without such paths)")
-
-
-def extract(zip_path: Path, media_dir: Path) -> Path:
+def extract(zip_path: Path, media_dir: Path, limits: ZipLimits | None = None) -> Path:
     """Extract `zip_path` into `media_dir/<stem>-<hash>` once; later calls reuse the folder.
 
     The folder name carries the zip's content hash, so importing the same zip twice gives the
     same file paths (and so adds nothing twice), while a changed zip gets a folder of its own.
+    The zip's declared sizes, file count and compression ratio are checked against `limits`
+    (see core/archive_limits.py) before anything is written; a refused zip leaves nothing behind.
     """
     try:
         digest = sha256_file(zip_path)
@@ -36,16 +31,25 @@ def extract(zip_path: Path, media_dir: Path) -> Path:
         raise InputError(f"{zip_path}: not a readable zip file ({exc})") from None
     target = media_dir / f"{zip_path.stem}-{digest[:12]}"
     with archive:
-        check_members(archive, zip_path)
-        if (target / COMPLETE_MARKER).is_file():
-            return target
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        archive.extractall(partial)
-    (partial / COMPLETE_MARKER).write_text(digest)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+        check_names(archive, zip_path)  # before anything is created in the workspace
+        limits = check_zip(archive, zip_path, **vars(limits or ZipLimits.resolve()))
+        with extraction_lock(target):
+            if not (target / COMPLETE_MARKER).is_file():
+                with atomic_path(target) as partial:
+                    remove(target)  # an unmarked folder: left by an interrupted older shotlab
+                    extract_zip(archive, zip_path, partial, limits=limits)
+                    (partial / COMPLETE_MARKER).write_text(digest)
     return target
+
+
+@contextmanager
+def extraction_lock(target: Path):
+    """Held while `target` is extracted, so two imports of one zip do not share a half-written
+    folder: the second waits, then reuses the first one's result."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def visible_entries(folder: Path) -> list[Path]:

@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 
 from shotlab.core.errors import BadImageError
+from shotlab.core.files import write_text_atomic
 from shotlab.core.images import load_rgb
 
 THUMB_SIDE = 128  # px: big enough to see a wrong label, small enough for hundreds per file
@@ -64,8 +65,4 @@ def render(summary, results, samples) -> str:
 
 def write_report(path: Path, summary, results, samples) -> Path:
     """Write the report atomically to `path` and return it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(render(summary, results, samples), encoding="utf-8")
-    partial.replace(path)
-    return path
+    return write_text_atomic(path, render(summary, results, samples))

@@ -26,6 +26,8 @@ def echo_import_report(report, as_json: bool) -> None:
                f"{report.ignored} ignored (not image files).")
     for item in report.skipped:
         click.echo(f"  skipped {item.path}: {item.reason}")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if report.duplicate_groups:
         click.echo(f"Exact duplicates: {plural(report.duplicate_groups, 'group')} of identical "
                    f"files ({report.conflicting_groups} with conflicting labels); "
@@ -42,9 +44,21 @@ def echo_import_report(report, as_json: bool) -> None:
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images larger than this many pixels (decompression bombs) "
                    "[default 89,478,485].")
+@click.option("--allow-empty", is_flag=True,
+              help="Accept a source with no image to import (else exit 2: usually a wrong path).")
+@click.option("--zip-max-bytes", type=click.IntRange(min=1), default=None,
+              help="A .zip may expand to at most this many bytes [env SHOTLAB_ZIP_MAX_BYTES; "
+                   "default 16 GiB].")
+@click.option("--zip-max-files", type=click.IntRange(min=1), default=None,
+              help="A .zip may hold at most this many files [env SHOTLAB_ZIP_MAX_FILES; "
+                   "default 200,000].")
+@click.option("--zip-max-ratio", type=click.FloatRange(min=1), default=None,
+              help="Largest compression ratio of a .zip or its members, against zip bombs "
+                   "[env SHOTLAB_ZIP_MAX_RATIO; default 100].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def import_command(path: Path, name: str, fmt: str, multilabel: bool, strict: bool,
-                   max_pixels: int | None, as_json: bool) -> None:
+                   max_pixels: int | None, allow_empty: bool, zip_max_bytes: int | None,
+                   zip_max_files: int | None, zip_max_ratio: float | None, as_json: bool) -> None:
     """Import images and labels from PATH: a folder (class/img or split/class/img), a CSV,
     a Roboflow export (folder or zip) or a FiftyOne export directory.
 
@@ -55,11 +69,14 @@ def import_command(path: Path, name: str, fmt: str, multilabel: bool, strict: bo
     Example:
       shotlab curate import ~/photos/vehicles --name vehicles
     """
+    from shotlab.core.archive_limits import ZipLimits
     from shotlab.core.images import DEFAULT_MAX_PIXELS
     from shotlab.curate.importer import import_path
 
+    limits = ZipLimits.resolve(zip_max_bytes, zip_max_files, zip_max_ratio)
     report = import_path(path, name, fmt=fmt, multilabel=multilabel, strict=strict,
-                         max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+                         max_pixels=max_pixels or DEFAULT_MAX_PIXELS, allow_empty=allow_empty,
+                         zip_limits=limits)
     echo_import_report(report, as_json)
 
 
@@ -102,8 +119,9 @@ def list_command(as_json: bool) -> None:
     from shotlab.core import store
     from shotlab.core.output import echo_json, table
 
-    rows = [{"name": n, "task": store.task_of(d), "samples": len(d)}
-            for n in store.list_datasets() for d in [store.load(n)]]
+    rows = [{"name": n, "task": "half-made" if store.is_half_made(d) else store.task_of(d),
+             "samples": len(d)}
+            for n in store.list_datasets() for d in [store.load(n, half_made_ok=True)]]
     if as_json:
         return echo_json(rows)
     if not rows:
@@ -134,7 +152,7 @@ def delete_command(name: str, yes: bool) -> None:
     """Delete dataset NAME from the store. Image files are not touched."""
     from shotlab.core import store
 
-    dataset = store.load(name)
+    dataset = store.load(name, half_made_ok=True)
     if not yes:
         click.confirm(f"Delete dataset '{name}' ({len(dataset)} samples)? Image files are kept",
                       abort=True)
@@ -202,12 +220,16 @@ def policy_command(name: str, unsafe: str | None, target_recall: float | None,
 @click.argument("name")
 @click.option("--port", type=click.IntRange(1, 65535), default=5151, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True,
-              help="Address to serve on; loopback only unless you say otherwise.")
-def app_command(name: str, port: int, address: str) -> None:
+              help="Address to serve on. Any address other than loopback needs "
+                   "--expose-files-to-network.")
+@click.option("--expose-files-to-network", "expose", is_flag=True,
+              help="Allow a non-loopback --address, knowing that the App has no login and serves "
+                   "any file this user can read (/media?filepath=) to whoever reaches it.")
+def app_command(name: str, port: int, address: str, expose: bool) -> None:
     """Open dataset NAME in the FiftyOne App, served at http://ADDRESS:PORT (Ctrl-C stops it)."""
     from shotlab.curate.app import serve
 
-    serve(name, port=port, address=address)
+    serve(name, port=port, address=address, expose=expose)
 
 
 def add_command_modules() -> None:

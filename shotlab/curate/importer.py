@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from shotlab.core import store, workspace
+from shotlab.core.archive_limits import ZipLimits
 from shotlab.core.errors import BadImageError, InputError, StrictImportError
 from shotlab.core.images import DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
 from shotlab.core.progress import progress_bar
@@ -25,6 +26,9 @@ from shotlab.curate.records import Record, Scan, Skipped
 FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone")
 LABELS_CSV = "labels.csv"
 BATCH = 500  # samples per database write: big enough to be fast, small enough to show progress
+REPEATED_PATHS = ("dataset '{name}' already holds samples that repeat another sample's file path "
+                  "(left by concurrent imports of an older shotlab), so concurrent imports into it "
+                  "are not guarded; delete the repeated samples in the App to restore the guard")
 
 
 @dataclass
@@ -39,6 +43,7 @@ class ImportReport:
     ignored: int = 0
     duplicate_groups: int = 0
     conflicting_groups: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = dict(vars(self))
@@ -46,12 +51,12 @@ class ImportReport:
         return data
 
 
-def resolve_source(path: Path, fmt: str) -> tuple[Path, str]:
+def resolve_source(path: Path, fmt: str, zip_limits: ZipLimits | None = None) -> tuple[Path, str]:
     """The folder or CSV to read (zips extracted into the workspace) and its format."""
     if not (path.exists() or path.is_symlink()):
         raise InputError(f"{path}: no such file or folder")
     if path.is_file() and path.suffix.lower() == ".zip":
-        path = archives.unwrap(archives.extract(path, workspace.current().media_dir))
+        path = archives.unwrap(archives.extract(path, workspace.current().media_dir, zip_limits))
     if fmt in ("auto", "csv") and (path / LABELS_CSV).is_file():
         path = path / LABELS_CSV  # the layout `curate export --format csv` writes
     if fmt == "auto":
@@ -151,33 +156,93 @@ def make_sample(checked: Checked, task: str, source: dict):
                      metadata=metadata, **source)
 
 
-def add_all(dataset, checked: list[Checked], task: str, source: dict, progress: bool | None) -> None:
+def add_all(dataset, checked: list[Checked], task: str, source: dict, progress: bool | None) -> int:
+    """Add the samples; returns how many this process added."""
+    added = 0
     with progress_bar(enabled=progress, total=len(checked), unit="img", desc="Adding to dataset") as bar:
         for start in range(0, len(checked), BATCH):
-            batch = [make_sample(c, task, source) for c in checked[start:start + BATCH]]
-            # The fields are declared when the dataset is created (store.declare_fields).
-            dataset.add_samples(batch, expand_schema=False, progress=False)
+            batch = checked[start:start + BATCH]
+            added += add_batch(dataset, batch, task, source)
             bar.update(len(batch))
+    return added
+
+
+def add_batch(dataset, batch: list[Checked], task: str, source: dict) -> int:
+    """Insert `batch` in one write; returns how many samples this process added.
+
+    The unique index on `filepath` refuses a path that a concurrent import added since this one
+    looked: the write then stops at that sample, and the rest is retried without the paths now
+    present (they count as already there)."""
+    added = 0
+    while batch:
+        samples = [make_sample(c, task, source) for c in batch]
+        try:
+            # The fields are declared when the dataset is created (store.declare_fields).
+            dataset.add_samples(samples, expand_schema=False, batcher=False, progress=False)
+            return added + len(batch)
+        except ValueError as exc:  # FiftyOne's wrapper around pymongo's BulkWriteError
+            inserted = duplicate_path_inserts(exc)
+            if inserted is None:
+                raise
+        added += inserted
+        present = set(dataset.match({"filepath": {"$in": [c[0] for c in batch]}}).values("filepath"))
+        batch = [c for c in batch if c[0] not in present]
+    return added
+
+
+def duplicate_path_inserts(exc: ValueError) -> int | None:
+    """How many samples the failed write added before it met a path already present, or None
+    when `exc` is not that error."""
+    details = getattr(exc.__cause__, "details", None) or {}
+    errors = details.get("writeErrors") or [{}]
+    if errors[0].get("code") != 11000 or "filepath" not in str(errors[0].get("keyPattern", "")):
+        return None
+    return int(details.get("nInserted", 0))
+
+
+def check_not_empty(scan: Scan, valid: list[Checked], skipped: list[Skipped], existing,
+                    given: Path, allow_empty: bool) -> None:
+    """An import that finds no image at all, or creates a dataset with nothing in it, is almost
+    always a wrong path: refuse it unless asked for."""
+    if allow_empty or (scan.records and (valid or existing is not None)):
+        return
+    found = (f"{len(skipped)} files skipped (first: {skipped[0].path}: {skipped[0].reason})"
+             if skipped else f"no image files ({len(scan.ignored)} other files ignored)")
+    raise InputError(f"{given}: {found}; nothing was imported. Check the path and --format, or "
+                     f"pass --allow-empty to create or keep the dataset anyway")
+
+
+def target_dataset(existing, name: str, task: str):
+    """The dataset to add to: created if new, completed if an interrupted import left it half-made."""
+    if existing is None:
+        return store.create(name, task)
+    if store.is_half_made(existing):
+        store.complete(existing, task)
+    return existing
 
 
 def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: bool = False,
                 strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-                workers: int | None = None, progress: bool | None = None) -> ImportReport:
+                workers: int | None = None, progress: bool | None = None,
+                allow_empty: bool = False, zip_limits: ZipLimits | None = None) -> ImportReport:
     """Import images and labels from `path` into the dataset `name` (created if new).
 
     Returns an ImportReport: how many samples were added, how many were already there, and
-    every skipped file with its reason. Raises InputError for a source that cannot be read,
-    and StrictImportError (before adding anything) when `strict` and any file was skipped.
+    every skipped file with its reason. Raises InputError for a source that cannot be read or
+    holds no image (unless `allow_empty`), and StrictImportError (before adding anything) when
+    `strict` and any file was skipped. A zip is extracted within `zip_limits` (see
+    core/archive_limits.py). Two imports of the same files may run at once: each file is added
+    once.
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}'; expected one of {', '.join(FORMATS)}")
     given = Path(path).absolute()
-    root, fmt = resolve_source(given, fmt)
+    root, fmt = resolve_source(given, fmt, zip_limits)
     scan = read(root, fmt, multilabel)
     check_task(scan.records, multilabel, given)
     task = "multilabel" if multilabel else "multiclass"
     existing = store.find(name)
-    if existing is not None:
+    if existing is not None and not store.is_half_made(existing):
         store.require_task(existing, task)
     candidates, repeats = unique_records(scan.records)
     known = set(existing.values("filepath")) if existing is not None else set()
@@ -188,12 +253,14 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     if strict and skipped:
         raise StrictImportError(f"{len(skipped)} files would be skipped (first: {skipped[0].path}: "
                                 f"{skipped[0].reason}); nothing was imported (drop --strict to skip them)")
-    dataset = existing if existing is not None else store.create(name, task)
+    check_not_empty(scan, valid, skipped, existing, given, allow_empty)
+    dataset = target_dataset(existing, name, task)
+    warnings = [] if store.unique_paths(dataset) else [REPEATED_PATHS.format(name=name)]
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
-    add_all(dataset, valid, task, source, progress)
+    added = add_all(dataset, valid, task, source, progress)
     groups = exact_duplicate_groups(dataset.values("sha256"), store.sample_labels(dataset))
-    return ImportReport(name=name, task=task, source=str(given), format=fmt, added=len(valid),
-                        already_present=len(candidates) - len(new), skipped=skipped,
-                        ignored=len(scan.ignored), duplicate_groups=len(groups),
-                        conflicting_groups=sum(g.conflicting for g in groups))
+    return ImportReport(name=name, task=task, source=str(given), format=fmt, added=added,
+                        already_present=len(candidates) - len(bad) - added,
+                        skipped=skipped, ignored=len(scan.ignored), duplicate_groups=len(groups),
+                        conflicting_groups=sum(g.conflicting for g in groups), warnings=warnings)

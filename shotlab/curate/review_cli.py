@@ -103,9 +103,11 @@ def history_command(name: str, limit: int | None, as_json: bool) -> None:
               help="The same seed gives the same splits.")
 @click.option("--overwrite", is_flag=True,
               help="Re-split every sample; without it, samples that have a split keep it.")
+@click.option("--no-holdout", is_flag=True,
+              help="Allow --val 0 --test 0 (everything in train); refused without it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def split_command(name: str, val: float, test: float, seed: int, overwrite: bool,
-                  as_json: bool) -> None:
+                  no_holdout: bool, as_json: bool) -> None:
     """Stratified train/val/test splits of dataset NAME that keep duplicate clusters
     (`duplicate_cluster`, or exact duplicates by sha256) and video clips (`clip_id`) together.
 
@@ -116,7 +118,8 @@ def split_command(name: str, val: float, test: float, seed: int, overwrite: bool
     from shotlab.core.output import echo_json, plural, table
     from shotlab.curate.splits import SPLITS, split_dataset
 
-    report = split_dataset(name, val=val, test=test, seed=seed, overwrite=overwrite)
+    report = split_dataset(name, val=val, test=test, seed=seed, overwrite=overwrite,
+                           no_holdout=no_holdout)
     if as_json:
         return echo_json(report.to_dict())
     mode = ("re-split every sample (--overwrite)" if overwrite else

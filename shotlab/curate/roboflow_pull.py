@@ -1,8 +1,9 @@
 """`shotlab curate pull roboflow`: download a Roboflow dataset version with its SDK, import it.
 
 The export lands in `<workspace>/downloads/roboflow/<workspace>/<project>/<version>/<format>`,
-written under a `.partial` name and renamed once complete, so an interrupted download is never
-used. A Roboflow version is a frozen snapshot, so a later pull of the same version and format
+written under a temporary name and renamed once complete, so an interrupted download is never
+used; its zip is unpacked within shotlab's archive limits (size, file count, compression ratio:
+core/archive_limits.py, raised with $SHOTLAB_ZIP_MAX_*). A Roboflow version is a frozen snapshot, so a later pull of the same version and format
 imports the earlier download without contacting Roboflow (and without needing a key).
 
 The API key lives only in memory: shotlab writes it nowhere. The SDK puts it in every request
@@ -17,15 +18,17 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import sys
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 from shotlab.core import workspace
+from shotlab.core.archive_limits import extract_zip
 from shotlab.core.errors import InputError, ShotlabError
+from shotlab.core.files import atomic_path, remove
 from shotlab.curate import archives
 from shotlab.curate.importer import ImportReport, import_path
 
@@ -117,25 +120,52 @@ def resolve_api_key(given: str | None, ref: RoboflowRef) -> str:
 
 
 def download(ref: RoboflowRef, fmt: str, api_key: str, target: Path) -> None:
-    """Download and extract the export into `target`, through `<target>.partial`."""
+    """Download and extract the export into `target`, through a temporary folder beside it."""
     roboflow = import_sdk()
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             rf_workspace = roboflow.Roboflow(api_key=api_key).workspace(ref.workspace)
             project = rf_workspace.project(ref.project)
             check_project_type(project.type, ref)
-            project.version(ref.version).download(fmt, location=str(partial), overwrite=True)
+            version = project.version(ref.version)
+            with atomic_path(target) as partial, limited_extraction():
+                remove(target)  # an unmarked folder: left by an interrupted older shotlab
+                version.download(fmt, location=str(partial), overwrite=True)
+                (partial / COMPLETE_MARKER).write_text(f"roboflow {ref} {fmt}\n")
     except ShotlabError:
-        shutil.rmtree(partial, ignore_errors=True)
         raise
     except Exception as exc:  # the SDK raises RuntimeError, RoboflowError, requests', KeyError...
-        shutil.rmtree(partial, ignore_errors=True)
         raise sdk_error(exc, ref, api_key) from None  # `from exc` would carry the key in its text
-    (partial / COMPLETE_MARKER).write_text(f"roboflow {ref} {fmt}\n")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+
+
+@contextlib.contextmanager
+def limited_extraction():
+    """While pulling, the SDK unpacks its `roboflow.zip` with shotlab's checked extraction.
+
+    The SDK's own `extract_zip` (roboflow.util.general, looked up by roboflow.core.version at
+    call time) extracts every member with no limit on size, count or ratio; the SDK has no hook,
+    so the name is pointed at `checked_extract` for the duration of the pull and restored after.
+    """
+    from roboflow.core import version
+
+    original = version.extract_zip
+    version.extract_zip = checked_extract
+    try:
+        yield
+    finally:
+        version.extract_zip = original
+
+
+def checked_extract(location: str, desc: str | None = None) -> None:
+    """The SDK's `extract_zip(location, desc)`, within the limits of core/archive_limits.py."""
+    zip_path = Path(location) / "roboflow.zip"
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as exc:
+        raise ShotlabError(f"Roboflow sent a damaged zip ({exc}); pull again") from None
+    with archive:
+        extract_zip(archive, zip_path, Path(location))
+    zip_path.unlink()
 
 
 def check_project_type(project_type: str, ref: RoboflowRef) -> None:

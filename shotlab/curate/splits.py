@@ -29,6 +29,17 @@ class SplitPlan:
     warnings: list[str] = field(default_factory=list)
 
 
+NO_HOLDOUT = ("--val 0 --test 0: every sample goes to train, none is held out to validate or "
+              "test a model")
+
+
+def check_holdout(val: float, test: float, no_holdout: bool) -> None:
+    """Putting everything in train needs `no_holdout`: it is far more often a slip than a choice."""
+    if val == test == 0 and not no_holdout:
+        raise InputError(f"{NO_HOLDOUT}; pass --no-holdout if that is what you want, or give "
+                         f"fractions, e.g. --val 0.15 --test 0.15")
+
+
 def check_fractions(val: float, test: float) -> dict[str, float]:
     """The fraction of each split, or InputError for fractions that cannot be split."""
     for name, value in (("--val", val), ("--test", test)):
@@ -228,16 +239,18 @@ class SplitReport:
 
 
 def split_dataset(name: str, *, val: float, test: float, seed: int,
-                  overwrite: bool = False) -> SplitReport:
+                  overwrite: bool = False, no_holdout: bool = False) -> SplitReport:
     """Write the `split` field of dataset `name` with `assign_splits`, and log the run.
 
     Samples with a split keep it unless `overwrite`. Samples tagged `exclude` and unlabeled
-    multiclass samples are left as they are (training leaves them out).
+    multiclass samples are left as they are (training leaves them out). `val` and `test` both 0
+    need `no_holdout`.
     """
     from shotlab.core import store
     from shotlab.curate.review import EXCLUDE_TAG, ChangeLog, now, whoami
 
     fractions = check_fractions(val, test)
+    check_holdout(val, test, no_holdout)
     dataset = store.load(name)
     schema = dataset.get_field_schema()
     labels = store.sample_labels(dataset)
@@ -263,7 +276,8 @@ def split_dataset(name: str, *, val: float, test: float, seed: int,
         skipped={"excluded": sum(excluded), "unlabeled": sum(u and not e for u, e in
                                                                zip(unlabeled, excluded))},
         grouped=sum(n > 1 for n in sizes.values()),
-        counts={c: dict(v) for c, v in plan.counts.items()}, warnings=plan.warnings)
+        counts={c: dict(v) for c, v in plan.counts.items()},
+        warnings=plan.warnings + ([NO_HOLDOUT] if val == test == 0 else []))
     ChangeLog(dataset).append([{"time": now(), "user": whoami(), "kind": "split", "sample_id": None,
                                 "filepath": None, "old": None, "new": report.counts,
                                 "source": f"curate split seed={seed} val={val} test={test}"

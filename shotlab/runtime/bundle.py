@@ -198,15 +198,13 @@ def verify_bundle(folder: Path, manifest: dict) -> None:
 
 
 def unzip(archive_path: Path, target: Path) -> Path:
-    """Extract a bundle zip into `target`, refusing members that would land outside it."""
+    """Extract a bundle zip into `target` within the archive limits (size, file count, ratio,
+    checked before anything is written), refusing members that would land outside it."""
+    from shotlab.core.archive_limits import extract_zip
+
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            root = target.resolve()
-            for member in archive.namelist():
-                if not (root / member).resolve().is_relative_to(root):
-                    raise InputError(f"{archive_path}: member {member} points outside the "
-                                     f"bundle; refusing to extract it")
-            archive.extractall(target)
+            extract_zip(archive, archive_path, target)
     except zipfile.BadZipFile as exc:
         raise InputError(f"{archive_path}: not a readable zip ({exc}); re-export with "
                          f"`shotlab export RUN --zip`") from None

@@ -162,3 +162,15 @@ def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers
     result = write_results(rows, out, shot_counts, bench.embedding_seconds)
     click.echo((out / "results.md").read_text())
     click.echo(f"Wrote {', '.join(result['files'])}")
+
+
+@train.command("writeback")
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
+def writeback_command(run_dir: Path) -> None:
+    """Write the predictions saved in run folder RUN back to its dataset (when the database was
+    unreachable at the end of the run), with the `mistakes` view."""
+    from shotlab.train.writeback import write_saved
+
+    name, mistakes = write_saved(run_dir)
+    click.echo(f"Wrote the predictions of {run_dir.name} back to '{name}'; the 'mistakes' view "
+               f"holds {mistakes} samples.")

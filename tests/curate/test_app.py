@@ -237,3 +237,31 @@ def test_ensure_port_free_ignores_time_wait():
         client.close()
     ensure_port_free("127.0.0.1", port)
 
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "192.0.2.1", "::", "example.org"])
+def test_app_refuses_a_network_address_without_the_acknowledgement(address):
+    """FiftyOne's /media?filepath= serves any readable file: a network address must be asked for
+    knowingly. Refused before the dataset is looked up or anything starts."""
+    result = CliRunner().invoke(cli, ["curate", "app", "any-name", "--address", address])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert f"--address {address}" in lines[0] and "--expose-files-to-network" in lines[0]
+    assert "/media?filepath=" in lines[0]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "::1", "localhost", "LOCALHOST"])
+def test_loopback_addresses_need_no_acknowledgement(address):
+    from shotlab.curate.app import ensure_exposure_acknowledged, is_loopback
+
+    assert is_loopback(address)
+    ensure_exposure_acknowledged(address, expose=False)
+
+
+def test_the_acknowledgement_allows_a_network_address():
+    from shotlab.curate.app import ensure_exposure_acknowledged
+
+    ensure_exposure_acknowledged("0.0.0.0", expose=True)
+    result = CliRunner().invoke(cli, ["curate", "app", "--help"])
+    assert "--expose-files-to-network" in result.output

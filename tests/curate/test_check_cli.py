@@ -153,3 +153,30 @@ def test_multilabel_dataset_runs_the_multilabel_variant(tmp_path, dataset_name):
     assert summary["checks"]["label"]["details"]["classes_judged"] == ["blue", "red"]
     scores = store.load(dataset_name).values("label_score")
     assert all(s is not None for s in scores)
+
+
+@pytest.mark.parametrize("pair, expected", [
+    ("blurry=-7", "expected a number from -6 to 2"),
+    ("blurry=2.5", "expected a number from -6 to 2"),
+    ("dark=1.5", "expected a number from 0 to 1"),
+    ("bright=-0.1", "expected a number from 0 to 1"),
+    ("low_information=9", "expected a number from 0 to 8"),
+    ("odd_size=-1", "expected a number of 0 or more"),
+    ("phash_distance=-1", "expected a whole number from 0 to 64"),
+    ("phash_distance=2.5", "expected a whole number from 0 to 64"),
+    ("cosine=2", "expected a number from -1 to 1"),
+    ("cosine=nan", "expected a number from -1 to 1"),
+])
+def test_threshold_outside_its_measures_range_is_refused(pair, expected):
+    """Checked before the dataset is even looked up: a cut no image can reach is a typo."""
+    result = run("curate", "check", "no-such-dataset", "--threshold", pair)
+    assert result.exit_code == 2, result.output
+    assert f"--threshold {pair}: {expected}" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_thresholds_inside_their_range_are_accepted():
+    from shotlab.curate.checks.run import parse_thresholds
+
+    assert parse_thresholds(["blurry=-1", "dark=0", "phash_distance=64", "cosine=-1"]) == {
+        "blurry": -1.0, "dark": 0.0, "phash_distance": 64.0, "cosine": -1.0}

@@ -168,3 +168,24 @@ def test_fiftyone_export_directories(tmp_path, dataset_name):
         finally:
             if fo.dataset_exists(target):
                 fo.delete_dataset(target)
+
+
+def test_an_empty_source_is_refused_unless_allowed(tmp_path, dataset_name):
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    result = CliRunner().invoke(cli, ["curate", "import", str(tmp_path / "empty"), "--name", dataset_name])
+    assert result.exit_code == 2, result.output
+    assert "no image files (1 other files ignored); nothing was imported" in result.output
+    assert "--allow-empty" in result.output
+    assert dataset_name not in store.list_datasets()
+    make_bad_files(tmp_path / "bad" / "cat")
+    (tmp_path / "bad" / "cat" / "good.png").unlink()
+    with pytest.raises(InputError, match="6 files skipped .*nothing was imported"):
+        import_path(tmp_path / "bad", dataset_name, progress=False)
+    assert dataset_name not in store.list_datasets()
+    report = import_path(tmp_path / "empty", dataset_name, allow_empty=True, progress=False)
+    assert report.added == 0 and len(store.load(dataset_name)) == 0

@@ -130,3 +130,15 @@ def test_zip_entries_escaping_the_folder_are_refused(tmp_path, entry):
     with pytest.raises(InputError, match="would be written outside the extraction folder"):
         archives.extract(zip_path, tmp_path / "media")
     assert not (tmp_path / "media").exists() and not (tmp_path / "evil.png").exists()
+
+
+def test_csv_row_without_its_label_field_names_the_file_and_line(tmp_path):
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png", seed=1)
+    (tmp_path / "labels.csv").write_text("filepath,label\na.png,cat\n\nb.png\n")
+    with pytest.raises(InputError, match=r"labels.csv: line 4 has 1 fields, no 'label' \(the header "
+                                         r"has 2: filepath,label\); complete the row"):
+        read_table(tmp_path / "labels.csv", multilabel=False)
+    (tmp_path / "onehot.csv").write_text("filepath,cat,dog\na.png,1,0\nb.png,1\n")
+    with pytest.raises(InputError, match="onehot.csv: line 3 has 2 fields, no 'dog'"):
+        read_table(tmp_path / "onehot.csv", multilabel=True)

@@ -260,3 +260,25 @@ def test_sdk_errors_are_scrubbed_before_they_are_shortened(monkeypatch, tmp_path
     url_error = requests.ConnectionError(f"Max retries exceeded with url: /my-team?api_key={API_KEY}")
     unreachable = sdk_error(url_error, parsed, API_KEY)
     assert API_KEY not in str(unreachable) and unreachable.exit_code == 1
+
+
+@pytest.mark.fiftyone
+def test_a_zip_bomb_from_the_server_is_refused_and_nothing_is_kept(server, home, dataset_name):
+    """The SDK's own unzip has no limit; a pull goes through shotlab's (#11 item 4)."""
+    import io
+    import zipfile
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("README.roboflow.txt", "exported via roboflow.com")
+        with archive.open("train/car/zeros.jpg", "w") as member:
+            for _ in range(20):
+                member.write(bytes(1024 ** 2))
+    server._zips["folder"] = bomb.getvalue()
+    result = pull(server.url, home, ref(server), "--name", dataset_name, "--api-key", API_KEY)
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert "roboflow.zip: train/car/zeros.jpg is compressed" in error and "SHOTLAB_ZIP_MAX_RATIO" in error
+    root = download_dir(server, "folder")
+    assert not root.exists() and list(root.parent.iterdir()) == []  # no folder, no partial
+    assert dataset_name not in store.list_datasets()

@@ -162,3 +162,24 @@ def test_split_command_bad_input(dataset_name):
 def test_split_help():
     result = run("curate", "split", "--help")
     assert result.exit_code == 0 and "--overwrite" in result.output
+
+
+@pytest.mark.fiftyone
+def test_no_holdout_split_needs_its_flag_and_warns(tmp_path, dataset_name):
+    """--val 0 --test 0 --overwrite used to move every sample to train without a word."""
+    write_class_tree(tmp_path / "src", {"cat": 4, "dog": 4})
+    assert run("curate", "import", tmp_path / "src", "--name", dataset_name).exit_code == 0
+    assert run("curate", "split", dataset_name, "--seed", "1").exit_code == 0
+    from shotlab.core import store
+
+    before = store.load(dataset_name).values("split")
+    refused = run("curate", "split", dataset_name, "--val", "0", "--test", "0", "--overwrite")
+    assert refused.exit_code == 2, refused.output
+    assert "--val 0 --test 0: every sample goes to train" in refused.output
+    assert "--no-holdout" in refused.output
+    assert store.load(dataset_name).values("split") == before  # nothing moved
+    done = run("curate", "split", dataset_name, "--val", "0", "--test", "0", "--overwrite",
+               "--no-holdout")
+    assert done.exit_code == 0, done.output
+    assert "Warning: --val 0 --test 0: every sample goes to train" in done.output
+    assert set(store.load(dataset_name).values("split")) == {"train"}

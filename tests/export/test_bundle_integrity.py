@@ -96,3 +96,18 @@ def test_the_digest_covers_every_key_but_itself(exported):
     assert manifest["digest"] == digest(manifest)
     assert digest({**manifest, "digest": "anything"}) == manifest["digest"]
     assert digest({**manifest, "created": "2000-01-01"}) != manifest["digest"]
+
+
+def test_a_bundle_zip_bomb_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import zipfile
+
+    bomb = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MANIFEST_FILE, "{}")
+        archive.writestr("model.onnx", b"\0" * (8 << 20))  # 8 MiB of zeros: ratio ~1000:1
+    before = set(tmp_path.parent.glob("shotlab-bundle-*"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with pytest.raises(InputError, match="ratio"):
+        load_bundle(bomb)
+    assert not any(p.stat().st_size for p in tmp_path.rglob("model.onnx"))
+    assert set(tmp_path.parent.glob("shotlab-bundle-*")) == before

@@ -8,12 +8,20 @@ from shotlab.curate.checks.base import CheckResult
 
 # --threshold names of the duplicate check -> (find_duplicates parameter, type)
 DUPLICATE_THRESHOLDS = {"phash_distance": ("max_distance", int), "cosine": ("min_cosine", float)}
+# The values each duplicate threshold can take: bits of a 64-bit pHash, a cosine similarity.
+DUPLICATE_RANGES = {"phash_distance": (0, 64), "cosine": (-1.0, 1.0)}
 
 
 def threshold_names() -> tuple[str, ...]:
+    return tuple(threshold_ranges())
+
+
+def threshold_ranges() -> dict[str, tuple[float, float, type]]:
+    """--threshold name -> (lowest, highest, int or float): the values its measure can take."""
     from shotlab.curate.checks.quality import RULES
 
-    return tuple(r.name for r in RULES) + tuple(DUPLICATE_THRESHOLDS)
+    return ({r.name: (*r.valid, float) for r in RULES}
+            | {k: (*DUPLICATE_RANGES[k], cast) for k, (_, cast) in DUPLICATE_THRESHOLDS.items()})
 
 
 def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[str, float],

@@ -35,6 +35,7 @@ class Rule:
     measure: str  # what `value` computes, for the docs and the report
     high_is_bad: bool
     bounds: tuple[float, float]  # the adaptive cut is clipped into [low, high]
+    valid: tuple[float, float]  # the values the measure can take: a --threshold must lie in them
 
     def value(self, stats: ImageStats) -> np.ndarray:
         v = stats.values
@@ -57,19 +58,23 @@ class Rule:
         return float(np.clip(raw, *self.bounds))
 
 
+INF = float("inf")
 RULES = (
     # log10(Laplacian variance / grey variance) at <= 256 px: sharp photos and clip art sit
     # between -0.9 and 0.8 (datasets/sample), a 4-pixel Gaussian blur drops to about -2.5.
-    Rule("blurry", "log10(Laplacian variance / grey variance)", False, (-2.0, -1.0)),
+    # Possible values: -6 (a flat image, the 1e-6 floor) to log10(64) (a 1-pixel checkerboard).
+    Rule("blurry", "log10(Laplacian variance / grey variance)", False, (-2.0, -1.0), (-6.0, 2.0)),
     # Mean luminance 0-1: never call an image with mean above 0.25 dark, always call one below 0.06.
-    Rule("dark", "mean luminance (0-1)", False, (0.06, 0.25)),
-    Rule("bright", "mean luminance (0-1)", True, (0.85, 0.97)),
-    # Grey-histogram entropy in bits: a blank or near-blank image has under 1-2 bits.
-    Rule("low_information", "grey-level entropy (bits)", False, (1.0, 3.0)),
+    Rule("dark", "mean luminance (0-1)", False, (0.06, 0.25), (0.0, 1.0)),
+    Rule("bright", "mean luminance (0-1)", True, (0.85, 0.97), (0.0, 1.0)),
+    # Grey-histogram entropy in bits (0-8): a blank or near-blank image has under 1-2 bits.
+    Rule("low_information", "grey-level entropy (bits)", False, (1.0, 3.0), (0.0, 8.0)),
     # |log(area / median area)|: 16x smaller or larger than usual is always odd, 2x never.
-    Rule("odd_size", "|log(pixels / median pixels)|", True, (float(np.log(2)), float(np.log(16)))),
+    Rule("odd_size", "|log(pixels / median pixels)|", True, (float(np.log(2)), float(np.log(16))),
+         (0.0, INF)),
     # |log(width / height)|: 3:1 and wider is always odd, 1.5:1 never.
-    Rule("odd_aspect_ratio", "|log(width / height)|", True, (float(np.log(1.5)), float(np.log(3)))),
+    Rule("odd_aspect_ratio", "|log(width / height)|", True, (float(np.log(1.5)), float(np.log(3))),
+         (0.0, INF)),
 )
 TYPES = tuple(r.name for r in RULES) + ("grayscale",)
 

@@ -74,22 +74,33 @@ def parse_checks(text: str | None) -> tuple[str, ...]:
 
 
 def parse_thresholds(pairs) -> dict[str, float]:
-    """('blurry=2.5', 'cosine=0.95') -> {'blurry': 2.5, 'cosine': 0.95}, names checked."""
-    from shotlab.curate.checks.detect import threshold_names
+    """('blurry=-1.5', 'cosine=0.95') -> {'blurry': -1.5, 'cosine': 0.95}, names and ranges checked."""
+    from shotlab.curate.checks.detect import threshold_ranges
 
-    known = threshold_names()
+    ranges = threshold_ranges()
     parsed = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
-        if key not in known or not sep:
+        if key not in ranges or not sep:
             raise InputError(f"--threshold {pair}: expected NAME=VALUE with NAME one of "
-                             f"{', '.join(known)}")
-        try:
-            parsed[key] = float(value)
-        except ValueError:
-            raise InputError(f"--threshold {pair}: '{value}' is not a number") from None
+                             f"{', '.join(ranges)}")
+        parsed[key] = threshold_value(pair, value, *ranges[key])
     return parsed
+
+
+def threshold_value(pair: str, text: str, low: float, high: float, kind: type) -> float:
+    """The number in `text`, refused unless it is a `kind` within [low, high]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"--threshold {pair}: '{text}' is not a number") from None
+    if not low <= value <= high or (kind is int and not value.is_integer()):
+        what = "a whole number" if kind is int else "a number"
+        span = f"from {low:g} to {high:g}" if high < float("inf") else f"of {low:g} or more"
+        raise InputError(f"--threshold {pair}: expected {what} {span} (the values this "
+                         f"measure can take; see docs/curate-check.md)")
+    return value
 
 
 def load_samples(dataset) -> Samples:

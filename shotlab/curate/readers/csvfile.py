@@ -22,12 +22,15 @@ MULTI_SEPARATOR = ";"  # `labels` column of a multilabel CSV: "cat;dog"
 TRUE_VALUES, FALSE_VALUES = {"1", "1.0", "true"}, {"0", "0.0", "false", ""}
 
 
-def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and every non-blank row with the line it ends on; a short row lacks the keys
+    of its missing fields."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, skipinitialspace=True)
             header = [h.strip() for h in next(reader, [])]
-            rows = [dict(zip(header, (v.strip() for v in row))) for row in reader if any(row)]
+            rows = [(reader.line_num, dict(zip(header, (v.strip() for v in row))))
+                    for row in reader if any(row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read as CSV ({exc})") from None
     if not header:
@@ -76,8 +79,9 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
     classes = [h for h in header if h not in (path_column, split_column) and h]
     folder = Path(os.path.normpath(csv_path.parent.absolute()))
     scan = Scan()
-    for number, row in enumerate(rows, start=2):  # row 1 is the header
+    for number, row in rows:
         where = f"row {number} of {csv_path.name}"
+        require_fields(row, [label_column] if label_column else classes, csv_path, number, header)
         path = resolve_row_path(folder, row.get(path_column, ""), where)
         if isinstance(path, Skipped):
             scan.skipped.append(path)
@@ -91,6 +95,16 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
         split = normalise_split(row.get(split_column)) if split_column else default_split
         scan.records.append(Record(path, labels, split))
     return scan
+
+
+def require_fields(row: dict[str, str], columns: list[str], csv_path: Path, line: int,
+                   header: list[str]) -> None:
+    """A row too short to hold its labels is a broken file, not an unlabeled image."""
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise InputError(f"{csv_path}: line {line} has {len(row)} fields, no '{missing[0]}' "
+                         f"(the header has {len(header)}: {','.join(header)}); complete the row "
+                         f"(an empty field means unlabeled)")
 
 
 def split_labels(value: str, multilabel: bool) -> tuple[str, ...]:
