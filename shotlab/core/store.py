@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from shotlab.core import database, workspace
 from shotlab.core.errors import DatasetNotFoundError, InputError, ShotlabError
+from shotlab.core.names import check_dataset_name
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -74,6 +75,7 @@ def task_of(dataset: "fo.Dataset") -> str:
 
 
 def find(name: str) -> "fo.Dataset | None":
+    check_dataset_name(name)  # every load goes through here: a bad name never reaches a path
     fo = fiftyone()
     return fo.load_dataset(name) if fo.dataset_exists(name) else None
 
@@ -87,6 +89,7 @@ def require_task(dataset: "fo.Dataset", task: str) -> None:
 
 def create(name: str, task: str) -> "fo.Dataset":
     """A new persistent dataset for `task` with shotlab's fields declared."""
+    check_dataset_name(name)
     dataset = fiftyone().Dataset(name, persistent=True)
     declare_fields(dataset, task)
     dataset.info[INFO_KEY] = {"task": task, "schema": 1}
