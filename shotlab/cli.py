@@ -36,6 +36,9 @@ class ShotlabGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, workspace: str | None, database_uri: str | None, debug: bool) -> None:
     """shotlab: curate small image datasets, train, export and explain, offline."""
+    from shotlab.core.workspace import private_umask
+
+    ctx.call_on_close(private_umask())  # what the command writes is the user's alone
     ctx.meta["shotlab.debug"] = debug
     ctx.meta["shotlab.workspace"] = (workspace, database_uri)
 
