@@ -18,14 +18,14 @@ def resolve(device: str | None = None) -> str:
     if not device:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        kind, index = torch.device(device).type, torch.device(device).index
+        parsed = torch.device(device)
     except (RuntimeError, ValueError):
-        kind, index = None, None
-    if kind not in KINDS:
+        parsed = None
+    if parsed is None or parsed.type not in KINDS:
         raise InputError(f"--device {device!r} is not a device shotlab trains on; use cpu, cuda "
                          f"or cuda:N, or leave it out (cuda if available, else cpu)")
-    visible = torch.cuda.device_count() if kind == "cuda" and torch.cuda.is_available() else 0
-    if kind == "cuda" and (index or 0) >= visible:
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if parsed.type == "cuda" and (parsed.index or 0) >= visible:
         raise InputError(f"--device {device}: no such CUDA device here ({visible} visible); use "
                          f"--device cpu, or leave --device out to use what is there")
     return device
