@@ -40,7 +40,9 @@ class ShotlabGroup(click.Group):
 def cli(ctx: click.Context, workspace: str | None, database_uri: str | None, debug: bool) -> None:
     """shotlab: curate small image datasets, train, export and explain, offline."""
     from shotlab.core import workspace as workspaces
+    from shotlab.core.workspace import private_umask
 
+    ctx.call_on_close(private_umask())  # what the command writes is the user's alone
     ctx.meta["shotlab.debug"] = debug
     # The one activation path for every command: before any stage imports FiftyOne or a library
     # that phones home (core/workspace.py sets the offline environment).

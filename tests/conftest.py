@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 import pytest
@@ -25,7 +26,8 @@ def pytest_configure(config):
 @pytest.fixture
 def dataset_name(request):
     """A fresh dataset name; the dataset is deleted after the test if it was created."""
-    name = f"t-{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
+    test = re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name[:40])  # [params] are not name characters
+    name = f"t-{test}-{uuid.uuid4().hex[:6]}"
     yield name
     from shotlab.core import store
 

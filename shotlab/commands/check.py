@@ -82,6 +82,7 @@ def check_command(name: str, checks_text: str, backbone: str, thresholds: tuple[
       shotlab curate check vehicles --checks label,duplicates --threshold blurry=-1.5
     """
     from shotlab.core import workspace
+    from shotlab.core.names import child_path
     from shotlab.core.output import echo_json
     from shotlab.curate.check_report import write_report
     from shotlab.curate.checks.run import (EMBEDDING_CHECKS, parse_checks, parse_thresholds,
@@ -98,7 +99,7 @@ def check_command(name: str, checks_text: str, backbone: str, thresholds: tuple[
     summary, results, samples = run_checks(
         name, checks=checks, embed=embedder(backbone, None), thresholds=parsed,
         min_per_class=min_per_class, options=options)
-    path = report_path or workspace.current().home / "reports" / f"{name}-check.html"
+    path = report_path or child_path(workspace.current().home / "reports", f"{name}-check.html")
     summary.report = str(write_report(path, summary, results, samples))
     if as_json:
         return echo_json(summary.to_dict())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from shotlab.core import database, workspace
 from shotlab.core.errors import DatasetNotFoundError, InputError, ShotlabError
+from shotlab.core.names import check_dataset_name
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -87,6 +88,7 @@ def task_of(dataset: "fo.Dataset") -> str:
 
 
 def find(name: str) -> "fo.Dataset | None":
+    check_dataset_name(name)  # every load goes through here: a bad name never reaches a path
     fo = fiftyone()
     return fo.load_dataset(name) if fo.dataset_exists(name) else None
 
@@ -103,6 +105,7 @@ def create(name: str, task: str) -> "fo.Dataset":
 
     If another process created `name` meanwhile (two imports racing), that dataset is returned,
     completed if it is still half-made."""
+    check_dataset_name(name)
     fo = fiftyone()
     try:
         dataset = fo.Dataset(name, persistent=True)

@@ -9,6 +9,12 @@ A workspace is one folder (`--workspace`, else `$SHOTLAB_HOME`, else `~/.shotlab
     cache/      embeddings, keyed by backbone, weights, preprocessing and image sha256
     runs/       training runs (checkpoint, manifest, metrics, plots)
 
+It is private to its user (folders 0700, files 0600), as MongoDB keeps its own data files: it
+holds the user's images, labels, models and decisions. `activate()` creates the folder 0700 and
+takes group and other access away from it and shotlab's folders in it (an older workspace made
+them 0755); the `shotlab` command also runs with umask 077 (`private_umask`), so every file it
+creates, in the workspace or in an `--out` folder, is 0600 and every folder 0700.
+
 FiftyOne reads its configuration once, when it is first imported, so `activate()` must run before
 that. It also stops FiftyOne from reading the user's own `~/.fiftyone/config.json` or
 `FIFTYONE_DATABASE_URI`: `store.fiftyone()` hands FiftyOne the URI of the workspace's own server,
@@ -26,6 +32,8 @@ from pathlib import Path
 from shotlab.core.errors import InputError
 
 HOME_ENV = "SHOTLAB_HOME"
+EXTRA_FOLDERS = ("reports", "benchmarks", "mlflow-artifacts")  # made by curate check, train
+PRIVATE_UMASK = 0o077  # no group or other bits on anything the shotlab command creates
 DATABASE_URI_ENV = "SHOTLAB_DATABASE_URI"
 
 # Every library here phones home at start unless told not to; user data is sensitive, so
@@ -72,6 +80,10 @@ class Workspace:
     def runs_dir(self) -> Path:
         return self.home / "runs"
 
+    def own_folders(self) -> tuple[Path, ...]:
+        """The workspace and the folders shotlab makes in it."""
+        return (self.home, self.db_dir, self.media_dir, self.downloads_dir, self.cache_dir,
+                self.runs_dir, *(self.home / name for name in EXTRA_FOLDERS))
 
 
 _active: Workspace | None = None
@@ -89,12 +101,36 @@ def activate(home: str | Path | None = None, database_uri: str | None = None) ->
     if _active is not None and _active != workspace and "fiftyone" in sys.modules:
         raise InputError(f"this process already uses the workspace {_active.home}; FiftyOne "
                          f"cannot switch to {workspace.home} (run a separate process)")
-    workspace.home.mkdir(parents=True, exist_ok=True)
+    workspace.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private(workspace.own_folders())
     apply_offline_environment()
     os.environ.pop("FIFTYONE_DATABASE_URI", None)  # set by store.fiftyone(), never inherited
     os.environ["FIFTYONE_CONFIG_PATH"] = str(workspace.home / "fiftyone-config.json")
     _active = workspace
     return workspace
+
+
+def make_private(folders) -> None:
+    """Take group and other access away from these folders (those that exist and are ours);
+    with the workspace folder at 0700, nothing below it is reachable by another user, whatever
+    older files' own modes say. The user's home folder is never changed (a workspace at ~)."""
+    user_home = Path.home().resolve()
+    for folder in folders:
+        try:
+            status = folder.stat()
+            if status.st_mode & 0o077 and status.st_uid == os.getuid() and folder != user_home:
+                folder.chmod(status.st_mode & 0o700)
+        except OSError:  # missing, or a filesystem without modes: nothing to take away
+            continue
+
+
+def private_umask():
+    """Set umask 077 for this process (the `shotlab` command); returns the call that restores
+    the previous one. A umask, not chmod after writing: it also covers what libraries write
+    (MLflow's SQLite file, torch.save, matplotlib, mongod's logs) and leaves no moment at which
+    a new file is readable by others."""
+    previous = os.umask(PRIVATE_UMASK)
+    return lambda: os.umask(previous)
 
 
 def current() -> Workspace:

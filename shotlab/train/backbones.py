@@ -22,6 +22,7 @@ from pathlib import Path
 from shotlab.core.errors import InputError
 from shotlab.core.seeding import seeded_torch
 from shotlab.runtime.contract import Preprocessing
+from shotlab.train.checkpoint import load_data, one_line
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,10 @@ def load_state_dict(path: Path) -> dict:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_data(path)
     except Exception as exc:  # pickle errors, truncated files, bad safetensors headers...
-        raise InputError(f"{path}: cannot load as a state dict ({exc}); give a .safetensors "
-                         f"file or a torch state dict saved with torch.save") from None
+        raise InputError(f"{path}: cannot load as a state dict ({one_line(exc)}); give a "
+                         f".safetensors file or a torch state dict saved with torch.save") from None
     if isinstance(state, dict):
         state = state.get("state_dict", state.get("model", state))  # also shotlab checkpoints
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -6,6 +6,8 @@ Export and explain start here: the checkpoint carries everything needed to rebui
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,18 +38,51 @@ def checkpoint_path(run_or_file: str | Path) -> Path:
     return path
 
 
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """The gist of an exception in one short line (torch's unpickling errors run to ten lines
+    and advise loading the file with code execution on, which shotlab never does)."""
+    text = str(exc)
+    code = re.search(r"GLOBAL ([\w.]+)", text)
+    if code:
+        return f"it names Python code to run, {code[1]}, which shotlab never loads"
+    if text.startswith("Weights only load failed"):
+        return "it holds more than tensors and plain data, which shotlab never loads"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0].split(". ")[0] if lines else type(exc).__name__
+    return first if len(first) <= limit else first[:limit - 3] + "..."
+
+
+def load_data(path: Path, map_location="cpu"):
+    """torch.load as data only: tensors, numbers, strings, lists and dicts. torch's weights-only
+    unpickler refuses anything else (a pickle that would import or call a function), so a file
+    planted in a run folder, or given as weights, cannot run code."""
+    import torch
+
+    with warnings.catch_warnings():  # e.g. "pickle protocol 4": the caller's error says enough
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def read_state(path: Path, fix: str, *, map_location="cpu") -> dict:
+    """A checkpoint's contents (`load_data`); any failure is one InputError naming the file and
+    `fix`."""
+    try:
+        state = load_data(path, map_location)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise InputError(f"{path}: not a readable shotlab checkpoint ({one_line(exc)}); "
+                         f"{fix}") from None
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: not a shotlab checkpoint (holds a {type(state).__name__}, not "
+                         f"a dict); {fix}")
+    return state
+
+
 def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU."""
     import timm
-    import torch
 
     path = checkpoint_path(run_or_file)
-    try:
-        # weights_only: a checkpoint is data (tensors, strings, numbers), never code to run.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise InputError(f"{path}: not a readable shotlab checkpoint ({exc}); "
-                         f"re-run `shotlab train` to produce one") from None
+    state = read_state(path, "re-run `shotlab train` to produce one")
     missing = {"model", "timm_name", "classes", "task", "preprocessing"} - set(state)
     if missing:
         raise InputError(f"{path}: checkpoint lacks {sorted(missing)}; it was not written by "

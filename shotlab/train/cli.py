@@ -66,14 +66,17 @@ def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, **opt
       shotlab train --resume ~/.shotlab/runs/20261122-101500-vehicles-lite0-partial
     """
     from shotlab.core.errors import InputError
+    from shotlab.core.names import check_dataset_name
     from shotlab.train.finetune import TrainConfig
     from shotlab.train.report import echo_run
     from shotlab.train.runs import train_run
 
-    if not name and not resume_dir:
+    if name is None and not resume_dir:
         raise click.UsageError("give a dataset NAME, or --resume RUN_DIR")
-    if name and resume_dir:
+    if name is not None and resume_dir:
         raise InputError("give either a dataset NAME or --resume RUN_DIR, not both")
+    if name is not None:
+        check_dataset_name(name)
     config = TrainConfig(unsafe=split_names(unsafe), **options)
     result = train_run(name, config, resume_dir=resume_dir, tracking_uri=tracking_uri,
                        track=not no_track)
@@ -143,9 +146,11 @@ def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers
 
     from shotlab.core import workspace
     from shotlab.core.errors import InputError
+    from shotlab.core.names import check_dataset_name, child_path
     from shotlab.train.benchmark import FINETUNE_METHODS, Benchmark, write_results
     from shotlab.train.manifest import freeze
 
+    check_dataset_name(name)
     try:
         shot_counts = [int(s) for s in split_names(shots)]
     except ValueError:
@@ -158,7 +163,8 @@ def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers
     bench = Benchmark(freeze(name), backbones=split_names(backbones), finetune=modes,
                       epochs=epochs, workers=workers, progress=None)
     rows = bench.run(shot_counts, repeats)
-    out = out or workspace.current().home / "benchmarks" / f"{name}-{_time.strftime('%Y%m%d-%H%M%S')}"
+    out = out or child_path(workspace.current().home / "benchmarks",
+                            f"{name}-{_time.strftime('%Y%m%d-%H%M%S')}")
     result = write_results(rows, out, shot_counts, bench.embedding_seconds)
     click.echo((out / "results.md").read_text())
     click.echo(f"Wrote {', '.join(result['files'])}")

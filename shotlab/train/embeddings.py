@@ -16,6 +16,7 @@ import numpy as np
 
 from shotlab.core import workspace
 from shotlab.core.images import load_rgb
+from shotlab.core.names import child_path
 from shotlab.runtime.contract import Preprocessing
 from shotlab.core.progress import progress_bar
 from shotlab.train.backbones import Created, fingerprint
@@ -81,7 +82,8 @@ def extract(created: Created, paths: list[str], sha256s: list[str], *, batch_siz
         return np.zeros((0, created.model.num_features), dtype=np.float32)
     folder = cache_folder(created)
     folder.mkdir(parents=True, exist_ok=True)
-    cached = {s: folder / f"{s}.npy" for s in set(sha256s)}
+    # The digests come from a manifest, which a run folder can bring: never a path out of the cache.
+    cached = {s: child_path(folder, f"{s}.npy") for s in set(sha256s)}
     missing: dict[str, int] = {}  # sha256 -> first position: one forward pass per distinct image
     for position, digest in enumerate(sha256s):
         if digest not in missing and not (use_cache and cached[digest].is_file()):

@@ -24,12 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.core.files import atomic_path
 from shotlab.core.images import load_rgb
 from shotlab.core.progress import progress_bar
 from shotlab.core.seeding import seed_everything, seed_worker, seeded_torch
 from shotlab.runtime.decide import probabilities
 from shotlab.train.augment import TrainTransform
 from shotlab.train.backbones import Created, create_model
+from shotlab.train.checkpoint import one_line, read_state
 from shotlab.train.device import autocast, on_gpu, place_model, resolve, to_device
 from shotlab.train.choices import MODES
 from shotlab.train.manifest import Entry, Manifest
@@ -39,6 +41,7 @@ PROBE_C = 10.0  # on features of norm ~1, as the logreg baseline (flat accuracy 
 RANGES = (("lr", 0, 1, False), ("layer_decay", 0, 1, False), ("target_recall", 0, 1, False),
           ("weight_decay", 0, 1, True), ("label_smoothing", 0, 0.5, True))  # (name, low, high, low ok)
 BALANCE = ("sampler", "loss", "none")
+RESTART = "start a new run (`shotlab train NAME`) instead of resuming this one"
 
 
 @dataclass
@@ -85,6 +88,7 @@ class TrainConfig:
         if self.patience < 0 or self.warmup_epochs < 0:
             raise InputError(f"The 'patience' and 'warmup_epochs' options must be at least 0. "
                              f"Got {self.patience} and {self.warmup_epochs} instead.")
+        resolve(self.device)  # a device that is not there fails now, not after the set-up
         return self
 
     def to_dict(self) -> dict:
@@ -225,24 +229,29 @@ def save_atomic(state: dict, path: Path) -> None:
     """Write then rename: a run killed mid-write keeps its previous checkpoint intact."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    partial.replace(path)
+    with atomic_path(path) as partial:
+        torch.save(state, partial)
 
 
 def rng_state(generator) -> dict:
+    """Every random generator's state as tensors, numbers and lists: what a weights-only load
+    accepts (numpy's state holds an ndarray, which it does not)."""
     import torch
 
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
+    version, words, gauss = random.getstate()
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(words), gauss],
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
             "torch": torch.get_rng_state(), "generator": generator.get_state()}
 
 
 def restore_rng(state: dict, generator) -> None:
     import torch
 
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     generator.set_state(state["generator"])
 
@@ -265,8 +274,7 @@ class Trainer:
 
         self.manifest, self.config, self.progress = manifest, config.check(), progress
         self.task = manifest.task
-        self.train, self.val = manifest.split("train"), manifest.split("val")
-        check_splits(manifest, self.train, self.val)
+        self.train, self.val = check_trainable(manifest)
         seed_everything(config.seed)
         self.device = resolve(config.device)
         self.created = create_model(config.backbone, num_classes=len(manifest.classes),
@@ -329,25 +337,30 @@ class Trainer:
                 **checkpoint_meta(self.created, self.manifest, self.config)}
 
     def resume(self) -> bool:
-        import torch
-
         last = self.checkpoints / "last.pt"
         if not last.is_file():
             return False
-        state = torch.load(last, map_location=self.device, weights_only=False)
+        state = read_state(last, RESTART)  # on the CPU: the RNG states must stay there
         if state.get("manifest_hash") != self.manifest.hash:
             raise InputError(f"{last} was trained on another version of the dataset (manifest "
                              f"{str(state.get('manifest_hash'))[:12]}, now {self.manifest.hash[:12]});"
                              f" start a new run instead of resuming")
+        try:
+            self.load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise InputError(f"{last}: not a checkpoint this run can resume from "
+                             f"({type(exc).__name__}: {one_line(exc)}); {RESTART}") from None
+        return True
+
+    def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.unfold_probe()
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch = state["epoch"] + 1
-        self.best_epoch, self.best_score = state["best_epoch"], state["best_score"]
-        self.history = state["history"]
+        self.epoch = int(state["epoch"]) + 1
+        self.best_epoch, self.best_score = int(state["best_epoch"]), float(state["best_score"])
+        self.history = list(state["history"])
         restore_rng(state["rng"], self.generator)
-        return True
 
     def finished(self) -> bool:
         return (self.epoch >= self.config.epochs
@@ -448,7 +461,10 @@ class Trainer:
                        device=self.device, workers=self.config.workers)
 
 
-def check_splits(manifest: Manifest, train: list, val: list) -> None:
+def check_trainable(manifest: Manifest) -> tuple[list[Entry], list[Entry]]:
+    """The train and val entries, once the manifest is known to give a classifier to learn."""
+    train, val = manifest.split("train"), manifest.split("val")
+    check_classes(manifest)
     if not train or not val:
         raise InputError(f"dataset '{manifest.dataset}' has {len(train)} train and {len(val)} "
                          f"val samples; both are needed (assign splits when importing, e.g. "
@@ -457,6 +473,23 @@ def check_splits(manifest: Manifest, train: list, val: list) -> None:
     if missing:
         raise InputError(f"dataset '{manifest.dataset}': classes {missing} have no train "
                          f"samples; add some or exclude them")
+    return train, val
+
+
+def check_classes(manifest: Manifest) -> None:
+    """Multiclass needs two classes to tell apart; multilabel needs one class some image has."""
+    needed = 2 if manifest.task == "multiclass" else 1
+    if len(manifest.classes) >= needed:
+        return
+    if manifest.task == "multilabel":
+        raise InputError(f"dataset '{manifest.dataset}' is multilabel but none of its "
+                         f"{len(manifest.entries)} samples has a label (every row is all zeros); "
+                         f"label some images with their classes before training")
+    found = f"only the class '{manifest.classes[0]}'" if manifest.classes else "no labelled samples"
+    raise InputError(f"dataset '{manifest.dataset}' has {found}; a classifier needs at least "
+                     f"two classes: import images of another class (e.g. a folder of "
+                     f"'other' or 'safe' images) with `shotlab curate import PATH --name "
+                     f"{manifest.dataset}`")
 
 
 def checkpoint_meta(created: Created, manifest: Manifest, config: TrainConfig) -> dict:
@@ -525,8 +558,6 @@ def keep_if_best(trainer: Trainer, score: float, epoch: int) -> None:
 def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
         progress: bool | None = None) -> FitResult:
     """Train on the train split, early-stop on val; the returned model has the best weights."""
-    import torch
-
     trainer = Trainer(manifest, config, run_dir, progress)
     trainer.prepare()
     trainer.build_optimizer()
@@ -541,7 +572,7 @@ def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool 
         keep_if_best(trainer, score, trainer.epoch)
         save_atomic(trainer.state(), trainer.checkpoints / "last.pt")
         trainer.epoch += 1
-    best = torch.load(trainer.checkpoints / "best.pt", map_location=trainer.device, weights_only=False)
+    best = read_state(trainer.checkpoints / "best.pt", RESTART)
     trainer.model.load_state_dict(best["model"])
     return FitResult(trainer.model, trainer.created, trainer.best_epoch, trainer.best_score,
                      trainer.history, trainer.device)

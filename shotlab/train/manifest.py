@@ -16,6 +16,7 @@ import numpy as np
 
 from shotlab.core import store
 from shotlab.core.errors import InputError
+from shotlab.core.files import write_json_atomic
 
 EXCLUDE_TAG = "exclude"
 
@@ -63,14 +64,18 @@ class Manifest:
         data = {"dataset": self.dataset, "task": self.task, "classes": list(self.classes),
                 "hash": self.hash, "left_out": self.left_out,
                 "entries": [asdict(e) for e in self.entries]}
-        Path(path).write_text(json.dumps(data, indent=1))
+        write_json_atomic(path, data)
 
     @classmethod
     def load(cls, path: Path) -> "Manifest":
-        data = json.loads(Path(path).read_text())
-        entries = tuple(Entry(**{**e, "labels": tuple(e["labels"])}) for e in data["entries"])
-        manifest = cls(data["dataset"], data["task"], tuple(data["classes"]), entries,
-                       data.get("left_out", {}))
+        try:
+            data = json.loads(Path(path).read_text())
+            entries = tuple(Entry(**{**e, "labels": tuple(e["labels"])}) for e in data["entries"])
+            manifest = cls(data["dataset"], data["task"], tuple(data["classes"]), entries,
+                           data.get("left_out", {}))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}: not a readable shotlab manifest ({type(exc).__name__}: "
+                             f"{exc}); start a new run with `shotlab train NAME`") from None
         if data.get("hash") and data["hash"] != manifest.hash:
             raise InputError(f"{path}: manifest hash does not match its entries (edited by hand?)")
         return manifest

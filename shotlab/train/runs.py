@@ -1,7 +1,7 @@
 """`shotlab train NAME`: one training run, from the frozen manifest to metrics, plots and MLflow.
 
-A run folder (`<workspace>/runs/<time>-<dataset>-<backbone>-<mode>/`) holds everything needed to
-reproduce, resume, judge and export the run:
+A run folder (`<workspace>/runs/<time>-<dataset>-<backbone>-<mode>[-N]/`, private to the user)
+holds everything needed to reproduce, resume, judge and export the run:
 
     manifest.json    the dataset version (every sample's path, sha256, labels, split) and its hash
     config.yaml      the resolved configuration, policy, versions and manifest hash
@@ -9,6 +9,10 @@ reproduce, resume, judge and export the run:
     metrics.json     val and test metrics, with bootstrap intervals and the thresholds applied
     thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands
     plots/           confusion matrix and precision-recall curves on the test split
+
+Everything that can be checked is checked before the folder is made, and a start that fails before
+its first epoch's checkpoint removes the folder again: a folder in `runs/` is a run that trained
+(finished, or resumable with `--resume`), never the debris of a refused start.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import yaml
 
 from shotlab import __version__
 from shotlab.core import store, workspace
-from shotlab.core.errors import InputError
+from shotlab.core.errors import InputError, ShotlabError
+from shotlab.core.files import remove, write_json_atomic, write_text_atomic
+from shotlab.core.names import child_path
 from shotlab.core.policy import Policy, policy_of
-from shotlab.train.finetune import TrainConfig, fit, predict
+from shotlab.train.checkpoint import one_line
+from shotlab.train.finetune import TrainConfig, check_trainable, fit, predict
 from shotlab.train.manifest import Manifest, freeze
 
 
@@ -40,11 +47,24 @@ class RunResult:
     mlflow_run_id: str | None
 
 
+SAME_SECOND = 100  # runs of one dataset and backbone started in one second; more is a runaway loop
+
+
 def new_run_dir(dataset: str, config: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = workspace.current().runs_dir / f"{stamp}-{dataset}-{config.backbone}-{config.mode}"
-    folder.mkdir(parents=True, exist_ok=False)
-    return folder
+    """A new, empty run folder (0700), made exclusively: runs started in the same second, even by
+    two processes at once, each get their own (the later ones with a -2, -3, ... suffix)."""
+    runs = workspace.current().runs_dir
+    runs.mkdir(mode=0o700, parents=True, exist_ok=True)
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset}-{config.backbone}-{config.mode}"
+    for attempt in range(1, SAME_SECOND + 1):
+        folder = child_path(runs, base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            folder.mkdir(mode=0o700)
+            return folder
+        except FileExistsError:
+            continue
+    raise ShotlabError(f"{runs}: {SAME_SECOND} run folders named {base}* exist already; "
+                       f"wait a second and start the run again")
 
 
 def versions() -> dict:
@@ -58,7 +78,7 @@ def versions() -> dict:
 def write_config(run_dir: Path, config: TrainConfig, policy: Policy, manifest: Manifest) -> None:
     data = {"dataset": manifest.dataset, "manifest_hash": manifest.hash, "train": config.to_dict(),
             "policy": policy.to_dict(), "versions": versions()}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
 
 def read_config(run_dir: Path) -> tuple[TrainConfig, Policy]:
@@ -66,8 +86,12 @@ def read_config(run_dir: Path) -> tuple[TrainConfig, Policy]:
     if not path.is_file():
         raise InputError(f"{run_dir} is not a run folder (no config.yaml); give the folder that "
                          f"`shotlab train` printed, or see `shotlab train runs`")
-    data = yaml.safe_load(path.read_text())
-    return TrainConfig(**data["train"]), Policy.from_dict(data["policy"])
+    try:
+        data = yaml.safe_load(path.read_text())
+        return TrainConfig(**data["train"]).check(), Policy.from_dict(data["policy"])
+    except (yaml.YAMLError, TypeError, KeyError, ValueError) as exc:
+        raise InputError(f"{path}: not a shotlab run configuration ({one_line(exc)}); start a "
+                         f"new run with `shotlab train NAME`") from None
 
 
 def resolve_policy(name: str, config: TrainConfig, classes) -> Policy:
@@ -130,18 +154,16 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         run_dir = Path(resume_dir)
         config, policy = read_config(run_dir)
         manifest = Manifest.load(run_dir / "manifest.json")
+        fitted = fit(manifest, config, run_dir, resume=True, progress=progress)
     else:
-        manifest = freeze(name)
-        policy = resolve_policy(name, config.check(), manifest.classes)
+        manifest, policy = prepare(name, config)
         run_dir = new_run_dir(name, config)
-        manifest.save(run_dir / "manifest.json")
-        write_config(run_dir, config, policy, manifest)
-    fitted = fit(manifest, config, run_dir, resume=resume_dir is not None, progress=progress)
+        fitted = start(run_dir, manifest, config, policy, progress)
     probs, thresholds, metrics = evaluate(fitted, manifest, policy, config, progress)
-    (run_dir / "metrics.json").write_text(json.dumps(
-        {**metrics, "best_epoch": fitted.best_epoch, "history": fitted.history}, indent=1))
-    (run_dir / "thresholds.json").write_text(json.dumps(
-        {"policy": policy.to_dict(), "thresholds": thresholds}, indent=1))
+    write_json_atomic(run_dir / "metrics.json",
+                      {**metrics, "best_epoch": fitted.best_epoch, "history": fitted.history})
+    write_json_atomic(run_dir / "thresholds.json",
+                      {"policy": policy.to_dict(), "thresholds": thresholds})
     write_plots(run_dir, manifest, probs, metrics, thresholds)
     mistakes = write_back(manifest, probs, run_dir, thresholds) if writeback else None
     run_id = None
@@ -152,6 +174,31 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
                          params={**config.to_dict(), "manifest_hash": manifest.hash},
                          metrics=metrics, tracking_uri=tracking_uri)
     return RunResult(run_dir, metrics, thresholds, fitted.best_epoch, mistakes, run_id)
+
+
+def prepare(name: str, config: TrainConfig) -> tuple[Manifest, Policy]:
+    """The frozen dataset and its policy, once every check that needs no training has passed:
+    options and device, policy, classes and splits, backbone (before any run folder exists)."""
+    from shotlab.train.backbones import get_backbone
+
+    manifest = freeze(name)
+    policy = resolve_policy(name, config.check(), manifest.classes)
+    check_trainable(manifest)
+    get_backbone(config.backbone)
+    return manifest, policy
+
+
+def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy, progress):
+    """Fit in the new `run_dir`; a start that fails before its first checkpoint (last.pt, which
+    --resume needs) removes the folder, so no orphan is left in `train runs`."""
+    try:
+        manifest.save(run_dir / "manifest.json")
+        write_config(run_dir, config, policy, manifest)
+        return fit(manifest, config, run_dir, progress=progress)
+    except BaseException:
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            remove(run_dir)
+        raise
 
 
 def list_runs() -> list[dict]:

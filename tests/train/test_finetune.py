@@ -116,7 +116,7 @@ def test_fine_tuning_starts_from_the_probe_not_from_scratch(colours, tmp_path, m
 @pytest.mark.fiftyone
 def test_checkpoint_holds_what_deployment_needs(runs, colours):
     result, run_dir = runs("linear")
-    best = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    best = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
     assert best["backbone"] == "tiny-test" and best["timm_name"] == "test_efficientnet"
     assert best["classes"] == list(colours.classes) == ["blue", "green", "red"]
     assert best["task"] == "multiclass"
@@ -132,7 +132,7 @@ def test_checkpoint_holds_what_deployment_needs(runs, colours):
     fresh.load_state_dict(best["model"])
     for name, tensor in result.model.state_dict().items():
         assert torch.equal(tensor, fresh.state_dict()[name]), name
-    last = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    last = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert {"optimizer", "scheduler", "epoch", "history", "rng", "best_epoch", "best_score"} <= set(last)
     assert last["epoch"] == len(result.history) - 1 and last["history"] == result.history
     assert last["best_score"] == result.best_score and last["manifest_hash"] == colours.hash
@@ -174,7 +174,7 @@ def weights_equal(a, b) -> bool:
 
 def final_weights(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu",
-                      weights_only=False)["model"]
+                      weights_only=True)["model"]
 
 
 def assert_same_run(first, second, dir_a: Path, dir_b: Path) -> None:
@@ -238,7 +238,7 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(colours, tmp_path):
             process.kill()
         process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    saved = torch.load(last, map_location="cpu", weights_only=False)
+    saved = torch.load(last, map_location="cpu", weights_only=True)
     saved_epochs = len(saved["history"])
     assert saved["epoch"] == saved_epochs - 1 and 1 <= saved_epochs < 6
 
@@ -247,9 +247,9 @@ def test_resume_after_sigkill_continues_from_the_last_epoch(colours, tmp_path):
     history = resumed.history
     assert history[:saved_epochs] == saved["history"]  # continued, not restarted
     assert [h["epoch"] for h in history] == list(range(6))  # no epoch run twice, none skipped
-    final = torch.load(last, map_location="cpu", weights_only=False)
+    final = torch.load(last, map_location="cpu", weights_only=True)
     assert final["epoch"] == 5 and final["history"] == history
-    best = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    best = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
     assert best["manifest_hash"] == colours.hash and best["classes"] == list(colours.classes)
     assert resumed.best_score == max(h["val_score"] for h in history)
     fresh = create_model("tiny-test", num_classes=3, pretrained=False).model
@@ -290,7 +290,7 @@ def test_multilabel_trains_with_independent_sigmoids(tmp_path, dataset_name):
     y = manifest.targets(test)
     assert validation_score(y, probs, "multilabel") >= BAR  # test macro average precision
     best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", map_location="cpu",
-                      weights_only=False)
+                      weights_only=True)
     assert best["task"] == "multilabel" and best["classes"] == ["blue", "red"]
 
 

@@ -1,0 +1,122 @@
+"""`shotlab train` refusals: one line with exit code 2 (never a traceback), and no run folder
+left behind by a start that failed."""
+
+from __future__ import annotations
+
+import csv
+import threading
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from shotlab.cli import cli
+from shotlab.core import workspace
+from shotlab.curate.importer import import_path
+from shotlab.train import runs
+from shotlab.train.finetune import TrainConfig
+from tests.train.trainsets import noisy_colour, write_colour_tree
+
+pytestmark = pytest.mark.fiftyone
+TINY = ["--backbone", "tiny-test", "--epochs", "1", "--workers", "0", "--no-track"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def run_folders() -> set:
+    return set(workspace.current().runs_dir.glob("*"))
+
+
+def refused(args, message: str):
+    """Run `train ARGS`; assert exit 2, one `Error:` line holding `message`, no new run folder."""
+    before = run_folders()
+    result = run("train", *args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert run_folders() == before
+    return lines[0]
+
+
+def test_a_one_class_dataset_is_refused(tmp_path, dataset_name):
+    root = write_colour_tree(tmp_path / "red", classes=("red",), counts={"train": 3, "val": 2})
+    import_path(root, dataset_name, progress=False)
+    line = refused([dataset_name, *TINY], f"dataset '{dataset_name}' has only the class 'red'; "
+                                          f"a classifier needs at least two classes")
+    assert f"shotlab curate import PATH --name {dataset_name}" in line
+
+
+def test_a_multilabel_dataset_without_any_label_is_refused(tmp_path, dataset_name):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "unlabelled"
+    root.mkdir()
+    rows = []
+    for split, count in (("train", 3), ("val", 2)):
+        for i in range(count):
+            Image.fromarray(noisy_colour((128, 128, 128), rng)).save(root / f"{split}_{i}.png")
+            rows.append((f"{split}_{i}.png", "", split))
+    with open(root / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("filepath", "labels", "split"), *rows])
+    import_path(root / "labels.csv", dataset_name, multilabel=True, progress=False)
+    refused([dataset_name, *TINY], f"dataset '{dataset_name}' is multilabel but none of its 5 "
+                                   f"samples has a label (every row is all zeros)")
+
+
+@pytest.fixture(scope="module")
+def two_classes(tmp_path_factory):
+    from shotlab.core import store
+
+    name = "t-run-errors-two-classes"
+    root = write_colour_tree(tmp_path_factory.mktemp("two") / "c", classes=("red", "blue"),
+                             counts={"train": 2, "val": 1})
+    import_path(root, name, progress=False)
+    yield name
+    store.delete(name)
+
+
+@pytest.mark.parametrize("device, message", [
+    ("banana", "--device 'banana' is not a device shotlab trains on; use cpu, cuda or cuda:N"),
+    ("mps", "--device 'mps' is not a device shotlab trains on"),
+    (f"cuda:{torch.cuda.device_count()}", "no such CUDA device here"),
+    pytest.param("cuda", "--device cuda: no such CUDA device here (0 visible); use --device cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here")),
+])
+def test_a_device_that_is_not_here_is_refused(two_classes, device, message):
+    refused([two_classes, *TINY, "--device", device], message)
+
+
+def test_a_start_that_fails_leaves_no_run_folder(two_classes, tmp_path):
+    """The weights file is only read once the run has its folder: the folder goes again."""
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"not a state dict")
+    refused([two_classes, *TINY, "--weights", weights], f"{weights}: cannot load as a state dict")
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(monkeypatch):
+    """Eight runs of one dataset and backbone started at once, in one second (the clock is
+    held still): each gets its own new folder, the later ones with a suffix."""
+    monkeypatch.setattr(runs.time, "strftime", lambda _: "20990101-000000")
+    config = TrainConfig(backbone="tiny-test", mode="linear")
+    made, errors = [], []
+
+    def start():
+        try:
+            made.append(runs.new_run_dir("same-second", config))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    base = "20990101-000000-same-second-tiny-test-linear"
+    assert sorted(p.name for p in made) == sorted([base] + [f"{base}-{n}" for n in range(2, 9)])
+    assert all(p.is_dir() and not any(p.iterdir()) for p in made)
+    for folder in made:
+        folder.rmdir()
