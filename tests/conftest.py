@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import re
 import uuid
 
@@ -52,3 +53,19 @@ def trained_run(tmp_path_factory):
     config = TrainConfig(backbone="tiny-test", mode="full", epochs=3, workers=0, unsafe=["red"])
     result = train_run(name, config, track=False, writeback=False, progress=False)
     return result.run_dir
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory):
+    """One exported bundle (ONNX + FP16, zipped, with explanations) of `trained_run`:
+    export_run's result for the shared trained run; tests must not modify its folder."""
+    from shotlab.export.exporter import export_run
+
+    out = tmp_path_factory.mktemp("exported") / "bundle"
+    return export_run(trained_run, out=out, fp16=True, zip_bundle=True, progress=False)
+
+
+@pytest.fixture
+def bundle_copy(exported, tmp_path):
+    """A copy of the shared bundle folder a test may tamper with."""
+    return shutil.copytree(exported.path, tmp_path / "bundle")

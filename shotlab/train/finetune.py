@@ -285,9 +285,34 @@ class Trainer:
         self.y_val = manifest.targets(self.val)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.probe = None  # linear mode: the head, trained on centred, scaled embeddings
+        self.features, self.standardise = None, None  # linear mode: embeddings and (mu, sigma)
+        self.optimizer = self.scheduler = None  # build_optimizer(), once the head is known
         self.loss = loss_function(self.task, config, self.y_train, len(manifest.classes))
         self.checkpoints = Path(run_dir) / "checkpoints"
         self.epoch, self.best_epoch, self.best_score, self.history = 0, -1, -math.inf, []
+
+    def score(self) -> float:
+        """The validation score early stopping and best.pt are judged on."""
+        return validation_score(self.y_val, self.validate(), self.task)
+
+    def keep_if_best(self, score: float, epoch: int) -> None:
+        """Save the model as checkpoints/best.pt if `score` beats the best so far."""
+        if score > self.best_score:
+            self.best_epoch, self.best_score = epoch, score
+            self.fold_probe()
+            save_atomic({"model": self.model.state_dict(),
+                         **checkpoint_meta(self.created, self.manifest, self.config)},
+                        self.checkpoints / "best.pt")
+
+    def end_epoch(self, loss: float, score: float) -> None:
+        """Record the epoch, keep the model if best, save last.pt (resume starts after it)."""
+        self.history.append({"epoch": self.epoch, "train_loss": loss, "val_score": score})
+        self.keep_if_best(score, self.epoch)
+        save_atomic(self.state(), self.checkpoints / "last.pt")
+        self.epoch += 1
+
+    def load_best(self) -> None:
+        self.model.load_state_dict(read_state(self.checkpoints / "best.pt", RESTART)["model"])
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train) / self.config.batch_size)
@@ -545,16 +570,6 @@ def freeze_batchnorm(model) -> None:
             module.eval()
 
 
-def keep_if_best(trainer: Trainer, score: float, epoch: int) -> None:
-    """Save the model as checkpoints/best.pt if `score` beats the best so far."""
-    if score > trainer.best_score:
-        trainer.best_epoch, trainer.best_score = epoch, score
-        trainer.fold_probe()
-        save_atomic({"model": trainer.model.state_dict(),
-                     **checkpoint_meta(trainer.created, trainer.manifest, trainer.config)},
-                    trainer.checkpoints / "best.pt")
-
-
 def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
         progress: bool | None = None) -> FitResult:
     """Train on the train split, early-stop on val; the returned model has the best weights."""
@@ -564,15 +579,10 @@ def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool 
     if not (resume and trainer.resume()):
         # The linear-probe head before any epoch is a candidate too (best_epoch -1): with very
         # few images, training on can only lose to it, and early stopping then keeps it.
-        keep_if_best(trainer, validation_score(trainer.y_val, trainer.validate(), trainer.task), -1)
+        trainer.keep_if_best(trainer.score(), -1)
     while not trainer.finished():
         loss = trainer.train_epoch()
-        score = validation_score(trainer.y_val, trainer.validate(), trainer.task)
-        trainer.history.append({"epoch": trainer.epoch, "train_loss": loss, "val_score": score})
-        keep_if_best(trainer, score, trainer.epoch)
-        save_atomic(trainer.state(), trainer.checkpoints / "last.pt")
-        trainer.epoch += 1
-    best = read_state(trainer.checkpoints / "best.pt", RESTART)
-    trainer.model.load_state_dict(best["model"])
+        trainer.end_epoch(loss, trainer.score())
+    trainer.load_best()
     return FitResult(trainer.model, trainer.created, trainer.best_epoch, trainer.best_score,
                      trainer.history, trainer.device)

@@ -8,24 +8,14 @@ import sqlite3
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from shotlab.cli import cli
+from tests.security.common import one_line_error, run
 from shotlab.core.errors import InputError
 from shotlab.explain.store import ExplanationStore
 
 PAGE = 4096  # SQLite's default page size
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, exit_code: int = 2) -> str:
-    assert result.exit_code == exit_code, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def filled_store(path, n: int = 40):

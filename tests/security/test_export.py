@@ -7,23 +7,12 @@ import json
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
-from shotlab.cli import cli
+from tests.security.common import one_line_error, run
 from shotlab.core.errors import InputError
 from shotlab.export.exporter import export_run
-from tests.export.conftest import exported  # noqa: F401  (the shared bundle fixture)
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, exit_code: int = 2) -> str:
-    assert result.exit_code == exit_code, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def notes_folder(path):
@@ -49,30 +38,30 @@ def test_force_keeps_a_folder_of_notes(trained_run, tmp_path):
     assert snapshot(notes) == before
 
 
-def foreign_manifest(tmp_path, exported):  # noqa: F811
+def foreign_manifest(tmp_path, exported):
     folder = notes_folder(tmp_path / "foreign")
     (folder / "manifest.json").write_text(json.dumps({"name": "my project", "files": {}}))
     return folder, "its manifest.json has no format_version, runtimes, classes"
 
 
-def bundle_with_notes(tmp_path, exported):  # noqa: F811
+def bundle_with_notes(tmp_path, exported):
     folder = shutil.copytree(exported.path, tmp_path / "bundle")
     (folder / "notes.txt").write_text("written into the bundle folder by its user")
     return folder, "holds 1 file(s) the bundle's manifest does not list (notes.txt)"
 
 
-def link_to_bundle(tmp_path, exported):  # noqa: F811
+def link_to_bundle(tmp_path, exported):
     (tmp_path / "link").symlink_to(shutil.copytree(exported.path, tmp_path / "bundle"))
     return tmp_path / "link", "it is a symbolic link"
 
 
-def a_file(tmp_path, exported):  # noqa: F811
+def a_file(tmp_path, exported):
     (tmp_path / "paper.txt").write_text("a file, not a folder")
     return tmp_path / "paper.txt", "it is not a folder"
 
 
 @pytest.mark.parametrize("make", [foreign_manifest, bundle_with_notes, link_to_bundle, a_file])
-def test_force_replaces_only_a_bundle(make, trained_run, exported, tmp_path):  # noqa: F811
+def test_force_replaces_only_a_bundle(make, trained_run, exported, tmp_path):
     out, reason = make(tmp_path, exported)
     before = snapshot(out) if out.is_dir() else out.read_bytes()
     with pytest.raises(InputError, match="is not a shotlab bundle") as info:
@@ -81,7 +70,7 @@ def test_force_replaces_only_a_bundle(make, trained_run, exported, tmp_path):  #
     assert (snapshot(out) if out.is_dir() else out.read_bytes()) == before
 
 
-def test_force_replaces_a_bundle_and_an_empty_folder(trained_run, exported, tmp_path):  # noqa: F811
+def test_force_replaces_a_bundle_and_an_empty_folder(trained_run, exported, tmp_path):
     bundle = shutil.copytree(exported.path, tmp_path / "bundle")
     assert export_run(trained_run, out=bundle, force=True, explain=False).path == bundle
     (tmp_path / "empty").mkdir()
@@ -100,7 +89,7 @@ def test_out_never_holds_the_run(where, trained_run, tmp_path):
     assert snapshot(run_dir) == before
 
 
-def test_a_zip_that_is_not_a_bundle_zip_is_kept(trained_run, exported, tmp_path):  # noqa: F811
+def test_a_zip_that_is_not_a_bundle_zip_is_kept(trained_run, exported, tmp_path):
     out = shutil.copytree(exported.path, tmp_path / "bundle")
     mine = tmp_path / "bundle.zip"
     shutil.make_archive(str(tmp_path / "bundle"), "zip", notes_folder(tmp_path / "notes"))
@@ -116,7 +105,7 @@ def test_a_zip_that_is_not_a_bundle_zip_is_kept(trained_run, exported, tmp_path)
     assert not mine.exists()
 
 
-def test_a_rejected_folder_of_notes_is_kept(trained_run, exported, tmp_path):  # noqa: F811
+def test_a_rejected_folder_of_notes_is_kept(trained_run, exported, tmp_path):
     from tests.export.test_cli import wrong_normalisation
 
     notes = notes_folder(tmp_path / "bundle.rejected")

@@ -6,17 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from shotlab.cli import cli
-from tests.export.conftest import exported  # noqa: F401  (the shared bundle fixture)
 from tests.imaging import write_image
-from tests.security.test_explain import damage_tables, filled_store, one_line_error, state
+from tests.security.common import one_line_error, run
+from tests.security.test_explain import damage_tables, filled_store, state
 from tests.train.trainsets import write_colour_tree
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture
@@ -31,7 +26,7 @@ def earlier(tmp_path):
     return out
 
 
-def test_an_empty_folder_keeps_the_decisions(exported, earlier, tmp_path):  # noqa: F811
+def test_an_empty_folder_keeps_the_decisions(exported, earlier, tmp_path):
     empty = tmp_path / "incoming"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")
@@ -48,7 +43,7 @@ def test_an_empty_folder_keeps_the_decisions(exported, earlier, tmp_path):  # no
     assert (earlier / "review_queue.jsonl").read_text() == ""
 
 
-def test_unreadable_images_only_keep_the_decisions(exported, earlier, tmp_path):  # noqa: F811
+def test_unreadable_images_only_keep_the_decisions(exported, earlier, tmp_path):
     (tmp_path / "broken.png").write_text("no")
     before = state(earlier)
     line = one_line_error(run("predict", exported.path, tmp_path / "broken.png", "--out",
@@ -57,7 +52,7 @@ def test_unreadable_images_only_keep_the_decisions(exported, earlier, tmp_path):
     assert state(earlier) == before
 
 
-def test_a_damaged_store_keeps_the_decisions(exported, earlier, tmp_path):  # noqa: F811
+def test_a_damaged_store_keeps_the_decisions(exported, earlier, tmp_path):
     images = write_colour_tree(tmp_path / "images", counts={"new": 2}, seed=11)  # red: flagged
     store = damage_tables(filled_store(earlier / "explanations.sqlite"))
     before = state(earlier)
@@ -70,7 +65,7 @@ def test_a_damaged_store_keeps_the_decisions(exported, earlier, tmp_path):  # no
 @pytest.mark.parametrize("out, victim", [("notes.txt", "notes.txt"),
                                          ("decisions.jsonl", "review_queue.jsonl"),
                                          ("photo.png", "photo.png")])
-def test_out_replaces_only_decisions(out, victim, exported, earlier):  # noqa: F811
+def test_out_replaces_only_decisions(out, victim, exported, earlier):
     photo = write_image(earlier / "photo.png", seed=3)
     if victim != "photo.png":
         (earlier / victim).write_text("my own notes\n")
