@@ -54,10 +54,12 @@ def read_preprocessing(path: Path | None):
               help="Deploy with this preprocessing contract (JSON) instead of the "
                    "checkpoint's; the gate measures what it costs.")
 @click.option("--no-explain", is_flag=True, help="Leave Grad-CAM/LIME out of the report.")
+@click.option("--sign-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Sign the bundle with this Ed25519 private key (`shotlab keygen`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def export_command(run, to, fp16, int8, out, zip_bundle, force, min_agreement,
                    recall_tolerance, allow_regression, preprocessing_file, no_explain,
-                   as_json) -> None:
+                   sign_key, as_json) -> None:
     """Export the best model of training run RUN as a validated bundle.
 
     The bundle holds the model(s), manifest.json (classes, policy, thresholds, preprocessing,
@@ -81,7 +83,7 @@ def export_command(run, to, fp16, int8, out, zip_bundle, force, min_agreement,
                         zip_bundle=zip_bundle, force=force,
                         rules=GateRules(min_agreement, recall_tolerance, allow_regression),
                         preprocessing=read_preprocessing(preprocessing_file),
-                        explain=not no_explain)
+                        explain=not no_explain, sign_key=sign_key)
     if as_json:
         return echo_json(result.to_dict())
     echo_export(result)
@@ -117,11 +119,15 @@ COMMANDS.append(export_command)
 @click.option("--explain", is_flag=True,
               help="Store explanations for flagged and needs-review decisions "
                    "(explanations.sqlite beside --out).")
+@click.option("--trusted-key", "trusted_keys", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Require the bundle to be signed by this public key (repeatable) [default: "
+                   "$SHOTLAB_TRUSTED_KEYS, else no signature needed].")
 @click.option("--allow-empty", is_flag=True,
               help="Write empty decisions when PATHS hold no readable image (else exit 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, allow_empty,
-                    as_json) -> None:
+def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trusted_keys,
+                    allow_empty, as_json) -> None:
     """Run BUNDLE on image files or folders (PATHS); one decision per image.
 
     Hashes of the bundle's files are verified first; preprocessing comes from its manifest.
@@ -140,7 +146,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, allo
     predict.check_outputs(out)
     files = predict.collect_paths(paths)
     require_images(files, paths, allow_empty)
-    loaded = load_bundle(bundle)
+    loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
     result = predict.predict_paths(loaded, files, batch_size=batch_size,
                                    runtime="onnx-fp16" if fp16 else "onnx", keep_inputs=explain)
     require_images(result.decisions, paths, allow_empty, bad=result.bad)
@@ -218,3 +224,23 @@ def echo_predict(data: dict) -> None:
 
 
 COMMANDS.append(predict_command)
+
+
+@click.command("keygen")
+@click.argument("prefix", type=click.Path(dir_okay=False, path_type=Path))
+def keygen_command(prefix: Path) -> None:
+    """Make an Ed25519 key pair for signing bundles: PREFIX.key (private, mode 0600; keep it
+    off the machines that run models) and PREFIX.pub (give it to `predict --trusted-key` or
+    $SHOTLAB_TRUSTED_KEYS where bundles are run).
+
+    \b
+    Example:
+      shotlab keygen keys/moderation && shotlab export RUN --sign-key keys/moderation.key
+    """
+    from shotlab.runtime.signing import generate_keypair
+
+    private, public = generate_keypair(prefix)
+    click.echo(f"Private key: {private}\nPublic key: {public}")
+
+
+COMMANDS.append(keygen_command)

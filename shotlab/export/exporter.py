@@ -27,6 +27,7 @@ from shotlab.export.targets import (bundle_problem, check_replaceable, check_tar
                                     rejected_path_of, zip_path_of)
 from shotlab.export.validate import GateRules, library_versions
 from shotlab.runtime import bundle as bundle_files
+from shotlab.runtime import signing
 
 
 
@@ -100,8 +101,11 @@ def default_out(run_dir: Path) -> Path:
 
 def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False, out=None,
                zip_bundle: bool = False, force: bool = False, rules: GateRules | None = None,
-               preprocessing=None, explain: bool = True, progress=None) -> ExportResult:
+               preprocessing=None, explain: bool = True, sign_key=None,
+               progress=None) -> ExportResult:
     """Export the best model of run folder `run`; see the module docstring.
+
+    `sign_key` (an Ed25519 private key file, `shotlab keygen`) signs the manifest's digest.
 
     `preprocessing` replaces the checkpoint's contract in the bundle (a device pipeline that
     differs from training); the report and the gate then measure what that costs.
@@ -118,6 +122,8 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     run_dir, run_thresholds = run_files(checkpoint)
     out = Path(out) if out else default_out(run_dir)
     check_targets(out, run_dir, zip_bundle=zip_bundle, force=force)
+    if sign_key:
+        signing.load_key(sign_key, private=True)  # an unusable key fails before any work
     manifest_of_run = Manifest.load(run_dir / "manifest.json")
     preprocessing = (preprocessing or checkpoint.preprocessing).with_classes(checkpoint.classes)
     manifest = base_manifest(checkpoint, run_dir, run_thresholds, preprocessing,
@@ -127,6 +133,8 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
         manifest, report = build_bundle(staging, manifest, checkpoint, manifest_of_run,
                                         preprocessing, formats, rules, fp16=fp16, int8=int8,
                                         explain=explain, progress=progress)
+        if sign_key:
+            signing.sign(staging, manifest, sign_key)
         refuse_regression(staging, out, report)
         if out.exists():  # an empty folder or, with --force, a bundle: checked again first
             check_replaceable(out, "folder")

@@ -15,8 +15,9 @@
 A bundle is verified as a whole: `digest` is the sha256 of the canonical manifest (every key but
 the digest itself, so the file hashes, thresholds, review band, unsafe list and class order are
 all covered), and every listed file must match its sha256. A path in the manifest can never
-leave the bundle folder (no `..`, no absolute paths, no symlinks out). What this protects
-against and what it does not: docs/security.md.
+leave the bundle folder (no `..`, no absolute paths, no symlinks out). A signature
+(`runtime.signing`, Ed25519 over the digest) is checked where trusted keys are given. What this
+protects against and what it does not: docs/security.md.
 """
 
 from __future__ import annotations
@@ -218,10 +219,14 @@ def temporary_folder() -> Path:
     return folder
 
 
-def load_bundle(path, *, verify: bool = True) -> Bundle:
+def load_bundle(path, *, verify: bool = True, trusted_keys=None) -> Bundle:
     """The bundle at `path` (folder or .zip), verified as a whole before anything is used.
 
-    `verify=False` is for export's own provisional bundle, before its report exists."""
+    `trusted_keys` (public key files; default: $SHOTLAB_TRUSTED_KEYS) makes a valid signature
+    by one of them required (`runtime.signing`). `verify=False` is for export's own provisional
+    bundle, before its report exists."""
+    from shotlab.runtime import signing
+
     origin = Path(path)
     if origin.is_file() and origin.suffix.lower() == ".zip":
         folder = unzip(origin, temporary_folder())
@@ -233,6 +238,9 @@ def load_bundle(path, *, verify: bool = True) -> Bundle:
     manifest = read_manifest(folder)
     if verify:
         verify_bundle(folder, manifest)
+        keys = signing.trusted_keys_from_env() if trusted_keys is None else list(trusted_keys)
+        if keys:
+            signing.verify_signature(folder, manifest, keys)
     missing = REQUIRED_KEYS - set(manifest)
     if missing:
         raise InputError(f"{folder / MANIFEST_FILE}: lacks {sorted(missing)}; it was not written "
