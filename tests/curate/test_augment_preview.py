@@ -65,7 +65,7 @@ def test_augment_preview_writes_the_grid_png(tmp_path, dataset_name):
 def test_augment_preview_bad_input(tmp_path, dataset_name):
     bad = run("curate", "augment-preview", dataset_name, "--preset", "wild")
     assert bad.exit_code == 2 and "'wild' is not one of" in bad.output
-    assert "none, light, standard, strong" in bad.output
+    assert "'none', 'light', 'standard', 'strong'" in bad.output
     missing = run("curate", "augment-preview", dataset_name, "--preset", "light",
                   "--backbone", "tiny-test", "--out", tmp_path / "x.png")
     assert missing.exit_code == 2 and f"no dataset named '{dataset_name}'" in missing.output

@@ -106,7 +106,7 @@ def test_unknown_method_and_option_and_bad_shapes_are_named():
         explain(LeftHalfNet(), positive_images(1), [0], method="lime", fill="nope")
     with pytest.raises(InputError, match="no option n_steps"):
         explain(LeftHalfNet(), positive_images(1), [0], method="gradcam", n_steps=3)
-    with pytest.raises(InputError, match=r"\(N, 3, H, W\)"):
+    with pytest.raises(InputError, match=r"\(N, C, H, W\)"):
         explain(LeftHalfNet(), positive_images(1)[0], [0])
     with pytest.raises(InputError, match="2 images but 1 targets"):
         explain(LeftHalfNet(), positive_images(2), [0])
