@@ -4,6 +4,7 @@ leave the bundle folder (issue 11.2). Every case here ran to a decision with exi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -111,3 +112,24 @@ def test_a_bundle_zip_bomb_is_refused_before_anything_is_written(tmp_path, monke
         load_bundle(bomb)
     assert not any(p.stat().st_size for p in tmp_path.rglob("model.onnx"))
     assert set(tmp_path.parent.glob("shotlab-bundle-*")) == before
+
+
+def test_export_with_no_decodable_test_image_is_one_line(trained_run, tmp_path):
+    """Validation used to end in a bare ValueError from np.concatenate([])."""
+    from dataclasses import replace
+
+    from shotlab.train.manifest import Manifest
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    manifest = Manifest.load(run / "manifest.json")
+    entries = tuple(replace(e, filepath=str(broken)) if e.split == "test" else e
+                    for e in manifest.entries)
+    replace(manifest, entries=entries).save(run / "manifest.json")
+    result = CliRunner().invoke(cli, ["export", str(run), "--out", str(tmp_path / "b"),
+                                      "--no-explain"])
+    assert result.exit_code == 2, result.output
+    assert re.search(r"none of the \d+ test images .* decodes \(first: .*broken\.png\)",
+                     result.output)
+    assert len(result.output.strip().splitlines()) == 1
