@@ -38,43 +38,13 @@ EMBEDDING_MIN_COSINE = 0.97
 _CHUNK = 512  # rows compared at a time, so memory stays O(chunk x n)
 
 
-# pHash exactly as imagehash computes it: the image in PIL's 8-bit grey, resampled to 32 x 32 with
-# PIL's Lanczos filter, a type-II DCT, the top-left 8 x 8 coefficients compared with their median.
-# Here the resampling is PIL's own arithmetic (its fixed-point weights, its rounding after each
-# pass) as two matrix products on integers held exactly in float64, and the DCT a third, instead
-# of PIL's resize and two scipy calls: the same bits at a third of the cost. The rounding matters:
-# a float pipeline moves 2-4 bits in 40% of images, enough to move pairs across the threshold.
+# pHash exactly as imagehash computes it (the image in PIL's 8-bit grey, resampled to 32 x 32 with
+# PIL's Lanczos filter, a type-II DCT, the top-left 8 x 8 coefficients compared with their median),
+# with the DCT as one small matrix product instead of two scipy calls per image, and the medians
+# taken for many images at once. PIL's 8-bit resampling is kept on purpose: a float pipeline moves
+# 2-4 bits in 40% of images, enough to move pairs across the distance threshold.
 PHASH_SIDE = 32  # hash side 8 x imagehash's high-frequency factor 4
 PHASH_BITS = 64
-_PRECISION = 22  # PIL's fixed-point bits for 8-bit resampling (32 - 8 - 2)
-_GREY = (19595, 38470, 7471)  # PIL's RGB -> L weights, in 1/65536
-
-
-@functools.lru_cache(maxsize=1024)  # one entry per image side length seen: sizes repeat
-def lanczos_weights(n: int):
-    """(32, n) float64 of PIL's integer weights for resampling `n` pixels to 32 (Lanczos, a=3,
-    widened by the scale when shrinking), as Pillow's Resample.c computes them."""
-    import numpy as np
-
-    scale = n / PHASH_SIDE
-    stretch = max(scale, 1.0)
-    support = 3.0 * stretch
-    weights = np.zeros((PHASH_SIDE, n))
-    for out in range(PHASH_SIDE):
-        centre = (out + 0.5) * scale
-        low, high = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), n)
-        t = (np.arange(low, high) - centre + 0.5) / stretch
-        w = np.where((t >= -3) & (t < 3), np.sinc(t) * np.sinc(t / 3), 0.0)
-        weights[out, low:high] = w / w.sum() if w.sum() else w
-    return np.trunc(weights * (1 << _PRECISION) + np.where(weights < 0, -0.5, 0.5))
-
-
-def resample_pass(weights, pixels):
-    """One of PIL's 8-bit resampling passes: weights (32, n) @ pixels (n, m), rounded, clipped."""
-    import numpy as np
-
-    half = 1 << (_PRECISION - 1)
-    return np.clip(np.floor((weights @ pixels + half) / (1 << _PRECISION)), 0, 255)
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,19 +56,14 @@ def dct_rows():
     return 2 * np.cos(np.pi * k * (2 * x + 1) / (2 * PHASH_SIDE))
 
 
-def phash_coefficients(rgb):
-    """The 64 low-frequency DCT coefficients of the pHash of an (h, w, 3) RGB array (uint8
-    values, any dtype), row-major."""
+def phash_coefficients(image):
+    """The 64 low-frequency DCT coefficients of a PIL image's pHash, row-major."""
     import numpy as np
+    from PIL import Image
 
-    grey = np.floor((np.asarray(rgb, np.float64) @ _GREY + 0x8000) / 65536)  # PIL's "L"
-    height, width = grey.shape
-    if width != PHASH_SIDE:  # PIL resamples horizontally first, and skips a pass of equal size
-        grey = resample_pass(lanczos_weights(width), grey.T).T
-    if height != PHASH_SIDE:
-        grey = resample_pass(lanczos_weights(height), grey)
+    small = image.convert("L").resize((PHASH_SIDE, PHASH_SIDE), Image.Resampling.LANCZOS)
     dct = dct_rows()
-    return (dct @ grey @ dct.T).ravel()
+    return (dct @ np.asarray(small, dtype=np.float64) @ dct.T).ravel()
 
 
 def phash_from_coefficients(coefficients):

@@ -83,15 +83,15 @@ def pixel_stats(small) -> tuple[list[float], np.ndarray, np.ndarray]:
     mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(gray))
     # Sharpness relative to contrast, so a dark or faded image is not also called blurry.
     sharpness = laplacian_variance(gray) / (std * std + 1e-6)
-    histogram = cv2.calcHist([gray], [0], None, [256], [0, 256])[:, 0]  # bins of floor(grey)
-    return [mean / 255, sharpness, colour], histogram, phash_coefficients(floats)
+    histogram = np.bincount(gray.astype(np.uint8).ravel(), minlength=256)  # bins of floor(grey)
+    return [mean / 255, sharpness, colour], histogram, phash_coefficients(small)
 
 
 def scan_files(paths: list[str]) -> Scanned:
     """Read, decode and measure each file once (run in a worker process for large sets)."""
     n = len(paths)
     values = np.full((n, len(STAT_NAMES)), np.nan)
-    histograms = np.zeros((n, 256), np.float32)
+    histograms = np.zeros((n, 256))
     coefficients = np.zeros((n, 64), np.float32)
     sha256s: list[str | None] = [None] * n
     unreadable: dict[int, str] = {}
