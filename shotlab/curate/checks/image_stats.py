@@ -30,9 +30,13 @@ STAT_NAMES = ("brightness", "sharpness", "entropy", "width", "height", "colourfu
 # Files per task sent to a worker: large enough that the hand-over is noise (about 30 ms of work
 # for small images), small enough that the last task does not leave the other cores idle long.
 CHUNK = 64
-# A worker process costs about 0.3 s of CPU to start (interpreter, numpy, PIL, OpenCV); below this
-# many files per worker the scan is faster in the calling process.
-FILES_PER_WORKER = 1000
+# A spawned worker pays for an interpreter, numpy, PIL and OpenCV before its first file: about
+# 0.7 s of CPU measured (benchmarks/check_speed.py), the time to scan some 600 small images. Below
+# this many files per worker the start-up would be more than a quarter of the work.
+FILES_PER_WORKER = 2500
+# Bump when a measure changes (its formula, its input image): cached results of another version
+# are not used. 2: one decode at reduced size (issue 18).
+VERSION = 2
 
 
 @dataclass
@@ -153,6 +157,11 @@ def join(parts: list[Scanned]) -> Scanned:
                     for i, reason in p.unreadable.items()})
 
 
+def scan_settings() -> str:
+    """What cached results depend on: a cache entry is reused only under the same settings."""
+    return f"v{VERSION} side={STATS_SIDE} stats={','.join(STAT_NAMES)} phash=64"
+
+
 def image_stats(paths: list[str], *, sha256s: list[str] | None = None, cache: Path | None = None,
                 workers: int | None = None, progress: bool | None = None) -> ImageStats:
     """Statistics and 64-bit perceptual hashes of every image, in order.
@@ -162,11 +171,13 @@ def image_stats(paths: list[str], *, sha256s: list[str] | None = None, cache: Pa
     """
     from shotlab.curate.checks import stats_cache
 
-    known = stats_cache.lookup(cache, sha256s) if cache and sha256s else {}
+    settings = scan_settings()
+    known = (stats_cache.lookup(cache, settings, sha256s, len(STAT_NAMES))
+             if cache and sha256s else {})
     todo = [i for i in range(len(paths)) if sha256s is None or sha256s[i] not in known]
     scanned = scan([paths[i] for i in todo], workers=workers, progress=progress)
     if cache:
-        stats_cache.store(cache, scanned)
+        stats_cache.store(cache, settings, scanned)
     values = np.full((len(paths), len(STAT_NAMES)), np.nan)
     phashes = np.zeros((len(paths), 64), bool)
     for i, digest in enumerate(sha256s or ()):

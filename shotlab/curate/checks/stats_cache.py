@@ -1,9 +1,9 @@
 """The scan's results cached by image content: a re-check of an unchanged image decodes nothing.
 
 One SQLite file in the workspace (`WORKSPACE/cache/image_stats.sqlite3`), a row per (settings,
-sha256): the image's statistics and pHash. `settings` names everything the numbers depend on
-(the version of the measures, the thumbnail size, the hash), so a change to any of them misses
-the old rows instead of reusing them. Keys are the sha256 of the bytes that were decoded, so a
+sha256): the image's statistics and pHash. `settings` (from `image_stats.scan_settings`) names
+everything the numbers depend on (the version of the measures, the thumbnail size, the hash), so
+a change to any of them misses the old rows instead of reusing them. Keys are the sha256 of the bytes that were decoded, so a
 file edited after import is measured again. An unreadable cache file is replaced, never trusted:
 it holds nothing that cannot be measured again.
 """
@@ -17,22 +17,13 @@ import numpy as np
 
 from shotlab.core import workspace
 from shotlab.core.files import remove
-from shotlab.curate.checks import image_stats
 
-# Bump when a measure changes (its formula, its input image): rows of the old version are
-# ignored. 2: one decode at reduced size, statistics in OpenCV, pHash without 8-bit rounding.
-VERSION = 2
 FILE_NAME = "image_stats.sqlite3"
 _BATCH = 500  # digests per query: under SQLite's oldest limit on bound parameters (999)
 
 
 def default_path() -> Path:
     return workspace.current().cache_dir / FILE_NAME
-
-
-def settings() -> str:
-    return (f"v{VERSION} side={image_stats.STATS_SIDE} stats={','.join(image_stats.STAT_NAMES)} "
-            f"phash=64")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -53,27 +44,28 @@ def connect(path: Path) -> sqlite3.Connection:
     raise AssertionError("unreachable")
 
 
-def lookup(path: Path, sha256s: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """sha256 -> (statistics (len(STAT_NAMES),), pHash (64,) bool) for the digests cached."""
+def lookup(path: Path, settings: str, sha256s: list[str],
+           count: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """sha256 -> (`count` statistics, pHash (64,) bool) for the digests cached."""
     digests = sorted({d for d in sha256s if d})
     found = {}
     connection = connect(path)
     try:
-        key = settings()
         for start in range(0, len(digests), _BATCH):
             batch = digests[start:start + _BATCH]
             rows = connection.execute(
                 f"SELECT sha256, stats FROM stats WHERE settings = ? AND sha256 IN "
-                f"({','.join('?' * len(batch))})", [key, *batch])
-            found.update((digest, decode_row(blob)) for digest, blob in rows)
+                f"({','.join('?' * len(batch))})", [settings, *batch])
+            found.update((digest, decode_row(blob, count)) for digest, blob in rows)
     finally:
         connection.close()
     return found
 
 
-def store(path: Path, scanned: image_stats.Scanned) -> None:
-    """Add the readable files of a scan, under the sha256 of the bytes decoded."""
-    rows = [(settings(), digest, encode_row(scanned.values[i], scanned.phashes[i]))
+def store(path: Path, settings: str, scanned) -> None:
+    """Add the readable files of a scan (an `image_stats.Scanned`), under the sha256 of the
+    bytes decoded."""
+    rows = [(settings, digest, encode_row(scanned.values[i], scanned.phashes[i]))
             for i, digest in enumerate(scanned.sha256s) if digest]
     if not rows:
         return
@@ -89,8 +81,7 @@ def encode_row(values: np.ndarray, phash: np.ndarray) -> bytes:
     return np.asarray(values, "<f8").tobytes() + np.packbits(phash).tobytes()
 
 
-def decode_row(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
-    count = len(image_stats.STAT_NAMES)
+def decode_row(blob: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
     values = np.frombuffer(blob, "<f8", count)
     phash = np.unpackbits(np.frombuffer(blob, np.uint8, offset=8 * count)).astype(bool)
     return values.copy(), phash
