@@ -26,6 +26,13 @@ DEFAULT_MAX_PIXELS = 89_478_485
 _EXIF_ORIENTATION = 0x0112
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # these swap width and height
 _WHITE = (255, 255, 255)
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+# Modes PIL shrinks as plain pixels (alpha premultiplied); others are converted to RGB first.
+_SHRINKABLE = frozenset({"RGB", "RGBA", "L", "LA"})
 
 
 @dataclass(frozen=True)
@@ -107,13 +114,16 @@ def decode(path: Path, image: Image.Image) -> None:
         raise BadImageError(path, f"decompression bomb ({exc})") from None
 
 
+def exif_orientation(image: Image.Image) -> int | None:
+    try:
+        return image.getexif().get(_EXIF_ORIENTATION)
+    except (OSError, SyntaxError, ValueError):  # a broken EXIF block is not a broken image
+        return None
+
+
 def displayed_size(image: Image.Image) -> tuple[int, int]:
     width, height = image.size
-    try:
-        orientation = image.getexif().get(_EXIF_ORIENTATION)
-    except (OSError, SyntaxError, ValueError):  # a broken EXIF block is not a broken image
-        orientation = None
-    return (height, width) if orientation in _ROTATED_ORIENTATIONS else (width, height)
+    return (height, width) if exif_orientation(image) in _ROTATED_ORIENTATIONS else (width, height)
 
 
 def inspect_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
@@ -149,3 +159,47 @@ def load_rgb(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
     with open_image(path, read_bytes(path), max_pixels) as image:
         decode(path, image)
         return to_rgb(ImageOps.exif_transpose(image))
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """One read of a file: its pixels shrunk, its displayed size and the hash of its bytes."""
+
+    image: Image.Image  # upright 8-bit RGB, as load_rgb gives it, at most `side` px long
+    width: int  # the file's own size as displayed (after EXIF orientation), not the thumbnail's
+    height: int
+    sha256: str  # of the bytes that were decoded
+
+
+def load_thumbnail(path: str | Path, side: int, *,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Thumbnail:
+    """`load_rgb` shrunk to at most `side` px on its long side, decoding as little as the format
+    allows: a JPEG is decoded at 1/2, 1/4 or 1/8 scale (DCT scaling, PIL's `draft`) when it is at
+    least twice the size asked for, then box-reduced and resampled (`Image.thumbnail` with a
+    reducing gap of 2). Transparency is composited after shrinking (PIL premultiplies alpha), and
+    EXIF orientation is applied to the small image."""
+    path = Path(path)
+    data = read_bytes(path)
+    with open_image(path, data, max_pixels) as image:
+        size = image.size
+        if max(size) > side:  # only JPEG honours this; other formats decode in full
+            scale = 2 * side / max(size)  # a reducing gap of 2, as thumbnail() asks for
+            image.draft(None, (int(size[0] * scale), int(size[1] * scale)))
+        decode(path, image)
+        orientation = exif_orientation(image)
+        small = shrink_rgb(image, side)
+    if orientation in _UPRIGHT:
+        small = small.transpose(_UPRIGHT[orientation])
+    width, height = size[::-1] if orientation in _ROTATED_ORIENTATIONS else size
+    return Thumbnail(small, width, height, hashlib.sha256(data).hexdigest())
+
+
+def shrink_rgb(image: Image.Image, side: int) -> Image.Image:
+    """A decoded image as RGB, at most `side` px long; may shrink `image` in place."""
+    if image.mode not in _SHRINKABLE:
+        image = to_rgb(image)  # palettes, 16-bit, CMYK: PIL would resample them poorly
+    if max(image.size) > side:
+        # A box reduction first, then an antialiased resize: indistinguishable at this size and
+        # several times faster than resampling the full image.
+        image.thumbnail((side, side), reducing_gap=2.0)
+    return image if image.mode == "RGB" else to_rgb(image)

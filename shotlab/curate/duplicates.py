@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -37,11 +38,40 @@ EMBEDDING_MIN_COSINE = 0.97
 _CHUNK = 512  # rows compared at a time, so memory stays O(chunk x n)
 
 
-def phash_bits(image, hash_size: int = 8):
-    """The perceptual hash of a PIL image as a flat bool array (hash_size**2 bits)."""
-    import imagehash
+# pHash exactly as imagehash computes it (the image in PIL's 8-bit grey, resampled to 32 x 32 with
+# PIL's Lanczos filter, a type-II DCT, the top-left 8 x 8 coefficients compared with their median),
+# with the DCT as one small matrix product instead of two scipy calls per image, and the medians
+# taken for many images at once. PIL's 8-bit resampling is kept on purpose: a float pipeline moves
+# 2-4 bits in 40% of images, enough to move pairs across the distance threshold.
+PHASH_SIDE = 32  # hash side 8 x imagehash's high-frequency factor 4
+PHASH_BITS = 64
 
-    return imagehash.phash(image, hash_size=hash_size).hash.ravel()
+
+@functools.lru_cache(maxsize=1)
+def dct_rows():
+    """(8, 32) float64: the first 8 rows of the unnormalised type-II DCT (scipy's default)."""
+    import numpy as np
+
+    k, x = np.arange(8)[:, None], np.arange(PHASH_SIDE)[None, :]
+    return 2 * np.cos(np.pi * k * (2 * x + 1) / (2 * PHASH_SIDE))
+
+
+def phash_coefficients(image):
+    """The 64 low-frequency DCT coefficients of a PIL image's pHash, row-major."""
+    import numpy as np
+    from PIL import Image
+
+    small = image.convert("L").resize((PHASH_SIDE, PHASH_SIDE), Image.Resampling.LANCZOS)
+    dct = dct_rows()
+    return (dct @ np.asarray(small, dtype=np.float64) @ dct.T).ravel()
+
+
+def phash_from_coefficients(coefficients):
+    """(n, 64) coefficients -> (n, 64) bool hashes: each coefficient above its row's median."""
+    import numpy as np
+
+    coefficients = np.asarray(coefficients, dtype=np.float32).reshape(-1, PHASH_BITS)
+    return coefficients > np.median(coefficients, axis=1, keepdims=True)
 
 
 def close_pairs(hashes, *, max_distance: int = PHASH_MAX_DISTANCE) -> list[tuple[int, int, float]]:

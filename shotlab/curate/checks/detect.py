@@ -27,7 +27,7 @@ def threshold_ranges() -> dict[str, tuple[float, float, type]]:
 def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[str, float],
            min_per_class: int | None, progress: bool | None) -> list[CheckResult]:
     """Run the detectors for `checks` on `samples` (a run.Samples); results in a stable order."""
-    from shotlab.curate.checks import image_stats
+    from shotlab.curate.checks import image_stats, stats_cache
     from shotlab.curate.checks.duplicates import find_duplicates
     from shotlab.curate.checks.leakage import find_leakage
 
@@ -35,7 +35,9 @@ def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[s
     results: list[CheckResult] = []
     stats = None
     if checks & {"quality", "duplicates", "leakage"}:
-        stats = image_stats.image_stats(samples.paths, progress=progress)
+        # Cached by the store's sha256: a re-check decodes only new or changed images.
+        stats = image_stats.image_stats(samples.paths, sha256s=samples.sha256s,
+                                        cache=stats_cache.default_path(), progress=progress)
     if "label" in checks:
         results.append(label_result(samples, embeddings))
     if checks & {"duplicates", "leakage"}:
