@@ -6,7 +6,8 @@
 Each round takes up to `BATCH` queued jobs (decision record + the preprocessed input kept in the
 store), computes their Grad-CAMs with `shotlab.explain.tier1.record_flagged` on the PyTorch
 checkpoint the bundle names, stores them in the explanation store keyed by decision id, then
-marks the jobs done. The queue is rows in the store: jobs queued before a crash or a restart are
+marks the jobs done. The thread runs at a lower priority (nice 10) and with one torch thread,
+so explanations use the CPU that requests leave idle. The queue is rows in the store: jobs queued before a crash or a restart are
 taken up when the worker starts again. A job that cannot be explained (no checkpoint) is marked
 failed with the reason; the worker never stops the service.
 """
@@ -23,6 +24,9 @@ from shotlab.core.errors import ShotlabError
 BATCH = 8  # Grad-CAMs per round: one forward and backward over 8 inputs, then a commit
 IDLE_POLL_S = 2.0  # a wake() comes with every new job; the poll only covers a missed one
 TORCH_THREADS = 1  # the model's ONNX Runtime session keeps the other cores
+# Nice 10: the worker takes the CPU the requests leave idle; under load its queue grows (in the
+# store, durable) instead of the requests' latency.
+NICENESS = 10
 log = logging.getLogger("uvicorn.error")  # printed with the server's own lines
 
 
@@ -48,6 +52,7 @@ class ExplanationWorker:
         self.thread.join(timeout)
 
     def run(self) -> None:
+        lower_priority()
         while not self.stopping.is_set():
             try:
                 done = self.round()
@@ -82,3 +87,13 @@ class ExplanationWorker:
             self.checkpoint = load_bundle_checkpoint(self.bundle)
         record_flagged(self.bundle, records, inputs, self.explanations_path,
                        checkpoint=self.checkpoint)
+
+
+def lower_priority() -> None:
+    """Lower this thread's scheduling priority (Linux schedules threads one by one)."""
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        pass

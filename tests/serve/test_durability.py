@@ -60,6 +60,23 @@ def test_flood_on_a_tiny_queue_gets_429_and_the_server_survives(exported, start_
     assert {r.json()["decision_id"] for r in responses if r.status_code == 200} <= stored
 
 
+def test_request_timeout_answers_503(exported, start_server, tmp_path):
+    server = start_server(exported.path, "--timeout-ms", 1, "--max-batch", 1, "--no-explain",
+                          "--no-cache")
+    bodies = distinct_bodies(tmp_path, 16)
+
+    async def burst():
+        async with httpx.AsyncClient(headers=PNG, timeout=60) as client:
+            return await asyncio.gather(*(client.post(server.url + "/v1/moderate", content=b)
+                                          for b in bodies))
+
+    responses = asyncio.run(burst())
+    timed_out = [r for r in responses if r.status_code == 503]
+    assert timed_out and {r.status_code for r in responses} <= {200, 503}
+    assert "no decision within 1 ms" in timed_out[0].json()["detail"]
+    assert httpx.get(server.url + "/v2/health/live").status_code == 200
+
+
 def test_sigkill_mid_load_loses_no_acknowledged_decision(exported, start_server, tmp_path):
     store = tmp_path / "store"
     server = start_server(exported.path, store=store)
