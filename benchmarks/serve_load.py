@@ -174,9 +174,10 @@ def images(bundle) -> tuple[list[Path], object, list[bytes], float]:
     decisions = predict_paths(bundle, files, progress=False).decisions
     flagged = [Path(d["path"]) for d in decisions if d["flagged"] or d["needs_review"]]
     calm = [Path(d["path"]) for d in decisions if not (d["flagged"] or d["needs_review"])]
-    wanted = max(1, round(FLAGGED_SHARE * len(files)))
-    mix = flagged[:wanted] + calm[:len(files) - min(wanted, len(flagged))]
-    return files, arrays, [p.read_bytes() for p in mix], min(wanted, len(flagged)) / len(mix)
+    # Every calm image, and as many flagged ones as make FLAGGED_SHARE of the mix.
+    wanted = min(len(flagged), max(1, round(len(calm) * FLAGGED_SHARE / (1 - FLAGGED_SHARE))))
+    mix = calm + flagged[:wanted]
+    return files, arrays, [p.read_bytes() for p in mix], wanted / len(mix)
 
 
 def measure(bundle_path: Path, rounds: int, scratch: Path) -> dict:

@@ -161,19 +161,27 @@ def create_app(options: ServeOptions) -> FastAPI:
                   summary=f"Decisions from the bundle {service.bundle.origin.name}")
     app.state.service = service
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
-    guarded = [Depends(authorizer(options.api_key))]
 
     @app.exception_handler(Refusal)
     async def refused(request: Request, exc: Refusal):
         service.metrics.rejections.labels(exc.reason).inc()
         return JSONResponse({"detail": exc.message}, exc.status, headers=exc.headers)
 
+    guarded = [Depends(authorizer(options.api_key))]
+    add_moderation_routes(app, service, guarded)
+    add_operation_routes(app, service, guarded)
+    return app
+
+
+def add_moderation_routes(app: FastAPI, service: Service, guarded: list) -> None:
+    timeout_s = service.options.timeout_ms / 1000
+
     @app.post("/v1/moderate", dependencies=guarded)
     async def moderate(request: Request):
         """One image (raw bytes or multipart field `file`): its decision."""
         started = time.perf_counter()
         (body,) = await bodies(service, request, batch=False)
-        (result,) = await service.decide([body], options.timeout_ms / 1000)
+        (result,) = await service.decide([body], timeout_s)
         if isinstance(result, Refusal):
             raise result
         record, stored = result
@@ -184,19 +192,8 @@ def create_app(options: ServeOptions) -> FastAPI:
     async def moderate_batch(request: Request):
         """Several images as multipart file parts: one result per part, in order."""
         started = time.perf_counter()
-        results = await service.decide(await bodies(service, request, batch=True),
-                                       options.timeout_ms / 1000)
-        items = []
-        for index, result in enumerate(results):
-            if isinstance(result, Refusal):
-                service.metrics.rejections.labels(result.reason).inc()
-                items.append({"index": index, "status": result.status, "detail": result.message})
-            else:
-                record, stored = result
-                items.append({"index": index, "status": 200, **public(
-                    record, service.explanation_status(record, stored),
-                    cached=stored is not None)})
-        return {"results": items,
+        results = await service.decide(await bodies(service, request, batch=True), timeout_s)
+        return {"results": [batch_item(service, i, r) for i, r in enumerate(results)],
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
 
     @app.get("/v1/decisions/{decision_id}", dependencies=guarded)
@@ -213,6 +210,19 @@ def create_app(options: ServeOptions) -> FastAPI:
             explanation["maps"] = await run_in_threadpool(stored_maps, service, decision_id)
         return public(found["record"], explanation)
 
+
+def batch_item(service: Service, index: int, result) -> dict:
+    """One part's result in a batch answer: its decision, or its refusal (422)."""
+    if isinstance(result, Refusal):
+        service.metrics.rejections.labels(result.reason).inc()
+        return {"index": index, "status": result.status, "detail": result.message}
+    record, stored = result
+    return {"index": index, "status": 200,
+            **public(record, service.explanation_status(record, stored),
+                     cached=stored is not None)}
+
+
+def add_operation_routes(app: FastAPI, service: Service, guarded: list) -> None:
     @app.get("/v2/health/live")
     async def live():
         return {"live": True}
@@ -226,8 +236,6 @@ def create_app(options: ServeOptions) -> FastAPI:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
-
-    return app
 
 
 def stored_maps(service: Service, decision_id: str) -> list[dict]:

@@ -71,8 +71,10 @@ class ExplanationWorker:
         ids = [record["decision_id"] for record in records]
         try:
             self.explain(records, np.stack([array for _, array in jobs]))
-        except ShotlabError as exc:
-            self.store.finish_explanation(ids, error=" ".join(str(exc).split()))
+        except Exception as exc:  # noqa: BLE001 - a batch that cannot be explained must not
+            # block the queue: its jobs are marked failed with the reason, the next ones go on
+            reason = str(exc) if isinstance(exc, ShotlabError) else f"{type(exc).__name__}: {exc}"
+            self.store.finish_explanation(ids, error=" ".join(reason.split())[:500])
             return len(jobs)
         self.store.finish_explanation(ids)
         return len(jobs)
