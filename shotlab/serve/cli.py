@@ -66,6 +66,10 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
     from shotlab.serve.app import serve
     from shotlab.serve.service import ServeOptions, read_api_key
 
+    if max_items > queue_size:
+        raise click.BadParameter(f"{max_items} is more than --queue-size {queue_size}: a batch "
+                                 f"that large could never be queued; lower --max-items or "
+                                 f"raise --queue-size", param_hint="--max-items")
     api_key = read_api_key(api_key_file)
     if host not in LOOPBACK and not api_key:
         click.echo(f"WARNING: listening on {host} without an API key: anyone who can reach "

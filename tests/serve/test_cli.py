@@ -27,3 +27,8 @@ def test_empty_api_key_file(tmp_path, exported):
     (tmp_path / "key").write_text("\n")
     result = run("serve", exported.path, "--api-key-file", tmp_path / "key")
     assert result.exit_code == 2 and "the file is empty" in result.output
+
+
+def test_batch_larger_than_the_queue_is_refused(tmp_path):
+    result = run("serve", tmp_path, "--max-items", 8, "--queue-size", 4)
+    assert result.exit_code == 2 and "could never be queued" in result.output
