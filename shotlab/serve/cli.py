@@ -11,6 +11,7 @@ import click
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `shotlab predict`
 
 
 @click.command("serve")
@@ -28,8 +29,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
               help="A request without a decision by then gets 503.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=20.0,
               show_default=True, help="Largest request body (413 above it).")
-@click.option("--max-items", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Most images in one /v1/moderate/batch request.")
+@click.option("--max-items", type=click.IntRange(min=1), default=None,
+              help=f"Most images in one /v1/moderate/batch request [default: {MAX_ITEMS}, or "
+                   f"--queue-size if smaller].")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Pixel bomb limit per image [default: PIL's, about 89 megapixels].")
 @click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
@@ -66,7 +68,9 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
     from shotlab.serve.app import serve
     from shotlab.serve.service import ServeOptions, read_api_key
 
-    if max_items > queue_size:
+    if max_items is None:
+        max_items = min(MAX_ITEMS, queue_size)
+    elif max_items > queue_size:
         raise click.BadParameter(f"{max_items} is more than --queue-size {queue_size}: a batch "
                                  f"that large could never be queued; lower --max-items or "
                                  f"raise --queue-size", param_hint="--max-items")

@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shotlab.core.errors import BadImageError, InputError
@@ -40,13 +40,13 @@ class ServeOptions:
     queue_size: int = 256
     timeout_ms: float = 10_000  # a request still waiting after this gets 503
     max_body_bytes: int = 20 * 1024 * 1024  # a 20 MB photo is large; a bomb is larger
-    max_items: int = 64  # items in one /v1/moderate/batch request
+    max_items: int = 64  # items in one /v1/moderate/batch request (at most queue_size)
     max_pixels: int | None = None  # None: core.images' default pixel bomb limit
     cache: bool = True
     explain: bool = True
     fp16: bool = False
     threads: int | None = None  # ONNX Runtime intra-op threads; None: every core
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed or logged
     access_log: bool = False
 
     @property
