@@ -55,6 +55,7 @@ def add_stage_groups() -> None:
     from shotlab.curate.cli import curate
     from shotlab.explain import cli as explain_cli
     from shotlab.export import cli as export_cli
+    from shotlab.serve import cli as serve_cli
     from shotlab.train.cli import train
 
     # Commands that join two stages live in the CLI layer (shotlab.commands), not in curate/.
@@ -62,7 +63,7 @@ def add_stage_groups() -> None:
         curate.add_command(command)
     cli.add_command(curate)
     cli.add_command(train)
-    for command in (*export_cli.COMMANDS, *explain_cli.COMMANDS):
+    for command in (*export_cli.COMMANDS, *explain_cli.COMMANDS, *serve_cli.COMMANDS):
         cli.add_command(command)
 
 

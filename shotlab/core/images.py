@@ -156,8 +156,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_rgb(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """The image as every model sees it: upright (EXIF applied) 8-bit RGB."""
     path = Path(path)
-    with open_image(path, read_bytes(path), max_pixels) as image:
-        decode(path, image)
+    return rgb_from_bytes(read_bytes(path), path, max_pixels=max_pixels)
+
+
+def rgb_from_bytes(data: bytes, name="upload", *, max_pixels: int = DEFAULT_MAX_PIXELS
+                   ) -> Image.Image:
+    """`load_rgb` for bytes already in memory (an HTTP body); `name` is what errors call it.
+    The same guards: empty data, non-images, the pixel bomb limit, truncated data."""
+    if not data:
+        raise BadImageError(name, "empty (0 bytes)")
+    with open_image(name, data, max_pixels) as image:
+        decode(name, image)
         return to_rgb(ImageOps.exif_transpose(image))
 
 

@@ -36,10 +36,13 @@ def load_bundle_checkpoint(bundle):
     return load_checkpoint(path)
 
 
-def record_flagged(bundle, decisions: list[dict], inputs, store_path) -> int:
+def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
+                   checkpoint=None) -> int:
     """Store a Grad-CAM for each decision; returns how many were stored.
 
-    `inputs` are the decisions' preprocessed float32 (N, 3, H, W) images, in the same order."""
+    `inputs` are the decisions' preprocessed float32 (N, 3, H, W) images, in the same order.
+    `checkpoint` is the bundle's loaded checkpoint when the caller keeps it (the service's
+    worker), else it is loaded here."""
     import numpy as np
 
     from shotlab.core.images import sha256_file
@@ -48,7 +51,7 @@ def record_flagged(bundle, decisions: list[dict], inputs, store_path) -> int:
 
     if not decisions:
         return 0
-    checkpoint = load_bundle_checkpoint(bundle)
+    checkpoint = checkpoint or load_bundle_checkpoint(bundle)
     classes = list(bundle.classes)
     names = [target_class(d) for d in decisions]
     maps = explain(checkpoint.model, np.asarray(inputs, dtype=np.float32),

@@ -7,7 +7,7 @@ Each decision (a JSON line):
     labels        predicted classes under the policy's thresholds (`shotlab.runtime.decide`)
     flagged       unsafe classes whose score is at or over their threshold
     needs_review  a score inside an unsafe class's review band
-    bundle, model_sha256, runtime, time
+    bundle, model_sha256, policy_version, runtime, time
 
 `review_queue.jsonl` beside the decisions holds the decisions that are flagged or need review.
 Both are written under temporary names and moved into place together when the whole command has
@@ -57,17 +57,29 @@ def collect_paths(paths) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def decisions_for(bundle, paths, probs: np.ndarray, *, runtime: str) -> list[dict]:
-    from shotlab.core.images import sha256_file
+def decision_records(bundle, probs: np.ndarray, sha256s, *, runtime: str,
+                     paths=None) -> list[dict]:
+    """One decision record per row of `probs`: the record `predict` writes and the service
+    stores and returns (shotlab.serve), so both decide the same bytes the same way.
+    `paths` are the files read (None for bytes that came without one, e.g. over HTTP)."""
     from shotlab.runtime.decide import decide
 
     rows = decide(probs, bundle.classes, task=bundle.task, thresholds=bundle.thresholds)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return [{"decision_id": uuid.uuid4().hex, "path": str(Path(path).resolve()),
-             "sha256": sha256_file(path), **row,
-             "bundle": str(bundle.origin), "model_sha256": bundle.model_sha256(runtime),
-             "runtime": runtime, "time": now}
-            for path, row in zip(paths, rows)]
+    paths = paths if paths is not None else [None] * len(rows)
+    return [{"decision_id": uuid.uuid4().hex,
+             "path": str(Path(path).resolve()) if path is not None else None,
+             "sha256": sha256, **row, "bundle": str(bundle.origin),
+             "model_sha256": bundle.model_sha256(runtime),
+             "policy_version": bundle.policy.get("version"), "runtime": runtime, "time": now}
+            for path, sha256, row in zip(paths, sha256s, rows)]
+
+
+def decisions_for(bundle, paths, probs: np.ndarray, *, runtime: str) -> list[dict]:
+    from shotlab.core.images import sha256_file
+
+    return decision_records(bundle, probs, [sha256_file(path) for path in paths],
+                            runtime=runtime, paths=paths)
 
 
 def predict_paths(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",

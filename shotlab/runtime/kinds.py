@@ -2,6 +2,7 @@
 
     KINDS["image"].load(paths, preprocessing)   -> Inputs(arrays (N, 3, H, W), kept, bad)
     KINDS["image"].sample_shape(preprocessing)  -> (3, H, W)
+    KINDS["image"].decode(data, preprocessing)  -> one (3, H, W) sample from bytes in memory
     load_inputs(paths, preprocessing)           the entry of `preprocessing.kind`
 
 A kind says how a source (a file path today) becomes a preprocessed array, what one sample's
@@ -38,6 +39,11 @@ class Kind:
     sample_shape: Callable  # (preprocessing) -> shape of one preprocessed sample
     load: Callable  # (sources, preprocessing, *, progress, desc) -> Inputs
     extensions: frozenset[str]  # file suffixes a folder search collects for this kind
+    # (data: bytes, preprocessing, *, max_pixels) -> one preprocessed sample; raises
+    # BadImageError with the reason. What the service calls on a request body.
+    decode: Callable | None = None
+    # Content types a request body of this kind may carry (a prefix ends with "/").
+    media_types: frozenset[str] = frozenset()
 
 
 def image_shape(preprocessing) -> tuple[int, int, int]:
@@ -63,9 +69,18 @@ def load_images(paths, preprocessing, *, progress=None, desc="Preprocessing") ->
     return Inputs(stacked, kept, bad)
 
 
+def decode_image(data: bytes, preprocessing, *, max_pixels: int | None = None) -> np.ndarray:
+    """One preprocessed image from encoded bytes (the pixel bomb guard of core.images applies)."""
+    from shotlab.core.images import DEFAULT_MAX_PIXELS, rgb_from_bytes
+
+    image = rgb_from_bytes(data, "request body", max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    return preprocessing.to_array(image)
+
+
 KINDS: dict[str, Kind] = {
     "image": Kind("image", "a still image (jpg, png, webp, ...), resized and center-cropped",
-                  image_shape, load_images, IMAGE_EXTENSIONS),
+                  image_shape, load_images, IMAGE_EXTENSIONS, decode_image,
+                  frozenset({"image/", "application/octet-stream"})),
 }
 
 

@@ -1,0 +1,1 @@
+"""The moderation service: `shotlab serve BUNDLE` (docs/serve.md)."""

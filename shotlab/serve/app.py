@@ -1,0 +1,256 @@
+"""The HTTP API (FastAPI on uvicorn). The OpenAPI page is at /docs.
+
+    POST /v1/moderate            one image: raw bytes (Content-Type image/*) or multipart
+                                 (field `file`); answers the decision
+    POST /v1/moderate/batch      several images as multipart file parts; one result per part
+    GET  /v1/decisions/{id}      a stored decision and its explanation status
+    GET  /v2/health/live         the process answers (Open Inference Protocol)
+    GET  /v2/health/ready        200 once the model has answered its warm-up run, else 503
+    GET  /metrics                Prometheus text format
+
+Refusals answer {"detail": "one line"}: 401 (API key), 413 (body or item count), 415 (media
+type), 422 (empty, undecodable, a pixel bomb), 429 + Retry-After (queue full), 503 (timeout).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from shotlab.serve.service import Refusal, Service, ServeOptions
+
+MULTIPART = "multipart/form-data"
+PUBLIC_FIELDS = ("decision_id", "sha256", "scores", "labels", "flagged", "needs_review",
+                 "model_sha256", "policy_version", "runtime", "time")
+ENDPOINTS = ("/v1/moderate", "/v1/moderate/batch", "/v1/decisions/{decision_id}",
+             "/v2/health/live", "/v2/health/ready", "/metrics")
+
+
+def public(record: dict, explanation, started: float | None = None, cached=None) -> dict:
+    """What a client sees of a record (not the server's bundle path)."""
+    view = {key: record.get(key) for key in PUBLIC_FIELDS}
+    view["explanation"] = explanation
+    if cached is not None:
+        view["cached"] = cached
+    if started is not None:
+        view["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return view
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    length = request.headers.get("content-length", "")
+    too_large = Refusal(413, "too_large", f"body over the {limit:,}-byte limit (--max-body-mb); "
+                        f"send a smaller image")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def multipart_files(request: Request, body: bytes, max_items: int) -> list[bytes]:
+    """The file parts of a multipart body already read (and size-checked)."""
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=max_items, max_fields=max_items)
+    except MultiPartException as exc:
+        status = 413 if "Too many" in str(exc) else 422
+        raise Refusal(status, "too_large" if status == 413 else "bad_input",
+                      f"multipart body refused ({exc}); at most {max_items} file parts "
+                      f"(--max-items)") from None
+    try:
+        return [await value.read() for _, value in form.multi_items()
+                if isinstance(value, UploadFile)]
+    finally:
+        await form.close()
+
+
+async def bodies(service: Service, request: Request, *, batch: bool) -> list[bytes]:
+    """The images a request carries: raw bytes (one), or a multipart body's file parts."""
+    kind = media_type(request) or "application/octet-stream"
+    if kind != MULTIPART and (batch or not service.media_type_accepted(kind)):
+        accepted = ", ".join(sorted(service.kind.media_types))
+        raise Refusal(415, "media_type", f"Content-Type {kind} is not accepted here; send "
+                      f"{MULTIPART}" + ("" if batch else f" or the raw bytes as {accepted}"))
+    body = await read_body(request, service.options.max_body_bytes)
+    if kind != MULTIPART:
+        return [body]
+    files = await multipart_files(request, body, service.options.max_items)
+    if not files:
+        raise Refusal(422, "bad_input", "the multipart body has no file part; send the image "
+                      "as a file field (e.g. curl -F file=@photo.jpg)")
+    if not batch and len(files) > 1:
+        raise Refusal(422, "bad_input", f"{len(files)} file parts sent to /v1/moderate; send "
+                      f"one, or use /v1/moderate/batch")
+    return files
+
+
+def endpoint_of(scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if path in ENDPOINTS else "other"  # bounded label values
+
+
+class MetricsMiddleware:
+    """Counts every answered request by endpoint and status code, and its latency."""
+
+    def __init__(self, app, metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), [500]
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            endpoint = endpoint_of(scope)
+            self.metrics.requests.labels(endpoint, str(status[0])).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+def authorizer(key: str | None):
+    """A dependency refusing requests without `Authorization: Bearer <key>` (constant time)."""
+    expected = key.encode() if key else None
+
+    def authorize(request: Request) -> None:
+        if expected is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                                 expected):
+            raise Refusal(401, "unauthorized", "missing or wrong API key; send the header "
+                          "'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"})
+
+    return authorize
+
+
+def create_app(options: ServeOptions) -> FastAPI:
+    service = Service(options)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await service.start()
+        yield
+        await service.stop()
+
+    app = FastAPI(title="shotlab moderation service", lifespan=lifespan,
+                  summary=f"Decisions from the bundle {service.bundle.origin.name}")
+    app.state.service = service
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+
+    @app.exception_handler(Refusal)
+    async def refused(request: Request, exc: Refusal):
+        service.metrics.rejections.labels(exc.reason).inc()
+        return JSONResponse({"detail": exc.message}, exc.status, headers=exc.headers)
+
+    guarded = [Depends(authorizer(options.api_key))]
+    add_moderation_routes(app, service, guarded)
+    add_operation_routes(app, service, guarded)
+    return app
+
+
+def add_moderation_routes(app: FastAPI, service: Service, guarded: list) -> None:
+    timeout_s = service.options.timeout_ms / 1000
+
+    @app.post("/v1/moderate", dependencies=guarded)
+    async def moderate(request: Request):
+        """One image (raw bytes or multipart field `file`): its decision."""
+        started = time.perf_counter()
+        (body,) = await bodies(service, request, batch=False)
+        (result,) = await service.decide([body], timeout_s)
+        if isinstance(result, Refusal):
+            raise result
+        record, stored = result
+        return public(record, service.explanation_status(record, stored), started,
+                      cached=stored is not None)
+
+    @app.post("/v1/moderate/batch", dependencies=guarded)
+    async def moderate_batch(request: Request):
+        """Several images as multipart file parts: one result per part, in order."""
+        started = time.perf_counter()
+        results = await service.decide(await bodies(service, request, batch=True), timeout_s)
+        return {"results": [batch_item(service, i, r) for i, r in enumerate(results)],
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+    @app.get("/v1/decisions/{decision_id}", dependencies=guarded)
+    async def decision(decision_id: str):
+        """A stored decision and its tier-1 explanation (status, method, target)."""
+        from starlette.concurrency import run_in_threadpool
+
+        found = await run_in_threadpool(service.store.get, decision_id)
+        if found is None:
+            return JSONResponse({"detail": f"no decision {decision_id} in this server's store"},
+                                404)
+        explanation = found["explanation"]
+        if explanation["status"] == "done":
+            explanation["maps"] = await run_in_threadpool(stored_maps, service, decision_id)
+        return public(found["record"], explanation)
+
+
+def batch_item(service: Service, index: int, result) -> dict:
+    """One part's result in a batch answer: its decision, or its refusal (422)."""
+    if isinstance(result, Refusal):
+        service.metrics.rejections.labels(result.reason).inc()
+        return {"index": index, "status": result.status, "detail": result.message}
+    record, stored = result
+    return {"index": index, "status": 200,
+            **public(record, service.explanation_status(record, stored),
+                     cached=stored is not None)}
+
+
+def add_operation_routes(app: FastAPI, service: Service, guarded: list) -> None:
+    @app.get("/v2/health/live")
+    async def live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready():
+        return JSONResponse({"ready": service.ready}, 200 if service.ready else 503)
+
+    @app.get("/metrics", dependencies=guarded)
+    async def metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+
+def stored_maps(service: Service, decision_id: str) -> list[dict]:
+    """The explanations stored for a decision: method, target class, map size, time."""
+    from shotlab.explain.store import ExplanationStore
+
+    with ExplanationStore(service.explanations_path, readonly=True) as store:
+        return [{"method": e.method, "target": e.target, "shape": list(e.map.shape),
+                 "created": e.created} for e in store.explanations(decision_id)]
+
+
+def serve(options: ServeOptions) -> None:
+    """Run the service in the foreground until interrupted (SIGINT / SIGTERM)."""
+    import uvicorn
+
+    app = create_app(options)
+    uvicorn.run(app, host=options.host, port=options.port, access_log=options.access_log,
+                log_level="info", timeout_graceful_shutdown=5)

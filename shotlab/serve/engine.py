@@ -1,0 +1,51 @@
+"""What the service does with a batch: run the model, decide, store, then answer.
+
+    engine = Engine(bundle, store, options)
+    records = engine.process(items)       # on the batcher's model thread
+
+The decision is `shotlab predict`'s (`export.predict.decision_records`: the same rule and the
+same record); the batch's decisions and its explanation jobs are committed to the store before
+`process` returns, so before any request of the batch is answered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shotlab.export.predict import decision_records, needs_attention
+from shotlab.runtime.runners import OnnxRunner
+
+
+class Engine:
+    def __init__(self, bundle, store, *, runtime: str = "onnx", threads: int | None = None,
+                 cache: bool = True, explain: bool = True, metrics=None):
+        self.bundle = bundle
+        self.store = store
+        self.runtime = runtime
+        self.runner = OnnxRunner(bundle, fp16=runtime == "onnx-fp16", threads=threads)
+        self.kind = bundle.preprocessing.kind
+        self.cache = cache
+        self.explain = explain
+        self.metrics = metrics
+        # What a cached decision must match besides the bytes: the whole manifest (model
+        # hashes, thresholds, review band, policy) and the runtime that ran it.
+        self.model_key = f"{bundle.manifest['digest']}:{runtime}"
+
+    def cache_key(self, sha256: str) -> str | None:
+        return f"{sha256}:{self.model_key}" if self.cache else None
+
+    def warm_up(self) -> None:
+        """One batch-1 run, so the first request does not pay ONNX Runtime's first-run cost."""
+        shape = self.bundle.preprocessing.sample_shape
+        self.runner(np.zeros((1, *shape), np.float32))
+
+    def process(self, items) -> list[dict]:
+        probs = self.runner(np.stack([item.array for item in items]))
+        records = decision_records(self.bundle, probs, [item.sha256 for item in items],
+                                   runtime=self.runtime)
+        jobs = ({r["decision_id"]: item.array for r, item in zip(records, items)
+                 if needs_attention(r)} if self.explain else {})
+        saved = self.store.save(records, [item.key for item in items], jobs)
+        if self.metrics:
+            self.metrics.count_decisions([r for r, s in zip(records, saved) if r is s])
+        return saved

@@ -1,0 +1,101 @@
+"""Tier-1 explanations off the request path: a background thread drains the store's queue.
+
+    worker = ExplanationWorker(bundle, store, explanations_path)
+    worker.start(); worker.wake(); worker.stop()
+
+Each round takes up to `BATCH` queued jobs (decision record + the preprocessed input kept in the
+store), computes their Grad-CAMs with `shotlab.explain.tier1.record_flagged` on the PyTorch
+checkpoint the bundle names, stores them in the explanation store keyed by decision id, then
+marks the jobs done. The thread runs at a lower priority (nice 10) and with one torch thread,
+so explanations use the CPU that requests leave idle. The queue is rows in the store: jobs queued before a crash or a restart are
+taken up when the worker starts again. A job that cannot be explained (no checkpoint) is marked
+failed with the reason; the worker never stops the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from shotlab.core.errors import ShotlabError
+
+BATCH = 8  # Grad-CAMs per round: one forward and backward over 8 inputs, then a commit
+IDLE_POLL_S = 2.0  # a wake() comes with every new job; the poll only covers a missed one
+TORCH_THREADS = 1  # the model's ONNX Runtime session keeps the other cores
+# Nice 10: the worker takes the CPU the requests leave idle; under load its queue grows (in the
+# store, durable) instead of the requests' latency.
+NICENESS = 10
+log = logging.getLogger("uvicorn.error")  # printed with the server's own lines
+
+
+class ExplanationWorker:
+    def __init__(self, bundle, store, explanations_path):
+        self.bundle = bundle
+        self.store = store
+        self.explanations_path = explanations_path
+        self.event = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="shotlab-explain", daemon=True)
+        self.checkpoint = None
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def wake(self) -> None:
+        self.event.set()
+
+    def stop(self, timeout: float = 10) -> None:
+        self.stopping.set()
+        self.event.set()
+        self.thread.join(timeout)
+
+    def run(self) -> None:
+        lower_priority()
+        while not self.stopping.is_set():
+            try:
+                done = self.round()
+            except Exception as exc:  # a store error: say so and try again later
+                log.error("tier-1 explanations: %s", " ".join(str(exc).split()))
+                done = 0
+            if not done:
+                self.event.wait(IDLE_POLL_S)
+                self.event.clear()
+
+    def round(self) -> int:
+        jobs = self.store.queued(BATCH)
+        if not jobs:
+            return 0
+        records = [record for record, _ in jobs]
+        ids = [record["decision_id"] for record in records]
+        try:
+            self.explain(records, np.stack([array for _, array in jobs]))
+        except Exception as exc:  # noqa: BLE001 - a batch that cannot be explained must not
+            # block the queue: its jobs are marked failed with the reason, the next ones go on
+            reason = str(exc) if isinstance(exc, ShotlabError) else f"{type(exc).__name__}: {exc}"
+            self.store.finish_explanation(ids, error=" ".join(reason.split())[:500])
+            return len(jobs)
+        self.store.finish_explanation(ids)
+        return len(jobs)
+
+    def explain(self, records, inputs) -> None:
+        from shotlab.explain.tier1 import load_bundle_checkpoint, record_flagged
+
+        if self.checkpoint is None:
+            import torch
+
+            torch.set_num_threads(TORCH_THREADS)
+            self.checkpoint = load_bundle_checkpoint(self.bundle)
+        record_flagged(self.bundle, records, inputs, self.explanations_path,
+                       checkpoint=self.checkpoint)
+
+
+def lower_priority() -> None:
+    """Lower this thread's scheduling priority (Linux schedules threads one by one)."""
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        pass

@@ -1,0 +1,170 @@
+"""The service's decision store: SQLite in WAL mode, written before a decision is acknowledged.
+
+    store = DecisionStore(folder / "decisions.sqlite")
+    saved = store.save(records, keys=[...], jobs={decision_id: input array})  # one transaction
+    store.cached(key)                   # the decision already made for these bytes, or None
+    store.get(decision_id)              # {"record": {...}, "explanation": {"status": ...}}
+    store.queued(limit) / store.finish_explanation(decision_id, error=None)
+
+Tables:
+    decisions      decision_id, cache_key (unique: input sha256 + bundle digest + runtime; NULL
+                   when the cache is off), sha256, the record (JSON, as `shotlab predict` writes
+                   it), created
+    explain_queue  one row per flagged or review decision waiting for its tier-1 explanation:
+                   status (pending / done / failed), the preprocessed input (float32, zlib; removed
+                   once explained), error, requested, finished
+
+A batch of decisions and their explanation jobs is one transaction, committed (and, with
+`synchronous=FULL`, on disk) before any of them is answered: a `kill -9` of the server loses no
+acknowledged decision, and a queued explanation survives a restart. One connection is shared
+by the event loop, the batcher thread and the explanation worker, behind a lock (SQLite
+serialises writers anyway; the lock keeps the connection's transaction state whole).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from shotlab.core.errors import InputError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY, cache_key TEXT UNIQUE, sha256 TEXT, record TEXT NOT NULL,
+    created TEXT);
+CREATE TABLE IF NOT EXISTS explain_queue (
+    decision_id TEXT PRIMARY KEY, status TEXT NOT NULL DEFAULT 'pending', input BLOB,
+    error TEXT, requested TEXT, finished TEXT);
+CREATE INDEX IF NOT EXISTS explain_queue_by_status ON explain_queue (status);
+"""
+DECISIONS_FILE = "decisions.sqlite"
+EXPLANATIONS_FILE = "explanations.sqlite"  # shotlab.explain.store.ExplanationStore, beside it
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def pack(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array, dtype=np.float32), allow_pickle=False)
+    return zlib.compress(buffer.getvalue(), 1)  # level 1: the input is kept briefly, not archived
+
+
+def unpack(blob: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False)
+
+
+class DecisionStore:
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        try:
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before the answer leaves; NORMAL would survive a killed
+            # process but not a power cut. One fsync per batch, not per request.
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{self.path}: not a usable decision store ({exc}); give another "
+                             f"--store folder or move this file aside") from None
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def transaction(self, work):
+        """Run `work(cursor)` in one IMMEDIATE transaction under the lock; its result."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(self.db)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+            return result
+
+    def read(self, query: str, args: tuple = ()) -> list[tuple]:
+        with self.lock:
+            return self.db.execute(query, args).fetchall()
+
+    # decisions ----------------------------------------------------------------------------------
+    def save(self, records: list[dict], keys: list[str | None], jobs: dict) -> list[dict]:
+        """Store `records` (with their cache keys) and the explanation `jobs` ({decision_id:
+        input array}) together; returns the stored record for each: the earlier one where
+        another request already decided the same key."""
+        packed = {decision_id: pack(array) for decision_id, array in jobs.items()}
+
+        def work(db):
+            saved = []
+            for record, key in zip(records, keys):
+                earlier = key and db.execute("SELECT record FROM decisions WHERE cache_key = ?",
+                                             (key,)).fetchone()
+                if earlier:
+                    saved.append(json.loads(earlier[0]))
+                    continue
+                db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
+                           (record["decision_id"], key, record["sha256"], json.dumps(record),
+                            now()))
+                if record["decision_id"] in packed:
+                    db.execute("INSERT INTO explain_queue (decision_id, input, requested) "
+                               "VALUES (?, ?, ?)",
+                               (record["decision_id"], packed[record["decision_id"]], now()))
+                saved.append(record)
+            return saved
+
+        return self.transaction(work)
+
+    def cached(self, key: str) -> tuple[dict, str] | None:
+        """(record, explanation status) of the decision stored under `key`, or None."""
+        rows = self.read("SELECT d.record, q.status FROM decisions d LEFT JOIN explain_queue q "
+                         "USING (decision_id) WHERE d.cache_key = ?", (key,))
+        return (json.loads(rows[0][0]), rows[0][1] or "none") if rows else None
+
+    def get(self, decision_id: str) -> dict | None:
+        rows = self.read("SELECT d.record, q.status, q.error, q.finished FROM decisions d "
+                         "LEFT JOIN explain_queue q USING (decision_id) "
+                         "WHERE d.decision_id = ?", (decision_id,))
+        if not rows:
+            return None
+        record, status, error, finished = rows[0]
+        return {"record": json.loads(record),
+                "explanation": {"status": status or "none", "error": error,
+                                "finished": finished}}
+
+    def count(self) -> int:
+        return int(self.read("SELECT COUNT(*) FROM decisions")[0][0])
+
+    def ids(self) -> set[str]:
+        return {row[0] for row in self.read("SELECT decision_id FROM decisions")}
+
+    # the tier-1 explanation queue ---------------------------------------------------------------
+    def queued(self, limit: int) -> list[tuple[dict, np.ndarray]]:
+        """Up to `limit` queued jobs, oldest first: (record, preprocessed input)."""
+        rows = self.read("SELECT d.record, q.input FROM explain_queue q JOIN decisions d "
+                         "USING (decision_id) WHERE q.status = 'pending' ORDER BY q.rowid "
+                         "LIMIT ?", (int(limit),))
+        return [(json.loads(record), unpack(blob)) for record, blob in rows]
+
+    def pending(self) -> int:
+        return int(self.read("SELECT COUNT(*) FROM explain_queue WHERE status = 'pending'")[0][0])
+
+    def finish_explanation(self, decision_ids, *, error: str | None = None) -> None:
+        """Mark jobs done (their input removed) or failed with the one-line `error`."""
+        def work(db):
+            db.executemany("UPDATE explain_queue SET status = ?, error = ?, finished = ?, "
+                           "input = NULL WHERE decision_id = ?",
+                           [("failed" if error else "done", error, now(), decision_id)
+                            for decision_id in decision_ids])
+
+        self.transaction(work)

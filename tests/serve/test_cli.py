@@ -1,0 +1,34 @@
+"""`shotlab serve`: --help, and bad input refused before anything listens."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_help_names_the_endpoints_and_options():
+    result = run("serve", "--help")
+    assert result.exit_code == 0
+    for text in ("/v1/moderate", "--max-batch", "--max-wait-ms", "--api-key-file", "--no-cache"):
+        assert text in result.output
+
+
+def test_not_a_bundle(tmp_path):
+    result = run("serve", tmp_path, "--port", 0, "--store", tmp_path / "store")
+    assert result.exit_code == 2 and "not a shotlab bundle" in result.output
+
+
+def test_empty_api_key_file(tmp_path, exported):
+    (tmp_path / "key").write_text("\n")
+    result = run("serve", exported.path, "--api-key-file", tmp_path / "key")
+    assert result.exit_code == 2 and "the file is empty" in result.output
+
+
+def test_batch_larger_than_the_queue_is_refused(tmp_path):
+    result = run("serve", tmp_path, "--max-items", 8, "--queue-size", 4)
+    assert result.exit_code == 2 and "could never be queued" in result.output

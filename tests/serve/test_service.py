@@ -1,0 +1,203 @@
+"""`shotlab serve` over real HTTP on loopback: one shared server (API key, small limits) for the
+endpoints, bad inputs and batching; decisions compared with `shotlab predict`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from shotlab.cli import cli
+from tests.imaging import png_header_only, truncate, write_image
+from tests.serve.conftest import Server
+
+KEY = "s3cret-test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+PNG = {"Content-Type": "image/png"}
+MAX_BODY_MB = 1
+
+
+@pytest.fixture(scope="module")
+def server(exported, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve-shared")
+    (root / "key.txt").write_text(KEY + "\n")
+    server = Server(exported.path, root / "store", "--api-key-file", root / "key.txt",
+                    "--max-body-mb", MAX_BODY_MB, "--max-items", 8,
+                    "--max-pixels", 1_000_000).start()
+    yield server
+    server.stop()
+
+
+def post(server, body: bytes, headers=PNG, path="/v1/moderate"):
+    return httpx.post(server.url + path, content=body, headers={**AUTH, **headers}, timeout=30)
+
+
+def wait_for(check, timeout=90.0):
+    """Poll `check()` until it returns a true value; bounded (tier-1 imports torch first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def test_raw_bytes_and_multipart_give_one_decision(server, images):
+    body = images[0].read_bytes()
+    raw = post(server, body)
+    assert raw.status_code == 200, raw.text
+    decision = raw.json()
+    assert set(decision) >= {"decision_id", "sha256", "scores", "labels", "flagged",
+                             "needs_review", "model_sha256", "policy_version", "latency_ms",
+                             "explanation"}
+    assert decision["cached"] is False and decision["latency_ms"] > 0
+    again = httpx.post(server.url + "/v1/moderate", headers=AUTH, timeout=30,
+                       files={"file": ("a.png", body, "image/png")}).json()
+    assert again["cached"] is True and again["decision_id"] == decision["decision_id"]
+    assert again["scores"] == decision["scores"]
+
+
+def test_same_decisions_as_predict(server, exported, images, tmp_path):
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), *map(str, images),
+                                      "--out", str(tmp_path / "decisions.jsonl")])
+    assert result.exit_code == 0, result.output
+    offline = {d["sha256"]: d for d in map(json.loads, open(tmp_path / "decisions.jsonl"))}
+    served = [post(server, path.read_bytes()).json() for path in images]
+    assert {d["sha256"] for d in served} == set(offline)
+    assert {tuple(d["labels"]) for d in served} == {("red",), ("green",), ("blue",)}
+    for got in served:
+        want = offline[got["sha256"]]
+        for key in ("labels", "flagged", "needs_review", "model_sha256", "policy_version",
+                    "runtime"):
+            assert got[key] == want[key], key
+        np.testing.assert_allclose([got["scores"][c] for c in want["scores"]],
+                                   list(want["scores"].values()), atol=1e-6)
+
+
+def test_batch_endpoint_one_result_per_part(server, images, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    parts = [("files", (p.name, p.read_bytes(), "image/png")) for p in (images[1], bad, images[2])]
+    response = httpx.post(server.url + "/v1/moderate/batch", headers=AUTH, files=parts, timeout=30)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [200, 422, 200]
+    assert results[1]["detail"].startswith("not an image")
+    assert results[0]["sha256"] != results[2]["sha256"]
+
+
+def test_flagged_decision_is_stored_and_explained_in_the_background(server, images):
+    red = next(p for p in images if p.parent.name == "red")
+    decision = post(server, red.read_bytes()).json()
+    assert decision["flagged"] == ["red"]
+    assert decision["explanation"] in ("pending", "done")  # done: an earlier test sent it
+    url = f"{server.url}/v1/decisions/{decision['decision_id']}"
+
+    def explained():
+        stored = httpx.get(url, headers=AUTH).json()
+        return stored if stored["explanation"]["status"] == "done" else None
+
+    stored = wait_for(explained)
+    assert stored["decision_id"] == decision["decision_id"] and stored["scores"] == \
+        decision["scores"]
+    assert [m["method"] for m in stored["explanation"]["maps"]] == ["gradcam"]
+    assert stored["explanation"]["maps"][0]["target"] == "red"
+    missing = httpx.get(f"{server.url}/v1/decisions/{'0' * 32}", headers=AUTH)
+    assert missing.status_code == 404 and "no decision" in missing.json()["detail"]
+
+
+def test_health_and_metrics(server):
+    assert httpx.get(server.url + "/v2/health/live").json() == {"live": True}
+    assert httpx.get(server.url + "/v2/health/ready").json() == {"ready": True}
+    text = httpx.get(server.url + "/metrics", headers=AUTH).text
+    for name in ("shotlab_requests_total", "shotlab_request_seconds_bucket",
+                 "shotlab_batch_size_bucket", "shotlab_queue_depth", "shotlab_flagged_total",
+                 "shotlab_needs_review_total", "shotlab_rejections_total",
+                 "shotlab_explanations_pending"):
+        assert name in text, name
+    assert httpx.get(server.url + "/docs").status_code == 200  # the OpenAPI page
+    assert httpx.get(server.url + "/openapi.json").json()["paths"]["/v1/moderate"]
+
+
+@pytest.mark.parametrize("case", ["empty", "not-an-image", "truncated", "bomb", "too-many-pixels",
+                                  "media-type", "too-large", "two-files"])
+def test_bad_input_gets_a_status_and_a_one_line_reason(server, images, tmp_path, case):
+    good = images[3].read_bytes()
+    body, headers, status, reason = {
+        "empty": (b"", PNG, 422, "empty"),
+        "not-an-image": (b"hello, world", PNG, 422, "not an image"),
+        "truncated": (truncate(write_image(tmp_path / "t.png", size=(64, 64)), 0.5).read_bytes(),
+                      PNG, 422, "truncated or corrupt"),
+        "bomb": (png_header_only(tmp_path / "bomb.png", 60_000, 60_000).read_bytes(), PNG, 422,
+                 "decompression bomb"),
+        "too-many-pixels": (image_bytes(1200, 1000), PNG, 422, "1,000,000-pixel limit"),
+        "media-type": (good, {"Content-Type": "text/plain"}, 415, "text/plain is not accepted"),
+        "too-large": (b"\0" * (MAX_BODY_MB * 1024 * 1024 + 1), PNG, 413, "byte limit"),
+        "two-files": (None, None, 422, "2 file parts"),
+    }[case]
+    if case == "two-files":
+        response = httpx.post(server.url + "/v1/moderate", headers=AUTH, timeout=30,
+                              files=[("file", ("a.png", good)), ("file", ("b.png", good))])
+    else:
+        response = post(server, body, headers)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert reason in detail and "\n" not in detail
+    assert httpx.get(server.url + "/v2/health/live").status_code == 200  # still up
+
+
+def image_bytes(width: int, height: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-key", f"Basic {KEY}", "Bearer"])
+def test_api_key_required(server, images, header):
+    headers = {**PNG, **({"Authorization": header} if header else {})}
+    for method, path in (("POST", "/v1/moderate"), ("GET", "/metrics"),
+                         ("GET", f"/v1/decisions/{'0' * 32}")):
+        response = httpx.request(method, server.url + path, headers=headers,
+                                 content=images[0].read_bytes() if method == "POST" else None)
+        assert response.status_code == 401, (path, response.text)
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert "API key" in response.json()["detail"] and KEY not in response.text
+    assert httpx.get(server.url + "/v2/health/ready").status_code == 200  # probes need no key
+    assert KEY not in "".join(server.log)
+
+
+def test_concurrent_requests_share_model_runs(server, tmp_path):
+    """64 distinct images at once: the batcher runs them in batches larger than one."""
+    bodies = [write_image(tmp_path / f"{i}.png", seed=100 + i, size=(48, 48)).read_bytes()
+              for i in range(64)]
+    before = httpx.get(server.url + "/metrics", headers=AUTH).text
+
+    async def flood():
+        async with httpx.AsyncClient(headers={**AUTH, **PNG}, timeout=60,
+                                     limits=httpx.Limits(max_connections=32)) as client:
+            return await asyncio.gather(*(client.post(server.url + "/v1/moderate", content=b)
+                                          for b in bodies))
+
+    responses = asyncio.run(flood())
+    assert [r.status_code for r in responses] == [200] * 64
+    after = httpx.get(server.url + "/metrics", headers=AUTH).text
+    runs = metric(after, "shotlab_batch_size_count") - metric(before, "shotlab_batch_size_count")
+    rows = metric(after, "shotlab_batch_size_sum") - metric(before, "shotlab_batch_size_sum")
+    assert rows == 64 and runs < 64, (rows, runs)  # some run held more than one request
+    store = sqlite3.connect(server.store / "decisions.sqlite")
+    stored = {row[0] for row in store.execute("SELECT decision_id FROM decisions")}
+    assert {r.json()["decision_id"] for r in responses} <= stored
