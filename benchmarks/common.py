@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 def busy_note(result: dict) -> list[str]:
     """A warning line when other work was loading the machine (the ratios still hold).
@@ -37,3 +39,32 @@ def save_results(name: str, result: dict, markdown: str) -> None:
     (results / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (results / f"{name}.md").write_text(markdown)
     print(markdown)
+
+
+@contextmanager
+def bench_home(kept, prefix: str):
+    """The bench's scratch folder: `kept` (a --workspace the user keeps) or a temporary folder
+    removed afterwards, with a shotlab workspace activated at its `ws/`."""
+    import tempfile
+    from pathlib import Path
+
+    from shotlab.core import workspace
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        home = Path(kept) if kept else Path(scratch)
+        workspace.activate(home / "ws")
+        yield home
+
+
+def bench_parser(doc: str, kept: str):
+    """An argument parser described by the script's docstring, with --workspace (`kept`: what a
+    kept workspace holds and reuses)."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--workspace", type=Path,
+                        help=f"Keep the bench workspace here ({kept}) [default: a temporary "
+                             f"folder, removed].")
+    return parser
+

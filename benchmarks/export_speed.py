@@ -22,17 +22,14 @@ Writes benchmarks/results/export_speed.json and export_speed.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import busy_note  # benchmarks/common.py (scripts run from this folder)
+from common import bench_home, bench_parser, busy_note, machine, save_results  # benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -129,29 +126,17 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, "its run and bundle")
     parser.add_argument("--run", type=Path, help="Export this run instead of training one.")
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--workspace", type=Path,
-                        help="Keep the bench workspace (run and bundle) here [default: a "
-                             "temporary folder, removed].")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="shotlab-bench-") as scratch:
-        home = args.workspace or Path(scratch)
-        if args.run:
-            from shotlab.core import workspace as ws
-
-            ws.activate(home / "ws")
+    with bench_home(args.workspace, "shotlab-bench-") as home:
         run_dir = args.run or quick_run(home / "ws")
         result = measure(run_dir, home / "bundle", args.repeats)
     result.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "repeats": args.repeats, "run": str(args.run or "lite0 linear, 1 epoch"),
-                   "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                               "python": platform.python_version()}})
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "export_speed.json").write_text(json.dumps(result, indent=1))
-    (RESULTS / "export_speed.md").write_text(markdown(result))
-    print(markdown(result))
+                   "machine": machine()})
+    save_results("export_speed", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -27,16 +27,14 @@ Writes benchmarks/results/serve_load.json and serve_load.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import busy_note, machine, save_results  # benchmarks/common.py
+from common import bench_home, bench_parser, busy_note, machine, save_results  # benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -293,18 +291,11 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, "a bundle already in it is reused")
     parser.add_argument("--bundle", type=Path, help="Serve this bundle instead of training one.")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workspace", type=Path,
-                        help="Keep the bench workspace here; a bundle already in it is reused "
-                             "[default: a temporary folder, removed].")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="shotlab-bench-serve-") as scratch:
-        scratch = args.workspace or Path(scratch)
-        from shotlab.core import workspace as ws
-
-        ws.activate(scratch / "ws")
+    with bench_home(args.workspace, "shotlab-bench-serve-") as scratch:
         kept = scratch / "bundle"
         bundle = args.bundle or (kept if (kept / "manifest.json").is_file()
                                  else quick_bundle(scratch))
