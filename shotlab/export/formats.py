@@ -113,6 +113,6 @@ def check_options(formats: list[str], *, fp16: bool, int8: bool) -> None:
         hint = ("--to onnx-int8 already quantizes for ONNX Runtime, drop --int8"
                 if "onnx-int8" in formats else
                 "for ONNX Runtime INT8 use --to onnx-int8 instead")
-        raise InputError(f"--int8 is TensorRT's INT8 flag and --to names no tensorrt, so it "
+        raise InputError(f"--int8 is a TensorRT option and --to names no tensorrt, so it "
                          f"would do nothing; {hint}, or add tensorrt to --to (e.g. --to "
                          f"onnx,tensorrt --int8)")
