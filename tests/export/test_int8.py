@@ -36,7 +36,8 @@ def entries(counts: dict) -> list[Entry]:
 def test_calibration_set_is_stratified_capped_and_deterministic():
     pool = entries({"cat": 300, "dog": 100, "rare": 3})
     chosen = calibration_set(pool, count=64)
-    per_class = {label: sum(e.labels == (label,) for e in chosen) for label in ("cat", "dog", "rare")}
+    per_class = {label: sum(e.labels == (label,) for e in chosen)
+                 for label in ("cat", "dog", "rare")}
     assert len(chosen) == 64 and per_class == {"cat": 47, "dog": 16, "rare": 1}
     assert calibration_set(list(reversed(pool)), count=64) == chosen  # input order is irrelevant
     small = entries({"cat": 5, "dog": 2})
