@@ -54,8 +54,8 @@ def test_augmentation_builds_every_preset_and_refuses_others():
 
 
 def test_every_runner_name_is_a_runtime_export_can_write():
-    assert set(RUNNERS) == {"onnx", "onnx-fp16", "tensorrt"}
-    assert {"onnx", "tensorrt"} == set(FORMATS)
+    assert set(RUNNERS) == {"onnx", "onnx-fp16", "onnx-int8", "tensorrt"}
+    assert {"onnx", "onnx-int8", "tensorrt"} == set(FORMATS)
 
 
 def test_tasks_and_kinds_are_single_tables():

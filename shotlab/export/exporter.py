@@ -149,11 +149,11 @@ def build_bundle(staging: Path, manifest: dict, checkpoint, manifest_of_run, pre
     from shotlab.export.tensorrt_build import write_trtexec
 
     job = ExportJob(checkpoint, staging, preprocessing, onnx_summary(manifest), fp16=fp16,
-                    int8=int8, progress=progress,
-                    calibration_paths=[e.filepath for e in manifest_of_run.split("train")])
+                    int8=int8, progress=progress, run_manifest=manifest_of_run)
     manifest["runtimes"] = {}
     for name in formats:
         manifest["runtimes"].update(FORMATS[name](job))
+    manifest.update(job.notes)  # e.g. "quantization": how the INT8 model was calibrated
     write_trtexec(staging, manifest["input"]["name"], preprocessing.sample_shape, fp16=fp16,
                   int8=int8)
     report = write_report(staging, manifest, checkpoint, manifest_of_run, rules,

@@ -1,8 +1,9 @@
 """Export formats: a table of small functions, and the checks that refuse contradictory options.
 
 Each format function takes an `ExportJob` and writes its files into the job's bundle folder,
-returning {runtime name: file name}. Runtimes are what the report measures and `predict` runs:
-"onnx" (FP32), "onnx-fp16", "tensorrt" (shotlab.runtime.runners.RUNNERS).
+returning {runtime name: file name}, and may add entries to the manifest through `job.notes`.
+Runtimes are what the report measures and `predict` runs: "onnx" (FP32), "onnx-fp16",
+"onnx-int8", "tensorrt" (shotlab.runtime.runners.RUNNERS).
 
 Import-free at module level (the CLI builds `--to`'s help from FORMATS): each format function
 imports its work when it runs.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from shotlab.core.errors import InputError
@@ -26,8 +28,26 @@ class ExportJob:
     summary: dict  # the manifest summary written into ONNX metadata_props
     fp16: bool = False
     int8: bool = False
-    calibration_paths: list[str] = field(default_factory=list)  # train split images (INT8)
+    run_manifest: object = None  # shotlab.train.manifest.Manifest the run trained on
     progress: bool | None = None
+    notes: dict = field(default_factory=dict)  # what format functions add to manifest.json
+
+    @cached_property
+    def calibration(self) -> list:
+        """The calibration set (`export.calibration`): the train-split entries every INT8
+        runtime (ONNX Runtime, TensorRT) calibrates on, so the two stay comparable."""
+        from shotlab.export.calibration import calibration_set
+
+        return calibration_set(self.run_manifest.split("train")) if self.run_manifest else []
+
+    @property
+    def calibration_paths(self) -> list[str]:
+        return [entry.filepath for entry in self.calibration]
+
+    @property
+    def validation_paths(self) -> list[str]:
+        """The val split: where ONNX Runtime INT8 chooses its calibration method."""
+        return [e.filepath for e in self.run_manifest.split("val")] if self.run_manifest else []
 
 
 def export_onnx(job: ExportJob) -> dict[str, str]:
@@ -45,6 +65,12 @@ def export_onnx(job: ExportJob) -> dict[str, str]:
     return files
 
 
+def export_onnx_int8(job: ExportJob) -> dict[str, str]:
+    from shotlab.export import quantize
+
+    return quantize.quantize(job)
+
+
 def build_engine(job: ExportJob) -> dict[str, str]:
     from shotlab.export import tensorrt_build
 
@@ -53,10 +79,12 @@ def build_engine(job: ExportJob) -> dict[str, str]:
 
 FORMATS: dict[str, Callable[[ExportJob], dict[str, str]]] = {
     "onnx": export_onnx,
+    "onnx-int8": export_onnx_int8,
     "tensorrt": build_engine,
 }
-# TensorRT builds its engine from the ONNX file, so asking for it implies ONNX first.
-REQUIRES = {"tensorrt": ("onnx",)}
+# INT8 quantizes the FP32 ONNX file and TensorRT builds its engine from it, so asking for either
+# implies ONNX first.
+REQUIRES = {"onnx-int8": ("onnx",), "tensorrt": ("onnx",)}
 
 
 def parse_formats(text: str) -> list[str]:
@@ -74,12 +102,17 @@ def parse_formats(text: str) -> list[str]:
 def check_options(formats: list[str], *, fp16: bool, int8: bool) -> None:
     """Refuse combinations that cannot mean what the user asked for.
 
-    --int8 is a TensorRT build flag (calibrated on the train split); ONNX INT8 is not offered,
-    so --int8 without tensorrt would silently do nothing. --fp16 with --int8 is *not*
-    contradictory: TensorRT's documented practice is to set both flags, so the layers INT8
-    cannot take fall back to FP16 instead of FP32.
+    ONNX Runtime INT8 is a format of its own (`--to onnx-int8`: its own model file, measured
+    and gated as its own runtime); --int8 is TensorRT's builder flag. So --int8 without tensorrt
+    would silently do nothing, and is refused, pointing at onnx-int8 when that is what was
+    meant. Both may be asked at once (`--to onnx-int8,tensorrt --int8`): they calibrate on the
+    same images. --fp16 with --int8 is *not* contradictory: TensorRT's documented practice is
+    to set both flags, so the layers INT8 cannot take fall back to FP16 instead of FP32.
     """
     if int8 and "tensorrt" not in formats:
-        raise InputError("--int8 is a TensorRT option (INT8 engines calibrated on the train "
-                         "split); add tensorrt to --to (e.g. --to onnx,tensorrt --int8) or drop "
-                         "--int8")
+        hint = ("--to onnx-int8 already quantizes for ONNX Runtime, drop --int8"
+                if "onnx-int8" in formats else
+                "for ONNX Runtime INT8 use --to onnx-int8 instead")
+        raise InputError(f"--int8 is a TensorRT option and --to names no tensorrt, so it "
+                         f"would do nothing; {hint}, or add tensorrt to --to (e.g. --to "
+                         f"onnx,tensorrt --int8)")

@@ -27,7 +27,6 @@ from shotlab.runtime.runners import BATCH_SIZE, TENSORRT_MAX_BATCH, require_tens
 # Profile batch sizes: 1 for single images, 32 the report's and predict's batch, 64 headroom.
 MIN_BATCH, OPT_BATCH, MAX_BATCH = 1, BATCH_SIZE, TENSORRT_MAX_BATCH
 CALIBRATION_BATCH = 8
-CALIBRATION_IMAGES = 256  # at most; TensorRT's guide suggests ~500 for ImageNet-scale data
 WORKSPACE_BYTES = 1 << 30  # 1 GiB scratch for tactic selection
 
 
@@ -61,11 +60,12 @@ def write_trtexec(folder: Path, input_name: str, sample_shape, *, fp16: bool,
 
 
 def calibration_batches(paths: list[str], preprocessing, batch: int = CALIBRATION_BATCH):
-    """Preprocessed float32 batches of train-split images; bad files are skipped."""
+    """Preprocessed float32 batches of the calibration set (`job.calibration_paths`: the
+    images ONNX Runtime INT8 calibrates on too, `export.calibration`); bad files are skipped."""
     from shotlab.runtime.kinds import load_inputs
     from shotlab.runtime.runners import batches
 
-    arrays = load_inputs(paths[:CALIBRATION_IMAGES], preprocessing, progress=False).arrays
+    arrays = load_inputs(paths, preprocessing, progress=False).arrays
     yield from batches(arrays, batch)
 
 

@@ -6,6 +6,7 @@
                          versions, runtimes {name: file}, files {name: sha256}, digest
       model.onnx         FP32, softmax/sigmoid inside, dynamic batch
       model.fp16.onnx    with --fp16
+      model.int8.onnx    with --to onnx-int8 (QDQ, calibrated on the train split)
       model.engine       with --to tensorrt (+ timing.cache, calibration.cache with --int8)
       trtexec.txt        the trtexec line that builds the engine on the target device
       report.html/json   the validation report measured through each runtime
@@ -39,6 +40,7 @@ from shotlab.runtime.contract import ModelContract
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
 ONNX_FP16_FILE = "model.fp16.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
 ENGINE_FILE = "model.engine"
 TIMING_CACHE_FILE = "timing.cache"
 CALIBRATION_CACHE_FILE = "calibration.cache"

@@ -6,7 +6,8 @@
 
 A `Runner` is any callable from a preprocessed float32 batch to probabilities, with `classes`
 (the number of outputs). Bundle runtimes are the table `RUNNERS` ("onnx", "onnx-fp16",
-"tensorrt"); `TorchRunner` is the PyTorch reference the export report compares them with.
+"onnx-int8", "tensorrt"); `TorchRunner` is the PyTorch reference the export report compares
+them with.
 Prediction needs numpy and onnxruntime only: torch and tensorrt are imported by the runners that
 need them, when they are built.
 """
@@ -67,14 +68,15 @@ def session_options(threads: int | None = None):
 
 
 class OnnxRunner:
-    """ONNX Runtime. `fp16=True` runs `model.fp16.onnx`; inputs and outputs stay float32.
-    `providers` defaults to the CPU provider: the one that behaves the same everywhere."""
+    """ONNX Runtime. `fp16=True` runs `model.fp16.onnx`, `runtime` names any ONNX runtime of
+    the bundle ("onnx-int8"); inputs and outputs stay float32. `providers` defaults to the CPU
+    provider: the one that behaves the same everywhere."""
 
     def __init__(self, bundle, *, providers=None, fp16: bool = False,
-                 threads: int | None = None):
+                 threads: int | None = None, runtime: str | None = None):
         import onnxruntime as ort
 
-        self.runtime = "onnx-fp16" if fp16 else "onnx"
+        self.runtime = runtime or ("onnx-fp16" if fp16 else "onnx")
         self.path = bundle.model_file(self.runtime)
         self.session = ort.InferenceSession(str(self.path), sess_options=session_options(threads),
                                             providers=providers or ["CPUExecutionProvider"])
@@ -191,6 +193,7 @@ class TorchRunner:
 RUNNERS: dict[str, Callable] = {
     "onnx": OnnxRunner,
     "onnx-fp16": lambda bundle: OnnxRunner(bundle, fp16=True),
+    "onnx-int8": lambda bundle: OnnxRunner(bundle, runtime="onnx-int8"),
     "tensorrt": TensorRTRunner,
 }
 

@@ -24,7 +24,7 @@ def test_help(command):
 def test_export_unknown_format(trained_run, tmp_path):
     result = run("export", trained_run, "--to", "onnx,coreml", "--out", tmp_path / "b")
     assert result.exit_code == 2
-    assert "--to must name export formats from: onnx, tensorrt. Got coreml instead." in result.output
+    assert "--to must name export formats from: onnx, onnx-int8, tensorrt. Got coreml instead." in result.output
 
 
 def test_export_contradictory_options(trained_run, tmp_path):

