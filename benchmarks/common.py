@@ -20,6 +20,16 @@ def busy_note(result: dict) -> list[str]:
             f"measured side by side, are the figures to compare.", ""]
 
 
+def header(title: str, result: dict, how: str) -> list[str]:
+    """A result page's first lines: the title, where and how it was measured with the load
+    average around it, and the busy note. `how` follows the platform, e.g. "; median of 9"."""
+    m, load = result["machine"], result["load_average_1m"]
+    return [f"# {title}", "",
+            f"Measured {result['date']} on {m['cpu_count']} CPUs ({m['platform']}){how}. Load "
+            f"average (1 min) {load['before']} before, {load['after']} after.", "",
+            *busy_note(result)]
+
+
 def machine() -> dict:
     """The facts every result records about where it was measured."""
     import os

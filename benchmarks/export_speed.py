@@ -29,7 +29,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import bench_home, bench_parser, busy_note, machine, save_results  # benchmarks/common.py
+from common import bench_home, bench_parser, header, machine, save_results  # benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -94,14 +94,10 @@ def measure(run_dir: Path, bundle_dir: Path, repeats: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# Export speed: ONNX Runtime vs PyTorch eager (CPU, lite0)", "",
-             f"Measured {result['date']} on {result['machine']['cpu_count']} CPUs "
-             f"({result['machine']['platform']}), input "
-             f"{result['input_size'][0]}x{result['input_size'][1]}, median of "
-             f"{result['repeats']} interleaved rounds; both runtimes with the same threads. "
-             f"Load average (1 min) {result['load_average_1m']['before']} before, "
-             f"{result['load_average_1m']['after']} after.", ""]
-    lines += busy_note(result)
+    lines = header("Export speed: ONNX Runtime vs PyTorch eager (CPU, lite0)", result,
+                   f", input {result['input_size'][0]}x{result['input_size'][1]}, median of "
+                   f"{result['repeats']} interleaved rounds; both runtimes with the same "
+                   f"threads")
     lines += ["| threads | batch | runtime | median ms | images/s | vs PyTorch |",
               "|---|---|---|---|---|---|"]
     for threads, block in result["threads"].items():

@@ -31,7 +31,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common import busy_note, machine, save_results  # benchmarks/common.py
+from common import header, machine, save_results  # benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -122,13 +122,9 @@ def measure(folder: Path, name: str, scratch: Path) -> tuple:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# INT8 vs FP32: ONNX Runtime on the CPU (lite0)", "",
-             f"Measured {result['date']} on {result['machine']['cpu_count']} CPUs "
-             f"({result['machine']['platform']}; {result['cpu_flags']}), median of "
-             f"{result['repeats']} interleaved rounds of 3 calls. Load average (1 min) "
-             f"{result['load_average_1m']['before']} before, "
-             f"{result['load_average_1m']['after']} after.", ""]
-    lines += busy_note(result)
+    lines = header("INT8 vs FP32: ONNX Runtime on the CPU (lite0)", result,
+                   f", {result['cpu_flags']}; median of {result['repeats']} interleaved rounds "
+                   f"of 3 calls")
     lines += ["| threads | batch | FP32 images/s | INT8 images/s | INT8 / FP32 |",
               "|---|---|---|---|---|"]
     for threads, block in result["speed"].items():

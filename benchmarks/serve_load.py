@@ -290,11 +290,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def arguments():
     parser = bench_parser(__doc__, "a bundle already in it is reused")
     parser.add_argument("--bundle", type=Path, help="Serve this bundle instead of training one.")
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     with bench_home(args.workspace, "shotlab-bench-serve-") as scratch:
         kept = scratch / "bundle"
         bundle = args.bundle or (kept if (kept / "manifest.json").is_file()
