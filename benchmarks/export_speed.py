@@ -58,13 +58,12 @@ def time_runtimes(bundle, checkpoint, threads: int, repeats: int) -> dict:
     import torch
 
     from shotlab.export import speed
-    from shotlab.runtime.runners import TorchRunner
-    from shotlab.runtime.runners import OnnxRunner
+    from shotlab.runtime.runners import TorchRunner, make_runner
 
     torch.set_num_threads(threads)
     runners = {"pytorch": TorchRunner(checkpoint.model, checkpoint.task),
-               "onnx": OnnxRunner(bundle, threads=threads),
-               "onnx-fp16": OnnxRunner(bundle, fp16=True, threads=threads)}
+               "onnx": make_runner(bundle, "onnx", threads=threads),
+               "onnx-fp16": make_runner(bundle, "onnx-fp16", threads=threads)}
     height, width = bundle.preprocessing.input_size
     sample = np.random.default_rng(0).normal(size=(1, 3, height, width)).astype(np.float32)
     timings = speed.compare(runners, sample, batch_sizes=BATCHES, repeats=repeats, warmup=3)

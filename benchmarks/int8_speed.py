@@ -98,14 +98,14 @@ def speed(bundle, repeats: int) -> dict:
     import numpy as np
 
     from shotlab.export import speed as timing
-    from shotlab.runtime.runners import OnnxRunner
+    from shotlab.runtime.runners import make_runner
 
     sample = np.random.default_rng(0).normal(
         size=(1, *bundle.preprocessing.sample_shape)).astype(np.float32)
     settings = {}
     for threads in THREADS:
-        runners = {"fp32": OnnxRunner(bundle, threads=threads),
-                   "int8": OnnxRunner(bundle, runtime="onnx-int8", threads=threads)}
+        runners = {"fp32": make_runner(bundle, "onnx", threads=threads),
+                   "int8": make_runner(bundle, "onnx-int8", threads=threads)}
         timings = timing.compare(runners, sample, batch_sizes=BATCHES, repeats=repeats,
                                  warmup=3, calls=3)
         settings[str(threads)] = {

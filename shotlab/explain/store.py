@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shotlab.core.clock import utc_now
 from shotlab.core.errors import InputError
 
 SCHEMA = """
@@ -91,10 +91,6 @@ def one_line(exc: Exception, limit: int = 160) -> str:
     text = " ".join(str(exc).split())
     text = "".join(ch if ch.isprintable() else "?" for ch in text)
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def encode_map(heatmap) -> tuple[bytes, int, int]:
@@ -200,7 +196,7 @@ class ExplanationStore:
                  str(bundle_path or decision.get("bundle") or "") or None,
                  json.dumps(decision.get("scores") or {}), json.dumps(decision.get("labels", [])),
                  json.dumps(decision.get("flagged", [])), int(bool(decision.get("needs_review"))),
-                 decision.get("model_sha256"), decision.get("time") or now()))
+                 decision.get("model_sha256"), decision.get("time") or utc_now()))
 
     def decision(self, decision_id: str) -> dict | None:
         rows = self.rows("SELECT rowid AS _rowid, * FROM decisions WHERE decision_id = ?",
@@ -228,7 +224,7 @@ class ExplanationStore:
                 "map, scores, model_sha256, input_sha256, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (decision_id, method, target, json.dumps(params or {}), height, width, blob,
-                 json.dumps(scores or {}), model_sha256, input_sha256, now()))
+                 json.dumps(scores or {}), model_sha256, input_sha256, utc_now()))
         return int(cursor.lastrowid)
 
     def explanations(self, decision_id: str, method: str | None = None) -> list[Explanation]:
@@ -265,7 +261,7 @@ class ExplanationStore:
             cursor = self.db.execute(
                 "INSERT INTO pending (decision_id, image_path, bundle_path, methods, requested) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (decision_id, str(image_path), str(bundle_path), ",".join(methods), now()))
+                (decision_id, str(image_path), str(bundle_path), ",".join(methods), utc_now()))
         return int(cursor.lastrowid)
 
     def appeals(self, status: str | None = "queued", limit: int | None = None) -> list[Appeal]:
@@ -286,4 +282,4 @@ class ExplanationStore:
     def finish(self, appeal_id: int, *, error: str | None = None) -> None:
         with self.transaction():
             self.db.execute("UPDATE pending SET status = ?, error = ?, finished = ? WHERE id = ?",
-                            ("failed" if error else "done", error, now(), appeal_id))
+                            ("failed" if error else "done", error, utc_now(), appeal_id))

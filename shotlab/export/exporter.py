@@ -16,10 +16,10 @@ the replacement; anything else is refused, `force` or not: export never deletes 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shotlab.core.clock import utc_now
 from shotlab.core.errors import InputError, ShotlabError
 from shotlab.core.files import atomic_path, remove
 from shotlab.export.formats import FORMATS, ExportJob, check_options
@@ -83,7 +83,7 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
         "source": {"run": str(run_dir), "checkpoint": str(checkpoint.path),
                    "checkpoint_sha256": bundle_files.sha256_file(checkpoint.path)},
         "versions": library_versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": utc_now(),
     }
 
 

@@ -18,7 +18,6 @@ file predict wrote (a decisions file, or an empty one) is ever replaced (`check_
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shotlab.core.clock import utc_now
 from shotlab.core.errors import InputError
 from shotlab.core.files import atomic_path
 from shotlab.runtime.kinds import load_inputs
@@ -65,7 +65,7 @@ def decision_records(bundle, probs: np.ndarray, sha256s, *, runtime: str,
     from shotlab.runtime.decide import decide
 
     rows = decide(probs, bundle.classes, task=bundle.task, thresholds=bundle.thresholds)
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = utc_now()
     paths = paths if paths is not None else [None] * len(rows)
     return [{"decision_id": uuid.uuid4().hex,
              "path": str(Path(path).resolve()) if path is not None else None,

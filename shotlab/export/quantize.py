@@ -35,7 +35,7 @@ from shotlab.export.calibration import summary as calibration_summary
 from shotlab.runtime.bundle import ONNX_FILE, ONNX_INT8_FILE
 from shotlab.runtime.contract import INPUT_NAME
 from shotlab.runtime.kinds import load_inputs
-from shotlab.runtime.runners import run_batched, session_options
+from shotlab.runtime.runners import batches, run_batched, session_options
 
 # The candidates, in the order a tie is broken: MinMax keeps every calibrated value in range,
 # Entropy (KL divergence) and Percentile (99.999%) clip outliers to refine the common values.
@@ -65,7 +65,7 @@ class BatchReader(CalibrationDataReader):
     one batch each (`CalibStridedMinMax`, which applies to every method)."""
 
     def __init__(self, arrays: np.ndarray, batch: int = CALIBRATION_BATCH):
-        self.batches = [arrays[i:i + batch] for i in range(0, len(arrays), batch)]
+        self.batches = list(batches(arrays, batch))
         self.set_range(0, len(self.batches))
 
     def __len__(self) -> int:

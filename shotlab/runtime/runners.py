@@ -1,6 +1,6 @@
 """Runners: every way shotlab runs a model, behind one protocol and one table.
 
-    runner = make_runner(bundle, "onnx")          # RUNNERS[name](bundle)
+    runner = make_runner(bundle, "onnx")          # RUNNERS[name](bundle, threads=..., ...)
     probs = runner(batch)                         # float32 (N, *sample_shape) -> (N, K)
     probs = run_batched(runner, arrays)           # in bounded batches
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -68,15 +69,15 @@ def session_options(threads: int | None = None):
 
 
 class OnnxRunner:
-    """ONNX Runtime. `fp16=True` runs `model.fp16.onnx`, `runtime` names any ONNX runtime of
-    the bundle ("onnx-int8"); inputs and outputs stay float32. `providers` defaults to the CPU
-    provider: the one that behaves the same everywhere."""
+    """ONNX Runtime on any ONNX model of the bundle (`runtime`: "onnx", "onnx-fp16",
+    "onnx-int8"); inputs and outputs stay float32. `providers` defaults to the CPU provider: the
+    one that behaves the same everywhere."""
 
-    def __init__(self, bundle, *, providers=None, fp16: bool = False,
-                 threads: int | None = None, runtime: str | None = None):
+    def __init__(self, bundle, *, runtime: str = "onnx", providers=None,
+                 threads: int | None = None):
         import onnxruntime as ort
 
-        self.runtime = runtime or ("onnx-fp16" if fp16 else "onnx")
+        self.runtime = runtime
         self.path = bundle.model_file(self.runtime)
         self.session = ort.InferenceSession(str(self.path), sess_options=session_options(threads),
                                             providers=providers or ["CPUExecutionProvider"])
@@ -119,7 +120,8 @@ class TensorRTRunner:
     """A bundle's TensorRT engine, driven by `set_input_shape`, `set_tensor_address` and
     `execute_async_v3` on one CUDA stream; device memory is held by torch CUDA tensors."""
 
-    def __init__(self, bundle):
+    def __init__(self, bundle, *, threads: int | None = None):
+        """`threads` is accepted like every runner's, and unused: the engine runs on the GPU."""
         require_tensorrt()
         import tensorrt as trt
         import torch
@@ -192,15 +194,16 @@ class TorchRunner:
 
 RUNNERS: dict[str, Callable] = {
     "onnx": OnnxRunner,
-    "onnx-fp16": lambda bundle: OnnxRunner(bundle, fp16=True),
-    "onnx-int8": lambda bundle: OnnxRunner(bundle, runtime="onnx-int8"),
+    "onnx-fp16": partial(OnnxRunner, runtime="onnx-fp16"),
+    "onnx-int8": partial(OnnxRunner, runtime="onnx-int8"),
     "tensorrt": TensorRTRunner,
 }
 
 
-def make_runner(bundle, runtime: str = "onnx") -> Runner:
-    """The runner for `runtime`, a key of RUNNERS the bundle has a model for."""
+def make_runner(bundle, runtime: str = "onnx", **options) -> Runner:
+    """The runner for `runtime`, a key of RUNNERS the bundle has a model for; `options` (e.g.
+    `threads`) go to the runner."""
     if runtime not in RUNNERS:
         raise InputError(f"runtime '{runtime}' is not one of {', '.join(RUNNERS)}")
     bundle.model_file(runtime)  # a clear error when the bundle lacks it
-    return RUNNERS[runtime](bundle)
+    return RUNNERS[runtime](bundle, **options)

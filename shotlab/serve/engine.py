@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from shotlab.export.predict import decision_records, needs_attention
-from shotlab.runtime.runners import OnnxRunner
+from shotlab.runtime.runners import make_runner
 
 
 class Engine:
@@ -22,7 +22,7 @@ class Engine:
         self.bundle = bundle
         self.store = store
         self.runtime = runtime
-        self.runner = OnnxRunner(bundle, fp16=runtime == "onnx-fp16", threads=threads)
+        self.runner = make_runner(bundle, runtime, threads=threads)
         self.kind = bundle.preprocessing.kind
         self.cache = cache
         self.explain = explain

@@ -27,12 +27,12 @@ import io
 import json
 import sqlite3
 import threading
-import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from shotlab.core.clock import utc_now
 from shotlab.core.errors import InputError
 
 SCHEMA = """
@@ -46,10 +46,6 @@ CREATE INDEX IF NOT EXISTS explain_queue_by_status ON explain_queue (status);
 """
 DECISIONS_FILE = "decisions.sqlite"
 EXPLANATIONS_FILE = "explanations.sqlite"  # shotlab.explain.store.ExplanationStore, beside it
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def pack(array: np.ndarray) -> bytes:
@@ -115,11 +111,11 @@ class DecisionStore:
                     continue
                 db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
                            (record["decision_id"], key, record["sha256"], json.dumps(record),
-                            now()))
+                            utc_now()))
                 if record["decision_id"] in packed:
                     db.execute("INSERT INTO explain_queue (decision_id, input, requested) "
                                "VALUES (?, ?, ?)",
-                               (record["decision_id"], packed[record["decision_id"]], now()))
+                               (record["decision_id"], packed[record["decision_id"]], utc_now()))
                 saved.append(record)
             return saved
 
@@ -164,7 +160,7 @@ class DecisionStore:
         def work(db):
             db.executemany("UPDATE explain_queue SET status = ?, error = ?, finished = ?, "
                            "input = NULL WHERE decision_id = ?",
-                           [("failed" if error else "done", error, now(), decision_id)
+                           [("failed" if error else "done", error, utc_now(), decision_id)
                             for decision_id in decision_ids])
 
         self.transaction(work)

@@ -12,7 +12,7 @@ from shotlab.export import onnx_export
 from shotlab.runtime.bundle import load_bundle
 from shotlab.runtime.contract import INPUT_NAME
 from shotlab.runtime.kinds import load_inputs
-from shotlab.runtime.runners import OnnxRunner, TorchRunner, run_batched
+from shotlab.runtime.runners import OnnxRunner, TorchRunner, make_runner, run_batched
 from shotlab.train.checkpoint import load_checkpoint
 from shotlab.train.manifest import Manifest
 
@@ -38,7 +38,7 @@ def reference(trained_run):
                          ids=["fp32", "fp16"])
 def test_round_trip_agrees_with_pytorch(exported, reference, fp16, tolerance):
     arrays, expected = reference
-    probs = OnnxRunner(load_bundle(exported.path), fp16=fp16)(arrays)
+    probs = make_runner(load_bundle(exported.path), "onnx-fp16" if fp16 else "onnx")(arrays)
     assert probs.shape == expected.shape == (18, 3)
     assert np.abs(probs - expected).max() < tolerance
     assert (probs.argmax(1) == expected.argmax(1)).all()
