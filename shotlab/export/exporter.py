@@ -78,6 +78,8 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
         "input": spec.to_dict(),
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(checkpoint.classes)],
                    "activation": "sigmoid" if checkpoint.task == "multilabel" else "softmax"},
+        # folded into the classifier's weights: every runtime's scores are the calibrated ones
+        "calibration": checkpoint.meta.get("calibration") or NOT_CALIBRATED,
         "opset": OPSET, "backbone": checkpoint.meta.get("backbone"),
         "timm_name": checkpoint.meta.get("timm_name"), "dataset_manifest_hash": dataset_hash,
         "source": {"run": str(run_dir), "checkpoint": str(checkpoint.path),
@@ -87,9 +89,12 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
     }
 
 
+NOT_CALIBRATED = {"method": "none", "reason": "the run was trained before shotlab calibrated scores"}
+
+
 def onnx_summary(manifest: dict) -> dict:
     """What goes into the ONNX file's metadata_props: enough to run it without the bundle."""
-    keys = ("classes", "task", "policy", "preprocessing", "input", "output",
+    keys = ("classes", "task", "policy", "preprocessing", "input", "output", "calibration",
             "dataset_manifest_hash", "source")
     return {"shotlab." + key: manifest[key] for key in keys} | {
         "shotlab.version": manifest["versions"]["shotlab"]}

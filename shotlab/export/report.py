@@ -38,7 +38,8 @@ def render_html(report: dict, manifest: dict) -> str:
         dataset_hash=esc(str(manifest["dataset_manifest_hash"])[:16]),
         created=esc(manifest["created"]), task=esc(manifest["task"]),
         classes=esc(", ".join(manifest["classes"])), split=esc(report["split"]), n=report["n"],
-        verdict=verdict_html(report), policy=policy_html(manifest["policy"]),
+        verdict=verdict_html(report),
+        policy=policy_html(manifest["policy"]) + calibration_html(manifest.get("calibration")),
         agreement=agreement_html(report, manifest),
         runtimes=runtimes_html(report, manifest), speed=speed_html(report["speed"]),
         explanations=explanations_html(report.get("explanations")),
@@ -76,6 +77,18 @@ def policy_html(policy: dict) -> str:
             + f"<p class='meta'>target recall {fmt(policy.get('target_recall'), 2)}, policy "
               f"version {policy.get('version')}; thresholds chosen on the validation split "
               f"by `shotlab train`</p>")
+
+
+def calibration_html(calibration: dict | None) -> str:
+    if not calibration or calibration.get("method") != "temperature":
+        reason = (calibration or {}).get("reason", "no calibration recorded")
+        return f"<p class='meta'>Scores not calibrated: {html.escape(reason)}.</p>"
+    t = calibration["temperature"]
+    shown = fmt(t, 2) if isinstance(t, (int, float)) else f"{fmt(min(t), 2)}-{fmt(max(t), 2)} per class"
+    return (f"<p class='meta'>Scores calibrated by temperature scaling folded into the model "
+            f"(T = {shown}, fitted on {calibration['fitted_on']} val images; val ECE "
+            f"{fmt(calibration['val_ece_before'])} &rarr; {fmt(calibration['val_ece_after'])}). "
+            f"Thresholds and the review band were chosen on these scores.</p>")
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -132,6 +145,7 @@ def runtime_html(name: str, metrics: dict, manifest: dict) -> str:
     summary = (f"<p>accuracy {fmt(metrics['accuracy'])}{interval(metrics, 'accuracy')} &middot; "
                f"macro-F1 {fmt(metrics['macro_f1'])}{interval(metrics, 'macro_f1')} &middot; "
                f"macro-AUPRC {fmt(metrics['macro_auprc'])}{interval(metrics, 'macro_auprc')}"
+               f" &middot; ECE {fmt(metrics.get('ece'))}"
                f"<br><span class='meta'>95% bootstrap intervals, "
                f"{metrics['bootstrap']['n_resamples']} resamples</span></p>")
     table = table_html(["class", "precision", "recall [95% CI]", "F2", "AUPRC", "support"], rows)

@@ -81,6 +81,8 @@ def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU."""
     import timm
 
+    from shotlab.train.calibration import fold_into_head
+
     path = checkpoint_path(run_or_file)
     state = read_state(path, "re-run `shotlab train` to produce one")
     missing = {"model", "timm_name", "classes", "task", "preprocessing"} - set(state)
@@ -90,6 +92,7 @@ def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     model = timm.create_model(state["timm_name"], pretrained=False,
                               num_classes=len(state["classes"]))
     model.load_state_dict(state["model"], strict=True)
+    fold_into_head(model, state.get("calibration"))  # best.pt keeps the raw weights
     model.eval()
     meta = {key: value for key, value in state.items() if key != "model"}
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None

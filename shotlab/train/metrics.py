@@ -72,7 +72,7 @@ def _summary_metrics(Y, P, pred, names, *, task) -> dict:
         out[key] = _macro([m[field] for m in per_class.values()])
     aucs = [m["roc_auc"] for m in per_class.values()]
     out["roc_auc"] = None if any(a is None for a in aucs) else float(np.mean(aucs))
-    out["ece"] = expected_calibration_error(*_calibration_pairs(Y, P, task=task))
+    out["ece"] = expected_calibration_error(*calibration_pairs(Y, P, task=task))
     out["per_class"] = per_class
     if task == "multiclass":
         labels = list(range(len(names)))
@@ -146,12 +146,25 @@ def expected_calibration_error(confidences, outcomes, *, n_bins=ECE_BINS) -> flo
     if conf.size == 0 or conf.shape != hit.shape:
         raise InputError(f"confidences and outcomes must be non-empty and the same length; "
                          f"got {conf.size} and {hit.size}")
+    count, score_sum, hit_sum = calibration_bins(conf, hit, n_bins=n_bins)
+    return float(np.abs(hit_sum - score_sum).sum() / conf.size)
+
+
+def calibration_bins(conf: np.ndarray, hit: np.ndarray, *, n_bins=ECE_BINS):
+    """Per equal-width bin (lo, hi]: the number of scores, their sum and the sum of outcomes."""
     bins = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], conf, side="left")
-    gaps = np.abs(np.bincount(bins, hit, n_bins) - np.bincount(bins, conf, n_bins))
-    return float(gaps.sum() / conf.size)
+    return (np.bincount(bins, minlength=n_bins), np.bincount(bins, conf, n_bins),
+            np.bincount(bins, hit, n_bins))
 
 
-def _calibration_pairs(Y, P, *, task):
+def ece(y_true, probs, *, task="multiclass") -> float:
+    """Expected calibration error of `probs` against `y_true` (labels as classification_metrics
+    takes them)."""
+    Y, P, _ = check_inputs(y_true, probs, [str(k) for k in range(np.shape(probs)[1])], task=task)
+    return expected_calibration_error(*calibration_pairs(Y, P, task=task))
+
+
+def calibration_pairs(Y, P, *, task):
     if task == "multiclass":
         return P.max(axis=1), P.argmax(axis=1) == Y.argmax(axis=1)
     return P.ravel(), Y.ravel()

@@ -2,6 +2,7 @@
 
     confusion_matrix_png(metrics["confusion_matrix"], names, run_dir / "confusion.png")
     pr_curves_png(y_test, probs_test, names, run_dir / "pr.png", thresholds=policy)
+    reliability_png(y_test, {"raw": raw, "calibrated": probs}, names, run_dir / "rel.png")
     learning_curve_png([{"method": "probe", "shots": 5, "mean": 0.71, "std": 0.04}, ...], path)
 
 matplotlib is imported inside each function and drawn through its Agg canvas on a standalone
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core.errors import InputError
-from shotlab.train.metrics import check_inputs, resolve_thresholds
+from shotlab.train.metrics import (calibration_bins, calibration_pairs, check_inputs,
+                                   expected_calibration_error, resolve_thresholds)
 
 DPI = 120  # sharp in an HTML report, a few hundred KB at most
 NAME_WIDTH = 28  # characters of a class name shown on an axis or in a legend
@@ -157,6 +159,30 @@ def _style(index, k):
     colors = colormaps["tab10" if k <= 10 else "tab20"].colors
     return {"color": colors[index % len(colors)],
             "linestyle": LINESTYLES[(index // len(colors)) % len(LINESTYLES)]}
+
+
+def reliability_png(y_true, scores: Mapping[str, np.ndarray], class_names, path, *,
+                    task="multiclass", title="Reliability") -> Path:
+    """Write a reliability diagram as PNG: per score bin, the share that was right against the
+    mean score, one line per entry of `scores` (e.g. {"raw": p, "calibrated": q}), its ECE in
+    the legend; the diagonal is perfect calibration."""
+    fig = _figure(5.5, 5)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for i, (name, probs) in enumerate(scores.items()):
+        Y, P, _ = check_inputs(y_true, probs, class_names, task=task)
+        conf, hit = calibration_pairs(Y, P, task=task)
+        count, score_sum, hit_sum = calibration_bins(np.asarray(conf, float), np.asarray(hit, float))
+        used = count > 0
+        ece = expected_calibration_error(conf, hit)
+        ax.plot(score_sum[used] / count[used], hit_sum[used] / count[used], marker="o",
+                label=f"{name} (ECE {ece:.3f})", **_style(i, len(scores)))
+    ax.set_xlabel("mean score in bin" if task == "multilabel" else "confidence (top score)")
+    ax.set_ylabel("share positive" if task == "multilabel" else "share correct")
+    ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    return _save(fig, path)
 
 
 def learning_curve_png(rows, path, *, ylabel="score", title="Learning curve") -> Path:

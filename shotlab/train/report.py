@@ -30,11 +30,13 @@ def echo_run(result, as_json: bool) -> None:
     if as_json:
         return echo_json({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
                           "metrics": result.metrics, "thresholds": result.thresholds,
+                          "calibration": result.calibration,
                           "mistakes": result.mistakes, "mlflow_run_id": result.mlflow_run_id})
     click.echo(f"Run {result.run_dir} (best epoch {result.best_epoch + 1})")
     for split in ("test", "val"):
         if split in result.metrics:
             echo_split(split.capitalize(), result.metrics[split])
+            echo_calibration(result.calibration, split, result.metrics[split])
             break
     for name, t in result.thresholds.items():
         click.echo(f"Threshold for unsafe class '{name}': {t['threshold']:.3f} (on val: recall "
@@ -46,6 +48,19 @@ def echo_run(result, as_json: bool) -> None:
                    f"{result.mistakes} mistakes in its saved view 'mistakes'.")
     if result.mlflow_run_id:
         click.echo(f"MLflow run {result.mlflow_run_id}.")
+
+
+def echo_calibration(calibration: dict | None, split: str, metrics: dict) -> None:
+    if not calibration:
+        return
+    if calibration["method"] != "temperature":
+        return click.echo(f"Scores not calibrated: {calibration['reason']}.")
+    t = calibration["temperature"]
+    shown = f"{t:.2f}" if isinstance(t, float) else f"{min(t):.2f}-{max(t):.2f} per class"
+    click.echo(f"Scores calibrated: temperature {shown} fitted on {calibration['fitted_on']} val "
+               f"images (ECE on val {calibration['val_ece_before']:.3f} -> "
+               f"{calibration['val_ece_after']:.3f}, on {split} {fmt(metrics.get('ece_raw'))} -> "
+               f"{fmt(metrics.get('ece'))}); thresholds and the review band use these scores.")
 
 
 def backbone_rows() -> list[dict]:

@@ -5,10 +5,13 @@ holds everything needed to reproduce, resume, judge and export the run:
 
     manifest.json    the dataset version (every sample's path, sha256, labels, split) and its hash
     config.yaml      the resolved configuration, policy, versions and manifest hash
-    checkpoints/     last.pt (every epoch, for --resume) and best.pt (the model to export)
-    metrics.json     val and test metrics, with bootstrap intervals and the thresholds applied
+    checkpoints/     last.pt (every epoch, for --resume) and best.pt (the model to export, with
+                     its calibration: a temperature fitted on val, see train/calibration.py)
+    metrics.json     val and test metrics on calibrated scores, with bootstrap intervals, the
+                     thresholds applied, the raw scores' ECE beside ("ece_raw") and the calibration
     thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands
-    plots/           confusion matrix and precision-recall curves on the test split
+    plots/           confusion matrix, precision-recall curves and the reliability diagram (raw
+                     and calibrated) on the test split
 
 Everything that can be checked is checked before the folder is made, and a start that fails before
 its first epoch's checkpoint removes the folder again: a folder in `runs/` is a run that trained
@@ -45,6 +48,7 @@ class RunResult:
     best_epoch: int
     mistakes: int | None
     mlflow_run_id: str | None
+    calibration: dict | None = None
 
 
 SAME_SECOND = 100  # runs of one dataset and backbone started in one second; more is a runaway loop
@@ -102,38 +106,66 @@ def resolve_policy(name: str, config: TrainConfig, classes) -> Policy:
     return Policy(unsafe, recall, stored.review_margin, stored.version).check(classes)
 
 
+@dataclass
+class Evaluation:
+    raw: dict  # split -> the model's own scores
+    probs: dict  # split -> calibrated scores (what the exported model gives)
+    thresholds: dict
+    metrics: dict
+    calibration: dict
+
+
 def evaluate(fitted, manifest: Manifest, policy: Policy, config: TrainConfig,
-             progress) -> tuple[dict, dict, dict]:
-    """Probabilities per split, thresholds chosen on val, metrics on val and test."""
-    from shotlab.train.metrics import classification_metrics
+             progress) -> Evaluation:
+    """Probabilities per split (calibrated on val, see train.calibration), thresholds chosen on
+    the calibrated val scores, metrics on val and test (with the raw scores' ECE beside)."""
+    from shotlab.train.calibration import apply, calibration_for, fold_into_head
+    from shotlab.train.metrics import classification_metrics, ece
     from shotlab.train.thresholds import choose_thresholds
 
-    probs = {split: predict(fitted.model, [e.filepath for e in manifest.split(split)],
-                            fitted.created, manifest.task, device=fitted.device,
-                            workers=config.workers, progress=progress)
-             for split in ("train", "val", "test")}
+    raw = {split: predict(fitted.model, [e.filepath for e in manifest.split(split)],
+                          fitted.created, manifest.task, device=fitted.device,
+                          workers=config.workers, progress=progress)
+           for split in ("train", "val", "test")}
     classes = list(manifest.classes)
-    y = {split: manifest.targets(manifest.split(split)) for split in probs}
+    y = {split: manifest.targets(manifest.split(split)) for split in raw}
+    calibration = calibration_for(fitted.model, y["val"], raw["val"], task=manifest.task)
+    fold_into_head(fitted.model, calibration)
+    probs = {split: apply(p, calibration, manifest.task) for split, p in raw.items()}
     thresholds = (choose_thresholds(y["val"], probs["val"], classes, unsafe=list(policy.unsafe),
                                     target_recall=policy.target_recall,
                                     review_margin=policy.review_margin, task=manifest.task)
                   if policy.unsafe else {})
-    metrics = {split: classification_metrics(y[split], probs[split], classes, task=manifest.task,
-                                             thresholds=thresholds or None)
+    metrics = {split: {**classification_metrics(y[split], probs[split], classes,
+                                                task=manifest.task, thresholds=thresholds or None),
+                       "ece_raw": ece(y[split], raw[split], task=manifest.task)}
                for split in ("val", "test") if len(y[split])}
-    return probs, thresholds, metrics
+    return Evaluation(raw, probs, thresholds, metrics, calibration)
 
 
-def write_plots(run_dir: Path, manifest: Manifest, probs: dict, metrics: dict, thresholds) -> None:
-    from shotlab.train.plots import confusion_matrix_png, pr_curves_png
+def record_calibration(run_dir: Path, calibration: dict) -> None:
+    """Add the calibration to checkpoints/best.pt (its weights stay the raw ones, so a resumed
+    run fits the same temperature again); `load_checkpoint` folds it into the head."""
+    from shotlab.train.checkpoint import read_state
+    from shotlab.train.finetune import save_atomic
 
-    split = "test" if "test" in metrics else "val"
-    classes = list(manifest.classes)
-    confusion_matrix_png(metrics[split]["confusion_matrix"], classes,
+    best = run_dir / "checkpoints" / "best.pt"
+    state = read_state(best, "re-run `shotlab train` to produce one")
+    save_atomic({**state, "calibration": calibration}, best)
+
+
+def write_plots(run_dir: Path, manifest: Manifest, result: Evaluation) -> None:
+    from shotlab.train.plots import confusion_matrix_png, pr_curves_png, reliability_png
+
+    split = "test" if "test" in result.metrics else "val"
+    classes, y = list(manifest.classes), manifest.targets(manifest.split(split))
+    confusion_matrix_png(result.metrics[split]["confusion_matrix"], classes,
                          run_dir / "plots" / f"confusion_{split}.png")
-    pr_curves_png(manifest.targets(manifest.split(split)), probs[split], classes,
-                  run_dir / "plots" / f"pr_{split}.png", task=manifest.task,
-                  thresholds=thresholds or None)
+    pr_curves_png(y, result.probs[split], classes, run_dir / "plots" / f"pr_{split}.png",
+                  task=manifest.task, thresholds=result.thresholds or None)
+    reliability_png(y, {"raw": result.raw[split], "calibrated": result.probs[split]}, classes,
+                    run_dir / "plots" / f"reliability_{split}.png", task=manifest.task,
+                    title=f"Reliability on {split} (temperature fitted on val)")
 
 
 def write_back(manifest: Manifest, probs: dict, run_dir: Path, thresholds) -> int:
@@ -159,21 +191,24 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         manifest, policy = prepare(name, config)
         run_dir = new_run_dir(name, config)
         fitted = start(run_dir, manifest, config, policy, progress)
-    probs, thresholds, metrics = evaluate(fitted, manifest, policy, config, progress)
+    result = evaluate(fitted, manifest, policy, config, progress)
+    record_calibration(run_dir, result.calibration)
     write_json_atomic(run_dir / "metrics.json",
-                      {**metrics, "best_epoch": fitted.best_epoch, "history": fitted.history})
+                      {**result.metrics, "calibration": result.calibration,
+                       "best_epoch": fitted.best_epoch, "history": fitted.history})
     write_json_atomic(run_dir / "thresholds.json",
-                      {"policy": policy.to_dict(), "thresholds": thresholds})
-    write_plots(run_dir, manifest, probs, metrics, thresholds)
-    mistakes = write_back(manifest, probs, run_dir, thresholds) if writeback else None
+                      {"policy": policy.to_dict(), "thresholds": result.thresholds})
+    write_plots(run_dir, manifest, result)
+    mistakes = write_back(manifest, result.probs, run_dir, result.thresholds) if writeback else None
     run_id = None
     if track:
         from shotlab.train.tracking import log_run
 
         run_id = log_run(run_dir, dataset=manifest.dataset, history=fitted.history,
                          params={**config.to_dict(), "manifest_hash": manifest.hash},
-                         metrics=metrics, tracking_uri=tracking_uri)
-    return RunResult(run_dir, metrics, thresholds, fitted.best_epoch, mistakes, run_id)
+                         metrics=result.metrics, tracking_uri=tracking_uri)
+    return RunResult(run_dir, result.metrics, result.thresholds, fitted.best_epoch, mistakes, run_id,
+                     result.calibration)
 
 
 def prepare(name: str, config: TrainConfig) -> tuple[Manifest, Policy]:

@@ -1,0 +1,124 @@
+"""Calibration: temperature scaling fitted on the validation split and folded into the head.
+
+    record = fit_calibration(y_val, probs_val, task="multiclass")   # {"method": "temperature", ...}
+    fold_into_head(model, record)        # every runtime built from the model now gives calibrated scores
+    probs = apply(probs, record, task)   # the same on scores already computed
+
+A fine-tuned model on a few dozen images is over-confident (the demo's run had ECE 0.25), and the
+review band and per-class thresholds are read off its scores. Temperature scaling (Guo et al.
+2017) divides the logits by one fitted number T (multiclass: one T; multilabel: one T per class,
+each class being its own sigmoid), chosen to minimise the validation negative log-likelihood. It
+never changes which class scores highest, so accuracy is unchanged; only the confidences move.
+
+The temperature is folded into the classifier's last linear layer (weights and bias divided by
+T): the ONNX graph, TensorRT, the PyTorch reference and the explainers all compute the
+calibrated logits with no extra operator, so parity holds by construction.
+
+With fewer than MIN_SAMPLES validation images (or a single class present) the fit is refused and
+the raw scores are kept; the record says why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shotlab.train.metrics import ece
+
+MIN_SAMPLES = 20  # below this the NLL of one temperature is dominated by one or two images
+LOG_T_BOUNDS = (-3.0, 3.0)  # T in [0.05, 20]: beyond, the fit is chasing a handful of outliers
+EPS = 1e-7
+
+
+def pseudo_logits(probs, task: str) -> np.ndarray:
+    """Logits that give `probs` back: log p for softmax (up to a per-row constant, which softmax
+    ignores), log(p / (1 - p)) for sigmoid."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p)) if task == "multilabel" else np.log(p)
+
+
+def scaled(probs, temperature, task: str) -> np.ndarray:
+    """`probs` with their logits divided by `temperature` (a scalar or one value per class)."""
+    z = pseudo_logits(probs, task) / np.asarray(temperature, dtype=np.float64)
+    if task == "multilabel":
+        return 1.0 / (1.0 + np.exp(-z))
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _nll(z: np.ndarray, y: np.ndarray, task: str) -> float:
+    if task == "multilabel":  # binary cross-entropy of one class's column
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.mean(log_p[np.arange(len(y)), y]))
+
+
+def _best_temperature(z: np.ndarray, y: np.ndarray, task: str) -> float:
+    from scipy.optimize import minimize_scalar
+
+    found = minimize_scalar(lambda t: _nll(z / np.exp(t), y, task), bounds=LOG_T_BOUNDS,
+                            method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(found.x))
+
+
+def refusal(y, task: str) -> str | None:
+    """Why the validation labels `y` are too few to fit a temperature, or None."""
+    y = np.asarray(y)
+    if len(y) < MIN_SAMPLES:
+        return (f"only {len(y)} validation images (calibration needs {MIN_SAMPLES}); "
+                f"the scores are the model's raw ones")
+    present = (y.sum(axis=0) > 0).sum() if task == "multilabel" else len(np.unique(y))
+    if present < 2 and task == "multiclass":
+        return "the validation split holds one class only; the scores are the model's raw ones"
+    return None
+
+
+def fit_calibration(y_val, probs_val, *, task: str) -> dict:
+    """The calibration record for a model whose validation scores are `probs_val`."""
+    reason = refusal(y_val, task)
+    if reason:
+        return {"method": "none", "reason": reason}
+    y = np.asarray(y_val)
+    z = pseudo_logits(probs_val, task)
+    if task == "multilabel":  # a column with one label value only has no temperature to fit
+        temperature = [_best_temperature(z[:, k], y[:, k], task) if 0 < y[:, k].sum() < len(y)
+                       else 1.0 for k in range(z.shape[1])]
+    else:
+        temperature = _best_temperature(z, y, task)
+    after = scaled(probs_val, temperature, task)
+    return {"method": "temperature", "temperature": temperature, "fitted_on": int(len(y)),
+            "val_ece_before": ece(y, probs_val, task=task), "val_ece_after": ece(y, after, task=task)}
+
+
+def calibration_for(model, y_val, probs_val, *, task: str) -> dict:
+    """`fit_calibration` for a timm model, refused when its classifier is not one linear layer
+    (the temperature could not be folded into it)."""
+    import torch
+
+    head = model.get_classifier()
+    if not isinstance(head, torch.nn.Linear):
+        return {"method": "none", "reason": f"the classifier is a {type(head).__name__}, not a "
+                                            f"linear layer; the scores are the model's raw ones"}
+    return fit_calibration(y_val, probs_val, task=task)
+
+
+def apply(probs, record: dict | None, task: str) -> np.ndarray:
+    if not record or record.get("method") != "temperature":
+        return np.asarray(probs)
+    return scaled(probs, record["temperature"], task).astype(np.float32)
+
+
+def fold_into_head(model, record: dict | None) -> None:
+    """Divide the classifier's weights and bias by the record's temperature, in place."""
+    import torch
+
+    if not record or record.get("method") != "temperature":
+        return
+    head = model.get_classifier()
+    t = torch.as_tensor(record["temperature"], dtype=head.weight.dtype,
+                        device=head.weight.device).reshape(-1)
+    with torch.no_grad():
+        head.weight.div_(t[:, None] if t.numel() > 1 else t)
+        if head.bias is not None:
+            head.bias.div_(t)
