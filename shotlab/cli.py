@@ -52,6 +52,7 @@ def cli(ctx: click.Context, workspace: str | None, database_uri: str | None, deb
 def add_stage_groups() -> None:
     from shotlab.commands.augment_preview import augment_preview_command
     from shotlab.commands.check import check_command
+    from shotlab.commands.suggest import suggest_command
     from shotlab.curate.cli import curate
     from shotlab.explain import cli as explain_cli
     from shotlab.export import cli as export_cli
@@ -59,7 +60,7 @@ def add_stage_groups() -> None:
     from shotlab.train.cli import train
 
     # Commands that join two stages live in the CLI layer (shotlab.commands), not in curate/.
-    for command in (check_command, augment_preview_command):
+    for command in (check_command, suggest_command, augment_preview_command):
         curate.add_command(command)
     cli.add_command(curate)
     cli.add_command(train)

@@ -1,0 +1,48 @@
+"""`shotlab curate suggest NAME --budget N`: which unlabeled images to label next.
+
+In the CLI layer for the same reason as `curate check`: the embeddings come from
+`shotlab.train`, the ranking from `shotlab.curate.suggest` (docs/curate-suggest.md).
+"""
+
+from __future__ import annotations
+
+import click
+
+from shotlab.commands.check import DEFAULT_BACKBONE, embedder
+
+
+@click.command("suggest")
+@click.argument("name")
+@click.option("--budget", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many images to suggest.")
+@click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
+              help="Backbone for the embeddings (cached, shared with `curate check`).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the suggestions as JSON.")
+def suggest_command(name: str, budget: int, backbone: str, seed: int, as_json: bool) -> None:
+    """Rank NAME's unlabeled images by what labelling them would teach the model.
+
+    Uncertain images far from anything labelled come first (uncertainty of a logistic
+    regression on the labelled images' embeddings x distance to the nearest labelled or already
+    suggested image). Writes the field `to_label_rank` and the saved view `to-label` for the
+    App; image files are only read.
+
+    \b
+    Example:
+      shotlab curate suggest moderation-pool --budget 50
+      shotlab curate app moderation-pool        # then open the view 'to-label'
+    """
+    from shotlab.core.output import echo_json, table
+    from shotlab.curate.suggest import suggest_for
+    from shotlab.train.backbones import get_backbone
+
+    get_backbone(backbone)  # an unknown name fails before any work
+    summary = suggest_for(name, budget, embedder(backbone, None), seed=seed)
+    if as_json:
+        return echo_json(summary)
+    rows = [[i + 1, s["filepath"], f"{s['uncertainty']:.2f}", f"{s['coverage']:.2f}"]
+            for i, s in enumerate(summary["suggested"])]
+    click.echo(f"{len(rows)} of {summary['pool']} unlabeled images suggested for '{name}' "
+               f"({summary['labelled']} labelled):")
+    click.echo(table(["rank", "file", "uncertainty", "coverage"], rows))
+    click.echo(f"Saved view '{summary['view']}' (open with `shotlab curate app {name}`).")

@@ -1,0 +1,104 @@
+"""`curate suggest`: uncertain and diverse picks on planted clusters, and the command end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from shotlab.cli import cli
+from shotlab.core import store
+from shotlab.core.errors import InputError
+from shotlab.core.images import sha256_file
+from shotlab.curate.suggest import rank_to_label
+from tests.train.trainsets import COLOURS, noisy_colour
+
+
+def planted(seed=0, dim=16, per_cluster=30):
+    """Six tight clusters on separate axes; clusters 0 and 1 have three labelled points each
+    (classes a and b); the pool holds every cluster plus five points halfway between 0 and 1."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(dim)[:6] * 5
+    pool = [c + rng.normal(0, 0.3, (per_cluster, dim)) for c in centres]
+    between = (centres[0] + centres[1]) / 2 + rng.normal(0, 0.3, (5, dim))
+    labelled = np.concatenate([centres[0] + rng.normal(0, 0.3, (3, dim)),
+                               centres[1] + rng.normal(0, 0.3, (3, dim))])
+    cluster = np.repeat(np.arange(6), per_cluster).tolist() + [-1] * 5  # -1: between 0 and 1
+    return labelled, [("a",)] * 3 + [("b",)] * 3, np.concatenate(pool + [between]), cluster
+
+
+def test_picks_cover_the_unlabelled_clusters_and_the_uncertain_boundary():
+    labelled, labels, pool, cluster = planted()
+    picked = rank_to_label(labelled, labels, pool, budget=6)
+    reached = {cluster[i] for i in picked.order}
+    assert {2, 3, 4, 5} <= reached  # every cluster nobody labelled, one pick each
+    assert -1 in reached  # and the boundary between the two labelled classes
+    assert len(picked.order) == len(set(picked.order)) == 6
+    # uncertainty alone would spend the whole budget on the boundary's five points
+    by_uncertainty = np.argsort(-picked.uncertainty)[:6]
+    assert len({cluster[i] for i in by_uncertainty}) < len(reached)
+
+
+def test_random_picks_cover_fewer_clusters_on_average():
+    labelled, labels, pool, cluster = planted()
+    rng = np.random.default_rng(0)
+    random_cover = np.mean([len({cluster[i] for i in rng.choice(len(pool), 6, replace=False)})
+                            for _ in range(200)])
+    assert len({cluster[i] for i in rank_to_label(labelled, labels, pool, 6).order}) > random_cover
+
+
+def test_without_two_labelled_classes_it_is_a_coverage_selection():
+    _, _, pool, cluster = planted()
+    picked = rank_to_label(np.zeros((0, pool.shape[1])), [], pool, budget=6)
+    assert (picked.uncertainty == 1).all()
+    assert len({cluster[i] for i in picked.order}) >= 6
+    with pytest.raises(InputError, match="budget"):
+        rank_to_label(np.zeros((0, pool.shape[1])), [], pool, budget=0)
+
+
+def test_multilabel_uncertainty_is_the_least_certain_class():
+    labelled, _, pool, cluster = planted()
+    labels = [("a",)] * 3 + [("a", "b")] * 3
+    picked = rank_to_label(labelled, labels, pool, budget=5, multilabel=True)
+    assert picked.uncertainty.shape == (len(pool),) and -1 in {cluster[i] for i in picked.order}
+
+
+@pytest.mark.fiftyone
+def test_suggest_ranks_the_unlabeled_images_and_saves_the_view(tmp_path, dataset_name):
+    """Labelled red and green images; an unlabeled pool of red, green, blue and yellow: the
+    colours nobody labelled come first, only unlabeled images are ranked, no file changes."""
+    from shotlab.curate.importer import import_path
+
+    rng = np.random.default_rng(5)
+    rows = ["filepath,label"]
+    for colour, labelled, unlabeled in (("red", 4, 6), ("green", 4, 6), ("blue", 0, 6),
+                                        ("yellow", 0, 6)):
+        for i in range(labelled + unlabeled):
+            path = tmp_path / f"{colour}_{i}.png"
+            Image.fromarray(noisy_colour(COLOURS[colour], rng)).save(path)
+            rows.append(f"{path},{colour if i < labelled else ''}")
+    (tmp_path / "pool.csv").write_text("\n".join(rows) + "\n")
+    import_path(tmp_path / "pool.csv", dataset_name, progress=False)
+    before = {p: sha256_file(p) for p in tmp_path.glob("*.png")}
+
+    result = CliRunner().invoke(cli, ["curate", "suggest", dataset_name, "--budget", "4",
+                                      "--backbone", "tiny-test", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["pool"] == 24 and summary["labelled"] == 8 and len(summary["suggested"]) == 4
+    colours = [s["filepath"].rsplit("/", 1)[1].split("_")[0] for s in summary["suggested"]]
+    assert {"blue", "yellow"} <= set(colours[:2])  # the unlabelled colours first
+    dataset = store.load(dataset_name)
+    view = dataset.load_saved_view("to-label")
+    assert view.values("filepath") == [s["filepath"] for s in summary["suggested"]]
+    assert view.values("to_label_rank") == [1, 2, 3, 4]
+    assert all(v is None for v in view.values("ground_truth"))
+    assert before == {p: sha256_file(p) for p in tmp_path.glob("*.png")}
+
+    again = CliRunner().invoke(cli, ["curate", "suggest", dataset_name, "--budget", "2",
+                                     "--backbone", "tiny-test"])
+    assert again.exit_code == 0 and "2 of 24 unlabeled images" in again.output
+    assert len(store.load(dataset_name).load_saved_view("to-label")) == 2  # old ranks cleared
