@@ -69,11 +69,16 @@ def decide_view(model) -> None:
         return
     decision_summary(model, decided)
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
-    results = explained(decided)
-    if "gradcam" not in results.get("maps", {}):
+    results = st.session_state.setdefault("explained", {})
+    if "gradcam" not in results.get("maps", {}) and "gradcam_error" not in results:
         with st.spinner("Grad-CAM"):
-            merge(results, run_explanations(model, decided, ["gradcam"], score=False))
-    panel.show(st, model, decided, results["maps"], opacity)
+            try:
+                merge(results, run_explanations(model, decided, ["gradcam"], score=False))
+            except ShotlabError as exc:  # e.g. the checkpoint behind the bundle is gone
+                results["gradcam_error"] = str(exc)
+    if "gradcam_error" in results:
+        st.warning(f"Grad-CAM: {results['gradcam_error']}")
+    panel.show(st, model, decided, results.get("maps", {}), opacity)
     deeper_form(model, decided, results)
     scores_view(results)
 
@@ -94,10 +99,6 @@ def decision_of(model, name: str, data: bytes, path):
         st.session_state["decided"] = (key, decided)
         st.session_state["explained"] = {}
     return st.session_state["decided"][1]
-
-
-def explained(decided) -> dict:
-    return st.session_state.setdefault("explained", {})
 
 
 def merge(results: dict, new: dict) -> None:
@@ -178,16 +179,21 @@ def deeper_form(model, decided, results: dict) -> None:
         st.warning("Explanation cancelled.")  # the run before this one did not finish
     if not st.button("Explain", key="explain", type="primary"):
         return
-    chosen = [m for m in ["gradcam", *methods] if m == "gradcam" or m not in results["maps"]]
-    if not score:
-        chosen = [m for m in chosen if m not in results["maps"]]
+    shown = results.get("maps", {})
+    cam = [] if "gradcam_error" in results else ["gradcam"]  # no checkpoint: no Grad-CAM
+    chosen = [m for m in [*cam, *methods] if score or m not in shown]
     if not chosen:
         st.info("Those maps are shown already.")
         return
     st.session_state[running_key] = True
     st.button("Cancel", key="cancel")  # any click re-runs the page, which stops this run
     bar = st.progress(0.0, text="starting")
-    merge(results, run_explanations(model, decided, chosen, score=score, bar=bar))
+    try:
+        merge(results, run_explanations(model, decided, chosen, score=score, bar=bar))
+    except ShotlabError as exc:
+        st.session_state.pop(running_key, None)
+        st.error(str(exc))
+        return
     st.session_state.pop(running_key, None)
     st.rerun()  # draw the new maps in their place above
 
@@ -241,6 +247,10 @@ def stored_view(model) -> None:
                     f"{', '.join(decision['flagged']) or 'none'}; "
                     f"{'needs review' if decision['needs_review'] else 'no review needed'}; "
                     f"decided {decision['created']}")
+        st.markdown("scores " + ", ".join(f"{name} {score:.3f}" for name, score in
+                                          decision["scores"].items())
+                    + f"; input sha256 `{decision['sha256']}`; model sha256 "
+                      f"`{decision['model_sha256']}`")
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="stored-opacity")
     pictures = [(overlay(shown.backdrop, e.map, alpha=opacity),
                  f"{METHOD_TITLES.get(e.method, e.method)} ({e.target})")

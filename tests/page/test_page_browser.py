@@ -62,7 +62,7 @@ def open_page(browser, server):
     contexts = []
 
     def opener():
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1700})
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
@@ -133,6 +133,11 @@ def test_open_stored_decision(open_page, predicted, shots):
     wait_for_caption(page, "Grad-CAM (red)")
     assert page.get_by_text(f"Decision {flagged['decision_id']}").count() == 1
     assert page.get_by_text(f"decided {flagged['time']}", exact=False).count() == 1
+    scores = ", ".join(f"{name} {score:.3f}" for name, score in flagged["scores"].items())
+    assert page.get_by_text(f"scores {scores}", exact=False).count() == 1
+    table = page.get_by_test_id("stTable").filter(has_text="input sha256")
+    table.wait_for()
+    assert flagged["sha256"][:16] in table.inner_text()  # the stored map's input hash
     page.screenshot(path=str(shots / "page-stored-decision.png"), full_page=True)
     page.get_by_label("Decision id").fill("0" * 32)
     page.get_by_role("button", name="Open decision").click()
