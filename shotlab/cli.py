@@ -52,6 +52,7 @@ def cli(ctx: click.Context, workspace: str | None, database_uri: str | None, deb
 def add_stage_groups() -> None:
     from shotlab.commands.augment_preview import augment_preview_command
     from shotlab.commands.check import check_command
+    from shotlab.commands.explain_app import app_command
     from shotlab.commands.suggest import suggest_command
     from shotlab.curate.cli import curate
     from shotlab.explain import cli as explain_cli
@@ -62,6 +63,7 @@ def add_stage_groups() -> None:
     # Commands that join two stages live in the CLI layer (shotlab.commands), not in curate/.
     for command in (check_command, suggest_command, augment_preview_command):
         curate.add_command(command)
+    explain_cli.explain.add_command(app_command)  # the page joins explain, export and runtime
     cli.add_command(curate)
     cli.add_command(train)
     for command in (*export_cli.COMMANDS, *explain_cli.COMMANDS, *serve_cli.COMMANDS):

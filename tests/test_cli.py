@@ -18,7 +18,7 @@ COMMANDS = [[], ["curate"], ["curate", "import"], ["curate", "pull"], ["curate",
             ["curate", "list"], ["curate", "info"], ["curate", "delete"], ["curate", "export"],
             ["curate", "app"], ["curate", "policy"], ["train"], ["train", "run"],
             ["train", "backbones"], ["train", "runs"], ["curate", "apply"], ["curate", "history"],
-            ["curate", "split"], ["curate", "augment-preview"]]
+            ["curate", "split"], ["curate", "augment-preview"], ["explain", "app"]]
 
 
 def run(*args, input=None):
@@ -34,7 +34,7 @@ def test_help(command):
 def test_help_imports_no_heavy_library():
     code = ("import runpy, sys\nsys.argv = ['shotlab', '--help']\n"
             "try:\n    runpy.run_module('shotlab', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "heavy = {'torch', 'fiftyone', 'cv2', 'PIL', 'numpy'}\n"
+            "heavy = {'torch', 'fiftyone', 'cv2', 'PIL', 'numpy', 'streamlit', 'ray', 'gradio'}\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"

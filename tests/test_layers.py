@@ -1,6 +1,6 @@
 """The house's layers, read from the code: arrows only downward, no circles.
 
-    core <- runtime <- curate, train <- explain <- export <- serve <- the CLI wiring
+    core <- runtime <- curate, train <- explain <- export <- serve, page <- the CLI wiring
 
 A module may import its own stage and the stages below it; curate and train are siblings and
 never import each other (a command that needs both lives in shotlab/commands, the CLI layer).
@@ -17,7 +17,7 @@ import pytest
 import shotlab
 
 LAYERS = {"core": 0, "runtime": 1, "curate": 2, "train": 2, "explain": 3, "export": 4,
-          "serve": 5, "cli": 6}
+          "serve": 5, "page": 5, "cli": 6}
 CLI_LAYER = {"cli", "commands", "__main__"}  # shotlab/cli.py, shotlab/commands/, python -m shotlab
 PACKAGE_ROOT = Path(shotlab.__file__).parent
 

@@ -63,3 +63,9 @@ def test_tasks_and_kinds_are_single_tables():
     for task in TASKS:
         check_names(["a", "b"], task=task)
     assert "image" in KINDS
+
+
+def test_every_page_panel_is_an_input_kind():
+    from shotlab.page.panels import PANELS
+
+    assert set(PANELS) <= set(KINDS) and "image" in PANELS

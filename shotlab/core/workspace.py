@@ -46,6 +46,11 @@ OFFLINE_ENVIRONMENT = {
     "DO_NOT_TRACK": "true",
     "HF_HUB_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
+    # ONNX Runtime 1.31's Linux wheel keeps a telemetry device id and event store in
+    # ~/.cache/Microsoft/DeveloperTools/.onnxruntime unless this is set before its first session.
+    "ORT_DISABLE_TELEMETRY": "1",
+    # The explanation page's Streamlit (also set as a command-line option by shotlab.page).
+    "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
 }
 
 
@@ -106,6 +111,8 @@ def activate(home: str | Path | None = None, database_uri: str | None = None) ->
     apply_offline_environment()
     os.environ.pop("FIFTYONE_DATABASE_URI", None)  # set by store.fiftyone(), never inherited
     os.environ["FIFTYONE_CONFIG_PATH"] = str(workspace.home / "fiftyone-config.json")
+    # Matplotlib's font cache goes into the workspace, not ~/.cache (unless the user chose one).
+    os.environ.setdefault("MPLCONFIGDIR", str(workspace.cache_dir / "matplotlib"))
     _active = workspace
     return workspace
 

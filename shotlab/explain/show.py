@@ -12,7 +12,9 @@ from pathlib import Path
 from shotlab.core.errors import InputError
 
 
-def describe(store_path, decision_id: str) -> dict:
+def read_decision(store_path, decision_id: str) -> tuple[dict, list, list]:
+    """(decision row or {}, explanations with their maps, appeals) for `decision_id`, read-only;
+    an InputError when the store holds nothing for it."""
     from shotlab.explain.store import ExplanationStore
 
     with ExplanationStore(store_path, readonly=True) as store:
@@ -23,6 +25,11 @@ def describe(store_path, decision_id: str) -> dict:
         raise InputError(f"decision {decision_id}: nothing stored in {store_path} (explanations "
                          f"are stored for flagged and needs-review decisions of `shotlab predict "
                          f"--explain`)")
+    return decision, explanations, appeals
+
+
+def describe(store_path, decision_id: str) -> dict:
+    decision, explanations, appeals = read_decision(store_path, decision_id)
     return {"decision_id": decision_id, "path": decision.get("path"),
             "bundle": decision.get("bundle"), "scores": decision.get("scores"),
             "flagged": decision.get("flagged"),

@@ -76,13 +76,19 @@ def from_run(path: Path) -> Source:
 
 
 def from_bundle(path: Path) -> Source:
-    from shotlab.explain.tier1 import load_bundle_checkpoint
     from shotlab.runtime.bundle import load_bundle
+
+    return source_of_bundle(load_bundle(path))
+
+
+def source_of_bundle(bundle, runner=None) -> Source:
+    """A loaded bundle as a Source: `runner` (its ONNX runner, made here when not given) for the
+    forward-only methods, the checkpoint it was exported from for the gradient methods."""
+    from shotlab.explain.tier1 import load_bundle_checkpoint
     from shotlab.runtime.runners import OnnxRunner
 
-    bundle = load_bundle(path)
-    return Source(path, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
-                  OnnxRunner(bundle), bundle.model_sha256("onnx"),
+    return Source(bundle.origin, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
+                  runner or OnnxRunner(bundle), bundle.model_sha256("onnx"),
                   load_torch=lambda: load_bundle_checkpoint(bundle).model)
 
 

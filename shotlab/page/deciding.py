@@ -1,0 +1,70 @@
+"""One input -> the decision `shotlab predict` makes for it, and what the page draws of it.
+
+    decided = decide(model, "photo.jpg", data)        # BadImageError: "photo.jpg: <reason>"
+    decided.record                                     # predict's decision record, unchanged
+    bars(model.bundle, decided.record)                 # one row per category for the bar chart
+
+The input is decoded by the kind's own decoder (`runtime.kinds`, the service's path for bytes),
+run through the bundle's runner and turned into a record by `export.predict.decision_records`:
+the rule, the thresholds, the review band and the record are predict's, byte for byte the
+same scores for the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Decided:
+    name: str  # the upload's file name, or the sample's path
+    record: dict  # export.predict.decision_records' record
+    array: np.ndarray  # the preprocessed input (one sample), for the explanations
+    data: bytes  # the bytes decided (the panel draws them)
+    latency_ms: float  # decode + preprocess + model + rule
+
+
+def decide(model, name: str, data: bytes, path: Path | None = None) -> Decided:
+    """The decision for one input. A file that does not decode raises the kind's error with
+    `name` in front of the reason, the one line `shotlab predict` prints for it."""
+    from shotlab.core.errors import BadImageError
+    from shotlab.export.predict import decision_records
+    from shotlab.page.model import RUNTIME
+    from shotlab.runtime.kinds import get_kind
+
+    started = time.perf_counter()
+    kind = get_kind(model.kind)
+    try:
+        array = kind.decode(data, model.bundle.preprocessing)
+    except BadImageError as exc:
+        raise BadImageError(name, exc.reason) from None
+    probs = model.runner(array[None])
+    record = decision_records(model.bundle, probs, [hashlib.sha256(data).hexdigest()],
+                              runtime=RUNTIME, paths=[path] if path else None)[0]
+    return Decided(name, record, array, data, (time.perf_counter() - started) * 1000)
+
+
+def bars(bundle, record: dict) -> list[dict]:
+    """Per class: its score, and for a policy category its threshold, review band and whether
+    it is flagged; policy categories first, in the policy's order."""
+    from shotlab.runtime.decide import resolve_thresholds, review_band
+
+    thresholds = bundle.thresholds
+    classes = list(bundle.classes)
+    cut = resolve_thresholds(thresholds or None, classes, task=bundle.task)
+    rows = []
+    for name in [*thresholds, *[c for c in classes if c not in thresholds]]:
+        threshold = cut[classes.index(name)]
+        row = {"class": name, "score": record["scores"][name], "policy": name in thresholds,
+               "threshold": None if np.isnan(threshold) else float(threshold),
+               "band": None, "flagged": name in record["flagged"],
+               "label": name in record["labels"]}
+        if isinstance(thresholds.get(name), dict) and "review_band" in thresholds[name]:
+            row["band"] = list(review_band(name, thresholds[name]))
+        rows.append(row)
+    return rows

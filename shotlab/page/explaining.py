@@ -1,0 +1,88 @@
+"""Maps, faithfulness and the sanity check for one decided input, through `shotlab.explain`.
+
+    result = explain_decided(model, decided, ["gradcam", "lime"], score=True,
+                             progress=lambda fraction, text: ...)
+
+The same functions as `shotlab explain RUN_OR_BUNDLE IMAGE --score` (explain.report's
+`compute_maps`, `score_maps`, `sanity`): one map per method for the decision's class (tier 1's
+choice: its highest-scoring flagged class, else its top class), deletion/insertion AUC against
+random maps, and the cascading model-randomisation check for the CAM methods.
+
+`progress(fraction, text)` is called after each method and, for the forward-only methods (LIME,
+SHAP, the faithfulness curves), after each batch the model runs; the page's progress bar is
+where a cancelled run stops (Streamlit interrupts a script at its next page update).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import nullcontext
+
+DEFAULT_METHODS = ["gradcam"]  # cheap: one forward and one backward pass
+
+
+def target_index(model, decided) -> int:
+    from shotlab.explain.tier1 import target_class
+
+    return list(model.bundle.classes).index(target_class(decided.record))
+
+
+def forward_budget(method: str) -> int:
+    """How many inputs a forward-only method runs through the model (its sample budget)."""
+    from shotlab.explain import method_function, option_defaults
+
+    defaults = option_defaults(method_function(method))
+    return int(defaults.get("num_samples") or defaults.get("max_evals") or 1)
+
+
+class Counter:
+    """The forward model, counting the inputs it runs so a long method can report progress."""
+
+    def __init__(self, forward, report):
+        self.forward, self.report, self.seen = forward, report, 0
+
+    def __call__(self, batch):
+        out = self.forward(batch)
+        self.seen += len(batch)
+        self.report(self.seen)
+        return out
+
+
+def explain_decided(model, decided, methods, *, score: bool = False, progress=None) -> dict:
+    """{"target", "maps": {method: (H, W)}, "seconds", "faithfulness": {method: {...}},
+    "sanity": {method: {...}}} for one decided input."""
+    from shotlab.explain import FORWARD_METHODS, GRADIENT_METHODS
+    from shotlab.explain.inputs import forward_probabilities
+    from shotlab.explain.report import compute_maps, sanity, score_maps
+
+    progress = progress or (lambda fraction, text: None)
+    images, target = decided.array[None], target_index(model, decided)
+    steps = len(methods) + (2 if score else 0)
+    maps, seconds = {}, {}
+    for step, method in enumerate(methods):
+        budget = forward_budget(method) if method in FORWARD_METHODS else 0
+        source = counted_source(model.source, lambda seen, s=step, b=budget, m=method: progress(
+            (s + min(seen / b, 1)) / steps, f"{m}: {seen}/{b} model runs")) if budget \
+            else model.source
+        with model.gradient_lock if method in GRADIENT_METHODS else nullcontext():
+            done, took = compute_maps(source, images, [target], [method], None)
+        maps[method], seconds[method] = done[method][0], took[method]
+        progress((step + 1) / steps, f"{method} done")
+    result = {"target": model.bundle.classes[target], "maps": maps,
+              "seconds": {m: round(s, 3) for m, s in seconds.items()}}
+    if score:
+        forward = forward_probabilities(model.source.forward_model,
+                                        multilabel=model.source.multilabel)
+        scored = score_maps(model.source, forward, images, [target],
+                            {m: maps[m][None] for m in maps})
+        result["faithfulness"] = {m: s[0] for m, s in scored.items()}
+        progress((len(methods) + 1) / steps, "faithfulness done")
+        with model.gradient_lock:
+            result["sanity"] = sanity(model.source, images, [target], methods)
+        progress(1.0, "sanity check done")
+    return result
+
+
+def counted_source(source, report):
+    """The source with its forward model counted (`report(seen)` after each batch)."""
+    return dataclasses.replace(source, forward_model=Counter(source.forward_model, report))

@@ -1,0 +1,43 @@
+""""Open decision": what the explanation store holds for one decision id, read-only.
+
+    shown = stored_decision(model.store, "3f2a9c...")   # InputError when nothing is stored
+
+`explain.show.read_decision` opens the store read-only (its bytes, mtime and folder are left as
+they were, as for `shotlab explain show`); the backdrop is the decision's image as the model saw
+it (`explain.show.backdrop`), grey when the image is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shotlab.core.errors import InputError
+
+MAX_ID = 128  # decision ids are uuid4 hex (32); an appeal may name one of its own
+
+
+@dataclass
+class Stored:
+    decision_id: str
+    decision: dict  # the decisions row ({} when only explanations were stored)
+    explanations: list  # explain.store.Explanation, each with its map
+    appeals: list
+    backdrop: np.ndarray  # uint8 (H, W, 3) under the maps
+
+
+def stored_decision(store, decision_id: str) -> Stored:
+    from shotlab.explain.show import backdrop, read_decision
+
+    if store is None:
+        raise InputError("no explanation store: start the page with --store "
+                         "out/explanations.sqlite (the file `shotlab predict --explain` wrote)")
+    decision_id = decision_id.strip()
+    if not decision_id or len(decision_id) > MAX_ID or not decision_id.isprintable():
+        raise InputError(f"decision id {decision_id[:40]!r}: expected the decision_id field of "
+                         f"decisions.jsonl (32 hex digits)")
+    decision, explanations, appeals = read_decision(store, decision_id)
+    shape = explanations[0].map.shape if explanations else (224, 224)
+    return Stored(decision_id, decision, explanations, appeals,
+                  backdrop(decision.get("path"), decision.get("bundle"), shape))

@@ -1,0 +1,148 @@
+"""The page's work without a browser: the decision is predict's, the maps and scores are
+explain's, a stored decision is read read-only, and the command refuses bad input up front."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from shotlab.core.errors import BadImageError, InputError
+from shotlab.page.deciding import bars, decide
+from shotlab.page.explaining import explain_decided
+from shotlab.page.launch import flag_options
+from shotlab.page.model import bundle_path, open_model
+from shotlab.page.panels import panel_for, report_samples
+from shotlab.page.stored import stored_decision
+
+
+@pytest.fixture(scope="module")
+def model(exported, predicted):
+    return open_model(exported.path, store=predicted["store"])
+
+
+def red(inbox):
+    return sorted((inbox / "new" / "red").glob("*.png"))[0]
+
+
+def test_decision_is_predicts_record(model, inbox, predicted):
+    for path in sorted(inbox.rglob("*.png")):
+        decided = decide(model, path.name, path.read_bytes(), path)
+        expected = predicted["decisions"][path.name]
+        got = decided.record
+        for key in ("labels", "flagged", "needs_review", "sha256", "path", "model_sha256",
+                    "policy_version", "runtime", "bundle"):
+            assert got[key] == expected[key], key
+        assert got["scores"] == pytest.approx(expected["scores"], abs=1e-6)
+        assert got["decision_id"] != expected["decision_id"]  # a new decision, not a lookup
+
+
+def test_bars_carry_threshold_and_band(model, inbox):
+    decided = decide(model, "red.png", red(inbox).read_bytes())
+    rows = bars(model.bundle, decided.record)
+    assert [r["class"] for r in rows][0] == "red"  # the policy category first
+    first = rows[0]
+    policy = model.bundle.thresholds["red"]
+    assert first["threshold"] == pytest.approx(policy["threshold"])
+    assert first["band"] == pytest.approx(policy["review_band"])
+    assert first["flagged"] == ("red" in decided.record["flagged"])
+    assert all(r["band"] is None and r["threshold"] is None for r in rows[1:])
+
+
+def test_corrupt_bytes_give_predicts_reason(model, inbox, predicted):
+    with pytest.raises(BadImageError) as caught:
+        decide(model, "corrupt.jpg", (inbox / "corrupt.jpg").read_bytes())
+    assert str(caught.value) == f"corrupt.jpg: {predicted['bad']['corrupt.jpg']}"
+    with pytest.raises(BadImageError, match="empty.png: empty"):
+        decide(model, "empty.png", b"")
+
+
+def test_gradcam_and_lime_with_scores_and_progress(model, inbox):
+    decided = decide(model, "red.png", red(inbox).read_bytes())
+    seen = []
+    result = explain_decided(model, decided, ["gradcam", "lime"], score=True,
+                             progress=lambda fraction, text: seen.append((fraction, text)))
+    assert result["target"] == "red"
+    assert set(result["maps"]) == {"gradcam", "lime"}
+    for heatmap in result["maps"].values():
+        assert heatmap.shape == decided.array.shape[1:] and 0 <= heatmap.min() <= heatmap.max() <= 1
+    assert set(result["faithfulness"]) == {"gradcam", "lime"}
+    assert {"deletion_auc", "random_deletion_auc", "insertion_auc"} <= set(
+        result["faithfulness"]["lime"])
+    assert set(result["sanity"]) == {"gradcam"} and "passed" in result["sanity"]["gradcam"]
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(text.startswith("lime: ") and "/1000 model runs" in text for _, text in seen)
+
+
+def test_same_maps_as_explain_cli(model, inbox, exported):
+    """The page's Grad-CAM is the map `shotlab explain BUNDLE IMAGE` computes for that class."""
+    from shotlab.explain.report import compute_maps
+    from shotlab.explain.sources import load_inputs, open_source
+
+    path = red(inbox)
+    page = explain_decided(model, decide(model, path.name, path.read_bytes()), ["gradcam"])
+    source = open_source(exported.path)
+    _, arrays, _ = load_inputs(source, [path])
+    maps, _ = compute_maps(source, np.stack(arrays), [source.target_index(page["target"])],
+                           ["gradcam"], None)
+    assert np.allclose(page["maps"]["gradcam"], maps["gradcam"][0], atol=1e-5)
+
+
+def test_stored_decision_read_only(model, predicted):
+    flagged = [r for r in predicted["decisions"].values() if r["flagged"]]
+    assert flagged, "the tiny model flags its red images"
+    before = predicted["store"].read_bytes()
+    shown = stored_decision(model.store, flagged[0]["decision_id"])
+    assert [e.method for e in shown.explanations] == ["gradcam"]
+    assert shown.decision["sha256"] == flagged[0]["sha256"]
+    assert shown.backdrop.dtype == np.uint8 and shown.backdrop.shape[2] == 3
+    assert predicted["store"].read_bytes() == before
+    with pytest.raises(InputError, match="nothing stored"):
+        stored_decision(model.store, "0" * 32)
+    with pytest.raises(InputError, match="expected the decision_id"):
+        stored_decision(model.store, " ")
+    with pytest.raises(InputError, match="--store"):
+        stored_decision(None, flagged[0]["decision_id"])
+
+
+def test_report_samples_are_the_reports_images(model):
+    samples = report_samples(model.bundle)
+    assert samples and all(p.is_file() for p in samples)
+
+
+def test_run_folder_means_its_bundle(trained_run, tmp_path):
+    run = shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("bundle"))
+    with pytest.raises(InputError, match="shotlab export"):
+        bundle_path(run)
+    (run / "bundle").mkdir()
+    assert bundle_path(run) == run / "bundle"
+
+
+def test_unknown_kind_has_no_panel():
+    with pytest.raises(InputError, match="no view for input kind 'clip'"):
+        panel_for("clip")
+
+
+def test_safe_settings():
+    flags = flag_options("127.0.0.1", 8501, 16)
+    assert flags["server_address"] == "127.0.0.1" and flags["server_headless"] is True
+    assert flags["browser_gatherUsageStats"] is False
+    assert flags["server_maxUploadSize"] == 16 and flags["server_fileWatcherType"] == "none"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["explain", "app", *map(str, args)])
+
+
+def test_cli_refuses_bad_input_before_serving(tmp_path, exported):
+    assert "--max-upload-mb" in run("--help").output
+    result = run(tmp_path / "nothing")
+    assert result.exit_code == 2 and "no such run or bundle" in result.output
+    result = run(tmp_path)
+    assert result.exit_code == 2 and "not a shotlab bundle" in result.output
+    result = run(exported.path, "--store", tmp_path / "missing.sqlite")
+    assert result.exit_code == 2 and "--store" in result.output and "no such file" in result.output

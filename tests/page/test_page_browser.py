@@ -1,0 +1,201 @@
+"""The page end to end: a real `shotlab explain app` process on a free loopback port, driven by
+Playwright through Debian's chromium (never a browser Playwright downloads).
+
+Screenshots go to $SHOTLAB_PAGE_SCREENSHOTS when it is set (docs/images for the docs:
+`SHOTLAB_PAGE_SCREENSHOTS=docs/images pytest tests/page/test_page_browser.py`), else to a
+temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.page.conftest import PageServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+WAIT_MS = 120_000  # a decision, Grad-CAM or a rerun on a loaded 2-core CI machine
+LONG_WAIT_MS = 600_000  # LIME + SHAP + faithfulness there
+UPLOAD = "[data-testid='stFileUploaderDropzoneInput']"
+ERROR = "[data-testid='stAlertContentError']"
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright is not installed "
+                               "(pip install -e '.[dev]')")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian's chromium is not installed "
+                       "(apt-get install chromium; .ci/run installs it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("page-home")
+
+
+@pytest.fixture(scope="module")
+def server(exported, predicted, home):
+    page_server = PageServer(exported.path, "--store", predicted["store"],
+                             "--max-upload-mb", 1, home=home).start()
+    yield page_server
+    page_server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """open_page() -> a new browser session on the page (its own Streamlit session)."""
+    contexts = []
+
+    def opener():
+        context = browser.new_context(viewport={"width": 1400, "height": 1700})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(server.url)
+        page.wait_for_selector(UPLOAD, state="attached")
+        return page
+
+    yield opener
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get("SHOTLAB_PAGE_SCREENSHOTS")
+    return Path(folder) if folder else tmp_path_factory.mktemp("page-shots")
+
+
+def red(inbox) -> Path:
+    return sorted((inbox / "new" / "red").glob("*.png"))[0]
+
+
+def upload(page, path: Path) -> None:
+    page.set_input_files(UPLOAD, str(path))
+
+
+def shown_decision(page) -> dict:
+    page.wait_for_selector(".shotlab-bar")
+    return {bar.get_attribute("data-class"): (float(bar.get_attribute("data-score")),
+                                              bar.get_attribute("data-flagged") == "true")
+            for bar in page.query_selector_all(".shotlab-bar")}
+
+
+def caption(page, text: str):
+    return page.get_by_test_id("stImageCaption").filter(
+        has_text=re.compile(f"^{re.escape(text)}$"))
+
+
+def wait_for_caption(page, text: str, timeout=WAIT_MS):
+    caption(page, text).first.wait_for(timeout=timeout)
+
+
+def test_upload_shows_predicts_decision_and_gradcam(open_page, inbox, predicted, shots):
+    page = open_page()
+    path = red(inbox)
+    upload(page, path)
+    wait_for_caption(page, "Grad-CAM")
+    expected = predicted["decisions"][path.name]
+    shown = shown_decision(page)
+    assert set(shown) == set(expected["scores"])
+    for name, (score, flagged) in shown.items():
+        assert score == pytest.approx(expected["scores"][name], abs=1e-6)
+        assert flagged == (name in expected["flagged"])
+    heading = page.locator("h3").filter(has_text=path.name).inner_text()
+    assert heading.endswith(": " + ", ".join(expected["labels"]))
+    review = "needs review" if expected["needs_review"] else "no review needed"
+    assert page.get_by_text(review).count() >= 1
+    page.screenshot(path=str(shots / "page-decision.png"), full_page=True)
+    assert (shots / "page-decision.png").stat().st_size > 10_000
+
+
+def test_open_stored_decision(open_page, predicted, shots):
+    flagged = next(r for r in predicted["decisions"].values() if r["flagged"])
+    page = open_page()
+    page.get_by_role("tab", name="Open decision").click()
+    page.get_by_label("Decision id").fill(flagged["decision_id"])
+    page.get_by_role("button", name="Open decision").click()
+    wait_for_caption(page, "Grad-CAM (red)")
+    assert page.get_by_text(f"Decision {flagged['decision_id']}").count() == 1
+    assert page.get_by_text(f"decided {flagged['time']}", exact=False).count() == 1
+    scores = ", ".join(f"{name} {score:.3f}" for name, score in flagged["scores"].items())
+    assert page.get_by_text(f"scores {scores}", exact=False).count() == 1
+    table = page.get_by_test_id("stTable").filter(has_text="input sha256")
+    table.wait_for()
+    assert flagged["sha256"][:16] in table.inner_text()  # the stored map's input hash
+    page.screenshot(path=str(shots / "page-stored-decision.png"), full_page=True)
+    page.get_by_label("Decision id").fill("0" * 32)
+    page.get_by_role("button", name="Open decision").click()
+    page.wait_for_selector(f"{ERROR}:has-text('nothing stored')")
+
+
+def test_corrupt_upload_gets_the_one_line_reason(open_page, inbox, predicted):
+    page = open_page()
+    upload(page, inbox / "corrupt.jpg")
+    page.wait_for_selector(ERROR)
+    assert page.inner_text(ERROR).strip() == f"corrupt.jpg: {predicted['bad']['corrupt.jpg']}"
+    assert page.query_selector(".shotlab-bar") is None
+
+
+def test_upload_over_the_limit_is_refused(open_page, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + os.urandom(int(1.5 * 2**20)))  # over --max-upload-mb 1
+    page = open_page()
+    upload(page, big)
+    page.wait_for_selector("text=/1(\\.0)? ?MB/")
+    assert page.query_selector(".shotlab-bar") is None
+
+
+def start_lime(page, inbox, *extra: str) -> None:
+    upload(page, red(inbox))
+    wait_for_caption(page, "Grad-CAM")
+    for label in ("LIME", *extra):
+        page.get_by_text(label, exact=True).click()
+    page.get_by_role("button", name="Explain", exact=True).click()
+    page.wait_for_selector("[data-testid='stProgress']:has-text('lime:')")
+
+
+def test_lime_shows_progress_and_can_be_cancelled(open_page, inbox):
+    page = open_page()
+    start_lime(page, inbox)
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_selector("text=Explanation cancelled.")
+    assert page.query_selector("[data-testid='stProgress']") is None
+    assert caption(page, "LIME").count() == 0
+
+
+def test_a_long_explanation_does_not_block_another_session(open_page, inbox, shots):
+    """While one session runs LIME and SHAP with scores, another gets its decision; the first
+    then finishes with its maps, faithfulness table and sanity check."""
+    first, second = open_page(), open_page()
+    start_lime(first, inbox, "SHAP", "Score faithfulness")
+    upload(second, sorted((inbox / "new" / "blue").glob("*.png"))[0])
+    assert shown_decision(second)["red"][1] is False
+    assert first.query_selector("[data-testid='stProgress']") is not None, \
+        "the other session's decision waited for the first session's LIME"
+    wait_for_caption(first, "SHAP", timeout=LONG_WAIT_MS)
+    first.wait_for_selector("text=Sanity check", timeout=LONG_WAIT_MS)
+    table = first.inner_text("[data-testid='stTable']")
+    assert all(name in table for name in ("Grad-CAM", "LIME", "SHAP", "deletion AUC"))
+    first.screenshot(path=str(shots / "page-explanations.png"), full_page=True)
+
+
+def test_nothing_written_to_the_users_home(server, home):
+    """Run last in this file: after every page above, the page process's HOME is still empty
+    (no ~/.streamlit, no caches, no uploads)."""
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == []
