@@ -86,8 +86,8 @@ def calibration_html(calibration: dict | None) -> str:
     t = calibration["temperature"]
     shown = fmt(t, 2) if isinstance(t, (int, float)) else f"{fmt(min(t), 2)}-{fmt(max(t), 2)} per class"
     return (f"<p class='meta'>Scores calibrated by temperature scaling folded into the model "
-            f"(T = {shown}, fitted on {calibration['fitted_on']} val images; val ECE "
-            f"{fmt(calibration['val_ece_before'])} &rarr; {fmt(calibration['val_ece_after'])}). "
+            f"(T = {shown}, fitted on {calibration['fitted_on']} val images; val log-loss "
+            f"{fmt(calibration.get('val_nll_before'))} &rarr; {fmt(calibration.get('val_nll_after'))}). "
             f"Thresholds and the review band were chosen on these scores.</p>")
 
 

@@ -88,7 +88,17 @@ def fit_calibration(y_val, probs_val, *, task: str) -> dict:
         temperature = _best_temperature(z, y, task)
     after = scaled(probs_val, temperature, task)
     return {"method": "temperature", "temperature": temperature, "fitted_on": int(len(y)),
+            "val_nll_before": nll(y, probs_val, task), "val_nll_after": nll(y, after, task),
             "val_ece_before": ece(y, probs_val, task=task), "val_ece_after": ece(y, after, task=task)}
+
+
+def nll(y, probs, task: str) -> float:
+    """Mean negative log-likelihood (multilabel: binary cross-entropy over every score): what
+    the temperature minimises, and a steadier figure than ECE on a few dozen images."""
+    z, y = pseudo_logits(probs, task), np.asarray(y)
+    if task == "multilabel":
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+    return _nll(z, y, task)
 
 
 def calibration_for(model, y_val, probs_val, *, task: str) -> dict:

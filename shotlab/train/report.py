@@ -58,8 +58,8 @@ def echo_calibration(calibration: dict | None, split: str, metrics: dict) -> Non
     t = calibration["temperature"]
     shown = f"{t:.2f}" if isinstance(t, float) else f"{min(t):.2f}-{max(t):.2f} per class"
     click.echo(f"Scores calibrated: temperature {shown} fitted on {calibration['fitted_on']} val "
-               f"images (ECE on val {calibration['val_ece_before']:.3f} -> "
-               f"{calibration['val_ece_after']:.3f}, on {split} {fmt(metrics.get('ece_raw'))} -> "
+               f"images (val log-loss {calibration['val_nll_before']:.3f} -> "
+               f"{calibration['val_nll_after']:.3f}; ECE on {split} {fmt(metrics.get('ece_raw'))} -> "
                f"{fmt(metrics.get('ece'))}); thresholds and the review band use these scores.")
 
 

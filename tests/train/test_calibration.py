@@ -39,6 +39,7 @@ def test_temperature_lowers_ece_and_keeps_every_top_class():
     assert ece(y[200:], held_out) < 0.08
     assert (held_out.argmax(1) == probs[200:].argmax(1)).all()  # accuracy unchanged
     assert record["val_ece_after"] < record["val_ece_before"]
+    assert record["val_nll_after"] < record["val_nll_before"]
 
 
 def test_multilabel_fits_one_temperature_per_class():
