@@ -148,8 +148,10 @@ def authorizer(key: str | None):
     return authorize
 
 
-def create_app(options: ServeOptions) -> FastAPI:
-    service = Service(options)
+def create_app(options: ServeOptions, **service_args) -> FastAPI:
+    """The one app: uvicorn runs it in the embedded server, Ray Serve in each replica
+    (serve/ray_serve.py passes its batcher through `service_args`)."""
+    service = Service(options, **service_args)
 
     @asynccontextmanager
     async def lifespan(app):
