@@ -8,7 +8,6 @@ import re
 import signal
 import sqlite3
 import threading
-import time
 
 import httpx
 import pytest
