@@ -71,3 +71,13 @@ def test_explain_with_ray_is_refused_before_anything_runs(exported, images, tmp_
                                       "--explain", "--out", str(tmp_path / "d.jsonl")])
     assert result.exit_code == 2 and "explain pending" in result.output
     assert not (tmp_path / "d.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [["serve", "--replicas", "2"], ["serve", "--address", "h:1"],
+                                     ["predict", "--address", "h:1"]])
+def test_ray_options_without_ray_are_refused(command, exported, images, tmp_path):
+    name, *options = command
+    args = [name, str(exported.path), *([str(images[0])] if name == "predict" else []),
+            *options, *(["--out", str(tmp_path / "d.jsonl")] if name == "predict" else [])]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "add --ray" in result.output, result.output
