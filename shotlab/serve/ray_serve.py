@@ -98,7 +98,7 @@ def deployment(options, replicas: int):
     ongoing = max(options.queue_size, options.max_batch)
     return serve.deployment(ShotlabService, name=DEPLOYMENT, num_replicas=replicas,
                             max_ongoing_requests=ongoing,
-                            ray_actor_options={"num_cpus": 1}).bind(options)
+                            ray_actor_options={"num_cpus": 1}).bind(options.without_key())
 
 
 def run_on_ray(options, *, address: str | None, replicas: int) -> None:

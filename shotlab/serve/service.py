@@ -49,7 +49,19 @@ class ServeOptions:
     # Where decisions go: None, SQLite in `store`; a MongoDB URI, that server (serve/mongo_store)
     database_uri: str | None = field(default=None, repr=False)  # may carry a password
     api_key: str | None = field(default=None, repr=False)  # never printed or logged
+    # Instead of the key, where options travel to other processes (Ray keeps a deployment's
+    # arguments in its control store): its sha256, which is what requests are compared against.
+    api_key_sha256: str | None = field(default=None, repr=False)
     access_log: bool = False
+
+    def key_digest(self) -> str | None:
+        return self.api_key_sha256 or (key_sha256(self.api_key) if self.api_key else None)
+
+    def without_key(self) -> "ServeOptions":
+        """These options with the API key replaced by its digest."""
+        from dataclasses import replace
+
+        return replace(self, api_key=None, api_key_sha256=self.key_digest())
 
     @property
     def runtime(self) -> str:
@@ -63,6 +75,10 @@ class Refusal(Exception):
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
         self.headers = headers or {}
+
+
+def key_sha256(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def read_api_key(path: Path | None) -> str | None:

@@ -17,7 +17,9 @@ from tests.serve.ray_cluster import start_ray
 from tests.serve.test_durability import distinct_bodies
 from tests.serve.test_service import wait_for
 
-PNG = {"Content-Type": "image/png"}
+KEY = "ray-test-key-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+PNG = {"Content-Type": "image/png", **AUTH}
 pytestmark = pytest.mark.slow
 
 
@@ -41,7 +43,7 @@ def ray_address():
 def ray_server(ray_address, exported, tmp_path_factory):
     store = tmp_path_factory.mktemp("ray-store")
     server = RayServer(exported.path, store, "--ray", "--address", ray_address,
-                       "--replicas", 2, "--no-cache").start()
+                       "--replicas", 2, "--no-cache", env={"SHOTLAB_API_KEY": KEY}).start()
     yield server
     server.stop()
     assert server.process.returncode == 0, "".join(server.log)
@@ -66,11 +68,16 @@ def test_two_replicas_answer_the_same_api(ray_server, images):
     assert {a.status_code for a in answers} == {200}
     red = [a.json() for a, path in zip(answers, images) if path.parent.name == "red"]
     assert red and all(d["flagged"] == ["red"] and d["explanation"] == "pending" for d in red)
-    stored = httpx.get(f"{ray_server.url}/v1/decisions/{answers[0].json()['decision_id']}")
+    stored = httpx.get(f"{ray_server.url}/v1/decisions/{answers[0].json()['decision_id']}",
+                       headers=AUTH)
     assert stored.status_code == 200 and stored.json()["sha256"] == answers[0].json()["sha256"]
     assert httpx.post(ray_server.url + "/v1/moderate", content=b"",
                       headers=PNG).status_code == 422
-    assert "shotlab_batch_size_bucket" in httpx.get(ray_server.url + "/metrics").text
+    assert "shotlab_batch_size_bucket" in httpx.get(ray_server.url + "/metrics",
+                                                    headers=AUTH).text
+    refused = httpx.post(ray_server.url + "/v1/moderate", content=images[0].read_bytes(),
+                         headers={"Content-Type": "image/png"})
+    assert refused.status_code == 401 and KEY not in refused.text
 
     # Both replicas' explanation workers drain the one queue; each job is taken by one of them.
     db = sqlite3.connect(ray_server.store / "decisions.sqlite")
