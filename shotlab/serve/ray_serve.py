@@ -23,6 +23,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+from shotlab.core.errors import ShotlabError
+
 APP_NAME = "shotlab"
 DEPLOYMENT = "ShotlabService"
 log = logging.getLogger("shotlab.serve")
@@ -107,13 +109,21 @@ def run_on_ray(options, *, address: str | None, replicas: int) -> None:
     import click
 
     from shotlab.core.cluster import ray_session
+    from shotlab.runtime.bundle import load_bundle
 
+    load_bundle(options.bundle)  # a bad bundle: one line here, not a failed deployment there
     with ray_session(address, num_cpus=replicas_cpus(replicas)) as started:
         from ray import serve
 
         serve.start(http_options={"host": options.host, "port": options.port})
-        serve.run(deployment(options, replicas), name=APP_NAME, route_prefix="/",
-                  blocking=False)
+        try:
+            serve.run(deployment(options, replicas), name=APP_NAME, route_prefix="/",
+                      blocking=False)
+        except RuntimeError as exc:  # a replica failed to start: Ray gives its traceback
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")
+            raise ShotlabError(f"Ray Serve could not start the replicas ({first[:200]}); their "
+                               f"logs are under RAY_TEMP/session_latest/logs/serve "
+                               f"(/tmp/ray by default)") from None
         where = "a local Ray on 127.0.0.1" if started else f"the Ray cluster at {address}"
         click.echo(f"shotlab serve: Ray Serve answering on http://{options.host}:{options.port} "
                    f"({replicas} replicas on {where}); Ctrl+C stops it", err=True)
