@@ -20,7 +20,7 @@ import json
 
 from shotlab.core.clock import utc_now
 from shotlab.core.errors import ShotlabError
-from shotlab.serve.store import pack, unpack
+from shotlab.serve.store import pack, shown_status, unpack
 
 DATABASE = "shotlab_serve"
 COLLECTION = "decisions"
@@ -88,7 +88,7 @@ class MongoDecisionStore:
         found = self.decisions.find_one({"cache_key": key}, {"record": 1, "explanation.status": 1})
         if found is None:
             return None
-        return json.loads(found["record"]), found.get("explanation", {}).get("status", "none")
+        return json.loads(found["record"]), shown_status(found.get("explanation", {}).get("status"))
 
     def get(self, decision_id: str) -> dict | None:
         found = self.decisions.find_one({"_id": decision_id}, {"explanation.input": 0})
@@ -96,8 +96,8 @@ class MongoDecisionStore:
             return None
         job = found.get("explanation") or {}
         return {"record": json.loads(found["record"]),
-                "explanation": {"status": job.get("status", "none"), "error": job.get("error"),
-                                "finished": job.get("finished")}}
+                "explanation": {"status": shown_status(job.get("status")),
+                                "error": job.get("error"), "finished": job.get("finished")}}
 
     def count(self) -> int:
         return self.decisions.count_documents({})

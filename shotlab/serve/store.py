@@ -16,8 +16,9 @@ Tables:
                    when the cache is off), sha256, the record (JSON, as `shotlab predict` writes
                    it), created
     explain_queue  one row per flagged or review decision waiting for its tier-1 explanation:
-                   status (pending / running / done / failed), the preprocessed input (float32, zlib; removed
-                   once explained), error, requested, finished
+                   status (pending / running: taken by a worker, shown as pending / done /
+                   failed), the preprocessed input (float32, zlib; removed once explained),
+                   error, requested, finished
 
 A batch of decisions and their explanation jobs is one transaction, committed (and, with
 `synchronous=FULL`, on disk) before any of them is answered: a `kill -9` of the server loses no
@@ -54,6 +55,11 @@ DECISIONS_FILE = "decisions.sqlite"
 # request fails; a batch commit takes milliseconds, an fsync on a slow disk tens of them.
 BUSY_TIMEOUT_S = 30
 EXPLANATIONS_FILE = "explanations.sqlite"  # shotlab.explain.store.ExplanationStore, beside it
+
+
+def shown_status(status: str | None) -> str:
+    """A job's status as clients see it: `running` (taken by a worker) is still `pending`."""
+    return "pending" if status == "running" else status or "none"
 
 
 def pack(array: np.ndarray) -> bytes:
@@ -134,7 +140,7 @@ class DecisionStore:
         """(record, explanation status) of the decision stored under `key`, or None."""
         rows = self.read("SELECT d.record, q.status FROM decisions d LEFT JOIN explain_queue q "
                          "USING (decision_id) WHERE d.cache_key = ?", (key,))
-        return (json.loads(rows[0][0]), rows[0][1] or "none") if rows else None
+        return (json.loads(rows[0][0]), shown_status(rows[0][1])) if rows else None
 
     def get(self, decision_id: str) -> dict | None:
         rows = self.read("SELECT d.record, q.status, q.error, q.finished FROM decisions d "
@@ -144,7 +150,7 @@ class DecisionStore:
             return None
         record, status, error, finished = rows[0]
         return {"record": json.loads(record),
-                "explanation": {"status": status or "none", "error": error,
+                "explanation": {"status": shown_status(status), "error": error,
                                 "finished": finished}}
 
     def count(self) -> int:
