@@ -129,8 +129,7 @@ class Service:
         self.worker = (ExplanationWorker(self.bundle, self.store, self.explanations_path)
                        if options.explain else None)
         self.batcher = batcher(self.process, max_batch=options.max_batch,
-                                    max_wait_ms=options.max_wait_ms,
-                                    queue_size=options.queue_size)
+                               max_wait_ms=options.max_wait_ms, queue_size=options.queue_size)
         self.metrics = Metrics(self.batcher.depth, self.store.pending)
         self.batcher.on_batch = self.metrics.batch_size.observe
         self.engine = Engine(self.bundle, self.store, runtime=options.runtime,
