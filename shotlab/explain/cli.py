@@ -161,14 +161,27 @@ def appeal_command(store, decision_ids, methods, image, bundle) -> None:
               help="Appeals per batch.")
 @click.option("--no-score", is_flag=True, help="Skip the deletion/insertion scores.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def pending_command(store, methods, batch, no_score, as_json) -> None:
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Spread the batches over Ray actors (one CPU each); STORE is written here.")
+@click.option("--address", help="With --ray: the Ray cluster to join (e.g. HEAD:6379) "
+                                "[default: start a local Ray on 127.0.0.1].")
+def pending_command(store, methods, batch, no_score, as_json, on_ray, address) -> None:
     """Process the queued appeals in STORE (`shotlab explain --pending STORE`)."""
     from shotlab.core.output import echo_json, plural
-    from shotlab.explain.pending import process_pending
     from shotlab.explain.report import parse_methods
 
+    if address and not on_ray:
+        raise click.BadParameter("applies to --ray only; add --ray", param_hint="--address")
     chosen = parse_methods(methods) if methods else None
-    summary = process_pending(store, methods=chosen, batch=batch, score=not no_score)
+    if on_ray:
+        from shotlab.explain.ray_pending import process_pending_ray
+
+        summary = process_pending_ray(store, address=address, methods=chosen, batch=batch,
+                                      score=not no_score)
+    else:
+        from shotlab.explain.pending import process_pending
+
+        summary = process_pending(store, methods=chosen, batch=batch, score=not no_score)
     if as_json:
         return echo_json(summary)
     for error in summary["errors"]:

@@ -30,23 +30,32 @@ def process_pending(store_path, *, methods=None, batch: int = 8, score: bool = T
     from shotlab.explain.store import ExplanationStore
 
     open_source = open_source or default_open
-    summary = {"processed": 0, "failed": 0, "stored": 0, "errors": []}
+    summary = new_summary()
     with ExplanationStore(store_path, create=False) as store:
-        appeals = sorted(store.appeals("queued"), key=lambda a: (a.bundle_path, a.id))
-        for bundle_path, group in groupby(appeals, key=lambda a: a.bundle_path):
-            group = list(group)
+        for bundle_path, batches in appeal_batches(store, batch):
             try:
                 source = open_source(bundle_path)
             except ShotlabError as exc:
-                for appeal in group:
+                for appeal in (a for appeals in batches for a in appeals):
                     fail(store, appeal, str(exc), summary)
                 continue
-            for start in range(0, len(group), batch):
-                process_batch(store, source, group[start:start + batch], methods, score,
-                              options or {}, summary)
+            for appeals in batches:
+                process_batch(store, source, appeals, methods, score, options or {}, summary)
                 if progress:
-                    progress(len(group[start:start + batch]))
+                    progress(len(appeals))
     return summary
+
+
+def new_summary() -> dict:
+    return {"processed": 0, "failed": 0, "stored": 0, "errors": []}
+
+
+def appeal_batches(store, batch: int):
+    """The queued appeals by bundle, oldest first: (bundle_path, [up to `batch` appeals, ...])."""
+    appeals = sorted(store.appeals("queued"), key=lambda a: (a.bundle_path, a.id))
+    for bundle_path, group in groupby(appeals, key=lambda a: a.bundle_path):
+        group = list(group)
+        yield bundle_path, [group[start:start + batch] for start in range(0, len(group), batch)]
 
 
 def fail(store, appeal, reason: str, summary: dict) -> None:

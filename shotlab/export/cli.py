@@ -126,8 +126,12 @@ COMMANDS.append(export_command)
 @click.option("--allow-empty", is_flag=True,
               help="Write empty decisions when PATHS hold no readable image (else exit 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Predict on Ray Data: an actor pool (one CPU each) spread over the cluster.")
+@click.option("--address", help="With --ray: the Ray cluster to join (e.g. HEAD:6379) "
+                                "[default: start a local Ray on 127.0.0.1].")
 def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trusted_keys,
-                    allow_empty, as_json) -> None:
+                    allow_empty, as_json, on_ray, address) -> None:
     """Run BUNDLE on image files or folders (PATHS); one decision per image.
 
     Hashes of the bundle's files are verified first; preprocessing comes from its manifest.
@@ -138,17 +142,26 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trus
     Examples:
       shotlab predict runs/.../bundle photos/ --out decisions.jsonl
       shotlab predict bundle.zip incoming/ --dataset moderation-inbox
+      shotlab predict runs/.../bundle /library --ray --address HEAD:6379
     """
     from shotlab.core.output import echo_json
     from shotlab.export import predict
     from shotlab.runtime.bundle import load_bundle
 
+    check_ray_options(on_ray, address, explain)
     predict.check_outputs(out)
     files = predict.collect_paths(paths)
     require_images(files, paths, allow_empty)
     loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
-    result = predict.predict_paths(loaded, files, batch_size=batch_size,
-                                   runtime="onnx-fp16" if fp16 else "onnx", keep_inputs=explain)
+    runtime = "onnx-fp16" if fp16 else "onnx"
+    if on_ray:
+        from shotlab.export.ray_predict import predict_paths_ray
+
+        result = predict_paths_ray(loaded, files, address=address, runtime=runtime,
+                                   batch_size=batch_size)
+    else:
+        result = predict.predict_paths(loaded, files, batch_size=batch_size, runtime=runtime,
+                                       keep_inputs=explain)
     require_images(result.decisions, paths, allow_empty, bad=result.bad)
     with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
         data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
@@ -164,6 +177,15 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trus
     if as_json:
         return echo_json(data)
     echo_predict(data)
+
+
+def check_ray_options(on_ray: bool, address, explain: bool) -> None:
+    if address and not on_ray:
+        raise click.BadParameter("applies to --ray only; add --ray", param_hint="--address")
+    if on_ray and explain:
+        raise click.BadParameter("--explain runs in this process on the inputs it decoded; "
+                                 "with --ray, queue appeals and run `shotlab explain pending "
+                                 "STORE --ray`, or predict without --ray", param_hint="--explain")
 
 
 def require_images(found: list, paths, allow_empty: bool, bad=()) -> None:

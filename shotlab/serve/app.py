@@ -132,24 +132,29 @@ class MetricsMiddleware:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
-def authorizer(key: str | None):
-    """A dependency refusing requests without `Authorization: Bearer <key>` (constant time)."""
-    expected = key.encode() if key else None
+def authorizer(digest: str | None):
+    """A dependency refusing requests without `Authorization: Bearer <key>`: the token's sha256
+    compared with the key's (`digest`) in constant time."""
+    from shotlab.serve.service import key_sha256
+
+    expected = digest.encode() if digest else None
 
     def authorize(request: Request) -> None:
         if expected is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                                 expected):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                key_sha256(token.strip()).encode(), expected):
             raise Refusal(401, "unauthorized", "missing or wrong API key; send the header "
                           "'Authorization: Bearer <key>'", {"WWW-Authenticate": "Bearer"})
 
     return authorize
 
 
-def create_app(options: ServeOptions) -> FastAPI:
-    service = Service(options)
+def create_app(options: ServeOptions, **service_args) -> FastAPI:
+    """The one app: uvicorn runs it in the embedded server, Ray Serve in each replica
+    (serve/ray_serve.py passes its batcher through `service_args`)."""
+    service = Service(options, **service_args)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -167,7 +172,7 @@ def create_app(options: ServeOptions) -> FastAPI:
         service.metrics.rejections.labels(exc.reason).inc()
         return JSONResponse({"detail": exc.message}, exc.status, headers=exc.headers)
 
-    guarded = [Depends(authorizer(options.api_key))]
+    guarded = [Depends(authorizer(options.key_digest()))]
     add_moderation_routes(app, service, guarded)
     add_operation_routes(app, service, guarded)
     return app

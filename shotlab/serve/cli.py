@@ -11,6 +11,10 @@ import click
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+RAY_REPLICAS = 2
+# One ONNX Runtime thread per replica: replicas, not threads inside one, use the cores; more
+# threads per replica would make the replicas fight over the same cores.
+RAY_THREADS = 1
 MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `shotlab predict`
 
 
@@ -48,9 +52,20 @@ MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `
               help="Require 'Authorization: Bearer KEY' with the key in this file "
                    "[or env SHOTLAB_API_KEY].")
 @click.option("--access-log", is_flag=True, help="Log one line per request.")
+@click.option("--decision-store", type=click.Choice(["sqlite", "mongodb"]), default="sqlite",
+              show_default=True,
+              help="Where decisions go: SQLite in --store (one machine), or MongoDB (the "
+                   "workspace's server, or --database-uri: replicas on several machines).")
+@click.option("--ray", "on_ray", is_flag=True,
+              help="Serve on Ray Serve: --replicas copies of the service behind Ray's proxy.")
+@click.option("--address", help="With --ray: the Ray cluster to join (e.g. HEAD:6379) "
+                                "[default: start a local Ray on 127.0.0.1].")
+@click.option("--replicas", type=click.IntRange(min=1), default=None,
+              help="With --ray: replicas, one CPU and one ONNX Runtime thread each [default: 2].")
 def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeout_ms,
                   max_body_mb, max_items, max_pixels, store, no_cache, no_explain, fp16,
-                  threads, api_key_file, access_log) -> None:
+                  threads, api_key_file, access_log, decision_store, on_ray, address,
+                  replicas) -> None:
     """Serve BUNDLE over HTTP: POST /v1/moderate, /v1/moderate/batch, GET /v1/decisions/ID,
     /v2/health/live|ready, /metrics; the OpenAPI page at /docs.
 
@@ -63,10 +78,17 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
       shotlab serve runs/.../bundle
       curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg localhost:8080/v1/moderate
       shotlab serve bundle.zip --host 0.0.0.0 --api-key-file key.txt
+      shotlab serve runs/.../bundle --ray --replicas 2
+      shotlab --database-uri mongodb://db:27017 serve B --ray --address HEAD:6379 \
+          --decision-store mongodb
     """
     from shotlab.core.workspace import current
-    from shotlab.serve.app import serve
     from shotlab.serve.service import ServeOptions, read_api_key
+
+    for name, given in (("--address", address), ("--replicas", replicas)):
+        if given is not None and not on_ray:
+            raise click.BadParameter(f"{name} applies to Ray Serve only; add --ray",
+                                     param_hint=name)
 
     if max_items is None:
         max_items = min(MAX_ITEMS, queue_size)
@@ -83,9 +105,26 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
         max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
         timeout_ms=timeout_ms, max_body_bytes=int(max_body_mb * 1024 * 1024),
         max_items=max_items, max_pixels=max_pixels, cache=not no_cache,
-        explain=not no_explain, fp16=fp16, threads=threads, api_key=api_key,
-        access_log=access_log)
+        explain=not no_explain, fp16=fp16,
+        threads=threads or (RAY_THREADS if on_ray else None), api_key=api_key,
+        access_log=access_log,
+        database_uri=shared_store_uri() if decision_store == "mongodb" else None)
+    if on_ray:
+        from shotlab.serve.ray_serve import run_on_ray
+
+        return run_on_ray(options, address=address, replicas=replicas or RAY_REPLICAS)
+    from shotlab.serve.app import serve
+
     serve(options)
+
+
+def shared_store_uri() -> str:
+    """The MongoDB the decisions go to: --database-uri, else the workspace's own server."""
+    from shotlab.core import database
+    from shotlab.core.workspace import current
+
+    workspace = current()
+    return database.with_timeouts(workspace.database_uri or database.connect(workspace))
 
 
 COMMANDS.append(serve_command)

@@ -53,6 +53,10 @@ class ExplanationWorker:
 
     def run(self) -> None:
         lower_priority()
+        try:
+            self.store.release_claims()  # jobs a killed worker had taken
+        except Exception as exc:  # a store error: the rounds below say so again
+            log.error("tier-1 explanations: %s", " ".join(str(exc).split()))
         while not self.stopping.is_set():
             try:
                 done = self.round()
@@ -64,7 +68,7 @@ class ExplanationWorker:
                 self.event.clear()
 
     def round(self) -> int:
-        jobs = self.store.queued(BATCH)
+        jobs = self.store.claim(BATCH)
         if not jobs:
             return 0
         records = [record for record, _ in jobs]

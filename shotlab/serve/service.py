@@ -46,8 +46,22 @@ class ServeOptions:
     explain: bool = True
     fp16: bool = False
     threads: int | None = None  # ONNX Runtime intra-op threads; None: every core
+    # Where decisions go: None, SQLite in `store`; a MongoDB URI, that server (serve/mongo_store)
+    database_uri: str | None = field(default=None, repr=False)  # may carry a password
     api_key: str | None = field(default=None, repr=False)  # never printed or logged
+    # Instead of the key, where options travel to other processes (Ray keeps a deployment's
+    # arguments in its control store): its sha256, which is what requests are compared against.
+    api_key_sha256: str | None = field(default=None, repr=False)
     access_log: bool = False
+
+    def key_digest(self) -> str | None:
+        return self.api_key_sha256 or (key_sha256(self.api_key) if self.api_key else None)
+
+    def without_key(self) -> "ServeOptions":
+        """These options with the API key replaced by its digest."""
+        from dataclasses import replace
+
+        return replace(self, api_key=None, api_key_sha256=self.key_digest())
 
     @property
     def runtime(self) -> str:
@@ -61,6 +75,10 @@ class Refusal(Exception):
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
         self.headers = headers or {}
+
+
+def key_sha256(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def read_api_key(path: Path | None) -> str | None:
@@ -77,14 +95,28 @@ def read_api_key(path: Path | None) -> str | None:
     return key
 
 
+def open_store(options: ServeOptions):
+    """The decision store the options name: MongoDB at `database_uri`, else SQLite."""
+    if options.database_uri:
+        from shotlab.serve.mongo_store import MongoDecisionStore
+
+        return MongoDecisionStore(options.database_uri)
+    from shotlab.serve.store import DECISIONS_FILE, DecisionStore
+
+    return DecisionStore(options.store / DECISIONS_FILE)
+
+
 class Service:
-    def __init__(self, options: ServeOptions):
+    """`batcher`: the class that groups requests into model runs (MicroBatcher in the embedded
+    server, serve.ray_serve.ServeBatcher on Ray Serve)."""
+
+    def __init__(self, options: ServeOptions, batcher=MicroBatcher):
         from shotlab.runtime.bundle import load_bundle
         from shotlab.runtime.kinds import get_kind
         from shotlab.serve.engine import Engine
         from shotlab.serve.explainer import ExplanationWorker
         from shotlab.serve.metrics import Metrics
-        from shotlab.serve.store import DECISIONS_FILE, EXPLANATIONS_FILE, DecisionStore
+        from shotlab.serve.store import EXPLANATIONS_FILE
 
         self.options = options
         self.bundle = load_bundle(options.bundle)
@@ -92,13 +124,12 @@ class Service:
         if self.kind.decode is None:
             raise InputError(f"{options.bundle}: input kind '{self.kind.name}' cannot be served "
                              f"yet (no decoder for request bodies)")
-        self.store = DecisionStore(options.store / DECISIONS_FILE)
+        self.store = open_store(options)
         self.explanations_path = options.store / EXPLANATIONS_FILE
         self.worker = (ExplanationWorker(self.bundle, self.store, self.explanations_path)
                        if options.explain else None)
-        self.batcher = MicroBatcher(self.process, max_batch=options.max_batch,
-                                    max_wait_ms=options.max_wait_ms,
-                                    queue_size=options.queue_size)
+        self.batcher = batcher(self.process, max_batch=options.max_batch,
+                               max_wait_ms=options.max_wait_ms, queue_size=options.queue_size)
         self.metrics = Metrics(self.batcher.depth, self.store.pending)
         self.batcher.on_batch = self.metrics.batch_size.observe
         self.engine = Engine(self.bundle, self.store, runtime=options.runtime,

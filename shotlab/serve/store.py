@@ -4,15 +4,21 @@
     saved = store.save(records, keys=[...], jobs={decision_id: input array})  # one transaction
     store.cached(key)                   # the decision already made for these bytes, or None
     store.get(decision_id)              # {"record": {...}, "explanation": {"status": ...}}
-    store.queued(limit) / store.finish_explanation(decision_id, error=None)
+    store.claim(limit) / store.finish_explanation(decision_ids, error=None)
+    store.release_claims()              # jobs a stopped worker had taken go back to the queue
+
+The same interface on MongoDB (`serve/mongo_store.py`) is what replicas on several machines
+share; this one serves one process, or replicas on one machine (Ray Serve): SQLite in WAL lets
+several processes read while one writes, and a writer waits (BUSY_TIMEOUT_S) for another.
 
 Tables:
     decisions      decision_id, cache_key (unique: input sha256 + bundle digest + runtime; NULL
                    when the cache is off), sha256, the record (JSON, as `shotlab predict` writes
                    it), created
     explain_queue  one row per flagged or review decision waiting for its tier-1 explanation:
-                   status (pending / done / failed), the preprocessed input (float32, zlib; removed
-                   once explained), error, requested, finished
+                   status (pending / running: taken by a worker, shown as pending / done /
+                   failed), the preprocessed input (float32, zlib; removed once explained),
+                   error, requested, finished
 
 A batch of decisions and their explanation jobs is one transaction, committed (and, with
 `synchronous=FULL`, on disk) before any of them is answered: a `kill -9` of the server loses no
@@ -45,7 +51,15 @@ CREATE TABLE IF NOT EXISTS explain_queue (
 CREATE INDEX IF NOT EXISTS explain_queue_by_status ON explain_queue (status);
 """
 DECISIONS_FILE = "decisions.sqlite"
+# A writer waits this long for another process's transaction (a replica beside it) before the
+# request fails; a batch commit takes milliseconds, an fsync on a slow disk tens of them.
+BUSY_TIMEOUT_S = 30
 EXPLANATIONS_FILE = "explanations.sqlite"  # shotlab.explain.store.ExplanationStore, beside it
+
+
+def shown_status(status: str | None) -> str:
+    """A job's status as clients see it: `running` (taken by a worker) is still `pending`."""
+    return "pending" if status == "running" else status or "none"
 
 
 def pack(array: np.ndarray) -> bytes:
@@ -64,7 +78,8 @@ class DecisionStore:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.lock = threading.Lock()
         try:
-            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                      timeout=BUSY_TIMEOUT_S)
             self.db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before the answer leaves; NORMAL would survive a killed
             # process but not a power cut. One fsync per batch, not per request.
@@ -125,7 +140,7 @@ class DecisionStore:
         """(record, explanation status) of the decision stored under `key`, or None."""
         rows = self.read("SELECT d.record, q.status FROM decisions d LEFT JOIN explain_queue q "
                          "USING (decision_id) WHERE d.cache_key = ?", (key,))
-        return (json.loads(rows[0][0]), rows[0][1] or "none") if rows else None
+        return (json.loads(rows[0][0]), shown_status(rows[0][1])) if rows else None
 
     def get(self, decision_id: str) -> dict | None:
         rows = self.read("SELECT d.record, q.status, q.error, q.finished FROM decisions d "
@@ -135,7 +150,7 @@ class DecisionStore:
             return None
         record, status, error, finished = rows[0]
         return {"record": json.loads(record),
-                "explanation": {"status": status or "none", "error": error,
+                "explanation": {"status": shown_status(status), "error": error,
                                 "finished": finished}}
 
     def count(self) -> int:
@@ -145,15 +160,32 @@ class DecisionStore:
         return {row[0] for row in self.read("SELECT decision_id FROM decisions")}
 
     # the tier-1 explanation queue ---------------------------------------------------------------
-    def queued(self, limit: int) -> list[tuple[dict, np.ndarray]]:
-        """Up to `limit` queued jobs, oldest first: (record, preprocessed input)."""
-        rows = self.read("SELECT d.record, q.input FROM explain_queue q JOIN decisions d "
-                         "USING (decision_id) WHERE q.status = 'pending' ORDER BY q.rowid "
-                         "LIMIT ?", (int(limit),))
-        return [(json.loads(record), unpack(blob)) for record, blob in rows]
+    def claim(self, limit: int) -> list[tuple[dict, np.ndarray]]:
+        """Take up to `limit` queued jobs, oldest first, for this worker: (record, input).
+        A job is taken by one worker only (status pending -> running in one transaction), so
+        replicas sharing the store do not explain the same decision twice."""
+        def work(db):
+            rows = db.execute("SELECT d.record, q.input FROM explain_queue q JOIN decisions d "
+                              "USING (decision_id) WHERE q.status = 'pending' ORDER BY q.rowid "
+                              "LIMIT ?", (int(limit),)).fetchall()
+            jobs = [(json.loads(record), blob) for record, blob in rows]
+            db.executemany("UPDATE explain_queue SET status = 'running' WHERE decision_id = ?",
+                           [(record["decision_id"],) for record, _ in jobs])
+            return jobs
+
+        return [(record, unpack(blob)) for record, blob in self.transaction(work)]
+
+    def release_claims(self) -> None:
+        """Put jobs taken by a worker that stopped (a crash, a kill) back in the queue. Called
+        when a worker starts: with replicas, a job another live worker holds may then be
+        explained twice, which stores a second map and loses nothing."""
+        self.transaction(lambda db: db.execute(
+            "UPDATE explain_queue SET status = 'pending' WHERE status = 'running'"))
 
     def pending(self) -> int:
-        return int(self.read("SELECT COUNT(*) FROM explain_queue WHERE status = 'pending'")[0][0])
+        """Jobs not explained yet: queued, or taken by a worker."""
+        return int(self.read("SELECT COUNT(*) FROM explain_queue "
+                             "WHERE status IN ('pending', 'running')")[0][0])
 
     def finish_explanation(self, decision_ids, *, error: str | None = None) -> None:
         """Mark jobs done (their input removed) or failed with the one-line `error`."""

@@ -21,7 +21,12 @@ READY = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 class Server:
-    """`python -m shotlab serve BUNDLE --port 0 ...`; the port is read from uvicorn's log line."""
+    """`python -m shotlab serve BUNDLE --port 0 ...`; the port is read from uvicorn's log line
+    (`ready`: the pattern of the line that gives it; `port`: the port to ask for)."""
+
+    ready = READY
+    port = 0
+    startup_s = STARTUP_S
 
     def __init__(self, bundle, store: Path, *args, env=None):
         self.bundle, self.store, self.args = bundle, store, [str(a) for a in args]
@@ -31,7 +36,8 @@ class Server:
         self.log: list[str] = []
 
     def start(self) -> "Server":
-        command = [sys.executable, "-m", "shotlab", "serve", str(self.bundle), "--port", "0",
+        command = [sys.executable, "-m", "shotlab", "serve", str(self.bundle), "--port",
+                   str(self.port),
                    "--store", str(self.store), *self.args]
         self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
@@ -42,10 +48,10 @@ class Server:
         return self
 
     def read_port(self) -> int:
-        deadline = time.monotonic() + STARTUP_S
+        deadline = time.monotonic() + self.startup_s
         for line in self.process.stderr:
             self.log.append(line)
-            if found := READY.search(line):
+            if found := self.ready.search(line):
                 return int(found.group(1))
             if time.monotonic() > deadline:
                 break
@@ -57,7 +63,7 @@ class Server:
             self.log.append(line)
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_S
+        deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if httpx.get(self.url + "/v2/health/ready").status_code == 200:
                 return

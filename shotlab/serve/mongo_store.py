@@ -1,0 +1,139 @@
+"""The decision store on MongoDB: what replicas on several machines share (`--decision-store
+mongodb`), on the workspace's own server or the one `--database-uri` names.
+
+    store = MongoDecisionStore("mongodb://db.internal:27017/moderation")
+    # the interface of serve.store.DecisionStore: save, cached, get, count, ids, claim,
+    # release_claims, pending, finish_explanation, close
+
+One document per decision in the collection `decisions` of the URI's database (DATABASE when
+the URI names none): `_id` the decision id, `cache_key` (unique where set), `sha256`, `record`
+(the JSON text `shotlab predict` writes), `created`, and its tier-1 job in `explanation`
+(status pending / running / done / failed, the preprocessed input until explained, error,
+requested, finished). A decision and its job are one document, so one insert writes both: a
+standalone mongod has no multi-document transactions, and none are needed. Writes wait for the
+journal (`j=True`): an acknowledged decision survives a killed mongod as well as a killed replica.
+"""
+
+from __future__ import annotations
+
+import json
+
+from shotlab.core.clock import utc_now
+from shotlab.core.errors import ShotlabError
+from shotlab.serve.store import pack, shown_status, unpack
+
+DATABASE = "shotlab_serve"
+COLLECTION = "decisions"
+DUPLICATE_KEY = 11000  # MongoDB's error code for a unique index violation
+
+
+class MongoDecisionStore:
+    def __init__(self, uri: str):
+        from pymongo import ASCENDING, MongoClient
+        from pymongo.errors import PyMongoError
+        from pymongo.write_concern import WriteConcern
+
+        self.client = MongoClient(uri)
+        database = self.client.get_default_database(default=DATABASE)
+        self.decisions = database.get_collection(COLLECTION,
+                                                 write_concern=WriteConcern(w=1, j=True))
+        try:
+            self.decisions.create_index("cache_key", unique=True,
+                                        partialFilterExpression={"cache_key": {"$type": "string"}})
+            self.decisions.create_index([("explanation.status", ASCENDING),
+                                         ("explanation.requested", ASCENDING)])
+        except PyMongoError as exc:
+            self.client.close()
+            raise ShotlabError(f"the decision store on MongoDB ({database.name}) cannot be "
+                               f"opened: {' '.join(str(exc).split())[:200]}; check "
+                               f"--database-uri and that the server answers") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+    # decisions ----------------------------------------------------------------------------------
+    def save(self, records: list[dict], keys: list[str | None], jobs: dict) -> list[dict]:
+        """Store `records` with their explanation `jobs` ({decision_id: input}); returns the
+        stored record for each: the earlier one where another replica decided the same key."""
+        from pymongo.errors import BulkWriteError
+
+        now = utc_now()
+        documents = [self.document(record, key, jobs.get(record["decision_id"]), now)
+                     for record, key in zip(records, keys)]
+        try:
+            self.decisions.insert_many(documents, ordered=False)
+            return list(records)
+        except BulkWriteError as exc:
+            duplicates = {e["index"] for e in exc.details["writeErrors"]
+                          if e["code"] == DUPLICATE_KEY}
+            if len(duplicates) < len(exc.details["writeErrors"]):
+                raise
+        earlier = {d["cache_key"]: json.loads(d["record"]) for d in self.decisions.find(
+            {"cache_key": {"$in": [keys[i] for i in duplicates]}}, {"record": 1, "cache_key": 1})}
+        return [earlier[keys[i]] if i in duplicates else record
+                for i, record in enumerate(records)]
+
+    @staticmethod
+    def document(record: dict, key: str | None, job, now: str) -> dict:
+        document = {"_id": record["decision_id"], "sha256": record["sha256"],
+                    "record": json.dumps(record), "created": now}
+        if key is not None:
+            document["cache_key"] = key
+        if job is not None:
+            document["explanation"] = {"status": "pending", "input": pack(job),
+                                       "requested": now, "error": None, "finished": None}
+        return document
+
+    def cached(self, key: str) -> tuple[dict, str] | None:
+        found = self.decisions.find_one({"cache_key": key}, {"record": 1, "explanation.status": 1})
+        if found is None:
+            return None
+        return json.loads(found["record"]), shown_status(found.get("explanation", {}).get("status"))
+
+    def get(self, decision_id: str) -> dict | None:
+        found = self.decisions.find_one({"_id": decision_id}, {"explanation.input": 0})
+        if found is None:
+            return None
+        job = found.get("explanation") or {}
+        return {"record": json.loads(found["record"]),
+                "explanation": {"status": shown_status(job.get("status")),
+                                "error": job.get("error"), "finished": job.get("finished")}}
+
+    def count(self) -> int:
+        return self.decisions.count_documents({})
+
+    def ids(self) -> set[str]:
+        return {d["_id"] for d in self.decisions.find({}, {"_id": 1})}
+
+    # the tier-1 explanation queue ---------------------------------------------------------------
+    def claim(self, limit: int) -> list:
+        """Take up to `limit` queued jobs, oldest first: each one atomically (pending ->
+        running), so a job is explained by one replica only."""
+        from pymongo import ASCENDING
+
+        candidates = self.decisions.find({"explanation.status": "pending"}, {"_id": 1}).sort(
+            [("explanation.requested", ASCENDING), ("_id", ASCENDING)]).limit(int(limit))
+        jobs = []
+        for candidate in list(candidates):
+            taken = self.decisions.find_one_and_update(
+                {"_id": candidate["_id"], "explanation.status": "pending"},
+                {"$set": {"explanation.status": "running"}},
+                {"record": 1, "explanation.input": 1})
+            if taken is not None:
+                jobs.append((json.loads(taken["record"]), unpack(taken["explanation"]["input"])))
+        return jobs
+
+    def release_claims(self) -> None:
+        self.decisions.update_many({"explanation.status": "running"},
+                                   {"$set": {"explanation.status": "pending"}})
+
+    def pending(self) -> int:
+        return self.decisions.count_documents(
+            {"explanation.status": {"$in": ["pending", "running"]}})
+
+    def finish_explanation(self, decision_ids, *, error: str | None = None) -> None:
+        self.decisions.update_many(
+            {"_id": {"$in": list(decision_ids)}},
+            {"$set": {"explanation.status": "failed" if error else "done",
+                      "explanation.error": error, "explanation.finished": utc_now()},
+             "$unset": {"explanation.input": ""}})

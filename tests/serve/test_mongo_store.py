@@ -1,0 +1,98 @@
+"""The decision store on MongoDB (the workspace's own mongod): the SQLite store's contract, and
+a server whose decisions go there (`--decision-store mongodb`)."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.serve.test_service import wait_for
+
+PNG = {"Content-Type": "image/png"}
+
+
+@pytest.fixture
+def mongo_uri():
+    """A fresh database on the test workspace's mongod; dropped afterwards."""
+    from pymongo import MongoClient
+
+    from shotlab.core import database, workspace
+
+    server = database.connect(workspace.current())
+    name = f"t-serve-{uuid.uuid4().hex[:8]}"
+    yield database.with_timeouts(f"{server}{name}")
+    MongoClient(server).drop_database(name)
+
+
+def open_store(kind: str, uri: str, folder):
+    from shotlab.serve.service import ServeOptions, open_store
+
+    return open_store(ServeOptions(bundle=None, store=folder,
+                                   database_uri=uri if kind == "mongodb" else None))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mongodb"])
+def test_both_stores_keep_one_contract(kind, mongo_uri, exported, tmp_path):
+    from shotlab.export.predict import decision_records
+    from shotlab.runtime.bundle import load_bundle
+
+    bundle = load_bundle(exported.path)
+    first, second = open_store(kind, mongo_uri, tmp_path), open_store(kind, mongo_uri, tmp_path)
+    probs = np.array([[.9, .05, .05], [.1, .8, .1], [.95, .03, .02]], np.float32)
+    records = decision_records(bundle, probs, ["a" * 64, "b" * 64, "c" * 64], runtime="onnx")
+    jobs = {records[0]["decision_id"]: np.ones((3, 4, 4)), records[2]["decision_id"]:
+            np.zeros((3, 4, 4))}
+    assert first.save(records, ["ka", "kb", None], jobs) == records
+    again = decision_records(bundle, probs[:1], ["a" * 64], runtime="onnx")
+    assert second.save(again, ["ka"], {}) == [records[0]]  # the earlier decision for the key
+    assert first.cached("ka") == (records[0], "pending") and first.cached("kz") is None
+    assert second.get(records[1]["decision_id"])["explanation"]["status"] == "none"
+    assert first.count() == 3 and second.ids() == {r["decision_id"] for r in records}
+
+    taken = first.claim(1) + second.claim(5)  # two workers: each job to one of them
+    assert sorted(r["decision_id"] for r, _ in taken) == sorted(jobs)
+    assert np.array_equal(taken[0][1], jobs[taken[0][0]["decision_id"]])
+    assert first.claim(5) == [] and first.pending() == 2
+    second.release_claims()  # a restarted worker puts the taken jobs back
+    assert len(first.claim(5)) == 2
+    first.finish_explanation([records[0]["decision_id"]])
+    first.finish_explanation([records[2]["decision_id"]], error="no checkpoint")
+    assert first.pending() == 0
+    assert second.get(records[2]["decision_id"])["explanation"]["error"] == "no checkpoint"
+    assert first.get("nope") is None
+    first.close()
+    second.close()
+
+
+def test_a_server_on_mongodb_stores_and_finds_its_decisions(exported, start_server, images,
+                                                            mongo_uri, tmp_path):
+    from shotlab.serve.mongo_store import MongoDecisionStore
+
+    env = {"SHOTLAB_DATABASE_URI": mongo_uri}
+    server = start_server(exported.path, "--decision-store", "mongodb", env=env)
+    red = next(p for p in images if p.parent.name == "red")
+    answer = httpx.post(server.url + "/v1/moderate", content=red.read_bytes(), headers=PNG,
+                        timeout=60).json()
+    assert answer["flagged"] == ["red"] and answer["explanation"] == "pending"
+    assert not (tmp_path / "store" / "decisions.sqlite").exists()
+    store = MongoDecisionStore(mongo_uri)
+    assert store.ids() == {answer["decision_id"]}
+
+    def explained():
+        found = httpx.get(f"{server.url}/v1/decisions/{answer['decision_id']}").json()
+        return found["explanation"]["status"] == "done" and found
+
+    assert wait_for(explained, timeout=120)["explanation"]["maps"][0]["method"] == "gradcam"
+    server.stop()
+
+    # Another server on the same database (another machine, in a cluster) knows the decision.
+    other = start_server(exported.path, "--decision-store", "mongodb", env=env,
+                         store=tmp_path / "elsewhere")
+    cached = httpx.post(other.url + "/v1/moderate", content=red.read_bytes(), headers=PNG,
+                        timeout=60).json()
+    assert cached["decision_id"] == answer["decision_id"] and cached["cached"] is True
+    assert cached["explanation"] == "done" and store.count() == 1
+    store.close()
