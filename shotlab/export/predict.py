@@ -58,13 +58,16 @@ def collect_paths(paths) -> list[Path]:
 
 
 def decision_records(bundle, probs: np.ndarray, sha256s, *, runtime: str,
-                     paths=None) -> list[dict]:
+                     paths=None, thresholds=None, pooled: bool = False) -> list[dict]:
     """One decision record per row of `probs`: the record `predict` writes and the service
     stores and returns (shotlab.serve), so both decide the same bytes the same way.
-    `paths` are the files read (None for bytes that came without one, e.g. over HTTP)."""
+    `paths` are the files read (None for bytes that came without one, e.g. over HTTP).
+    A clip's record (export/predict_clips.py) passes its pooled scores (`pooled`) and the
+    bundle's clip thresholds where it has them."""
     from shotlab.runtime.decide import decide
 
-    rows = decide(probs, bundle.classes, task=bundle.task, thresholds=bundle.thresholds)
+    rows = decide(probs, bundle.classes, task=bundle.task, pooled=pooled,
+                  thresholds=bundle.thresholds if thresholds is None else thresholds)
     now = utc_now()
     paths = paths if paths is not None else [None] * len(rows)
     return [{"decision_id": uuid.uuid4().hex,
