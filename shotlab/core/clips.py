@@ -411,10 +411,21 @@ def drop_near_identical(frames: list[SampledFrame], *, bits: int = NEAR_IDENTICA
     return [frame for frame in frames if seen.is_new(frame.pixels)]
 
 
+@dataclass(frozen=True)
+class SampledClip:
+    facts: ClipFacts
+    frames: list[SampledFrame]
+    gaps: list[Gap]
+    decoded: int  # frames the decoder produced to get them
+
+    def __iter__(self):  # facts, frames, gaps = sample_clip(...)
+        return iter((self.facts, self.frames, self.gaps))
+
+
 def sample_clip(path, sampling: "Sampling | str" = "uniform:8", *, dedupe: bool = True,
-                max_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> tuple[ClipFacts, list[SampledFrame],
-                                                                    list[Gap]]:
-    """Probe `path` and decode its sampled frames: (facts, frames, gaps)."""
+                max_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> SampledClip:
+    """Probe `path` and decode its sampled frames (near-identical neighbours dropped unless
+    `dedupe` is False); BadClipError when it is not a usable clip or no frame decodes."""
     sampling = Sampling.parse(sampling) if isinstance(sampling, str) else sampling
     with ClipReader(Path(path), max_pixels=max_pixels) as clip:
         frames = list(clip.frames_at(sampling.times(clip)))
@@ -424,4 +435,5 @@ def sample_clip(path, sampling: "Sampling | str" = "uniform:8", *, dedupe: bool 
             raise BadClipError(path, f"no frame could be decoded ({reasons})")
         step = 1.0 / facts.fps if facts.fps else 0.0
         gaps = merge_gaps(clip.gaps, step)
-    return facts, (drop_near_identical(frames) if dedupe else frames), gaps
+        decoded = clip.decoded
+    return SampledClip(facts, drop_near_identical(frames) if dedupe else frames, gaps, decoded)

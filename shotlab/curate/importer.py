@@ -19,7 +19,7 @@ from shotlab.core.archive_limits import ZipLimits
 from shotlab.core.errors import BadImageError, InputError, StrictImportError
 from shotlab.core.images import DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
 from shotlab.core.progress import progress_bar
-from shotlab.curate import archives
+from shotlab.curate import archives, clip_import
 from shotlab.curate.duplicates import exact_duplicate_groups
 from shotlab.curate.records import Record, Scan, Skipped
 
@@ -44,6 +44,11 @@ class ImportReport:
     duplicate_groups: int = 0
     conflicting_groups: int = 0
     warnings: list[str] = field(default_factory=list)
+    # A clip import (curate/clip_import.py): the linked frames dataset and its frames.
+    frames_dataset: str | None = None
+    frames_added: int = 0
+    frames_decoded: int = 0  # 0 when every clip's frames came from the workspace's cache
+    sampling: str | None = None
 
     def to_dict(self) -> dict:
         data = dict(vars(self))
@@ -224,8 +229,10 @@ def target_dataset(existing, name: str, task: str):
 def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: bool = False,
                 strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                 workers: int | None = None, progress: bool | None = None,
-                allow_empty: bool = False, zip_limits: ZipLimits | None = None) -> ImportReport:
+                allow_empty: bool = False, zip_limits: ZipLimits | None = None,
+                sampling: str | None = None, max_seconds: float | None = None) -> ImportReport:
     """Import images and labels from `path` into the dataset `name` (created if new).
+    A source of clips goes to `curate/clip_import.py` (with `sampling` and `max_seconds`).
 
     Returns an ImportReport: how many samples were added, how many were already there, and
     every skipped file with its reason. Raises InputError for a source that cannot be read or
@@ -241,6 +248,12 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     scan = read(root, fmt, multilabel)
     check_task(scan.records, multilabel, given)
     task = "multilabel" if multilabel else "multiclass"
+    if clip_import.has_clips(scan):
+        return clip_import.import_clips(
+            scan, name, task=task, fmt=fmt, given=given, strict=strict, allow_empty=allow_empty,
+            progress=progress, sampling=sampling or clip_import.DEFAULT_SAMPLING,
+            max_seconds=max_seconds or clip_import.DEFAULT_MAX_SECONDS,
+            **({} if max_pixels == DEFAULT_MAX_PIXELS else {"max_pixels": max_pixels}))
     existing = store.find(name)
     if existing is not None and not store.is_half_made(existing):
         store.require_task(existing, task)
