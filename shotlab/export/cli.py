@@ -125,19 +125,34 @@ COMMANDS.append(export_command)
                    "$SHOTLAB_TRUSTED_KEYS, else no signature needed].")
 @click.option("--allow-empty", is_flag=True,
               help="Write empty decisions when PATHS hold no readable image (else exit 2).")
+@click.option("--sampling", default=None, metavar="SPEC",
+              help="Clips: frames to score, uniform:N, fps:F or keyframes [default: the "
+                   "bundle's clip contract, else uniform:8].")
+@click.option("--aggregate", "aggregate", multiple=True, metavar="[CLASS=]RULE",
+              help="Clips: pool a class's frame scores with mean, max or topk:K (repeatable; "
+                   "a bare RULE applies to every class not named) [default: the bundle's, else "
+                   "max for unsafe classes and mean for the rest].")
+@click.option("--early-exit", is_flag=True,
+              help="Clips: stop decoding a clip once an unsafe class (max or topk) is over its "
+                   "threshold by the margin; the decision says so.")
+@click.option("--margin", type=click.FloatRange(0, 1), default=None,
+              help="Clips: how far over the threshold --early-exit waits for [default: 0.1].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trusted_keys,
-                    allow_empty, as_json) -> None:
-    """Run BUNDLE on image files or folders (PATHS); one decision per image.
+                    allow_empty, sampling, aggregate, early_exit, margin, as_json) -> None:
+    """Run BUNDLE on image and clip files or folders (PATHS); one decision per image or clip.
 
     Hashes of the bundle's files are verified first; preprocessing comes from its manifest.
-    Unreadable images are listed with the reason and skipped. The decisions and the review
+    Unreadable files are listed with the reason and skipped. The decisions and the review
     queue replace the old ones only when the whole run (--explain, --dataset) succeeds.
+    A clip's frames are sampled, scored as images and pooled per class; its decision adds
+    the segments (seconds) a reviewer should watch (docs/video.md).
 
     \b
     Examples:
       shotlab predict runs/.../bundle photos/ --out decisions.jsonl
       shotlab predict bundle.zip incoming/ --dataset moderation-inbox
+      shotlab predict bundle clip.mp4 --sampling fps:1 --early-exit
     """
     from shotlab.core.output import echo_json
     from shotlab.export import predict
@@ -147,8 +162,21 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trus
     files = predict.collect_paths(paths)
     require_images(files, paths, allow_empty)
     loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
-    result = predict.predict_paths(loaded, files, batch_size=batch_size,
-                                   runtime="onnx-fp16" if fp16 else "onnx", keep_inputs=explain)
+    images, clips = predict.split_kinds(files)
+    runtime = "onnx-fp16" if fp16 else "onnx"
+    result = predict.predict_paths(loaded, images, batch_size=batch_size, runtime=runtime,
+                                   keep_inputs=explain)
+    if clips:
+        from shotlab.export.predict_clips import clip_contract, predict_clips
+
+        contract = clip_contract(loaded, sampling=sampling, rules=parse_rules(aggregate),
+                                 margin=margin)
+        found = predict_clips(loaded, clips, contract=contract, runtime=runtime,
+                              early_exit=early_exit, keep_inputs=explain)
+        result.decisions += found.decisions
+        result.bad += found.bad
+        result.inputs += [top_frames(loaded, d, frames, probs) for d, frames, probs in
+                          zip(found.decisions, found.inputs, found.frame_probs)]
     require_images(result.decisions, paths, allow_empty, bad=result.bad)
     with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
         data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
@@ -164,6 +192,26 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trus
     if as_json:
         return echo_json(data)
     echo_predict(data)
+
+
+def parse_rules(given) -> dict[str, str]:
+    """--aggregate values -> {class: rule}; a bare rule is stored under "*" (every other class)."""
+    rules = {}
+    for text in given:
+        name, sep, rule = text.rpartition("=")
+        rules[name.strip() if sep else "*"] = rule.strip()
+    return rules
+
+
+def top_frames(bundle, decision: dict, frames, probs):
+    """For --explain: the clip's frame that scores highest for the class explained (its
+    highest flagged class, else its top class), and that frame's timestamp in the decision."""
+    from shotlab.explain.tier1 import target_class
+
+    name = target_class(decision)
+    best = int(probs[:, list(bundle.classes).index(name)].argmax())
+    decision["explained_frame"] = {"class": name, "timestamp": decision["frames"][best]}
+    return frames[best]
 
 
 def require_images(found: list, paths, allow_empty: bool, bad=()) -> None:
@@ -208,7 +256,8 @@ def echo_predict(data: dict) -> None:
     for bad in data["bad_files"]:
         click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
     labels = ", ".join(f"{name} {count}" for name, count in data["labels"].items())
-    click.echo(f"{plural(data['images'], 'image')} predicted ({labels}); "
+    clips = f" and {plural(data['clips'], 'clip')}" if data.get("clips") else ""
+    click.echo(f"{plural(data['images'], 'image')}{clips} predicted ({labels}); "
                f"{data['flagged']} flagged, {data['needs_review']} need review, "
                f"{plural(data['bad'], 'bad file')} skipped")
     click.echo(f"Decisions: {data['decisions']}")
