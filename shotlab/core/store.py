@@ -135,6 +135,11 @@ def media_of(dataset: "fo.Dataset") -> str:
     return dataset.info.get(INFO_KEY, {}).get("media", "image")
 
 
+def frames_dataset_of(dataset: "fo.Dataset") -> str | None:
+    """The frames dataset a clip dataset's import made (curate/clip_import.py), else None."""
+    return dataset.info.get(INFO_KEY, {}).get("frames_dataset")
+
+
 def declare_fields(dataset: "fo.Dataset", task: str, *, media: str = "image") -> None:
     """Declare the sample fields up front, so queries work before any value is set."""
     fo = fiftyone()

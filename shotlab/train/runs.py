@@ -8,6 +8,8 @@ holds everything needed to reproduce, resume, judge and export the run:
     checkpoints/     last.pt (every epoch, for --resume) and best.pt (the model to export)
     metrics.json     val and test metrics, with bootstrap intervals and the thresholds applied
     thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands
+    clip_metrics.json, clip.json   a clip dataset only: clip-level metrics (aggregated and the
+                     middle-frame baseline) and the clip contract (train/clip_eval.py)
     plots/           confusion matrix and precision-recall curves on the test split
 
 Everything that can be checked is checked before the folder is made, and a start that fails before
@@ -45,6 +47,7 @@ class RunResult:
     best_epoch: int
     mistakes: int | None
     mlflow_run_id: str | None
+    clips: dict | None = None  # a clip dataset's clip headline (train/clip_eval.py), else None
 
 
 SAME_SECOND = 100  # runs of one dataset and backbone started in one second; more is a runaway loop
@@ -165,6 +168,7 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
     write_json_atomic(run_dir / "thresholds.json",
                       {"policy": policy.to_dict(), "thresholds": thresholds})
     write_plots(run_dir, manifest, probs, metrics, thresholds)
+    clip_results = evaluate_clips_of(run_dir, manifest, probs, policy)
     mistakes = write_back(manifest, probs, run_dir, thresholds) if writeback else None
     run_id = None
     if track:
@@ -173,15 +177,33 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         run_id = log_run(run_dir, dataset=manifest.dataset, history=fitted.history,
                          params={**config.to_dict(), "manifest_hash": manifest.hash},
                          metrics=metrics, tracking_uri=tracking_uri)
-    return RunResult(run_dir, metrics, thresholds, fitted.best_epoch, mistakes, run_id)
+    return RunResult(run_dir, metrics, thresholds, fitted.best_epoch, mistakes, run_id,
+                     clip_results or None)
+
+
+def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Policy) -> dict:
+    """For a run on a clip dataset's frames: clip metrics (aggregated and the middle-frame
+    baseline) in clip_metrics.json and the clip contract in clip.json; {} for image datasets."""
+    from shotlab.train.clip_eval import clip_dataset_of, evaluate_clips, headline
+
+    clips_name = clip_dataset_of(manifest.dataset)
+    if clips_name is None:
+        return {}
+    sampling = next((s for s in store.load(clips_name).values("sampling") if s), None)
+    results, contract = evaluate_clips(manifest, probs, policy, sampling=sampling)
+    write_json_atomic(run_dir / "clip_metrics.json", {"clip_dataset": clips_name, **results})
+    write_json_atomic(run_dir / "clip.json", contract)
+    return headline(results)
 
 
 def prepare(name: str, config: TrainConfig) -> tuple[Manifest, Policy]:
     """The frozen dataset and its policy, once every check that needs no training has passed:
-    options and device, policy, classes and splits, backbone (before any run folder exists)."""
+    options and device, policy, classes and splits, backbone (before any run folder exists).
+    A clip dataset trains its frames dataset (frames carry the clip's labels); the policy is
+    the clip dataset's."""
     from shotlab.train.backbones import get_backbone
 
-    manifest = freeze(name)
+    manifest = freeze(store.frames_dataset_of(store.load(name)) or name)
     policy = resolve_policy(name, config.check(), manifest.classes)
     check_trainable(manifest)
     get_backbone(config.backbone)
