@@ -242,11 +242,6 @@ class ClipReader:
         return np.array(sorted({p.time for p in self.packets}))
 
     @property
-    def rotation(self) -> int:
-        """From the stream's display matrix, read off the first packet's decode lazily."""
-        return getattr(self, "_rotation", 0)
-
-    @property
     def facts(self) -> ClipFacts:
         times = self.frame_times
         steps = np.diff(times)
@@ -266,23 +261,23 @@ class ClipReader:
                          size_bytes=self.path.stat().st_size)
 
     def _probe_rotation(self) -> int:
-        """The display rotation, read from the first frame (PyAV exposes it on frames)."""
+        """The display rotation (PyAV reads the display matrix onto each frame): known once a
+        frame is decoded, else read from the first frame."""
         if not hasattr(self, "_rotation"):
-            for frame in self.frames_at([self.frame_times[0]]):
+            for _ in self.frames_at([float(self.frame_times[0])]):
                 break
-        return self.rotation
+        return getattr(self, "_rotation", 0)
 
-    def frames_at(self, times, *, stop=None) -> Iterator[SampledFrame]:
+    def frames_at(self, times) -> Iterator[SampledFrame]:
         """Decode the frames shown at `times` (seconds, ascending, from `frame_times`), upright
-        RGB. Frames that fail to decode are left out and recorded in `gaps`."""
+        RGB. Frames that fail to decode are left out and recorded in `gaps`. Closing the
+        generator early (early exit) stops decoding there."""
         targets = sorted(times)
         if not targets:
             return
-        keyframe_only = all(self._is_keyframe_time(t) for t in targets) and len(targets) > 1
+        keyframe_times = {p.time for p in self.packets if p.keyframe}
+        keyframe_only = len(targets) > 1 and set(targets) <= keyframe_times
         yield from self._decode_towards(targets, keyframe_only)
-
-    def _is_keyframe_time(self, time: float) -> bool:
-        return any(p.keyframe and p.time == time for p in self.packets)
 
     def _start_index(self, time: float) -> int:
         """Index of the last keyframe packet (decode order) shown at or before `time`."""
@@ -293,49 +288,56 @@ class ClipReader:
         return start
 
     def _decode_towards(self, targets: list[float], keyframe_only: bool) -> Iterator[SampledFrame]:
-        import av
-
+        """Feed packets from the keyframe before each target; jump ahead (flushing the decoder)
+        only when the next target's keyframe lies past the packets already fed."""
         codec = self.stream.codec_context
         codec.skip_frame = "NONKEY" if keyframe_only else "DEFAULT"
-        tolerance = self._half_frame()
-        position, pending, wanted = 0, list(targets), set(targets)
-        fed_from = None
+        starts = {t: self._start_index(t) for t in targets}
+        position, pending, wanted = None, list(targets), set(targets)
         while pending:
-            target = pending[0]
-            start = self._start_index(target)
-            if fed_from is None or start > position:
+            if position is None or starts[pending[0]] > position:
                 codec.flush_buffers()
-                position, fed_from = start, start
-            if position >= len(self.packets):
-                break
+                position = starts[pending[0]]
             item = self.packets[position]
             position += 1
             if not keyframe_only:  # frames no other frame refers to are skipped unless wanted
                 codec.skip_frame = "DEFAULT" if item.time in wanted else "NONREF"
-            try:
-                frames = codec.decode(item.packet)
-            except av.FFmpegError as exc:
-                self._gap(item.time, f"frame failed to decode ({exc.strerror})")
-                frames = []
-            if position == len(self.packets):
-                frames = list(frames) + self._flush(codec)
-            for frame in frames:
-                self.decoded += 1
-                if not hasattr(self, "_rotation"):
-                    self._rotation = int(frame.rotation or 0)
-                time = self._frame_time(frame)
-                while pending and pending[0] < time - tolerance:
-                    self._gap(pending.pop(0), "frame missing after a decode error")
-                if pending and abs(time - pending[0]) <= tolerance:
-                    if frame.is_corrupt:
-                        self._gap(pending.pop(0), "frame decoded corrupt")
-                        continue
-                    pending.pop(0)
-                    yield SampledFrame(time, self._upright(frame))
-            if position == len(self.packets):
+            last = position == len(self.packets)
+            for frame in self._decode(codec, item, flush=last):
+                taken = self._take(frame, pending)
+                if taken is not None:
+                    yield taken
+            if last:
                 for target in pending:
                     self._gap(target, "frame never decoded")
                 return
+
+    def _decode(self, codec, item: _Packet, *, flush: bool) -> list:
+        import av
+
+        try:
+            frames = list(codec.decode(item.packet))
+        except av.FFmpegError as exc:
+            self._gap(item.time, f"frame failed to decode ({exc.strerror})")
+            frames = []
+        return frames + (self._flush(codec) if flush else [])
+
+    def _take(self, frame, pending: list[float]) -> SampledFrame | None:
+        """The frame as a SampledFrame if it is the next one wanted (popped from `pending`);
+        wanted frames it has passed are recorded as gaps."""
+        self.decoded += 1
+        if not hasattr(self, "_rotation"):
+            self._rotation = int(frame.rotation or 0)
+        time, tolerance = self._frame_time(frame), self._half_frame()
+        while pending and pending[0] < time - tolerance:
+            self._gap(pending.pop(0), "frame missing after a decode error")
+        if not pending or abs(time - pending[0]) > tolerance:
+            return None
+        if frame.is_corrupt:
+            self._gap(pending.pop(0), "frame decoded corrupt")
+            return None
+        pending.pop(0)
+        return SampledFrame(time, self._upright(frame))
 
     def _flush(self, codec) -> list:
         import av
@@ -350,8 +352,10 @@ class ClipReader:
         return float((stamp - self._first_stamp) * self.stream.time_base)
 
     def _half_frame(self) -> float:
-        steps = np.diff(self.frame_times)
-        return float(steps.min()) / 2 if len(steps) else 0.0
+        if not hasattr(self, "_half"):
+            steps = np.diff(self.frame_times)
+            self._half = float(steps.min()) / 2 if len(steps) else 0.0
+        return self._half
 
     def _gap(self, time: float, reason: str) -> None:
         """Record a failed frame once (a frame that failed and then is missing is one gap)."""

@@ -180,6 +180,10 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trus
     require_images(result.decisions, paths, allow_empty, bad=result.bad)
     with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
         data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
+                "segments": [{"path": d["path"], "segments": d["segments"],
+                              "early_exit": d["early_exit"]}
+                             for d in result.decisions if d.get("kind") == "clip"
+                             and predict.needs_attention(d)],
                 "review_queue": str(queue_path),
                 "bad_files": [{"path": p, "reason": r} for p, r in result.bad]}
         if dataset:  # before the store: a rerun after a failure updates the same samples
@@ -256,10 +260,16 @@ def echo_predict(data: dict) -> None:
     for bad in data["bad_files"]:
         click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
     labels = ", ".join(f"{name} {count}" for name, count in data["labels"].items())
-    clips = f" and {plural(data['clips'], 'clip')}" if data.get("clips") else ""
-    click.echo(f"{plural(data['images'], 'image')}{clips} predicted ({labels}); "
+    counted = [plural(data[k], k[:-1]) for k in ("images", "clips") if data.get(k)]
+    click.echo(f"{' and '.join(counted) or '0 images'} predicted ({labels}); "
                f"{data['flagged']} flagged, {data['needs_review']} need review, "
                f"{plural(data['bad'], 'bad file')} skipped")
+    for clip in data.get("segments", []):
+        spans = ", ".join(f"{s['class']} {s['start']:.1f}-{s['end']:.1f} s"
+                          + ("" if s["flagged"] else " (review)") for s in clip["segments"])
+        stopped = (f"; decoding stopped at {clip['early_exit']['at']:.1f} s"
+                   if clip["early_exit"] else "")
+        click.echo(f"  {clip['path']}: watch {spans or 'the whole clip'}{stopped}")
     click.echo(f"Decisions: {data['decisions']}")
     click.echo(f"Review queue: {data['review_queue']}")
     if "dataset" in data:

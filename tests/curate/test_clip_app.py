@@ -15,6 +15,9 @@ from tests.curate.test_app import RunningApp
 
 pytestmark = pytest.mark.fiftyone
 
+# A cold start imports FiftyOne twice and starts its server; on a busy 2-CPU machine (load 12)
+# that took over the image App test's 90 s.
+STARTUP_TIMEOUT = 300
 DATASET_QUERY = 'query { dataset(name: "%s") { name mediaType } }'
 
 
@@ -29,7 +32,7 @@ def test_app_serves_a_clip_dataset_and_its_frames(tmp_path, dataset_name):
     port = free_port()
     app = RunningApp(dataset_name, port, tmp_path)
     try:
-        page = app.wait_until_serving()
+        page = app.wait_until_serving(timeout=STARTUP_TIMEOUT)
         assert "<title>FiftyOne</title>" in page.text
         for name, media in ((dataset_name, "video"), (f"{dataset_name}-frames", "image")):
             answer = requests.post(f"http://127.0.0.1:{port}/graphql",

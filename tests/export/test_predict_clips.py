@@ -129,3 +129,20 @@ def test_predict_command_refuses_a_bad_aggregation(exported, clips):
     assert result.exit_code == 2
     assert "aggregation 'median' is not one shotlab knows; use mean, max or topk:K" in \
         result.output
+
+
+def test_predict_command_prints_the_seconds_to_watch(exported, clips, tmp_path):
+    out = tmp_path / "d.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(clips["violent"]),
+                                      str(clips["calm"]), "--sampling", "fps:4", "--out",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 clips predicted" in result.stdout and "images" not in result.stdout.split(";")[0]
+    assert f"  {clips['violent']}: watch red 2.0-2.8 s" in result.stdout
+    assert str(clips["calm"]) not in result.stdout  # nothing to watch there
+
+
+def test_predict_help_lists_the_clip_options():
+    text = CliRunner().invoke(cli, ["predict", "--help"]).output
+    for option in ("--sampling", "--aggregate", "--early-exit", "--margin"):
+        assert option in text
