@@ -207,15 +207,20 @@ def parse_rules(given) -> dict[str, str]:
     return rules
 
 
-def top_frames(bundle, decision: dict, frames, probs):
-    """For --explain: the clip's frame that scores highest for the class explained (its
-    highest flagged class, else its top class), and that frame's timestamp in the decision."""
+def top_frames(bundle, decision: dict, frames, probs) -> list[tuple]:
+    """For --explain on a clip: for each flagged class (else the class explained), the frame
+    that scores highest for it, as (class, frame, timestamp); the decision lists them in
+    `explained_frames` (the store keeps each under the decision id with its timestamp)."""
     from shotlab.explain.tier1 import target_class
 
-    name = target_class(decision)
-    best = int(probs[:, list(bundle.classes).index(name)].argmax())
-    decision["explained_frame"] = {"class": name, "timestamp": decision["frames"][best]}
-    return frames[best]
+    if not (decision["flagged"] or decision["needs_review"]):
+        return []
+    chosen = []
+    for name in decision["flagged"] or [target_class(decision)]:
+        best = int(probs[:, list(bundle.classes).index(name)].argmax())
+        chosen.append((name, frames[best], decision["frames"][best]))
+    decision["explained_frames"] = [{"class": n, "timestamp": t} for n, _, t in chosen]
+    return chosen
 
 
 def require_images(found: list, paths, allow_empty: bool, bad=()) -> None:
@@ -245,12 +250,18 @@ def record_explanations(bundle, result, out: Path) -> dict:
         raise ShotlabError(f"--explain needs shotlab.explain.tier1 ({exc}); the decisions "
                            f"were left as they were, run again without --explain") from None
 
-    rows = [i for i, d in enumerate(result.decisions) if needs_attention(d)]
+    rows = []  # (decision, input, target class or None, extra params or None)
+    for decision, given in zip(result.decisions, result.inputs):
+        if decision.get("kind") == "clip":
+            rows += [(decision, frame, name, {"timestamp": time}) for name, frame, time in given]
+        elif needs_attention(decision):
+            rows.append((decision, given, None, None))
     store_path = out.parent / "explanations.sqlite"
     if not rows:
         return {"stored": 0, "store": None}  # nothing flagged or queued: no store written
-    stored = record_flagged(bundle, [result.decisions[i] for i in rows],
-                            np.stack([result.inputs[i] for i in rows]), store_path)
+    decisions, inputs, targets, params = zip(*rows)
+    stored = record_flagged(bundle, list(decisions), np.stack(inputs), store_path,
+                            targets=list(targets), params=list(params))
     return {"stored": stored, "store": str(store_path)}
 
 

@@ -112,9 +112,14 @@ def test_predict_command_on_clips_end_to_end(exported, clips, tmp_path, dataset_
              .splitlines()]
     assert {q["path"].split("/")[-1] for q in queue} >= {"violent.mp4", "early.mp4"}
     assert all(q["segments"] for q in queue)
-    explained = decisions["violent.mp4"]["explained_frame"]
+    (explained,) = decisions["violent.mp4"]["explained_frames"]
     assert explained["class"] == "red" and 2.0 <= explained["timestamp"] <= 2.75
-    assert summary["explanations"]["stored"] == len(queue)
+    assert summary["explanations"]["stored"] == sum(len(q["explained_frames"]) for q in queue)
+    from shotlab.explain.store import ExplanationStore
+
+    with ExplanationStore(out.parent / "explanations.sqlite") as stored:
+        (cam,) = stored.explanations(decisions["violent.mp4"]["decision_id"])
+    assert (cam.target, cam.params["timestamp"]) == ("red", explained["timestamp"])
     from shotlab.core import store
 
     dataset = store.load(dataset_name)
