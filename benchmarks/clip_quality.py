@@ -14,7 +14,7 @@ between two images and filler), imports it (uniform:8), trains a lite0 frame mod
                   time to a decision with `--early-exit` vs without (predict_clips, interleaved,
                   median of --rounds). Target: ratio <= 0.5.
 
-    .venv/bin/python benchmarks/clip_quality.py [--rounds 5] [--workspace DIR]
+    .venv/bin/python benchmarks/clip_quality.py [--rounds 5] [--workspace DIR [--reuse]]
 
 Writes benchmarks/results/clip_quality.json and clip_quality.md. About 10 minutes on 2 CPUs.
 """
@@ -65,14 +65,17 @@ def quality(run_dir: Path) -> dict:
     return out
 
 
-def early_exit(run_dir: Path, home: Path, rounds: int) -> dict:
+def early_exit(run_dir: Path, home: Path, rounds: int, reuse: bool = False) -> dict:
     from shotlab.export.exporter import export_run
     from shotlab.export.predict_clips import predict_clips
     from shotlab.runtime.bundle import load_bundle
 
-    bundle = load_bundle(export_run(run_dir, out=home / "bundle", force=True, explain=False,
-                                    progress=False).path)
-    candidates = sorted((home / "clips").glob("[vt]*/*/*.mp4"))
+    folder = home / "bundle"
+    if not (reuse and (folder / "manifest.json").is_file()):
+        export_run(run_dir, out=folder, force=True, explain=False, progress=False)
+    bundle = load_bundle(folder)
+    candidates = sorted((home / "clips").glob("val/*/*.mp4")) + \
+        sorted((home / "clips").glob("test/*/*.mp4"))
     decided = predict_clips(bundle, candidates).decisions
     flagged = [Path(d["path"]) for d in decided if d["flagged"]]
     times = {"full": [], "early": []}
@@ -119,11 +122,16 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = bench_parser(__doc__, "the clips, the run and the bundle")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--reuse", action="store_true",
+                        help="With --workspace: measure the newest run and bundle kept there "
+                             "instead of training again.")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     with bench_home(args.workspace, "clip-quality-") as home:
-        run_dir = train(home)
-        result = {"quality": quality(run_dir), "early_exit": early_exit(run_dir, home, args.rounds)}
+        runs = sorted((home / "ws" / "runs").glob("*-clips-*/clip_metrics.json"))
+        run_dir = runs[-1].parent if args.reuse and runs else train(home)
+        result = {"quality": quality(run_dir),
+                  "early_exit": early_exit(run_dir, home, args.rounds, reuse=args.reuse)}
     result.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                   machine=machine(), rounds=args.rounds,
                   load_average_1m={"before": round(load_before, 2),

@@ -171,9 +171,9 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
                  max_pixels: int = DEFAULT_MAX_FRAME_PIXELS, strict: bool = False,
                  allow_empty: bool = False, progress=None):
     """Import the clips of `scan` into `name` and `name`-frames; an ImportReport (see
-    curate/importer.py) whose `frames_*` fields count the frames."""
+    curate/import_common.py) whose `frames_*` fields count the frames."""
     from shotlab.curate.duplicates import exact_duplicate_groups
-    from shotlab.curate.importer import ImportReport, check_not_empty, unique_records
+    from shotlab.curate.import_common import ImportReport, check_not_empty, unique_records
 
     chosen = Sampling.parse(sampling)
     scan = only_clips(scan)
