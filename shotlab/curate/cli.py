@@ -46,8 +46,8 @@ def echo_import_report(report, as_json: bool) -> None:
 @click.option("--multilabel", is_flag=True, help="Each image may carry several labels.")
 @click.option("--strict", is_flag=True, help="Fail (importing nothing) if any file would be skipped.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-              help="Refuse images larger than this many pixels (decompression bombs) "
-                   "[default 89,478,485].")
+              help="Refuse images (and clip frames) larger than this many pixels "
+                   "(decompression bombs) [default 89,478,485; clips 33,177,600 a frame].")
 @click.option("--allow-empty", is_flag=True,
               help="Accept a source with no image to import (else exit 2: usually a wrong path).")
 @click.option("--zip-max-bytes", type=click.IntRange(min=1), default=None,
