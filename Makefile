@@ -27,6 +27,17 @@ demo: install
 	# Export the run just trained (the newest partial lite0 run); prints the report's path last.
 	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) export \
 		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-sample-lite0-partial | tail -1)" --fp16 --zip
+	# Clips (docs/video.md): a clip set made from the sample images, 'bird' standing in for an
+	# unsafe class; predict prints the seconds a reviewer should watch.
+	$(PY) datasets/clips.py synthetic $(DEMO_WORKSPACE)/clips
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) curate import $(DEMO_WORKSPACE)/clips --name clips
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) train clips --backbone lite0 --mode linear \
+		--epochs 5 --unsafe bird
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) export \
+		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-clips-lite0-linear | tail -1)"
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) predict \
+		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-clips-lite0-linear | tail -1)/bundle" \
+		$(DEMO_WORKSPACE)/clips/test/bird --early-exit --out $(DEMO_WORKSPACE)/clip-decisions.jsonl
 
 test: install
 	$(PY) -m pytest
@@ -39,6 +50,8 @@ bench: install
 	$(PY) benchmarks/label_errors.py    # needs Debian's dataset-fashion-mnist
 	$(PY) benchmarks/export_speed.py
 	$(PY) benchmarks/explain_cost.py
+	$(PY) benchmarks/clip_sampling.py
+	$(PY) benchmarks/clip_quality.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE) .pytest_cache

@@ -100,8 +100,9 @@ def require_task(dataset: "fo.Dataset", task: str) -> None:
                          f"labels (import {flag}, or choose another --name)")
 
 
-def create(name: str, task: str) -> "fo.Dataset":
-    """A new persistent dataset for `task` with shotlab's fields declared.
+def create(name: str, task: str, *, media: str = "image") -> "fo.Dataset":
+    """A new persistent dataset for `task` with shotlab's fields declared; `media` "video"
+    for a clip dataset (its samples' metadata is FiftyOne's VideoMetadata).
 
     If another process created `name` meanwhile (two imports racing), that dataset is returned,
     completed if it is still half-made."""
@@ -116,19 +117,30 @@ def create(name: str, task: str) -> "fo.Dataset":
         if not is_half_made(dataset):
             require_task(dataset, task)
             return dataset
-    complete(dataset, task)
+    complete(dataset, task, media=media)
     return dataset
 
 
-def complete(dataset: "fo.Dataset", task: str) -> None:
+def complete(dataset: "fo.Dataset", task: str, *, media: str = "image") -> None:
     """Declare shotlab's fields, then record the task: the info is written last, so a dataset
     with it is complete (see `is_half_made`). Safe to repeat, and to run in two processes."""
-    declare_fields(dataset, task)
-    dataset.info[INFO_KEY] = {"task": task, "schema": 1}
+    declare_fields(dataset, task, media=media)
+    dataset.info[INFO_KEY] = {"task": task, "schema": 1, **({"media": media}
+                                                            if media != "image" else {})}
     dataset.save()
 
 
-def declare_fields(dataset: "fo.Dataset", task: str) -> None:
+def media_of(dataset: "fo.Dataset") -> str:
+    """"image", or "video" for a clip dataset (`curate import` of clips)."""
+    return dataset.info.get(INFO_KEY, {}).get("media", "image")
+
+
+def frames_dataset_of(dataset: "fo.Dataset") -> str | None:
+    """The frames dataset a clip dataset's import made (curate/clip_import.py), else None."""
+    return dataset.info.get(INFO_KEY, {}).get("frames_dataset")
+
+
+def declare_fields(dataset: "fo.Dataset", task: str, *, media: str = "image") -> None:
     """Declare the sample fields up front, so queries work before any value is set."""
     fo = fiftyone()
     kind = fo.Classifications if task == "multilabel" else fo.Classification
@@ -138,7 +150,8 @@ def declare_fields(dataset: "fo.Dataset", task: str) -> None:
     dataset.add_sample_field("imported_at", fo.DateTimeField)
     # The label shotlab last saw: `curate apply` compares it with ground_truth to find App edits.
     dataset.add_sample_field("applied_label", fo.ListField, subfield=fo.StringField)
-    dataset.add_sample_field("metadata", fo.EmbeddedDocumentField, embedded_doc_type=fo.ImageMetadata)
+    metadata = fo.VideoMetadata if media == "video" else fo.ImageMetadata
+    dataset.add_sample_field("metadata", fo.EmbeddedDocumentField, embedded_doc_type=metadata)
     dataset.create_index("sha256")
     unique_paths(dataset)
 

@@ -24,6 +24,10 @@ def echo_import_report(report, as_json: bool) -> None:
                f"({report.task}) from {report.source} [{report.format}]; "
                f"{report.already_present} already there, {len(report.skipped)} skipped, "
                f"{report.ignored} ignored (not image files).")
+    if report.frames_dataset:
+        click.echo(f"Frames ({report.sampling}): {plural(report.frames_added, 'frame')} added to "
+                   f"'{report.frames_dataset}', {report.frames_decoded} decoded (the rest from "
+                   f"the workspace's frame cache).")
     for item in report.skipped:
         click.echo(f"  skipped {item.path}: {item.reason}")
     for warning in report.warnings:
@@ -42,8 +46,8 @@ def echo_import_report(report, as_json: bool) -> None:
 @click.option("--multilabel", is_flag=True, help="Each image may carry several labels.")
 @click.option("--strict", is_flag=True, help="Fail (importing nothing) if any file would be skipped.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-              help="Refuse images larger than this many pixels (decompression bombs) "
-                   "[default 89,478,485].")
+              help="Refuse images (and clip frames) larger than this many pixels "
+                   "(decompression bombs) [default 89,478,485; clips 33,177,600 a frame].")
 @click.option("--allow-empty", is_flag=True,
               help="Accept a source with no image to import (else exit 2: usually a wrong path).")
 @click.option("--zip-max-bytes", type=click.IntRange(min=1), default=None,
@@ -55,19 +59,31 @@ def echo_import_report(report, as_json: bool) -> None:
 @click.option("--zip-max-ratio", type=click.FloatRange(min=1), default=None,
               help="Largest compression ratio of a .zip or its members, against zip bombs "
                    "[env SHOTLAB_ZIP_MAX_RATIO; default 100].")
+@click.option("--sampling", default=None, metavar="SPEC",
+              help="Clips: which frames to take, uniform:N (N frames, both ends), fps:F or "
+                   "keyframes [default: uniform:8].")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Clips: warn about clips longer than this (they are still imported) "
+                   "[default: 30].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def import_command(path: Path, name: str, fmt: str, multilabel: bool, strict: bool,
                    max_pixels: int | None, allow_empty: bool, zip_max_bytes: int | None,
-                   zip_max_files: int | None, zip_max_ratio: float | None, as_json: bool) -> None:
+                   zip_max_files: int | None, zip_max_ratio: float | None, sampling: str | None,
+                   max_seconds: float | None, as_json: bool) -> None:
     """Import images and labels from PATH: a folder (class/img or split/class/img), a CSV,
     a Roboflow export (folder or zip) or a FiftyOne export directory.
 
     Files are checked (hashed and fully decoded) and referenced where they are; nothing is
     moved or modified. Re-importing the same files adds nothing twice.
 
+    Clips (mp4, mov, m4v, avi, mkv, webm, mpg) in the same layouts make a clip dataset NAME and
+    its frames dataset NAME-frames: frames are sampled with PyAV, written once as JPEGs into the
+    workspace and carry clip_id and timestamp (docs/video.md).
+
     \b
-    Example:
+    Examples:
       shotlab curate import ~/photos/vehicles --name vehicles
+      shotlab curate import ~/clips --name clips --sampling fps:1
     """
     from shotlab.core.archive_limits import ZipLimits
     from shotlab.core.images import DEFAULT_MAX_PIXELS
@@ -76,7 +92,7 @@ def import_command(path: Path, name: str, fmt: str, multilabel: bool, strict: bo
     limits = ZipLimits.resolve(zip_max_bytes, zip_max_files, zip_max_ratio)
     report = import_path(path, name, fmt=fmt, multilabel=multilabel, strict=strict,
                          max_pixels=max_pixels or DEFAULT_MAX_PIXELS, allow_empty=allow_empty,
-                         zip_limits=limits)
+                         zip_limits=limits, sampling=sampling, max_seconds=max_seconds)
     echo_import_report(report, as_json)
 
 

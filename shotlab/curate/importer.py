@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,8 +18,9 @@ from shotlab.core.archive_limits import ZipLimits
 from shotlab.core.errors import BadImageError, InputError, StrictImportError
 from shotlab.core.images import DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
 from shotlab.core.progress import progress_bar
-from shotlab.curate import archives
+from shotlab.curate import archives, clip_import
 from shotlab.curate.duplicates import exact_duplicate_groups
+from shotlab.curate.import_common import ImportReport, check_not_empty, unique_records
 from shotlab.curate.records import Record, Scan, Skipped
 
 FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone")
@@ -29,26 +29,6 @@ BATCH = 500  # samples per database write: big enough to be fast, small enough t
 REPEATED_PATHS = ("dataset '{name}' already holds samples that repeat another sample's file path "
                   "(left by concurrent imports of an older shotlab), so concurrent imports into it "
                   "are not guarded; delete the repeated samples in the App to restore the guard")
-
-
-@dataclass
-class ImportReport:
-    name: str
-    task: str
-    source: str
-    format: str
-    added: int = 0
-    already_present: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
-    ignored: int = 0
-    duplicate_groups: int = 0
-    conflicting_groups: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        data = dict(vars(self))
-        data["skipped"] = [vars(s) for s in self.skipped]
-        return data
 
 
 def resolve_source(path: Path, fmt: str, zip_limits: ZipLimits | None = None) -> tuple[Path, str]:
@@ -100,19 +80,6 @@ def check_task(records: list[Record], multilabel: bool, source: Path) -> None:
         raise InputError(f"{source}: {len(several)} images have several labels (first: "
                          f"{several[0].path} -> {', '.join(several[0].labels)}); "
                          f"import with --multilabel")
-
-
-def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipped]]:
-    """Records keyed by resolved path (a sample's identity), the first one winning."""
-    unique: dict[str, Record] = {}
-    repeats = []
-    for record in records:
-        filepath = os.path.realpath(record.path)
-        if filepath in unique:
-            repeats.append(Skipped(str(record.path), "listed more than once; the first entry was used"))
-        else:
-            unique[filepath] = record
-    return unique, repeats
 
 
 Checked = tuple[str, Record, ImageFacts]  # resolved path, what the source said, what the file is
@@ -200,18 +167,6 @@ def duplicate_path_inserts(exc: ValueError) -> int | None:
     return int(details.get("nInserted", 0))
 
 
-def check_not_empty(scan: Scan, valid: list[Checked], skipped: list[Skipped], existing,
-                    given: Path, allow_empty: bool) -> None:
-    """An import that finds no image at all, or creates a dataset with nothing in it, is almost
-    always a wrong path: refuse it unless asked for."""
-    if allow_empty or (scan.records and (valid or existing is not None)):
-        return
-    found = (f"{len(skipped)} files skipped (first: {skipped[0].path}: {skipped[0].reason})"
-             if skipped else f"no image files ({len(scan.ignored)} other files ignored)")
-    raise InputError(f"{given}: {found}; nothing was imported. Check the path and --format, or "
-                     f"pass --allow-empty to create or keep the dataset anyway")
-
-
 def target_dataset(existing, name: str, task: str):
     """The dataset to add to: created if new, completed if an interrupted import left it half-made."""
     if existing is None:
@@ -224,8 +179,10 @@ def target_dataset(existing, name: str, task: str):
 def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: bool = False,
                 strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
                 workers: int | None = None, progress: bool | None = None,
-                allow_empty: bool = False, zip_limits: ZipLimits | None = None) -> ImportReport:
+                allow_empty: bool = False, zip_limits: ZipLimits | None = None,
+                sampling: str | None = None, max_seconds: float | None = None) -> ImportReport:
     """Import images and labels from `path` into the dataset `name` (created if new).
+    A source of clips goes to `curate/clip_import.py` (with `sampling` and `max_seconds`).
 
     Returns an ImportReport: how many samples were added, how many were already there, and
     every skipped file with its reason. Raises InputError for a source that cannot be read or
@@ -241,6 +198,12 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     scan = read(root, fmt, multilabel)
     check_task(scan.records, multilabel, given)
     task = "multilabel" if multilabel else "multiclass"
+    if clip_import.has_clips(scan):
+        return clip_import.import_clips(
+            scan, name, task=task, fmt=fmt, given=given, strict=strict, allow_empty=allow_empty,
+            progress=progress, sampling=sampling or clip_import.DEFAULT_SAMPLING,
+            max_seconds=max_seconds or clip_import.DEFAULT_MAX_SECONDS,
+            **({} if max_pixels == DEFAULT_MAX_PIXELS else {"max_pixels": max_pixels}))
     existing = store.find(name)
     if existing is not None and not store.is_half_made(existing):
         store.require_task(existing, task)

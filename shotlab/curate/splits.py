@@ -268,6 +268,9 @@ def split_dataset(name: str, *, val: float, test: float, seed: int,
     ids = dataset.values("id")
     if changed:
         dataset.set_values("split", {ids[i]: s for i, s in changed.items()}, key_field="id")
+    from shotlab.curate.clip_import import propagate_splits
+
+    propagate_splits(dataset)  # a clip dataset's frames (or a frames dataset's clips) follow
     sizes = Counter(g for g, a in zip(groups, active) if a)
     report = SplitReport(
         name, seed, fractions, overwrite,

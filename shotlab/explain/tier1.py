@@ -37,12 +37,14 @@ def load_bundle_checkpoint(bundle):
 
 
 def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
-                   checkpoint=None) -> int:
+                   checkpoint=None, targets=None, params=None) -> int:
     """Store a Grad-CAM for each decision; returns how many were stored.
 
     `inputs` are the decisions' preprocessed float32 (N, 3, H, W) images, in the same order.
     `checkpoint` is the bundle's loaded checkpoint when the caller keeps it (the service's
-    worker), else it is loaded here."""
+    worker), else it is loaded here. A clip's decision may come several times, once per
+    flagged class with that class's top frame: `targets` then names the class of each row
+    (None: `target_class`) and `params` adds to each row's stored parameters (its timestamp)."""
     import numpy as np
 
     from shotlab.core.images import sha256_file
@@ -53,15 +55,18 @@ def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
         return 0
     checkpoint = checkpoint or load_bundle_checkpoint(bundle)
     classes = list(bundle.classes)
-    names = [target_class(d) for d in decisions]
+    targets = targets or [None] * len(decisions)
+    names = [t or target_class(d) for d, t in zip(decisions, targets)]
     maps = explain(checkpoint.model, np.asarray(inputs, dtype=np.float32),
                    [classes.index(n) for n in names], method=METHOD)
-    params = {"target_layer": "auto", "model": "checkpoint", "checkpoint": str(checkpoint.path)}
+    common = {"target_layer": "auto", "model": "checkpoint", "checkpoint": str(checkpoint.path)}
+    extra = params or [None] * len(decisions)
     model_sha256 = sha256_file(checkpoint.path)
     bundle_path = getattr(bundle, "origin", None) or bundle.path
     with ExplanationStore(store_path) as store, store.transaction():  # all stored, or none
-        for decision, name, heatmap in zip(decisions, names, maps):
+        for decision, name, heatmap, more in zip(decisions, names, maps, extra):
             store.add_decision(decision, bundle_path)
-            store.put(decision["decision_id"], METHOD, heatmap, target=name, params=params,
-                      model_sha256=model_sha256, input_sha256=decision.get("sha256"))
+            store.put(decision["decision_id"], METHOD, heatmap, target=name,
+                      params={**common, **(more or {})}, model_sha256=model_sha256,
+                      input_sha256=decision.get("sha256"))
     return len(decisions)

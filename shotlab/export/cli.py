@@ -125,23 +125,39 @@ COMMANDS.append(export_command)
                    "$SHOTLAB_TRUSTED_KEYS, else no signature needed].")
 @click.option("--allow-empty", is_flag=True,
               help="Write empty decisions when PATHS hold no readable image (else exit 2).")
+@click.option("--sampling", default=None, metavar="SPEC",
+              help="Clips: frames to score, uniform:N, fps:F or keyframes [default: the "
+                   "bundle's clip contract, else uniform:8].")
+@click.option("--aggregate", "aggregate", multiple=True, metavar="[CLASS=]RULE",
+              help="Clips: pool a class's frame scores with mean, max or topk:K (repeatable; "
+                   "a bare RULE applies to every class not named) [default: the bundle's, else "
+                   "max for unsafe classes and mean for the rest].")
+@click.option("--early-exit", is_flag=True,
+              help="Clips: stop decoding a clip once an unsafe class (max or topk) is over its "
+                   "threshold by the margin; the decision says so.")
+@click.option("--margin", type=click.FloatRange(0, 1), default=None,
+              help="Clips: how far over the threshold --early-exit waits for [default: 0.1].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--ray", "on_ray", is_flag=True,
               help="Predict on Ray Data: an actor pool (one CPU each) spread over the cluster.")
 @click.option("--address", help="With --ray: the Ray cluster to join (e.g. HEAD:6379) "
                                 "[default: start a local Ray on 127.0.0.1].")
 def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trusted_keys,
-                    allow_empty, as_json, on_ray, address) -> None:
-    """Run BUNDLE on image files or folders (PATHS); one decision per image.
+                    allow_empty, sampling, aggregate, early_exit, margin, as_json, on_ray,
+                    address) -> None:
+    """Run BUNDLE on image and clip files or folders (PATHS); one decision per image or clip.
 
     Hashes of the bundle's files are verified first; preprocessing comes from its manifest.
-    Unreadable images are listed with the reason and skipped. The decisions and the review
+    Unreadable files are listed with the reason and skipped. The decisions and the review
     queue replace the old ones only when the whole run (--explain, --dataset) succeeds.
+    A clip's frames are sampled, scored as images and pooled per class; its decision adds
+    the segments (seconds) a reviewer should watch (docs/video.md).
 
     \b
     Examples:
       shotlab predict runs/.../bundle photos/ --out decisions.jsonl
       shotlab predict bundle.zip incoming/ --dataset moderation-inbox
+      shotlab predict bundle clip.mp4 --sampling fps:1 --early-exit
       shotlab predict runs/.../bundle /library --ray --address HEAD:6379
     """
     from shotlab.core.output import echo_json
@@ -153,18 +169,34 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trus
     files = predict.collect_paths(paths)
     require_images(files, paths, allow_empty)
     loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
+    images, clips = predict.split_kinds(files)
     runtime = "onnx-fp16" if fp16 else "onnx"
-    if on_ray:
+    if on_ray:  # the images on Ray Data; clips (few, long) are decided in this process
         from shotlab.export.ray_predict import predict_paths_ray
 
-        result = predict_paths_ray(loaded, files, address=address, runtime=runtime,
+        result = predict_paths_ray(loaded, images, address=address, runtime=runtime,
                                    batch_size=batch_size)
     else:
-        result = predict.predict_paths(loaded, files, batch_size=batch_size, runtime=runtime,
+        result = predict.predict_paths(loaded, images, batch_size=batch_size, runtime=runtime,
                                        keep_inputs=explain)
+    if clips:
+        from shotlab.export.predict_clips import clip_contract, predict_clips
+
+        contract = clip_contract(loaded, sampling=sampling, rules=parse_rules(aggregate),
+                                 margin=margin)
+        found = predict_clips(loaded, clips, contract=contract, runtime=runtime,
+                              early_exit=early_exit, keep_inputs=explain)
+        result.decisions += found.decisions
+        result.bad += found.bad
+        result.inputs += [top_frames(loaded, d, frames, probs) for d, frames, probs in
+                          zip(found.decisions, found.inputs, found.frame_probs)]
     require_images(result.decisions, paths, allow_empty, bad=result.bad)
     with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
         data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
+                "segments": [{"path": d["path"], "segments": d["segments"],
+                              "early_exit": d["early_exit"]}
+                             for d in result.decisions if d.get("kind") == "clip"
+                             and predict.needs_attention(d)],
                 "review_queue": str(queue_path),
                 "bad_files": [{"path": p, "reason": r} for p, r in result.bad]}
         if dataset:  # before the store: a rerun after a failure updates the same samples
@@ -186,6 +218,31 @@ def check_ray_options(on_ray: bool, address, explain: bool) -> None:
         raise click.BadParameter("--explain runs in this process on the inputs it decoded; "
                                  "with --ray, queue appeals and run `shotlab explain pending "
                                  "STORE --ray`, or predict without --ray", param_hint="--explain")
+
+
+def parse_rules(given) -> dict[str, str]:
+    """--aggregate values -> {class: rule}; a bare rule is stored under "*" (every other class)."""
+    rules = {}
+    for text in given:
+        name, sep, rule = text.rpartition("=")
+        rules[name.strip() if sep else "*"] = rule.strip()
+    return rules
+
+
+def top_frames(bundle, decision: dict, frames, probs) -> list[tuple]:
+    """For --explain on a clip: for each flagged class (else the class explained), the frame
+    that scores highest for it, as (class, frame, timestamp); the decision lists them in
+    `explained_frames` (the store keeps each under the decision id with its timestamp)."""
+    from shotlab.explain.tier1 import target_class
+
+    if not (decision["flagged"] or decision["needs_review"]):
+        return []
+    chosen = []
+    for name in decision["flagged"] or [target_class(decision)]:
+        best = int(probs[:, list(bundle.classes).index(name)].argmax())
+        chosen.append((name, frames[best], decision["frames"][best]))
+    decision["explained_frames"] = [{"class": n, "timestamp": t} for n, _, t in chosen]
+    return chosen
 
 
 def require_images(found: list, paths, allow_empty: bool, bad=()) -> None:
@@ -215,12 +272,18 @@ def record_explanations(bundle, result, out: Path) -> dict:
         raise ShotlabError(f"--explain needs shotlab.explain.tier1 ({exc}); the decisions "
                            f"were left as they were, run again without --explain") from None
 
-    rows = [i for i, d in enumerate(result.decisions) if needs_attention(d)]
+    rows = []  # (decision, input, target class or None, extra params or None)
+    for decision, given in zip(result.decisions, result.inputs):
+        if decision.get("kind") == "clip":
+            rows += [(decision, frame, name, {"timestamp": time}) for name, frame, time in given]
+        elif needs_attention(decision):
+            rows.append((decision, given, None, None))
     store_path = out.parent / "explanations.sqlite"
     if not rows:
         return {"stored": 0, "store": None}  # nothing flagged or queued: no store written
-    stored = record_flagged(bundle, [result.decisions[i] for i in rows],
-                            np.stack([result.inputs[i] for i in rows]), store_path)
+    decisions, inputs, targets, params = zip(*rows)
+    stored = record_flagged(bundle, list(decisions), np.stack(inputs), store_path,
+                            targets=list(targets), params=list(params))
     return {"stored": stored, "store": str(store_path)}
 
 
@@ -230,9 +293,16 @@ def echo_predict(data: dict) -> None:
     for bad in data["bad_files"]:
         click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
     labels = ", ".join(f"{name} {count}" for name, count in data["labels"].items())
-    click.echo(f"{plural(data['images'], 'image')} predicted ({labels}); "
+    counted = [plural(data[k], k[:-1]) for k in ("images", "clips") if data.get(k)]
+    click.echo(f"{' and '.join(counted) or '0 images'} predicted ({labels}); "
                f"{data['flagged']} flagged, {data['needs_review']} need review, "
                f"{plural(data['bad'], 'bad file')} skipped")
+    for clip in data.get("segments", []):
+        spans = ", ".join(f"{s['class']} {s['start']:.1f}-{s['end']:.1f} s"
+                          + ("" if s["flagged"] else " (review)") for s in clip["segments"])
+        stopped = (f"; decoding stopped at {clip['early_exit']['at']:.1f} s"
+                   if clip["early_exit"] else "")
+        click.echo(f"  {clip['path']}: watch {spans or 'the whole clip'}{stopped}")
     click.echo(f"Decisions: {data['decisions']}")
     click.echo(f"Review queue: {data['review_queue']}")
     if "dataset" in data:

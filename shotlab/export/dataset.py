@@ -1,13 +1,15 @@
 """`shotlab predict --dataset NAME`: decisions written into a FiftyOne dataset.
 
 Samples are matched by file path (added when new, with their sha256); each gets `predictions`
-(label(s) with confidence and all scores), `needs_review` and `flagged`. The `review-queue`
+(label(s) with confidence and all scores), `needs_review` and `flagged` (and `segments` for a
+clip: a clip dataset is a FiftyOne video dataset). The `review-queue`
 saved view holds the samples flagged or in the review band, lowest confidence first.
 """
 
 from __future__ import annotations
 
 from shotlab.core import store
+from shotlab.core.errors import InputError
 
 PREDICTION_FIELD = "predictions"
 REVIEW_VIEW = "review-queue"
@@ -26,21 +28,37 @@ def prediction_label(decision: dict, task: str, bundle_name: str):
                              decision_id=decision["decision_id"])
 
 
-def ensure_dataset(name: str, task: str):
+def ensure_dataset(name: str, task: str, media: str = "image"):
     dataset = store.find(name)
     if dataset is None:
-        return store.create(name, task)
+        return store.create(name, task, media=media)
     store.require_task(dataset, task)
+    if store.media_of(dataset) != media:
+        kind = "clips" if media == "video" else "images"
+        raise InputError(f"dataset '{name}' holds {store.media_of(dataset)}s, not {kind}; "
+                         f"give --dataset another name for the {kind}")
     return dataset
 
 
+def media_of(decisions: list[dict]) -> str:
+    kinds = {d.get("kind", "image") for d in decisions}
+    if len(kinds) > 1:
+        raise InputError("--dataset takes images or clips, not both in one run (a FiftyOne "
+                         "dataset holds one media type); predict them in two runs")
+    return "video" if kinds == {"clip"} else "image"
+
+
 def write_to_dataset(name: str, decisions: list[dict], *, task: str, bundle_name: str) -> dict:
-    """Store the decisions on dataset `name`; returns {added, updated, review_queue}."""
+    """Store the decisions on dataset `name`; returns {added, updated, review_queue}. Clip
+    decisions go to a video dataset and also set `segments` (what a reviewer watches)."""
     fo = store.fiftyone()
-    dataset = ensure_dataset(name, task)
+    media = media_of(decisions)
+    dataset = ensure_dataset(name, task, media)
     known = set(dataset.values("filepath"))
     new = [d for d in decisions if d["path"] not in known]
-    dataset.add_samples([fo.Sample(filepath=d["path"], sha256=d["sha256"]) for d in new])
+    # progress=False: FiftyOne draws its bar on stdout, which --json keeps for the summary
+    dataset.add_samples([fo.Sample(filepath=d["path"], sha256=d["sha256"]) for d in new],
+                        progress=False)
     for field_name in ("needs_review",):
         if field_name not in dataset.get_field_schema():
             dataset.add_sample_field(field_name, fo.BooleanField)
@@ -51,6 +69,9 @@ def write_to_dataset(name: str, decisions: list[dict], *, task: str, bundle_name
                        key_field="filepath")
     dataset.set_values("flagged", {p: d["flagged"] for p, d in by_path.items()},
                        key_field="filepath")
+    if media == "video":
+        dataset.set_values("segments", {p: d["segments"] for p, d in by_path.items()},
+                           key_field="filepath")
     F = fo.ViewField
     # $and short-circuits: samples never predicted (no `flagged`) are not sized.
     flagged = F("flagged").exists() & (F("flagged").length() > 0)

@@ -72,7 +72,8 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
     (spec,) = input_specs({INPUT_NAME: preprocessing})
     policy = {**run_thresholds.get("policy", {}), "thresholds": run_thresholds.get("thresholds",
                                                                                    {})}
-    return {
+    clip = run_dir / "clip.json"  # a run on a clip dataset: the clip contract (train/clip_eval.py)
+    return {**({"clip": json.loads(clip.read_text())} if clip.is_file() else {}),
         "classes": checkpoint.classes, "task": checkpoint.task, "policy": policy,
         "preprocessing": preprocessing.to_dict(),
         "input": spec.to_dict(),

@@ -42,14 +42,16 @@ class Prediction:
 
 
 def collect_paths(paths) -> list[Path]:
-    """Files as given, folders searched recursively for image extensions; sorted, unique."""
-    from shotlab.core.images import IMAGE_EXTENSIONS
+    """Files as given, folders searched recursively for image and clip extensions (the image
+    and clip kinds' suffixes); sorted, unique."""
+    from shotlab.runtime.kinds import KINDS
 
+    suffixes = KINDS["image"].extensions | KINDS["clip"].extensions
     found = []
     for path in map(Path, paths):
         if path.is_dir():
             found += sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                            if p.is_file() and p.suffix.lower() in suffixes)
         elif path.exists():
             found.append(path)
         else:
@@ -58,13 +60,16 @@ def collect_paths(paths) -> list[Path]:
 
 
 def decision_records(bundle, probs: np.ndarray, sha256s, *, runtime: str,
-                     paths=None) -> list[dict]:
+                     paths=None, thresholds=None, pooled: bool = False) -> list[dict]:
     """One decision record per row of `probs`: the record `predict` writes and the service
     stores and returns (shotlab.serve), so both decide the same bytes the same way.
-    `paths` are the files read (None for bytes that came without one, e.g. over HTTP)."""
+    `paths` are the files read (None for bytes that came without one, e.g. over HTTP).
+    A clip's record (export/predict_clips.py) passes its pooled scores (`pooled`) and the
+    bundle's clip thresholds where it has them."""
     from shotlab.runtime.decide import decide
 
-    rows = decide(probs, bundle.classes, task=bundle.task, thresholds=bundle.thresholds)
+    rows = decide(probs, bundle.classes, task=bundle.task, pooled=pooled,
+                  thresholds=bundle.thresholds if thresholds is None else thresholds)
     now = utc_now()
     paths = paths if paths is not None else [None] * len(rows)
     return [{"decision_id": uuid.uuid4().hex,
@@ -165,12 +170,21 @@ def write_decisions(out: Path, decisions: list[dict]) -> tuple[Path, Path]:
         return paths
 
 
+def split_kinds(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(images, clips) among `files`, by suffix."""
+    from shotlab.core.clips import is_clip_path
+
+    return [f for f in files if not is_clip_path(f)], [f for f in files if is_clip_path(f)]
+
+
 def summary(prediction: Prediction, classes) -> dict:
     counts = {c: 0 for c in classes}
     for decision in prediction.decisions:
         for label in decision["labels"]:
             counts[label] += 1
-    return {"images": len(prediction.decisions), "bad": len(prediction.bad),
+    clips = sum(d.get("kind") == "clip" for d in prediction.decisions)
+    return {"images": len(prediction.decisions) - clips, "clips": clips,
+            "bad": len(prediction.bad),
             "flagged": sum(bool(d["flagged"]) for d in prediction.decisions),
             "needs_review": sum(d["needs_review"] for d in prediction.decisions),
             "labels": counts}

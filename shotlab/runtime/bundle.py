@@ -71,6 +71,12 @@ class Bundle(ModelContract):
         return dict(self.manifest["policy"].get("thresholds") or {})
 
     @property
+    def clip(self) -> dict | None:
+        """The clip contract of a model trained on clips (sampling, aggregation per class,
+        clip thresholds: runtime/clip_scores.py); None for an image model."""
+        return self.manifest.get("clip")
+
+    @property
     def policy(self) -> dict:
         return dict(self.manifest["policy"])
 

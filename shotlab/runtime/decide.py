@@ -76,10 +76,13 @@ def check_probs(probs, k: int, *, task) -> np.ndarray:
 
 # --- labels --------------------------------------------------------------------------------------
 
-def predict_labels(probs, class_names, *, task="multiclass", thresholds=None) -> np.ndarray:
-    """Predicted class indices (n,) for multiclass, a 0/1 array (n, k) for multilabel."""
+def predict_labels(probs, class_names, *, task="multiclass", thresholds=None,
+                   pooled: bool = False) -> np.ndarray:
+    """Predicted class indices (n,) for multiclass, a 0/1 array (n, k) for multilabel.
+    `pooled`: rows are scores pooled over a clip's frames (runtime/clip_scores.py), which need
+    not sum to 1 under `max` pooling; the rule is the same."""
     names = check_names(class_names, task=task)
-    P = check_probs(probs, len(names), task=task)
+    P = check_probs(probs, len(names), task="multilabel" if pooled else task)
     pred = predict_indicator(P, resolve_thresholds(thresholds, names, task=task), task=task)
     return pred.argmax(axis=1) if task == "multiclass" else pred
 
@@ -159,10 +162,11 @@ def flagged(probs, thresholds, class_names) -> list[list[str]]:
     return [[class_names[k] for k in named if row[k] >= cut[k]] for row in P]
 
 
-def decide(probs, class_names, *, task: str, thresholds=None) -> list[dict]:
-    """One dict per row: scores, labels, flagged, needs_review (the decision record's rule part)."""
+def decide(probs, class_names, *, task: str, thresholds=None, pooled: bool = False) -> list[dict]:
+    """One dict per row: scores, labels, flagged, needs_review (the decision record's rule part).
+    `pooled` as in `predict_labels` (a clip's pooled scores)."""
     names, thresholds = list(class_names), dict(thresholds or {})
-    labels = predict_labels(probs, names, task=task, thresholds=thresholds or None)
+    labels = predict_labels(probs, names, task=task, thresholds=thresholds or None, pooled=pooled)
     review = (apply_review_band(probs, thresholds, names) if thresholds
               else np.zeros(len(probs), bool))
     flags = flagged(probs, thresholds, names)

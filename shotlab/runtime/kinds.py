@@ -6,12 +6,15 @@
     load_inputs(paths, preprocessing)           the entry of `preprocessing.kind`
 
 A kind says how a source (a file path today) becomes a preprocessed array, what one sample's
-shape is, and which file suffixes belong to it. `clip` (frames sampled from a short video) and
-`text` (a tokenised comment) are added here, as one entry each, by their issues; every stage
+shape is, and which file suffixes belong to it. `clip` is a short video: its sample is one
+frame (the model is an image model), `load` samples frames with PyAV and says in
+`Inputs.frames` which clip and which second each row comes from. `text` (a tokenised comment)
+is added here, as one entry, by its issue; every stage
 that runs a model (export, predict, explain, the service) goes through this table, never through
 a kind-specific copy of itself.
 
-This module imports nothing heavier than PIL and numpy; a loader imports what else it needs.
+This module imports nothing heavier than PIL and numpy; a loader imports what else it needs
+(PyAV only when a clip is decoded).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.core.clips import CLIP_EXTENSIONS
 from shotlab.core.images import IMAGE_EXTENSIONS
 
 
@@ -30,6 +34,10 @@ class Inputs:
     arrays: np.ndarray  # float32 (N, *sample_shape)
     kept: list[int]  # indices into the requested sources
     bad: list[tuple[str, str]]  # (source, reason) skipped
+    # Kinds that give several rows per source (a clip's frames): per row, (source index,
+    # timestamp in seconds). None where each kept source is one row.
+    frames: list[tuple[int, float]] | None = None
+    gaps: dict[int, list] | None = None  # source index -> spans that failed to decode
 
 
 @dataclass(frozen=True)
@@ -77,10 +85,42 @@ def decode_image(data: bytes, preprocessing, *, max_pixels: int | None = None) -
     return preprocessing.to_array(image)
 
 
+def load_clips(paths, preprocessing, *, progress=None, desc="Sampling clips",
+               sampling="uniform:8", dedupe: bool = True) -> Inputs:
+    """Sample each clip's frames (`shotlab.core.clips`) and preprocess them as images: one row
+    per frame, `frames` saying which clip and when. Bad clips are skipped and listed."""
+    from PIL import Image
+
+    from shotlab.core.clips import sample_clip
+    from shotlab.core.errors import BadImageError
+    from shotlab.core.progress import progress_bar
+
+    arrays, kept, bad, frames, gaps = [], [], [], [], {}
+    for i, path in enumerate(progress_bar(paths, enabled=progress, unit="clip", desc=desc)):
+        try:
+            _, sampled, missing = sample_clip(path, sampling, dedupe=dedupe)
+        except BadImageError as exc:
+            bad.append((str(path), exc.reason))
+            continue
+        kept.append(i)
+        gaps[i] = missing
+        for frame in sampled:
+            arrays.append(preprocessing.to_array(Image.fromarray(frame.pixels)))
+            frames.append((i, frame.timestamp))
+    shape = image_shape(preprocessing)
+    stacked = np.stack(arrays) if arrays else np.zeros((0, *shape), np.float32)
+    return Inputs(stacked, kept, bad, frames, gaps)
+
+
 KINDS: dict[str, Kind] = {
     "image": Kind("image", "a still image (jpg, png, webp, ...), resized and center-cropped",
                   image_shape, load_images, IMAGE_EXTENSIONS, decode_image,
                   frozenset({"image/", "application/octet-stream"})),
+    # A frame model run on sampled frames; a sample is one frame, so export and the runners see
+    # an image model. The clip contract (sampling, aggregation) travels beside it.
+    "clip": Kind("clip", "a short video (mp4, mov, avi, mkv, webm, mpg): sampled frames scored "
+                         "as images, scores pooled over time per class",
+                 image_shape, load_clips, CLIP_EXTENSIONS),
 }
 
 

@@ -35,7 +35,7 @@ BOOTSTRAP_CHUNK = 256
 
 
 def classification_metrics(y_true, probs, class_names, *, task="multiclass", thresholds=None,
-                           n_bootstrap=1000, seed=0) -> dict:
+                           n_bootstrap=1000, seed=0, pooled: bool = False) -> dict:
     """Metrics of `probs` against `y_true`, as a JSON-ready dict (see the module docstring).
 
     Keys: task, n, class_names, thresholds (those applied), accuracy (subset accuracy for
@@ -44,9 +44,10 @@ def classification_metrics(y_true, probs, class_names, *, task="multiclass", thr
     confusion_matrix (multiclass: k x k, rows = true class; multilabel: {name: [[tn, fp],
     [fn, tp]]}), intervals {accuracy, macro_f1, macro_auprc, "recall/<name>": [low, high]}
     and bootstrap {n_resamples, seed, valid: {metric: resamples used}}.
-    `n_bootstrap=0` leaves every interval None.
+    `n_bootstrap=0` leaves every interval None. `pooled`: rows are clip scores pooled over
+    frames (runtime/clip_scores.py), which need not sum to 1 (the decision rule is the same).
     """
-    Y, P, names = check_inputs(y_true, probs, class_names, task=task)
+    Y, P, names = check_inputs(y_true, probs, class_names, task=task, pooled=pooled)
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
         raise InputError(f"n_bootstrap must be an integer >= 0; got {n_bootstrap!r}")
     cut = resolve_thresholds(thresholds, names, task=task)
@@ -253,10 +254,11 @@ def _weighted_average_precision(W, order, y_sorted, last):
 
 # --- input checks --------------------------------------------------------------------------------
 
-def check_inputs(y_true, probs, class_names, *, task="multiclass"):
-    """Validated (Y, P, names): Y an (n, k) 0/1 int array (one-hot for multiclass), P float64."""
+def check_inputs(y_true, probs, class_names, *, task="multiclass", pooled: bool = False):
+    """Validated (Y, P, names): Y an (n, k) 0/1 int array (one-hot for multiclass), P float64.
+    `pooled` rows (a clip's pooled scores) skip the multiclass sum-to-1 check."""
     names = check_names(class_names, task=task)
-    P = check_probs(probs, len(names), task=task)
+    P = check_probs(probs, len(names), task="multilabel" if pooled else task)
     return _check_labels(y_true, P.shape[0], len(names), task=task), P, names
 
 

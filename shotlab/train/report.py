@@ -31,7 +31,8 @@ def echo_run(result, as_json: bool) -> None:
         return echo_json({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
                           "metrics": result.metrics, "thresholds": result.thresholds,
                           "calibration": result.calibration,
-                          "mistakes": result.mistakes, "mlflow_run_id": result.mlflow_run_id})
+                          "mistakes": result.mistakes, "mlflow_run_id": result.mlflow_run_id,
+                          "clips": result.clips})
     click.echo(f"Run {result.run_dir} (best epoch {result.best_epoch + 1})")
     for split in ("test", "val"):
         if split in result.metrics:
@@ -43,6 +44,11 @@ def echo_run(result, as_json: bool) -> None:
                    f"{fmt(t['recall'], 2)}, precision {fmt(t['precision'], 2)}; target "
                    f"{t['target_recall']}{'' if t['reached'] else ' NOT reached'}), review band "
                    f"[{t['review_band'][0]:.2f}, {t['review_band'][1]:.2f}]")
+    for kind, clip in (result.clips or {}).items():
+        recall = ", ".join(f"{c} {fmt(r, 2)}" for c, r in clip["unsafe_recall"].items())
+        click.echo(f"Clips ({kind.replace('_', ' ')}, {clip['split']}): mAP "
+                   f"{fmt(clip['mAP'], 3)}, macro-F1 {fmt(clip['macro_f1'], 3)}"
+                   + (f", unsafe recall {recall}" if recall else ""))
     if result.mistakes is not None:
         click.echo(f"Predictions written to the dataset (field 'predictions'); "
                    f"{result.mistakes} mistakes in its saved view 'mistakes'.")

@@ -10,6 +10,8 @@ holds everything needed to reproduce, resume, judge and export the run:
     metrics.json     val and test metrics on calibrated scores, with bootstrap intervals, the
                      thresholds applied, the raw scores' ECE beside ("ece_raw") and the calibration
     thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands
+    clip_metrics.json, clip.json   a clip dataset only: clip-level metrics (aggregated and the
+                     middle-frame baseline) and the clip contract (train/clip_eval.py)
     plots/           confusion matrix, precision-recall curves and the reliability diagram (raw
                      and calibrated) on the test split
 
@@ -49,6 +51,7 @@ class RunResult:
     mistakes: int | None
     mlflow_run_id: str | None
     calibration: dict | None = None
+    clips: dict | None = None  # a clip dataset's clip headline (train/clip_eval.py), else None
 
 
 SAME_SECOND = 100  # runs of one dataset and backbone started in one second; more is a runaway loop
@@ -199,6 +202,7 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
     write_json_atomic(run_dir / "thresholds.json",
                       {"policy": policy.to_dict(), "thresholds": result.thresholds})
     write_plots(run_dir, manifest, result)
+    clip_results = evaluate_clips_of(run_dir, manifest, result.probs, policy)
     mistakes = write_back(manifest, result.probs, run_dir, result.thresholds) if writeback else None
     run_id = None
     if track:
@@ -208,15 +212,32 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
                          params={**config.to_dict(), "manifest_hash": manifest.hash},
                          metrics=result.metrics, tracking_uri=tracking_uri)
     return RunResult(run_dir, result.metrics, result.thresholds, fitted.best_epoch, mistakes, run_id,
-                     result.calibration)
+                     calibration=result.calibration, clips=clip_results or None)
+
+
+def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Policy) -> dict:
+    """For a run on a clip dataset's frames: clip metrics (aggregated and the middle-frame
+    baseline) in clip_metrics.json and the clip contract in clip.json; {} for image datasets."""
+    from shotlab.train.clip_eval import clip_dataset_of, evaluate_clips, headline
+
+    clips_name = clip_dataset_of(manifest.dataset)
+    if clips_name is None:
+        return {}
+    sampling = next((s for s in store.load(clips_name).values("sampling") if s), None)
+    results, contract = evaluate_clips(manifest, probs, policy, sampling=sampling)
+    write_json_atomic(run_dir / "clip_metrics.json", {"clip_dataset": clips_name, **results})
+    write_json_atomic(run_dir / "clip.json", contract)
+    return headline(results)
 
 
 def prepare(name: str, config: TrainConfig) -> tuple[Manifest, Policy]:
     """The frozen dataset and its policy, once every check that needs no training has passed:
-    options and device, policy, classes and splits, backbone (before any run folder exists)."""
+    options and device, policy, classes and splits, backbone (before any run folder exists).
+    A clip dataset trains its frames dataset (frames carry the clip's labels); the policy is
+    the clip dataset's."""
     from shotlab.train.backbones import get_backbone
 
-    manifest = freeze(name)
+    manifest = freeze(store.frames_dataset_of(store.load(name)) or name)
     policy = resolve_policy(name, config.check(), manifest.classes)
     check_trainable(manifest)
     get_backbone(config.backbone)

@@ -32,15 +32,16 @@ REVIEW_MARGIN = 0.1
 
 
 def choose_thresholds(y_true, probs, class_names, *, unsafe, target_recall=TARGET_RECALL,
-                      review_margin=REVIEW_MARGIN, task="multiclass") -> dict:
+                      review_margin=REVIEW_MARGIN, task="multiclass", pooled: bool = False) -> dict:
     """Per unsafe class, the highest threshold whose validation recall is >= target_recall.
 
     Returns {class name: {threshold, recall, precision, target_recall, reached, support,
     review_band: [low, high]}} for the classes in `unsafe` only. precision is over the
     validation samples at or above the threshold; review_band is threshold -/+ review_margin,
-    clipped to [0, 1]; recall is None for a class without positives.
+    clipped to [0, 1]; recall is None for a class without positives. `pooled`: clip scores
+    pooled over frames (they need not sum to 1).
     """
-    Y, P, names = check_inputs(y_true, probs, class_names, task=task)
+    Y, P, names = check_inputs(y_true, probs, class_names, task=task, pooled=pooled)
     wanted = _check_unsafe(unsafe, names)
     if not isinstance(target_recall, Real) or not 0 < target_recall <= 1:
         raise InputError(f"target_recall must be in (0, 1]; got {target_recall!r}")

@@ -1,4 +1,5 @@
 """Folder trees: `class/image` and `split/class/image` (Roboflow's `folder` export is the latter).
+Clips (mp4, mov, ...) are read in the same layouts.
 
 Class names are the folder names exactly as written (spaces kept). Images nested deeper inside a
 class folder belong to that class. Hidden files and folders are passed over.
@@ -9,8 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from shotlab.core.errors import InputError
+from shotlab.core.clips import is_clip_path
 from shotlab.core.images import is_image_path
 from shotlab.curate.records import SPLIT_ALIASES, Record, Scan, Skipped, normalise_split
+
+
+def is_media_path(path: Path) -> bool:
+    """An image or a clip (clips go to `curate/clip_import.py`)."""
+    return is_image_path(path) or is_clip_path(path)
 
 
 def visible(path: Path) -> bool:
@@ -37,7 +44,7 @@ def read_class_tree(root: Path, split: str | None) -> Scan:
     scan = Scan()
     for path in files_under(root):
         relative = path.relative_to(root)
-        if not is_image_path(path):
+        if not is_media_path(path):
             scan.ignored.append(path)
         elif len(relative.parts) == 1:
             scan.skipped.append(Skipped(str(path), "not inside a class folder (no label)"))
@@ -65,7 +72,7 @@ def read_folder(root: Path) -> Scan:
     for folder in subfolders(root):
         scan.extend(read_class_tree(folder, normalise_split(folder.name)))
     for path in sorted(p for p in root.iterdir() if p.is_file() and visible(p)):
-        if is_image_path(path):
+        if is_media_path(path):
             scan.skipped.append(Skipped(str(path), "not inside a split/class folder (no label)"))
         else:
             scan.ignored.append(path)

@@ -1,0 +1,443 @@
+"""Safe clip decoding with PyAV: probe once, decode only the frames asked for.
+
+    with ClipReader(path) as clip:            # opens, guards, reads the packet index (no decoding)
+        clip.facts                            # ClipFacts: duration, fps, size after rotation, ...
+        times = Sampling.parse("uniform:8").times(clip)
+        for frame in clip.frames_at(times):   # SampledFrame: timestamp, upright RGB pixels
+            ...
+        clip.decoded, clip.gaps               # frames the decoder produced; spans that failed
+
+`ClipReader` demuxes the whole file once (cheap: no pixel is decoded) to learn every frame's
+presentation time and every keyframe. A requested frame is then decoded from the keyframe before
+it, continuing instead of jumping back when the decoder is already between them, and frames the
+caller did not ask for are never converted to RGB. That is what makes sampling a few frames much
+cheaper than decoding a clip (benchmarks/clip_sampling.py). Variable frame rate needs nothing
+special: times come from each packet's own timestamp.
+
+A file that is not a usable clip raises `BadClipError` with a short reason (empty, not a video,
+truncated, audio only, no decoder, absurd frame size, a single frame). A stream whose frames
+partly fail to decode keeps the frames that decode and lists the failed spans in `gaps`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shotlab.core.errors import BadImageError, InputError
+from shotlab.core.images import read_bytes, sha256_file
+
+CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
+# 8K UHD is 33.2 million pixels a frame; a header claiming more is almost certainly hostile or
+# broken, and decoding it would take gigabytes per frame (the image bomb guard's counterpart).
+DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320
+# A clip whose frame intervals vary by more than this (relative spread) has a variable frame rate.
+VFR_SPREAD = 0.1
+
+
+class BadClipError(BadImageError):
+    """A file that cannot be used as a clip; `reason` is a short phrase."""
+
+
+def check_readable(path: Path) -> None:
+    """BadClipError naming why `path` cannot be read at all (the image reader's reasons)."""
+    try:
+        if path.stat().st_size == 0:
+            raise BadClipError(path, "empty file (0 bytes)")
+        with open(path, "rb"):
+            pass
+    except BadImageError as exc:
+        raise BadClipError(path, exc.reason) from None
+    except OSError:
+        try:
+            read_bytes(path)
+        except BadImageError as exc:
+            raise BadClipError(path, exc.reason) from None
+        raise
+
+
+def is_clip_path(path) -> bool:
+    return Path(path).suffix.lower() in CLIP_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What the store records about a valid clip."""
+
+    sha256: str
+    duration: float  # seconds, first frame shown to the end of the last one
+    fps: float  # average frames per second
+    variable_frame_rate: bool
+    frames: int
+    keyframes: int
+    width: int  # as displayed, after the rotation metadata
+    height: int
+    rotation: int  # degrees counterclockwise the player turns the frame (0, 90, 180, -90)
+    codec: str
+    size_bytes: int
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    timestamp: float  # seconds from the clip's first frame
+    pixels: np.ndarray  # uint8 (H, W, 3) RGB, upright
+
+
+@dataclass(frozen=True)
+class Gap:
+    start: float  # seconds from the first frame
+    end: float
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "reason": self.reason}
+
+
+@dataclass
+class _Packet:
+    packet: object  # av.Packet, kept to decode later
+    time: float  # presentation time, seconds from the first frame
+    keyframe: bool
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames to take: `uniform:N` (N frames on a time grid, both ends included),
+    `fps:F` (F frames a second), `keyframes` (the keyframes only, decoded without the rest)."""
+
+    method: str
+    value: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> "Sampling":
+        name, _, number = str(text).strip().partition(":")
+        try:
+            if name == "keyframes" and not number:
+                return cls("keyframes")
+            if name == "uniform" and int(number) >= 1 and str(int(number)) == number:
+                return cls("uniform", int(number))
+            if name == "fps" and 0 < float(number) <= 240:
+                return cls("fps", float(number))
+        except ValueError:
+            pass
+        raise InputError(f"sampling {text!r} is not one shotlab knows; use uniform:N (N frames, "
+                         f"e.g. uniform:8), fps:F (e.g. fps:1) or keyframes")
+
+    @property
+    def key(self) -> str:
+        """The text form, also the cache key's sampling part: `uniform:8`, `fps:1`, `keyframes`."""
+        if self.method == "keyframes":
+            return "keyframes"
+        value = int(self.value) if float(self.value).is_integer() else self.value
+        return f"{self.method}:{value}"
+
+    def times(self, clip: "ClipReader") -> list[float]:
+        """The frame times to decode: each grid point moved to the nearest real frame (so a
+        timestamp is exact to the frame), repeats removed, in order."""
+        if self.method == "keyframes":
+            return [p.time for p in clip.packets if p.keyframe]
+        frame_times = clip.frame_times
+        last = frame_times[-1]
+        if self.method == "uniform":
+            grid = np.linspace(0.0, last, int(self.value)) if self.value > 1 else np.array([0.0])
+        else:
+            grid = np.arange(0.0, last + 1e-9, 1.0 / self.value)
+        index = np.clip(np.searchsorted(frame_times, grid), 0, len(frame_times) - 1)
+        before = np.clip(index - 1, 0, None)
+        nearer = np.where(np.abs(frame_times[before] - grid) <= np.abs(frame_times[index] - grid),
+                          before, index)
+        return [float(frame_times[i]) for i in sorted(set(nearer.tolist()))]
+
+
+@dataclass
+class ClipReader:
+    """One clip opened for reading; use as a context manager."""
+
+    path: Path
+    max_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+    decoded: int = 0  # frames the decoder has produced so far (what early exit saves)
+    gaps: list[Gap] = field(default_factory=list)
+
+    def __enter__(self) -> "ClipReader":
+        import av
+
+        self.path = Path(self.path)
+        check_readable(self.path)
+        try:
+            self.container = av.open(str(self.path), metadata_errors="ignore")
+        except av.FFmpegError as exc:
+            raise BadClipError(self.path, self._open_failure(exc)) from None
+        try:
+            self.stream = self._video_stream()
+            self._guard_size()
+            self.packets = self._index()
+        except BaseException:
+            self.container.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.container.close()
+
+    def _open_failure(self, exc) -> str:
+        with open(self.path, "rb") as f:
+            head = f.read(12)
+        if head[4:8] == b"ftyp":
+            return f"truncated clip: the container's index (moov atom) is missing ({exc.strerror})"
+        return f"not a video FFmpeg can read ({exc.strerror})"
+
+    def _video_stream(self):
+        streams = self.container.streams
+        if not streams.video:
+            kinds = sorted({s.type for s in streams}) or ["no streams"]
+            raise BadClipError(self.path, f"no video stream ({', '.join(kinds)} only)")
+        stream = streams.video[0]
+        if stream.codec_context is None or not stream.codec_context.is_decoder:
+            raise BadClipError(self.path, "a video codec this FFmpeg cannot decode")
+        stream.thread_type = "AUTO"  # frame and slice threads: the decoder's own parallelism
+        return stream
+
+    def _guard_size(self) -> None:
+        width, height = self.stream.codec_context.width, self.stream.codec_context.height
+        if width * height > self.max_pixels:
+            raise BadClipError(self.path, f"absurd frame size: {width}x{height} pixels is over the "
+                                          f"{self.max_pixels:,}-pixel limit per frame (raise it "
+                                          f"with --max-pixels)")
+        if width <= 0 or height <= 0:
+            raise BadClipError(self.path, f"no frame size in the header ({width}x{height})")
+
+    def _index(self) -> list[_Packet]:
+        """Every video packet in decode order with its presentation time (no decoding)."""
+        import av
+
+        raw = []
+        try:
+            for packet in self.container.demux(self.stream):
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is not None and packet.size:
+                    raw.append((packet, stamp))
+        except av.FFmpegError as exc:  # a damaged tail: keep what was read, report the rest
+            self.gaps.append(Gap(math.nan, math.nan, f"container damaged ({exc.strerror})"))
+        if not raw:
+            raise BadClipError(self.path, "no video frames in the stream")
+        base = self.stream.time_base
+        first = self._first_stamp = min(stamp for _, stamp in raw)
+        packets = [_Packet(p, float((stamp - first) * base), bool(p.is_keyframe))
+                   for p, stamp in raw]
+        if len(packets) < 2:
+            raise BadClipError(self.path, "a single frame, not a clip (import it as an image)")
+        if not packets[0].keyframe:
+            packets[0].keyframe = True  # some containers (MPEG-PS) do not mark it; FFmpeg copes
+        return packets
+
+    @property
+    def frame_times(self) -> np.ndarray:
+        return np.array(sorted({p.time for p in self.packets}))
+
+    @property
+    def facts(self) -> ClipFacts:
+        times = self.frame_times
+        steps = np.diff(times)
+        mean_step = float(steps.mean()) if len(steps) else 0.0
+        last = float(self.packets[-1].packet.duration or 0) * float(self.stream.time_base)
+        tail = last if last > 0 else mean_step
+        vfr = bool(len(steps) > 1 and steps.std() > VFR_SPREAD * mean_step)
+        rotation = self._probe_rotation()
+        width, height = self.stream.codec_context.width, self.stream.codec_context.height
+        if rotation % 180:
+            width, height = height, width
+        return ClipFacts(sha256=sha256_file(self.path), duration=float(times[-1] + tail),
+                         fps=(len(times) - 1) / float(times[-1]) if times[-1] > 0 else 0.0,
+                         variable_frame_rate=vfr, frames=len(times),
+                         keyframes=sum(p.keyframe for p in self.packets), width=width,
+                         height=height, rotation=rotation, codec=self.stream.codec_context.name,
+                         size_bytes=self.path.stat().st_size)
+
+    def _probe_rotation(self) -> int:
+        """The display rotation (PyAV reads the display matrix onto each frame): known once a
+        frame is decoded, else read from the first frame."""
+        if not hasattr(self, "_rotation"):
+            for _ in self.frames_at([float(self.frame_times[0])]):
+                break
+        return getattr(self, "_rotation", 0)
+
+    def frames_at(self, times) -> Iterator[SampledFrame]:
+        """Decode the frames shown at `times` (seconds, ascending, from `frame_times`), upright
+        RGB. Frames that fail to decode are left out and recorded in `gaps`. Closing the
+        generator early (early exit) stops decoding there."""
+        targets = sorted(times)
+        if not targets:
+            return
+        keyframe_times = {p.time for p in self.packets if p.keyframe}
+        keyframe_only = len(targets) > 1 and set(targets) <= keyframe_times
+        yield from self._decode_towards(targets, keyframe_only)
+
+    def _start_index(self, time: float) -> int:
+        """Index of the last keyframe packet (decode order) shown at or before `time`."""
+        start = 0
+        for i, p in enumerate(self.packets):
+            if p.keyframe and p.time <= time:
+                start = i
+        return start
+
+    def _decode_towards(self, targets: list[float], keyframe_only: bool) -> Iterator[SampledFrame]:
+        """Feed packets from the keyframe before each target; jump ahead (flushing the decoder)
+        only when the next target's keyframe lies past the packets already fed."""
+        codec = self.stream.codec_context
+        codec.skip_frame = "NONKEY" if keyframe_only else "DEFAULT"
+        starts = {t: self._start_index(t) for t in targets}
+        position, pending, wanted = None, list(targets), set(targets)
+        while pending:
+            if position is None or starts[pending[0]] > position:
+                codec.flush_buffers()
+                position = starts[pending[0]]
+            item = self.packets[position]
+            position += 1
+            if not keyframe_only:  # frames no other frame refers to are skipped unless wanted
+                codec.skip_frame = "DEFAULT" if item.time in wanted else "NONREF"
+            last = position == len(self.packets)
+            for frame in self._decode(codec, item, flush=last):
+                taken = self._take(frame, pending)
+                if taken is not None:
+                    yield taken
+            if last:
+                for target in pending:
+                    self._gap(target, "frame never decoded")
+                return
+
+    def _decode(self, codec, item: _Packet, *, flush: bool) -> list:
+        import av
+
+        try:
+            frames = list(codec.decode(item.packet))
+        except av.FFmpegError as exc:
+            self._gap(item.time, f"frame failed to decode ({exc.strerror})")
+            frames = []
+        return frames + (self._flush(codec) if flush else [])
+
+    def _take(self, frame, pending: list[float]) -> SampledFrame | None:
+        """The frame as a SampledFrame if it is the next one wanted (popped from `pending`);
+        wanted frames it has passed are recorded as gaps."""
+        self.decoded += 1
+        if not hasattr(self, "_rotation"):
+            self._rotation = int(frame.rotation or 0)
+        time, tolerance = self._frame_time(frame), self._half_frame()
+        while pending and pending[0] < time - tolerance:
+            self._gap(pending.pop(0), "frame missing after a decode error")
+        if not pending or abs(time - pending[0]) > tolerance:
+            return None
+        if frame.is_corrupt:
+            self._gap(pending.pop(0), "frame decoded corrupt")
+            return None
+        pending.pop(0)
+        return SampledFrame(time, self._upright(frame))
+
+    def _flush(self, codec) -> list:
+        import av
+
+        try:
+            return list(codec.decode(None))
+        except av.FFmpegError:
+            return []
+
+    def _frame_time(self, frame) -> float:
+        stamp = frame.pts if frame.pts is not None else self._first_stamp
+        return float((stamp - self._first_stamp) * self.stream.time_base)
+
+    def _half_frame(self) -> float:
+        if not hasattr(self, "_half"):
+            steps = np.diff(self.frame_times)
+            self._half = float(steps.min()) / 2 if len(steps) else 0.0
+        return self._half
+
+    def _gap(self, time: float, reason: str) -> None:
+        """Record a failed frame once (a frame that failed and then is missing is one gap)."""
+        if not any(g.start == time for g in self.gaps):
+            self.gaps.append(Gap(time, time, reason))
+
+    def _upright(self, frame) -> np.ndarray:
+        pixels = frame.to_ndarray(format="rgb24")
+        quarter_turns = round((frame.rotation or 0) / 90) % 4
+        return np.ascontiguousarray(np.rot90(pixels, quarter_turns)) if quarter_turns else pixels
+
+
+def merge_gaps(gaps: list[Gap], step: float) -> list[Gap]:
+    """Gaps that touch (within one frame step) joined into one span per reason."""
+    merged: list[Gap] = []
+    for gap in sorted(gaps, key=lambda g: (g.reason, g.start if not math.isnan(g.start) else 0)):
+        last = merged[-1] if merged else None
+        if last and last.reason == gap.reason and gap.start - last.end <= step * 1.5:
+            merged[-1] = Gap(last.start, max(last.end, gap.end), last.reason)
+        else:
+            merged.append(gap)
+    return merged
+
+
+def perceptual_hash(pixels: np.ndarray):
+    """imagehash's pHash (DCT, 64 bits) of one frame."""
+    import imagehash
+    from PIL import Image
+
+    return imagehash.phash(Image.fromarray(pixels))
+
+
+# Two neighbouring frames whose pHashes differ in at most this many of 64 bits show the same
+# picture (a static shot, a paused screen): imagehash's own guidance puts near-duplicates at <= 5.
+NEAR_IDENTICAL_BITS = 4
+
+
+class NearIdentical:
+    """Streaming filter: `is_new(pixels)` is False for a frame whose pHash is within `bits` of
+    the last frame it let through (that frame shows the same picture)."""
+
+    def __init__(self, bits: int = NEAR_IDENTICAL_BITS):
+        self.bits, self.last = bits, None
+
+    def is_new(self, pixels: np.ndarray) -> bool:
+        digest = perceptual_hash(pixels)
+        if self.last is not None and digest - self.last <= self.bits:
+            return False
+        self.last = digest
+        return True
+
+
+def drop_near_identical(frames: list[SampledFrame], *, bits: int = NEAR_IDENTICAL_BITS
+                        ) -> list[SampledFrame]:
+    """Frames whose picture differs from the last kept one by more than `bits` pHash bits."""
+    seen = NearIdentical(bits)
+    return [frame for frame in frames if seen.is_new(frame.pixels)]
+
+
+@dataclass(frozen=True)
+class SampledClip:
+    facts: ClipFacts
+    frames: list[SampledFrame]
+    gaps: list[Gap]
+    decoded: int  # frames the decoder produced to get them
+
+    def __iter__(self):  # facts, frames, gaps = sample_clip(...)
+        return iter((self.facts, self.frames, self.gaps))
+
+
+def sample_clip(path, sampling: "Sampling | str" = "uniform:8", *, dedupe: bool = True,
+                max_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> SampledClip:
+    """Probe `path` and decode its sampled frames (near-identical neighbours dropped unless
+    `dedupe` is False); BadClipError when it is not a usable clip or no frame decodes."""
+    sampling = Sampling.parse(sampling) if isinstance(sampling, str) else sampling
+    with ClipReader(Path(path), max_pixels=max_pixels) as clip:
+        frames = list(clip.frames_at(sampling.times(clip)))
+        facts = clip.facts
+        if not frames:
+            reasons = "; ".join(sorted({g.reason for g in clip.gaps})) or "no frame decoded"
+            raise BadClipError(path, f"no frame could be decoded ({reasons})")
+        step = 1.0 / facts.fps if facts.fps else 0.0
+        gaps = merge_gaps(clip.gaps, step)
+        decoded = clip.decoded
+    return SampledClip(facts, drop_near_identical(frames) if dedupe else frames, gaps, decoded)

@@ -1,0 +1,61 @@
+"""What `curate import` of images and of clips share: the report, one record per file, and the
+refusal of an import that found nothing (curate/importer.py, curate/clip_import.py)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shotlab.core.errors import InputError
+from shotlab.curate.records import Record, Scan, Skipped
+
+
+@dataclass
+class ImportReport:
+    name: str
+    task: str
+    source: str
+    format: str
+    added: int = 0
+    already_present: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    ignored: int = 0
+    duplicate_groups: int = 0
+    conflicting_groups: int = 0
+    warnings: list[str] = field(default_factory=list)
+    # A clip import (curate/clip_import.py): the linked frames dataset and its frames.
+    frames_dataset: str | None = None
+    frames_added: int = 0
+    frames_decoded: int = 0  # 0 when every clip's frames came from the workspace's cache
+    sampling: str | None = None
+
+    def to_dict(self) -> dict:
+        data = dict(vars(self))
+        data["skipped"] = [vars(s) for s in self.skipped]
+        return data
+
+
+def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipped]]:
+    """Records keyed by resolved path (a sample's identity), the first one winning."""
+    unique: dict[str, Record] = {}
+    repeats = []
+    for record in records:
+        filepath = os.path.realpath(record.path)
+        if filepath in unique:
+            repeats.append(Skipped(str(record.path), "listed more than once; the first entry was used"))
+        else:
+            unique[filepath] = record
+    return unique, repeats
+
+
+def check_not_empty(scan: Scan, valid: list, skipped: list[Skipped], existing,
+                    given: Path, allow_empty: bool) -> None:
+    """An import that finds no image at all, or creates a dataset with nothing in it, is almost
+    always a wrong path: refuse it unless asked for."""
+    if allow_empty or (scan.records and (valid or existing is not None)):
+        return
+    found = (f"{len(skipped)} files skipped (first: {skipped[0].path}: {skipped[0].reason})"
+             if skipped else f"no image files ({len(scan.ignored)} other files ignored)")
+    raise InputError(f"{given}: {found}; nothing was imported. Check the path and --format, or "
+                     f"pass --allow-empty to create or keep the dataset anyway")

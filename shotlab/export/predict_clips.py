@@ -1,0 +1,141 @@
+"""`shotlab predict BUNDLE clip.mp4`: one decision per clip from its sampled frames.
+
+Each clip is sampled under the clip contract (`runtime/clip_scores.py`: the bundle's own, or the
+command's --sampling / --aggregate over it), its frames are preprocessed and scored by the
+bundle's image model, the scores are pooled per class, and the pooled row goes through the one
+decision rule (`export.predict.decision_records`). The record adds, beside the image fields:
+
+    kind            "clip"
+    duration        seconds
+    frames          the timestamps scored (seconds from the first frame)
+    frames_decoded  how many frames the decoder produced (early exit makes it smaller)
+    early_exit      {"class", "at"} when --early-exit stopped decoding on a clear flag, else None
+    segments        per unsafe class, the runs of sampled frames at or over its review band or
+                    threshold: {class, start, end, peak, flagged}; what a reviewer watches
+    gaps            spans that failed to decode (the rest of the clip was still scored)
+    clip            the sampling and aggregation the decision was made under
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shotlab.core.errors import BadImageError
+
+
+@dataclass
+class ClipScores:
+    """What scoring one clip gave: per-frame scores and how decoding went."""
+
+    facts: object  # core.clips.ClipFacts
+    times: list[float] = field(default_factory=list)
+    probs: list[np.ndarray] = field(default_factory=list)
+    inputs: list[np.ndarray] = field(default_factory=list)
+    decoded: int = 0
+    stopped_on: dict | None = None
+    gaps: list = field(default_factory=list)
+
+
+def score_clip(path: Path, runner, preprocessing, contract, thresholds, *,
+               early_exit: bool = False, keep_inputs: bool = False) -> ClipScores:
+    """Decode the sampled frames of `path` in time order and score them. With `early_exit`,
+    each frame is scored as it is decoded and decoding stops once `contract.clear_flag` says an
+    unsafe class is flagged beyond doubt; otherwise the frames are scored in one batch."""
+    from PIL import Image
+
+    from shotlab.core.clips import ClipReader, NearIdentical, Sampling, merge_gaps
+
+    sampling = Sampling.parse(contract.sampling)
+    with ClipReader(path) as clip:
+        result = ClipScores(clip.facts)
+        fresh, pending = NearIdentical(), []
+        frames = clip.frames_at(sampling.times(clip))
+        for frame in frames:
+            if not fresh.is_new(frame.pixels):
+                continue
+            result.times.append(frame.timestamp)
+            pending.append(preprocessing.to_array(Image.fromarray(frame.pixels)))
+            if early_exit:
+                result.probs += list(runner(np.stack(pending)))
+                result.inputs += pending if keep_inputs else []
+                pending = []
+                flagged = contract.clear_flag(np.stack(result.probs), thresholds)
+                if flagged:
+                    result.stopped_on = {"class": flagged, "at": frame.timestamp}
+                    frames.close()  # stops the decoder: no later frame is read
+                    break
+        if pending:
+            result.probs += list(runner(np.stack(pending)))
+            result.inputs += pending if keep_inputs else []
+        result.decoded = clip.decoded
+        step = 1.0 / result.facts.fps if result.facts.fps else 0.0
+        result.gaps = merge_gaps(clip.gaps, step)
+    if not result.probs:
+        from shotlab.core.clips import BadClipError
+
+        reasons = "; ".join(sorted({g.reason for g in result.gaps})) or "no frame decoded"
+        raise BadClipError(path, f"no frame could be decoded ({reasons})")
+    return result
+
+
+def clip_record(bundle, path: Path, scored: ClipScores, contract, thresholds, *,
+                runtime: str) -> dict:
+    """The decision record of one clip: the image record over the pooled scores, plus the
+    clip's own fields (see the module docstring)."""
+    from shotlab.export.predict import decision_records
+    from shotlab.runtime.clip_scores import segments
+
+    probs = np.stack(scored.probs)
+    record = decision_records(bundle, contract.pool(probs)[None], [scored.facts.sha256],
+                              runtime=runtime, paths=[path], thresholds=thresholds,
+                              pooled=True)[0]
+    return {**record, "kind": "clip", "duration": round(scored.facts.duration, 3),
+            "frames": [round(t, 3) for t in scored.times], "frames_decoded": scored.decoded,
+            "early_exit": scored.stopped_on,
+            "segments": segments(scored.times, probs, bundle.classes, thresholds),
+            "gaps": [g.to_dict() for g in scored.gaps], "clip": contract.to_dict()}
+
+
+def clip_contract(bundle, *, sampling=None, rules=None, margin=None):
+    """The bundle's clip contract with the command's settings over it."""
+    from shotlab.runtime.clip_scores import ClipContract
+
+    return ClipContract.resolve(bundle.clip, bundle.classes, bundle.policy.get("unsafe", ()),
+                                sampling=sampling, rules=rules, margin=margin)
+
+
+def clip_thresholds(bundle) -> dict:
+    """Thresholds chosen on validation clips where the bundle has them, else the frame ones."""
+    return dict((bundle.clip or {}).get("thresholds") or bundle.thresholds)
+
+
+def predict_clips(bundle, paths, *, contract=None, runtime: str = "onnx",
+                  early_exit: bool = False, progress=None, keep_inputs: bool = False):
+    """Decisions for the clips at `paths` (an `export.predict.Prediction`); bad clips are
+    listed in `.bad` with the reason, not raised. With `keep_inputs`, `.inputs` holds each
+    decision's frames (F, 3, H, W) and `.frame_probs` their scores (for --explain)."""
+    from shotlab.core.progress import progress_bar
+    from shotlab.export.predict import Prediction
+    from shotlab.runtime.runners import make_runner
+
+    contract = contract or clip_contract(bundle)
+    thresholds = clip_thresholds(bundle)
+    runner = make_runner(bundle, runtime)
+    result = Prediction()
+    result.frame_probs = []
+    for path in progress_bar(paths, enabled=progress, unit="clip", desc="Predicting clips"):
+        try:
+            scored = score_clip(Path(path), runner, bundle.preprocessing, contract, thresholds,
+                                early_exit=early_exit, keep_inputs=keep_inputs)
+        except BadImageError as exc:
+            result.bad.append((str(path), exc.reason))
+            continue
+        result.decisions.append(clip_record(bundle, Path(path), scored, contract, thresholds,
+                                            runtime=runtime))
+        if keep_inputs:
+            result.inputs.append(np.stack(scored.inputs))
+            result.frame_probs.append(np.stack(scored.probs))
+    return result

@@ -1,0 +1,124 @@
+"""Clip-level evaluation of a frame model trained on a clip dataset's frames.
+
+`shotlab train CLIPS` trains on `CLIPS-frames` (each frame carries its clip's labels and split,
+and `curate split` keeps a clip's frames together), then scores clips here:
+
+    aggregated    the clip contract's pooling per class (runtime/clip_scores.py: mean for tags,
+                  max for unsafe classes by default) over each clip's sampled frames
+    middle_frame  the baseline: the one frame nearest the middle of the clip
+
+For each, thresholds for the policy's unsafe classes are chosen on validation *clips* (the
+recall target applies to clips, which is what a moderation team is judged on), and val and test
+metrics come from `train/metrics.py`: per-class AP (`per_class[c].auprc`) and its mean
+(`macro_auprc`, the mAP), macro-F1/F2 and unsafe recall with bootstrap intervals. The result
+goes to `clip_metrics.json`; `clip.json` (sampling, aggregation, clip thresholds) is the clip
+contract `shotlab export` puts in the bundle.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from shotlab.core import store
+
+SPLITS = ("val", "test")
+
+
+@dataclass
+class ClipSet:
+    """One split's clips: per clip its frame score rows (time order) and its labels."""
+
+    clip_ids: list[str]
+    frame_probs: list[np.ndarray]
+    labels: list[tuple[str, ...]]
+
+
+def clip_dataset_of(frames_name: str) -> str | None:
+    """The clip dataset a frames dataset belongs to, else None (an image dataset)."""
+    return store.load(frames_name).info.get(store.INFO_KEY, {}).get("clip_dataset")
+
+
+def group_by_clip(manifest, probs: dict) -> dict[str, ClipSet]:
+    """Frame rows of val and test grouped per clip, in time order."""
+    frames = store.load(manifest.dataset)
+    where = dict(zip(frames.values("id"), zip(frames.values("clip_id"),
+                                              frames.values("timestamp"))))
+    sets = {}
+    for split in SPLITS:
+        rows = defaultdict(list)
+        labels = {}
+        for entry, row in zip(manifest.split(split), probs[split]):
+            clip_id, timestamp = where[entry.sample_id]
+            rows[clip_id].append((timestamp, row))
+            labels[clip_id] = entry.labels
+        ids = sorted(rows)
+        sets[split] = ClipSet(ids, [np.stack([r for _, r in sorted(rows[c], key=lambda x: x[0])])
+                                    for c in ids], [labels[c] for c in ids])
+    return sets
+
+
+def middle_frames(clips: ClipSet) -> np.ndarray:
+    """The baseline's scores: each clip's middle sampled frame."""
+    return np.stack([rows[len(rows) // 2] for rows in clips.frame_probs])
+
+
+def score(clips: ClipSet, contract, kind: str) -> np.ndarray:
+    if kind == "middle_frame":
+        return middle_frames(clips)
+    return np.stack([contract.pool(rows) for rows in clips.frame_probs])
+
+
+def targets(manifest, labels) -> np.ndarray:
+    index = {c: i for i, c in enumerate(manifest.classes)}
+    if manifest.task == "multilabel":
+        y = np.zeros((len(labels), len(index)), int)
+        for row, names in enumerate(labels):
+            y[row, [index[n] for n in names]] = 1
+        return y
+    return np.array([index[names[0]] for names in labels])
+
+
+def evaluate_clips(manifest, probs: dict, policy, *, sampling: str) -> tuple[dict, dict]:
+    """(clip_metrics, clip_contract): the aggregated model and the middle-frame baseline on
+    val and test clips, and the contract (with clip thresholds) the bundle carries."""
+    from shotlab.runtime.clip_scores import ClipContract
+    from shotlab.train.metrics import classification_metrics
+    from shotlab.train.thresholds import choose_thresholds
+
+    classes = list(manifest.classes)
+    contract = ClipContract.resolve(None, classes, policy.unsafe, sampling=sampling)
+    sets = group_by_clip(manifest, probs)
+    results, chosen = {}, {}
+    for kind in ("aggregated", "middle_frame"):
+        pooled = {s: score(sets[s], contract, kind) for s in SPLITS if sets[s].clip_ids}
+        y = {s: targets(manifest, sets[s].labels) for s in pooled}
+        thresholds = (choose_thresholds(y["val"], pooled["val"], classes,
+                                        unsafe=list(policy.unsafe),
+                                        target_recall=policy.target_recall,
+                                        review_margin=policy.review_margin, task=manifest.task,
+                                        pooled=True)
+                      if policy.unsafe and "val" in pooled else {})
+        results[kind] = {s: classification_metrics(y[s], pooled[s], classes, task=manifest.task,
+                                                   thresholds=thresholds or None, pooled=True)
+                         for s in pooled}
+        results[kind]["clips"] = {s: len(sets[s].clip_ids) for s in SPLITS}
+        chosen[kind] = thresholds
+    results["contract"] = contract.to_dict()
+    return results, {**contract.to_dict(), "thresholds": chosen["aggregated"]}
+
+
+def headline(results: dict) -> dict:
+    """mAP and unsafe recall of both, on test clips (val when there is no test split)."""
+    out = {}
+    for kind in ("aggregated", "middle_frame"):
+        split = "test" if "test" in results[kind] else "val"
+        metrics = results[kind].get(split)
+        if metrics:
+            out[kind] = {"split": split, "mAP": metrics["macro_auprc"],
+                         "macro_f1": metrics["macro_f1"],
+                         "unsafe_recall": {c: metrics["per_class"][c]["recall"]
+                                           for c in metrics["thresholds"]}}
+    return out

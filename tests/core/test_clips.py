@@ -1,0 +1,149 @@
+"""Clip probing, sampling and guarded decoding on clips PyAV encodes here."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from shotlab.core.clips import (BadClipError, ClipReader, Sampling, drop_near_identical,
+                                sample_clip)
+from shotlab.core.errors import InputError
+from tests.clipmaking import (damage_packets, unknown_codec, write_audio_only, write_clip,
+                              truncated_mp4)
+
+
+def test_probe_reports_duration_fps_codec_and_hash(tmp_path):
+    path = write_clip(tmp_path / "a.mp4", frames=20, fps=10, size=(64, 48))
+    with ClipReader(path) as clip:
+        facts = clip.facts
+    assert (facts.frames, facts.fps, facts.width, facts.height) == (20, 10.0, 64, 48)
+    assert facts.duration == pytest.approx(2.0)
+    assert (facts.codec, facts.variable_frame_rate, facts.rotation) == ("h264", False, 0)
+    assert facts.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_rotation_metadata_turns_size_and_pixels(tmp_path):
+    path = write_clip(tmp_path / "r.mp4", frames=12, size=(64, 48), rotation=90)
+    facts, frames, _ = sample_clip(path, "uniform:2", dedupe=False)
+    assert (facts.rotation, facts.width, facts.height) == (90, 48, 64)
+    pixels = frames[0].pixels
+    assert pixels.shape == (64, 48, 3)
+    # The red marker drawn top-left is bottom-left once turned 90 degrees counterclockwise.
+    assert pixels[-3, 2, 0] > 200 and pixels[-3, 2, 1] < 60
+    assert pixels[2, 2, 0] < 100
+
+
+def test_variable_frame_rate_timestamps_come_from_the_frames(tmp_path):
+    times = [0, 100, 150, 250, 300, 400, 450, 550, 600, 700, 750, 850]
+    path = write_clip(tmp_path / "v.mp4", frames=len(times), times_ms=times)
+    facts, frames, _ = sample_clip(path, "fps:20", dedupe=False)
+    assert facts.variable_frame_rate
+    assert [round(f.timestamp, 3) for f in frames] == [t / 1000 for t in times]
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("uniform:5", [0.0, 0.5, 1.0, 1.4, 1.9]),  # both ends included: 0 and the last frame
+    ("fps:2", [0.0, 0.5, 1.0, 1.5]),
+    ("keyframes", None),  # where the encoder put them, read here straight from the packets
+])
+def test_sampling_returns_the_requested_timestamps_within_one_frame(tmp_path, spec, expected):
+    path = write_clip(tmp_path / "s.mp4", frames=20, fps=10, gop=5)
+    _, frames, gaps = sample_clip(path, spec, dedupe=False)
+    got = [f.timestamp for f in frames]
+    expected = expected or keyframe_times(path)
+    assert len(got) == len(expected) and gaps == []
+    assert np.allclose(got, expected, atol=0.1 + 1e-9)  # one frame at 10 fps
+
+
+def keyframe_times(path) -> list[float]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sorted(float(p.pts * stream.time_base) for p in container.demux(stream)
+                      if p.size and p.is_keyframe)
+
+
+def test_keyframes_decode_only_keyframes_and_uniform_skips_most_frames(tmp_path):
+    path = write_clip(tmp_path / "k.mp4", frames=60, fps=10, gop=10)
+    with ClipReader(path) as clip:
+        frames = list(clip.frames_at(Sampling.parse("keyframes").times(clip)))
+        assert clip.decoded == len(frames) == len(keyframe_times(path)) < 60
+    with ClipReader(path) as clip:
+        frames = list(clip.frames_at(Sampling.parse("uniform:3").times(clip)))
+        assert len(frames) == 3 and clip.decoded < 60
+
+
+def test_near_identical_neighbours_are_dropped(tmp_path):
+    still = np.full((48, 64, 3), 90, np.uint8)
+    still[10:30, 10:40] = 250
+
+    def pixels(i):  # five identical frames, then a different picture
+        return still if i < 5 else np.ascontiguousarray(still[::-1, ::-1])
+    path = write_clip(tmp_path / "still.mp4", frames=10, pixels=pixels)
+    _, all_frames, _ = sample_clip(path, "fps:10", dedupe=False)
+    kept = drop_near_identical(all_frames)
+    assert len(all_frames) == 10 and [f.timestamp for f in kept] == [0.0, 0.5]
+
+
+def test_partly_undecodable_stream_keeps_good_frames_and_reports_the_gap(tmp_path):
+    path = write_clip(tmp_path / "p.mkv", frames=20, codec="mjpeg")
+    damage_packets(path, [8, 9, 10])
+    _, frames, gaps = sample_clip(path, "fps:10", dedupe=False)
+    assert len(frames) == 17
+    assert [(g.start, g.end) for g in gaps] == [(pytest.approx(0.8), pytest.approx(1.0))]
+    assert "failed to decode" in gaps[0].reason
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("zero-byte", "empty file (0 bytes)"),
+    ("text", "not a video FFmpeg can read"),
+    ("truncated", "truncated clip: the container's index (moov atom) is missing"),
+    ("audio-only", "no video stream (audio only)"),
+    ("unknown-codec", "a video codec this FFmpeg cannot decode"),
+    ("one-frame", "a single frame, not a clip"),
+    ("huge-frames", "absurd frame size: 64x48 pixels is over the 1,000-pixel limit"),
+])
+def test_bad_clips_raise_with_the_reason(tmp_path, case, reason):
+    path = make_bad_clip(tmp_path, case)
+    before = path.read_bytes()
+    with pytest.raises(BadClipError) as caught:
+        sample_clip(path, max_pixels=1000 if case == "huge-frames" else 7680 * 4320)
+    assert reason in caught.value.reason and caught.value.path == str(path)
+    assert path.read_bytes() == before
+
+
+def make_bad_clip(folder, case: str):
+    """The bad clip named `case`, as the importer's tests use too."""
+    path = folder / f"{case}.mp4"
+    if case == "zero-byte":
+        path.write_bytes(b"")
+    elif case == "text":
+        path.write_text("this is a text file named like a video\n" * 20)
+    elif case == "truncated":
+        truncated_mp4(write_clip(folder / "whole" / "w.mp4"), path)
+    elif case == "audio-only":
+        write_audio_only(path)
+    elif case == "unknown-codec":
+        path = unknown_codec(write_clip(folder / f"{case}.avi"))
+    elif case == "one-frame":
+        write_clip(path, frames=1)
+    elif case == "huge-frames":
+        write_clip(path, frames=4)
+    elif case == "partly-undecodable":
+        path = damage_packets(write_clip(folder / f"{case}.mkv", frames=20, codec="mjpeg"),
+                              [8, 9, 10])
+    return path
+
+
+@pytest.mark.parametrize("text", ["uniform:0", "uniform:x", "fps:0", "every:3", "keyframes:2"])
+def test_bad_sampling_specs_name_the_choices(text):
+    with pytest.raises(InputError, match="use uniform:N"):
+        Sampling.parse(text)
+
+
+def test_sampling_keys_are_stable():
+    assert [Sampling.parse(t).key for t in ("uniform:8", "fps:1", "fps:0.5", "keyframes")] == \
+        ["uniform:8", "fps:1", "fps:0.5", "keyframes"]

@@ -1,0 +1,171 @@
+"""Importing clips into the real store: a clip dataset, its frames dataset, bad clips by name,
+the frame cache, --max-seconds, and splits that keep a clip's frames together."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli as main
+from shotlab.core import store, workspace
+from shotlab.curate.importer import import_path
+from shotlab.curate.splits import split_dataset
+from tests.clipmaking import write_clip
+from tests.core.test_clips import make_bad_clip
+
+pytestmark = pytest.mark.fiftyone
+
+BAD_CASES = {"zero-byte": "empty file (0 bytes)",
+             "text": "not a video FFmpeg can read",
+             "truncated": "truncated clip: the container's index (moov atom) is missing",
+             "audio-only": "no video stream (audio only)",
+             "unknown-codec": "a video codec this FFmpeg cannot decode",
+             "one-frame": "a single frame, not a clip"}
+
+
+def fingerprint(folder: Path) -> dict[str, tuple]:
+    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def clip_tree(root: Path, per_class: int = 2, *, split: str | None = None, seed: int = 0):
+    base = root / split if split else root
+    for c, name in enumerate(("cooking", "sports")):
+        for i in range(per_class):
+            colour = [(200, 60 + 40 * c, 30 * i + seed)] * 12
+            write_clip(base / name / f"{name}_{i}.mp4", frames=12, fps=6, colours=colour)
+    return root
+
+
+def frames_frame(name: str):
+    return store.load(f"{name}-frames")
+
+
+def test_class_folders_of_clips_make_a_clip_and_a_frames_dataset(tmp_path, dataset_name):
+    root = clip_tree(tmp_path / "src")
+    report = import_path(root, dataset_name, progress=False, sampling="uniform:4")
+    assert (report.added, report.skipped, report.frames_dataset) == \
+        (4, [], f"{dataset_name}-frames")
+    assert (report.frames_added, report.frames_decoded > 0, report.sampling) == \
+        (16, True, "uniform:4")
+    clips = store.load(dataset_name)
+    assert clips.media_type == "video" and store.media_of(clips) == "video"
+    clip = clips.match({"filepath": str((root / "sports" / "sports_1.mp4").resolve())}).first()
+    assert clip.ground_truth.label == "sports" and clip.metadata.frame_width == 64
+    assert (clip.metadata.total_frame_count, clip.fps, clip.codec, clip.sampled_frames) == \
+        (12, 6.0, "h264", 4)
+    assert clip.duration == pytest.approx(2.0)
+    frames = frames_frame(dataset_name).match({"clip_id": clip.id})
+    assert [round(t, 2) for t in frames.values("timestamp")] == [0.0, 0.67, 1.17, 1.83]
+    assert set(frames.values("ground_truth.label")) == {"sports"}
+    media = workspace.current().media_dir
+    assert all(Path(f).is_relative_to(media) and f.endswith(".jpg")
+               for f in frames.values("filepath"))
+    assert clips.info["shotlab"]["frames_dataset"] == f"{dataset_name}-frames"
+    assert frames_frame(dataset_name).info["shotlab"]["clip_dataset"] == dataset_name
+
+
+def test_every_bad_clip_is_skipped_by_name_and_left_unchanged(tmp_path, dataset_name):
+    root = clip_tree(tmp_path / "src", per_class=1)
+    bad_folder = root / "cooking"
+    bad = {case: make_bad_clip(bad_folder, case) for case in (*BAD_CASES, "partly-undecodable")}
+    for extra in bad_folder.glob("whole"):  # the helper's source for the truncated clip
+        for f in extra.iterdir():
+            f.unlink()
+        extra.rmdir()
+    before = fingerprint(root)
+    report = import_path(root, dataset_name, progress=False, sampling="fps:10")
+    reasons = {Path(s.path).stem: s.reason for s in report.skipped}
+    assert set(reasons) == set(BAD_CASES)
+    for case, reason in BAD_CASES.items():
+        assert reason in reasons[case], case
+    assert report.added == 3  # two good clips and the partly undecodable one
+    partial = store.load(dataset_name).match({"filepath": str(bad["partly-undecodable"])}).first()
+    assert 0 < partial.sampled_frames <= 17  # 17 decode; near-identical neighbours dropped
+    assert len(frames_frame(dataset_name).match({"clip_id": partial.id})) == partial.sampled_frames
+    assert [(g["start"], g["end"]) for g in partial.gaps] == [(0.8, 1.0)]
+    assert fingerprint(root) == before
+
+
+def test_absurd_frame_sizes_are_refused_by_the_pixel_guard(tmp_path, dataset_name):
+    root = clip_tree(tmp_path / "src", per_class=1)
+    report = import_path(root, dataset_name, progress=False, max_pixels=1000, allow_empty=True)
+    assert report.added == 0
+    assert all("absurd frame size: 64x48 pixels is over the 1,000-pixel limit" in s.reason
+               for s in report.skipped) and len(report.skipped) == 2
+
+
+def test_frames_are_cached_by_clip_and_sampling(tmp_path, dataset_name):
+    root = clip_tree(tmp_path / "src", per_class=1)
+    first = import_path(root, dataset_name, progress=False, sampling="uniform:3")
+    other = f"{dataset_name}-b"
+    try:
+        second = import_path(root, other, progress=False, sampling="uniform:3")
+        assert first.frames_decoded > 0 and second.frames_decoded == 0
+        assert second.frames_added == first.frames_added == 6
+        assert sorted(frames_frame(other).values("filepath")) == \
+            sorted(frames_frame(dataset_name).values("filepath"))
+        third = f"{dataset_name}-c"
+        again = import_path(root, third, progress=False, sampling="uniform:2")
+        assert again.frames_decoded > 0  # other settings: another cache entry
+    finally:
+        for name in (other, f"{other}-frames", f"{dataset_name}-c", f"{dataset_name}-c-frames"):
+            if name in store.list_datasets():
+                store.delete(name)
+        store.delete(f"{dataset_name}-frames")
+
+
+def test_long_clips_are_imported_with_a_warning(tmp_path, dataset_name):
+    root = clip_tree(tmp_path / "src", per_class=1)
+    report = import_path(root, dataset_name, progress=False, max_seconds=1.5)
+    assert report.added == 2 and len(report.warnings) == 2
+    assert "2.0 s is longer than --max-seconds 1.5; imported anyway" in report.warnings[0]
+
+
+def test_csv_one_hot_tags_and_split_folders(tmp_path, dataset_name):
+    root = tmp_path / "src"
+    for i in range(3):
+        write_clip(root / "clips" / f"c{i}.mkv", frames=8, fps=4)
+    (root / "tags.csv").write_text("filepath,concert,sports,split\nclips/c0.mkv,1,0,train\n"
+                                   "clips/c1.mkv,1,1,val\nclips/c2.mkv,0,0,test\n")
+    report = import_path(root / "tags.csv", dataset_name, progress=False, multilabel=True,
+                         sampling="uniform:2")
+    assert report.added == 3 and report.frames_added == 6
+    frames = frames_frame(dataset_name)
+    by_split = {s: sorted(set(map(tuple, frames.match({"split": s}).values(
+        "ground_truth.classifications.label")))) for s in ("train", "val", "test")}
+    assert by_split == {"train": [("concert",)], "val": [("concert", "sports")], "test": [()]}
+
+
+def test_split_keeps_a_clips_frames_together_and_the_clips_follow(tmp_path, dataset_name):
+    root = clip_tree(tmp_path / "src", per_class=6)
+    import_path(root, dataset_name, progress=False, sampling="uniform:3")
+    split_dataset(f"{dataset_name}-frames", val=0.25, test=0.25, seed=0)
+    frames = frames_frame(dataset_name)
+    per_clip = {}
+    for clip_id, split in zip(frames.values("clip_id"), frames.values("split")):
+        per_clip.setdefault(clip_id, set()).add(split)
+    assert all(len(s) == 1 for s in per_clip.values()) and len(per_clip) == 12
+    assert {next(iter(s)) for s in per_clip.values()} == {"train", "val", "test"}
+    clips = store.load(dataset_name)
+    assert {i: {s} for i, s in zip(clips.values("id"), clips.values("split"))} == per_clip
+
+
+def test_cli_imports_clips_and_refuses_a_bad_sampling(tmp_path, dataset_name):
+    root = clip_tree(tmp_path / "src", per_class=1)
+    runner = CliRunner()
+    result = runner.invoke(main, ["curate", "import", str(root), "--name", dataset_name,
+                                  "--sampling", "every-frame"])
+    assert result.exit_code == 2 and "sampling 'every-frame' is not one shotlab knows" in \
+        result.output
+    result = runner.invoke(main, ["curate", "import", str(root), "--name", dataset_name,
+                                  "--sampling", "fps:2"])
+    assert result.exit_code == 0, result.output
+    frames = len(frames_frame(dataset_name))
+    assert f"Frames (fps:2): {frames} frames added to '{dataset_name}-frames'" in result.output
+    assert "Imported 2 new samples" in result.output and 2 <= frames <= 8
+    assert "--sampling" in runner.invoke(main, ["curate", "import", "--help"]).output
+    store.delete(f"{dataset_name}-frames")

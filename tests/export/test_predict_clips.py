@@ -1,0 +1,153 @@
+"""Predict on clips: pooled scores through the one decision rule, segments, early exit, and the
+command end to end (decisions, review queue, --dataset, --explain), on the shared colour bundle
+(blue, green, red; red unsafe)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from shotlab.export.predict_clips import clip_contract, clip_thresholds, predict_clips
+from shotlab.runtime.bundle import load_bundle
+from shotlab.runtime.decide import decide
+from shotlab.runtime.kinds import KINDS
+from shotlab.runtime.runners import OnnxRunner
+from tests.clipmaking import write_clip
+from tests.train.trainsets import COLOURS, noisy_colour
+
+FPS = 8
+
+
+def colour_clip(path, colours: list[str], seed: int = 0):
+    """One second per entry of `colours`, each frame that colour with fresh noise."""
+    rng = np.random.default_rng(seed)
+    names = [c for c in colours for _ in range(FPS)]
+    return write_clip(path, frames=len(names), fps=FPS, size=(48, 48), gop=FPS,
+                      pixels=lambda i: noisy_colour(COLOURS[names[i]], rng, 48))
+
+
+@pytest.fixture
+def clips(tmp_path):
+    folder = tmp_path / "clips"
+    return {"violent": colour_clip(folder / "violent.mp4", ["green", "green", "red", "green"]),
+            "calm": colour_clip(folder / "calm.mp4", ["blue"] * 3, seed=1),
+            "early": colour_clip(folder / "early.mp4", ["red"] + ["green"] * 5, seed=2)}
+
+
+def test_pooled_scores_follow_the_runner_and_the_rule(exported, clips):
+    bundle = load_bundle(exported.path)
+    contract = clip_contract(bundle, sampling="fps:4")
+    assert contract.aggregation == {"blue": "mean", "green": "mean", "red": "max"}
+    result = predict_clips(bundle, [clips["violent"], clips["calm"]], contract=contract)
+    violent, calm = result.decisions
+    inputs = KINDS["clip"].load([clips["violent"]], bundle.preprocessing, sampling="fps:4",
+                                progress=False)
+    frame_probs = OnnxRunner(bundle)(inputs.arrays)
+    expected = [frame_probs[:, 0].mean(), frame_probs[:, 1].mean(), frame_probs[:, 2].max()]
+    np.testing.assert_allclose([violent["scores"][c] for c in bundle.classes], expected,
+                               atol=1e-6)
+    (rule,) = decide(np.array([expected]), bundle.classes, task="multiclass",
+                     thresholds=clip_thresholds(bundle), pooled=True)
+    assert {k: violent[k] for k in ("labels", "flagged", "needs_review")} == \
+        {k: rule[k] for k in ("labels", "flagged", "needs_review")}
+    assert violent["flagged"] == ["red"] and violent["kind"] == "clip"
+    assert violent["frames"] == [round(t, 3) for _, t in inputs.frames]
+    assert calm["labels"] == ["blue"] and calm["flagged"] == [] and calm["segments"] == []
+
+
+def test_segments_cover_the_seconds_the_subject_is_seen(exported, clips):
+    bundle = load_bundle(exported.path)
+    (decision,) = predict_clips(bundle, [clips["violent"]],
+                                contract=clip_contract(bundle, sampling="fps:4")).decisions
+    flagged = [s for s in decision["segments"] if s["flagged"]]
+    assert len(flagged) == 1 and flagged[0]["class"] == "red"
+    # red is on screen from 2.0 s to 2.875 s; fps:4 samples it at 2.0, 2.25, 2.5 and 2.75 s
+    assert (flagged[0]["start"], flagged[0]["end"]) == (2.0, 2.75)
+    assert decision["duration"] == pytest.approx(4.0)
+
+
+def test_early_exit_stops_decoding_on_a_clear_flag(exported, clips):
+    bundle = load_bundle(exported.path)
+    contract = clip_contract(bundle, sampling="fps:4", margin=0.0)
+    (full,) = predict_clips(bundle, [clips["early"]], contract=contract).decisions
+    (early,) = predict_clips(bundle, [clips["early"]], contract=contract,
+                             early_exit=True).decisions
+    assert full["flagged"] == early["flagged"] == ["red"]
+    assert full["early_exit"] is None and early["early_exit"] == {"class": "red", "at": 0.0}
+    assert early["frames"] == [0.0] and len(full["frames"]) > 10
+    assert early["frames_decoded"] < full["frames_decoded"] / 4
+    (calm,) = predict_clips(bundle, [clips["calm"]], contract=contract, early_exit=True).decisions
+    assert calm["early_exit"] is None and len(calm["frames"]) >= 10  # nothing to stop on
+
+
+def test_bad_clips_are_listed_not_raised(exported, clips, tmp_path):
+    bundle = load_bundle(exported.path)
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a clip")
+    result = predict_clips(bundle, [bad, clips["calm"]])
+    assert len(result.decisions) == 1
+    assert result.bad == [(str(bad), "not a video FFmpeg can read (Invalid data found when "
+                                     "processing input)")]
+
+
+@pytest.mark.fiftyone
+def test_predict_command_on_clips_end_to_end(exported, clips, tmp_path, dataset_name):
+    out = tmp_path / "out" / "decisions.jsonl"
+    (tmp_path / "clips" / "notes.mp4").write_text("not a clip")
+    result = CliRunner().invoke(cli, [
+        "predict", str(exported.path), str(tmp_path / "clips"), "--out", str(out),
+        "--sampling", "fps:4", "--aggregate", "red=topk:2", "--dataset", dataset_name,
+        "--explain", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["clips"], summary["images"], summary["bad"]) == (3, 0, 1)
+    decisions = {json.loads(line)["path"].split("/")[-1]: json.loads(line)
+                 for line in out.read_text().splitlines()}
+    assert decisions["violent.mp4"]["clip"]["aggregation"]["red"] == "topk:2"
+    queue = [json.loads(line) for line in (out.parent / "review_queue.jsonl").read_text()
+             .splitlines()]
+    assert {q["path"].split("/")[-1] for q in queue} >= {"violent.mp4", "early.mp4"}
+    assert all(q["segments"] for q in queue)
+    (explained,) = decisions["violent.mp4"]["explained_frames"]
+    assert explained["class"] == "red" and 2.0 <= explained["timestamp"] <= 2.75
+    assert summary["explanations"]["stored"] == sum(len(q["explained_frames"]) for q in queue)
+    from shotlab.explain.store import ExplanationStore
+
+    with ExplanationStore(out.parent / "explanations.sqlite") as stored:
+        (cam,) = stored.explanations(decisions["violent.mp4"]["decision_id"])
+    assert (cam.target, cam.params["timestamp"]) == ("red", explained["timestamp"])
+    from shotlab.core import store
+
+    dataset = store.load(dataset_name)
+    assert dataset.media_type == "video" and len(dataset) == 3
+    sample = dataset.match({"filepath": decisions["violent.mp4"]["path"]}).first()
+    assert sample.flagged == ["red"] and sample.segments[0]["class"] == "red"
+
+
+def test_predict_command_refuses_a_bad_aggregation(exported, clips):
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(clips["calm"]),
+                                      "--aggregate", "red=median"])
+    assert result.exit_code == 2
+    assert "aggregation 'median' is not one shotlab knows; use mean, max or topk:K" in \
+        result.output
+
+
+def test_predict_command_prints_the_seconds_to_watch(exported, clips, tmp_path):
+    out = tmp_path / "d.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(clips["violent"]),
+                                      str(clips["calm"]), "--sampling", "fps:4", "--out",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 clips predicted" in result.stdout and "images" not in result.stdout.split(";")[0]
+    assert f"  {clips['violent']}: watch red 2.0-2.8 s" in result.stdout
+    assert str(clips["calm"]) not in result.stdout  # nothing to watch there
+
+
+def test_predict_help_lists_the_clip_options():
+    text = CliRunner().invoke(cli, ["predict", "--help"]).output
+    for option in ("--sampling", "--aggregate", "--early-exit", "--margin"):
+        assert option in text

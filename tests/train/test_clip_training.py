@@ -1,0 +1,86 @@
+"""Training on a clip dataset: the frame model trains on its frames, clips are evaluated with the
+clip contract's pooling and with the middle-frame baseline, and the bundle carries the contract."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pytest
+
+from shotlab.core import store
+from shotlab.curate.importer import import_path
+from shotlab.train.finetune import TrainConfig
+from shotlab.train.runs import train_run
+from tests.export.test_predict_clips import colour_clip
+
+pytestmark = pytest.mark.fiftyone
+
+# Each clip: its class's colour, except red clips, where red fills one second of three (the
+# rest is grey filler): the case where pooling with max beats looking at one frame.
+LAYOUT = {"red": ["grey", "red", "grey"], "green": ["green"] * 3, "blue": ["blue"] * 3}
+COUNTS = {"train": 3, "val": 2, "test": 2}
+
+
+@pytest.fixture(scope="module")
+def clip_run(tmp_path_factory):
+    """One run shared by this module's tests (training is the slow part); they only read it."""
+    dataset_name = f"t-cliptrain-{uuid.uuid4().hex[:6]}"
+    root = tmp_path_factory.mktemp("cliptrain") / "clips"
+    seed = 0
+    for split, count in COUNTS.items():
+        for name, colours in LAYOUT.items():
+            for i in range(count):
+                seed += 1
+                colour_clip(root / split / name / f"{name}_{i}.mp4", colours, seed=seed)
+    import_path(root, dataset_name, progress=False, sampling="uniform:4")
+    config = TrainConfig(backbone="tiny-test", mode="full", epochs=3, workers=0, unsafe=["red"])
+    result = train_run(dataset_name, config, track=False, writeback=False, progress=False)
+    yield result
+    for name in (dataset_name, f"{dataset_name}-frames"):
+        store.delete(name)
+
+
+def test_clip_dataset_trains_on_frames_and_evaluates_clips(clip_run):
+    run_dir = clip_run.run_dir
+    dataset_name = json.loads((run_dir / "clip_metrics.json").read_text())["clip_dataset"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["dataset"] == f"{dataset_name}-frames"
+    assert manifest["classes"] == ["blue", "green", "red"]
+    results = json.loads((run_dir / "clip_metrics.json").read_text())
+    for kind in ("aggregated", "middle_frame"):
+        assert results[kind]["clips"] == {"val": 6, "test": 6}
+        test = results[kind]["test"]
+        assert test["n"] == 6 and 0 <= test["macro_auprc"] <= 1
+        assert set(test["per_class"]) == {"blue", "green", "red"}
+        assert "recall/red" in test["intervals"]
+    contract = json.loads((run_dir / "clip.json").read_text())
+    assert contract["sampling"] == "uniform:4"
+    assert contract["aggregation"] == {"blue": "mean", "green": "mean", "red": "max"}
+    assert set(contract["thresholds"]) == {"red"}
+    assert set(clip_run.clips) == {"aggregated", "middle_frame"}
+    assert clip_run.clips["aggregated"]["split"] == "test"
+
+
+def test_clip_thresholds_reach_the_recall_target_on_validation_clips(clip_run):
+    contract = json.loads((clip_run.run_dir / "clip.json").read_text())
+    red = contract["thresholds"]["red"]
+    assert red["support"] == 2 and red["recall"] >= red["target_recall"]
+
+
+def test_bundle_carries_the_clip_contract_and_predict_uses_it(clip_run, tmp_path):
+    from shotlab.export.exporter import export_run
+    from shotlab.export.predict_clips import clip_contract, clip_thresholds
+    from shotlab.runtime.bundle import load_bundle
+
+    exported = export_run(clip_run.run_dir, out=tmp_path / "bundle", progress=False,
+                          explain=False)
+    bundle = load_bundle(exported.path)
+    saved = json.loads((clip_run.run_dir / "clip.json").read_text())
+    assert bundle.clip == saved
+    assert clip_thresholds(bundle) == saved["thresholds"] != bundle.thresholds
+    contract = clip_contract(bundle)
+    assert (contract.sampling, dict(contract.aggregation)) == \
+        (saved["sampling"], saved["aggregation"])
+    assert np.isclose(contract.margin, 0.1)
