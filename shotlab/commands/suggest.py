@@ -22,9 +22,9 @@ from shotlab.commands.check import DEFAULT_BACKBONE, embedder
 def suggest_command(name: str, budget: int, backbone: str, seed: int, as_json: bool) -> None:
     """Rank NAME's unlabeled images by what labelling them would teach the model.
 
-    Uncertain images far from anything labelled come first (uncertainty of a logistic
-    regression on the labelled images' embeddings x distance to the nearest labelled or already
-    suggested image). Writes the field `to_label_rank` and the saved view `to-label` for the
+    Uncertain images far from anything labelled, in dense parts of the pool, come first
+    (uncertainty of a logistic regression on the labelled images' embeddings x distance to the
+    nearest labelled or already suggested image x local density). Writes the field `to_label_rank` and the saved view `to-label` for the
     App; image files are only read.
 
     \b
@@ -32,17 +32,21 @@ def suggest_command(name: str, budget: int, backbone: str, seed: int, as_json: b
       shotlab curate suggest moderation-pool --budget 50
       shotlab curate app moderation-pool        # then open the view 'to-label'
     """
+    from functools import partial
+
     from shotlab.core.output import echo_json, table
     from shotlab.curate.suggest import suggest_for
     from shotlab.train.backbones import get_backbone
+    from shotlab.train.baselines import make_classifier
 
     get_backbone(backbone)  # an unknown name fails before any work
-    summary = suggest_for(name, budget, embedder(backbone, None), seed=seed)
+    classifier = partial(make_classifier, "logreg", seed=seed)  # train's few-shot recipe
+    summary = suggest_for(name, budget, embedder(backbone, None), classifier)
     if as_json:
         return echo_json(summary)
-    rows = [[i + 1, s["filepath"], f"{s['uncertainty']:.2f}", f"{s['coverage']:.2f}"]
-            for i, s in enumerate(summary["suggested"])]
+    rows = [[i + 1, s["filepath"], f"{s['uncertainty']:.2f}", f"{s['coverage']:.2f}",
+             f"{s['density']:.2f}"] for i, s in enumerate(summary["suggested"])]
     click.echo(f"{len(rows)} of {summary['pool']} unlabeled images suggested for '{name}' "
                f"({summary['labelled']} labelled):")
-    click.echo(table(["rank", "file", "uncertainty", "coverage"], rows))
+    click.echo(table(["rank", "file", "uncertainty", "coverage", "density"], rows))
     click.echo(f"Saved view '{summary['view']}' (open with `shotlab curate app {name}`).")

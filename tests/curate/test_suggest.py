@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from shotlab.cli import cli
 from shotlab.core import store
 from shotlab.core.errors import InputError
 from shotlab.core.images import sha256_file
-from shotlab.curate.suggest import rank_to_label
+from shotlab.curate.suggest import rank_to_label as rank
+from shotlab.train.baselines import make_classifier
 from tests.train.trainsets import COLOURS, noisy_colour
 
 
@@ -28,6 +30,10 @@ def planted(seed=0, dim=16, per_cluster=30):
                                centres[1] + rng.normal(0, 0.3, (3, dim))])
     cluster = np.repeat(np.arange(6), per_cluster).tolist() + [-1] * 5  # -1: between 0 and 1
     return labelled, [("a",)] * 3 + [("b",)] * 3, np.concatenate(pool + [between]), cluster
+
+
+def rank_to_label(*args, **kw):
+    return rank(*args, classifier=partial(make_classifier, "logreg"), **kw)
 
 
 def test_picks_cover_the_unlabelled_clusters_and_the_uncertain_boundary():
@@ -102,3 +108,14 @@ def test_suggest_ranks_the_unlabeled_images_and_saves_the_view(tmp_path, dataset
                                      "--backbone", "tiny-test"])
     assert again.exit_code == 0 and "2 of 24 unlabeled images" in again.output
     assert len(store.load(dataset_name).load_saved_view("to-label")) == 2  # old ranks cleared
+
+
+def test_an_outlier_waits_until_the_clusters_are_covered():
+    """One off-topic image far from everything: coverage alone would pick it first."""
+    labelled, labels, pool, cluster = planted()
+    outlier = np.zeros((1, pool.shape[1]))
+    outlier[0, 10] = 9.0
+    picked = rank_to_label(labelled, labels, np.concatenate([pool, outlier]), budget=4)
+    assert len(pool) not in picked.order  # the four unlabelled clusters come first
+    assert {cluster[i] for i in picked.order} == {2, 3, 4, 5}
+    assert picked.density[len(pool)] == 0.5  # the least dense sample: half weight
