@@ -52,6 +52,8 @@ bench: install
 	$(PY) benchmarks/explain_cost.py
 	$(PY) benchmarks/clip_sampling.py
 	$(PY) benchmarks/clip_quality.py
+	$(PY) benchmarks/calibration.py    # needs Debian's dataset-fashion-mnist
+	$(PY) benchmarks/label_efficiency.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE) .pytest_cache
