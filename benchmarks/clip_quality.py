@@ -26,10 +26,9 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from common import bench_home, bench_parser, header, machine, save_results
+from common import bench_home, bench_parser, header, save_results, stamp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -132,10 +131,7 @@ def main() -> None:
         run_dir = runs[-1].parent if args.reuse and runs else train(home)
         result = {"quality": quality(run_dir),
                   "early_exit": early_exit(run_dir, home, args.rounds, reuse=args.reuse)}
-    result.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                  machine=machine(), rounds=args.rounds,
-                  load_average_1m={"before": round(load_before, 2),
-                                   "after": round(os.getloadavg()[0], 2)})
+    result.update(stamp(load_before, rounds=args.rounds))
     save_results("clip_quality", result, markdown(result))
 
 

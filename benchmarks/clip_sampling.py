@@ -27,12 +27,11 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from common import header, machine, save_results  # benchmarks/common.py
+from common import header, save_results, stamp  # benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -139,10 +138,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="clip-sampling-") as scratch:
         clips = make_clips(Path(scratch), args.clips) + list(args.footage)
         result = measure(clips, args.rounds)
-    result.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                  machine=machine(), rounds=args.rounds,
-                  load_average_1m={"before": round(load_before, 2),
-                                   "after": round(os.getloadavg()[0], 2)})
+    result.update(stamp(load_before, rounds=args.rounds))
     save_results("clip_sampling", result, markdown(result))
 
 

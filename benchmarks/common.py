@@ -39,6 +39,18 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
+def stamp(load_before: float, **extra) -> dict:
+    """What every result records beside its figures: when (UTC), the machine, the load average
+    before the run and now, and `extra` (e.g. rounds)."""
+    import os
+    from datetime import datetime, timezone
+
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(), **extra,
+            "load_average_1m": {"before": round(load_before, 2),
+                                "after": round(os.getloadavg()[0], 2)}}
+
+
 def save_results(name: str, result: dict, markdown: str) -> None:
     """benchmarks/results/NAME.json and NAME.md, and the Markdown on stdout."""
     import json
