@@ -115,7 +115,10 @@ COMMANDS.append(export_command)
                    "written beside it.")
 @click.option("--dataset", help="Also write predictions into this FiftyOne dataset.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--fp16", is_flag=True, help="Run the bundle's FP16 ONNX model.")
+@click.option("--fp16", is_flag=True, help="Run the bundle's FP16 ONNX model (--runtime onnx-fp16).")
+@click.option("--runtime", default=None, metavar="NAME",
+              help="Which of the bundle's models to run: onnx, onnx-fp16, onnx-int8 or tensorrt "
+                   "[default: onnx].")
 @click.option("--explain", is_flag=True,
               help="Store explanations for flagged and needs-review decisions "
                    "(explanations.sqlite beside --out).")
@@ -142,7 +145,7 @@ COMMANDS.append(export_command)
               help="Predict on Ray Data: an actor pool (one CPU each) spread over the cluster.")
 @click.option("--address", help="With --ray: the Ray cluster to join (e.g. HEAD:6379) "
                                 "[default: start a local Ray on 127.0.0.1].")
-def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trusted_keys,
+def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, explain, trusted_keys,
                     allow_empty, sampling, aggregate, early_exit, margin, as_json, on_ray,
                     address) -> None:
     """Run BUNDLE on image and clip files or folders (PATHS); one decision per image or clip.
@@ -170,7 +173,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trus
     require_images(files, paths, allow_empty)
     loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
     images, clips = predict.split_kinds(files)
-    runtime = "onnx-fp16" if fp16 else "onnx"
+    runtime = chosen_runtime(runtime, fp16, loaded)
     if on_ray:  # the images on Ray Data; clips (few, long) are decided in this process
         from shotlab.export.ray_predict import predict_paths_ray
 
@@ -209,6 +212,21 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, explain, trus
     if as_json:
         return echo_json(data)
     echo_predict(data)
+
+
+def chosen_runtime(runtime: str | None, fp16: bool, bundle) -> str:
+    """--runtime, or onnx-fp16 for --fp16, else onnx; refused unless the bundle has that model."""
+    from shotlab.runtime.runners import RUNNERS
+
+    if runtime and fp16 and runtime != "onnx-fp16":
+        raise click.BadParameter(f"--fp16 means --runtime onnx-fp16; drop one of them "
+                                 f"(given --runtime {runtime})", param_hint="--runtime")
+    runtime = runtime or ("onnx-fp16" if fp16 else "onnx")
+    if runtime not in RUNNERS:
+        raise click.BadParameter(f"'{runtime}' is not one of {', '.join(RUNNERS)}",
+                                 param_hint="--runtime")
+    bundle.model_file(runtime)  # one line naming what the bundle has, when it lacks this one
+    return runtime
 
 
 def check_ray_options(on_ray: bool, address, explain: bool) -> None:

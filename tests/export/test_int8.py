@@ -89,6 +89,33 @@ def test_int8_bundle_is_measured_and_passes_the_gate(int8_bundle):
     assert "onnx-int8" in report["speed"]["batches"]["1"]  # timed beside the other runtimes
 
 
+def test_predict_runs_the_int8_model_and_refuses_a_runtime_the_bundle_lacks(int8_bundle,
+                                                                            trained_run, tmp_path):
+    out, _ = int8_bundle
+    images = [e["filepath"] for e in json.loads((trained_run / "manifest.json").read_text())
+              ["entries"] if e["split"] == "test"][:4]
+
+    def predict(*options, to="d.jsonl"):
+        return CliRunner().invoke(cli, ["predict", str(out), *images, "--out",
+                                        str(tmp_path / to), "--json", *options])
+
+    int8, fp32 = predict("--runtime", "onnx-int8", to="int8.jsonl"), predict()
+    assert int8.exit_code == 0 and fp32.exit_code == 0, int8.output + fp32.output
+    rows = [[json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+            for name in ("int8.jsonl", "d.jsonl")]
+    assert [r["labels"] for r in rows[0]] == [r["labels"] for r in rows[1]]
+    assert {r["runtime"] for r in rows[0]} == {"onnx-int8"}
+    diffs = [abs(a["scores"][c] - b["scores"][c]) for a, b in zip(*rows) for c in a["scores"]]
+    assert 0 < max(diffs) < TINY_TOLERANCE  # another model ran, within the stated tolerance
+    missing = predict("--runtime", "onnx-fp16", to="x.jsonl")
+    assert missing.exit_code == 2 and "has no onnx-fp16 model (it has: onnx, onnx-int8)" in \
+        missing.output
+    unknown = predict("--runtime", "cuda", to="y.jsonl")
+    assert unknown.exit_code == 2 and "'cuda' is not one of onnx, onnx-fp16" in unknown.output
+    both = predict("--runtime", "onnx-int8", "--fp16", to="z.jsonl")
+    assert both.exit_code == 2 and "--fp16 means --runtime onnx-fp16" in both.output
+
+
 def test_int8_model_is_qdq_with_per_channel_weights_and_float_probabilities(int8_bundle):
     from shotlab.runtime.bundle import load_bundle
     from shotlab.runtime.runners import make_runner
