@@ -25,9 +25,10 @@ def echo_import_report(report, as_json: bool) -> None:
                f"{report.already_present} already there, {len(report.skipped)} skipped, "
                f"{report.ignored} ignored (not image files).")
     if report.frames_dataset:
+        how = (f"{report.frames_decoded} video frames decoded to reach them"
+               if report.frames_decoded else "all from the workspace's frame cache, none decoded")
         click.echo(f"Frames ({report.sampling}): {plural(report.frames_added, 'frame')} added to "
-                   f"'{report.frames_dataset}', {report.frames_decoded} decoded (the rest from "
-                   f"the workspace's frame cache).")
+                   f"'{report.frames_dataset}'; {how}.")
     for item in report.skipped:
         click.echo(f"  skipped {item.path}: {item.reason}")
     for warning in report.warnings:
