@@ -117,7 +117,10 @@ class ClipContract:
 def segments(timestamps, frame_probs, classes, thresholds: Mapping) -> list[dict]:
     """Per unsafe class, the runs of consecutive sampled frames at or over its review band's low
     end (or its threshold when it has no band), merged while adjacent: {class, start, end, peak,
-    flagged}. `flagged` says whether any frame of the run reaches the threshold itself."""
+    flagged}. `flagged` says whether any frame of the run reaches the threshold itself. A run
+    spans from halfway to the sample before it to halfway to the sample after it (the first and
+    last samples are its own ends): the seconds between samples belong to the nearer one, so a
+    run of one sample is still a stretch a reviewer can watch, not a zero-length instant."""
     P = np.asarray(frame_probs, dtype=float)
     times = [float(t) for t in timestamps]
     found = []
@@ -132,8 +135,10 @@ def segments(timestamps, frame_probs, classes, thresholds: Mapping) -> list[dict
                 run.append(i)
                 continue
             if run:
-                found.append({"class": name, "start": round(times[run[0]], 3),
-                              "end": round(times[run[-1]], 3),
+                first, last = run[0], run[-1]
+                start = (times[first - 1] + times[first]) / 2 if first > 0 else times[first]
+                end = (times[last] + times[last + 1]) / 2 if last + 1 < len(times) else times[last]
+                found.append({"class": name, "start": round(start, 3), "end": round(end, 3),
                               "peak": round(float(column[run].max()), 4),
                               "flagged": bool(column[run].max() >= cut)})
             run = []

@@ -65,8 +65,9 @@ def test_segments_cover_the_seconds_the_subject_is_seen(exported, clips):
                                 contract=clip_contract(bundle, sampling="fps:4")).decisions
     flagged = [s for s in decision["segments"] if s["flagged"]]
     assert len(flagged) == 1 and flagged[0]["class"] == "red"
-    # red is on screen from 2.0 s to 2.875 s; fps:4 samples it at 2.0, 2.25, 2.5 and 2.75 s
-    assert (flagged[0]["start"], flagged[0]["end"]) == (2.0, 2.75)
+    # red is on screen from 2.0 s to 2.875 s; fps:4 samples it at 2.0, 2.25, 2.5 and 2.75 s,
+    # and the segment runs halfway to the samples either side (1.75 and 3.0 s)
+    assert (flagged[0]["start"], flagged[0]["end"]) == (1.875, 2.875)
     assert decision["duration"] == pytest.approx(4.0)
 
 
@@ -143,7 +144,7 @@ def test_predict_command_prints_the_seconds_to_watch(exported, clips, tmp_path):
                                       str(out)])
     assert result.exit_code == 0, result.output
     assert "2 clips predicted" in result.stdout and "images" not in result.stdout.split(";")[0]
-    assert f"  {clips['violent']}: watch red 2.0-2.8 s" in result.stdout
+    assert f"  {clips['violent']}: watch red 1.9-2.9 s" in result.stdout
     assert str(clips["calm"]) not in result.stdout  # nothing to watch there
 
 

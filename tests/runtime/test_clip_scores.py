@@ -70,11 +70,11 @@ def test_segments_merge_adjacent_frames_and_split_at_gaps():
     probs = np.array([[0, 0, 0.1], [0, 0, 0.35], [0, 0, 0.8], [0, 0, 0.2], [0, 0, 0.6]])
     found = segments(TIMES, probs, CLASSES, THRESHOLDS)
     assert found == [
-        {"class": "violence", "start": 1.0, "end": 2.0, "peak": 0.8, "flagged": True},
-        {"class": "violence", "start": 4.0, "end": 4.0, "peak": 0.6, "flagged": True}]
+        {"class": "violence", "start": 0.5, "end": 2.5, "peak": 0.8, "flagged": True},
+        {"class": "violence", "start": 3.5, "end": 4.0, "peak": 0.6, "flagged": True}]
     review_only = segments(TIMES, np.array([[0, 0, 0.4]] * 2 + [[0, 0, 0]] * 3), CLASSES,
                            THRESHOLDS)
-    assert review_only == [{"class": "violence", "start": 0.0, "end": 1.0, "peak": 0.4,
+    assert review_only == [{"class": "violence", "start": 0.0, "end": 1.5, "peak": 0.4,
                             "flagged": False}]
 
 
