@@ -183,16 +183,9 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
         result = predict.predict_paths(loaded, images, batch_size=batch_size, runtime=runtime,
                                        keep_inputs=explain)
     if clips:
-        from shotlab.export.predict_clips import clip_contract, predict_clips
-
-        contract = clip_contract(loaded, sampling=sampling, rules=parse_rules(aggregate),
-                                 margin=margin)
-        found = predict_clips(loaded, clips, contract=contract, runtime=runtime,
-                              early_exit=early_exit, keep_inputs=explain)
-        result.decisions += found.decisions
-        result.bad += found.bad
-        result.inputs += [top_frames(loaded, d, frames, probs) for d, frames, probs in
-                          zip(found.decisions, found.inputs, found.frame_probs)]
+        add_clip_decisions(result, loaded, clips, runtime=runtime, explain=explain,
+                           sampling=sampling, rules=parse_rules(aggregate), margin=margin,
+                           early_exit=early_exit)
     require_images(result.decisions, paths, allow_empty, bad=result.bad)
     with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
         data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
@@ -236,6 +229,20 @@ def check_ray_options(on_ray: bool, address, explain: bool) -> None:
         raise click.BadParameter("--explain runs in this process on the inputs it decoded; "
                                  "with --ray, queue appeals and run `shotlab explain pending "
                                  "STORE --ray`, or predict without --ray", param_hint="--explain")
+
+
+def add_clip_decisions(result, bundle, clips, *, runtime: str, explain: bool, sampling, rules,
+                       margin, early_exit: bool) -> None:
+    """Append one decision per clip (and, for --explain, its top frames) to `result`."""
+    from shotlab.export.predict_clips import clip_contract, predict_clips
+
+    contract = clip_contract(bundle, sampling=sampling, rules=rules, margin=margin)
+    found = predict_clips(bundle, clips, contract=contract, runtime=runtime,
+                          early_exit=early_exit, keep_inputs=explain)
+    result.decisions += found.decisions
+    result.bad += found.bad
+    result.inputs += [top_frames(bundle, d, frames, probs) for d, frames, probs in
+                      zip(found.decisions, found.inputs, found.frame_probs)]
 
 
 def parse_rules(given) -> dict[str, str]:
