@@ -68,8 +68,7 @@ def refusal(y, task: str) -> str | None:
     if len(y) < MIN_SAMPLES:
         return (f"only {len(y)} validation images (calibration needs {MIN_SAMPLES}); "
                 f"the scores are the model's raw ones")
-    present = (y.sum(axis=0) > 0).sum() if task == "multilabel" else len(np.unique(y))
-    if present < 2 and task == "multiclass":
+    if task == "multiclass" and len(np.unique(y)) < 2:  # multilabel columns: see fit_calibration
         return "the validation split holds one class only; the scores are the model's raw ones"
     return None
 
@@ -95,10 +94,7 @@ def fit_calibration(y_val, probs_val, *, task: str) -> dict:
 def nll(y, probs, task: str) -> float:
     """Mean negative log-likelihood (multilabel: binary cross-entropy over every score): what
     the temperature minimises, and a steadier figure than ECE on a few dozen images."""
-    z, y = pseudo_logits(probs, task), np.asarray(y)
-    if task == "multilabel":
-        return float(np.mean(np.logaddexp(0.0, z) - y * z))
-    return _nll(z, y, task)
+    return _nll(pseudo_logits(probs, task), np.asarray(y), task)
 
 
 def calibration_for(model, y_val, probs_val, *, task: str) -> dict:
