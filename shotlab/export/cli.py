@@ -209,16 +209,13 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
 
 def chosen_runtime(runtime: str | None, fp16: bool, bundle) -> str:
     """--runtime, or onnx-fp16 for --fp16, else onnx; refused unless the bundle has that model."""
-    from shotlab.runtime.runners import RUNNERS
+    from shotlab.runtime.runners import check_runtime
 
     if runtime and fp16 and runtime != "onnx-fp16":
         raise click.BadParameter(f"--fp16 means --runtime onnx-fp16; drop one of them "
                                  f"(given --runtime {runtime})", param_hint="--runtime")
     runtime = runtime or ("onnx-fp16" if fp16 else "onnx")
-    if runtime not in RUNNERS:
-        raise click.BadParameter(f"'{runtime}' is not one of {', '.join(RUNNERS)}",
-                                 param_hint="--runtime")
-    bundle.model_file(runtime)  # one line naming what the bundle has, when it lacks this one
+    check_runtime(bundle, runtime)  # before any decoding: the runners' own check
     return runtime
 
 

@@ -203,7 +203,12 @@ RUNNERS: dict[str, Callable] = {
 def make_runner(bundle, runtime: str = "onnx", **options) -> Runner:
     """The runner for `runtime`, a key of RUNNERS the bundle has a model for; `options` (e.g.
     `threads`) go to the runner."""
+    check_runtime(bundle, runtime)
+    return RUNNERS[runtime](bundle, **options)
+
+
+def check_runtime(bundle, runtime: str) -> None:
+    """InputError unless `runtime` is a key of RUNNERS and the bundle has a model for it."""
     if runtime not in RUNNERS:
         raise InputError(f"runtime '{runtime}' is not one of {', '.join(RUNNERS)}")
     bundle.model_file(runtime)  # a clear error when the bundle lacks it
-    return RUNNERS[runtime](bundle, **options)
