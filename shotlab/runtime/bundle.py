@@ -5,6 +5,7 @@
                          input contract), input/output specs, dataset manifest hash, source run,
                          versions, runtimes {name: file}, files {name: sha256}, digest
       model.onnx         FP32, softmax/sigmoid inside, dynamic batch
+      tokenizer.json     a text model's tokenizer (the contract names it)
       model.fp16.onnx    with --fp16
       model.int8.onnx    with --to onnx-int8 (QDQ, calibrated on the train split)
       model.engine       with --to tensorrt (+ timing.cache, calibration.cache with --int8)
@@ -39,6 +40,7 @@ from shotlab.runtime.contract import ModelContract
 
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"  # a text model's tokenizer (HF `tokenizers` JSON)
 ONNX_FP16_FILE = "model.fp16.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 ENGINE_FILE = "model.engine"
@@ -64,6 +66,13 @@ class Bundle(ModelContract):
     @property
     def contract(self) -> dict:
         return self.manifest
+
+    def localise(self, preprocessing):
+        """A text part's tokenizer is a file of the bundle: its path inside the folder."""
+        if not preprocessing.tokenizer:
+            return preprocessing
+        path = inside(self.path, preprocessing.tokenizer)
+        return type(preprocessing).from_dict({**preprocessing.to_dict(), "tokenizer": str(path)})
 
     @property
     def thresholds(self) -> dict:

@@ -33,15 +33,20 @@ INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampl
 
 @dataclass(frozen=True)
 class Preprocessing:
-    input_size: tuple[int, int]  # (height, width) the model sees
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    input_size: tuple[int, ...] = ()  # (height, width) an image model sees; () for text
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
     interpolation: str = "bicubic"
     crop_pct: float = 0.875  # resize the short side to size / crop_pct, then center-crop
     crop_mode: str = "center"
     channel_order: str = "RGB"
     class_names: tuple[str, ...] = field(default=())
     kind: str = "image"  # a key of shotlab.runtime.kinds.KINDS
+    # Text (kind "text"): the tokenizer file (HF `tokenizers` JSON) and the longest token
+    # sequence the model reads; a longer comment is truncated. In a bundle `tokenizer` is the
+    # file's name inside it; `ModelContract.localise` makes it a path.
+    tokenizer: str = ""
+    max_tokens: int = 0
 
     def __post_init__(self):
         from shotlab.runtime.kinds import get_kind
@@ -82,8 +87,10 @@ class Preprocessing:
         """A hash of the pixel pipeline (class names excluded): a cache key for embeddings."""
         # `kind` joins the key only where it is not the original "image", so caches written
         # before kinds existed stay valid.
+        # Likewise the text fields join it only when set.
+        defaults = {"kind": "image", "tokenizer": "", "max_tokens": 0}
         pipeline = {k: v for k, v in self.to_dict().items()
-                    if k != "class_names" and not (k == "kind" and v == "image")}
+                    if k != "class_names" and not (k in defaults and v == defaults[k])}
         return hashlib.sha256(json.dumps(pipeline, sort_keys=True).encode()).hexdigest()[:16]
 
     def resize_and_crop(self, image: Image.Image) -> Image.Image:
@@ -138,14 +145,20 @@ class ModelContract:
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing.from_dict(self.contract["preprocessing"])
+        return self.localise(Preprocessing.from_dict(self.contract["preprocessing"]))
+
+    def localise(self, preprocessing: Preprocessing) -> Preprocessing:
+        """`preprocessing` with the files it names (a text model's tokenizer) made paths the
+        holder can open; a bundle resolves them inside its folder. As stored by default."""
+        return preprocessing
 
     @property
     def parts(self) -> dict[str, Preprocessing]:
         """{input name: Preprocessing}; one part named INPUT_NAME unless `parts` says more."""
         named = self.contract.get("parts")
         if named:
-            return {name: Preprocessing.from_dict(data) for name, data in named.items()}
+            return {name: self.localise(Preprocessing.from_dict(data))
+                    for name, data in named.items()}
         return {INPUT_NAME: self.preprocessing}
 
     def input_specs(self) -> list[InputSpec]:
@@ -161,6 +174,9 @@ class ModelContract:
 
 
 def input_specs(parts: dict[str, Preprocessing]) -> list[InputSpec]:
-    """The model inputs of `parts`, in order: float32 batches of each part's sample shape."""
-    return [InputSpec(name, "float32", ("batch", *prep.sample_shape))
+    """The model inputs of `parts`, in order: batches of each part's sample shape, in its kind's
+    dtype (float32 pixels; int64 token ids for text, whose "tokens" axis is dynamic)."""
+    from shotlab.runtime.kinds import get_kind
+
+    return [InputSpec(name, get_kind(prep.kind).dtype, ("batch", *prep.sample_shape))
             for name, prep in parts.items()]

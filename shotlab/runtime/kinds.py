@@ -8,8 +8,9 @@
 A kind says how a source (a file path today) becomes a preprocessed array, what one sample's
 shape is, and which file suffixes belong to it. `clip` is a short video: its sample is one
 frame (the model is an image model), `load` samples frames with PyAV and says in
-`Inputs.frames` which clip and which second each row comes from. `text` (a tokenised comment)
-is added here, as one entry, by its issue; every stage
+`Inputs.frames` which clip and which second each row comes from. `text` is a comment: its
+sources are the texts themselves, its sample int64 token ids of any length (runtime/text.py);
+every stage
 that runs a model (export, predict, explain, the service) goes through this table, never through
 a kind-specific copy of itself.
 
@@ -31,7 +32,7 @@ from shotlab.core.images import IMAGE_EXTENSIONS
 
 @dataclass
 class Inputs:
-    arrays: np.ndarray  # float32 (N, *sample_shape)
+    arrays: np.ndarray  # (N, *sample_shape) in the kind's dtype
     kept: list[int]  # indices into the requested sources
     bad: list[tuple[str, str]]  # (source, reason) skipped
     # Kinds that give several rows per source (a clip's frames): per row, (source index,
@@ -52,6 +53,7 @@ class Kind:
     decode: Callable | None = None
     # Content types a request body of this kind may carry (a prefix ends with "/").
     media_types: frozenset[str] = frozenset()
+    dtype: str = "float32"  # the numpy dtype of a preprocessed sample (the model input's)
 
 
 def image_shape(preprocessing) -> tuple[int, int, int]:
@@ -112,6 +114,27 @@ def load_clips(paths, preprocessing, *, progress=None, desc="Sampling clips",
     return Inputs(stacked, kept, bad, frames, gaps)
 
 
+def text_shape(preprocessing) -> tuple[str]:
+    return ("tokens",)  # a dynamic axis: a batch is padded to its longest comment
+
+
+def load_texts(texts, preprocessing, *, progress=None, desc="Tokenizing") -> Inputs:
+    """Token ids of `texts` (the sources are the comments themselves); an empty or over-long
+    text is skipped and listed with the reason, never raised."""
+    from shotlab.core.progress import progress_bar
+    from shotlab.runtime.text import check_text, encode, load_tokenizer
+
+    tokenizer = load_tokenizer(preprocessing)
+    good, kept, bad = [], [], []
+    for i, text in enumerate(progress_bar(texts, enabled=progress, unit="text", desc=desc)):
+        try:
+            good.append(check_text(text, f"text {i + 1}"))
+            kept.append(i)
+        except InputError as exc:
+            bad.append((str(text)[:60], str(exc).split(": ", 1)[-1]))
+    return Inputs(encode(tokenizer, good, preprocessing.max_tokens), kept, bad)
+
+
 KINDS: dict[str, Kind] = {
     "image": Kind("image", "a still image (jpg, png, webp, ...), resized and center-cropped",
                   image_shape, load_images, IMAGE_EXTENSIONS, decode_image,
@@ -121,6 +144,9 @@ KINDS: dict[str, Kind] = {
     "clip": Kind("clip", "a short video (mp4, mov, avi, mkv, webm, mpg): sampled frames scored "
                          "as images, scores pooled over time per class",
                  image_shape, load_clips, CLIP_EXTENSIONS),
+    "text": Kind("text", "a comment (a CSV or JSONL row's text), tokenized for a sentence encoder",
+                 text_shape, load_texts, frozenset(), media_types=frozenset({"text/plain"}),
+                 dtype="int64"),
 }
 
 

@@ -1,10 +1,10 @@
 """Runners: every way shotlab runs a model, behind one protocol and one table.
 
     runner = make_runner(bundle, "onnx")          # RUNNERS[name](bundle, threads=..., ...)
-    probs = runner(batch)                         # float32 (N, *sample_shape) -> (N, K)
+    probs = runner(batch)                         # (N, *sample_shape) -> (N, K)
     probs = run_batched(runner, arrays)           # in bounded batches
 
-A `Runner` is any callable from a preprocessed float32 batch to probabilities, with `classes`
+A `Runner` is any callable from a preprocessed batch (float32 pixels, int64 token ids) to probabilities, with `classes`
 (the number of outputs). Bundle runtimes are the table `RUNNERS` ("onnx", "onnx-fp16",
 "onnx-int8", "tensorrt"); `TorchRunner` is the PyTorch reference the export report compares
 them with.
@@ -48,12 +48,15 @@ def run_batched(runner, arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> np.
 
 
 def check_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """`batch` as contiguous float32, or InputError naming the shape the contract expects."""
-    batch = np.ascontiguousarray(batch, dtype=np.float32)
-    if batch.ndim != len(spec.shape) or tuple(batch.shape[1:]) != tuple(spec.shape[1:]):
+    """`batch` as a contiguous array of the spec's dtype, or InputError naming the shape the
+    contract expects. A named axis ("tokens") may have any length."""
+    batch = np.ascontiguousarray(batch, dtype=spec.dtype)
+    fixed = all(isinstance(want, str) or got == want
+                for got, want in zip(batch.shape[1:], spec.shape[1:]))
+    if batch.ndim != len(spec.shape) or not fixed:
         expected = ", ".join(str(d) for d in ("N", *spec.shape[1:]))
-        raise InputError(f"expected a float32 batch ({expected}) for input '{spec.name}'; got "
-                         f"shape {batch.shape}")
+        raise InputError(f"expected a {spec.dtype} batch ({expected}) for input '{spec.name}'; "
+                         f"got shape {batch.shape}")
     return batch
 
 

@@ -30,7 +30,7 @@ def test_a_contract_written_before_kinds_existed_reads_as_image():
 
 def test_an_unknown_kind_names_the_kinds_this_shotlab_reads():
     with pytest.raises(InputError, match=r"input kind 'hologram' is not one this shotlab reads "
-                                         r"\(image, clip\)"):
+                                         r"\(image, clip, text\)"):
         Preprocessing.from_dict({**PREP.to_dict(), "kind": "hologram"})
 
 

@@ -1,0 +1,91 @@
+"""Text inputs without torch: a comment becomes token ids through the model's own tokenizer.
+
+    tokenizer = load_tokenizer(preprocessing)        # HF `tokenizers`, from the contract's file
+    ids = encode(tokenizer, texts, max_tokens)       # int64 (N, L), padded with PAD_ID
+    words = word_tokens(tokenizer, text, max_tokens) # [(word, [token positions])], no specials
+
+The model reads token ids only: its attention mask is `ids != PAD_ID`, computed inside the
+model (and so inside the exported ONNX graph), so a text part is one int64 input like an image
+part is one float32 input. `word_tokens` is how sub-word attributions are merged back to the
+words a reader sees.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from shotlab.core.errors import InputError
+
+PAD_ID = 0  # BERT's [PAD]; the tokenizer is checked to agree when it is loaded
+MAX_TEXT_CHARS = 5000  # a longer comment is refused on import (the model would truncate it)
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except Exception as exc:  # tokenizers raises its own Exception type for a bad file
+        raise InputError(f"{path}: not a tokenizer file this shotlab reads ({exc}); re-export "
+                         f"the model") from None
+    if tokenizer.token_to_id("[PAD]") != PAD_ID:
+        raise InputError(f"{path}: the tokenizer's [PAD] token is not id {PAD_ID}; shotlab's "
+                         f"text models expect a BERT-style vocabulary")
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def load_tokenizer(preprocessing):
+    """The tokenizer a text contract names (cached per file)."""
+    if preprocessing.kind != "text" or not preprocessing.tokenizer:
+        raise InputError(f"this model's input is '{preprocessing.kind}', not text with a "
+                         f"tokenizer")
+    return _tokenizer(str(preprocessing.tokenizer))
+
+
+def encode(tokenizer, texts, max_tokens: int) -> np.ndarray:
+    """int64 (N, L) token ids, each text truncated to `max_tokens` (its [SEP] kept) and padded
+    with PAD_ID to the longest in `texts`."""
+    rows = [truncate(tokenizer.encode(text).ids, max_tokens) for text in texts]
+    width = max((len(r) for r in rows), default=0)
+    ids = np.full((len(rows), width), PAD_ID, np.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = row
+    return ids
+
+
+def truncate(ids: list[int], max_tokens: int) -> list[int]:
+    """`ids` cut to `max_tokens`, keeping the closing special token ([SEP]) last."""
+    return ids if len(ids) <= max_tokens else ids[:max_tokens - 1] + ids[-1:]
+
+
+def word_tokens(tokenizer, text: str, max_tokens: int) -> list[tuple[str, list[int]]]:
+    """The words of `text` as the tokenizer splits them, each with the positions of its tokens
+    in `encode`'s row (special tokens dropped; words past the truncation left out)."""
+    encoding = tokenizer.encode(text)
+    kept = len(truncate(encoding.ids, max_tokens)) - 1  # positions before the closing [SEP]
+    words: dict[int, list[int]] = {}
+    for position, word in enumerate(encoding.word_ids[:kept]):
+        if word is not None:
+            words.setdefault(word, []).append(position)
+    spans = []
+    for word, positions in words.items():
+        start, end = encoding.word_to_chars(word)
+        spans.append((text[start:end], positions))
+    return spans
+
+
+def check_text(text, where: str) -> str:
+    """`text` as a str, or InputError naming `where` (a file and line) and the fix."""
+    if not isinstance(text, str):
+        raise InputError(f"{where}: the text is not a string ({type(text).__name__})")
+    if not text.strip():
+        raise InputError(f"{where}: the text is empty; remove the row or write the comment")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"{where}: the text has {len(text)} characters, over the limit of "
+                         f"{MAX_TEXT_CHARS}; shorten it or split it into several comments")
+    return text
