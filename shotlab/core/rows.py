@@ -1,0 +1,99 @@
+"""Rows of a CSV or JSONL file, each with the line it starts on: what text import, predict on
+comments and posts read. Bad rows are reported by line, never raised one at a time.
+
+    rows, bad = read_rows(Path("comments.csv"))   # [Row(line=2, fields={...})], [(line, reason)]
+
+CSV: the first row is the header (UTF-8, a BOM allowed); a quoted field may span lines, so a row's
+`line` is the line it starts on. JSONL: one JSON object per line; blank lines are skipped. A row
+whose bytes are not UTF-8 is reported with its line and the byte offset, and the rest still read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from shotlab.core.errors import InputError
+
+ROW_SUFFIXES = frozenset({".csv", ".jsonl"})
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int  # 1-based line of the file the row starts on
+    fields: dict
+
+
+def read_rows(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
+    """The rows of `path` (.csv or .jsonl) and the bad ones as (line, reason)."""
+    path = Path(path)
+    if path.suffix.lower() not in ROW_SUFFIXES:
+        raise InputError(f"{path}: expected a .csv or .jsonl file of rows")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+    lines, bad = decode_lines(data)
+    reader = read_jsonl if path.suffix.lower() == ".jsonl" else read_csv
+    rows, more_bad = reader(path, lines)
+    return rows, sorted(bad + more_bad)
+
+
+def decode_lines(data: bytes) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(line number, text) for each UTF-8 line, and (line, reason) for the ones that are not."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    lines, bad = [], []
+    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            lines.append((number, raw.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            bad.append((number, f"not UTF-8 (byte {exc.start} of the line); save the file as "
+                                f"UTF-8"))
+    return lines, bad
+
+
+def read_jsonl(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
+    rows, bad = [], []
+    for number, text in lines:
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            bad.append((number, f"not valid JSON ({exc.msg})"))
+            continue
+        if not isinstance(value, dict):
+            bad.append((number, "expected a JSON object with named fields"))
+            continue
+        rows.append(Row(number, value))
+    return rows, bad
+
+
+def read_csv(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
+    """CSV rows keyed by the header; a row with more fields than the header is bad."""
+    if not lines:
+        raise InputError(f"{path}: the file is empty; expected a header row such as text,label")
+    starts = [number for number, _ in lines]
+    stream = io.StringIO("".join(text for _, text in lines), newline="")
+    reader = csv.reader(stream)
+    header = next(reader)
+    if not any(h.strip() for h in header):
+        raise InputError(f"{path}: line {starts[0]} should be a header such as text,label")
+    header = [h.strip() for h in header]
+    rows, bad = [], []
+    line_index = 1  # `reader.line_num` counts physical lines consumed: map back to file lines
+    for record in reader:
+        number = starts[min(line_index, len(starts) - 1)]
+        line_index = reader.line_num
+        if not record or not any(field.strip() for field in record):
+            continue
+        if len(record) > len(header):
+            bad.append((number, f"{len(record)} fields but the header has {len(header)}; "
+                                f"quote fields that hold commas"))
+            continue
+        rows.append(Row(number, dict(zip(header, record + [""] * (len(header) - len(record))))))
+    return rows, bad
