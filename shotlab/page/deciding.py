@@ -27,6 +27,8 @@ class Decided:
     array: np.ndarray  # the preprocessed input (one sample), for the explanations
     data: bytes  # the bytes decided (the panel draws them)
     latency_ms: float  # decode + preprocess + model + rule
+    # A clip: the sampled frames' times (s) and scores (F, K); `array` is then its top frame.
+    timeline: tuple[list[float], np.ndarray] | None = None
 
 
 def decide(model, name: str, data: bytes, path: Path | None = None) -> Decided:
@@ -47,6 +49,40 @@ def decide(model, name: str, data: bytes, path: Path | None = None) -> Decided:
     record = decision_records(model.bundle, probs, [hashlib.sha256(data).hexdigest()],
                               runtime=RUNTIME, paths=[path] if path else None)[0]
     return Decided(name, record, array, data, (time.perf_counter() - started) * 1000)
+
+
+def decide_clip(model, name: str, data: bytes, path: Path | None = None) -> Decided:
+    """The decision `shotlab predict` makes for one clip (sampled under the bundle's clip
+    contract, pooled, segments), with its frame scores for the timeline and its top frame (the
+    frame with the highest score for the decision's class) as the input the maps explain. The
+    upload is decoded from a private temporary file that is removed at once (PyAV reads files);
+    nothing is written beside the user's clips."""
+    import tempfile
+
+    from shotlab.explain.tier1 import target_class
+    from shotlab.export.predict_clips import (clip_contract, clip_record, clip_thresholds,
+                                              score_clip)
+    from shotlab.page.model import RUNTIME
+
+    started = time.perf_counter()
+    bundle = model.bundle
+    contract, thresholds = clip_contract(bundle), clip_thresholds(bundle)
+    from shotlab.core.errors import BadImageError
+
+    with tempfile.TemporaryDirectory(prefix="shotlab-page-") as folder:
+        clip = Path(folder) / f"upload{Path(name).suffix.lower()}"
+        clip.write_bytes(data)
+        try:
+            scored = score_clip(clip, model.runner, bundle.preprocessing, contract, thresholds,
+                                keep_inputs=True)
+        except BadImageError as exc:  # the reason predict gives, under the upload's name
+            raise BadImageError(name, exc.reason) from None
+        record = clip_record(bundle, clip, scored, contract, thresholds, runtime=RUNTIME)
+    record["path"] = str(Path(path).resolve()) if path else None  # not the temporary file
+    probs = np.stack(scored.probs)
+    top = int(probs[:, list(bundle.classes).index(target_class(record))].argmax())
+    return Decided(name, record, scored.inputs[top], data,
+                   (time.perf_counter() - started) * 1000, (scored.times, probs))
 
 
 def bars(bundle, record: dict) -> list[dict]:

@@ -56,12 +56,12 @@ def bundle_path(path) -> Path:
 
 def open_model(path, *, store=None, trusted_keys=None) -> PageModel:
     from shotlab.explain.sources import source_of_bundle
-    from shotlab.page.panels import panel_for
+    from shotlab.page.panels import panels_for
     from shotlab.runtime.bundle import load_bundle
     from shotlab.runtime.runners import make_runner
 
     bundle = load_bundle(bundle_path(path), trusted_keys=trusted_keys or None)
-    panel_for(bundle.preprocessing.kind)  # refuse a kind the page cannot show, before serving
+    panels_for(bundle.preprocessing.kind)  # refuse a kind the page cannot show, before serving
     if store is not None and not Path(store).is_file():
         raise InputError(f"--store {store}: no such file (give the explanations.sqlite that "
                          f"`shotlab predict --explain` wrote, or leave --store out)")

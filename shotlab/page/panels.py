@@ -1,14 +1,17 @@
 """The input kinds the page can show: one entry per kind, each an input widget and a view.
 
     PANELS["image"].pick(st, model)                  -> (name, bytes, path or None) or None
+    PANELS["image"].decide(model, name, data, path)  -> page.deciding.Decided
     PANELS["image"].show(st, model, decided, maps, opacity)
+    panels_for("image")                              -> [image panel, clip panel]
 
 A panel draws with the `st` (Streamlit) module it is handed, so this table imports no Streamlit
 and `model.open_model` can refuse a kind the page has no panel for before anything is served.
-`clip` (the timeline of frame scores with the flagged segments) and `text` (the words
-highlighted by attribution) are one entry each here when their kinds land in
-`runtime.kinds.KINDS`; the decision, the bars, the faithfulness table and "Open decision" are
-shared by every kind.
+`model_kind` is the bundle input kind a panel serves: a clip is scored by an image model (as
+`shotlab predict` scores clips), so an image bundle offers both panels and the page asks which.
+The clip panel draws the timeline of frame scores with the segments a reviewer watches, and
+the maps on the clip's top frame. `text` (the words highlighted by attribution) is one entry
+here; the decision, the bars, the faithfulness table and "Open decision" are shared by all.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class Panel:
     noun: str  # "an image": what the page asks for
     pick: Callable  # (st, model) -> (name, data, path | None) | None
     show: Callable  # (st, model, decided, maps {method: map}, opacity) -> None
+    decide: Callable  # (model, name, data, path | None) -> page.deciding.Decided
+    model_kind: str = "image"  # the bundle input kind this panel's inputs are scored by
 
 
 def report_samples(bundle) -> list[Path]:
@@ -44,13 +49,19 @@ def report_samples(bundle) -> list[Path]:
     return list(dict.fromkeys(p for p in paths if p.is_file()))
 
 
-def pick_image(st, model):
+def upload(st, kind: str, noun: str):
+    """(name, bytes, None) of a file the user dropped, with one of `kind`'s suffixes."""
     from shotlab.runtime.kinds import get_kind
 
-    suffixes = sorted(s.lstrip(".") for s in get_kind("image").extensions)
-    upload = st.file_uploader("Upload an image", type=suffixes, key="upload")
-    if upload is not None:
-        return upload.name, upload.getvalue(), None
+    suffixes = sorted(s.lstrip(".") for s in get_kind(kind).extensions)
+    uploaded = st.file_uploader(f"Upload {noun}", type=suffixes, key=f"upload-{kind}")
+    return None if uploaded is None else (uploaded.name, uploaded.getvalue(), None)
+
+
+def pick_image(st, model):
+    uploaded = upload(st, "image", "an image")
+    if uploaded is not None:
+        return uploaded
     samples = report_samples(model.bundle)
     if not samples:
         return None
@@ -78,6 +89,66 @@ def show_image(st, model, decided, maps: dict, opacity: float) -> None:
     picture_row(st, pictures)
 
 
+def pick_clip(st, model):
+    return upload(st, "clip", "a short clip")
+
+
+def show_clip(st, model, decided, maps: dict, opacity: float) -> None:
+    """The timeline of frame scores with the segments, then the maps on the top frame."""
+    from shotlab.explain.plots import overlay
+
+    from shotlab.export.predict_clips import clip_thresholds
+
+    times, probs = decided.timeline
+    figure = timeline_figure(model.bundle.classes, clip_thresholds(model.bundle),
+                             decided.record, times, probs)
+    st.pyplot(figure, clear_figure=True)
+    segments = decided.record["segments"]
+    st.markdown("**Watch**: " + ("; ".join(
+        f"{s['class']} {s['start']:.1f}-{s['end']:.1f} s (peak {s['peak']:.2f}"
+        f"{', FLAGGED' if s['flagged'] else ', review'})" for s in segments)
+        if segments else "nothing: no sampled frame reached a review band or threshold"))
+    rgb = model_view(decided.array, model.bundle.preprocessing)
+    pictures = [(rgb, "top frame, as the model sees it")]
+    pictures += [(overlay(rgb, heatmap, alpha=opacity), METHOD_TITLES.get(method, method))
+                 for method, heatmap in maps.items()]
+    picture_row(st, pictures)
+
+
+def model_view(array, preprocessing):
+    """A preprocessed (3, H, W) sample back to the uint8 RGB picture the model saw."""
+    import numpy as np
+
+    rgb = array.transpose(1, 2, 0) * np.asarray(preprocessing.std) + np.asarray(preprocessing.mean)
+    return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
+
+
+def timeline_figure(classes, thresholds: dict, record: dict, times, probs):
+    """Matplotlib figure: one line per class over the clip's seconds, each policy class's
+    threshold (the one its segments use) dashed, the segments shaded (red flagged, amber
+    review)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 2.6), layout="constrained")
+    axes = figure.subplots()
+    for index, name in enumerate(classes):
+        line, = axes.plot(times, probs[:, index], marker="o", markersize=3, label=name)
+        cut = thresholds.get(name)
+        if cut is not None:
+            cut = cut["threshold"] if isinstance(cut, dict) else cut
+            axes.axhline(float(cut), color=line.get_color(), linestyle="--", linewidth=0.8)
+    for segment in record["segments"]:
+        axes.axvspan(segment["start"], segment["end"], alpha=0.18,
+                     color="#d64541" if segment["flagged"] else "#f0ad4e")
+    axes.set(xlabel="seconds", ylabel="score", ylim=(0, 1.02),
+             xlim=(0, max(record.get("duration") or 0, max(times, default=0)) or 1))
+    axes.legend(loc="upper right", fontsize="small", ncols=min(len(classes), 4))
+    return figure
+
+
 def picture_row(st, pictures) -> None:
     """[(uint8 (H, W, 3), caption)] side by side, at most a quarter of the page wide each."""
     for column, (picture, caption) in zip(st.columns(max(len(pictures), PICTURES_PER_ROW)),
@@ -90,14 +161,29 @@ PICTURES_PER_ROW = 4  # the page's pictures share a row of this many columns at 
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "ig": "Integrated Gradients",
                  "lime": "LIME", "shap": "SHAP"}
 
+def decide_image(model, name, data, path=None):
+    from shotlab.page.deciding import decide
+
+    return decide(model, name, data, path)
+
+
+def decide_clip(model, name, data, path=None):
+    from shotlab.page.deciding import decide_clip
+
+    return decide_clip(model, name, data, path)
+
+
 PANELS: dict[str, Panel] = {
-    "image": Panel("image", "an image", pick_image, show_image),
+    "image": Panel("image", "an image", pick_image, show_image, decide_image),
+    "clip": Panel("clip", "a short clip", pick_clip, show_clip, decide_clip),
 }
 
 
-def panel_for(kind: str) -> Panel:
-    if kind not in PANELS:
-        raise InputError(f"the page has no view for input kind '{kind}' yet (it shows: "
-                         f"{', '.join(PANELS)}); use `shotlab explain` and `shotlab predict` "
-                         f"for this bundle")
-    return PANELS[kind]
+def panels_for(model_kind: str) -> list[Panel]:
+    """The panels whose inputs a bundle of `model_kind` scores; InputError when none."""
+    found = [panel for panel in PANELS.values() if panel.model_kind == model_kind]
+    if not found:
+        raise InputError(f"the page has no view for input kind '{model_kind}' yet (it shows "
+                         f"inputs of {', '.join(sorted({p.model_kind for p in PANELS.values()}))} "
+                         f"models); use `shotlab explain` and `shotlab predict` for this bundle")
+    return found

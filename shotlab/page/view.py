@@ -16,7 +16,7 @@ import sys
 import streamlit as st
 
 from shotlab.core.errors import ShotlabError
-from shotlab.page.panels import METHOD_TITLES, panel_for, picture_row
+from shotlab.page.panels import METHOD_TITLES, panels_for, picture_row
 
 DEEPER_METHODS = ["gradcampp", "ig", "lime", "shap"]
 
@@ -59,12 +59,16 @@ def sidebar(model) -> None:
 # --- Decide and explain -------------------------------------------------------------------------
 
 def decide_view(model) -> None:
-    panel = panel_for(model.kind)
+    panels = panels_for(model.kind)
+    panel = panels[0]
+    if len(panels) > 1:  # an image model also scores clips, as `shotlab predict` does
+        nouns = [p.noun for p in panels]
+        panel = panels[nouns.index(st.radio("Input", nouns, horizontal=True, key="panel"))]
     picked = panel.pick(st, model)
     if picked is None:
         st.info(f"Upload {panel.noun} to see the decision and why.")
         return
-    decided = decision_of(model, *picked)
+    decided = decision_of(model, panel, *picked)
     if decided is None:
         return
     decision_summary(model, decided)
@@ -83,16 +87,15 @@ def decide_view(model) -> None:
     scores_view(results)
 
 
-def decision_of(model, name: str, data: bytes, path):
+def decision_of(model, panel, name: str, data: bytes, path):
     """The session's decision for this input: made once per input (the session keeps only the
     latest, with its explanations), so a redraw keeps its decision id."""
-    from shotlab.page.deciding import decide
-
-    key = f"{hashlib.sha256(data).hexdigest()}:{name}"
+    key = f"{panel.kind}:{hashlib.sha256(data).hexdigest()}:{name}"
     current = st.session_state.get("decided")
     if current is None or current[0] != key:
         try:
-            decided = decide(model, name, data, path)
+            with st.spinner(f"Deciding {panel.noun}"):
+                decided = panel.decide(model, name, data, path)
         except ShotlabError as exc:
             st.error(str(exc))  # the one line `shotlab predict` prints for this file
             return None

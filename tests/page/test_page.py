@@ -15,7 +15,7 @@ from shotlab.page.deciding import bars, decide
 from shotlab.page.explaining import explain_decided
 from shotlab.page.launch import flag_options
 from shotlab.page.model import bundle_path, open_model
-from shotlab.page.panels import panel_for, report_samples
+from shotlab.page.panels import PANELS, panels_for, report_samples
 from shotlab.page.stored import stored_decision
 
 
@@ -123,8 +123,46 @@ def test_run_folder_means_its_bundle(trained_run, tmp_path):
 
 
 def test_unknown_kind_has_no_panel():
-    with pytest.raises(InputError, match="no view for input kind 'clip'"):
-        panel_for("clip")
+    with pytest.raises(InputError, match="no view for input kind 'hologram'"):
+        panels_for("hologram")
+
+
+def test_an_image_model_offers_the_image_and_the_clip_panel():
+    assert [p.kind for p in panels_for("image")] == ["image", "clip"]
+
+
+def test_clip_decision_is_predicts_record_with_its_timeline(model, tmp_path):
+    from shotlab.export.predict_clips import predict_clips
+    from shotlab.page.panels import timeline_figure
+    from tests.export.test_predict_clips import colour_clip
+
+    clip = colour_clip(tmp_path / "violent.mp4", ["green", "green", "red", "green"])
+    decided = PANELS["clip"].decide(model, clip.name, clip.read_bytes(), clip)
+    (expected,) = predict_clips(model.bundle, [clip]).decisions
+    for key in ("labels", "flagged", "needs_review", "sha256", "path", "segments", "frames",
+                "duration", "kind", "model_sha256"):
+        assert decided.record[key] == expected[key], key
+    assert decided.record["scores"] == pytest.approx(expected["scores"], abs=1e-6)
+    times, probs = decided.timeline
+    assert times == pytest.approx(expected["frames"], abs=1e-3) and probs.shape[0] == len(times)
+    red_index = model.bundle.classes.index("red")
+    top = int(probs[:, red_index].argmax())
+    np.testing.assert_allclose(model.runner(decided.array[None])[0], probs[top], atol=1e-6)
+    figure = timeline_figure(model.bundle.classes, model.bundle.thresholds, decided.record,
+                             times, probs)
+    assert len(figure.axes[0].lines) >= len(model.bundle.classes)
+    assert not list(tmp_path.glob("upload*"))  # the upload's temporary file is not left beside
+
+
+def test_a_corrupt_clip_gives_predicts_reason(model, tmp_path):
+    from shotlab.export.predict_clips import predict_clips
+
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    (name, reason), = predict_clips(model.bundle, [bad]).bad
+    with pytest.raises(BadImageError) as caught:
+        PANELS["clip"].decide(model, "broken.mp4", bad.read_bytes())
+    assert caught.value.reason == reason and str(caught.value) == f"broken.mp4: {reason}"
 
 
 def test_safe_settings():

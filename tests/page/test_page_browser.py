@@ -124,6 +124,31 @@ def test_upload_shows_predicts_decision_and_gradcam(open_page, inbox, predicted,
     assert (shots / "page-decision.png").stat().st_size > 10_000
 
 
+def test_a_clip_shows_its_timeline_segments_and_top_frame(open_page, exported, tmp_path, shots):
+    """The clip panel: the same record as `shotlab predict` on the clip, the segment to watch,
+    the timeline and Grad-CAM on the top frame."""
+    from shotlab.export.predict_clips import predict_clips
+    from shotlab.runtime.bundle import load_bundle
+    from tests.export.test_predict_clips import colour_clip
+
+    clip = colour_clip(tmp_path / "violent.mp4", ["green", "green", "red", "green"])
+    (expected,) = predict_clips(load_bundle(exported.path), [clip]).decisions
+    page = open_page()
+    page.get_by_text("a short clip", exact=True).click()
+    page.wait_for_selector("text=Upload a short clip")
+    upload(page, clip)
+    wait_for_caption(page, "Grad-CAM")
+    shown = shown_decision(page)
+    for name, (score, flagged) in shown.items():
+        assert score == pytest.approx(expected["scores"][name], abs=1e-6)
+        assert flagged == (name in expected["flagged"])
+    assert caption(page, "top frame, as the model sees it").count() == 1
+    segment = expected["segments"][0]
+    assert page.get_by_text(f"red {segment['start']:.1f}-{segment['end']:.1f} s",
+                            exact=False).count() == 1
+    page.screenshot(path=str(shots / "page-clip.png"), full_page=True)
+
+
 def test_open_stored_decision(open_page, predicted, shots):
     flagged = next(r for r in predicted["decisions"].values() if r["flagged"])
     page = open_page()
