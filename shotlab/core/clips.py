@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,18 @@ def check_readable(path: Path) -> None:
         except BadImageError as exc:
             raise BadClipError(path, exc.reason) from None
         raise
+
+
+@contextmanager
+def clip_file(data: bytes, name: str):
+    """A clip's bytes (an upload, a request body) as a file PyAV can open: a private temporary
+    folder (mode 0700) holding `upload<suffix of name>`, removed on exit."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="shotlab-clip-") as folder:
+        path = Path(folder) / f"upload{Path(name).suffix.lower()}"
+        path.write_bytes(data)
+        yield path
 
 
 def is_clip_path(path) -> bool:

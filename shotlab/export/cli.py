@@ -256,12 +256,13 @@ def top_frames(bundle, decision: dict, frames, probs) -> list[tuple]:
     that scores highest for it, as (class, frame, timestamp); the decision lists them in
     `explained_frames` (the store keeps each under the decision id with its timestamp)."""
     from shotlab.explain.tier1 import target_class
+    from shotlab.export.predict_clips import top_frame
 
     if not (decision["flagged"] or decision["needs_review"]):
         return []
     chosen = []
     for name in decision["flagged"] or [target_class(decision)]:
-        best = int(probs[:, list(bundle.classes).index(name)].argmax())
+        best = top_frame(probs, bundle.classes, name)
         chosen.append((name, frames[best], decision["frames"][best]))
     decision["explained_frames"] = [{"class": n, "timestamp": t} for n, _, t in chosen]
     return chosen

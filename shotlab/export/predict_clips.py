@@ -39,46 +39,64 @@ class ClipScores:
     gaps: list = field(default_factory=list)
 
 
+def fresh_frames(clip, preprocessing, contract):
+    """(timestamp, preprocessed frame) for each sampled frame of an open `clip` that is not a
+    near-identical repeat of the one before, in time order; `.close()` stops the decoder."""
+    from PIL import Image
+
+    from shotlab.core.clips import NearIdentical, Sampling
+
+    fresh = NearIdentical()
+    frames = clip.frames_at(Sampling.parse(contract.sampling).times(clip))
+    try:
+        for frame in frames:
+            if fresh.is_new(frame.pixels):
+                yield frame.timestamp, preprocessing.to_array(Image.fromarray(frame.pixels))
+    finally:
+        frames.close()
+
+
 def score_clip(path: Path, runner, preprocessing, contract, thresholds, *,
                early_exit: bool = False, keep_inputs: bool = False) -> ClipScores:
     """Decode the sampled frames of `path` in time order and score them. With `early_exit`,
     each frame is scored as it is decoded and decoding stops once `contract.clear_flag` says an
-    unsafe class is flagged beyond doubt; otherwise the frames are scored in one batch."""
-    from PIL import Image
+    unsafe class is flagged beyond doubt; otherwise the frames are scored in one batch. With
+    `runner=None` nothing is scored: `inputs` holds the frames (the service batches them)."""
+    from shotlab.core.clips import ClipReader, merge_gaps
 
-    from shotlab.core.clips import ClipReader, NearIdentical, Sampling, merge_gaps
-
-    sampling = Sampling.parse(contract.sampling)
     with ClipReader(path) as clip:
-        result = ClipScores(clip.facts)
-        fresh, pending = NearIdentical(), []
-        frames = clip.frames_at(sampling.times(clip))
-        for frame in frames:
-            if not fresh.is_new(frame.pixels):
-                continue
-            result.times.append(frame.timestamp)
-            pending.append(preprocessing.to_array(Image.fromarray(frame.pixels)))
+        result, pending = ClipScores(clip.facts), []
+        frames = fresh_frames(clip, preprocessing, contract)
+        for timestamp, array in frames:
+            result.times.append(timestamp)
+            pending.append(array)
             if early_exit:
                 result.probs += list(runner(np.stack(pending)))
                 result.inputs += pending if keep_inputs else []
                 pending = []
                 flagged = contract.clear_flag(np.stack(result.probs), thresholds)
                 if flagged:
-                    result.stopped_on = {"class": flagged, "at": frame.timestamp}
+                    result.stopped_on = {"class": flagged, "at": timestamp}
                     frames.close()  # stops the decoder: no later frame is read
                     break
         if pending:
-            result.probs += list(runner(np.stack(pending)))
-            result.inputs += pending if keep_inputs else []
+            result.probs += list(runner(np.stack(pending))) if runner is not None else []
+            result.inputs += pending if keep_inputs or runner is None else []
         result.decoded = clip.decoded
         step = 1.0 / result.facts.fps if result.facts.fps else 0.0
         result.gaps = merge_gaps(clip.gaps, step)
-    if not result.probs:
+    if not result.times:
         from shotlab.core.clips import BadClipError
 
         reasons = "; ".join(sorted({g.reason for g in result.gaps})) or "no frame decoded"
         raise BadClipError(path, f"no frame could be decoded ({reasons})")
     return result
+
+
+def top_frame(frame_probs: np.ndarray, classes, name: str) -> int:
+    """The frame scoring highest for class `name`: the frame the maps of a clip explain for it
+    (for a decision's own class, `explain.tier1.target_class(record)`)."""
+    return int(np.asarray(frame_probs)[:, list(classes).index(name)].argmax())
 
 
 def clip_record(bundle, path: Path, scored: ClipScores, contract, thresholds, *,

@@ -53,36 +53,30 @@ def decide(model, name: str, data: bytes, path: Path | None = None) -> Decided:
 
 def decide_clip(model, name: str, data: bytes, path: Path | None = None) -> Decided:
     """The decision `shotlab predict` makes for one clip (sampled under the bundle's clip
-    contract, pooled, segments), with its frame scores for the timeline and its top frame (the
-    frame with the highest score for the decision's class) as the input the maps explain. The
-    upload is decoded from a private temporary file that is removed at once (PyAV reads files);
-    nothing is written beside the user's clips."""
-    import tempfile
-
+    contract, pooled, segments), with its frame scores for the timeline and its top frame as the
+    input the maps explain. PyAV reads files, so the upload is decoded from a private temporary
+    file removed at once (`core.clips.clip_file`); nothing is written beside the user's clips."""
+    from shotlab.core.clips import clip_file
+    from shotlab.core.errors import BadImageError
     from shotlab.explain.tier1 import target_class
     from shotlab.export.predict_clips import (clip_contract, clip_record, clip_thresholds,
-                                              score_clip)
+                                              score_clip, top_frame)
     from shotlab.page.model import RUNTIME
 
     started = time.perf_counter()
     bundle = model.bundle
     contract, thresholds = clip_contract(bundle), clip_thresholds(bundle)
-    from shotlab.core.errors import BadImageError
-
-    with tempfile.TemporaryDirectory(prefix="shotlab-page-") as folder:
-        clip = Path(folder) / f"upload{Path(name).suffix.lower()}"
-        clip.write_bytes(data)
+    with clip_file(data, name) as clip:
         try:
             scored = score_clip(clip, model.runner, bundle.preprocessing, contract, thresholds,
                                 keep_inputs=True)
         except BadImageError as exc:  # the reason predict gives, under the upload's name
             raise BadImageError(name, exc.reason) from None
-        record = clip_record(bundle, clip, scored, contract, thresholds, runtime=RUNTIME)
-    record["path"] = str(Path(path).resolve()) if path else None  # not the temporary file
+    record = clip_record(bundle, path, scored, contract, thresholds, runtime=RUNTIME)
     probs = np.stack(scored.probs)
-    top = int(probs[:, list(bundle.classes).index(target_class(record))].argmax())
-    return Decided(name, record, scored.inputs[top], data,
-                   (time.perf_counter() - started) * 1000, (scored.times, probs))
+    top = top_frame(probs, bundle.classes, target_class(record))
+    return Decided(name, record, scored.inputs[top], data, (time.perf_counter() - started) * 1000,
+                   (scored.times, probs))
 
 
 def bars(bundle, record: dict) -> list[dict]:

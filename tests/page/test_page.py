@@ -151,7 +151,7 @@ def test_clip_decision_is_predicts_record_with_its_timeline(model, tmp_path):
     figure = timeline_figure(model.bundle.classes, model.bundle.thresholds, decided.record,
                              times, probs)
     assert len(figure.axes[0].lines) >= len(model.bundle.classes)
-    assert not list(tmp_path.glob("upload*"))  # the upload's temporary file is not left beside
+    assert not list(tmp_path.glob("upload*"))  # the temporary file is not left beside the clip
 
 
 def test_a_corrupt_clip_gives_predicts_reason(model, tmp_path):
