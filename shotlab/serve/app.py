@@ -1,8 +1,8 @@
 """The HTTP API (FastAPI on uvicorn). The OpenAPI page is at /docs.
 
-    POST /v1/moderate            one image: raw bytes (Content-Type image/*) or multipart
-                                 (field `file`); answers the decision
-    POST /v1/moderate/batch      several images as multipart file parts; one result per part
+    POST /v1/moderate            one image or clip: raw bytes (Content-Type image/* or video/*)
+                                 or multipart (field `file`); answers the decision
+    POST /v1/moderate/batch      several as multipart file parts; one result per part
     GET  /v1/decisions/{id}      a stored decision and its explanation status
     GET  /v2/health/live         the process answers (Open Inference Protocol)
     GET  /v2/health/ready        200 once the model has answered its warm-up run, else 503
@@ -28,6 +28,8 @@ from shotlab.serve.service import Refusal, Service, ServeOptions
 MULTIPART = "multipart/form-data"
 PUBLIC_FIELDS = ("decision_id", "sha256", "scores", "labels", "flagged", "needs_review",
                  "model_sha256", "policy_version", "runtime", "time")
+# A clip's decision adds what a reviewer needs: the seconds to watch and what was scored.
+CLIP_FIELDS = ("kind", "duration", "frames", "segments", "gaps")
 ENDPOINTS = ("/v1/moderate", "/v1/moderate/batch", "/v1/decisions/{decision_id}",
              "/v2/health/live", "/v2/health/ready", "/metrics")
 
@@ -35,6 +37,8 @@ ENDPOINTS = ("/v1/moderate", "/v1/moderate/batch", "/v1/decisions/{decision_id}"
 def public(record: dict, explanation, started: float | None = None, cached=None) -> dict:
     """What a client sees of a record (not the server's bundle path)."""
     view = {key: record.get(key) for key in PUBLIC_FIELDS}
+    if record.get("kind") == "clip":
+        view.update({key: record.get(key) for key in CLIP_FIELDS})
     view["explanation"] = explanation
     if cached is not None:
         view["cached"] = cached
@@ -63,8 +67,9 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def multipart_files(request: Request, body: bytes, max_items: int) -> list[bytes]:
-    """The file parts of a multipart body already read (and size-checked)."""
+async def multipart_files(request: Request, body: bytes, max_items: int) -> list[tuple]:
+    """(bytes, content type, file name) of each file part of a multipart body already read
+    (and size-checked)."""
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -76,23 +81,32 @@ async def multipart_files(request: Request, body: bytes, max_items: int) -> list
                       f"multipart body refused ({exc}); at most {max_items} file parts "
                       f"(--max-items)") from None
     try:
-        return [await value.read() for _, value in form.multi_items()
+        return [(await value.read(), (value.content_type or "").split(";")[0].strip().lower(),
+                 value.filename) for _, value in form.multi_items()
                 if isinstance(value, UploadFile)]
     finally:
         await form.close()
 
 
-async def bodies(service: Service, request: Request, *, batch: bool) -> list[bytes]:
-    """The images a request carries: raw bytes (one), or a multipart body's file parts."""
+async def bodies(service: Service, request: Request, *, batch: bool) -> list[tuple]:
+    """(bytes, request kind) of each item a request carries: raw bytes (one: an image, or a
+    clip sent as video/*), or a multipart body's file parts (each by its own content type or,
+    sent as octet-stream, its file name's suffix; else the bundle's own kind)."""
     kind = media_type(request) or "application/octet-stream"
-    if kind != MULTIPART and (batch or not service.media_type_accepted(kind)):
-        accepted = ", ".join(sorted(service.kind.media_types))
+    read = service.kind_for(kind) if kind != MULTIPART else None
+    if kind != MULTIPART and (batch or read is None):
         raise Refusal(415, "media_type", f"Content-Type {kind} is not accepted here; send "
-                      f"{MULTIPART}" + ("" if batch else f" or the raw bytes as {accepted}"))
+                      f"{MULTIPART}" + ("" if batch else
+                                        f" or the raw bytes as {service.media_types()}"))
     body = await read_body(request, service.options.max_body_bytes)
     if kind != MULTIPART:
-        return [body]
-    files = await multipart_files(request, body, service.options.max_items)
+        return [(body, read)]
+    # A part of no known type is read as the bundle's own kind (an image), so a bad one is
+    # answered 422 with the decoder's reason, in its place in a batch.
+    files = [(data, service.kind_for(part_type or "application/octet-stream", name)
+              or service.kinds[0])
+             for data, part_type, name in
+             await multipart_files(request, body, service.options.max_items)]
     if not files:
         raise Refusal(422, "bad_input", "the multipart body has no file part; send the image "
                       "as a file field (e.g. curl -F file=@photo.jpg)")

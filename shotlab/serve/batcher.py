@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Item:
-    array: object  # one preprocessed sample
+    decoded: object  # serve.requests.Decoded: the rows the model runs for this request item
+    kind: object  # serve.requests.RequestKind: how its rows' scores become its decision
     sha256: str
     key: str | None  # the cache key, None with the cache off
     future: asyncio.Future = field(default=None, repr=False)

@@ -3,8 +3,8 @@
     engine = Engine(bundle, store, options)
     records = engine.process(items)       # on the batcher's model thread
 
-The decision is `shotlab predict`'s (`export.predict.decision_records`: the same rule and the
-same record); the batch's decisions and its explanation jobs are committed to the store before
+The decision is `shotlab predict`'s (`export.predict.decision_records` through the request's
+kind, serve/requests.py: the same rule and the same record); the batch's decisions and its explanation jobs are committed to the store before
 `process` returns, so before any request of the batch is answered.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shotlab.export.predict import decision_records, needs_attention
+from shotlab.export.predict import needs_attention
 from shotlab.runtime.runners import make_runner
 
 
@@ -40,11 +40,17 @@ class Engine:
         self.runner(np.zeros((1, *shape), np.float32))
 
     def process(self, items) -> list[dict]:
-        probs = self.runner(np.stack([item.array for item in items]))
-        records = decision_records(self.bundle, probs, [item.sha256 for item in items],
-                                   runtime=self.runtime)
-        jobs = ({r["decision_id"]: item.array for r, item in zip(records, items)
-                 if needs_attention(r)} if self.explain else {})
+        """One model run over every item's rows (an image is one row, a clip its frames); each
+        item's scores become its decision through its kind (serve/requests.py)."""
+        rows = [item.decoded.rows for item in items]
+        probs = self.runner(np.concatenate(rows))
+        ends = np.cumsum([len(r) for r in rows])
+        decided = [item.kind.decide(self.bundle, item.decoded, probs[end - len(r):end],
+                                    item.sha256, self.runtime)
+                   for item, r, end in zip(items, rows, ends)]
+        records = [record for record, _ in decided]
+        jobs = ({record["decision_id"]: explained for record, explained in decided
+                 if needs_attention(record)} if self.explain else {})
         saved = self.store.save(records, [item.key for item in items], jobs)
         if self.metrics:
             self.metrics.count_decisions([r for r, s in zip(records, saved) if r is s])

@@ -3,9 +3,10 @@
     service = Service(ServeOptions(bundle="runs/.../bundle"))
     results = await service.decide([body bytes, ...])   # a record or a Refusal per item
 
-A request's bytes are hashed (the cache key), decoded and preprocessed by the bundle's input
-kind (`runtime.kinds`: a new kind is a table entry, not a new server) on a worker thread, queued
-for the micro-batcher, run, decided and stored; then answered.
+A request's bytes are hashed (the cache key), decoded and preprocessed by its request kind
+(`serve/requests.py`: an image, or a clip for an image bundle; a new kind is a table entry, not
+a new server) on a worker thread, queued for the micro-batcher, run, decided and stored; then
+answered.
 """
 
 from __future__ import annotations
@@ -112,18 +113,19 @@ class Service:
 
     def __init__(self, options: ServeOptions, batcher=MicroBatcher):
         from shotlab.runtime.bundle import load_bundle
-        from shotlab.runtime.kinds import get_kind
         from shotlab.serve.engine import Engine
+        from shotlab.serve.requests import request_kinds
         from shotlab.serve.explainer import ExplanationWorker
         from shotlab.serve.metrics import Metrics
         from shotlab.serve.store import EXPLANATIONS_FILE
 
         self.options = options
         self.bundle = load_bundle(options.bundle)
-        self.kind = get_kind(self.bundle.preprocessing.kind)
-        if self.kind.decode is None:
-            raise InputError(f"{options.bundle}: input kind '{self.kind.name}' cannot be served "
-                             f"yet (no decoder for request bodies)")
+        self.kinds = request_kinds(self.bundle)  # what it reads, first the default
+        if not self.kinds:
+            raise InputError(f"{options.bundle}: input kind '{self.bundle.preprocessing.kind}' "
+                             f"cannot be served yet (no request kind reads it); use `shotlab "
+                             f"predict`")
         self.store = open_store(options)
         self.explanations_path = options.store / EXPLANATIONS_FILE
         self.worker = (ExplanationWorker(self.bundle, self.store, self.explanations_path)
@@ -163,18 +165,23 @@ class Service:
         return saved
 
     # the request path -----------------------------------------------------------------------------
-    def media_type_accepted(self, media_type: str) -> bool:
-        return any(media_type == t or (t.endswith("/") and media_type.startswith(t))
-                   for t in self.kind.media_types)
+    def kind_for(self, media_type: str, filename: str | None = None):
+        """The request kind a body is (serve/requests.py), None when this server reads none."""
+        from shotlab.serve.requests import kind_for
 
-    async def decide(self, bodies: list[bytes], timeout_s: float) -> list:
-        """Per body: (record, explanation status) or the Refusal that answers it (bad input:
-        422); the status is None for a fresh decision, the stored one for a cached decision.
-        A full queue or a timeout refuses the whole request (429, 503)."""
+        return kind_for(self.kinds, media_type, filename)
+
+    def media_types(self) -> str:
+        return ", ".join(sorted(t for k in self.kinds for t in k.media_types))
+
+    async def decide(self, bodies: list, timeout_s: float) -> list:
+        """Per (body bytes, request kind): (record, explanation status) or the Refusal that
+        answers it (bad input: 422); the status is None for a fresh decision, the stored one
+        for a cached decision. A full queue or a timeout refuses the whole request (429, 503)."""
         from starlette.concurrency import run_in_threadpool
 
-        prepared = await asyncio.gather(*(self.prepare(body, run_in_threadpool)
-                                          for body in bodies))
+        prepared = await asyncio.gather(*(self.prepare(body, kind, run_in_threadpool)
+                                          for body, kind in bodies))
         fresh = [p for p in prepared if isinstance(p, Item)]
         try:
             futures = self.batcher.submit_nowait(fresh)
@@ -192,23 +199,23 @@ class Service:
         return [(next(found), None) if isinstance(p, Item) else p
                 for p in prepared]
 
-    async def prepare(self, body: bytes, in_thread):
+    async def prepare(self, body: bytes, kind, in_thread):
         """An Item for the batcher, (record, status) from the cache, or a 422 Refusal."""
         with self.batcher.arriving():
             if not body:
-                return Refusal(422, "bad_input", "empty body (0 bytes): send the image's bytes")
+                return Refusal(422, "bad_input", f"empty body (0 bytes): send the {kind.name}'s "
+                                                 f"bytes")
             sha256 = hashlib.sha256(body).hexdigest()
             key = self.engine.cache_key(sha256)
             if key and (found := await in_thread(self.store.cached, key)):
                 self.metrics.cache_hits.inc()
                 return found
             try:
-                array = await in_thread(self.kind.decode, body, self.bundle.preprocessing,
-                                        max_pixels=self.options.max_pixels)
+                decoded = await in_thread(kind.decode, body, self.bundle, self.options)
             except BadImageError as exc:
-                return Refusal(422, "bad_input", f"{exc.reason}: send a {self.kind.name} this "
+                return Refusal(422, "bad_input", f"{exc.reason}: send a {kind.name} this "
                                f"server can decode")
-            return Item(array, sha256, key)
+            return Item(decoded, kind, sha256, key)
 
     def explanation_status(self, record: dict, stored: str | None) -> str:
         """`stored` for a cached decision; for a fresh one, pending when it was queued."""

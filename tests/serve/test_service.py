@@ -201,3 +201,38 @@ def test_concurrent_requests_share_model_runs(server, tmp_path):
     store = sqlite3.connect(server.store / "decisions.sqlite")
     stored = {row[0] for row in store.execute("SELECT decision_id FROM decisions")}
     assert {r.json()["decision_id"] for r in responses} <= stored
+
+
+def test_a_clip_gets_predicts_clip_decision_with_its_segments(server, exported, tmp_path):
+    """An image bundle serves clips as `shotlab predict` decides them: raw video/mp4 or a
+    multipart part, pooled scores, the segments to watch, and Grad-CAM on the top frame."""
+    from tests.export.test_predict_clips import colour_clip
+
+    clip = colour_clip(tmp_path / "violent.mp4", ["green", "green", "red", "green"])
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(clip),
+                                      "--out", str(tmp_path / "decisions.jsonl")])
+    assert result.exit_code == 0, result.output
+    (offline,) = map(json.loads, open(tmp_path / "decisions.jsonl"))
+    served = post(server, clip.read_bytes(), headers={"Content-Type": "video/mp4"})
+    assert served.status_code == 200, served.text
+    got = served.json()
+    for key in ("kind", "labels", "flagged", "needs_review", "sha256", "segments", "frames",
+                "duration"):
+        assert got[key] == offline[key], key
+    np.testing.assert_allclose([got["scores"][c] for c in offline["scores"]],
+                               list(offline["scores"].values()), atol=1e-6)
+    assert got["flagged"] == ["red"] and got["segments"][0]["class"] == "red"
+    calm = colour_clip(tmp_path / "calm.mp4", ["blue"] * 3, seed=1)
+    parts = [("files", ("calm.mp4", calm.read_bytes(), "application/octet-stream")),
+             ("files", ("broken.mp4", b"\x00" * 300, "video/mp4"))]
+    batch = httpx.post(server.url + "/v1/moderate/batch", headers=AUTH, files=parts,
+                       timeout=60).json()["results"]
+    assert [r["status"] for r in batch] == [200, 422]
+    assert batch[0]["kind"] == "clip" and batch[0]["labels"] == ["blue"]
+    assert "send a clip" in batch[1]["detail"]
+    url = f"{server.url}/v1/decisions/{got['decision_id']}"
+    stored = wait_for(lambda: (s := httpx.get(url, headers=AUTH).json())["explanation"]
+                      ["status"] == "done" and s)
+    assert stored["explanation"]["maps"][0]["target"] == "red"
+    refused = post(server, b"x", headers={"Content-Type": "audio/mpeg"})
+    assert refused.status_code == 415 and "video/" in refused.json()["detail"]
