@@ -26,6 +26,29 @@ def echo_split(name: str, metrics: dict) -> None:
     click.echo(table(["class", "precision", "recall", "F2", "AUPRC", "support"], rows))
 
 
+def threshold_spread(t: dict) -> str:
+    """'; 90% interval 0.41-0.77, flags 23% of val' where the run measured them."""
+    parts = []
+    if t.get("threshold_interval"):
+        low, high = t["threshold_interval"]
+        parts.append(f"90% interval {low:.2f}-{high:.2f}")
+    if t.get("flag_rate") is not None:
+        parts.append(f"flags {t['flag_rate']:.0%} of val")
+    return "; " + ", ".join(parts) if parts else ""
+
+
+def few_positives(name: str, t: dict) -> str:
+    """Why a class's recall cannot be trusted yet, and how many more examples it takes."""
+    have, needed = t["support"], t.get("positives_needed")
+    bound = t.get("recall_lower_bound")
+    shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"
+    more = (f"label about {needed - have} more '{name}' examples for validation (at least "
+            f"{needed} in all, every one caught)" if needed and needed > have
+            else "more of its validation examples must be caught")
+    return (f"'{name}' has {have} validation positives: recall >= {t['target_recall']} cannot "
+            f"be shown with 95% confidence ({shown}); {more}")
+
+
 def echo_run(result, as_json: bool) -> None:
     if as_json:
         return echo_json({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
@@ -43,7 +66,10 @@ def echo_run(result, as_json: bool) -> None:
         click.echo(f"Threshold for unsafe class '{name}': {t['threshold']:.3f} (on val: recall "
                    f"{fmt(t['recall'], 2)}, precision {fmt(t['precision'], 2)}; target "
                    f"{t['target_recall']}{'' if t['reached'] else ' NOT reached'}), review band "
-                   f"[{t['review_band'][0]:.2f}, {t['review_band'][1]:.2f}]")
+                   f"[{t['review_band'][0]:.2f}, {t['review_band'][1]:.2f}]"
+                   + threshold_spread(t))
+        if not t.get("confident", True):
+            click.echo(f"  Warning: {few_positives(name, t)}")
     for kind, clip in (result.clips or {}).items():
         recall = ", ".join(f"{c} {fmt(r, 2)}" for c, r in clip["unsafe_recall"].items())
         click.echo(f"Clips ({kind.replace('_', ' ')}, {clip['split']}): mAP "

@@ -11,6 +11,14 @@ target is always reachable (the lowest positive score flags them all); what vari
 precision it costs, which the result reports. A class without validation positives gets
 threshold 0.0 (flag everything: no evidence, so fail safe) and `reached: False`.
 
+Few-shot validation sets make thresholds shaky, so each one is reported with its uncertainty:
+`threshold_interval` (a 90% bootstrap interval over the class's validation positives),
+`flag_rate` (the share of validation samples it flags: the review load to expect),
+`recall_lower_bound` (the one-sided 95% Clopper-Pearson bound on the recall it reaches) and
+`positives_needed` (how many validation positives, all caught, it takes before that bound can
+reach the target: 59 for 95% recall). `confident` is False when the bound falls short: the run
+warns and says how many more examples the class needs.
+
 Under the multiclass rule (`shotlab.runtime.decide.predict_labels`) a sample over the thresholds of
 two unsafe classes goes to the higher score, so test-time recall per class can be lower than the
 one-vs-rest recall reported here; measure it with `classification_metrics(..., thresholds=...)`.
@@ -29,6 +37,9 @@ from shotlab.train.metrics import check_inputs
 TARGET_RECALL = 0.95
 # Scores within 0.1 of a threshold are too close to call on a model trained on 5-50 images a class.
 REVIEW_MARGIN = 0.1
+CONFIDENCE = 0.95  # how sure a "recall >= target" statement must be
+BOOTSTRAP_ROUNDS = 1000
+INTERVAL = (5.0, 95.0)  # percentiles of the bootstrap thresholds: a 90% interval
 
 
 def choose_thresholds(y_true, probs, class_names, *, unsafe, target_recall=TARGET_RECALL,
@@ -75,7 +86,42 @@ def _class_threshold(y, s, *, target_recall, margin) -> dict:
         "reached": recall is not None and recall >= target_recall,
         "support": int(positives.size),
         "review_band": [max(0.0, threshold - margin), min(1.0, threshold + margin)],
+        "flag_rate": float(flagged.mean()) if s.size else None,
+        **uncertainty(positives, threshold, target_recall),
     }
+
+
+def uncertainty(positives: np.ndarray, threshold: float, target_recall: float) -> dict:
+    """How far the threshold and its recall can be trusted on `positives` (the class's
+    validation scores): the bootstrap interval of the threshold, the recall's lower confidence
+    bound, and the positives it takes for that bound to be able to reach the target."""
+    n = int(positives.size)
+    needed = positives_needed(target_recall)
+    if n == 0:
+        return {"threshold_interval": None, "recall_lower_bound": None,
+                "positives_needed": needed, "confident": False}
+    rng = np.random.default_rng(0)  # a local generator: the interval is reproducible
+    draws = rng.choice(positives, size=(BOOTSTRAP_ROUNDS, n), replace=True)
+    cuts = [highest_threshold(row, target_recall) for row in draws]
+    low, high = np.percentile(cuts, INTERVAL)
+    bound = recall_lower_bound(int(np.sum(positives >= threshold)), n)
+    return {"threshold_interval": [float(low), float(high)], "recall_lower_bound": bound,
+            "positives_needed": needed, "confident": bound >= target_recall}
+
+
+def recall_lower_bound(caught: int, positives: int, confidence: float = CONFIDENCE) -> float:
+    """One-sided Clopper-Pearson lower bound on recall after catching `caught` of `positives`."""
+    from scipy.stats import beta
+
+    return 0.0 if caught == 0 else float(beta.ppf(1 - confidence, caught, positives - caught + 1))
+
+
+def positives_needed(target_recall: float, confidence: float = CONFIDENCE) -> int | None:
+    """The fewest positives, all caught, whose recall lower bound reaches `target_recall`
+    ((1 - confidence) ** (1 / n) >= target); None for a target of 1 (never provable)."""
+    if target_recall >= 1:
+        return None
+    return int(np.ceil(np.log(1 - confidence) / np.log(target_recall) - 1e-9))
 
 
 def _check_unsafe(unsafe, names: list[str]) -> list[str]:

@@ -123,3 +123,35 @@ def test_bad_arguments_raise_input_error():
         apply_review_band(p, {"violence": {"review_band": [0.1, 0.2]}}, NAMES)
     with pytest.raises(InputError, match="review_band"):
         apply_review_band(p, {"nsfw": 0.5}, NAMES)
+
+
+def test_each_threshold_carries_its_interval_flag_rate_and_confidence():
+    from shotlab.train.thresholds import positives_needed, recall_lower_bound
+
+    y, p = validation_set(n=120, seed=1)
+    entry = choose_thresholds(y, p, NAMES, unsafe=["nsfw"])["nsfw"]
+    low, high = entry["threshold_interval"]
+    assert 0 <= low <= entry["threshold"] <= high <= 1
+    assert entry["flag_rate"] == pytest.approx(np.mean(p[:, 1] >= entry["threshold"]))
+    positives = p[y == 1, 1]
+    caught = int(np.sum(positives >= entry["threshold"]))
+    assert entry["recall_lower_bound"] == pytest.approx(recall_lower_bound(caught,
+                                                                           positives.size))
+    assert entry["recall_lower_bound"] < entry["recall"]
+    assert entry["confident"] is (entry["recall_lower_bound"] >= 0.95)
+    # 59 positives, all caught: the first count whose 95% lower bound reaches 95% recall
+    assert positives_needed(0.95) == 59
+    assert recall_lower_bound(59, 59) >= 0.95 > recall_lower_bound(58, 58)
+    assert positives_needed(1.0) is None
+
+
+def test_four_positives_are_not_enough_and_the_report_says_how_many_more():
+    from shotlab.train.report import few_positives
+
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    p = np.stack([1 - np.linspace(0.1, 0.9, 10), np.linspace(0.1, 0.9, 10)], axis=1)[::-1]
+    entry = choose_thresholds(y, p, ["ok", "fish"], unsafe=["fish"])["fish"]
+    assert entry["reached"] is True and entry["confident"] is False
+    assert entry["positives_needed"] == 59
+    message = few_positives("fish", entry)
+    assert "'fish' has 4 validation positives" in message and "about 55 more" in message
