@@ -76,3 +76,30 @@ def fitted_classifier(encoder, comments=COMMENTS, classes=CLASSES):
         model.head.weight[1] = torch.from_numpy(fitted.coef_[0].astype(np.float32))
         model.head.bias[1] = float(fitted.intercept_[0])
     return model.eval()
+
+
+def write_bundle(model, prep, folder):
+    """A bundle folder for a text `model`, through runtime/bundle.py (as export writes one)."""
+    import shutil
+    import warnings
+
+    from shotlab.runtime.bundle import ONNX_FILE, TOKENIZER_FILE, write_manifest
+    from shotlab.runtime.runners import probability_model
+
+    folder.mkdir(parents=True)
+    ids = torch.tensor([[101, 2023, 102]], dtype=torch.int64)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(probability_model(model, "multiclass").eval(), (ids,),
+                          str(folder / ONNX_FILE), input_names=["input"],
+                          output_names=["scores"], dynamo=False,
+                          dynamic_axes={"input": {0: "batch", 1: "tokens"},
+                                        "scores": {0: "batch"}})
+    shutil.copyfile(prep.tokenizer, folder / TOKENIZER_FILE)
+    write_manifest(folder, {
+        "classes": list(prep.class_names), "task": "multiclass",
+        "preprocessing": {**prep.to_dict(), "tokenizer": TOKENIZER_FILE},
+        "policy": {"unsafe": ["violent"], "thresholds": {}},
+        "source": {"checkpoint": str(folder.parent / "no-checkpoint" / "best.pt")},
+        "runtimes": {"onnx": ONNX_FILE}})
+    return folder
