@@ -134,7 +134,8 @@ def echo_result(result: dict) -> None:
 @click.option("--store", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The explanations.sqlite that `shotlab predict --explain` wrote.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the stored maps over the image as one PNG.")
+              help="Write the stored maps over the image as one PNG (a comment's words: an "
+                   "HTML page).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def show_command(decision_id, store, out, as_json) -> None:
     """Show the explanations stored for DECISION_ID (and render them with --out)."""
@@ -151,6 +152,10 @@ def show_command(decision_id, store, out, as_json) -> None:
         faith = item["scores"]
         extra = (f", deletion AUC {faith['deletion_auc']:.3f} (random "
                  f"{faith['random_deletion_auc']:.3f})" if "deletion_auc" in faith else "")
+        if "comprehensiveness" in faith:
+            extra = (f", comprehensiveness {faith['comprehensiveness']:.3f} (random "
+                     f"{faith['random_comprehensiveness']:.3f}), sufficiency "
+                     f"{faith['sufficiency']:.3f} (random {faith['random_sufficiency']:.3f})")
         click.echo(f"  {item['method']}: target {item['target']}, {item['created']}{extra}")
     for appeal in data["appeals"]:
         click.echo(f"  appeal {appeal['status']}: {', '.join(appeal['methods'])}"

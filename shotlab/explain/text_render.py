@@ -105,3 +105,22 @@ def html_page(result: dict, title: str = "Why the model decided") -> str:
             f'<h1>{html.escape(title)}</h1><p>{html.escape(result.get("source", ""))}: red words '
             f'push towards the explained class, blue against; stronger colour, larger share of '
             f'the strongest word.</p>{"".join(blocks)}</body></html>\n')
+
+
+def stored_page(decision_id: str, decision: dict, rows) -> str:
+    """The page for a decision's stored text explanations (`explain show --out page.html`)."""
+    from shotlab.explain.text_store import from_row
+
+    explained = [from_row(row) for row in rows]
+    scores = decision.get("scores") or {}
+    predicted = max(scores, key=scores.get) if scores else explained[0].target_name
+    entries = []
+    for text in dict.fromkeys(e.comment.text for e in explained):
+        mine = [e for e in explained if e.comment.text == text]
+        target = mine[0].target_name
+        entries.append({"text": text, "predicted": predicted,
+                        "score": float(scores.get(predicted, float("nan"))), "target": target,
+                        "target_score": float(scores.get(target, float("nan"))),
+                        "explanations": {f"{e.method}": e for e in mine}})
+    return html_page({"source": decision.get("bundle") or "", "comments": entries},
+                     title=f"decision {decision_id}")

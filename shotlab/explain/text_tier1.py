@@ -32,7 +32,7 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     if len(texts) != len(decisions):
         raise ValueError(f"{len(decisions)} decisions but {len(texts)} texts")
     if model is None:
-        checkpoint = checkpoint or load_bundle_checkpoint(bundle)
+        checkpoint = checkpoint or load_bundle_checkpoint(bundle, "Integrated Gradients")
         model = checkpoint.model
     model_sha256 = sha256_file(checkpoint.path) if checkpoint is not None else None
     classes = list(bundle.classes)
