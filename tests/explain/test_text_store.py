@@ -68,3 +68,32 @@ def test_tier1_without_the_checkpoint_says_so(one_word_bundle, tmp_path):
                              [{"decision_id": "a", "scores": {"violent": 0.9}}], ["x"],
                              tmp_path / "s.sqlite")
     assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_an_appeal_on_a_comment_stores_shap_and_lime(one_word_model, one_word_bundle, tmp_path):
+    """Tier 1 stores IG with the comment; an appeal needs only the decision id, and
+    `--pending` runs SHAP and LIME through the bundle's ONNX model."""
+    from shotlab.explain.pending import process_pending
+    from shotlab.explain.text_tier1 import record_flagged_texts
+    from shotlab.runtime.bundle import load_bundle
+
+    store = tmp_path / "explanations.sqlite"
+    decision = {"decision_id": "a", "scores": {"fine": 0.12, "violent": 0.88},
+                "flagged": ["violent"], "labels": ["violent"]}
+    record_flagged_texts(load_bundle(one_word_bundle), [decision], ["my boss kills it"], store,
+                         model=one_word_model)
+    with ExplanationStore(store) as opened:
+        opened.queue("a", ["shap", "lime"])
+        with pytest.raises(Exception, match="decision zz is not in"):
+            opened.queue("zz", ["shap"])
+    summary = process_pending(store)
+    assert summary == {"processed": 1, "failed": 0, "stored": 2, "errors": []}
+    with ExplanationStore(store, readonly=True) as opened:
+        stored = {e.method: e for e in read_words(opened, "a")}
+        (row,) = [r for r in opened.explanations("a", "shap")]
+    assert set(stored) == {"ig", "shap", "lime"}
+    for e in stored.values():
+        assert e.words[int(np.argmax(e.scores))] == "kills" and e.target_name == "violent"
+        assert e.faithfulness["beats_random_comprehensiveness"]
+    assert row.params["tier"] == 2 and row.model_sha256 == load_bundle(
+        one_word_bundle).model_sha256("onnx")
