@@ -113,7 +113,7 @@ def run(n_comments: int, max_chars: int) -> dict:
 
     from shotlab.explain import explain_text
     from shotlab.explain.text_faithfulness import text_faithfulness
-    from shotlab.explain.text_report import text_forward
+    from shotlab.explain.text_explain import text_forward
     from shotlab.train.text_model import text_preprocessing
 
     torch.set_num_threads(os.cpu_count() or 1)

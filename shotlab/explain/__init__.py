@@ -102,7 +102,7 @@ def method_function(method: str, table: dict | None = None):
 
 
 def explain_text(model, texts, targets=None, method: str = "ig", *, preprocessing,
-                 score: bool = False, batch_size: int = 50, **options):
+                 score: bool = False, batch_size: int = 50, forward=None, **options):
     """One score per word of each comment in `texts`, for its target class.
 
     Args:
@@ -119,6 +119,8 @@ def explain_text(model, texts, targets=None, method: str = "ig", *, preprocessin
             "text"): its tokenizer, max tokens and class names.
         score: also score each explanation's faithfulness (ERASER comprehensiveness and
             sufficiency against random word rankings, `text_faithfulness`).
+        batch_size: texts per model call; forward: a `text_words.TextForward` to reuse (its
+            model answers the predictions; `model` is what the method explains).
         **options: per method: ig `n_steps` [16], `quadrature` ["gausslegendre"],
             `internal_batch_size` [16], `layer` [the token embeddings]; shap `max_evals` [500];
             lime `num_samples` [500], `seed` [0]; all `multilabel` [False] (sigmoid scores).
@@ -129,7 +131,7 @@ def explain_text(model, texts, targets=None, method: str = "ig", *, preprocessin
         `score`, `faithfulness`.
     """
     from shotlab.core.errors import InputError
-    from shotlab.explain.text_report import word_scores
+    from shotlab.explain.text_explain import word_scores
 
     implementation = method_function(method, TEXT_METHODS)
     accepted = [name for name in option_defaults(implementation) if name != "forward"]
@@ -137,8 +139,9 @@ def explain_text(model, texts, targets=None, method: str = "ig", *, preprocessin
     if unknown:
         raise InputError(f"method '{method}' has no option {', '.join(unknown)}; its options: "
                          f"{', '.join(accepted)}")
-    return word_scores(model, texts, targets, method, preprocessing=preprocessing, score=score,
-                       batch_size=batch_size, **options)
+    return word_scores(implementation, model, texts, targets, method,
+                       preprocessing=preprocessing, score=score, batch_size=batch_size,
+                       forward=forward, **options)
 
 
 def option_defaults(implementation) -> dict:

@@ -31,10 +31,11 @@ def appeal_text(store, appeal) -> str:
 
 
 def process_text_batch(store, source, appeals, methods, score: bool, options: dict,
-                       summary: dict) -> None:
+                       summary: dict, *, fail, appeal_target) -> None:
+    """`pending.process_batch` for a text source; `fail` and `appeal_target` are pending's own
+    (handed in: pending imports this module)."""
     from shotlab.explain import TEXT_METHODS, explain_text
-    from shotlab.explain.pending import appeal_target, fail
-    from shotlab.explain.text_report import attach_faithfulness, text_forward
+    from shotlab.explain.text_explain import attach_faithfulness, text_forward
     from shotlab.explain.text_store import put_words
 
     rows = []

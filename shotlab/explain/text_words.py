@@ -94,10 +94,12 @@ class WordScores:
         return self.comment.words
 
     def ranking(self, rng=None) -> np.ndarray:
-        """Word indices from most to least evidence for the target, ties in random order."""
-        from shotlab.explain.faithfulness import pixel_order
-
-        return pixel_order(self.scores, rng or np.random.default_rng(0))
+        """Word indices from most to least evidence for the target, ties in random order (the
+        rule of `faithfulness.pixel_order`, not imported: that module imports the package's
+        `explain`, which imports this one)."""
+        rng = rng or np.random.default_rng(0)
+        scores = np.asarray(self.scores, dtype=np.float64)
+        return np.lexsort((rng.random(scores.size), -scores))
 
     def as_dict(self) -> dict:
         return {"text": self.comment.text, "method": self.method, "target": self.target_name,

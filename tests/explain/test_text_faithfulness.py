@@ -33,7 +33,7 @@ def test_toy_rankings_beat_random(one_word_model, text_prep, method):
 
 
 def test_a_reversed_ranking_loses_to_random(one_word_model, text_prep):
-    from shotlab.explain.text_report import text_forward
+    from shotlab.explain.text_explain import text_forward
 
     (good,) = explain_text(one_word_model, [TEXTS[2]], [1], "ig", preprocessing=text_prep)
     worst = WordScores(good.comment, 1, "violent", "reversed", -good.scores)
@@ -44,7 +44,7 @@ def test_a_reversed_ranking_loses_to_random(one_word_model, text_prep):
 
 
 def test_each_distinct_text_is_scored_once(one_word_model, text_prep):
-    from shotlab.explain.text_report import text_forward
+    from shotlab.explain.text_explain import text_forward
 
     out = explain_text(one_word_model, [TEXTS[0]] * 2, [1, 1], "ig", preprocessing=text_prep)
     forward = text_forward(one_word_model, text_prep)
