@@ -1,7 +1,8 @@
 """Explanations: Grad-CAM, Integrated Gradients, LIME, SHAP and their store (see shared/DESIGN.md).
 
-    from shotlab.explain import explain
+    from shotlab.explain import explain, explain_text
     maps = explain(model, images, targets=[3, 0], method="gradcam")   # (2, H, W) in [0, 1]
+    words = explain_text(model, ["this joke kills me"], preprocessing=prep, method="ig")
 
 This module stays light (no torch, numpy or matplotlib at import): `shotlab --help` imports the
 CLI, and the CLI imports this package. Each method's implementation is imported when it runs.
@@ -19,6 +20,16 @@ METHODS = {
 }
 GRADIENT_METHODS = ("gradcam", "gradcampp", "ig")  # need a torch.nn.Module
 FORWARD_METHODS = ("lime", "shap")  # need only forward passes: a torch module or any callable
+# The methods for text models (kind "text"), in the same shape. A separate table, not a kind
+# column on METHODS: the names are the same three ideas (IG, LIME, SHAP) but a text method takes
+# strings and returns one score per word, an image method takes float32 (N, 3, H, W) and returns
+# an (H, W) map; `explain()`'s contract (maps scaled to [0, 1]) cannot hold both.
+TEXT_METHODS = {
+    "ig": ("shotlab.explain.text_methods", "integrated_gradients"),
+    "shap": ("shotlab.explain.text_methods", "shap"),
+    "lime": ("shotlab.explain.text_methods", "lime"),
+}
+METHODS_BY_KIND = {"image": METHODS, "clip": METHODS, "text": TEXT_METHODS}
 
 
 def explain(model, images, targets, method: str = "gradcam", **options):
@@ -76,16 +87,61 @@ def explain(model, images, targets, method: str = "gradcam", **options):
     return (maps, extra) if options.get("return_delta") else maps
 
 
-def method_function(method: str):
-    """The function implementing `method`; an InputError naming the methods when unknown."""
+def method_function(method: str, table: dict | None = None):
+    """The function implementing `method` in `table` (default: the image methods); an
+    InputError naming the methods when unknown."""
     import importlib
 
     from shotlab.core.errors import InputError
 
-    if method not in METHODS:
-        raise InputError(f"unknown explanation method '{method}'; methods: {', '.join(METHODS)}")
-    module, function = METHODS[method]
+    table = METHODS if table is None else table
+    if method not in table:
+        raise InputError(f"unknown explanation method '{method}'; methods: {', '.join(table)}")
+    module, function = table[method]
     return getattr(importlib.import_module(module), function)
+
+
+def explain_text(model, texts, targets=None, method: str = "ig", *, preprocessing,
+                 score: bool = False, batch_size: int = 50, forward=None, **options):
+    """One score per word of each comment in `texts`, for its target class.
+
+    Args:
+        model: a `torch.nn.Module` taking int64 token ids (N, L) and returning logits (N, K)
+            (`shotlab.train.text_model.TextClassifier`), for every method; for "shap" and "lime"
+            also any callable `f(ids int64 (N, L)) -> probabilities (N, K)` (an ONNX runner).
+            The model is never left changed (modes, flags and hooks restored).
+        texts: the comments (str).
+        targets: one class index per comment [default: the predicted class].
+        method: "ig" (Captum LayerIntegratedGradients on the token embeddings; tier 1),
+            "shap" (shap's Partition explainer with a Text masker over words) or "lime"
+            (lime's LimeTextExplainer), see `shotlab.explain.text_methods`.
+        preprocessing: the model's text contract (`runtime.contract.Preprocessing`, kind
+            "text"): its tokenizer, max tokens and class names.
+        score: also score each explanation's faithfulness (ERASER comprehensiveness and
+            sufficiency against random word rankings, `text_faithfulness`).
+        batch_size: texts per model call; forward: a `text_words.TextForward` to reuse (its
+            model answers the predictions; `model` is what the method explains).
+        **options: per method: ig `n_steps` [16], `quadrature` ["gausslegendre"],
+            `internal_batch_size` [16], `layer` [the token embeddings]; shap `max_evals` [500];
+            lime `num_samples` [500], `seed` [0]; all `multilabel` [False] (sigmoid scores).
+
+    Returns:
+        a `text_words.WordScores` per comment: `words`, `scores` (float32, signed: positive is
+        evidence for the target), `info` (model calls made; IG's convergence delta) and, with
+        `score`, `faithfulness`.
+    """
+    from shotlab.core.errors import InputError
+    from shotlab.explain.text_explain import word_scores
+
+    implementation = method_function(method, TEXT_METHODS)
+    accepted = [name for name in option_defaults(implementation) if name != "forward"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise InputError(f"method '{method}' has no option {', '.join(unknown)}; its options: "
+                         f"{', '.join(accepted)}")
+    return word_scores(implementation, model, texts, targets, method,
+                       preprocessing=preprocessing, score=score, batch_size=batch_size,
+                       forward=forward, **options)
 
 
 def option_defaults(implementation) -> dict:

@@ -1,6 +1,8 @@
 """`shotlab explain`: explanations of predictions, their scores and the explanation store.
 
     shotlab explain RUN_OR_BUNDLE IMAGE... [--method gradcam,lime] [--out DIR] [--score]
+    shotlab explain RUN_OR_BUNDLE --text "this joke kills me" [--method ig,shap,lime] [--html F]
+    shotlab explain RUN_OR_BUNDLE comments.csv [--method ig] [--json]
     shotlab explain show DECISION_ID --store STORE [--out PNG]
     shotlab explain appeal STORE DECISION_ID... [--method lime,shap]
     shotlab explain --pending STORE [--method lime,shap] [--batch N]
@@ -16,6 +18,7 @@ import click
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 METHOD_NAMES = "gradcam, gradcampp, ig, lime, shap"  # shotlab.explain.METHODS, kept import-free
+TEXT_METHOD_NAMES = "ig, shap, lime"  # shotlab.explain.TEXT_METHODS
 
 
 class ExplainGroup(click.Group):
@@ -40,17 +43,24 @@ def explain() -> None:
 
 @explain.command("run")
 @click.argument("source", metavar="RUN_OR_BUNDLE", type=click.Path(path_type=Path))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--method", "methods", default="gradcam", show_default=True,
-              help=f"Comma-separated: {METHOD_NAMES}.")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--method", "methods", help=f"Comma-separated: {METHOD_NAMES} (text models: "
+              f"{TEXT_METHOD_NAMES}) [default: gradcam for images, ig for text].")
 @click.option("--target", help="Class to explain (name or index) [default: the predicted class].")
+@click.option("--text", "texts", multiple=True,
+              help="A comment to explain, for a text model (repeatable; or give a .csv/.jsonl "
+                   "of comments with a `text` column as the file).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Write an overlay per method and a side-by-side figure here.")
+              help="Write an overlay per method and a side-by-side figure here (images).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the comments with their words highlighted as one HTML page (text).")
 @click.option("--score", is_flag=True,
-              help="Deletion/insertion AUC vs random maps, and the model-randomisation check.")
+              help="Deletion/insertion AUC vs random maps, and the model-randomisation check "
+                   "(text models always report comprehensiveness and sufficiency).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def run_command(source, images, methods, target, out, score, as_json) -> None:
-    """Explain what RUN_OR_BUNDLE sees in each IMAGE.
+def run_command(source, images, methods, target, texts, out, html_path, score, as_json) -> None:
+    """Explain what RUN_OR_BUNDLE sees in each IMAGE, or which words of each comment drove a
+    text model's decision.
 
     A run folder (or .pt) gives the PyTorch model for every method. A bundle runs LIME and SHAP
     through its ONNX model and the gradient methods on the checkpoint it was exported from.
@@ -59,13 +69,32 @@ def run_command(source, images, methods, target, out, score, as_json) -> None:
     Examples:
       shotlab explain ~/.shotlab/runs/20261122-vehicles-lite0 photo.jpg --method gradcam,lime
       shotlab explain bundle.zip photo.jpg --method lime,shap --out why/ --score
+      shotlab explain comments-bundle --text "this joke kills me" --method ig,shap --html why.html
+      shotlab explain comments-bundle flagged.csv --json
     """
     from shotlab.core.output import echo_json
-    from shotlab.explain.report import explain_images, parse_methods
     from shotlab.explain.sources import open_source
 
-    chosen = parse_methods(methods)
+    if not images and not texts:
+        raise click.UsageError("give an IMAGE (or, for a text model, --text or a .csv/.jsonl of "
+                               "comments) to explain")
     loaded = open_source(source)
+    if loaded.preprocessing.kind == "text":
+        if out is not None:
+            raise click.BadParameter("applies to image models; use --html for text",
+                                     param_hint="--out")
+        from shotlab.explain.text_cli import run_text
+
+        return run_text(loaded, images, texts, methods or "ig", target, html_path, as_json)
+    for given, hint in ((texts, "--text"), (html_path, "--html")):
+        if given:
+            raise click.BadParameter(f"{source} takes {loaded.preprocessing.kind}s, not text",
+                                     param_hint=hint)
+    if not images:
+        raise click.UsageError(f"give an IMAGE to explain; {source} takes images")
+    from shotlab.explain.report import explain_images, parse_methods
+
+    chosen = parse_methods(methods or "gradcam")
     result = explain_images(loaded, images, chosen, target=target, out=out, score=score)
     if not result["images"]:
         from shotlab.core.errors import InputError
@@ -105,7 +134,8 @@ def echo_result(result: dict) -> None:
 @click.option("--store", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The explanations.sqlite that `shotlab predict --explain` wrote.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the stored maps over the image as one PNG.")
+              help="Write the stored maps over the image as one PNG (a comment's words: an "
+                   "HTML page).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def show_command(decision_id, store, out, as_json) -> None:
     """Show the explanations stored for DECISION_ID (and render them with --out)."""
@@ -122,6 +152,10 @@ def show_command(decision_id, store, out, as_json) -> None:
         faith = item["scores"]
         extra = (f", deletion AUC {faith['deletion_auc']:.3f} (random "
                  f"{faith['random_deletion_auc']:.3f})" if "deletion_auc" in faith else "")
+        if "comprehensiveness" in faith:
+            extra = (f", comprehensiveness {faith['comprehensiveness']:.3f} (random "
+                     f"{faith['random_comprehensiveness']:.3f}), sufficiency "
+                     f"{faith['sufficiency']:.3f} (random {faith['random_sufficiency']:.3f})")
         click.echo(f"  {item['method']}: target {item['target']}, {item['created']}{extra}")
     for appeal in data["appeals"]:
         click.echo(f"  appeal {appeal['status']}: {', '.join(appeal['methods'])}"

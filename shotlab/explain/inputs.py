@@ -72,8 +72,10 @@ def is_torch_module(model) -> bool:
     return isinstance(model, torch.nn.Module)
 
 
-def forward_probabilities(model, *, multilabel: bool = False, batch_size: int = 32):
+def forward_probabilities(model, *, multilabel: bool = False, batch_size: int = 32,
+                          dtype=np.float32):
     """`f(numpy (N, 3, H, W)) -> numpy probabilities (N, K)`, called in chunks of `batch_size`.
+    `dtype` is the model input's (int64 token ids for a text model, runtime/kinds.py).
 
     A torch module's logits go through softmax (sigmoid when `multilabel`), in eval mode under
     `no_grad`, with the module restored afterwards; any other callable is taken to return
@@ -86,14 +88,14 @@ def forward_probabilities(model, *, multilabel: bool = False, batch_size: int = 
             import torch
 
             with preserved(model), torch.no_grad():
-                logits = model(torch.from_numpy(np.ascontiguousarray(chunk, np.float32)))
+                logits = model(torch.from_numpy(np.ascontiguousarray(chunk, dtype)))
             return probabilities(logits, "multilabel" if multilabel else "multiclass").numpy()
     else:
         def call(chunk):
-            return np.asarray(model(np.ascontiguousarray(chunk, np.float32)), dtype=np.float32)
+            return np.asarray(model(np.ascontiguousarray(chunk, dtype)), dtype=np.float32)
 
     def forward(batch) -> np.ndarray:
-        batch = np.asarray(batch, dtype=np.float32)
+        batch = np.asarray(batch, dtype=dtype)
         parts = [call(chunk) for chunk in batches(batch, batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 

@@ -77,6 +77,11 @@ def process_batch(store, source, appeals, methods, score: bool, options: dict,
                   summary: dict) -> None:
     import numpy as np
 
+    if source.preprocessing.kind == "text":
+        from shotlab.explain.text_pending import process_text_batch
+
+        return process_text_batch(store, source, appeals, methods, score, options, summary,
+                                  fail=fail, appeal_target=appeal_target)
     from shotlab.explain import METHODS, explain, method_settings
     from shotlab.explain.faithfulness import faithfulness, random_reference
     from shotlab.explain.inputs import forward_probabilities

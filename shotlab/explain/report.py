@@ -18,14 +18,17 @@ import numpy as np
 from shotlab.core.errors import InputError
 
 
-def parse_methods(text: str) -> list[str]:
-    from shotlab.explain import METHODS
+def parse_methods(text: str, kind: str = "image") -> list[str]:
+    """The methods named in `text` (comma-separated) for a model of input `kind`."""
+    from shotlab.explain import METHODS_BY_KIND
 
+    table = METHODS_BY_KIND.get(kind, METHODS_BY_KIND["image"])
     methods = [m.strip().lower() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in table]
     if unknown or not methods:
-        raise InputError(f"--method {text}: unknown method {', '.join(unknown) or '(none)'}; "
-                         f"methods: {', '.join(METHODS)} (comma-separated)")
+        what = "" if kind == "image" else f" for {kind} models"
+        raise InputError(f"--method {text}: unknown method {', '.join(unknown) or '(none)'}"
+                         f"{what}; methods: {', '.join(table)} (comma-separated)")
     return list(dict.fromkeys(methods))
 
 

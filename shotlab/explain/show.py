@@ -81,6 +81,14 @@ def render(store_path, decision_id: str, out) -> Path:
     for path, what in ((store_path, "the explanation store"), (decision.get("path"), "its image")):
         if path and Path(path).exists() and Path(out).exists() and Path(out).samefile(path):
             raise InputError(f"--out {out} is {what}; give a new .png path for the figure")
+    from shotlab.explain.text_store import is_text
+
+    if all(is_text(e) for e in explanations):  # a comment's words: a page, not a figure
+        from shotlab.core.files import write_text_atomic
+        from shotlab.explain.text_render import stored_page
+
+        write_text_atomic(Path(out), stored_page(decision_id, decision, explanations))
+        return Path(out)
     maps = {f"{e.method} ({e.target})" if e.target else e.method: e.map for e in explanations}
     image = backdrop(decision.get("path"), decision.get("bundle"), explanations[0].map.shape)
     methods_figure(image, maps, out, title=f"decision {decision_id}")

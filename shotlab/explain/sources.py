@@ -87,9 +87,10 @@ def source_of_bundle(bundle, runner=None) -> Source:
     from shotlab.explain.tier1 import load_bundle_checkpoint
     from shotlab.runtime.runners import OnnxRunner
 
+    needs = "Integrated Gradients" if bundle.preprocessing.kind == "text" else "Grad-CAM"
     return Source(bundle.origin, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
                   runner or OnnxRunner(bundle), bundle.model_sha256("onnx"),
-                  load_torch=lambda: load_bundle_checkpoint(bundle).model)
+                  load_torch=lambda: load_bundle_checkpoint(bundle, needs).model)
 
 
 def load_inputs(source: Source, paths) -> tuple[list, list, list[tuple[str, str]]]:

@@ -243,6 +243,11 @@ class ExplanationStore:
         except ROW_ERRORS as exc:
             raise self.row_error("explanations", r, exc) from None
 
+    def has_text(self, decision_id: str) -> bool:
+        """Whether a comment's explanation (which holds its text) is stored for the decision."""
+        return bool(self.rows("SELECT 1 FROM explanations WHERE decision_id = ? AND params LIKE "
+                              "'%\"kind\": \"text\"%' LIMIT 1", (decision_id,)))
+
     def count(self, table: str = "explanations") -> int:
         if table not in TABLES:
             raise ValueError(table)
@@ -250,18 +255,20 @@ class ExplanationStore:
 
     # appeals ------------------------------------------------------------------------------------
     def queue(self, decision_id: str, methods, *, image_path=None, bundle_path=None) -> int:
-        """Queue an appeal; the image and bundle come from the stored decision unless given."""
+        """Queue an appeal; the image and bundle come from the stored decision unless given.
+        A comment's decision needs no image: its text is stored with its explanation."""
         known = self.decision(decision_id) or {}
         image_path = image_path or known.get("path")
         bundle_path = bundle_path or known.get("bundle")
-        if not image_path or not bundle_path:
+        if not bundle_path or not (image_path or self.has_text(decision_id)):
             raise InputError(f"decision {decision_id} is not in {self.path}; give its image and "
                              f"bundle (--image, --bundle) to queue it")
         with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO pending (decision_id, image_path, bundle_path, methods, requested) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (decision_id, str(image_path), str(bundle_path), ",".join(methods), utc_now()))
+                (decision_id, str(image_path) if image_path else None, str(bundle_path),
+                 ",".join(methods), utc_now()))
         return int(cursor.lastrowid)
 
     def appeals(self, status: str | None = "queued", limit: int | None = None) -> list[Appeal]:

@@ -24,14 +24,15 @@ def target_class(decision: dict) -> str:
     return max(candidates, key=lambda c: scores[c])
 
 
-def load_bundle_checkpoint(bundle):
-    """The PyTorch model the bundle was exported from; a ShotlabError when it is gone."""
+def load_bundle_checkpoint(bundle, needs: str = "Grad-CAM"):
+    """The PyTorch model the bundle was exported from; a ShotlabError naming what `needs` it
+    when it is gone."""
     from shotlab.train.checkpoint import load_checkpoint
 
     path = Path(bundle.checkpoint_path)
     if not path.is_file():
         raise ShotlabError(f"{path}: the checkpoint bundle {bundle.path} was exported from is "
-                           f"missing; Grad-CAM needs the PyTorch model (restore the run folder, "
+                           f"missing; {needs} needs the PyTorch model (restore the run folder, "
                            f"or re-export the bundle from an existing run)")
     return load_checkpoint(path)
 

@@ -1,0 +1,48 @@
+"""Tier 1 for text: Integrated Gradients over the words of every flagged or review-queue comment,
+stored as `shotlab predict --explain` makes the decisions (the text counterpart of `tier1.py`).
+
+    stored = record_flagged_texts(bundle, decisions, texts, "out/explanations.sqlite")
+
+The class explained is `tier1.target_class`'s (the highest-scoring flagged class, else the top
+class). IG runs on the PyTorch checkpoint the bundle was exported from (52 forward-pass
+equivalents per comment, `text_methods.py`); each explanation is stored with its convergence
+delta and, unless `score=False`, its faithfulness (ERASER comprehensiveness and sufficiency
+against random word rankings: about 5 to 60 more forward passes per comment, no gradients).
+"""
+
+from __future__ import annotations
+
+
+def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_path, *,
+                         model=None, checkpoint=None, score: bool = True) -> int:
+    """Store IG word scores for each decision (with `texts`, the comments, in the same order);
+    returns how many were stored. All are stored, or none.
+
+    `model` is the bundle's PyTorch text model when the caller holds it (the service's worker);
+    else `checkpoint` (a loaded `train.checkpoint` result), else the checkpoint the bundle names
+    is loaded here."""
+    from shotlab.core.images import sha256_file
+    from shotlab.explain import explain_text
+    from shotlab.explain.store import ExplanationStore
+    from shotlab.explain.text_store import put_words
+    from shotlab.explain.tier1 import load_bundle_checkpoint, target_class
+
+    if not decisions:
+        return 0
+    if len(texts) != len(decisions):
+        raise ValueError(f"{len(decisions)} decisions but {len(texts)} texts")
+    if model is None:
+        checkpoint = checkpoint or load_bundle_checkpoint(bundle, "Integrated Gradients")
+        model = checkpoint.model
+    model_sha256 = sha256_file(checkpoint.path) if checkpoint is not None else None
+    classes = list(bundle.classes)
+    targets = [classes.index(target_class(d)) for d in decisions]
+    explained = explain_text(model, list(texts), targets, "ig",
+                             preprocessing=bundle.preprocessing, score=score)
+    bundle_path = getattr(bundle, "origin", None) or bundle.path
+    with ExplanationStore(store_path) as store, store.transaction():
+        for decision, explanation in zip(decisions, explained):
+            store.add_decision(decision, bundle_path)
+            put_words(store, decision["decision_id"], explanation, model_sha256=model_sha256,
+                      params={"model": "checkpoint"})
+    return len(decisions)

@@ -1,0 +1,71 @@
+"""`shotlab explain RUN_OR_BUNDLE --text ... | comments.csv` on a text model."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_help_names_the_text_options():
+    result = run("explain", "run", "--help")
+    assert result.exit_code == 0
+    assert "--text" in result.output and "--html" in result.output
+
+
+def test_explain_a_comment_through_a_bundle(one_word_bundle, tmp_path):
+    page = tmp_path / "why.html"
+    result = run("explain", one_word_bundle, "--text", "this joke kills me", "--method",
+                 "shap,lime", "--html", page, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (entry,) = data["comments"]
+    assert entry["predicted"] == "violent" and entry["target"] == "violent"
+    for method in ("shap", "lime"):
+        words = entry["explanations"][method]["words"]
+        assert [w["word"] for w in words] == ["this", "joke", "kills", "me"]
+        assert max(words, key=lambda w: w["score"])["word"] == "kills"
+        faith = entry["explanations"][method]["faithfulness"]
+        assert faith["beats_random_comprehensiveness"] and faith["beats_random_sufficiency"]
+    assert ">kills</span>" in page.read_text() and data["html"] == str(page)
+
+
+def test_explain_a_csv_of_comments_skips_bad_rows_by_line(one_word_bundle, tmp_path):
+    rows = tmp_path / "comments.csv"
+    rows.write_text('text,id\n"he kills it, <b>every</b> time",1\n"",2\nnothing here,3\n')
+    result = run("explain", one_word_bundle, rows, "--method", "lime", "--target", "violent")
+    assert result.exit_code == 0, result.output
+    assert f"skipped {rows}:3: the text is empty" in result.stderr
+    assert result.stdout.count("predicted ") == 2
+    assert "top: kills +" in result.stdout and "comprehensiveness" in result.stdout
+
+
+def test_bad_input_for_text_models(one_word_bundle, tmp_path):
+    result = run("explain", one_word_bundle)
+    assert result.exit_code == 2 and "give an IMAGE (or, for a text model, --text" in result.output
+    result = run("explain", one_word_bundle, "--text", "x", "--method", "gradcam")
+    assert result.exit_code == 2
+    assert "unknown method gradcam for text models; methods: ig, shap, lime" in result.output
+    result = run("explain", one_word_bundle, "--text", "x", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "use --html for text" in result.output
+    result = run("explain", one_word_bundle, "--text", "   ")
+    assert result.exit_code == 2 and "--text 1: the text is empty" in result.output
+    no_column = tmp_path / "c.jsonl"
+    no_column.write_text('{"comment": "hi"}\n')
+    result = run("explain", one_word_bundle, no_column)
+    assert result.exit_code == 2 and "no 'text' column (found: comment)" in result.output
+    # IG needs the PyTorch checkpoint the bundle came from; this toy bundle has none
+    result = run("explain", one_word_bundle, "--text", "this joke kills me")
+    assert result.exit_code == 1
+    assert "is missing; Integrated Gradients needs the PyTorch model" in result.output
+
+
+def test_text_options_on_an_image_model_are_refused(trained_run):
+    result = run("explain", trained_run, "--text", "this joke kills me")
+    assert result.exit_code == 2 and "takes images, not text" in result.output
