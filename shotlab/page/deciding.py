@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+RUNTIME = "onnx"  # the runtime `shotlab predict` uses by default, and so the page's
+
 
 @dataclass
 class Decided:
@@ -36,7 +38,6 @@ def decide(model, name: str, data: bytes, path: Path | None = None) -> Decided:
     `name` in front of the reason, the one line `shotlab predict` prints for it."""
     from shotlab.core.errors import BadImageError
     from shotlab.export.predict import decision_records
-    from shotlab.page.model import RUNTIME
     from shotlab.runtime.kinds import get_kind
 
     started = time.perf_counter()
@@ -61,7 +62,6 @@ def decide_clip(model, name: str, data: bytes, path: Path | None = None) -> Deci
     from shotlab.explain.tier1 import target_class
     from shotlab.export.predict_clips import (clip_contract, clip_record, clip_thresholds,
                                               score_clip, top_frame)
-    from shotlab.page.model import RUNTIME
 
     started = time.perf_counter()
     bundle = model.bundle

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from shotlab.core.errors import InputError
 
-RUNTIME = "onnx"  # the runtime `shotlab predict` uses by default
 _SERVED: list = []  # the model the running page shows (set by launch, read by the script)
 
 
@@ -65,6 +64,8 @@ def open_model(path, *, store=None, trusted_keys=None) -> PageModel:
     if store is not None and not Path(store).is_file():
         raise InputError(f"--store {store}: no such file (give the explanations.sqlite that "
                          f"`shotlab predict --explain` wrote, or leave --store out)")
+    from shotlab.page.deciding import RUNTIME
+
     runner = make_runner(bundle, RUNTIME)
     return PageModel(bundle, runner, source_of_bundle(bundle, runner),
                      Path(store) if store is not None else None)
