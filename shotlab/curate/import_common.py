@@ -29,6 +29,7 @@ class ImportReport:
     frames_added: int = 0
     frames_decoded: int = 0  # 0 when every clip's frames came from the workspace's cache
     sampling: str | None = None
+    kind: str = "image"  # "text" for comments (curate/text_import.py)
 
     def to_dict(self) -> dict:
         data = dict(vars(self))
@@ -50,12 +51,27 @@ def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipp
 
 
 def check_not_empty(scan: Scan, valid: list, skipped: list[Skipped], existing,
-                    given: Path, allow_empty: bool) -> None:
+                    given: Path, allow_empty: bool, *, nothing: str | None = None) -> None:
     """An import that finds no image at all, or creates a dataset with nothing in it, is almost
-    always a wrong path: refuse it unless asked for."""
+    always a wrong path: refuse it unless asked for. `nothing` says what was found when nothing
+    was skipped either (default: no image files)."""
     if allow_empty or (scan.records and (valid or existing is not None)):
         return
-    found = (f"{len(skipped)} files skipped (first: {skipped[0].path}: {skipped[0].reason})"
-             if skipped else f"no image files ({len(scan.ignored)} other files ignored)")
+    found = (f"{len(skipped)} {'rows' if nothing else 'files'} skipped (first: {skipped[0].path}: "
+             f"{skipped[0].reason})" if skipped else
+             nothing or f"no image files ({len(scan.ignored)} other files ignored)")
     raise InputError(f"{given}: {found}; nothing was imported. Check the path and --format, or "
                      f"pass --allow-empty to create or keep the dataset anyway")
+
+
+KIND_WORDS = {"image": "images", "text": "comments (text)"}
+
+
+def require_kind(dataset, kind: str) -> None:
+    """Refuse to add samples of `kind` to a dataset that holds another kind of input."""
+    from shotlab.core import store
+
+    held = store.kind_of(dataset)
+    if held != kind:
+        raise InputError(f"dataset '{dataset.name}' holds {KIND_WORDS.get(held, held)}; import "
+                         f"{KIND_WORDS.get(kind, kind)} under another --name")
