@@ -173,7 +173,9 @@ def read_texts(path: Path, multilabel: bool,
 def check_task(records: list[TextRecord], multilabel: bool, source: Path) -> None:
     several = [r for r in records if len(r.labels) > 1]
     if several and not multilabel:
-        raise InputError(f"{source}: {len(several)} rows have several labels (first: line "
+        from shotlab.core.output import plural
+
+        raise InputError(f"{source}: {plural(len(several), 'row')} with several labels (first: line "
                          f"{several[0].line} -> {', '.join(several[0].labels)}); import with "
                          f"--multilabel")
 
@@ -271,7 +273,7 @@ def text_dataset(existing, name: str, task: str):
 
 def present_labels(existing, digests: set[str]) -> dict[str, tuple[str, ...]]:
     """sha256 -> current labels of the texts among `digests` already in the dataset."""
-    if existing is None or not digests:
+    if existing is None or store.is_half_made(existing) or not digests:
         return {}
     view = existing.match({"sha256": {"$in": sorted(digests)}})
     return dict(zip(view.values("sha256"), store.sample_labels(view)))
