@@ -5,6 +5,7 @@ pixel checks are skipped with one line; groups stay in one split; review tags ar
 from __future__ import annotations
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -192,3 +193,34 @@ def test_suggest_ranks_unlabeled_comments(checked, tmp_path):
     result = run("curate", "suggest", name, "--budget", "2", "--json")
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.output)["suggested"]) == 2
+
+
+SAMPLES_QUERY = ('query { samples(dataset: "%s", view: [], first: 100) { ... on '
+                 'SampleItemStrConnection { edges { node { __typename ... on UnknownSample '
+                 '{ sample } } } } } dataset(name: "%s") { appConfig { activeFields { paths } } } }')
+
+
+@pytest.mark.slow
+def test_the_app_serves_the_comments_with_their_text_field(checked, tmp_path):
+    """FiftyOne has no .txt viewer (the samples' media type is 'unknown'); the App's server
+    hands each sample's `text` to the page, where the sidebar shows it switched on."""
+    import requests
+
+    from shotlab.core.database import free_port
+    from tests.curate.test_app import RunningApp
+
+    name, _ = checked
+    port = free_port()
+    app = RunningApp(name, port, tmp_path)
+    try:
+        app.wait_until_serving(timeout=180)  # a busy CI machine starts it slowly
+        answer = requests.post(f"http://127.0.0.1:{port}/graphql",
+                               json={"query": SAMPLES_QUERY % (name, name)}, timeout=60).json()
+        assert "errors" not in answer, answer
+        nodes = [e["node"] for e in answer["data"]["samples"]["edges"]]
+        assert {n["__typename"] for n in nodes} == {"UnknownSample"}
+        assert set(NEAR) <= {n["sample"]["text"] for n in nodes}
+        assert "text" in answer["data"]["dataset"]["appConfig"]["activeFields"]["paths"]
+        assert app.stop(signal.SIGTERM) == 0
+    finally:
+        app.kill()
