@@ -203,3 +203,24 @@ def test_cli_reports_bad_rows_and_refuses_a_file_without_text(tmp_path, dataset_
     result = CliRunner().invoke(cli, ["curate", "import", str(tmp_path / "n.csv"),
                                       "--name", dataset_name, "--format", "text"])
     assert result.exit_code == 2 and "no 'text' column" in result.output
+
+
+def test_export_as_csv_reads_back_as_the_same_comments(tmp_path, dataset_name):
+    from shotlab.curate.exporter import export_dataset
+
+    import_path(write(tmp_path / "c.csv", GOOD + "\"quoted \"\"word\"\", and comma\",ok,test,\n"),
+                dataset_name, progress=False)
+    with pytest.raises(InputError, match="holds comments; export it with --format csv"):
+        export_dataset(dataset_name, tmp_path / "folder-out", "folder")
+    assert export_dataset(dataset_name, tmp_path / "out", "csv") == 4
+    again = f"{dataset_name}-back"
+    try:
+        report = import_path(tmp_path / "out" / "comments.csv", again, progress=False)
+        assert (report.added, report.skipped) == (4, [])
+        assert by_text(again) == by_text(dataset_name)
+        # Same comments, same files: the copy's samples point at the same content-addressed files.
+        assert sorted(store.load(again).values("filepath")) == sorted(
+            store.load(dataset_name).values("filepath"))
+    finally:
+        if again in store.list_datasets():
+            store.delete(again)
