@@ -1,5 +1,6 @@
-"""What `curate import` of images and of clips share: the report, one record per file, and the
-refusal of an import that found nothing (curate/importer.py, curate/clip_import.py)."""
+"""What `curate import` of images, clips and comments share: the report, one record per file, the
+refusal of an import that found nothing, the guarded add loop (curate/importer.py,
+curate/clip_import.py, curate/text_import.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shotlab.core.errors import InputError
+from shotlab.core.progress import progress_bar
 from shotlab.curate.records import Record, Scan, Skipped
+
+
+BATCH = 500  # samples per database write: big enough to be fast, small enough to show progress
 
 
 @dataclass
@@ -75,3 +80,49 @@ def require_kind(dataset, kind: str) -> None:
     if held != kind:
         raise InputError(f"dataset '{dataset.name}' holds {KIND_WORDS.get(held, held)}; import "
                          f"{KIND_WORDS.get(kind, kind)} under another --name")
+
+
+def add_all(dataset, checked: list[tuple], task: str, source: dict, progress: bool | None, *,
+            make, unit: str = "img") -> int:
+    """Add the samples `make(item, task, source)` builds from `checked` (tuples whose first
+    element is the resolved file path); returns how many this process added."""
+    added = 0
+    with progress_bar(enabled=progress, total=len(checked), unit=unit, desc="Adding to dataset") as bar:
+        for start in range(0, len(checked), BATCH):
+            batch = checked[start:start + BATCH]
+            added += add_batch(dataset, batch, task, source, make)
+            bar.update(len(batch))
+    return added
+
+
+def add_batch(dataset, batch: list[tuple], task: str, source: dict, make) -> int:
+    """Insert `batch` in one write; returns how many samples this process added.
+
+    The unique index on `filepath` refuses a path that a concurrent import added since this one
+    looked: the write then stops at that sample, and the rest is retried without the paths now
+    present (they count as already there)."""
+    added = 0
+    while batch:
+        samples = [make(c, task, source) for c in batch]
+        try:
+            # The fields are declared when the dataset is created (store.declare_fields).
+            dataset.add_samples(samples, expand_schema=False, batcher=False, progress=False)
+            return added + len(batch)
+        except ValueError as exc:  # FiftyOne's wrapper around pymongo's BulkWriteError
+            inserted = duplicate_path_inserts(exc)
+            if inserted is None:
+                raise
+        added += inserted
+        present = set(dataset.match({"filepath": {"$in": [c[0] for c in batch]}}).values("filepath"))
+        batch = [c for c in batch if c[0] not in present]
+    return added
+
+
+def duplicate_path_inserts(exc: ValueError) -> int | None:
+    """How many samples the failed write added before it met a path already present, or None
+    when `exc` is not that error."""
+    details = getattr(exc.__cause__, "details", None) or {}
+    errors = details.get("writeErrors") or [{}]
+    if errors[0].get("code") != 11000 or "filepath" not in str(errors[0].get("keyPattern", "")):
+        return None
+    return int(details.get("nInserted", 0))

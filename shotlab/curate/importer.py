@@ -20,13 +20,12 @@ from shotlab.core.images import DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
 from shotlab.core.progress import progress_bar
 from shotlab.curate import archives, clip_import, text_import
 from shotlab.curate.duplicates import exact_duplicate_groups
-from shotlab.curate.import_common import (ImportReport, check_not_empty, require_kind,
+from shotlab.curate.import_common import (ImportReport, add_all, check_not_empty, require_kind,
                                           unique_records)
 from shotlab.curate.records import Record, Scan, Skipped
 
 FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone", "text")
 LABELS_CSV = "labels.csv"
-BATCH = 500  # samples per database write: big enough to be fast, small enough to show progress
 REPEATED_PATHS = ("dataset '{name}' already holds samples that repeat another sample's file path "
                   "(left by concurrent imports of an older shotlab), so concurrent imports into it "
                   "are not guarded; delete the repeated samples in the App to restore the guard")
@@ -124,52 +123,6 @@ def make_sample(checked: Checked, task: str, source: dict):
                      metadata=metadata, **source)
 
 
-def add_all(dataset, checked: list[tuple], task: str, source: dict, progress: bool | None, *,
-            make=make_sample, unit: str = "img") -> int:
-    """Add the samples `make(item, task, source)` builds from `checked` (tuples whose first
-    element is the resolved file path); returns how many this process added."""
-    added = 0
-    with progress_bar(enabled=progress, total=len(checked), unit=unit, desc="Adding to dataset") as bar:
-        for start in range(0, len(checked), BATCH):
-            batch = checked[start:start + BATCH]
-            added += add_batch(dataset, batch, task, source, make)
-            bar.update(len(batch))
-    return added
-
-
-def add_batch(dataset, batch: list[tuple], task: str, source: dict, make=make_sample) -> int:
-    """Insert `batch` in one write; returns how many samples this process added.
-
-    The unique index on `filepath` refuses a path that a concurrent import added since this one
-    looked: the write then stops at that sample, and the rest is retried without the paths now
-    present (they count as already there)."""
-    added = 0
-    while batch:
-        samples = [make(c, task, source) for c in batch]
-        try:
-            # The fields are declared when the dataset is created (store.declare_fields).
-            dataset.add_samples(samples, expand_schema=False, batcher=False, progress=False)
-            return added + len(batch)
-        except ValueError as exc:  # FiftyOne's wrapper around pymongo's BulkWriteError
-            inserted = duplicate_path_inserts(exc)
-            if inserted is None:
-                raise
-        added += inserted
-        present = set(dataset.match({"filepath": {"$in": [c[0] for c in batch]}}).values("filepath"))
-        batch = [c for c in batch if c[0] not in present]
-    return added
-
-
-def duplicate_path_inserts(exc: ValueError) -> int | None:
-    """How many samples the failed write added before it met a path already present, or None
-    when `exc` is not that error."""
-    details = getattr(exc.__cause__, "details", None) or {}
-    errors = details.get("writeErrors") or [{}]
-    if errors[0].get("code") != 11000 or "filepath" not in str(errors[0].get("keyPattern", "")):
-        return None
-    return int(details.get("nInserted", 0))
-
-
 def target_dataset(existing, name: str, task: str):
     """The dataset to add to: created if new, completed if an interrupted import left it half-made."""
     if existing is None:
@@ -230,7 +183,7 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     warnings = [] if store.unique_paths(dataset) else [REPEATED_PATHS.format(name=name)]
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
-    added = add_all(dataset, valid, task, source, progress)
+    added = add_all(dataset, valid, task, source, progress, make=make_sample)
     groups = exact_duplicate_groups(dataset.values("sha256"), store.sample_labels(dataset))
     return ImportReport(name=name, task=task, source=str(given), format=fmt, added=added,
                         already_present=len(candidates) - len(bad) - added,

@@ -297,8 +297,8 @@ def import_texts(path: Path, name: str, *, multilabel: bool = False, strict: boo
     file that cannot be read or holds nothing to import (unless `allow_empty`), and
     StrictImportError (before writing anything) when `strict` and any row was skipped.
     """
-    from shotlab.curate.import_common import (ImportReport, check_not_empty, require_kind)
-    from shotlab.curate.importer import add_all
+    from shotlab.curate.import_common import (ImportReport, add_all, check_not_empty,
+                                              require_kind)
     from shotlab.curate.records import Scan
 
     path = Path(path).absolute()

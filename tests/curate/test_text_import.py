@@ -224,3 +224,23 @@ def test_export_as_csv_reads_back_as_the_same_comments(tmp_path, dataset_name):
     finally:
         if again in store.list_datasets():
             store.delete(again)
+
+
+@pytest.mark.slow
+def test_two_concurrent_imports_add_each_comment_once(tmp_path, dataset_name):
+    import subprocess
+    import sys
+
+    rows = "".join(f"comment number {i},ok\n" for i in range(300))
+    source = write(tmp_path / "c.csv", "text,label\n" + rows)
+    command = [sys.executable, "-m", "shotlab", "curate", "import", str(source), "--name",
+               dataset_name, "--json"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    reports = [json.loads(out) for out, _ in outputs]
+    assert sum(r["added"] for r in reports) == 300
+    assert all(r["added"] + r["already_present"] == 300 for r in reports)
+    dataset = store.load(dataset_name)
+    assert len(dataset) == len(set(dataset.values("filepath"))) == 300
