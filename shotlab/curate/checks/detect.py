@@ -30,13 +30,13 @@ def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[s
     from shotlab.curate.checks import image_stats, stats_cache
     from shotlab.curate.checks.duplicates import find_duplicates
     from shotlab.curate.checks.leakage import find_leakage
-
+    from shotlab.curate.checks.registry import PIXELS
     from shotlab.curate.duplicates import DEFAULT_MIN_COSINE
 
     checks = set(checks)
     results: list[CheckResult] = []
     stats = None
-    if checks & {"quality", "duplicates", "leakage"} and samples.kind == "image":  # pixels
+    if checks & {"quality", "duplicates", "leakage"} and samples.kind in PIXELS:
         # Cached by the store's sha256: a re-check decodes only new or changed images.
         stats = image_stats.image_stats(samples.paths, sha256s=samples.sha256s,
                                         cache=stats_cache.default_path(), progress=progress)
