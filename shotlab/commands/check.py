@@ -14,6 +14,7 @@ import click
 from shotlab.curate.checks.registry import CHECKS
 
 DEFAULT_BACKBONE = "lite0"  # ImageNet weights that ship offline; fast on a CPU
+TEXT_ENCODER = "minilm"  # train/text_model.py ENCODER_NAME (not imported here: it loads torch)
 
 
 def embedder(backbone: str, progress: bool | None):
@@ -24,6 +25,39 @@ def embedder(backbone: str, progress: bool | None):
 
         return extract(create_model(backbone, num_classes=0), paths, sha256s, progress=progress)
     return embed
+
+
+def image_embedder(backbone: str | None, progress: bool | None):
+    from shotlab.train.backbones import get_backbone
+
+    backbone = backbone or DEFAULT_BACKBONE
+    get_backbone(backbone)  # an unknown name fails now, before any work
+    return embedder(backbone, progress), backbone
+
+
+def text_embedder(backbone: str | None, progress: bool | None):
+    """(comments, sha256s) -> the text encoder's cached embeddings."""
+    from shotlab.core.errors import InputError
+
+    if backbone not in (None, TEXT_ENCODER):
+        raise InputError(f"--backbone {backbone}: a text dataset is embedded by the text "
+                         f"encoder '{TEXT_ENCODER}'; drop --backbone")
+
+    def embed(texts, sha256s):
+        from shotlab.commands.text_embeddings import embed_cached
+
+        return embed_cached(texts, sha256s, progress=progress)
+    return embed, TEXT_ENCODER
+
+
+EMBEDDERS = {"image": image_embedder, "text": text_embedder}  # by store.kind_of(dataset)
+
+
+def embedder_for(name: str, backbone: str | None, progress: bool | None = None):
+    """The embedding function for dataset NAME's kind, and the name of what it runs."""
+    from shotlab.core import store
+
+    return EMBEDDERS[store.kind_of(store.load(name))](backbone, progress)
 
 
 class ThresholdOption(click.Option):
@@ -37,15 +71,22 @@ class ThresholdOption(click.Option):
         return record and (record[0], record[1].replace("{names}", ", ".join(threshold_names())))
 
 
+def shown(check: dict, width: int = 40) -> list[str]:
+    """How the terminal names a check's worst samples: file names, or the comments, clipped."""
+    if "top_texts" in check:
+        return [repr(t if len(t) <= width else t[:width - 3] + "...") for t in check["top_texts"]]
+    return [Path(p).name for p in check["top"]]
+
+
 def render_summary(summary) -> str:
     from shotlab.core.output import plural, table
 
-    rows = [[name, c["count"], "; ".join(Path(p).name for p in c["top"]) or "-"]
-            for name, c in summary.checks.items()]
+    rows = [[name, c["count"], "; ".join(shown(c)) or "-"] for name, c in summary.checks.items()]
     lines = [f"Checked {plural(summary.checked, 'sample')} of '{summary.name}' "
-             f"({summary.excluded} tagged 'exclude' left out).", "",
-             table(["check", "flagged", "worst samples"], rows), ""]
+             f"({summary.excluded} tagged 'exclude' left out).", ""]
+    lines += [table(["check", "flagged", "worst samples"], rows), ""] if rows else []
     lines += [f"{name}: {note}" for name, c in summary.checks.items() for note in c["notes"]]
+    lines += [f"{name}: {why}" for name, why in summary.skipped.items()]
     if summary.views:
         lines.append(f"Saved views: {', '.join(summary.views)} (open with `shotlab curate app "
                      f"{summary.name}`).")
@@ -59,8 +100,10 @@ def render_summary(summary) -> str:
 @click.option("--checks", "checks_text", default="all", show_default=True,
               help="Comma-separated, or all. " + "; ".join(
                   f"{name}: {info.summary}" for name, info in CHECKS.items()) + ".")
-@click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
-              help="Backbone for the embeddings (cached, so a re-run is cheap).")
+@click.option("--backbone", default=None,
+              help=f"Backbone for the embeddings (cached, so a re-run is cheap) [default: "
+                   f"{DEFAULT_BACKBONE}; a text dataset always uses the text encoder "
+                   f"{TEXT_ENCODER}].")
 @click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE", cls=ThresholdOption,
               help="Override an adaptive cut (repeatable): {names}.")
 @click.option("--min-per-class", type=click.IntRange(min=1), default=5, show_default=True,
@@ -68,9 +111,12 @@ def render_summary(summary) -> str:
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="HTML report to write [default: WORKSPACE/reports/NAME-check.html].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def check_command(name: str, checks_text: str, backbone: str, thresholds: tuple[str, ...],
+def check_command(name: str, checks_text: str, backbone: str | None, thresholds: tuple[str, ...],
                   min_per_class: int, report_path: Path | None, as_json: bool) -> None:
     """Find label errors, duplicates, leakage, quality problems and imbalance in dataset NAME.
+
+    On a text dataset (comments) the checks that measure pixels are skipped, each with one line
+    saying so; the others run on the text encoder's embeddings.
 
     Writes `<check>_score` / `is_<check>_issue` fields and `issue:<check>` tags on the samples
     (those tagged `exclude` are left out), saves the views label-issues, duplicates, leakage,
@@ -90,14 +136,13 @@ def check_command(name: str, checks_text: str, backbone: str, thresholds: tuple[
 
     checks = parse_checks(checks_text)
     parsed = parse_thresholds(thresholds)
+    embed = None
     if EMBEDDING_CHECKS & set(checks):
-        from shotlab.train.backbones import get_backbone
-
-        get_backbone(backbone)  # an unknown name fails now, before any work
-    options = {"checks": list(checks), "backbone": backbone, "thresholds": parsed,
-               "min_per_class": min_per_class}
+        embed, backbone = embedder_for(name, backbone)
+    options = {"checks": list(checks), "backbone": backbone or DEFAULT_BACKBONE,
+               "thresholds": parsed, "min_per_class": min_per_class}
     summary, results, samples = run_checks(
-        name, checks=checks, embed=embedder(backbone, None), thresholds=parsed,
+        name, checks=checks, embed=embed, thresholds=parsed,
         min_per_class=min_per_class, options=options)
     path = report_path or child_path(workspace.current().home / "reports", f"{name}-check.html")
     summary.report = str(write_report(path, summary, results, samples))

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import click
 
-from shotlab.commands.check import DEFAULT_BACKBONE, embedder
+from shotlab.commands.check import DEFAULT_BACKBONE, embedder_for
 
 
 @click.command("suggest")
 @click.argument("name")
 @click.option("--budget", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many images to suggest.")
-@click.option("--backbone", default=DEFAULT_BACKBONE, show_default=True,
-              help="Backbone for the embeddings (cached, shared with `curate check`).")
+@click.option("--backbone", default=None,
+              help=f"Backbone for the embeddings (cached, shared with `curate check`) [default: "
+                   f"{DEFAULT_BACKBONE}; a text dataset uses the text encoder].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the suggestions as JSON.")
-def suggest_command(name: str, budget: int, backbone: str, seed: int, as_json: bool) -> None:
+def suggest_command(name: str, budget: int, backbone: str | None, seed: int, as_json: bool) -> None:
     """Rank NAME's unlabeled images by what labelling them would teach the model.
 
     Uncertain images far from anything labelled, in dense parts of the pool, come first
@@ -36,12 +37,11 @@ def suggest_command(name: str, budget: int, backbone: str, seed: int, as_json: b
 
     from shotlab.core.output import echo_json, table
     from shotlab.curate.suggest import suggest_for
-    from shotlab.train.backbones import get_backbone
     from shotlab.train.baselines import make_classifier
 
-    get_backbone(backbone)  # an unknown name fails before any work
+    embed, _ = embedder_for(name, backbone)  # an unknown backbone fails before any work
     classifier = partial(make_classifier, "logreg", seed=seed)  # train's few-shot recipe
-    summary = suggest_for(name, budget, embedder(backbone, None), classifier)
+    summary = suggest_for(name, budget, embed, classifier)
     if as_json:
         return echo_json(summary)
     rows = [[i + 1, s["filepath"], f"{s['uncertainty']:.2f}", f"{s['coverage']:.2f}",

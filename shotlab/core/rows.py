@@ -25,6 +25,7 @@ ROW_SUFFIXES = frozenset({".csv", ".jsonl"})
 class Row:
     line: int  # 1-based line of the file the row starts on
     fields: dict
+    missing: tuple[str, ...] = ()  # CSV: header columns the row was too short to hold ("" in fields)
 
 
 def read_rows(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
@@ -95,5 +96,6 @@ def read_csv(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
             bad.append((number, f"{len(record)} fields but the header has {len(header)}; "
                                 f"quote fields that hold commas"))
             continue
-        rows.append(Row(number, dict(zip(header, record + [""] * (len(header) - len(record))))))
+        rows.append(Row(number, dict(zip(header, record + [""] * (len(header) - len(record)))),
+                        tuple(header[len(record):])))
     return rows, bad

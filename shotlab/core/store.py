@@ -5,6 +5,10 @@ Each sample holds `filepath` (the user's file, never moved or modified), `ground
 unlabeled), `split` (train/val/test, or None when unassigned), `sha256`, `metadata`
 (width, height, mime type, channels, bytes) and where it came from (`import_format`,
 `import_path`, `imported_at`). The task is kept in `dataset.info["shotlab"]`.
+
+A text dataset (curate/text_import.py) holds one sample per comment: `filepath` is the comment's
+content-addressed .txt file in the workspace, `text` the comment itself, `metadata` FiftyOne's
+plain Metadata; `dataset.info["kind"]` is "text" (image datasets have no such key).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
 SPLITS = ("train", "val", "test")
 UNASSIGNED = "unassigned"
 INFO_KEY = "shotlab"
+KIND_KEY = "kind"  # dataset.info["kind"]: "text" for a text dataset, absent for images
+TEXT = "text"
 _connected_uri: str | None = None  # set once this process has chosen its database
 
 
@@ -102,7 +108,8 @@ def require_task(dataset: "fo.Dataset", task: str) -> None:
 
 def create(name: str, task: str, *, media: str = "image") -> "fo.Dataset":
     """A new persistent dataset for `task` with shotlab's fields declared; `media` "video"
-    for a clip dataset (its samples' metadata is FiftyOne's VideoMetadata).
+    for a clip dataset (its samples' metadata is FiftyOne's VideoMetadata), "text" for a text
+    dataset (plain Metadata, and `dataset.info["kind"] = "text"`).
 
     If another process created `name` meanwhile (two imports racing), that dataset is returned,
     completed if it is still half-made."""
@@ -125,6 +132,8 @@ def complete(dataset: "fo.Dataset", task: str, *, media: str = "image") -> None:
     """Declare shotlab's fields, then record the task: the info is written last, so a dataset
     with it is complete (see `is_half_made`). Safe to repeat, and to run in two processes."""
     declare_fields(dataset, task, media=media)
+    if media == TEXT:
+        dataset.info[KIND_KEY] = TEXT
     dataset.info[INFO_KEY] = {"task": task, "schema": 1, **({"media": media}
                                                             if media != "image" else {})}
     dataset.save()
@@ -133,6 +142,12 @@ def complete(dataset: "fo.Dataset", task: str, *, media: str = "image") -> None:
 def media_of(dataset: "fo.Dataset") -> str:
     """"image", or "video" for a clip dataset (`curate import` of clips)."""
     return dataset.info.get(INFO_KEY, {}).get("media", "image")
+
+
+def kind_of(dataset: "fo.Dataset") -> str:
+    """The input kind of a dataset's samples: "text" for comments, else "image" (clip datasets
+    are told apart by `media_of`)."""
+    return dataset.info.get(KIND_KEY, "image")
 
 
 def frames_dataset_of(dataset: "fo.Dataset") -> str | None:
@@ -150,7 +165,7 @@ def declare_fields(dataset: "fo.Dataset", task: str, *, media: str = "image") ->
     dataset.add_sample_field("imported_at", fo.DateTimeField)
     # The label shotlab last saw: `curate apply` compares it with ground_truth to find App edits.
     dataset.add_sample_field("applied_label", fo.ListField, subfield=fo.StringField)
-    metadata = fo.VideoMetadata if media == "video" else fo.ImageMetadata
+    metadata = {"video": fo.VideoMetadata, TEXT: fo.Metadata}.get(media, fo.ImageMetadata)
     dataset.add_sample_field("metadata", fo.EmbeddedDocumentField, embedded_doc_type=metadata)
     dataset.create_index("sha256")
     unique_paths(dataset)

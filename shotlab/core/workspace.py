@@ -5,6 +5,7 @@ A workspace is one folder (`--workspace`, else `$SHOTLAB_HOME`, else `~/.shotlab
     db/         the workspace's MongoDB data (unless a database URI points elsewhere);
                 its server runs while shotlab processes use it (see core/database.py)
     media/      images extracted from imported zip files (the user's zip is never touched)
+    texts/      imported comments, one UTF-8 file each, named by its sha256 (curate/text_import.py)
     downloads/  Roboflow pulls
     cache/      embeddings, keyed by backbone, weights, preprocessing and image sha256
     runs/       training runs (checkpoint, manifest, metrics, plots)
@@ -74,6 +75,10 @@ class Workspace:
         return self.home / "media"
 
     @property
+    def texts_dir(self) -> Path:
+        return self.home / "texts"
+
+    @property
     def downloads_dir(self) -> Path:
         return self.home / "downloads"
 
@@ -87,8 +92,8 @@ class Workspace:
 
     def own_folders(self) -> tuple[Path, ...]:
         """The workspace and the folders shotlab makes in it."""
-        return (self.home, self.db_dir, self.media_dir, self.downloads_dir, self.cache_dir,
-                self.runs_dir, *(self.home / name for name in EXTRA_FOLDERS))
+        return (self.home, self.db_dir, self.media_dir, self.texts_dir, self.downloads_dir,
+                self.cache_dir, self.runs_dir, *(self.home / name for name in EXTRA_FOLDERS))
 
 
 _active: Workspace | None = None

@@ -1,5 +1,6 @@
 """The HTML report of `shotlab curate check`: one self-contained file (thumbnails inlined as
-base64 JPEG, no external URL, no script) with a section per check listing its worst samples."""
+base64 JPEG, no external URL, no script) with a section per check listing its worst samples; a
+text dataset's cards quote the comment instead of a thumbnail."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ PER_CHECK = 24  # samples shown per check, worst first
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.grid{display:flex;flex-wrap:wrap;
 gap:8px}.card{width:150px;font-size:11px;word-break:break-all}.card img{max-width:128px;
-max-height:128px;display:block}.note{color:#a40}"""
+max-height:128px;display:block}.note{color:#a40}.text{font-size:12px;word-break:normal;
+margin:0 0 4px;padding:4px;background:#f4f4f4}"""
+TEXT_CHARS = 280  # of a comment shown on its card
 
 
 def thumbnail(path: str) -> str:
@@ -32,13 +35,22 @@ def thumbnail(path: str) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def card(result, position: int, samples) -> str:
+def media(samples, position: int) -> str:
+    """The card's picture of the sample: its thumbnail, or the comment quoted."""
+    if samples.texts is not None:
+        text = samples.texts[position]
+        text = text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS - 3] + "..."
+        return f'<p class="text">{html.escape(text)}</p>'
     src = thumbnail(samples.paths[position])
     image = f'<img src="{src}" alt="">' if src else "<em>unreadable</em>"
+    return image + html.escape(Path(samples.paths[position]).name)
+
+
+def card(result, position: int, samples) -> str:
     extra = "".join(f"<br>{html.escape(k)}: {html.escape(str(v[position]))}"
                     for k, v in result.fields.items() if v[position] is not None)
     labels = ",".join(samples.labels[position]) or "(none)"
-    return (f'<div class="card">{image}{html.escape(Path(samples.paths[position]).name)}'
+    return (f'<div class="card">{media(samples, position)}'
             f"<br>label: {html.escape(labels)}<br>score: {result.scores[position]:.3f}"
             f"{extra}</div>")
 
@@ -54,7 +66,9 @@ def section(result, samples) -> str:
 def render(summary, results, samples) -> str:
     rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{c['count']}</td></tr>"
                    for n, c in summary.checks.items())
-    body = "".join(section(r, samples) for r in results)
+    body = "".join(section(r, samples) for r in results) + "".join(
+        f'<p class="note">{html.escape(n)}: {html.escape(why)}</p>'
+        for n, why in summary.skipped.items())
     title = f"shotlab curate check: {summary.name}"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"

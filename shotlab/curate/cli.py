@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone")
+FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone", "text")
 EXPORT_FORMATS = ("folder", "csv", "fiftyone")
 
 
@@ -20,10 +20,11 @@ def echo_import_report(report, as_json: bool) -> None:
 
     if as_json:
         return echo_json(report.to_dict())
+    text = report.kind == "text"
     click.echo(f"Imported {plural(report.added, 'new sample')} into '{report.name}' "
                f"({report.task}) from {report.source} [{report.format}]; "
-               f"{report.already_present} already there, {len(report.skipped)} skipped, "
-               f"{report.ignored} ignored (not image files).")
+               f"{report.already_present} already there, {len(report.skipped)} skipped"
+               + ("." if text else f", {report.ignored} ignored (not image files)."))
     if report.frames_dataset:
         how = (f"{report.frames_decoded} video frames decoded to reach them"
                if report.frames_decoded else "all from the workspace's frame cache, none decoded")
@@ -33,7 +34,13 @@ def echo_import_report(report, as_json: bool) -> None:
         click.echo(f"  skipped {item.path}: {item.reason}")
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if report.duplicate_groups:
+    if report.duplicate_groups and text:
+        click.echo(f"Repeated texts: {plural(report.duplicate_groups, 'text')} on several lines, "
+                   f"each imported once ({report.conflicting_groups} conflicting labels, listed "
+                   f"above).")
+    elif report.conflicting_groups and text:
+        click.echo(f"Conflicting labels: {report.conflicting_groups} (see the warnings).")
+    elif report.duplicate_groups:
         click.echo(f"Exact duplicates: {plural(report.duplicate_groups, 'group')} of identical "
                    f"files ({report.conflicting_groups} with conflicting labels); "
                    f"all copies were kept.")
@@ -43,8 +50,9 @@ def echo_import_report(report, as_json: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Dataset to create or add to.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
-              help="Source layout; auto detects FiftyOne exports, Roboflow exports, CSVs and folders.")
-@click.option("--multilabel", is_flag=True, help="Each image may carry several labels.")
+              help="Source layout; auto detects FiftyOne exports, Roboflow exports, CSVs, folders "
+                   "and comments (text: a .csv or .jsonl with a 'text' column).")
+@click.option("--multilabel", is_flag=True, help="Each sample may carry several labels.")
 @click.option("--strict", is_flag=True, help="Fail (importing nothing) if any file would be skipped.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images (and clip frames) larger than this many pixels "
@@ -72,7 +80,8 @@ def import_command(path: Path, name: str, fmt: str, multilabel: bool, strict: bo
                    zip_max_files: int | None, zip_max_ratio: float | None, sampling: str | None,
                    max_seconds: float | None, as_json: bool) -> None:
     """Import images and labels from PATH: a folder (class/img or split/class/img), a CSV,
-    a Roboflow export (folder or zip) or a FiftyOne export directory.
+    a Roboflow export (folder or zip) or a FiftyOne export directory; or comments from a CSV or
+    JSONL file with a `text` column.
 
     Files are checked (hashed and fully decoded) and referenced where they are; nothing is
     moved or modified. Re-importing the same files adds nothing twice.
@@ -81,10 +90,15 @@ def import_command(path: Path, name: str, fmt: str, multilabel: bool, strict: bo
     its frames dataset NAME-frames: frames are sampled with PyAV, written once as JPEGs into the
     workspace and carry clip_id and timestamp (docs/video.md).
 
+    Comments (columns text, then label or one-hot tag columns, optional split and group) make a
+    text dataset: each comment is stored once in the workspace, named by its sha256; bad rows
+    are skipped and reported by line (docs/text.md).
+
     \b
     Examples:
       shotlab curate import ~/photos/vehicles --name vehicles
       shotlab curate import ~/clips --name clips --sampling fps:1
+      shotlab curate import comments.csv --name comments
     """
     from shotlab.core.archive_limits import ZipLimits
     from shotlab.core.images import DEFAULT_MAX_PIXELS

@@ -4,6 +4,9 @@ folder:   [split/]class/image   (multiclass, every sample labelled, splits all s
 csv:      images/ + labels.csv  (filepath,label,split, or one-hot columns for multilabel)
 fiftyone: a FiftyOneDataset directory with its media (every field kept)
 
+A text dataset exports as csv only: OUT/comments.csv (text, label or one-hot columns, split,
+group), which `curate import` reads back as the same comments.
+
 Images are copied (never moved); the export folder must be new or empty, so nothing the user
 has there is overwritten.
 """
@@ -100,6 +103,31 @@ def export_fiftyone(dataset, out: Path) -> int:
 
 
 EXPORTERS = {"folder": export_folder, "csv": export_csv, "fiftyone": export_fiftyone}
+COMMENTS_CSV = "comments.csv"
+
+
+def export_text_csv(dataset, out: Path) -> int:
+    """The comments as OUT/comments.csv, in the columns text import reads."""
+    from shotlab.core.files import atomic_path
+
+    multilabel = store.task_of(dataset) == "multilabel"
+    classes = store.class_names(dataset)
+    groups = dataset.values("group") if "group" in dataset.get_field_schema() else None
+    rows = zip(dataset.values("text"), store.sample_labels(dataset), dataset.values("split"),
+               groups or [None] * len(dataset))
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / COMMENTS_CSV) as partial, open(partial, "w", newline="",
+                                                          encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", *(classes if multilabel else ["label"]), "split", "group"])
+        for text, labels, split, group in rows:
+            tags = ([int(c in labels) for c in classes] if multilabel
+                    else [MULTI_SEPARATOR.join(labels)])
+            writer.writerow([text, *tags, split or "", group or ""])
+    return len(dataset)
+
+
+TEXT_EXPORTERS = {"csv": export_text_csv}  # a text dataset's formats
 
 
 def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:
@@ -107,6 +135,10 @@ def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:
     if fmt not in EXPORTERS:
         raise InputError(f"unknown export format '{fmt}'; expected one of {', '.join(EXPORTERS)}")
     dataset = store.load(name)
+    exporters = TEXT_EXPORTERS if store.kind_of(dataset) == store.TEXT else EXPORTERS
+    if fmt not in exporters:
+        raise InputError(f"dataset '{name}' holds comments; export it with --format "
+                         f"{', '.join(exporters)} (a CSV that `curate import` reads back)")
     out = Path(out)
     check_new_folder(out)
-    return EXPORTERS[fmt](dataset, out)
+    return exporters[fmt](dataset, out)

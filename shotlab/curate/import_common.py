@@ -1,5 +1,6 @@
-"""What `curate import` of images and of clips share: the report, one record per file, and the
-refusal of an import that found nothing (curate/importer.py, curate/clip_import.py)."""
+"""What `curate import` of images, clips and comments share: the report, one record per file, the
+refusal of an import that found nothing, the guarded add loop (curate/importer.py,
+curate/clip_import.py, curate/text_import.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shotlab.core.errors import InputError
+from shotlab.core.progress import progress_bar
 from shotlab.curate.records import Record, Scan, Skipped
+
+
+BATCH = 500  # samples per database write: big enough to be fast, small enough to show progress
 
 
 @dataclass
@@ -29,6 +34,7 @@ class ImportReport:
     frames_added: int = 0
     frames_decoded: int = 0  # 0 when every clip's frames came from the workspace's cache
     sampling: str | None = None
+    kind: str = "image"  # "text" for comments (curate/text_import.py)
 
     def to_dict(self) -> dict:
         data = dict(vars(self))
@@ -50,12 +56,73 @@ def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipp
 
 
 def check_not_empty(scan: Scan, valid: list, skipped: list[Skipped], existing,
-                    given: Path, allow_empty: bool) -> None:
+                    given: Path, allow_empty: bool, *, nothing: str | None = None) -> None:
     """An import that finds no image at all, or creates a dataset with nothing in it, is almost
-    always a wrong path: refuse it unless asked for."""
+    always a wrong path: refuse it unless asked for. `nothing` says what was found when nothing
+    was skipped either (default: no image files)."""
     if allow_empty or (scan.records and (valid or existing is not None)):
         return
-    found = (f"{len(skipped)} files skipped (first: {skipped[0].path}: {skipped[0].reason})"
-             if skipped else f"no image files ({len(scan.ignored)} other files ignored)")
+    found = (f"{len(skipped)} {'rows' if nothing else 'files'} skipped (first: {skipped[0].path}: "
+             f"{skipped[0].reason})" if skipped else
+             nothing or f"no image files ({len(scan.ignored)} other files ignored)")
     raise InputError(f"{given}: {found}; nothing was imported. Check the path and --format, or "
                      f"pass --allow-empty to create or keep the dataset anyway")
+
+
+KIND_WORDS = {"image": "images", "text": "comments (text)"}
+
+
+def require_kind(dataset, kind: str) -> None:
+    """Refuse to add samples of `kind` to a dataset that holds another kind of input."""
+    from shotlab.core import store
+
+    held = store.kind_of(dataset)
+    if held != kind:
+        raise InputError(f"dataset '{dataset.name}' holds {KIND_WORDS.get(held, held)}; import "
+                         f"{KIND_WORDS.get(kind, kind)} under another --name")
+
+
+def add_all(dataset, checked: list[tuple], task: str, source: dict, progress: bool | None, *,
+            make, unit: str = "img") -> int:
+    """Add the samples `make(item, task, source)` builds from `checked` (tuples whose first
+    element is the resolved file path); returns how many this process added."""
+    added = 0
+    with progress_bar(enabled=progress, total=len(checked), unit=unit, desc="Adding to dataset") as bar:
+        for start in range(0, len(checked), BATCH):
+            batch = checked[start:start + BATCH]
+            added += add_batch(dataset, batch, task, source, make)
+            bar.update(len(batch))
+    return added
+
+
+def add_batch(dataset, batch: list[tuple], task: str, source: dict, make) -> int:
+    """Insert `batch` in one write; returns how many samples this process added.
+
+    The unique index on `filepath` refuses a path that a concurrent import added since this one
+    looked: the write then stops at that sample, and the rest is retried without the paths now
+    present (they count as already there)."""
+    added = 0
+    while batch:
+        samples = [make(c, task, source) for c in batch]
+        try:
+            # The fields are declared when the dataset is created (store.declare_fields).
+            dataset.add_samples(samples, expand_schema=False, batcher=False, progress=False)
+            return added + len(batch)
+        except ValueError as exc:  # FiftyOne's wrapper around pymongo's BulkWriteError
+            inserted = duplicate_path_inserts(exc)
+            if inserted is None:
+                raise
+        added += inserted
+        present = set(dataset.match({"filepath": {"$in": [c[0] for c in batch]}}).values("filepath"))
+        batch = [c for c in batch if c[0] not in present]
+    return added
+
+
+def duplicate_path_inserts(exc: ValueError) -> int | None:
+    """How many samples the failed write added before it met a path already present, or None
+    when `exc` is not that error."""
+    details = getattr(exc.__cause__, "details", None) or {}
+    errors = details.get("writeErrors") or [{}]
+    if errors[0].get("code") != 11000 or "filepath" not in str(errors[0].get("keyPattern", "")):
+        return None
+    return int(details.get("nInserted", 0))

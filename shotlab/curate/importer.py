@@ -18,14 +18,14 @@ from shotlab.core.archive_limits import ZipLimits
 from shotlab.core.errors import BadImageError, InputError, StrictImportError
 from shotlab.core.images import DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
 from shotlab.core.progress import progress_bar
-from shotlab.curate import archives, clip_import
+from shotlab.curate import archives, clip_import, text_import
 from shotlab.curate.duplicates import exact_duplicate_groups
-from shotlab.curate.import_common import ImportReport, check_not_empty, unique_records
+from shotlab.curate.import_common import (ImportReport, add_all, check_not_empty, require_kind,
+                                          unique_records)
 from shotlab.curate.records import Record, Scan, Skipped
 
-FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone")
+FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone", "text")
 LABELS_CSV = "labels.csv"
-BATCH = 500  # samples per database write: big enough to be fast, small enough to show progress
 REPEATED_PATHS = ("dataset '{name}' already holds samples that repeat another sample's file path "
                   "(left by concurrent imports of an older shotlab), so concurrent imports into it "
                   "are not guarded; delete the repeated samples in the App to restore the guard")
@@ -123,50 +123,6 @@ def make_sample(checked: Checked, task: str, source: dict):
                      metadata=metadata, **source)
 
 
-def add_all(dataset, checked: list[Checked], task: str, source: dict, progress: bool | None) -> int:
-    """Add the samples; returns how many this process added."""
-    added = 0
-    with progress_bar(enabled=progress, total=len(checked), unit="img", desc="Adding to dataset") as bar:
-        for start in range(0, len(checked), BATCH):
-            batch = checked[start:start + BATCH]
-            added += add_batch(dataset, batch, task, source)
-            bar.update(len(batch))
-    return added
-
-
-def add_batch(dataset, batch: list[Checked], task: str, source: dict) -> int:
-    """Insert `batch` in one write; returns how many samples this process added.
-
-    The unique index on `filepath` refuses a path that a concurrent import added since this one
-    looked: the write then stops at that sample, and the rest is retried without the paths now
-    present (they count as already there)."""
-    added = 0
-    while batch:
-        samples = [make_sample(c, task, source) for c in batch]
-        try:
-            # The fields are declared when the dataset is created (store.declare_fields).
-            dataset.add_samples(samples, expand_schema=False, batcher=False, progress=False)
-            return added + len(batch)
-        except ValueError as exc:  # FiftyOne's wrapper around pymongo's BulkWriteError
-            inserted = duplicate_path_inserts(exc)
-            if inserted is None:
-                raise
-        added += inserted
-        present = set(dataset.match({"filepath": {"$in": [c[0] for c in batch]}}).values("filepath"))
-        batch = [c for c in batch if c[0] not in present]
-    return added
-
-
-def duplicate_path_inserts(exc: ValueError) -> int | None:
-    """How many samples the failed write added before it met a path already present, or None
-    when `exc` is not that error."""
-    details = getattr(exc.__cause__, "details", None) or {}
-    errors = details.get("writeErrors") or [{}]
-    if errors[0].get("code") != 11000 or "filepath" not in str(errors[0].get("keyPattern", "")):
-        return None
-    return int(details.get("nInserted", 0))
-
-
 def target_dataset(existing, name: str, task: str):
     """The dataset to add to: created if new, completed if an interrupted import left it half-made."""
     if existing is None:
@@ -182,7 +138,9 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
                 allow_empty: bool = False, zip_limits: ZipLimits | None = None,
                 sampling: str | None = None, max_seconds: float | None = None) -> ImportReport:
     """Import images and labels from `path` into the dataset `name` (created if new).
-    A source of clips goes to `curate/clip_import.py` (with `sampling` and `max_seconds`).
+    A source of clips goes to `curate/clip_import.py` (with `sampling` and `max_seconds`), a
+    CSV or JSONL of comments (format "text", or "auto" on a file with a `text` column and no
+    file path column) to `curate/text_import.py`.
 
     Returns an ImportReport: how many samples were added, how many were already there, and
     every skipped file with its reason. Raises InputError for a source that cannot be read or
@@ -194,6 +152,9 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}'; expected one of {', '.join(FORMATS)}")
     given = Path(path).absolute()
+    if fmt == "text" or (fmt == "auto" and text_import.is_text_table(given)):
+        return text_import.import_texts(given, name, multilabel=multilabel, strict=strict,
+                                        allow_empty=allow_empty, progress=progress)
     root, fmt = resolve_source(given, fmt, zip_limits)
     scan = read(root, fmt, multilabel)
     check_task(scan.records, multilabel, given)
@@ -207,6 +168,7 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     existing = store.find(name)
     if existing is not None and not store.is_half_made(existing):
         store.require_task(existing, task)
+        require_kind(existing, "image")
     candidates, repeats = unique_records(scan.records)
     known = set(existing.values("filepath")) if existing is not None else set()
     new = {f: r for f, r in candidates.items() if f not in known}
@@ -221,7 +183,7 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     warnings = [] if store.unique_paths(dataset) else [REPEATED_PATHS.format(name=name)]
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
-    added = add_all(dataset, valid, task, source, progress)
+    added = add_all(dataset, valid, task, source, progress, make=make_sample)
     groups = exact_duplicate_groups(dataset.values("sha256"), store.sample_labels(dataset))
     return ImportReport(name=name, task=task, source=str(given), format=fmt, added=added,
                         already_present=len(candidates) - len(bad) - added,

@@ -109,7 +109,8 @@ def history_command(name: str, limit: int | None, as_json: bool) -> None:
 def split_command(name: str, val: float, test: float, seed: int, overwrite: bool,
                   no_holdout: bool, as_json: bool) -> None:
     """Stratified train/val/test splits of dataset NAME that keep duplicate clusters
-    (`duplicate_cluster`, or exact duplicates by sha256) and video clips (`clip_id`) together.
+    (`duplicate_cluster`, or exact duplicates by sha256), video clips (`clip_id`) and the
+    `group` of imported comments together.
 
     \b
     Example:

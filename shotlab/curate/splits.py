@@ -1,7 +1,7 @@
 """Group-aware stratified splits: arrays in, split names out.
 
 `assign_splits(labels, groups, val=, test=, seed=)` keeps every group (a duplicate cluster, a
-video clip) inside one split, gives every class with enough samples at least one example in each
+video clip, a text import's `group`) inside one split, gives every class with enough samples at least one example in each
 split, and otherwise follows the class proportions greedily, group by group, rarest class first
 (the iterative stratification of Sechidis et al., 2011, at group level). Samples already in a
 split (`fixed`) stay there and pull the rest of their group with them. `assign_splits` touches no
@@ -216,8 +216,9 @@ def _presence_warnings(totals, counts, fractions) -> list[str]:
 
 
 # Per-sample string fields that bind samples into one group, where the dataset has them:
-# `curate check` writes duplicate clusters; video imports write the clip a frame came from.
-GROUP_FIELDS = ("duplicate_cluster", "sha256", "clip_id")
+# `curate check` writes duplicate clusters; video imports write the clip a frame came from; a
+# text import writes the `group` column (one thread, one author: curate/text_import.py).
+GROUP_FIELDS = ("duplicate_cluster", "sha256", "clip_id", "group")
 
 
 @dataclass

@@ -118,7 +118,7 @@ def suggest_for(name: str, budget: int, embed, classifier: Callable) -> dict:
     if not pool:
         raise InputError(f"dataset '{name}' has no unlabeled samples to suggest from; import "
                          f"images without labels (a CSV row 'path,' with an empty label)")
-    vectors = embed(samples.paths, samples.sha256s)
+    vectors = embed(samples.inputs, samples.sha256s)  # image paths, or a text dataset's comments
     known = [i for i, labels in enumerate(samples.labels) if labels]
     picked = rank_to_label(vectors[known], [samples.labels[i] for i in known], vectors[pool],
                            budget, classifier=classifier, multilabel=samples.task == "multilabel")

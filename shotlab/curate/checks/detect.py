@@ -30,11 +30,13 @@ def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[s
     from shotlab.curate.checks import image_stats, stats_cache
     from shotlab.curate.checks.duplicates import find_duplicates
     from shotlab.curate.checks.leakage import find_leakage
+    from shotlab.curate.checks.registry import PIXELS
+    from shotlab.curate.duplicates import DEFAULT_MIN_COSINE
 
     checks = set(checks)
     results: list[CheckResult] = []
     stats = None
-    if checks & {"quality", "duplicates", "leakage"}:
+    if checks & {"quality", "duplicates", "leakage"} and samples.kind in PIXELS:
         # Cached by the store's sha256: a re-check decodes only new or changed images.
         stats = image_stats.image_stats(samples.paths, sha256s=samples.sha256s,
                                         cache=stats_cache.default_path(), progress=progress)
@@ -42,9 +44,10 @@ def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[s
         results.append(label_result(samples, embeddings))
     if checks & {"duplicates", "leakage"}:
         duplicate, conflicting = find_duplicates(
-            samples.sha256s, samples.labels, phashes=stats.phashes, embeddings=embeddings,
-            **{param: cast(thresholds[key]) for key, (param, cast) in DUPLICATE_THRESHOLDS.items()
-               if key in thresholds})
+            samples.sha256s, samples.labels, phashes=stats.phashes if stats else None,
+            embeddings=embeddings, **{"min_cosine": DEFAULT_MIN_COSINE[samples.kind]} | {
+                param: cast(thresholds[key]) for key, (param, cast) in DUPLICATE_THRESHOLDS.items()
+                if key in thresholds})
         if "duplicates" in checks:
             results += [duplicate, conflicting]
         if "leakage" in checks:

@@ -3,7 +3,9 @@
 The detectors take arrays; this module reads the store, computes image statistics, asks the
 caller's `embed` function for embeddings (the CLI passes one built on `shotlab.train`, which
 curate never imports), runs the detectors on the samples not tagged `exclude`, and writes fields,
-tags, saved views and the summary back.
+tags, saved views and the summary back. A text dataset (`store.kind_of`) runs the checks the
+registry says apply to text, on the text encoder's embeddings; the others are skipped, each with
+one line in the summary.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ KEEP_FIELD = "reviewed_keep"  # set by `curate apply` from the `keep` tag: a per
 KEEPABLE = ("label", "outlier")
 TOP = 3  # sample paths shown per check in the terminal summary
 
-Embedder = Callable[[list[str], list[str]], np.ndarray]  # (paths, sha256s) -> (n, d)
+# (inputs, sha256s) -> (n, d); inputs are image paths, or the comments of a text dataset
+Embedder = Callable[[list[str], list[str]], np.ndarray]
 
 
 @dataclass
@@ -43,6 +46,13 @@ class Samples:
     task: str
     excluded: int
     kept: np.ndarray  # (n,) bool: reviewed as `keep`, label unchanged since that review
+    kind: str = "image"  # the dataset's kind (store.kind_of)
+    texts: list[str] | None = None  # a text dataset's comments
+
+    @property
+    def inputs(self) -> list[str]:
+        """What the embedder reads: image paths, or the comments themselves."""
+        return self.texts if self.texts is not None else self.paths
 
 
 @dataclass
@@ -56,6 +66,7 @@ class CheckSummary:
     checks: dict[str, dict] = field(default_factory=dict)  # name -> count, top, notes, details
     views: list[str] = field(default_factory=list)
     report: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # check -> why it did not apply
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,8 +120,10 @@ def load_samples(dataset) -> Samples:
     raw = view.values(store.label_path(task))
     labels = ([tuple(v or ()) for v in raw] if task == "multilabel"
               else [(v,) if v else () for v in raw])
+    kind = store.kind_of(dataset)
     return Samples(view.values("id"), view.values("filepath"), view.values("sha256"), labels,
-                   view.values("split"), task, len(dataset) - len(view), kept_mask(view, labels))
+                   view.values("split"), task, len(dataset) - len(view), kept_mask(view, labels),
+                   kind, view.values("text") if kind == store.TEXT else None)
 
 
 def kept_mask(view, labels: list[tuple[str, ...]]) -> np.ndarray:
@@ -144,21 +157,25 @@ def run_checks(name: str, *, checks=CHECKS, embed: Embedder | None = None,
     Returns the summary, every result (positions index `Samples`), and the samples checked.
     """
     from shotlab.curate.checks.detect import detect
+    from shotlab.curate.checks.registry import skipped_for
 
     dataset = store.load(name)
     samples = load_samples(dataset)
     if not samples.ids:
         raise InputError(f"dataset '{name}' has no samples to check (all are tagged "
                          f"'{EXCLUDE_TAG}' or it is empty); import images first")
+    skipped = skipped_for(samples.kind, checks)
+    checks = tuple(c for c in checks if c not in skipped)
     embeddings = None
     if embed is not None and EMBEDDING_CHECKS & set(checks):
-        embeddings = embed(samples.paths, samples.sha256s)
+        embeddings = embed(samples.inputs, samples.sha256s)
     results = detect(samples, checks, embeddings=embeddings, thresholds=thresholds or {},
                      min_per_class=min_per_class, progress=progress)
     honour_reviews(results, samples.kept)
     fields.write_results(dataset, samples.ids, [r for r in results if r.name != "balance"])
     views = fields.save_views(dataset, results)
     summary = summarize(name, samples, results, views, options or {})
+    summary.skipped = skipped
     fields.record_summary(dataset, {"time": summary.time, "options": summary.options,
                                     "checked": summary.checked, "excluded": summary.excluded,
                                     "counts": {k: v["count"] for k, v in summary.checks.items()}})
@@ -171,8 +188,9 @@ def summarize(name: str, samples: Samples, results: list[CheckResult], views: li
                            datetime.now(timezone.utc).isoformat(timespec="seconds"), options,
                            views=views)
     for result in results:
+        worst = result.worst(TOP)
         summary.checks[result.name] = {
-            "count": result.count,
-            "top": [samples.paths[i] for i in result.worst(TOP)],
-            "notes": result.notes, "details": result.details}
+            "count": result.count, "top": [samples.paths[i] for i in worst],
+            "notes": result.notes, "details": result.details,
+            **({"top_texts": [samples.texts[i] for i in worst]} if samples.texts else {})}
     return summary
