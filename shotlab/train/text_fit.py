@@ -59,15 +59,9 @@ def default_mode(manifest: Manifest) -> str:
 
 def read_texts(paths) -> list[str]:
     """The comments stored in `paths` (UTF-8 files, one comment each)."""
-    texts = []
-    for path in paths:
-        try:
-            texts.append(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read this comment ({type(exc).__name__}); the "
-                             f"dataset's text files are missing or damaged: import the "
-                             f"comments again") from None
-    return texts
+    from shotlab.runtime.text import read_text_file
+
+    return [read_text_file(path) for path in paths]
 
 
 def encoder_weights() -> Weights:
