@@ -25,6 +25,7 @@ read from there.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,10 @@ def setfit_encoder(texts: list[str], y: np.ndarray, task: str, config: TrainConf
                                  report_to="none", save_strategy="no",
                                  show_progress_bar=bool(progress), max_length=MAX_TOKENS)
         trainer = Trainer(model=model, args=args)
-        # The body only: the logistic head is ours, fitted after it (fit_head).
-        trainer.train_embeddings(texts, targets_for_setfit(y, task), args=args)
+        with warnings.catch_warnings():  # "pin_memory ... no accelerator": its loader's default
+            warnings.filterwarnings("ignore", message=".*pin_memory.*")
+            # The body only: the logistic head is ours, fitted after it (fit_head).
+            trainer.train_embeddings(texts, targets_for_setfit(y, task), args=args)
     return model.model_body[0].auto_model.state_dict()
 
 
