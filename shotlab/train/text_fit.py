@@ -96,11 +96,13 @@ def setfit_encoder(texts: list[str], y: np.ndarray, task: str, config: TrainConf
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import datasets
     from setfit import SetFitModel, Trainer, TrainingArguments
+    from setfit import logging as setfit_logging
 
     from shotlab.train.text_model import MAX_TOKENS, encoder_dir, quiet_transformers
 
     datasets.disable_progress_bars()
     quiet_transformers()
+    setfit_logging.set_verbosity_error()  # "model_head.pkl not found": the head is ours
     strategy = "one-vs-rest" if task == "multilabel" else None
     model = SetFitModel.from_pretrained(str(encoder_dir()), multi_target_strategy=strategy)
     with tempfile.TemporaryDirectory(prefix="shotlab-setfit-") as scratch:
@@ -108,7 +110,7 @@ def setfit_encoder(texts: list[str], y: np.ndarray, task: str, config: TrainConf
         args = TrainingArguments(output_dir=scratch, batch_size=config.batch_size,
                                  num_epochs=SETFIT_EPOCHS, num_iterations=SETFIT_ITERATIONS,
                                  body_learning_rate=SETFIT_BODY_LR, seed=config.seed,
-                                 report_to="none", save_strategy="no",
+                                 report_to="none", save_strategy="no", logging_strategy="no",
                                  show_progress_bar=bool(progress), max_length=MAX_TOKENS)
         trainer = Trainer(model=model, args=args)
         with warnings.catch_warnings():  # "pin_memory ... no accelerator": its loader's default
