@@ -111,6 +111,7 @@ def setfit_encoder(texts: list[str], y: np.ndarray, task: str, config: TrainConf
                                  num_epochs=SETFIT_EPOCHS, num_iterations=SETFIT_ITERATIONS,
                                  body_learning_rate=SETFIT_BODY_LR, seed=config.seed,
                                  report_to="none", save_strategy="no", logging_strategy="no",
+                                 logging_first_step=False,
                                  show_progress_bar=bool(progress), max_length=MAX_TOKENS)
         trainer = Trainer(model=model, args=args)
         with warnings.catch_warnings():  # "pin_memory ... no accelerator": its loader's default
