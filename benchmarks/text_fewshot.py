@@ -72,10 +72,17 @@ def main() -> int:
     parser = bench_parser(__doc__, "the comment files")
     parser.add_argument("--shots", default="8,16")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--setfit-shots", default=None,
+                        help="Shot counts SetFit runs at [default: all of --shots]; SetFit is "
+                             "minutes per fit on a CPU.")
+    parser.add_argument("--append", action="store_true",
+                        help="Add these rows to the saved results (e.g. another shot count).")
     parser.add_argument("--per-class", type=int, default=100,
                         help="Entries per topic taken from fortunes (split 60/20/20).")
     args = parser.parse_args()
     shots = [int(s) for s in args.shots.split(",")]
+    setfit_shots = shots if args.setfit_shots is None else [
+        int(s) for s in args.setfit_shots.split(",") if s.strip()]
     load_before = os.getloadavg()[0]
     with bench_home(args.workspace, "shotlab-text-bench-") as home:
         from shotlab.train.benchmark import Benchmark
@@ -85,11 +92,24 @@ def main() -> int:
         manifest = fortunes_manifest(folder, args.per_class)
         bench = Benchmark(manifest, backbones=["minilm"], finetune=["setfit"], epochs=1,
                           workers=0, progress=False)
-        rows = []
+        rows = saved_rows() if args.append else []
+        shots = sorted({r.shots for r in rows} | set(shots))
         for shot in shots:  # results saved after each shot count: a long CPU run keeps them
+            if any(r.shots == shot for r in rows):
+                continue
+            bench.finetune = ["setfit"] if shot in setfit_shots else []
             rows += bench.run([shot], args.repeats)
             report(rows, shots, args, manifest, bench, load_before)
     return 0
+
+
+def saved_rows() -> list:
+    import json
+
+    from shotlab.train.benchmark import Row
+
+    path = Path(__file__).resolve().parent / "results" / "text_fewshot.json"
+    return [Row(**row) for row in json.loads(path.read_text())["rows"]]
 
 
 def report(rows, shots, args, manifest, bench, load_before) -> None:
