@@ -149,6 +149,8 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                     allow_empty, sampling, aggregate, early_exit, margin, as_json, on_ray,
                     address) -> None:
     """Run BUNDLE on image and clip files or folders (PATHS); one decision per image or clip.
+    A text bundle reads comments from CSV or JSONL files (a `text` column) or .txt files
+    (one comment per line); one decision per comment, bad rows listed by line.
 
     Hashes of the bundle's files are verified first; preprocessing comes from its manifest.
     Unreadable files are listed with the reason and skipped. The decisions and the review
@@ -162,6 +164,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
       shotlab predict bundle.zip incoming/ --dataset moderation-inbox
       shotlab predict bundle clip.mp4 --sampling fps:1 --early-exit
       shotlab predict runs/.../bundle /library --ray --address HEAD:6379
+      shotlab predict comments-bundle comments.csv --out decisions.jsonl
     """
     from shotlab.core.output import echo_json
     from shotlab.export import predict
@@ -172,20 +175,15 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
     files = predict.collect_paths(paths)
     require_images(files, paths, allow_empty)
     loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
-    images, clips = predict.split_kinds(files)
     runtime = chosen_runtime(runtime, fp16, loaded)
-    if on_ray:  # the images on Ray Data; clips (few, long) are decided in this process
-        from shotlab.export.ray_predict import predict_paths_ray
-
-        result = predict_paths_ray(loaded, images, address=address, runtime=runtime,
-                                   batch_size=batch_size)
+    if loaded.preprocessing.kind == "text":
+        result = text_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
+                                dataset=dataset, on_ray=on_ray, explain=explain)
     else:
-        result = predict.predict_paths(loaded, images, batch_size=batch_size, runtime=runtime,
-                                       keep_inputs=explain)
-    if clips:
-        add_clip_decisions(result, loaded, clips, runtime=runtime, explain=explain,
-                           sampling=sampling, rules=parse_rules(aggregate), margin=margin,
-                           early_exit=early_exit)
+        result = image_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
+                                 explain=explain, on_ray=on_ray, address=address,
+                                 sampling=sampling, rules=parse_rules(aggregate), margin=margin,
+                                 early_exit=early_exit)
     require_images(result.decisions, paths, allow_empty, bad=result.bad)
     with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
         data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
@@ -205,6 +203,42 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
     if as_json:
         return echo_json(data)
     echo_predict(data)
+
+
+def image_decisions(bundle, files, *, runtime, batch_size, explain, on_ray, address, sampling,
+                    rules, margin, early_exit):
+    """Decisions for the image and clip files among `files` (export/predict.py, predict_clips.py)."""
+    from shotlab.export import predict
+
+    images, clips = predict.split_kinds(files)
+    if on_ray:  # the images on Ray Data; clips (few, long) are decided in this process
+        from shotlab.export.ray_predict import predict_paths_ray
+
+        result = predict_paths_ray(bundle, images, address=address, runtime=runtime,
+                                   batch_size=batch_size)
+    else:
+        result = predict.predict_paths(bundle, images, batch_size=batch_size, runtime=runtime,
+                                       keep_inputs=explain)
+    if clips:
+        add_clip_decisions(result, bundle, clips, runtime=runtime, explain=explain,
+                           sampling=sampling, rules=rules, margin=margin,
+                           early_exit=early_exit)
+    return result
+
+
+def text_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray, explain):
+    """Decisions for every comment of the CSV, JSONL or .txt `files` (export/predict_texts.py)."""
+    from shotlab.export.predict_texts import predict_texts
+
+    refused = {"--dataset": (dataset, "a text dataset is made by `shotlab curate import`"),
+               "--ray": (on_ray, "comments are decided in this process"),
+               "--explain": (explain, "explain a comment's words with `shotlab explain`")}
+    for flag, (given, why) in refused.items():
+        if given:
+            raise click.BadParameter(f"not for a text bundle yet: {why}; run predict without "
+                                     f"{flag}", param_hint=flag)
+    return predict_texts(bundle, files, batch_size=batch_size, runtime=runtime,
+                         keep_inputs=explain)
 
 
 def chosen_runtime(runtime: str | None, fp16: bool, bundle) -> str:
@@ -316,7 +350,8 @@ def echo_predict(data: dict) -> None:
     for bad in data["bad_files"]:
         click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
     labels = ", ".join(f"{name} {count}" for name, count in data["labels"].items())
-    counted = [plural(data[k], k[:-1]) for k in ("images", "clips") if data.get(k)]
+    counted = [plural(data[k], word) for k, word in
+               (("images", "image"), ("clips", "clip"), ("texts", "comment")) if data.get(k)]
     click.echo(f"{' and '.join(counted) or '0 images'} predicted ({labels}); "
                f"{data['flagged']} flagged, {data['needs_review']} need review, "
                f"{plural(data['bad'], 'bad file')} skipped")

@@ -22,7 +22,7 @@ from pathlib import Path
 from shotlab.core.clock import utc_now
 from shotlab.core.errors import InputError, ShotlabError
 from shotlab.core.files import atomic_path, remove
-from shotlab.export.formats import FORMATS, ExportJob, check_options
+from shotlab.export.formats import FORMATS, ExportJob, check_kind, check_options
 from shotlab.export.targets import (bundle_problem, check_replaceable, check_targets,
                                     rejected_path_of, zip_path_of)
 from shotlab.export.validate import GateRules, library_versions
@@ -132,10 +132,12 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
         signing.load_key(sign_key, private=True)  # an unusable key fails before any work
     manifest_of_run = Manifest.load(run_dir / "manifest.json")
     preprocessing = (preprocessing or checkpoint.preprocessing).with_classes(checkpoint.classes)
-    manifest = base_manifest(checkpoint, run_dir, run_thresholds, preprocessing,
+    check_kind(formats, preprocessing.kind)
+    manifest = base_manifest(checkpoint, run_dir, run_thresholds, bundled(preprocessing),
                              manifest_of_run.hash)
     with atomic_path(out) as staging:  # moved to `out` only when the block finishes
         staging.mkdir()
+        copy_tokenizer(preprocessing, staging)
         manifest, report = build_bundle(staging, manifest, checkpoint, manifest_of_run,
                                         preprocessing, formats, rules, fp16=fp16, int8=int8,
                                         explain=explain, progress=progress)
@@ -149,6 +151,23 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
                         report)
 
 
+def bundled(preprocessing):
+    """The contract as the bundle states it: a text model's tokenizer named by its file name
+    inside the bundle (`Bundle.localise` resolves it where the bundle is unpacked)."""
+    if not preprocessing.tokenizer:
+        return preprocessing
+    return type(preprocessing).from_dict({**preprocessing.to_dict(),
+                                          "tokenizer": bundle_files.TOKENIZER_FILE})
+
+
+def copy_tokenizer(preprocessing, staging: Path) -> None:
+    """A text model's tokenizer file (the encoder's own) into the bundle."""
+    import shutil
+
+    if preprocessing.tokenizer:
+        shutil.copyfile(preprocessing.tokenizer, staging / bundle_files.TOKENIZER_FILE)
+
+
 def build_bundle(staging: Path, manifest: dict, checkpoint, manifest_of_run, preprocessing,
                  formats, rules, *, fp16, int8, explain, progress) -> tuple[dict, dict]:
     """Write every file of the bundle into `staging`; returns its manifest and report."""
@@ -160,8 +179,9 @@ def build_bundle(staging: Path, manifest: dict, checkpoint, manifest_of_run, pre
     for name in formats:
         manifest["runtimes"].update(FORMATS[name](job))
     manifest.update(job.notes)  # e.g. "quantization": how the INT8 model was calibrated
-    write_trtexec(staging, manifest["input"]["name"], preprocessing.sample_shape, fp16=fp16,
-                  int8=int8)
+    if preprocessing.kind != "text":  # no engine for token ids (formats.TEXT_REFUSED)
+        write_trtexec(staging, manifest["input"]["name"], preprocessing.sample_shape, fp16=fp16,
+                      int8=int8)
     report = write_report(staging, manifest, checkpoint, manifest_of_run, rules,
                           explain=explain, progress=progress)
     manifest["validation"] = {"gate": report["gate"], "split": report["split"], "n": report["n"]}

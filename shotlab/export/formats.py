@@ -54,8 +54,11 @@ def export_onnx(job: ExportJob) -> dict[str, str]:
     from shotlab.export import onnx_export
     from shotlab.runtime.bundle import ONNX_FILE, ONNX_FP16_FILE
 
+    from shotlab.runtime.kinds import get_kind
+
     path = onnx_export.export_file(job.checkpoint.model, job.checkpoint.task,
-                                   job.preprocessing.sample_shape, job.folder / ONNX_FILE)
+                                   job.preprocessing.sample_shape, job.folder / ONNX_FILE,
+                                   dtype=get_kind(job.preprocessing.kind).dtype)
     onnx_export.add_metadata(path, job.summary)
     onnx_export.check(path)
     files = {"onnx": ONNX_FILE}
@@ -97,6 +100,22 @@ def parse_formats(text: str) -> list[str]:
                          f"Got {got} instead.")
     wanted = set(asked) | {need for name in asked for need in REQUIRES.get(name, ())}
     return [name for name in FORMATS if name in wanted]
+
+
+# What a text model (int64 token ids of any length) can be exported to, and why not the rest.
+TEXT_REFUSED = {
+    "onnx-int8": "ONNX Runtime INT8 here calibrates on images; a text model ships as onnx "
+                 "(and --fp16)",
+    "tensorrt": "the TensorRT builder here takes image batches (its optimisation profile has "
+                "no token axis); a text model ships as onnx (and --fp16)",
+}
+
+
+def check_kind(formats: list[str], kind: str) -> None:
+    """Refuse formats the model's input kind cannot be exported to, with the reason."""
+    refused = [name for name in formats if kind == "text" and name in TEXT_REFUSED]
+    if refused:
+        raise InputError(f"--to {refused[0]}: not for a text model: {TEXT_REFUSED[refused[0]]}")
 
 
 def check_options(formats: list[str], *, fp16: bool, int8: bool) -> None:

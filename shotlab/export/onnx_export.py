@@ -19,10 +19,15 @@ from shotlab.runtime.contract import INPUT_NAME, OUTPUT_NAME
 
 OPSET = 18  # the newest opset the torch exporter targets by default; ORT 1.31 runs it fully
 MAX_BATCH = 4096  # the dynamic batch axis' upper bound declared to torch.export
+MAX_NAMED_AXIS = 512  # a token axis' bound: BERT-style encoders have 512 positions
+NAMED_AXIS_EXAMPLE = 16  # any length above 1 (torch.export specialises 0 and 1)
+EXAMPLE_TOKEN = 1000  # a real word piece id of a BERT vocabulary, not [PAD] (0)
 
 
-def export_file(model, task: str, sample_shape, path: Path) -> Path:
-    """Write `model` (eval mode, CPU) as ONNX with a dynamic batch axis; returns `path`."""
+def export_file(model, task: str, sample_shape, path: Path, dtype: str = "float32") -> Path:
+    """Write `model` (eval mode, CPU) as ONNX with a dynamic batch axis; returns `path`.
+    A named axis of `sample_shape` (a text input's "tokens") is dynamic too; `dtype` is the
+    input's (int64 token ids for text, `runtime.kinds`)."""
     import contextlib
     import io
 
@@ -31,15 +36,32 @@ def export_file(model, task: str, sample_shape, path: Path) -> Path:
     from shotlab.runtime.runners import probability_model
 
     wrapped = probability_model(model, task)
-    example = torch.zeros(2, *sample_shape)  # batch 2: torch.export specialises size 1
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    example, axes = example_input(sample_shape, dtype)
     # The exporter prints its progress on stdout; a CLI with --json must keep stdout clean.
     with contextlib.redirect_stdout(io.StringIO()):
         program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=OPSET,
                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes={"x": {0: batch}}, verbose=False)
+                                    dynamic_shapes={"x": axes}, verbose=False)
     program.save(str(path))
     return path
+
+
+def example_input(sample_shape, dtype: str):
+    """A batch to trace with and its dynamic axes: batch 2 (torch.export specialises size 1),
+    NAMED_AXIS_EXAMPLE along each named axis. Integer inputs (token ids) hold a real token id
+    at every position, so the traced attention sees no padding-only row."""
+    import torch
+
+    axes = {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}
+    shape = [2]
+    for position, size in enumerate(sample_shape, start=1):
+        if isinstance(size, str):
+            axes[position] = torch.export.Dim(size, min=1, max=MAX_NAMED_AXIS)
+            size = NAMED_AXIS_EXAMPLE
+        shape.append(size)
+    if dtype == "float32":
+        return torch.zeros(*shape), axes
+    return torch.full(shape, EXAMPLE_TOKEN, dtype=getattr(torch, dtype)), axes
 
 
 def add_metadata(path: Path, summary: dict) -> None:

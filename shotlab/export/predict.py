@@ -183,7 +183,8 @@ def summary(prediction: Prediction, classes) -> dict:
         for label in decision["labels"]:
             counts[label] += 1
     clips = sum(d.get("kind") == "clip" for d in prediction.decisions)
-    return {"images": len(prediction.decisions) - clips, "clips": clips,
+    texts = sum(d.get("kind") == "text" for d in prediction.decisions)
+    return {"images": len(prediction.decisions) - clips - texts, "clips": clips, "texts": texts,
             "bad": len(prediction.bad),
             "flagged": sum(bool(d["flagged"]) for d in prediction.decisions),
             "needs_review": sum(d["needs_review"] for d in prediction.decisions),

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from shotlab.core.errors import InputError
-from shotlab.runtime.kinds import load_inputs
+from shotlab.runtime.kinds import load_inputs, stored_sources
 from shotlab.export import parity, speed
 from shotlab.runtime.runners import TorchRunner, make_runner, run_batched
 
+TEXT_EXPLANATIONS = ("the report's Grad-CAM and LIME cards are for images; explain a comment's "
+                     "words with `shotlab explain` (docs/text.md)")
 LIBRARIES = ("torch", "timm", "onnx", "onnxruntime", "onnxscript", "numpy", "tensorrt")
 
 
@@ -45,10 +47,11 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
 
     split, entries = evaluation_split(manifest)
     paths = [e.filepath for e in entries]
-    reference_inputs = load_inputs(paths, checkpoint.preprocessing, progress=progress)
+    sources = stored_sources(paths, checkpoint.preprocessing)  # a text dataset: the comments
+    reference_inputs = load_inputs(sources, checkpoint.preprocessing, progress=progress)
     same_pipeline = bundle.preprocessing.fingerprint() == checkpoint.preprocessing.fingerprint()
     inputs = (reference_inputs if same_pipeline else
-              load_inputs(paths, bundle.preprocessing, progress=progress))
+              load_inputs(sources, bundle.preprocessing, progress=progress))
     kept = sorted(set(reference_inputs.kept) & set(inputs.kept))
     if not kept:
         raise InputError(f"none of the {len(paths)} {split} images of dataset "
@@ -86,7 +89,9 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
                       "min_agreement": rules.min_agreement,
                       "recall_tolerance": rules.recall_tolerance}
     report["speed"] = speed_section(runners, x)
-    if explain:
+    if explain and bundle.preprocessing.kind == "text":
+        report["explanations"] = {"available": False, "reason": TEXT_EXPLANATIONS}
+    elif explain:
         from shotlab.export.explanations import explain_sample
 
         report["explanations"] = explain_sample(

@@ -54,6 +54,9 @@ class Kind:
     # Content types a request body of this kind may carry (a prefix ends with "/").
     media_types: frozenset[str] = frozenset()
     dtype: str = "float32"  # the numpy dtype of a preprocessed sample (the model input's)
+    # How a dataset's stored sample file (a manifest entry's filepath) becomes a source for
+    # `load`: None where the path is the source (images, clips); text reads the comment.
+    read: Callable | None = None
 
 
 def image_shape(preprocessing) -> tuple[int, int, int]:
@@ -135,6 +138,12 @@ def load_texts(texts, preprocessing, *, progress=None, desc="Tokenizing") -> Inp
     return Inputs(encode(tokenizer, good, preprocessing.max_tokens), kept, bad)
 
 
+def read_text_file(path) -> str:
+    from shotlab.runtime.text import read_text_file as read
+
+    return read(path)
+
+
 KINDS: dict[str, Kind] = {
     "image": Kind("image", "a still image (jpg, png, webp, ...), resized and center-cropped",
                   image_shape, load_images, IMAGE_EXTENSIONS, decode_image,
@@ -146,8 +155,14 @@ KINDS: dict[str, Kind] = {
                  image_shape, load_clips, CLIP_EXTENSIONS),
     "text": Kind("text", "a comment (a CSV or JSONL row's text), tokenized for a sentence encoder",
                  text_shape, load_texts, frozenset(), media_types=frozenset({"text/plain"}),
-                 dtype="int64"),
+                 dtype="int64", read=read_text_file),
 }
+
+
+def stored_sources(paths, preprocessing) -> list:
+    """The sources of a dataset's stored samples (manifest filepaths) for `load_inputs`."""
+    read = get_kind(preprocessing.kind).read
+    return list(paths) if read is None else [read(path) for path in paths]
 
 
 def get_kind(name: str) -> Kind:

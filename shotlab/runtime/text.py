@@ -79,6 +79,18 @@ def word_tokens(tokenizer, text: str, max_tokens: int) -> list[tuple[str, list[i
     return spans
 
 
+def read_text_file(path) -> str:
+    """The comment a text dataset stores in `path` (a UTF-8 file holding exactly the comment)."""
+    from pathlib import Path
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read this comment ({type(exc).__name__}); the "
+                         f"dataset's text files are missing or damaged: import the comments "
+                         f"again") from None
+
+
 def check_text(text, where: str) -> str:
     """`text` as a str, or InputError naming `where` (a file and line) and the fix."""
     if not isinstance(text, str):

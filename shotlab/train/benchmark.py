@@ -1,5 +1,9 @@
 """`shotlab train benchmark`: every method x backbone x shots, side by side, repeated.
 
+A text dataset (manifest kind "text") runs the same table with its own methods: TF-IDF word
+1-2 grams and character 2-5 grams with logistic regression (`baselines.TEXT_BASELINES`),
+classifiers on the MiniLM embeddings, and SetFit (`text_fit`, fine-tune mode "setfit").
+
 For each repeat and shot count, `shots` images per class are drawn (seeded) from the train split;
 every method trains on exactly those and is measured on the same held-out test split. Methods:
 the classical baselines (no network), classifiers on each backbone's embeddings, and the
@@ -22,7 +26,9 @@ from shotlab.core.errors import InputError
 from shotlab.core.progress import progress_bar
 from shotlab.train.manifest import Entry, Manifest
 
-FINETUNE_METHODS = ("linear", "partial", "full")
+FINETUNE_METHODS = ("linear", "partial", "full", "setfit")
+# What --backbones and --finetune mean when not given, per dataset kind.
+DEFAULTS = {"image": ("lite0", "linear,partial"), "text": ("minilm", "setfit")}
 
 
 @dataclass
@@ -53,6 +59,21 @@ def scores(y_true, y_pred) -> tuple[float, float]:
     return float(accuracy_score(y_true, y_pred)), float(f1_score(y_true, y_pred, average="macro"))
 
 
+def check_kind(manifest: Manifest, backbones, finetune) -> None:
+    """Every backbone and fine-tuning mode must read the dataset's kind of input."""
+    from shotlab.train.backbones import get_backbone
+    from shotlab.train.choices import MODE_KINDS
+
+    for backbone in backbones:
+        get_backbone(backbone, manifest.kind)
+    wrong = [mode for mode in finetune if MODE_KINDS[mode] != manifest.kind]
+    if wrong:
+        fits = ", ".join(m for m in FINETUNE_METHODS if MODE_KINDS[m] == manifest.kind)
+        raise InputError(f"--finetune {wrong[0]} trains {MODE_KINDS[wrong[0]]} models and "
+                         f"dataset '{manifest.dataset}' holds {manifest.kind}s; give "
+                         f"--finetune {fits} (or an empty value for none)")
+
+
 class Benchmark:
     def __init__(self, manifest: Manifest, *, backbones, finetune, epochs: int, workers,
                  progress):
@@ -61,15 +82,34 @@ class Benchmark:
                              f"'{manifest.dataset}' is {manifest.task}")
         self.manifest, self.backbones, self.finetune = manifest, backbones, finetune
         self.epochs, self.workers, self.progress = epochs, workers, progress
+        check_kind(manifest, backbones, finetune)
         self.test = manifest.split("test")
         if not self.test:
             raise InputError(f"dataset '{manifest.dataset}' has no test split to measure on")
         self.y_test = manifest.targets(self.test)
+        self.text_of = self.read_texts() if manifest.kind == "text" else {}
         self.embeddings: dict[str, dict[str, np.ndarray]] = {}
         self.embedding_seconds: dict[str, float] = {}
 
+    def read_texts(self) -> dict[str, str]:
+        """The comment of every train and test entry, by sha256 (read once)."""
+        from shotlab.train.text_fit import read_texts
+
+        entries = self.manifest.split("train") + self.test
+        return dict(zip((e.sha256 for e in entries), read_texts([e.filepath for e in entries])))
+
+    def texts(self, entries: list[Entry]) -> list[str]:
+        return [self.text_of[e.sha256] for e in entries]
+
     def embed(self, backbone: str) -> dict[str, np.ndarray]:
         """Embeddings of every train and test image by sha256 (extracted once, cached)."""
+        if backbone not in self.embeddings and self.manifest.kind == "text":
+            from shotlab.train.text_model import embed_texts
+
+            start = time.perf_counter()
+            vectors = embed_texts(list(self.text_of.values()), progress=self.progress)
+            self.embedding_seconds[backbone] = time.perf_counter() - start
+            self.embeddings[backbone] = dict(zip(self.text_of, vectors))
         if backbone not in self.embeddings:
             from shotlab.train.backbones import create_model
             from shotlab.train.embeddings import extract
@@ -90,6 +130,25 @@ class Benchmark:
         model.fit([e.filepath for e in train], self.manifest.targets(train))
         return scores(self.y_test, model.predict([e.filepath for e in self.test]))
 
+    def on_texts(self, features: str, classifier: str, train: list[Entry], seed: int):
+        from shotlab.train.baselines import make_text_baseline
+
+        model = make_text_baseline(features, classifier, seed=seed)
+        model.fit(self.texts(train), self.manifest.targets(train))
+        return scores(self.y_test, model.predict(self.texts(self.test)))
+
+    def set_fit(self, backbone: str, train: list[Entry], seed: int):
+        from shotlab.train.finetune import TrainConfig
+        from shotlab.train.text_fit import fit, predict_texts
+
+        subset = replace(self.manifest, entries=tuple(train + self.manifest.split("val") + self.test))
+        config = TrainConfig(backbone=backbone, mode="setfit", seed=seed)
+        with tempfile.TemporaryDirectory(prefix="shotlab-bench-") as run_dir:
+            fitted = fit(subset, config, Path(run_dir), progress=False)
+        probs = predict_texts(fitted.model, self.texts(self.test), "multiclass",
+                              max_tokens=fitted.created.preprocessing.max_tokens)
+        return scores(self.y_test, probs.argmax(axis=1))
+
     def on_embeddings(self, backbone: str, classifier: str, train: list[Entry], seed: int):
         from shotlab.train.baselines import make_classifier
 
@@ -101,6 +160,8 @@ class Benchmark:
     def fine_tuned(self, backbone: str, mode: str, train: list[Entry], seed: int):
         from shotlab.train.finetune import TrainConfig, fit, predict
 
+        if mode == "setfit":
+            return self.set_fit(backbone, train, seed)
         subset = replace(self.manifest, entries=tuple(train + self.manifest.split("val") + self.test))
         config = TrainConfig(backbone=backbone, mode=mode, epochs=self.epochs, seed=seed,
                              workers=self.workers, lr=1e-2 if mode == "linear" else 1e-3)
@@ -122,9 +183,13 @@ class Benchmark:
 
     def methods(self):
         """(method, backbone, callable(train, seed)) for everything to compare."""
-        from shotlab.train.baselines import BASELINES, EMBEDDINGS
+        from shotlab.train.baselines import BASELINES, EMBEDDINGS, TEXT_BASELINES
 
-        for features, classifier in BASELINES:
+        if self.manifest.kind == "text":
+            for features, classifier in TEXT_BASELINES:
+                yield (f"{features} + {classifier}", "-",
+                       lambda t, s, f=features, c=classifier: self.on_texts(f, c, t, s))
+        for features, classifier in BASELINES if self.manifest.kind == "image" else ():
             if features != EMBEDDINGS:
                 yield (f"{features} + {classifier}", "-",
                        lambda t, s, f=features, c=classifier: self.classical(f, c, t, s))

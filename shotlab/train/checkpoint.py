@@ -78,9 +78,9 @@ def read_state(path: Path, fix: str, *, map_location="cpu") -> dict:
 
 
 def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
-    """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU."""
-    import timm
-
+    """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU: a timm
+    model for an image run, a `text_model.TextClassifier` (token ids -> logits) for a text run;
+    its scores are the calibrated ones either way."""
     from shotlab.train.calibration import fold_into_head
 
     path = checkpoint_path(run_or_file)
@@ -89,11 +89,22 @@ def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     if missing:
         raise InputError(f"{path}: checkpoint lacks {sorted(missing)}; it was not written by "
                          f"`shotlab train`")
-    model = timm.create_model(state["timm_name"], pretrained=False,
-                              num_classes=len(state["classes"]))
+    model = build_model(state)
     model.load_state_dict(state["model"], strict=True)
     fold_into_head(model, state.get("calibration"))  # best.pt keeps the raw weights
     model.eval()
     meta = {key: value for key, value in state.items() if key != "model"}
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
     return Checkpoint(model, meta, path, run_dir)
+
+
+def build_model(state: dict):
+    """The architecture a checkpoint's weights fit, by its contract's input kind."""
+    if state["preprocessing"].get("kind") == "text":
+        from shotlab.train.text_model import build_classifier
+
+        return build_classifier(len(state["classes"]), pretrained=False)
+    import timm
+
+    return timm.create_model(state["timm_name"], pretrained=False,
+                             num_classes=len(state["classes"]))

@@ -29,9 +29,11 @@ def split_names(value: str | None) -> list[str]:
 
 @train.command("run")
 @click.argument("name", required=False)
-@click.option("--backbone", default="lite0", show_default=True, help="See `shotlab train backbones`.")
-@click.option("--mode", type=click.Choice(MODES), default="partial", show_default=True,
-              help=describe(MODES) + ".")
+@click.option("--backbone", default=None,
+              help="See `shotlab train backbones` [default: lite0 for images, minilm for text].")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help=describe(MODES) + " [default: partial for images; for text, setfit up to "
+                   "256 train comments, else logreg].")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Head learning rate.")
@@ -121,12 +123,14 @@ def runs_command(as_json: bool) -> None:
 
 @train.command("benchmark")
 @click.argument("name")
-@click.option("--backbones", default="lite0", show_default=True, help="Comma-separated.")
+@click.option("--backbones", default=None,
+              help="Comma-separated [default: lite0 for images, minilm for text].")
 @click.option("--shots", default="5,10,20", show_default=True,
-              help="Images per class drawn from the train split, comma-separated.")
+              help="Samples per class drawn from the train split, comma-separated.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--finetune", default="linear,partial", show_default=True,
-              help="Fine-tuning modes to include (comma-separated; empty for none).")
+@click.option("--finetune", default=None,
+              help="Fine-tuning modes to include (comma-separated; empty for none) [default: "
+                   "linear,partial for images, setfit for text].")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -135,19 +139,22 @@ def runs_command(as_json: bool) -> None:
 def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers, out) -> None:
     """Compare baselines and fine-tuning on dataset NAME at several shot counts.
 
-    Every method trains on the same sampled images and is measured on the same test split;
-    prints the table of mean +- std accuracy and macro-F1 over repeats, with the time taken.
+    Every method trains on the same sampled images (or comments) and is measured on the same
+    test split; prints the table of mean +- std accuracy and macro-F1 over repeats, with the
+    time taken. On a text dataset the methods are TF-IDF (word 1-2 grams) and character 2-5
+    grams with logistic regression, classifiers on MiniLM embeddings, and SetFit.
 
     \b
     Example:
       shotlab train benchmark fmnist --backbones lite0 --shots 5,10,20 --repeats 3
+      shotlab train benchmark comments --shots 8,16
     """
     import time as _time
 
     from shotlab.core import workspace
     from shotlab.core.errors import InputError
     from shotlab.core.names import check_dataset_name, child_path
-    from shotlab.train.benchmark import FINETUNE_METHODS, Benchmark, write_results
+    from shotlab.train.benchmark import DEFAULTS, FINETUNE_METHODS, Benchmark, write_results
     from shotlab.train.manifest import freeze
 
     check_dataset_name(name)
@@ -155,12 +162,16 @@ def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers
         shot_counts = [int(s) for s in split_names(shots)]
     except ValueError:
         raise InputError(f"--shots {shots}: expected whole numbers such as 5,10,20") from None
+    manifest = freeze(name)
+    default_backbones, default_modes = DEFAULTS[manifest.kind]
+    backbones = default_backbones if backbones is None else backbones
+    finetune = default_modes if finetune is None else finetune
     modes = split_names(finetune)
     unknown = sorted(set(modes) - set(FINETUNE_METHODS))
     if unknown or not shot_counts or min(shot_counts) < 1:
         raise InputError(f"--finetune takes {', '.join(FINETUNE_METHODS)} and --shots positive "
                          f"numbers; got --finetune {finetune} --shots {shots}")
-    bench = Benchmark(freeze(name), backbones=split_names(backbones), finetune=modes,
+    bench = Benchmark(manifest, backbones=split_names(backbones), finetune=modes,
                       epochs=epochs, workers=workers, progress=None)
     rows = bench.run(shot_counts, repeats)
     out = out or child_path(workspace.current().home / "benchmarks",

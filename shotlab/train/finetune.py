@@ -330,16 +330,10 @@ class Trainer:
             self.optimizer, lambda step: warmup_cosine(step, warmup, total))
 
     def fold_probe(self) -> None:
-        """Write the probe into the model's classifier: W = V / sigma, b = c - W . mu."""
-        import torch
-
+        """Write the probe into the model's classifier (fold_linear)."""
         if self.probe is None:
             return
-        mu, sigma = self.standardise
-        head = self.model.get_classifier()
-        with torch.no_grad():
-            head.weight.copy_(self.probe.weight / sigma)
-            head.bias.copy_(self.probe.bias - head.weight @ mu)
+        fold_linear(self.probe, self.model.get_classifier(), *self.standardise)
 
     def unfold_probe(self) -> None:
         """The inverse of fold_probe, after loading a checkpoint."""
@@ -557,6 +551,16 @@ def init_probe(probe, features: np.ndarray, targets: np.ndarray, task: str) -> N
     with torch.no_grad():
         probe.weight.copy_(torch.as_tensor(weight))
         probe.bias.copy_(torch.as_tensor(bias))
+
+
+def fold_linear(probe, head, mu, sigma) -> None:
+    """Write a probe fitted on (x - mu) / sigma into `head`, which reads x: W = V / sigma,
+    b = c - W . mu."""
+    import torch
+
+    with torch.no_grad():
+        head.weight.copy_(probe.weight / sigma)
+        head.bias.copy_(probe.bias - head.weight @ mu)
 
 
 def freeze_batchnorm(model) -> None:

