@@ -13,6 +13,7 @@ and outputs kept, so callers feed and read float32 either way.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from shotlab.runtime.contract import INPUT_NAME, OUTPUT_NAME
@@ -22,7 +23,21 @@ MAX_BATCH = 4096  # the dynamic batch axis' upper bound declared to torch.export
 
 
 def export_file(model, task: str, sample_shape, path: Path) -> Path:
-    """Write `model` (eval mode, CPU) as ONNX with a dynamic batch axis; returns `path`."""
+    """Write a one-input `model` (eval mode, CPU) as ONNX with a dynamic batch axis; returns
+    `path`."""
+    from shotlab.runtime.contract import InputSpec
+
+    return export_model(model, task, [InputSpec(INPUT_NAME, "float32", ("batch", *sample_shape))],
+                        path)
+
+
+EXAMPLE_TOKENS = 8  # the example's token axis; every named axis is dynamic in the graph
+AXIS_MAX = {"batch": MAX_BATCH, "tokens": 512}  # 512: BERT's position embeddings
+
+
+def export_model(model, task: str, specs, path: Path) -> Path:
+    """Write `model` (eval mode, CPU; one argument per spec, in order) as ONNX whose inputs
+    are `specs` (`ModelContract.input_specs()`): each named axis ("batch", "tokens") dynamic."""
     import contextlib
     import io
 
@@ -31,13 +46,25 @@ def export_file(model, task: str, sample_shape, path: Path) -> Path:
     from shotlab.runtime.runners import probability_model
 
     wrapped = probability_model(model, task)
-    example = torch.zeros(2, *sample_shape)  # batch 2: torch.export specialises size 1
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    dims = {}
+    examples, shapes = [], []
+    for spec in specs:
+        sizes = [2 if axis == "batch" else EXAMPLE_TOKENS if isinstance(axis, str) else axis
+                 for axis in spec.shape]  # batch 2: torch.export specialises size 1
+        dtype = getattr(torch, spec.dtype)
+        # Token ids of 1 ([unused0]) rather than 0: zeros are padding, which the model masks.
+        examples.append(torch.ones(sizes, dtype=dtype) if dtype == torch.int64
+                        else torch.zeros(sizes, dtype=dtype))
+        shapes.append({i: dims.setdefault(axis, torch.export.Dim(axis, min=1,
+                                                                  max=AXIS_MAX.get(axis, MAX_BATCH)))
+                       for i, axis in enumerate(spec.shape) if isinstance(axis, str)})
     # The exporter prints its progress on stdout; a CLI with --json must keep stdout clean.
-    with contextlib.redirect_stdout(io.StringIO()):
-        program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=OPSET,
-                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes={"x": {0: batch}}, verbose=False)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "axis name batch will not be used"
+        program = torch.onnx.export(wrapped, tuple(examples), dynamo=True, opset_version=OPSET,
+                                    input_names=[spec.name for spec in specs],
+                                    output_names=[OUTPUT_NAME],
+                                    dynamic_shapes={"inputs": tuple(shapes)}, verbose=False)
     program.save(str(path))
     return path
 
