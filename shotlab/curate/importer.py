@@ -123,18 +123,20 @@ def make_sample(checked: Checked, task: str, source: dict):
                      metadata=metadata, **source)
 
 
-def add_all(dataset, checked: list[Checked], task: str, source: dict, progress: bool | None) -> int:
-    """Add the samples; returns how many this process added."""
+def add_all(dataset, checked: list[Checked], task: str, source: dict, progress: bool | None,
+            make=None) -> int:
+    """Add the samples; returns how many this process added. `make` builds a sample from a
+    checked file (default `make_sample`; a post adds its caption, curate/post_import.py)."""
     added = 0
     with progress_bar(enabled=progress, total=len(checked), unit="img", desc="Adding to dataset") as bar:
         for start in range(0, len(checked), BATCH):
             batch = checked[start:start + BATCH]
-            added += add_batch(dataset, batch, task, source)
+            added += add_batch(dataset, batch, task, source, make)
             bar.update(len(batch))
     return added
 
 
-def add_batch(dataset, batch: list[Checked], task: str, source: dict) -> int:
+def add_batch(dataset, batch: list[Checked], task: str, source: dict, make=None) -> int:
     """Insert `batch` in one write; returns how many samples this process added.
 
     The unique index on `filepath` refuses a path that a concurrent import added since this one
@@ -142,7 +144,7 @@ def add_batch(dataset, batch: list[Checked], task: str, source: dict) -> int:
     present (they count as already there)."""
     added = 0
     while batch:
-        samples = [make_sample(c, task, source) for c in batch]
+        samples = [(make or make_sample)(c, task, source) for c in batch]
         try:
             # The fields are declared when the dataset is created (store.declare_fields).
             dataset.add_samples(samples, expand_schema=False, batcher=False, progress=False)

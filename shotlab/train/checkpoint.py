@@ -77,10 +77,21 @@ def read_state(path: Path, fix: str, *, map_location="cpu") -> dict:
     return state
 
 
-def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
-    """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU."""
+def build_model(state: dict):
+    """The untrained model a checkpoint's meta describes: a timm model, or the model of a kind
+    that names itself (`model_kind`: "post" is train/post_model.py's late fusion)."""
     import timm
 
+    if state.get("model_kind") == "post":
+        from shotlab.train.post_model import build_post_model
+
+        return build_post_model(state)
+    return timm.create_model(state["timm_name"], pretrained=False,
+                             num_classes=len(state["classes"]))
+
+
+def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
+    """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU."""
     from shotlab.train.calibration import fold_into_head
 
     path = checkpoint_path(run_or_file)
@@ -89,9 +100,12 @@ def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     if missing:
         raise InputError(f"{path}: checkpoint lacks {sorted(missing)}; it was not written by "
                          f"`shotlab train`")
-    model = timm.create_model(state["timm_name"], pretrained=False,
-                              num_classes=len(state["classes"]))
-    model.load_state_dict(state["model"], strict=True)
+    model = build_model(state)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: its weights do not fit the model it names "
+                         f"({one_line(exc)}); re-run `shotlab train`") from None
     fold_into_head(model, state.get("calibration"))  # best.pt keeps the raw weights
     model.eval()
     meta = {key: value for key, value in state.items() if key != "model"}

@@ -126,10 +126,14 @@ def evaluate(fitted, manifest: Manifest, policy: Policy, config: TrainConfig,
     from shotlab.train.metrics import classification_metrics, ece
     from shotlab.train.thresholds import choose_thresholds
 
-    raw = {split: predict(fitted.model, [e.filepath for e in manifest.split(split)],
-                          fitted.created, manifest.task, device=fitted.device,
-                          workers=config.workers, progress=progress)
-           for split in ("train", "val", "test")}
+    def scores(entries):  # a fit that scores its own entries (posts) says so; else images
+        if getattr(fitted, "scores", None) is not None:
+            return fitted.scores(entries)
+        return predict(fitted.model, [e.filepath for e in entries], fitted.created,
+                       manifest.task, device=fitted.device, workers=config.workers,
+                       progress=progress)
+
+    raw = {split: scores(manifest.split(split)) for split in ("train", "val", "test")}
     classes = list(manifest.classes)
     y = {split: manifest.targets(manifest.split(split)) for split in raw}
     calibration = calibration_for(fitted.model, y["val"], raw["val"], task=manifest.task)
@@ -189,8 +193,10 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         run_dir = Path(resume_dir)
         config, policy = read_config(run_dir)
         manifest = Manifest.load(run_dir / "manifest.json")
-        fitted = fit(manifest, config, run_dir, resume=True, progress=progress)
+        fitted = fit_for(manifest.dataset)(manifest, config, run_dir, resume=True,
+                                          progress=progress)
     else:
+        config = config_for(name, config)
         manifest, policy = prepare(name, config)
         run_dir = new_run_dir(name, config)
         fitted = start(run_dir, manifest, config, policy, progress)
@@ -250,11 +256,42 @@ def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy
     try:
         manifest.save(run_dir / "manifest.json")
         write_config(run_dir, config, policy, manifest)
-        return fit(manifest, config, run_dir, progress=progress)
+        return fit_for(manifest.dataset)(manifest, config, run_dir, progress=progress)
     except BaseException:
         if not (run_dir / "checkpoints" / "last.pt").is_file():
             remove(run_dir)
         raise
+
+
+# The per-kind fit seam: a dataset kind (`dataset.info["kind"]`, "image" when absent) whose
+# model is not a fine-tuned timm model names its fit here: (manifest, config, run_dir, *,
+# resume, progress) -> FitResult, with `scores(entries)` when it scores its own entries.
+FITS = {"post": ("shotlab.train.post_fit", "fit_post_run")}
+FIXED_MODE = {"post": "linear"}  # kinds whose encoders stay frozen: the mode a run records
+
+
+def dataset_kind(name: str) -> str:
+    dataset = store.find(name)
+    return (dataset.info or {}).get("kind", "image") if dataset is not None else "image"
+
+
+def fit_for(name: str):
+    """The fit function for dataset `name`'s kind: `finetune.fit` unless FITS names one."""
+    import importlib
+
+    kind = dataset_kind(name)
+    if kind not in FITS:
+        return fit
+    module, function = FITS[kind]
+    return getattr(importlib.import_module(module), function)
+
+
+def config_for(name: str, config: TrainConfig) -> TrainConfig:
+    """`config` with the mode a kind fixes (a post run trains its head only: "linear")."""
+    from dataclasses import replace
+
+    mode = FIXED_MODE.get(dataset_kind(name))
+    return replace(config, mode=mode) if mode else config
 
 
 def list_runs() -> list[dict]:
