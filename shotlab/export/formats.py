@@ -54,8 +54,12 @@ def export_onnx(job: ExportJob) -> dict[str, str]:
     from shotlab.export import onnx_export
     from shotlab.runtime.bundle import ONNX_FILE, ONNX_FP16_FILE
 
-    path = onnx_export.export_file(job.checkpoint.model, job.checkpoint.task,
-                                   job.preprocessing.sample_shape, job.folder / ONNX_FILE)
+    if len(job.checkpoint.parts) > 1:  # a post: one input per part (export/post_export.py)
+        path = onnx_export.export_model(job.checkpoint.model, job.checkpoint.task,
+                                        job.checkpoint.input_specs(), job.folder / ONNX_FILE)
+    else:
+        path = onnx_export.export_file(job.checkpoint.model, job.checkpoint.task,
+                                       job.preprocessing.sample_shape, job.folder / ONNX_FILE)
     onnx_export.add_metadata(path, job.summary)
     onnx_export.check(path)
     files = {"onnx": ONNX_FILE}

@@ -52,6 +52,13 @@ def rows_of(batch: Batch) -> int:
     return next(iter(counts.values()), 0)
 
 
+def select_rows(batch: Batch, rows) -> Batch:
+    """The rows `rows` (indices) of an array, or of every part of a dict batch."""
+    if isinstance(batch, dict):
+        return {name: part[rows] for name, part in batch.items()}
+    return batch[rows]
+
+
 def batches(items, size: int):
     """Consecutive slices of `items` (a sequence, an array, or a dict of arrays sliced together)
     of at most `size`."""
