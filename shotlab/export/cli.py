@@ -172,6 +172,11 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
     files = predict.collect_paths(paths)
     require_images(files, paths, allow_empty)
     loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
+    if len(loaded.parts) > 1:  # a post bundle (image + caption): PATHS are CSV/JSONL of posts
+        return predict_posts_command(loaded, files, out, runtime=chosen_runtime(runtime, fp16, loaded),
+                                     batch_size=batch_size, explain=explain, dataset=dataset,
+                                     on_ray=on_ray, allow_empty=allow_empty, paths=paths,
+                                     as_json=as_json)
     images, clips = predict.split_kinds(files)
     runtime = chosen_runtime(runtime, fp16, loaded)
     if on_ray:  # the images on Ray Data; clips (few, long) are decided in this process
@@ -202,6 +207,31 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                                                bundle_name=str(loaded.origin))
         if explain:
             data["explanations"] = record_explanations(loaded, result, out)
+    if as_json:
+        return echo_json(data)
+    echo_predict(data)
+
+
+def predict_posts_command(bundle, files, out, *, runtime, batch_size, explain, dataset, on_ray,
+                          allow_empty, paths, as_json) -> None:
+    """`predict` on a post bundle: decisions for the posts of CSV/JSONL files, and with
+    --explain the modality split, Grad-CAM and caption IG of each flagged post."""
+    from shotlab.core.output import echo_json
+    from shotlab.export import predict
+    from shotlab.export.predict_posts import predict_posts, record_post_explanations
+
+    if dataset or on_ray:
+        raise click.BadParameter("posts are predicted in this process into the decisions file; "
+                                 "drop --dataset and --ray", param_hint="--dataset/--ray")
+    result = predict_posts(bundle, files, batch_size=batch_size, runtime=runtime,
+                           keep_inputs=explain)
+    require_images(result.decisions, paths, allow_empty, bad=result.bad)
+    with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
+        data = {**predict.summary(result, bundle.classes), "decisions": str(decisions_path),
+                "review_queue": str(queue_path),
+                "bad_files": [{"path": p, "reason": r} for p, r in result.bad]}
+        if explain:
+            data["explanations"] = record_post_explanations(bundle, result, out, runtime=runtime)
     if as_json:
         return echo_json(data)
     echo_predict(data)
@@ -315,7 +345,7 @@ def echo_predict(data: dict) -> None:
     for bad in data["bad_files"]:
         click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
     labels = ", ".join(f"{name} {count}" for name, count in data["labels"].items())
-    counted = [plural(data[k], k[:-1]) for k in ("images", "clips") if data.get(k)]
+    counted = [plural(data[k], k[:-1]) for k in ("images", "clips", "posts") if data.get(k)]
     click.echo(f"{' and '.join(counted) or '0 images'} predicted ({labels}); "
                f"{data['flagged']} flagged, {data['needs_review']} need review, "
                f"{plural(data['bad'], 'bad file')} skipped")

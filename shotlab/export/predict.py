@@ -183,7 +183,9 @@ def summary(prediction: Prediction, classes) -> dict:
         for label in decision["labels"]:
             counts[label] += 1
     clips = sum(d.get("kind") == "clip" for d in prediction.decisions)
-    return {"images": len(prediction.decisions) - clips, "clips": clips,
+    posts = sum(d.get("kind") == "post" for d in prediction.decisions)
+    return {"images": len(prediction.decisions) - clips - posts, "clips": clips,
+            **({"posts": posts} if posts else {}),
             "bad": len(prediction.bad),
             "flagged": sum(bool(d["flagged"]) for d in prediction.decisions),
             "needs_review": sum(d["needs_review"] for d in prediction.decisions),
