@@ -10,7 +10,6 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
-
 from shotlab.core.errors import InputError
 from shotlab.runtime.kinds import load_inputs
 from shotlab.export import parity, speed
