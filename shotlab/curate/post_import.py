@@ -133,6 +133,15 @@ def post_maker(captions: dict[str, Caption]):
     return make
 
 
+def with_lines(bad: list[Skipped], captions: dict[str, Caption], name: str) -> list[Skipped]:
+    """The image check's skips named with the row's line, as the other bad rows are."""
+    def line_of(path):
+        caption = captions.get(os.path.realpath(path))
+        return f" (line {caption.line} of {name})" if caption else ""
+
+    return [Skipped(f"{s.path}{line_of(s.path)}", s.reason) for s in bad]
+
+
 def import_posts(path: str | Path, name: str, *, multilabel: bool = False, strict: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None,
                  progress: bool | None = None, allow_empty: bool = False) -> ImportReport:
@@ -157,7 +166,7 @@ def import_posts(path: str | Path, name: str, *, multilabel: bool = False, stric
     new = {f: r for f, r in candidates.items() if f not in known}
     valid, bad = inspect_all(new, max_pixels=max_pixels,
                              workers=workers or min(8, os.cpu_count() or 1), progress=progress)
-    skipped = scan.skipped + repeats + bad
+    skipped = scan.skipped + repeats + with_lines(bad, captions, given.name)
     if strict and skipped:
         raise StrictImportError(f"{len(skipped)} rows would be skipped (first: {skipped[0].path}:"
                                 f" {skipped[0].reason}); nothing was imported (drop --strict to "
