@@ -130,6 +130,14 @@ def post_meta(created, manifest: Manifest, config: TrainConfig, image_dim: int,
             "captions_sha256": captions_hash(captions)}
 
 
+def image_backbone_of(name: str, *, weights_file=None, allow_download: bool = False):
+    """`Created` for backbone `name` as a feature extractor (pooled embeddings, no head)."""
+    from shotlab.train.backbones import create_model
+
+    return create_model(name, num_classes=0, weights_file=weights_file,
+                        allow_download=allow_download)
+
+
 def fit_posts(manifest: Manifest, config: TrainConfig, run_dir: Path, *,
               progress: bool | None = None) -> PostFit:
     """Fit the late-fusion head; writes checkpoints/best.pt (the whole PostClassifier) and
@@ -138,7 +146,6 @@ def fit_posts(manifest: Manifest, config: TrainConfig, run_dir: Path, *,
 
     from shotlab.runtime.decide import probabilities
     from shotlab.train.finetune import check_trainable
-    from shotlab.train.post_model import image_backbone_of
     from shotlab.train.text_model import load_encoder
 
     train, val = check_trainable(manifest)

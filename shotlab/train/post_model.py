@@ -64,14 +64,6 @@ class ImageBranch(nn.Module):
         return self.post.head(torch.cat([self.post.image_backbone(image), text], dim=1))
 
 
-def image_backbone_of(name: str, *, weights_file=None, allow_download: bool = False):
-    """`Created` for backbone `name` as a feature extractor (pooled embeddings, no head)."""
-    from shotlab.train.backbones import create_model
-
-    return create_model(name, num_classes=0, weights_file=weights_file,
-                        allow_download=allow_download)
-
-
 def build_post_model(meta: dict) -> PostClassifier:
     """An untrained PostClassifier shaped as `meta` says (timm_name, classes, image_dim); the
     checkpoint's state dict is loaded into it afterwards."""

@@ -21,7 +21,8 @@ def post():
     import torch
 
     from shotlab.runtime.kinds import load_parts
-    from shotlab.train.post_model import PostClassifier, image_backbone_of
+    from shotlab.train.post_fit import image_backbone_of
+    from shotlab.train.post_model import PostClassifier
     from shotlab.train.text_model import ENCODER_DIM, load_encoder, text_preprocessing
 
     created = image_backbone_of("lite0")
