@@ -63,7 +63,8 @@ def image_cam(post, image: np.ndarray, ids: np.ndarray, target: int) -> tuple[np
 
 def caption_words(post, image: np.ndarray, text: str, target: int, text_part):
     """IG over the caption's words (the text explanations' function), the picture's embedding
-    held fixed; None where this shotlab has no text attribution yet."""
+    held fixed, with its faithfulness (ERASER against random word rankings); None where this
+    shotlab has no text attribution yet."""
     import torch
 
     try:
@@ -73,7 +74,7 @@ def caption_words(post, image: np.ndarray, text: str, target: int, text_part):
     with torch.no_grad():
         image_embedding = post.image_backbone(torch.from_numpy(image[None]))
     return explain_text(text_branch(post, image_embedding), [text], [target], "ig",
-                        preprocessing=text_part)[0]
+                        preprocessing=text_part, score=True)[0]
 
 
 def record_flagged_posts(bundle, decisions: list[dict], inputs: dict, runner, store_path, *,
