@@ -150,3 +150,16 @@ def test_predict_and_explain_posts_end_to_end(post_run, tmp_path):
             cam = rows_of["gradcam"]
             assert cam.params["part"] == "image" and cam.map.shape == (224, 224)
             assert store.decision(decision["decision_id"])["path"] == decision["path"]
+            if has_text_attribution():  # the caption's words, through the text explanations
+                words = rows_of["ig"]
+                assert words.params["part"] == "text" and words.params["text"] == decision["text"]
+                assert words.map.shape == (1, len(words.params["words"]))
+                assert "comprehensiveness" in words.scores
+
+
+def has_text_attribution() -> bool:
+    try:
+        from shotlab.explain import explain_text  # noqa: F401
+    except ImportError:
+        return False
+    return True
