@@ -8,9 +8,10 @@
 A `Runner` is any callable from a preprocessed batch (float32 pixels, int64 token ids) to
 probabilities, with `classes` (the number of outputs). A contract with one part takes one array;
 a contract with several parts (`ModelContract.parts`) takes a dict {part name: array}, every
-array with the same number of rows, and checks each against its part's spec. Bundle runtimes are the table `RUNNERS` ("onnx", "onnx-fp16",
-"onnx-int8", "tensorrt"); `TorchRunner` is the PyTorch reference the export report compares
-them with.
+array with the same number of rows, each checked against its part's spec (one code path: a
+single array is the one-part case of `check_feeds`). Bundle runtimes are the table `RUNNERS`
+("onnx", "onnx-fp16", "onnx-int8", "tensorrt"; TensorRT takes one input only);
+`TorchRunner` is the PyTorch reference the export report compares them with.
 Prediction needs numpy and onnxruntime only: torch and tensorrt are imported by the runners that
 need them, when they are built.
 """

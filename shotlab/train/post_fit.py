@@ -167,13 +167,16 @@ def fit_posts(manifest: Manifest, config: TrainConfig, run_dir: Path, *,
             logits = model.head(torch.as_tensor(stack(entries)))
         return probabilities(logits, manifest.task).numpy()
 
+    from shotlab.train.calibration import nll
+
     score = validation_score(manifest.targets(val), scores(val), manifest.task)
+    train_loss = nll(manifest.targets(train), scores(train), manifest.task)
     checkpoints = Path(run_dir) / "checkpoints"
     meta = post_meta(created, manifest, config, image_dim, captions)
     save_atomic({"model": model.state_dict(), **meta}, checkpoints / "best.pt")
     save_atomic({"model_kind": MODEL_KIND, "epoch": 0, "manifest_hash": manifest.hash},
                 checkpoints / "last.pt")
-    history = [{"epoch": 0, "train_loss": None, "val_score": score}]
+    history = [{"epoch": 0, "train_loss": train_loss, "val_score": score}]
     return PostFit(model, created, 0, score, history, "cpu", scores=scores)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +26,7 @@ def post_run(tmp_path_factory):
     from shotlab.core import store
     from shotlab.curate.post_import import import_posts
     from shotlab.export.exporter import export_run
-    from shotlab.train.finetune import TrainConfig
-    from shotlab.train.runs import train_run
+    from shotlab.cli import cli
 
     recipe = load_recipe("posts")
     folder = tmp_path_factory.mktemp("posts")
@@ -35,18 +35,20 @@ def post_run(tmp_path_factory):
     name = f"t-posts-{uuid.uuid4().hex[:6]}"
     report = import_posts(csv_path, name, progress=False)
     assert report.added == len(rows) and not report.skipped
-    result = train_run(name, TrainConfig(workers=0, unsafe=["off_topic"]), track=False,
-                       writeback=False, progress=False)
-    exported = export_run(result.run_dir, out=folder / "bundle", progress=False)
-    yield result, exported, folder, rows
+    # The command a user runs (MLflow tracking and write-back included).
+    trained = CliRunner().invoke(cli, ["train", name, "--unsafe", "off_topic", "--workers", "0",
+                                       "--json"])
+    assert trained.exit_code == 0, trained.output
+    run_dir = Path(json.loads(trained.output)["run_dir"])
+    exported = export_run(run_dir, out=folder / "bundle", progress=False)
+    yield run_dir, exported, folder, rows
     store.delete(name)
 
 
 def test_training_a_post_dataset_records_a_linear_late_fusion_run(post_run):
     import yaml
 
-    result, _, _, rows = post_run
-    run_dir = result.run_dir
+    run_dir, _, _, rows = post_run
     assert run_dir.name.endswith("-lite0-linear")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["train"]["mode"] == "linear"
@@ -55,6 +57,12 @@ def test_training_a_post_dataset_records_a_linear_late_fusion_run(post_run):
     assert {"val", "test", "calibration"} <= set(json.loads((run_dir / "metrics.json").read_text()))
     assert "off_topic" in json.loads((run_dir / "thresholds.json").read_text())["thresholds"]
     assert (run_dir / "plots" / "reliability_test.png").is_file()
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert history[0]["train_loss"] > 0  # the head's log loss on the train posts
+    from shotlab.core import store
+
+    predicted = store.load(json.loads((run_dir / "manifest.json").read_text())["dataset"])
+    assert all(p is not None for p in predicted.values("predictions"))  # written back
 
 
 def test_the_bundle_is_one_two_input_onnx_with_the_tokenizer_and_parity(post_run):
@@ -66,7 +74,7 @@ def test_the_bundle_is_one_two_input_onnx_with_the_tokenizer_and_parity(post_run
     from shotlab.runtime.runners import TorchRunner, make_runner, run_batched
     from shotlab.train.manifest import Manifest
 
-    result, exported, _, _ = post_run
+    run_dir, exported, _, _ = post_run
     bundle = load_bundle(exported.path)
     assert sorted(p.name for p in exported.path.iterdir()) == \
         ["manifest.json", "model.onnx", "report.html", "report.json", "tokenizer.json"]
@@ -82,7 +90,7 @@ def test_the_bundle_is_one_two_input_onnx_with_the_tokenizer_and_parity(post_run
 
     # Parity again here, on every post of the run, through both runners' dict batches.
     checkpoint = load_bundle_checkpoint(bundle)
-    manifest = Manifest.load(result.run_dir / "manifest.json")
+    manifest = Manifest.load(run_dir / "manifest.json")
     inputs = post_inputs(checkpoint, bundle.parts, list(manifest.entries))
     torch_probs = run_batched(TorchRunner(checkpoint.model, bundle.task, 2,
                                           specs=bundle.input_specs()), inputs.arrays)
@@ -94,9 +102,9 @@ def test_multi_part_export_refuses_what_it_cannot_build(post_run):
     from shotlab.core.errors import InputError
     from shotlab.export.exporter import export_run
 
-    result, _, folder, _ = post_run
+    run_dir, _, folder, _ = post_run
     with pytest.raises(InputError, match="exports as FP32 ONNX only; drop --fp16"):
-        export_run(result.run_dir, out=folder / "other", fp16=True, progress=False)
+        export_run(run_dir, out=folder / "other", fp16=True, progress=False)
 
 
 def write_predict_csv(folder, rows):
