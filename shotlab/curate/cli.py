@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone", "text")
+FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone", "text", "posts")
 EXPORT_FORMATS = ("folder", "csv", "fiftyone")
 
 
@@ -104,11 +104,31 @@ def import_command(path: Path, name: str, fmt: str, multilabel: bool, strict: bo
     from shotlab.core.images import DEFAULT_MAX_PIXELS
     from shotlab.curate.importer import import_path
 
+    if posts_source(path, fmt):
+        return echo_import_report(import_posts_of(path, name, multilabel, strict, max_pixels,
+                                                  allow_empty), as_json)
     limits = ZipLimits.resolve(zip_max_bytes, zip_max_files, zip_max_ratio)
     report = import_path(path, name, fmt=fmt, multilabel=multilabel, strict=strict,
                          max_pixels=max_pixels or DEFAULT_MAX_PIXELS, allow_empty=allow_empty,
                          zip_limits=limits, sampling=sampling, max_seconds=max_seconds)
     echo_import_report(report, as_json)
+
+
+def posts_source(path: Path, fmt: str) -> bool:
+    """--format posts, or (auto) a .csv/.jsonl with an image column and a text column."""
+    if fmt == "posts":
+        return True
+    from shotlab.curate.post_import import looks_like_posts
+
+    return fmt == "auto" and looks_like_posts(path)
+
+
+def import_posts_of(path, name, multilabel, strict, max_pixels, allow_empty):
+    from shotlab.core.images import DEFAULT_MAX_PIXELS
+    from shotlab.curate.post_import import import_posts
+
+    return import_posts(path, name, multilabel=multilabel, strict=strict,
+                        max_pixels=max_pixels or DEFAULT_MAX_PIXELS, allow_empty=allow_empty)
 
 
 @curate.group("pull")

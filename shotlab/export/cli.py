@@ -178,6 +178,9 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
     runtime = chosen_runtime(runtime, fp16, loaded)
     if loaded.preprocessing.kind == "text":
         result = text_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
+                                dataset=dataset, on_ray=on_ray)
+    elif len(loaded.parts) > 1:  # a post (image + caption): PATHS are CSV/JSONL of posts
+        result = post_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
                                 dataset=dataset, on_ray=on_ray, explain=explain)
     else:
         result = image_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
@@ -199,7 +202,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
             data["dataset"] = write_to_dataset(dataset, result.decisions, task=loaded.task,
                                                bundle_name=str(loaded.origin))
         if explain:
-            data["explanations"] = record_explanations(loaded, result, out)
+            data["explanations"] = record_explanations(loaded, result, out, runtime=runtime)
     if as_json:
         return echo_json(data)
     echo_predict(data)
@@ -226,18 +229,33 @@ def image_decisions(bundle, files, *, runtime, batch_size, explain, on_ray, addr
     return result
 
 
-def text_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray, explain):
+def refuse_options(kind: str, refused: dict) -> None:
+    """BadParameter for the first option given that a `kind` bundle does not take."""
+    for flag, (given, why) in refused.items():
+        if given:
+            raise click.BadParameter(f"not for a {kind} bundle yet: {why}; run predict without "
+                                     f"{flag}", param_hint=flag)
+
+
+def text_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray):
     """Decisions for every comment of the CSV, JSONL or .txt `files` (export/predict_texts.py)."""
     from shotlab.export.predict_texts import predict_texts
 
-    refused = {"--dataset": (dataset, "a text dataset is made by `shotlab curate import`"),
-               "--ray": (on_ray, "comments are decided in this process"),
-               "--explain": (explain, "explain a comment's words with `shotlab explain`")}
-    for flag, (given, why) in refused.items():
-        if given:
-            raise click.BadParameter(f"not for a text bundle yet: {why}; run predict without "
-                                     f"{flag}", param_hint=flag)
-    return predict_texts(bundle, files, batch_size=batch_size, runtime=runtime,
+    refuse_options("text", {"--dataset": (dataset, "a text dataset is made by `shotlab curate "
+                                                   "import`"),
+                            "--ray": (on_ray, "comments are decided in this process")})
+    return predict_texts(bundle, files, batch_size=batch_size, runtime=runtime)
+
+
+def post_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray, explain):
+    """Decisions for every post (image + caption) of the CSV or JSONL `files`
+    (export/predict_posts.py); with `explain`, `.inputs` keeps each post's parts."""
+    from shotlab.export.predict_posts import predict_posts
+
+    refuse_options("post", {"--dataset": (dataset, "posts are predicted into the decisions "
+                                                   "file"),
+                            "--ray": (on_ray, "posts are decided in this process")})
+    return predict_posts(bundle, files, batch_size=batch_size, runtime=runtime,
                          keep_inputs=explain)
 
 
@@ -317,7 +335,10 @@ def require_images(found: list, paths, allow_empty: bool, bad=()) -> None:
                      f"empty decisions")
 
 
-def record_explanations(bundle, result, out: Path) -> dict:
+def record_explanations(bundle, result, out: Path, *, runtime: str) -> dict:
+    """--explain: tier-1 explanations of every flagged or review decision, in
+    explanations.sqlite beside `out` (Grad-CAM for images and clips' top frames, IG words for
+    comments, the modality split, Grad-CAM and caption IG for posts)."""
     import numpy as np
 
     from shotlab.core.errors import ShotlabError
@@ -329,6 +350,12 @@ def record_explanations(bundle, result, out: Path) -> dict:
         raise ShotlabError(f"--explain needs shotlab.explain.tier1 ({exc}); the decisions "
                            f"were left as they were, run again without --explain") from None
 
+    if len(bundle.parts) > 1:
+        from shotlab.export.predict_posts import record_post_explanations
+
+        return record_post_explanations(bundle, result, out, runtime=runtime)
+    if bundle.preprocessing.kind == "text":
+        return record_text_explanations(bundle, result, out)
     rows = []  # (decision, input, target class or None, extra params or None)
     for decision, given in zip(result.decisions, result.inputs):
         if decision.get("kind") == "clip":
@@ -344,6 +371,19 @@ def record_explanations(bundle, result, out: Path) -> dict:
     return {"stored": stored, "store": str(store_path)}
 
 
+def record_text_explanations(bundle, result, out: Path) -> dict:
+    """IG word scores (with their faithfulness) of every flagged or review comment."""
+    from shotlab.explain.text_tier1 import record_flagged_texts
+    from shotlab.export.predict import needs_attention
+
+    chosen = [d for d in result.decisions if needs_attention(d)]
+    if not chosen:
+        return {"stored": 0, "store": None}
+    store_path = out.parent / "explanations.sqlite"
+    stored = record_flagged_texts(bundle, chosen, [d["text"] for d in chosen], store_path)
+    return {"stored": stored, "store": str(store_path)}
+
+
 def echo_predict(data: dict) -> None:
     from shotlab.core.output import plural
 
@@ -351,7 +391,8 @@ def echo_predict(data: dict) -> None:
         click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
     labels = ", ".join(f"{name} {count}" for name, count in data["labels"].items())
     counted = [plural(data[k], word) for k, word in
-               (("images", "image"), ("clips", "clip"), ("texts", "comment")) if data.get(k)]
+               (("images", "image"), ("clips", "clip"), ("texts", "comment"), ("posts", "post"))
+               if data.get(k)]
     click.echo(f"{' and '.join(counted) or '0 images'} predicted ({labels}); "
                f"{data['flagged']} flagged, {data['needs_review']} need review, "
                f"{plural(data['bad'], 'bad file')} skipped")

@@ -22,6 +22,7 @@ from pathlib import Path
 from shotlab.core.clock import utc_now
 from shotlab.core.errors import InputError, ShotlabError
 from shotlab.core.files import atomic_path, remove
+from shotlab.export import post_export
 from shotlab.export.formats import FORMATS, ExportJob, check_kind, check_options
 from shotlab.export.targets import (bundle_problem, check_replaceable, check_targets,
                                     rejected_path_of, zip_path_of)
@@ -73,10 +74,11 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
     policy = {**run_thresholds.get("policy", {}), "thresholds": run_thresholds.get("thresholds",
                                                                                    {})}
     clip = run_dir / "clip.json"  # a run on a clip dataset: the clip contract (train/clip_eval.py)
-    return {**({"clip": json.loads(clip.read_text())} if clip.is_file() else {}),
+    several = post_export.manifest_parts(checkpoint) if post_export.is_multi_part(checkpoint) \
+        else {"input": spec.to_dict()}  # a post: its parts and their inputs
+    return {**({"clip": json.loads(clip.read_text())} if clip.is_file() else {}), **several,
         "classes": checkpoint.classes, "task": checkpoint.task, "policy": policy,
         "preprocessing": preprocessing.to_dict(),
-        "input": spec.to_dict(),
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(checkpoint.classes)],
                    "activation": "sigmoid" if checkpoint.task == "multilabel" else "softmax"},
         # folded into the classifier's weights: every runtime's scores are the calibrated ones
@@ -95,9 +97,9 @@ NOT_CALIBRATED = {"method": "none", "reason": "the run was trained before shotla
 
 def onnx_summary(manifest: dict) -> dict:
     """What goes into the ONNX file's metadata_props: enough to run it without the bundle."""
-    keys = ("classes", "task", "policy", "preprocessing", "input", "output", "calibration",
-            "dataset_manifest_hash", "source")
-    return {"shotlab." + key: manifest[key] for key in keys} | {
+    keys = ("classes", "task", "policy", "preprocessing", "input", "parts", "inputs", "output",
+            "calibration", "dataset_manifest_hash", "source")
+    return {"shotlab." + key: manifest[key] for key in keys if key in manifest} | {
         "shotlab.version": manifest["versions"]["shotlab"]}
 
 
@@ -125,6 +127,9 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     if "tensorrt" in formats:
         require_tensorrt()  # before any work: the message says how to build on the device
     checkpoint = load_checkpoint(run)
+    if post_export.is_multi_part(checkpoint):
+        post_export.check_options(checkpoint, formats, fp16=fp16, int8=int8,
+                                  preprocessing=preprocessing)
     run_dir, run_thresholds = run_files(checkpoint)
     out = Path(out) if out else default_out(run_dir)
     check_targets(out, run_dir, zip_bundle=zip_bundle, force=force)
@@ -133,11 +138,10 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     manifest_of_run = Manifest.load(run_dir / "manifest.json")
     preprocessing = (preprocessing or checkpoint.preprocessing).with_classes(checkpoint.classes)
     check_kind(formats, preprocessing.kind)
-    manifest = base_manifest(checkpoint, run_dir, run_thresholds, bundled(preprocessing),
-                             manifest_of_run.hash)
+    manifest = base_manifest(checkpoint, run_dir, run_thresholds,
+                             bundle_files.as_bundled(preprocessing), manifest_of_run.hash)
     with atomic_path(out) as staging:  # moved to `out` only when the block finishes
         staging.mkdir()
-        copy_tokenizer(preprocessing, staging)
         manifest, report = build_bundle(staging, manifest, checkpoint, manifest_of_run,
                                         preprocessing, formats, rules, fp16=fp16, int8=int8,
                                         explain=explain, progress=progress)
@@ -151,23 +155,6 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
                         report)
 
 
-def bundled(preprocessing):
-    """The contract as the bundle states it: a text model's tokenizer named by its file name
-    inside the bundle (`Bundle.localise` resolves it where the bundle is unpacked)."""
-    if not preprocessing.tokenizer:
-        return preprocessing
-    return type(preprocessing).from_dict({**preprocessing.to_dict(),
-                                          "tokenizer": bundle_files.TOKENIZER_FILE})
-
-
-def copy_tokenizer(preprocessing, staging: Path) -> None:
-    """A text model's tokenizer file (the encoder's own) into the bundle."""
-    import shutil
-
-    if preprocessing.tokenizer:
-        shutil.copyfile(preprocessing.tokenizer, staging / bundle_files.TOKENIZER_FILE)
-
-
 def build_bundle(staging: Path, manifest: dict, checkpoint, manifest_of_run, preprocessing,
                  formats, rules, *, fp16, int8, explain, progress) -> tuple[dict, dict]:
     """Write every file of the bundle into `staging`; returns its manifest and report."""
@@ -176,10 +163,11 @@ def build_bundle(staging: Path, manifest: dict, checkpoint, manifest_of_run, pre
     job = ExportJob(checkpoint, staging, preprocessing, onnx_summary(manifest), fp16=fp16,
                     int8=int8, progress=progress, run_manifest=manifest_of_run)
     manifest["runtimes"] = {}
+    post_export.write_part_files(staging, checkpoint)  # a text part's tokenizer
     for name in formats:
         manifest["runtimes"].update(FORMATS[name](job))
     manifest.update(job.notes)  # e.g. "quantization": how the INT8 model was calibrated
-    if preprocessing.kind != "text":  # no engine for token ids (formats.TEXT_REFUSED)
+    if "input" in manifest and preprocessing.kind != "text":  # one image input: trtexec's line
         write_trtexec(staging, manifest["input"]["name"], preprocessing.sample_shape, fp16=fp16,
                       int8=int8)
     report = write_report(staging, manifest, checkpoint, manifest_of_run, rules,

@@ -54,11 +54,13 @@ def export_onnx(job: ExportJob) -> dict[str, str]:
     from shotlab.export import onnx_export
     from shotlab.runtime.bundle import ONNX_FILE, ONNX_FP16_FILE
 
-    from shotlab.runtime.kinds import get_kind
+    from shotlab.runtime.contract import INPUT_NAME, input_specs
 
-    path = onnx_export.export_file(job.checkpoint.model, job.checkpoint.task,
-                                   job.preprocessing.sample_shape, job.folder / ONNX_FILE,
-                                   dtype=get_kind(job.preprocessing.kind).dtype)
+    # A post has one input per part; any other model one, in its kind's dtype (text: int64).
+    specs = (job.checkpoint.input_specs() if len(job.checkpoint.parts) > 1
+             else input_specs({INPUT_NAME: job.preprocessing}))
+    path = onnx_export.export_model(job.checkpoint.model, job.checkpoint.task, specs,
+                                    job.folder / ONNX_FILE)
     onnx_export.add_metadata(path, job.summary)
     onnx_export.check(path)
     files = {"onnx": ONNX_FILE}

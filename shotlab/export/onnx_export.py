@@ -13,21 +13,31 @@ and outputs kept, so callers feed and read float32 either way.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from shotlab.runtime.contract import INPUT_NAME, OUTPUT_NAME
 
 OPSET = 18  # the newest opset the torch exporter targets by default; ORT 1.31 runs it fully
 MAX_BATCH = 4096  # the dynamic batch axis' upper bound declared to torch.export
-MAX_NAMED_AXIS = 512  # a token axis' bound: BERT-style encoders have 512 positions
-NAMED_AXIS_EXAMPLE = 16  # any length above 1 (torch.export specialises 0 and 1)
-EXAMPLE_TOKEN = 1000  # a real word piece id of a BERT vocabulary, not [PAD] (0)
 
 
 def export_file(model, task: str, sample_shape, path: Path, dtype: str = "float32") -> Path:
-    """Write `model` (eval mode, CPU) as ONNX with a dynamic batch axis; returns `path`.
-    A named axis of `sample_shape` (a text input's "tokens") is dynamic too; `dtype` is the
-    input's (int64 token ids for text, `runtime.kinds`)."""
+    """Write a one-input `model` (eval mode, CPU) as ONNX with a dynamic batch axis (and a
+    dynamic named axis, a text input's "tokens"); `dtype` is the input's; returns `path`."""
+    from shotlab.runtime.contract import InputSpec
+
+    return export_model(model, task, [InputSpec(INPUT_NAME, dtype, ("batch", *sample_shape))],
+                        path)
+
+
+EXAMPLE_TOKENS = 8  # the example's token axis; every named axis is dynamic in the graph
+AXIS_MAX = {"batch": MAX_BATCH, "tokens": 512}  # 512: BERT's position embeddings
+
+
+def export_model(model, task: str, specs, path: Path) -> Path:
+    """Write `model` (eval mode, CPU; one argument per spec, in order) as ONNX whose inputs
+    are `specs` (`ModelContract.input_specs()`): each named axis ("batch", "tokens") dynamic."""
     import contextlib
     import io
 
@@ -36,32 +46,27 @@ def export_file(model, task: str, sample_shape, path: Path, dtype: str = "float3
     from shotlab.runtime.runners import probability_model
 
     wrapped = probability_model(model, task)
-    example, axes = example_input(sample_shape, dtype)
+    dims = {}
+    examples, shapes = [], []
+    for spec in specs:
+        sizes = [2 if axis == "batch" else EXAMPLE_TOKENS if isinstance(axis, str) else axis
+                 for axis in spec.shape]  # batch 2: torch.export specialises size 1
+        dtype = getattr(torch, spec.dtype)
+        # Token ids of 1 ([unused0]) rather than 0: zeros are padding, which the model masks.
+        examples.append(torch.ones(sizes, dtype=dtype) if dtype == torch.int64
+                        else torch.zeros(sizes, dtype=dtype))
+        shapes.append({i: dims.setdefault(axis, torch.export.Dim(axis, min=1,
+                                                                  max=AXIS_MAX.get(axis, MAX_BATCH)))
+                       for i, axis in enumerate(spec.shape) if isinstance(axis, str)})
     # The exporter prints its progress on stdout; a CLI with --json must keep stdout clean.
-    with contextlib.redirect_stdout(io.StringIO()):
-        program = torch.onnx.export(wrapped, (example,), dynamo=True, opset_version=OPSET,
-                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes={"x": axes}, verbose=False)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "axis name batch will not be used"
+        program = torch.onnx.export(wrapped, tuple(examples), dynamo=True, opset_version=OPSET,
+                                    input_names=[spec.name for spec in specs],
+                                    output_names=[OUTPUT_NAME],
+                                    dynamic_shapes={"inputs": tuple(shapes)}, verbose=False)
     program.save(str(path))
     return path
-
-
-def example_input(sample_shape, dtype: str):
-    """A batch to trace with and its dynamic axes: batch 2 (torch.export specialises size 1),
-    NAMED_AXIS_EXAMPLE along each named axis. Integer inputs (token ids) hold a real token id
-    at every position, so the traced attention sees no padding-only row."""
-    import torch
-
-    axes = {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}
-    shape = [2]
-    for position, size in enumerate(sample_shape, start=1):
-        if isinstance(size, str):
-            axes[position] = torch.export.Dim(size, min=1, max=MAX_NAMED_AXIS)
-            size = NAMED_AXIS_EXAMPLE
-        shape.append(size)
-    if dtype == "float32":
-        return torch.zeros(*shape), axes
-    return torch.full(shape, EXAMPLE_TOKEN, dtype=getattr(torch, dtype)), axes
 
 
 def add_metadata(path: Path, summary: dict) -> None:

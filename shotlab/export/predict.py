@@ -184,7 +184,9 @@ def summary(prediction: Prediction, classes) -> dict:
             counts[label] += 1
     clips = sum(d.get("kind") == "clip" for d in prediction.decisions)
     texts = sum(d.get("kind") == "text" for d in prediction.decisions)
-    return {"images": len(prediction.decisions) - clips - texts, "clips": clips, "texts": texts,
+    posts = sum(d.get("kind") == "post" for d in prediction.decisions)
+    return {"images": len(prediction.decisions) - clips - texts - posts, "clips": clips,
+            "texts": texts, **({"posts": posts} if posts else {}),
             "bad": len(prediction.bad),
             "flagged": sum(bool(d["flagged"]) for d in prediction.decisions),
             "needs_review": sum(d["needs_review"] for d in prediction.decisions),

@@ -32,7 +32,7 @@ def compare(runners: dict, sample: np.ndarray, *, batch_sizes=BATCH_SIZES, repea
     """
     results = {}
     for size in batch_sizes:
-        batch = np.ascontiguousarray(np.resize(sample, (size, *sample.shape[1:])))
+        batch = repeated(sample, size)
         for runner in runners.values():
             for _ in range(warmup):
                 runner(batch)
@@ -42,6 +42,13 @@ def compare(runners: dict, sample: np.ndarray, *, batch_sizes=BATCH_SIZES, repea
                 times[name].append(sum(time_call(runner, batch) for _ in range(calls)) / calls)
         results[size] = {name: summary(values, size) for name, values in times.items()}
     return results
+
+
+def repeated(sample, size: int):
+    """`sample`'s rows repeated to `size` rows (each part's, for a dict of parts)."""
+    if isinstance(sample, dict):
+        return {name: repeated(part, size) for name, part in sample.items()}
+    return np.ascontiguousarray(np.resize(sample, (size, *sample.shape[1:])))
 
 
 def summary(seconds: list[float], batch: int) -> dict:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
-import numpy as np
-
 from shotlab.core.errors import InputError
 from shotlab.runtime.kinds import load_inputs, stored_sources
 from shotlab.export import parity, speed
-from shotlab.runtime.runners import TorchRunner, make_runner, run_batched
+from shotlab.runtime.runners import (TorchRunner, make_runner, rows_of, run_batched,
+                                     select_rows)
 
 TEXT_EXPLANATIONS = ("the report's Grad-CAM and LIME cards are for images; explain a comment's "
                      "words with `shotlab explain` (docs/text.md)")
@@ -46,28 +45,19 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
     from shotlab.train.metrics import classification_metrics
 
     split, entries = evaluation_split(manifest)
-    paths = [e.filepath for e in entries]
-    sources = stored_sources(paths, checkpoint.preprocessing)  # a text dataset: the comments
-    reference_inputs = load_inputs(sources, checkpoint.preprocessing, progress=progress)
-    same_pipeline = bundle.preprocessing.fingerprint() == checkpoint.preprocessing.fingerprint()
-    inputs = (reference_inputs if same_pipeline else
-              load_inputs(sources, bundle.preprocessing, progress=progress))
-    kept = sorted(set(reference_inputs.kept) & set(inputs.kept))
-    if not kept:
-        raise InputError(f"none of the {len(paths)} {split} images of dataset "
-                         f"{manifest.dataset} decodes (first: {paths[0]}); restore the files or "
-                         f"re-import the dataset before exporting")
-    ref_x = reference_inputs.arrays[[reference_inputs.kept.index(i) for i in kept]]
-    x = inputs.arrays[[inputs.kept.index(i) for i in kept]]
+    ref_x, x, kept, bad, same_pipeline = evaluation_inputs(bundle, checkpoint, manifest, split,
+                                                           entries, progress)
     y = manifest.targets([entries[i] for i in kept])
     classes, task, thresholds = bundle.classes, bundle.task, bundle.thresholds
+    several = len(checkpoint.parts) > 1
 
     def metrics_of(probs):
         return classification_metrics(y, probs, classes, task=task, thresholds=thresholds or None)
 
-    torch_runner = TorchRunner(checkpoint.model, task, len(classes))
+    torch_runner = TorchRunner(checkpoint.model, task, len(classes),
+                               specs=checkpoint.input_specs() if several else None)
     reference = run_batched(torch_runner, ref_x)
-    report = {"split": split, "n": len(kept), "skipped": reference_inputs.bad,
+    report = {"split": split, "n": len(kept), "skipped": bad,
               "same_preprocessing": same_pipeline, "pytorch": {"metrics": metrics_of(reference)},
               "runtimes": {}}
     runners, failures, probs_of = {"pytorch": torch_runner}, [], {}
@@ -91,7 +81,7 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
     report["speed"] = speed_section(runners, x)
     if explain and bundle.preprocessing.kind == "text":
         report["explanations"] = {"available": False, "reason": TEXT_EXPLANATIONS}
-    elif explain:
+    elif explain and not several:  # a post's explanations are the modality split (explain/)
         from shotlab.export.explanations import explain_sample
 
         report["explanations"] = explain_sample(
@@ -101,9 +91,37 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
     return report
 
 
-def speed_section(runners: dict, x: np.ndarray) -> dict:
+def evaluation_inputs(bundle, checkpoint, manifest, split: str, entries, progress):
+    """(reference inputs, bundle inputs, kept entry indices, bad sources, same pipeline): the
+    split's inputs under the checkpoint's contract and under the bundle's (one load when they
+    are the same pipeline). A multi-part model (a post) loads each part by its kind."""
+    if len(checkpoint.parts) > 1:
+        from shotlab.export.post_export import post_inputs
+
+        reference_inputs = post_inputs(checkpoint, checkpoint.parts, entries, progress)
+        inputs, same_pipeline = post_inputs(checkpoint, bundle.parts, entries, progress), True
+    else:
+        paths = [e.filepath for e in entries]
+        sources = stored_sources(paths, checkpoint.preprocessing)  # a text dataset: the comments
+        reference_inputs = load_inputs(sources, checkpoint.preprocessing, progress=progress)
+        same_pipeline = bundle.preprocessing.fingerprint() == checkpoint.preprocessing.fingerprint()
+        inputs = (reference_inputs if same_pipeline else
+                  load_inputs(sources, bundle.preprocessing, progress=progress))
+    kept = sorted(set(reference_inputs.kept) & set(inputs.kept))
+    if not kept:
+        what = ("posts" if len(checkpoint.parts) > 1 else
+                "comments" if checkpoint.preprocessing.kind == "text" else "images")
+        raise InputError(f"none of the {len(entries)} {split} {what} of dataset "
+                         f"{manifest.dataset} decodes (first: {entries[0].filepath}); restore the "
+                         f"files or re-import the dataset before exporting")
+    ref_x = select_rows(reference_inputs.arrays, [reference_inputs.kept.index(i) for i in kept])
+    x = select_rows(inputs.arrays, [inputs.kept.index(i) for i in kept])
+    return ref_x, x, kept, reference_inputs.bad, same_pipeline
+
+
+def speed_section(runners: dict, x) -> dict:
     """Latency/throughput per runner at batch 1 and 32 (interleaved), with the load average."""
-    sample = x[:1] if len(x) else None
+    sample = select_rows(x, slice(0, 1)) if rows_of(x) else None
     if sample is None:
         return {"note": "no test images to time"}
     timings = speed.compare(runners, sample, repeats=3, warmup=1)

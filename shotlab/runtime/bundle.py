@@ -111,6 +111,14 @@ class Bundle(ModelContract):
 
 # --- writing ---------------------------------------------------------------------------------
 
+def as_bundled(preprocessing):
+    """The contract as a bundle states it: a text part's tokenizer named by its file name inside
+    the bundle (the inverse of `Bundle.localise`)."""
+    if not preprocessing.tokenizer:
+        return preprocessing
+    return type(preprocessing).from_dict({**preprocessing.to_dict(), "tokenizer": TOKENIZER_FILE})
+
+
 def file_hashes(folder: Path) -> dict[str, str]:
     """{relative path: sha256} of every file in `folder` except the manifest itself."""
     return {path.relative_to(folder).as_posix(): sha256_file(path)

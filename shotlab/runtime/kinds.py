@@ -32,7 +32,7 @@ from shotlab.core.images import IMAGE_EXTENSIONS
 
 @dataclass
 class Inputs:
-    arrays: np.ndarray  # (N, *sample_shape) in the kind's dtype
+    arrays: np.ndarray | dict  # (N, *sample_shape) in the kind's dtype; {part: array} (load_parts)
     kept: list[int]  # indices into the requested sources
     bad: list[tuple[str, str]]  # (source, reason) skipped
     # Kinds that give several rows per source (a clip's frames): per row, (source index,
@@ -170,6 +170,25 @@ def get_kind(name: str) -> Kind:
         raise InputError(f"input kind '{name}' is not one this shotlab reads ({', '.join(KINDS)}); "
                          f"upgrade shotlab or re-export the model with this version")
     return KINDS[name]
+
+
+def load_parts(sources: dict, parts: dict, *, progress=None) -> Inputs:
+    """The inputs of a model with several named parts (a post: "image" + "text"): each part's
+    sources loaded through its own kind's entry, `sources[name][i]` and the other parts' i-th
+    source making row i. `arrays` is {part name: array}; a row is kept only when every part of
+    it loads, and each bad source is listed with its part. (Not a KINDS entry: a kind loads
+    one preprocessing's sources, a multi-part model combines several kinds.)"""
+    counts = {name: len(sources[name]) for name in parts}
+    if len(set(counts.values())) > 1:
+        raise InputError(f"every part needs one source per input; got {counts}")
+    loaded = {name: load_inputs(sources[name], prep, progress=progress, desc=f"Loading {name}")
+              for name, prep in parts.items()}
+    kept = sorted(set.intersection(*(set(i.kept) for i in loaded.values()))) if loaded else []
+    arrays = {name: inputs.arrays[[inputs.kept.index(i) for i in kept]]
+              for name, inputs in loaded.items()}
+    bad = [(f"{name}: {source}", reason) for name, inputs in loaded.items()
+           for source, reason in inputs.bad]
+    return Inputs(arrays, kept, bad)
 
 
 def load_inputs(sources, preprocessing, *, progress=None, desc="Preprocessing") -> Inputs:

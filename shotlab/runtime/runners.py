@@ -2,12 +2,16 @@
 
     runner = make_runner(bundle, "onnx")          # RUNNERS[name](bundle, threads=..., ...)
     probs = runner(batch)                         # (N, *sample_shape) -> (N, K)
-    probs = run_batched(runner, arrays)           # in bounded batches
+    probs = runner({"image": x, "text": ids})     # a model with several named parts (a post)
+    probs = run_batched(runner, arrays)           # in bounded batches (an array or such a dict)
 
-A `Runner` is any callable from a preprocessed batch (float32 pixels, int64 token ids) to probabilities, with `classes`
-(the number of outputs). Bundle runtimes are the table `RUNNERS` ("onnx", "onnx-fp16",
-"onnx-int8", "tensorrt"); `TorchRunner` is the PyTorch reference the export report compares
-them with.
+A `Runner` is any callable from a preprocessed batch (float32 pixels, int64 token ids) to
+probabilities, with `classes` (the number of outputs). A contract with one part takes one array;
+a contract with several parts (`ModelContract.parts`) takes a dict {part name: array}, every
+array with the same number of rows, each checked against its part's spec (one code path: a
+single array is the one-part case of `check_feeds`). Bundle runtimes are the table `RUNNERS`
+("onnx", "onnx-fp16", "onnx-int8", "tensorrt"; TensorRT takes one input only);
+`TorchRunner` is the PyTorch reference the export report compares them with.
 Prediction needs numpy and onnxruntime only: torch and tensorrt are imported by the runners that
 need them, when they are built.
 """
@@ -35,16 +39,75 @@ class Runner(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
+Batch = np.ndarray | dict  # one array, or {part name: array} for a multi-part contract
+
+
+def rows_of(batch: Batch) -> int:
+    """The number of rows of a batch (of its parts, which must agree)."""
+    if not isinstance(batch, dict):
+        return len(batch)
+    counts = {name: len(part) for name, part in batch.items()}
+    if len(set(counts.values())) > 1:
+        raise InputError(f"the parts of a batch have different numbers of rows ({counts}); "
+                         f"give every part one row per input")
+    return next(iter(counts.values()), 0)
+
+
+def select_rows(batch: Batch, rows) -> Batch:
+    """The rows `rows` (indices) of an array, or of every part of a dict batch."""
+    if isinstance(batch, dict):
+        return {name: part[rows] for name, part in batch.items()}
+    return batch[rows]
+
+
 def batches(items, size: int):
-    """Consecutive slices of `items` (a sequence or array) of at most `size`."""
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+    """Consecutive slices of `items` (a sequence, an array, or a dict of arrays sliced together)
+    of at most `size`."""
+    for start in range(0, rows_of(items), size):
+        if isinstance(items, dict):
+            yield {name: part[start:start + size] for name, part in items.items()}
+        else:
+            yield items[start:start + size]
 
 
-def run_batched(runner, arrays: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """`runner` over `arrays` in batches; (0, K) for no rows."""
-    parts = [runner(chunk) for chunk in batches(arrays, batch_size)]
+def run_batched(runner, arrays: Batch, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """`runner` over `arrays` (an array, or a dict of part arrays) in batches; (0, K) for no
+    rows. A text part is padded per batch to that batch's longest row and no further."""
+    parts = [runner(trim_padding(chunk)) for chunk in batches(arrays, batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, runner.classes or 0), np.float32)
+
+
+def trim_padding(batch: Batch) -> Batch:
+    """Token-id parts cut to their longest row's length: padding columns change nothing (the
+    model masks PAD_ID) and cost time."""
+    if not isinstance(batch, dict):
+        return batch
+    from shotlab.runtime.text import PAD_ID
+
+    trimmed = {}
+    for name, part in batch.items():
+        if part.dtype == np.int64 and part.ndim == 2 and part.size:
+            used = np.flatnonzero((part != PAD_ID).any(axis=0))
+            part = part[:, :used[-1] + 1] if len(used) else part[:, :1]
+        trimmed[name] = part
+    return trimmed
+
+
+def check_feeds(batch: Batch, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    """{input name: checked array} for `batch`: one array for a one-part contract, a dict
+    naming exactly the contract's parts otherwise; InputError naming what is missing or extra."""
+    if not isinstance(batch, dict):
+        if len(specs) != 1:
+            raise InputError(f"this model takes {len(specs)} named inputs "
+                             f"({', '.join(s.name for s in specs)}); give a dict of arrays by "
+                             f"part name, not one array")
+        return {specs[0].name: check_batch(batch, specs[0])}
+    names = [s.name for s in specs]
+    if set(batch) != set(names):
+        raise InputError(f"this model's inputs are {', '.join(names)}; the batch has "
+                         f"{', '.join(batch) or 'none'}")
+    rows_of(batch)
+    return {spec.name: check_batch(batch[spec.name], spec) for spec in specs}
 
 
 def check_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -84,15 +147,21 @@ class OnnxRunner:
         self.path = bundle.model_file(self.runtime)
         self.session = ort.InferenceSession(str(self.path), sess_options=session_options(threads),
                                             providers=providers or ["CPUExecutionProvider"])
-        self.spec = bundle.input_specs()[0]
-        self.input_name = self.session.get_inputs()[0].name
+        self.specs = bundle.input_specs()
+        graph_inputs = [i.name for i in self.session.get_inputs()]
+        if len(self.specs) == 1:  # a one-input graph: fed under its own name, whatever it is
+            self.specs = [InputSpec(graph_inputs[0], self.specs[0].dtype, self.specs[0].shape)]
+        elif sorted(graph_inputs) != sorted(s.name for s in self.specs):
+            raise ShotlabError(f"{self.path}: the model's inputs ({', '.join(graph_inputs)}) "
+                               f"are not the contract's parts "
+                               f"({', '.join(s.name for s in self.specs)}); re-export the bundle")
         self.classes = len(bundle.classes)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        batch = check_batch(batch, self.spec)
-        if len(batch) == 0:
+    def __call__(self, batch: Batch) -> np.ndarray:
+        feeds = check_feeds(batch, self.specs)
+        if rows_of(feeds) == 0:
             return np.zeros((0, self.classes), np.float32)
-        return self.session.run(None, {self.input_name: batch})[0]
+        return self.session.run(None, feeds)[0]
 
 
 def tensorrt_unavailable_reason() -> str | None:
@@ -175,24 +244,34 @@ def probability_model(model, task: str):
             self.inner = inner
             self.task = task
 
-        def forward(self, x):
-            return probabilities(self.inner(x), self.task)
+        def forward(self, *inputs):  # one tensor per part, in the contract's order
+            return probabilities(self.inner(*inputs), self.task)
 
     return ProbabilityModel(model, task).eval()
 
 
 class TorchRunner:
-    """The PyTorch reference as a runner: eager, inference mode, probabilities out."""
+    """The PyTorch reference as a runner: eager, inference mode, probabilities out. For a model
+    with several parts, `specs` (the contract's `input_specs()`) give the order of the model's
+    arguments and the batch is a dict by part name."""
 
-    def __init__(self, model, task: str, classes: int | None = None):
+    def __init__(self, model, task: str, classes: int | None = None, specs=None):
         self.model = probability_model(model, task)
         self.classes = classes
+        self.specs = specs
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: Batch) -> np.ndarray:
         import torch
 
+        if self.specs is None:
+            if isinstance(batch, dict):
+                raise InputError("this PyTorch reference was built without the contract's "
+                                 "parts (specs); give one array, or build it with specs")
+            arrays = [np.ascontiguousarray(batch)]
+        else:
+            arrays = list(check_feeds(batch, self.specs).values())
         with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+            return self.model(*(torch.from_numpy(a) for a in arrays)).numpy()
 
 
 RUNNERS: dict[str, Callable] = {

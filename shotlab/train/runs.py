@@ -44,7 +44,11 @@ from shotlab.train.manifest import Manifest, freeze
 # What fits and predicts for each input kind: a module with `fit(manifest, config, run_dir, *,
 # resume, progress) -> FitResult` and `predict(model, paths, created, task, *, device, workers,
 # progress) -> probabilities`. Everything else a run does is the same for every kind.
-TRAINERS = {"image": "shotlab.train.finetune", "text": "shotlab.train.text_fit"}
+# Per dataset kind, the module that trains it: `fit(manifest, config, run_dir, resume=,
+# progress=)`, `default_mode(manifest)`, and `predict(model, paths, ...)` unless its fit result
+# scores its own entries (`.scores(entries)`: a post's caption is found by sample id).
+TRAINERS = {"image": "shotlab.train.finetune", "text": "shotlab.train.text_fit",
+            "post": "shotlab.train.post_fit"}
 
 
 def trainer_of(kind: str):
@@ -140,11 +144,16 @@ def evaluate(fitted, manifest: Manifest, policy: Policy, config: TrainConfig,
     from shotlab.train.metrics import classification_metrics, ece
     from shotlab.train.thresholds import choose_thresholds
 
-    predict = trainer_of(manifest.kind).predict
-    raw = {split: predict(fitted.model, [e.filepath for e in manifest.split(split)],
-                          fitted.created, manifest.task, device=fitted.device,
-                          workers=config.workers, progress=progress)
-           for split in ("train", "val", "test")}
+    trainer = trainer_of(manifest.kind)
+
+    def scores(entries):  # a fit that scores its own entries (posts: captions by sample id)
+        if getattr(fitted, "scores", None) is not None:
+            return fitted.scores(entries)
+        return trainer.predict(fitted.model, [e.filepath for e in entries], fitted.created,
+                               manifest.task, device=fitted.device, workers=config.workers,
+                               progress=progress)
+
+    raw = {split: scores(manifest.split(split)) for split in ("train", "val", "test")}
     classes = list(manifest.classes)
     y = {split: manifest.targets(manifest.split(split)) for split in raw}
     calibration = calibration_for(fitted.model, y["val"], raw["val"], task=manifest.task)
@@ -265,17 +274,14 @@ def prepare(name: str, config: TrainConfig) -> tuple[Manifest, Policy, TrainConf
 
 def with_kind_defaults(config: TrainConfig, manifest: Manifest) -> TrainConfig:
     """`config` with an unset backbone or mode (None: the CLI's default) chosen for the
-    dataset's kind: lite0 / partial for images; minilm / setfit or logreg (by the train split's
-    size, text_fit.default_mode) for text."""
+    dataset's kind by its trainer: lite0 / partial for images; minilm / setfit or logreg (by the
+    train split's size) for text; lite0 / fusion for posts."""
     from dataclasses import replace
 
     from shotlab.train.backbones import default_backbone
 
     backbone = config.backbone or default_backbone(manifest.kind)
-    mode = config.mode
-    if mode is None:
-        mode = (trainer_of("text").default_mode(manifest) if manifest.kind == "text"
-                else "partial")
+    mode = config.mode or trainer_of(manifest.kind).default_mode(manifest)
     return replace(config, backbone=backbone, mode=mode)
 
 
@@ -302,6 +308,9 @@ def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy
         raise
 
 
+# The per-kind fit seam: a dataset kind (`dataset.info["kind"]`, "image" when absent) whose
+# model is not a fine-tuned timm model names its fit here: (manifest, config, run_dir, *,
+# resume, progress) -> FitResult, with `scores(entries)` when it scores its own entries.
 def list_runs() -> list[dict]:
     """Every run folder in the workspace with its key test (else val) metrics, newest first."""
     rows = []

@@ -1,0 +1,150 @@
+"""`shotlab predict BUNDLE posts.csv`: one decision per post (an image with its caption).
+
+The rows are a CSV or JSONL (`core/rows.py`) of `image_path` (also `image`, `filepath`; relative
+to the file's folder) and `text`; other columns are ignored. A row without an image path, with
+an empty or over-long caption, or whose image does not decode is listed in `bad` by its line
+and skipped. Each post is loaded through the bundle's two-part contract (`kinds.load_parts`) and
+scored by the bundle's runner; the decision is `predict.decision_records`' (path and sha256 of
+the image) with, beside it:
+
+    kind          "post"
+    text          the caption
+    text_sha256   sha256 of the caption's UTF-8 bytes
+    source        "FILE:LINE" of the row
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shotlab.core.errors import InputError
+from shotlab.export.predict import Prediction, decision_records
+from shotlab.runtime.runners import BATCH_SIZE
+
+
+@dataclass(frozen=True)
+class Post:
+    image: Path
+    text: str
+    where: str  # FILE:LINE
+
+
+def read_posts(path: Path) -> tuple[list[Post], list[tuple[str, str]]]:
+    """The posts of one CSV/JSONL file and its bad rows as (FILE:LINE, reason)."""
+    from shotlab.core.rows import read_rows
+    from shotlab.runtime.text import check_text
+
+    rows, bad_rows = read_rows(path)
+    bad = [(f"{path}:{line}", reason) for line, reason in bad_rows]
+    folder = Path(os.path.normpath(Path(path).parent.absolute()))
+    posts = []
+    for row in rows:
+        where = f"{path}:{row.line}"
+        fields = {str(k).strip().lower(): v for k, v in row.fields.items()}
+        value = next((fields[c] for c in ("image_path", "image", "filepath") if fields.get(c)),
+                     None)
+        if not value:
+            bad.append((where, "no image path (columns image_path, image, filepath)"))
+            continue
+        image = Path(os.path.normpath(folder / str(value).strip()))
+        try:
+            text = check_text(fields.get("text"), where)
+        except InputError as exc:
+            bad.append((where, str(exc).split(": ", 1)[-1]))
+            continue
+        posts.append(Post(image, text, where))
+    return posts, bad
+
+
+def check_bundle(bundle) -> None:
+    names = list(bundle.parts)
+    if sorted(names) != ["image", "text"]:
+        raise InputError(f"{bundle.path}: a post bundle has the parts image and text; this one "
+                         f"has {', '.join(names)}")
+
+
+def post_decisions(bundle, posts: list[Post], probs: np.ndarray, *, runtime: str) -> list[dict]:
+    from shotlab.core.images import sha256_file
+
+    records = decision_records(bundle, probs, [sha256_file(p.image) for p in posts],
+                               runtime=runtime, paths=[p.image for p in posts])
+    for record, post in zip(records, posts):
+        record.update({"kind": "post", "text": post.text,
+                       "text_sha256": hashlib.sha256(post.text.encode("utf-8")).hexdigest(),
+                       "source": post.where})
+    return records
+
+
+def predict_posts(bundle, files, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",
+                  progress=None, keep_inputs: bool = False, runner=None) -> Prediction:
+    """Decisions for the posts in `files` (CSV/JSONL). With `keep_inputs`, `inputs` holds one
+    {"image", "text"} row pair per decision (for --explain)."""
+    from shotlab.core.progress import progress_bar
+    from shotlab.runtime.kinds import load_parts
+    from shotlab.runtime.runners import make_runner
+
+    check_bundle(bundle)
+    runner = runner or make_runner(bundle, runtime)
+    result = Prediction()
+    posts = []
+    for path in files:
+        found, bad = read_posts(Path(path))
+        posts += found
+        result.bad += bad
+    with progress_bar(total=len(posts), enabled=progress, unit="post", desc="Predicting") as bar:
+        for start in range(0, len(posts), batch_size):
+            chunk = posts[start:start + batch_size]
+            loaded = load_parts({"image": [p.image for p in chunk],
+                                 "text": [p.text for p in chunk]}, bundle.parts)
+            result.bad += [(chunk[i].where, reason_of(loaded.bad, chunk[i]))
+                           for i in range(len(chunk)) if i not in loaded.kept]
+            if loaded.kept:
+                kept = [chunk[i] for i in loaded.kept]
+                result.decisions += post_decisions(bundle, kept, runner(loaded.arrays),
+                                                   runtime=runtime)
+                if keep_inputs:
+                    result.inputs += [{name: part[i] for name, part in loaded.arrays.items()}
+                                      for i in range(len(kept))]
+            bar.update(len(chunk))
+    return result
+
+
+def reason_of(bad: list[tuple[str, str]], post: Post) -> str:
+    """Why `post` did not load, from `load_parts`' list (its image named)."""
+    for source, reason in bad:
+        if source == f"image: {post.image}":
+            return f"image {post.image}: {reason}"
+    return next((reason for source, reason in bad if source.startswith("text")), "did not load")
+
+
+def stacked_inputs(rows: list[dict]) -> dict:
+    """{"image": (N, 3, H, W), "text": (N, L)} from per-post rows (ids padded with PAD_ID)."""
+    from shotlab.runtime.text import PAD_ID
+
+    width = max(len(r["text"]) for r in rows)
+    ids = np.full((len(rows), width), PAD_ID, np.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row["text"])] = row["text"]
+    return {"image": np.stack([r["image"] for r in rows]).astype(np.float32), "text": ids}
+
+
+def record_post_explanations(bundle, result: Prediction, out: Path, *, runtime: str) -> dict:
+    """`predict --explain` on posts: the split, Grad-CAM and caption IG of every flagged or
+    review-queue post, in explanations.sqlite beside `out`."""
+    from shotlab.explain.post_tier1 import record_flagged_posts
+    from shotlab.export.predict import needs_attention
+    from shotlab.runtime.runners import make_runner
+
+    chosen = [(d, x) for d, x in zip(result.decisions, result.inputs) if needs_attention(d)]
+    if not chosen:
+        return {"stored": 0, "store": None}
+    store_path = Path(out).parent / "explanations.sqlite"
+    decisions, rows = zip(*chosen)
+    stored = record_flagged_posts(bundle, list(decisions), stacked_inputs(list(rows)),
+                                  make_runner(bundle, runtime), store_path)
+    return {"stored": stored, "store": str(store_path)}

@@ -1,0 +1,135 @@
+"""Importing posts (image + caption) into the real FiftyOne store: fields, bad rows by line,
+idempotence, JSONL, the dataset kind, and the CLI's detection of a posts CSV."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from shotlab.core import store
+from shotlab.core.errors import InputError
+from shotlab.curate.importer import import_path
+from shotlab.curate.post_import import import_posts, looks_like_posts
+from shotlab.runtime.text import MAX_TEXT_CHARS
+from tests.imaging import truncate, write_class_tree
+
+pytestmark = pytest.mark.fiftyone
+
+SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "sample"
+
+
+def copy_images(folder: Path) -> list[str]:
+    """Four real sample images under folder/images/; their paths relative to `folder`."""
+    names = []
+    for source in sorted((SAMPLE / "train" / "bird").glob("*.png"))[:2] + \
+            sorted((SAMPLE / "train" / "boat").glob("*.png"))[:2]:
+        target = folder / "images" / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        names.append(f"images/{source.name}")
+    return names
+
+
+def write_csv(path: Path, lines: list[str]) -> Path:
+    path.write_bytes(b"".join(line.encode() if isinstance(line, str) else line
+                              for line in lines))
+    return path
+
+
+def good_and_bad(tmp_path) -> Path:
+    images = copy_images(tmp_path)
+    truncate(tmp_path / images[3], 0.3)  # a corrupt image
+    return write_csv(tmp_path / "posts.csv", [
+        "image_path,text,label,split\n",                          # line 1
+        f"{images[0]},What a lovely bird,on_topic,train\n",         # 2 good
+        f"{images[1]},\"For sale, 20 euros\",off_topic,val\n",      # 3 good (quoted comma)
+        f"{images[2]},,off_topic,train\n",                          # 4 empty caption
+        f"{images[3]},A boat,off_topic,train\n",                    # 5 corrupt image
+        "images/missing.png,Where is it,on_topic,train\n",          # 6 missing image
+        ",No picture here,on_topic,train\n",                        # 7 no image path
+        f"{images[2]},{'x' * (MAX_TEXT_CHARS + 1)},on_topic,test\n",  # 8 over-long caption
+        b"images/a.png,caf\xe9 latte,on_topic,train\n",               # 9 not UTF-8
+        f"{images[2]},Nice boat,off_topic,test\n",                  # 10 good
+    ])
+
+
+def test_posts_import_with_every_bad_row_reported_by_line(tmp_path, dataset_name):
+    csv_path = good_and_bad(tmp_path)
+    report = import_posts(csv_path, dataset_name, progress=False)
+    assert (report.added, report.format, report.task) == (3, "posts", "multiclass")
+    reasons = {s.path.rsplit("/", 1)[-1]: s.reason for s in report.skipped}
+    assert "empty" in reasons["posts.csv:4"]
+    corrupt = next(s for s in report.skipped if "line 5 " in s.path)
+    assert corrupt.path.endswith(".png (line 5 of posts.csv)") and corrupt.reason
+    missing = next(s for s in report.skipped if "missing.png" in s.path)
+    assert "line 6" in missing.path and "not found" in missing.reason
+    assert any("line 7" in s.path and "no image path" in s.reason for s in report.skipped)
+    assert f"limit of {MAX_TEXT_CHARS}" in reasons["posts.csv:8"]
+    assert "UTF-8" in reasons["posts.csv:9"]
+    assert len(report.skipped) == 6  # lines 4 to 9
+
+    dataset = store.load(dataset_name)
+    assert dataset.info["kind"] == "post"
+    sample = dataset.match({"source_line": 3}).first()
+    image = (tmp_path / "images").resolve() / Path(sample.filepath).name
+    assert sample.filepath == str(image) and sample.text == "For sale, 20 euros"
+    assert sample.text_sha256 == hashlib.sha256("For sale, 20 euros".encode()).hexdigest()
+    assert sample.sha256 == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert (sample.ground_truth.label, sample.split) == ("off_topic", "val")
+
+
+def test_reimport_adds_nothing_and_a_repeated_image_is_skipped(tmp_path, dataset_name):
+    images = copy_images(tmp_path)
+    csv_path = write_csv(tmp_path / "posts.csv", [
+        "image_path,text,label\n", f"{images[0]},first caption,a\n",
+        f"{images[0]},second caption,b\n", f"{images[1]},another,b\n"])
+    first = import_posts(csv_path, dataset_name, progress=False)
+    assert first.added == 2
+    assert [s.reason for s in first.skipped] == ["listed more than once; the first entry was used"]
+    again = import_posts(csv_path, dataset_name, progress=False)
+    assert (again.added, again.already_present) == (0, 2)
+    assert sorted(store.load(dataset_name).values("text")) == ["another", "first caption"]
+
+
+def test_jsonl_posts_with_multilabel_labels(tmp_path, dataset_name):
+    images = copy_images(tmp_path)
+    rows = [{"image": images[0], "text": "sale and a bird", "labels": ["sale", "animal"]},
+            {"image": images[2], "text": "just a boat", "labels": "vehicle"}]
+    path = tmp_path / "posts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = import_posts(path, dataset_name, multilabel=True, progress=False)
+    assert (report.added, report.task, report.skipped) == (2, "multilabel", [])
+    assert sorted(map(sorted, store.sample_labels(store.load(dataset_name)))) == \
+        [["animal", "sale"], ["vehicle"]]
+
+
+def test_posts_are_refused_into_an_image_dataset(tmp_path, dataset_name):
+    write_class_tree(tmp_path / "tree", {"cat": 1, "dog": 1})
+    import_path(tmp_path / "tree", dataset_name, progress=False)
+    images = copy_images(tmp_path)
+    csv_path = write_csv(tmp_path / "posts.csv",
+                         ["image_path,text,label\n", f"{images[0]},hello,cat\n"])
+    with pytest.raises(InputError, match=f"dataset '{dataset_name}' holds image samples, not posts"):
+        import_posts(csv_path, dataset_name, progress=False)
+
+
+def test_cli_detects_a_posts_csv(tmp_path, dataset_name):
+    from shotlab.cli import cli as main
+
+    images = copy_images(tmp_path)
+    csv_path = write_csv(tmp_path / "posts.csv", [
+        "image_path,text,label\n", f"{images[0]},a bird,on_topic\n", f"{images[2]},,x\n"])
+    plain = write_csv(tmp_path / "labels.csv", ["filepath,label\n", f"{images[0]},bird\n"])
+    assert looks_like_posts(csv_path) and not looks_like_posts(plain)
+    result = CliRunner().invoke(main, ["curate", "import", str(csv_path), "--name", dataset_name,
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["added"], data["format"]) == (1, "posts")
+    assert data["skipped"] == [{"path": f"{csv_path}:3",
+                                "reason": "the text is empty; remove the row or write the comment"}]

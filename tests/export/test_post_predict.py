@@ -1,0 +1,173 @@
+"""Posts end to end on real data: import a tiny post set (datasets/sample images with the
+captions of datasets/posts.py), train the late-fusion model (frozen lite0 + MiniLM), export the
+two-input ONNX bundle, check its parity with PyTorch, then `shotlab predict --explain` on a
+posts CSV with bad rows: decisions, review queue, and per flagged post the modality split,
+Grad-CAM and (once the text explanations are there) the caption's word scores."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.datasets.test_recipes import load_recipe
+
+pytestmark = pytest.mark.fiftyone
+
+
+@pytest.fixture(scope="module")
+def post_run(tmp_path_factory):
+    """(run folder, bundle folder, posts folder, rows): trained and exported once."""
+    from shotlab.core import store
+    from shotlab.curate.post_import import import_posts
+    from shotlab.export.exporter import export_run
+    from shotlab.cli import cli
+
+    recipe = load_recipe("posts")
+    folder = tmp_path_factory.mktemp("posts")
+    rows = recipe.build_posts(folder, per_class=2)
+    csv_path = recipe.write_posts(folder, rows)
+    name = f"t-posts-{uuid.uuid4().hex[:6]}"
+    report = import_posts(csv_path, name, progress=False)
+    assert report.added == len(rows) and not report.skipped
+    # The command a user runs (MLflow tracking and write-back included).
+    trained = CliRunner().invoke(cli, ["train", name, "--unsafe", "off_topic", "--workers", "0",
+                                       "--json"])
+    assert trained.exit_code == 0, trained.output
+    run_dir = Path(json.loads(trained.output)["run_dir"])
+    exported = export_run(run_dir, out=folder / "bundle", progress=False)
+    yield run_dir, exported, folder, rows
+    store.delete(name)
+
+
+def test_training_a_post_dataset_records_a_late_fusion_run(post_run):
+    import yaml
+
+    run_dir, _, _, rows = post_run
+    assert run_dir.name.endswith("-lite0-fusion")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["train"]["mode"] == "fusion"
+    captions = json.loads((run_dir / "captions.json").read_text())
+    assert sorted(captions.values()) == sorted(r["text"] for r in rows)
+    assert {"val", "test", "calibration"} <= set(json.loads((run_dir / "metrics.json").read_text()))
+    assert "off_topic" in json.loads((run_dir / "thresholds.json").read_text())["thresholds"]
+    assert (run_dir / "plots" / "reliability_test.png").is_file()
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert history[0]["train_loss"] > 0  # the head's log loss on the train posts
+    from shotlab.core import store
+
+    predicted = store.load(json.loads((run_dir / "manifest.json").read_text())["dataset"])
+    assert all(p is not None for p in predicted.values("predictions"))  # written back
+
+
+def test_the_bundle_is_one_two_input_onnx_with_the_tokenizer_and_parity(post_run):
+    import onnxruntime as ort
+
+    from shotlab.explain.tier1 import load_bundle_checkpoint
+    from shotlab.export.post_export import post_inputs
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.runtime.runners import TorchRunner, make_runner, run_batched
+    from shotlab.train.manifest import Manifest
+
+    run_dir, exported, _, _ = post_run
+    bundle = load_bundle(exported.path)
+    assert sorted(p.name for p in exported.path.iterdir()) == \
+        ["manifest.json", "model.onnx", "report.html", "report.json", "tokenizer.json"]
+    assert list(bundle.parts) == ["image", "text"]
+    assert bundle.parts["text"].tokenizer == str(exported.path / "tokenizer.json")
+    session = ort.InferenceSession(str(exported.path / "model.onnx"))
+    assert [(i.name, i.type, i.shape) for i in session.get_inputs()] == \
+        [("image", "tensor(float)", ["batch", 3, 224, 224]),
+         ("text", "tensor(int64)", ["batch", "tokens"])]
+    parity = exported.report["runtimes"]["onnx"]["parity"]
+    assert parity["top1_agreement"] == 1.0 and parity["max_abs_diff"] < 1e-4
+    assert exported.report["gate"]["passed"]
+
+    # Parity again here, on every post of the run, through both runners' dict batches.
+    checkpoint = load_bundle_checkpoint(bundle)
+    manifest = Manifest.load(run_dir / "manifest.json")
+    inputs = post_inputs(checkpoint, bundle.parts, list(manifest.entries))
+    torch_probs = run_batched(TorchRunner(checkpoint.model, bundle.task, 2,
+                                          specs=bundle.input_specs()), inputs.arrays)
+    onnx_probs = run_batched(make_runner(bundle, "onnx"), inputs.arrays, batch_size=7)
+    assert np.abs(torch_probs - onnx_probs).max() < 1e-4
+
+
+def test_multi_part_export_refuses_what_it_cannot_build(post_run):
+    from shotlab.core.errors import InputError
+    from shotlab.export.exporter import export_run
+
+    run_dir, _, folder, _ = post_run
+    with pytest.raises(InputError, match="exports as FP32 ONNX only; drop --fp16"):
+        export_run(run_dir, out=folder / "other", fp16=True, progress=False)
+
+
+def write_predict_csv(folder, rows):
+    """The test posts plus bad rows (lines named in the test)."""
+    test_rows = [r for r in rows if r["split"] == "test"]
+    path = folder / "incoming.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image_path", "text"])
+        for row in test_rows:
+            writer.writerow([row["image_path"], row["text"]])
+        writer.writerow(["images/not-there.png", "where did it go"])
+        writer.writerow([test_rows[0]["image_path"], "   "])
+    return path, len(test_rows)
+
+
+def test_predict_and_explain_posts_end_to_end(post_run, tmp_path):
+    from shotlab.cli import cli
+    from shotlab.explain.store import ExplanationStore
+
+    _, exported, folder, rows = post_run
+    path, n = write_predict_csv(folder, rows)
+    out = tmp_path / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(path), "--out", str(out),
+                                      "--explain", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["posts"], data["images"], data["bad"]) == (n, 0, 2)
+    bad = {b["path"]: b["reason"] for b in data["bad_files"]}
+    assert "not found" in bad[f"{path}:{n + 2}"] and "empty" in bad[f"{path}:{n + 3}"]
+
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    queue = [json.loads(line) for line in (tmp_path / "review_queue.jsonl").read_text().splitlines()]
+    assert len(decisions) == n and all(d["kind"] == "post" for d in decisions)
+    assert [d["source"] for d in decisions] == [f"{path}:{i}" for i in range(2, n + 2)]
+    assert {d["decision_id"] for d in queue} == \
+        {d["decision_id"] for d in decisions if d["flagged"] or d["needs_review"]}
+    assert queue and data["explanations"]["stored"] == len(queue)
+
+    with ExplanationStore(tmp_path / "explanations.sqlite", readonly=True) as store:
+        for decision in queue:
+            rows_of = {r.method: r for r in store.explanations(decision["decision_id"])}
+            split = rows_of["modality_split"].scores
+            target = rows_of["modality_split"].target
+            assert split["phi_image"] + split["phi_text"] == \
+                pytest.approx(split["both"] - split["neither"], abs=1e-12)
+            # the split's "both" is the decision's own score: the same ONNX model decided it
+            assert split["both"] == pytest.approx(decision["scores"][target], abs=1e-5)
+            assert rows_of["modality_split"].params["neutral"]["text"] == \
+                "empty comment: [CLS] [SEP]"
+            cam = rows_of["gradcam"]
+            assert cam.params["part"] == "image" and cam.map.shape == (224, 224)
+            assert store.decision(decision["decision_id"])["path"] == decision["path"]
+            if has_text_attribution():  # the caption's words, through the text explanations
+                words = rows_of["ig"]
+                assert words.params["part"] == "text" and words.params["text"] == decision["text"]
+                assert words.map.shape == (1, len(words.params["words"]))
+                assert "comprehensiveness" in words.scores
+
+
+def has_text_attribution() -> bool:
+    try:
+        from shotlab.explain import explain_text  # noqa: F401
+    except ImportError:
+        return False
+    return True
