@@ -41,14 +41,15 @@ from shotlab.train.finetune import (FitResult, TrainConfig, check_trainable, che
 from shotlab.train.manifest import Manifest
 
 # SetFit on a CPU: 5 pair-sampling iterations, one epoch. The setfit default (20 iterations)
-# makes 4x the pairs for a gain we could not measure at 8-16 comments per class on fortunes
-# (benchmarks/text_fewshot.py), and costs minutes per run on two cores.
+# makes 4x the pairs, so 4x the time; with 5, SetFit led logistic regression on the frozen
+# encoder by 2 points at 8 comments per topic on fortunes (benchmarks/text_fewshot.py) at about
+# 80 s per fit on two idle cores. 20 was not measured here.
 SETFIT_ITERATIONS = 5
 SETFIT_EPOCHS = 1
 SETFIT_BODY_LR = 2e-5  # setfit's default for the encoder
 # The default mode: setfit up to this many train comments, logreg above. SetFit's pairs grow
-# with the train split (2 x iterations x n per epoch); past a few hundred comments a frozen
-# encoder's logistic regression is close behind and costs one pass instead of many.
+# with the train split (2 x iterations x n per epoch: 256 comments are 160 steps, minutes on a
+# CPU); its lead over the frozen encoder is largest with the fewest examples.
 SETFIT_MAX_TRAIN = 256
 RESTART = "start a new run (`shotlab train NAME`) instead of resuming this one"
 
