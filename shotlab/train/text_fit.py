@@ -47,16 +47,20 @@ from shotlab.train.manifest import Manifest
 SETFIT_ITERATIONS = 5
 SETFIT_EPOCHS = 1
 SETFIT_BODY_LR = 2e-5  # setfit's default for the encoder
-# The default mode: setfit up to this many train comments, logreg above. SetFit's pairs grow
-# with the train split (2 x iterations x n per epoch: 256 comments are 160 steps, minutes on a
-# CPU); its lead over the frozen encoder is largest with the fewest examples.
-SETFIT_MAX_TRAIN = 256
+# The default mode: setfit when the rarest class has at most this many train comments, logreg
+# above. On fortunes (benchmarks/text_fewshot.py) SetFit led the frozen encoder's logistic
+# regression by 2 points at 8 per topic and trailed it by 1 at 16, at minutes per fit.
+SETFIT_MAX_PER_CLASS = 8
 RESTART = "start a new run (`shotlab train NAME`) instead of resuming this one"
 
 
 def default_mode(manifest: Manifest) -> str:
-    """setfit for a few-shot set (up to SETFIT_MAX_TRAIN train comments), else logreg."""
-    return "setfit" if len(manifest.split("train")) <= SETFIT_MAX_TRAIN else "logreg"
+    """setfit when the rarest class has at most SETFIT_MAX_PER_CLASS train comments, else
+    logreg."""
+    from collections import Counter
+
+    counts = Counter(label for e in manifest.split("train") for label in e.labels)
+    return "setfit" if counts and min(counts.values()) <= SETFIT_MAX_PER_CLASS else "logreg"
 
 
 def read_texts(paths) -> list[str]:

@@ -123,8 +123,8 @@ def test_defaults_follow_the_dataset_kind():
         return Manifest("d", "multiclass", ("a", "b"), entries, {}, kind)
 
     unset = replace(TrainConfig(), backbone=None, mode=None)
-    few, many = with_kind_defaults(unset, manifest("text", 40)), with_kind_defaults(
-        unset, manifest("text", 400))
+    few, many = with_kind_defaults(unset, manifest("text", 16)), with_kind_defaults(
+        unset, manifest("text", 18))
     assert (few.backbone, few.mode, many.mode) == ("minilm", "setfit", "logreg")
     image = with_kind_defaults(unset, manifest("image", 40))
     assert (image.backbone, image.mode) == ("lite0", "partial")
