@@ -33,7 +33,7 @@ def split_names(value: str | None) -> list[str]:
               help="See `shotlab train backbones` [default: lite0 for images, minilm for text].")
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help=describe(MODES) + " [default: partial for images; for text, setfit up to "
-                   "256 train comments, else logreg].")
+                   "8 train comments in a class, else logreg].")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Head learning rate.")

@@ -41,21 +41,26 @@ from shotlab.train.finetune import (FitResult, TrainConfig, check_trainable, che
 from shotlab.train.manifest import Manifest
 
 # SetFit on a CPU: 5 pair-sampling iterations, one epoch. The setfit default (20 iterations)
-# makes 4x the pairs for a gain we could not measure at 8-16 comments per class on fortunes
-# (benchmarks/text_fewshot.py), and costs minutes per run on two cores.
+# makes 4x the pairs, so 4x the time; with 5, SetFit led logistic regression on the frozen
+# encoder by 2 points at 8 comments per topic on fortunes (benchmarks/text_fewshot.py) at about
+# 80 s per fit on two idle cores. 20 was not measured here.
 SETFIT_ITERATIONS = 5
 SETFIT_EPOCHS = 1
 SETFIT_BODY_LR = 2e-5  # setfit's default for the encoder
-# The default mode: setfit up to this many train comments, logreg above. SetFit's pairs grow
-# with the train split (2 x iterations x n per epoch); past a few hundred comments a frozen
-# encoder's logistic regression is close behind and costs one pass instead of many.
-SETFIT_MAX_TRAIN = 256
+# The default mode: setfit when the rarest class has at most this many train comments, logreg
+# above. On fortunes (benchmarks/text_fewshot.py) SetFit led the frozen encoder's logistic
+# regression by 2 points at 8 per topic and trailed it by 1 at 16, at minutes per fit.
+SETFIT_MAX_PER_CLASS = 8
 RESTART = "start a new run (`shotlab train NAME`) instead of resuming this one"
 
 
 def default_mode(manifest: Manifest) -> str:
-    """setfit for a few-shot set (up to SETFIT_MAX_TRAIN train comments), else logreg."""
-    return "setfit" if len(manifest.split("train")) <= SETFIT_MAX_TRAIN else "logreg"
+    """setfit when the rarest class has at most SETFIT_MAX_PER_CLASS train comments, else
+    logreg."""
+    from collections import Counter
+
+    counts = Counter(label for e in manifest.split("train") for label in e.labels)
+    return "setfit" if counts and min(counts.values()) <= SETFIT_MAX_PER_CLASS else "logreg"
 
 
 def read_texts(paths) -> list[str]:

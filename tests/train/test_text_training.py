@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,8 +51,6 @@ def test_backbones_list_the_text_encoder():
 
 
 def test_text_run_writes_the_run_folder_of_an_image_run(text_run):
-    from pathlib import Path
-
     run_dir = Path(text_run["run_dir"])
     assert run_dir.name.endswith("-minilm-logreg")
     for name in ("manifest.json", "config.yaml", "metrics.json", "thresholds.json",
@@ -124,8 +123,8 @@ def test_defaults_follow_the_dataset_kind():
         return Manifest("d", "multiclass", ("a", "b"), entries, {}, kind)
 
     unset = replace(TrainConfig(), backbone=None, mode=None)
-    few, many = with_kind_defaults(unset, manifest("text", 40)), with_kind_defaults(
-        unset, manifest("text", 400))
+    few, many = with_kind_defaults(unset, manifest("text", 16)), with_kind_defaults(
+        unset, manifest("text", 18))
     assert (few.backbone, few.mode, many.mode) == ("minilm", "setfit", "logreg")
     image = with_kind_defaults(unset, manifest("image", 40))
     assert (image.backbone, image.mode) == ("lite0", "partial")
@@ -148,3 +147,16 @@ def test_setfit_fine_tunes_the_encoder(comments, tmp_path):
     assert len(moved) > len(packaged) // 2
     assert fitted.best_score >= 0.9
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
+
+
+def test_resume_of_a_text_run_reloads_its_model(text_run):
+    """A text fit has no epochs: --resume reloads best.pt and evaluates it again (same
+    scores), instead of fitting anew."""
+    last = Path(text_run["run_dir"]) / "checkpoints" / "last.pt"  # a new fit rewrites it
+    before = last.stat().st_mtime_ns
+    result = invoke("train", "--resume", text_run["run_dir"], "--no-track", "--json")
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.output)
+    assert again["metrics"]["test"]["accuracy"] == text_run["metrics"]["test"]["accuracy"]
+    assert again["thresholds"] == text_run["thresholds"]
+    assert last.stat().st_mtime_ns == before
