@@ -12,7 +12,7 @@ carries. Per post: the decision is 1 forward pass; the split 4 (both, image only
 neither: exact two-player Shapley values); Grad-CAM on the picture 1 forward + 1 backward of the
 image branch (forward-pass equivalents = forwards + 2 x backwards). Times are medians of
 interleaved rounds (decision, split, Grad-CAM, ...). There is no target: these are the figures
-docs/text-d.md quotes.
+docs/text.md quotes.
 
     .venv/bin/python benchmarks/post_explain.py [--rounds 3]
 

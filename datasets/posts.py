@@ -7,7 +7,7 @@ The setting (illustrative, written for the docs): a wildlife forum. A post is `o
 unsafe class a moderator reviews) when its picture is not an animal (a boat, a flower, fruit, a
 house) OR its caption sells something; it is `on_topic` when an animal picture comes with a
 chatty caption. So some flags come from the picture, some from the words, some from both:
-what the modality split (docs/text-d.md) should show.
+what the modality split (docs/text.md) should show.
 
 Images: every bird and fish of `datasets/sample` (openclipart, public domain; see
 datasets/sample/SOURCES.csv) and as many of the other classes, per split. Captions: the short

@@ -1,4 +1,4 @@
-"""The worked example of docs/text-c.md: why a comment classifier calls "this joke kills me" violent.
+"""The worked example of docs/text.md: why a comment classifier calls "this joke kills me" violent.
 
     .venv/bin/python docs/make_text_example.py
 

@@ -41,7 +41,7 @@ EMBEDDING_MIN_COSINE = 0.97
 # (upper case, '!!!', a smiley, dropped commas, one word written backwards) scores 0.99 at the
 # median and 0.84 at the 5th percentile. At 0.9, 91% of the edits are flagged (34 of the 36
 # missed have a word backwards) and no text's nearest unrelated neighbour is
-# (datasets/fortunes.py, 60 per topic, seed 0; docs/text-a.md).
+# (datasets/fortunes.py, 60 per topic, seed 0; docs/text.md).
 TEXT_MIN_COSINE = 0.9
 DEFAULT_MIN_COSINE = {"image": EMBEDDING_MIN_COSINE, "text": TEXT_MIN_COSINE}  # by dataset kind
 _CHUNK = 512  # rows compared at a time, so memory stays O(chunk x n)

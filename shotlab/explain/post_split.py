@@ -11,7 +11,7 @@ the two players need 4 forward passes per post:
     phi_text  = ((both - image_only) + (text_only - neither)) / 2
     phi_image + phi_text == both - neither                  (efficiency: exact, in float64)
 
-Neutral inputs (documented in docs/text-d.md):
+Neutral inputs (documented in docs/text.md):
   - the image I0 is the all-mean image: every pixel at the normalisation mean, which is the
     all-zeros tensor after normalisation (the same baseline as IG's "zero" for images);
   - the caption T0 is the empty comment, "[CLS] [SEP]": the tokenizer's encoding of "" (the
