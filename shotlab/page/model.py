@@ -30,7 +30,7 @@ class PageModel:
 
     @property
     def kind(self) -> str:
-        return self.bundle.preprocessing.kind
+        return self.bundle.input_kind
 
 
 def bundle_path(path) -> Path:
@@ -60,7 +60,7 @@ def open_model(path, *, store=None, trusted_keys=None) -> PageModel:
     from shotlab.runtime.runners import make_runner
 
     bundle = load_bundle(bundle_path(path), trusted_keys=trusted_keys or None)
-    panels_for(bundle.preprocessing.kind)  # refuse a kind the page cannot show, before serving
+    panels_for(bundle.input_kind)  # refuse a kind the page cannot show, before serving
     if store is not None and not Path(store).is_file():
         raise InputError(f"--store {store}: no such file (give the explanations.sqlite that "
                          f"`shotlab predict --explain` wrote, or leave --store out)")

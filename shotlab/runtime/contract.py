@@ -165,6 +165,12 @@ class ModelContract:
         return input_specs(self.parts)
 
     @property
+    def input_kind(self) -> str:
+        """What the model reads: its one part's kind ("image", "text"), or the parts' kinds
+        joined ("image+text", a post) for a model with several inputs."""
+        return "+".join(prep.kind for prep in self.parts.values())
+
+    @property
     def classes(self) -> list[str]:
         return list(self.contract["classes"])
 

@@ -88,7 +88,7 @@ REQUEST_KINDS: dict[str, RequestKind] = {
 
 def request_kinds(bundle) -> list[RequestKind]:
     """The kinds a bundle serves: those its input kind scores (an image bundle: images, clips)."""
-    return [k for k in REQUEST_KINDS.values() if k.model_kind == bundle.preprocessing.kind]
+    return [k for k in REQUEST_KINDS.values() if k.model_kind == bundle.input_kind]
 
 
 def kind_for(kinds: list[RequestKind], media_type: str, filename: str | None = None):

@@ -123,9 +123,8 @@ class Service:
         self.bundle = load_bundle(options.bundle)
         self.kinds = request_kinds(self.bundle)  # what it reads, first the default
         if not self.kinds:
-            raise InputError(f"{options.bundle}: input kind '{self.bundle.preprocessing.kind}' "
-                             f"cannot be served yet (no request kind reads it); use `shotlab "
-                             f"predict`")
+            raise InputError(f"{options.bundle}: input kind '{self.bundle.input_kind}' cannot "
+                             f"be served yet (no request kind reads it); use `shotlab predict`")
         self.store = open_store(options)
         self.explanations_path = options.store / EXPLANATIONS_FILE
         self.worker = (ExplanationWorker(self.bundle, self.store, self.explanations_path)
