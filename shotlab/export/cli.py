@@ -335,10 +335,25 @@ def require_images(found: list, paths, allow_empty: bool, bad=()) -> None:
                      f"empty decisions")
 
 
-def record_explanations(bundle, result, out: Path, *, runtime: str) -> dict:
+def record_explanations(bundle, result, out: Path, *, runtime: str = "onnx") -> dict:
     """--explain: tier-1 explanations of every flagged or review decision, in
     explanations.sqlite beside `out` (Grad-CAM for images and clips' top frames, IG words for
     comments, the modality split, Grad-CAM and caption IG for posts)."""
+    from shotlab.export.predict import needs_attention
+
+    if not any(needs_attention(d) for d in result.decisions):
+        return {"stored": 0, "store": None}  # nothing flagged or queued: no store written
+    if len(bundle.parts) > 1:
+        from shotlab.export.predict_posts import record_post_explanations
+
+        return record_post_explanations(bundle, result, out, runtime=runtime)
+    if bundle.preprocessing.kind == "text":
+        return record_text_explanations(bundle, result, out)
+    return record_image_explanations(bundle, result, out)
+
+
+def record_image_explanations(bundle, result, out: Path) -> dict:
+    """Grad-CAM of every flagged or review image, and of each flagged clip's top frames."""
     import numpy as np
 
     from shotlab.core.errors import ShotlabError
@@ -349,13 +364,6 @@ def record_explanations(bundle, result, out: Path, *, runtime: str) -> dict:
     except ImportError as exc:
         raise ShotlabError(f"--explain needs shotlab.explain.tier1 ({exc}); the decisions "
                            f"were left as they were, run again without --explain") from None
-
-    if len(bundle.parts) > 1:
-        from shotlab.export.predict_posts import record_post_explanations
-
-        return record_post_explanations(bundle, result, out, runtime=runtime)
-    if bundle.preprocessing.kind == "text":
-        return record_text_explanations(bundle, result, out)
     rows = []  # (decision, input, target class or None, extra params or None)
     for decision, given in zip(result.decisions, result.inputs):
         if decision.get("kind") == "clip":
@@ -363,8 +371,6 @@ def record_explanations(bundle, result, out: Path, *, runtime: str) -> dict:
         elif needs_attention(decision):
             rows.append((decision, given, None, None))
     store_path = out.parent / "explanations.sqlite"
-    if not rows:
-        return {"stored": 0, "store": None}  # nothing flagged or queued: no store written
     decisions, inputs, targets, params = zip(*rows)
     stored = record_flagged(bundle, list(decisions), np.stack(inputs), store_path,
                             targets=list(targets), params=list(params))

@@ -26,6 +26,7 @@ from shotlab.core import store
 from shotlab.core.errors import InputError
 from shotlab.curate.importer import import_path
 from shotlab.train.backbones import create_model
+from shotlab.train.choices import MODE_KINDS
 from shotlab.train.finetune import (
     MODES,
     Trainer,
@@ -76,9 +77,12 @@ def runs(colours, tmp_path_factory):
 
 # ---------------------------------------------------------------- every mode learns the colours
 
+IMAGE_MODES = [mode for mode, kind in MODE_KINDS.items() if kind == "image"]
+
+
 @pytest.mark.fiftyone
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", IMAGE_MODES)
 def test_each_mode_reaches_the_bar_and_writes_checkpoints(runs, colours, mode):
     result, run_dir = runs(mode)
     assert (run_dir / "checkpoints" / "best.pt").is_file()
@@ -365,7 +369,8 @@ def test_imbalanced_run_still_recalls_the_small_class(imbalanced, tmp_path):
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("options,message", [
-    ({"mode": "frozen"}, "The 'mode' option must be one of linear, partial, full. Got 'frozen' instead."),
+    ({"mode": "frozen"}, "The 'mode' option must be one of linear, partial, full, logreg, setfit, "
+                         "fusion. Got 'frozen' instead."),
     ({"balance": "oversample"}, "The 'balance' option must be one of sampler, loss, none. "
                                 "Got 'oversample' instead."),
     ({"epochs": 0}, "The 'epochs' option must be at least 1. Got 0 instead."),
@@ -394,7 +399,8 @@ def test_a_good_config_checks_and_round_trips():
     good = config("full", lr=0.01, balance="loss")
     assert good.check() is good
     assert TrainConfig(**good.to_dict()) == good
-    assert set(MODES) == {"linear", "partial", "full"}
+    assert IMAGE_MODES == ["linear", "partial", "full"]
+    assert set(MODES) == set(MODE_KINDS)  # every mode says which kind of model it trains
 
 
 @pytest.mark.fiftyone
