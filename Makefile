@@ -37,7 +37,30 @@ demo: install
 		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-clips-lite0-linear | tail -1)"
 	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) predict \
 		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-clips-lite0-linear | tail -1)/bundle" \
-		$(DEMO_WORKSPACE)/clips/test/bird --early-exit --out $(DEMO_WORKSPACE)/clip-decisions.jsonl
+		$(DEMO_WORKSPACE)/clips/test/bird --early-exit --out $(DEMO_WORKSPACE)/clips-out/decisions.jsonl
+	# Comments (docs/text.md): 72 illustrative comments, MiniLM + logistic regression, decisions
+	# with IG word scores stored for every flag, and "this joke kills me" explained word by word.
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) curate import datasets/comments/comments.csv --name comments
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) curate split comments --val 0.2 --test 0.2 --seed 0
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) train comments --mode logreg --unsafe violence,harassment
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) export \
+		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-comments-minilm-logreg | tail -1)"
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) predict \
+		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-comments-minilm-logreg | tail -1)/bundle" \
+		datasets/comments/comments.csv --explain --out $(DEMO_WORKSPACE)/comments-out/decisions.jsonl
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) explain \
+		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-comments-minilm-logreg | tail -1)/bundle" \
+		--text "this joke kills me"
+	# Posts: sample images with captions; for each flag, how much came from the picture and how
+	# much from the words (the modality split), stored with a Grad-CAM and the caption's IG.
+	$(PY) datasets/posts.py $(DEMO_WORKSPACE)/posts
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) curate import $(DEMO_WORKSPACE)/posts/posts.csv --name posts
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) train posts --unsafe off_topic
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) export \
+		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-posts-lite0-fusion | tail -1)"
+	$(SHOTLAB) --workspace $(DEMO_WORKSPACE) predict \
+		"$$(ls -d $(DEMO_WORKSPACE)/runs/*-posts-lite0-fusion | tail -1)/bundle" \
+		$(DEMO_WORKSPACE)/posts/posts.csv --explain --out $(DEMO_WORKSPACE)/posts-out/decisions.jsonl
 
 test: install
 	$(PY) -m pytest
@@ -54,6 +77,9 @@ bench: install
 	$(PY) benchmarks/clip_quality.py
 	$(PY) benchmarks/calibration.py    # needs Debian's dataset-fashion-mnist
 	$(PY) benchmarks/label_efficiency.py
+	$(PY) benchmarks/text_fewshot.py    # needs Debian's fortunes; SetFit makes it long on a CPU
+	$(PY) benchmarks/text_attribution.py    # needs Debian's fortunes
+	$(PY) benchmarks/post_explain.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE) .pytest_cache
