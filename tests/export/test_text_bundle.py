@@ -163,3 +163,29 @@ def test_predict_text_refuses_what_it_cannot_do(text_bundle, tmp_path):
     result = CliRunner().invoke(cli, ["predict", text_bundle["bundle"], str(image), "--out",
                                       str(tmp_path / "e.jsonl")])
     assert result.exit_code == 2 and "not a file of comments" in result.output
+
+
+def test_predict_explain_stores_ig_words_for_every_flagged_comment(text_bundle, tmp_path):
+    """`predict --explain` on comments: IG word scores (with their faithfulness) in the store,
+    one per flagged or review decision, keyed by decision id."""
+    from shotlab.explain.store import ExplanationStore
+    from shotlab.explain.text_store import read_words
+
+    csv_path = write_comments(tmp_path)[0]
+    out = tmp_path / "out" / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", text_bundle["bundle"], str(csv_path),
+                                      "--explain", "--out", str(out), "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    attention = [d for d in decisions if d["flagged"] or d["needs_review"]]
+    assert attention and summary["explanations"]["stored"] == len(attention)
+    with ExplanationStore(out.parent / "explanations.sqlite", readonly=True) as store:
+        for decision in attention:
+            (words,) = read_words(store, decision["decision_id"], "ig")
+            assert words.comment.words and all(w.lower() in decision["text"].lower()
+                                               for w in words.comment.words)
+            assert words.faithfulness  # comprehensiveness and sufficiency beside the words
+        for calm in (d for d in decisions if d not in attention):
+            assert read_words(store, calm["decision_id"]) == []
