@@ -5,6 +5,25 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 
+class Counter:
+    """Inputs through a torch model's forward and backward passes, counted by hooks on it."""
+
+    def __init__(self, model):
+        self.forward = self.backward = 0
+        self.handle = model.register_forward_hook(self.on_forward)
+
+    def on_forward(self, module, inputs, output):
+        self.forward += len(output)
+        if output.requires_grad:
+            output.register_hook(self.on_backward)
+
+    def on_backward(self, grad):
+        self.backward += len(grad)
+
+    def reset(self):
+        self.forward = self.backward = 0
+
+
 def busy_note(result: dict) -> list[str]:
     """A warning line when other work was loading the machine (the ratios still hold).
 

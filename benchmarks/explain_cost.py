@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import busy_note, machine, save_results  # benchmarks/common.py (scripts run from this folder)
+from common import Counter, busy_note, machine, save_results  # benchmarks/common.py (scripts run from this folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -81,25 +81,6 @@ def load_arrays(preprocessing, files) -> np.ndarray:
     from shotlab.core.images import load_rgb
 
     return np.stack([preprocessing.to_array(load_rgb(p)) for p in files])
-
-
-class Counter:
-    """Images through the model's forward and backward passes, counted by hooks on the model."""
-
-    def __init__(self, model):
-        self.forward = self.backward = 0
-        self.handle = model.register_forward_hook(self.on_forward)
-
-    def on_forward(self, module, inputs, output):
-        self.forward += len(output)
-        if output.requires_grad:
-            output.register_hook(self.on_backward)
-
-    def on_backward(self, grad):
-        self.backward += len(grad)
-
-    def reset(self):
-        self.forward = self.backward = 0
 
 
 def backward_ratio(model, images, repeats: int = 3) -> float:

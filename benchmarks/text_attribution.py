@@ -33,32 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import header, save_results, stamp  # benchmarks/common.py (run from this folder)
+from common import Counter, header, save_results, stamp  # benchmarks/common.py (run from this folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "datasets"))
 ROWS = {"ig": {}, "shap": {}, "lime": {}}  # each method at its defaults (text_methods.py)
 IG_TARGET = 60.0  # forward-pass equivalents per comment
-
-
-class Counter:
-    """Comments through the model's forward and backward passes, counted by hooks on it."""
-
-    def __init__(self, model):
-        self.forward = self.backward = 0
-        self.handle = model.register_forward_hook(self.on_forward)
-
-    def on_forward(self, module, inputs, output):
-        self.forward += len(output)
-        if output.requires_grad:
-            output.register_hook(self.on_backward)
-
-    def on_backward(self, grad):
-        self.backward += len(grad)
-
-    def reset(self):
-        self.forward = self.backward = 0
 
 
 def classifier(train_rows):

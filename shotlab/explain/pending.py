@@ -81,7 +81,8 @@ def process_batch(store, source, appeals, methods, score: bool, options: dict,
         from shotlab.explain.text_pending import process_text_batch
 
         return process_text_batch(store, source, appeals, methods, score, options, summary,
-                                  fail=fail, appeal_target=appeal_target)
+                                  fail=fail, finish_rows=finish_rows,
+                                  appeal_target=appeal_target)
     from shotlab.explain import METHODS, explain, method_settings
     from shotlab.explain.faithfulness import faithfulness, random_reference
     from shotlab.explain.inputs import forward_probabilities
@@ -126,6 +127,12 @@ def process_batch(store, source, appeals, methods, score: bool, options: dict,
                       params={"tier": 2, **method_settings(method, chosen)}, scores=faith,
                       model_sha256=source.model_sha256, input_sha256=sha256_or_none(appeal))
             summary["stored"] += 1
+    finish_rows(store, rows, errors, summary)
+
+
+def finish_rows(store, rows, errors: dict, summary: dict) -> None:
+    """Each appeal of `rows` ((appeal, input) pairs) marked done, or failed with its error
+    (`errors`: row index -> reason)."""
     for i, (appeal, _) in enumerate(rows):
         if i in errors:
             fail(store, appeal, errors[i], summary)

@@ -153,24 +153,33 @@ class WordSplitter:
                 "offset_mapping": list(self.comment.spans)}
 
 
-def shap(model, comments, targets, *, forward, max_evals: int = SHAP_EVALS,
-         multilabel: bool = False):
-    """[(word scores, {"forward_passes"})]: Owens values of shap's Partition explainer."""
-    import shap as shap_package
-
+def each_comment(comments, targets, forward, explain_one, settings: dict) -> list:
+    """[(word scores, {"forward_passes", **settings})]: `explain_one(comment, target)` per
+    comment, counting the model calls it makes; an empty comment scores nothing."""
     results = []
     for comment, target in zip(comments, targets):
         if len(comment) == 0:
             results.append((np.zeros(0, np.float32), {"forward_passes": 0}))
             continue
+        before = forward.calls
+        scores = explain_one(comment, int(target))
+        results.append((scores, {"forward_passes": forward.calls - before, **settings}))
+    return results
+
+
+def shap(model, comments, targets, *, forward, max_evals: int = SHAP_EVALS,
+         multilabel: bool = False):
+    """[(word scores, {"forward_passes"})]: Owens values of shap's Partition explainer."""
+    import shap as shap_package
+
+    def one(comment, target):
         masker = shap_package.maskers.Text(WordSplitter(comment), collapse_mask_token=True)
         explainer = shap_package.explainers.Partition(lambda texts: forward(list(texts)), masker)
-        before = forward.calls
         values = explainer([comment.text], max_evals=max_evals, batch_size=forward.batch_size,
-                           outputs=np.array([int(target)]), silent=True).values
-        results.append((np.asarray(values[0])[:, 0].astype(np.float32),
-                        {"forward_passes": forward.calls - before, "max_evals": max_evals}))
-    return results
+                           outputs=np.array([target]), silent=True).values
+        return np.asarray(values[0])[:, 0].astype(np.float32)
+
+    return each_comment(comments, targets, forward, one, {"max_evals": max_evals})
 
 
 def lime(model, comments, targets, *, forward, num_samples: int = LIME_SAMPLES, seed: int = 0,
@@ -178,20 +187,15 @@ def lime(model, comments, targets, *, forward, num_samples: int = LIME_SAMPLES, 
     """[(word scores, {"forward_passes"})]: LIME's ridge weights per word occurrence."""
     from lime.lime_text import LimeTextExplainer
 
-    results = []
-    for comment, target in zip(comments, targets):
-        if len(comment) == 0:
-            results.append((np.zeros(0, np.float32), {"forward_passes": 0}))
-            continue
+    def one(comment, target):
         explainer = LimeTextExplainer(split_expression=lambda _text, c=comment: list(c.words),
                                       bow=False, mask_string="", random_state=seed)
-        before = forward.calls
         explanation = explainer.explain_instance(
-            comment.text, lambda texts: forward(list(texts)), labels=(int(target),),
+            comment.text, lambda texts: forward(list(texts)), labels=(target,),
             num_features=len(comment), num_samples=num_samples)
         weights = np.zeros(len(comment), np.float32)
-        for index, weight in explanation.local_exp[int(target)]:
+        for index, weight in explanation.local_exp[target]:
             weights[index] = weight
-        results.append((weights, {"forward_passes": forward.calls - before,
-                                  "num_samples": num_samples}))
-    return results
+        return weights
+
+    return each_comment(comments, targets, forward, one, {"num_samples": num_samples})

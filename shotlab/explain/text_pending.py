@@ -31,9 +31,9 @@ def appeal_text(store, appeal) -> str:
 
 
 def process_text_batch(store, source, appeals, methods, score: bool, options: dict,
-                       summary: dict, *, fail, appeal_target) -> None:
-    """`pending.process_batch` for a text source; `fail` and `appeal_target` are pending's own
-    (handed in: pending imports this module)."""
+                       summary: dict, *, fail, finish_rows, appeal_target) -> None:
+    """`pending.process_batch` for a text source; `fail`, `finish_rows` and `appeal_target` are
+    pending's own (handed in: pending imports this module)."""
     from shotlab.explain import TEXT_METHODS, explain_text
     from shotlab.explain.text_explain import attach_faithfulness, text_forward
     from shotlab.explain.text_store import put_words
@@ -68,9 +68,4 @@ def process_text_batch(store, source, appeals, methods, score: bool, options: di
             put_words(store, rows[i][0].decision_id, explanation,
                       model_sha256=source.model_sha256, params={"tier": 2})
             summary["stored"] += 1
-    for i, (appeal, _) in enumerate(rows):
-        if i in errors:
-            fail(store, appeal, errors[i], summary)
-        else:
-            store.finish(appeal.id)
-            summary["processed"] += 1
+    finish_rows(store, rows, errors, summary)
