@@ -66,7 +66,7 @@ def refusal(y, task: str) -> str | None:
     """Why the validation labels `y` are too few to fit a temperature, or None."""
     y = np.asarray(y)
     if len(y) < MIN_SAMPLES:
-        return (f"only {len(y)} validation images (calibration needs {MIN_SAMPLES}); "
+        return (f"only {len(y)} validation samples (calibration needs {MIN_SAMPLES}); "
                 f"the scores are the model's raw ones")
     if task == "multiclass" and len(np.unique(y)) < 2:  # multilabel columns: see fit_calibration
         return "the validation split holds one class only; the scores are the model's raw ones"

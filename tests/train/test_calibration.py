@@ -57,7 +57,7 @@ def test_multilabel_fits_one_temperature_per_class():
 def test_too_few_validation_images_keep_the_raw_scores():
     y, probs = overconfident(n=MIN_SAMPLES - 1)
     record = fit_calibration(y, probs, task="multiclass")
-    assert record["method"] == "none" and f"only {MIN_SAMPLES - 1} validation images" in record["reason"]
+    assert record["method"] == "none" and f"only {MIN_SAMPLES - 1} validation samples" in record["reason"]
     assert apply(probs, record, "multiclass") is not None
     np.testing.assert_array_equal(apply(probs, record, "multiclass"), probs)
     one_class = fit_calibration(np.zeros(30, int), overconfident(n=30)[1], task="multiclass")
