@@ -26,21 +26,14 @@ def cache_folder() -> Path:
 def embed_cached(texts: list[str], sha256s: list[str], *, progress=None) -> np.ndarray:
     """float32 (n, 384) unit-length embeddings of `texts` (whose UTF-8 bytes have `sha256s`);
     a text seen before costs no forward pass."""
-    from shotlab.core.names import child_path
-    from shotlab.train.embeddings import save_atomic
+    from shotlab.train.embeddings import cache_files, load_cached, save_atomic
     from shotlab.train.text_model import ENCODER_DIM, embed_texts
 
     if not texts:
         return np.zeros((0, ENCODER_DIM), np.float32)
-    folder = cache_folder()
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {s: child_path(folder, f"{s}.npy") for s in set(sha256s)}
-    missing: dict[str, int] = {}  # sha256 -> first position: one forward pass per distinct text
-    for position, digest in enumerate(sha256s):
-        if digest not in missing and not files[digest].is_file():
-            missing[digest] = position
+    files, missing = cache_files(cache_folder(), sha256s)
     if missing:
         vectors = embed_texts([texts[i] for i in missing.values()], progress=progress)
         for digest, vector in zip(missing, vectors):
             save_atomic(files[digest], vector)
-    return np.stack([np.load(files[s]) for s in sha256s]).astype(np.float32)
+    return load_cached(files, sha256s)

@@ -80,14 +80,7 @@ def extract(created: Created, paths: list[str], sha256s: list[str], *, batch_siz
     """
     if not paths:
         return np.zeros((0, created.model.num_features), dtype=np.float32)
-    folder = cache_folder(created)
-    folder.mkdir(parents=True, exist_ok=True)
-    # The digests come from a manifest, which a run folder can bring: never a path out of the cache.
-    cached = {s: child_path(folder, f"{s}.npy") for s in set(sha256s)}
-    missing: dict[str, int] = {}  # sha256 -> first position: one forward pass per distinct image
-    for position, digest in enumerate(sha256s):
-        if digest not in missing and not (use_cache and cached[digest].is_file()):
-            missing[digest] = position
+    cached, missing = cache_files(cache_folder(created), sha256s, use_cache=use_cache)
     todo = list(missing.values())
     if todo:
         for positions, features in forward_batches(
@@ -96,4 +89,22 @@ def extract(created: Created, paths: list[str], sha256s: list[str], *, batch_siz
                 device=resolve(device), progress=progress):
             for position, vector in zip(positions, features):
                 save_atomic(cached[sha256s[todo[position]]], vector)
-    return np.stack([np.load(cached[s]) for s in sha256s]).astype(np.float32)
+    return load_cached(cached, sha256s)
+
+
+def cache_files(folder: Path, sha256s: list[str], *, use_cache: bool = True):
+    """({sha256: its .npy in `folder`}, {sha256: first position} of the inputs not cached yet):
+    one forward pass per distinct input. The digests come from a manifest, which a run folder
+    can bring: never a path out of the cache."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {s: child_path(folder, f"{s}.npy") for s in set(sha256s)}
+    missing: dict[str, int] = {}
+    for position, digest in enumerate(sha256s):
+        if digest not in missing and not (use_cache and files[digest].is_file()):
+            missing[digest] = position
+    return files, missing
+
+
+def load_cached(files: dict, sha256s: list[str]) -> np.ndarray:
+    """float32 (n, d): the cached vector of each digest, in order."""
+    return np.stack([np.load(files[s]) for s in sha256s]).astype(np.float32)
