@@ -33,10 +33,11 @@ from shotlab.serve.service import Refusal, Service, ServeOptions
 MULTIPART = "multipart/form-data"
 PUBLIC_FIELDS = ("decision_id", "sha256", "scores", "labels", "flagged", "needs_review",
                  "model_sha256", "policy_version", "runtime", "time")
-# What a kind's decision adds: a clip's, what a reviewer needs (the seconds to watch and what
-# was scored); a post's, its caption's hash (the sha256 is the picture's).
-KIND_FIELDS = {"clip": ("kind", "duration", "frames", "segments", "gaps"), "text": ("kind",),
-               "post": ("kind", "text_sha256")}
+# What a kind's decision adds: what a reviewer needs (a clip's seconds to watch and what was
+# scored; a comment or a caption as decided) and, for a post, its caption's hash (the sha256 is
+# the picture's).
+KIND_FIELDS = {"clip": ("kind", "duration", "frames", "segments", "gaps"),
+               "text": ("kind", "text"), "post": ("kind", "text", "text_sha256")}
 ENDPOINTS = ("/v1/moderate", "/v1/moderate/batch", "/v1/decisions/{decision_id}",
              "/v2/health/live", "/v2/health/ready", "/metrics")
 
