@@ -8,9 +8,10 @@ store) and explains them through their request kind's `explain` (serve/requests.
 an image or a clip's top frame, `explain.tier1.record_flagged`; Integrated Gradients over a
 comment's words, `explain.text_tier1`; a post's modality split, Grad-CAM and caption IG,
 `explain.post_tier1`) on the PyTorch checkpoint the bundle names, stores them in the
-explanation store keyed by decision id, then marks the jobs done. The thread runs at a lower priority (nice 10) and with one torch thread,
-so explanations use the CPU that requests leave idle. The queue is rows in the store: jobs queued before a crash or a restart are
-taken up when the worker starts again. A job that cannot be explained (no checkpoint) is marked
+explanation store keyed by decision id, then marks the jobs done. The thread runs at a lower
+priority (nice 10) and with one torch thread, so explanations use the CPU that requests leave
+idle. The queue is rows in the store: jobs queued before a crash or a restart are taken up when
+the worker starts again. A job that cannot be explained (no checkpoint) is marked
 failed with the reason; the worker never stops the service.
 """
 
@@ -21,7 +22,7 @@ import threading
 
 from shotlab.core.errors import ShotlabError
 
-BATCH = 8  # Grad-CAMs per round: one forward and backward over 8 inputs, then a commit
+BATCH = 8  # jobs per round (8 Grad-CAMs: one forward and backward), then a commit
 IDLE_POLL_S = 2.0  # a wake() comes with every new job; the poll only covers a missed one
 TORCH_THREADS = 1  # the model's ONNX Runtime session keeps the other cores
 # Nice 10: the worker takes the CPU the requests leave idle; under load its queue grows (in the

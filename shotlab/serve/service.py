@@ -5,8 +5,8 @@
 
 A request's bytes are hashed (the cache key), decoded and preprocessed by its request kind
 (`serve/requests.py`: an image or a clip for an image bundle, a comment for a text bundle, a
-post for an image+text bundle; a new kind is a table entry, not a new server) on a worker thread, queued for the micro-batcher, run, decided and stored; then
-answered.
+post for an image+text bundle; a new kind is a table entry, not a new server) on a worker
+thread, queued for the micro-batcher, run, decided and stored; then answered.
 """
 
 from __future__ import annotations

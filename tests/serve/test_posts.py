@@ -38,8 +38,8 @@ def post_bundle(tmp_path_factory):
     rows = recipe.build_posts(folder, per_class=2)
     name = f"t-serve-posts-{uuid.uuid4().hex[:6]}"
     import_posts(recipe.write_posts(folder, rows), name, progress=False)
-    run = train_run(name, TrainConfig(mode="fusion", unsafe=["off_topic"]), track=False, writeback=False,
-                    progress=False)
+    run = train_run(name, TrainConfig(mode="fusion", unsafe=["off_topic"]), track=False,
+                    writeback=False, progress=False)
     yield export_run(run.run_dir, out=folder / "bundle", progress=False).path, folder, rows
     store.delete(name)
 
