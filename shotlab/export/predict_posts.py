@@ -74,10 +74,14 @@ def post_decisions(bundle, posts: list[Post], probs: np.ndarray, *, runtime: str
     records = decision_records(bundle, probs, [sha256_file(p.image) for p in posts],
                                runtime=runtime, paths=[p.image for p in posts])
     for record, post in zip(records, posts):
-        record.update({"kind": "post", "text": post.text,
-                       "text_sha256": hashlib.sha256(post.text.encode("utf-8")).hexdigest(),
-                       "source": post.where})
+        record.update(post_fields(post.text), source=post.where)
     return records
+
+
+def post_fields(text: str) -> dict:
+    """What a post's decision adds to an image decision (here and in `shotlab serve`)."""
+    return {"kind": "post", "text": text,
+            "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 
 def predict_posts(bundle, files, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",
@@ -124,13 +128,10 @@ def reason_of(bad: list[tuple[str, str]], post: Post) -> str:
 
 def stacked_inputs(rows: list[dict]) -> dict:
     """{"image": (N, 3, H, W), "text": (N, L)} from per-post rows (ids padded with PAD_ID)."""
-    from shotlab.runtime.text import PAD_ID
+    from shotlab.runtime.text import pad
 
-    width = max(len(r["text"]) for r in rows)
-    ids = np.full((len(rows), width), PAD_ID, np.int64)
-    for i, row in enumerate(rows):
-        ids[i, :len(row["text"])] = row["text"]
-    return {"image": np.stack([r["image"] for r in rows]).astype(np.float32), "text": ids}
+    return {"image": np.stack([r["image"] for r in rows]).astype(np.float32),
+            "text": pad([r["text"] for r in rows])}
 
 
 def record_post_explanations(bundle, result: Prediction, out: Path, *, runtime: str) -> dict:

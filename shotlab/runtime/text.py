@@ -50,7 +50,12 @@ def load_tokenizer(preprocessing):
 def encode(tokenizer, texts, max_tokens: int) -> np.ndarray:
     """int64 (N, L) token ids, each text truncated to `max_tokens` (its [SEP] kept) and padded
     with PAD_ID to the longest in `texts`."""
-    rows = [truncate(tokenizer.encode(text).ids, max_tokens) for text in texts]
+    return pad([truncate(tokenizer.encode(text).ids, max_tokens) for text in texts])
+
+
+def pad(rows) -> np.ndarray:
+    """int64 (N, L): rows of token ids (lists or 1-D arrays, any lengths) padded with PAD_ID to
+    the longest (the model masks PAD_ID, so padding changes no score)."""
     width = max((len(r) for r in rows), default=0)
     ids = np.full((len(rows), width), PAD_ID, np.int64)
     for i, row in enumerate(rows):

@@ -1,15 +1,20 @@
 """The HTTP API (FastAPI on uvicorn). The OpenAPI page is at /docs.
 
     POST /v1/moderate            one image or clip: raw bytes (Content-Type image/* or video/*)
-                                 or multipart (field `file`); answers the decision
-    POST /v1/moderate/batch      several as multipart file parts; one result per part
+                                 or multipart (field `file`); one comment (a text bundle): raw
+                                 UTF-8 (Content-Type text/plain) or a multipart part; one post
+                                 (an image+text bundle): multipart parts `image` and `text`;
+                                 answers the decision
+    POST /v1/moderate/batch      several as multipart parts (posts: image/text pairs, in
+                                 order); one result per item
     GET  /v1/decisions/{id}      a stored decision and its explanation status
     GET  /v2/health/live         the process answers (Open Inference Protocol)
     GET  /v2/health/ready        200 once the model has answered its warm-up run, else 503
     GET  /metrics                Prometheus text format
 
 Refusals answer {"detail": "one line"}: 401 (API key), 413 (body or item count), 415 (media
-type), 422 (empty, undecodable, a pixel bomb), 429 + Retry-After (queue full), 503 (timeout).
+type), 422 (empty, undecodable, a pixel bomb; a comment empty, over 5,000 characters or not
+UTF-8; a post without its image or caption), 429 + Retry-After (queue full), 503 (timeout).
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ from shotlab.serve.service import Refusal, Service, ServeOptions
 MULTIPART = "multipart/form-data"
 PUBLIC_FIELDS = ("decision_id", "sha256", "scores", "labels", "flagged", "needs_review",
                  "model_sha256", "policy_version", "runtime", "time")
-# A clip's decision adds what a reviewer needs: the seconds to watch and what was scored.
-CLIP_FIELDS = ("kind", "duration", "frames", "segments", "gaps")
+# What a kind's decision adds: what a reviewer needs (a clip's seconds to watch and what was
+# scored; a comment or a caption as decided) and, for a post, its caption's hash (the sha256 is
+# the picture's).
+KIND_FIELDS = {"clip": ("kind", "duration", "frames", "segments", "gaps"),
+               "text": ("kind", "text"), "post": ("kind", "text", "text_sha256")}
 ENDPOINTS = ("/v1/moderate", "/v1/moderate/batch", "/v1/decisions/{decision_id}",
              "/v2/health/live", "/v2/health/ready", "/metrics")
 
@@ -37,8 +45,7 @@ ENDPOINTS = ("/v1/moderate", "/v1/moderate/batch", "/v1/decisions/{decision_id}"
 def public(record: dict, explanation, started: float | None = None, cached=None) -> dict:
     """What a client sees of a record (not the server's bundle path)."""
     view = {key: record.get(key) for key in PUBLIC_FIELDS}
-    if record.get("kind") == "clip":
-        view.update({key: record.get(key) for key in CLIP_FIELDS})
+    view.update({key: record.get(key) for key in KIND_FIELDS.get(record.get("kind"), ())})
     view["explanation"] = explanation
     if cached is not None:
         view["cached"] = cached
@@ -67,9 +74,12 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def multipart_files(request: Request, body: bytes, max_items: int) -> list[tuple]:
-    """(bytes, content type, file name) of each file part of a multipart body already read
-    (and size-checked)."""
+async def multipart_parts(request: Request, body: bytes, max_items: int) -> list:
+    """The parts (serve.requests.Part) of a multipart body already read (and size-checked):
+    file parts with their bytes, content type and file name; form fields as UTF-8 text/plain
+    (Starlette decodes a field, falling back to Latin-1 for bytes that are not UTF-8)."""
+    from shotlab.serve.requests import Part
+
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -81,39 +91,44 @@ async def multipart_files(request: Request, body: bytes, max_items: int) -> list
                       f"multipart body refused ({exc}); at most {max_items} file parts "
                       f"(--max-items)") from None
     try:
-        return [(await value.read(), (value.content_type or "").split(";")[0].strip().lower(),
-                 value.filename) for _, value in form.multi_items()
-                if isinstance(value, UploadFile)]
+        return [Part(name, await value.read(),
+                     (value.content_type or "").split(";")[0].strip().lower(), value.filename)
+                if isinstance(value, UploadFile) else
+                Part(name, value.encode("utf-8"), "text/plain", field=True)
+                for name, value in form.multi_items()]
     finally:
         await form.close()
 
 
 async def bodies(service: Service, request: Request, *, batch: bool) -> list[tuple]:
-    """(bytes, request kind) of each item a request carries: raw bytes (one: an image, or a
-    clip sent as video/*), or a multipart body's file parts (each by its own content type or,
-    sent as octet-stream, its file name's suffix; else the bundle's own kind)."""
+    """(body, request kind) of each item a request carries: raw bytes (one: an image, a clip
+    sent as video/*, a comment sent as text/plain), or a multipart body's parts as the bundle's
+    kinds read them (`RequestKind.from_parts`: for images, clips and comments each part by its
+    own content type or, sent as octet-stream, its file name's suffix, else the bundle's own
+    kind; for posts, `image` and `text` parts in pairs)."""
+    from shotlab.core.errors import InputError
+
     kind = media_type(request) or "application/octet-stream"
     read = service.kind_for(kind) if kind != MULTIPART else None
     if kind != MULTIPART and (batch or read is None):
+        raw = service.media_types()
         raise Refusal(415, "media_type", f"Content-Type {kind} is not accepted here; send "
-                      f"{MULTIPART}" + ("" if batch else
-                                        f" or the raw bytes as {service.media_types()}"))
+                      f"{MULTIPART}" + ("" if batch or not raw else f" or the raw bytes as {raw}"))
     body = await read_body(request, service.options.max_body_bytes)
     if kind != MULTIPART:
         return [(body, read)]
-    # A part of no known type is read as the bundle's own kind (an image), so a bad one is
-    # answered 422 with the decoder's reason, in its place in a batch.
-    files = [(data, service.kind_for(part_type or "application/octet-stream", name)
-              or service.kinds[0])
-             for data, part_type, name in
-             await multipart_files(request, body, service.options.max_items)]
-    if not files:
-        raise Refusal(422, "bad_input", "the multipart body has no file part; send the image "
-                      "as a file field (e.g. curl -F file=@photo.jpg)")
-    if not batch and len(files) > 1:
-        raise Refusal(422, "bad_input", f"{len(files)} file parts sent to /v1/moderate; send "
+    parts = await multipart_parts(request, body, service.options.max_items)
+    try:
+        items = service.kinds[0].from_parts(parts, service.kinds)
+    except InputError as exc:  # parts that make no item (a post without its caption)
+        raise Refusal(422, "bad_input", str(exc)) from None
+    if not items:
+        raise Refusal(422, "bad_input", "the multipart body has no file part; send the "
+                      f"{service.kinds[0].name} as a file field (e.g. curl -F file=@photo.jpg)")
+    if not batch and len(items) > 1:
+        raise Refusal(422, "bad_input", f"{len(items)} items sent to /v1/moderate; send "
                       f"one, or use /v1/moderate/batch")
-    return files
+    return items
 
 
 def endpoint_of(scope) -> str:
@@ -197,7 +212,7 @@ def add_moderation_routes(app: FastAPI, service: Service, guarded: list) -> None
 
     @app.post("/v1/moderate", dependencies=guarded)
     async def moderate(request: Request):
-        """One image (raw bytes or multipart field `file`): its decision."""
+        """One image, clip, comment or post (raw bytes, or multipart): its decision."""
         started = time.perf_counter()
         (body,) = await bodies(service, request, batch=False)
         (result,) = await service.decide([body], timeout_s)
@@ -209,7 +224,7 @@ def add_moderation_routes(app: FastAPI, service: Service, guarded: list) -> None
 
     @app.post("/v1/moderate/batch", dependencies=guarded)
     async def moderate_batch(request: Request):
-        """Several images as multipart file parts: one result per part, in order."""
+        """Several items as multipart parts: one result per item, in order."""
         started = time.perf_counter()
         results = await service.decide(await bodies(service, request, batch=True), timeout_s)
         return {"results": [batch_item(service, i, r) for i, r in enumerate(results)],

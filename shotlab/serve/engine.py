@@ -35,19 +35,23 @@ class Engine:
         return f"{sha256}:{self.model_key}" if self.cache else None
 
     def warm_up(self) -> None:
-        """One batch-1 run, so the first request does not pay ONNX Runtime's first-run cost."""
-        shape = self.bundle.preprocessing.sample_shape
-        self.runner(np.zeros((1, *shape), np.float32))
+        """One batch-1 run, so the first request does not pay ONNX Runtime's first-run cost:
+        zeros of each input's shape and dtype (a dynamic axis, a comment's tokens: length 2)."""
+        feeds = {spec.name: np.zeros((1, *(2 if isinstance(d, str) else d
+                                          for d in spec.shape[1:])), spec.dtype)
+                 for spec in self.bundle.input_specs()}
+        self.runner(feeds if len(feeds) > 1 else next(iter(feeds.values())))
 
     def process(self, items) -> list[dict]:
-        """One model run over every item's rows (an image is one row, a clip its frames); each
+        """One model run over every item's rows (an image is one row, a clip its frames, a
+        comment its token ids), stacked by their kind (token ids padded to the longest); each
         item's scores become its decision through its kind (serve/requests.py)."""
-        rows = [item.decoded.rows for item in items]
-        probs = self.runner(np.concatenate(rows))
-        ends = np.cumsum([len(r) for r in rows])
-        decided = [item.kind.decide(self.bundle, item.decoded, probs[end - len(r):end],
+        counts = [item.decoded.count for item in items]
+        probs = self.runner(items[0].kind.stack([item.decoded.rows for item in items]))
+        ends = np.cumsum(counts)
+        decided = [item.kind.decide(self.bundle, item.decoded, probs[end - n:end],
                                     item.sha256, self.runtime)
-                   for item, r, end in zip(items, rows, ends)]
+                   for item, n, end in zip(items, counts, ends)]
         records = [record for record, _ in decided]
         jobs = ({record["decision_id"]: explained for record, explained in decided
                  if needs_attention(record)} if self.explain else {})

@@ -4,11 +4,14 @@
     worker.start(); worker.wake(); worker.stop()
 
 Each round takes up to `BATCH` queued jobs (decision record + the preprocessed input kept in the
-store), computes their Grad-CAMs with `shotlab.explain.tier1.record_flagged` on the PyTorch
-checkpoint the bundle names, stores them in the explanation store keyed by decision id, then
-marks the jobs done. The thread runs at a lower priority (nice 10) and with one torch thread,
-so explanations use the CPU that requests leave idle. The queue is rows in the store: jobs queued before a crash or a restart are
-taken up when the worker starts again. A job that cannot be explained (no checkpoint) is marked
+store) and explains them through their request kind's `explain` (serve/requests.py: Grad-CAM of
+an image or a clip's top frame, `explain.tier1.record_flagged`; Integrated Gradients over a
+comment's words, `explain.text_tier1`; a post's modality split, Grad-CAM and caption IG,
+`explain.post_tier1`) on the PyTorch checkpoint the bundle names, stores them in the
+explanation store keyed by decision id, then marks the jobs done. The thread runs at a lower
+priority (nice 10) and with one torch thread, so explanations use the CPU that requests leave
+idle. The queue is rows in the store: jobs queued before a crash or a restart are taken up when
+the worker starts again. A job that cannot be explained (no checkpoint) is marked
 failed with the reason; the worker never stops the service.
 """
 
@@ -17,11 +20,9 @@ from __future__ import annotations
 import logging
 import threading
 
-import numpy as np
-
 from shotlab.core.errors import ShotlabError
 
-BATCH = 8  # Grad-CAMs per round: one forward and backward over 8 inputs, then a commit
+BATCH = 8  # jobs per round (8 Grad-CAMs: one forward and backward), then a commit
 IDLE_POLL_S = 2.0  # a wake() comes with every new job; the poll only covers a missed one
 TORCH_THREADS = 1  # the model's ONNX Runtime session keeps the other cores
 # Nice 10: the worker takes the CPU the requests leave idle; under load its queue grows (in the
@@ -39,6 +40,7 @@ class ExplanationWorker:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.run, name="shotlab-explain", daemon=True)
         self.checkpoint = None
+        self.onnx = None
 
     def start(self) -> None:
         self.thread.start()
@@ -74,7 +76,7 @@ class ExplanationWorker:
         records = [record for record, _ in jobs]
         ids = [record["decision_id"] for record in records]
         try:
-            self.explain(records, np.stack([array for _, array in jobs]))
+            self.explain(records, [array for _, array in jobs])
         except Exception as exc:  # noqa: BLE001 - a batch that cannot be explained must not
             # block the queue: its jobs are marked failed with the reason, the next ones go on
             reason = str(exc) if isinstance(exc, ShotlabError) else f"{type(exc).__name__}: {exc}"
@@ -84,15 +86,34 @@ class ExplanationWorker:
         return len(jobs)
 
     def explain(self, records, inputs) -> None:
-        from shotlab.explain.tier1 import load_bundle_checkpoint, record_flagged
+        """Each request kind's tier 1 (serve/requests.py) over its jobs of this round."""
+        from shotlab.serve.requests import kind_of_record
+
+        groups: dict = {}
+        for record, given in zip(records, inputs):
+            groups.setdefault(kind_of_record(record), []).append((record, given))
+        for kind, jobs in groups.items():
+            kind.explain(self, [record for record, _ in jobs], [given for _, given in jobs])
+
+    def load_checkpoint(self):
+        """The PyTorch model the bundle names, loaded once (torch on TORCH_THREADS)."""
+        from shotlab.explain.tier1 import load_bundle_checkpoint
 
         if self.checkpoint is None:
             import torch
 
             torch.set_num_threads(TORCH_THREADS)
             self.checkpoint = load_bundle_checkpoint(self.bundle)
-        record_flagged(self.bundle, records, inputs, self.explanations_path,
-                       checkpoint=self.checkpoint)
+        return self.checkpoint
+
+    def runner(self):
+        """The bundle's ONNX model on one thread, for explanations that run it (a post's
+        modality split: 4 passes); made once."""
+        from shotlab.runtime.runners import make_runner
+
+        if self.onnx is None:
+            self.onnx = make_runner(self.bundle, "onnx", threads=TORCH_THREADS)
+        return self.onnx
 
 
 def lower_priority() -> None:

@@ -2,45 +2,92 @@
 
     kinds = request_kinds(bundle)                     # the entries a bundle serves, in order
     kind = kind_for(kinds, media_type, filename)      # the entry a body is, None when none
-    decoded = kind.decode(body, bundle, options)      # on a worker thread; BadImageError
+    bodies = kinds[0].from_parts(parts, kinds)        # a multipart body's parts -> (body, kind)
+    decoded = kind.decode(body, bundle, options)      # on a worker thread; InputError (422)
+    batch = kind.stack([decoded.rows, ...])           # the rows of a batch's items, one input
     record, explained = kind.decide(bundle, decoded, probs, sha256, runtime)
+    kind.explain(worker, records, inputs)             # tier 1 (serve/explainer.py's thread)
 
 A body becomes `Decoded.rows`, the rows the model runs (one image: one row; a clip: its sampled
-frames); the micro-batcher runs the rows of concurrent requests together, and `decide` turns a
-request's rows' scores into its one decision record, `shotlab predict`'s (for a clip: pooled,
-with its segments, as `shotlab predict BUNDLE clip.mp4` decides it), and the one input a tier-1
-explanation explains (a clip's top frame). A clip is scored by an image model, so an image
-bundle serves both; a new kind is one entry here, not a new server.
+frames; a comment: its token ids; a post: {"image", "text"} rows); the micro-batcher runs the
+rows of concurrent requests together (`stack`: images concatenated, token ids padded with
+PAD_ID to the longest in the batch), and `decide` turns a request's rows' scores into its one
+decision record, `shotlab predict`'s, and the one input a tier-1 explanation explains (a clip's
+top frame). A clip is scored by an image model, so an image bundle serves both; a text bundle
+serves comments (a `text/plain` UTF-8 body, or multipart text parts), a post bundle
+(model kind "image+text") posts (multipart: an `image` part and a `text` part each). A new kind
+is one entry here, not a new server.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from shotlab.core.errors import InputError
+
+POST_IMAGE, POST_TEXT = "image", "text"  # a post's multipart part names (its contract's parts)
+
 
 @dataclass
 class Decoded:
-    rows: np.ndarray  # (R, *sample_shape): what the model runs for this body
-    scored: object = None  # a clip's export.predict_clips.ClipScores (times, facts, gaps)
+    rows: np.ndarray | dict  # (R, *sample_shape), or {part: (R, ...)}: what the model runs
+    scored: object = None  # a clip's export.predict_clips.ClipScores; a comment or caption's text
+    sha256: str | None = None  # the record's sha256 where it is not the body's (a post's image)
+
+    @property
+    def count(self) -> int:
+        from shotlab.runtime.runners import rows_of
+
+        return rows_of(self.rows)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a multipart body: a file part, or a form field (`field`, sent as UTF-8)."""
+    name: str
+    data: bytes
+    media_type: str
+    filename: str | None = None
+    field: bool = False
+
+
+def body_sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def one_per_part(parts: list[Part], kinds: list) -> list[tuple]:
+    """(body, kind) per part: each part by its own content type or, sent as octet-stream, its
+    file name's suffix; else the bundle's own kind (so a bad one is answered 422 with the
+    decoder's reason, in its place in a batch). Form fields count only where a kind reads
+    text/plain; an image bundle ignores them."""
+    reads_fields = any(k.accepts("text/plain") for k in kinds)
+    return [(p.data, kind_for(kinds, p.media_type or "application/octet-stream", p.filename)
+             or kinds[0]) for p in parts if reads_fields or not p.field]
 
 
 @dataclass(frozen=True)
 class RequestKind:
     name: str
-    model_kind: str  # the bundle input kind that scores it
+    model_kind: str  # the bundle input kind that scores it (`ModelContract.input_kind`)
     media_types: frozenset[str]  # Content-Types of its raw bodies (a prefix ends with "/")
     decode: Callable  # (body, bundle, options) -> Decoded
     decide: Callable  # (bundle, decoded, probs (R, K), sha256, runtime) -> (record, input)
+    explain: Callable  # (worker, records, inputs) -> None: tier 1 of the inputs `decide` gave
+    stack: Callable = np.concatenate  # [Decoded.rows, ...] -> one model input for the batch
+    digest: Callable = body_sha256  # body -> the sha256 that keys the decision cache
+    from_parts: Callable = one_per_part  # (multipart parts, kinds) -> [(body, kind)]
 
     def accepts(self, media_type: str) -> bool:
         return any(media_type == t or (t.endswith("/") and media_type.startswith(t))
                    for t in self.media_types)
 
 
+# images and clips -------------------------------------------------------------------------------
 def decode_image(body: bytes, bundle, options) -> Decoded:
     from shotlab.runtime.kinds import KINDS
 
@@ -53,6 +100,14 @@ def decide_image(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
 
     (record,) = decision_records(bundle, probs, [sha256], runtime=runtime)
     return record, decoded.rows[0]
+
+
+def explain_images(worker, records: list[dict], inputs: list) -> None:
+    """Grad-CAM of each image (a clip: its top frame) on the bundle's checkpoint."""
+    from shotlab.explain.tier1 import record_flagged
+
+    record_flagged(worker.bundle, records, np.stack(inputs), worker.explanations_path,
+                   checkpoint=worker.load_checkpoint())
 
 
 def decode_clip(body: bytes, bundle, options) -> Decoded:
@@ -79,16 +134,145 @@ def decide_clip(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
     return record, decoded.rows[top_frame(probs, bundle.classes, target_class(record))]
 
 
+# comments ---------------------------------------------------------------------------------------
+def comment_of(body: bytes, what: str = "text") -> str:
+    """The comment a body holds, checked as `shotlab predict` checks a row (empty, over the
+    length limit); InputError with the one-line reason it gives (the service answers 422)."""
+    from shotlab.runtime.text import check_text
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what}: the bytes are not UTF-8 (byte {exc.start}); send the text "
+                         f"encoded as UTF-8") from None
+    return check_text(text, what)
+
+
+def token_ids(text: str, preprocessing) -> np.ndarray:
+    from shotlab.runtime.text import encode, load_tokenizer
+
+    return encode(load_tokenizer(preprocessing), [text], preprocessing.max_tokens)
+
+
+def decode_text(body: bytes, bundle, options) -> Decoded:
+    text = comment_of(body)
+    return Decoded(token_ids(text, bundle.preprocessing), text)
+
+
+def decide_text(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
+    """`shotlab predict`'s record of a comment (its sha256: of the comment's UTF-8 bytes, the
+    body), without the file and line a comment read from a file has."""
+    from shotlab.export.predict import decision_records
+
+    (record,) = decision_records(bundle, probs, [sha256], runtime=runtime)
+    record.update({"kind": "text", "text": decoded.scored})
+    return record, decoded.rows[0]
+
+
+def stack_texts(rows: list[np.ndarray]) -> np.ndarray:
+    """The token ids of a batch's comments, padded with PAD_ID to the longest."""
+    from shotlab.runtime.text import pad
+
+    return pad([row for ids in rows for row in ids])
+
+
+def explain_texts(worker, records: list[dict], inputs: list) -> None:
+    """Integrated Gradients over each comment's words (it is in the record), with its
+    faithfulness, as `shotlab predict --explain` stores them."""
+    from shotlab.explain.text_tier1 import record_flagged_texts
+
+    record_flagged_texts(worker.bundle, records, [r["text"] for r in records],
+                         worker.explanations_path, checkpoint=worker.load_checkpoint())
+
+
+# posts ------------------------------------------------------------------------------------------
+def post_body(image: bytes, text: bytes) -> dict:
+    return {POST_IMAGE: image, POST_TEXT: text}
+
+
+def post_sha256(body: dict) -> str:
+    """The cache key's identity of a post: its picture and its caption together."""
+    return hashlib.sha256(f"{body_sha256(body[POST_IMAGE])}:{body_sha256(body[POST_TEXT])}"
+                          .encode()).hexdigest()
+
+
+def posts_of(parts: list[Part], kinds: list) -> list[tuple]:
+    """A multipart body's posts: its `image` parts (or image/* file parts) paired in order with
+    its `text` parts (or form fields), the i-th image with the i-th caption."""
+    images = [p for p in parts if p.name == POST_IMAGE
+              or (p.name != POST_TEXT and not p.field and p.media_type.startswith("image/"))]
+    texts = [p for p in parts if p not in images and (p.name == POST_TEXT or p.field)]
+    if len(images) != len(texts) or not images:
+        raise InputError(f"a post is an '{POST_IMAGE}' file part and a '{POST_TEXT}' part "
+                            f"(its caption); got {len(images)} image and {len(texts)} caption "
+                            f"part(s): send them in pairs (curl -F image=@photo.jpg "
+                            f"-F text='the caption')")
+    post = next(k for k in kinds if k.name == "post")
+    return [(post_body(image.data, text.data), post) for image, text in zip(images, texts)]
+
+
+def decode_post(body: dict, bundle, options) -> Decoded:
+    from shotlab.runtime.kinds import KINDS
+
+    if not body[POST_IMAGE]:
+        raise InputError(f"the '{POST_IMAGE}' part is empty (0 bytes); send the post's "
+                            f"picture")
+    text = comment_of(body[POST_TEXT], f"the '{POST_TEXT}' part (the caption)")
+    parts = bundle.parts
+    image = KINDS["image"].decode(body[POST_IMAGE], parts[POST_IMAGE],
+                                  max_pixels=options.max_pixels)[None]
+    return Decoded({POST_IMAGE: image, POST_TEXT: token_ids(text, parts[POST_TEXT])}, text,
+                   body_sha256(body[POST_IMAGE]))
+
+
+def decide_post(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
+    """`shotlab predict`'s record of a post: sha256 of its picture, its caption and the
+    caption's sha256 (not the row a post read from a CSV has)."""
+    from shotlab.export.predict import decision_records
+    from shotlab.export.predict_posts import post_fields
+
+    (record,) = decision_records(bundle, probs, [decoded.sha256], runtime=runtime)
+    record.update(post_fields(decoded.scored))
+    return record, {name: rows[0] for name, rows in decoded.rows.items()}
+
+
+def stack_posts(rows: list[dict]) -> dict:
+    return {POST_IMAGE: np.concatenate([r[POST_IMAGE] for r in rows]),
+            POST_TEXT: stack_texts([r[POST_TEXT] for r in rows])}
+
+
+def explain_posts(worker, records: list[dict], inputs: list) -> None:
+    """The modality split, a Grad-CAM of the picture and IG over the caption's words."""
+    from shotlab.explain.post_tier1 import record_flagged_posts
+    from shotlab.export.predict_posts import stacked_inputs
+
+    record_flagged_posts(worker.bundle, records, stacked_inputs(inputs), worker.runner(),
+                         worker.explanations_path, checkpoint=worker.load_checkpoint())
+
+
 REQUEST_KINDS: dict[str, RequestKind] = {
     "image": RequestKind("image", "image", frozenset({"image/", "application/octet-stream"}),
-                         decode_image, decide_image),
-    "clip": RequestKind("clip", "image", frozenset({"video/"}), decode_clip, decide_clip),
+                         decode_image, decide_image, explain_images),
+    "clip": RequestKind("clip", "image", frozenset({"video/"}), decode_clip, decide_clip,
+                        explain_images),
+    "text": RequestKind("text", "text", frozenset({"text/plain"}), decode_text, decide_text,
+                        explain_texts, stack=stack_texts),
+    # Multipart only (no raw body carries two parts): an `image` part and a `text` part.
+    "post": RequestKind("post", "image+text", frozenset(), decode_post, decide_post,
+                        explain_posts, stack=stack_posts, digest=post_sha256,
+                        from_parts=posts_of),
 }
 
 
 def request_kinds(bundle) -> list[RequestKind]:
-    """The kinds a bundle serves: those its input kind scores (an image bundle: images, clips)."""
+    """The kinds a bundle serves: those its input kind scores (an image bundle: images, clips;
+    a text bundle: comments; an image+text bundle: posts)."""
     return [k for k in REQUEST_KINDS.values() if k.model_kind == bundle.input_kind]
+
+
+def kind_of_record(record: dict) -> RequestKind:
+    """The entry that decided `record` (predict's `kind` field; an image record has none)."""
+    return REQUEST_KINDS[record.get("kind") or "image"]
 
 
 def kind_for(kinds: list[RequestKind], media_type: str, filename: str | None = None):
@@ -101,7 +285,8 @@ def kind_for(kinds: list[RequestKind], media_type: str, filename: str | None = N
     if specific:
         return specific[0]
     suffix = Path(filename or "").suffix.lower()
-    by_suffix = [k for k in kinds if suffix and suffix in KINDS[k.name].extensions]
+    by_suffix = [k for k in kinds if suffix and k.name in KINDS
+                 and suffix in KINDS[k.name].extensions]
     if by_suffix:
         return by_suffix[0]
     return next((k for k in kinds if k.accepts(media_type)), None)

@@ -4,9 +4,9 @@
     results = await service.decide([body bytes, ...])   # a record or a Refusal per item
 
 A request's bytes are hashed (the cache key), decoded and preprocessed by its request kind
-(`serve/requests.py`: an image, or a clip for an image bundle; a new kind is a table entry, not
-a new server) on a worker thread, queued for the micro-batcher, run, decided and stored; then
-answered.
+(`serve/requests.py`: an image or a clip for an image bundle, a comment for a text bundle, a
+post for an image+text bundle; a new kind is a table entry, not a new server) on a worker
+thread, queued for the micro-batcher, run, decided and stored; then answered.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class Service:
             if not body:
                 return Refusal(422, "bad_input", f"empty body (0 bytes): send the {kind.name}'s "
                                                  f"bytes")
-            sha256 = hashlib.sha256(body).hexdigest()
+            sha256 = kind.digest(body)
             key = self.engine.cache_key(sha256)
             if key and (found := await in_thread(self.store.cached, key)):
                 self.metrics.cache_hits.inc()
@@ -214,6 +214,8 @@ class Service:
             except BadImageError as exc:
                 return Refusal(422, "bad_input", f"{exc.reason}: send a {kind.name} this "
                                f"server can decode")
+            except InputError as exc:  # a comment or a caption: the reason predict gives
+                return Refusal(422, "bad_input", str(exc))
             return Item(decoded, kind, sha256, key)
 
     def explanation_status(self, record: dict, stored: str | None) -> str:

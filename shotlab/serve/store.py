@@ -17,7 +17,8 @@ Tables:
                    it), created
     explain_queue  one row per flagged or review decision waiting for its tier-1 explanation:
                    status (pending / running: taken by a worker, shown as pending / done /
-                   failed), the preprocessed input (float32, zlib; removed once explained),
+                   failed), the preprocessed input (float32 pixels or int64 token ids, a
+                   post's parts as .npz; zlib; removed once explained),
                    error, requested, finished
 
 A batch of decisions and their explanation jobs is one transaction, committed (and, with
@@ -62,14 +63,28 @@ def shown_status(status: str | None) -> str:
     return "pending" if status == "running" else status or "none"
 
 
-def pack(array: np.ndarray) -> bytes:
+def pack(array: np.ndarray | dict) -> bytes:
+    """An input as bytes: float pixels as float32, token ids as int64; a post's {part: array}
+    as an .npz of its parts."""
     buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array, dtype=np.float32), allow_pickle=False)
+    if isinstance(array, dict):
+        np.savez(buffer, **{name: kept_dtype(part) for name, part in array.items()})
+    else:
+        np.save(buffer, kept_dtype(array), allow_pickle=False)
     return zlib.compress(buffer.getvalue(), 1)  # level 1: the input is kept briefly, not archived
 
 
-def unpack(blob: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False)
+def kept_dtype(array) -> np.ndarray:
+    array = np.asarray(array)
+    return array if np.issubdtype(array.dtype, np.integer) else array.astype(np.float32)
+
+
+def unpack(blob: bytes) -> np.ndarray | dict:
+    loaded = np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False)
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            return {name: loaded[name] for name in loaded.files}
+    return loaded
 
 
 class DecisionStore:

