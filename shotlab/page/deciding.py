@@ -79,6 +79,34 @@ def decide_clip(model, name: str, data: bytes, path: Path | None = None) -> Deci
                    (scored.times, probs))
 
 
+def comment_text(name: str, data: bytes) -> str:
+    """The one comment in `data` (typed, or a .txt upload), checked as `shotlab predict` checks
+    a comment: InputError with the CLI's reason (not UTF-8, empty, over the length limit),
+    `name` in front. A .txt file's closing line break is not part of the comment."""
+    from shotlab.core.errors import InputError
+    from shotlab.core.rows import decode_lines
+    from shotlab.runtime.text import check_text
+
+    lines, bad = decode_lines(data)
+    if bad:
+        line, reason = bad[0]
+        raise InputError(f"{name}:{line}: {reason}")
+    return check_text("".join(text for _, text in lines).rstrip("\r\n"), name)
+
+
+def decide_text(model, name: str, data: bytes, path: Path | None = None) -> Decided:
+    """The decision `shotlab predict BUNDLE comments.csv` makes for one comment (the same
+    tokenizer, runner and record builder, `export.predict_texts.comment_records`); `array` is
+    the comment's token ids."""
+    from shotlab.export.predict_texts import Comment, comment_records
+
+    started = time.perf_counter()
+    text = comment_text(name, data)
+    records, ids = comment_records(model.bundle, model.runner, [Comment(path, 1, text)],
+                                   runtime=RUNTIME)
+    return Decided(name, records[0], ids[0], data, (time.perf_counter() - started) * 1000)
+
+
 def bars(bundle, record: dict) -> list[dict]:
     """Per class: its score, and for a policy category its threshold, review band and whether
     it is flagged; policy categories first, in the policy's order."""

@@ -86,3 +86,38 @@ def explain_decided(model, decided, methods, *, score: bool = False, progress=No
 def counted_source(source, report):
     """The source with its forward model counted (`report(seen)` after each batch)."""
     return dataclasses.replace(source, forward_model=Counter(source.forward_model, report))
+
+
+def text_budget(method: str) -> int:
+    """How many texts a forward-only text method runs through the model (its sample budget)."""
+    from shotlab.explain import TEXT_METHODS, method_function, option_defaults
+
+    defaults = option_defaults(method_function(method, TEXT_METHODS))
+    return int(defaults.get("num_samples") or defaults.get("max_evals") or 1)
+
+
+def explain_comment(model, decided, methods, *, score: bool = True, progress=None) -> dict:
+    """{"target", "words": {method: text_words.WordScores}, "seconds"} for one decided comment:
+    `shotlab explain BUNDLE --text ...`'s work (`explain.text_report.explain_texts`) for the
+    decision's class, each method with its faithfulness (ERASER comprehensiveness and
+    sufficiency against random word rankings: tens of model runs, so always scored). IG runs
+    on the checkpoint (under `gradient_lock`), SHAP and LIME on the bundle's ONNX runner."""
+    from shotlab.explain import GRADIENT_METHODS
+    from shotlab.explain.text_report import explain_texts
+    from shotlab.explain.tier1 import target_class
+
+    progress = progress or (lambda fraction, text: None)
+    target, text = target_class(decided.record), decided.record["text"]
+    words, seconds = {}, {}
+    for step, method in enumerate(methods):
+        budget = 0 if method in GRADIENT_METHODS else text_budget(method)
+        source = counted_source(model.source, lambda seen, s=step, b=budget, m=method: progress(
+            (s + min(seen / b, 1)) / len(methods), f"{m}: {seen}/{b} model runs")) if budget \
+            else model.source
+        with model.gradient_lock if method in GRADIENT_METHODS else nullcontext():
+            (entry,) = explain_texts(source, [text], [method], target=target,
+                                     score=score)["comments"]
+        words[method] = entry["explanations"][method]
+        seconds[method] = words[method].info.get("seconds", 0.0)
+        progress((step + 1) / len(methods), f"{method} done")
+    return {"target": target, "words": words, "seconds": seconds}

