@@ -121,3 +121,34 @@ def explain_comment(model, decided, methods, *, score: bool = True, progress=Non
         seconds[method] = words[method].info.get("seconds", 0.0)
         progress((step + 1) / len(methods), f"{method} done")
     return {"target": target, "words": words, "seconds": seconds}
+
+
+def explain_post(model, decided, methods, *, progress=None) -> dict:
+    """{"target", "split", "maps": {"gradcam"}, "words": {"ig"}} for one decided post: what
+    `shotlab predict --explain` stores for a flagged post (`explain.post_tier1`): the modality
+    split through the bundle's runner (4 model runs), and on the checkpoint the Grad-CAM of the
+    picture (caption held fixed) and IG over the caption's words (picture held fixed, with
+    their faithfulness), for the methods asked ("gradcam", "ig")."""
+    from shotlab.explain.post_split import modality_split
+    from shotlab.explain.post_tier1 import caption_words, image_cam
+    from shotlab.explain.tier1 import target_class
+
+    progress = progress or (lambda fraction, text: None)
+    bundle, inputs = model.bundle, decided.array
+    classes = list(bundle.classes)
+    target = classes.index(target_class(decided.record))
+    (split,) = modality_split(model.runner, inputs, [target], bundle.parts, classes)
+    result = {"target": classes[target], "split": split.as_dict(), "maps": {}, "words": {}}
+    image, ids = inputs["image"][0], inputs["text"][0]
+    for step, method in enumerate(methods):
+        with model.gradient_lock:
+            post = model.source.torch_model()
+            if method == "gradcam":
+                result["maps"]["gradcam"] = image_cam(post, image, ids, target)[0]
+            elif method == "ig":
+                words = caption_words(post, image, decided.record["text"], target,
+                                      bundle.parts["text"])
+                if words is not None:
+                    result["words"]["ig"] = words
+        progress((step + 1) / len(methods), f"{method} done")
+    return result

@@ -251,12 +251,73 @@ def decide_text(model, name, data, path=None):
     return decide_text(model, name, data, path)
 
 
+def pick_post(st, model):
+    """A post: its image uploaded and its caption (sent with "Decide")."""
+    from shotlab.runtime.kinds import get_kind
+
+    suffixes = sorted(s.lstrip(".") for s in get_kind("image").extensions)
+    uploaded = st.file_uploader("Upload the post's image", type=suffixes, key="upload-post")
+    with st.form("post-form"):
+        caption = st.text_area("Caption", key="caption", height=80)
+        sent = st.form_submit_button("Decide")
+    if sent:
+        st.session_state["caption-sent"] = caption
+    if uploaded is None or "caption-sent" not in st.session_state:
+        return None
+    return uploaded.name, (uploaded.getvalue(), st.session_state["caption-sent"]), None
+
+
+def show_post(st, model, decided, results: dict, opacity: float) -> None:
+    """The modality split, the picture with its Grad-CAM (caption held fixed) and the caption's
+    words by IG (picture held fixed), as `shotlab predict --explain` stores them for a post."""
+    from shotlab.explain.plots import overlay
+
+    if results.get("split"):
+        st.markdown(split_line(results["split"]))
+    rgb = model_view(decided.array["image"][0], model.bundle.parts["image"])
+    pictures = [(rgb, "image, as the model sees it")]
+    pictures += [(overlay(rgb, heatmap, alpha=opacity),
+                  f"{METHOD_TITLES.get(method, method)} (caption held fixed)")
+                 for method, heatmap in results.get("maps", {}).items()]
+    picture_row(st, pictures)
+    words = results.get("words", {})
+    for method, explanation in words.items():
+        st.markdown(words_html(method, explanation), unsafe_allow_html=True)
+    faithfulness_table(st, words)
+
+
+def split_line(split: dict) -> str:
+    """One line for a post's modality split (`explain.post_split.ModalitySplit.as_dict`)."""
+    share = split.get("image_share")
+    shares = (f"image {share:.0%}, caption {1 - share:.0%} of the change" if share is not None
+              else "neither part moved the score")
+    return (f"**Modality split** for **{split['target']}** (exact two-player Shapley): image "
+            f"{split['phi_image']:+.3f}, caption {split['phi_text']:+.3f}; {shares}; score "
+            f"{split['both']:.3f} with both, {split['neither']:.3f} with neither (an all-mean "
+            f"image, an empty caption)")
+
+
+def explain_post(model, decided, methods, *, score: bool, progress=None) -> dict:
+    from shotlab.page.explaining import explain_post
+
+    return explain_post(model, decided, methods, progress=progress)
+
+
+def decide_post(model, name, data, path=None):
+    from shotlab.page.deciding import decide_post
+
+    return decide_post(model, name, data, path)
+
+
 PANELS: dict[str, Panel] = {
     "image": Panel("image", "an image", pick_image, show_image, decide_image),
     "clip": Panel("clip", "a short clip", pick_clip, show_clip, decide_clip),
     "text": Panel("text", "a comment", pick_text, show_text, decide_text, model_kind="text",
                   explain=explain_words, tier1=("ig",), deeper=("shap", "lime"),
                   score_on_request=False, pictures=False),
+    "post": Panel("post", "a post (image and caption)", pick_post, show_post, decide_post,
+                  model_kind="post", explain=explain_post, tier1=("gradcam", "ig"), deeper=(),
+                  score_on_request=False),
 }
 
 

@@ -16,7 +16,8 @@ import sys
 import streamlit as st
 
 from shotlab.core.errors import ShotlabError
-from shotlab.page.panels import METHOD_TITLES, panels_for, picture_row
+from shotlab.page.panels import (METHOD_TITLES, faithfulness_table, panels_for, picture_row,
+                                 split_line, words_html)
 
 
 
@@ -103,7 +104,7 @@ def shown_methods(results: dict) -> set:
 def decision_of(model, panel, name: str, data: bytes, path):
     """The session's decision for this input: made once per input (the session keeps only the
     latest, with its explanations), so a redraw keeps its decision id."""
-    key = f"{panel.kind}:{hashlib.sha256(data).hexdigest()}:{name}"
+    key = f"{panel.kind}:{digest(data)}:{name}"
     current = st.session_state.get("decided")
     if current is None or current[0] != key:
         try:
@@ -115,6 +116,14 @@ def decision_of(model, panel, name: str, data: bytes, path):
         st.session_state["decided"] = (key, decided)
         st.session_state["explained"] = {}
     return st.session_state["decided"][1]
+
+
+def digest(data) -> str:
+    """sha256 over an input's bytes (a post's: its image bytes and its caption)."""
+    total = hashlib.sha256()
+    for part in data if isinstance(data, tuple) else (data,):
+        total.update(hashlib.sha256(part.encode() if isinstance(part, str) else part).digest())
+    return total.hexdigest()
 
 
 def merge(results: dict, new: dict) -> None:
@@ -180,6 +189,8 @@ def bars_html(rows: list[dict]) -> str:
 
 
 def deeper_form(model, panel, decided, results: dict) -> None:
+    if not panel.deeper:  # a post: its tier-1 explanations are all there is
+        return
     if panel.pictures:
         st.markdown("**More explanations**: LIME and SHAP run the model hundreds of times "
                     "(tens of seconds); IG and Grad-CAM++ use the PyTorch checkpoint.")
@@ -270,11 +281,19 @@ def stored_view(model) -> None:
                                           decision["scores"].items())
                     + f"; input sha256 `{decision['sha256']}`; model sha256 "
                       f"`{decision['model_sha256']}`")
-    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="stored-opacity")
-    pictures = [(overlay(shown.backdrop, e.map, alpha=opacity),
-                 f"{METHOD_TITLES.get(e.method, e.method)} ({e.target})")
-                for e in shown.explanations]
-    picture_row(st, pictures)
+    if decision.get("text"):
+        st.markdown(f"**{'Caption' if decision.get('kind') == 'post' else 'Comment'}**: "
+                    f"{html.escape(decision['text'])}", unsafe_allow_html=True)
+    if shown.maps:
+        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="stored-opacity")
+        picture_row(st, [(overlay(shown.backdrop, e.map, alpha=opacity),
+                          f"{METHOD_TITLES.get(e.method, e.method)} ({e.target})")
+                         for e in shown.maps])
+    for split in shown.splits:
+        st.markdown(split_line(split.scores))
+    for words in shown.words:
+        st.markdown(words_html(words.method, words), unsafe_allow_html=True)
+    faithfulness_table(st, {w.method: w for w in shown.words})
     st.table([{"method": e.method, "target": e.target, "created": e.created,
                "model sha256": (e.model_sha256 or "")[:16], "input sha256":
                (e.input_sha256 or "")[:16], "scores": json.dumps(e.scores)}
