@@ -47,7 +47,7 @@ def stored_decision(store, decision_id: str) -> Stored:
     splits = [e for e in explanations if e.method == SPLIT]
     maps = [e for e in explanations if not is_text(e) and e.method != SPLIT]
     picture = None
-    if maps or decision.get("kind") not in ("text", "post"):  # an image decision: its backdrop
+    if maps or not (words or splits):  # an image decision (or nothing stored): its picture
         shape = maps[0].map.shape if maps else (224, 224)
         picture = backdrop(decision.get("path"), decision.get("bundle"), shape)
     return Stored(decision_id, decision, explanations, appeals, picture, maps, words, splits)

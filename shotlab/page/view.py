@@ -281,9 +281,6 @@ def stored_view(model) -> None:
                                           decision["scores"].items())
                     + f"; input sha256 `{decision['sha256']}`; model sha256 "
                       f"`{decision['model_sha256']}`")
-    if decision.get("text"):
-        st.markdown(f"**{'Caption' if decision.get('kind') == 'post' else 'Comment'}**: "
-                    f"{html.escape(decision['text'])}", unsafe_allow_html=True)
     if shown.maps:
         opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="stored-opacity")
         picture_row(st, [(overlay(shown.backdrop, e.map, alpha=opacity),

@@ -110,3 +110,26 @@ def test_words_html_escapes_the_comment(text_model):
     shown = words_html("ig", words)
     assert "<script>" not in shown and "&lt;" in shown and "&gt;" in shown
     assert shown.count("class=\"w\"") == len(words.words)
+
+
+def test_a_stored_comment_decision_shows_its_words(text_bundle, tmp_path):
+    """"Open decision" on a comment `shotlab predict --explain` decided: the IG words stored
+    for it, no picture, the store left as it was."""
+    from pathlib import Path
+
+    from shotlab.page.panels import words_html
+    from shotlab.page.stored import stored_decision
+
+    comments = write_comments_csv(tmp_path / "comments.csv", [THREAT])
+    out = tmp_path / "decisions.jsonl"
+    summary = predict(text_bundle, comments, "--out", out, "--explain")
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    store = Path(summary["explanations"]["store"])
+    before = store.read_bytes()
+    shown = stored_decision(store, record["decision_id"])
+    assert shown.backdrop is None and shown.maps == [] and shown.splits == []
+    (words,) = shown.words
+    assert words.method == "ig" and words.comment.text == THREAT and words.faithfulness
+    assert shown.decision["sha256"] == record["sha256"]
+    assert words_html("ig", words).count('class="w"') == len(words.words) == 7
+    assert store.read_bytes() == before
