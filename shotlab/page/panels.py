@@ -2,16 +2,25 @@
 
     PANELS["image"].pick(st, model)                  -> (name, bytes, path or None) or None
     PANELS["image"].decide(model, name, data, path)  -> page.deciding.Decided
-    PANELS["image"].show(st, model, decided, maps, opacity)
+    PANELS["image"].explain(model, decided, ["gradcam"], score=False, progress=...) -> results
+    PANELS["image"].show(st, model, decided, results, opacity)
     panels_for("image")                              -> [image panel, clip panel]
 
 A panel draws with the `st` (Streamlit) module it is handed, so this table imports no Streamlit
 and `model.open_model` can refuse a kind the page has no panel for before anything is served.
 `model_kind` is the bundle input kind a panel serves: a clip is scored by an image model (as
 `shotlab predict` scores clips), so an image bundle offers both panels and the page asks which.
-The clip panel draws the timeline of frame scores with the segments a reviewer watches, and
-the maps on the clip's top frame. `text` (the words highlighted by attribution) is one entry
-here; the decision, the bars, the faithfulness table and "Open decision" are shared by all.
+A panel's `tier1` methods are shown with the decision, its `deeper` ones on request (progress,
+Cancel); `explain` returns {"maps": {method: (H, W)}} and/or {"words": {method: WordScores}}.
+
+    image  an upload or a report sample; Grad-CAM, then Grad-CAM++, IG, LIME, SHAP
+    clip   the timeline of frame scores with the segments a reviewer watches; the maps on the
+           clip's top frame
+    text   a typed comment or a .txt (one comment): `shotlab predict`'s comment record; the
+           words highlighted by IG, then SHAP and LIME, each with ERASER faithfulness
+    post   an image and its caption (a bundle with the parts image + text): predict's post
+           record; the modality split, Grad-CAM on the image, the caption's words by IG
+The decision, the bars and "Open decision" are shared by all.
 """
 
 from __future__ import annotations

