@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.export.test_post_predict import post_run  # noqa: F401 (the fixture, reused)
 from tests.page.conftest import PageServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -274,6 +275,50 @@ def test_a_comment_shows_predicts_decision_and_its_words(browser, text_server, t
     assert "Integrated Gradients" in table.inner_text() and "SHAP" in table.inner_text()
     page.screenshot(path=str(shots / "page-comment.png"), full_page=True)
     assert (shots / "page-comment.png").stat().st_size > 10_000
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def post_server(post_run, home):  # noqa: F811
+    page_server = PageServer(post_run[1].path, home=home).start()
+    yield page_server
+    page_server.stop()
+
+
+def test_a_post_shows_predicts_decision_split_gradcam_and_caption_words(
+        browser, post_server, post_run, tmp_path, shots):  # noqa: F811
+    """A post bundle's page: upload the image, write the caption, Decide: predict's record for
+    that post, the modality split, Grad-CAM on the image and the caption's IG words."""
+    import csv
+
+    from tests.page.conftest import predict
+
+    _, exported, folder, rows = post_run
+    row = next(r for r in rows if r["split"] == "test")
+    image = Path(folder) / row["image_path"]
+    posts = tmp_path / "posts.csv"
+    with posts.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["image_path", "text"], [str(image), row["text"]]])
+    out = tmp_path / "decisions.jsonl"
+    predict(exported.path, posts, "--out", out)
+    (expected,) = [json.loads(line) for line in out.read_text().splitlines()]
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(post_server.url)
+    page.wait_for_selector(UPLOAD, state="attached")
+    upload(page, image)
+    page.get_by_role("textbox", name="Caption").fill(row["text"])
+    page.get_by_role("button", name="Decide").click()
+    page.wait_for_selector(".shotlab-words[data-method='ig']")
+    shown = shown_decision(page)
+    for name, (score, flagged) in shown.items():
+        assert score == pytest.approx(expected["scores"][name], abs=1e-5)
+        assert flagged == (name in expected["flagged"])
+    assert page.get_by_text("Modality split", exact=False).count() == 1
+    wait_for_caption(page, "Grad-CAM (caption held fixed)")
+    assert page.locator(".shotlab-words[data-method='ig']").inner_text().endswith(row["text"])
+    page.screenshot(path=str(shots / "page-post.png"), full_page=True)
     context.close()
 
 
