@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.test_post_predict import post_run  # noqa: F401 (the fixture, reused)
 from tests.page.conftest import PageServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -279,14 +278,14 @@ def test_a_comment_shows_predicts_decision_and_its_words(browser, text_server, t
 
 
 @pytest.fixture(scope="module")
-def post_server(post_run, home):  # noqa: F811
+def post_server(post_run, home):
     page_server = PageServer(post_run[1].path, home=home).start()
     yield page_server
     page_server.stop()
 
 
 def test_a_post_shows_predicts_decision_split_gradcam_and_caption_words(
-        browser, post_server, post_run, tmp_path, shots):  # noqa: F811
+        browser, post_server, post_run, tmp_path, shots):
     """A post bundle's page: upload the image, write the caption, Decide: predict's record for
     that post, the modality split, Grad-CAM on the image and the caption's IG words."""
     import csv

@@ -1,7 +1,7 @@
-"""The page's post panel without a browser, on the post bundle the #15 tests train
-(tests/export/test_post_predict.py's `post_run`): the decision is `shotlab predict`'s record for
-the same image and caption, a bad caption or image gets predict's reason, and the explanation is
-what `predict --explain` stores for a post (modality split, Grad-CAM, caption IG)."""
+"""The page's post panel without a browser, on a post bundle trained as the #15 tests train one
+(`post_run` in tests/page/conftest.py): the decision is `shotlab predict`'s record for the same
+image and caption, a bad caption or image gets predict's reason, and the explanation is what
+`predict --explain` stores for a post (modality split, Grad-CAM, caption IG)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,18 @@ import pytest
 from shotlab.core.errors import BadImageError, InputError
 from shotlab.page.model import open_model
 from shotlab.page.panels import PANELS, panels_for
-from tests.export.test_post_predict import post_run  # noqa: F401 (the fixture, reused)
 from tests.page.conftest import predict
 
 pytestmark = pytest.mark.fiftyone
 
 
 @pytest.fixture(scope="module")
-def post_model(post_run):  # noqa: F811
+def post_model(post_run):
     return open_model(post_run[1].path)
 
 
 @pytest.fixture(scope="module")
-def post_predicted(post_run, tmp_path_factory):  # noqa: F811
+def post_predicted(post_run, tmp_path_factory):
     """(the test posts [(image path, caption)], {image path: record}) from `shotlab predict`."""
     _, exported, folder, rows = post_run
     posts = [(Path(folder) / r["image_path"], r["text"]) for r in rows if r["split"] == "test"]
