@@ -58,6 +58,11 @@ class Panel:
     deeper: tuple[str, ...] = ("gradcampp", "ig", "lime", "shap")  # on request, cancellable
     score_on_request: bool = True  # a "Score faithfulness" box; False: every method is scored
     pictures: bool = True  # maps over a picture (an opacity slider)
+    reads: tuple[str, ...] = ()  # the runtime input kinds (runtime.kinds.KINDS) it reads: (kind,)
+
+    @property
+    def input_kinds(self) -> tuple[str, ...]:
+        return self.reads or (self.kind,)
 
 
 def report_samples(bundle) -> list[Path]:
@@ -326,7 +331,7 @@ PANELS: dict[str, Panel] = {
                   score_on_request=False, pictures=False),
     "post": Panel("post", "a post (image and caption)", pick_post, show_post, decide_post,
                   model_kind="post", explain=explain_post, tier1=("gradcam", "ig"), deeper=(),
-                  score_on_request=False),
+                  score_on_request=False, reads=("image", "text")),  # a two-part model
 }
 
 

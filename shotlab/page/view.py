@@ -20,7 +20,6 @@ from shotlab.page.panels import (METHOD_TITLES, faithfulness_table, panels_for, 
                                  split_line, words_html)
 
 
-
 def current_model():
     """The model `launch` loaded; when the script is run on its own (`streamlit run script.py
     BUNDLE [STORE]`), the bundle named by its arguments, loaded once per process."""
