@@ -68,4 +68,5 @@ def test_tasks_and_kinds_are_single_tables():
 def test_every_page_panel_is_an_input_kind():
     from shotlab.page.panels import PANELS
 
-    assert set(PANELS) <= set(KINDS) and "image" in PANELS
+    assert {k for p in PANELS.values() for k in p.input_kinds} <= set(KINDS)
+    assert "image" in PANELS and PANELS["post"].input_kinds == ("image", "text")

@@ -29,7 +29,7 @@ from shotlab.runtime.runners import BATCH_SIZE
 
 @dataclass(frozen=True)
 class Post:
-    image: Path
+    image: Path | None  # None: an uploaded image's bytes (the page), hashed by the caller
     text: str
     where: str  # FILE:LINE
 
@@ -68,11 +68,15 @@ def check_bundle(bundle) -> None:
                          f"has {', '.join(names)}")
 
 
-def post_decisions(bundle, posts: list[Post], probs: np.ndarray, *, runtime: str) -> list[dict]:
+def post_decisions(bundle, posts: list[Post], probs: np.ndarray, *, runtime: str,
+                   sha256s=None) -> list[dict]:
+    """The records of `posts`; `sha256s` are their images' hashes when the caller has the
+    bytes and no file (the page's upload: `Post.image` None), else read from the files."""
     from shotlab.core.images import sha256_file
 
-    records = decision_records(bundle, probs, [sha256_file(p.image) for p in posts],
-                               runtime=runtime, paths=[p.image for p in posts])
+    sha256s = sha256s if sha256s is not None else [sha256_file(p.image) for p in posts]
+    records = decision_records(bundle, probs, sha256s, runtime=runtime,
+                               paths=[p.image for p in posts])
     for record, post in zip(records, posts):
         record.update(post_fields(post.text), source=post.where)
     return records

@@ -31,7 +31,7 @@ COMMENT_SUFFIXES = ROW_SUFFIXES | {".txt"}
 
 @dataclass(frozen=True)
 class Comment:
-    path: Path
+    path: Path | None  # None for a comment that came without a file (typed into the page)
     line: int
     text: str
 
@@ -91,8 +91,7 @@ def predict_texts(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str =
     """Decisions for every comment in the files at `paths` (an `export.predict.Prediction`;
     with `keep_inputs`, `.inputs` holds each decision's token ids, unpadded)."""
     from shotlab.core.progress import progress_bar
-    from shotlab.export.predict import Prediction, decision_records
-    from shotlab.runtime.kinds import load_inputs
+    from shotlab.export.predict import Prediction
     from shotlab.runtime.runners import batches, make_runner
     from shotlab.runtime.text import PAD_ID
 
@@ -105,14 +104,24 @@ def predict_texts(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str =
     with progress_bar(total=len(comments), enabled=progress, unit="text",
                       desc="Predicting") as bar:
         for chunk in batches(comments, batch_size):
-            inputs = load_inputs([c.text for c in chunk], bundle.preprocessing, progress=False)
-            kept = [chunk[i] for i in inputs.kept]  # all of them: each passed check_text
-            records = decision_records(bundle, runner(inputs.arrays),
-                                       [text_sha256(c.text) for c in kept], runtime=runtime,
-                                       paths=[c.path for c in kept])
-            result.decisions += [{**record, "kind": "text", "line": c.line, "text": c.text}
-                                 for record, c in zip(records, kept)]
+            records, ids = comment_records(bundle, runner, chunk, runtime=runtime)
+            result.decisions += records
             if keep_inputs:
-                result.inputs += [row[row != PAD_ID] for row in inputs.arrays]
+                result.inputs += [row[row != PAD_ID] for row in ids]
             bar.update(len(chunk))
     return result
+
+
+def comment_records(bundle, runner, comments: list[Comment], *, runtime: str):
+    """(the decision records of `comments`, already checked by `check_text`, and their token
+    ids (N, L) padded): what `predict_texts` writes and the page shows for one comment."""
+    from shotlab.export.predict import decision_records
+    from shotlab.runtime.kinds import load_inputs
+
+    inputs = load_inputs([c.text for c in comments], bundle.preprocessing, progress=False)
+    kept = [comments[i] for i in inputs.kept]  # all of them: each passed check_text
+    records = decision_records(bundle, runner(inputs.arrays),
+                               [text_sha256(c.text) for c in kept], runtime=runtime,
+                               paths=[c.path for c in kept])
+    return ([{**record, "kind": "text", "line": c.line, "text": c.text}
+             for record, c in zip(records, kept)], inputs.arrays)

@@ -1,9 +1,9 @@
 """The explanation page: `shotlab explain app RUN_OR_BUNDLE` (docs/explain.md, "The page").
 
-A local Streamlit page over one bundle: drop in an input (an image today; a clip or a comment as
-their kinds land, each one entry of `panels.PANELS`), see the decision per policy category with
-its threshold and review band, the Grad-CAM (and on request IG, LIME, SHAP) over the input with
-their faithfulness scores, and open a stored decision by id, read-only.
+A local Streamlit page over one bundle: drop in an input (an image, a clip, a comment or a post,
+each one entry of `panels.PANELS`), see the decision per policy category with its threshold and
+review band, the Grad-CAM (and on request IG, LIME, SHAP) over the input or the words highlighted
+by attribution, with their faithfulness scores, and open a stored decision by id, read-only.
 
     model.py      the bundle, its runner and the explain source, loaded once per process
     deciding.py   one input -> the decision record `shotlab predict` writes, and the bars

