@@ -159,3 +159,35 @@ def test_the_run_says_how_many_were_added_per_class(capsys):
     assert "7 of 30 unlabeled samples added to train (blue 3, red 4) at threshold 0.912" in out
     assert "raw scores: calibration was refused" in out
     assert "test accuracy without them 0.800, with them 0.900" in out
+
+
+@pytest.mark.fiftyone
+@pytest.mark.slow
+def test_pseudo_labels_on_comments(dataset_name):
+    """A text dataset: MiniLM + logistic regression labels an unlabeled pool of comments."""
+    from tests.textsets import SUBJECTS, TEMPLATES, comment_rows, make_text_dataset, text_file
+
+    rows = comment_rows(("threat", "food"), counts={"train": 3, "val": 10, "test": 4})
+    dataset = make_text_dataset(dataset_name, rows)
+    used = {r["text"] for r in rows}
+    fo, home = store.fiftyone(), workspace.current().home
+    pool, truth = [], {}
+    for label in ("threat", "food"):
+        texts = [t.format(s=s) for t in TEMPLATES[label] for s in SUBJECTS if
+                 t.format(s=s) not in used][:8]
+        for text in texts:
+            path, digest = text_file(home, text)
+            pool.append(fo.Sample(filepath=str(path), text=text, sha256=digest, ground_truth=None,
+                                  applied_label=[], split=None))
+            truth[str(path)] = label
+    dataset.add_samples(pool, progress=False)
+
+    result = run("train", dataset_name, "--mode", "logreg", "--no-track", "--pseudo-label",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["pseudo"]["pool"] == 16 and out["pseudo"]["added"] >= 8
+    marked = [e for e in Manifest.load(Path(out["run_dir"]) / "manifest.json").entries
+              if e.pseudo is not None]
+    assert all(e.split == "train" and truth[e.filepath] == e.labels[0] for e in marked)
+    assert out["metrics"]["test"]["n"] == 8
