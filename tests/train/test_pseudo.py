@@ -14,20 +14,21 @@ from PIL import Image
 from shotlab.cli import cli
 from shotlab.core import store, workspace
 from shotlab.train.manifest import Entry, Manifest, freeze
-from shotlab.train.pseudo import choose_threshold, lowest_safe_score, pseudo_entries, with_pseudo
+from shotlab.train.pseudo import choose_threshold, lowest_score_reaching, pseudo_entries, with_pseudo
 from tests.train.trainsets import COLOURS, noisy_colour
 
 
-def test_lowest_safe_score_holds_at_every_higher_cut_off():
+def test_lowest_score_reaching_the_target_precision():
     scores = np.array([0.99, 0.98, 0.97, 0.9, 0.8, 0.7, 0.6])
-    assert lowest_safe_score(scores, np.ones(7)) == 0.6  # every sample right: the lowest
-    # the 0.8 sample is wrong: 4/5 = 0.8 precision from 0.8 down, so the cut stays at 0.9
-    assert lowest_safe_score(scores, [1, 1, 1, 1, 0, 1, 1], target=0.85) == 0.9
-    # a wrong sample at the top: no cut-off is safe
-    assert lowest_safe_score(scores, [0, 1, 1, 1, 1, 1, 1]) == np.inf
+    assert lowest_score_reaching(scores, np.ones(7)) == 0.6  # every sample right: the lowest
+    # the 0.8 sample is wrong: precision 4/5 from 0.8, 5/6 from 0.7, 6/7 from 0.6
+    assert lowest_score_reaching(scores, [1, 1, 1, 1, 0, 1, 1], target=0.85) == 0.6
+    assert lowest_score_reaching(scores, [1, 1, 1, 1, 0, 1, 1], target=0.9) == 0.9
+    # a wrong sample at the top: no cut-off reaches 0.95
+    assert lowest_score_reaching(scores, [0, 1, 1, 1, 1, 1, 1]) == np.inf
     # tied scores are one cut-off: the wrong one among the ties counts for all of them
-    assert lowest_safe_score([0.9, 0.9, 0.9, 0.5], [1, 0, 1, 1], target=0.9) == np.inf
-    assert lowest_safe_score([], []) == -np.inf
+    assert lowest_score_reaching([0.9, 0.9, 0.9, 0.5], [1, 0, 1, 1], target=0.9) == np.inf
+    assert lowest_score_reaching([], []) == -np.inf
 
 
 def test_threshold_needs_val_precision_and_expected_pool_precision():
@@ -38,8 +39,8 @@ def test_threshold_needs_val_precision_and_expected_pool_precision():
     assert chosen["val_rule"] == 0.6  # val alone would let 0.6 through
     # pool means from the top: 0.999, 0.9845, 0.9563, 0.855: the cut is the third, 0.9
     assert chosen["pool_rule"] == pytest.approx(0.9) and chosen["threshold"] == pytest.approx(0.9)
-    wrong_top = np.array([[0.2, 0.8], [0.6, 0.4], [0.02, 0.98], [0.3, 0.7]])  # 0.8 is wrong...
-    assert choose_threshold(y_val, wrong_top, pool)["val_rule"] == 0.98  # ...so 0.98 and above
+    wrong = np.array([[0.2, 0.8], [0.6, 0.4], [0.02, 0.98], [0.3, 0.7]])  # 0.8 is wrong: 1/2...
+    assert choose_threshold(y_val, wrong, pool)["val_rule"] == 0.98  # ...so 0.98 and above
 
 
 def test_pseudo_entries_are_marked_train_only_and_change_the_hash():
