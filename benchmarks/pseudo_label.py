@@ -77,6 +77,10 @@ def measure(home: Path, per_class: int, mode: str, epochs: int) -> dict:
             "seconds": round(seconds, 1)}
 
 
+def rounded(value) -> str:
+    return "none" if value is None else f"{value:.3f}"
+
+
 def markdown(result: dict) -> str:
     lines = header("Pseudo-labels on Fashion-MNIST (10 labelled images per class)", result,
                    f"; lite0 {result['row']['mode']}, {result['row']['epochs']} epochs, seed 0")
@@ -85,7 +89,7 @@ def markdown(result: dict) -> str:
     precision = "-" if r["pseudo_precision"] is None else f"{r['pseudo_precision']:.3f}"
     lines += ["| pool | threshold (val rule, pool rule) | added | right | test accuracy without -> with | "
               "test macro-F1 without -> with | seconds |", "|---|---|---|---|---|---|---|",
-              f"| {r['pool']} | {cut} ({r['val_rule']}, {r['pool_rule']}) | {r['added']} | "
+              f"| {r['pool']} | {cut} ({rounded(r['val_rule'])}, {rounded(r['pool_rule'])}) | {r['added']} | "
               f"{precision} | {r['without']['accuracy']:.3f} -> {r['with']['accuracy']:.3f} | "
               f"{r['without']['macro_f1']:.3f} -> {r['with']['macro_f1']:.3f} | {r['seconds']} |",
               "", "Added per class (right / added): " + ", ".join(
