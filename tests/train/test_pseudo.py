@@ -134,6 +134,11 @@ def test_pseudo_label_run_adds_right_labels_to_train_only(tmp_path, dataset_name
     assert not mistakes & {e.sample_id for e in marked}  # a pseudo-label is no truth to judge by
     assert freeze(dataset_name).hash == human.hash  # a plain run still sees human labels only
 
+    resumed = run("train", "--resume", run_dir, "--no-track", "--json")  # keeps its pseudo-labels
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["pseudo"] == pseudo
+    assert Manifest.load(run_dir / "manifest.json").hash == manifest.hash
+
 
 @pytest.mark.fiftyone
 def test_pseudo_label_refusals_leave_no_run_folder(colours):
