@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from common import bench_home, bench_parser, header, save_results, stamp
-from label_errors import scores, write_subset
+from label_errors import flip, scores, write_subset
 
 NOISE = (0.1, 0.2)
 TARGET = 0.85
@@ -85,17 +85,6 @@ def embed(paths, sha256s, backbone: str) -> np.ndarray:
     from shotlab.train.embeddings import extract
 
     return extract(create_model(backbone, num_classes=0), paths, sha256s, progress=False)
-
-
-def flip_among(labels: np.ndarray, rate: float, rng, classes: int):
-    """label_errors.flip for any number of classes (it assumes 10)."""
-    noisy = labels.copy()
-    picked = rng.choice(len(labels), round(rate * len(labels)), replace=False)
-    for i in picked:
-        noisy[i] = rng.choice([c for c in range(classes) if c != labels[i]])
-    truth = np.zeros(len(labels), bool)
-    truth[picked] = True
-    return noisy, truth
 
 
 def knn_probs(features: np.ndarray, y: np.ndarray, k: int = KNN) -> np.ndarray:
@@ -156,7 +145,7 @@ def measure_set(name, features, labels, junk, repeats: int) -> list[dict]:
             rng = np.random.default_rng(1000 * repeat + int(rate * 100))
             # flip among the scored samples only: the known junk keeps its given label
             noisy = labels.copy()
-            sub, truth = flip_among(labels[scored], rate, rng, int(labels.max()) + 1)
+            sub, truth = flip(labels[scored], rate, rng, int(labels.max()) + 1)
             noisy[scored] = sub
             for method, run in METHODS.items():
                 started = time.perf_counter()
