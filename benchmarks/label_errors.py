@@ -62,13 +62,13 @@ def write_subset(folder: Path, per_class: int, seed: int):
     return paths, [sha256_file(Path(p)) for p in paths], labels[chosen].astype(int)
 
 
-def flip(labels: np.ndarray, rate: float, rng) -> tuple[np.ndarray, np.ndarray]:
+def flip(labels: np.ndarray, rate: float, rng, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Labels with round(rate * n) of them moved to another class; and the flipped mask."""
     noisy = labels.copy()
     flipped = np.zeros(len(labels), bool)
     picked = rng.choice(len(labels), round(rate * len(labels)), replace=False)
     for i in picked:
-        noisy[i] = rng.choice([c for c in range(10) if c != labels[i]])
+        noisy[i] = rng.choice([c for c in range(classes) if c != labels[i]])
     flipped[picked] = True
     return noisy, flipped
 

@@ -57,8 +57,15 @@ def split_names(value: str | None) -> list[str]:
               help="Continue an interrupted run from its last checkpoint.")
 @click.option("--tracking-uri", help="MLflow server [default: the workspace's own store].")
 @click.option("--no-track", is_flag=True, help="Do not log to MLflow.")
+@click.option("--pseudo-label", is_flag=True,
+              help="Train, add the unlabeled samples the calibrated model is sure of (marked "
+                   "pseudo, train split only), train again (docs/train.md).")
+@click.option("--pseudo-threshold", type=click.FloatRange(0, 1, min_open=True),
+              help="Top calibrated score a pseudo-label needs [default: the lowest with val "
+                   "precision and expected pool precision >= 0.95].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, **options) -> None:
+def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, pseudo_label,
+                pseudo_threshold, **options) -> None:
     """Fine-tune a backbone on dataset NAME; writes a run folder and logs to MLflow.
 
     \b
@@ -66,6 +73,7 @@ def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, **opt
       shotlab train vehicles --backbone lite0 --mode partial
       shotlab train moderation --unsafe violence,explicit --target-recall 0.97
       shotlab train --resume ~/.shotlab/runs/20261122-101500-vehicles-lite0-partial
+      shotlab train vehicles --pseudo-label
     """
     from shotlab.core.errors import InputError
     from shotlab.core.names import check_dataset_name
@@ -80,9 +88,27 @@ def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, **opt
     if name is not None:
         check_dataset_name(name)
     config = TrainConfig(unsafe=split_names(unsafe), **options)
-    result = train_run(name, config, resume_dir=resume_dir, tracking_uri=tracking_uri,
-                       track=not no_track)
+    if pseudo_label or pseudo_threshold is not None:
+        result = pseudo_run(name, config, resume_dir, pseudo_label, pseudo_threshold,
+                            tracking_uri=tracking_uri, track=not no_track)
+    else:
+        result = train_run(name, config, resume_dir=resume_dir, tracking_uri=tracking_uri,
+                           track=not no_track)
     echo_run(result, as_json)
+
+
+def pseudo_run(name, config, resume_dir, pseudo_label: bool, threshold, **options):
+    """`train NAME --pseudo-label [--pseudo-threshold P]` (train/pseudo.py)."""
+    from shotlab.core.errors import InputError
+    from shotlab.train.pseudo import train_with_pseudo_labels
+
+    if not pseudo_label:
+        raise InputError("--pseudo-threshold is the threshold of --pseudo-label; add "
+                         "--pseudo-label or leave --pseudo-threshold out")
+    if resume_dir:
+        raise InputError("--resume continues a run with the pseudo-labels it chose; leave "
+                         "--pseudo-label out when resuming")
+    return train_with_pseudo_labels(name, config, threshold=threshold, **options)
 
 
 @train.command("backbones")

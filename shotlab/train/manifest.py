@@ -2,7 +2,9 @@
 
 Every sample's id, path, sha256, labels and split, read from the FiftyOne store at one moment.
 Its hash names the dataset version in every run and bundle. Unlabeled samples and samples an
-annotator tagged `exclude` are left out (and counted).
+annotator tagged `exclude` are left out (and counted). A `--pseudo-label` run's manifest adds
+unlabeled samples to its train split with the model's label, each marked by `pseudo` (its
+calibrated score; train/pseudo.py): a person's label has `pseudo` None.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ class Entry:
     sha256: str
     labels: tuple[str, ...]
     split: str | None
+    pseudo: float | None = None  # a pseudo-label's calibrated score; None: a person's label
+
+
+def entry_dict(entry: Entry) -> dict:
+    """The entry as stored; `pseudo` only where set, so manifests of human labels keep the
+    hashes they had before pseudo-labels."""
+    data = asdict(entry)
+    if data["pseudo"] is None:
+        del data["pseudo"]
+    return data
 
 
 @dataclass(frozen=True)
@@ -45,7 +57,7 @@ class Manifest:
 
     def canonical(self) -> str:
         body = {"task": self.task, "classes": self.classes,
-                "entries": [asdict(e) for e in sorted(self.entries, key=lambda e: e.sample_id)]}
+                "entries": [entry_dict(e) for e in sorted(self.entries, key=lambda e: e.sample_id)]}
         if self.kind != "image":  # image manifests keep the hashes they had before kinds
             body["kind"] = self.kind
         return json.dumps(body, sort_keys=True)
@@ -66,7 +78,7 @@ class Manifest:
     def save(self, path: Path) -> None:
         data = {"dataset": self.dataset, "task": self.task, "classes": list(self.classes),
                 "kind": self.kind, "hash": self.hash, "left_out": self.left_out,
-                "entries": [asdict(e) for e in self.entries]}
+                "entries": [entry_dict(e) for e in self.entries]}
         write_json_atomic(path, data)
 
     @classmethod
@@ -88,10 +100,8 @@ def freeze(name: str) -> Manifest:
     """The manifest of dataset `name` as it is now in the store."""
     dataset = store.load(name)
     task = store.task_of(dataset)
-    rows = zip(dataset.values("id"), dataset.values("filepath"), dataset.values("sha256"),
-               store.sample_labels(dataset), dataset.values("split"), dataset.values("tags"))
     entries, left_out = [], {"unlabeled": 0, "excluded": 0}
-    for sample_id, filepath, digest, labels, split, tags in rows:
+    for sample_id, filepath, digest, labels, split, tags in sample_rows(dataset):
         if EXCLUDE_TAG in (tags or []):
             left_out["excluded"] += 1
         elif not labels and task == "multiclass":
@@ -100,6 +110,12 @@ def freeze(name: str) -> Manifest:
             entries.append(Entry(sample_id, filepath, digest, tuple(labels), split))
     classes = tuple(sorted({label for e in entries for label in e.labels}))
     return Manifest(name, task, classes, tuple(entries), left_out, kind_of(dataset))
+
+
+def sample_rows(dataset):
+    """(id, filepath, sha256, labels, split, tags) of every sample, in dataset order."""
+    return zip(dataset.values("id"), dataset.values("filepath"), dataset.values("sha256"),
+               store.sample_labels(dataset), dataset.values("split"), dataset.values("tags"))
 
 
 def kind_of(dataset) -> str:

@@ -55,7 +55,7 @@ def echo_run(result, as_json: bool) -> None:
                           "metrics": result.metrics, "thresholds": result.thresholds,
                           "calibration": result.calibration,
                           "mistakes": result.mistakes, "mlflow_run_id": result.mlflow_run_id,
-                          "clips": result.clips})
+                          "clips": result.clips, "pseudo": result.pseudo})
     click.echo(f"Run {result.run_dir} (best epoch {result.best_epoch + 1})")
     for split in ("test", "val"):
         if split in result.metrics:
@@ -75,6 +75,8 @@ def echo_run(result, as_json: bool) -> None:
         click.echo(f"Clips ({kind.replace('_', ' ')}, {clip['split']}): mAP "
                    f"{fmt(clip['mAP'], 3)}, macro-F1 {fmt(clip['macro_f1'], 3)}"
                    + (f", unsafe recall {recall}" if recall else ""))
+    if result.pseudo is not None:
+        echo_pseudo(result.pseudo, result.metrics)
     if result.mistakes is not None:
         click.echo(f"Predictions written to the dataset (field 'predictions'); "
                    f"{result.mistakes} mistakes in its saved view 'mistakes'.")
@@ -131,3 +133,18 @@ def text_backbone_row(backbone) -> dict:
     return {"name": backbone.name, "timm_name": "-", "weights": weights,
             "input_size": f"{MAX_TOKENS} tokens", "description": backbone.description,
             "params_m": backbone.params_m, "kind": backbone.kind}
+
+
+def echo_pseudo(pseudo: dict, metrics: dict) -> None:
+    """How many pseudo-labels a --pseudo-label run added, and the first model's accuracy beside."""
+    per_class = ", ".join(f"{c} {n}" for c, n in pseudo["added_per_class"].items())
+    cut = "none reached" if pseudo["threshold"] is None else f"{pseudo['threshold']:.3f}"
+    click.echo(f"Pseudo-labels: {pseudo['added']} of {pseudo['pool']} unlabeled samples added "
+               f"to train ({per_class}) at threshold {cut} ({pseudo['rule']}"
+               f"{'' if pseudo['calibrated'] else '; raw scores: calibration was refused'}); "
+               f"field 'pseudo_label', view 'pseudo-labelled'")
+    for split in ("test", "val"):
+        if split in metrics and split in pseudo["teacher"]:
+            click.echo(f"  {split} accuracy without them {fmt(pseudo['teacher'][split]['accuracy'])}, "
+                       f"with them {fmt(metrics[split]['accuracy'])}")
+            break

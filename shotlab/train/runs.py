@@ -10,6 +10,8 @@ holds everything needed to reproduce, resume, judge and export the run:
     metrics.json     val and test metrics on calibrated scores, with bootstrap intervals, the
                      thresholds applied, the raw scores' ECE beside ("ece_raw") and the calibration
     thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands
+    pseudo.json, teacher/   a --pseudo-label run only: how many pseudo-labels were added per
+                     class at which threshold, and the first model's checkpoint (train/pseudo.py)
     clip_metrics.json, clip.json   a clip dataset only: clip-level metrics (aggregated and the
                      middle-frame baseline) and the clip contract (train/clip_eval.py)
     plots/           confusion matrix, precision-recall curves and the reliability diagram (raw
@@ -70,6 +72,7 @@ class RunResult:
     mlflow_run_id: str | None
     calibration: dict | None = None
     clips: dict | None = None  # a clip dataset's clip headline (train/clip_eval.py), else None
+    pseudo: dict | None = None  # a --pseudo-label run's record (pseudo.json), else None
 
 
 SAME_SECOND = 100  # runs of one dataset and backbone started in one second; more is a runaway loop
@@ -127,6 +130,16 @@ def resolve_policy(name: str, config: TrainConfig, classes) -> Policy:
     return Policy(unsafe, recall, stored.review_margin, stored.version).check(classes)
 
 
+def score_entries(fitted, entries, manifest: Manifest, config: TrainConfig, progress):
+    """The fitted model's scores on `entries` (calibrated once `evaluate` has folded the
+    temperature into it)."""
+    if getattr(fitted, "scores", None) is not None:  # scores its own entries (posts: by id)
+        return fitted.scores(entries)
+    return trainer_of(manifest.kind).predict(
+        fitted.model, [e.filepath for e in entries], fitted.created, manifest.task,
+        device=fitted.device, workers=config.workers, progress=progress)
+
+
 @dataclass
 class Evaluation:
     raw: dict  # split -> the model's own scores
@@ -144,16 +157,8 @@ def evaluate(fitted, manifest: Manifest, policy: Policy, config: TrainConfig,
     from shotlab.train.metrics import classification_metrics, ece
     from shotlab.train.thresholds import choose_thresholds
 
-    trainer = trainer_of(manifest.kind)
-
-    def scores(entries):  # a fit that scores its own entries (posts: captions by sample id)
-        if getattr(fitted, "scores", None) is not None:
-            return fitted.scores(entries)
-        return trainer.predict(fitted.model, [e.filepath for e in entries], fitted.created,
-                               manifest.task, device=fitted.device, workers=config.workers,
-                               progress=progress)
-
-    raw = {split: scores(manifest.split(split)) for split in ("train", "val", "test")}
+    raw = {split: score_entries(fitted, manifest.split(split), manifest, config, progress)
+           for split in ("train", "val", "test")}
     classes = list(manifest.classes)
     y = {split: manifest.targets(manifest.split(split)) for split in raw}
     calibration = calibration_for(fitted.model, y["val"], raw["val"], task=manifest.task)
@@ -200,6 +205,8 @@ def write_back(manifest: Manifest, probs: dict, run_dir: Path, thresholds) -> in
 
     entries = [e for split in ("train", "val", "test") for e in manifest.split(split)]
     stacked = np.concatenate([probs[s] for s in ("train", "val", "test") if len(probs[s])])
+    human = [i for i, e in enumerate(entries) if e.pseudo is None]  # pseudo-labels judge nothing
+    entries, stacked = [entries[i] for i in human], stacked[human]
     return write_predictions(manifest.dataset, [e.sample_id for e in entries],
                              [e.labels for e in entries], stacked, manifest.classes,
                              task=manifest.task, run=run_dir.name, thresholds=thresholds or None)
@@ -219,11 +226,22 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         manifest, policy, config = prepare(name, config)
         run_dir = new_run_dir(name, config)
         fitted = start(run_dir, manifest, config, policy, progress)
+    return finish(run_dir, manifest, policy, config, fitted, tracking_uri=tracking_uri,
+                  track=track, writeback=writeback, progress=progress)
+
+
+def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfig, fitted, *,
+           tracking_uri: str | None, track: bool, writeback: bool, progress) -> RunResult:
+    """Everything a run does once its model is fitted: calibration, metrics, thresholds, plots,
+    write-back and MLflow."""
     result = evaluate(fitted, manifest, policy, config, progress)
     record_calibration(run_dir, result.calibration)
+    pseudo_path = run_dir / "pseudo.json"  # a --pseudo-label run's record (train/pseudo.py)
+    pseudo = json.loads(pseudo_path.read_text()) if pseudo_path.is_file() else None
     write_json_atomic(run_dir / "metrics.json",
                       {**result.metrics, "calibration": result.calibration,
-                       "best_epoch": fitted.best_epoch, "history": fitted.history})
+                       "best_epoch": fitted.best_epoch, "history": fitted.history,
+                       **({"pseudo": pseudo} if pseudo else {})})
     write_json_atomic(run_dir / "thresholds.json",
                       {"policy": policy.to_dict(), "thresholds": result.thresholds})
     write_plots(run_dir, manifest, result)
@@ -237,7 +255,7 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
                          params={**config.to_dict(), "manifest_hash": manifest.hash},
                          metrics=result.metrics, tracking_uri=tracking_uri)
     return RunResult(run_dir, result.metrics, result.thresholds, fitted.best_epoch, mistakes, run_id,
-                     calibration=result.calibration, clips=clip_results or None)
+                     calibration=result.calibration, clips=clip_results or None, pseudo=pseudo)
 
 
 def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Policy) -> dict:
