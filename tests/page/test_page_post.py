@@ -1,5 +1,5 @@
 """The page's post panel without a browser, on a post bundle trained as the #15 tests train one
-(`post_run` in tests/page/conftest.py): the decision is `shotlab predict`'s record for the same
+(`post_run` in tests/conftest.py): the decision is `shotlab predict`'s record for the same
 image and caption, a bad caption or image gets predict's reason, and the explanation is what
 `predict --explain` stores for a post (modality split, Grad-CAM, caption IG)."""
 

