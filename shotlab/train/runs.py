@@ -70,6 +70,7 @@ class RunResult:
     mlflow_run_id: str | None
     calibration: dict | None = None
     clips: dict | None = None  # a clip dataset's clip headline (train/clip_eval.py), else None
+    choice: dict | None = None  # the automatic method choice (train/auto_choice.py), if made
 
 
 SAME_SECOND = 100  # runs of one dataset and backbone started in one second; more is a runaway loop
@@ -100,9 +101,12 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
-def write_config(run_dir: Path, config: TrainConfig, policy: Policy, manifest: Manifest) -> None:
+def write_config(run_dir: Path, config: TrainConfig, policy: Policy, manifest: Manifest,
+                 choice: dict | None = None) -> None:
     data = {"dataset": manifest.dataset, "manifest_hash": manifest.hash, "train": config.to_dict(),
             "policy": policy.to_dict(), "versions": versions()}
+    if choice:
+        data["auto_choice"] = choice
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
 
@@ -213,17 +217,19 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         run_dir = Path(resume_dir)
         config, policy = read_config(run_dir)
         manifest = Manifest.load(run_dir / "manifest.json")
+        choice = yaml.safe_load((run_dir / "config.yaml").read_text()).get("auto_choice")
         fitted = trainer_of(manifest.kind).fit(manifest, config, run_dir, resume=True,
                                                progress=progress)
     else:
-        manifest, policy, config = prepare(name, config)
+        manifest, policy, config, choice = prepare(name, config, progress)
         run_dir = new_run_dir(name, config)
-        fitted = start(run_dir, manifest, config, policy, progress)
+        fitted = start(run_dir, manifest, config, policy, progress, choice)
     result = evaluate(fitted, manifest, policy, config, progress)
     record_calibration(run_dir, result.calibration)
     write_json_atomic(run_dir / "metrics.json",
                       {**result.metrics, "calibration": result.calibration,
-                       "best_epoch": fitted.best_epoch, "history": fitted.history})
+                       "best_epoch": fitted.best_epoch, "history": fitted.history,
+                       **({"auto_choice": choice} if choice else {})})
     write_json_atomic(run_dir / "thresholds.json",
                       {"policy": policy.to_dict(), "thresholds": result.thresholds})
     write_plots(run_dir, manifest, result)
@@ -234,10 +240,11 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         from shotlab.train.tracking import log_run
 
         run_id = log_run(run_dir, dataset=manifest.dataset, history=fitted.history,
-                         params={**config.to_dict(), "manifest_hash": manifest.hash},
+                         params={**config.to_dict(), "manifest_hash": manifest.hash,
+                                 **({"auto_choice": choice_name(choice)} if choice else {})},
                          metrics=result.metrics, tracking_uri=tracking_uri)
     return RunResult(run_dir, result.metrics, result.thresholds, fitted.best_epoch, mistakes, run_id,
-                     calibration=result.calibration, clips=clip_results or None)
+                     calibration=result.calibration, clips=clip_results or None, choice=choice)
 
 
 def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Policy) -> dict:
@@ -255,21 +262,42 @@ def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Po
     return headline(results)
 
 
-def prepare(name: str, config: TrainConfig) -> tuple[Manifest, Policy, TrainConfig]:
-    """The frozen dataset, its policy and the configuration with the dataset kind's defaults
-    filled in, once every check that needs no training has passed: options and device, policy,
-    classes and splits, backbone and mode for the kind (before any run folder exists).
+def prepare(name: str, config: TrainConfig, progress=None):
+    """The frozen dataset, its policy, the configuration with the dataset kind's defaults
+    filled in and the automatic choice (None where none was made), once every check that needs
+    no training has passed: options and device, policy, classes and splits, backbone and mode
+    for the kind (before any run folder exists). An image dataset trained without --mode gets
+    its backbone and mode chosen by cross-validation on its train split (train/auto_choice.py).
     A clip dataset trains its frames dataset (frames carry the clip's labels); the policy is
     the clip dataset's."""
     from shotlab.train.backbones import get_backbone
 
     manifest = freeze(store.frames_dataset_of(store.load(name)) or name)
+    auto, forced_backbone = config.mode is None and manifest.kind == "image", config.backbone
     config = with_kind_defaults(config, manifest)
     policy = resolve_policy(name, config.check(), manifest.classes)
     check_trainable(manifest)
     get_backbone(config.backbone, manifest.kind)
     check_mode(config.mode, manifest)
-    return manifest, policy, config
+    choice = None
+    if auto:
+        config, choice = auto_chosen(manifest, config, forced_backbone, progress)
+    return manifest, policy, config, choice
+
+
+def choice_name(choice: dict) -> str:
+    return f"{choice['backbone']} {choice['mode']}"
+
+
+def auto_chosen(manifest: Manifest, config: TrainConfig, backbone: str | None, progress):
+    """`config` with the backbone and mode the automatic choice picked, and the choice."""
+    from dataclasses import replace
+
+    from shotlab.train.auto_choice import choose
+
+    choice = choose(manifest, backbone=backbone, seed=config.seed, device=config.device,
+                    workers=config.workers, progress=progress)
+    return replace(config, backbone=choice["backbone"], mode=choice["mode"]), choice
 
 
 def with_kind_defaults(config: TrainConfig, manifest: Manifest) -> TrainConfig:
@@ -295,12 +323,13 @@ def check_mode(mode: str, manifest: Manifest) -> None:
                          f"or leave --mode out")
 
 
-def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy, progress):
+def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy, progress,
+          choice: dict | None = None):
     """Fit in the new `run_dir`; a start that fails before its first checkpoint (last.pt, which
     --resume needs) removes the folder, so no orphan is left in `train runs`."""
     try:
         manifest.save(run_dir / "manifest.json")
-        write_config(run_dir, config, policy, manifest)
+        write_config(run_dir, config, policy, manifest, choice)
         return trainer_of(manifest.kind).fit(manifest, config, run_dir, progress=progress)
     except BaseException:
         if not (run_dir / "checkpoints" / "last.pt").is_file():
