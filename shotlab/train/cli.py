@@ -132,8 +132,9 @@ def runs_command(as_json: bool) -> None:
               help="Samples per class drawn from the train split, comma-separated.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--finetune", default=None,
-              help="Fine-tuning modes to include (comma-separated; empty for none) [default: "
-                   "linear,partial for images, setfit for text].")
+              help="Fine-tuning modes to include (comma-separated; empty for none); auto: what "
+                   "`shotlab train` without --mode would train, its row naming what it chose "
+                   "[default: linear,partial,auto for images, setfit for text].")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),

@@ -140,3 +140,18 @@ def test_mode_and_backbone_force_the_choice(hard_colours):
                                     "1", "--workers", "0", "--no-track"])
     assert only.exit_code == 0, only.output
     assert only.output.startswith("Automatic choice: tiny-test linear; why: the only candidate")
+
+
+def test_the_benchmark_table_marks_the_automatic_choice(hard_colours, tmp_path):
+    from shotlab.train.benchmark import Benchmark, write_results
+    from shotlab.train.manifest import freeze
+
+    bench = Benchmark(freeze(hard_colours), backbones=["tiny-test"], finetune=["auto"],
+                      epochs=1, workers=0, progress=False)
+    rows = bench.run([3], repeats=1)
+    auto = next(r for r in rows if r.method == "auto")
+    assert auto.chose.endswith(" linear") and auto.chose.split()[0] in offline_backbones()
+    assert all(r.chose == "" for r in rows if r.method != "auto")
+    write_results(rows, tmp_path / "bench", [3], bench.embedding_seconds)
+    table = (tmp_path / "bench" / "results.md").read_text()
+    assert f"| auto (chose {auto.chose}) | - |" in table
