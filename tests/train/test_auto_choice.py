@@ -79,6 +79,8 @@ def hard_colours(tmp_path_factory):
     store.delete(name)
 
 
+@pytest.mark.fiftyone
+@pytest.mark.slow
 def test_the_choice_reads_the_train_split_only(hard_colours):
     """Val and test images are never opened (their files are gone, their labels swapped) and
     never embedded: the same choice with the same scores (reproducible with the seed), and the
@@ -107,6 +109,8 @@ def run_folder(output: str) -> Path:
     return Path(next(word for word in output.split() if "/runs/" in word))
 
 
+@pytest.mark.fiftyone
+@pytest.mark.slow
 def test_train_without_mode_chooses_and_records_a_normal_run(hard_colours):
     """The chosen run is a plain linear run of the chosen backbone: its checkpoint loads as
     any (export and predict start there; tests/export cover that path)."""
@@ -127,6 +131,8 @@ def test_train_without_mode_chooses_and_records_a_normal_run(hard_colours):
     assert load_checkpoint(run_dir).meta["backbone"] == chosen["backbone"]
 
 
+@pytest.mark.fiftyone
+@pytest.mark.slow
 def test_mode_and_backbone_force_the_choice(hard_colours):
     forced = CliRunner().invoke(cli, ["train", hard_colours, "--mode", "partial", "--backbone",
                                       "tiny-test", "--epochs", "1", "--workers", "0",
@@ -142,6 +148,8 @@ def test_mode_and_backbone_force_the_choice(hard_colours):
     assert only.output.startswith("Automatic choice: tiny-test linear; why: the only candidate")
 
 
+@pytest.mark.fiftyone
+@pytest.mark.slow
 def test_the_benchmark_table_marks_the_automatic_choice(hard_colours, tmp_path):
     from shotlab.train.benchmark import Benchmark, write_results
     from shotlab.train.manifest import freeze
