@@ -114,6 +114,16 @@ def choose(manifest: Manifest, *, backbone: str | None = None, seed: int = 0,
     return decide(features, y, manifest.task, seed)
 
 
+def chosen_config(manifest: Manifest, config, backbone: str | None, progress):
+    """`config` (a TrainConfig) with the backbone and mode `choose` picks, and the choice;
+    `backbone` is --backbone (None: every offline backbone is a candidate)."""
+    from dataclasses import replace
+
+    choice = choose(manifest, backbone=backbone, seed=config.seed, device=config.device,
+                    workers=config.workers, progress=progress)
+    return replace(config, backbone=choice["backbone"], mode=choice["mode"]), choice
+
+
 def line(choice: dict) -> str:
     """The one line `shotlab train` prints about its choice."""
     scores = ", ".join(f"{name} {score:.3f}" for name, score in choice["scores"].items())

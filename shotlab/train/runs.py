@@ -241,7 +241,8 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
 
         run_id = log_run(run_dir, dataset=manifest.dataset, history=fitted.history,
                          params={**config.to_dict(), "manifest_hash": manifest.hash,
-                                 **({"auto_choice": choice_name(choice)} if choice else {})},
+                                 **({"auto_choice": f"{choice['backbone']} {choice['mode']}"}
+                                    if choice else {})},
                          metrics=result.metrics, tracking_uri=tracking_uri)
     return RunResult(run_dir, result.metrics, result.thresholds, fitted.best_epoch, mistakes, run_id,
                      calibration=result.calibration, clips=clip_results or None, choice=choice)
@@ -281,23 +282,10 @@ def prepare(name: str, config: TrainConfig, progress=None):
     check_mode(config.mode, manifest)
     choice = None
     if auto:
-        config, choice = auto_chosen(manifest, config, forced_backbone, progress)
+        from shotlab.train.auto_choice import chosen_config
+
+        config, choice = chosen_config(manifest, config, forced_backbone, progress)
     return manifest, policy, config, choice
-
-
-def choice_name(choice: dict) -> str:
-    return f"{choice['backbone']} {choice['mode']}"
-
-
-def auto_chosen(manifest: Manifest, config: TrainConfig, backbone: str | None, progress):
-    """`config` with the backbone and mode the automatic choice picked, and the choice."""
-    from dataclasses import replace
-
-    from shotlab.train.auto_choice import choose
-
-    choice = choose(manifest, backbone=backbone, seed=config.seed, device=config.device,
-                    workers=config.workers, progress=progress)
-    return replace(config, backbone=choice["backbone"], mode=choice["mode"]), choice
 
 
 def with_kind_defaults(config: TrainConfig, manifest: Manifest) -> TrainConfig:
