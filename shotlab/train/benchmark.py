@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -26,9 +27,13 @@ from shotlab.core.errors import InputError
 from shotlab.core.progress import progress_bar
 from shotlab.train.manifest import Entry, Manifest
 
-FINETUNE_METHODS = ("linear", "partial", "full", "setfit")
+FINETUNE_METHODS = ("linear", "partial", "full", "setfit", "auto")
+# "auto": what `shotlab train` without --mode trains (train/auto_choice.py): the linear head on
+# the backbone with offline weights (whatever --backbones says) that cross-validates best on each
+# draw of shots; its row names what it chose.
+AUTO = "auto"
 # What --backbones and --finetune mean when not given, per dataset kind.
-DEFAULTS = {"image": ("lite0", "linear,partial"), "text": ("minilm", "setfit")}
+DEFAULTS = {"image": ("lite0", "linear,partial,auto"), "text": ("minilm", "setfit")}
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Row:
     accuracy: float
     macro_f1: float
     seconds: float
+    chose: str = ""  # the automatic choice's pick ("lite2 linear"); empty for other methods
 
 
 def sample_shots(manifest: Manifest, shots: int, seed: int) -> list[Entry]:
@@ -64,6 +70,7 @@ def check_kind(manifest: Manifest, backbones, finetune) -> None:
     from shotlab.train.backbones import get_backbone
     from shotlab.train.choices import MODE_KINDS
 
+    MODE_KINDS = {**MODE_KINDS, AUTO: "image"}  # the automatic choice picks image modes
     for backbone in backbones:
         get_backbone(backbone, manifest.kind)
     wrong = [mode for mode in finetune if MODE_KINDS[mode] != manifest.kind]
@@ -173,6 +180,22 @@ class Benchmark:
                         device=fitted.device, workers=self.workers, progress=self.progress)
         return scores(self.y_test, probs.argmax(axis=1))
 
+    def auto_backbones(self) -> list[str]:
+        from shotlab.train.auto_choice import offline_backbones
+
+        return offline_backbones() or list(self.backbones)
+
+    def automatic(self, train: list[Entry], seed: int):
+        """What `shotlab train` would choose, cross-validated on `train` (these shots) alone,
+        trained as its fine-tune row would be; and what it chose."""
+        from shotlab.train.auto_choice import decide
+
+        features = {b: np.stack([self.embed(b)[e.sha256] for e in train])
+                    for b in self.auto_backbones()}
+        choice = decide(features, self.manifest.targets(train), self.manifest.task, seed)
+        accuracy, macro_f1 = self.fine_tuned(choice["backbone"], choice["mode"], train, seed)
+        return accuracy, macro_f1, f"{choice['backbone']} {choice['mode']}"
+
     def head_predictions(self, model, backbone: str) -> np.ndarray:
         import torch
 
@@ -199,11 +222,14 @@ class Benchmark:
                     yield (f"embeddings + {classifier}", backbone,
                            lambda t, s, b=backbone, c=classifier: self.on_embeddings(b, c, t, s))
             for mode in self.finetune:
-                yield (f"fine-tune {mode}", backbone,
-                       lambda t, s, b=backbone, m=mode: self.fine_tuned(b, m, t, s))
+                if mode != AUTO:
+                    yield (f"fine-tune {mode}", backbone,
+                           lambda t, s, b=backbone, m=mode: self.fine_tuned(b, m, t, s))
+        if AUTO in self.finetune:
+            yield AUTO, "-", self.automatic
 
     def run(self, shots: list[int], repeats: int) -> list[Row]:
-        for backbone in self.backbones:
+        for backbone in self.backbones + (self.auto_backbones() if AUTO in self.finetune else []):
             self.embed(backbone)  # timed once, apart from the methods
         rows = []
         plan = [(s, r, m) for s in shots for r in range(repeats) for m in self.methods()]
@@ -211,9 +237,9 @@ class Benchmark:
                 plan, enabled=self.progress, unit="run", desc="Benchmark"):
             train = sample_shots(self.manifest, shot, seed=repeat)
             start = time.perf_counter()
-            accuracy, macro_f1 = train_and_score(train, repeat)
+            accuracy, macro_f1, *chose = train_and_score(train, repeat)
             rows.append(Row(method, backbone, shot, repeat, accuracy, macro_f1,
-                            time.perf_counter() - start))
+                            time.perf_counter() - start, *chose))
         return rows
 
 
@@ -227,8 +253,24 @@ def summarise(rows: list[Row]) -> list[dict]:
              "accuracy_std": float(np.std([r.accuracy for r in g])),
              "macro_f1_mean": float(np.mean([r.macro_f1 for r in g])),
              "macro_f1_std": float(np.std([r.macro_f1 for r in g])),
-             "seconds_mean": float(np.mean([r.seconds for r in g]))}
+             "seconds_mean": float(np.mean([r.seconds for r in g])),
+             "chose": dict(Counter(r.chose for r in g if r.chose))}
             for (m, b, s), g in groups.items()]
+
+
+def method_label(method: str, summary: list[dict]) -> str:
+    """The method's name in the table; the automatic choice's names what it chose, with how
+    often where the draws of shots did not all agree: "auto (chose lite2 linear 7/9, ...)"."""
+    if method != AUTO:
+        return method
+    picks = Counter()
+    for r in summary:
+        if r["method"] == AUTO:
+            picks.update(r["chose"])
+    total = sum(picks.values())
+    shown = ", ".join(name if n == total else f"{name} {n}/{total}"
+                      for name, n in picks.most_common())
+    return f"auto (chose {shown})"
 
 
 def markdown(summary: list[dict], shots: list[int], embedding_seconds: dict) -> str:
@@ -243,7 +285,7 @@ def markdown(summary: list[dict], shots: list[int], embedding_seconds: dict) -> 
             cells.append("-" if r is None else
                          f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f} / "
                          f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f} / {r['seconds_mean']:.1f}")
-        lines.append(f"| {method} | {backbone} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method_label(method, summary)} | {backbone} | " + " | ".join(cells) + " |")
     lines += ["", "Embedding extraction, once per backbone for the train pool and test split "
               "(cached; not in the per-method seconds): "
               + ", ".join(f"{b} {s:.1f} s" for b, s in embedding_seconds.items())]

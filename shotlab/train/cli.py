@@ -30,10 +30,13 @@ def split_names(value: str | None) -> list[str]:
 @train.command("run")
 @click.argument("name", required=False)
 @click.option("--backbone", default=None,
-              help="See `shotlab train backbones` [default: lite0 for images, minilm for text].")
+              help="See `shotlab train backbones` [default: for images, chosen by cross-validation "
+                   "when --mode is not given, else lite0; minilm for text, lite0 for posts].")
 @click.option("--mode", type=click.Choice(MODES), default=None,
-              help=describe(MODES) + " [default: partial for images; for text, setfit up to "
-                   "8 train comments in a class, else logreg].")
+              help=describe(MODES) + " [default: for images, chosen by cross-validation on "
+                   "the train split (the linear head on each offline backbone, or on --backbone; "
+                   "see docs/train.md); for text, setfit up to 8 train comments in a class, "
+                   "else logreg].")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Head learning rate.")
@@ -155,8 +158,9 @@ def runs_command(as_json: bool) -> None:
               help="Samples per class drawn from the train split, comma-separated.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--finetune", default=None,
-              help="Fine-tuning modes to include (comma-separated; empty for none) [default: "
-                   "linear,partial for images, setfit for text].")
+              help="Fine-tuning modes to include (comma-separated; empty for none); auto: what "
+                   "`shotlab train` without --mode would train, its row naming what it chose "
+                   "[default: linear,partial,auto for images, setfit for text].")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),

@@ -182,14 +182,14 @@ def train_with_pseudo_labels(name: str, config: TrainConfig, *, threshold: float
 
     if threshold is not None and not 0 < threshold <= 1:
         raise InputError(f"--pseudo-threshold must be in (0, 1]; got {threshold}")
-    manifest, policy, config = prepare(name, config)
+    manifest, policy, config, choice = prepare(name, config, progress)
     pool, held_out = pool_of(manifest)
     check_pool(name, manifest, pool, held_out)
     run_dir = new_run_dir(name, config)
     try:
         student, added = teach(run_dir, manifest, policy, config, pool, held_out, threshold,
                                progress)
-        fitted = start(run_dir, student, config, policy, progress)
+        fitted = start(run_dir, student, config, policy, progress, choice)
     except BaseException:
         if not (run_dir / "checkpoints" / "last.pt").is_file():
             remove(run_dir)  # a run that never started its own training is no run

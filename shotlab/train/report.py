@@ -55,7 +55,12 @@ def echo_run(result, as_json: bool) -> None:
                           "metrics": result.metrics, "thresholds": result.thresholds,
                           "calibration": result.calibration,
                           "mistakes": result.mistakes, "mlflow_run_id": result.mlflow_run_id,
-                          "clips": result.clips, "pseudo": result.pseudo})
+                          "clips": result.clips, "pseudo": result.pseudo,
+                          "auto_choice": result.choice})
+    if result.choice:
+        from shotlab.train.auto_choice import line
+
+        click.echo(line(result.choice))
     click.echo(f"Run {result.run_dir} (best epoch {result.best_epoch + 1})")
     for split in ("test", "val"):
         if split in result.metrics:

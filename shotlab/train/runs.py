@@ -73,6 +73,7 @@ class RunResult:
     calibration: dict | None = None
     clips: dict | None = None  # a clip dataset's clip headline (train/clip_eval.py), else None
     pseudo: dict | None = None  # a --pseudo-label run's record (pseudo.json), else None
+    choice: dict | None = None  # the automatic method choice (train/auto_choice.py), if made
 
 
 SAME_SECOND = 100  # runs of one dataset and backbone started in one second; more is a runaway loop
@@ -103,9 +104,12 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
-def write_config(run_dir: Path, config: TrainConfig, policy: Policy, manifest: Manifest) -> None:
+def write_config(run_dir: Path, config: TrainConfig, policy: Policy, manifest: Manifest,
+                 choice: dict | None = None) -> None:
     data = {"dataset": manifest.dataset, "manifest_hash": manifest.hash, "train": config.to_dict(),
             "policy": policy.to_dict(), "versions": versions()}
+    if choice:
+        data["auto_choice"] = choice
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
 
@@ -223,9 +227,9 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         fitted = trainer_of(manifest.kind).fit(manifest, config, run_dir, resume=True,
                                                progress=progress)
     else:
-        manifest, policy, config = prepare(name, config)
+        manifest, policy, config, choice = prepare(name, config, progress)
         run_dir = new_run_dir(name, config)
-        fitted = start(run_dir, manifest, config, policy, progress)
+        fitted = start(run_dir, manifest, config, policy, progress, choice)
     return finish(run_dir, manifest, policy, config, fitted, tracking_uri=tracking_uri,
                   track=track, writeback=writeback, progress=progress)
 
@@ -233,15 +237,18 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
 def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfig, fitted, *,
            tracking_uri: str | None, track: bool, writeback: bool, progress) -> RunResult:
     """Everything a run does once its model is fitted: calibration, metrics, thresholds, plots,
-    write-back and MLflow."""
+    write-back and MLflow. What started it is read from its folder: the automatic choice from
+    config.yaml, a --pseudo-label run's record from pseudo.json."""
     result = evaluate(fitted, manifest, policy, config, progress)
     record_calibration(run_dir, result.calibration)
     pseudo_path = run_dir / "pseudo.json"  # a --pseudo-label run's record (train/pseudo.py)
     pseudo = json.loads(pseudo_path.read_text()) if pseudo_path.is_file() else None
+    choice = yaml.safe_load((run_dir / "config.yaml").read_text()).get("auto_choice")
     write_json_atomic(run_dir / "metrics.json",
                       {**result.metrics, "calibration": result.calibration,
                        "best_epoch": fitted.best_epoch, "history": fitted.history,
-                       **({"pseudo": pseudo} if pseudo else {})})
+                       **({"pseudo": pseudo} if pseudo else {}),
+                       **({"auto_choice": choice} if choice else {})})
     write_json_atomic(run_dir / "thresholds.json",
                       {"policy": policy.to_dict(), "thresholds": result.thresholds})
     write_plots(run_dir, manifest, result)
@@ -252,10 +259,13 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
         from shotlab.train.tracking import log_run
 
         run_id = log_run(run_dir, dataset=manifest.dataset, history=fitted.history,
-                         params={**config.to_dict(), "manifest_hash": manifest.hash},
+                         params={**config.to_dict(), "manifest_hash": manifest.hash,
+                                 **({"auto_choice": f"{choice['backbone']} {choice['mode']}"}
+                                    if choice else {})},
                          metrics=result.metrics, tracking_uri=tracking_uri)
     return RunResult(run_dir, result.metrics, result.thresholds, fitted.best_epoch, mistakes, run_id,
-                     calibration=result.calibration, clips=clip_results or None, pseudo=pseudo)
+                     calibration=result.calibration, clips=clip_results or None, pseudo=pseudo,
+                     choice=choice)
 
 
 def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Policy) -> dict:
@@ -273,21 +283,29 @@ def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Po
     return headline(results)
 
 
-def prepare(name: str, config: TrainConfig) -> tuple[Manifest, Policy, TrainConfig]:
-    """The frozen dataset, its policy and the configuration with the dataset kind's defaults
-    filled in, once every check that needs no training has passed: options and device, policy,
-    classes and splits, backbone and mode for the kind (before any run folder exists).
+def prepare(name: str, config: TrainConfig, progress=None):
+    """The frozen dataset, its policy, the configuration with the dataset kind's defaults
+    filled in and the automatic choice (None where none was made), once every check that needs
+    no training has passed: options and device, policy, classes and splits, backbone and mode
+    for the kind (before any run folder exists). An image dataset trained without --mode gets
+    its backbone and mode chosen by cross-validation on its train split (train/auto_choice.py).
     A clip dataset trains its frames dataset (frames carry the clip's labels); the policy is
     the clip dataset's."""
     from shotlab.train.backbones import get_backbone
 
     manifest = freeze(store.frames_dataset_of(store.load(name)) or name)
+    auto, forced_backbone = config.mode is None and manifest.kind == "image", config.backbone
     config = with_kind_defaults(config, manifest)
     policy = resolve_policy(name, config.check(), manifest.classes)
     check_trainable(manifest)
     get_backbone(config.backbone, manifest.kind)
     check_mode(config.mode, manifest)
-    return manifest, policy, config
+    choice = None
+    if auto:
+        from shotlab.train.auto_choice import chosen_config
+
+        config, choice = chosen_config(manifest, config, forced_backbone, progress)
+    return manifest, policy, config, choice
 
 
 def with_kind_defaults(config: TrainConfig, manifest: Manifest) -> TrainConfig:
@@ -313,12 +331,13 @@ def check_mode(mode: str, manifest: Manifest) -> None:
                          f"or leave --mode out")
 
 
-def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy, progress):
+def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy, progress,
+          choice: dict | None = None):
     """Fit in the new `run_dir`; a start that fails before its first checkpoint (last.pt, which
     --resume needs) removes the folder, so no orphan is left in `train runs`."""
     try:
         manifest.save(run_dir / "manifest.json")
-        write_config(run_dir, config, policy, manifest)
+        write_config(run_dir, config, policy, manifest, choice)
         return trainer_of(manifest.kind).fit(manifest, config, run_dir, progress=progress)
     except BaseException:
         if not (run_dir / "checkpoints" / "last.pt").is_file():

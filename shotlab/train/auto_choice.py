@@ -1,0 +1,133 @@
+"""The automatic method choice of `shotlab train NAME` without `--mode` (image datasets).
+
+    choice = choose(manifest, seed=0)              # cross-validates on the train split only
+    choice["backbone"], choice["mode"], line(choice)
+
+Candidates are the linear head (`--mode linear`: the backbone frozen, a logistic regression on its
+cached embeddings, then fine-tuned on them) on each image backbone with offline weights (lite0,
+lite1, lite2), or on the one `--backbone` names. Each is scored by seeded, stratified k-fold
+cross-validation on the TRAIN split alone: the classifier the linear head starts from
+(`baselines.make_classifier("logreg")`) is fitted on k-1 folds and predicts the held-out one; the
+pooled out-of-fold predictions are scored with the measure early stopping uses
+(`finetune.validation_score`: macro-F1, or macro average precision for multilabel). Validation
+and test images are never embedded or read here: val stays for early stopping and calibration,
+test for the honest figure. The highest score wins; a tie goes to the cheaper backbone (listed
+first). The chosen candidate then trains as a normal run, so export and predict take it as any.
+
+Partial and full fine-tuning are not candidates: cross-validating them would fine-tune k
+networks per candidate (minutes each on a CPU), and where they were measured they did not beat
+the linear head. Fashion-MNIST (benchmarks/results/fashion_mnist, lite0, 3 repeats): partial
+0.713 / 0.736 / 0.791 test accuracy at 5 / 10 / 20 shots against linear 0.721 / 0.766 / 0.786,
+at 100-600x the time; the cut-out set of issue #17 at 10 shots: partial 0.761, linear 0.767.
+`--mode partial` still trains one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shotlab.train.manifest import Manifest
+
+MAX_FOLDS = 5
+MODE = "linear"
+WHY_NOT_FINE_TUNING = ("partial/full fine-tuning not tried (never ahead of the linear head in "
+                       "the measured few-shot benchmarks; force it with --mode partial)")
+
+
+def offline_backbones() -> list[str]:
+    """Image backbones whose pretrained weights load offline, cheapest first."""
+    from shotlab.train.backbones import list_backbones, package_weights_file
+
+    ready = [b for b in list_backbones() if b.kind == "image" and package_weights_file(b)]
+    return [b.name for b in ready]
+
+
+def fold_count(y: np.ndarray, task: str) -> int:
+    """How many folds the train split allows: up to MAX_FOLDS, at most the rarest class's count
+    (every fold must hold each class); 1 means no cross-validation is possible."""
+    per_class = y.sum(axis=0) if task == "multilabel" else np.bincount(y)
+    present = per_class[per_class > 0]
+    return int(min(MAX_FOLDS, present.min(), len(y))) if len(present) else 1
+
+
+def splitter(y: np.ndarray, task: str, folds: int, seed: int):
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if task == "multilabel":
+        return KFold(folds, shuffle=True, random_state=seed)
+    return StratifiedKFold(folds, shuffle=True, random_state=seed)
+
+
+def cv_score(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int) -> float:
+    """Out-of-fold score of the linear head's starting classifier on features `x`."""
+    from sklearn.model_selection import cross_val_predict
+
+    from shotlab.train.baselines import make_classifier
+    from shotlab.train.finetune import validation_score
+
+    model = make_classifier("logreg", task=task, seed=seed)
+    probs = cross_val_predict(model, x, y, cv=splitter(y, task, folds, seed),
+                              method="predict_proba")
+    return round(validation_score(y, np.asarray(probs), task), 4)
+
+
+def decide(features: dict[str, np.ndarray], y: np.ndarray, task: str, seed: int) -> dict:
+    """The choice among `features` (backbone -> train embeddings, cheapest first), recorded as
+    a dict: chosen backbone and mode, every candidate's score, the folds, seed and why."""
+    names = list(features)
+    folds = fold_count(y, task)
+    metric = "macro average precision" if task == "multilabel" else "macro-F1"
+    record = {"mode": MODE, "metric": metric, "folds": folds, "seed": seed, "train": len(y),
+              "scores": {}}
+    if len(names) == 1:
+        return {**record, "backbone": names[0],
+                "reason": f"the only candidate ({names[0]} {MODE}); {WHY_NOT_FINE_TUNING}"}
+    if folds < 2:
+        return {**record, "backbone": names[0],
+                "reason": f"a class has a single train image, so no cross-validation is "
+                          f"possible: {names[0]} {MODE}, the cheapest candidate; "
+                          f"{WHY_NOT_FINE_TUNING}"}
+    scores = {f"{name} {MODE}": cv_score(features[name], y, task, folds, seed) for name in names}
+    best = max(names, key=lambda name: scores[f"{name} {MODE}"])  # ties: the first, cheapest
+    return {**record, "backbone": best, "scores": scores,
+            "reason": f"the highest score (ties go to the cheaper backbone); "
+                      f"{WHY_NOT_FINE_TUNING}"}
+
+
+def choose(manifest: Manifest, *, backbone: str | None = None, seed: int = 0,
+           device: str | None = None, workers: int | None = None,
+           progress: bool | None = None) -> dict:
+    """The method a run on `manifest` trains with when `--mode` is not given, chosen on its
+    train split alone (see the module docstring); `backbone` (--backbone) limits the
+    candidates to that one. Embeddings are cached, so the chosen run reuses its own."""
+    from shotlab.train.backbones import create_model, default_backbone
+    from shotlab.train.embeddings import extract
+
+    names = [backbone] if backbone else (offline_backbones() or [default_backbone("image")])
+    train = manifest.split("train")
+    y = manifest.targets(train)
+    if len(names) == 1 or fold_count(y, manifest.task) < 2:  # nothing to cross-validate
+        return decide({name: np.zeros((len(y), 0)) for name in names}, y, manifest.task, seed)
+    paths, digests = [e.filepath for e in train], [e.sha256 for e in train]
+    features = {name: extract(create_model(name, num_classes=0), paths, digests, device=device,
+                              workers=workers, progress=progress) for name in names}
+    return decide(features, y, manifest.task, seed)
+
+
+def chosen_config(manifest: Manifest, config, backbone: str | None, progress):
+    """`config` (a TrainConfig) with the backbone and mode `choose` picks, and the choice;
+    `backbone` is --backbone (None: every offline backbone is a candidate)."""
+    from dataclasses import replace
+
+    choice = choose(manifest, backbone=backbone, seed=config.seed, device=config.device,
+                    workers=config.workers, progress=progress)
+    return replace(config, backbone=choice["backbone"], mode=choice["mode"]), choice
+
+
+def line(choice: dict) -> str:
+    """The one line `shotlab train` prints about its choice."""
+    scores = ", ".join(f"{name} {score:.3f}" for name, score in choice["scores"].items())
+    return (f"Automatic choice: {choice['backbone']} {choice['mode']}"
+            + (f" ({choice['metric']}, {choice['folds']}-fold cross-validation on the "
+               f"{choice['train']} train images: {scores})" if scores else "")
+            + f"; why: {choice['reason']}.")
