@@ -80,6 +80,10 @@ bench: install
 	$(PY) benchmarks/text_fewshot.py    # needs Debian's fortunes; SetFit makes it long on a CPU
 	$(PY) benchmarks/text_attribution.py    # needs Debian's fortunes
 	$(PY) benchmarks/post_explain.py
+	$(PY) benchmarks/auto_choice.py    # needs Debian's dataset-fashion-mnist
+	$(PY) benchmarks/pseudo_label.py    # needs Debian's dataset-fashion-mnist
+	$(PY) benchmarks/label_check_sets.py    # needs Debian's dataset-fashion-mnist
+	$(PY) benchmarks/oof_thresholds.py    # needs Debian's dataset-fashion-mnist
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE) .pytest_cache
