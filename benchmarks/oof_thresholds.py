@@ -32,22 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import bench_home, bench_parser, header, save_results, stamp  # noqa: E402
+from label_errors import fashion_mnist  # noqa: E402
 
 UNSAFE = ("Shirt", "Sneaker")  # a class the model confuses often, one it rarely confuses
 POOL, TEST = 40, 100  # images per class: the pool train/val are drawn from; the test set
 TARGET = 0.95
 FOLDS = 5
-
-
-def fashion_mnist():
-    """datasets/fashion_mnist.py, by path: the name `datasets` is taken by Hugging Face's package."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "datasets" / "fashion_mnist.py"
-    spec = importlib.util.spec_from_file_location("shotlab_fashion_mnist", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def embed(kind: str, per_class: int, seed: int):
