@@ -77,13 +77,19 @@ def test_same_decisions_as_predict(server, exported, images, tmp_path):
     served = [post(server, path.read_bytes()).json() for path in images]
     assert {d["sha256"] for d in served} == set(offline)
     assert {tuple(d["labels"]) for d in served} == {("red",), ("green",), ("blue",)}
+    assert_same_decisions(served, offline, atol=1e-6)
+
+
+def assert_same_decisions(served: list[dict], offline: dict, *, atol: float) -> None:
+    """Each served decision is `shotlab predict`'s for the same sha256 (`offline`): labels,
+    flags, model, policy and runtime equal, scores within `atol`."""
     for got in served:
         want = offline[got["sha256"]]
         for key in ("labels", "flagged", "needs_review", "model_sha256", "policy_version",
                     "runtime"):
             assert got[key] == want[key], key
         np.testing.assert_allclose([got["scores"][c] for c in want["scores"]],
-                                   list(want["scores"].values()), atol=1e-6)
+                                   list(want["scores"].values()), atol=atol)
 
 
 def test_batch_endpoint_one_result_per_part(server, images, tmp_path):

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from shotlab.cli import cli
 from tests.serve.conftest import Server
-from tests.serve.test_service import metric, wait_for
+from tests.serve.test_service import assert_same_decisions, metric, wait_for
 
 pytestmark = pytest.mark.fiftyone
 
@@ -75,13 +75,7 @@ def test_same_decisions_as_predict(server, text_bundle, tmp_path):
     for got in served:  # a tier-1 job for each flagged or review comment, none for the rest
         attention = bool(got["flagged"] or got["needs_review"])
         assert (got["explanation"] in ("pending", "done")) == attention, got
-    for got in served:
-        want = offline[got["sha256"]]
-        for key in ("labels", "flagged", "needs_review", "model_sha256", "policy_version",
-                    "runtime"):
-            assert got[key] == want[key], key
-        np.testing.assert_allclose([got["scores"][c] for c in want["scores"]],
-                                   list(want["scores"].values()), atol=SCORES_ATOL)
+    assert_same_decisions(served, offline, atol=SCORES_ATOL)
 
 
 def test_comments_of_different_lengths_share_runs_with_batch1_scores(server, text_bundle):
