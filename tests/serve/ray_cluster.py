@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
@@ -16,6 +17,9 @@ def start_ray():
         pytest.skip("the --ray paths need Ray (pip install 'ray[serve]==2.60.0')")
     from shotlab.core.cluster import ray_module
 
+    # Ray Serve gives its HTTP proxy 5 s to come up, then kills it; a worker process needs
+    # longer than that to start on a loaded 2-core machine. The cluster's processes inherit this.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
     ray = ray_module(loopback=True)  # sets Ray's loopback switch, then imports it
     ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False)
     try:
