@@ -56,7 +56,7 @@ def make_text_dataset(name: str, rows: list[dict], task: str = "multiclass"):
     from shotlab.core import store, workspace
 
     fo = store.fiftyone()
-    dataset = store.create(name, task)
+    dataset = store.create(name, task, media=store.TEXT)
     home = workspace.current().home
     samples = []
     for line, row in enumerate(rows, start=2):

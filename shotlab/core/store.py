@@ -131,6 +131,7 @@ def create(name: str, task: str, *, media: str = "image") -> "fo.Dataset":
 def complete(dataset: "fo.Dataset", task: str, *, media: str = "image") -> None:
     """Declare shotlab's fields, then record the task: the info is written last, so a dataset
     with it is complete (see `is_half_made`). Safe to repeat, and to run in two processes."""
+    set_media_type(dataset, media)
     declare_fields(dataset, task, media=media)
     if media == TEXT:
         dataset.info[KIND_KEY] = TEXT
@@ -153,6 +154,22 @@ def kind_of(dataset: "fo.Dataset") -> str:
 def frames_dataset_of(dataset: "fo.Dataset") -> str | None:
     """The frames dataset a clip dataset's import made (curate/clip_import.py), else None."""
     return dataset.info.get(INFO_KEY, {}).get("frames_dataset")
+
+
+# What FiftyOne itself infers from the files of each kind (a comment's .txt is "unknown").
+MEDIA_TYPES = {"image": "image", "video": "video", TEXT: "unknown"}
+
+
+def set_media_type(dataset: "fo.Dataset", media: str) -> None:
+    """Set the media type while the dataset is empty. Left unset, FiftyOne sets it on the first
+    `add_samples` from the value it cached when it loaded the dataset, which fails ("cannot set
+    media type of a non-empty dataset") when a concurrent import added its samples first."""
+    if dataset.media_type is not None:
+        return
+    try:
+        dataset.media_type = MEDIA_TYPES.get(media, media)
+    except ValueError:  # another process added samples, and with them the media type, meanwhile
+        dataset.reload()
 
 
 def declare_fields(dataset: "fo.Dataset", task: str, *, media: str = "image") -> None:
