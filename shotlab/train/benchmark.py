@@ -170,8 +170,9 @@ class Benchmark:
         if mode == "setfit":
             return self.set_fit(backbone, train, seed)
         subset = replace(self.manifest, entries=tuple(train + self.manifest.split("val") + self.test))
+        # The learning rate `shotlab train` uses, so the rows (and "auto") are what users get.
         config = TrainConfig(backbone=backbone, mode=mode, epochs=self.epochs, seed=seed,
-                             workers=self.workers, lr=1e-2 if mode == "linear" else 1e-3)
+                             workers=self.workers)
         with tempfile.TemporaryDirectory(prefix="shotlab-bench-") as run_dir:
             fitted = fit(subset, config, Path(run_dir), progress=False)
         if mode == "linear":  # backbone untouched: its head on the cached test embeddings

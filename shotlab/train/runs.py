@@ -310,8 +310,9 @@ def prepare(name: str, config: TrainConfig, progress=None):
 
 def with_kind_defaults(config: TrainConfig, manifest: Manifest) -> TrainConfig:
     """`config` with an unset backbone or mode (None: the CLI's default) chosen for the
-    dataset's kind by its trainer: lite0 / partial for images; minilm / setfit or logreg (by the
-    train split's size) for text; lite0 / fusion for posts."""
+    dataset's kind by its trainer: lite0 / linear for images (`prepare` then chooses the
+    backbone by cross-validation); minilm / setfit or logreg (by the train split's size) for
+    text; lite0 / fusion for posts."""
     from dataclasses import replace
 
     from shotlab.train.backbones import default_backbone
