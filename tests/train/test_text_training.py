@@ -127,7 +127,7 @@ def test_defaults_follow_the_dataset_kind():
         unset, manifest("text", 18))
     assert (few.backbone, few.mode, many.mode) == ("minilm", "setfit", "logreg")
     image = with_kind_defaults(unset, manifest("image", 40))
-    assert (image.backbone, image.mode) == ("lite0", "partial")
+    assert (image.backbone, image.mode) == ("lite0", "linear")  # then the backbone is chosen
     assert with_kind_defaults(TrainConfig(mode="full"), manifest("image", 4)).mode == "full"
 
 
