@@ -576,10 +576,8 @@ def freeze_batchnorm(model) -> None:
 
 def default_mode(manifest: Manifest) -> str:
     """The mode an image run trains in when `--mode` is not given: the linear head, whose
-    backbone `runs.prepare` then chooses by cross-validation (train/auto_choice.py)."""
-    from shotlab.train.auto_choice import MODE
-
-    return MODE
+    backbone `runs.prepare` then chooses by cross-validation (train/auto_choice.py, its MODE)."""
+    return "linear"
 
 
 def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
