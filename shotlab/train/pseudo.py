@@ -47,11 +47,11 @@ from shotlab.core.errors import InputError
 from shotlab.core.files import remove, write_json_atomic
 from shotlab.train.finetune import TrainConfig
 from shotlab.train.manifest import Entry, Manifest, sample_rows
+from shotlab.train.runs import PSEUDO_FILE
 
 TARGET_PRECISION = 0.95  # 1 wrong pseudo-label in 20: about the label noise of a careful annotator
 PSEUDO_FIELD = "pseudo_label"
 PSEUDO_VIEW = "pseudo-labelled"
-PSEUDO_FILE = "pseudo.json"
 TEACHER = "teacher"
 POOL_SPLITS = (None, "train")  # unlabeled samples in val or test stay out of training
 KINDS = ("image", "text")  # the kinds whose pool a plain trainer.predict scores

@@ -76,6 +76,7 @@ class RunResult:
     choice: dict | None = None  # the automatic method choice (train/auto_choice.py), if made
 
 
+PSEUDO_FILE = "pseudo.json"  # a --pseudo-label run's record, written by train/pseudo.py
 SAME_SECOND = 100  # runs of one dataset and backbone started in one second; more is a runaway loop
 
 
@@ -241,7 +242,7 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
     config.yaml, a --pseudo-label run's record from pseudo.json."""
     result = evaluate(fitted, manifest, policy, config, progress)
     record_calibration(run_dir, result.calibration)
-    pseudo_path = run_dir / "pseudo.json"  # a --pseudo-label run's record (train/pseudo.py)
+    pseudo_path = run_dir / PSEUDO_FILE
     pseudo = json.loads(pseudo_path.read_text()) if pseudo_path.is_file() else None
     choice = yaml.safe_load((run_dir / "config.yaml").read_text()).get("auto_choice")
     write_json_atomic(run_dir / "metrics.json",
