@@ -1,23 +1,29 @@
-"""Unsafe-class thresholds on few-shot data: from the validation split alone vs out-of-fold.
+"""Unsafe-class thresholds on few-shot data: what they are read off, and by which rule.
 
     .venv/bin/python benchmarks/oof_thresholds.py [--repeats 20] [--workspace DIR]
 
 Fashion-MNIST (Debian's dataset-fashion-mnist), lite0 embeddings (shotlab's cached extractor),
-a logistic regression on them (`baselines.make_classifier`, the model `train benchmark` reports),
-temperature scaling (`train.calibration`) and `train.thresholds.choose_thresholds`, each as a run
-uses them. Each repeat draws 10 train and 10 validation images per class (seeded) from a fixed
-pool and treats one class as unsafe at target recall 0.95:
+the linear run's head recipe on them (`finetune.logistic_head` on centred, scaled embeddings:
+the probe a linear run starts from), temperature scaling (`train.calibration`) and
+`train.thresholds`, as a run uses them. Each repeat draws 10 train and 10 validation images per
+class (seeded) from a fixed pool and treats one class as unsafe at target recall 0.95:
 
-- **validation alone** (what `shotlab train` does): the model learns on train; its temperature
-  and the threshold come from the 10 validation positives.
-- **out-of-fold**: 5-fold cross-validation over train + validation gives every one of the 20
-  images a score from a model that did not see it; the temperature and the threshold come from
-  those 20 positives, and the deployed model learns on all 20 per class.
+- **val alone**: the model learns on train; its temperature and the threshold come from the
+  10 validation positives (what `shotlab train` did before, and still does for runs whose
+  features learn);
+- **train folds + val**: `train.threshold_scores.pooled_scores`, what a linear run does now:
+  the train images scored out of fold (5 folds of the train split, their own temperature)
+  pooled with the model's calibrated validation scores: 20 positives;
+- **out-of-fold, model on both**: the alternative not built: 5-fold cross-validation over
+  train + validation, and the deployed model learns on both (a run keeps val for early stopping
+  and calibration, so it cannot).
 
-Both are measured on the same held-out test images (100 per class from the test file): the recall
-the threshold reaches on the unsafe class, the share of repeats that reach the target, and the
-flag rate (the share of all test images over the threshold: the review load), with 5th-95th
-percentiles over the repeats. Writes results/oof_thresholds.{json,md}.
+Each with the conformal rule (`highest_threshold`: target x (n + 1) positives flagged, now) and
+the empirical one (target x n, before). All are measured on the same held-out test images
+(100 per class from the test file): the recall the threshold reaches on the unsafe class, the
+share of repeats that reach the target, and the flag rate (the share of all test images over the
+threshold: the review load), with 5th-95th percentiles over the repeats. Writes
+results/oof_thresholds.{json,md}.
 """
 
 from __future__ import annotations
@@ -61,45 +67,70 @@ def embed(kind: str, per_class: int, seed: int):
     return features, labels[chosen].astype(int)
 
 
-def make_classifier_fit(x, y):
-    from shotlab.train.baselines import make_classifier
+def fit_probe(x, y):
+    """The linear run's starting head on `x`: (predict_proba on new features)."""
+    from scipy.special import softmax
 
-    return make_classifier("logreg").fit(x, y)
+    from shotlab.train.finetune import logistic_head
+    from shotlab.train.threshold_scores import standardised
+
+    weight, bias = logistic_head(standardised(x)[0], y, "multiclass", 10)
+    return lambda new: softmax(standardised(x, new)[1] @ weight.T + bias, axis=1)
 
 
-def out_of_fold(x, y, seed: int):
+def empirical_cut(positives, target: float) -> float:
+    """The rule before: the highest t flagging target x n of the n positives."""
+    s = np.sort(positives)
+    at_or_above = s.size - np.searchsorted(s, s, side="left")
+    return float(s[at_or_above / s.size >= target].max())
+
+
+def cuts(y, scores, unsafe: int) -> dict:
+    """{rule: threshold} on calibrated `scores` of labels `y`."""
+    from shotlab.train.thresholds import highest_threshold
+
+    positives = scores[y == unsafe, unsafe]
+    return {"conformal": highest_threshold(positives, TARGET),
+            "empirical": empirical_cut(positives, TARGET)}
+
+
+def on_test(scores: np.ndarray, y_test, threshold: float) -> dict:
+    flagged = scores >= threshold
+    return {"threshold": threshold, "recall": float(flagged[y_test == 1].mean()),
+            "flag_rate": float(flagged.mean())}
+
+
+def scored(x_pool, y_pool, x_test, train, val, seed: int) -> dict:
+    """{method: (labels, calibrated scores the threshold is read off, calibrated test scores)}."""
     from sklearn.model_selection import StratifiedKFold
 
-    probs = np.zeros((len(y), 10))
-    for fit, held in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y):
-        probs[held] = make_classifier_fit(x[fit], y[fit]).predict_proba(x[held])
-    return probs
-
-
-def threshold_on(y, probs, unsafe: str, names):
-    """(calibration record, {unsafe: threshold record}) read off scores `probs` of labels `y`."""
     from shotlab.train.calibration import apply, fit_calibration
-    from shotlab.train.thresholds import choose_thresholds
+    from shotlab.train.threshold_scores import pooled_scores
 
-    record = fit_calibration(y, probs, task="multiclass")
-    return record, choose_thresholds(y, apply(probs, record, "multiclass"), names,
-                                     unsafe=[unsafe], target_recall=TARGET)[unsafe]
+    def calibrated(y_fit, p_fit, *others):
+        record = fit_calibration(y_fit, p_fit, task="multiclass")
+        return [apply(p, record, "multiclass") for p in (p_fit, *others)]
 
-
-def on_test(probs_test, y_test, record, threshold: dict, index: int) -> dict:
-    from shotlab.train.calibration import apply
-
-    scores = apply(probs_test, record, "multiclass")[:, index]
-    flagged = scores >= threshold["threshold"]
-    return {"threshold": float(threshold["threshold"]),
-            "recall": float(flagged[y_test == index].mean()),
-            "flag_rate": float(flagged.mean()),
-            "reported_lower_bound": threshold.get("recall_lower_bound")}
+    model = fit_probe(x_pool[train], y_pool[train])
+    y = {"train": y_pool[train], "val": y_pool[val]}
+    val_scores, test_scores = calibrated(y["val"], model(x_pool[val]), model(x_test))
+    labels, pooled, _ = pooled_scores(x_pool[train], y, {"val": val_scores}, task="multiclass",
+                                      seed=seed)
+    both = np.asarray(list(train) + list(val))
+    oof = np.zeros((len(both), 10))
+    for fit, held in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(
+            x_pool[both], y_pool[both]):
+        oof[held] = fit_probe(x_pool[both][fit], y_pool[both][fit])(x_pool[both][held])
+    oof_scores, oof_test = calibrated(y_pool[both], oof, fit_probe(x_pool[both],
+                                                                   y_pool[both])(x_test))
+    return {"val alone": (y["val"], val_scores, test_scores),
+            "train folds + val": (labels, pooled, test_scores),
+            "out-of-fold, model on both": (y_pool[both], oof_scores, oof_test)}
 
 
 def one_repeat(pool, test, names, seed: int) -> dict:
-    """{unsafe class: {method: test figures}} for one draw of train and validation images (the
-    models do not depend on which class is unsafe: fitted once per draw)."""
+    """{unsafe class: {method (rule): test figures}} for one draw of train and validation
+    images (the models do not depend on which class is unsafe: fitted once per draw)."""
     (x_pool, y_pool), (x_test, y_test) = pool, test
     rng = np.random.default_rng(seed)
     train, val = [], []
@@ -107,20 +138,13 @@ def one_repeat(pool, test, names, seed: int) -> dict:
         members = rng.permutation(np.flatnonzero(y_pool == c))
         train += list(members[:10])
         val += list(members[10:20])
-    both = np.asarray(train + val)
-    model = make_classifier_fit(x_pool[train], y_pool[train])
-    scored = {"validation alone": (y_pool[val], model.predict_proba(x_pool[val]),
-                                   model.predict_proba(x_test)),
-              "out-of-fold": (y_pool[both], out_of_fold(x_pool[both], y_pool[both], seed),
-                              make_classifier_fit(x_pool[both], y_pool[both])
-                              .predict_proba(x_test))}
+    methods = scored(x_pool, y_pool, x_test, train, val, seed)
     found = {}
     for unsafe in UNSAFE:
-        found[unsafe] = {}
-        for method, (y_cut, probs_cut, probs_test) in scored.items():
-            record, cut = threshold_on(y_cut, probs_cut, unsafe, names)
-            found[unsafe][method] = on_test(probs_test, y_test, record, cut,
-                                            names.index(unsafe))
+        index = names.index(unsafe)
+        found[unsafe] = {f"{method} ({rule})": on_test(test_scores[:, index], y_test == index, t)
+                         for method, (labels, scores, test_scores) in methods.items()
+                         for rule, t in cuts(labels, scores, index).items()}
     return found
 
 
@@ -150,10 +174,11 @@ def run(args) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = header("Unsafe-class thresholds: validation alone vs out-of-fold (Fashion-MNIST)",
+    lines = header("Unsafe-class thresholds: what they are read off, and by which rule "
+                   "(Fashion-MNIST)",
                    result, f"; {result['repeats']} repeats")
     lines += [f"Each repeat: 10 train + 10 validation images per class, lite0 embeddings + "
-              f"logistic regression, temperature scaling; target recall {TARGET} on the unsafe "
+              f"the linear run's logistic head, temperature scaling; target recall {TARGET} on the unsafe "
               f"class; measured on {result['test_per_class']} test images per class. Ranges "
               f"are the 5th-95th percentiles over the repeats.", "",
               "| unsafe class | thresholds from | test recall (mean, p5-p95) | repeats reaching "

@@ -533,10 +533,21 @@ def feature_extractor(created: Created) -> Created:
 def init_probe(probe, features: np.ndarray, targets: np.ndarray, task: str) -> None:
     """Set `probe` to an L2-regularised logistic regression fitted on (centred, scaled) features."""
     import torch
+
+    weight, bias = logistic_head(features, targets, task, probe.out_features)
+    with torch.no_grad():
+        probe.weight.copy_(torch.as_tensor(weight))
+        probe.bias.copy_(torch.as_tensor(bias))
+
+
+def logistic_head(features: np.ndarray, targets: np.ndarray, task: str,
+                  classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (classes, d), bias (classes,)) of the probe's logistic regression on `features`;
+    a class missing from `targets` (or one-sided, multilabel) keeps zeros."""
     from sklearn.linear_model import LogisticRegression
 
-    weight = np.zeros((probe.out_features, probe.in_features), dtype=np.float32)
-    bias = np.zeros(probe.out_features, dtype=np.float32)
+    weight = np.zeros((classes, features.shape[1]), dtype=np.float32)
+    bias = np.zeros(classes, dtype=np.float32)
     if task == "multilabel":
         for k in range(targets.shape[1]):
             if 0 < targets[:, k].sum() < len(targets):  # a one-sided class has nothing to fit
@@ -548,9 +559,7 @@ def init_probe(probe, features: np.ndarray, targets: np.ndarray, task: str) -> N
         if len(fitted.classes_) == 2:  # sklearn keeps one row for two classes
             coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
         weight[fitted.classes_], bias[fitted.classes_] = coef, intercept
-    with torch.no_grad():
-        probe.weight.copy_(torch.as_tensor(weight))
-        probe.bias.copy_(torch.as_tensor(bias))
+    return weight, bias
 
 
 def fold_linear(probe, head, mu, sigma) -> None:
@@ -572,6 +581,20 @@ def freeze_batchnorm(model) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.eval()
+
+
+def frozen_features(fitted: FitResult, entries: list[Entry], config: TrainConfig,
+                    progress=None) -> np.ndarray | None:
+    """Embeddings of `entries` from the part of the model training left untouched, on which the
+    head alone was fitted (linear mode: the whole backbone; cached); None for partial and full
+    runs, whose features learnt from the train split."""
+    if config.mode != "linear":
+        return None
+    from shotlab.train.embeddings import extract
+
+    return extract(feature_extractor(fitted.created), [e.filepath for e in entries],
+                   [e.sha256 for e in entries], device=fitted.device, workers=config.workers,
+                   progress=progress)
 
 
 def default_mode(manifest: Manifest) -> str:

@@ -26,26 +26,27 @@ def echo_split(name: str, metrics: dict) -> None:
     click.echo(table(["class", "precision", "recall", "F2", "AUPRC", "support"], rows))
 
 
-def threshold_spread(t: dict) -> str:
+def threshold_spread(t: dict, where: str = "val") -> str:
     """'; 90% interval 0.41-0.77, flags 23% of val' where the run measured them."""
     parts = []
     if t.get("threshold_interval"):
         low, high = t["threshold_interval"]
         parts.append(f"90% interval {low:.2f}-{high:.2f}")
     if t.get("flag_rate") is not None:
-        parts.append(f"flags {t['flag_rate']:.0%} of val")
+        parts.append(f"flags {t['flag_rate']:.0%} of {where}")
     return "; " + ", ".join(parts) if parts else ""
 
 
-def few_positives(name: str, t: dict) -> str:
+def few_positives(name: str, t: dict, where: str = "val") -> str:
     """Why a class's recall cannot be trusted yet, and how many more examples it takes."""
     have, needed = t["support"], t.get("positives_needed")
     bound = t.get("recall_lower_bound")
     shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"
-    more = (f"label about {needed - have} more '{name}' examples for validation (at least "
+    split = "validation" if where == "val" else "train and validation"
+    more = (f"label about {needed - have} more '{name}' examples for {split} (at least "
             f"{needed} in all, every one caught)" if needed and needed > have
-            else "more of its validation examples must be caught")
-    return (f"'{name}' has {have} validation positives: recall >= {t['target_recall']} cannot "
+            else f"more of its {split} examples must be caught")
+    return (f"'{name}' has {have} positives in {where}: recall >= {t['target_recall']} cannot "
             f"be shown with 95% confidence ({shown}); {more}")
 
 
@@ -56,7 +57,8 @@ def echo_run(result, as_json: bool) -> None:
                           "calibration": result.calibration,
                           "mistakes": result.mistakes, "mlflow_run_id": result.mlflow_run_id,
                           "clips": result.clips, "pseudo": result.pseudo,
-                          "auto_choice": result.choice})
+                          "auto_choice": result.choice,
+                          "thresholds_scored_on": result.thresholds_scored_on})
     if result.choice:
         from shotlab.train.auto_choice import line
 
@@ -67,14 +69,19 @@ def echo_run(result, as_json: bool) -> None:
             echo_split(split.capitalize(), result.metrics[split])
             echo_calibration(result.calibration, split, result.metrics[split])
             break
+    where = (result.thresholds_scored_on or {}).get("scored_on", "val")
     for name, t in result.thresholds.items():
-        click.echo(f"Threshold for unsafe class '{name}': {t['threshold']:.3f} (on val: recall "
-                   f"{fmt(t['recall'], 2)}, precision {fmt(t['precision'], 2)}; target "
+        click.echo(f"Threshold for unsafe class '{name}': {t['threshold']:.3f} (on {where}: "
+                   f"recall {fmt(t['recall'], 2)}, precision {fmt(t['precision'], 2)}; target "
                    f"{t['target_recall']}{'' if t['reached'] else ' NOT reached'}), review band "
                    f"[{t['review_band'][0]:.2f}, {t['review_band'][1]:.2f}]"
-                   + threshold_spread(t))
+                   + threshold_spread(t, where))
         if not t.get("confident", True):
-            click.echo(f"  Warning: {few_positives(name, t)}")
+            click.echo(f"  Warning: {few_positives(name, t, where)}")
+    if result.thresholds and where != "val":
+        scored = result.thresholds_scored_on
+        click.echo(f"Thresholds chosen on {scored['train']} train samples scored out of fold "
+                   f"({scored['folds']} folds) and {scored['validation']} val samples.")
     for kind, clip in (result.clips or {}).items():
         recall = ", ".join(f"{c} {fmt(r, 2)}" for c, r in clip["unsafe_recall"].items())
         click.echo(f"Clips ({kind.replace('_', ' ')}, {clip['split']}): mAP "

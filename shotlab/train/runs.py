@@ -9,7 +9,9 @@ holds everything needed to reproduce, resume, judge and export the run:
                      its calibration: a temperature fitted on val, see train/calibration.py)
     metrics.json     val and test metrics on calibrated scores, with bootstrap intervals, the
                      thresholds applied, the raw scores' ECE beside ("ece_raw") and the calibration
-    thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands
+    thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands, and
+                     what they were chosen on ("scored_on": train folds + val, or val alone;
+                     train/threshold_scores.py)
     pseudo.json, teacher/   a --pseudo-label run only: how many pseudo-labels were added per
                      class at which threshold, and the first model's checkpoint (train/pseudo.py)
     clip_metrics.json, clip.json   a clip dataset only: clip-level metrics (aggregated and the
@@ -74,6 +76,7 @@ class RunResult:
     clips: dict | None = None  # a clip dataset's clip headline (train/clip_eval.py), else None
     pseudo: dict | None = None  # a --pseudo-label run's record (pseudo.json), else None
     choice: dict | None = None  # the automatic method choice (train/auto_choice.py), if made
+    thresholds_scored_on: dict | None = None  # see train/threshold_scores.py; None: no policy
 
 
 PSEUDO_FILE = "pseudo.json"  # a --pseudo-label run's record, written by train/pseudo.py
@@ -152,15 +155,16 @@ class Evaluation:
     thresholds: dict
     metrics: dict
     calibration: dict
+    threshold_scores: dict | None = None  # what the thresholds were chosen on (threshold_scores)
 
 
 def evaluate(fitted, manifest: Manifest, policy: Policy, config: TrainConfig,
              progress) -> Evaluation:
     """Probabilities per split (calibrated on val, see train.calibration), thresholds chosen on
-    the calibrated val scores, metrics on val and test (with the raw scores' ECE beside)."""
+    calibrated scores (`unsafe_thresholds`), metrics on val and test (with the raw scores' ECE
+    beside)."""
     from shotlab.train.calibration import apply, calibration_for, fold_into_head
     from shotlab.train.metrics import classification_metrics, ece
-    from shotlab.train.thresholds import choose_thresholds
 
     raw = {split: score_entries(fitted, manifest.split(split), manifest, config, progress)
            for split in ("train", "val", "test")}
@@ -169,15 +173,41 @@ def evaluate(fitted, manifest: Manifest, policy: Policy, config: TrainConfig,
     calibration = calibration_for(fitted.model, y["val"], raw["val"], task=manifest.task)
     fold_into_head(fitted.model, calibration)
     probs = {split: apply(p, calibration, manifest.task) for split, p in raw.items()}
-    thresholds = (choose_thresholds(y["val"], probs["val"], classes, unsafe=list(policy.unsafe),
-                                    target_recall=policy.target_recall,
-                                    review_margin=policy.review_margin, task=manifest.task)
-                  if policy.unsafe else {})
+    thresholds, scored_on = (unsafe_thresholds(fitted, manifest, policy, config, y, probs,
+                                               calibration, progress)
+                             if policy.unsafe else ({}, None))
     metrics = {split: {**classification_metrics(y[split], probs[split], classes,
                                                 task=manifest.task, thresholds=thresholds or None),
                        "ece_raw": ece(y[split], raw[split], task=manifest.task)}
                for split in ("val", "test") if len(y[split])}
-    return Evaluation(raw, probs, thresholds, metrics, calibration)
+    return Evaluation(raw, probs, thresholds, metrics, calibration, scored_on)
+
+
+NOT_FROZEN = "the model's features learnt from the train split, so it cannot be scored out of fold"
+CLIP_FRAMES = ("the train split holds frames of whole clips, which folds would split (a frame's "
+               "neighbours would score it)")
+
+
+def unsafe_thresholds(fitted, manifest: Manifest, policy: Policy, config: TrainConfig, y: dict,
+                      probs: dict, calibration: dict, progress) -> tuple[dict, dict]:
+    """The policy's thresholds, chosen on train folds + val where the model's features are frozen
+    (train/threshold_scores.py), else on val; and the record of which."""
+    from shotlab.train.clip_eval import clip_dataset_of
+    from shotlab.train.threshold_scores import pooled_scores
+    from shotlab.train.thresholds import choose_thresholds
+
+    frozen = getattr(trainer_of(manifest.kind), "frozen_features", None)
+    features, why_not = None, NOT_FROZEN
+    if clip_dataset_of(manifest.dataset):  # a clip's frames: folds would split clips
+        why_not = CLIP_FRAMES
+    elif frozen:
+        features = frozen(fitted, manifest.split("train"), config, progress)
+    labels, scores, record = pooled_scores(features, y, probs, task=manifest.task,
+                                           seed=config.seed, why_not=why_not,
+                                           calibrated=calibration["method"] == "temperature")
+    return choose_thresholds(labels, scores, list(manifest.classes), unsafe=list(policy.unsafe),
+                             target_recall=policy.target_recall,
+                             review_margin=policy.review_margin, task=manifest.task), record
 
 
 def record_calibration(run_dir: Path, calibration: dict) -> None:
@@ -251,7 +281,9 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
                        **({"pseudo": pseudo} if pseudo else {}),
                        **({"auto_choice": choice} if choice else {})})
     write_json_atomic(run_dir / "thresholds.json",
-                      {"policy": policy.to_dict(), "thresholds": result.thresholds})
+                      {"policy": policy.to_dict(), "thresholds": result.thresholds,
+                       **({"scored_on": result.threshold_scores}
+                          if result.threshold_scores else {})})
     write_plots(run_dir, manifest, result)
     clip_results = evaluate_clips_of(run_dir, manifest, result.probs, policy)
     mistakes = write_back(manifest, result.probs, run_dir, result.thresholds) if writeback else None
@@ -266,7 +298,7 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
                          metrics=result.metrics, tracking_uri=tracking_uri)
     return RunResult(run_dir, result.metrics, result.thresholds, fitted.best_epoch, mistakes, run_id,
                      calibration=result.calibration, clips=clip_results or None, pseudo=pseudo,
-                     choice=choice)
+                     choice=choice, thresholds_scored_on=result.threshold_scores)
 
 
 def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Policy) -> dict:

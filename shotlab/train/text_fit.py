@@ -142,6 +142,18 @@ def fit_head(model, texts: list[str], y: np.ndarray, task: str, seed: int, progr
     fold_linear(probe, model.head, mu, sigma)
 
 
+def frozen_features(fitted: FitResult, entries, config: TrainConfig,
+                    progress=None) -> np.ndarray | None:
+    """The packaged encoder's embeddings of `entries`, on which a logreg run fitted its head
+    alone; None for a SetFit run, whose encoder learnt from the train split."""
+    if config.mode != "logreg":
+        return None
+    from shotlab.train.text_model import embed_texts
+
+    return embed_texts(read_texts([e.filepath for e in entries]), encoder=fitted.model.encoder,
+                       progress=progress)
+
+
 def load_weights(model, state: dict) -> None:
     """`state` (a BERT state dict, maybe with a pooler) into the classifier's encoder."""
     missing, _ = model.encoder.bert.load_state_dict(state, strict=False)

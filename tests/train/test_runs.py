@@ -31,6 +31,12 @@ def test_train_writes_a_complete_run(colours):
     assert out["metrics"]["test"]["accuracy"] >= 0.9
     red = out["thresholds"]["red"]
     assert red["reached"] and red["recall"] >= 0.95 and list(out["thresholds"]) == ["red"]
+    # a linear run (the automatic choice) reads its thresholds off train folds + val
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    reds = [e for e in manifest["entries"] if e["labels"] == ["red"]]
+    assert red["support"] == sum(e["split"] in ("train", "val") for e in reds)
+    scored_on = json.loads((run_dir / "thresholds.json").read_text())["scored_on"]
+    assert scored_on == out["thresholds_scored_on"] and scored_on["scored_on"] == "train folds + val"
 
     dataset = store.load(colours)
     assert None not in dataset.values("predictions.label")
@@ -46,6 +52,13 @@ def test_train_writes_a_complete_run(colours):
 
     listed = json.loads(run("train", "runs", "--json").stdout)
     assert any(r["path"] == str(run_dir) and r["finished"] for r in listed)
+
+
+def test_a_partial_run_reads_its_thresholds_off_val_alone(colours):
+    result = run("train", colours, *TINY, "--mode", "partial", "--unsafe", "red", "--no-track")
+    assert result.exit_code == 0, result.output
+    assert "Threshold for unsafe class 'red'" in result.output and "(on val: recall" in result.output
+    assert "scored out of fold" not in result.output
 
 
 def test_resume_a_finished_run_trains_no_more(colours):

@@ -66,6 +66,12 @@ def test_text_run_writes_the_run_folder_of_an_image_run(text_run):
     threshold = text_run["thresholds"]["threat"]
     assert 0 < threshold["threshold"] < 1 and len(threshold["review_band"]) == 2
     assert text_run["mlflow_run_id"] and text_run["mistakes"] is not None
+    # a logreg head on the packaged encoder: the train comments are scored out of fold too
+    scored_on = text_run["thresholds_scored_on"]
+    assert scored_on["scored_on"] == "train folds + val" and scored_on["folds"] >= 2
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert threshold["support"] == sum(e["labels"] == ["threat"] and e["split"] != "test"
+                                       for e in manifest["entries"])
 
 
 def test_predictions_are_written_back_to_the_comments(comments, text_run):

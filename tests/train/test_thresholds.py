@@ -1,4 +1,5 @@
-"""Thresholds chosen on validation data reach the target recall, and are the highest that do."""
+"""Thresholds reach the target recall on the positives they are chosen on with one to spare (the
+conformal quantile: target x (n + 1) flagged), and are the highest that do."""
 
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ def test_threshold_reaches_target_and_is_the_highest_that_does(target, seed):
     for name, entry in policy.items():
         c = NAMES.index(name)
         positives = p[y == c, c]
-        t = entry["threshold"]
+        t, wanted = entry["threshold"], min(target * (positives.size + 1), positives.size)
+        assert np.sum(positives >= t) >= wanted - 1e-9
+        assert np.sum(positives >= np.nextafter(t, 2.0)) < wanted  # a hair higher misses it
         assert np.mean(positives >= t) >= target
-        assert np.mean(positives >= np.nextafter(t, 2.0)) < target  # a hair higher misses it
         assert entry["reached"] is True and entry["target_recall"] == target
         assert entry["support"] == positives.size
         assert entry["recall"] == pytest.approx(np.mean(positives >= t))
@@ -60,10 +62,15 @@ def test_class_without_validation_positives_is_reported_not_fatal():
 
 
 def test_highest_threshold_with_ties_and_no_positives():
-    # recall >= 0.5 of four positives needs two flagged: the two tied at 0.6 give that
+    # 0.5 of (4 + 1) is 2.5 positives: three flagged; the two tied at 0.6 and the 0.9 give that
     assert highest_threshold([0.9, 0.6, 0.6, 0.2], 0.5) == 0.6
     assert highest_threshold([0.9, 0.6, 0.6, 0.2], 0.8) == 0.2
-    assert highest_threshold([0.9, 0.6, 0.6, 0.2], 0.25) == 0.9
+    assert highest_threshold([0.9, 0.6, 0.6, 0.2], 0.2) == 0.9  # one of five
+    assert highest_threshold([0.9, 0.6, 0.6, 0.2], 0.25) == 0.6  # 1.25: two, the tie gives three
+    # 95% of 19 + 1 is 19: all; of 39 + 1 is 38: the lowest one may stay unflagged
+    scores = np.linspace(0.01, 0.99, 39)
+    assert highest_threshold(scores[:19], 0.95) == scores[0]
+    assert highest_threshold(scores, 0.95) == scores[1]
     assert highest_threshold([], 0.95) is None
 
 
@@ -154,4 +161,4 @@ def test_four_positives_are_not_enough_and_the_report_says_how_many_more():
     assert entry["reached"] is True and entry["confident"] is False
     assert entry["positives_needed"] == 59
     message = few_positives("fish", entry)
-    assert "'fish' has 4 validation positives" in message and "about 55 more" in message
+    assert "'fish' has 4 positives in val" in message and "about 55 more" in message
