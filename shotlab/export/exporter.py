@@ -72,7 +72,9 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
 
     (spec,) = input_specs({INPUT_NAME: preprocessing})
     policy = {**run_thresholds.get("policy", {}), "thresholds": run_thresholds.get("thresholds",
-                                                                                   {})}
+                                                                                   {}),
+              **({"scored_on": run_thresholds["scored_on"]} if "scored_on" in run_thresholds
+                 else {})}  # what the thresholds were read off (train/threshold_scores.py)
     clip = run_dir / "clip.json"  # a run on a clip dataset: the clip contract (train/clip_eval.py)
     several = post_export.manifest_parts(checkpoint) if post_export.is_multi_part(checkpoint) \
         else {"input": spec.to_dict()}  # a post: its parts and their inputs

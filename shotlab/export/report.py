@@ -72,11 +72,15 @@ def policy_html(policy: dict) -> str:
         rows.append([html.escape(name), fmt(entry.get("threshold")),
                      f"{fmt(band[0])} &ndash; {fmt(band[1])}", fmt(entry.get("recall")),
                      fmt(entry.get("precision"))])
-    return (table_html(["unsafe class", "threshold", "review band", "val recall",
-                        "val precision"], rows)
+    scored = policy.get("scored_on") or {"scored_on": "val"}  # bundles before it: val alone
+    pooled = scored["scored_on"] != "val"
+    where = (f"{scored['train']} train samples scored out of fold ({scored['folds']} folds) and "
+             f"{scored['validation']} validation samples" if pooled else "the validation split")
+    return (table_html(["unsafe class", "threshold", "review band",
+                        f"{'train folds + val' if pooled else 'val'} recall", "precision"], rows)
             + f"<p class='meta'>target recall {fmt(policy.get('target_recall'), 2)}, policy "
-              f"version {policy.get('version')}; thresholds chosen on the validation split "
-              f"by `shotlab train`</p>")
+              f"version {policy.get('version')}; thresholds chosen on {where} by "
+              f"`shotlab train`</p>")
 
 
 def calibration_html(calibration: dict | None) -> str:

@@ -58,6 +58,7 @@ def test_report_records_parity_and_gate(exported):
     assert set(report["speed"]["batches"]["32"]) == {"pytorch", "onnx", "onnx-fp16"}
     html = (exported.path / "report.html").read_text()
     assert "Regression gate passed" in html and "data:image/png;base64," in html
+    assert "thresholds chosen on the validation split" in html  # a full run: val alone
     assert "<script" not in html and "http" not in html.split("<body>")[1]  # self-contained
 
 

@@ -40,6 +40,9 @@ def test_text_bundle_holds_model_tokenizer_and_contract(fp16_bundle):
     assert manifest["input"] == {"name": "input", "dtype": "int64", "shape": ["batch", "tokens"]}
     assert manifest["calibration"]["method"] in ("temperature", "none")
     assert manifest["policy"]["thresholds"]["threat"]["review_band"]
+    # a logreg run read its thresholds off train folds + val: the bundle and its report say so
+    assert manifest["policy"]["scored_on"]["scored_on"] == "train folds + val"
+    assert "train samples scored out of fold" in (folder / "report.html").read_text()
     bundle = load_bundle(folder)
     assert Path(bundle.preprocessing.tokenizer) == folder / "tokenizer.json"
     report = json.loads((folder / "report.json").read_text())
