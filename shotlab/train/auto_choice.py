@@ -12,7 +12,10 @@ pooled out-of-fold predictions are scored with the measure early stopping uses
 (`finetune.validation_score`: macro-F1, or macro average precision for multilabel). Validation
 and test images are never embedded or read here: val stays for early stopping and calibration,
 test for the honest figure. The highest score wins; a tie goes to the cheaper backbone (listed
-first). The chosen candidate then trains as a normal run, so export and predict take it as any.
+first). With 5-20 images a class, backbones 2-3 points apart cannot be told apart this way (on
+Fashion-MNIST the best backbone on test was picked in 16 of 30 draws; docs/train.md), so the
+choice also says when it was a close call: when the winner outscores the runner-up on fewer than
+90% of bootstrap resamples of the train images' out-of-fold predictions (`close_call`). The chosen candidate then trains as a normal run, so export and predict take it as any.
 
 Partial and full fine-tuning are not candidates: cross-validating them would fine-tune k
 networks per candidate (minutes each on a CPU), and where they were measured they did not beat
@@ -30,6 +33,10 @@ from shotlab.train.manifest import Manifest
 
 MAX_FOLDS = 5
 MODE = "linear"
+BOOTSTRAP_ROUNDS = 200
+# The winner must lead the runner-up on this share of bootstrap resamples for the choice to be
+# called clear (a one-sided 90% bootstrap test); below it the run says the pick is a coin toss.
+CLEAR_LEAD = 0.9
 WHY_NOT_FINE_TUNING = ("partial/full fine-tuning not tried (never ahead of the linear head in "
                        "the measured few-shot benchmarks; force it with --mode partial)")
 
@@ -58,22 +65,49 @@ def splitter(y: np.ndarray, task: str, folds: int, seed: int):
     return StratifiedKFold(folds, shuffle=True, random_state=seed)
 
 
-def cv_score(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int) -> float:
-    """Out-of-fold score of the linear head's starting classifier on features `x`."""
+def cv_probs(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int) -> np.ndarray:
+    """Out-of-fold probabilities of the linear head's starting classifier on features `x`."""
     from sklearn.model_selection import cross_val_predict
 
     from shotlab.train.baselines import make_classifier
-    from shotlab.train.finetune import validation_score
 
     model = make_classifier("logreg", task=task, seed=seed)
-    probs = cross_val_predict(model, x, y, cv=splitter(y, task, folds, seed),
-                              method="predict_proba")
-    return round(validation_score(y, np.asarray(probs), task), 4)
+    return np.asarray(cross_val_predict(model, x, y, cv=splitter(y, task, folds, seed),
+                                        method="predict_proba"))
+
+
+def lead_share(y: np.ndarray, best: np.ndarray, runner_up: np.ndarray, task: str,
+               seed: int) -> float:
+    """The share of bootstrap resamples of the train samples on which the winner's out-of-fold
+    predictions `best` still score higher than the runner-up's (paired: the same resample)."""
+    from shotlab.train.finetune import validation_score
+
+    rng = np.random.default_rng(seed)
+    wins = 0
+    for _ in range(BOOTSTRAP_ROUNDS):
+        rows = rng.integers(0, len(y), len(y))
+        wins += validation_score(y[rows], best[rows], task) > \
+            validation_score(y[rows], runner_up[rows], task)
+    return wins / BOOTSTRAP_ROUNDS
+
+
+def close_call(names: list[str], best: str, scores: dict, probs: dict, y, task: str,
+               seed: int) -> str:
+    """'' when the winner leads clearly; else the sentence `line` adds about the coin toss."""
+    runner_up = max((n for n in names if n != best), key=lambda n: scores[f"{n} {MODE}"])
+    share = lead_share(y, probs[best], probs[runner_up], task, seed)
+    if share >= CLEAR_LEAD:
+        return ""
+    return (f"a close call: {best} scored higher than {runner_up} on only {share:.0%} of "
+            f"{BOOTSTRAP_ROUNDS} bootstrap resamples of the train images, so at this size the two "
+            f"cannot be told apart (compare them with --backbone, or label more images)")
 
 
 def decide(features: dict[str, np.ndarray], y: np.ndarray, task: str, seed: int) -> dict:
     """The choice among `features` (backbone -> train embeddings, cheapest first), recorded as
     a dict: chosen backbone and mode, every candidate's score, the folds, seed and why."""
+    from shotlab.train.finetune import validation_score
+
     names = list(features)
     folds = fold_count(y, task)
     metric = "macro average precision" if task == "multilabel" else "macro-F1"
@@ -87,9 +121,11 @@ def decide(features: dict[str, np.ndarray], y: np.ndarray, task: str, seed: int)
                 "reason": f"a class has a single train image, so no cross-validation is "
                           f"possible: {names[0]} {MODE}, the cheapest candidate; "
                           f"{WHY_NOT_FINE_TUNING}"}
-    scores = {f"{name} {MODE}": cv_score(features[name], y, task, folds, seed) for name in names}
+    probs = {name: cv_probs(features[name], y, task, folds, seed) for name in names}
+    scores = {f"{name} {MODE}": round(validation_score(y, probs[name], task), 4) for name in names}
     best = max(names, key=lambda name: scores[f"{name} {MODE}"])  # ties: the first, cheapest
-    return {**record, "backbone": best, "scores": scores,
+    close = close_call(names, best, scores, probs, y, task, seed)
+    return {**record, "backbone": best, "scores": scores, **({"close_call": close} if close else {}),
             "reason": f"the highest score (ties go to the cheaper backbone); "
                       f"{WHY_NOT_FINE_TUNING}"}
 
@@ -130,4 +166,5 @@ def line(choice: dict) -> str:
     return (f"Automatic choice: {choice['backbone']} {choice['mode']}"
             + (f" ({choice['metric']}, {choice['folds']}-fold cross-validation on the "
                f"{choice['train']} train images: {scores})" if scores else "")
-            + f"; why: {choice['reason']}.")
+            + f"; why: {choice['reason']}"
+            + (f"; {choice['close_call']}" if choice.get("close_call") else "") + ".")

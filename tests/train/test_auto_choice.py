@@ -36,6 +36,18 @@ def test_the_best_separating_features_win_and_the_same_seed_chooses_the_same():
     other = decide(features, y, "multiclass", seed=1)  # other folds, other out-of-fold scores
     assert other["seed"] == 1 and other["scores"] != first["scores"]
     assert "lite2 linear" in line(first) and "5-fold" in line(first)
+    assert "close_call" not in first and "close call" not in line(first)  # a clear lead
+
+
+def test_a_pick_between_equally_good_features_is_called_a_close_call():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 6)
+    base = separable(rng, y, 1.0)
+    features = {"lite0": base, "lite1": base + rng.normal(0, 0.3, base.shape)}
+    choice = decide(features, y, "multiclass", seed=0)
+    loser = ({"lite0", "lite1"} - {choice["backbone"]}).pop()
+    assert f"a close call: {choice['backbone']} scored higher than {loser}" in choice["close_call"]
+    assert "a close call" in line(choice) and decide(features, y, "multiclass", seed=0) == choice
 
 
 def test_too_few_images_for_folds_fall_back_to_the_cheapest_and_say_so():
