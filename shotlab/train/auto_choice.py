@@ -15,7 +15,8 @@ test for the honest figure. The highest score wins; a tie goes to the cheaper ba
 first). With 5-20 images a class, backbones 2-3 points apart cannot be told apart this way (on
 Fashion-MNIST the best backbone on test was picked in 16 of 30 draws; docs/train.md), so the
 choice also says when it was a close call: when the winner outscores the runner-up on fewer than
-90% of bootstrap resamples of the train images' out-of-fold predictions (`close_call`). The chosen candidate then trains as a normal run, so export and predict take it as any.
+90% of bootstrap resamples of the train images' out-of-fold predictions (`close_call`). The
+chosen candidate then trains as a normal run, so export and predict take it as any.
 
 Partial and full fine-tuning are not candidates: cross-validating them would fine-tune k
 networks per candidate (minutes each on a CPU), and where they were measured they did not beat

@@ -101,10 +101,14 @@ def test_pseudo_label_run_adds_right_labels_to_train_only(tmp_path, dataset_name
 
     import_path(write_pool_csv(tmp_path / "pool"), dataset_name, progress=False)
     human = freeze(dataset_name)
-    result = run("train", dataset_name, *TINY, "--pseudo-label", "--json")
+    result = run("train", dataset_name, *TINY, "--pseudo-label", "--unsafe", "red", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     pseudo, run_dir = out["pseudo"], Path(out["run_dir"])
+    # thresholds are read off human labels only: train folds (no pseudo-label) + val
+    assert out["thresholds_scored_on"]["train"] == len(human.split("train"))
+    assert out["thresholds"]["red"]["support"] == sum(
+        e.labels == ("red",) for e in human.entries if e.split != "test")
     assert pseudo["pool"] == 30 and pseudo["held_out"] == 6 and pseudo["calibrated"]
     assert pseudo["added"] == sum(pseudo["added_per_class"].values()) >= 20
 
