@@ -10,9 +10,10 @@ all that learnt from the train split), every TRAIN sample can get an honest scor
 head recipe (`finetune.logistic_head` on embeddings centred and scaled as the probe's) is fitted
 on k-1 folds of the train split and scores the held-out fold, and those out-of-fold scores are
 calibrated by a temperature of their own (`train.calibration`; left raw, as the run's own, when
-the run had too few val samples to calibrate). Validation samples keep the run's own scores. The thresholds and review bands are chosen on the two pooled.
-The caller (`runs.unsafe_thresholds`) leaves pseudo-labels out of the train split here: they
-are the model's own confident calls.
+the run had too few val samples to calibrate). Validation samples keep the run's own scores.
+The thresholds and review bands are chosen on the two pooled. The caller
+(`runs.unsafe_thresholds`) leaves pseudo-labels out of the train split here: they are the
+model's own confident calls.
 
 Fold models learn from (k-1)/k of the train split, a little less than the run's model, so their
 scores on positives run a little lower and the threshold errs toward flagging. Measured on
