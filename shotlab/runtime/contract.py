@@ -23,10 +23,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image
 
+from shotlab.core.errors import InputError
+
 # The ONNX graph's input and output names: the single part of a one-input model is `input`.
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
 
+CROP_MODES = ("center", "squash")  # timm's eval crop modes reproduced by resize_and_crop
 INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
                   "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
 
@@ -52,6 +55,10 @@ class Preprocessing:
         from shotlab.runtime.kinds import get_kind
 
         get_kind(self.kind)  # an unknown kind fails here, naming the kinds this shotlab reads
+        if self.crop_mode not in CROP_MODES:
+            raise InputError(f"crop_mode {self.crop_mode!r} is not one this shotlab reproduces "
+                             f"({', '.join(CROP_MODES)}; timm's 'border' pads, which it does "
+                             f"not); set the backbone's pretrained_cfg crop_mode to one of them")
 
     @classmethod
     def from_timm(cls, data_config: dict, class_names=()) -> "Preprocessing":
@@ -94,16 +101,22 @@ class Preprocessing:
         return hashlib.sha256(json.dumps(pipeline, sort_keys=True).encode()).hexdigest()[:16]
 
     def resize_and_crop(self, image: Image.Image) -> Image.Image:
-        """timm's eval transform: resize to size / crop_pct (the short side, for a square
-        input, keeping the aspect ratio, as torchvision's Resize(int)), then center-crop."""
+        """timm's eval transform (`transforms_imagenet_eval`): resize towards size / crop_pct,
+        then center-crop to size. crop_mode "squash" resizes both sides to it (the aspect ratio
+        is not kept); "center" keeps the aspect ratio and brings the side that fits tighter to
+        it: the short side, as torchvision's Resize(int), for a square input, timm's
+        ResizeKeepRatio for a non-square one."""
         height, width = self.input_size
         scale_h, scale_w = (math.floor(s / self.crop_pct) for s in (height, width))
-        if scale_h == scale_w:
-            w, h = image.size
+        w, h = image.size
+        if self.crop_mode == "squash":
+            size = (scale_w, scale_h)
+        elif scale_h == scale_w:
             long = int(scale_h * max(w, h) / min(w, h))
             size = (scale_h, long) if w <= h else (long, scale_h)
         else:
-            size = (scale_w, scale_h)
+            ratio = min(h / scale_h, w / scale_w)
+            size = (round(w / ratio), round(h / ratio))
         image = image.resize(size, INTERPOLATIONS[self.interpolation])
         left = int(round((image.width - width) / 2.0))
         top = int(round((image.height - height) / 2.0))

@@ -81,18 +81,29 @@ def test_other_interpolations_and_crops_match_timm(interpolation, crop_pct):
         assert_matches_timm(config, random_image(width, height, seed=width))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resize_and_crop squashes to (w/crop, h/crop) for a "
-                   "non-square input_size; timm keeps the aspect ratio (ResizeKeepRatio)")
-def test_non_square_input_size_matches_timm():
-    config = {**timm_config("test_efficientnet"), "input_size": (3, 64, 96)}
-    assert_matches_timm(config, smooth_image(300, 500))
+@pytest.mark.parametrize("input_size", [(3, 64, 96), (3, 96, 64)])
+@pytest.mark.parametrize("width,height", [(300, 500), (500, 300), (33, 47), (257, 255)])
+def test_non_square_input_size_matches_timm(input_size, width, height):
+    # timm keeps the aspect ratio (ResizeKeepRatio) and fits the tighter side
+    config = {**timm_config("test_efficientnet"), "input_size": input_size}
+    assert_matches_timm(config, smooth_image(width, height))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: crop_mode is stored but ignored; timm's 'squash' "
-                   "resizes without keeping the aspect ratio")
-def test_squash_crop_mode_matches_timm():
-    config = {**timm_config("test_efficientnet", 64), "crop_mode": "squash"}
-    assert_matches_timm(config, smooth_image(300, 500))
+@pytest.mark.parametrize("input_size", [(3, 64, 64), (3, 64, 96)])
+@pytest.mark.parametrize("crop_pct", [1.0, 0.9])
+def test_squash_crop_mode_matches_timm(input_size, crop_pct):
+    # squash resizes both sides to size / crop_pct, the aspect ratio not kept
+    config = {**timm_config("test_efficientnet"), "input_size": input_size,
+              "crop_mode": "squash", "crop_pct": crop_pct}
+    for width, height in [(300, 500), (500, 300), (20, 30)]:
+        assert_matches_timm(config, smooth_image(width, height))
+
+
+def test_a_crop_mode_it_cannot_reproduce_is_refused_by_name():
+    from shotlab.core.errors import InputError
+
+    with pytest.raises(InputError, match="crop_mode 'border' is not one this shotlab reproduces"):
+        Preprocessing.from_timm({**timm_config("test_efficientnet", 64), "crop_mode": "border"})
 
 
 def test_bgr_channel_order_reverses_the_normalised_channels():
