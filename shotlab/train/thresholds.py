@@ -10,7 +10,7 @@ flags at least `target_recall` x (n + 1) of the class's n positives, or all of t
 more than n: the split-conformal quantile, so that a NEW positive is flagged with probability at
 least `target_recall` (exchangeable scores assumed). Flagging `target_recall` x n, the empirical
 quantile, falls short by about 1/(n + 1): with 20 positives at 95% it skips the lowest one and
-caught 0.86-0.92 of held-out positives on average (benchmarks/oof_thresholds.py). Below
+caught 0.86-0.92 of held-out positives on average (benchmarks/oof_thresholds.py). With up to
 1 / (1 - target_recall) - 1 positives (19 at 95%) both rules flag them all. With at least one
 positive a threshold always exists; what varies is the precision it costs, which the result
 reports. A class without positives gets threshold 0.0 (flag everything: no evidence, so fail
