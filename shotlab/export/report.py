@@ -72,8 +72,10 @@ def policy_html(policy: dict) -> str:
         rows.append([html.escape(name), fmt(entry.get("threshold")),
                      f"{fmt(band[0])} &ndash; {fmt(band[1])}", fmt(entry.get("recall")),
                      fmt(entry.get("precision"))])
-    scored = policy.get("scored_on") or {"scored_on": "val"}  # bundles before it: val alone
-    pooled = scored["scored_on"] != "val"
+    from shotlab.train.threshold_scores import VALIDATION
+
+    scored = policy.get("scored_on") or {"scored_on": VALIDATION}  # bundles before it: val alone
+    pooled = scored["scored_on"] != VALIDATION
     where = (f"{scored['train']} train samples scored out of fold ({scored['folds']} folds) and "
              f"{scored['validation']} validation samples" if pooled else "the validation split")
     return (table_html(["unsafe class", "threshold", "review band",

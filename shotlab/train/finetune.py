@@ -540,6 +540,13 @@ def init_probe(probe, features: np.ndarray, targets: np.ndarray, task: str) -> N
         probe.bias.copy_(torch.as_tensor(bias))
 
 
+def probe_scaling(features: np.ndarray) -> tuple[np.ndarray, float]:
+    """(mean, scale) the probe's features are centred on and divided by: one scale for every
+    dimension, the mean norm of the centred features (see `Trainer.embed` for why)."""
+    mu = features.mean(axis=0)
+    return mu, max(float(np.linalg.norm(features - mu, axis=1).mean()), 1e-6)
+
+
 def logistic_head(features: np.ndarray, targets: np.ndarray, task: str,
                   classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(weight (classes, d), bias (classes,)) of the probe's logistic regression on `features`;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from shotlab.core.output import echo_json, table
+from shotlab.train.threshold_scores import VALIDATION
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -26,7 +27,7 @@ def echo_split(name: str, metrics: dict) -> None:
     click.echo(table(["class", "precision", "recall", "F2", "AUPRC", "support"], rows))
 
 
-def threshold_spread(t: dict, where: str = "val") -> str:
+def threshold_spread(t: dict, where: str = VALIDATION) -> str:
     """'; 90% interval 0.41-0.77, flags 23% of val' where the run measured them."""
     parts = []
     if t.get("threshold_interval"):
@@ -37,12 +38,12 @@ def threshold_spread(t: dict, where: str = "val") -> str:
     return "; " + ", ".join(parts) if parts else ""
 
 
-def few_positives(name: str, t: dict, where: str = "val") -> str:
+def few_positives(name: str, t: dict, where: str = VALIDATION) -> str:
     """Why a class's recall cannot be trusted yet, and how many more examples it takes."""
     have, needed = t["support"], t.get("positives_needed")
     bound = t.get("recall_lower_bound")
     shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"
-    split = "validation" if where == "val" else "train and validation"
+    split = "validation" if where == VALIDATION else "train and validation"
     more = (f"label about {needed - have} more '{name}' examples for {split} (at least "
             f"{needed} in all, every one caught)" if needed and needed > have
             else f"more of its {split} examples must be caught")
@@ -69,7 +70,7 @@ def echo_run(result, as_json: bool) -> None:
             echo_split(split.capitalize(), result.metrics[split])
             echo_calibration(result.calibration, split, result.metrics[split])
             break
-    where = (result.thresholds_scored_on or {}).get("scored_on", "val")
+    where = (result.thresholds_scored_on or {}).get("scored_on", VALIDATION)
     for name, t in result.thresholds.items():
         click.echo(f"Threshold for unsafe class '{name}': {t['threshold']:.3f} (on {where}: "
                    f"recall {fmt(t['recall'], 2)}, precision {fmt(t['precision'], 2)}; target "
@@ -78,7 +79,7 @@ def echo_run(result, as_json: bool) -> None:
                    + threshold_spread(t, where))
         if not t.get("confident", True):
             click.echo(f"  Warning: {few_positives(name, t, where)}")
-    if result.thresholds and where != "val":
+    if result.thresholds and where != VALIDATION:
         scored = result.thresholds_scored_on
         click.echo(f"Thresholds chosen on {scored['train']} train samples scored out of fold "
                    f"({scored['folds']} folds) and {scored['validation']} val samples.")

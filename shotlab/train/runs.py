@@ -199,11 +199,11 @@ def unsafe_thresholds(fitted, manifest: Manifest, policy: Policy, config: TrainC
     frozen = getattr(trainer_of(manifest.kind), "frozen_features", None)
     features, why_not = None, NOT_FROZEN
     # Pseudo-labels are the model's own confident calls: as positives they would lift the cut.
-    human = [i for i, e in enumerate(manifest.split("train")) if e.pseudo is None]
+    train = manifest.split("train")
+    human = [i for i, e in enumerate(train) if e.pseudo is None]
     if clip_dataset_of(manifest.dataset):  # a clip's frames: folds would split clips
         why_not = CLIP_FRAMES
     elif frozen:
-        train = manifest.split("train")
         features = frozen(fitted, [train[i] for i in human], config, progress)
     labels, scores, record = pooled_scores(features, {**y, "train": y["train"][human]}, probs,
                                            task=manifest.task, seed=config.seed, why_not=why_not,

@@ -37,7 +37,8 @@ from shotlab.runtime.decide import probabilities
 from shotlab.train.backbones import Created, Weights, get_backbone
 from shotlab.train.checkpoint import read_state
 from shotlab.train.finetune import (FitResult, TrainConfig, check_trainable, checkpoint_meta,
-                                    fold_linear, init_probe, save_atomic, validation_score)
+                                    fold_linear, init_probe, probe_scaling, save_atomic,
+                                    validation_score)
 from shotlab.train.manifest import Manifest
 
 # SetFit on a CPU: 5 pair-sampling iterations, one epoch. The setfit default (20 iterations)
@@ -133,9 +134,10 @@ def fit_head(model, texts: list[str], y: np.ndarray, task: str, seed: int, progr
 
     from shotlab.train.text_model import embed_texts
 
-    features = torch.as_tensor(embed_texts(texts, encoder=model.encoder, progress=progress))
-    mu = features.mean(dim=0)
-    sigma = (features - mu).norm(dim=1).mean().clamp(min=1e-6).expand_as(mu).clone()
+    embeddings = embed_texts(texts, encoder=model.encoder, progress=progress)
+    mean, scale = probe_scaling(embeddings)
+    features, mu = torch.as_tensor(embeddings), torch.as_tensor(mean)
+    sigma = torch.full_like(mu, scale)
     with seeded_torch(seed):
         probe = torch.nn.Linear(model.head.in_features, model.head.out_features)
     init_probe(probe, ((features - mu) / sigma).numpy(), y, task)

@@ -39,10 +39,11 @@ POOLED = "train folds + val"
 
 
 def standardised(fit: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """`fit` and `others` centred on `fit`'s mean and divided by its mean norm (the probe's
-    scaling, `finetune.Trainer.embed`)."""
-    mu = fit.mean(axis=0)
-    scale = max(float(np.linalg.norm(fit - mu, axis=1).mean()), 1e-6)
+    """`fit` and `others` scaled as the probe scales its features (`finetune.probe_scaling`,
+    fitted on `fit`)."""
+    from shotlab.train.finetune import probe_scaling
+
+    mu, scale = probe_scaling(fit)
     return [(x - mu) / scale for x in (fit, *others)]
 
 
