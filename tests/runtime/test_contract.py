@@ -115,6 +115,24 @@ def test_bgr_channel_order_reverses_the_normalised_channels():
     assert bgr.to_array(image).flags["C_CONTIGUOUS"]
 
 
+@pytest.mark.parametrize("channel_order", ["RGB", "BGR"])
+def test_normalize_equals_the_per_pixel_arithmetic_bit_for_bit(channel_order):
+    """normalize looks each uint8 value up in a table of 256: exactly (p / 255 - mean) / std in
+    float32, channels in the contract's order, for every value; other dtypes take the formula."""
+    pre = Preprocessing.from_dict({**Preprocessing.from_timm(timm_config("test_efficientnet"))
+                                   .to_dict(), "channel_order": channel_order})
+    pixels = np.arange(256 * 3, dtype=np.int64).reshape(16, 16, 3) * 7 % 256  # every value
+    pixels = pixels.astype(np.uint8)
+    expected = (pixels.astype(np.float32) / 255.0 - np.asarray(pre.mean, np.float32)
+                ) / np.asarray(pre.std, np.float32)
+    if channel_order == "BGR":
+        expected = expected[..., ::-1]
+    expected = expected.transpose(2, 0, 1)
+    for actual in (pre.normalize(pixels), pre.normalize(pixels.astype(np.float32))):
+        assert actual.dtype == np.float32 and actual.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(actual, expected)
+
+
 def test_from_timm_reads_every_field():
     config = timm_config("tf_efficientnet_lite0")
     p = Preprocessing.from_timm(config, class_names=["cat", "dog"])

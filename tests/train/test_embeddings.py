@@ -19,7 +19,7 @@ from PIL import Image
 from shotlab.core.images import sha256_file
 from shotlab.runtime.contract import Preprocessing
 from shotlab.train.backbones import create_model, fingerprint
-from shotlab.train.embeddings import cache_folder, extract
+from shotlab.train.embeddings import ImageFiles, cache_folder, extract, yield_to_forward
 
 
 def fresh_images(folder, count=5):
@@ -201,3 +201,25 @@ def test_empty_input_gives_an_empty_matrix(extractor):
     features = run(created, [], [])
     assert features.shape == (0, created.model.num_features)
     assert counter.calls == 0
+
+
+def test_decoding_workers_give_the_same_embeddings_at_lower_priority(tmp_path, extractor):
+    """The DataLoader worker path (what every multi-core run takes): same vectors as decoding in
+    the main process, and the worker ran at nice +10 (ImageFiles reads its own niceness there)."""
+    import os
+
+    created, _ = extractor
+    paths, sha256s = fresh_images(tmp_path)
+    inline = run(created, paths, sha256s, batch_size=2, use_cache=False)
+
+    class Observed(ImageFiles):
+        def __getitem__(self, index):
+            return super().__getitem__(index)[0], os.nice(0)
+
+    loader_items = torch.utils.data.DataLoader(Observed(paths, created.preprocessing),
+                                               num_workers=1, worker_init_fn=yield_to_forward)
+    niceness = [int(n) for _, n in loader_items]
+    assert niceness == [min(os.nice(0) + 10, 19)] * len(paths)  # 19: the lowest priority
+    workers = extract(created, paths, sha256s, batch_size=2, workers=1, progress=False,
+                      use_cache=False)
+    np.testing.assert_array_equal(workers, inline)
