@@ -264,6 +264,9 @@ class FitResult:
     best_score: float
     history: list[dict]
     device: str
+    # {filepath: vector}: frozen features the fit already computed for its train samples (a text
+    # logreg run's embeddings), so `frozen_features` need not compute them again; else None.
+    features: dict | None = None
 
 
 class Trainer:

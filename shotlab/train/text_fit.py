@@ -127,9 +127,10 @@ def setfit_encoder(texts: list[str], y: np.ndarray, task: str, config: TrainConf
     return model.model_body[0].auto_model.state_dict()
 
 
-def fit_head(model, texts: list[str], y: np.ndarray, task: str, seed: int, progress) -> None:
+def fit_head(model, texts: list[str], y: np.ndarray, task: str, seed: int,
+             progress) -> np.ndarray:
     """Fit the logistic head on the encoder's embeddings of `texts` and fold it into
-    `model.head` (centred and scaled as the image probe, then mapped back)."""
+    `model.head` (centred and scaled as the image probe, then mapped back); returns them."""
     import torch
 
     from shotlab.train.text_model import embed_texts
@@ -142,14 +143,19 @@ def fit_head(model, texts: list[str], y: np.ndarray, task: str, seed: int, progr
         probe = torch.nn.Linear(model.head.in_features, model.head.out_features)
     init_probe(probe, ((features - mu) / sigma).numpy(), y, task)
     fold_linear(probe, model.head, mu, sigma)
+    return embeddings
 
 
 def frozen_features(fitted: FitResult, entries, config: TrainConfig,
                     progress=None) -> np.ndarray | None:
     """The packaged encoder's embeddings of `entries`, on which a logreg run fitted its head
-    alone; None for a SetFit run, whose encoder learnt from the train split."""
+    alone (those the fit computed are reused); None for a SetFit run, whose encoder learnt from
+    the train split."""
     if config.mode != "logreg":
         return None
+    known = fitted.features or {}
+    if entries and all(e.filepath in known for e in entries):
+        return np.stack([known[e.filepath] for e in entries])
     from shotlab.train.text_model import embed_texts
 
     return embed_texts(read_texts([e.filepath for e in entries]), encoder=fitted.model.encoder,
@@ -194,7 +200,7 @@ def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool 
     else:
         model = build_classifier(classes)
     model.eval()
-    fit_head(model, texts, y, manifest.task, config.seed, progress)
+    embeddings = fit_head(model, texts, y, manifest.task, config.seed, progress)
     created = created_for(model, manifest.classes)
     probs = predict(model, [e.filepath for e in val], created, manifest.task, device="cpu")
     score = validation_score(manifest.targets(val), probs, manifest.task)
@@ -203,7 +209,8 @@ def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool 
     save_atomic({"model": model.state_dict(), **meta}, checkpoints / "best.pt")
     save_atomic({"finished": True, "best_score": score, "history": history, **meta},
                 checkpoints / "last.pt")
-    return FitResult(model, created, 0, score, history, "cpu")
+    frozen = dict(zip((e.filepath for e in train), embeddings)) if config.mode == "logreg" else None
+    return FitResult(model, created, 0, score, history, "cpu", features=frozen)
 
 
 def predict(model, paths: list[str], created: Created, task: str, *, device: str = "cpu",

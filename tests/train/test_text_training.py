@@ -74,6 +74,23 @@ def test_text_run_writes_the_run_folder_of_an_image_run(text_run):
                                        for e in manifest["entries"])
 
 
+def test_a_logreg_run_embeds_each_train_comment_once(comments, monkeypatch):
+    """The head's fit and the threshold folds share one pass of the encoder over train."""
+    from shotlab.train import text_model
+
+    real, embedded = text_model.embed_texts, []
+
+    def counting(texts, **options):
+        embedded.extend(texts)
+        return real(texts, **options)
+
+    monkeypatch.setattr(text_model, "embed_texts", counting)
+    out = json.loads(invoke("train", comments, "--mode", "logreg", "--unsafe", "threat",
+                            "--json").output)
+    assert out["thresholds_scored_on"]["scored_on"] == "train folds + val"
+    assert len(embedded) == len(set(embedded)) == out["thresholds_scored_on"]["train"]
+
+
 def test_predictions_are_written_back_to_the_comments(comments, text_run):
     from shotlab.core import store
 
