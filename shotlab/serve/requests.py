@@ -25,6 +25,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,7 +37,7 @@ POST_IMAGE, POST_TEXT = "image", "text"  # a post's multipart part names (its co
 @dataclass
 class Decoded:
     rows: np.ndarray | dict  # (R, *sample_shape), or {part: (R, ...)}: what the model runs
-    scored: object = None  # a clip's export.predict_clips.ClipScores; a comment or caption's text
+    scored: object = None  # a clip's ClipRequest; a comment or caption's text
     sha256: str | None = None  # the record's sha256 where it is not the body's (a post's image)
 
     @property
@@ -110,26 +111,33 @@ def explain_images(worker, records: list[dict], inputs: list) -> None:
                    checkpoint=worker.load_checkpoint())
 
 
+class ClipRequest(NamedTuple):
+    """A clip between decoding and deciding: its frames' scores and the rules, resolved once."""
+
+    scored: object  # export.predict_clips.ClipScores
+    contract: object  # runtime.clip_scores.ClipContract
+    thresholds: dict
+
+
 def decode_clip(body: bytes, bundle, options) -> Decoded:
     """The clip's sampled frames under the bundle's clip contract, from a private temporary file
     (PyAV reads files; it is removed before this returns)."""
     from shotlab.core.clips import clip_file
     from shotlab.export.predict_clips import clip_contract, clip_thresholds, score_clip
 
+    contract, thresholds = clip_contract(bundle), clip_thresholds(bundle)
     with clip_file(body, "body.mp4") as path:
-        scored = score_clip(path, None, bundle.preprocessing, clip_contract(bundle),
-                            clip_thresholds(bundle))
-    return Decoded(np.stack(scored.inputs), scored)
+        scored = score_clip(path, None, bundle.preprocessing, contract, thresholds)
+    return Decoded(np.stack(scored.inputs), ClipRequest(scored, contract, thresholds))
 
 
 def decide_clip(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
     from shotlab.explain.tier1 import target_class
-    from shotlab.export.predict_clips import (clip_contract, clip_record, clip_thresholds,
-                                              top_frame)
+    from shotlab.export.predict_clips import clip_record, top_frame
 
-    scored = decoded.scored
-    scored.probs = list(probs)
-    record = clip_record(bundle, None, scored, clip_contract(bundle), clip_thresholds(bundle),
+    clip = decoded.scored
+    clip.scored.probs = list(probs)
+    record = clip_record(bundle, None, clip.scored, clip.contract, clip.thresholds,
                          runtime=runtime)  # its sha256 is the body's (the file holds the body)
     return record, decoded.rows[top_frame(probs, bundle.classes, target_class(record))]
 
