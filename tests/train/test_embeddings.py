@@ -204,8 +204,9 @@ def test_empty_input_gives_an_empty_matrix(extractor):
 
 
 def test_decoding_workers_give_the_same_embeddings_at_lower_priority(tmp_path, extractor):
-    """The DataLoader worker path (what every multi-core run takes): same vectors as decoding in
-    the main process, and the worker ran at nice +10 (ImageFiles reads its own niceness there)."""
+    """The DataLoader worker path (what every multi-core run takes) gives the same vectors as
+    decoding in the main process; and `yield_to_forward`, extract's worker_init_fn, puts a worker
+    at nice +10 (a dataset that reports the niceness it runs at, read in the worker)."""
     import os
 
     created, _ = extractor
