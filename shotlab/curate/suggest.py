@@ -11,9 +11,11 @@ to unit length (raw embeddings of ReLU networks all sit at cosine ~1). For each 
 - **coverage** d: cosine distance to the nearest labelled or already picked sample, divided by
   the largest such distance;
 - **density** r: mean cosine similarity to its DENSITY_NEIGHBOURS nearest pool neighbours,
-  scaled to [0.5, 1]: an outlier (a corrupt or off-topic image) is far from everything, and
-  coverage alone would pick it first; halving its score, rather than zeroing it, still lets a
-  small group (a rare class, a class boundary) in once the big clusters are covered.
+  scaled to [0.5, 1] and squared, so in [0.25, 1]: an outlier (a corrupt or off-topic image) is
+  far from everything, and coverage alone would pick it first; quartering its score, rather
+  than zeroing it, still lets a small group (a rare class, a class boundary) in once the big
+  clusters are covered. The square (over [0.5, 1] as such) was 1 to 2 points ahead at 30 to 110
+  labels on two Fashion-MNIST pools (100 and 200 a class); the cube was behind it.
 Picks are greedy: each time the sample with the highest u x d x r, then d is updated. A tight
 cluster of equally uncertain images yields one pick, not twenty. Measured on Fashion-MNIST
 (benchmarks/label_efficiency.py): u x d alone was behind random picks; with r it is ahead.
@@ -65,7 +67,8 @@ def uncertainty(labelled: np.ndarray, labels: Sequence[tuple[str, ...]], pool: n
 
 
 def density(pool: np.ndarray, neighbours: int = DENSITY_NEIGHBOURS) -> np.ndarray:
-    """Mean cosine similarity to the nearest `neighbours` others, scaled to [0.5, 1]."""
+    """Mean cosine similarity to the nearest `neighbours` others, scaled to [0.5, 1], squared:
+    [0.25, 1], rising faster towards the dense regions."""
     k = min(neighbours, len(pool) - 1)
     if k < 1:
         return np.ones(len(pool))
@@ -74,7 +77,9 @@ def density(pool: np.ndarray, neighbours: int = DENSITY_NEIGHBOURS) -> np.ndarra
         block = pool[start:start + 1024] @ pool.T
         sims[start:start + 1024] = np.sort(block, axis=1)[:, -k - 1:-1].mean(axis=1)
     low, high = sims.min(), sims.max()
-    return 0.5 + 0.5 * (sims - low) / (high - low) if high > low else np.ones(len(pool))
+    if high <= low:
+        return np.ones(len(pool))
+    return (0.5 + 0.5 * (sims - low) / (high - low)) ** 2
 
 
 def rank_to_label(labelled, labels: Sequence[tuple[str, ...]], pool, budget: int, *,

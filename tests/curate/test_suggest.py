@@ -118,4 +118,4 @@ def test_an_outlier_waits_until_the_clusters_are_covered():
     picked = rank_to_label(labelled, labels, np.concatenate([pool, outlier]), budget=4)
     assert len(pool) not in picked.order  # the four unlabelled clusters come first
     assert {cluster[i] for i in picked.order} == {2, 3, 4, 5}
-    assert picked.density[len(pool)] == 0.5  # the least dense sample: half weight
+    assert picked.density[len(pool)] == 0.25  # the least dense sample: a quarter weight
