@@ -126,14 +126,17 @@ class Preprocessing:
         """uint8 HWC RGB -> float32 CHW, normalised: (pixels / 255 - mean) / std per channel.
 
         A uint8 channel has 256 values, so each channel is a lookup in its 256 normalised values
-        (computed with the same float32 arithmetic: bit-identical, about 4x faster than the
-        arithmetic on every pixel, which decoding workers do for every image)."""
+        (the same float32 arithmetic, `scaled`, applied to 0..255: bit-identical, about 1.8x
+        faster than the arithmetic on every pixel, which decoding workers do for every image)."""
         mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+
+        def scaled(values: np.ndarray) -> np.ndarray:
+            return (values.astype(np.float32) / 255.0 - mean) / std
+
         order = (2, 1, 0) if self.channel_order == "BGR" else (0, 1, 2)
         if pixels.dtype != np.uint8:
-            array = (pixels.astype(np.float32) / 255.0 - mean) / std
-            return np.ascontiguousarray(array[..., order].transpose(2, 0, 1))
-        table = (np.arange(256, dtype=np.float32)[:, None] / 255.0 - mean) / std  # (256, 3)
+            return np.ascontiguousarray(scaled(pixels)[..., order].transpose(2, 0, 1))
+        table = scaled(np.arange(256)[:, None])  # (256, channels)
         return np.stack([np.take(table[:, c], pixels[..., c]) for c in order])
 
     def to_array(self, image: Image.Image) -> np.ndarray:
