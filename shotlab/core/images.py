@@ -86,6 +86,11 @@ def read_bytes(path: Path) -> bytes:
 
 def open_image(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open (not yet decode) `data`, refusing non-images and decompression bombs."""
+    if max_pixels > (Image.MAX_IMAGE_PIXELS or max_pixels):
+        # PIL refuses at twice its own limit inside open(), before ours below can run, so a
+        # --max-pixels above PIL's limit lifts it. It is only ever raised, never lowered: ours,
+        # below, is the limit every file shotlab opens is held to.
+        Image.MAX_IMAGE_PIXELS = max_pixels
     with warnings.catch_warnings():
         # We apply our own limit below; PIL's warning would only duplicate it.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -94,7 +99,8 @@ def open_image(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         except UnidentifiedImageError:
             raise BadImageError(path, "not an image (format not recognised)") from None
         except Image.DecompressionBombError as exc:
-            raise BadImageError(path, f"decompression bomb ({exc})") from None
+            raise BadImageError(path, f"decompression bomb: over the {max_pixels:,}-pixel limit "
+                                      f"({exc}; raise it with --max-pixels)") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise BadImageError(path, f"corrupt image header ({exc})") from None
     width, height = image.size

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from shotlab.serve.service import Refusal, Service, ServeOptions
@@ -74,6 +75,18 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def multipart_refusal(reason: str, max_items: int) -> Refusal:
+    """413 for a body over the parts' limits (too many parts, a form field over 1 MB), else 422."""
+    if reason.startswith("Too many"):
+        return Refusal(413, "too_large", f"multipart body refused ({reason}); send at most "
+                       f"{max_items} parts a request (--max-items)")
+    if "exceeded maximum size" in reason:
+        return Refusal(413, "too_large", f"multipart body refused ({reason}); send a long text "
+                       f"as a file part (curl -F file=@comment.txt)")
+    return Refusal(422, "bad_input", f"multipart body refused ({reason}); send well-formed "
+                   f"multipart/form-data with a named part per item (curl -F file=@photo.jpg)")
+
+
 async def multipart_parts(request: Request, body: bytes, max_items: int) -> list:
     """The parts (serve.requests.Part) of a multipart body already read (and size-checked):
     file parts with their bytes, content type and file name; form fields as UTF-8 text/plain
@@ -85,11 +98,10 @@ async def multipart_parts(request: Request, body: bytes, max_items: int) -> list
 
     try:
         form = await Request(request.scope, replay).form(max_files=max_items, max_fields=max_items)
-    except MultiPartException as exc:
-        status = 413 if "Too many" in str(exc) else 422
-        raise Refusal(status, "too_large" if status == 413 else "bad_input",
-                      f"multipart body refused ({exc}); at most {max_items} file parts "
-                      f"(--max-items)") from None
+    except (MultiPartException, HTTPException, ValueError) as exc:
+        # Inside an app Starlette turns its MultiPartException into HTTPException(400);
+        # python-multipart's own parse errors are ValueErrors.
+        raise multipart_refusal(str(getattr(exc, "detail", exc)), max_items) from None
     try:
         return [Part(name, await value.read(),
                      (value.content_type or "").split(";")[0].strip().lower(), value.filename)

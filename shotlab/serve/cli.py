@@ -24,7 +24,8 @@ MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `
               help="Address to listen on; loopback unless you say otherwise.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Most requests grouped into one model run (1: no batching).")
+              help="Most items (images, comments, posts, clips) in one model run "
+                   "(1: no batching).")
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Longest a batch waits for requests still being decoded.")
 @click.option("--queue-size", type=click.IntRange(min=1), default=256, show_default=True,

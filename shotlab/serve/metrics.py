@@ -2,7 +2,7 @@
 
     shotlab_requests_total{endpoint, code}     every answered request
     shotlab_request_seconds{endpoint}          server-side latency (histogram)
-    shotlab_batch_size                         rows per model run (histogram): > 1 is batching
+    shotlab_batch_size                         items per model run (histogram): > 1 is batching
     shotlab_queue_depth                        items waiting for the model
     shotlab_decisions_total, shotlab_flagged_total, shotlab_needs_review_total
     shotlab_cache_hits_total                   answered from the decision store
@@ -27,7 +27,8 @@ class Metrics:
                                 registry=registry)
         self.latency = Histogram("shotlab_request_seconds", "Server-side request latency",
                                  ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry)
-        self.batch_size = Histogram("shotlab_batch_size", "Rows per model run",
+        self.batch_size = Histogram("shotlab_batch_size",
+                                    "Items per model run (an image, comment, post or whole clip)",
                                     buckets=BATCH_BUCKETS, registry=registry)
         self.decisions = Counter("shotlab_decisions", "Decisions made", registry=registry)
         self.flagged = Counter("shotlab_flagged", "Decisions with a flagged category",

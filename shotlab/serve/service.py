@@ -85,14 +85,15 @@ def key_sha256(key: str) -> str:
 def read_api_key(path: Path | None) -> str | None:
     """The key from `path` (its first line) or $SHOTLAB_API_KEY; None when neither is set."""
     if path is None:
-        return os.environ.get(API_KEY_ENV) or None
+        return os.environ.get(API_KEY_ENV, "").strip() or None
     try:
-        key = Path(path).read_text().strip()
+        key = next(iter(Path(path).read_text().splitlines()), "").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--api-key-file {path}: cannot be read ({exc}); give a text file "
                          f"holding the key on one line") from None
     if not key:
-        raise InputError(f"--api-key-file {path}: the file is empty; put the key in it")
+        raise InputError(f"--api-key-file {path}: its first line is empty; put the key on "
+                         f"the first line")
     return key
 
 

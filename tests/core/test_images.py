@@ -92,6 +92,19 @@ def test_pixel_limit_is_adjustable(tmp_path):
     assert inspect_image(path, max_pixels=10_000).width == 100
 
 
+def test_pixel_limit_can_be_raised_past_pils_own(tmp_path, monkeypatch):
+    """PIL refuses over twice its MAX_IMAGE_PIXELS inside open(); --max-pixels above that must
+    still be honoured, and the default refusal must name the option."""
+    from shotlab.core.images import open_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after
+    path = png_header_only(tmp_path / "big.png", 14_000, 14_000)  # 196 Mpx, over PIL's 179
+    assert "--max-pixels" in reason(path)
+    with open_image(path, path.read_bytes(), max_pixels=500_000_000) as image:
+        assert image.size == (14_000, 14_000)
+    assert "over the 100,000,000-pixel limit" in reason(path, max_pixels=100_000_000)
+
+
 def test_broken_symlink_names_its_target(tmp_path):
     link = tmp_path / "gone.png"
     link.symlink_to(tmp_path / "missing.png")

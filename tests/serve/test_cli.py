@@ -26,7 +26,16 @@ def test_not_a_bundle(tmp_path):
 def test_empty_api_key_file(tmp_path, exported):
     (tmp_path / "key").write_text("\n")
     result = run("serve", exported.path, "--api-key-file", tmp_path / "key")
-    assert result.exit_code == 2 and "the file is empty" in result.output
+    assert result.exit_code == 2 and "first line is empty" in result.output
+
+
+def test_api_key_is_the_files_first_line_or_the_variable_stripped(tmp_path, monkeypatch):
+    from shotlab.serve.service import API_KEY_ENV, read_api_key
+
+    (tmp_path / "key").write_text("s3cret\n# rotated 2026-12-01\n")
+    assert read_api_key(tmp_path / "key") == "s3cret"
+    monkeypatch.setenv(API_KEY_ENV, " s3cret \n")
+    assert read_api_key(None) == "s3cret"
 
 
 def test_batch_larger_than_the_queue_is_refused(tmp_path):

@@ -138,7 +138,8 @@ def test_health_and_metrics(server):
 
 
 @pytest.mark.parametrize("case", ["empty", "not-an-image", "truncated", "bomb", "too-many-pixels",
-                                  "media-type", "too-large", "two-files"])
+                                  "media-type", "too-large", "two-files", "bad-multipart",
+                                  "too-many-parts"])
 def test_bad_input_gets_a_status_and_a_one_line_reason(server, images, tmp_path, case):
     good = images[3].read_bytes()
     body, headers, status, reason = {
@@ -152,10 +153,14 @@ def test_bad_input_gets_a_status_and_a_one_line_reason(server, images, tmp_path,
         "media-type": (good, {"Content-Type": "text/plain"}, 415, "text/plain is not accepted"),
         "too-large": (b"\0" * (MAX_BODY_MB * 1024 * 1024 + 1), PNG, 413, "byte limit"),
         "two-files": (None, None, 422, "2 items sent to /v1/moderate"),
+        "bad-multipart": (b"garbage", {"Content-Type": "multipart/form-data; boundary=xyz"}, 422,
+                          "multipart body refused"),
+        "too-many-parts": (None, None, 413, "at most 8 parts a request (--max-items)"),
     }[case]
-    if case == "two-files":
-        response = httpx.post(server.url + "/v1/moderate", headers=AUTH, timeout=30,
-                              files=[("file", ("a.png", good)), ("file", ("b.png", good))])
+    if case in ("two-files", "too-many-parts"):
+        path, count = ("/v1/moderate", 2) if case == "two-files" else ("/v1/moderate/batch", 9)
+        response = httpx.post(server.url + path, headers=AUTH, timeout=30,
+                              files=[("file", (f"{i}.png", good)) for i in range(count)])
     else:
         response = post(server, body, headers)
     assert response.status_code == status, response.text
