@@ -20,10 +20,16 @@ TEXT_ENCODER = "minilm"  # train/text_model.py ENCODER_NAME (not imported here: 
 def embedder(backbone: str, progress: bool | None):
     """(paths, sha256s) -> embeddings through the cached extractor of `shotlab.train`."""
     def embed(paths, sha256s):
+        from shotlab.core.errors import BadImageError, InputError
         from shotlab.train.backbones import create_model
         from shotlab.train.embeddings import extract
 
-        return extract(create_model(backbone, num_classes=0), paths, sha256s, progress=progress)
+        try:
+            return extract(create_model(backbone, num_classes=0), paths, sha256s,
+                           progress=progress)
+        except BadImageError as exc:
+            raise InputError(f"{exc}; the file changed or went missing since import: restore "
+                             f"it, or tag its sample 'exclude' in the App to leave it out") from None
     return embed
 
 

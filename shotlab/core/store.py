@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "val", "test")
 UNASSIGNED = "unassigned"
+UNLABELED = "(unlabeled)"  # class_counts' row for samples without a label
 INFO_KEY = "shotlab"
 KIND_KEY = "kind"  # dataset.info["kind"]: "text" for a text dataset, absent for images
 TEXT = "text"
@@ -246,6 +247,6 @@ def class_counts(dataset: "fo.Dataset") -> dict[str, Counter]:
     """For each class, how many samples of it each split holds."""
     counts: dict[str, Counter] = {}
     for labels, split in zip(sample_labels(dataset), split_names(dataset)):
-        for label in labels or ("(unlabeled)",):
+        for label in labels or (UNLABELED,):
             counts.setdefault(label, Counter())[split] += 1
     return dict(sorted(counts.items()))

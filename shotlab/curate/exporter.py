@@ -8,7 +8,9 @@ A text dataset exports as csv only: OUT/comments.csv (text, label or one-hot col
 group), which `curate import` reads back as the same comments.
 
 Images are copied (never moved); the export folder must be new or empty, so nothing the user
-has there is overwritten.
+has there is overwritten, and every write stays inside it (a class name that is not a plain
+folder name is refused for the folder format). An export that fails leaves the folder as it
+was: gone, or empty again.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from __future__ import annotations
 import csv
 import shutil
 from dataclasses import dataclass
+from itertools import chain, count
 from pathlib import Path
 
 from shotlab.core import store
 from shotlab.core.errors import InputError
+from shotlab.core.names import child_path
 from shotlab.core.progress import progress_bar
 from shotlab.curate.importer import LABELS_CSV
 from shotlab.curate.readers.csvfile import MULTI_SEPARATOR
+from shotlab.curate.records import normalise_split
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,36 @@ def check_new_folder(out: Path) -> None:
 
 
 def copy_unique(item: Item, folder: Path, used: set[Path]) -> Path:
-    """Copy the image into `folder`, adding a hash to its name if another file took the name."""
-    dest = folder / item.filepath.name
-    if dest in used:
-        dest = folder / f"{item.filepath.stem}-{item.sha256[:8]}{item.filepath.suffix}"
+    """Copy the image into `folder`, adding a hash (then a count) to its name if another file
+    took the name: identical files of the same name are still copied once each."""
+    name, stem, suffix = item.filepath.name, item.filepath.stem, item.filepath.suffix
+    candidates = chain([name, f"{stem}-{item.sha256[:8]}{suffix}"],
+                       (f"{stem}-{item.sha256[:8]}-{n}{suffix}" for n in count(2)))
+    dest = next(folder / c for c in candidates if folder / c not in used)
     used.add(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(item.filepath, dest)
     return dest
+
+
+def check_sources(name: str, items: list[Item]) -> None:
+    """Every image still where the dataset says, before anything is written."""
+    missing = [i.filepath for i in items if not i.filepath.is_file()]
+    if missing:
+        raise InputError(f"{len(missing)} of dataset '{name}''s image files are gone (first: "
+                         f"{missing[0]}); restore them, then export again")
+
+
+def check_folder_names(name: str, items: list[Item], hint: str) -> None:
+    """Each label must come back as the same class from a folder tree: one plain folder name,
+    not hidden (import skips dot folders), and not a split's name when there are no splits."""
+    splits = any(i.split for i in items)
+    for label in sorted({i.labels[0] for i in items}):
+        unsafe = (label in ("", ".", "..") or label.startswith(".") or "/" in label
+                  or "\\" in label or (not splits and normalise_split(label) is not None))
+        if unsafe:
+            raise InputError(f"dataset '{name}' has the class {label!r}, which a folder tree "
+                             f"cannot hold as a folder name that imports back as itself ({hint})")
 
 
 def check_folder_layout(name: str, task: str, items: list[Item]) -> None:
@@ -67,6 +94,7 @@ def check_folder_layout(name: str, task: str, items: list[Item]) -> None:
     if 0 < unassigned < len(items):
         raise InputError(f"dataset '{name}' has {unassigned} samples without a split; assign "
                          f"splits first (`shotlab curate split`) or {hint}")
+    check_folder_names(name, items, hint)
 
 
 def export_folder(dataset, out: Path) -> int:
@@ -75,7 +103,7 @@ def export_folder(dataset, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     used: set[Path] = set()
     for item in progress_bar(items, unit="img", desc="Exporting"):
-        copy_unique(item, out.joinpath(*filter(None, [item.split, item.labels[0]])), used)
+        copy_unique(item, child_path(out, *filter(None, [item.split, item.labels[0]])), used)
     return len(items)
 
 
@@ -141,4 +169,15 @@ def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:
                          f"{', '.join(exporters)} (a CSV that `curate import` reads back)")
     out = Path(out)
     check_new_folder(out)
-    return exporters[fmt](dataset, out)
+    if exporters is EXPORTERS:
+        check_sources(name, items_of(dataset))
+    existed = out.exists()
+    try:
+        return exporters[fmt](dataset, out)
+    except BaseException as exc:  # the folder was new or empty: leave it so, not half-written
+        shutil.rmtree(out, ignore_errors=True)
+        if existed:
+            out.mkdir()
+        if isinstance(exc, OSError):  # a full disk, a file removed meanwhile
+            raise InputError(f"export to {out} failed ({exc}); nothing was left there") from None
+        raise

@@ -33,20 +33,21 @@ class DatasetSummary:
         rows.append(["total", *(self.splits[s] for s in splits), self.samples])
         ratio = "n/a" if self.imbalance_ratio is None else f"{self.imbalance_ratio:.1f}"
         lines = [f"Dataset '{self.name}': {self.task}, {self.samples} samples, "
-                 f"{len(self.classes)} classes, imbalance ratio {ratio} (largest/smallest class)",
+                 f"{len(set(self.classes) - {store.UNLABELED})} classes, imbalance ratio {ratio} "
+                 f"(largest/smallest class)",
                  "", table(["class", *splits, "total"], rows)]
         return "\n".join(lines + [f"warning: {w}" for w in self.warnings])
 
 
 def imbalance_ratio(totals: dict[str, int]) -> float | None:
-    sizes = [n for name, n in totals.items() if name != "(unlabeled)"]
+    sizes = [n for name, n in totals.items() if name != store.UNLABELED]
     return max(sizes) / min(sizes) if sizes else None
 
 
 def class_warnings(totals: dict[str, int], min_per_class: int) -> list[str]:
     return [f"class '{name}' has only {plural(n, 'image')} (fewer than {min_per_class}); "
             f"add more before training" for name, n in totals.items()
-            if name != "(unlabeled)" and n < min_per_class]
+            if name != store.UNLABELED and n < min_per_class]
 
 
 def summarize(name: str, *, min_per_class: int = MIN_PER_CLASS) -> DatasetSummary:

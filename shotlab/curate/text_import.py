@@ -118,7 +118,7 @@ def as_str(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def row_labels(fields: dict, columns: Columns, multilabel: bool, where: str) -> tuple[str, ...]:
+def row_labels(fields: dict, columns: Columns, where: str) -> tuple[str, ...]:
     """The row's classes; ValueError (its message prefixed by `where`) for a bad tag value."""
     from shotlab.curate.readers.csvfile import onehot_labels, split_labels
 
@@ -128,10 +128,10 @@ def row_labels(fields: dict, columns: Columns, multilabel: bool, where: str) -> 
     value = fields.get(columns.label)
     if isinstance(value, list):  # JSONL: "labels": ["violence", "harassment"]
         return tuple(dict.fromkeys(as_str(v).strip() for v in value if as_str(v).strip()))
-    return split_labels(as_str(value).strip(), multilabel)
+    return split_labels(as_str(value).strip())
 
 
-def parse_row(row: Row, columns: Columns, multilabel: bool, source: Path) -> TextRecord | Skipped:
+def parse_row(row: Row, columns: Columns, source: Path) -> TextRecord | Skipped:
     """The row as a record, or why it is skipped (named by its line)."""
     from shotlab.runtime.text import check_text
 
@@ -144,7 +144,7 @@ def parse_row(row: Row, columns: Columns, multilabel: bool, source: Path) -> Tex
         return Skipped(where, f"no '{columns.text}' field; every row needs its comment")
     try:
         text = check_text(row.fields[columns.text], where)
-        labels = row_labels(row.fields, columns, multilabel, where)
+        labels = row_labels(row.fields, columns, where)
     except (InputError, ValueError) as exc:
         return Skipped(where, str(exc).removeprefix(f"{where}: "))
     raw_split = as_str(row.fields.get(columns.split)).strip() if columns.split else ""
@@ -165,7 +165,7 @@ def read_texts(path: Path, multilabel: bool,
     skipped = [Skipped(f"line {line} of {path.name}", reason) for line, reason in bad]
     records = []
     for row in progress_bar(rows, enabled=progress, unit="row", desc="Checking comments"):
-        parsed = parse_row(row, columns, multilabel, path)
+        parsed = parse_row(row, columns, path)
         (skipped if isinstance(parsed, Skipped) else records).append(parsed)
     return records, skipped, columns
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core import workspace
+from shotlab.core.errors import BadImageError
 from shotlab.core.images import load_rgb
 from shotlab.core.names import child_path
 from shotlab.runtime.contract import Preprocessing
@@ -34,7 +35,21 @@ class ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        return self.preprocessing.to_array(load_rgb(self.paths[index])), index
+        try:
+            return self.preprocessing.to_array(load_rgb(self.paths[index])), index
+        except BadImageError:
+            # A worker's exception reaches the caller as a RuntimeError holding a traceback:
+            # hand back a blank input at position -1 - index, and `raise_unreadable` re-reads
+            # the file in the caller's process, where the error keeps its type and one line.
+            return np.zeros(self.preprocessing.sample_shape, np.float32), -1 - index
+
+
+def raise_unreadable(paths: list[str], positions: np.ndarray) -> None:
+    """Raise BadImageError for the first file a worker could not read (see ImageFiles)."""
+    for position in positions[positions < 0]:
+        path = paths[-1 - int(position)]
+        load_rgb(path)  # raises BadImageError, naming the file and why
+        raise BadImageError(path, "changed while it was being read; run again")
 
 
 def default_workers() -> int:
@@ -67,6 +82,7 @@ def forward_batches(created: Created, paths: list[str], *, batch_size: int, work
     with torch.inference_mode(), progress_bar(total=len(paths), enabled=progress, unit="img",
                                               desc="Embedding") as bar:
         for inputs, positions in loader:
+            raise_unreadable(paths, positions.numpy())
             with autocast(device):
                 features = model(to_device(inputs, device))
             bar.update(len(positions))

@@ -155,6 +155,21 @@ def test_multilabel_dataset_runs_the_multilabel_variant(tmp_path, dataset_name):
     assert all(s is not None for s in scores)
 
 
+def test_a_file_replaced_after_import_is_named_with_the_fix(tmp_path, dataset_name):
+    """Embedding reads the file (its embedding is not cached yet) and finds it is no image."""
+    root = write_colour_tree(tmp_path / "colours", counts={"train": 4})
+    fresh = root / "train/blue/fresh.png"  # bytes no earlier test embedded: a cache miss
+    Image.fromarray(np.random.default_rng().integers(0, 256, (24, 24, 3), np.uint8)).save(fresh)
+    import_path(root, dataset_name, progress=False)
+    fresh.write_text("junk")
+    result = run("curate", "check", dataset_name, "--backbone", "tiny-test", "--checks", "label")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.output.strip() == (
+        f"Error: {fresh}: not an image (format not recognised); the "
+        f"file changed or went missing since import: restore it, or tag its sample 'exclude' in "
+        f"the App to leave it out")
+
+
 @pytest.mark.parametrize("pair, expected", [
     ("blurry=-7", "expected a number from -6 to 2"),
     ("blurry=2.5", "expected a number from -6 to 2"),

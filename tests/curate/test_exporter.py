@@ -77,3 +77,38 @@ def test_export_never_writes_into_a_non_empty_folder(tmp_path, dataset_name):
     with pytest.raises(InputError, match="exists and is not an empty folder"):
         export_dataset(dataset_name, tmp_path / "out", "csv")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("label", ["../../victim", "n/a", ".misc", "train"])
+def test_folder_export_refuses_a_class_that_is_no_plain_folder_name(tmp_path, dataset_name, label):
+    """A CSV label is free text: as a folder it could climb out of OUT (overwriting a user's
+    file), nest, hide, or read back as a split; none of that is written."""
+    write_image(tmp_path / "src" / "y.png", seed=1)
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "y.png").write_text("precious")
+    (tmp_path / "src" / "l.csv").write_text(f"filepath,label\ny.png,{label}\n")
+    import_path(tmp_path / "src" / "l.csv", dataset_name, progress=False)
+    with pytest.raises(InputError, match="cannot hold as a folder name.*--format csv"):
+        export_dataset(dataset_name, tmp_path / "out" / "x", "folder")
+    assert (tmp_path / "victim" / "y.png").read_text() == "precious"
+    assert not (tmp_path / "out" / "x").exists()
+
+
+@pytest.mark.parametrize("fmt", ["folder", "csv"])
+def test_identical_files_of_one_name_are_each_exported(tmp_path, dataset_name, roundtrip, fmt):
+    for sub in "pqr":
+        write_image(tmp_path / "src" / "cat" / sub / "x.png", seed=5)  # same name, same bytes
+    write_image(tmp_path / "src" / "dog" / "d.png", seed=6)
+    import_path(tmp_path / "src", dataset_name, progress=False)
+    assert len(store.load(dataset_name)) == 4
+    roundtrip(tmp_path / "out", fmt)
+
+
+def test_a_missing_source_file_is_named_and_nothing_is_written(tmp_path, dataset_name):
+    split_dataset(tmp_path / "src", dataset_name)
+    gone = tmp_path / "src" / "test" / "cat" / "cat_0.png"
+    gone.unlink()
+    (tmp_path / "out").mkdir()
+    with pytest.raises(InputError, match=f"are gone \\(first: {gone}\\); restore them"):
+        export_dataset(dataset_name, tmp_path / "out", "csv")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -114,6 +114,16 @@ def test_multilabel_csv_and_task_mismatch(tmp_path, dataset_name):
         import_path(tmp_path / "more", dataset_name, progress=False)
 
 
+def test_a_label_with_the_separator_needs_multilabel(tmp_path, dataset_name):
+    """'cat;dog' in a label column is two labels: refused without --multilabel, never a class
+    named 'cat;dog'."""
+    for i, name in enumerate("ab"):
+        write_image(tmp_path / f"{name}.png", seed=i)
+    (tmp_path / "labels.csv").write_text("filepath,label\na.png,cat;dog\nb.png,cat\n")
+    with pytest.raises(InputError, match="1 images have several labels .* import with --multilabel"):
+        import_path(tmp_path / "labels.csv", dataset_name, progress=False)
+
+
 def roboflow_folder_zip(tmp_path: Path) -> Path:
     """A zip in Roboflow's `folder` export layout."""
     src = tmp_path / "rf"

@@ -83,6 +83,17 @@ def test_csv_rows_outside_missing_or_malformed_are_reported(tmp_path):
     assert reasons[3][1] == "row 6 of labels.csv: column 'cat' is 'yes', expected 0 or 1"
 
 
+def test_csv_unknown_split_is_skipped_by_row_and_several_labels_stay_several(tmp_path):
+    for name in "abc":
+        write_image(tmp_path / f"{name}.png")
+    (tmp_path / "labels.csv").write_text("filepath,label,split\na.png,dog,Training\n"
+                                         "b.png,cat;dog,test\nc.png,dog,\n")
+    scan = read_table(tmp_path / "labels.csv", multilabel=False)
+    assert labelled(scan) == {"b.png": (("cat", "dog"), "test"), "c.png": (("dog",), None)}
+    assert [s.reason for s in scan.skipped] == [
+        "row 2 of labels.csv: unknown split 'Training'; use train, val or test, or leave it empty"]
+
+
 def test_csv_without_a_path_column(tmp_path):
     (tmp_path / "x.csv").write_text("name,label\na.png,cat\n")
     with pytest.raises(InputError, match="x.csv: no file path column in \\['name', 'label'\\]"):

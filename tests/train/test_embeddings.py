@@ -224,3 +224,17 @@ def test_decoding_workers_give_the_same_embeddings_at_lower_priority(tmp_path, e
     workers = extract(created, paths, sha256s, batch_size=2, workers=1, progress=False,
                       use_cache=False)
     np.testing.assert_array_equal(workers, inline)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_file_gone_bad_is_named_in_one_line_from_a_worker_too(tmp_path, extractor, workers):
+    """A file replaced or deleted after import: the error keeps its type and one line, even
+    when a DataLoader worker hit it (torch would re-raise a RuntimeError with a traceback)."""
+    from shotlab.core.errors import BadImageError
+
+    created, _ = extractor
+    paths, sha256s = fresh_images(tmp_path)
+    open(paths[2], "w").write("junk")
+    with pytest.raises(BadImageError) as caught:
+        extract(created, paths, sha256s, batch_size=2, workers=workers, progress=False)
+    assert str(caught.value) == f"{paths[2]}: not an image (format not recognised)"

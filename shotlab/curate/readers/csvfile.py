@@ -87,12 +87,17 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
             scan.skipped.append(path)
             continue
         try:
-            labels = (split_labels(row[label_column], multilabel) if label_column
+            labels = (split_labels(row[label_column]) if label_column
                       else onehot_labels(row, classes, where))
         except ValueError as exc:
             scan.skipped.append(Skipped(str(path), str(exc)))
             continue
         split = normalise_split(row.get(split_column)) if split_column else default_split
+        if split_column and split is None and row.get(split_column, "").strip():
+            scan.skipped.append(Skipped(str(path), f"{where}: unknown split "
+                                        f"'{row[split_column]}'; use train, val or test, or "
+                                        f"leave it empty"))
+            continue
         scan.records.append(Record(path, labels, split))
     return scan
 
@@ -107,9 +112,9 @@ def require_fields(row: dict[str, str], columns: list[str], csv_path: Path, line
                          f"(an empty field means unlabeled)")
 
 
-def split_labels(value: str, multilabel: bool) -> tuple[str, ...]:
+def split_labels(value: str) -> tuple[str, ...]:
+    """The labels of a label field: 'cat;dog' is two in either task, so a multiclass import
+    refuses it (`importer.check_task`: use --multilabel) instead of making a class 'cat;dog'."""
     if not value:
         return ()
-    if multilabel:
-        return tuple(dict.fromkeys(v.strip() for v in value.split(MULTI_SEPARATOR) if v.strip()))
-    return (value,)
+    return tuple(dict.fromkeys(v.strip() for v in value.split(MULTI_SEPARATOR) if v.strip()))
