@@ -25,7 +25,8 @@ from shotlab.train.device import autocast, on_gpu, place_model, resolve, to_devi
 
 
 class ImageFiles:
-    """A torch-style dataset: (model input, position) for each path; decoding happens in workers."""
+    """A torch-style dataset: (model input, position) for each path; decoding happens in workers.
+    Whoever iterates it calls `raise_unreadable` on each batch's positions."""
 
     def __init__(self, paths: list[str], preprocessing: Preprocessing):
         self.paths = paths
@@ -46,8 +47,9 @@ class ImageFiles:
 
 def raise_unreadable(paths: list[str], positions: np.ndarray) -> None:
     """Raise BadImageError for the first file a worker could not read (see ImageFiles)."""
-    for position in positions[positions < 0]:
-        path = paths[-1 - int(position)]
+    unreadable = positions[positions < 0]
+    if len(unreadable):
+        path = paths[-1 - int(unreadable[0])]
         load_rgb(path)  # raises BadImageError, naming the file and why
         raise BadImageError(path, "changed while it was being read; run again")
 

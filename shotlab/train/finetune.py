@@ -209,7 +209,7 @@ def predict(model, paths: list[str], created: Created, task: str, *, device: str
     import torch
     from torch.utils.data import DataLoader
 
-    from shotlab.train.embeddings import ImageFiles, default_workers
+    from shotlab.train.embeddings import ImageFiles, default_workers, raise_unreadable
 
     loader = DataLoader(ImageFiles(paths, created.preprocessing), batch_size=batch_size,
                         num_workers=default_workers() if workers is None else workers)
@@ -217,7 +217,8 @@ def predict(model, paths: list[str], created: Created, task: str, *, device: str
     out = []
     with torch.inference_mode(), progress_bar(total=len(paths), enabled=progress, unit="img",
                                               desc="Predicting") as bar:
-        for inputs, _ in loader:
+        for inputs, positions in loader:
+            raise_unreadable(paths, positions.numpy())
             with autocast(device):
                 logits = model(to_device(inputs, device))
             out.append(probabilities(logits.float(), task).cpu().numpy())

@@ -238,3 +238,16 @@ def test_a_file_gone_bad_is_named_in_one_line_from_a_worker_too(tmp_path, extrac
     with pytest.raises(BadImageError) as caught:
         extract(created, paths, sha256s, batch_size=2, workers=workers, progress=False)
     assert str(caught.value) == f"{paths[2]}: not an image (format not recognised)"
+
+
+def test_predict_over_the_same_loader_names_a_file_gone_bad(tmp_path):
+    """finetune.predict reads images through ImageFiles too: a bad file is an error, never
+    a blank input scored as if it were an image."""
+    from shotlab.core.errors import BadImageError
+    from shotlab.train.finetune import predict
+
+    created = create_model("tiny-test", num_classes=2)
+    paths, _ = fresh_images(tmp_path)
+    open(paths[1], "w").write("junk")
+    with pytest.raises(BadImageError, match="not an image"):
+        predict(created.model, paths, created, "multiclass", device="cpu", workers=1)
