@@ -72,6 +72,28 @@ def read(path: Path, fmt: str, multilabel: bool) -> Scan:
     return readers[fmt]()
 
 
+def source_disagrees(existing, candidates: dict[str, Record], name: str) -> list[str]:
+    """A warning when files already in the dataset have other labels, or another split, in this
+    source: a re-import adds new files and never changes a sample. (A source that leaves a file
+    unlabeled or without a split disagrees with nothing.)"""
+    if existing is None:
+        return []
+    stored = {f: (frozenset(labels), split) for f, labels, split in zip(
+        existing.values("filepath"), store.sample_labels(existing), existing.values("split"))}
+    differ = [(f, r) for f, r in candidates.items() if f in stored and (
+        (r.labels and frozenset(r.labels) != stored[f][0])
+        or (r.split and r.split != stored[f][1]))]
+    if not differ:
+        return []
+    path, record = differ[0]
+    labels, split = stored[path]
+    return [f"{len(differ)} files already in '{name}' have other labels or another split in "
+            f"this source (first: {path}: {','.join(sorted(labels)) or 'unlabeled'} / "
+            f"{split or 'no split'} in the dataset, {','.join(record.labels) or 'unlabeled'} / "
+            f"{record.split or 'no split'} here); a re-import never changes a sample: relabel "
+            f"in the App (a relabel:<class> tag, then `shotlab curate apply`)"]
+
+
 def check_task(records: list[Record], multilabel: bool, source: Path) -> None:
     if multilabel:
         return
@@ -181,6 +203,7 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     check_not_empty(scan, valid, skipped, existing, given, allow_empty)
     dataset = target_dataset(existing, name, task)
     warnings = [] if store.unique_paths(dataset) else [REPEATED_PATHS.format(name=name)]
+    warnings += source_disagrees(existing, candidates, name)
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
     added = add_all(dataset, valid, task, source, progress, make=make_sample)

@@ -25,7 +25,7 @@ from shotlab.core import store
 from shotlab.core.errors import InputError, StrictImportError
 from shotlab.core.images import DEFAULT_MAX_PIXELS
 from shotlab.curate.import_common import ImportReport, add_all, check_not_empty, unique_records
-from shotlab.curate.records import Record, Scan, Skipped, normalise_split
+from shotlab.curate.records import Record, Scan, Skipped, normalise_split, unknown_split
 
 KIND = "post"
 IMAGE_COLUMNS = ("image_path", "image", "filepath")
@@ -59,19 +59,18 @@ def field(row: dict, names: tuple[str, ...]):
     return next((lowered[n] for n in names if n in lowered), None)
 
 
-def row_labels(value, multilabel: bool) -> tuple[str, ...]:
+def row_labels(value) -> tuple[str, ...]:
+    """A row's classes: a JSONL list, or ';'-separated names (several need --multilabel)."""
+    from shotlab.curate.readers.csvfile import split_labels
+
     if value is None:
         return ()
     if isinstance(value, list):  # JSONL: "labels": ["a", "b"]
         return tuple(str(v).strip() for v in value if str(v).strip())
-    value = str(value).strip()
-    if not value:
-        return ()
-    return tuple(v.strip() for v in value.split(MULTI_SEPARATOR) if v.strip()) if multilabel \
-        else (value,)
+    return split_labels(str(value).strip())
 
 
-def scan_posts(path: Path, multilabel: bool) -> tuple[Scan, dict[str, Caption]]:
+def scan_posts(path: Path) -> tuple[Scan, dict[str, Caption]]:
     """The records (one per good row) and {resolved image path: caption}; bad rows skipped
     with their line."""
     from shotlab.core.rows import read_rows
@@ -95,9 +94,12 @@ def scan_posts(path: Path, multilabel: bool) -> tuple[Scan, dict[str, Caption]]:
         except InputError as exc:
             scan.skipped.append(Skipped(f"{path}:{row.line}", str(exc).split(": ", 1)[-1]))
             continue
-        split = normalise_split(str(field(row.fields, ("split",)) or ""))
-        scan.records.append(Record(image, row_labels(field(row.fields, LABEL_COLUMNS),
-                                                     multilabel), split))
+        raw_split = str(field(row.fields, ("split",)) or "").strip()
+        split = normalise_split(raw_split)
+        if raw_split and split is None:
+            scan.skipped.append(Skipped(f"{path}:{row.line}", unknown_split(raw_split)))
+            continue
+        scan.records.append(Record(image, row_labels(field(row.fields, LABEL_COLUMNS)), split))
         captions.setdefault(os.path.realpath(image), Caption(text, row.line))
     return scan, captions
 
@@ -154,7 +156,7 @@ def import_posts(path: str | Path, name: str, *, multilabel: bool = False, stric
     if not given.is_file():
         raise InputError(f"{given}: no such file; give a .csv or .jsonl of image_path, text, "
                          f"label rows")
-    scan, captions = scan_posts(given, multilabel)
+    scan, captions = scan_posts(given)
     check_task(scan.records, multilabel, given)
     task = "multilabel" if multilabel else "multiclass"
     existing = store.find(name)

@@ -13,6 +13,12 @@ def normalise_split(name: str | None) -> str | None:
     return SPLIT_ALIASES.get(name.strip().lower()) if name and name.strip() else None
 
 
+def unknown_split(value: str) -> str:
+    """Why a row whose split is not one of SPLIT_ALIASES is skipped."""
+    return (f"unknown split '{value}'; expected one of {', '.join(SPLIT_ALIASES)}, or empty for "
+            f"unassigned")
+
+
 @dataclass(frozen=True)
 class Record:
     """One image file a source names, with its class names (() when unlabeled) and split."""

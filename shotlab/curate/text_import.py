@@ -33,7 +33,7 @@ from shotlab.core import store, workspace
 from shotlab.core.errors import InputError, StrictImportError
 from shotlab.core.progress import progress_bar
 from shotlab.core.rows import ROW_SUFFIXES, Row, read_rows
-from shotlab.curate.records import SPLIT_ALIASES, Skipped, normalise_split
+from shotlab.curate.records import Skipped, normalise_split, unknown_split
 
 FORMAT = "text"
 TEXT_COLUMN = "text"
@@ -150,8 +150,7 @@ def parse_row(row: Row, columns: Columns, source: Path) -> TextRecord | Skipped:
     raw_split = as_str(row.fields.get(columns.split)).strip() if columns.split else ""
     split = normalise_split(raw_split)
     if raw_split and split is None:
-        return Skipped(where, f"unknown split '{raw_split}'; expected one of "
-                              f"{', '.join(SPLIT_ALIASES)}, or empty for unassigned")
+        return Skipped(where, unknown_split(raw_split))
     group = as_str(row.fields.get(columns.group)).strip() if columns.group else ""
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return TextRecord(row.line, text, digest, labels, split, group or None)

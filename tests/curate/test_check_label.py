@@ -75,3 +75,12 @@ def test_multilabel_variant_finds_a_dropped_and_an_added_label():
     assert result.count <= 4
     assert result.fields["label_suggestion"][5] == "red"
     assert result.fields["label_suggestion"][40] == "blue;red"
+
+
+def test_multilabel_note_names_a_class_on_every_sample_as_one_sided():
+    """A tag on all samples has no 'without' examples: the note says so, not 'too small'."""
+    features, _ = blobs(per_class=4)
+    labels = [("cat",)] * 6 + [("cat", "dog")] * 6
+    result = find_multilabel_issues(labels, features)
+    assert result.notes[-1] == ("class 'cat' is on 12 of 12 samples: too few with it or without "
+                                "it to judge its labels (needs 2 of each); add more images")

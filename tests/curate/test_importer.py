@@ -56,6 +56,23 @@ def test_reimport_adds_nothing_and_new_files_only_once(tmp_path, dataset_name):
     assert (last.added, last.already_present, last.skipped) == (0, 6, [])
 
 
+def test_reimport_with_other_labels_warns_and_changes_nothing(tmp_path, dataset_name):
+    for i, name in enumerate("abc"):
+        write_image(tmp_path / f"{name}.png", seed=i)
+    (tmp_path / "l.csv").write_text("filepath,label,split\na.png,cat,train\nb.png,dog,\nc.png,,\n")
+    import_path(tmp_path / "l.csv", dataset_name, progress=False)
+    assert import_path(tmp_path / "l.csv", dataset_name, progress=False).warnings == []
+    # b relabelled, c labelled in the source; a's row now leaves its label and split out
+    (tmp_path / "l.csv").write_text("filepath,label,split\na.png,,\nb.png,cat,\nc.png,dog,\n")
+    again = import_path(tmp_path / "l.csv", dataset_name, progress=False)
+    assert (again.added, len(again.warnings)) == (0, 1)
+    assert again.warnings[0].startswith(
+        f"2 files already in '{dataset_name}' have other labels or another split in this source "
+        f"(first: {tmp_path / 'b.png'}: dog / no split in the dataset, cat / no split here)")
+    assert by_name(dataset_name) == {"a.png": (("cat",), "train"), "b.png": (("dog",), None),
+                                     "c.png": ((), None)}
+
+
 def test_exact_duplicates_are_both_kept_and_counted(tmp_path, dataset_name):
     write_image(tmp_path / "cat" / "a.png", seed=7)
     write_image(tmp_path / "dog" / "same-bytes.png", seed=7)  # same pixels, conflicting label

@@ -55,6 +55,7 @@ def good_and_bad(tmp_path) -> Path:
         f"{images[2]},{'x' * (MAX_TEXT_CHARS + 1)},on_topic,test\n",  # 8 over-long caption
         b"images/a.png,caf\xe9 latte,on_topic,train\n",               # 9 not UTF-8
         f"{images[2]},Nice boat,off_topic,test\n",                  # 10 good
+        f"{images[0]},A lovely bird,on_topic,Training\n",           # 11 unknown split
     ])
 
 
@@ -71,7 +72,9 @@ def test_posts_import_with_every_bad_row_reported_by_line(tmp_path, dataset_name
     assert any("line 7" in s.path and "no image path" in s.reason for s in report.skipped)
     assert f"limit of {MAX_TEXT_CHARS}" in reasons["posts.csv:8"]
     assert "UTF-8" in reasons["posts.csv:9"]
-    assert len(report.skipped) == 6  # lines 4 to 9
+    assert reasons["posts.csv:11"] == ("unknown split 'Training'; expected one of train, val, "
+                                       "valid, validation, test, or empty for unassigned")
+    assert len(report.skipped) == 7  # lines 4 to 9, and 11
 
     dataset = store.load(dataset_name)
     assert dataset.info["kind"] == "post"

@@ -91,7 +91,8 @@ def test_csv_unknown_split_is_skipped_by_row_and_several_labels_stay_several(tmp
     scan = read_table(tmp_path / "labels.csv", multilabel=False)
     assert labelled(scan) == {"b.png": (("cat", "dog"), "test"), "c.png": (("dog",), None)}
     assert [s.reason for s in scan.skipped] == [
-        "row 2 of labels.csv: unknown split 'Training'; use train, val or test, or leave it empty"]
+        "row 2 of labels.csv: unknown split 'Training'; expected one of train, val, valid, "
+        "validation, test, or empty for unassigned"]
 
 
 def test_csv_without_a_path_column(tmp_path):

@@ -8,8 +8,7 @@ import numpy as np
 
 from shotlab.curate.checks.base import empty_result
 from shotlab.curate.checks.label import (DEFAULT_ALPHA, MAX_FOLDS, MIN_CLASS_SIZE, NAME, REPEATS,
-                                         judged_result, make_classifier, one_blas_thread,
-                                         too_small_note)
+                                         judged_result, make_classifier, one_blas_thread)
 
 
 def out_of_fold_multilabel_probs(features: np.ndarray, targets: np.ndarray, *, folds: int,
@@ -29,6 +28,13 @@ def out_of_fold_multilabel_probs(features: np.ndarray, targets: np.ndarray, *, f
     return probs / repeats
 
 
+def one_sided_note(small: dict[str, int], n: int) -> list[str]:
+    """Why a class is not judged: it needs MIN_CLASS_SIZE samples with it and as many without."""
+    return [f"class '{c}' is on {p} of {n} samples: too few with it or without it to judge its "
+            f"labels (needs {MIN_CLASS_SIZE} of each); add more images"
+            for c, p in sorted(small.items())]
+
+
 def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, *,
                            repeats: int = REPEATS, alpha: float = DEFAULT_ALPHA, seed: int = 0):
     """Label issues of a multilabel set: `labels[i]` is sample i's set of classes (may be empty).
@@ -46,10 +52,11 @@ def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, 
     keep = (positives >= MIN_CLASS_SIZE) & (negatives >= MIN_CLASS_SIZE)
     small = {c: int(p) for c, p, k in zip(names, positives, keep) if not k}
     classes = [c for c, k in zip(names, keep) if k]
+    notes = one_sided_note(small, n)
     if len(classes) < 2 or n < 2 * MIN_CLASS_SIZE:
         result = empty_result(NAME, n, "fewer than 2 classes with enough samples: label issues "
                                        "not judged")
-        result.notes += too_small_note(small)
+        result.notes += notes
         return result
     targets = targets[:, keep]
     folds = max(2, min(MAX_FOLDS, int(min(targets.sum(0).min(), (n - targets.sum(0)).min()))))
@@ -61,6 +68,6 @@ def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, 
     suggested = [";".join(c for c, p in zip(classes, row) if p >= 0.5) for row in probs]
     confidence = np.maximum(probs, 1 - probs).min(1)
     return judged_result(n, np.ones(n, bool), flagged, 1.0 - quality, suggested, confidence,
-                         classes, notes=too_small_note(small),
+                         classes, notes=notes,
                          details={"folds": folds, "repeats": repeats, "alpha": alpha,
                                   "classes_judged": classes, "too_small": small})

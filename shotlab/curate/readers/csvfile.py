@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.curate.records import Record, Scan, Skipped, normalise_split
+from shotlab.curate.records import Record, Scan, Skipped, normalise_split, unknown_split
 
 PATH_COLUMNS = ("filepath", "filename", "file", "path", "image")
 LABEL_COLUMNS = ("label", "labels")
@@ -94,9 +94,7 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
             continue
         split = normalise_split(row.get(split_column)) if split_column else default_split
         if split_column and split is None and row.get(split_column, "").strip():
-            scan.skipped.append(Skipped(str(path), f"{where}: unknown split "
-                                        f"'{row[split_column]}'; use train, val or test, or "
-                                        f"leave it empty"))
+            scan.skipped.append(Skipped(str(path), f"{where}: {unknown_split(row[split_column])}"))
             continue
         scan.records.append(Record(path, labels, split))
     return scan
