@@ -17,6 +17,7 @@ from shotlab.core import store, workspace
 from shotlab.core.archive_limits import ZipLimits
 from shotlab.core.errors import BadImageError, InputError, StrictImportError
 from shotlab.core.images import DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
+from shotlab.core.output import plural
 from shotlab.core.progress import progress_bar
 from shotlab.curate import archives, clip_import, text_import
 from shotlab.curate.duplicates import exact_duplicate_groups
@@ -87,7 +88,8 @@ def source_disagrees(existing, candidates: dict[str, Record], name: str) -> list
         return []
     path, record = differ[0]
     labels, split = stored[path]
-    return [f"{len(differ)} files already in '{name}' have other labels or another split in "
+    return [f"{plural(len(differ), 'file')} already in '{name}' "
+            f"{'has' if len(differ) == 1 else 'have'} other labels or another split in "
             f"this source (first: {path}: {','.join(sorted(labels)) or 'unlabeled'} / "
             f"{split or 'no split'} in the dataset, {','.join(record.labels) or 'unlabeled'} / "
             f"{record.split or 'no split'} here); a re-import never changes a sample: relabel "

@@ -30,7 +30,6 @@ from shotlab.curate.records import Record, Scan, Skipped, normalise_split, unkno
 KIND = "post"
 IMAGE_COLUMNS = ("image_path", "image", "filepath")
 LABEL_COLUMNS = ("label", "labels")
-MULTI_SEPARATOR = ";"
 
 
 @dataclass(frozen=True)

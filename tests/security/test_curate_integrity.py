@@ -104,4 +104,6 @@ def test_a_dataset_with_repeated_paths_is_imported_into_with_a_warning(tmp_path,
     write_class_tree(tmp_path, {"dog": 1})
     report = import_path(tmp_path, dataset_name, progress=False)
     assert (report.added, report.already_present) == (1, 1)
-    assert len(report.warnings) == 1 and "are not guarded" in report.warnings[0]
+    assert len(report.warnings) == 2 and "are not guarded" in report.warnings[0]
+    # the source labels the stored file 'cat'; the samples made above have no label
+    assert report.warnings[1].startswith(f"1 file already in '{dataset_name}' has other labels")
