@@ -62,9 +62,9 @@ def copy_unique(item: Item, folder: Path, used: set[Path]) -> Path:
     return dest
 
 
-def check_sources(name: str, items: list[Item]) -> None:
+def check_sources(name: str, filepaths: list[str]) -> None:
     """Every image still where the dataset says, before anything is written."""
-    missing = [i.filepath for i in items if not i.filepath.is_file()]
+    missing = [f for f in filepaths if not Path(f).is_file()]
     if missing:
         raise InputError(f"{len(missing)} of dataset '{name}''s image files are gone (first: "
                          f"{missing[0]}); restore them, then export again")
@@ -170,7 +170,7 @@ def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:
     out = Path(out)
     check_new_folder(out)
     if exporters is EXPORTERS:
-        check_sources(name, items_of(dataset))
+        check_sources(name, dataset.values("filepath"))
     existed = out.exists()
     try:
         return exporters[fmt](dataset, out)

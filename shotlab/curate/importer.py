@@ -73,14 +73,15 @@ def read(path: Path, fmt: str, multilabel: bool) -> Scan:
     return readers[fmt]()
 
 
-def source_disagrees(existing, candidates: dict[str, Record], name: str) -> list[str]:
-    """A warning when files already in the dataset have other labels, or another split, in this
-    source: a re-import adds new files and never changes a sample. (A source that leaves a file
-    unlabeled or without a split disagrees with nothing.)"""
-    if existing is None:
+def source_disagrees(existing, paths: list[str], candidates: dict[str, Record],
+                     name: str) -> list[str]:
+    """A warning when files already in the dataset (`paths`, its filepaths in order) have other
+    labels, or another split, in this source: a re-import adds new files and never changes a
+    sample. (A source that leaves a file unlabeled or without a split disagrees with nothing.)"""
+    if existing is None or candidates.keys().isdisjoint(paths):
         return []
     stored = {f: (frozenset(labels), split) for f, labels, split in zip(
-        existing.values("filepath"), store.sample_labels(existing), existing.values("split"))}
+        paths, store.sample_labels(existing), existing.values("split"))}
     differ = [(f, r) for f, r in candidates.items() if f in stored and (
         (r.labels and frozenset(r.labels) != stored[f][0])
         or (r.split and r.split != stored[f][1]))]
@@ -194,7 +195,8 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
         store.require_task(existing, task)
         require_kind(existing, "image")
     candidates, repeats = unique_records(scan.records)
-    known = set(existing.values("filepath")) if existing is not None else set()
+    paths = existing.values("filepath") if existing is not None else []
+    known = set(paths)
     new = {f: r for f, r in candidates.items() if f not in known}
     valid, bad = inspect_all(new, max_pixels=max_pixels,
                              workers=workers or min(8, os.cpu_count() or 1), progress=progress)
@@ -205,7 +207,7 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     check_not_empty(scan, valid, skipped, existing, given, allow_empty)
     dataset = target_dataset(existing, name, task)
     warnings = [] if store.unique_paths(dataset) else [REPEATED_PATHS.format(name=name)]
-    warnings += source_disagrees(existing, candidates, name)
+    warnings += source_disagrees(existing, paths, candidates, name)
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
     added = add_all(dataset, valid, task, source, progress, make=make_sample)
