@@ -89,7 +89,8 @@ def render_summary(summary) -> str:
 
     rows = [[name, c["count"], "; ".join(shown(c)) or "-"] for name, c in summary.checks.items()]
     lines = [f"Checked {plural(summary.checked, 'sample')} of '{summary.name}' "
-             f"({summary.excluded} tagged 'exclude' left out).", ""]
+             f"({summary.excluded} tagged 'exclude' left out).",
+             *(f"Warning: {warning}" for warning in summary.warnings), ""]
     lines += [table(["check", "flagged", "worst samples"], rows), ""] if rows else []
     lines += [f"{name}: {note}" for name, c in summary.checks.items() for note in c["notes"]]
     lines += [f"{name}: {why}" for name, why in summary.skipped.items()]

@@ -97,8 +97,12 @@ class Manifest:
 
 
 def freeze(name: str) -> Manifest:
-    """The manifest of dataset `name` as it is now in the store."""
+    """The manifest of dataset `name` as it is now in the store, files edited since import
+    hashed again first (core/changed_files.py): an entry's sha256 is the bytes trained on."""
+    from shotlab.core.changed_files import refresh_changed
+
     dataset = store.load(name)
+    refresh_changed(dataset)
     task = store.task_of(dataset)
     entries, left_out = [], {"unlabeled": 0, "excluded": 0}
     for sample_id, filepath, digest, labels, split, tags in sample_rows(dataset):

@@ -170,6 +170,27 @@ def test_a_file_replaced_after_import_is_named_with_the_fix(tmp_path, dataset_na
         f"the App to leave it out")
 
 
+def test_an_image_edited_after_import_is_measured_as_it_is_now(tmp_path, dataset_name):
+    """The scan cache keys by sha256: the edited file gets its current one, so it is measured
+    again; a file only touched (newer mtime, same bytes) is hashed, found unchanged, and kept."""
+    root = write_colour_tree(tmp_path / "colours", counts={"train": 4})
+    import_path(root, dataset_name, progress=False)
+    edited, touched = root / "train/red/red_1.png", root / "train/blue/blue_0.png"
+    assert check(dataset_name, "--checks", "quality")["warnings"] == []
+    assert "dark" not in (sample(dataset_name, "red_1.png").quality_issues or "")
+    ImageEnhance.Brightness(Image.open(edited)).enhance(0.05).save(edited)
+    touched.touch()
+    second = check(dataset_name, "--checks", "quality")
+    assert second["warnings"] == [f"1 file changed since import (first: {edited}): measured as "
+                                  f"it is now, and the dataset's sha256 updated"]
+    assert "dark" in sample(dataset_name, "red_1.png").quality_issues
+    assert sample(dataset_name, "red_1.png").sha256 == sha256_file(edited)
+    assert sample(dataset_name, "blue_0.png").sha256 == sha256_file(touched)
+    assert check(dataset_name, "--checks", "quality")["warnings"] == []
+    result = run("curate", "check", dataset_name, "--checks", "quality")
+    assert "Warning" not in result.output
+
+
 @pytest.mark.parametrize("pair, expected", [
     ("blurry=-7", "expected a number from -6 to 2"),
     ("blurry=2.5", "expected a number from -6 to 2"),

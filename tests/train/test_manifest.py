@@ -163,3 +163,19 @@ def test_targets_of_hand_built_manifest():
     multiclass = Manifest("d", "multiclass", ("a", "b"), entries[:1], {})
     np.testing.assert_array_equal(multiclass.targets(list(entries[:1])), [1])
     assert multiclass.targets([]).shape == (0,)
+
+
+def test_a_file_edited_after_import_is_frozen_with_its_current_sha256(imported):
+    from PIL import Image
+
+    from shotlab.core.images import sha256_file
+
+    entry = freeze(imported).split("train")[0]
+    Image.new("RGB", (40, 30), (9, 9, 9)).save(entry.filepath)  # other bytes, other size
+    fresh = freeze(imported)
+    edited = next(e for e in fresh.entries if e.sample_id == entry.sample_id)
+    assert edited.sha256 == sha256_file(Path(entry.filepath)) != entry.sha256
+    assert store.load(imported)[entry.filepath].sha256 == edited.sha256
+    others = {e.sample_id: e.sha256 for e in fresh.entries if e.sample_id != entry.sample_id}
+    assert others == {e.sample_id: e.sha256 for e in freeze(imported).entries
+                      if e.sample_id != entry.sample_id}

@@ -48,6 +48,7 @@ class Samples:
     kept: np.ndarray  # (n,) bool: reviewed as `keep`, label unchanged since that review
     kind: str = "image"  # the dataset's kind (store.kind_of)
     texts: list[str] | None = None  # a text dataset's comments
+    changed: list[str] = field(default_factory=list)  # files edited since import, hashed again
 
     @property
     def inputs(self) -> list[str]:
@@ -67,6 +68,7 @@ class CheckSummary:
     views: list[str] = field(default_factory=list)
     report: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # check -> why it did not apply
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +117,11 @@ def threshold_value(pair: str, text: str, low: float, high: float, kind: type) -
 
 
 def load_samples(dataset) -> Samples:
+    """The samples not tagged `exclude`, once files edited since import have their current
+    sha256 in the store (core/changed_files.py), so no cache answers for their old bytes."""
+    from shotlab.core.changed_files import refresh_changed
+
+    changed = refresh_changed(dataset)
     task = store.task_of(dataset)
     view = dataset.match_tags(EXCLUDE_TAG, bool=False)
     raw = view.values(store.label_path(task))
@@ -123,7 +130,7 @@ def load_samples(dataset) -> Samples:
     kind = store.kind_of(dataset)
     return Samples(view.values("id"), view.values("filepath"), view.values("sha256"), labels,
                    view.values("split"), task, len(dataset) - len(view), kept_mask(view, labels),
-                   kind, view.values("text") if kind == store.TEXT else None)
+                   kind, view.values("text") if kind == store.TEXT else None, changed)
 
 
 def kept_mask(view, labels: list[tuple[str, ...]]) -> np.ndarray:
@@ -176,10 +183,21 @@ def run_checks(name: str, *, checks=CHECKS, embed: Embedder | None = None,
     views = fields.save_views(dataset, results)
     summary = summarize(name, samples, results, views, options or {})
     summary.skipped = skipped
+    summary.warnings = changed_warning(samples.changed)
     fields.record_summary(dataset, {"time": summary.time, "options": summary.options,
                                     "checked": summary.checked, "excluded": summary.excluded,
                                     "counts": {k: v["count"] for k, v in summary.checks.items()}})
     return summary, results, samples
+
+
+def changed_warning(changed: list[str]) -> list[str]:
+    if not changed:
+        return []
+    from shotlab.core.output import plural
+
+    return [f"{plural(len(changed), 'file')} changed since import (first: {changed[0]}): "
+            f"measured as {'it is' if len(changed) == 1 else 'they are'} now, and the "
+            f"dataset's sha256 updated"]
 
 
 def summarize(name: str, samples: Samples, results: list[CheckResult], views: list[str],
