@@ -2,8 +2,8 @@
 
 `inspect_image` reads a file once, hashes it and fully decodes it, so a file that passes can be
 trained on; a file that does not raises `BadImageError` with a short reason. `load_rgb` gives the
-pixels every model sees: EXIF orientation applied, 16-bit scaled to 8-bit, CMYK and palettes
-converted, transparency composited onto white.
+pixels every model sees: EXIF orientation applied, 16-bit, 32-bit and float greyscale scaled to
+8-bit, CMYK and palettes converted, transparency composited onto white.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
             8: Image.Transpose.ROTATE_90}
 # Modes PIL shrinks as plain pixels (alpha premultiplied); others are converted to RGB first.
 _SHRINKABLE = frozenset({"RGB", "RGBA", "L", "LA"})
+# Greyscale deeper than 8 bits: 16- and 32-bit integers, 32-bit floats.
+_DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+_BITS_PER_SAMPLE, _SAMPLE_FORMAT = 258, 339  # TIFF tags; sample format 2 is signed integers
 
 
 @dataclass(frozen=True)
@@ -144,12 +147,12 @@ def inspect_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
                           channels=len(image.getbands()), size_bytes=len(data))
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB pixels from any mode: 16-bit scaled down, CMYK and palettes converted, alpha on white."""
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit greyscale: keep the top 8 bits (PIL's own convert would clip at 255).
-        high_bits = np.asarray(image).astype(np.uint32) >> 8
-        image = Image.fromarray(high_bits.clip(0, 255).astype(np.uint8), mode="L")
+def to_rgb(image: Image.Image, depth: tuple[int, bool] | None = None) -> Image.Image:
+    """RGB pixels from any mode: deep greyscale scaled to 8 bits (`deep_to_grey`), CMYK and
+    palettes converted, alpha on white. `depth` is `sample_depth` of the file's image, for an
+    `image` that is a copy of it (a copy no longer carries the TIFF's tags)."""
+    if image.mode in _DEEP_MODES:
+        image = deep_to_grey(image, depth or sample_depth(image))
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -157,6 +160,32 @@ def to_rgb(image: Image.Image) -> Image.Image:
         canvas = Image.new("RGBA", rgba.size, _WHITE + (255,))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def sample_depth(image: Image.Image) -> tuple[int, bool]:
+    """(bits per sample, signed) of an integer greyscale image: a TIFF's own tags, else 16 bits
+    unsigned (PNG, PPM and the like hold at most 16)."""
+    tags = getattr(image, "tag_v2", None)
+    if tags is None:
+        return 16, False
+    bits, sample_format = tags.get(_BITS_PER_SAMPLE, 16), tags.get(_SAMPLE_FORMAT, 1)
+    first = lambda value: value[0] if isinstance(value, tuple) else value  # noqa: E731
+    return int(first(bits)), first(sample_format) == 2
+
+
+def deep_to_grey(image: Image.Image, depth: tuple[int, bool]) -> Image.Image:
+    """8-bit grey from 16- or 32-bit integers (the top 8 bits of the type's range; negatives
+    black) or floats (0..1 when they lie within it, as scikit-image and TIFF writers keep them;
+    otherwise 0..255, clipped). PIL's own convert clips every one of them at 255."""
+    values = np.asarray(image)
+    if image.mode == "F":
+        values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        unit = values.size and values.min() >= 0 and values.max() <= 1
+        grey = np.rint(values * 255 if unit else values)
+    else:
+        bits, signed = depth
+        grey = values.astype(np.int64).clip(0, None) >> max(bits - 8 - signed, 0)
+    return Image.fromarray(grey.clip(0, 255).astype(np.uint8), mode="L")
 
 
 def load_rgb(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -173,7 +202,7 @@ def rgb_from_bytes(data: bytes, name="upload", *, max_pixels: int = DEFAULT_MAX_
         raise BadImageError(name, "empty (0 bytes)")
     with open_image(name, data, max_pixels) as image:
         decode(name, image)
-        return to_rgb(ImageOps.exif_transpose(image))
+        return to_rgb(ImageOps.exif_transpose(image), sample_depth(image))
 
 
 @dataclass(frozen=True)

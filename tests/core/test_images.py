@@ -46,6 +46,23 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     assert np.asarray(load_rgb(path))[0, :, 0].tolist() == [0, 128, 255]
 
 
+@pytest.mark.parametrize("values, expected", [
+    (np.array([[0.0, 0.5, 1.0]], np.float32), [0, 128, 255]),  # float in 0..1, as skimage keeps it
+    (np.array([[0.0, 127.0, 300.0]], np.float32), [0, 127, 255]),  # float outside 0..1: 0..255
+    (np.array([[-5, 2**30, 2**31 - 1]], np.int32), [0, 128, 255]),  # signed 32-bit, top bits
+    (np.array([[0, 32768, 65535]], np.uint16), [0, 128, 255]),  # 16-bit TIFF: as the PNG above
+])
+def test_deep_tiffs_are_scaled_to_their_range_not_clipped(tmp_path, values, expected):
+    """PIL's convert clips F and I modes at 255: a 0..1 float image came out black, a 32-bit one
+    white. Every path that reads pixels (load_rgb, the scan's thumbnail) scales the same way."""
+    from shotlab.core.images import load_thumbnail
+
+    path = tmp_path / "deep.tif"
+    Image.fromarray(np.repeat(values, 2, axis=0)).save(path)
+    assert np.asarray(load_rgb(path))[0, :, 0].tolist() == expected
+    assert np.asarray(load_thumbnail(path, 64).image)[0, :, 1].tolist() == expected
+
+
 def test_palette_with_transparency_and_alpha_composite_on_white(tmp_path):
     palette = Image.new("P", (4, 4), 0)
     palette.putpalette([0, 0, 255] + [0, 0, 0] * 255)

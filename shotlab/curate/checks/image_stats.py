@@ -35,8 +35,9 @@ CHUNK = 64
 # this many files per worker the start-up would be more than a quarter of the work.
 FILES_PER_WORKER = 2500
 # Bump when a measure changes (its formula, its input image): cached results of another version
-# are not used. 2: one decode at reduced size (issue 18).
-VERSION = 2
+# are not used. 2: one decode at reduced size (issue 18). 3: 32-bit and float greyscale scaled
+# to their range (they were clipped: black or white).
+VERSION = 3
 
 
 @dataclass
