@@ -49,10 +49,17 @@ def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipp
     for record in records:
         filepath = os.path.realpath(record.path)
         if filepath in unique:
-            repeats.append(Skipped(str(record.path), "listed more than once; the first entry was used"))
+            repeats.append(Skipped(str(record.path), repeated(record, unique[filepath])))
         else:
             unique[filepath] = record
     return unique, repeats
+
+
+def repeated(record: Record, first: Record) -> str:
+    """Why a repeat is skipped, naming both rows where the source has rows."""
+    if record.where and first.where:
+        return f"{record.where}: listed more than once; the first entry ({first.where}) was used"
+    return "listed more than once; the first entry was used"
 
 
 def check_not_empty(scan: Scan, valid: list, skipped: list[Skipped], existing,

@@ -98,7 +98,8 @@ def scan_posts(path: Path) -> tuple[Scan, dict[str, Caption]]:
         if raw_split and split is None:
             scan.skipped.append(Skipped(f"{path}:{row.line}", unknown_split(raw_split)))
             continue
-        scan.records.append(Record(image, row_labels(field(row.fields, LABEL_COLUMNS)), split))
+        scan.records.append(Record(image, row_labels(field(row.fields, LABEL_COLUMNS)), split,
+                                   where))
         captions.setdefault(os.path.realpath(image), Caption(text, row.line))
     return scan, captions
 

@@ -26,6 +26,7 @@ class Record:
     path: Path  # absolute, as the source names it (symlinks not yet resolved)
     labels: tuple[str, ...]
     split: str | None = None
+    where: str | None = field(default=None, compare=False)  # "row 7 of labels.csv", for messages
 
 
 @dataclass(frozen=True)

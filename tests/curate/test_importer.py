@@ -131,6 +131,17 @@ def test_multilabel_csv_and_task_mismatch(tmp_path, dataset_name):
         import_path(tmp_path / "more", dataset_name, progress=False)
 
 
+def test_a_repeated_csv_row_is_named_by_its_row_and_the_one_used(tmp_path, dataset_name):
+    for i, name in enumerate("ab"):
+        write_image(tmp_path / f"{name}.png", seed=i)
+    (tmp_path / "labels.csv").write_text("filepath,label\na.png,cat\nb.png,dog\n./a.png,dog\n")
+    report = import_path(tmp_path / "labels.csv", dataset_name, progress=False)
+    assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
+        ("a.png", "row 4 of labels.csv: listed more than once; the first entry (row 2 of "
+                  "labels.csv) was used")]
+    assert by_name(dataset_name) == {"a.png": (("cat",), None), "b.png": (("dog",), None)}
+
+
 def test_a_label_with_the_separator_needs_multilabel(tmp_path, dataset_name):
     """'cat;dog' in a label column is two labels: refused without --multilabel, never a class
     named 'cat;dog'."""

@@ -96,7 +96,7 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
         if split_column and split is None and row.get(split_column, "").strip():
             scan.skipped.append(Skipped(str(path), f"{where}: {unknown_split(row[split_column])}"))
             continue
-        scan.records.append(Record(path, labels, split))
+        scan.records.append(Record(path, labels, split, where))
     return scan
 
 
