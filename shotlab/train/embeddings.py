@@ -71,18 +71,20 @@ def cache_folder(created: Created) -> Path:
     return workspace.current().cache_dir / "embeddings" / fingerprint(created)
 
 
-def forward_batches(created: Created, paths: list[str], *, batch_size: int, workers: int,
-                    device: str, progress: bool | None):
-    """Yield (positions, features) for `paths`, in batches through a DataLoader."""
+def forward_batches(model, preprocessing, paths: list[str], *, batch_size: int, workers: int,
+                    device: str, progress: bool | None, desc: str = "Embedding"):
+    """Yield (positions, outputs) of `model` (a feature extractor or a classifier's logits) for
+    the image files `paths`, in order, in batches through a DataLoader; an unreadable file
+    raises its own BadImageError here."""
     import torch
     from torch.utils.data import DataLoader
 
-    model = place_model(created.model.eval(), device)
-    loader = DataLoader(ImageFiles(paths, created.preprocessing), batch_size=batch_size,
+    model = place_model(model.eval(), device)
+    loader = DataLoader(ImageFiles(paths, preprocessing), batch_size=batch_size,
                         num_workers=workers, pin_memory=on_gpu(device), persistent_workers=False,
                         worker_init_fn=yield_to_forward)
     with torch.inference_mode(), progress_bar(total=len(paths), enabled=progress, unit="img",
-                                              desc="Embedding") as bar:
+                                              desc=desc) as bar:
         for inputs, positions in loader:
             raise_unreadable(paths, positions.numpy())
             with autocast(device):
@@ -111,7 +113,8 @@ def extract(created: Created, paths: list[str], sha256s: list[str], *, batch_siz
     todo = list(missing.values())
     if todo:
         for positions, features in forward_batches(
-                created, [paths[i] for i in todo], batch_size=batch_size,
+                created.model, created.preprocessing, [paths[i] for i in todo],
+                batch_size=batch_size,
                 workers=default_workers() if workers is None else workers,
                 device=resolve(device), progress=progress):
             for position, vector in zip(positions, features):

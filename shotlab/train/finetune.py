@@ -207,22 +207,13 @@ def predict(model, paths: list[str], created: Created, task: str, *, device: str
             batch_size: int = 32, workers: int | None = None, progress: bool | None = False):
     """Class probabilities (n, k) for image files, with the evaluation preprocessing."""
     import torch
-    from torch.utils.data import DataLoader
 
-    from shotlab.train.embeddings import ImageFiles, default_workers, raise_unreadable
+    from shotlab.train.embeddings import default_workers, forward_batches
 
-    loader = DataLoader(ImageFiles(paths, created.preprocessing), batch_size=batch_size,
-                        num_workers=default_workers() if workers is None else workers)
-    model.eval()
-    out = []
-    with torch.inference_mode(), progress_bar(total=len(paths), enabled=progress, unit="img",
-                                              desc="Predicting") as bar:
-        for inputs, positions in loader:
-            raise_unreadable(paths, positions.numpy())
-            with autocast(device):
-                logits = model(to_device(inputs, device))
-            out.append(probabilities(logits.float(), task).cpu().numpy())
-            bar.update(len(inputs))
+    out = [probabilities(torch.from_numpy(logits), task).numpy() for _, logits in forward_batches(
+        model, created.preprocessing, paths, batch_size=batch_size, device=device,
+        workers=default_workers() if workers is None else workers, progress=progress,
+        desc="Predicting")]
     return np.concatenate(out) if out else np.zeros((0, len(created.preprocessing.class_names)))
 
 
