@@ -410,18 +410,19 @@ class Trainer:
         from shotlab.train.embeddings import extract
 
         extractor = feature_extractor(self.created)
-        features = {name: torch.as_tensor(extract(
+        features = {name: extract(
             extractor, [e.filepath for e in entries], [e.sha256 for e in entries],
-            device=self.device, workers=self.config.workers, progress=self.progress)).to(self.device)
+            device=self.device, workers=self.config.workers, progress=self.progress)
             for name, entries in (("train", self.train), ("val", self.val))}
         # Centre, then one scale for all dimensions (the mean feature norm), not a per-dimension
         # std: with a few images per class per-dimension scales are noise (per-dimension
         # standardising cost ~0.12 accuracy at 2 shots in the baselines' measurements).
-        mu = features["train"].mean(dim=0)
-        scale = (features["train"] - mu).norm(dim=1).mean().clamp(min=1e-6)
-        sigma = scale.expand_as(mu).clone()
+        mu, scale = probe_scaling(features["train"])
+        mu = torch.as_tensor(mu).to(self.device)
+        sigma = torch.full_like(mu, scale)
         self.standardise = (mu, sigma)
-        self.features = {k: (v - mu) / sigma for k, v in features.items()}
+        self.features = {k: (torch.as_tensor(v).to(self.device) - mu) / sigma
+                         for k, v in features.items()}
 
     def batches(self):
         """Index batches over the train split: class-balanced draws or a seeded shuffle."""
