@@ -99,3 +99,12 @@ def read_csv(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
         rows.append(Row(number, dict(zip(header, record + [""] * (len(header) - len(record)))),
                         tuple(header[len(record):])))
     return rows, bad
+
+
+def as_str(value) -> str:
+    """A JSONL value as the CSV reader would have it: None -> '', true -> 'true', 1 -> '1'."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else json.dumps(value)

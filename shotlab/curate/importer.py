@@ -102,7 +102,8 @@ def check_task(records: list[Record], multilabel: bool, source: Path) -> None:
         return
     several = [r for r in records if len(r.labels) > 1]
     if several:
-        raise InputError(f"{source}: {len(several)} images have several labels (first: "
+        raise InputError(f"{source}: {plural(len(several), 'image')} "
+                         f"{'has' if len(several) == 1 else 'have'} several labels (first: "
                          f"{several[0].path} -> {', '.join(several[0].labels)}); "
                          f"import with --multilabel")
 

@@ -58,22 +58,11 @@ def field(row: dict, names: tuple[str, ...]):
     return next((lowered[n] for n in names if n in lowered), None)
 
 
-def row_labels(value) -> tuple[str, ...]:
-    """A row's classes: a JSONL list, or ';'-separated names (several need --multilabel)."""
-    from shotlab.curate.readers.csvfile import split_labels
-
-    if value is None:
-        return ()
-    if isinstance(value, list):  # JSONL: "labels": ["a", "b"]
-        return tuple(str(v).strip() for v in value if str(v).strip())
-    return split_labels(str(value).strip())
-
-
 def scan_posts(path: Path) -> tuple[Scan, dict[str, Caption]]:
     """The records (one per good row) and {resolved image path: caption}; bad rows skipped
     with their line."""
-    from shotlab.core.rows import read_rows
-    from shotlab.curate.readers.csvfile import resolve_row_path
+    from shotlab.core.rows import as_str, read_rows
+    from shotlab.curate.readers.csvfile import label_values, resolve_row_path
     from shotlab.runtime.text import check_text
 
     rows, bad = read_rows(path)
@@ -93,12 +82,12 @@ def scan_posts(path: Path) -> tuple[Scan, dict[str, Caption]]:
         except InputError as exc:
             scan.skipped.append(Skipped(f"{path}:{row.line}", str(exc).split(": ", 1)[-1]))
             continue
-        raw_split = str(field(row.fields, ("split",)) or "").strip()
+        raw_split = as_str(field(row.fields, ("split",))).strip()
         split = normalise_split(raw_split)
         if raw_split and split is None:
             scan.skipped.append(Skipped(f"{path}:{row.line}", unknown_split(raw_split)))
             continue
-        scan.records.append(Record(image, row_labels(field(row.fields, LABEL_COLUMNS)), split,
+        scan.records.append(Record(image, label_values(field(row.fields, LABEL_COLUMNS)), split,
                                    where))
         captions.setdefault(os.path.realpath(image), Caption(text, row.line))
     return scan, captions

@@ -32,7 +32,7 @@ from pathlib import Path
 from shotlab.core import store, workspace
 from shotlab.core.errors import InputError, StrictImportError
 from shotlab.core.progress import progress_bar
-from shotlab.core.rows import ROW_SUFFIXES, Row, read_rows
+from shotlab.core.rows import ROW_SUFFIXES, Row, as_str, read_rows
 from shotlab.curate.records import Skipped, normalise_split, unknown_split
 
 FORMAT = "text"
@@ -109,26 +109,14 @@ def column_names(rows: list[Row]) -> list[str]:
     return list(dict.fromkeys(k for row in rows for k in row.fields))
 
 
-def as_str(value) -> str:
-    """A JSONL value as the CSV reader would have it: None -> '', true -> 'true', 1 -> '1'."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def row_labels(fields: dict, columns: Columns, where: str) -> tuple[str, ...]:
     """The row's classes; ValueError (its message prefixed by `where`) for a bad tag value."""
-    from shotlab.curate.readers.csvfile import onehot_labels, split_labels
+    from shotlab.curate.readers.csvfile import label_values, onehot_labels
 
     if columns.label is None:
         return onehot_labels({c: as_str(fields.get(c)) for c in columns.classes},
                              list(columns.classes), where)
-    value = fields.get(columns.label)
-    if isinstance(value, list):  # JSONL: "labels": ["violence", "harassment"]
-        return tuple(dict.fromkeys(as_str(v).strip() for v in value if as_str(v).strip()))
-    return split_labels(as_str(value).strip())
+    return label_values(fields.get(columns.label))
 
 
 def parse_row(row: Row, columns: Columns, source: Path) -> TextRecord | Skipped:

@@ -120,7 +120,7 @@ def test_multilabel_csv_and_task_mismatch(tmp_path, dataset_name):
     for i, name in enumerate("abc"):
         write_image(tmp_path / f"{name}.png", seed=i)
     (tmp_path / "labels.csv").write_text("filepath,cat,dog,split\na.png,1,1,train\nb.png,0,0,test\nc.png,0,1,\n")
-    with pytest.raises(InputError, match="1 images have several labels .* import with --multilabel"):
+    with pytest.raises(InputError, match="1 image has several labels .* import with --multilabel"):
         import_path(tmp_path / "labels.csv", dataset_name, progress=False)
     import_path(tmp_path / "labels.csv", dataset_name, multilabel=True, progress=False)
     assert by_name(dataset_name) == {"a.png": (("cat", "dog"), "train"), "b.png": ((), "test"),
@@ -148,7 +148,7 @@ def test_a_label_with_the_separator_needs_multilabel(tmp_path, dataset_name):
     for i, name in enumerate("ab"):
         write_image(tmp_path / f"{name}.png", seed=i)
     (tmp_path / "labels.csv").write_text("filepath,label\na.png,cat;dog\nb.png,cat\n")
-    with pytest.raises(InputError, match="1 images have several labels .* import with --multilabel"):
+    with pytest.raises(InputError, match="1 image has several labels .* import with --multilabel"):
         import_path(tmp_path / "labels.csv", dataset_name, progress=False)
 
 

@@ -112,6 +112,19 @@ def test_jsonl_posts_with_multilabel_labels(tmp_path, dataset_name):
         [["animal", "sale"], ["vehicle"]]
 
 
+def test_jsonl_label_lists_read_like_comment_imports(tmp_path, dataset_name):
+    """A repeated class counts once and a null item is no class (it was a class named 'None'),
+    as in comment imports (one function, `label_values`, for both)."""
+    images = copy_images(tmp_path)
+    rows = [{"image": images[0], "text": "a bird", "labels": ["animal", "animal", None]},
+            {"image": images[2], "text": "a boat", "labels": ["vehicle"]}]
+    path = tmp_path / "posts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = import_posts(path, dataset_name, progress=False)
+    assert (report.added, report.task, report.skipped) == (2, "multiclass", [])
+    assert sorted(store.sample_labels(store.load(dataset_name))) == [("animal",), ("vehicle",)]
+
+
 def test_posts_are_refused_into_an_image_dataset(tmp_path, dataset_name):
     write_class_tree(tmp_path / "tree", {"cat": 1, "dog": 1})
     import_path(tmp_path / "tree", dataset_name, progress=False)

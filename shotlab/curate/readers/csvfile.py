@@ -110,6 +110,16 @@ def require_fields(row: dict[str, str], columns: list[str], csv_path: Path, line
                          f"(an empty field means unlabeled)")
 
 
+def label_values(value) -> tuple[str, ...]:
+    """A CSV or JSONL label field's classes: a JSONL list (each item as text, once), or the
+    `split_labels` of the text."""
+    from shotlab.core.rows import as_str
+
+    if isinstance(value, list):  # JSONL: "labels": ["violence", "harassment"]
+        return tuple(dict.fromkeys(as_str(v).strip() for v in value if as_str(v).strip()))
+    return split_labels(as_str(value).strip())
+
+
 def split_labels(value: str) -> tuple[str, ...]:
     """The labels of a label field: 'cat;dog' is two in either task, so a multiclass import
     refuses it (`importer.check_task`: use --multilabel) instead of making a class 'cat;dog'."""
