@@ -37,6 +37,8 @@ def read_rows(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{path}: the file is UTF-16; save it as UTF-8")
     lines, bad = decode_lines(data)
     reader = read_jsonl if path.suffix.lower() == ".jsonl" else read_csv
     rows, more_bad = reader(path, lines)
@@ -75,29 +77,55 @@ def read_jsonl(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
 
 
 def read_csv(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
-    """CSV rows keyed by the header; a row with more fields than the header is bad."""
+    """CSV rows keyed by the header; a row with more fields than the header, or one a line
+    that is not UTF-8 was cut out of (inside a quoted field), is bad. A quote left open, or text
+    after a closing quote, makes the whole file unreadable: where the next row starts is then a
+    guess, and a guess would read rows into one comment or one label."""
     if not lines:
         raise InputError(f"{path}: the file is empty; expected a header row such as text,label")
     starts = [number for number, _ in lines]
-    stream = io.StringIO("".join(text for _, text in lines), newline="")
-    reader = csv.reader(stream)
-    header = next(reader)
+    text = "".join(text for _, text in lines)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))  # a long text is skipped by its row's check
+    try:
+        return csv_records(path, reader, starts)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def next_record(path: Path, reader, line: int) -> list[str] | None:
+    """The reader's next record (None at the end); `line` is where it starts, for the error."""
+    try:
+        return next(reader, None)
+    except csv.Error as exc:
+        raise InputError(f"{path}: the row starting on line {line} is not valid CSV ({exc}); "
+                         f"close its quotes, and double a quote inside a quoted field "
+                         f"(\"\")") from None
+
+
+def csv_records(path: Path, reader, starts: list[int]) -> tuple[list[Row], list[tuple[int, str]]]:
+    header = next_record(path, reader, starts[0]) or [""]
     if not any(h.strip() for h in header):
         raise InputError(f"{path}: line {starts[0]} should be a header such as text,label")
     header = [h.strip() for h in header]
     rows, bad = [], []
     line_index = 1  # `reader.line_num` counts physical lines consumed: map back to file lines
-    for record in reader:
-        number = starts[min(line_index, len(starts) - 1)]
-        line_index = reader.line_num
+    while (record := next_record(path, reader, starts[min(line_index, len(starts) - 1)])
+           ) is not None:
+        first, line_index = line_index, reader.line_num
+        number = starts[min(first, len(starts) - 1)]
         if not record or not any(field.strip() for field in record):
             continue
-        if len(record) > len(header):
+        if starts[line_index - 1] - number != line_index - 1 - first:
+            bad.append((number, "a line inside this row is not UTF-8, so its text is not whole; "
+                                "save the file as UTF-8"))
+        elif len(record) > len(header):
             bad.append((number, f"{len(record)} fields but the header has {len(header)}; "
                                 f"quote fields that hold commas"))
-            continue
-        rows.append(Row(number, dict(zip(header, record + [""] * (len(header) - len(record)))),
-                        tuple(header[len(record):])))
+        else:
+            rows.append(Row(number, dict(zip(header, record + [""] * (len(header) - len(record)))),
+                            tuple(header[len(record):])))
     return rows, bad
 
 

@@ -31,3 +31,46 @@ def test_an_empty_file_or_another_suffix_is_one_line(tmp_path):
         read_rows(tmp_path / "e.csv")
     with pytest.raises(InputError, match=r"expected a .csv or .jsonl"):
         read_rows(tmp_path / "e.txt")
+
+
+def test_a_field_past_csvs_own_limit_is_a_row_not_a_crash(tmp_path):
+    """Python's csv refuses fields over 131,072 characters; the row's own checks judge it."""
+    import csv
+
+    path = tmp_path / "c.csv"
+    path.write_text("text,label\nfirst,ok\n" + "c" * 200_000 + ",ok\nsmall,ok\n")
+    limit = csv.field_size_limit()
+    rows, bad = read_rows(path)
+    assert [(r.line, len(r.fields["text"])) for r in rows] == [(2, 5), (3, 200_000), (4, 5)]
+    assert bad == [] and csv.field_size_limit() == limit
+
+
+@pytest.mark.parametrize("content, line, why", [
+    (b'text,label\nfirst,"ok\nsecond,ok\nthird,violence\n', 2, "unexpected end of data"),
+    (b'text,label\nfirst,ok\n"a"b,ok\n', 3, "',' expected after '\"'"),
+])
+def test_broken_quoting_refuses_the_file_naming_the_row(tmp_path, content, line, why):
+    """A quote left open read the rest of the file into one label; now nothing is guessed."""
+    path = tmp_path / "q.csv"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        read_rows(path)
+    assert str(caught.value).startswith(
+        f"{path}: the row starting on line {line} is not valid CSV ({why}); close its quotes")
+
+
+def test_a_row_with_a_bad_line_inside_its_quotes_is_skipped_whole(tmp_path):
+    """The bad line was cut out and the row kept, with text the file never held."""
+    path = tmp_path / "c.csv"
+    path.write_bytes(b'text,label\n"multi\ncaf\xe9 line\nend",ok\nnext,violence\n')
+    rows, bad = read_rows(path)
+    assert [(r.line, r.fields["text"]) for r in rows] == [(5, "next")]
+    assert [line for line, _ in bad] == [2, 3]
+    assert "a line inside this row is not UTF-8" in bad[0][1]
+
+
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_bytes("text,label\nhello,ok\n".encode("utf-16"))
+    with pytest.raises(InputError, match=r"u.csv: the file is UTF-16; save it as UTF-8"):
+        read_rows(path)
