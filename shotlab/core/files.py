@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +24,28 @@ PARTIAL_SUFFIX = ".partial"
 def partial_name(path: Path) -> Path:
     """Where `path` is written before it is moved into place."""
     return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def check_can_write(path, option: str) -> None:
+    """Refuse, before any work, an output path that cannot be written: one with no name
+    (`.`, `/`), a folder above it that is a file, or a folder that refuses new files. The
+    folders above it are made on the way (as the write itself would make them)."""
+    from shotlab.core.errors import InputError
+
+    path = Path(os.path.abspath(path))
+    if not path.name:
+        raise InputError(f"{option} {path}: name a file or folder to write, not the root")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"{option} {path}: {blocker} is a file, not a folder; choose another "
+                         f"{option}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise InputError(f"{option} {path}: cannot write in {path.parent} "
+                         f"({exc.strerror or exc}); choose another {option}") from None
 
 
 def remove(path: Path) -> None:

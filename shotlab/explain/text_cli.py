@@ -45,6 +45,8 @@ def run_text(source, paths, texts, methods: str, target, html_path, as_json: boo
     from shotlab.explain.text_report import as_json as plain, explain_texts
 
     chosen = parse_methods(methods, "text")
+    if html_path is not None:
+        check_page_target(Path(html_path))
     comments, bad = read_comments(paths, texts)
     if not comments:
         raise InputError("no comment to explain: " + "; ".join(
@@ -58,6 +60,18 @@ def run_text(source, paths, texts, methods: str, target, html_path, as_json: boo
     if as_json:
         return echo_json(data)
     echo_text_result(result, bad, html_path)
+
+
+def check_page_target(path: Path) -> None:
+    """--html may replace only a page it wrote before: never the comments file it explains,
+    a user's page or notes, a device or a folder."""
+    from shotlab.core.files import check_can_write
+    from shotlab.explain.text_render import is_own_page
+
+    check_can_write(path, "--html")
+    if (path.exists() or path.is_symlink()) and not is_own_page(path):
+        raise InputError(f"--html {path}: the file exists and is not a page `shotlab explain` "
+                         f"wrote; explain replaces only its own pages: choose another --html")
 
 
 def echo_text_result(result: dict, bad: list[dict], html_path) -> None:

@@ -89,6 +89,25 @@ STYLE = """body { font: 15px/1.5 system-ui, sans-serif; margin: 2em; max-width: 
 .t { margin: 0.2em 0; } .f { color: #555; font-size: 12px; }"""
 
 
+# Marks a page `explain --html` wrote: the only kind of existing file it may replace.
+GENERATOR = '<meta name="generator" content="shotlab explain">'
+
+
+def is_own_page(path) -> bool:
+    """True for a regular file that begins as `html_page` writes its pages."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return head.startswith("<!DOCTYPE html>") and GENERATOR in head
+
+
 def html_page(result: dict, title: str = "Why the model decided") -> str:
     """One page for `text_report.explain_texts`' result: per comment, its decision and one line
     per method with the words highlighted (hover for the score) and the faithfulness scores."""
@@ -100,7 +119,7 @@ def html_page(result: dict, title: str = "Why the model decided") -> str:
         blocks.append(f'<div class="c"><div>predicted <b>{html.escape(entry["predicted"])}</b> '
                       f'({entry["score"]:.3f}); explaining <b>{html.escape(entry["target"])}</b> '
                       f'({entry["target_score"]:.3f})</div>{"".join(lines)}</div>')
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR}'
             f'<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>'
             f'<h1>{html.escape(title)}</h1><p>{html.escape(result.get("source", ""))}: red words '
             f'push towards the explained class, blue against; stronger colour, larger share of '

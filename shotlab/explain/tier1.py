@@ -26,7 +26,8 @@ def target_class(decision: dict) -> str:
 
 def load_bundle_checkpoint(bundle, needs: str = "Grad-CAM"):
     """The PyTorch model the bundle was exported from; a ShotlabError naming what `needs` it
-    when it is gone."""
+    when it is gone, or when the file there now holds another model (the run trained again)."""
+    from shotlab.core.images import sha256_file
     from shotlab.train.checkpoint import load_checkpoint
 
     path = Path(bundle.checkpoint_path)
@@ -34,6 +35,11 @@ def load_bundle_checkpoint(bundle, needs: str = "Grad-CAM"):
         raise ShotlabError(f"{path}: the checkpoint bundle {bundle.path} was exported from is "
                            f"missing; {needs} needs the PyTorch model (restore the run folder, "
                            f"or re-export the bundle from an existing run)")
+    expected = bundle.manifest["source"].get("checkpoint_sha256")
+    if expected and sha256_file(path) != expected:
+        raise ShotlabError(f"{path}: not the checkpoint bundle {bundle.path} was exported from "
+                           f"(its sha256 differs: the run was trained or resumed since); "
+                           f"{needs} would explain another model: re-export the bundle")
     return load_checkpoint(path)
 
 

@@ -434,8 +434,10 @@ def keygen_command(prefix: Path) -> None:
     Example:
       shotlab keygen keys/moderation && shotlab export RUN --sign-key keys/moderation.key
     """
+    from shotlab.core.files import check_can_write
     from shotlab.runtime.signing import generate_keypair
 
+    check_can_write(prefix, "PREFIX")
     private, public = generate_keypair(prefix)
     click.echo(f"Private key: {private}\nPublic key: {public}")
 

@@ -16,12 +16,13 @@ the replacement; anything else is refused, `force` or not: export never deletes 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from shotlab.core.clock import utc_now
 from shotlab.core.errors import InputError, ShotlabError
-from shotlab.core.files import atomic_path, remove
+from shotlab.core.files import atomic_path, check_can_write, remove
 from shotlab.export import post_export
 from shotlab.export.formats import FORMATS, ExportJob, check_kind, check_options
 from shotlab.export.targets import (bundle_problem, check_replaceable, check_targets,
@@ -87,7 +88,7 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
         "calibration": checkpoint.meta.get("calibration") or NOT_CALIBRATED,
         "opset": OPSET, "backbone": checkpoint.meta.get("backbone"),
         "timm_name": checkpoint.meta.get("timm_name"), "dataset_manifest_hash": dataset_hash,
-        "source": {"run": str(run_dir), "checkpoint": str(checkpoint.path),
+        "source": {"run": os.path.abspath(run_dir), "checkpoint": os.path.abspath(checkpoint.path),
                    "checkpoint_sha256": bundle_files.sha256_file(checkpoint.path)},
         "versions": library_versions(),
         "created": utc_now(),
@@ -133,7 +134,8 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
         post_export.check_options(checkpoint, formats, fp16=fp16, int8=int8,
                                   preprocessing=preprocessing)
     run_dir, run_thresholds = run_files(checkpoint)
-    out = Path(out) if out else default_out(run_dir)
+    out = Path(os.path.abspath(out)) if out else default_out(run_dir)
+    check_can_write(out, "--out")
     check_targets(out, run_dir, zip_bundle=zip_bundle, force=force)
     if sign_key:
         signing.load_key(sign_key, private=True)  # an unusable key fails before any work

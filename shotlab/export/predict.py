@@ -18,6 +18,7 @@ file predict wrote (a decisions file, or an empty one) is ever replaced (`check_
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -43,20 +44,25 @@ class Prediction:
 
 def collect_paths(paths) -> list[Path]:
     """Files as given, folders searched recursively for image and clip extensions (the image
-    and clip kinds' suffixes); sorted, unique."""
+    and clip kinds' suffixes); sorted, one per file read (a second path to the same file, by a
+    symlink or `..`, is dropped: decisions name the file itself). A broken symlink is kept,
+    so that reading it names it among the bad files."""
     from shotlab.runtime.kinds import KINDS
 
     suffixes = KINDS["image"].extensions | KINDS["clip"].extensions
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in suffixes)
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes
+                            and (p.is_file() or (p.is_symlink() and not p.exists())))
         elif path.exists():
             found.append(path)
         else:
             raise InputError(f"{path}: no such file or folder")
-    return list(dict.fromkeys(found))
+    unique: dict[str, Path] = {}
+    for path in found:
+        unique.setdefault(os.path.realpath(path), path)
+    return list(unique.values())
 
 
 def decision_records(bundle, probs: np.ndarray, sha256s, *, runtime: str,
@@ -129,25 +135,32 @@ def check_outputs(out: Path) -> None:
     """Refuse to write where predict would replace a file it did not write (a user's notes, an
     input image, the explanation store): the decisions file and the review queue beside it may
     replace only an empty file or one whose first line is a decision."""
+    from shotlab.core.files import check_can_write
+
+    check_can_write(out, "--out")
     decisions, queue = output_paths(out)
     if decisions.name == REVIEW_QUEUE_FILE:
         raise InputError(f"--out {out}: the review queue is written beside the decisions under "
                          f"that name; give the decisions file another name")
     for path in (decisions, queue):
-        if path.exists() and not is_decisions_file(path):
+        if (path.exists() or path.is_symlink()) and not is_decisions_file(path):
             raise InputError(f"{path} exists and is not a decisions file that shotlab predict "
                              f"wrote; predict replaces only its own output: move it away or "
                              f"choose another --out")
 
 
 def is_decisions_file(path: Path) -> bool:
-    """An empty file, or one whose first line is a JSON object with a decision_id."""
+    """A regular file, empty or whose first line is a JSON object with a decision_id (never a
+    device, a pipe or a folder: reading a pipe would wait forever, and a device is no file)."""
+    if not path.is_file():
+        return False
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20).strip()
-        return not first or "decision_id" in dict(json.loads(first))
-    except (OSError, ValueError, TypeError):  # dict() of a list or a number: not a decision
+        value = json.loads(first) if first else {"decision_id": None}
+    except (OSError, ValueError):
         return False
+    return isinstance(value, dict) and "decision_id" in value
 
 
 @contextmanager

@@ -43,7 +43,8 @@ def check_targets(out: Path, run_dir: Path, *, zip_bundle: bool, force: bool) ->
     check_replaceable(out, "folder")
     if zip_bundle:
         check_replaceable(zip_path, "zip")
-    taken = [path for path in ([out, zip_path] if zip_bundle else [out]) if path.exists()]
+    taken = [path for path in ([out, zip_path] if zip_bundle else [out])
+             if path.exists() and not (path.is_dir() and not any(path.iterdir()))]
     if taken and not force:
         raise InputError(f"{taken[0]} already exists; pass --force to replace it or --out for "
                          f"another folder")

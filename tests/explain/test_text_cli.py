@@ -34,6 +34,9 @@ def test_explain_a_comment_through_a_bundle(one_word_bundle, tmp_path):
         faith = entry["explanations"][method]["faithfulness"]
         assert faith["beats_random_comprehensiveness"] and faith["beats_random_sufficiency"]
     assert ">kills</span>" in page.read_text() and data["html"] == str(page)
+    again = run("explain", one_word_bundle, "--text", "kills", "--method", "lime", "--html", page)
+    assert again.exit_code == 0, again.output  # its own page from the run before is replaced
+    assert ">kills</span>" in page.read_text() and "joke" not in page.read_text()
 
 
 def test_explain_a_csv_of_comments_skips_bad_rows_by_line(one_word_bundle, tmp_path):

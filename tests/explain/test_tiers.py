@@ -66,6 +66,21 @@ def test_record_flagged_without_the_checkpoint_says_so(explain_bundle, colour_im
         record_flagged(moved, decisions, inputs, tmp_path / "e.sqlite")
 
 
+def test_record_flagged_with_another_checkpoint_says_so(explain_bundle, colour_images, tmp_path):
+    """A run trained again after export holds another model at the same path: Grad-CAM would
+    explain it silently (the stored model_sha256 was not the bundle's)."""
+    from shotlab.runtime.bundle import load_bundle
+
+    bundle = load_bundle(explain_bundle)
+    manifest = {**bundle.manifest, "source": {**bundle.manifest["source"],
+                                              "checkpoint_sha256": "0" * 64}}
+    retrained = dataclasses.replace(bundle, manifest=manifest)
+    decisions, inputs = decisions_for(bundle, colour_images[:1])
+    with pytest.raises(ShotlabError, match=r"not the checkpoint bundle .* \(its sha256 differs"):
+        record_flagged(retrained, decisions, inputs, tmp_path / "e.sqlite")
+    assert record_flagged(bundle, decisions, inputs, tmp_path / "e.sqlite") == 1
+
+
 def test_pending_appeals_are_processed_in_batches(explain_bundle, colour_images, tmp_path):
     from shotlab.runtime.bundle import load_bundle
 

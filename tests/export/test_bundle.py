@@ -89,6 +89,19 @@ def test_manifest_describes_the_bundle(exported, trained_run):
         k for k, v in manifest["versions"].items() if v}
 
 
+def test_a_relative_run_is_recorded_by_its_absolute_path(trained_run, monkeypatch):
+    """A bundle exported as `export runs/x` from one folder found no checkpoint for Grad-CAM or
+    Integrated Gradients when run from any other folder."""
+    from shotlab.export.exporter import base_manifest
+
+    checkpoint = load_checkpoint(trained_run)
+    monkeypatch.chdir(trained_run.parent)
+    relative = type(trained_run)(trained_run.name)
+    manifest = base_manifest(checkpoint, relative, {}, checkpoint.preprocessing, "hash")
+    assert manifest["source"]["run"] == str(trained_run)
+    assert manifest["source"]["checkpoint"] == str(checkpoint.path.absolute())
+
+
 def test_onnx_carries_the_manifest_summary(exported):
     meta = onnx_export.metadata(exported.path / "model.onnx")
     assert json.loads(meta["shotlab.classes"]) == ["blue", "green", "red"]

@@ -126,3 +126,20 @@ def test_a_damaged_store_refuses_writes_in_one_line(tmp_path):
     with ExplanationStore(store_path) as store:
         with pytest.raises(InputError, match="database disk image is malformed"):
             store.put("d99", "gradcam", np.zeros((8, 8)))
+
+
+def test_html_never_replaces_a_file_explain_did_not_write(tmp_path):
+    """`explain --html comments.csv` replaced the comments with the page."""
+    from shotlab.core.errors import InputError
+    from shotlab.explain.text_cli import check_page_target
+    from shotlab.explain.text_render import GENERATOR
+
+    comments = tmp_path / "comments.csv"
+    comments.write_text("text,label\nhello,ok\n")
+    with pytest.raises(InputError, match="is not a page `shotlab explain` wrote"):
+        check_page_target(comments)
+    assert comments.read_text() == "text,label\nhello,ok\n"
+    page = tmp_path / "why.html"
+    page.write_text(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR}')
+    check_page_target(page)  # its own page, from an earlier run: replaced
+    check_page_target(tmp_path / "new" / "why.html")

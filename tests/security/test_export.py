@@ -115,3 +115,14 @@ def test_a_rejected_folder_of_notes_is_kept(trained_run, exported, tmp_path):
                               "--preprocessing", contract, "--no-explain"))
     assert f"{notes} is in the way (a refused export is moved there)" in line
     assert snapshot(notes) == before and not (tmp_path / "bundle").exists()
+
+
+def test_an_empty_folder_needs_no_force(trained_run, tmp_path):
+    """security.md: an empty folder at OUT may be replaced; it asked for --force."""
+    from shotlab.export.targets import check_targets
+
+    (tmp_path / "empty").mkdir()
+    check_targets(tmp_path / "empty", trained_run, zip_bundle=False, force=False)
+    (tmp_path / "empty" / "note.txt").write_text("mine")
+    with pytest.raises(InputError):
+        check_targets(tmp_path / "empty", trained_run, zip_bundle=False, force=False)

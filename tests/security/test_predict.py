@@ -74,3 +74,53 @@ def test_out_replaces_only_decisions(out, victim, exported, earlier):
     assert f"{earlier / victim} exists and is not a decisions file that shotlab predict " \
            f"wrote" in line
     assert state(earlier) == before
+
+
+def test_out_never_replaces_a_pipe_or_reads_it(exported, earlier):
+    """A pipe (or a device) is no decisions file: reading it waited forever, and an empty read
+    let predict replace it with a regular file."""
+    import os
+
+    fifo = earlier / "pipe.jsonl"
+    os.mkfifo(fifo)
+    photo = write_image(earlier / "photo.png", seed=3)
+    line = one_line_error(run("predict", exported.path, photo, "--out", fifo))
+    assert f"{fifo} exists and is not a decisions file" in line
+    assert fifo.is_fifo()
+
+
+def test_a_json_array_first_line_is_not_a_decisions_file(tmp_path):
+    from shotlab.export.predict import is_decisions_file
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('[["decision_id", 1]]\n')
+    assert not is_decisions_file(path)
+    path.write_text('{"decision_id": "a"}\n')
+    assert is_decisions_file(path) and not is_decisions_file(tmp_path)
+
+
+@pytest.mark.parametrize("command", [["predict", "IMAGE"], ["export"], ["keygen"]])
+def test_an_output_under_a_file_is_refused_before_any_work(command, exported, trained_run,
+                                                          tmp_path):
+    """It failed with a FileExistsError traceback, for predict after every image was decided."""
+    photo = write_image(tmp_path / "photo.png", seed=3)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    args = {"predict": [exported.path, photo], "export": [trained_run, "--no-explain"],
+            "keygen": []}[command[0]]
+    option = [] if command[0] == "keygen" else ["--out"]
+    line = one_line_error(run(command[0], *args, *option, notes / "x"))
+    assert f"{notes} is a file, not a folder" in line
+    assert notes.read_text() == "mine\n"
+
+
+def test_symlinked_and_repeated_paths_are_decided_once_and_a_broken_link_is_named(tmp_path):
+    from shotlab.export.predict import collect_paths
+
+    folder = tmp_path / "in"
+    a = write_image(folder / "a.png", seed=1)
+    write_image(folder / "b.png", seed=2)
+    (folder / "link.png").symlink_to(a)
+    (folder / "broken.png").symlink_to(tmp_path / "nowhere.png")
+    found = collect_paths([folder, folder / ".." / "in" / "a.png"])
+    assert [p.name for p in found] == ["a.png", "b.png", "broken.png"]
