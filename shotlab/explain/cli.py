@@ -179,11 +179,15 @@ def appeal_command(store, decision_ids, methods, image, bundle) -> None:
     from shotlab.explain.report import parse_methods
     from shotlab.explain.store import ExplanationStore
 
-    chosen = parse_methods(methods)
     with ExplanationStore(store, create=False) as opened:
+        # A comment's decision takes the text methods (an image method left it "done" with
+        # nothing stored); every appeal is checked before any is queued.
+        chosen = {d: parse_methods(methods, "text" if opened.has_text(d) else "image")
+                  for d in decision_ids}
         for decision_id in decision_ids:
-            opened.queue(decision_id, chosen, image_path=image, bundle_path=bundle)
-    click.echo(f"queued {plural(len(decision_ids), 'appeal')} ({', '.join(chosen)}); process "
+            opened.queue(decision_id, chosen[decision_id], image_path=image, bundle_path=bundle)
+    shown = dict.fromkeys(m for asked in chosen.values() for m in asked)
+    click.echo(f"queued {plural(len(decision_ids), 'appeal')} ({', '.join(shown)}); process "
                f"them with `shotlab explain --pending {store}`")
 
 

@@ -97,3 +97,25 @@ def test_an_appeal_on_a_comment_stores_shap_and_lime(one_word_model, one_word_bu
         assert e.faithfulness["beats_random_comprehensiveness"]
     assert row.params["tier"] == 2 and row.model_sha256 == load_bundle(
         one_word_bundle).model_sha256("onnx")
+
+
+def test_an_image_method_on_a_comment_appeal_is_refused(one_word_model, one_word_bundle, tmp_path):
+    """It was queued, then marked done with nothing stored: a reviewer took it as answered."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+    from shotlab.explain.text_tier1 import record_flagged_texts
+    from shotlab.runtime.bundle import load_bundle
+
+    store = tmp_path / "explanations.sqlite"
+    decision = {"decision_id": "a", "scores": {"fine": 0.12, "violent": 0.88},
+                "flagged": ["violent"], "labels": ["violent"]}
+    record_flagged_texts(load_bundle(one_word_bundle), [decision], ["my boss kills it"], store,
+                         model=one_word_model)
+    refused = CliRunner().invoke(cli, ["explain", "appeal", str(store), "a", "--method", "gradcam"])
+    assert refused.exit_code == 2 and "unknown method gradcam for text models" in refused.output
+    with ExplanationStore(store, readonly=True) as opened:
+        assert opened.appeals() == []
+    queued = CliRunner().invoke(cli, ["explain", "appeal", str(store), "a", "--method", "shap"])
+    assert queued.exit_code == 0 and "queued 1 appeal (shap)" in queued.output
+
