@@ -80,7 +80,8 @@ def first_names(path: Path) -> list[str]:
     the first line is decoded: a bad byte further down is a bad row, reported by its line."""
     try:
         with open(path, "rb") as f:
-            first = next((line for line in f if line.strip()), b"")
+            head = f.read(1 << 20)  # a header longer than this is no header
+        first = next((line for line in head.splitlines() if line.strip()), b"")  # \n, \r\n, \r
         first = first.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
         if path.suffix.lower() == ".csv":
             return [h.strip() for h in next(csv.reader([first]), [])]

@@ -186,6 +186,8 @@ def test_detection_and_the_source_folder_is_never_written(tmp_path, dataset_name
     write(folder / "comments.csv", GOOD)
     write(folder / "posts.csv", "image_path,text,label\na.png,hi,ok\n")
     assert is_text_table(folder / "comments.csv") and not is_text_table(folder / "posts.csv")
+    (tmp_path / "old-mac.csv").write_bytes(b"text,label\rhello there,ok\r")  # CR line ends
+    assert is_text_table(tmp_path / "old-mac.csv")  # was taken for an image CSV
     before = fingerprint(folder)
     result = CliRunner().invoke(cli, ["curate", "import", str(folder / "comments.csv"),
                                       "--name", dataset_name])
