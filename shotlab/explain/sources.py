@@ -78,7 +78,12 @@ def from_run(path: Path) -> Source:
 def from_bundle(path: Path) -> Source:
     from shotlab.runtime.bundle import load_bundle
 
-    return source_of_bundle(load_bundle(path))
+    bundle = load_bundle(path)
+    if len(bundle.parts) > 1:
+        raise InputError(f"{path}: a post model ({' + '.join(bundle.parts)}); its decisions are "
+                         f"explained per part by `shotlab predict {path} POSTS.csv --explain`, "
+                         f"then `shotlab explain show DECISION_ID --store STORE`")
+    return source_of_bundle(bundle)
 
 
 def source_of_bundle(bundle, runner=None) -> Source:

@@ -143,3 +143,19 @@ def has_text_attribution() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_explain_on_a_post_bundle_points_to_predict_explain(post_run):
+    """It said 'give a dict of arrays by part name', an internal message with no way forward."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+
+    _, exported, folder, rows = post_run
+    image = next(folder.rglob("*.png"))
+    result = CliRunner().invoke(cli, ["explain", str(exported.path), str(image)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (
+        f"Error: {exported.path}: a post model (image + text); its decisions are explained per "
+        f"part by `shotlab predict {exported.path} POSTS.csv --explain`, then `shotlab explain "
+        f"show DECISION_ID --store STORE`")
