@@ -136,3 +136,12 @@ def as_str(value) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def column_key(fields: dict, name: str) -> str | None:
+    """The key of `fields` that names column `name`, as imports match columns: spaces around
+    and letter case ignored ('Text' is `text`); None when there is none."""
+    if name in fields:
+        return name
+    return next((k for k in fields if isinstance(k, str) and k.strip().lower() == name), None)
+

@@ -15,7 +15,7 @@ TEXT_FIELD = "text"
 def read_comments(paths, texts) -> tuple[list[str], list[dict]]:
     """(comments from `--text` then from each .csv/.jsonl's `text` column, bad rows as
     {"path", "line", "reason"}). An empty or over-long comment is a bad row, never raised."""
-    from shotlab.core.rows import read_rows
+    from shotlab.core.rows import column_key, read_rows
     from shotlab.runtime.text import check_text
 
     comments, bad = [], []
@@ -24,13 +24,14 @@ def read_comments(paths, texts) -> tuple[list[str], list[dict]]:
     for path in map(Path, paths):
         rows, broken = read_rows(path)
         bad += [{"path": str(path), "line": line, "reason": reason} for line, reason in broken]
-        if rows and TEXT_FIELD not in rows[0].fields:
+        key = column_key(rows[0].fields, TEXT_FIELD) if rows else TEXT_FIELD
+        if key is None:
             raise InputError(f"{path}: no '{TEXT_FIELD}' column (found: "
                              f"{', '.join(rows[0].fields) or 'none'}); name the comments' "
                              f"column '{TEXT_FIELD}'")
         for row in rows:
             try:
-                comments.append(check_text(row.fields.get(TEXT_FIELD), f"{path}:{row.line}"))
+                comments.append(check_text(row.fields.get(key), f"{path}:{row.line}"))
             except InputError as exc:
                 bad.append({"path": str(path), "line": row.line,
                             "reason": str(exc).split(": ", 1)[-1]})

@@ -44,10 +44,13 @@ def comment_of(path: Path, line: int, fields: dict) -> Comment:
     """The comment of one row, or InputError saying what is wrong with it."""
     from shotlab.runtime.text import check_text
 
-    if TEXT_FIELD not in fields:
+    from shotlab.core.rows import column_key
+
+    key = column_key(fields, TEXT_FIELD)
+    if key is None:
         raise InputError(f"no '{TEXT_FIELD}' field (the row has {', '.join(map(str, fields))}); "
                          f"name the comments' column '{TEXT_FIELD}'")
-    return Comment(path, line, check_text(fields[TEXT_FIELD], f"{path}:{line}"))
+    return Comment(path, line, check_text(fields[key], f"{path}:{line}"))
 
 
 def text_lines(path: Path) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:

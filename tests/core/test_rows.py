@@ -74,3 +74,12 @@ def test_a_utf16_file_is_named_as_such(tmp_path):
     path.write_bytes("text,label\nhello,ok\n".encode("utf-16"))
     with pytest.raises(InputError, match=r"u.csv: the file is UTF-16; save it as UTF-8"):
         read_rows(path)
+
+
+def test_a_column_is_found_as_imports_find_it():
+    from shotlab.core.rows import column_key
+    from shotlab.export.predict_texts import comment_of
+
+    assert column_key({"Text ": "hi", "text": "exact"}, "text") == "text"
+    assert column_key({" TEXT": "hi"}, "text") == " TEXT" and column_key({"x": 1}, "text") is None
+    assert comment_of("c.csv", 2, {"Text": "hello"}).text == "hello"  # predict refused it

@@ -41,7 +41,8 @@ def test_explain_a_comment_through_a_bundle(one_word_bundle, tmp_path):
 
 def test_explain_a_csv_of_comments_skips_bad_rows_by_line(one_word_bundle, tmp_path):
     rows = tmp_path / "comments.csv"
-    rows.write_text('text,id\n"he kills it, <b>every</b> time",1\n"",2\nnothing here,3\n')
+    # 'Text' as imports read it (the column's name was matched exactly here, and only here)
+    rows.write_text('Text,id\n"he kills it, <b>every</b> time",1\n"",2\nnothing here,3\n')
     result = run("explain", one_word_bundle, rows, "--method", "lime", "--target", "violent")
     assert result.exit_code == 0, result.output
     assert f"skipped {rows}:3: the text is empty" in result.stderr
