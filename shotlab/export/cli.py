@@ -390,6 +390,11 @@ def record_text_explanations(bundle, result, out: Path) -> dict:
     return {"stored": stored, "store": str(store_path)}
 
 
+def rows_read(data: dict) -> bool:
+    """Whether the inputs were rows of files (comments, posts), whose bad ones are rows."""
+    return bool(data.get("texts") or data.get("posts"))
+
+
 def echo_predict(data: dict) -> None:
     from shotlab.core.output import plural
 
@@ -401,7 +406,7 @@ def echo_predict(data: dict) -> None:
                if data.get(k)]
     click.echo(f"{' and '.join(counted) or '0 images'} predicted ({labels}); "
                f"{data['flagged']} flagged, {data['needs_review']} need review, "
-               f"{plural(data['bad'], 'bad file')} skipped")
+               f"{plural(data['bad'], 'bad row' if rows_read(data) else 'bad file')} skipped")
     for clip in data.get("segments", []):
         spans = ", ".join(f"{s['class']} {s['start']:.1f}-{s['end']:.1f} s"
                           + ("" if s["flagged"] else " (review)") for s in clip["segments"])

@@ -134,3 +134,16 @@ def test_predict_says_when_no_explanation_was_stored(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Explanations stored: none (nothing flagged or queued for review)" in out
     assert "None" not in out
+
+
+@pytest.mark.parametrize("counts, skipped", [({"texts": 3}, "2 bad rows skipped"),
+                                             ({"posts": 1}, "2 bad rows skipped"),
+                                             ({"images": 3}, "2 bad files skipped")])
+def test_predict_counts_what_it_skipped_as_rows_or_files(counts, skipped, capsys):
+    """Comments and posts are rows of a few files: '14 bad files skipped' named 5 files."""
+    from shotlab.export.cli import echo_predict
+
+    echo_predict({"bad_files": [], "labels": {}, "flagged": 0, "needs_review": 0, "bad": 2,
+                  "decisions": "d.jsonl", "review_queue": "q.jsonl",
+                  **counts})
+    assert capsys.readouterr().out.splitlines()[0].endswith(skipped)
