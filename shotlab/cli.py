@@ -73,5 +73,16 @@ def add_stage_groups() -> None:
 add_stage_groups()
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM (a service manager's stop, `kill`) ends the command as Ctrl-C does: `finally`
+    blocks and exit handlers run (half-written outputs removed, a bundle zip's unpacked folder
+    deleted) instead of the process vanishing mid-write. Exit status 143, as the signal's."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main() -> None:
+    exit_on_sigterm()
     cli(prog_name="shotlab")

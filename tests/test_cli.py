@@ -133,3 +133,20 @@ def test_workspace_option_isolates_the_database(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
     assert (tmp_path / "ws" / "db").is_dir() and not (tmp_path / "home" / ".fiftyone").exists()
+
+
+def test_sigterm_runs_the_exit_handlers(tmp_path):
+    """`kill` during `predict bundle.zip` left the unpacked bundle in /tmp: the exit handler
+    that removes it never ran."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "cleaned"
+    code = ("import atexit, os, signal, time\n"
+            "from shotlab.cli import exit_on_sigterm\n"
+            "exit_on_sigterm()\n"
+            f"atexit.register(lambda: open({str(marker)!r}, 'w').write('done'))\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "time.sleep(30)\n")
+    done = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 143 and marker.read_text() == "done"
