@@ -104,12 +104,17 @@ def check_zip(archive: zipfile.ZipFile, path, *, max_bytes: int | None = None,
 
 
 def check_names(archive: zipfile.ZipFile, path) -> None:
-    """Refuse a zip any of whose entries would land outside its extraction folder (zip-slip)."""
-    for name in archive.namelist():
-        normalised = os.path.normpath(name.replace("\\", "/"))
+    """Refuse a zip any of whose entries would land outside its extraction folder (zip-slip), or
+    whose file entry names the folder itself ('.', '', 'a/..')."""
+    for member in archive.infolist():
+        name = member.filename
+        normalised = os.path.normpath(name.replace("\\", "/")) if name else "."
         if os.path.isabs(normalised) or normalised == ".." or normalised.startswith("../"):
             raise InputError(f"{path}: entry '{name}' would be written outside the extraction "
                              f"folder; refusing the whole zip (re-create it without such paths)")
+        if normalised == "." and not member.is_dir():
+            raise InputError(f"{path}: entry '{name}' names no file (it is the extraction "
+                             f"folder itself); refusing the whole zip (re-create it without it)")
 
 
 def extract_zip(archive: zipfile.ZipFile, path, target: Path, *,
@@ -121,12 +126,17 @@ def extract_zip(archive: zipfile.ZipFile, path, target: Path, *,
     check_names(archive, path)
     check_zip(archive, path, **vars(limits or ZipLimits.resolve()))
     target = Path(target)
-    try:
-        for member in archive.infolist():
+    for member in archive.infolist():
+        try:
             extract_member(archive, member, target, path)
-    except (zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
-        # RuntimeError: an encrypted member; NotImplementedError: an unknown compression method
-        raise InputError(f"{path}: cannot extract ({exc}); re-create the zip") from None
+        except (zipfile.BadZipFile, EOFError, zlib.error, RuntimeError,
+                NotImplementedError) as exc:
+            # RuntimeError: an encrypted member; NotImplementedError: an unknown compression
+            raise InputError(f"{path}: cannot extract ({exc}); re-create the zip") from None
+        except OSError as exc:  # entries that clash on disk, a name too long, a full disk
+            raise InputError(f"{path}: cannot extract entry '{member.filename}' "
+                             f"({exc.strerror or exc}); re-create the zip (entries must not "
+                             f"clash, like a file 'a' and a file 'a/b')") from None
     return target
 
 

@@ -3,6 +3,7 @@ a member that inflates past its declared size is stopped (issue #11, item 4)."""
 
 from __future__ import annotations
 
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -138,3 +139,26 @@ def test_curate_import_refuses_a_bomb_with_one_line_and_no_dataset(tmp_path, dat
     from shotlab.core import store
 
     assert dataset_name not in store.list_datasets()
+
+
+@pytest.mark.parametrize("entries,refusal", [
+    (["."], r"hostile.zip: entry '\.' names no file"),
+    (["a/.."], r"hostile.zip: entry 'a/\.\.' names no file"),
+    (["a", "a/b"], r"hostile.zip: cannot extract entry 'a/b' \(.+\); re-create the zip"),
+    (["a/b", "a"], r"hostile.zip: cannot extract entry 'a' \(.+\); re-create the zip"),
+], ids=["dot", "up-and-back", "file-then-dir", "dir-then-file"])
+def test_entries_that_name_the_folder_or_clash_are_refused_in_one_line(tmp_path, entries,
+                                                                        refusal):
+    """These crashed with IsADirectoryError / FileExistsError / NotADirectoryError tracebacks."""
+    hostile = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(hostile, "w") as archive:
+        for name in entries:
+            archive.writestr(name, b"x")
+    with zipfile.ZipFile(hostile) as archive, pytest.raises(InputError, match=refusal):
+        extract_zip(archive, hostile, tmp_path / "out")
+    write_image(tmp_path / "photo.png")
+    result = CliRunner().invoke(cli, ["predict", str(hostile), str(tmp_path / "photo.png"),
+                                      "--out", str(tmp_path / "o" / "d.jsonl")])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert re.search(refusal, result.output)
