@@ -12,7 +12,8 @@ The declared sizes can lie (they are just numbers in the file), so `extract_zip`
 member as soon as more bytes come out of it than it declared; it also refuses member paths that
 would land outside the target folder (zip-slip).
 
-Each limit can be raised per call (`curate import --zip-max-bytes ...`) or for every command
+Each limit can be raised per call where the command has the options (`curate import
+--zip-max-bytes ...`; a refusal names them only there) or for every command
 through its environment variable (`SHOTLAB_ZIP_MAX_BYTES`, `SHOTLAB_ZIP_MAX_FILES`,
 `SHOTLAB_ZIP_MAX_RATIO`).
 """
@@ -76,30 +77,35 @@ def _from_env(key: str) -> float | int | None:
     return value
 
 
-def _refuse(path, what: str, key: str, limits: ZipLimits) -> InputError:
+def _refuse(path, what: str, key: str, limits: ZipLimits, options: bool) -> InputError:
+    how = f"{FLAGS[key]} or ${ENV[key]}" if options else f"${ENV[key]}"
     return InputError(f"{path}: {what}, over the limit of {getattr(limits, key):,}; nothing was "
-                      f"extracted (if you trust this zip, raise the limit with {FLAGS[key]} or "
-                      f"${ENV[key]})")
+                      f"extracted (if you trust this zip, raise the limit with {how})")
 
 
 def check_zip(archive: zipfile.ZipFile, path, *, max_bytes: int | None = None,
-              max_files: int | None = None, max_ratio: float | None = None) -> ZipLimits:
+              max_files: int | None = None, max_ratio: float | None = None,
+              options: bool = False) -> ZipLimits:
     """Raise InputError if the zip's central directory declares more files, more bytes or a higher
-    compression ratio than allowed; returns the limits used (for `extract_zip`)."""
+    compression ratio than allowed; returns the limits used (for `extract_zip`).
+
+    `options`: the calling command has the --zip-max-* options (curate import), so a refusal
+    names them beside the environment variable; elsewhere (predict's bundle, Roboflow pull) it
+    names only the variable."""
     limits = ZipLimits.resolve(max_bytes, max_files, max_ratio)
     members = archive.infolist()
     if len(members) > limits.max_files:
-        raise _refuse(path, f"{len(members):,} files", "max_files", limits)
+        raise _refuse(path, f"{len(members):,} files", "max_files", limits, options)
     total = sum(m.file_size for m in members)
     if total > limits.max_bytes:
-        raise _refuse(path, f"expands to {total:,} bytes", "max_bytes", limits)
+        raise _refuse(path, f"expands to {total:,} bytes", "max_bytes", limits, options)
     packed = sum(m.compress_size for m in members)
     for name, size, compressed in [*((m.filename, m.file_size, m.compress_size) for m in members),
                                    ("the whole zip", total, packed)]:
         if size > RATIO_GRACE_BYTES and size > limits.max_ratio * max(compressed, 1):
             ratio = size / max(compressed, 1)
             raise _refuse(path, f"{name} is compressed {ratio:,.0f}:1 (a zip bomb?)",
-                          "max_ratio", limits)
+                          "max_ratio", limits, options)
     return limits
 
 
@@ -118,13 +124,13 @@ def check_names(archive: zipfile.ZipFile, path) -> None:
 
 
 def extract_zip(archive: zipfile.ZipFile, path, target: Path, *,
-                limits: ZipLimits | None = None) -> Path:
+                limits: ZipLimits | None = None, options: bool = False) -> Path:
     """Extract every member under `target` after checking names and limits, never writing more
     bytes for a member than its entry declares. Raises InputError for a refused, forged or
     damaged zip; what was written by then is left for the caller to remove (extract into a
-    temporary folder)."""
+    temporary folder). `options` as for `check_zip`."""
     check_names(archive, path)
-    check_zip(archive, path, **vars(limits or ZipLimits.resolve()))
+    check_zip(archive, path, **vars(limits or ZipLimits.resolve()), options=options)
     target = Path(target)
     for member in archive.infolist():
         try:

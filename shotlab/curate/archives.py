@@ -32,12 +32,12 @@ def extract(zip_path: Path, media_dir: Path, limits: ZipLimits | None = None) ->
     target = media_dir / f"{zip_path.stem}-{digest[:12]}"
     with archive:
         check_names(archive, zip_path)  # before anything is created in the workspace
-        limits = check_zip(archive, zip_path, **vars(limits or ZipLimits.resolve()))
+        limits = check_zip(archive, zip_path, **vars(limits or ZipLimits.resolve()), options=True)
         with extraction_lock(target):
             if not (target / COMPLETE_MARKER).is_file():
                 with atomic_path(target) as partial:
                     remove(target)  # an unmarked folder: left by an interrupted older shotlab
-                    extract_zip(archive, zip_path, partial, limits=limits)
+                    extract_zip(archive, zip_path, partial, limits=limits, options=True)
                     (partial / COMPLETE_MARKER).write_text(digest)
     return target
 

@@ -108,10 +108,26 @@ def test_a_bundle_zip_bomb_is_refused_before_anything_is_written(tmp_path, monke
         archive.writestr("model.onnx", b"\0" * (8 << 20))  # 8 MiB of zeros: ratio ~1000:1
     before = set(tmp_path.parent.glob("shotlab-bundle-*"))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    with pytest.raises(InputError, match="ratio"):
+    with pytest.raises(InputError, match=r"compressed [\d,]+:1 \(a zip bomb\?\)"):
         load_bundle(bomb)
     assert not any(p.stat().st_size for p in tmp_path.rglob("model.onnx"))
     assert set(tmp_path.parent.glob("shotlab-bundle-*")) == before
+
+
+def test_predict_refuses_a_bundle_zip_bomb_naming_only_what_predict_offers(tmp_path):
+    """predict has no --zip-max-ratio option (curate import does): the refusal named it."""
+    import zipfile
+
+    bomb = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model.onnx", b"\0" * (8 << 20))
+    images = write_colour_tree(tmp_path / "in", counts={"new": 1}, seed=3)
+    result = CliRunner().invoke(cli, ["predict", str(bomb), str(images),
+                                      "--out", str(tmp_path / "d.jsonl")])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "raise the limit with $SHOTLAB_ZIP_MAX_RATIO)" in result.output
+    assert "--zip-max" not in result.output
 
 
 def test_export_with_no_decodable_test_image_is_one_line(trained_run, tmp_path):
