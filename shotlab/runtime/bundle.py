@@ -67,11 +67,15 @@ class Bundle(ModelContract):
     def contract(self) -> dict:
         return self.manifest
 
+    def name(self, member: str = "") -> str:
+        """How messages name the bundle, or one of its files (`naming`)."""
+        return naming(self.path, self.origin)(member)
+
     def localise(self, preprocessing):
         """A text part's tokenizer is a file of the bundle: its path inside the folder."""
         if not preprocessing.tokenizer:
             return preprocessing
-        path = inside(self.path, preprocessing.tokenizer)
+        path = inside(self.path, preprocessing.tokenizer, self.name)
         return type(preprocessing).from_dict({**preprocessing.to_dict(), "tokenizer": str(path)})
 
     @property
@@ -103,7 +107,7 @@ class Bundle(ModelContract):
             raise InputError(f"{self.origin}: this bundle has no {runtime} model (it has: "
                              f"{', '.join(self.runtimes) or 'none'}); re-export with the "
                              f"matching --to/--fp16 option")
-        return inside(self.path, self.runtimes[runtime])
+        return inside(self.path, self.runtimes[runtime], self.name)
 
     def model_sha256(self, runtime: str = "onnx") -> str:
         return self.manifest["files"][self.runtimes[runtime]]
@@ -161,66 +165,89 @@ def replace_folder(source: Path, target: Path) -> Path:
 
 # --- reading and verifying ---------------------------------------------------------------------
 
-def read_manifest(folder: Path) -> dict:
+def naming(folder: Path, origin: Path | None = None):
+    """`name(member="")`: how messages name the bundle or a file in it. For a folder bundle, the
+    path; for a .zip, the zip and the member inside it (`bundle.zip: model.onnx`), never the
+    temporary folder it was unpacked into (deleted when shotlab exits)."""
+    def name(member: str = "") -> str:
+        if origin is None or origin == folder:
+            return str(folder / member)
+        return f"{origin}: {member}" if member else str(origin)
+    return name
+
+
+def read_manifest(folder: Path, name=None) -> dict:
+    name = name or naming(folder)
     path = folder / MANIFEST_FILE
     if not path.is_file():
-        raise InputError(f"{folder}: not a shotlab bundle (no {MANIFEST_FILE}); give the folder "
-                         f"or .zip that `shotlab export` wrote")
+        nested = sorted(p.relative_to(folder).as_posix() for p in folder.glob(f"*/{MANIFEST_FILE}"))
+        hint = (f" (it holds {nested[0]}: zip the bundle folder's files, not the folder, as "
+                f"`shotlab export --zip` does)" if nested else "")
+        raise InputError(f"{name()}: not a shotlab bundle (no {MANIFEST_FILE}){hint}; give the "
+                         f"folder or .zip that `shotlab export` wrote")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc}); re-export the bundle") from None
+        raise InputError(f"{name(MANIFEST_FILE)}: not valid JSON ({exc}); re-export the "
+                         f"bundle") from None
     if not isinstance(manifest, dict):
-        raise InputError(f"{path}: not a bundle manifest (a JSON object); re-export the bundle")
+        raise InputError(f"{name(MANIFEST_FILE)}: not a bundle manifest (a JSON object); "
+                         f"re-export the bundle")
     return manifest
 
 
-def check_format(folder: Path, manifest: dict) -> None:
+def check_format(manifest: dict, name) -> None:
     found = manifest.get("format_version")
     if found not in READS_VERSIONS:
-        raise InputError(f"{folder}: bundle format version {found} is not one this shotlab reads "
+        raise InputError(f"{name()}: bundle format version {found} is not one this shotlab reads "
                          f"({', '.join(map(str, READS_VERSIONS))}); re-export it from its run "
                          f"with `shotlab export RUN --force` (docs/export.md)")
 
 
-def inside(folder: Path, name) -> Path:
-    """`folder/name` for a manifest path that stays inside `folder`; InputError otherwise."""
-    pure = PurePosixPath(name) if isinstance(name, str) else None
-    if pure is None or not name or pure.is_absolute() or ".." in pure.parts or "\\" in name:
-        raise InputError(f"{folder / MANIFEST_FILE}: file path {name!r} would leave the bundle "
+def inside(folder: Path, member, name=None) -> Path:
+    """`folder/member` for a manifest path that stays inside `folder`; InputError otherwise.
+    `name` names the bundle in messages (`naming`)."""
+    name = name or naming(folder)
+    pure = PurePosixPath(member) if isinstance(member, str) else None
+    if pure is None or not member or pure.is_absolute() or ".." in pure.parts or "\\" in member:
+        raise InputError(f"{name(MANIFEST_FILE)}: file path {member!r} would leave the bundle "
                          f"folder; refusing to use this bundle (re-export it)")
     path = folder / pure
     if not path.resolve().is_relative_to(folder.resolve()):
-        raise InputError(f"{path}: a link that points outside the bundle folder; refusing to "
-                         f"use this bundle (re-export it)")
+        raise InputError(f"{name(pure.as_posix())}: a link that points outside the bundle "
+                         f"folder; refusing to use this bundle (re-export it)")
     return path
 
 
-def verify_bundle(folder: Path, manifest: dict) -> None:
+def verify_bundle(folder: Path, manifest: dict, name=None) -> None:
     """Raise InputError unless the manifest's digest and every file's sha256 match.
 
     Checks, in order: the format version, the digest over the manifest, that every path stays
-    in the folder, that every runtime's model is a hashed file, and each file's sha256."""
-    check_format(folder, manifest)
+    in the folder, that every runtime's model is a hashed file, and each file's sha256. `name`
+    names the bundle in messages (`naming`)."""
+    name = name or naming(folder)
+    manifest_name = name(MANIFEST_FILE)
+    check_format(manifest, name)
     if manifest.get("digest") != digest(manifest):
-        raise InputError(f"{folder / MANIFEST_FILE}: the manifest does not match its digest (it "
+        raise InputError(f"{manifest_name}: the manifest does not match its digest (it "
                          f"was edited or corrupted after export); re-export the bundle, do not "
                          f"run it")
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
-        raise InputError(f"{folder / MANIFEST_FILE}: lists no file hashes; re-export the bundle")
-    for runtime, name in (manifest.get("runtimes") or {}).items():
-        if name not in files:
-            raise InputError(f"{folder / MANIFEST_FILE}: runtime {runtime} names {name!r}, which "
+        raise InputError(f"{manifest_name}: lists no file hashes; re-export the bundle")
+    for runtime, member in (manifest.get("runtimes") or {}).items():
+        if member not in files:
+            raise InputError(f"{manifest_name}: runtime {runtime} names {member!r}, which "
                              f"is not a hashed bundle file; re-export the bundle")
-    for name, expected in files.items():
-        path = inside(folder, name)
+    for member, expected in files.items():
+        path = inside(folder, member, name)
         if not path.is_file():
-            raise InputError(f"{folder}: bundle file {name} is missing; re-export the bundle "
+            raise InputError(f"{name()}: bundle file {member} is missing; re-export the bundle "
                              f"or restore the file")
         if sha256_file(path) != expected:
-            raise InputError(f"{path}: sha256 does not match the bundle manifest (the file was "
-                             f"modified or corrupted); re-export the bundle, do not run it")
+            raise InputError(f"{name(member)}: sha256 does not match the bundle manifest (the "
+                             f"file was modified or corrupted); re-export the bundle, do not "
+                             f"run it")
 
 
 def unzip(archive_path: Path, target: Path) -> Path:
@@ -260,14 +287,15 @@ def load_bundle(path, *, verify: bool = True, trusted_keys=None) -> Bundle:
     else:
         raise InputError(f"{origin}: no bundle there (expected the folder or .zip that "
                          f"`shotlab export` wrote)")
-    manifest = read_manifest(folder)
+    name = naming(folder, origin)
+    manifest = read_manifest(folder, name)
     if verify:
-        verify_bundle(folder, manifest)
+        verify_bundle(folder, manifest, name)
         keys = signing.trusted_keys_from_env() if trusted_keys is None else list(trusted_keys)
         if keys:
-            signing.verify_signature(folder, manifest, keys)
+            signing.verify_signature(folder, manifest, keys, name)
     missing = REQUIRED_KEYS - set(manifest)
     if missing:
-        raise InputError(f"{folder / MANIFEST_FILE}: lacks {sorted(missing)}; it was not written "
+        raise InputError(f"{name(MANIFEST_FILE)}: lacks {sorted(missing)}; it was not written "
                          f"by `shotlab export`")
     return Bundle(folder, manifest, origin)

@@ -91,24 +91,27 @@ def trusted_keys_from_env() -> list[str]:
     return [p for p in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if p]
 
 
-def verify_signature(folder: Path, manifest: dict, public_key_paths) -> str:
-    """The key id that signed the bundle, or InputError when no trusted key did."""
+def verify_signature(folder: Path, manifest: dict, public_key_paths, name=None) -> str:
+    """The key id that signed the bundle, or InputError when no trusted key did. `name(member="")`
+    names the bundle in messages (`runtime.bundle.naming`: a .zip, not its temporary folder)."""
     from cryptography.exceptions import InvalidSignature
 
+    name = name or (lambda member="": str(Path(folder) / member))
     path = Path(folder) / SIGNATURE_FILE
     try:
         record = json.loads(path.read_text())
         signature = base64.b64decode(record["signature"], validate=True)
     except FileNotFoundError:
-        raise InputError(f"{folder}: the bundle is not signed (no {SIGNATURE_FILE}) and trusted "
+        raise InputError(f"{name()}: the bundle is not signed (no {SIGNATURE_FILE}) and trusted "
                          f"keys are required; export it with --sign-key") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not a readable signature ({exc}); re-sign the bundle") from None
+        raise InputError(f"{name(SIGNATURE_FILE)}: not a readable signature ({exc}); re-sign "
+                         f"the bundle") from None
     for key in (load_key(p, private=False) for p in public_key_paths):
         try:
             key.verify(signature, manifest["digest"].encode())
             return key_id(key)
         except InvalidSignature:
             continue
-    raise InputError(f"{folder}: the bundle's signature does not verify against any trusted key "
+    raise InputError(f"{name()}: the bundle's signature does not verify against any trusted key "
                      f"({', '.join(map(str, public_key_paths))}); do not run it")

@@ -9,7 +9,7 @@ import pytest
 
 from shotlab.core.errors import InputError
 from shotlab.export import onnx_export
-from shotlab.runtime.bundle import load_bundle
+from shotlab.runtime.bundle import load_bundle, zip_folder
 from shotlab.runtime.contract import INPUT_NAME
 from shotlab.runtime.kinds import load_inputs
 from shotlab.runtime.runners import OnnxRunner, TorchRunner, make_runner, run_batched
@@ -136,6 +136,41 @@ def test_missing_file_is_refused_by_name(bundle_copy):
     (bundle_copy / "report.json").unlink()
     with pytest.raises(InputError, match=r"report\.json is missing"):
         load_bundle(bundle_copy)
+
+
+def flip_a_model_byte(bundle):
+    model = bundle / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-10] ^= 0xFF
+    model.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage,refusal", [
+    (flip_a_model_byte, r"bundle\.zip: model\.onnx: sha256 does not match"),
+    (lambda bundle: (bundle / "report.json").unlink(),
+     r"bundle\.zip: bundle file report\.json is missing"),
+], ids=["tampered", "missing"])
+def test_a_damaged_zip_bundle_is_named_by_its_zip(bundle_copy, tmp_path, damage, refusal):
+    """The message named the temporary folder the zip was unpacked into (gone at exit)."""
+    damage(bundle_copy)
+    archive = zip_folder(bundle_copy, tmp_path / "bundle.zip")
+    with pytest.raises(InputError, match=refusal) as refused:
+        load_bundle(archive)
+    assert "shotlab-bundle-" not in str(refused.value)
+
+
+def test_a_zip_of_the_bundle_folder_itself_is_named_with_the_fix(bundle_copy, tmp_path):
+    """zip -r bundle.zip bundle/ puts the manifest one level down."""
+    import zipfile
+
+    archive = tmp_path / "nested.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(bundle_copy.rglob("*")):
+            out.write(path, path.relative_to(bundle_copy.parent).as_posix())
+    with pytest.raises(InputError, match=r"nested\.zip: not a shotlab bundle \(no manifest\.json\) "
+                                         r"\(it holds bundle/manifest\.json: zip the bundle "
+                                         r"folder's files, not the folder"):
+        load_bundle(archive)
 
 
 def test_not_a_bundle(tmp_path):

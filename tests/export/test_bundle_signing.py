@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from shotlab.cli import cli
 from shotlab.core.errors import InputError
-from shotlab.runtime.bundle import MANIFEST_FILE, digest, load_bundle
+from shotlab.runtime.bundle import MANIFEST_FILE, digest, load_bundle, zip_folder
 from shotlab.runtime.signing import SIGNATURE_FILE, TRUSTED_KEYS_ENV, generate_keypair, sign
 from tests.train.trainsets import write_colour_tree
 
@@ -40,6 +40,14 @@ def test_a_signed_bundle_loads_with_its_key_and_an_unsigned_one_is_refused(bundl
     sign(bundle_copy, manifest_of(bundle_copy), private)
     assert load_bundle(bundle_copy, trusted_keys=[public]).classes
     assert load_bundle(bundle_copy).classes  # no trusted keys given: the digest still holds
+
+
+def test_an_unsigned_zip_bundle_is_named_by_its_zip(bundle_copy, keys, tmp_path):
+    """The message named the temporary folder the zip was unpacked into (gone at exit)."""
+    archive = zip_folder(bundle_copy, tmp_path / "unsigned.zip")
+    with pytest.raises(InputError, match=r"unsigned\.zip: the bundle is not signed") as refused:
+        load_bundle(archive, trusted_keys=[keys[1]])
+    assert "shotlab-bundle-" not in str(refused.value)
 
 
 def test_a_rewritten_bundle_with_a_valid_digest_fails_the_signature(bundle_copy, keys):
