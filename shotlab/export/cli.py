@@ -31,6 +31,8 @@ def read_preprocessing(path: Path | None):
         raise InputError(f"{path}: not a preprocessing contract ({exc}); expected JSON with "
                          f"input_size, mean, std, interpolation, crop_pct, crop_mode, "
                          f"channel_order as in a bundle's manifest.json") from None
+    except InputError as exc:  # a field the pipeline cannot run with, named by the contract
+        raise InputError(f"{path}: {exc}") from None
 
 
 @click.command("export")

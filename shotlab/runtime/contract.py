@@ -32,6 +32,7 @@ OUTPUT_NAME = "probabilities"
 CROP_MODES = ("center", "squash")  # timm's eval crop modes reproduced by resize_and_crop
 INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
                   "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+CHANNEL_ORDERS = ("RGB", "BGR")  # what `normalize` orders the channels as
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,24 @@ class Preprocessing:
     max_tokens: int = 0
 
     def __post_init__(self):
-        from shotlab.runtime.kinds import get_kind
+        """Refuse a contract the pipeline cannot run, naming the field and what it accepts (a
+        device contract given to `export --preprocessing`, a bundle's manifest), before any
+        work rather than as a crash in the middle of it."""
+        from shotlab.runtime.kinds import get_kind, is_number
 
-        get_kind(self.kind)  # an unknown kind fails here, naming the kinds this shotlab reads
+        kind = get_kind(self.kind)  # an unknown kind fails here, naming the kinds it reads
         if self.crop_mode not in CROP_MODES:
             raise InputError(f"crop_mode {self.crop_mode!r} is not one this shotlab reproduces "
                              f"({', '.join(CROP_MODES)}; timm's 'border' pads, which it does "
                              f"not); set the backbone's pretrained_cfg crop_mode to one of them")
+        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choice("channel_order", self.channel_order, CHANNEL_ORDERS)
+        if not (is_number(self.crop_pct) and 0 < self.crop_pct <= 1):
+            raise InputError(f"preprocessing crop_pct {self.crop_pct!r} must be a number in "
+                             f"(0, 1]: the fraction of the resized image the center crop keeps "
+                             f"(timm's default 0.875; 1.0 keeps it all)")
+        if kind.check:
+            kind.check(self)
 
     @classmethod
     def from_timm(cls, data_config: dict, class_names=()) -> "Preprocessing":
@@ -143,6 +155,12 @@ class Preprocessing:
         """The model input for one RGB image: float32, `sample_shape` (3, height, width)."""
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         return self.normalize(np.asarray(self.resize_and_crop(rgb)))
+
+
+def check_choice(field_name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise InputError(f"preprocessing {field_name} {value!r} is not one this shotlab knows "
+                         f"({', '.join(allowed)}); set one of them")
 
 
 @dataclass(frozen=True)

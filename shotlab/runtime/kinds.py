@@ -20,6 +20,7 @@ This module imports nothing heavier than PIL and numpy; a loader imports what el
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,6 +58,33 @@ class Kind:
     # How a dataset's stored sample file (a manifest entry's filepath) becomes a source for
     # `load`: None where the path is the source (images, clips); text reads the comment.
     read: Callable | None = None
+    # (preprocessing) -> None: raises InputError naming a field of the contract this kind
+    # cannot run with (Preprocessing checks the fields every kind shares).
+    check: Callable | None = None
+
+
+def is_number(value) -> bool:
+    """A finite int or float as JSON gives it (not a bool, a string or NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_image(preprocessing) -> None:
+    """An image contract: (height, width) in positive whole pixels, and one mean and one
+    positive std per channel."""
+    size = preprocessing.input_size
+    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                 for s in size):
+        raise InputError(f"preprocessing input_size {list(size)} must be [height, width] in "
+                         f"positive whole pixels, e.g. [224, 224]")
+    channels = len(preprocessing.channel_order)
+    for field_name in ("mean", "std"):
+        values = getattr(preprocessing, field_name)
+        if len(values) != channels or not all(map(is_number, values)):
+            raise InputError(f"preprocessing {field_name} {list(values)} must be {channels} "
+                             f"numbers, one per channel ({preprocessing.channel_order})")
+    if not all(v > 0 for v in preprocessing.std):
+        raise InputError(f"preprocessing std {list(preprocessing.std)} must be positive (each "
+                         f"channel is divided by it)")
 
 
 def image_shape(preprocessing) -> tuple[int, int, int]:
@@ -147,12 +175,12 @@ def read_text_file(path) -> str:
 KINDS: dict[str, Kind] = {
     "image": Kind("image", "a still image (jpg, png, webp, ...), resized and center-cropped",
                   image_shape, load_images, IMAGE_EXTENSIONS, decode_image,
-                  frozenset({"image/", "application/octet-stream"})),
+                  frozenset({"image/", "application/octet-stream"}), check=check_image),
     # A frame model run on sampled frames; a sample is one frame, so export and the runners see
     # an image model. The clip contract (sampling, aggregation) travels beside it.
     "clip": Kind("clip", "a short video (mp4, mov, avi, mkv, webm, mpg): sampled frames scored "
                          "as images, scores pooled over time per class",
-                 image_shape, load_clips, CLIP_EXTENSIONS),
+                 image_shape, load_clips, CLIP_EXTENSIONS, check=check_image),
     "text": Kind("text", "a comment (a CSV or JSONL row's text), tokenized for a sentence encoder",
                  text_shape, load_texts, frozenset(), media_types=frozenset({"text/plain"}),
                  dtype="int64", read=read_text_file),

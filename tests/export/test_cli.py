@@ -46,6 +46,18 @@ def wrong_normalisation(bundle_path, tmp_path):
     return path
 
 
+def test_export_refuses_an_unusable_preprocessing_file_before_any_work(tmp_path):
+    """interpolation 'cubic' crashed with a KeyError ~35 s into export."""
+    contract = {"input_size": [64, 64], "mean": [0.5] * 3, "std": [0.5] * 3}
+    path = tmp_path / "device.json"
+    path.write_text(json.dumps({**contract, "interpolation": "cubic"}))
+    result = run("export", tmp_path, "--out", tmp_path / "b", "--preprocessing", path)
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert f"{path}: preprocessing interpolation 'cubic' is not one" in result.output
+    assert not (tmp_path / "b").exists()
+
+
 def test_gate_refuses_a_broken_export_then_allows_it(exported, trained_run, tmp_path):
     contract = wrong_normalisation(exported.path, tmp_path)
     out = tmp_path / "bundle"

@@ -106,6 +106,34 @@ def test_a_crop_mode_it_cannot_reproduce_is_refused_by_name():
         Preprocessing.from_timm({**timm_config("test_efficientnet", 64), "crop_mode": "border"})
 
 
+@pytest.mark.parametrize("change,refusal", [
+    ({"interpolation": "cubic"}, r"interpolation 'cubic' is not one this shotlab knows "
+                                 r"\(bicubic, bilinear, nearest, lanczos\)"),
+    ({"crop_pct": 0}, r"crop_pct 0 must be a number in \(0, 1\]"),
+    ({"crop_pct": 1.5}, r"crop_pct 1.5 must be a number in \(0, 1\]"),
+    ({"crop_pct": "0.9"}, r"crop_pct '0.9' must be a number"),
+    ({"input_size": [0, 0]}, r"input_size \[0, 0\] must be \[height, width\] in positive whole"),
+    ({"input_size": [224]}, r"input_size \[224\] must be \[height, width\]"),
+    ({"input_size": [64.5, 64]}, r"input_size \[64.5, 64\] must be"),
+    ({"mean": [0.5, 0.5]}, r"mean \[0.5, 0.5\] must be 3 numbers, one per channel \(RGB\)"),
+    ({"std": [0.5, 0, 0.5]}, r"std \[0.5, 0, 0.5\] must be positive"),
+    ({"std": ["a", 1, 1]}, r"std \['a', 1, 1\] must be 3 numbers"),
+    ({"channel_order": "RGBA"},
+     r"channel_order 'RGBA' is not one this shotlab knows \(RGB, BGR\)"),
+], ids=lambda v: str(v)[:30] if isinstance(v, dict) else "")
+def test_a_field_the_pipeline_cannot_run_with_is_refused_naming_it(change, refusal):
+    """These passed and crashed later in export (KeyError, ZeroDivisionError, an empty crop)."""
+    from shotlab.core.errors import InputError
+
+    good = Preprocessing.from_timm(timm_config("test_efficientnet", 64)).to_dict()
+    with pytest.raises(InputError, match=refusal):
+        Preprocessing.from_dict({**good, **change})
+
+
+def test_a_text_contract_needs_no_pixel_fields():
+    assert Preprocessing(kind="text", tokenizer="tokenizer.json", max_tokens=8).input_size == ()
+
+
 def test_bgr_channel_order_reverses_the_normalised_channels():
     config = timm_config("tf_efficientnet_lite0")
     rgb = Preprocessing.from_timm(config)
