@@ -54,7 +54,11 @@ REPORT_HTML = "report.html"
 # an edited manifest could not be told from a genuine one: they are refused, not trusted.
 FORMAT_VERSION = 2
 READS_VERSIONS = (2,)
-REQUIRED_KEYS = {"classes", "task", "preprocessing", "policy", "source", "runtimes", "files"}
+# The keys every manifest `shotlab export` writes has, and the JSON type its readers rely on.
+REQUIRED_KEYS = {"classes": list, "task": str, "preprocessing": dict, "policy": dict,
+                 "source": dict, "runtimes": dict, "files": dict}
+JSON_TYPES = {list: "a list", str: "a string", dict: "an object", int: "a number",
+              float: "a number", bool: "true/false", type(None): "null"}
 
 
 @dataclass
@@ -232,10 +236,11 @@ def verify_bundle(folder: Path, manifest: dict, name=None) -> None:
         raise InputError(f"{manifest_name}: the manifest does not match its digest (it "
                          f"was edited or corrupted after export); re-export the bundle, do not "
                          f"run it")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
+    check_fields(manifest, name)
+    files = manifest["files"]
+    if not files:
         raise InputError(f"{manifest_name}: lists no file hashes; re-export the bundle")
-    for runtime, member in (manifest.get("runtimes") or {}).items():
+    for runtime, member in manifest["runtimes"].items():
         if member not in files:
             raise InputError(f"{manifest_name}: runtime {runtime} names {member!r}, which "
                              f"is not a hashed bundle file; re-export the bundle")
@@ -248,6 +253,54 @@ def verify_bundle(folder: Path, manifest: dict, name=None) -> None:
             raise InputError(f"{name(member)}: sha256 does not match the bundle manifest (the "
                              f"file was modified or corrupted); re-export the bundle, do not "
                              f"run it")
+
+
+def check_fields(manifest: dict, name) -> None:
+    """InputError unless the manifest has every required key with the type its readers use (a
+    manifest whose digest holds can still have been written by something else than export)."""
+    missing = REQUIRED_KEYS.keys() - set(manifest)
+    if missing:
+        raise InputError(f"{name(MANIFEST_FILE)}: lacks {sorted(missing)}; it was not written "
+                         f"by `shotlab export`")
+    problem = field_problem(manifest)
+    if problem:
+        raise InputError(f"{name(MANIFEST_FILE)}: not a valid bundle manifest: {problem}; "
+                         f"re-export the bundle")
+
+
+def field_problem(manifest: dict) -> str | None:
+    """What is wrong with the types of the manifest's fields, or None."""
+    def json_type(value) -> str:
+        return JSON_TYPES.get(type(value), type(value).__name__)
+
+    for key, kind in REQUIRED_KEYS.items():
+        if not isinstance(manifest[key], kind):
+            return f"{key} must be {JSON_TYPES[kind]}, not {json_type(manifest[key])}"
+    named = {"runtimes": manifest["runtimes"], "files": manifest["files"]}
+    for key, entries in named.items():
+        for entry, value in entries.items():
+            if not isinstance(value, str):
+                return f"{key}.{entry} must be a string, not {json_type(value)}"
+    if not all(isinstance(c, str) for c in manifest["classes"]):
+        return "classes must be a list of class names (strings)"
+    for key, kind in {"thresholds": dict, "unsafe": list}.items():
+        value = manifest["policy"].get(key)
+        if value is not None and not isinstance(value, kind):
+            return f"policy.{key} must be {JSON_TYPES[kind]}, not {json_type(value)}"
+    return None
+
+
+def check_contract(bundle: Bundle) -> None:
+    """InputError naming the manifest unless its input contract (every part's preprocessing)
+    is one this shotlab can run."""
+    try:
+        bundle.parts
+    except InputError as exc:
+        raise InputError(f"{bundle.name(MANIFEST_FILE)}: {exc}") from None
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise InputError(f"{bundle.name(MANIFEST_FILE)}: not a valid bundle manifest: its "
+                         f"preprocessing cannot be read ({type(exc).__name__}: {exc}); "
+                         f"re-export the bundle") from None
 
 
 def unzip(archive_path: Path, target: Path) -> Path:
@@ -290,12 +343,12 @@ def load_bundle(path, *, verify: bool = True, trusted_keys=None) -> Bundle:
     name = naming(folder, origin)
     manifest = read_manifest(folder, name)
     if verify:
-        verify_bundle(folder, manifest, name)
+        verify_bundle(folder, manifest, name)  # checks the fields once the digest holds
         keys = signing.trusted_keys_from_env() if trusted_keys is None else list(trusted_keys)
         if keys:
             signing.verify_signature(folder, manifest, keys, name)
-    missing = REQUIRED_KEYS - set(manifest)
-    if missing:
-        raise InputError(f"{name(MANIFEST_FILE)}: lacks {sorted(missing)}; it was not written "
-                         f"by `shotlab export`")
-    return Bundle(folder, manifest, origin)
+    else:
+        check_fields(manifest, name)
+    bundle = Bundle(folder, manifest, origin)
+    check_contract(bundle)
+    return bundle

@@ -134,6 +134,15 @@ def session_options(threads: int | None = None):
     return options
 
 
+def ort_load_errors() -> tuple:
+    """ONNX Runtime's exceptions for a file that is not a model it can load (they derive from
+    Exception, not from one base of their own)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (state.InvalidProtobuf, state.InvalidGraph, state.Fail, state.NoModel,
+            state.NotImplemented, state.InvalidArgument)
+
+
 class OnnxRunner:
     """ONNX Runtime on any ONNX model of the bundle (`runtime`: "onnx", "onnx-fp16",
     "onnx-int8"); inputs and outputs stay float32. `providers` defaults to the CPU provider: the
@@ -145,8 +154,15 @@ class OnnxRunner:
 
         self.runtime = runtime
         self.path = bundle.model_file(self.runtime)
-        self.session = ort.InferenceSession(str(self.path), sess_options=session_options(threads),
-                                            providers=providers or ["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path),
+                                                sess_options=session_options(threads),
+                                                providers=providers or ["CPUExecutionProvider"])
+        except ort_load_errors() as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{bundle.name(bundle.runtimes[runtime])}: ONNX Runtime cannot load "
+                             f"it as the {runtime} model ({reason}); re-export the "
+                             f"bundle") from None
         self.specs = bundle.input_specs()
         graph_inputs = [i.name for i in self.session.get_inputs()]
         if len(self.specs) == 1:  # a one-input graph: fed under its own name, whatever it is

@@ -82,6 +82,43 @@ def test_a_runtime_must_name_a_hashed_file(bundle_copy):
         load_bundle(bundle_copy)
 
 
+@pytest.mark.parametrize("edit,refusal", [
+    (lambda m: m.update(runtimes=list(m["runtimes"])), "runtimes must be an object, not a list"),
+    (lambda m: m["runtimes"].update(onnx=["model.onnx"]),
+     "runtimes.onnx must be a string, not a list"),
+    (lambda m: m.update(policy="strict"), "policy must be an object, not a string"),
+    (lambda m: m["policy"].update(thresholds=[0.5]),
+     "policy.thresholds must be an object, not a list"),
+    (lambda m: m.update(classes=[1, 2, 3]), "classes must be a list of class names"),
+    (lambda m: m["preprocessing"].update(interpolation="cubic"),
+     "preprocessing interpolation 'cubic' is not one"),
+    (lambda m: m["preprocessing"].update(colour="yes"), "its preprocessing cannot be read"),
+], ids=["runtimes-list", "runtime-list", "policy-string", "thresholds-list", "classes-numbers",
+        "interpolation", "unknown-field"])
+def test_a_field_of_the_wrong_type_is_refused_even_with_a_valid_digest(bundle_copy, edit,
+                                                                       refusal):
+    """These crashed with AttributeError / TypeError tracebacks once past the digest."""
+    manifest = read(bundle_copy)
+    edit(manifest)
+    write(bundle_copy, manifest, redigest=True)
+    with pytest.raises(InputError, match=rf"manifest\.json: .*{re.escape(refusal)}"):
+        load_bundle(bundle_copy)
+
+
+def test_a_runtime_naming_a_file_that_is_no_model_is_refused_in_one_line(bundle_copy, tmp_path):
+    """ONNX Runtime's InvalidProtobuf came out as a traceback."""
+    manifest = read(bundle_copy)
+    manifest["runtimes"]["onnx"] = "report.json"
+    write(bundle_copy, manifest, redigest=True)
+    images = write_colour_tree(tmp_path / "in", counts={"new": 1}, seed=3)
+    result = CliRunner().invoke(cli, ["predict", str(bundle_copy), str(images),
+                                      "--out", str(tmp_path / "d.jsonl")])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (f"{bundle_copy / 'report.json'}: ONNX Runtime cannot load it as the onnx model"
+            in result.output)
+
+
 @pytest.mark.parametrize("version", [1, 99, None])
 def test_an_unreadable_format_version_is_refused_with_the_fix(bundle_copy, version):
     manifest = read(bundle_copy)
