@@ -40,8 +40,9 @@ def refresh_changed(dataset) -> list[str]:
     if changed:
         view = dataset.select(list(changed), ordered=True)
         view.set_values("sha256", [digest for _, digest, _ in changed.values()])
-        view.exists("metadata").set_values(
-            "metadata.size_bytes", [changed[i][2] for i in view.exists("metadata").values("id")])
+        described = view.exists("metadata")  # a sample without metadata has no size to update
+        described.set_values("metadata.size_bytes",
+                             [changed[i][2] for i in described.values("id")])
     return [path for path, _, _ in changed.values()]
 
 

@@ -42,9 +42,8 @@ def text_sha256(text: str) -> str:
 
 def comment_of(path: Path, line: int, fields: dict) -> Comment:
     """The comment of one row, or InputError saying what is wrong with it."""
-    from shotlab.runtime.text import check_text
-
     from shotlab.core.rows import column_key
+    from shotlab.runtime.text import check_text
 
     key = column_key(fields, TEXT_FIELD)
     if key is None:
