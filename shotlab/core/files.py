@@ -28,24 +28,35 @@ def partial_name(path: Path) -> Path:
 
 def check_can_write(path, option: str) -> None:
     """Refuse, before any work, an output path that cannot be written: one with no name
-    (`.`, `/`), a folder above it that is a file, or a folder that refuses new files. The
-    folders above it are made on the way (as the write itself would make them)."""
+    (`.`, `/`), a folder above it that is a file, or a folder that refuses new files. Nothing
+    is made: the nearest folder above it that exists is probed (the write makes the rest)."""
     from shotlab.core.errors import InputError
 
     path = Path(os.path.abspath(path))
     if not path.name:
         raise InputError(f"{option} {path}: name a file or folder to write, not the root")
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise InputError(f"{option} {path}: {blocker} is a file, not a folder; choose another "
+    nearest = next(p for p in path.parents if p.exists() or p.is_symlink())  # "/" exists
+    if not nearest.is_dir():
+        what = "a file" if nearest.exists() else "a broken link"
+        raise InputError(f"{option} {path}: {nearest} is {what}, not a folder; choose another "
                          f"{option}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
+        with tempfile.TemporaryFile(dir=nearest):
             pass
     except OSError as exc:
-        raise InputError(f"{option} {path}: cannot write in {path.parent} "
+        raise InputError(f"{option} {path}: cannot write in {nearest} "
                          f"({exc.strerror or exc}); choose another {option}") from None
+
+
+def check_own_output(path: Path, option: str, is_own, refusal: str) -> None:
+    """`check_can_write`, then refuse (with `refusal`) a `path` that exists, a link included,
+    unless `is_own(path)` says it is this command's earlier output: a command replaces only
+    what it wrote, never a user's file, a device or a folder."""
+    from shotlab.core.errors import InputError
+
+    check_can_write(path, option)
+    if (path.exists() or path.is_symlink()) and not is_own(path):
+        raise InputError(refusal)
 
 
 def remove(path: Path) -> None:

@@ -66,13 +66,12 @@ def run_text(source, paths, texts, methods: str, target, html_path, as_json: boo
 def check_page_target(path: Path) -> None:
     """--html may replace only a page it wrote before: never the comments file it explains,
     a user's page or notes, a device or a folder."""
-    from shotlab.core.files import check_can_write
+    from shotlab.core.files import check_own_output
     from shotlab.explain.text_render import is_own_page
 
-    check_can_write(path, "--html")
-    if (path.exists() or path.is_symlink()) and not is_own_page(path):
-        raise InputError(f"--html {path}: the file exists and is not a page `shotlab explain` "
-                         f"wrote; explain replaces only its own pages: choose another --html")
+    check_own_output(path, "--html", is_own_page,
+                     f"--html {path}: the file exists and is not a page `shotlab explain` "
+                     f"wrote; explain replaces only its own pages: choose another --html")
 
 
 def echo_text_result(result: dict, bad: list[dict], html_path) -> None:

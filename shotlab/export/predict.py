@@ -135,18 +135,17 @@ def check_outputs(out: Path) -> None:
     """Refuse to write where predict would replace a file it did not write (a user's notes, an
     input image, the explanation store): the decisions file and the review queue beside it may
     replace only an empty file or one whose first line is a decision."""
-    from shotlab.core.files import check_can_write
+    from shotlab.core.files import check_own_output
 
-    check_can_write(out, "--out")
     decisions, queue = output_paths(out)
     if decisions.name == REVIEW_QUEUE_FILE:
         raise InputError(f"--out {out}: the review queue is written beside the decisions under "
                          f"that name; give the decisions file another name")
     for path in (decisions, queue):
-        if (path.exists() or path.is_symlink()) and not is_decisions_file(path):
-            raise InputError(f"{path} exists and is not a decisions file that shotlab predict "
-                             f"wrote; predict replaces only its own output: move it away or "
-                             f"choose another --out")
+        check_own_output(path, "--out", is_decisions_file,
+                         f"{path} exists and is not a decisions file that shotlab predict "
+                         f"wrote; predict replaces only its own output: move it away or "
+                         f"choose another --out")
 
 
 def is_decisions_file(path: Path) -> bool:

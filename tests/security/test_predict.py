@@ -114,6 +114,21 @@ def test_an_output_under_a_file_is_refused_before_any_work(command, exported, tr
     assert notes.read_text() == "mine\n"
 
 
+def test_a_refused_output_leaves_no_folders_behind(tmp_path):
+    """The writability probe made the missing folders above --out, then the check refused it."""
+    from shotlab.core.errors import InputError
+    from shotlab.core.files import check_can_write
+    from shotlab.export.predict import check_outputs
+
+    with pytest.raises(InputError, match="review queue is written beside"):
+        check_outputs(tmp_path / "new" / "deeper" / "review_queue.jsonl")
+    check_can_write(tmp_path / "also" / "new" / "decisions.jsonl", "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="link is a broken link, not a folder"):
+        check_can_write(tmp_path / "link" / "out.jsonl", "--out")
+
+
 def test_symlinked_and_repeated_paths_are_decided_once_and_a_broken_link_is_named(tmp_path):
     from shotlab.export.predict import collect_paths
 
