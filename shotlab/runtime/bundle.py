@@ -268,6 +268,17 @@ def check_fields(manifest: dict, name) -> None:
                          f"re-export the bundle")
 
 
+def check_shipped(manifest: dict, name) -> None:
+    """Refuse a bundle its own export refused (`OUT.rejected/`, kept so the report can be read):
+    its gate failures are in the signed manifest, and nothing should run it by mistake."""
+    gate = (manifest.get("validation") or {}).get("gate") or {}
+    failures = gate.get("failures") if isinstance(gate, dict) else None
+    if failures and not gate.get("allowed_regression"):
+        raise InputError(f"{name()}: its export refused it ({'; '.join(map(str, failures))}); a "
+                         f"rejected bundle is kept for reading its report, not for running: fix "
+                         f"the cause and export again, or export with --allow-regression")
+
+
 def field_problem(manifest: dict) -> str | None:
     """What is wrong with the types of the manifest's fields, or None."""
     def json_type(value) -> str:
@@ -347,6 +358,7 @@ def load_bundle(path, *, verify: bool = True, trusted_keys=None) -> Bundle:
         keys = signing.trusted_keys_from_env() if trusted_keys is None else list(trusted_keys)
         if keys:
             signing.verify_signature(folder, manifest, keys, name)
+        check_shipped(manifest, name)
     else:
         check_fields(manifest, name)
     bundle = Bundle(folder, manifest, origin)

@@ -69,6 +69,10 @@ def test_gate_refuses_a_broken_export_then_allows_it(exported, trained_run, tmp_
     assert not out.exists()
     rejected = json.loads((tmp_path / "bundle.rejected" / "report.json").read_text())
     assert rejected["gate"]["passed"] is False and not rejected["same_preprocessing"]
+    ran = run("predict", tmp_path / "bundle.rejected", write_image(tmp_path / "p.png", seed=1),
+              "--out", tmp_path / "d.jsonl")  # it used to run, signed and all
+    assert ran.exit_code == 2 and "its export refused it (onnx: top-1 agreement" in ran.output
+    assert "export with --allow-regression" in ran.output and not (tmp_path / "d.jsonl").exists()
 
     allowed = run("export", trained_run, "--out", out, "--preprocessing", contract,
                   "--no-explain", "--allow-regression", "--json")
