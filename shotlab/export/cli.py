@@ -12,6 +12,7 @@ import click
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 
 from shotlab.export.formats import FORMATS
+from shotlab.export.runtime_choice import chosen_runtime, runtime_options
 
 
 def read_preprocessing(path: Path | None):
@@ -117,10 +118,7 @@ COMMANDS.append(export_command)
                    "written beside it.")
 @click.option("--dataset", help="Also write predictions into this FiftyOne dataset.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--fp16", is_flag=True, help="Run the bundle's FP16 ONNX model (--runtime onnx-fp16).")
-@click.option("--runtime", default=None, metavar="NAME",
-              help="Which of the bundle's models to run: onnx, onnx-fp16, onnx-int8 or tensorrt "
-                   "[default: onnx].")
+@runtime_options
 @click.option("--explain", is_flag=True,
               help="Store explanations for flagged and needs-review decisions "
                    "(explanations.sqlite beside --out).")
@@ -259,18 +257,6 @@ def post_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray, expla
                             "--ray": (on_ray, "posts are decided in this process")})
     return predict_posts(bundle, files, batch_size=batch_size, runtime=runtime,
                          keep_inputs=explain)
-
-
-def chosen_runtime(runtime: str | None, fp16: bool, bundle) -> str:
-    """--runtime, or onnx-fp16 for --fp16, else onnx; refused unless the bundle has that model."""
-    from shotlab.runtime.runners import check_runtime
-
-    if runtime and fp16 and runtime != "onnx-fp16":
-        raise click.BadParameter(f"--fp16 means --runtime onnx-fp16; drop one of them "
-                                 f"(given --runtime {runtime})", param_hint="--runtime")
-    runtime = runtime or ("onnx-fp16" if fp16 else "onnx")
-    check_runtime(bundle, runtime)  # before any decoding: the runners' own check
-    return runtime
 
 
 def check_ray_options(on_ray: bool, address, explain: bool) -> None:

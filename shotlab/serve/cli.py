@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from shotlab.export.runtime_choice import runtime_name, runtime_options
+
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 RAY_REPLICAS = 2
@@ -46,7 +48,7 @@ MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `
               help="Decide every request anew (the same bytes otherwise get the stored decision).")
 @click.option("--no-explain", is_flag=True,
               help="Queue no tier-1 Grad-CAM for flagged and review decisions.")
-@click.option("--fp16", is_flag=True, help="Run the bundle's FP16 ONNX model.")
+@runtime_options
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime threads [default: every core].")
 @click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -65,7 +67,7 @@ MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `
               help="With --ray: replicas, one CPU and one ONNX Runtime thread each [default: 2].")
 def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeout_ms,
                   max_body_mb, max_items, max_pixels, store, no_cache, no_explain, fp16,
-                  threads, api_key_file, access_log, decision_store, on_ray, address,
+                  runtime, threads, api_key_file, access_log, decision_store, on_ray, address,
                   replicas) -> None:
     """Serve BUNDLE over HTTP: POST /v1/moderate, /v1/moderate/batch, GET /v1/decisions/ID,
     /v2/health/live|ready, /metrics; the OpenAPI page at /docs.
@@ -106,7 +108,7 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
         max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
         timeout_ms=timeout_ms, max_body_bytes=int(max_body_mb * 1024 * 1024),
         max_items=max_items, max_pixels=max_pixels, cache=not no_cache,
-        explain=not no_explain, fp16=fp16,
+        explain=not no_explain, runtime=runtime_name(runtime, fp16),
         threads=threads or (RAY_THREADS if on_ray else None), api_key=api_key,
         access_log=access_log,
         database_uri=shared_store_uri() if decision_store == "mongodb" else None)

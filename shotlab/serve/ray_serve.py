@@ -110,8 +110,10 @@ def run_on_ray(options, *, address: str | None, replicas: int) -> None:
 
     from shotlab.core.cluster import ray_session
     from shotlab.runtime.bundle import load_bundle
+    from shotlab.runtime.runners import check_runtime
 
-    load_bundle(options.bundle)  # a bad bundle: one line here, not a failed deployment there
+    # A bad bundle or a model it lacks: one line here, not a failed deployment there.
+    check_runtime(load_bundle(options.bundle), options.runtime)
     with ray_session(address, num_cpus=replicas_cpus(replicas)) as started:
         from ray import serve
 

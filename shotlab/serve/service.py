@@ -45,7 +45,7 @@ class ServeOptions:
     max_pixels: int | None = None  # None: core.images' default pixel bomb limit
     cache: bool = True
     explain: bool = True
-    fp16: bool = False
+    runtime: str = "onnx"  # which of the bundle's models runs (runtime.runners.RUNNERS)
     threads: int | None = None  # ONNX Runtime intra-op threads; None: every core
     # Where decisions go: None, SQLite in `store`; a MongoDB URI, that server (serve/mongo_store)
     database_uri: str | None = field(default=None, repr=False)  # may carry a password
@@ -63,10 +63,6 @@ class ServeOptions:
         from dataclasses import replace
 
         return replace(self, api_key=None, api_key_sha256=self.key_digest())
-
-    @property
-    def runtime(self) -> str:
-        return "onnx-fp16" if self.fp16 else "onnx"
 
 
 class Refusal(Exception):
@@ -114,6 +110,7 @@ class Service:
 
     def __init__(self, options: ServeOptions, batcher=MicroBatcher):
         from shotlab.runtime.bundle import load_bundle
+        from shotlab.runtime.runners import check_runtime
         from shotlab.serve.engine import Engine
         from shotlab.serve.requests import request_kinds
         from shotlab.serve.explainer import ExplanationWorker
@@ -122,6 +119,7 @@ class Service:
 
         self.options = options
         self.bundle = load_bundle(options.bundle)
+        check_runtime(self.bundle, options.runtime)
         self.kinds = request_kinds(self.bundle)  # what it reads, first the default
         if not self.kinds:
             raise InputError(f"{options.bundle}: input kind '{self.bundle.input_kind}' cannot "

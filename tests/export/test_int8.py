@@ -116,6 +116,30 @@ def test_predict_runs_the_int8_model_and_refuses_a_runtime_the_bundle_lacks(int8
     assert both.exit_code == 2 and "--fp16 means --runtime onnx-fp16" in both.output
 
 
+def test_serve_runs_the_int8_model_and_refuses_a_runtime_the_bundle_lacks(int8_bundle,
+                                                                          trained_run, tmp_path):
+    """serve had only --fp16: an INT8 model exported for a CPU box could not be served."""
+    import httpx
+
+    from tests.serve.conftest import Server
+
+    out, _ = int8_bundle
+    image = next(e["filepath"] for e in json.loads((trained_run / "manifest.json").read_text())
+                 ["entries"] if e["split"] == "test")
+    server = Server(out, tmp_path / "store", "--runtime", "onnx-int8", "--no-explain").start()
+    try:
+        answer = httpx.post(server.url + "/v1/moderate", content=Path(image).read_bytes(),
+                            headers={"Content-Type": "image/png"}, timeout=30)
+    finally:
+        server.stop()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["runtime"] == "onnx-int8"
+    missing = CliRunner().invoke(cli, ["serve", str(out), "--runtime", "onnx-fp16", "--store",
+                                       str(tmp_path / "s2")])
+    assert missing.exit_code == 2 and "has no onnx-fp16 model (it has: onnx, onnx-int8)" in \
+        missing.output
+
+
 def test_int8_model_is_qdq_with_per_channel_weights_and_float_probabilities(int8_bundle):
     from shotlab.runtime.bundle import load_bundle
     from shotlab.runtime.runners import make_runner
