@@ -26,14 +26,15 @@ def frame_pixels(index: int, size: tuple[int, int], colour=None) -> np.ndarray:
 
 def write_clip(path: Path, *, frames: int = 20, fps: int = 10, size=(64, 48), gop: int = 10,
                rotation: int = 0, times_ms=None, colours=None, codec: str | None = None,
-               pixels=None) -> Path:
+               pixels=None, faststart: bool = False) -> Path:
     """Encode `frames` frames; `times_ms` gives each frame's time (a variable frame rate),
     `colours` each frame's background (a subject present in some frames), `pixels(i)` each
-    frame outright."""
+    frame outright; `faststart`: the MP4's index before the frames (as web uploads have it)."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream(codec or CODECS.get(path.suffix, "libx264"),
                                       rate=1000 if times_ms is not None else fps)
         stream.width, stream.height = size
@@ -110,4 +111,38 @@ def truncated_mp4(source: Path, path: Path) -> Path:
     data = source.read_bytes()
     moov = data.find(b"moov")
     path.write_bytes(data[:moov - 4 if moov > 0 else len(data) // 2])
+    return path
+
+
+def write_with_cover(path: Path, *, frames: int = 20) -> Path:
+    """A Matroska file whose first video stream is a one-frame cover picture (attached_pic),
+    the clip itself second."""
+    import av
+
+    with av.open(str(path), "w", format="matroska") as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 32, 24, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        clip = container.add_stream("libx264", rate=10)
+        clip.width, clip.height, clip.pix_fmt = 64, 48, "yuv420p"
+        picture = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 200, np.uint8), format="rgb24")
+        for packet in [*cover.encode(picture), *cover.encode()]:
+            container.mux(packet)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(frame_pixels(i, (64, 48)), format="rgb24")
+            for packet in clip.encode(frame):
+                container.mux(packet)
+        for packet in clip.encode():
+            container.mux(packet)
+    return path
+
+
+def growing_stream(path: Path) -> Path:
+    """An MPEG program stream of 64 x 48 frames followed by 128 x 96 ones (two streams joined
+    byte for byte): a header that understates the frames to come."""
+    parts = [write_clip(path.with_name(f"part{i}.mpg"), frames=10, size=size,
+                        codec="mpeg2video") for i, size in enumerate([(64, 48), (128, 96)])]
+    path.write_bytes(b"".join(part.read_bytes() for part in parts))
+    for part in parts:
+        part.unlink()
     return path

@@ -21,6 +21,7 @@ partly fail to decode keeps the frames that decode and lists the failed spans in
 
 from __future__ import annotations
 
+import errno
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core.errors import BadImageError, InputError
-from shotlab.core.images import read_bytes, sha256_file
+from shotlab.core.images import RAISE_LIMIT, read_bytes, sha256_file
 
 CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
 # 8K UHD is 33.2 million pixels a frame; a header claiming more is almost certainly hostile or
@@ -38,6 +39,10 @@ CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".
 DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320
 # A clip whose frame intervals vary by more than this (relative spread) has a variable frame rate.
 VFR_SPREAD = 0.1
+# fps:F sampling lays a grid of points over the clip's timestamps: at most this many (fps:240 over
+# 69 minutes). More means timestamps no short clip has (a damaged or hostile file putting one
+# frame years after the rest), and the grid alone would take gigabytes.
+MAX_GRID_POINTS = 1_000_000
 
 
 class BadClipError(BadImageError):
@@ -46,7 +51,12 @@ class BadClipError(BadImageError):
 
 def check_readable(path: Path) -> None:
     """BadClipError naming why `path` cannot be read at all (the image reader's reasons)."""
+    import stat
+
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise BadClipError(path, "not a regular file (a pipe, socket or device)")
         if path.stat().st_size == 0:
             raise BadClipError(path, "empty file (0 bytes)")
         with open(path, "rb"):
@@ -161,6 +171,12 @@ class Sampling:
         if self.method == "uniform":
             grid = np.linspace(0.0, last, int(self.value)) if self.value > 1 else np.array([0.0])
         else:
+            points = math.floor((last + 1e-9) * self.value) + 1
+            if points > MAX_GRID_POINTS:
+                raise BadClipError(clip.path, f"timestamps span {last:,.0f} s over "
+                                              f"{len(frame_times)} frames: {self.key} would "
+                                              f"sample {points:,} points (damaged timestamps?); "
+                                              f"use uniform:N")
             grid = np.arange(0.0, last + 1e-9, 1.0 / self.value)
         index = np.clip(np.searchsorted(frame_times, grid), 0, len(frame_times) - 1)
         before = np.clip(index - 1, 0, None)
@@ -211,18 +227,23 @@ class ClipReader:
         if not streams.video:
             kinds = sorted({s.type for s in streams}) or ["no streams"]
             raise BadClipError(self.path, f"no video stream ({', '.join(kinds)} only)")
-        stream = streams.video[0]
+        stream = streams.best("video") or streams.video[0]  # FFmpeg's pick: not a cover picture
         if stream.codec_context is None or not stream.codec_context.is_decoder:
             raise BadClipError(self.path, "a video codec this FFmpeg cannot decode")
         stream.thread_type = "AUTO"  # frame and slice threads: the decoder's own parallelism
+        # FFmpeg's own limit: a frame over it is refused before its buffers exist (a stream may
+        # grow midway; VP9 and AV1 allow 65536 x 65536, gigabytes a frame).
+        stream.codec_context.options = {"max_pixels": str(self.max_pixels)}
         return stream
 
-    def _guard_size(self) -> None:
-        width, height = self.stream.codec_context.width, self.stream.codec_context.height
+    def _guard_size(self, frame=None, where: str = "") -> None:
+        """The header's frame size, or a decoded frame's (a stream may change size midway)."""
+        size = frame or self.stream.codec_context
+        width, height = size.width, size.height
         if width * height > self.max_pixels:
-            raise BadClipError(self.path, f"absurd frame size: {width}x{height} pixels is over the "
-                                          f"{self.max_pixels:,}-pixel limit per frame (raise it "
-                                          f"with --max-pixels)")
+            raise BadClipError(self.path, f"absurd frame size{where}: {width}x{height} pixels is "
+                                          f"over the {self.max_pixels:,}-pixel limit per frame "
+                                          f"({RAISE_LIMIT})")
         if width <= 0 or height <= 0:
             raise BadClipError(self.path, f"no frame size in the header ({width}x{height})")
 
@@ -230,14 +251,14 @@ class ClipReader:
         """Every video packet in decode order with its presentation time (no decoding)."""
         import av
 
-        raw = []
+        raw, damaged = [], None
         try:
             for packet in self.container.demux(self.stream):
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 if stamp is not None and packet.size:
                     raw.append((packet, stamp))
         except av.FFmpegError as exc:  # a damaged tail: keep what was read, report the rest
-            self.gaps.append(Gap(math.nan, math.nan, f"container damaged ({exc.strerror})"))
+            damaged = f"container damaged ({exc.strerror})"
         if not raw:
             raise BadClipError(self.path, "no video frames in the stream")
         base = self.stream.time_base
@@ -248,7 +269,24 @@ class ClipReader:
             raise BadClipError(self.path, "a single frame, not a clip (import it as an image)")
         if not packets[0].keyframe:
             packets[0].keyframe = True  # some containers (MPEG-PS) do not mark it; FFmpeg copes
+        end = max(p.time for p in packets)
+        if damaged:
+            self.gaps.append(Gap(end, end, damaged))
+        self._note_missing_frames(len(packets), end)
         return packets
+
+    def _note_missing_frames(self, read: int, end: float) -> None:
+        """A gap for the frames the container declares but the file does not hold (a cut-off
+        upload whose index sits at the front): FFmpeg stops at the end without an error."""
+        declared = self.stream.frames or 0
+        if declared <= read:
+            return
+        declared_end = (float(self.stream.duration * self.stream.time_base)
+                        if self.stream.duration else (self.container.duration or 0) / 1e6)
+        start = end + end / (read - 1)  # one (mean) frame after the last one in the file
+        self.gaps.append(Gap(start, max(start, declared_end),
+                             f"truncated clip: {declared - read} of {declared} frames are not "
+                             f"in the file"))
 
     @property
     def frame_times(self) -> np.ndarray:
@@ -331,9 +369,18 @@ class ClipReader:
         try:
             frames = list(codec.decode(item.packet))
         except av.FFmpegError as exc:
-            self._gap(item.time, f"frame failed to decode ({exc.strerror})")
+            self._gap(item.time, f"frame failed to decode ({self._decode_failure(exc)})")
             frames = []
-        return frames + (self._flush(codec) if flush else [])
+        frames += self._flush(codec) if flush else []
+        for frame in frames:
+            self._guard_size(frame, f" at {item.time:.3f} s")
+        return frames
+
+    def _decode_failure(self, exc) -> str:
+        if exc.errno == errno.EINVAL:  # how FFmpeg refuses a frame over its max_pixels option
+            return (f"{exc.strerror}: a frame over the {self.max_pixels:,}-pixel limit, or "
+                    f"invalid data")
+        return exc.strerror
 
     def _take(self, frame, pending: list[float]) -> SampledFrame | None:
         """The frame as a SampledFrame if it is the next one wanted (popped from `pending`);

@@ -23,6 +23,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 # PIL's own default limit (about 9,459 x 9,459). A hand-collected photo is far below it; a file
 # above it is almost always a decompression bomb, which would take gigabytes to decode.
 DEFAULT_MAX_PIXELS = 89_478_485
+# Where the pixel limit can be raised (predict and the training commands keep the default).
+RAISE_LIMIT = "curate import and serve take --max-pixels to raise it"
 _EXIF_ORIENTATION = 0x0112
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # these swap width and height
 _WHITE = (255, 255, 255)
@@ -103,13 +105,13 @@ def open_image(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             raise BadImageError(path, "not an image (format not recognised)") from None
         except Image.DecompressionBombError as exc:
             raise BadImageError(path, f"decompression bomb: over the {max_pixels:,}-pixel limit "
-                                      f"({exc}; raise it with --max-pixels)") from None
+                                      f"({exc}; {RAISE_LIMIT})") from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise BadImageError(path, f"corrupt image header ({exc})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise BadImageError(path, f"decompression bomb: {width}x{height} pixels is over the "
-                                  f"{max_pixels:,}-pixel limit (raise it with --max-pixels)")
+                                  f"{max_pixels:,}-pixel limit ({RAISE_LIMIT})")
     return image
 
 

@@ -37,17 +37,18 @@ class ClipScores:
     decoded: int = 0
     stopped_on: dict | None = None
     gaps: list = field(default_factory=list)
+    until: float | None = None  # where the last scored sample's stretch ends (`segments`)
 
 
-def fresh_frames(clip, preprocessing, contract):
-    """(timestamp, preprocessed frame) for each sampled frame of an open `clip` that is not a
-    near-identical repeat of the one before, in time order; `.close()` stops the decoder."""
+def fresh_frames(clip, preprocessing, times):
+    """(timestamp, preprocessed frame) for each frame of an open `clip` at `times` that is not
+    a near-identical repeat of the one before, in time order; `.close()` stops the decoder."""
     from PIL import Image
 
-    from shotlab.core.clips import NearIdentical, Sampling
+    from shotlab.core.clips import NearIdentical
 
     fresh = NearIdentical()
-    frames = clip.frames_at(Sampling.parse(contract.sampling).times(clip))
+    frames = clip.frames_at(times)
     try:
         for frame in frames:
             if fresh.is_new(frame.pixels):
@@ -62,11 +63,12 @@ def score_clip(path: Path, runner, preprocessing, contract, thresholds, *,
     each frame is scored as it is decoded and decoding stops once `contract.clear_flag` says an
     unsafe class is flagged beyond doubt; otherwise the frames are scored in one batch. With
     `runner=None` nothing is scored: `inputs` holds the frames (the service batches them)."""
-    from shotlab.core.clips import ClipReader, merge_gaps
+    from shotlab.core.clips import ClipReader, Sampling, merge_gaps
 
     with ClipReader(path) as clip:
-        result, pending = ClipScores(clip.facts), []
-        frames = fresh_frames(clip, preprocessing, contract)
+        result, pending = ClipScores(None), []
+        planned = Sampling.parse(contract.sampling).times(clip)
+        frames = fresh_frames(clip, preprocessing, planned)
         for timestamp, array in frames:
             result.times.append(timestamp)
             pending.append(array)
@@ -82,7 +84,9 @@ def score_clip(path: Path, runner, preprocessing, contract, thresholds, *,
         if pending:
             result.probs += list(runner(np.stack(pending))) if runner is not None else []
             result.inputs += pending if keep_inputs or runner is None else []
+        result.facts = clip.facts  # after decoding: the rotation is known without another frame
         result.decoded = clip.decoded
+        result.until = stretch_end(result, planned)
         step = 1.0 / result.facts.fps if result.facts.fps else 0.0
         result.gaps = merge_gaps(clip.gaps, step)
     if not result.times:
@@ -91,6 +95,17 @@ def score_clip(path: Path, runner, preprocessing, contract, thresholds, *,
         reasons = "; ".join(sorted({g.reason for g in result.gaps})) or "no frame decoded"
         raise BadClipError(path, f"no frame could be decoded ({reasons})")
     return result
+
+
+def stretch_end(scored: ClipScores, planned: list[float]) -> float | None:
+    """Where the last scored sample's seconds end: the clip's end, or after an early exit
+    halfway to the next planned sample (what comes later was never looked at)."""
+    if not scored.times:
+        return None
+    later = [t for t in planned if t > scored.times[-1]]
+    if scored.stopped_on and later:
+        return (scored.times[-1] + later[0]) / 2
+    return scored.facts.duration
 
 
 def top_frame(frame_probs: np.ndarray, classes, name: str) -> int:
@@ -113,7 +128,8 @@ def clip_record(bundle, path: Path, scored: ClipScores, contract, thresholds, *,
     return {**record, "kind": "clip", "duration": round(scored.facts.duration, 3),
             "frames": [round(t, 3) for t in scored.times], "frames_decoded": scored.decoded,
             "early_exit": scored.stopped_on,
-            "segments": segments(scored.times, probs, bundle.classes, thresholds),
+            "segments": segments(scored.times, probs, bundle.classes, thresholds,
+                                 end=scored.until),
             "gaps": [g.to_dict() for g in scored.gaps], "clip": contract.to_dict()}
 
 

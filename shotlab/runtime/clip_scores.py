@@ -114,13 +114,16 @@ class ClipContract:
         return None
 
 
-def segments(timestamps, frame_probs, classes, thresholds: Mapping) -> list[dict]:
+def segments(timestamps, frame_probs, classes, thresholds: Mapping, *,
+             end: float | None = None) -> list[dict]:
     """Per unsafe class, the runs of consecutive sampled frames at or over its review band's low
     end (or its threshold when it has no band), merged while adjacent: {class, start, end, peak,
     flagged}. `flagged` says whether any frame of the run reaches the threshold itself. A run
     spans from halfway to the sample before it to halfway to the sample after it (the first and
     last samples are its own ends): the seconds between samples belong to the nearer one, so a
-    run of one sample is still a stretch a reviewer can watch, not a zero-length instant."""
+    run of one sample is still a stretch a reviewer can watch, not a zero-length instant. `end`
+    is where the last sample's stretch ends: the clip's end when every sample was scored,
+    halfway to the next planned sample after an early exit (None: the last sample itself)."""
     P = np.asarray(frame_probs, dtype=float)
     times = [float(t) for t in timestamps]
     found = []
@@ -137,8 +140,10 @@ def segments(timestamps, frame_probs, classes, thresholds: Mapping) -> list[dict
             if run:
                 first, last = run[0], run[-1]
                 start = (times[first - 1] + times[first]) / 2 if first > 0 else times[first]
-                end = (times[last] + times[last + 1]) / 2 if last + 1 < len(times) else times[last]
-                found.append({"class": name, "start": round(start, 3), "end": round(end, 3),
+                end_of_run = ((times[last] + times[last + 1]) / 2 if last + 1 < len(times)
+                              else max(times[last], end if end is not None else times[last]))
+                found.append({"class": name, "start": round(start, 3),
+                              "end": round(end_of_run, 3),
                               "peak": round(float(column[run].max()), 4),
                               "flagged": bool(column[run].max() >= cut)})
             run = []

@@ -10,8 +10,8 @@ import pytest
 from shotlab.core.clips import (BadClipError, ClipReader, Sampling, drop_near_identical,
                                 sample_clip)
 from shotlab.core.errors import InputError
-from tests.clipmaking import (damage_packets, unknown_codec, write_audio_only, write_clip,
-                              truncated_mp4)
+from tests.clipmaking import (damage_packets, growing_stream, unknown_codec, write_audio_only,
+                              write_clip, write_with_cover, truncated_mp4)
 
 
 def test_probe_reports_duration_fps_codec_and_hash(tmp_path):
@@ -147,3 +147,54 @@ def test_bad_sampling_specs_name_the_choices(text):
 def test_sampling_keys_are_stable():
     assert [Sampling.parse(t).key for t in ("uniform:8", "fps:1", "fps:0.5", "keyframes")] == \
         ["uniform:8", "fps:1", "fps:0.5", "keyframes"]
+
+
+def test_timestamps_years_apart_are_refused_under_fps_sampling(tmp_path):
+    """fps:1 over a frame 2**40 ms after the rest tried to allocate terabytes (a traceback
+    that lost every other clip's decision)."""
+    times = [i * 100 for i in range(9)] + [2 ** 40]
+    path = write_clip(tmp_path / "jump.mkv", frames=len(times), times_ms=times)
+    with pytest.raises(BadClipError, match="fps:1 would sample 1,099,511,628 points"):
+        sample_clip(path, "fps:1")
+    facts, frames, _ = sample_clip(path, "uniform:4", dedupe=False)  # a grid of 4: harmless
+    assert frames[-1].timestamp == pytest.approx(2 ** 40 / 1000)
+
+
+def test_a_cut_off_upload_with_its_index_first_reports_the_missing_seconds(tmp_path):
+    """FFmpeg reads a faststart MP4 cut in half to its end without an error: the clip looked
+    whole and shorter, and the seconds never seen were in no gap."""
+    whole = write_clip(tmp_path / "w.mp4", frames=40, fps=20, faststart=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])
+    facts, frames, gaps = sample_clip(cut, "uniform:4")
+    missing = [g for g in gaps if g.reason.startswith("truncated clip")]
+    assert len(missing) == 1 and missing[0].end == pytest.approx(2.0)
+    assert frames[-1].timestamp < missing[0].start < 2.0
+    assert "of 40 frames are not in the file" in missing[0].reason
+    assert sample_clip(whole, "uniform:4").gaps == []
+
+
+def test_the_clip_stream_is_chosen_over_a_cover_picture(tmp_path):
+    """The first video stream was used blindly: a cover picture first made the clip 'a single
+    frame'."""
+    facts, frames, _ = sample_clip(write_with_cover(tmp_path / "c.mkv"), "uniform:4",
+                                   dedupe=False)
+    assert (facts.frames, facts.width, facts.height) == (20, 64, 48) and len(frames) == 4
+
+
+def test_frames_larger_than_the_header_said_are_held_to_the_pixel_limit(tmp_path):
+    """Only the header's size was checked: a stream that grows midway decoded frames over the
+    limit (a decompression bomb in a clip)."""
+    path = growing_stream(tmp_path / "grows.mpg")
+    frames = sample_clip(path, "fps:100", dedupe=False).frames  # no limit: the larger decode
+    assert (96, 128, 3) in {f.pixels.shape for f in frames}
+    with pytest.raises(BadClipError, match="over the 4,000-pixel limit"):
+        sample_clip(path, "fps:100", max_pixels=4000)  # 64 x 48 passes, 128 x 96 does not
+
+
+def test_a_pipe_named_like_a_clip_is_named_as_a_pipe(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "p.mp4")
+    with pytest.raises(BadClipError, match="not a regular file"):
+        sample_clip(tmp_path / "p.mp4")  # it was "empty file (0 bytes)"

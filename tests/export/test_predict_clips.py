@@ -81,6 +81,11 @@ def test_early_exit_stops_decoding_on_a_clear_flag(exported, clips):
     assert full["early_exit"] is None and early["early_exit"] == {"class": "red", "at": 0.0}
     assert early["frames"] == [0.0] and len(full["frames"]) > 10
     assert early["frames_decoded"] < full["frames_decoded"] / 4
+    # the flag's stretch runs halfway to the next planned sample (0.25 s at fps:4): it was the
+    # instant 0.0-0.0; and the frames decoded no longer count a probe of the first frame
+    flagged = [s for s in early["segments"] if s["flagged"]]
+    assert [(s["start"], s["end"]) for s in flagged] == [(0.0, 0.125)]
+    assert early["frames_decoded"] == 1, early["frames_decoded"]
     (calm,) = predict_clips(bundle, [clips["calm"]], contract=contract, early_exit=True).decisions
     assert calm["early_exit"] is None and len(calm["frames"]) >= 10  # nothing to stop on
 

@@ -76,6 +76,11 @@ def test_segments_merge_adjacent_frames_and_split_at_gaps():
                            THRESHOLDS)
     assert review_only == [{"class": "violence", "start": 0.0, "end": 1.5, "peak": 0.4,
                             "flagged": False}]
+    # the last sample's seconds run to `end` (the clip's end, or halfway to the next planned
+    # sample after an early exit): a run of the last sample alone is no instant
+    (last,) = segments(TIMES[:1], probs[2:3], CLASSES, THRESHOLDS, end=0.25)
+    assert (last["start"], last["end"]) == (0.0, 0.25)
+    assert segments(TIMES, probs, CLASSES, THRESHOLDS, end=4.2)[-1]["end"] == 4.2
 
 
 def test_clear_flag_needs_the_margin_and_a_monotone_rule():
