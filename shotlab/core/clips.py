@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core.errors import BadImageError, InputError
-from shotlab.core.images import RAISE_LIMIT, read_bytes, sha256_file
+from shotlab.core.images import RAISE_LIMIT, check_regular, read_bytes, sha256_file
 
 CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
 # 8K UHD is 33.2 million pixels a frame; a header claiming more is almost certainly hostile or
@@ -51,12 +51,8 @@ class BadClipError(BadImageError):
 
 def check_readable(path: Path) -> None:
     """BadClipError naming why `path` cannot be read at all (the image reader's reasons)."""
-    import stat
-
     try:
-        mode = path.stat().st_mode
-        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-            raise BadClipError(path, "not a regular file (a pipe, socket or device)")
+        check_regular(path)
         if path.stat().st_size == 0:
             raise BadClipError(path, "empty file (0 bytes)")
         with open(path, "rb"):

@@ -69,11 +69,18 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def check_regular(path: Path) -> None:
+    """BadImageError for a pipe, socket or device: reading a pipe would wait forever."""
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise BadImageError(path, "not a regular file (a pipe, socket or device)")
+
+
 def read_bytes(path: Path) -> bytes:
     """The file's bytes, or BadImageError naming why they cannot be read."""
     path = Path(path)
     if path.is_symlink() and not path.exists():
         raise BadImageError(path, f"broken symlink (points to {path.readlink()})")
+    check_regular(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -45,8 +45,8 @@ class Prediction:
 def collect_paths(paths) -> list[Path]:
     """Files as given, folders searched recursively for image and clip extensions (the image
     and clip kinds' suffixes); sorted, one per file read (a second path to the same file, by a
-    symlink or `..`, is dropped: decisions name the file itself). A broken symlink is kept,
-    so that reading it names it among the bad files."""
+    symlink or `..`, is dropped: decisions name the file itself). A broken symlink, a pipe or a
+    device is kept, so that reading it names it among the bad files."""
     from shotlab.runtime.kinds import KINDS
 
     suffixes = KINDS["image"].extensions | KINDS["clip"].extensions
@@ -54,7 +54,7 @@ def collect_paths(paths) -> list[Path]:
     for path in map(Path, paths):
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes
-                            and (p.is_file() or (p.is_symlink() and not p.exists())))
+                            and not p.is_dir())
         elif path.exists():
             found.append(path)
         else:

@@ -129,6 +129,25 @@ def test_a_refused_output_leaves_no_folders_behind(tmp_path):
         check_can_write(tmp_path / "link" / "out.jsonl", "--out")
 
 
+def test_a_pipe_in_a_folder_is_named_among_the_bad_files_not_dropped(tmp_path):
+    """Predict and import dropped a FIFO named .png or .mp4 without a word; read directly, an
+    image pipe would have waited forever."""
+    import os
+
+    from shotlab.core.errors import BadImageError
+    from shotlab.core.images import read_bytes
+    from shotlab.curate.readers.folder import files_under
+    from shotlab.export.predict import collect_paths
+
+    folder = tmp_path / "in" / "cat"
+    write_image(folder / "a.png", seed=1)
+    os.mkfifo(folder / "pipe.png")
+    assert [p.name for p in collect_paths([tmp_path / "in"])] == ["a.png", "pipe.png"]
+    assert [p.name for p in files_under(tmp_path / "in")] == ["a.png", "pipe.png"]
+    with pytest.raises(BadImageError, match="not a regular file"):
+        read_bytes(folder / "pipe.png")
+
+
 def test_symlinked_and_repeated_paths_are_decided_once_and_a_broken_link_is_named(tmp_path):
     from shotlab.export.predict import collect_paths
 

@@ -29,13 +29,14 @@ def subfolders(root: Path) -> list[Path]:
 
 
 def files_under(folder: Path) -> list[Path]:
-    """Files (and symlinks, broken ones included) under `folder`, skipping hidden entries."""
+    """Files (and symlinks, broken ones included; pipes and devices too, so that reading them
+    names them) under `folder`, skipping hidden entries."""
     found = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.is_symlink() or path.is_file():
+        if path.is_symlink() or not path.is_dir():
             found.append(path)
     return found
 
