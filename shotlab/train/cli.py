@@ -54,8 +54,9 @@ def split_names(value: str | None) -> list[str]:
 @click.option("--weights", type=click.Path(dir_okay=False), help="Pretrained weights file.")
 @click.option("--allow-download", is_flag=True, help="Let timm fetch weights from its hub.")
 @click.option("--unsafe", help="Comma-separated unsafe classes (overrides the dataset policy).")
-@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=0.95,
-              show_default=True, help="Recall to reach on unsafe classes (with --unsafe).")
+@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Recall to reach on unsafe classes (overrides the dataset policy's) "
+                   "[default: the policy's, else 0.95].")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Continue an interrupted run from its last checkpoint.")
 @click.option("--tracking-uri", help="MLflow server [default: the workspace's own store].")

@@ -65,7 +65,7 @@ class TrainConfig:
     weights: str | None = None
     allow_download: bool = False
     unsafe: list[str] = field(default_factory=list)
-    target_recall: float = 0.95
+    target_recall: float | None = None  # None: the dataset policy's (0.95 without a policy)
 
     def check(self) -> "TrainConfig":
         from shotlab.train.choices import PRESETS
@@ -81,6 +81,8 @@ class TrainConfig:
                                  f"Got {getattr(self, name)} instead.")
         for name, low, high, low_allowed in RANGES:
             value = getattr(self, name)
+            if value is None and name == "target_recall":
+                continue
             if not (low < value <= high or (low_allowed and value == low)):
                 bracket = "[" if low_allowed else "("
                 raise InputError(f"The '{name}' option must be in {bracket}{low}, {high}]. "

@@ -131,10 +131,11 @@ def read_config(run_dir: Path) -> tuple[TrainConfig, Policy]:
 
 
 def resolve_policy(name: str, config: TrainConfig, classes) -> Policy:
-    """The dataset's policy, with --unsafe/--target-recall from the command line taking over."""
+    """The dataset's policy, with --unsafe and --target-recall from the command line each taking
+    over where given."""
     stored = policy_of(store.load(name))
     unsafe = tuple(config.unsafe) or stored.unsafe
-    recall = config.target_recall if config.unsafe else stored.target_recall
+    recall = stored.target_recall if config.target_recall is None else config.target_recall
     return Policy(unsafe, recall, stored.review_margin, stored.version).check(classes)
 
 

@@ -75,6 +75,12 @@ def test_policy_command_sets_validates_and_feeds_training(colours):
     assert bad.exit_code == 2 and "unsafe classes ['purple'] are not in the dataset" in bad.output
     result = json.loads(run("train", colours, *TINY, "--no-track", "--json").stdout)
     assert list(result["thresholds"]) == ["blue"]
+    assert result["thresholds"]["blue"]["target_recall"] == 0.9
+    # --target-recall alone overrides the policy's (it was ignored without --unsafe)
+    own = json.loads(run("train", colours, *TINY, "--no-track", "--json", "--target-recall",
+                         "0.99").stdout)
+    assert list(own["thresholds"]) == ["blue"]
+    assert own["thresholds"]["blue"]["target_recall"] == 0.99
 
 
 @pytest.mark.parametrize("args, message", [
