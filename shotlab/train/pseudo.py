@@ -194,11 +194,8 @@ def train_with_pseudo_labels(name: str, config: TrainConfig, *, threshold: float
         if not (run_dir / "checkpoints" / "last.pt").is_file():
             remove(run_dir)  # a run that never started its own training is no run
         raise
-    result = finish(run_dir, student, policy, config, fitted, tracking_uri=tracking_uri,
-                    track=track, writeback=writeback, progress=progress)
-    if writeback:
-        write_marks(name, added, run_dir.name)
-    return result
+    return finish(run_dir, student, policy, config, fitted, tracking_uri=tracking_uri,
+                  track=track, writeback=writeback, progress=progress)
 
 
 def write_marks(name: str, added: list[Entry], run: str) -> None:
@@ -210,6 +207,8 @@ def write_marks(name: str, added: list[Entry], run: str) -> None:
     dataset = store.load(name)
     marks = {e.sample_id: fo.Classification(label=e.labels[0], confidence=e.pseudo, run=run)
              for e in added}
+    if not marks and not dataset.has_sample_field(PSEUDO_FIELD):
+        return  # nothing added and no earlier marks to clear (FiftyOne cannot type all-None)
     dataset.set_values(PSEUDO_FIELD, [marks.get(i) for i in dataset.values("id")])
     view = dataset.select(list(marks)).sort_by(f"{PSEUDO_FIELD}.confidence")
     dataset.save_view(PSEUDO_VIEW, view, overwrite=True)

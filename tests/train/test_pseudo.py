@@ -138,10 +138,14 @@ def test_pseudo_label_run_adds_right_labels_to_train_only(tmp_path, dataset_name
     assert not mistakes & {e.sample_id for e in marked}  # a pseudo-label is no truth to judge by
     assert freeze(dataset_name).hash == human.hash  # a plain run still sees human labels only
 
+    dataset.delete_sample_field("pseudo_label")  # the marks gone: a resume writes them again
     resumed = run("train", "--resume", run_dir, "--no-track", "--json")  # keeps its pseudo-labels
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["pseudo"] == pseudo
     assert Manifest.load(run_dir / "manifest.json").hash == manifest.hash
+    dataset = store.load(dataset_name)  # a resumed run said it wrote the marks, and did not
+    assert set(dataset.load_saved_view("pseudo-labelled").values("pseudo_label.run")) == \
+        {run_dir.name}
 
 
 @pytest.mark.fiftyone
@@ -156,6 +160,21 @@ def test_pseudo_label_refusals_leave_no_run_folder(colours):
     bad = run("train", colours, "--pseudo-label", "--pseudo-threshold", "1.5")
     assert bad.exit_code == 2 and "--pseudo-threshold" in bad.output
     assert set(workspace.current().runs_dir.glob("*")) == before
+
+
+@pytest.mark.fiftyone
+def test_no_pseudo_label_added_is_no_error_and_clears_earlier_marks(colours):
+    """With nothing added on a dataset never pseudo-labelled, FiftyOne refused a field of
+    all-None values: a traceback after the run had finished."""
+    from shotlab.train.pseudo import PSEUDO_FIELD, write_marks
+
+    write_marks(colours, [], "run-a")  # raised ValueError
+    dataset = store.load(colours)
+    assert not dataset.has_sample_field(PSEUDO_FIELD)
+    first = dataset.first()
+    write_marks(colours, [Entry(first.id, first.filepath, "x", ("red",), "train", 0.99)], "run-b")
+    write_marks(colours, [], "run-c")  # a later run that added none clears run-b's mark
+    assert set(store.load(colours).values(f"{PSEUDO_FIELD}.run")) == {None}
 
 
 def test_the_run_says_how_many_were_added_per_class(capsys):
