@@ -44,9 +44,13 @@ def few_positives(name: str, t: dict, where: str = VALIDATION) -> str:
     bound = t.get("recall_lower_bound")
     shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"
     split = "validation" if where == VALIDATION else "train and validation"
-    more = (f"label about {needed - have} more '{name}' examples for {split} (at least "
-            f"{needed} in all, every one caught)" if needed and needed > have
-            else f"more of its {split} examples must be caught")
+    if t["target_recall"] >= 1:  # no finite sample proves a recall of 1
+        more = "a target recall of 1 can never be shown; a target such as 0.99 can"
+    elif needed and needed > have:
+        more = (f"label about {needed - have} more '{name}' examples for {split} (at least "
+                f"{needed} in all, every one caught)")
+    else:
+        more = f"more of its {split} examples must be caught"
     return (f"'{name}' has {have} positives in {where}: recall >= {t['target_recall']} cannot "
             f"be shown with 95% confidence ({shown}); {more}")
 

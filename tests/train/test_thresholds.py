@@ -162,3 +162,7 @@ def test_four_positives_are_not_enough_and_the_report_says_how_many_more():
     assert entry["positives_needed"] == 59
     message = few_positives("fish", entry)
     assert "'fish' has 4 positives in val" in message and "about 55 more" in message
+    # at a target of 1 no number of examples would do: it said "more must be caught" when all were
+    perfect = choose_thresholds(y, p, ["ok", "fish"], unsafe=["fish"], target_recall=1.0)["fish"]
+    assert perfect["recall"] == 1.0
+    assert "a target recall of 1 can never be shown" in few_positives("fish", perfect)
