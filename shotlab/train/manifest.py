@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -120,6 +121,20 @@ def sample_rows(dataset):
     """(id, filepath, sha256, labels, split, tags) of every sample, in dataset order."""
     return zip(dataset.values("id"), dataset.values("filepath"), dataset.values("sha256"),
                store.sample_labels(dataset), dataset.values("split"), dataset.values("tags"))
+
+
+def check_files(manifest: Manifest) -> None:
+    """Refuse, before a run starts, a manifest whose files are gone since import (a linear run
+    would train from cached embeddings and fail only at evaluation, its folder left behind)."""
+    if manifest.kind == "text":  # the comment is in the database
+        return
+    gone = [e.filepath for e in manifest.entries if not os.path.exists(e.filepath)]
+    if gone:
+        many = len(gone) > 1
+        raise InputError(f"dataset '{manifest.dataset}': {len(gone)} file{'s' if many else ''} "
+                         f"{'are' if many else 'is'} gone since import (first: {gone[0]}); "
+                         f"restore {'them' if many else 'it'}, or tag the sample{'s' if many else ''} "
+                         f"'{EXCLUDE_TAG}' in the App and run `shotlab curate apply`")
 
 
 def kind_of(dataset) -> str:

@@ -43,7 +43,7 @@ from shotlab.core.names import child_path
 from shotlab.core.policy import Policy, policy_of
 from shotlab.train.checkpoint import one_line
 from shotlab.train.finetune import TrainConfig, check_trainable
-from shotlab.train.manifest import Manifest, freeze
+from shotlab.train.manifest import Manifest, check_files, freeze
 
 # What fits and predicts for each input kind: a module with `fit(manifest, config, run_dir, *,
 # resume, progress) -> FitResult` and `predict(model, paths, created, task, *, device, workers,
@@ -259,6 +259,7 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         run_dir = Path(resume_dir)
         config, policy = read_config(run_dir)
         manifest = Manifest.load(run_dir / "manifest.json")
+        check_files(manifest)
         fitted = trainer_of(manifest.kind).fit(manifest, config, run_dir, resume=True,
                                                progress=progress)
     else:
@@ -340,6 +341,7 @@ def prepare(name: str, config: TrainConfig, progress=None):
     config = with_kind_defaults(config, manifest)
     policy = resolve_policy(name, config.check(), manifest.classes)
     check_trainable(manifest)
+    check_files(manifest)
     get_backbone(config.backbone, manifest.kind)
     check_mode(config.mode, manifest)
     choice = None

@@ -66,6 +66,19 @@ def test_a_multilabel_dataset_without_any_label_is_refused(tmp_path, dataset_nam
                                    f"samples has a label (every row is all zeros)")
 
 
+def test_a_file_gone_since_import_is_refused_before_the_run(tmp_path, dataset_name):
+    """A linear run trained from cached embeddings and failed only at evaluation, leaving an
+    unfinished run that a resume could not finish either."""
+    root = write_colour_tree(tmp_path / "c", classes=("red", "blue"),
+                             counts={"train": 2, "val": 1, "test": 1})
+    import_path(root, dataset_name, progress=False)
+    gone = sorted(root.rglob("*.png"))[-1]
+    gone.unlink()
+    refused([dataset_name, *TINY, "--mode", "linear"],
+            f"dataset '{dataset_name}': 1 file is gone since import (first: {gone}); restore "
+            f"it, or tag the sample 'exclude'")
+
+
 @pytest.fixture(scope="module")
 def two_classes(tmp_path_factory):
     from shotlab.core import store
