@@ -58,14 +58,16 @@ def fresh_frames(clip, preprocessing, times):
 
 
 def score_clip(path: Path, runner, preprocessing, contract, thresholds, *,
-               early_exit: bool = False, keep_inputs: bool = False) -> ClipScores:
+               early_exit: bool = False, keep_inputs: bool = False,
+               max_pixels: int | None = None) -> ClipScores:
     """Decode the sampled frames of `path` in time order and score them. With `early_exit`,
     each frame is scored as it is decoded and decoding stops once `contract.clear_flag` says an
     unsafe class is flagged beyond doubt; otherwise the frames are scored in one batch. With
-    `runner=None` nothing is scored: `inputs` holds the frames (the service batches them)."""
-    from shotlab.core.clips import ClipReader, Sampling, merge_gaps
+    `runner=None` nothing is scored: `inputs` holds the frames (the service batches them).
+    `max_pixels`: the per-frame limit (None: the clip reader's default)."""
+    from shotlab.core.clips import DEFAULT_MAX_FRAME_PIXELS, ClipReader, Sampling, merge_gaps
 
-    with ClipReader(path) as clip:
+    with ClipReader(path, max_pixels=max_pixels or DEFAULT_MAX_FRAME_PIXELS) as clip:
         result, pending = ClipScores(None), []
         planned = Sampling.parse(contract.sampling).times(clip)
         frames = fresh_frames(clip, preprocessing, planned)

@@ -40,7 +40,8 @@ MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `
               help=f"Most images in one /v1/moderate/batch request [default: {MAX_ITEMS}, or "
                    f"--queue-size if smaller].")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
-              help="Pixel bomb limit per image [default: PIL's, about 89 megapixels].")
+              help="Pixel bomb limit per image and per clip frame [default: PIL's, about 89 "
+                   "megapixels; 33 for a clip frame].")
 @click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for decisions.sqlite and explanations.sqlite "
                    "[default: WORKSPACE/serve].")

@@ -127,7 +127,8 @@ def decode_clip(body: bytes, bundle, options) -> Decoded:
 
     contract, thresholds = clip_contract(bundle), clip_thresholds(bundle)
     with clip_file(body, "body.mp4") as path:
-        scored = score_clip(path, None, bundle.preprocessing, contract, thresholds)
+        scored = score_clip(path, None, bundle.preprocessing, contract, thresholds,
+                            max_pixels=options.max_pixels)  # per frame, as per image
     return Decoded(np.stack(scored.inputs), ClipRequest(scored, contract, thresholds))
 
 

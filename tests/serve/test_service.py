@@ -214,6 +214,17 @@ def test_concurrent_requests_share_model_runs(server, tmp_path):
     assert {r.json()["decision_id"] for r in responses} <= stored
 
 
+def test_a_clip_is_held_to_the_servers_pixel_limit_per_frame(server, tmp_path):
+    """--max-pixels applied to images only: a clip's frames got the reader's 33-megapixel
+    default whatever the server was started with (this one: 1,000,000)."""
+    from tests.clipmaking import write_clip
+
+    clip = write_clip(tmp_path / "large.mp4", frames=4, size=(1280, 800))  # 1,024,000 pixels
+    answer = post(server, clip.read_bytes(), headers={"Content-Type": "video/mp4"})
+    assert answer.status_code == 422, answer.text
+    assert "1280x800 pixels is over the 1,000,000-pixel limit per frame" in answer.text
+
+
 def test_a_clip_gets_predicts_clip_decision_with_its_segments(server, exported, tmp_path):
     """An image bundle serves clips as `shotlab predict` decides them: raw video/mp4 or a
     multipart part, pooled scores, the segments to watch, and Grad-CAM on the top frame."""
