@@ -109,6 +109,20 @@ def test_bad_input_exits_2_with_one_line(args, code, message):
         assert len(lines) == 1
 
 
+SEEDED = [["train", "no-such-dataset"], ["curate", "suggest", "no-such-dataset"],
+          ["curate", "split", "no-such-dataset"],
+          ["curate", "augment-preview", "no-such-dataset", "--preset", "none"]]
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+@pytest.mark.parametrize("command", SEEDED, ids=lambda c: " ".join(c[:2]))
+def test_a_seed_numpy_cannot_take_is_refused_before_any_work(command, seed):
+    """Before the dataset is even looked up (it does not exist): click names --seed."""
+    result = run(*command, "--seed", seed)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--seed'" in result.output and "0<=x<=4294967295" in result.output
+
+
 @pytest.mark.fiftyone
 def test_strict_import_fails_with_exit_1(tmp_path, dataset_name):
     write_class_tree(tmp_path, {"cat": 1})

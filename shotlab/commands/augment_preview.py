@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from shotlab.core.output import SEED
 from shotlab.train.choices import PRESETS, describe
 
 
@@ -25,7 +26,7 @@ from shotlab.train.choices import PRESETS, describe
               help="Model whose input size and resize/crop the preview uses.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG to write [default: augment-NAME-PRESET.png here].")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Picks the samples and drives the augmentations.")
 def augment_preview_command(name: str, preset: str, samples: int, per_sample: int, backbone: str,
                             out: Path | None, seed: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from shotlab.commands.check import DEFAULT_BACKBONE, embedder_for
+from shotlab.core.output import SEED
 
 
 @click.command("suggest")
@@ -18,7 +19,7 @@ from shotlab.commands.check import DEFAULT_BACKBONE, embedder_for
 @click.option("--backbone", default=None,
               help=f"Backbone for the embeddings (cached, shared with `curate check`) [default: "
                    f"{DEFAULT_BACKBONE}; a text dataset uses the text encoder].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the suggestions as JSON.")
 def suggest_command(name: str, budget: int, backbone: str | None, seed: int, as_json: bool) -> None:
     """Rank NAME's unlabeled images by what labelling them would teach the model.

@@ -1,4 +1,4 @@
-"""Plain-text tables and JSON for the CLI."""
+"""Plain-text tables and JSON for the CLI, and the option types its commands share."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+
+# Every --seed: numpy, torch and scikit-learn take seeds from 0 to 2**32 - 1, so one outside is
+# refused by click (exit 2, naming --seed) before any work, not by a library after it.
+SEED = click.IntRange(0, 2**32 - 1)
 
 
 def is_number(text: str) -> bool:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from shotlab.core.output import SEED
+
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 
 
@@ -99,7 +101,7 @@ def history_command(name: str, limit: int | None, as_json: bool) -> None:
               help="Fraction of each class for validation.")
 @click.option("--test", type=float, default=0.15, show_default=True,
               help="Fraction of each class for test.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="The same seed gives the same splits.")
 @click.option("--overwrite", is_flag=True,
               help="Re-split every sample; without it, samples that have a split keep it.")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from shotlab.core.output import SEED
 from shotlab.train.choices import MODES, PRESETS, describe
 
 
@@ -48,7 +49,7 @@ def split_names(value: str | None) -> list[str]:
               show_default=True)
 @click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.1, show_default=True)
 @click.option("--patience", type=click.IntRange(min=0), default=4, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", help="cpu or cuda[:N] [default: cuda if available].")
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Pretrained weights file.")
