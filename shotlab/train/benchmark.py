@@ -81,6 +81,19 @@ def check_kind(manifest: Manifest, backbones, finetune) -> None:
                          f"--finetune {fits} (or an empty value for none)")
 
 
+def check_splits(manifest: Manifest, finetune) -> None:
+    """Two classes to tell apart (as `train` checks them), and the val split the fine-tune
+    rows early-stop on when there are any: refused before the first row, not at it."""
+    from shotlab.train.finetune import check_classes
+
+    check_classes(manifest)
+    if finetune and not manifest.split("val"):
+        raise InputError(f"dataset '{manifest.dataset}' has no val split, which the fine-tune "
+                         f"rows (--finetune {','.join(finetune)}) early-stop on; assign val "
+                         f"samples (a val/ folder or a split column when importing), or give "
+                         f"--finetune '' for the other methods alone")
+
+
 class Benchmark:
     def __init__(self, manifest: Manifest, *, backbones, finetune, epochs: int, workers,
                  progress):
@@ -90,6 +103,7 @@ class Benchmark:
         self.manifest, self.backbones, self.finetune = manifest, backbones, finetune
         self.epochs, self.workers, self.progress = epochs, workers, progress
         check_kind(manifest, backbones, finetune)
+        check_splits(manifest, finetune)
         self.test = manifest.split("test")
         if not self.test:
             raise InputError(f"dataset '{manifest.dataset}' has no test split to measure on")

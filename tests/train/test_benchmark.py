@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from shotlab.cli import cli
-from shotlab.train.benchmark import sample_shots
+from shotlab.train.benchmark import Benchmark, sample_shots
 from shotlab.train.manifest import freeze
+from tests.train.trainsets import import_colour_set
 
 pytestmark = [pytest.mark.fiftyone, pytest.mark.slow]
 
@@ -48,3 +49,37 @@ def test_benchmark_writes_every_method_at_every_shot_count(colours, tmp_path):
 def test_bad_options_exit_2(colours, args, message):
     result = CliRunner().invoke(cli, ["train", "benchmark", colours, *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def no_benchmark_run(monkeypatch):
+    """Make any benchmark row fail the test: a refusal must come before the first."""
+    def run(*_):
+        raise AssertionError("the benchmark ran before refusing")
+    monkeypatch.setattr(Benchmark, "run", run)
+
+
+def benchmark_refused(name, args, message: str):
+    result = CliRunner().invoke(cli, ["train", "benchmark", name, "--backbones", "tiny-test",
+                                      "--workers", "0", *args])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
+
+
+def test_a_one_class_dataset_is_refused_before_any_row(tmp_path, dataset_name, monkeypatch):
+    import_colour_set(tmp_path, dataset_name, classes=("red",))
+    no_benchmark_run(monkeypatch)
+    benchmark_refused(dataset_name, ["--finetune", ""],
+                      f"dataset '{dataset_name}' has only the class 'red'; a classifier needs "
+                      f"at least two classes")
+
+
+def test_fine_tune_rows_without_a_val_split_are_refused_before_any_row(tmp_path, dataset_name,
+                                                                        monkeypatch):
+    import_colour_set(tmp_path, dataset_name, classes=("red", "blue"),
+                      counts={"train": 3, "test": 2})
+    no_benchmark_run(monkeypatch)
+    benchmark_refused(dataset_name, ["--finetune", "linear"],
+                      f"dataset '{dataset_name}' has no val split, which the fine-tune rows "
+                      f"(--finetune linear) early-stop on")
+    Benchmark(freeze(dataset_name), backbones=["tiny-test"], finetune=[], epochs=1, workers=0,
+              progress=None)  # no fine-tune rows: no val split needed
