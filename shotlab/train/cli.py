@@ -185,11 +185,15 @@ def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers
 
     from shotlab.core import workspace
     from shotlab.core.errors import InputError
+    from shotlab.core.files import check_can_write
     from shotlab.core.names import check_dataset_name, child_path
     from shotlab.train.benchmark import DEFAULTS, FINETUNE_METHODS, Benchmark, write_results
     from shotlab.train.manifest import freeze
 
     check_dataset_name(name)
+    out = out or child_path(workspace.current().home / "benchmarks",
+                            f"{name}-{_time.strftime('%Y%m%d-%H%M%S')}")
+    check_can_write(out, "--out")  # before the benchmark, whose results would be lost
     try:
         shot_counts = [int(s) for s in split_names(shots)]
     except ValueError:
@@ -206,8 +210,6 @@ def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers
     bench = Benchmark(manifest, backbones=split_names(backbones), finetune=modes,
                       epochs=epochs, workers=workers, progress=None)
     rows = bench.run(shot_counts, repeats)
-    out = out or child_path(workspace.current().home / "benchmarks",
-                            f"{name}-{_time.strftime('%Y%m%d-%H%M%S')}")
     result = write_results(rows, out, shot_counts, bench.embedding_seconds)
     click.echo((out / "results.md").read_text())
     click.echo(f"Wrote {', '.join(result['files'])}")

@@ -60,7 +60,7 @@ def no_benchmark_run(monkeypatch):
 
 def benchmark_refused(name, args, message: str):
     result = CliRunner().invoke(cli, ["train", "benchmark", name, "--backbones", "tiny-test",
-                                      "--workers", "0", *args])
+                                      "--workers", "0", *map(str, args)])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
 
@@ -83,3 +83,12 @@ def test_fine_tune_rows_without_a_val_split_are_refused_before_any_row(tmp_path,
                       f"(--finetune linear) early-stop on")
     Benchmark(freeze(dataset_name), backbones=["tiny-test"], finetune=[], epochs=1, workers=0,
               progress=None)  # no fine-tune rows: no val split needed
+
+
+def test_an_out_folder_under_a_file_is_refused_before_any_row(colours, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    no_benchmark_run(monkeypatch)
+    benchmark_refused(colours, ["--out", blocker / "bench"],
+                      f"--out {blocker / 'bench'}: {blocker} is a file, not a folder; choose "
+                      f"another --out")
