@@ -148,8 +148,13 @@ def runs_command(as_json: bool) -> None:
         return "-" if v is None else f"{v:.3f}"
 
     click.echo(table(["run", "split", "accuracy", "macro F1", "macro AUPRC"],
-                     [[r["run"], r["split"], fmt(r["accuracy"]), fmt(r["macro_f1"]),
-                       fmt(r["macro_auprc"])] for r in rows]))
+                     [[r["run"], "unreadable" if r["unreadable"] else r["split"],
+                       fmt(r["accuracy"]), fmt(r["macro_f1"]), fmt(r["macro_auprc"])]
+                      for r in rows]))
+    for r in rows:
+        if r["unreadable"]:
+            click.echo(f"{r['run']}: unreadable ({r['unreadable']}); not a run shotlab wrote, "
+                       f"or a damaged one: move it out of {Path(r['path']).parent}")
 
 
 @train.command("benchmark")

@@ -394,18 +394,46 @@ def start(run_dir: Path, manifest: Manifest, config: TrainConfig, policy: Policy
 # model is not a fine-tuned timm model names its fit here: (manifest, config, run_dir, *,
 # resume, progress) -> FitResult, with `scores(entries)` when it scores its own entries.
 def list_runs() -> list[dict]:
-    """Every run folder in the workspace with its key test (else val) metrics, newest first."""
-    rows = []
-    for folder in sorted(workspace.current().runs_dir.glob("*/config.yaml"), reverse=True):
-        run_dir = folder.parent
-        config = yaml.safe_load(folder.read_text())
-        metrics_path = run_dir / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        split = "test" if "test" in metrics else "val"
-        scores = metrics.get(split, {})
-        rows.append({"run": run_dir.name, "dataset": config["dataset"],
-                     "backbone": config["train"]["backbone"], "mode": config["train"]["mode"],
-                     "split": split if metrics else "-", "accuracy": scores.get("accuracy"),
-                     "macro_f1": scores.get("macro_f1"), "macro_auprc": scores.get("macro_auprc"),
-                     "finished": metrics_path.is_file(), "path": str(run_dir)})
-    return rows
+    """Every run folder in the workspace with its key test (else val) metrics, newest first; a
+    folder whose config.yaml or metrics.json cannot be read is listed with the reason
+    (`unreadable`) and no metrics, so one broken or foreign folder never stops the listing."""
+    return [run_row(path.parent) for path in
+            sorted(workspace.current().runs_dir.glob("*/config.yaml"), reverse=True)]
+
+
+def run_row(run_dir: Path) -> dict:
+    row = {"run": run_dir.name, "dataset": None, "backbone": None, "mode": None, "split": "-",
+           "accuracy": None, "macro_f1": None, "macro_auprc": None, "finished": False,
+           "path": str(run_dir), "unreadable": None}
+    try:
+        return {**row, **run_summary(run_dir)}
+    except ValueError as exc:
+        return {**row, "unreadable": str(exc)}
+
+
+def run_summary(run_dir: Path) -> dict:
+    """The run's dataset, backbone, mode and key metrics; ValueError naming the file that is
+    not a run's."""
+    config = read_run_file(run_dir / "config.yaml", yaml.safe_load)
+    if not isinstance(config, dict) or "dataset" not in config or not isinstance(
+            config.get("train"), dict):
+        raise ValueError("config.yaml: not a shotlab run configuration (no dataset and train "
+                         "settings)")
+    metrics_path = run_dir / "metrics.json"
+    metrics = read_run_file(metrics_path, json.loads) if metrics_path.is_file() else {}
+    if not isinstance(metrics, dict):
+        raise ValueError("metrics.json: not a run's metrics")
+    split = "test" if "test" in metrics else "val"
+    scores = metrics.get(split, {})
+    return {"dataset": config["dataset"], "backbone": config["train"].get("backbone"),
+            "mode": config["train"].get("mode"), "split": split if metrics else "-",
+            "accuracy": scores.get("accuracy"), "macro_f1": scores.get("macro_f1"),
+            "macro_auprc": scores.get("macro_auprc"), "finished": metrics_path.is_file()}
+
+
+def read_run_file(path: Path, parse):
+    """`parse` of the file's text; ValueError naming the file when it cannot be read or parsed."""
+    try:
+        return parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path.name}: {one_line(exc)}") from None

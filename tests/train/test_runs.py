@@ -92,6 +92,31 @@ def test_bad_input_exits_2(args, message):
     assert result.exit_code == 2 and message in result.output
 
 
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    """The workspace's runs folder moved to an empty `tmp_path/runs` for this test."""
+    folder = tmp_path / "runs"
+    monkeypatch.setattr(workspace.Workspace, "runs_dir", property(lambda self: folder))
+    return folder
+
+
+def test_runs_lists_a_broken_or_foreign_folder_as_unreadable(runs_dir):
+    configs = {"empty": "", "foreign": "dataset: x\n", "broken": "a: [\n",
+               "good": "dataset: d\ntrain: {backbone: lite0, mode: linear}\n"}
+    for name, text in configs.items():
+        (runs_dir / name).mkdir(parents=True)
+        (runs_dir / name / "config.yaml").write_text(text)
+    listed = {r["run"]: r for r in json.loads(run("train", "runs", "--json").stdout)}
+    assert listed["good"]["unreadable"] is None and listed["good"]["mode"] == "linear"
+    for name in ("empty", "foreign"):
+        assert listed[name]["unreadable"] == ("config.yaml: not a shotlab run configuration (no "
+                                              "dataset and train settings)")
+    assert listed["broken"]["unreadable"].startswith("config.yaml: ")
+    shown = run("train", "runs")
+    assert shown.exit_code == 0, shown.output
+    assert "foreign: unreadable (config.yaml: not a shotlab run configuration" in shown.output
+
+
 def test_unknown_backbone_and_missing_arguments(colours):
     unknown = run("train", colours, "--backbone", "vgg99")
     assert unknown.exit_code == 2 and "unknown backbone 'vgg99'; registered:" in unknown.output
