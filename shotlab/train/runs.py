@@ -83,10 +83,20 @@ PSEUDO_FILE = "pseudo.json"  # a --pseudo-label run's record, written by train/p
 SAME_SECOND = 100  # runs of one dataset and backbone started in one second; more is a runaway loop
 
 
+def runs_folder() -> Path:
+    """The workspace's runs folder (made or not yet); refused where something that is not a
+    folder holds its path, before a run does any work there or the listing reads it."""
+    runs = workspace.current().runs_dir
+    if (runs.exists() or runs.is_symlink()) and not runs.is_dir():
+        raise InputError(f"{runs} is not a folder, and the workspace keeps its training runs "
+                         f"there; move that file away (or give another --workspace)")
+    return runs
+
+
 def new_run_dir(dataset: str, config: TrainConfig) -> Path:
     """A new, empty run folder (0700), made exclusively: runs started in the same second, even by
     two processes at once, each get their own (the later ones with a -2, -3, ... suffix)."""
-    runs = workspace.current().runs_dir
+    runs = runs_folder()
     runs.mkdir(mode=0o700, parents=True, exist_ok=True)
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset}-{config.backbone}-{config.mode}"
     for attempt in range(1, SAME_SECOND + 1):
@@ -329,13 +339,14 @@ def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Po
 def prepare(name: str, config: TrainConfig, progress=None):
     """The frozen dataset, its policy, the configuration with the dataset kind's defaults
     filled in and the automatic choice (None where none was made), once every check that needs
-    no training has passed: options and device, policy, classes and splits, backbone and mode
-    for the kind (before any run folder exists). An image dataset trained without --mode gets
-    its backbone and mode chosen by cross-validation on its train split (train/auto_choice.py).
-    A clip dataset trains its frames dataset (frames carry the clip's labels); the policy is
-    the clip dataset's."""
+    no training has passed: the runs folder, options and device, policy, classes and splits,
+    backbone and mode for the kind (before any run folder exists). An image dataset trained
+    without --mode gets its backbone and mode chosen by cross-validation on its train split
+    (train/auto_choice.py). A clip dataset trains its frames dataset (frames carry the clip's
+    labels); the policy is the clip dataset's."""
     from shotlab.train.backbones import get_backbone
 
+    runs_folder()
     manifest = freeze(store.frames_dataset_of(store.load(name)) or name)
     auto, forced_backbone = config.mode is None and manifest.kind == "image", config.backbone
     config = with_kind_defaults(config, manifest)
@@ -398,7 +409,7 @@ def list_runs() -> list[dict]:
     folder whose config.yaml or metrics.json cannot be read is listed with the reason
     (`unreadable`) and no metrics, so one broken or foreign folder never stops the listing."""
     return [run_row(path.parent) for path in
-            sorted(workspace.current().runs_dir.glob("*/config.yaml"), reverse=True)]
+            sorted(runs_folder().glob("*/config.yaml"), reverse=True)]
 
 
 def run_row(run_dir: Path) -> dict:

@@ -109,6 +109,17 @@ def test_a_start_that_fails_leaves_no_run_folder(two_classes, tmp_path):
     refused([two_classes, *TINY, "--weights", weights], f"{weights}: cannot load as a state dict")
 
 
+def test_a_file_where_the_runs_folder_goes_is_refused_before_any_work(two_classes, runs_dir,
+                                                                      monkeypatch):
+    runs_dir.parent.mkdir(parents=True, exist_ok=True)
+    runs_dir.write_text("")
+    monkeypatch.setattr(runs, "freeze", lambda _: pytest.fail("the dataset was frozen first"))
+    line = refused([two_classes, *TINY], f"{runs_dir} is not a folder, and the workspace keeps "
+                                         f"its training runs there; move that file away")
+    listed = run("train", "runs")
+    assert listed.exit_code == 2 and listed.output.strip() == line
+
+
 def test_runs_started_in_the_same_second_get_folders_of_their_own(monkeypatch):
     """Eight runs of one dataset and backbone started at once, in one second (the clock is
     held still): each gets its own new folder, the later ones with a suffix."""

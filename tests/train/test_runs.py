@@ -92,14 +92,6 @@ def test_bad_input_exits_2(args, message):
     assert result.exit_code == 2 and message in result.output
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    """The workspace's runs folder moved to an empty `tmp_path/runs` for this test."""
-    folder = tmp_path / "runs"
-    monkeypatch.setattr(workspace.Workspace, "runs_dir", property(lambda self: folder))
-    return folder
-
-
 def test_runs_lists_a_broken_or_foreign_folder_as_unreadable(runs_dir):
     configs = {"empty": "", "foreign": "dataset: x\n", "broken": "a: [\n",
                "good": "dataset: d\ntrain: {backbone: lite0, mode: linear}\n"}
