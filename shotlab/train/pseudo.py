@@ -50,8 +50,6 @@ from shotlab.train.manifest import Entry, Manifest, sample_rows
 from shotlab.train.runs import PSEUDO_FILE
 
 TARGET_PRECISION = 0.95  # 1 wrong pseudo-label in 20: about the label noise of a careful annotator
-PSEUDO_FIELD = "pseudo_label"
-PSEUDO_VIEW = "pseudo-labelled"
 TEACHER = "teacher"
 POOL_SPLITS = (None, "train")  # unlabeled samples in val or test stay out of training
 KINDS = ("image", "text")  # the kinds whose pool a plain trainer.predict scores
@@ -196,19 +194,3 @@ def train_with_pseudo_labels(name: str, config: TrainConfig, *, threshold: float
         raise
     return finish(run_dir, student, policy, config, fitted, tracking_uri=tracking_uri,
                   track=track, writeback=writeback, progress=progress)
-
-
-def write_marks(name: str, added: list[Entry], run: str) -> None:
-    """PSEUDO_FIELD on the `added` samples (None on every other: an earlier run's marks go) and
-    the saved view PSEUDO_VIEW, least confident first."""
-    from shotlab.core import store
-
-    fo = store.fiftyone()
-    dataset = store.load(name)
-    marks = {e.sample_id: fo.Classification(label=e.labels[0], confidence=e.pseudo, run=run)
-             for e in added}
-    if not marks and not dataset.has_sample_field(PSEUDO_FIELD):
-        return  # nothing added and no earlier marks to clear (FiftyOne cannot type all-None)
-    dataset.set_values(PSEUDO_FIELD, [marks.get(i) for i in dataset.values("id")])
-    view = dataset.select(list(marks)).sort_by(f"{PSEUDO_FIELD}.confidence")
-    dataset.save_view(PSEUDO_VIEW, view, overwrite=True)

@@ -303,7 +303,7 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
     clip_results = evaluate_clips_of(run_dir, manifest, result.probs, policy)
     mistakes = write_back(manifest, result.probs, run_dir, result.thresholds) if writeback else None
     if writeback and pseudo:  # here, not in train_with_pseudo_labels: a resumed run marks too
-        from shotlab.train.pseudo import write_marks
+        from shotlab.train.pseudo_marks import write_marks
 
         write_marks(manifest.dataset, [e for e in manifest.entries if e.pseudo is not None],
                     run_dir.name)

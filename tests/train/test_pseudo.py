@@ -166,7 +166,7 @@ def test_pseudo_label_refusals_leave_no_run_folder(colours):
 def test_no_pseudo_label_added_is_no_error_and_clears_earlier_marks(colours):
     """With nothing added on a dataset never pseudo-labelled, FiftyOne refused a field of
     all-None values: a traceback after the run had finished."""
-    from shotlab.train.pseudo import PSEUDO_FIELD, write_marks
+    from shotlab.train.pseudo_marks import PSEUDO_FIELD, write_marks
 
     write_marks(colours, [], "run-a")  # raised ValueError
     dataset = store.load(colours)
