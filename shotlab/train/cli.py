@@ -25,7 +25,8 @@ def train() -> None:
 
 
 def split_names(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+    """`a, b,a` -> [a, b]: a name given twice counts once (--shots 2,2 made two columns)."""
+    return list(dict.fromkeys(v.strip() for v in (value or "").split(",") if v.strip()))
 
 
 @train.command("run")

@@ -25,8 +25,10 @@ def test_shots_are_per_class_seeded_and_from_train(colours):
 
 def test_benchmark_writes_every_method_at_every_shot_count(colours, tmp_path):
     out = tmp_path / "bench"
-    result = CliRunner().invoke(cli, ["train", "benchmark", colours, "--backbones", "tiny-test",
-                                      "--shots", "2,4", "--repeats", "2", "--finetune", "linear",
+    # a name given twice counts once (it made a second column and counted repeats twice)
+    result = CliRunner().invoke(cli, ["train", "benchmark", colours, "--backbones",
+                                      "tiny-test,tiny-test", "--shots", "2,4,2", "--repeats", "2",
+                                      "--finetune", "linear,linear",
                                       "--workers", "0", "--epochs", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     with open(out / "results.csv") as f:
