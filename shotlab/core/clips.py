@@ -236,7 +236,7 @@ class ClipReader:
 
     def _guard_size(self, frame=None, where: str = "") -> None:
         """The header's frame size, or a decoded frame's (a stream may change size midway)."""
-        size = frame or self.stream.codec_context
+        size = frame if frame is not None else self.stream.codec_context
         width, height = size.width, size.height
         if width * height > self.max_pixels:
             raise BadClipError(self.path, f"absurd frame size{where}: {width}x{height} pixels is "
@@ -249,10 +249,11 @@ class ClipReader:
         """Every video packet in decode order with its presentation time (no decoding)."""
         import av
 
-        raw, damaged = [], None
+        raw, damaged, demuxed = [], None, 0
         try:
             for packet in self.container.demux(self.stream):
                 stamp = packet.pts if packet.pts is not None else packet.dts
+                demuxed += bool(packet.size or stamp is not None)  # not the closing empty one
                 if stamp is not None and packet.size:
                     raw.append((packet, stamp))
         except av.FFmpegError as exc:  # a damaged tail: keep what was read, report the rest
@@ -270,12 +271,13 @@ class ClipReader:
         end = max(p.time for p in packets)
         if damaged:
             self.gaps.append(Gap(end, end, damaged))
-        self._note_missing_frames(len(packets), end)
+        self._note_missing_frames(demuxed, end)
         return packets
 
     def _note_missing_frames(self, read: int, end: float) -> None:
         """A gap for the frames the container declares but the file does not hold (a cut-off
-        upload whose index sits at the front): FFmpeg stops at the end without an error."""
+        upload whose index sits at the front): FFmpeg stops at the end without an error. `read`
+        counts every packet demuxed, empty ones too (an AVI's dropped frames are declared)."""
         declared = self.stream.frames or 0
         if declared <= read:
             return
