@@ -119,11 +119,11 @@ def segments(timestamps, frame_probs, classes, thresholds: Mapping, *,
     """Per unsafe class, the runs of consecutive sampled frames at or over its review band's low
     end (or its threshold when it has no band), merged while adjacent: {class, start, end, peak,
     flagged}. `flagged` says whether any frame of the run reaches the threshold itself. A run
-    spans from halfway to the sample before it to halfway to the sample after it (the first and
-    last samples are its own ends): the seconds between samples belong to the nearer one, so a
-    run of one sample is still a stretch a reviewer can watch, not a zero-length instant. `end`
-    is where the last sample's stretch ends: the clip's end when every sample was scored,
-    halfway to the next planned sample after an early exit (None: the last sample itself)."""
+    spans from halfway to the sample before it to halfway to the sample after it (the first
+    sample starts its own): the seconds between samples belong to the nearer one, so a run of
+    one sample is still a stretch a reviewer can watch, not a zero-length instant. `end` is
+    where the last sample's stretch ends: the clip's end when every sample was scored, halfway
+    to the next planned sample after an early exit (None: at the last sample itself)."""
     P = np.asarray(frame_probs, dtype=float)
     times = [float(t) for t in timestamps]
     found = []
