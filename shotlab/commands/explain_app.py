@@ -11,13 +11,15 @@ from pathlib import Path
 
 import click
 
+DEFAULT_PORT = 8501  # Streamlit's own
+
 
 @click.command("app")
 @click.argument("source", metavar="RUN_OR_BUNDLE", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The page has no login: anything but loopback lets "
                    "everyone who can reach this machine use it.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
               help="The explanations.sqlite `shotlab predict --explain` wrote, for \"Open "
                    "decision\" (opened read-only).")
@@ -40,13 +42,15 @@ def app_command(source, host, port, store, max_upload_mb, trusted_keys) -> None:
       shotlab explain app ~/.shotlab/runs/20261122-vehicles-lite0/bundle
       shotlab explain app bundle.zip --store out/explanations.sqlite --port 8600
     """
-    from shotlab.page.launch import LOOPBACK, run_page
+    from shotlab.core.addresses import ensure_port_free, http_url, is_loopback
+    from shotlab.page.launch import run_page
     from shotlab.page.model import open_model
 
     model = open_model(source, store=store, trusted_keys=trusted_keys)
-    click.echo(f"Explanation page for {model.bundle.origin} on http://{host}:{port} "
+    ensure_port_free(host, port, address_option="--host", default_port=DEFAULT_PORT)
+    click.echo(f"Explanation page for {model.bundle.origin} on {http_url(host, port)} "
                f"(Ctrl-C stops it)")
-    if host not in LOOPBACK:
+    if not is_loopback(host):
         click.echo(f"WARNING: listening on {host}: the page has no login; anyone who can reach "
                    f"this address can use it", err=True)
     run_page(model, host=host, port=port, max_upload_mb=max_upload_mb)

@@ -35,13 +35,11 @@ and the App falls back to local fonts.
 from __future__ import annotations
 
 import contextlib
-import errno
-import ipaddress
 import signal
-import socket
 import time
 
 from shotlab.core import store
+from shotlab.core.addresses import ensure_port_free, http_url, is_loopback
 from shotlab.core.errors import InputError, ShotlabError
 
 DEFAULT_PORT = 5151  # FiftyOne's own default, so bookmarks and habits carry over
@@ -56,21 +54,6 @@ class _Stop(BaseException):
     so no `except Exception` on the way can swallow it)."""
 
 
-def app_url(address: str, port: int) -> str:
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}/"
-
-
-def is_loopback(address: str) -> bool:
-    """127.0.0.0/8, ::1 or `localhost`: reachable from this machine only."""
-    if address.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def ensure_exposure_acknowledged(address: str, expose: bool) -> None:
     """Refuse to serve beyond this machine unless the caller said they know what it exposes."""
     if not expose and not is_loopback(address):
@@ -78,34 +61,6 @@ def ensure_exposure_acknowledged(address: str, expose: bool) -> None:
                          f"this user can read (the App's /media?filepath= route, no login); "
                          f"add {EXPOSE_FLAG} if that is what you want, or keep the loopback "
                          f"default {DEFAULT_ADDRESS} (reach it remotely with an SSH tunnel)")
-
-
-def ensure_port_free(address: str, port: int) -> None:
-    """Raise InputError unless a server could listen on `address:port` right now.
-
-    SO_REUSEADDR, as the App's server sets it too, so connections of a server that just stopped
-    (TIME_WAIT) do not count as busy; a socket still listening there does.
-    """
-    try:
-        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise InputError(f"--address {address}: not an address of this machine ({exc.strerror}); "
-                         f"use 127.0.0.1, or 0.0.0.0 to serve on every interface") from None
-    family, kind, proto, _, sockaddr = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(sockaddr)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise InputError(f"port {port} on {address} is already in use (another App or "
-                                 f"server?); choose a free one with --port, e.g. --port "
-                                 f"{port + 1 if port < 65535 else 5151}") from None
-            if exc.errno == errno.EACCES:
-                raise InputError(f"port {port} needs administrator rights; choose one above 1023 "
-                                 f"with --port (default {DEFAULT_PORT})") from None
-            raise InputError(f"cannot serve on {address}:{port} ({exc.strerror}); use an address "
-                             f"of this machine with --address, e.g. 127.0.0.1") from None
 
 
 def serve(name: str, *, port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS,
@@ -146,7 +101,7 @@ def serve(name: str, *, port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS
                                f"try another --port, or run with --debug for details") from exc
         try:
             print(f"FiftyOne App for '{name}' ({len(dataset)} samples) at "
-                  f"{app_url(address, port)} (Ctrl-C stops it)", flush=True)
+                  f"{http_url(address, port)} (Ctrl-C stops it)", flush=True)
             _wait_while_serving(port)
         except (KeyboardInterrupt, _Stop):
             pass

@@ -7,6 +7,7 @@ the decision's image.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from shotlab.core.errors import InputError
@@ -41,31 +42,61 @@ def describe(store_path, decision_id: str) -> dict:
                          "error": a.error} for a in appeals]}
 
 
-def backdrop(path, bundle_path, shape):
+def backdrop(path, bundle_path, shape, sha256: str | None = None):
     """The decision's image as the model saw it (the bundle's resize and crop, else a plain
-    resize to the map), or a grey field when the image is gone."""
+    resize to the map), or a grey field when the image is gone or its bytes are no longer the
+    ones decided (`sha256`): a map drawn over another picture would mislead."""
     import numpy as np
     from PIL import Image
 
-    from shotlab.core.errors import ShotlabError
-    from shotlab.core.images import load_rgb
-
     height, width = shape
-    try:
-        image = load_rgb(path) if path else None
-    except ShotlabError:
-        image = None
+    image = image_decided(path, sha256)
     if image is None:
         return np.full((height, width, 3), 128, np.uint8)
-    try:
-        from shotlab.runtime.bundle import load_bundle
-
-        cropped = load_bundle(bundle_path, verify=False).preprocessing.resize_and_crop(image)
+    preprocessing = bundle_preprocessing(str(bundle_path)) if bundle_path else None
+    if preprocessing is not None:
+        cropped = preprocessing.resize_and_crop(image)
         if cropped.size == (width, height):
             return np.asarray(cropped)
-    except (ShotlabError, ImportError, TypeError, KeyError):
-        pass  # no bundle to say how the image was cropped: show it whole
     return np.asarray(image.resize((width, height), Image.Resampling.BICUBIC))
+
+
+def image_decided(path, sha256: str | None):
+    """The RGB image at `path` if it is still the one decided (its sha256), else None."""
+    import hashlib
+
+    from shotlab.core.errors import ShotlabError
+    from shotlab.core.images import load_rgb, read_bytes
+
+    try:
+        if not path or (sha256 and hashlib.sha256(read_bytes(Path(path))).hexdigest() != sha256):
+            return None
+        return load_rgb(path)
+    except ShotlabError:
+        return None
+
+
+def backdrop_note(path, sha256: str | None) -> str | None:
+    """Why the backdrop is grey, for the reader (None when it is the image decided)."""
+    if not path:
+        return None
+    if image_decided(path, sha256) is None:
+        return (f"{path} is gone or no longer the image decided (its sha256 differs): the maps "
+                f"are shown over grey")
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def bundle_preprocessing(bundle_path: str):
+    """The preprocessing of the bundle at `bundle_path`, read once per process (a zip is
+    unpacked once, not on every page interaction), or None when there is no bundle there."""
+    from shotlab.core.errors import ShotlabError
+    from shotlab.runtime.bundle import load_bundle
+
+    try:
+        return load_bundle(bundle_path, verify=False).preprocessing
+    except (ShotlabError, ImportError, TypeError, KeyError):
+        return None  # no bundle to say how the image was cropped: show it whole
 
 
 def render(store_path, decision_id: str, out) -> Path:
@@ -90,6 +121,7 @@ def render(store_path, decision_id: str, out) -> Path:
         write_text_atomic(Path(out), stored_page(decision_id, decision, explanations))
         return Path(out)
     maps = {f"{e.method} ({e.target})" if e.target else e.method: e.map for e in explanations}
-    image = backdrop(decision.get("path"), decision.get("bundle"), explanations[0].map.shape)
+    image = backdrop(decision.get("path"), decision.get("bundle"), explanations[0].map.shape,
+                     decision.get("sha256"))
     methods_figure(image, maps, out, title=f"decision {decision_id}")
     return Path(out)

@@ -25,6 +25,7 @@ The decision, the bars and "Open decision" are shared by all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,8 @@ def picture_row(st, pictures) -> None:
         column.image(picture, caption=caption, width="stretch")
 
 
+# Characters Markdown may read as markup (CommonMark's escapable punctuation that matters).
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 PICTURES_PER_ROW = 4  # the page's pictures share a row of this many columns at least
 
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "ig": "Integrated Gradients",
@@ -224,9 +227,9 @@ def pick_text(st, model):
 def show_text(st, model, decided, results: dict, opacity) -> None:
     """One line per method: the comment with its words highlighted (`explain.text_render`,
     escaped), then each method's faithfulness against random word rankings."""
-    st.markdown(f"**Words** for **{results.get('target', '')}**: red pushes the score towards "
-                f"it, blue away; the stronger the colour, the larger the word's share of the "
-                f"strongest word's (hover a word for its score).")
+    st.markdown(f"**Words** for **{plain(results.get('target', ''))}**: red pushes the score "
+                f"towards it, blue away; the stronger the colour, the larger the word's share of "
+                f"the strongest word's (hover a word for its score).")
     words = results.get("words", {})
     for method, explanation in words.items():
         st.markdown(words_html(method, explanation), unsafe_allow_html=True)
@@ -234,14 +237,23 @@ def show_text(st, model, decided, results: dict, opacity) -> None:
 
 
 def words_html(method: str, explanation) -> str:
+    """The comment as one line of HTML for `st.markdown(unsafe_allow_html=True)`: its line
+    breaks become <br>, since a blank line would end the HTML block and let Markdown read the
+    rest of the comment (links, headings, pictures fetched from anywhere)."""
     import html
 
     from shotlab.explain.text_render import html_comment
 
+    comment = re.sub(r"\r\n|\r|\n", "<br>", html_comment(explanation))
     return (f"<div class='shotlab-words' data-method='{html.escape(method)}' "
             f"style='margin:6px 0;line-height:1.8'><span style='display:inline-block;"
             f"width:170px;color:#555'>{html.escape(METHOD_TITLES.get(method, method))}</span>"
-            f"{html_comment(explanation)}</div>")
+            f"{comment}</div>")
+
+
+def plain(text) -> str:
+    """`text` (a file or class name) shown as itself in Streamlit Markdown, not as markup."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def faithfulness_table(st, words: dict) -> None:

@@ -4,7 +4,8 @@
 
 `explain.show.read_decision` opens the store read-only (its bytes, mtime and folder are left as
 they were, as for `shotlab explain show`); the backdrop is the decision's image as the model saw
-it (`explain.show.backdrop`), grey when the image is gone.
+it (`explain.show.backdrop`), grey, with a note saying so, when the image is gone or its bytes
+are no longer the ones decided.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ class Stored:
     maps: list = field(default_factory=list)  # the rows whose map is over the picture
     words: list = field(default_factory=list)  # text_words.WordScores of the text rows
     splits: list = field(default_factory=list)  # a post's modality split rows
+    note: str | None = None  # why the backdrop is grey (the image gone or changed), if it is
 
 
 def stored_decision(store, decision_id: str) -> Stored:
     from shotlab.explain.post_split import METHOD as SPLIT
-    from shotlab.explain.show import backdrop, read_decision
+    from shotlab.explain.show import backdrop, backdrop_note, read_decision
     from shotlab.explain.text_store import from_row, is_text
 
     if store is None:
@@ -46,8 +48,11 @@ def stored_decision(store, decision_id: str) -> Stored:
     words = [from_row(e) for e in explanations if is_text(e)]
     splits = [e for e in explanations if e.method == SPLIT]
     maps = [e for e in explanations if not is_text(e) and e.method != SPLIT]
-    picture = None
+    picture, note = None, None
     if maps or not (words or splits):  # an image decision (or nothing stored): its picture
         shape = maps[0].map.shape if maps else (224, 224)
-        picture = backdrop(decision.get("path"), decision.get("bundle"), shape)
-    return Stored(decision_id, decision, explanations, appeals, picture, maps, words, splits)
+        path, sha256 = decision.get("path"), decision.get("sha256")
+        picture = backdrop(path, decision.get("bundle"), shape, sha256)
+        note = backdrop_note(path, sha256)
+    return Stored(decision_id, decision, explanations, appeals, picture, maps, words, splits,
+                  note)

@@ -17,7 +17,7 @@ import streamlit as st
 
 from shotlab.core.errors import ShotlabError
 from shotlab.page.panels import (METHOD_TITLES, faithfulness_table, panels_for, picture_row,
-                                 split_line, words_html)
+                                 plain, split_line, words_html)
 
 
 def current_model():
@@ -145,10 +145,10 @@ def decision_summary(model, decided) -> None:
     from shotlab.page.deciding import bars
 
     record = decided.record
-    verdict = ("FLAGGED: " + ", ".join(record["flagged"]) if record["flagged"]
+    verdict = ("FLAGGED: " + ", ".join(map(plain, record["flagged"])) if record["flagged"]
                else "not flagged")
     review = "needs review" if record["needs_review"] else "no review needed"
-    st.subheader(f"{decided.name}: {', '.join(record['labels'])}")
+    st.subheader(f"{plain(decided.name)}: {', '.join(map(plain, record['labels']))}")
     st.markdown(f"**{verdict}**; {review}; decided in {decided.latency_ms:.1f} ms")
     st.markdown(bars_html(bars(model.bundle, record)), unsafe_allow_html=True)
     with st.expander("Decision record (as `shotlab predict` writes it)"):
@@ -272,14 +272,16 @@ def stored_view(model) -> None:
     decision = shown.decision
     st.subheader(f"Decision {shown.decision_id}")
     if decision:
-        st.markdown(f"labels **{', '.join(decision['labels'])}**; flagged "
-                    f"{', '.join(decision['flagged']) or 'none'}; "
+        st.markdown(f"labels **{', '.join(map(plain, decision['labels']))}**; flagged "
+                    f"{', '.join(map(plain, decision['flagged'])) or 'none'}; "
                     f"{'needs review' if decision['needs_review'] else 'no review needed'}; "
                     f"decided {decision['created']}")
-        st.markdown("scores " + ", ".join(f"{name} {score:.3f}" for name, score in
+        st.markdown("scores " + ", ".join(f"{plain(name)} {score:.3f}" for name, score in
                                           decision["scores"].items())
                     + f"; input sha256 `{decision['sha256']}`; model sha256 "
                       f"`{decision['model_sha256']}`")
+    if shown.note:
+        st.warning(shown.note)
     if shown.maps:
         opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="stored-opacity")
         picture_row(st, [(overlay(shown.backdrop, e.map, alpha=opacity),

@@ -12,7 +12,6 @@ import click
 from shotlab.export.runtime_choice import runtime_name, runtime_options
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 RAY_REPLICAS = 2
 # One ONNX Runtime thread per replica: replicas, not threads inside one, use the cores; more
 # threads per replica would make the replicas fight over the same cores.
@@ -86,6 +85,7 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
       shotlab --database-uri mongodb://db:27017 serve B --ray --address HEAD:6379 \
           --decision-store mongodb
     """
+    from shotlab.core.addresses import is_loopback
     from shotlab.core.workspace import current
     from shotlab.serve.service import ServeOptions, read_api_key
 
@@ -101,7 +101,7 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
                                  f"that large could never be queued; lower --max-items or "
                                  f"raise --queue-size", param_hint="--max-items")
     api_key = read_api_key(api_key_file)
-    if host not in LOOPBACK and not api_key:
+    if not is_loopback(host) and not api_key:
         click.echo(f"WARNING: listening on {host} without an API key: anyone who can reach "
                    f"this port can use the service (--api-key-file)", err=True)
     options = ServeOptions(

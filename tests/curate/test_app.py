@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from shotlab.cli import cli
 from shotlab.core.database import free_port
-from shotlab.curate.app import app_url, ensure_port_free
+from shotlab.core.addresses import ensure_port_free, http_url
 from shotlab.core.errors import InputError
 from tests.imaging import write_class_tree
 
@@ -130,8 +130,8 @@ def test_app_help():
 
 
 def test_app_url():
-    assert app_url("127.0.0.1", 5151) == "http://127.0.0.1:5151/"
-    assert app_url("::1", 8080) == "http://[::1]:8080/"
+    assert http_url("127.0.0.1", 5151) == "http://127.0.0.1:5151/"
+    assert http_url("::1", 8080) == "http://[::1]:8080/"
 
 
 def test_ensure_port_free_names_the_busy_port():
@@ -253,7 +253,8 @@ def test_app_refuses_a_network_address_without_the_acknowledgement(address):
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "::1", "localhost", "LOCALHOST"])
 def test_loopback_addresses_need_no_acknowledgement(address):
-    from shotlab.curate.app import ensure_exposure_acknowledged, is_loopback
+    from shotlab.core.addresses import is_loopback
+    from shotlab.curate.app import ensure_exposure_acknowledged
 
     assert is_loopback(address)
     ensure_exposure_acknowledged(address, expose=False)

@@ -4,6 +4,7 @@ explain's, a stored decision is read read-only, and the command refuses bad inpu
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,6 +110,31 @@ def test_stored_decision_read_only(model, predicted):
         stored_decision(None, flagged[0]["decision_id"])
 
 
+def test_a_map_is_not_drawn_over_a_changed_image_and_a_zip_is_unpacked_once(model, predicted,
+                                                                          exported):
+    """A stored map was drawn over whatever image now sat at the path; and every page
+    interaction unpacked the decision's zipped bundle again into /tmp."""
+    import tempfile
+
+    from shotlab.explain.show import backdrop
+
+    flagged = next(r for r in predicted["decisions"].values() if r["flagged"])
+    calm = next(r for r in predicted["decisions"].values() if not r["flagged"])
+    path, original = Path(flagged["path"]), Path(flagged["path"]).read_bytes()
+    try:
+        path.write_bytes(Path(calm["path"]).read_bytes())
+        shown = stored_decision(model.store, flagged["decision_id"])
+        assert (shown.backdrop == 128).all() and "no longer the image decided" in shown.note
+    finally:
+        path.write_bytes(original)
+    shown = stored_decision(model.store, flagged["decision_id"])
+    assert shown.note is None and not (shown.backdrop == 128).all()
+    unpacked = lambda: set(Path(tempfile.gettempdir()).glob("shotlab-bundle-*"))  # noqa: E731
+    before = unpacked()
+    pictures = [backdrop(path, exported.zip_path, (64, 64), flagged["sha256"]) for _ in range(3)]
+    assert len(unpacked() - before) <= 1 and all((p == pictures[0]).all() for p in pictures)
+
+
 def test_report_samples_are_the_reports_images(model):
     samples = report_samples(model.bundle)
     assert samples and all(p.is_file() for p in samples)
@@ -170,6 +196,12 @@ def test_safe_settings():
     assert flags["server_address"] == "127.0.0.1" and flags["server_headless"] is True
     assert flags["browser_gatherUsageStats"] is False
     assert flags["server_maxUploadSize"] == 16 and flags["server_fileWatcherType"] == "none"
+    # pinned, so a ~/.streamlit or project config.toml cannot turn them off
+    assert flags["server_enableCORS"] is True and flags["server_enableXsrfProtection"] is True
+    assert flags["server_enableAgentApi"] is False and flags["client_allowedOrigins"] == []
+    assert "evil.example" not in flags["server_allowedHosts"]
+    assert {"localhost", "127.0.0.1", "::1"} <= set(flags["server_allowedHosts"])
+    assert flag_options("127.0.0.2", 8501, 16)["client_showErrorDetails"] == "type"  # loopback
 
 
 def run(*args):
@@ -184,3 +216,18 @@ def test_cli_refuses_bad_input_before_serving(tmp_path, exported):
     assert result.exit_code == 2 and "not a shotlab bundle" in result.output
     result = run(exported.path, "--store", tmp_path / "missing.sqlite")
     assert result.exit_code == 2 and "--store" in result.output and "no such file" in result.output
+
+
+def test_a_port_in_use_is_refused_before_any_url_is_printed(exported):
+    """Streamlit logged 'Port N is not available' after the page had printed a URL that led
+    to the other server."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(exported.path, "--port", port)
+    assert result.exit_code == 2, result.output
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output
+    assert "Explanation page for" not in result.output

@@ -321,6 +321,37 @@ def test_a_post_shows_predicts_decision_split_gradcam_and_caption_words(
     context.close()
 
 
+def websocket_status(url: str, host: str, origin: str) -> int:
+    """The status of a websocket upgrade to the page's stream, sent with `host` and `origin`."""
+    import socket
+
+    port = int(url.rsplit(":", 1)[1])
+    request = (f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}:{port}\r\nOrigin: {origin}\r\n"
+               f"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+               f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               f"Sec-WebSocket-Protocol: streamlit\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request.encode())
+        return int(connection.recv(100).split()[1])
+
+
+def test_another_site_gets_no_websocket_even_with_a_config_that_allows_it(exported, tmp_path):
+    """DNS rebinding (a foreign name resolving to 127.0.0.1) got the page's websocket, and a
+    config.toml turning CORS and XSRF off was obeyed; both are pinned now."""
+    home = tmp_path / "home"
+    (home / ".streamlit").mkdir(parents=True)
+    (home / ".streamlit" / "config.toml").write_text(
+        "[server]\nenableCORS = false\nenableXsrfProtection = false\nallowedHosts = ['*']\n")
+    page_server = PageServer(exported.path, home=home).start()
+    try:
+        own = f"{page_server.url}"
+        assert websocket_status(page_server.url, "127.0.0.1", own) == 101
+        assert websocket_status(page_server.url, "evil.example", "http://evil.example") == 403
+        assert websocket_status(page_server.url, "127.0.0.1", "http://evil.example") == 403
+    finally:
+        page_server.stop()
+
+
 def test_nothing_written_to_the_users_home(server, home):
     """Run last in this file: after every page above, the page process's HOME is still empty
     (no ~/.streamlit, no caches, no uploads)."""

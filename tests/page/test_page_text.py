@@ -112,6 +112,23 @@ def test_words_html_escapes_the_comment(text_model):
     assert shown.count("class=\"w\"") == len(words.words)
 
 
+def test_words_html_lets_no_markdown_out_of_the_comment(text_model):
+    """A blank line in a comment's tail (past the model's 128 tokens, shown as plain text)
+    ended the HTML block, and Markdown read the rest: a phishing link, a heading and a picture
+    fetched from anywhere, in the reviewer's page."""
+    from markdown_it import MarkdownIt  # CommonMark, as the page's Markdown renderer reads it
+
+    from shotlab.page.panels import words_html
+
+    comment = ("I will hurt the referee badly tonight " * 20 + "\n\n# Account suspended\r\n\r\n"
+               "[restore access](https://evil.example/phish) ![p](https://evil.example/t.png)")
+    decided = PANELS["text"].decide(text_model, "comment", comment.encode())
+    words = PANELS["text"].explain(text_model, decided, ["ig"], score=False)["words"]["ig"]
+    rendered = MarkdownIt("commonmark").render(words_html("ig", words))
+    assert "<h1>" not in rendered and "<a href" not in rendered and "<img" not in rendered
+    assert "# Account suspended" in rendered and "evil.example/phish" in rendered  # as text
+
+
 def test_a_stored_comment_decision_shows_its_words(text_bundle, tmp_path):
     """"Open decision" on a comment `shotlab predict --explain` decided: the IG words stored
     for it, no picture, the store left as it was."""
