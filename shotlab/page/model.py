@@ -70,6 +70,10 @@ def open_model(path, *, store=None, trusted_keys=None) -> PageModel:
     if store is not None and not Path(store).is_file():
         raise InputError(f"--store {store}: no such file (give the explanations.sqlite that "
                          f"`shotlab predict --explain` wrote, or leave --store out)")
+    if store is not None:  # not a store at all: say so now, not when a decision is opened
+        from shotlab.explain.store import ExplanationStore
+
+        ExplanationStore(store, readonly=True).close()
     from shotlab.page.deciding import RUNTIME
 
     runner = make_runner(bundle, RUNTIME)

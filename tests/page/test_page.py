@@ -216,6 +216,11 @@ def test_cli_refuses_bad_input_before_serving(tmp_path, exported):
     assert result.exit_code == 2 and "not a shotlab bundle" in result.output
     result = run(exported.path, "--store", tmp_path / "missing.sqlite")
     assert result.exit_code == 2 and "--store" in result.output and "no such file" in result.output
+    notes = tmp_path / "notes.sqlite"
+    notes.write_text("not a store\n")  # it started, and was refused only at "Open decision"
+    result = run(exported.path, "--store", notes)
+    assert result.exit_code == 2 and "not an explanation store" in result.output
+    assert notes.read_text() == "not a store\n"
 
 
 def test_a_port_in_use_is_refused_before_any_url_is_printed(exported):
