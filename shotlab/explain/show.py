@@ -63,27 +63,35 @@ def backdrop(path, bundle_path, shape, sha256: str | None = None):
 
 def image_decided(path, sha256: str | None):
     """The RGB image at `path` if it is still the one decided (its sha256), else None."""
-    import hashlib
-
     from shotlab.core.errors import ShotlabError
-    from shotlab.core.images import load_rgb, read_bytes
+    from shotlab.core.images import load_rgb
 
     try:
-        if not path or (sha256 and hashlib.sha256(read_bytes(Path(path))).hexdigest() != sha256):
-            return None
-        return load_rgb(path)
+        return load_rgb(path) if is_decided_file(path, sha256) else None
     except ShotlabError:
         return None
 
 
+def is_decided_file(path, sha256: str | None) -> bool:
+    """True when `path` holds the bytes decided (any readable file when `sha256` is None)."""
+    import hashlib
+
+    from shotlab.core.errors import ShotlabError
+    from shotlab.core.images import read_bytes
+
+    try:
+        data = read_bytes(Path(path)) if path else None
+    except ShotlabError:
+        return False
+    return data is not None and (not sha256 or hashlib.sha256(data).hexdigest() == sha256)
+
+
 def backdrop_note(path, sha256: str | None) -> str | None:
     """Why the backdrop is grey, for the reader (None when it is the image decided)."""
-    if not path:
+    if not path or is_decided_file(path, sha256):
         return None
-    if image_decided(path, sha256) is None:
-        return (f"{path} is gone or no longer the image decided (its sha256 differs): the maps "
-                f"are shown over grey")
-    return None
+    return (f"{path} is gone or no longer the image decided (its sha256 differs): the maps are "
+            f"shown over grey")
 
 
 @functools.lru_cache(maxsize=8)
