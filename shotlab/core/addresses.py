@@ -29,9 +29,10 @@ def http_url(address: str, port: int) -> str:
 
 
 def ensure_port_free(address: str, port: int, *, address_option: str = "--address",
-                     default_port: int = 5151) -> None:
+                     default_port: int | None = None) -> None:
     """Raise InputError unless a server could listen on `address:port` right now (checked
     before a server starts: one would fail, or its printed URL would lead to the other).
+    `address_option` and `default_port` are the calling command's, for its messages.
 
     SO_REUSEADDR, as the servers set it too, so connections of a server that just stopped
     (TIME_WAIT) do not count as busy; a socket still listening there does.
@@ -51,9 +52,11 @@ def ensure_port_free(address: str, port: int, *, address_option: str = "--addres
             if exc.errno == errno.EADDRINUSE:
                 raise InputError(f"port {port} on {address} is already in use (another App or "
                                  f"server?); choose a free one with --port, e.g. --port "
-                                 f"{port + 1 if port < 65535 else default_port}") from None
+                                 f"{port + 1 if port < 65535 else default_port or port - 1}"
+                                 ) from None
             if exc.errno == errno.EACCES:
+                default = f" (default {default_port})" if default_port else ""
                 raise InputError(f"port {port} needs administrator rights; choose one above 1023 "
-                                 f"with --port (default {default_port})") from None
+                                 f"with --port{default}") from None
             raise InputError(f"cannot serve on {address}:{port} ({exc.strerror}); use an address "
                              f"of this machine with {address_option}, e.g. 127.0.0.1") from None

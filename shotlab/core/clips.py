@@ -434,7 +434,7 @@ class ClipReader:
 def merge_gaps(gaps: list[Gap], step: float) -> list[Gap]:
     """Gaps that touch (within one frame step) joined into one span per reason."""
     merged: list[Gap] = []
-    for gap in sorted(gaps, key=lambda g: (g.reason, g.start if not math.isnan(g.start) else 0)):
+    for gap in sorted(gaps, key=lambda g: (g.reason, g.start)):
         last = merged[-1] if merged else None
         if last and last.reason == gap.reason and gap.start - last.end <= step * 1.5:
             merged[-1] = Gap(last.start, max(last.end, gap.end), last.reason)

@@ -85,7 +85,7 @@ def serve(name: str, *, port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS
         ShotlabError: the App server failed to start or stopped on its own.
     """
     ensure_exposure_acknowledged(address, expose)
-    ensure_port_free(address, port)
+    ensure_port_free(address, port, default_port=DEFAULT_PORT)
     dataset = store.load(name)
     fo = store.fiftyone()
 

@@ -42,15 +42,14 @@ def describe(store_path, decision_id: str) -> dict:
                          "error": a.error} for a in appeals]}
 
 
-def backdrop(path, bundle_path, shape, sha256: str | None = None):
-    """The decision's image as the model saw it (the bundle's resize and crop, else a plain
-    resize to the map), or a grey field when the image is gone or its bytes are no longer the
-    ones decided (`sha256`): a map drawn over another picture would mislead."""
+def backdrop(image, bundle_path, shape):
+    """The decision's image (`image_decided`) as the model saw it (the bundle's resize and crop,
+    else a plain resize to the map), or a grey field when there is none: a map drawn over
+    another picture would mislead."""
     import numpy as np
     from PIL import Image
 
     height, width = shape
-    image = image_decided(path, sha256)
     if image is None:
         return np.full((height, width, 3), 128, np.uint8)
     preprocessing = bundle_preprocessing(str(bundle_path)) if bundle_path else None
@@ -62,34 +61,26 @@ def backdrop(path, bundle_path, shape, sha256: str | None = None):
 
 
 def image_decided(path, sha256: str | None):
-    """The RGB image at `path` if it is still the one decided (its sha256), else None."""
-    from shotlab.core.errors import ShotlabError
-    from shotlab.core.images import load_rgb
-
-    try:
-        return load_rgb(path) if is_decided_file(path, sha256) else None
-    except ShotlabError:
-        return None
-
-
-def is_decided_file(path, sha256: str | None) -> bool:
-    """True when `path` holds the bytes decided (any readable file when `sha256` is None)."""
+    """The RGB image at `path`, read once, if its bytes are still the ones decided (`sha256`);
+    None when it is gone, unreadable or another file now."""
     import hashlib
 
     from shotlab.core.errors import ShotlabError
-    from shotlab.core.images import read_bytes
+    from shotlab.core.images import read_bytes, rgb_from_bytes
 
-    try:
-        data = read_bytes(Path(path)) if path else None
-    except ShotlabError:
-        return False
-    return data is not None and (not sha256 or hashlib.sha256(data).hexdigest() == sha256)
-
-
-def backdrop_note(path, sha256: str | None) -> str | None:
-    """Why the backdrop is grey, for the reader (None when it is the image decided)."""
-    if not path or is_decided_file(path, sha256):
+    if not path:
         return None
+    try:
+        data = read_bytes(Path(path))
+        if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        return rgb_from_bytes(data, Path(path))
+    except ShotlabError:
+        return None
+
+
+def grey_note(path) -> str:
+    """Why a decision's maps are drawn over grey, for the reader."""
     return (f"{path} is gone or no longer the image decided (its sha256 differs): the maps are "
             f"shown over grey")
 
@@ -129,7 +120,7 @@ def render(store_path, decision_id: str, out) -> Path:
         write_text_atomic(Path(out), stored_page(decision_id, decision, explanations))
         return Path(out)
     maps = {f"{e.method} ({e.target})" if e.target else e.method: e.map for e in explanations}
-    image = backdrop(decision.get("path"), decision.get("bundle"), explanations[0].map.shape,
-                     decision.get("sha256"))
+    image = backdrop(image_decided(decision.get("path"), decision.get("sha256")),
+                     decision.get("bundle"), explanations[0].map.shape)
     methods_figure(image, maps, out, title=f"decision {decision_id}")
     return Path(out)

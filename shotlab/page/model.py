@@ -67,18 +67,23 @@ def open_model(path, *, store=None, trusted_keys=None) -> PageModel:
 
     bundle = load_bundle(bundle_path(path), trusted_keys=trusted_keys or None)
     panels_for(page_kind(bundle))  # refuse a kind the page cannot show, before serving
-    if store is not None and not Path(store).is_file():
-        raise InputError(f"--store {store}: no such file (give the explanations.sqlite that "
-                         f"`shotlab predict --explain` wrote, or leave --store out)")
-    if store is not None:  # not a store at all: say so now, not when a decision is opened
-        from shotlab.explain.store import ExplanationStore
-
-        ExplanationStore(store, readonly=True).close()
+    if store is not None:
+        check_store(Path(store))
     from shotlab.page.deciding import RUNTIME
 
     runner = make_runner(bundle, RUNTIME)
     return PageModel(bundle, runner, source_of_bundle(bundle, runner),
                      Path(store) if store is not None else None)
+
+
+def check_store(store: Path) -> None:
+    """--store must be an explanation store now, not only when a decision is opened."""
+    from shotlab.explain.store import ExplanationStore
+
+    if not store.is_file():
+        raise InputError(f"--store {store}: no such file (give the explanations.sqlite that "
+                         f"`shotlab predict --explain` wrote, or leave --store out)")
+    ExplanationStore(store, readonly=True).close()  # opened read-only: nothing is written
 
 
 def serve_model(model: PageModel) -> None:

@@ -34,7 +34,7 @@ class Stored:
 
 def stored_decision(store, decision_id: str) -> Stored:
     from shotlab.explain.post_split import METHOD as SPLIT
-    from shotlab.explain.show import backdrop, backdrop_note, read_decision
+    from shotlab.explain.show import backdrop, grey_note, image_decided, read_decision
     from shotlab.explain.text_store import from_row, is_text
 
     if store is None:
@@ -51,8 +51,8 @@ def stored_decision(store, decision_id: str) -> Stored:
     picture, note = None, None
     if maps or not (words or splits):  # an image decision (or nothing stored): its picture
         shape = maps[0].map.shape if maps else (224, 224)
-        path, sha256 = decision.get("path"), decision.get("sha256")
-        picture = backdrop(path, decision.get("bundle"), shape, sha256)
-        note = backdrop_note(path, sha256)
+        image = image_decided(decision.get("path"), decision.get("sha256"))
+        picture = backdrop(image, decision.get("bundle"), shape)
+        note = grey_note(decision["path"]) if image is None and decision.get("path") else None
     return Stored(decision_id, decision, explanations, appeals, picture, maps, words, splits,
                   note)

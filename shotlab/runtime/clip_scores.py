@@ -140,8 +140,10 @@ def segments(timestamps, frame_probs, classes, thresholds: Mapping, *,
             if run:
                 first, last = run[0], run[-1]
                 start = (times[first - 1] + times[first]) / 2 if first > 0 else times[first]
-                end_of_run = ((times[last] + times[last + 1]) / 2 if last + 1 < len(times)
-                              else max(times[last], end if end is not None else times[last]))
+                if last + 1 < len(times):
+                    end_of_run = (times[last] + times[last + 1]) / 2
+                else:
+                    end_of_run = times[last] if end is None else max(times[last], end)
                 found.append({"class": name, "start": round(start, 3),
                               "end": round(end_of_run, 3),
                               "peak": round(float(column[run].max()), 4),

@@ -128,13 +128,16 @@ def check_files(manifest: Manifest) -> None:
     would train from cached embeddings and fail only at evaluation, its folder left behind)."""
     if manifest.kind == "text":  # the comment is in the database
         return
+    from shotlab.core.output import plural
+
     gone = [e.filepath for e in manifest.entries if not os.path.exists(e.filepath)]
     if gone:
         many = len(gone) > 1
-        raise InputError(f"dataset '{manifest.dataset}': {len(gone)} file{'s' if many else ''} "
+        raise InputError(f"dataset '{manifest.dataset}': {plural(len(gone), 'file')} "
                          f"{'are' if many else 'is'} gone since import (first: {gone[0]}); "
-                         f"restore {'them' if many else 'it'}, or tag the sample{'s' if many else ''} "
-                         f"'{EXCLUDE_TAG}' in the App and run `shotlab curate apply`")
+                         f"restore {'them' if many else 'it'}, or tag the "
+                         f"{'samples' if many else 'sample'} '{EXCLUDE_TAG}' in the App and run "
+                         f"`shotlab curate apply`")
 
 
 def kind_of(dataset) -> str:

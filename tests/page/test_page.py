@@ -116,7 +116,7 @@ def test_a_map_is_not_drawn_over_a_changed_image_and_a_zip_is_unpacked_once(mode
     interaction unpacked the decision's zipped bundle again into /tmp."""
     import tempfile
 
-    from shotlab.explain.show import backdrop
+    from shotlab.explain.show import backdrop, image_decided
 
     flagged = next(r for r in predicted["decisions"].values() if r["flagged"])
     calm = next(r for r in predicted["decisions"].values() if not r["flagged"])
@@ -131,7 +131,8 @@ def test_a_map_is_not_drawn_over_a_changed_image_and_a_zip_is_unpacked_once(mode
     assert shown.note is None and not (shown.backdrop == 128).all()
     unpacked = lambda: set(Path(tempfile.gettempdir()).glob("shotlab-bundle-*"))  # noqa: E731
     before = unpacked()
-    pictures = [backdrop(path, exported.zip_path, (64, 64), flagged["sha256"]) for _ in range(3)]
+    pictures = [backdrop(image_decided(path, flagged["sha256"]), exported.zip_path, (64, 64))
+                for _ in range(3)]
     assert len(unpacked() - before) <= 1 and all((p == pictures[0]).all() for p in pictures)
 
 
