@@ -109,3 +109,30 @@ def bench_parser(doc: str, kept: str):
                              f"folder, removed].")
     return parser
 
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed numpy's generators take (0 to 2**32 - 1), else one clear line."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: give a whole number from 0 "
+                                         f"to {2**32 - 1}")
+    return value
+
+
+def positive(text: str) -> int:
+    """An argparse type: a count of at least 1, else one clear line."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count: give a whole number >= 1")
+    return value

@@ -207,11 +207,13 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
+    from benchmarks.common import positive, seed
+
+    parser.add_argument("--per-class", type=positive, default=50)
+    parser.add_argument("--repeats", type=positive, default=3)
     parser.add_argument("--backbone", default="lite0")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--holdout-seed", type=int, default=1,
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--holdout-seed", type=seed, default=1,
                         help="Seed of a second image draw on which the tuned default is checked.")
     parser.add_argument("--workspace", default=os.environ.get("SHOTLAB_BENCH_HOME",
                                                               "/tmp/shotlab-bench-checks"),
