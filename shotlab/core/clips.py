@@ -45,6 +45,10 @@ VFR_SPREAD = 0.1
 # 69 minutes). More means timestamps no short clip has (a damaged or hostile file putting one
 # frame years after the rest), and the grid alone would take gigabytes.
 MAX_GRID_POINTS = 1_000_000
+# Two frames more than this apart (seconds) mean damaged or hostile timestamps, not a clip: every
+# sampling would hand reviewers seconds decades from the rest (a time-lapse encodes at a normal
+# rate; a recording with a pause of an hour is two clips).
+MAX_FRAME_JUMP = 3600.0
 
 
 class BadClipError(BadImageError):
@@ -268,11 +272,20 @@ class ClipReader:
             raise BadClipError(self.path, "a single frame, not a clip (import it as an image)")
         if not packets[0].keyframe:
             packets[0].keyframe = True  # some containers (MPEG-PS) do not mark it; FFmpeg copes
+        self._check_jumps(packets)
         end = max(p.time for p in packets)
         if damaged:
             self.gaps.append(Gap(end, end, damaged))
         self._note_missing_frames(demuxed, end)
         return packets
+
+    def _check_jumps(self, packets: list[_Packet]) -> None:
+        times = np.array(sorted(p.time for p in packets))
+        steps = np.diff(times)
+        at = int(steps.argmax())
+        if steps[at] > MAX_FRAME_JUMP:
+            raise BadClipError(self.path, f"frame timestamps jump {steps[at]:,.0f} s after "
+                                          f"{times[at]:.1f} s (damaged timestamps?)")
 
     def _note_missing_frames(self, read: int, end: float) -> None:
         """A gap for the frames the container declares but the file does not hold (a cut-off

@@ -149,15 +149,24 @@ def test_sampling_keys_are_stable():
         ["uniform:8", "fps:1", "fps:0.5", "keyframes"]
 
 
-def test_timestamps_years_apart_are_refused_under_fps_sampling(tmp_path):
+@pytest.mark.parametrize("sampling", ["fps:1", "uniform:4", "keyframes"])
+def test_timestamps_years_apart_are_refused_under_every_sampling(tmp_path, sampling):
     """fps:1 over a frame 2**40 ms after the rest tried to allocate terabytes (a traceback
-    that lost every other clip's decision)."""
+    that lost every other clip's decision); uniform:4 decided it and sent reviewers to second
+    1,099,511,628."""
     times = [i * 100 for i in range(9)] + [2 ** 40]
     path = write_clip(tmp_path / "jump.mkv", frames=len(times), times_ms=times)
-    with pytest.raises(BadClipError, match="fps:1 would sample 1,099,511,628 points"):
-        sample_clip(path, "fps:1")
-    facts, frames, _ = sample_clip(path, "uniform:4", dedupe=False)  # a grid of 4: harmless
-    assert frames[-1].timestamp == pytest.approx(2 ** 40 / 1000)
+    with pytest.raises(BadClipError, match=r"timestamps jump 1,099,511,62\d s after 0.8 s"):
+        sample_clip(path, sampling)
+
+
+def test_a_long_clip_at_a_high_rate_is_refused_before_its_grid_is_built(tmp_path):
+    """The fps grid's own limit, for timestamps that are sane one by one (50-minute steps)."""
+    times = [i * 3_000_000 for i in range(30)]
+    path = write_clip(tmp_path / "long.mkv", frames=len(times), times_ms=times)
+    with pytest.raises(BadClipError, match="fps:240 would sample 20,880,001 points"):
+        sample_clip(path, "fps:240")
+    assert len(sample_clip(path, "uniform:4", dedupe=False).frames) == 4
 
 
 def test_a_cut_off_upload_with_its_index_first_reports_the_missing_seconds(tmp_path):
