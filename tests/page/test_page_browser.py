@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.page.conftest import PageServer
+from tests.page.conftest import PageServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -350,6 +350,87 @@ def test_another_site_gets_no_websocket_even_with_a_config_that_allows_it(export
         assert websocket_status(page_server.url, "127.0.0.1", "http://evil.example") == 403
     finally:
         page_server.stop()
+
+
+class Listener:
+    """A TCP port on loopback that records the first line of whatever connects to it."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(0.5)
+        self.address = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.seen: list[bytes] = []
+        self.running = True
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while self.running:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                continue
+            with connection:
+                self.seen.append(connection.recv(1000).split(b"\r\n")[0])
+
+    def close(self) -> None:
+        self.running = False
+        self.socket.close()
+
+
+def test_a_foreign_origin_makes_the_page_call_out_to_nobody(exported, tmp_path):
+    """Streamlit looked up the machine's public address at checkip.amazonaws.com whenever a
+    foreign origin knocked: an outbound request from an offline tool, caused by any web site.
+    Every proxy variable points at a local listener here, which must hear nothing."""
+    proxy = Listener()
+    page_server = PageServer(exported.path, home=tmp_path / "home")
+    page_server.env.update({name: proxy.address for name in
+                            ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")})
+    page_server.env.pop("NO_PROXY", None), page_server.env.pop("no_proxy", None)
+    page_server.start()
+    try:
+        assert websocket_status(page_server.url, "127.0.0.1", "http://evil.example") == 403
+        assert websocket_status(page_server.url, "127.0.0.1", page_server.url) == 101
+    finally:
+        page_server.stop()
+        proxy.close()
+    assert proxy.seen == []
+
+
+def test_the_page_outlives_a_reader_that_stopped_reading(exported, tmp_path):
+    """`shotlab explain app B | head -1`: Streamlit's banner went into the closed pipe and the
+    server ended with a BrokenPipeError; it prints no banner now, and stops on SIGTERM."""
+    import subprocess
+
+    import time
+
+    import httpx
+
+    page_server, port = PageServer(exported.path, home=tmp_path / "home"), free_port()
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen([*page_server.command, "--port", str(port)],
+                                   env=page_server.env, stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        assert b"Explanation page for" in process.stdout.readline()
+        process.stdout.close()  # what `head -1` does once it has its line
+        url = f"http://127.0.0.1:{port}/_stcore/health"
+        answers = []
+        for _ in range(40):  # about 8 s: the banner came right after the server started
+            try:
+                answers.append(httpx.get(url, timeout=2).text)
+            except httpx.HTTPError:
+                answers.append("down")
+            time.sleep(0.2)
+        assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
+        assert answers[-1] == "ok"
+        process.terminate()
+        assert process.wait(15) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "BrokenPipeError" not in (tmp_path / "stderr.txt").read_text()
 
 
 def test_nothing_written_to_the_users_home(server, home):
