@@ -94,7 +94,9 @@ def calibration_html(calibration: dict | None) -> str:
     return (f"<p class='meta'>Scores calibrated by temperature scaling folded into the model "
             f"(T = {shown}, fitted on {calibration['fitted_on']} val images; val log-loss "
             f"{fmt(calibration.get('val_nll_before'))} &rarr; {fmt(calibration.get('val_nll_after'))}). "
-            f"Thresholds and the review band were chosen on these scores.</p>")
+            f"Thresholds and the review band were chosen on these scores"
+            + (f"; {html.escape(calibration['rule'])}" if calibration.get("rule") else "")
+            + ".</p>")
 
 
 def fmt(value, digits: int = 3) -> str:

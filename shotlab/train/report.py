@@ -111,7 +111,8 @@ def echo_calibration(calibration: dict | None, split: str, metrics: dict) -> Non
     click.echo(f"Scores calibrated: temperature {shown} fitted on {calibration['fitted_on']} val "
                f"images (val log-loss {calibration['val_nll_before']:.3f} -> "
                f"{calibration['val_nll_after']:.3f}; ECE on {split} {fmt(metrics.get('ece_raw'))} -> "
-               f"{fmt(metrics.get('ece'))}); thresholds and the review band use these scores.")
+               f"{fmt(metrics.get('ece'))}); thresholds and the review band use these scores"
+               + (f"; {calibration['rule']}" if calibration.get("rule") else "") + ".")
 
 
 def backbone_rows() -> list[dict]:

@@ -16,6 +16,11 @@ positive a threshold always exists; what varies is the precision it costs, which
 reports. A class without positives gets threshold 0.0 (flag everything: no evidence, so fail
 safe) and `reached: False`.
 
+The threshold is then lowered into the gap beneath it (`below_noise`): by SCORE_SLACK, or halfway
+to the next lower score where the gap is narrower. It flags the same validation samples, and the
+positive it rests on stays flagged when an exported model scores it a few float ulps lower (an
+ONNX graph scored the threshold-setting comment 2e-8 under the threshold, and missed it).
+
 The positives are the validation split's, or, where `shotlab train` can score the train split
 out of fold, train and validation pooled (`train.threshold_scores`).
 
@@ -48,6 +53,9 @@ REVIEW_MARGIN = 0.1
 CONFIDENCE = 0.95  # how sure a "recall >= target" statement must be
 BOOTSTRAP_ROUNDS = 1000
 INTERVAL = (5.0, 95.0)  # percentiles of the bootstrap thresholds: a 90% interval
+# How far under the positive it rests on a threshold goes (at most halfway to the next lower
+# score): above FP16's rounding of a score near 1 (5e-4), far below any precision that matters.
+SCORE_SLACK = 1e-3
 
 
 def choose_thresholds(y_true, probs, class_names, *, unsafe, target_recall=TARGET_RECALL,
@@ -82,10 +90,18 @@ def highest_threshold(positive_scores, target_recall: float) -> float | None:
     return float(s[at_or_above >= wanted].max())
 
 
+def below_noise(threshold: float, scores: np.ndarray) -> float:
+    """`threshold` lowered by SCORE_SLACK, or halfway to the highest of `scores` below it where
+    that is nearer: the same scores are flagged, with room for float noise (module docstring)."""
+    lower = scores[scores < threshold]
+    floor = float(lower.max()) if lower.size else 0.0
+    return max(threshold - SCORE_SLACK, (threshold + floor) / 2, 0.0)
+
+
 def _class_threshold(y, s, *, target_recall, margin) -> dict:
     positives = s[y == 1]
     threshold = highest_threshold(positives, target_recall)
-    threshold = 0.0 if threshold is None else threshold
+    threshold = 0.0 if threshold is None else below_noise(threshold, s)
     recall = float(np.mean(positives >= threshold)) if positives.size else None
     flagged = s >= threshold
     return {
@@ -97,14 +113,16 @@ def _class_threshold(y, s, *, target_recall, margin) -> dict:
         "support": int(positives.size),
         "review_band": [max(0.0, threshold - margin), min(1.0, threshold + margin)],
         "flag_rate": float(flagged.mean()) if s.size else None,
-        **uncertainty(positives, threshold, target_recall),
+        **uncertainty(positives, threshold, target_recall, s),
     }
 
 
-def uncertainty(positives: np.ndarray, threshold: float, target_recall: float) -> dict:
+def uncertainty(positives: np.ndarray, threshold: float, target_recall: float,
+                scores: np.ndarray) -> dict:
     """How far the threshold and its recall can be trusted on `positives` (the class's
-    validation scores): the bootstrap interval of the threshold, the recall's lower confidence
-    bound, and the positives it takes for that bound to be able to reach the target."""
+    validation scores; `scores`: all of its samples'): the bootstrap interval of the threshold,
+    the recall's lower confidence bound, and the positives it takes for that bound to be able
+    to reach the target."""
     n = int(positives.size)
     needed = positives_needed(target_recall)
     if n == 0:
@@ -112,7 +130,7 @@ def uncertainty(positives: np.ndarray, threshold: float, target_recall: float) -
                 "positives_needed": needed, "confident": False}
     rng = np.random.default_rng(0)  # a local generator: the interval is reproducible
     draws = rng.choice(positives, size=(BOOTSTRAP_ROUNDS, n), replace=True)
-    cuts = [highest_threshold(row, target_recall) for row in draws]
+    cuts = [below_noise(highest_threshold(row, target_recall), scores) for row in draws]
     low, high = np.percentile(cuts, INTERVAL)
     bound = recall_lower_bound(int(np.sum(positives >= threshold)), n)
     return {"threshold_interval": [float(low), float(high)], "recall_lower_bound": bound,

@@ -54,6 +54,37 @@ def test_multilabel_fits_one_temperature_per_class():
         ece(y, reported, task="multilabel")
 
 
+@pytest.mark.parametrize("spread", [0.3, 8.0])  # under- and over-confident
+def test_a_perfectly_separated_split_is_not_sharpened_to_the_bound(spread):
+    """Every val sample's own class ranked first: the log-likelihood has no minimum and the fit
+    ran to T = 0.05, making near ties 0.90 / 0.10. 24 right of 24 now gives the true label a
+    mean score of 25 / 26."""
+    rng = np.random.default_rng(2)
+    y = np.arange(24) % 3
+    z = rng.uniform(0, 0.2, size=(24, 3))
+    z[np.arange(24), y] += spread  # ranked first, by a little or by a lot
+    probs = softmax(z)
+    record = fit_calibration(y, probs, task="multiclass")
+    assert record["method"] == "temperature" and "n = 24" in record["rule"]
+    after = apply(probs, record, "multiclass")
+    assert after[np.arange(24), y].mean() == pytest.approx(25 / 26, abs=1e-3)
+    assert (after.argmax(1) == y).all()
+    near_tie = softmax(np.log(np.array([[0.38, 0.34, 0.28]])))
+    assert apply(near_tie, record, "multiclass").max() < 0.9999
+
+
+def test_a_separated_multilabel_class_gets_its_laplace_temperature():
+    rng = np.random.default_rng(3)
+    y = np.stack([np.arange(30) % 2, (rng.random(30) < 0.5).astype(int)], axis=1)
+    logits = np.stack([np.where(y[:, 0] == 1, 0.4, -0.4),  # separated, under-confident
+                       rng.normal(0, 1, 30) + (y[:, 1] - 0.5)], axis=1)  # overlapping
+    record = fit_calibration(y, 1 / (1 + np.exp(-logits)), task="multilabel")
+    after = apply(1 / (1 + np.exp(-logits)), record, "multilabel")
+    assert np.where(y[:, 0] == 1, after[:, 0], 1 - after[:, 0]).mean() == \
+        pytest.approx(31 / 32, abs=1e-3)
+    assert "n = 30" in record["rule"] and record["temperature"][1] > 0.1
+
+
 def test_too_few_validation_images_keep_the_raw_scores():
     y, probs = overconfident(n=MIN_SAMPLES - 1)
     record = fit_calibration(y, probs, task="multiclass")

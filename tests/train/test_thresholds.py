@@ -1,5 +1,6 @@
 """Thresholds reach the target recall on the positives they are chosen on with one to spare (the
-conformal quantile: target x (n + 1) flagged), and are the highest that do."""
+conformal quantile: target x (n + 1) flagged), flag what the highest such threshold flags, and sit
+just under the positive they rest on (room for an exported model's float noise)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from shotlab.core.errors import InputError
 from shotlab.train.metrics import classification_metrics
 from shotlab.runtime.decide import apply_review_band
-from shotlab.train.thresholds import choose_thresholds, highest_threshold
+from shotlab.train.thresholds import SCORE_SLACK, choose_thresholds, highest_threshold
 
 NAMES = ["safe", "nsfw", "gore"]
 
@@ -34,8 +35,11 @@ def test_threshold_reaches_target_and_is_the_highest_that_does(target, seed):
         c = NAMES.index(name)
         positives = p[y == c, c]
         t, wanted = entry["threshold"], min(target * (positives.size + 1), positives.size)
+        top = highest_threshold(positives, target)
         assert np.sum(positives >= t) >= wanted - 1e-9
-        assert np.sum(positives >= np.nextafter(t, 2.0)) < wanted  # a hair higher misses it
+        assert np.sum(positives >= np.nextafter(top, 2.0)) < wanted  # a hair higher misses it
+        assert ((p[:, c] >= t) == (p[:, c] >= top)).all()  # the same samples flagged
+        assert top - SCORE_SLACK - 1e-12 <= t < top
         assert np.mean(positives >= t) >= target
         assert entry["reached"] is True and entry["target_recall"] == target
         assert entry["support"] == positives.size
@@ -47,8 +51,20 @@ def test_threshold_reaches_target_and_is_the_highest_that_does(target, seed):
 def test_recall_one_takes_the_lowest_positive_score():
     y, p = validation_set(seed=4)
     entry = choose_thresholds(y, p, NAMES, unsafe="nsfw", target_recall=1.0)["nsfw"]
-    assert entry["threshold"] == p[y == 1, 1].min()
+    assert p[y == 1, 1].min() - SCORE_SLACK <= entry["threshold"] < p[y == 1, 1].min()
     assert entry["recall"] == 1.0
+
+
+def test_a_positive_scored_a_float_ulp_lower_is_still_flagged():
+    """The threshold was the lowest positive's score itself: an exported model scoring that
+    comment 2e-8 lower (float noise) did not flag it."""
+    y = np.array([1, 1, 0, 0, 0])
+    s = np.array([0.058025375, 0.91, 0.0300, 0.0580, 0.2])
+    p = np.stack([1 - s, s], axis=1)
+    entry = choose_thresholds(y, p, ["safe", "threat"], unsafe="threat", target_recall=1.0)
+    threshold = entry["threat"]["threshold"]
+    assert 0.058025375 - 2e-8 >= threshold > 0.0580  # halfway into the narrow gap below it
+    assert entry["threat"]["recall"] == 1.0 and entry["threat"]["flag_rate"] == 0.6
 
 
 def test_class_without_validation_positives_is_reported_not_fatal():
@@ -75,14 +91,14 @@ def test_highest_threshold_with_ties_and_no_positives():
 
 
 def test_review_band_is_clipped_to_unit_interval():
-    # one positive each: the threshold is that positive's score
+    # one positive each: the threshold is just under that positive's score
     y = np.array([0, 1, 2])
     p = np.array([[0.02, 0.01, 0.97], [0.03, 0.95, 0.02], [0.93, 0.03, 0.04]])
     policy = choose_thresholds(y, p, NAMES, unsafe=["nsfw", "gore"], review_margin=0.1)
-    assert policy["nsfw"]["threshold"] == 0.95
-    assert policy["nsfw"]["review_band"] == [pytest.approx(0.85), 1.0]
-    assert policy["gore"]["threshold"] == 0.04
-    assert policy["gore"]["review_band"] == [0.0, pytest.approx(0.14)]
+    assert policy["nsfw"]["threshold"] == pytest.approx(0.949)
+    assert policy["nsfw"]["review_band"] == [pytest.approx(0.849), 1.0]
+    assert policy["gore"]["threshold"] == pytest.approx(0.039)
+    assert policy["gore"]["review_band"] == [0.0, pytest.approx(0.139)]
 
 
 def test_apply_review_band_flags_scores_inside_any_band():
