@@ -608,6 +608,11 @@ def default_mode(manifest: Manifest) -> str:
     return "linear"
 
 
+def options_read(mode: str) -> set[str] | None:
+    """The tuning options (runs.TUNING) a run in `mode` reads: None, all of them."""
+    return None
+
+
 def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
         progress: bool | None = None) -> FitResult:
     """Train on the train split, early-stop on val; the returned model has the best weights."""

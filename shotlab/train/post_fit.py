@@ -184,6 +184,11 @@ def default_mode(manifest: Manifest) -> str:
     return "fusion"
 
 
+def options_read(mode: str) -> set[str]:
+    """The tuning options (runs.TUNING) a post run reads: the image backbone's weights."""
+    return {"weights", "allow_download"}
+
+
 def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
         progress: bool | None = None) -> PostFit:
     """`train/runs.py`'s fit for a post dataset; `resume` fits again (one pass, no epochs)."""

@@ -355,6 +355,7 @@ def prepare(name: str, config: TrainConfig, progress=None):
     check_files(manifest)
     get_backbone(config.backbone, manifest.kind)
     check_mode(config.mode, manifest)
+    check_tuning(config, manifest)
     choice = None
     if auto:
         from shotlab.train.auto_choice import chosen_config
@@ -375,6 +376,24 @@ def with_kind_defaults(config: TrainConfig, manifest: Manifest) -> TrainConfig:
     backbone = config.backbone or default_backbone(manifest.kind)
     mode = config.mode or trainer_of(manifest.kind).default_mode(manifest)
     return replace(config, backbone=backbone, mode=mode)
+
+
+# Options only some trainers read (each says which: `options_read(mode)`); one given to a run
+# that would ignore it is refused, not recorded in config.yaml as if it had applied.
+TUNING = ("epochs", "batch_size", "lr", "layer_decay", "unfreeze_stages", "augment", "balance",
+          "label_smoothing", "patience", "weights", "allow_download")
+
+
+def check_tuning(config: TrainConfig, manifest: Manifest) -> None:
+    read = trainer_of(manifest.kind).options_read(config.mode)
+    defaults = TrainConfig()
+    ignored = [f"--{name.replace('_', '-')}" for name in TUNING if (read is not None and name
+               not in read and getattr(config, name) != getattr(defaults, name))]
+    if ignored:
+        raise InputError(f"{', '.join(ignored)}: not read by a {config.mode} run on "
+                         f"{manifest.kind}s ('{manifest.dataset}'), which would ignore "
+                         f"{'it' if len(ignored) == 1 else 'them'}; leave "
+                         f"{'it' if len(ignored) == 1 else 'them'} out")
 
 
 def check_mode(mode: str, manifest: Manifest) -> None:

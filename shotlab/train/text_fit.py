@@ -64,6 +64,11 @@ def default_mode(manifest: Manifest) -> str:
     return "setfit" if counts and min(counts.values()) <= SETFIT_MAX_PER_CLASS else "logreg"
 
 
+def options_read(mode: str) -> set[str]:
+    """The tuning options (runs.TUNING) a run in `mode` reads: SetFit's batch size only."""
+    return {"batch_size"} if mode == "setfit" else set()
+
+
 def read_texts(paths) -> list[str]:
     """The comments stored in `paths` (UTF-8 files, one comment each)."""
     from shotlab.runtime.text import read_text_file

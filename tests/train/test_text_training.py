@@ -133,6 +133,22 @@ def test_image_mode_on_a_text_dataset_is_refused(comments):
     assert result.exit_code == 2 and "reads image inputs, not text" in result.output
 
 
+def test_image_tuning_options_on_a_text_run_are_refused_not_recorded(comments):
+    """--augment strong --epochs 3 ran a logreg text run that read neither, and config.yaml
+    recorded both as if they had applied."""
+    from shotlab.train.runs import runs_folder
+
+    before = set(runs_folder().glob("*"))
+    result = CliRunner().invoke(cli, ["train", comments, "--mode", "logreg", "--augment",
+                                      "strong", "--epochs", "3", "--no-track"])
+    assert result.exit_code == 2
+    assert "--epochs, --augment: not read by a logreg run on texts" in result.output
+    result = CliRunner().invoke(cli, ["train", comments, "--mode", "logreg", "--batch-size",
+                                      "4", "--no-track"])
+    assert result.exit_code == 2 and "--batch-size: not read by a logreg run" in result.output
+    assert set(runs_folder().glob("*")) == before  # no run folder made
+
+
 def test_defaults_follow_the_dataset_kind():
     from dataclasses import replace
 
