@@ -172,9 +172,12 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
 
     check_ray_options(on_ray, address, explain)
     predict.check_outputs(out)
+    loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
+    noun = input_noun(loaded)
+    if noun != "image":
+        refuse_folders(paths, noun)
     files = predict.collect_paths(paths)
     require_images(files, paths, allow_empty)
-    loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
     runtime = chosen_runtime(runtime, fp16, loaded)
     if loaded.preprocessing.kind == "text":
         result = text_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
@@ -187,7 +190,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                                  explain=explain, on_ray=on_ray, address=address,
                                  sampling=sampling, rules=parse_rules(aggregate), margin=margin,
                                  early_exit=early_exit)
-    require_images(result.decisions, paths, allow_empty, bad=result.bad)
+    require_images(result.decisions, paths, allow_empty, bad=result.bad, noun=noun)
     with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
         data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
                 "segments": [{"path": d["path"], "segments": d["segments"],
@@ -308,18 +311,42 @@ def top_frames(bundle, decision: dict, frames, probs) -> list[tuple]:
     return chosen
 
 
-def require_images(found: list, paths, allow_empty: bool, bad=()) -> None:
-    """Exit 2 when nothing is left to decide (no image found, or none readable): an empty run
+# What a bundle's PATHS hold, by its inputs: image and clip files (and folders of them), or
+# files of comments or of posts (CSV, JSONL; comments also .txt), never searched for in folders.
+PATH_NOUNS = {"image": "image files or folders", "comment": "comment files (CSV, JSONL or .txt)",
+              "post": "post files (CSV or JSONL with image_path and text)"}
+
+
+def input_noun(bundle) -> str:
+    if bundle.preprocessing.kind == "text":
+        return "comment"
+    return "post" if len(bundle.parts) > 1 else "image"
+
+
+def refuse_folders(paths, noun: str) -> None:
+    """A comment or post bundle reads the files given; a folder is named, not searched (it may
+    hold other tables: labels, exports)."""
+    from shotlab.core.errors import InputError
+
+    for path in paths:
+        if Path(path).is_dir():
+            raise InputError(f"{path}: a folder; a {noun} bundle reads {PATH_NOUNS[noun]}, "
+                             f"given one by one: give the files themselves (e.g. {path}/*.csv)")
+
+
+def require_images(found: list, paths, allow_empty: bool, bad=(), noun: str = "image") -> None:
+    """Exit 2 when nothing is left to decide (no input found, or none readable): an empty run
     would replace the decisions with nothing. `--allow-empty` writes the empty files."""
     from shotlab.core.errors import InputError
 
     if found or allow_empty:
         return
     given = ", ".join(str(p) for p in paths)
-    why = (f"none of the {len(bad)} image files could be read (first: {bad[0][0]}: "
-           f"{bad[0][1]})" if bad else "no image file there")
+    unit = "files" if noun == "image" else "rows"
+    why = (f"none of the {len(bad)} {noun} {unit} could be read (first: {bad[0][0]}: "
+           f"{bad[0][1]})" if bad else f"no {noun} file there")
     raise InputError(f"{given}: {why}; nothing was predicted and the decisions were left as "
-                     f"they were: give image files or folders, or pass --allow-empty to write "
+                     f"they were: give {PATH_NOUNS[noun]}, or pass --allow-empty to write "
                      f"empty decisions")
 
 

@@ -35,8 +35,12 @@ class Post:
 
 
 def read_posts(path: Path) -> tuple[list[Post], list[tuple[str, str]]]:
-    """The posts of one CSV/JSONL file and its bad rows as (FILE:LINE, reason)."""
+    """The posts of one CSV/JSONL file and its bad rows as (FILE:LINE, reason); a row's image
+    must lie under the file's folder (`..` and absolute paths climbing out are refused by name,
+    as `curate import` refuses them)."""
     from shotlab.core.rows import read_rows
+    from shotlab.curate.readers.csvfile import resolve_row_path
+    from shotlab.curate.records import Skipped
     from shotlab.runtime.text import check_text
 
     rows, bad_rows = read_rows(path)
@@ -51,7 +55,10 @@ def read_posts(path: Path) -> tuple[list[Post], list[tuple[str, str]]]:
         if not value:
             bad.append((where, "no image path (columns image_path, image, filepath)"))
             continue
-        image = Path(os.path.normpath(folder / str(value).strip()))
+        image = resolve_row_path(folder, str(value).strip(), where)  # as `curate import` does
+        if isinstance(image, Skipped):
+            bad.append((where, image.reason))
+            continue
         try:
             text = check_text(fields.get("text"), where)
         except InputError as exc:

@@ -150,3 +150,18 @@ def test_cli_detects_a_posts_csv(tmp_path, dataset_name):
     assert (data["added"], data["format"]) == (1, "posts")
     assert data["skipped"] == [{"path": f"{csv_path}:3",
                                 "reason": "the text is empty; remove the row or write the comment"}]
+
+
+def test_one_picture_under_two_captions_is_no_duplicate(tmp_path, dataset_name):
+    """Copies of one picture with different captions (and labels) were reported as 'identical
+    files with conflicting labels': for a post, the caption may be what makes it unsafe."""
+    images = copy_images(tmp_path)
+    shutil.copyfile(tmp_path / images[0], tmp_path / "images" / "copy0.png")
+    shutil.copyfile(tmp_path / images[1], tmp_path / "images" / "copy1.png")
+    csv_path = write_csv(tmp_path / "posts.csv", [
+        "image_path,text,label\n", f"{images[0]},a lovely bird,safe\n",
+        "images/copy0.png,this bird will hunt you down,threat\n",  # another post
+        f"{images[1]},same words,safe\n", "images/copy1.png,same words,threat\n"])  # one post
+    report = import_posts(csv_path, dataset_name, progress=False)
+    assert report.added == 4
+    assert (report.duplicate_groups, report.conflicting_groups) == (1, 1)

@@ -151,6 +151,12 @@ def test_predict_text_refuses_what_it_cannot_do(fp16_bundle, tmp_path):
     result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(image), "--out",
                                       str(tmp_path / "e.jsonl")])
     assert result.exit_code == 2 and "not a file of comments" in result.output
+    # a folder was searched for images and refused as "no image file there"
+    result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(csv_path.parent),
+                                      "--out", str(tmp_path / "f.jsonl")])
+    assert result.exit_code == 2, result.output
+    assert (f"{csv_path.parent}: a folder; a comment bundle reads comment files (CSV, JSONL or "
+            f".txt), given one by one") in " ".join(result.output.split())
 
 
 def test_predict_explain_stores_ig_words_for_every_flagged_comment(fp16_bundle, tmp_path):
