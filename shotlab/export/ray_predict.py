@@ -16,6 +16,7 @@ whose signature it checked).
 from __future__ import annotations
 
 import json
+import os
 
 from shotlab.core.errors import ShotlabError
 from shotlab.export.predict import Prediction
@@ -71,11 +72,13 @@ def predict_paths_ray(bundle, paths, *, address: str | None = None, runtime: str
 
         ray.data.DataContext.get_current().enable_progress_bars = False  # ours, below
         actors = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        dataset = ray.data.from_items([{"index": i, "path": str(p)}
+        # Absolute: a worker's working folder is not this one (on another machine, or a
+        # cluster started elsewhere), where a relative path names some other file or none.
+        dataset = ray.data.from_items([{"index": i, "path": os.path.abspath(p)}
                                        for i, p in enumerate(paths)])
         decided = dataset.map_batches(
-            BatchPredictor, fn_constructor_args=(str(bundle.origin), bundle.manifest["digest"],
-                                                 runtime),
+            BatchPredictor, fn_constructor_args=(os.path.abspath(bundle.origin),
+                                                 bundle.manifest["digest"], runtime),
             batch_size=batch_size, batch_format="numpy", concurrency=actors, num_cpus=1)
         with progress_bar(total=len(paths), enabled=progress, unit="img",
                           desc=f"Predicting on Ray ({actors} actors)") as bar:

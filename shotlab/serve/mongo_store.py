@@ -33,8 +33,15 @@ class MongoDecisionStore:
         from pymongo.errors import PyMongoError
         from pymongo.write_concern import WriteConcern
 
-        self.client = MongoClient(uri)
-        database = self.client.get_default_database(default=DATABASE)
+        from pymongo.errors import ConfigurationError
+
+        try:
+            self.client = MongoClient(uri)
+            database = self.client.get_default_database(default=DATABASE)
+        except (ConfigurationError, ValueError) as exc:  # InvalidURI is a ConfigurationError
+            raise ShotlabError(f"the decision store's MongoDB URI cannot be used: "
+                               f"{' '.join(str(exc).split())[:200]}; check --database-uri "
+                               f"(or SHOTLAB_DATABASE_URI)") from None
         self.decisions = database.get_collection(COLLECTION,
                                                  write_concern=WriteConcern(w=1, j=True))
         try:
@@ -66,7 +73,10 @@ class MongoDecisionStore:
         except BulkWriteError as exc:
             duplicates = {e["index"] for e in exc.details["writeErrors"]
                           if e["code"] == DUPLICATE_KEY}
-            if len(duplicates) < len(exc.details["writeErrors"]):
+            # A write-concern error (the journal wait failed: a mongod shutting down, a primary
+            # stepping down) means nothing is known durable: never acknowledge on it.
+            if len(duplicates) < len(exc.details["writeErrors"]) or \
+                    exc.details.get("writeConcernErrors"):
                 raise
         earlier = {d["cache_key"]: json.loads(d["record"]) for d in self.decisions.find(
             {"cache_key": {"$in": [keys[i] for i in duplicates]}}, {"record": 1, "cache_key": 1})}

@@ -105,7 +105,9 @@ def deployment(options, replicas: int):
 
 def run_on_ray(options, *, address: str | None, replicas: int) -> None:
     """Deploy on a local Ray (started here, on loopback) or the cluster at `address`; serve
-    until SIGINT or SIGTERM, then remove the application (and stop the local Ray)."""
+    until SIGINT or SIGTERM, then remove the application (and stop the local Ray). A signal
+    while the replicas are still starting (one that can never be placed waits for ever) and a
+    failed start remove it too: replicas already up must not go on answering."""
     import click
 
     from shotlab.core.cluster import ray_session
@@ -117,24 +119,48 @@ def run_on_ray(options, *, address: str | None, replicas: int) -> None:
     with ray_session(address, num_cpus=replicas_cpus(replicas)) as started:
         from ray import serve
 
-        serve.start(http_options={"host": options.host, "port": options.port})
-        try:
-            serve.run(deployment(options, replicas), name=APP_NAME, route_prefix="/",
-                      blocking=False)
-        except RuntimeError as exc:  # a replica failed to start: Ray gives its traceback
-            first = next((line for line in str(exc).splitlines() if line.strip()), "")
-            raise ShotlabError(f"Ray Serve could not start the replicas ({first[:200]}); their "
-                               f"logs are under RAY_TEMP/session_latest/logs/serve "
-                               f"(/tmp/ray by default)") from None
         where = "a local Ray on 127.0.0.1" if started else f"the Ray cluster at {address}"
-        click.echo(f"shotlab serve: Ray Serve answering on http://{options.host}:{options.port} "
-                   f"({replicas} replicas on {where}); Ctrl+C stops it", err=True)
+        serve.start(http_options={"host": options.host, "port": options.port})
+        signal.signal(signal.SIGTERM, interrupt)  # like Ctrl+C, until the replicas answer
         try:
+            click.echo(f"shotlab serve: starting {replicas} replicas on {where}"
+                       f"{cpu_shortfall(replicas)}", err=True)
+            deploy(serve, options, replicas)
+            click.echo(f"shotlab serve: Ray Serve answering on http://{options.host}:"
+                       f"{options.port} ({replicas} replicas on {where}); Ctrl+C stops it",
+                       err=True)
             wait_for_signal()
+        except KeyboardInterrupt:
+            pass
         finally:
             serve.delete(APP_NAME)
             if started:
                 serve.shutdown()
+
+
+def interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def deploy(serve, options, replicas: int) -> None:
+    try:
+        serve.run(deployment(options, replicas), name=APP_NAME, route_prefix="/", blocking=False)
+    except RuntimeError as exc:  # a replica failed to start: Ray gives its traceback
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        raise ShotlabError(f"Ray Serve could not start the replicas ({first[:200]}); their "
+                           f"logs are under RAY_TEMP/session_latest/logs/serve "
+                           f"(/tmp/ray by default)") from None
+
+
+def cpu_shortfall(replicas: int) -> str:
+    """'' when the cluster's CPUs hold every replica (one each), else what the wait is for."""
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if replicas <= cpus:
+        return ""
+    return (f" (the cluster has {cpus} CPUs and each replica reserves one: {replicas - cpus} "
+            f"will wait until CPUs are added or freed; Ctrl+C gives up)")
 
 
 def replicas_cpus(replicas: int) -> int:

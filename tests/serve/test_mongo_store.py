@@ -96,3 +96,41 @@ def test_a_server_on_mongodb_stores_and_finds_its_decisions(exported, start_serv
     assert cached["decision_id"] == answer["decision_id"] and cached["cached"] is True
     assert cached["explanation"] == "done" and store.count() == 1
     store.close()
+
+
+def test_a_write_the_journal_did_not_confirm_is_never_acknowledged(mongo_uri, exported):
+    """pymongo reports a failed journal wait (a mongod shutting down, a primary stepping down)
+    as a BulkWriteError holding only writeConcernErrors; `save` took it for 'no duplicates' and
+    answered the decisions as stored."""
+    from pymongo.errors import BulkWriteError
+
+    from shotlab.export.predict import decision_records
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.serve.mongo_store import MongoDecisionStore
+
+    store = MongoDecisionStore(mongo_uri)
+    records = decision_records(load_bundle(exported.path), np.array([[.9, .05, .05]], np.float32),
+                               ["a" * 64], runtime="onnx")
+    insert = store.decisions.insert_many
+
+    def unconfirmed(documents, **options):  # the server's answer when the journal wait fails
+        insert(documents, **options)
+        raise BulkWriteError({"writeErrors": [], "nInserted": len(documents),
+                              "writeConcernErrors": [{"code": 91, "errmsg": "shutting down"}]})
+
+    store.decisions.insert_many = unconfirmed
+    with pytest.raises(BulkWriteError):
+        store.save(records, ["ka"], {})
+    store.close()
+
+
+@pytest.mark.parametrize("uri", ["mongodb://admin:S3cr:et@Pass@127.0.0.1/db",
+                                 "mongodb://127.0.0.1:99999/db", "http://127.0.0.1/"])
+def test_a_bad_uri_is_one_line_without_the_password(uri):
+    from shotlab.core.errors import ShotlabError
+    from shotlab.serve.mongo_store import MongoDecisionStore
+
+    with pytest.raises(ShotlabError, match="MongoDB URI cannot be used: .*; check "
+                                           "--database-uri") as caught:
+        MongoDecisionStore(uri)
+    assert "S3cr" not in str(caught.value) and "Pass" not in str(caught.value)

@@ -46,18 +46,21 @@ def test_ray_data_decisions_are_predicts(ray_address, exported, images, tmp_path
                                       "--batch-size", "8"])
     assert single.exit_code == 0, single.output
     (tmp_path / "ray").mkdir()
-    command = [sys.executable, "-m", "shotlab", "predict", str(exported.path), str(folder),
-               "--ray", "--address", ray_address, "--batch-size", "8", "--json",
-               "--out", str(tmp_path / "ray" / "decisions.jsonl")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+    # Relative paths from a folder that is not the cluster's: they reached the workers as given
+    # and named other files (or none) under the workers' working folder.
+    command = [sys.executable, "-m", "shotlab", "predict", os.path.relpath(exported.path, tmp_path),
+               "library", "--ray", "--address", ray_address, "--batch-size", "8", "--json",
+               "--out", "ray/decisions.jsonl"]
+    assert Path.cwd() != tmp_path
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert summary["images"] == 54 and summary["bad"] == 1
     assert summary["bad_files"][0]["path"].endswith("broken.png")
-    assert {k: v for k, v in summary.items() if k not in ("decisions", "review_queue")} \
-        == {k: v for k, v in json.loads(single.output).items()
-            if k not in ("decisions", "review_queue")}
+    given = ("decisions", "review_queue", "bad_files")  # named as given: relative here
+    assert {k: v for k, v in summary.items() if k not in given} \
+        == {k: v for k, v in json.loads(single.output).items() if k not in given}
 
     on_ray, alone = read(tmp_path / "ray" / "decisions.jsonl"), \
         read(tmp_path / "one" / "decisions.jsonl")
