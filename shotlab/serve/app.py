@@ -9,12 +9,14 @@
                                  order); one result per item
     GET  /v1/decisions/{id}      a stored decision and its explanation status
     GET  /v2/health/live         the process answers (Open Inference Protocol)
-    GET  /v2/health/ready        200 once the model has answered its warm-up run, else 503
+    GET  /v2/health/ready        200 once the model has answered its warm-up run and while the
+                                 decision store answers, else 503
     GET  /metrics                Prometheus text format
 
 Refusals answer {"detail": "one line"}: 401 (API key), 413 (body or item count), 415 (media
 type), 422 (empty, undecodable, a pixel bomb; a comment empty, over 5,000 characters or not
-UTF-8; a post without its image or caption), 429 + Retry-After (queue full), 503 (timeout).
+UTF-8; a post without its image or caption), 429 + Retry-After (queue full), 503 (timeout;
+the MongoDB decision store not answering). Anything else is a 500 with one line.
 """
 
 from __future__ import annotations
@@ -213,6 +215,19 @@ def create_app(options: ServeOptions, **service_args) -> FastAPI:
         service.metrics.rejections.labels(exc.reason).inc()
         return JSONResponse({"detail": exc.message}, exc.status, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception):
+        """A store that stopped answering is a 503 with one line (a load balancer retries
+        elsewhere), not a bare 500; anything else is a 500 with one line, traceback logged."""
+        from shotlab.core.database import lost
+        from shotlab.serve.service import STORE_DOWN
+
+        if lost(exc) is not None:
+            service.metrics.rejections.labels("store_down").inc()
+            return JSONResponse({"detail": STORE_DOWN}, 503, headers={"Retry-After": "5"})
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the "
+                                       f"server's log"}, 500)
+
     guarded = [Depends(authorizer(options.key_digest()))]
     add_moderation_routes(app, service, guarded)
     add_operation_routes(app, service, guarded)
@@ -275,6 +290,12 @@ def add_operation_routes(app: FastAPI, service: Service, guarded: list) -> None:
 
     @app.get("/v2/health/ready")
     async def ready():
+        """200 once warmed up and while the decision store answers, else 503 (and why)."""
+        from starlette.concurrency import run_in_threadpool
+
+        down = await run_in_threadpool(service.store_down) if service.ready else None
+        if down:
+            return JSONResponse({"ready": False, "detail": down}, 503)
         return JSONResponse({"ready": service.ready}, 200 if service.ready else 503)
 
     @app.get("/metrics", dependencies=guarded)

@@ -58,6 +58,10 @@ class MongoDecisionStore:
     def close(self) -> None:
         self.client.close()
 
+    def ping(self) -> None:
+        """Raises pymongo's ConnectionFailure when the server does not answer (readiness)."""
+        self.client.admin.command("ping")
+
     # decisions ----------------------------------------------------------------------------------
     def save(self, records: list[dict], keys: list[str | None], jobs: dict) -> list[dict]:
         """Store `records` with their explanation `jobs` ({decision_id: input}); returns the

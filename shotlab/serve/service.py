@@ -22,6 +22,9 @@ from shotlab.core.errors import BadImageError, InputError
 from shotlab.serve.batcher import Item, MicroBatcher
 
 API_KEY_ENV = "SHOTLAB_API_KEY"
+# The one line a request gets (503) while the MongoDB decision store does not answer.
+STORE_DOWN = ("the decision store (MongoDB) is not answering: nothing was decided or stored; "
+              "retry when it is back")
 log = logging.getLogger("uvicorn.error")  # printed with the server's own lines
 
 
@@ -130,12 +133,37 @@ class Service:
                        if options.explain else None)
         self.batcher = batcher(self.process, max_batch=options.max_batch,
                                max_wait_ms=options.max_wait_ms, queue_size=options.queue_size)
-        self.metrics = Metrics(self.batcher.depth, self.store.pending)
+        self.metrics = Metrics(self.batcher.depth, self.pending_or_nan)
         self.batcher.on_batch = self.metrics.batch_size.observe
         self.engine = Engine(self.bundle, self.store, runtime=options.runtime,
                              threads=options.threads, cache=options.cache,
                              explain=options.explain, metrics=self.metrics)
         self.ready = False
+
+    def pending_or_nan(self) -> float:
+        """The store's queued tier-1 jobs; NaN while the store does not answer (so /metrics
+        still answers, with the other figures)."""
+        from shotlab.core.database import lost
+
+        try:
+            return self.store.pending()
+        except Exception as exc:
+            if lost(exc) is None:
+                raise
+            return float("nan")
+
+    def store_down(self) -> str | None:
+        """Why the decision store does not answer, or None (a store that can be pinged is
+        asked: MongoDB; SQLite is a file beside the process)."""
+        from shotlab.core.database import lost
+
+        try:
+            getattr(self.store, "ping", lambda: None)()
+        except Exception as exc:
+            if lost(exc) is None:
+                raise
+            return STORE_DOWN
+        return None
 
     # lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -134,3 +134,31 @@ def test_a_bad_uri_is_one_line_without_the_password(uri):
                                            "--database-uri") as caught:
         MongoDecisionStore(uri)
     assert "S3cr" not in str(caught.value) and "Pass" not in str(caught.value)
+
+
+def test_a_store_that_stops_answering_makes_the_server_unready_not_a_bare_500(
+        exported, start_server, images, tmp_path):
+    """mongod killed under a server: /v1/moderate answered a plain-text 500, /metrics a 500 and
+    /v2/health/ready 200, so a load balancer kept sending requests to it."""
+    from shotlab.core import database
+    from shotlab.core.workspace import Workspace
+
+    other = Workspace(tmp_path / "other-db")  # a mongod of its own: the tests' own keeps running
+    other.db_dir.mkdir(parents=True)
+    state = database.start(other)
+    try:
+        uri = database.with_timeouts(f"mongodb://127.0.0.1:{state['port']}/moderation")
+        server = start_server(exported.path, "--decision-store", "mongodb",
+                              env={"SHOTLAB_DATABASE_URI": uri})
+        red = next(p for p in images if p.parent.name == "red")
+        assert httpx.post(server.url + "/v1/moderate", content=red.read_bytes(), headers=PNG,
+                          timeout=60).status_code == 200
+    finally:
+        database.stop(other)
+    answer = httpx.post(server.url + "/v1/moderate", content=images[0].read_bytes(),
+                        headers=PNG, timeout=60)
+    assert answer.status_code == 503 and "not answering" in answer.json()["detail"]
+    ready = httpx.get(server.url + "/v2/health/ready", timeout=60)
+    assert ready.status_code == 503 and ready.json()["ready"] is False
+    metrics = httpx.get(server.url + "/metrics", timeout=60)
+    assert metrics.status_code == 200 and "shotlab_explanations_pending NaN" in metrics.text
