@@ -8,11 +8,17 @@ runner is loaded once), `batch` images at a time; LIME and SHAP run through the 
 deployed model), gradient methods on the checkpoint the bundle names. Each map is stored with its
 deletion/insertion AUC against the random reference. An appeal whose image or bundle cannot be
 read is marked failed with the reason; the others go on.
+
+One run at a time per store (`sole_run`): two runs together each took every queued appeal and
+stored every map twice. The second one is refused in one line; the lock is the kernel's, so a
+killed run leaves none behind.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from itertools import groupby
+from pathlib import Path
 
 from shotlab.core.errors import ShotlabError
 
@@ -31,7 +37,7 @@ def process_pending(store_path, *, methods=None, batch: int = 8, score: bool = T
 
     open_source = open_source or default_open
     summary = new_summary()
-    with ExplanationStore(store_path, create=False) as store:
+    with ExplanationStore(store_path, create=False) as store, sole_run(store_path):
         for bundle_path, batches in appeal_batches(store, batch):
             try:
                 source = open_source(bundle_path)
@@ -44,6 +50,25 @@ def process_pending(store_path, *, methods=None, batch: int = 8, score: bool = T
                 if progress:
                     progress(len(appeals))
     return summary
+
+
+@contextmanager
+def sole_run(store_path):
+    """Hold the store's appeal queue for this run (an exclusive lock on a file beside it); an
+    InputError when another run holds it."""
+    import fcntl
+
+    from shotlab.core.errors import InputError
+
+    path = Path(store_path)
+    with open(path.with_name(f".{path.name}.pending-lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{store_path}: another `shotlab explain pending` is processing "
+                             f"this store's appeals; wait for it to finish (each appeal is "
+                             f"explained once)") from None
+        yield  # closing the file releases the lock
 
 
 def new_summary() -> dict:

@@ -14,7 +14,7 @@ and bundles at the paths the appeals name (a shared filesystem on a cluster).
 from __future__ import annotations
 
 from shotlab.core.errors import ShotlabError
-from shotlab.explain.pending import appeal_batches, new_summary, process_batch
+from shotlab.explain.pending import appeal_batches, new_summary, process_batch, sole_run
 
 TORCH_THREADS = 1  # one per actor: the actors, not threads inside one, use the cores
 
@@ -79,7 +79,7 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
     from shotlab.explain.store import ExplanationStore
 
     total = new_summary()
-    with ExplanationStore(store_path, create=False) as store:
+    with ExplanationStore(store_path, create=False) as store, sole_run(store_path):
         jobs = [(bundle_path, appeals, {a.decision_id: store.decision(a.decision_id)
                                         for a in appeals})
                 for bundle_path, batches in appeal_batches(store, batch) for appeals in batches]
@@ -94,11 +94,17 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
             pool = ActorPool([worker.remote() for _ in range(min(cpus, len(jobs)))])
             results = pool.map_unordered(
                 lambda actor, job: actor.explain.remote(*job, methods, score, options), jobs)
-            for writes, summary in results:
-                replay(store, writes)
-                add(total, summary)
-                if progress:
-                    progress(summary["processed"] + summary["failed"])
+            try:
+                for writes, summary in results:
+                    replay(store, writes)
+                    add(total, summary)
+                    if progress:
+                        progress(summary["processed"] + summary["failed"])
+            except ray.exceptions.RayError as exc:  # a worker died (a node lost, a kill)
+                raise ShotlabError(
+                    f"a Ray worker stopped ({type(exc).__name__}) after {total['processed']} "
+                    f"appeals were explained and stored; the rest stay queued: run `explain "
+                    f"pending` again") from None
     return total
 
 

@@ -104,3 +104,38 @@ def test_pending_appeals_are_processed_in_batches(explain_bundle, colour_images,
         assert {"deletion_auc", "random_deletion_auc", "insertion_auc"} <= set(lime.scores)
         assert store.appeals() == []
     assert process_pending(store_path)["processed"] == 0  # nothing left in the queue
+
+
+def test_a_second_run_on_the_same_queue_is_refused(explain_bundle, colour_images, tmp_path):
+    """Two `explain pending` runs together each took every queued appeal: every map twice."""
+    import subprocess
+    import sys
+    import time
+
+    from shotlab.core.errors import InputError
+    from shotlab.explain.pending import sole_run
+    from shotlab.runtime.bundle import load_bundle
+
+    bundle = load_bundle(explain_bundle)
+    decisions, inputs = decisions_for(bundle, colour_images[:1])
+    store_path = tmp_path / "e.sqlite"
+    record_flagged(bundle, decisions, inputs, store_path)
+    with ExplanationStore(store_path) as store:
+        store.queue("d0", ["lime"])
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom shotlab.explain.pending import sole_run\n"
+        f"with sole_run({str(store_path)!r}):\n    print('held', flush=True)\n"
+        "    time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)  # another process's run
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match="another `shotlab explain pending` is processing"):
+            process_pending(store_path, options=FAST)
+        holder.kill()  # killed mid-run: the kernel drops its lock, nothing is left behind
+        holder.wait(10)
+        time.sleep(0.1)
+        assert process_pending(store_path, options=FAST)["processed"] == 1
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    with sole_run(store_path):  # and in one process, after the run: free again
+        pass
