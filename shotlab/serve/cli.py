@@ -93,6 +93,10 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
         if given is not None and not on_ray:
             raise click.BadParameter(f"{name} applies to Ray Serve only; add --ray",
                                      param_hint=name)
+    if on_ray and port == 0:  # Ray Serve's proxy picks one and does not say which
+        raise click.BadParameter("0 (any free port) cannot be used with --ray: Ray Serve does "
+                                 "not report the port it picks; give one, e.g. --port 8080",
+                                 param_hint="--port")
 
     if max_items is None:
         max_items = min(MAX_ITEMS, queue_size)

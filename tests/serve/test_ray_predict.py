@@ -84,3 +84,10 @@ def test_ray_options_without_ray_are_refused(command, exported, images, tmp_path
             *options, *(["--out", str(tmp_path / "d.jsonl")] if name == "predict" else [])]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "add --ray" in result.output, result.output
+
+
+def test_any_port_with_ray_is_refused_before_ray_starts(exported):
+    """`serve --ray --port 0` printed 'answering on http://127.0.0.1:0' while the proxy had
+    picked another port and nothing said which."""
+    result = CliRunner().invoke(cli, ["serve", str(exported.path), "--ray", "--port", "0"])
+    assert result.exit_code == 2 and "cannot be used with --ray" in result.output
