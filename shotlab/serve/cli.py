@@ -116,7 +116,8 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
         explain=not no_explain, runtime=runtime_name(runtime, fp16),
         threads=threads or (RAY_THREADS if on_ray else None), api_key=api_key,
         access_log=access_log,
-        database_uri=shared_store_uri() if decision_store == "mongodb" else None)
+        database_uri=shared_store_uri(address if on_ray else None)
+        if decision_store == "mongodb" else None)
     if on_ray:
         from shotlab.serve.ray_serve import run_on_ray
 
@@ -126,12 +127,22 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
     serve(options)
 
 
-def shared_store_uri() -> str:
-    """The MongoDB the decisions go to: --database-uri, else the workspace's own server."""
+def shared_store_uri(address: str | None) -> str:
+    """The MongoDB the decisions go to: --database-uri, else the workspace's own server, which
+    listens on this machine's loopback: refused for replicas on a cluster elsewhere (`address`
+    another machine's), where 127.0.0.1 would name each node's own."""
     from shotlab.core import database
+    from shotlab.core.addresses import is_loopback
+    from shotlab.core.cluster import head_address
     from shotlab.core.workspace import current
 
     workspace = current()
+    head = head_address(address)
+    if workspace.database_uri is None and head and not is_loopback(head[0]):
+        raise click.BadParameter(f"the workspace's own MongoDB listens on this machine's "
+                                 f"127.0.0.1, which replicas on {address} cannot reach; give "
+                                 f"a server every node reaches: shotlab --database-uri "
+                                 f"mongodb://HOST:27017 serve ...", param_hint="--decision-store")
     return database.with_timeouts(workspace.database_uri or database.connect(workspace))
 
 

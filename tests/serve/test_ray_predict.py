@@ -91,3 +91,13 @@ def test_any_port_with_ray_is_refused_before_ray_starts(exported):
     picked another port and nothing said which."""
     result = CliRunner().invoke(cli, ["serve", str(exported.path), "--ray", "--port", "0"])
     assert result.exit_code == 2 and "cannot be used with --ray" in result.output
+
+
+def test_the_workspace_mongodb_is_refused_for_a_cluster_elsewhere(exported, monkeypatch):
+    """Replicas on other machines were handed mongodb://127.0.0.1:PORT: each node's own
+    loopback, where no store listens."""
+    monkeypatch.delenv("SHOTLAB_DATABASE_URI", raising=False)
+    result = CliRunner().invoke(cli, ["serve", str(exported.path), "--ray", "--address",
+                                      "10.1.2.3:6379", "--decision-store", "mongodb"])
+    assert result.exit_code == 2 and "cannot reach; give a server every node" in \
+        " ".join(result.output.split())
