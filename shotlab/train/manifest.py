@@ -125,9 +125,8 @@ def sample_rows(dataset):
 
 def check_files(manifest: Manifest) -> None:
     """Refuse, before a run starts, a manifest whose files are gone since import (a linear run
-    would train from cached embeddings and fail only at evaluation, its folder left behind)."""
-    if manifest.kind == "text":  # the comment is in the database
-        return
+    would train from cached embeddings and fail only at evaluation, its folder left behind).
+    A comment's file is the workspace's copy of its text, which a text run reads."""
     from shotlab.core.output import plural
 
     gone = [e.filepath for e in manifest.entries if not os.path.exists(e.filepath)]

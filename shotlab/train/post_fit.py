@@ -138,10 +138,12 @@ def image_backbone_of(name: str, *, weights_file=None, allow_download: bool = Fa
                         allow_download=allow_download)
 
 
-def fit_posts(manifest: Manifest, config: TrainConfig, run_dir: Path, *,
+def fit_posts(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
               progress: bool | None = None) -> PostFit:
     """Fit the late-fusion head; writes checkpoints/best.pt (the whole PostClassifier) and
-    last.pt (a marker: a post run has no epochs to resume)."""
+    last.pt (a marker: a post run has no epochs to resume). A resumed run fits on the captions
+    its start froze (captions.json): a caption edited since would be trained on unseen, as the
+    captions are not in the manifest's hash."""
     import torch
 
     from shotlab.runtime.decide import probabilities
@@ -149,7 +151,8 @@ def fit_posts(manifest: Manifest, config: TrainConfig, run_dir: Path, *,
     from shotlab.train.text_model import load_encoder
 
     train, val = check_trainable(manifest)
-    captions = freeze_captions(manifest, Path(run_dir))
+    frozen = resume and (Path(run_dir) / CAPTIONS_FILE).is_file()
+    captions = read_captions(run_dir) if frozen else freeze_captions(manifest, Path(run_dir))
     created = image_backbone_of(config.backbone, weights_file=config.weights,
                                 allow_download=config.allow_download)
     encoder = load_encoder()
@@ -191,5 +194,6 @@ def options_read(mode: str) -> set[str]:
 
 def fit(manifest: Manifest, config: TrainConfig, run_dir: Path, *, resume: bool = False,
         progress: bool | None = None) -> PostFit:
-    """`train/runs.py`'s fit for a post dataset; `resume` fits again (one pass, no epochs)."""
-    return fit_posts(manifest, config, run_dir, progress=progress)
+    """`train/runs.py`'s fit for a post dataset; `resume` fits again (one pass, no epochs) on
+    the captions the run froze."""
+    return fit_posts(manifest, config, run_dir, resume=resume, progress=progress)

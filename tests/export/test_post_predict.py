@@ -37,6 +37,29 @@ def test_training_a_post_dataset_records_a_late_fusion_run(post_run):
     assert all(p is not None for p in predicted.values("predictions"))  # written back
 
 
+def test_a_resumed_post_run_fits_on_the_captions_its_start_froze(post_run, tmp_path):
+    """--resume froze the captions again from the dataset as it is now: a caption edited since
+    the start was trained on unseen (captions are not in the manifest's hash)."""
+    import shutil
+
+    import torch
+
+    from shotlab.train.finetune import TrainConfig
+    from shotlab.train.manifest import Manifest
+    from shotlab.train.post_fit import captions_hash, fit, read_captions
+
+    run_dir = shutil.copytree(post_run[0], tmp_path / "run")
+    frozen = read_captions(run_dir)
+    first = next(iter(frozen))
+    frozen[first] = "what the run froze, not what the dataset holds now"
+    (run_dir / "captions.json").write_text(json.dumps(frozen))
+    manifest = Manifest.load(run_dir / "manifest.json")
+    fit(manifest, TrainConfig(backbone="lite0", mode="fusion", workers=0), run_dir, resume=True)
+    state = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
+    assert state["captions_sha256"] == captions_hash(frozen)
+    assert read_captions(run_dir)[first] == frozen[first]
+
+
 def test_the_bundle_is_one_two_input_onnx_with_the_tokenizer_and_parity(post_run):
     import onnxruntime as ort
 
