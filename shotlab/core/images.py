@@ -24,7 +24,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 # above it is almost always a decompression bomb, which would take gigabytes to decode.
 DEFAULT_MAX_PIXELS = 89_478_485
 # Where the pixel limit can be raised (predict and the training commands keep the default).
-RAISE_LIMIT = "curate import and serve take --max-pixels to raise it"
+RAISE_LIMIT = "curate import, predict and serve take --max-pixels to raise it"
 _EXIF_ORIENTATION = 0x0112
 _ROTATED_ORIENTATIONS = {5, 6, 7, 8}  # these swap width and height
 _WHITE = (255, 255, 255)

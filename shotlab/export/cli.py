@@ -128,6 +128,9 @@ COMMANDS.append(export_command)
                    "$SHOTLAB_TRUSTED_KEYS, else no signature needed].")
 @click.option("--allow-empty", is_flag=True,
               help="Write empty decisions when PATHS hold no readable image (else exit 2).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Pixel bomb limit per image and per clip frame [default: 89,478,485 per "
+                   "image (PIL's), 33,177,600 per frame (8K)].")
 @click.option("--sampling", default=None, metavar="SPEC",
               help="Clips: frames to score, uniform:N, fps:F or keyframes [default: the "
                    "bundle's clip contract, else uniform:8].")
@@ -146,8 +149,8 @@ COMMANDS.append(export_command)
 @click.option("--address", help="With --ray: the Ray cluster to join (e.g. HEAD:6379) "
                                 "[default: start a local Ray on 127.0.0.1].")
 def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, explain, trusted_keys,
-                    allow_empty, sampling, aggregate, early_exit, margin, as_json, on_ray,
-                    address) -> None:
+                    allow_empty, max_pixels, sampling, aggregate, early_exit, margin, as_json,
+                    on_ray, address) -> None:
     """Run BUNDLE on image and clip files or folders (PATHS); one decision per image or clip.
     A text bundle reads comments from CSV or JSONL files (a `text` column) or .txt files
     (one comment per line); one decision per comment, bad rows listed by line.
@@ -181,15 +184,16 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
     runtime = chosen_runtime(runtime, fp16, loaded)
     if loaded.preprocessing.kind == "text":
         result = text_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
-                                dataset=dataset, on_ray=on_ray)
+                                dataset=dataset, on_ray=on_ray, max_pixels=max_pixels)
     elif len(loaded.parts) > 1:  # a post (image + caption): PATHS are CSV/JSONL of posts
         result = post_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
-                                dataset=dataset, on_ray=on_ray, explain=explain)
+                                dataset=dataset, on_ray=on_ray, explain=explain,
+                                max_pixels=max_pixels)
     else:
         result = image_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
                                  explain=explain, on_ray=on_ray, address=address,
                                  sampling=sampling, rules=parse_rules(aggregate), margin=margin,
-                                 early_exit=early_exit)
+                                 early_exit=early_exit, max_pixels=max_pixels)
     require_images(result.decisions, paths, allow_empty, bad=result.bad, noun=noun)
     with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
         data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
@@ -212,7 +216,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
 
 
 def image_decisions(bundle, files, *, runtime, batch_size, explain, on_ray, address, sampling,
-                    rules, margin, early_exit):
+                    rules, margin, early_exit, max_pixels):
     """Decisions for the image and clip files among `files` (export/predict.py, predict_clips.py)."""
     from shotlab.export import predict
 
@@ -221,14 +225,14 @@ def image_decisions(bundle, files, *, runtime, batch_size, explain, on_ray, addr
         from shotlab.export.ray_predict import predict_paths_ray
 
         result = predict_paths_ray(bundle, images, address=address, runtime=runtime,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, max_pixels=max_pixels)
     else:
         result = predict.predict_paths(bundle, images, batch_size=batch_size, runtime=runtime,
-                                       keep_inputs=explain)
+                                       keep_inputs=explain, max_pixels=max_pixels)
     if clips:
         add_clip_decisions(result, bundle, clips, runtime=runtime, explain=explain,
                            sampling=sampling, rules=rules, margin=margin,
-                           early_exit=early_exit)
+                           early_exit=early_exit, max_pixels=max_pixels)
     return result
 
 
@@ -240,17 +244,19 @@ def refuse_options(kind: str, refused: dict) -> None:
                                      f"{flag}", param_hint=flag)
 
 
-def text_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray):
+def text_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray, max_pixels):
     """Decisions for every comment of the CSV, JSONL or .txt `files` (export/predict_texts.py)."""
     from shotlab.export.predict_texts import predict_texts
 
     refuse_options("text", {"--dataset": (dataset, "a text dataset is made by `shotlab curate "
                                                    "import`"),
-                            "--ray": (on_ray, "comments are decided in this process")})
+                            "--ray": (on_ray, "comments are decided in this process"),
+                            "--max-pixels": (max_pixels, "comments have no pixels")})
     return predict_texts(bundle, files, batch_size=batch_size, runtime=runtime)
 
 
-def post_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray, explain):
+def post_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray, explain,
+                   max_pixels):
     """Decisions for every post (image + caption) of the CSV or JSONL `files`
     (export/predict_posts.py); with `explain`, `.inputs` keeps each post's parts."""
     from shotlab.export.predict_posts import predict_posts
@@ -259,7 +265,7 @@ def post_decisions(bundle, files, *, runtime, batch_size, dataset, on_ray, expla
                                                    "file"),
                             "--ray": (on_ray, "posts are decided in this process")})
     return predict_posts(bundle, files, batch_size=batch_size, runtime=runtime,
-                         keep_inputs=explain)
+                         keep_inputs=explain, max_pixels=max_pixels)
 
 
 def check_ray_options(on_ray: bool, address, explain: bool) -> None:
@@ -272,13 +278,13 @@ def check_ray_options(on_ray: bool, address, explain: bool) -> None:
 
 
 def add_clip_decisions(result, bundle, clips, *, runtime: str, explain: bool, sampling, rules,
-                       margin, early_exit: bool) -> None:
+                       margin, early_exit: bool, max_pixels: int | None = None) -> None:
     """Append one decision per clip (and, for --explain, its top frames) to `result`."""
     from shotlab.export.predict_clips import clip_contract, predict_clips
 
     contract = clip_contract(bundle, sampling=sampling, rules=rules, margin=margin)
     found = predict_clips(bundle, clips, contract=contract, runtime=runtime,
-                          early_exit=early_exit, keep_inputs=explain)
+                          early_exit=early_exit, keep_inputs=explain, max_pixels=max_pixels)
     result.decisions += found.decisions
     result.bad += found.bad
     result.inputs += [top_frames(bundle, d, frames, probs) for d, frames, probs in

@@ -94,7 +94,8 @@ def decisions_for(bundle, paths, probs: np.ndarray, *, runtime: str) -> list[dic
 
 
 def predict_paths(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",
-                  progress=None, keep_inputs: bool = False) -> Prediction:
+                  progress=None, keep_inputs: bool = False,
+                  max_pixels: int | None = None) -> Prediction:
     """Decisions for `paths` in batches; unreadable images are listed in `.bad`, not raised."""
     from shotlab.core.progress import progress_bar
     from shotlab.runtime.runners import make_runner
@@ -104,7 +105,7 @@ def predict_paths(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str =
     with progress_bar(total=len(paths), enabled=progress, unit="img", desc="Predicting") as bar:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
-            inputs = load_inputs(chunk, preprocessing, progress=False)
+            inputs = load_inputs(chunk, preprocessing, progress=False, max_pixels=max_pixels)
             result.bad += inputs.bad
             if inputs.kept:
                 probs = runner(inputs.arrays)

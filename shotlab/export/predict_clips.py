@@ -149,7 +149,8 @@ def clip_thresholds(bundle) -> dict:
 
 
 def predict_clips(bundle, paths, *, contract=None, runtime: str = "onnx",
-                  early_exit: bool = False, progress=None, keep_inputs: bool = False):
+                  early_exit: bool = False, progress=None, keep_inputs: bool = False,
+                  max_pixels: int | None = None):
     """Decisions for the clips at `paths` (an `export.predict.Prediction`); bad clips are
     listed in `.bad` with the reason, not raised. With `keep_inputs`, `.inputs` holds each
     decision's frames (F, 3, H, W) and `.frame_probs` their scores (for --explain)."""
@@ -165,7 +166,8 @@ def predict_clips(bundle, paths, *, contract=None, runtime: str = "onnx",
     for path in progress_bar(paths, enabled=progress, unit="clip", desc="Predicting clips"):
         try:
             scored = score_clip(Path(path), runner, bundle.preprocessing, contract, thresholds,
-                                early_exit=early_exit, keep_inputs=keep_inputs)
+                                early_exit=early_exit, keep_inputs=keep_inputs,
+                                max_pixels=max_pixels)
         except BadImageError as exc:
             result.bad.append((str(path), exc.reason))
             continue

@@ -96,7 +96,8 @@ def post_fields(text: str) -> dict:
 
 
 def predict_posts(bundle, files, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",
-                  progress=None, keep_inputs: bool = False, runner=None) -> Prediction:
+                  progress=None, keep_inputs: bool = False, runner=None,
+                  max_pixels: int | None = None) -> Prediction:
     """Decisions for the posts in `files` (CSV/JSONL). With `keep_inputs`, `inputs` holds one
     {"image", "text"} row pair per decision (for --explain)."""
     from shotlab.core.progress import progress_bar
@@ -115,7 +116,8 @@ def predict_posts(bundle, files, *, batch_size: int = BATCH_SIZE, runtime: str =
         for start in range(0, len(posts), batch_size):
             chunk = posts[start:start + batch_size]
             loaded = load_parts({"image": [p.image for p in chunk],
-                                 "text": [p.text for p in chunk]}, bundle.parts)
+                                 "text": [p.text for p in chunk]}, bundle.parts,
+                                max_pixels=max_pixels)
             result.bad += [(chunk[i].where, reason_of(loaded.bad, chunk[i]))
                            for i in range(len(chunk)) if i not in loaded.kept]
             if loaded.kept:

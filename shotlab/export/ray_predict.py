@@ -29,7 +29,7 @@ class BatchPredictor:
     """A Ray Data actor: {"index", "path"} rows in, {"index", "record", "bad"} rows out
     (`record`: the decision as JSON, or "" for an unreadable file; `bad`: its reason)."""
 
-    def __init__(self, origin: str, digest: str, runtime: str):
+    def __init__(self, origin: str, digest: str, runtime: str, max_pixels: int | None = None):
         from shotlab.runtime.bundle import load_bundle
         from shotlab.runtime.runners import make_runner
 
@@ -38,7 +38,7 @@ class BatchPredictor:
             raise ShotlabError(f"{origin}: this node's bundle has digest "
                                f"{self.bundle.manifest['digest'][:12]}, the driver verified "
                                f"{digest[:12]}; give every node the same bundle")
-        self.runtime = runtime
+        self.runtime, self.max_pixels = runtime, max_pixels
         self.runner = make_runner(self.bundle, runtime, threads=ACTOR_THREADS)
 
     def __call__(self, batch: dict) -> dict:
@@ -46,7 +46,8 @@ class BatchPredictor:
         from shotlab.runtime.kinds import load_inputs
 
         paths = [str(p) for p in batch["path"]]
-        inputs = load_inputs(paths, self.bundle.preprocessing, progress=False)
+        inputs = load_inputs(paths, self.bundle.preprocessing, progress=False,
+                             max_pixels=self.max_pixels)
         records = {}
         if inputs.kept:
             kept = [paths[i] for i in inputs.kept]
@@ -61,7 +62,7 @@ class BatchPredictor:
 
 def predict_paths_ray(bundle, paths, *, address: str | None = None, runtime: str = "onnx",
                       batch_size: int = BATCH_SIZE, concurrency: int | None = None,
-                      progress=None) -> Prediction:
+                      progress=None, max_pixels: int | None = None) -> Prediction:
     """Decisions for `paths` on Ray Data, in the order of `paths`; unreadable files in `.bad`."""
     from shotlab.core.cluster import ray_session
     from shotlab.core.progress import progress_bar
@@ -78,7 +79,8 @@ def predict_paths_ray(bundle, paths, *, address: str | None = None, runtime: str
                                        for i, p in enumerate(paths)])
         decided = dataset.map_batches(
             BatchPredictor, fn_constructor_args=(os.path.abspath(bundle.origin),
-                                                 bundle.manifest["digest"], runtime),
+                                                 bundle.manifest["digest"], runtime,
+                                                 max_pixels),
             batch_size=batch_size, batch_format="numpy", concurrency=actors, num_cpus=1)
         with progress_bar(total=len(paths), enabled=progress, unit="img",
                           desc=f"Predicting on Ray ({actors} actors)") as bar:

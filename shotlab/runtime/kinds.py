@@ -47,7 +47,9 @@ class Kind:
     name: str
     summary: str  # one line for help texts and docs
     sample_shape: Callable  # (preprocessing) -> shape of one preprocessed sample
-    load: Callable  # (sources, preprocessing, *, progress, desc) -> Inputs
+    # (sources, preprocessing, *, progress, desc, max_pixels) -> Inputs; `max_pixels`: the
+    # pixel bomb limit per image or clip frame (None: core's default; text ignores it)
+    load: Callable
     extensions: frozenset[str]  # file suffixes a folder search collects for this kind
     # (data: bytes, preprocessing, *, max_pixels) -> one preprocessed sample; raises
     # BadImageError with the reason. What the service calls on a request body.
@@ -92,16 +94,18 @@ def image_shape(preprocessing) -> tuple[int, int, int]:
     return (len(preprocessing.channel_order), height, width)
 
 
-def load_images(paths, preprocessing, *, progress=None, desc="Preprocessing") -> Inputs:
+def load_images(paths, preprocessing, *, progress=None, desc="Preprocessing",
+                max_pixels: int | None = None) -> Inputs:
     """Decode and preprocess `paths`; bad images are skipped and listed, never raised."""
     from shotlab.core.errors import BadImageError
-    from shotlab.core.images import load_rgb
+    from shotlab.core.images import DEFAULT_MAX_PIXELS, load_rgb
     from shotlab.core.progress import progress_bar
 
     arrays, kept, bad = [], [], []
     for i, path in enumerate(progress_bar(paths, enabled=progress, unit="img", desc=desc)):
         try:
-            arrays.append(preprocessing.to_array(load_rgb(path)))
+            arrays.append(preprocessing.to_array(
+                load_rgb(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)))
             kept.append(i)
         except BadImageError as exc:
             bad.append((str(path), exc.reason))
@@ -119,19 +123,21 @@ def decode_image(data: bytes, preprocessing, *, max_pixels: int | None = None) -
 
 
 def load_clips(paths, preprocessing, *, progress=None, desc="Sampling clips",
-               sampling="uniform:8", dedupe: bool = True) -> Inputs:
+               sampling="uniform:8", dedupe: bool = True, max_pixels: int | None = None
+               ) -> Inputs:
     """Sample each clip's frames (`shotlab.core.clips`) and preprocess them as images: one row
     per frame, `frames` saying which clip and when. Bad clips are skipped and listed."""
     from PIL import Image
 
-    from shotlab.core.clips import sample_clip
+    from shotlab.core.clips import DEFAULT_MAX_FRAME_PIXELS, sample_clip
     from shotlab.core.errors import BadImageError
     from shotlab.core.progress import progress_bar
 
     arrays, kept, bad, frames, gaps = [], [], [], [], {}
     for i, path in enumerate(progress_bar(paths, enabled=progress, unit="clip", desc=desc)):
         try:
-            _, sampled, missing = sample_clip(path, sampling, dedupe=dedupe)
+            _, sampled, missing = sample_clip(path, sampling, dedupe=dedupe,
+                                              max_pixels=max_pixels or DEFAULT_MAX_FRAME_PIXELS)
         except BadImageError as exc:
             bad.append((str(path), exc.reason))
             continue
@@ -149,7 +155,8 @@ def text_shape(preprocessing) -> tuple[str]:
     return ("tokens",)  # a dynamic axis: a batch is padded to its longest comment
 
 
-def load_texts(texts, preprocessing, *, progress=None, desc="Tokenizing") -> Inputs:
+def load_texts(texts, preprocessing, *, progress=None, desc="Tokenizing",
+               max_pixels: int | None = None) -> Inputs:
     """Token ids of `texts` (the sources are the comments themselves); an empty or over-long
     text is skipped and listed with the reason, never raised."""
     from shotlab.core.progress import progress_bar
@@ -200,7 +207,8 @@ def get_kind(name: str) -> Kind:
     return KINDS[name]
 
 
-def load_parts(sources: dict, parts: dict, *, progress=None) -> Inputs:
+def load_parts(sources: dict, parts: dict, *, progress=None, max_pixels: int | None = None
+               ) -> Inputs:
     """The inputs of a model with several named parts (a post: "image" + "text"): each part's
     sources loaded through its own kind's entry, `sources[name][i]` and the other parts' i-th
     source making row i. `arrays` is {part name: array}; a row is kept only when every part of
@@ -209,8 +217,8 @@ def load_parts(sources: dict, parts: dict, *, progress=None) -> Inputs:
     counts = {name: len(sources[name]) for name in parts}
     if len(set(counts.values())) > 1:
         raise InputError(f"every part needs one source per input; got {counts}")
-    loaded = {name: load_inputs(sources[name], prep, progress=progress, desc=f"Loading {name}")
-              for name, prep in parts.items()}
+    loaded = {name: load_inputs(sources[name], prep, progress=progress, desc=f"Loading {name}",
+                                max_pixels=max_pixels) for name, prep in parts.items()}
     kept = sorted(set.intersection(*(set(i.kept) for i in loaded.values()))) if loaded else []
     arrays = {name: inputs.arrays[[inputs.kept.index(i) for i in kept]]
               for name, inputs in loaded.items()}
@@ -219,6 +227,9 @@ def load_parts(sources: dict, parts: dict, *, progress=None) -> Inputs:
     return Inputs(arrays, kept, bad)
 
 
-def load_inputs(sources, preprocessing, *, progress=None, desc="Preprocessing") -> Inputs:
-    """The model inputs of `sources` under `preprocessing`, through the table entry of its kind."""
-    return get_kind(preprocessing.kind).load(sources, preprocessing, progress=progress, desc=desc)
+def load_inputs(sources, preprocessing, *, progress=None, desc="Preprocessing",
+                max_pixels: int | None = None) -> Inputs:
+    """The model inputs of `sources` under `preprocessing`, through the table entry of its kind
+    (`max_pixels`: the pixel bomb limit for images and clip frames; None, the default)."""
+    return get_kind(preprocessing.kind).load(sources, preprocessing, progress=progress, desc=desc,
+                                             max_pixels=max_pixels)

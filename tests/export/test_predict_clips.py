@@ -157,3 +157,24 @@ def test_predict_help_lists_the_clip_options():
     text = CliRunner().invoke(cli, ["predict", "--help"]).output
     for option in ("--sampling", "--aggregate", "--early-exit", "--margin"):
         assert option in text
+
+
+def test_predict_holds_images_and_clip_frames_to_max_pixels(exported, clips, tmp_path):
+    """predict had no --max-pixels: an image or clip over the default limit could be imported
+    (curate import --max-pixels) and served, but never decided by predict."""
+    from PIL import Image
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(folder / "photo.png")  # 1,920 pixels
+    clip = next(iter(clips.values()))  # 48 x 48 = 2,304 pixels a frame
+    args = ["predict", str(exported.path), str(folder), str(clip), "--json"]
+    held = CliRunner().invoke(cli, [*args, "--max-pixels", "1000", "--allow-empty",
+                                    "--out", str(tmp_path / "held.jsonl")])
+    assert held.exit_code == 0, held.output
+    reasons = {b["path"].rsplit("/", 1)[-1]: b["reason"] for b in json.loads(held.output)["bad_files"]}
+    assert "over the 1,000-pixel limit" in reasons["photo.png"]
+    assert "over the 1,000-pixel limit per frame" in reasons[clip.name]
+    let_through = CliRunner().invoke(cli, [*args, "--max-pixels", "3072",
+                                           "--out", str(tmp_path / "all.jsonl")])
+    assert let_through.exit_code == 0 and json.loads(let_through.output)["bad"] == 0
