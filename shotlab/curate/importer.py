@@ -111,6 +111,18 @@ def check_task(records: list[Record], multilabel: bool, source: Path) -> None:
 Checked = tuple[str, Record, ImageFacts]  # resolved path, what the source said, what the file is
 
 
+def over_default_limit(valid: list[Checked]) -> list[str]:
+    """A warning when `--max-pixels` let in images over the default limit: only `predict` and
+    `serve` take the option, so training, checks and export would refuse those files."""
+    over = [path for path, _, facts in valid if facts.width * facts.height > DEFAULT_MAX_PIXELS]
+    if not over:
+        return []
+    return [f"{len(over)} imported image(s) are over {DEFAULT_MAX_PIXELS:,} pixels (first: "
+            f"{over[0]}): train, curate check and export read dataset files at that limit and "
+            f"will refuse them (only predict and serve take --max-pixels); downscale them, or "
+            f"tag them 'exclude' in the App and run `shotlab curate apply`"]
+
+
 def inspect_all(candidates: dict[str, Record], *, max_pixels: int, workers: int,
                 progress: bool | None) -> tuple[list[Checked], list[Skipped]]:
     """Hash and decode every file in a thread pool.
@@ -208,7 +220,7 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     check_not_empty(scan, valid, skipped, existing, given, allow_empty)
     dataset = target_dataset(existing, name, task)
     warnings = [] if store.unique_paths(dataset) else [REPEATED_PATHS.format(name=name)]
-    warnings += source_disagrees(existing, paths, candidates, name)
+    warnings += source_disagrees(existing, paths, candidates, name) + over_default_limit(valid)
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
     added = add_all(dataset, valid, task, source, progress, make=make_sample)

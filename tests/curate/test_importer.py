@@ -227,3 +227,25 @@ def test_an_empty_source_is_refused_unless_allowed(tmp_path, dataset_name):
     assert dataset_name not in store.list_datasets()
     report = import_path(tmp_path / "empty", dataset_name, allow_empty=True, progress=False)
     assert report.added == 0 and len(store.load(dataset_name)) == 0
+
+
+def test_an_image_over_the_default_limit_imported_with_max_pixels_is_warned_about(
+        tmp_path, dataset_name):
+    """--max-pixels let a 90-megapixel image in, and training then refused it as a bomb with
+    nothing said at import."""
+    from PIL import Image
+
+    from shotlab.core.images import DEFAULT_MAX_PIXELS
+
+    folder = tmp_path / "tree" / "train" / "pano"
+    folder.mkdir(parents=True)
+    Image.new("L", (9500, 9420)).save(folder / "huge.png")  # 89,490,000 pixels
+    write_image(folder / "small.png")
+    report = import_path(tmp_path / "tree", dataset_name, progress=False,
+                         max_pixels=2 * DEFAULT_MAX_PIXELS)
+    assert report.added == 2
+    (warning,) = [w for w in report.warnings if "over 89,478,485 pixels" in w]
+    assert "huge.png" in warning and "only predict and serve take --max-pixels" in warning
+    plain = import_path(tmp_path / "tree", f"{dataset_name}-b", progress=False)
+    assert not any("89,478,485" in w for w in plain.warnings)  # refused there, as a bomb
+    store.delete(f"{dataset_name}-b")
