@@ -86,12 +86,13 @@ def empirical_cut(positives, target: float) -> float:
 
 
 def cuts(y, scores, unsafe: int) -> dict:
-    """{rule: threshold} on calibrated `scores` of labels `y`."""
-    from shotlab.train.thresholds import highest_threshold
+    """{rule: threshold} on calibrated `scores` of labels `y`, each lowered into the gap below it
+    as a run's thresholds are (`below_noise`: 0.001, or halfway to the next lower score)."""
+    from shotlab.train.thresholds import below_noise, highest_threshold
 
-    positives = scores[y == unsafe, unsafe]
-    return {"conformal": highest_threshold(positives, TARGET),
-            "empirical": empirical_cut(positives, TARGET)}
+    positives, column = scores[y == unsafe, unsafe], scores[:, unsafe]
+    return {"conformal": below_noise(highest_threshold(positives, TARGET), column),
+            "empirical": below_noise(empirical_cut(positives, TARGET), column)}
 
 
 def on_test(scores: np.ndarray, y_test, threshold: float) -> dict:

@@ -46,8 +46,8 @@ def ray_module(*, loopback: bool = False):
 
 
 def head_address(address: str | None) -> tuple[str, int] | None:
-    """(host, port) of a `HOST:PORT` address; None for none, `auto` or a `ray://` URL."""
-    if not address or "://" in address or address == "auto":
+    """(host, port) of a `HOST:PORT` address; None for none, `auto`, `local` or a URL."""
+    if not address or "://" in address or address in ("auto", "local"):
         return None
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -65,6 +65,15 @@ def knock(host: str, port: int) -> None:
     except OSError as exc:
         raise ShotlabError(f"nothing answers at {host}:{port} ({exc.strerror or exc}); check "
                            f"--address (ray status on the head node prints it)") from None
+
+
+def address_host(address: str | None) -> str | None:
+    """The machine an address names: HOST of `HOST:PORT` or `ray://HOST:PORT`; None for none,
+    `auto` and `local` (this machine's own Ray)."""
+    if address and address.startswith("ray://"):
+        return address[len("ray://"):].rpartition(":")[0].strip("[]") or None
+    found = head_address(address)
+    return found[0] if found else None
 
 
 @contextmanager

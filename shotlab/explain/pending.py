@@ -60,7 +60,7 @@ def sole_run(store_path):
 
     from shotlab.core.errors import InputError
 
-    path = Path(store_path)
+    path = Path(store_path).resolve()  # one lock per file, whatever link names it
     with open(path.with_name(f".{path.name}.pending-lock"), "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -100,7 +100,8 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
                     add(total, summary)
                     if progress:
                         progress(summary["processed"] + summary["failed"])
-            except ray.exceptions.RayError as exc:  # a worker died (a node lost, a kill)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.NodeDiedError) as exc:  # a worker died (a node lost, a kill)
                 raise ShotlabError(
                     f"a Ray worker stopped ({type(exc).__name__}) after {total['processed']} "
                     f"appeals were explained and stored; the rest stay queued: run `explain "

@@ -80,7 +80,7 @@ def decision_records(bundle, probs: np.ndarray, sha256s, *, runtime: str,
     paths = paths if paths is not None else [None] * len(rows)
     return [{"decision_id": uuid.uuid4().hex,
              "path": str(Path(path).resolve()) if path is not None else None,
-             "sha256": sha256, **row, "bundle": str(Path(bundle.origin).absolute()),
+             "sha256": sha256, **row, "bundle": os.path.abspath(bundle.origin),
              "model_sha256": bundle.model_sha256(runtime),
              "policy_version": bundle.policy.get("version"), "runtime": runtime, "time": now}
             for path, sha256, row in zip(paths, sha256s, rows)]

@@ -93,9 +93,15 @@ class PipeSafeWriter(io.RawIOBase):
 
 
 def pipe_safe_stdout() -> None:
-    """Standard output as before, except that a closed pipe swallows what is written to it."""
-    sys.stdout.flush()
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(PipeSafeWriter(sys.stdout.fileno())),
+    """Standard output as before, except that a closed pipe swallows what is written to it.
+    Left alone when there is no file descriptor behind it (started with `>&-`: Python's
+    sys.stdout is then None, and Streamlit writes nothing it needs)."""
+    try:
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # None, or no descriptor
+        return
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(PipeSafeWriter(fd)),
                                   encoding=sys.stdout.encoding, errors=sys.stdout.errors,
                                   line_buffering=True)
 

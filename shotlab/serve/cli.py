@@ -133,12 +133,12 @@ def shared_store_uri(address: str | None) -> str:
     another machine's), where 127.0.0.1 would name each node's own."""
     from shotlab.core import database
     from shotlab.core.addresses import is_loopback
-    from shotlab.core.cluster import head_address
+    from shotlab.core.cluster import address_host
     from shotlab.core.workspace import current
 
     workspace = current()
-    head = head_address(address)
-    if workspace.database_uri is None and head and not is_loopback(head[0]):
+    host = address_host(address)
+    if workspace.database_uri is None and host and not is_loopback(host):
         raise click.BadParameter(f"the workspace's own MongoDB listens on this machine's "
                                  f"127.0.0.1, which replicas on {address} cannot reach; give "
                                  f"a server every node reaches: shotlab --database-uri "

@@ -133,6 +133,8 @@ def run_on_ray(options, *, address: str | None, replicas: int) -> None:
         except KeyboardInterrupt:
             pass
         finally:
+            for number in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the
+                signal.signal(number, signal.SIG_IGN)       # clean-up short (the app would stay)
             serve.delete(APP_NAME)
             if started:
                 serve.shutdown()

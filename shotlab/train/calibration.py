@@ -18,12 +18,13 @@ With fewer than MIN_SAMPLES validation images (or a single class present) the fi
 the raw scores are kept; the record says why.
 
 Where the raw scores already rank every validation sample's own class first (text embeddings
-separate a few dozen comments easily), the log-likelihood keeps falling as T shrinks and has no
-minimum: the fit ran to its bound T = 0.05, and scores that were near ties (0.38 / 0.34 / 0.28)
-came out 0.90 / 0.10, out of the review band. n right of n says the model is right about
-(n + 1) / (n + 2) of the time (Laplace's rule of succession), not always; so for such a split
-(or such a class, multilabel) T is the one at which the mean score of the true label is
-(n + 1) / (n + 2), and the record's `rule` says so.
+separate a few dozen comments easily; an exact tie counts), the log-likelihood keeps falling as
+T shrinks and has no minimum: the fit ran to its bound T = 0.05 whatever the scores. n right of
+n says the model is right about (n + 1) / (n + 2) of the time (Laplace's rule of succession), not
+always; so for such a split (or such a class, multilabel) T is the one at which the mean score
+of the true label is (n + 1) / (n + 2), and the record's `rule` says so, or says that no T
+within the bounds reaches it (raw scores as close as 0.38 / 0.34 / 0.28 everywhere: T stays at
+0.05, and such near ties still come out about 0.90 / 0.10).
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def _true_label_score(z: np.ndarray, y: np.ndarray, task: str) -> float:
 
 
 def _laplace_temperature(z: np.ndarray, y: np.ndarray, task: str) -> float:
-    """For a separated split: the T giving the true label a mean score of (n + 1) / (n + 2)."""
+    """For a separated split: the T giving the true label a mean score of (n + 1) / (n + 2),
+    or the nearer bound where no T within them does (scores so close together that even
+    T = 0.05 leaves the mean below it; the record then says so)."""
     from scipy.optimize import brentq
 
     target = (len(y) + 1) / (len(y) + 2)
@@ -86,14 +89,26 @@ def _laplace_temperature(z: np.ndarray, y: np.ndarray, task: str) -> float:
     return float(np.exp(brentq(gap, low, high, xtol=1e-4)))
 
 
+def laplace_rule(z: np.ndarray, y: np.ndarray, temperature, task: str) -> str:
+    """What the record says of a separated split's T: the target met, or missed at a bound."""
+    target = (len(y) + 1) / (len(y) + 2)
+    t = np.asarray(temperature, dtype=np.float64)
+    reached = _true_label_score(z / t, y, task)
+    rule = SEPARATED.format(n=len(y))
+    if abs(reached - target) > 1e-3:
+        rule += (f"; out of reach within T {np.exp(LOG_T_BOUNDS[0]):.2f}-"
+                 f"{np.exp(LOG_T_BOUNDS[1]):.0f}, so the bound, at a mean of {reached:.3f}")
+    return rule
+
+
 def _separated(z: np.ndarray, y: np.ndarray, task: str) -> bool:
     """Whether every sample's true label is ranked first (multilabel: on the right side of 0.5),
     so the log-likelihood only falls as T shrinks."""
-    if task == "multilabel":
-        return bool(np.all((z > 0) == (y == 1)))
+    if task == "multilabel":  # a score of exactly 0.5 is a tie: no minimum either
+        return bool(np.all(np.where(y == 1, z >= 0, z <= 0)))
     true = z[np.arange(len(y)), y]
     others = np.where(np.arange(z.shape[1]) == y[:, None], -np.inf, z)
-    return bool(np.all(true > others.max(axis=1)))
+    return bool(np.all(true >= others.max(axis=1)))
 
 
 def _best_temperature(z: np.ndarray, y: np.ndarray, task: str) -> tuple[float, bool]:
@@ -134,7 +149,7 @@ def fit_calibration(y_val, probs_val, *, task: str) -> dict:
         temperature, separated = _best_temperature(z, y, task)
     after = scaled(probs_val, temperature, task)
     return {"method": "temperature", "temperature": temperature, "fitted_on": int(len(y)),
-            **({"rule": SEPARATED.format(n=len(y))} if separated else {}),
+            **({"rule": laplace_rule(z, y, temperature, task)} if separated else {}),
             "val_nll_before": nll(y, probs_val, task), "val_nll_after": nll(y, after, task),
             "val_ece_before": ece(y, probs_val, task=task), "val_ece_after": ece(y, after, task=task)}
 

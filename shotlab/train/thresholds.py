@@ -95,7 +95,8 @@ def below_noise(threshold: float, scores: np.ndarray) -> float:
     that is nearer: the same scores are flagged, with room for float noise (module docstring)."""
     lower = scores[scores < threshold]
     floor = float(lower.max()) if lower.size else 0.0
-    return max(threshold - SCORE_SLACK, (threshold + floor) / 2, 0.0)
+    lowered = max(threshold - SCORE_SLACK, (threshold + floor) / 2, 0.0)
+    return lowered if lowered > floor or not lower.size else threshold  # one ulp: no room
 
 
 def _class_threshold(y, s, *, target_recall, margin) -> dict:

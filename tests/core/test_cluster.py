@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shotlab.core.cluster import head_address, knock
+from shotlab.core.cluster import address_host, head_address, knock
 from shotlab.core.errors import ShotlabError
 
 ROOT = Path(__file__).parents[2]
@@ -29,7 +29,9 @@ def test_addresses_are_read_or_refused_in_one_line():
     assert head_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
     assert head_address("[::1]:6379") == ("::1", 6379)
     assert head_address(None) is None and head_address("auto") is None
-    assert head_address("ray://head:10001") is None
+    assert head_address("ray://head:10001") is None and head_address("local") is None
+    assert address_host("ray://10.0.0.5:10001") == "10.0.0.5"
+    assert address_host("10.0.0.5:6379") == "10.0.0.5" and address_host("auto") is None
     with pytest.raises(ShotlabError, match="--address head: expected HOST:PORT"):
         head_address("head")
 

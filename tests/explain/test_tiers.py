@@ -138,4 +138,7 @@ def test_a_second_run_on_the_same_queue_is_refused(explain_bundle, colour_images
         if holder.poll() is None:
             holder.kill()
     with sole_run(store_path):  # and in one process, after the run: free again
-        pass
+        alias = tmp_path / "alias.sqlite"
+        alias.symlink_to(store_path)
+        with pytest.raises(InputError, match="another"):  # the same store under another name
+            process_pending(alias, options=FAST)

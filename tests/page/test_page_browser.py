@@ -433,6 +433,35 @@ def test_the_page_outlives_a_reader_that_stopped_reading(exported, tmp_path):
     assert "BrokenPipeError" not in (tmp_path / "stderr.txt").read_text()
 
 
+def test_the_page_starts_with_no_standard_output_at_all(exported, tmp_path):
+    """`shotlab explain app B >&-` (a service manager may start it so): Python's sys.stdout is
+    None there, and making standard output pipe-safe must not end the page."""
+    import subprocess
+    import time
+
+    import httpx
+
+    page_server, port = PageServer(exported.path, home=tmp_path / "home"), free_port()
+    closed = ["sh", "-c", 'exec "$@" >&-', "sh", *page_server.command, "--port", str(port)]
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = subprocess.Popen(closed, env=page_server.env, stderr=stderr)
+    try:
+        answer = None
+        for _ in range(300):  # the page's start-up: up to a minute on a busy machine
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
+                time.sleep(0.2)
+        assert answer == "ok"
+        process.terminate()
+        assert process.wait(15) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_nothing_written_to_the_users_home(server, home):
     """Run last in this file: after every page above, the page process's HOME is still empty
     (no ~/.streamlit, no caches, no uploads)."""

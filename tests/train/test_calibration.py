@@ -73,6 +73,22 @@ def test_a_perfectly_separated_split_is_not_sharpened_to_the_bound(spread):
     assert apply(near_tie, record, "multiclass").max() < 0.9999
 
 
+def test_near_ties_out_of_reach_and_exact_ties_are_said_as_they_are():
+    """Thirty separated near ties (0.38 / 0.34 / 0.28) cannot reach 31/32 within T >= 0.05:
+    the record claimed it had; one exact tie made the split 'not separated' and the
+    log-likelihood fit ran to the bound with no word."""
+    y = np.arange(30) % 3
+    order = np.array([[0.38, 0.34, 0.28], [0.34, 0.38, 0.28], [0.28, 0.34, 0.38]])
+    record = fit_calibration(y, order[y], task="multiclass")
+    assert record["temperature"] == pytest.approx(0.0498, abs=1e-3)
+    assert "out of reach within T 0.05-20, so the bound, at a mean of 0.90" in record["rule"]
+    tied = np.array([[0.6, 0.3, 0.1], [0.3, 0.6, 0.1], [0.1, 0.3, 0.6]])[y]
+    tied[0] = [0.45, 0.45, 0.10]  # the true class ties with another
+    record = fit_calibration(y, tied, task="multiclass")
+    assert "n = 30" in record["rule"]  # no log-likelihood fit run to its bound
+    assert record["temperature"] > 0.1 and apply(tied, record, "multiclass")[3, 0] > 0.9
+
+
 def test_a_separated_multilabel_class_gets_its_laplace_temperature():
     rng = np.random.default_rng(3)
     y = np.stack([np.arange(30) % 2, (rng.random(30) < 0.5).astype(int)], axis=1)

@@ -65,6 +65,11 @@ def test_a_positive_scored_a_float_ulp_lower_is_still_flagged():
     threshold = entry["threat"]["threshold"]
     assert 0.058025375 - 2e-8 >= threshold > 0.0580  # halfway into the narrow gap below it
     assert entry["threat"]["recall"] == 1.0 and entry["threat"]["flag_rate"] == 0.6
+    # a negative one ulp below: no room under the positive, the threshold stays on it
+    s = np.array([0.9, np.nextafter(0.9, 0), 0.1])
+    close = choose_thresholds(np.array([1, 0, 0]), np.stack([1 - s, s], axis=1),
+                              ["safe", "threat"], unsafe="threat", target_recall=1.0)["threat"]
+    assert close["threshold"] == 0.9 and close["precision"] == 1.0
 
 
 def test_class_without_validation_positives_is_reported_not_fatal():
