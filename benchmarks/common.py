@@ -111,28 +111,24 @@ def bench_parser(doc: str, kept: str):
 
 
 
-def seed(text: str) -> int:
-    """An argparse type: a seed numpy's generators take (0 to 2**32 - 1), else one clear line."""
+def whole_number(low: int, high: int | None, what: str):
+    """An argparse type: a whole number from `low` to `high` (None: no upper end), else one
+    clear line naming `what` it is."""
     import argparse
 
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: give a whole number from 0 "
-                                         f"to {2**32 - 1}")
-    return value
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}: give a whole number "
+                                             f"{span}")
+        return value
+
+    return parse
 
 
-def positive(text: str) -> int:
-    """An argparse type: a count of at least 1, else one clear line."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count: give a whole number >= 1")
-    return value
+seed = whole_number(0, 2**32 - 1, "seed")  # what numpy's generators take
+positive = whole_number(1, None, "count")

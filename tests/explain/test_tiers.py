@@ -81,13 +81,19 @@ def test_record_flagged_with_another_checkpoint_says_so(explain_bundle, colour_i
     assert record_flagged(bundle, decisions, inputs, tmp_path / "e.sqlite") == 1
 
 
-def test_pending_appeals_are_processed_in_batches(explain_bundle, colour_images, tmp_path):
+def flagged_store(explain_bundle, images, tmp_path):
+    """An explanation store holding the tier-1 records of `images`' flagged decisions."""
     from shotlab.runtime.bundle import load_bundle
 
     bundle = load_bundle(explain_bundle)
-    decisions, inputs = decisions_for(bundle, colour_images[:3])
+    decisions, inputs = decisions_for(bundle, images)
     store_path = tmp_path / "e.sqlite"
     record_flagged(bundle, decisions, inputs, store_path)
+    return store_path
+
+
+def test_pending_appeals_are_processed_in_batches(explain_bundle, colour_images, tmp_path):
+    store_path = flagged_store(explain_bundle, colour_images[:3], tmp_path)
     with ExplanationStore(store_path) as store:
         store.queue("d0", ["lime", "shap"])
         store.queue("d1", ["lime"])
@@ -114,12 +120,8 @@ def test_a_second_run_on_the_same_queue_is_refused(explain_bundle, colour_images
 
     from shotlab.core.errors import InputError
     from shotlab.explain.pending import sole_run
-    from shotlab.runtime.bundle import load_bundle
 
-    bundle = load_bundle(explain_bundle)
-    decisions, inputs = decisions_for(bundle, colour_images[:1])
-    store_path = tmp_path / "e.sqlite"
-    record_flagged(bundle, decisions, inputs, store_path)
+    store_path = flagged_store(explain_bundle, colour_images[:1], tmp_path)
     with ExplanationStore(store_path) as store:
         store.queue("d0", ["lime"])
     holder = subprocess.Popen([sys.executable, "-c", (
