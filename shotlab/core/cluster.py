@@ -10,8 +10,9 @@ leaves it running. A `HOST:PORT` is knocked on first (CONNECT_TIMEOUT_S): Ray it
 dead address for minutes. A loopback one (a cluster on this machine, started on 127.0.0.1) gets
 the loopback switch too, or Ray advertises the machine's network address to it and never
 connects. Without an address the local Ray is started even when RAY_ADDRESS names a cluster or
-another `ray start` left one running (Ray's `address="local"`). Shotlab must be installed on every node, at the version the driver runs, and
-the bundle and image paths must be readable there (a shared filesystem).
+another `ray start` left one running (Ray's `address="local"`). Shotlab must be installed on
+every node, at the version the driver runs, and the bundle and image paths must be readable
+there (a shared filesystem).
 """
 
 from __future__ import annotations

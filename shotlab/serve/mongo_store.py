@@ -30,10 +30,8 @@ DUPLICATE_KEY = 11000  # MongoDB's error code for a unique index violation
 class MongoDecisionStore:
     def __init__(self, uri: str):
         from pymongo import ASCENDING, MongoClient
-        from pymongo.errors import PyMongoError
+        from pymongo.errors import ConfigurationError, PyMongoError
         from pymongo.write_concern import WriteConcern
-
-        from pymongo.errors import ConfigurationError
 
         try:
             self.client = MongoClient(uri)

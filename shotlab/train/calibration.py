@@ -89,16 +89,16 @@ def _laplace_temperature(z: np.ndarray, y: np.ndarray, task: str) -> float:
     return float(np.exp(brentq(gap, low, high, xtol=1e-4)))
 
 
-def laplace_rule(z: np.ndarray, y: np.ndarray, temperature, task: str) -> str:
-    """What the record says of a separated split's T: the target met, or missed at a bound."""
+def laplace_rule(z: np.ndarray, y: np.ndarray, temperature: float, task: str) -> str:
+    """What the record says of a separated split's (or multilabel column's) T: the Laplace
+    target met, or missed at a bound."""
     target = (len(y) + 1) / (len(y) + 2)
-    t = np.asarray(temperature, dtype=np.float64)
-    reached = _true_label_score(z / t, y, task)
-    rule = SEPARATED.format(n=len(y))
-    if abs(reached - target) > 1e-3:
-        rule += (f"; out of reach within T {np.exp(LOG_T_BOUNDS[0]):.2f}-"
-                 f"{np.exp(LOG_T_BOUNDS[1]):.0f}, so the bound, at a mean of {reached:.3f}")
-    return rule
+    reached = _true_label_score(z / temperature, y, task)
+    if abs(reached - target) <= 1e-3:
+        return SEPARATED.format(n=len(y))
+    return (f"{SEPARATED.format(n=len(y))}; out of reach within T "
+            f"{np.exp(LOG_T_BOUNDS[0]):.2f}-{np.exp(LOG_T_BOUNDS[1]):.0f}, so the bound, at a "
+            f"mean of {reached:.3f}")
 
 
 def _separated(z: np.ndarray, y: np.ndarray, task: str) -> bool:
@@ -144,12 +144,16 @@ def fit_calibration(y_val, probs_val, *, task: str) -> dict:
     if task == "multilabel":  # a column with one label value only has no temperature to fit
         fits = [_best_temperature(z[:, k], y[:, k], task) if 0 < y[:, k].sum() < len(y)
                 else (1.0, False) for k in range(z.shape[1])]
-        temperature, separated = [t for t, _ in fits], any(sep for _, sep in fits)
+        temperature = [t for t, _ in fits]
+        rules = {laplace_rule(z[:, k], y[:, k], t, task) for k, (t, sep) in enumerate(fits)
+                 if sep}
+        rule = "; ".join(sorted(rules)) + (" (for the classes so separated)" if rules else "")
     else:
         temperature, separated = _best_temperature(z, y, task)
+        rule = laplace_rule(z, y, temperature, task) if separated else ""
     after = scaled(probs_val, temperature, task)
     return {"method": "temperature", "temperature": temperature, "fitted_on": int(len(y)),
-            **({"rule": laplace_rule(z, y, temperature, task)} if separated else {}),
+            **({"rule": rule} if rule else {}),
             "val_nll_before": nll(y, probs_val, task), "val_nll_after": nll(y, after, task),
             "val_ece_before": ece(y, probs_val, task=task), "val_ece_after": ece(y, after, task=task)}
 
