@@ -399,64 +399,65 @@ def test_a_foreign_origin_makes_the_page_call_out_to_nobody(exported, tmp_path):
     assert proxy.seen == []
 
 
-def test_the_page_outlives_a_reader_that_stopped_reading(exported, tmp_path):
-    """`shotlab explain app B | head -1`: Streamlit's banner went into the closed pipe and the
-    server ended with a BrokenPipeError; it prints no banner now, and stops on SIGTERM."""
-    import subprocess
-
+def wait_healthy(port: int, process, log: Path) -> None:
+    """Until the page at `port` answers its health check; fails if `process` ends first."""
     import time
 
     import httpx
 
+    from tests.page.conftest import STARTUP_S
+
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-2000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the page did not start:\n" + log.read_text()[-2000:])
+
+
+def test_the_page_outlives_a_reader_that_stopped_reading(exported, tmp_path):
+    """`shotlab explain app B | head -1`: Streamlit's banner went into the closed pipe and the
+    server ended with a BrokenPipeError; it prints no banner now, and stops on SIGTERM."""
+    import subprocess
+    import time
+
     page_server, port = PageServer(exported.path, home=tmp_path / "home"), free_port()
-    with open(tmp_path / "stderr.txt", "w") as stderr:
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
         process = subprocess.Popen([*page_server.command, "--port", str(port)],
                                    env=page_server.env, stdout=subprocess.PIPE, stderr=stderr)
     try:
         assert b"Explanation page for" in process.stdout.readline()
         process.stdout.close()  # what `head -1` does once it has its line
-        url = f"http://127.0.0.1:{port}/_stcore/health"
-        answers = []
-        for _ in range(40):  # about 8 s: the banner came right after the server started
-            try:
-                answers.append(httpx.get(url, timeout=2).text)
-            except httpx.HTTPError:
-                answers.append("down")
-            time.sleep(0.2)
-        assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
-        assert answers[-1] == "ok"
+        wait_healthy(port, process, log)
+        time.sleep(5)  # Streamlit's banner came right after its server started
+        wait_healthy(port, process, log)  # still there
         process.terminate()
-        assert process.wait(15) is not None
+        assert process.wait(30) is not None  # it used to ignore SIGTERM here
     finally:
         if process.poll() is None:
             process.kill()
-    assert "BrokenPipeError" not in (tmp_path / "stderr.txt").read_text()
+    assert "BrokenPipeError" not in log.read_text()
 
 
 def test_the_page_starts_with_no_standard_output_at_all(exported, tmp_path):
     """`shotlab explain app B >&-` (a service manager may start it so): Python's sys.stdout is
     None there, and making standard output pipe-safe must not end the page."""
     import subprocess
-    import time
-
-    import httpx
 
     page_server, port = PageServer(exported.path, home=tmp_path / "home"), free_port()
     closed = ["sh", "-c", 'exec "$@" >&-', "sh", *page_server.command, "--port", str(port)]
-    with open(tmp_path / "stderr.txt", "w") as stderr:
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
         process = subprocess.Popen(closed, env=page_server.env, stderr=stderr)
     try:
-        answer = None
-        for _ in range(300):  # the page's start-up: up to a minute on a busy machine
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text
-                break
-            except httpx.HTTPError:
-                assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
-                time.sleep(0.2)
-        assert answer == "ok"
+        wait_healthy(port, process, log)
         process.terminate()
-        assert process.wait(15) is not None
+        assert process.wait(30) is not None
     finally:
         if process.poll() is None:
             process.kill()
