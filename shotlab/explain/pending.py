@@ -61,7 +61,13 @@ def sole_run(store_path):
     from shotlab.core.errors import InputError
 
     path = Path(store_path).resolve()  # one lock per file, whatever link names it
-    with open(path.with_name(f".{path.name}.pending-lock"), "a") as lock:
+    try:
+        lock = open(path.with_name(f".{path.name}.pending-lock"), "a")
+    except OSError as exc:  # a read-only folder: the store could not take the results either
+        raise InputError(f"{store_path}: cannot write beside the store ({exc.strerror}); "
+                         f"processing appeals writes into it: copy it to a writable folder"
+                         ) from None
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
