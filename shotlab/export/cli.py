@@ -182,10 +182,10 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
     files = predict.collect_paths(paths)
     require_images(files, paths, allow_empty)
     runtime = chosen_runtime(runtime, fp16, loaded)
-    if loaded.preprocessing.kind == "text":
+    if noun == "comment":
         result = text_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
                                 dataset=dataset, on_ray=on_ray, max_pixels=max_pixels)
-    elif len(loaded.parts) > 1:  # a post (image + caption): PATHS are CSV/JSONL of posts
+    elif noun == "post":  # image + caption: PATHS are CSV/JSONL of posts
         result = post_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
                                 dataset=dataset, on_ray=on_ray, explain=explain,
                                 max_pixels=max_pixels)

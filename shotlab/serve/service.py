@@ -107,6 +107,19 @@ def open_store(options: ServeOptions):
     return DecisionStore(options.store / DECISIONS_FILE)
 
 
+def unless_store_lost(call, lost_value):
+    """`call()`, or `lost_value` when it fails because the database stopped answering (any
+    other error is raised)."""
+    from shotlab.core.database import lost
+
+    try:
+        return call()
+    except Exception as exc:
+        if lost(exc) is None:
+            raise
+        return lost_value
+
+
 class Service:
     """`batcher`: the class that groups requests into model runs (MicroBatcher in the embedded
     server, serve.ray_serve.ServeBatcher on Ray Serve)."""
@@ -143,27 +156,15 @@ class Service:
     def pending_or_nan(self) -> float:
         """The store's queued tier-1 jobs; NaN while the store does not answer (so /metrics
         still answers, with the other figures)."""
-        from shotlab.core.database import lost
-
-        try:
-            return self.store.pending()
-        except Exception as exc:
-            if lost(exc) is None:
-                raise
-            return float("nan")
+        return unless_store_lost(self.store.pending, float("nan"))
 
     def store_down(self) -> str | None:
         """Why the decision store does not answer, or None (a store that can be pinged is
         asked: MongoDB; SQLite is a file beside the process)."""
-        from shotlab.core.database import lost
-
-        try:
+        def answers() -> None:
             getattr(self.store, "ping", lambda: None)()
-        except Exception as exc:
-            if lost(exc) is None:
-                raise
-            return STORE_DOWN
-        return None
+
+        return unless_store_lost(answers, STORE_DOWN)
 
     # lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -57,6 +57,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def became_healthy(port: int, process) -> bool:
+    """Whether the page on `port` answers its health check within STARTUP_S, before `process`
+    (the page's) ends."""
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 class PageServer:
     """`python -m shotlab explain app BUNDLE --port P ...` in a real subprocess."""
 
@@ -76,14 +90,8 @@ class PageServer:
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True)
         threading.Thread(target=self.drain, daemon=True).start()
-        deadline = time.monotonic() + STARTUP_S
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if httpx.get(self.url + "/_stcore/health", timeout=2).text == "ok":
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        if became_healthy(port, self.process):
+            return self
         self.stop()
         raise AssertionError("the page did not start:\n" + "".join(self.log))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.page.conftest import PageServer, free_port
+from tests.page.conftest import PageServer, became_healthy, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -401,22 +401,7 @@ def test_a_foreign_origin_makes_the_page_call_out_to_nobody(exported, tmp_path):
 
 def wait_healthy(port: int, process, log: Path) -> None:
     """Until the page at `port` answers its health check; fails if `process` ends first."""
-    import time
-
-    import httpx
-
-    from tests.page.conftest import STARTUP_S
-
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-2000:]
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the page did not start:\n" + log.read_text()[-2000:])
+    assert became_healthy(port, process), "the page did not start:\n" + log.read_text()[-2000:]
 
 
 def test_the_page_outlives_a_reader_that_stopped_reading(exported, tmp_path):
