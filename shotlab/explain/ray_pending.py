@@ -9,6 +9,10 @@ the single-process code, against a RecordingStore: the maps, scores and outcomes
 written come back to the driver, which writes them into STORE, one transaction per batch, as
 the batches finish. Only the driver touches STORE (an SQLite file); the actors need the images
 and bundles at the paths the appeals name (a shared filesystem on a cluster).
+
+An actor that dies (a node lost, a kill) is restarted by Ray and its batch run again, up to
+WORKER_RESTARTS times: a batch's writes reach STORE only when the batch returns, so a batch cut
+short leaves nothing behind to be written twice.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from shotlab.core.errors import ShotlabError
 from shotlab.explain.pending import appeal_batches, new_summary, process_batch, sole_run
 
 TORCH_THREADS = 1  # one per actor: the actors, not threads inside one, use the cores
+WORKER_RESTARTS = 2  # Ray's max_restarts and max_task_retries for each actor
 
 
 class RecordingStore:
@@ -90,7 +95,8 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
             from ray.util import ActorPool
 
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            worker = ray.remote(num_cpus=1)(AppealWorker)
+            worker = ray.remote(num_cpus=1, max_restarts=WORKER_RESTARTS,
+                                max_task_retries=WORKER_RESTARTS)(AppealWorker)
             pool = ActorPool([worker.remote() for _ in range(min(cpus, len(jobs)))])
             results = pool.map_unordered(
                 lambda actor, job: actor.explain.remote(*job, methods, score, options), jobs)
@@ -103,9 +109,10 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                     ray.exceptions.NodeDiedError) as exc:  # a worker died (a node lost, a kill)
                 raise ShotlabError(
-                    f"a Ray worker stopped ({type(exc).__name__}) after {total['processed']} "
-                    f"appeals were explained and stored; the rest stay queued: run `explain "
-                    f"pending` again") from None
+                    f"a Ray worker stopped ({type(exc).__name__}) and its batch failed again "
+                    f"after {WORKER_RESTARTS} restarts; {total['processed']} appeals were "
+                    f"explained and stored, the rest stay queued: run `explain pending` "
+                    f"again") from None
     return total
 
 

@@ -4,7 +4,11 @@ Ray; the store ends as the single-process run leaves it."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -78,3 +82,35 @@ def test_the_cli_runs_pending_on_ray(ray_address, appeals):
         "errors": [{"decision_id": "d9", "error": json.loads(result.stdout)["errors"][0]["error"]}]}
     with ExplanationStore(appeals, create=False) as store:
         assert [e.params.get("tier") for e in store.explanations("d0")] == [None, 2]
+
+
+def kill_first_busy_worker(killed: list, stop: threading.Event) -> None:
+    """SIGKILL the first AppealWorker seen running a batch (Ray titles it by the method)."""
+    import psutil
+
+    while not stop.is_set() and not killed:
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if (process.info["cmdline"] or [""])[0].startswith("ray::AppealWorker.explain"):
+                os.kill(process.info["pid"], signal.SIGKILL)
+                killed.append(process.info["pid"])
+                return
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_mid_batch_is_restarted_and_its_batch_run_again(ray_address, appeals):
+    from shotlab.explain.ray_pending import process_pending_ray
+
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=kill_first_busy_worker, args=(killed, stop))
+    killer.start()
+    try:
+        summary = process_pending_ray(appeals, address=ray_address, batch=2, options=FAST)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no worker was seen running a batch"
+    assert (summary["processed"], summary["failed"], summary["stored"]) == (4, 1, 4)
+    rows = stored(appeals)  # every appeal done once: nothing lost, nothing written twice
+    assert sorted(rows) == [("d0", "done"), ("d1", "done"), ("d2", "done"), ("d3", "done"),
+                            ("d9", "failed")]
+    assert all(len(rows[(d, "done")]) == 1 for d in ("d0", "d1", "d2", "d3"))
