@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from shotlab.core.errors import ShotlabError
 
 APP_NAME = "shotlab"
+REPLICA_MB = 300    # a replica's resident memory at rest with lite0 (measured: 290 MB, 2026-12-01)
+MODEL_COPIES = 2    # the model file's bytes held again once loaded (the graph and its weights)
 DEPLOYMENT = "ShotlabService"
 log = logging.getLogger("shotlab.serve")
 
@@ -115,7 +117,10 @@ def run_on_ray(options, *, address: str | None, replicas: int) -> None:
     from shotlab.runtime.runners import check_runtime
 
     # A bad bundle or a model it lacks: one line here, not a failed deployment there.
-    check_runtime(load_bundle(options.bundle), options.runtime)
+    bundle = load_bundle(options.bundle)
+    check_runtime(bundle, options.runtime)
+    if address is None:
+        check_memory(replicas, bundle.model_file(options.runtime).stat().st_size)
     with ray_session(address, num_cpus=replicas_cpus(replicas)) as started:
         from ray import serve
 
@@ -163,6 +168,23 @@ def cpu_shortfall(replicas: int) -> str:
         return ""
     return (f" (the cluster has {cpus} CPUs and each replica reserves one: {replicas - cpus} "
             f"will wait until CPUs are added or freed; Ctrl+C gives up)")
+
+
+def check_memory(replicas: int, model_bytes: int) -> None:
+    """ShotlabError when a local Ray's replicas would not fit in the memory available now (each
+    is a process of its own: REPLICA_MB measured with lite0 at rest, plus its model loaded)."""
+    import psutil
+
+    each = REPLICA_MB * 2**20 + MODEL_COPIES * model_bytes
+    available = psutil.virtual_memory().available
+    if replicas * each <= available:
+        return
+    fits = available // each
+    raise ShotlabError(
+        f"--replicas {replicas}: a local Ray would need about {replicas * each / 2**30:.1f} GiB "
+        f"(about {each / 2**20:.0f} MiB a replica) and {available / 2**30:.1f} GiB is available; "
+        + (f"ask for at most {fits}, " if fits else "free memory, ")
+        + "or join a larger cluster with --address")
 
 
 def replicas_cpus(replicas: int) -> int:
