@@ -5,7 +5,9 @@ csv:      images/ + labels.csv  (filepath,label,split, or one-hot columns for mu
 fiftyone: a FiftyOneDataset directory with its media (every field kept)
 
 A text dataset exports as csv only: OUT/comments.csv (text, label or one-hot columns, split,
-group), which `curate import` reads back as the same comments.
+group), which `curate import` reads back as the same comments. So does a posts dataset:
+OUT/posts.csv (image_path, text, label with "a;b" for multilabel, split) beside OUT/images/,
+which `curate import OUT/posts.csv` reads back as the same posts.
 
 Images are copied (never moved); the export folder must be new or empty, so nothing the user
 has there is overwritten, and every write stays inside it (a class name that is not a plain
@@ -24,6 +26,7 @@ from pathlib import Path
 from shotlab.core import store
 from shotlab.core.errors import InputError
 from shotlab.core.names import child_path
+from shotlab.curate import post_import
 from shotlab.core.progress import progress_bar
 from shotlab.curate.importer import LABELS_CSV
 from shotlab.curate.readers.csvfile import MULTI_SEPARATOR
@@ -155,7 +158,31 @@ def export_text_csv(dataset, out: Path) -> int:
     return len(dataset)
 
 
-TEXT_EXPORTERS = {"csv": export_text_csv}  # a text dataset's formats
+POSTS_CSV = "posts.csv"
+
+
+def export_post_csv(dataset, out: Path) -> int:
+    """The posts as OUT/posts.csv beside their images in OUT/images/, in the columns posts
+    import reads (a caption in a folder tree or labels.csv would be lost)."""
+    from shotlab.core.files import atomic_path
+
+    items, used = items_of(dataset), set()
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / POSTS_CSV) as partial, open(partial, "w", newline="",
+                                                       encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image_path", "text", "label", "split"])
+        for item, text in zip(progress_bar(items, unit="post", desc="Exporting"),
+                              dataset.values("text")):
+            relative = copy_unique(item, out / "images", used).relative_to(out).as_posix()
+            writer.writerow([relative, text, MULTI_SEPARATOR.join(item.labels), item.split or ""])
+    return len(items)
+
+
+# The formats of the kinds that are more than an image: (what the dataset holds, its formats).
+KIND_EXPORTERS = {store.TEXT: ("comments", {"csv": export_text_csv}),
+                  post_import.KIND: ("posts (an image and its caption)",
+                                     {"csv": export_post_csv})}
 
 
 def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:
@@ -163,13 +190,14 @@ def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:
     if fmt not in EXPORTERS:
         raise InputError(f"unknown export format '{fmt}'; expected one of {', '.join(EXPORTERS)}")
     dataset = store.load(name)
-    exporters = TEXT_EXPORTERS if store.kind_of(dataset) == store.TEXT else EXPORTERS
+    kind = store.kind_of(dataset)
+    holds, exporters = KIND_EXPORTERS.get(kind, ("images", EXPORTERS))
     if fmt not in exporters:
-        raise InputError(f"dataset '{name}' holds comments; export it with --format "
+        raise InputError(f"dataset '{name}' holds {holds}; export it with --format "
                          f"{', '.join(exporters)} (a CSV that `curate import` reads back)")
     out = Path(out)
     check_new_folder(out)
-    if exporters is EXPORTERS:
+    if kind != store.TEXT:
         check_sources(name, dataset.values("filepath"))
     existed = out.exists()
     try:

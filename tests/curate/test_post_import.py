@@ -165,3 +165,35 @@ def test_one_picture_under_two_captions_is_no_duplicate(tmp_path, dataset_name):
     report = import_posts(csv_path, dataset_name, progress=False)
     assert report.added == 4
     assert (report.duplicate_groups, report.conflicting_groups) == (1, 1)
+
+
+def posts_of(name: str) -> list[tuple]:
+    dataset = store.load(name)
+    return sorted(zip(dataset.values("text"), map(tuple, map(sorted, store.sample_labels(dataset))),
+                      dataset.values("split"), dataset.values("sha256")))
+
+
+def test_export_reads_back_as_the_same_posts(tmp_path, dataset_name):
+    """`curate export --format csv` wrote labels.csv without the captions: a posts dataset came
+    back as plain images. It writes posts.csv beside the images, which imports as the same posts."""
+    from shotlab.curate.exporter import export_dataset
+
+    images = copy_images(tmp_path)
+    shutil.copyfile(tmp_path / images[0], tmp_path / "images" / "again.png")
+    source = write_csv(tmp_path / "posts.csv", [
+        "image_path,text,label,split\n", f"{images[0]},\"A bird, for sale\",sale;animal,train\n",
+        "images/again.png,the same picture,animal,val\n", f"{images[2]},just a boat,,test\n",
+        f"{images[3]},\"line one\nline two\",vehicle,\n"])
+    assert import_posts(source, dataset_name, multilabel=True, progress=False).added == 4
+    with pytest.raises(InputError, match="holds posts .*; export it with --format csv"):
+        export_dataset(dataset_name, tmp_path / "folder-out", "folder")
+    assert export_dataset(dataset_name, tmp_path / "out", "csv") == 4
+    again = f"{dataset_name}-back"
+    try:
+        report = import_posts(tmp_path / "out" / "posts.csv", again, multilabel=True,
+                              progress=False)
+        assert (report.added, report.skipped) == (4, [])
+        assert store.kind_of(store.load(again)) == "post"
+        assert posts_of(again) == posts_of(dataset_name)
+    finally:
+        store.delete(again)
