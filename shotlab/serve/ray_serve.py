@@ -22,12 +22,19 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 from shotlab.core.errors import ShotlabError
 
 APP_NAME = "shotlab"
-REPLICA_MB = 300    # a replica's resident memory at rest with lite0 (measured: 290 MB, 2026-12-01)
-MODEL_COPIES = 2    # the model file's bytes held again once loaded (the graph and its weights)
+# Memory, measured 2026-12-01 with lite0 on a local Ray (resident set sizes): a replica at rest
+# 290 MB; importing torch and one Grad-CAM (the tier-1 explanation of a flag) about 550 more;
+# Ray's own processes (GCS, raylet, agents, Serve's controller and proxy) about 820 in all.
+REPLICA_MB = 300
+EXPLAIN_MB = 550
+RAY_MB = 1024
+MODEL_COPIES = 2  # the model file's bytes held again once loaded (the graph and its weights)
+RAY_KILL_AT = 0.95  # Ray's memory monitor kills workers past this share of the machine's memory
 DEPLOYMENT = "ShotlabService"
 log = logging.getLogger("shotlab.serve")
 
@@ -119,8 +126,8 @@ def run_on_ray(options, *, address: str | None, replicas: int) -> None:
     # A bad bundle or a model it lacks: one line here, not a failed deployment there.
     bundle = load_bundle(options.bundle)
     check_runtime(bundle, options.runtime)
-    if address is None:
-        check_memory(replicas, bundle.model_file(options.runtime).stat().st_size)
+    if address in (None, "local"):
+        check_memory(replicas, bundle.model_file(options.runtime).stat().st_size, options.explain)
     with ray_session(address, num_cpus=replicas_cpus(replicas)) as started:
         from ray import serve
 
@@ -170,21 +177,37 @@ def cpu_shortfall(replicas: int) -> str:
             f"will wait until CPUs are added or freed; Ctrl+C gives up)")
 
 
-def check_memory(replicas: int, model_bytes: int) -> None:
-    """ShotlabError when a local Ray's replicas would not fit in the memory available now (each
-    is a process of its own: REPLICA_MB measured with lite0 at rest, plus its model loaded)."""
-    import psutil
-
-    each = REPLICA_MB * 2**20 + MODEL_COPIES * model_bytes
-    available = psutil.virtual_memory().available
-    if replicas * each <= available:
+def check_memory(replicas: int, model_bytes: int, explain: bool) -> None:
+    """ShotlabError when a local Ray's replicas (a process each: REPLICA_MB, EXPLAIN_MB with
+    tier-1 explanations, the model) would not fit beside Ray's own processes under the share
+    of memory where Ray's memory monitor starts killing workers."""
+    each = (REPLICA_MB + (EXPLAIN_MB if explain else 0)) * 2**20 + MODEL_COPIES * model_bytes
+    total, available = memory()
+    room = available - (1 - RAY_KILL_AT) * total - RAY_MB * 2**20
+    if replicas * each <= room:
         return
-    fits = available // each
+    fits = max(0, int(room // each))
     raise ShotlabError(
         f"--replicas {replicas}: a local Ray would need about {replicas * each / 2**30:.1f} GiB "
-        f"(about {each / 2**20:.0f} MiB a replica) and {available / 2**30:.1f} GiB is available; "
+        f"for them (about {each / 2**20:.0f} MiB a replica{' with explanations' if explain else ''}"
+        f") and has about {max(room, 0) / 2**30:.1f} GiB to give them; "
         + (f"ask for at most {fits}, " if fits else "free memory, ")
-        + "or join a larger cluster with --address")
+        + ("add --no-explain, " if explain else "") + "or join a larger cluster with --address")
+
+
+def memory() -> tuple[int, int]:
+    """(total, available) bytes: the machine's, or its cgroup's (a container's) where smaller."""
+    import psutil
+
+    total, available = psutil.virtual_memory().total, psutil.virtual_memory().available
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+    except (OSError, ValueError):
+        return total, available
+    if limit.isdigit() and int(limit) < total:
+        return int(limit), min(available, int(limit) - used)
+    return total, available
 
 
 def replicas_cpus(replicas: int) -> int:

@@ -46,7 +46,7 @@ def remove_when_busy(cluster, node, removed: list, stop: threading.Event) -> Non
         time.sleep(0.02)
 
 
-def test_a_node_lost_mid_batch_leaves_its_batch_to_the_node_left(two_nodes, appeals):
+def test_a_node_lost_mid_batch_leaves_its_batch_to_the_node_left(two_nodes, appeals):  # noqa: F811
     from shotlab.explain.ray_pending import process_pending_ray
 
     cluster, node = two_nodes
