@@ -32,6 +32,7 @@ UNLABELED = "(unlabeled)"  # class_counts' row for samples without a label
 INFO_KEY = "shotlab"
 KIND_KEY = "kind"  # dataset.info["kind"]: "text" for a text dataset, absent for images
 TEXT = "text"
+POST = "post"  # an image and its caption (curate/post_import.py)
 _connected_uri: str | None = None  # set once this process has chosen its database
 
 
@@ -147,8 +148,8 @@ def media_of(dataset: "fo.Dataset") -> str:
 
 
 def kind_of(dataset: "fo.Dataset") -> str:
-    """The input kind of a dataset's samples: "text" for comments, else "image" (clip datasets
-    are told apart by `media_of`)."""
+    """The input kind of a dataset's samples: "text" for comments, "post" for an image and its
+    caption, else "image" (clip datasets are told apart by `media_of`)."""
     return dataset.info.get(KIND_KEY, "image")
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from shotlab.core import store
 from shotlab.core.errors import InputError
 from shotlab.core.names import child_path
-from shotlab.curate import post_import
 from shotlab.core.progress import progress_bar
 from shotlab.curate.importer import LABELS_CSV
 from shotlab.curate.readers.csvfile import MULTI_SEPARATOR
@@ -111,20 +110,42 @@ def export_folder(dataset, out: Path) -> int:
 
 
 def export_csv(dataset, out: Path) -> int:
-    items = items_of(dataset)
     multilabel = store.task_of(dataset) == "multilabel"
     classes = store.class_names(dataset)
-    used: set[Path] = set()
+    if not multilabel:
+        check_csv_names(dataset.name, classes)
+    header = ["filepath", *(classes if multilabel else ["label"]), "split"]
+    return write_with_images(dataset, out / LABELS_CSV, header, lambda item, relative, _: [
+        relative, *([int(c in item.labels) for c in classes] if multilabel
+                    else [MULTI_SEPARATOR.join(item.labels)]), item.split or ""])
+
+
+def write_with_images(dataset, table: Path, header: list[str], row, extras=None) -> int:
+    """Copy each sample's image into images/ beside `table` and write `table`, a CSV of `header`
+    and `row(item, the image's path relative to the table, extra)` per sample (`extras`: a
+    value per sample, e.g. a post's caption)."""
+    from shotlab.core.files import atomic_path
+
+    items, used, out = items_of(dataset), set(), table.parent
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / LABELS_CSV, "w", newline="") as f:
+    with atomic_path(table) as partial, open(partial, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["filepath", *(classes if multilabel else ["label"]), "split"])
-        for item in progress_bar(items, unit="img", desc="Exporting"):
+        writer.writerow(header)
+        for item, extra in zip(progress_bar(items, unit="img", desc="Exporting"),
+                               extras or [None] * len(items)):
             relative = copy_unique(item, out / "images", used).relative_to(out).as_posix()
-            labels = ([int(c in item.labels) for c in classes] if multilabel
-                      else [MULTI_SEPARATOR.join(item.labels)])
-            writer.writerow([relative, *labels, item.split or ""])
+            writer.writerow(row(item, relative, extra))
     return len(items)
+
+
+def check_csv_names(name: str, classes: list[str]) -> None:
+    """A label column reads "a;b" as two labels: a class holding the separator would come back
+    as two."""
+    joined = [c for c in classes if MULTI_SEPARATOR in c]
+    if joined:
+        raise InputError(f"dataset '{name}' has the class {joined[0]!r}, which a CSV label "
+                         f"column reads back as {len(joined[0].split(MULTI_SEPARATOR))} labels "
+                         f"('{MULTI_SEPARATOR}' separates labels); rename the class first")
 
 
 def export_fiftyone(dataset, out: Path) -> int:
@@ -143,6 +164,8 @@ def export_text_csv(dataset, out: Path) -> int:
 
     multilabel = store.task_of(dataset) == "multilabel"
     classes = store.class_names(dataset)
+    if not multilabel:
+        check_csv_names(dataset.name, classes)
     groups = dataset.values("group") if "group" in dataset.get_field_schema() else None
     rows = zip(dataset.values("text"), store.sample_labels(dataset), dataset.values("split"),
                groups or [None] * len(dataset))
@@ -164,25 +187,16 @@ POSTS_CSV = "posts.csv"
 def export_post_csv(dataset, out: Path) -> int:
     """The posts as OUT/posts.csv beside their images in OUT/images/, in the columns posts
     import reads (a caption in a folder tree or labels.csv would be lost)."""
-    from shotlab.core.files import atomic_path
-
-    items, used = items_of(dataset), set()
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / POSTS_CSV) as partial, open(partial, "w", newline="",
-                                                       encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image_path", "text", "label", "split"])
-        for item, text in zip(progress_bar(items, unit="post", desc="Exporting"),
-                              dataset.values("text")):
-            relative = copy_unique(item, out / "images", used).relative_to(out).as_posix()
-            writer.writerow([relative, text, MULTI_SEPARATOR.join(item.labels), item.split or ""])
-    return len(items)
+    check_csv_names(dataset.name, store.class_names(dataset))
+    return write_with_images(
+        dataset, out / POSTS_CSV, ["image_path", "text", "label", "split"],
+        lambda item, relative, text: [relative, text, MULTI_SEPARATOR.join(item.labels),
+                                      item.split or ""], extras=dataset.values("text"))
 
 
 # The formats of the kinds that are more than an image: (what the dataset holds, its formats).
 KIND_EXPORTERS = {store.TEXT: ("comments", {"csv": export_text_csv}),
-                  post_import.KIND: ("posts (an image and its caption)",
-                                     {"csv": export_post_csv})}
+                  store.POST: ("posts (an image and its caption)", {"csv": export_post_csv})}
 
 
 def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:

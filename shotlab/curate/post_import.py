@@ -27,7 +27,7 @@ from shotlab.core.images import DEFAULT_MAX_PIXELS
 from shotlab.curate.import_common import ImportReport, add_all, check_not_empty, unique_records
 from shotlab.curate.records import Record, Scan, Skipped, normalise_split, unknown_split
 
-KIND = "post"
+KIND = store.POST
 IMAGE_COLUMNS = ("image_path", "image", "filepath")
 LABEL_COLUMNS = ("label", "labels")
 

@@ -94,6 +94,17 @@ def test_folder_export_refuses_a_class_that_is_no_plain_folder_name(tmp_path, da
     assert not (tmp_path / "out" / "x").exists()
 
 
+def test_csv_export_refuses_a_class_its_label_column_would_split(tmp_path, dataset_name):
+    """A folder named 'a;b' is one class; the CSV's label column reads 'a;b' as two labels."""
+    write_image(tmp_path / "src" / "a;b" / "y.png", seed=1)
+    write_image(tmp_path / "src" / "c" / "z.png", seed=2)
+    import_path(tmp_path / "src", dataset_name, progress=False)
+    with pytest.raises(InputError, match="class 'a;b', which a CSV label column reads back as 2"):
+        export_dataset(dataset_name, tmp_path / "out", "csv")
+    assert not (tmp_path / "out").exists()
+    assert export_dataset(dataset_name, tmp_path / "tree", "folder") == 2  # a tree holds it
+
+
 @pytest.mark.parametrize("fmt", ["folder", "csv"])
 def test_identical_files_of_one_name_are_each_exported(tmp_path, dataset_name, roundtrip, fmt):
     for sub in "pqr":
