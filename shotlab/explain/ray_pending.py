@@ -10,13 +10,11 @@ written come back to the driver, which writes them into STORE, one transaction p
 the batches finish. Only the driver touches STORE (an SQLite file); the actors need the images
 and bundles at the paths the appeals name (a shared filesystem on a cluster).
 
-A batch whose actor dies (a node lost, a kill, a crash in a decoder) goes back in the queue,
-for any surviving or new actor, up to TRIES runs in all; then each of its appeals gets one run
-alone, so one appeal that kills its worker every time is marked failed (with the reason) and
-its batch-mates are still explained. A batch's writes reach STORE only when the batch returns,
-so a batch cut short leaves nothing to be written twice. The retries are the driver's, not
-Ray's actor restarts: a restarted actor waits for a free CPU, and when a node is lost none
-frees up while the other actors hold theirs, so the run would wait for ever.
+The pool is core/ray_pool.RetryingPool. A batch whose worker dies (a node lost, a kill, a crash
+in a decoder) goes back in the queue, up to TRIES runs; then each of its appeals gets one run
+alone, so an appeal that kills its worker every time is marked failed (with the reason and the
+number of runs) and its batch-mates are still explained. A batch's writes reach STORE only
+when it returns, so a batch cut short leaves nothing to be written twice.
 """
 
 from __future__ import annotations
@@ -29,8 +27,7 @@ from shotlab.core.errors import ShotlabError
 from shotlab.explain.pending import appeal_batches, fail, new_summary, process_batch, sole_run
 
 TORCH_THREADS = 1  # one per actor: the actors, not threads inside one, use the cores
-TRIES = 3  # runs of a batch whose actor died, before its appeals are tried one by one
-START_WAIT_S = 120  # with no actor left, how long a new one may take to be placed and start
+TRIES = 3  # runs of a batch whose worker died, before its appeals are run one by one
 
 
 @dataclass
@@ -38,12 +35,25 @@ class Job:
     bundle_path: str
     appeals: list
     decisions: dict  # decision_id -> the stored decision, for the actor's RecordingStore
-    tries: int = 0
+    deaths: int = 0  # runs of these appeals that ended with their worker's death
+    last: bool = False  # an appeal split from its batch: one run left
 
     def alone(self) -> list["Job"]:
-        """Each appeal as a job of its own, with one run left."""
         return [Job(self.bundle_path, [a], {a.decision_id: self.decisions[a.decision_id]},
-                    TRIES - 1) for a in self.appeals]
+                    self.deaths, last=True) for a in self.appeals]
+
+
+def retry(job: Job, why: str, jobs: deque, lost) -> None:
+    """A job whose worker died: back in the queue while it has runs left; then its appeals
+    alone; an appeal that has had its last run is given up (`lost`)."""
+    job.deaths += 1
+    if job.deaths < TRIES and not job.last:
+        jobs.appendleft(job)
+    elif len(job.appeals) > 1:
+        jobs.extend(job.alone())
+    else:
+        lost(job, f"the Ray worker explaining it stopped in each of its {job.deaths} runs "
+                  f"({why}); queue it again with `explain appeal` once the cause is found")
 
 
 class RecordingStore:
@@ -86,7 +96,6 @@ class AppealWorker:
 
     def explain(self, bundle_path, appeals, decisions, methods, score, options):
         """(recorded writes, summary) for one batch."""
-        from shotlab.explain.pending import fail
         from shotlab.explain.sources import open_source
 
         recorder, summary = RecordingStore(decisions), new_summary()
@@ -107,6 +116,7 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
                         progress=None) -> dict:
     """process_pending over a Ray cluster: the same summary, the same rows in the store."""
     from shotlab.core.cluster import ray_session
+    from shotlab.core.ray_pool import NoWorkers, RetryingPool
     from shotlab.explain.store import ExplanationStore
 
     total = new_summary()
@@ -134,95 +144,17 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
                     progress(len(job.appeals))
 
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            pool = ActorPool(ray, min(cpus, len(jobs)),
-                             lambda actor, job: actor.explain.remote(
-                                 job.bundle_path, job.appeals, job.decisions, methods, score,
-                                 options))
-            pool.run(jobs, done, lost, total)
-    return total
-
-
-class ActorPool:
-    """AppealWorker actors, one job each at a time. A job whose actor dies goes back in the
-    queue (`Job.tries`) and a new actor is started in its place; the pool goes on with the
-    actors it has while the new one waits for a CPU."""
-
-    def __init__(self, ray, size: int, call):
-        self.ray, self.call = ray, call
-        self.worker = ray.remote(num_cpus=1)(AppealWorker)
-        self.starting, self.idle, self.running = {}, [], {}
-        for _ in range(size):
-            self.start()
-
-    def start(self) -> None:
-        actor = self.worker.remote()
-        self.starting[actor.ready.remote()] = actor
-
-    def run(self, jobs: deque, done, lost, total: dict) -> None:
-        while jobs or self.running:
-            while self.idle and jobs:
-                actor, job = self.idle.pop(), jobs.popleft()
-                self.running[self.call(actor, job)] = (actor, job)
-            ref = self.next_ready(total)
-            if ref in self.starting:
-                self.started(ref, total)
-                continue
-            actor, job = self.running.pop(ref)
+            pool = RetryingPool(ray, AppealWorker, min(cpus, len(jobs)),
+                                lambda actor, job: actor.explain.remote(
+                                    job.bundle_path, job.appeals, job.decisions, methods, score,
+                                    options))
             try:
-                result = self.ray.get(ref)
-            except died_errors() as exc:
-                self.start()
-                retry(job, type(exc).__name__, jobs, lost)
-                continue
-            self.idle.append(actor)
-            done(result)
-
-    def next_ready(self, total: dict):
-        """The next task or actor start to finish; ShotlabError when no actor is left and none
-        starts within START_WAIT_S (a cluster that lost every CPU it had)."""
-        waiting = [*self.running, *self.starting]
-        timeout = None if self.running or self.idle else START_WAIT_S
-        ready, _ = self.ray.wait(waiting, num_returns=1, timeout=timeout)
-        if not ready:
-            raise ShotlabError(
-                f"no Ray worker is left and none could start within {START_WAIT_S} s (has the "
-                f"cluster lost its CPUs?); {total['processed']} appeals were explained and "
-                f"stored, the rest stay queued: run `explain pending` again")
-        return ready[0]
-
-    def started(self, ref, total: dict) -> None:
-        actor = self.starting.pop(ref)
-        try:
-            self.ray.get(ref)
-        except died_errors() as exc:
-            if not (self.running or self.idle or self.starting):
-                raise ShotlabError(
-                    f"no Ray worker could start ({type(exc).__name__}); {total['processed']} "
-                    f"appeals were explained and stored, the rest stay queued") from None
-            return
-        self.idle.append(actor)
-
-
-def died_errors() -> tuple:
-    """Ray's exceptions for a task whose worker process or node went away (not the task's own
-    error, which is a bug and is raised as it is)."""
-    import ray
-
-    return (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-            ray.exceptions.NodeDiedError)
-
-
-def retry(job: Job, why: str, jobs: deque, lost) -> None:
-    """Back in the queue while the job has runs left; then its appeals alone; an appeal that
-    has had its runs is marked failed."""
-    job.tries += 1
-    if job.tries < TRIES:
-        jobs.appendleft(job)
-    elif len(job.appeals) > 1:
-        jobs.extend(job.alone())
-    else:
-        lost(job, f"the Ray worker explaining it stopped on each of {TRIES} tries ({why}); "
-                  f"queue it again with `explain appeal` once the cause is found")
+                pool.run(jobs, done, lambda job, why: retry(job, why, jobs, lost))
+            except NoWorkers as exc:
+                raise ShotlabError(f"{exc}; {total['processed']} appeals were explained and "
+                                   f"stored, the rest stay queued: run `explain pending` "
+                                   f"again") from None
+    return total
 
 
 def add(total: dict, summary: dict) -> None:

@@ -104,13 +104,16 @@ def kill_first_busy_worker(killed: list, stop: threading.Event) -> None:
     """SIGKILL the first of this test's AppealWorkers seen running a batch."""
     while not stop.is_set() and not killed:
         for pid in busy_workers(os.getpid()):
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # its batch ended meanwhile: wait for the next one
+                continue
             killed.append(pid)
             return
         time.sleep(0.02)
 
 
-def test_a_worker_killed_mid_batch_is_restarted_and_its_batch_run_again(ray_address, appeals):
+def test_a_worker_killed_mid_batch_has_its_batch_run_again(ray_address, appeals):
     from shotlab.explain.ray_pending import process_pending_ray
 
     killed, stop = [], threading.Event()
@@ -127,27 +130,3 @@ def test_a_worker_killed_mid_batch_is_restarted_and_its_batch_run_again(ray_addr
     assert sorted(rows) == [("d0", "done"), ("d1", "done"), ("d2", "done"), ("d3", "done"),
                             ("d9", "failed")]
     assert all(len(rows[(d, "done")]) == 1 for d in ("d0", "d1", "d2", "d3"))
-
-
-def test_a_batch_whose_worker_keeps_dying_is_retried_then_tried_appeal_by_appeal():
-    """The driver's retry rule: a batch goes back in the queue until it has had TRIES runs,
-    then each appeal gets one run alone, and one that dies again is marked failed (its
-    batch-mates are not)."""
-    from collections import deque
-
-    from shotlab.explain.ray_pending import TRIES, Job, retry
-
-    appeals = [type("Appeal", (), {"decision_id": d})() for d in ("d0", "d1")]
-    job, jobs, lost = Job("b", appeals, {"d0": {}, "d1": {}}), deque(), []
-    for run in range(1, TRIES):
-        retry(job, "ActorDiedError", jobs, lambda j, why: lost.append((j, why)))
-        assert list(jobs) == [job] and job.tries == run
-        jobs.clear()
-    retry(job, "ActorDiedError", jobs, lambda j, why: lost.append((j, why)))
-    alone = list(jobs)
-    assert [j.appeals for j in alone] == [[appeals[0]], [appeals[1]]] and not lost
-    assert [j.decisions for j in alone] == [{"d0": {}}, {"d1": {}}]
-    retry(alone[0], "ActorDiedError", jobs, lambda j, why: lost.append((j, why)))
-    assert lost == [(alone[0], f"the Ray worker explaining it stopped on each of {TRIES} tries "
-                               f"(ActorDiedError); queue it again with `explain appeal` once "
-                               f"the cause is found")]
