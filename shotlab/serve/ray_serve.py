@@ -27,6 +27,7 @@ from pathlib import Path
 from shotlab.core.errors import ShotlabError
 
 APP_NAME = "shotlab"
+DEPLOYMENT = "ShotlabService"
 # Memory, measured 2026-12-01 with lite0 on a local Ray (resident set sizes): a replica at rest
 # 290 MB; importing torch and one Grad-CAM (the tier-1 explanation of a flag) about 550 more;
 # Ray's own processes (GCS, raylet, agents, Serve's controller and proxy) about 820 in all.
@@ -35,7 +36,6 @@ EXPLAIN_MB = 550
 RAY_MB = 1024
 MODEL_COPIES = 2  # the model file's bytes held again once loaded (the graph and its weights)
 RAY_KILL_AT = 0.95  # Ray's memory monitor kills workers past this share of the machine's memory
-DEPLOYMENT = "ShotlabService"
 log = logging.getLogger("shotlab.serve")
 
 
@@ -199,7 +199,8 @@ def memory() -> tuple[int, int]:
     """(total, available) bytes: the machine's, or its cgroup's (a container's) where smaller."""
     import psutil
 
-    total, available = psutil.virtual_memory().total, psutil.virtual_memory().available
+    machine = psutil.virtual_memory()
+    total, available = machine.total, machine.available
     try:
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         used = int(Path("/sys/fs/cgroup/memory.current").read_text())
