@@ -54,7 +54,7 @@ def test_a_node_lost_mid_batch_leaves_its_batch_to_the_node_left(two_nodes, appe
     remover = threading.Thread(target=remove_when_busy, args=(cluster, node, removed, stop))
     remover.start()
     try:
-        summary = process_pending_ray(appeals, address=cluster.address, batch=2, options=FAST)
+        summary = process_pending_ray(appeals, address=cluster.address, batch=1, options=FAST)
     finally:
         stop.set()
         remover.join()
