@@ -95,12 +95,13 @@ def decisions_for(bundle, paths, probs: np.ndarray, *, runtime: str) -> list[dic
 
 def predict_paths(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",
                   progress=None, keep_inputs: bool = False,
-                  max_pixels: int | None = None) -> Prediction:
-    """Decisions for `paths` in batches; unreadable images are listed in `.bad`, not raised."""
+                  max_pixels: int | None = None, runner=None) -> Prediction:
+    """Decisions for `paths` in batches; unreadable images are listed in `.bad`, not raised.
+    `runner`: an open runner of `runtime` to reuse (else one is opened here)."""
     from shotlab.core.progress import progress_bar
     from shotlab.runtime.runners import make_runner
 
-    runner = make_runner(bundle, runtime)
+    runner = runner or make_runner(bundle, runtime)
     preprocessing, result = bundle.preprocessing, Prediction()
     with progress_bar(total=len(paths), enabled=progress, unit="img", desc="Predicting") as bar:
         for start in range(0, len(paths), batch_size):

@@ -62,8 +62,9 @@ def default_workers() -> int:
 def yield_to_forward(_worker: int) -> None:
     """A decoding worker runs at lower priority (nice +10): where the cores are all busy, it
     takes the time torch's threads leave idle instead of pre-empting one of them, which stalls the
-    others at their next barrier. Measured (benchmarks/embedding_speed.py, 2 cores): pipeline /
-    bare forward 0.93 -> 0.95 to 0.97 on the same rounds."""
+    others at their next barrier. Measured in a throwaway run of the DataLoader loop alone
+    (2 cores; benchmarks/README.md): pipeline / bare forward 0.93 -> 0.95 to 0.97 on the same
+    rounds; embedding_speed.py's own latest reading is 0.91."""
     os.nice(10)
 
 
