@@ -110,31 +110,47 @@ def export_folder(dataset, out: Path) -> int:
 
 
 def export_csv(dataset, out: Path) -> int:
-    multilabel = store.task_of(dataset) == "multilabel"
+    columns, cells = label_columns(dataset)
+    return write_with_images(dataset, out / LABELS_CSV, ["filepath", *columns, "split"],
+                             lambda item, relative, _: [relative, *cells(item.labels),
+                                                        item.split or ""])
+
+
+def label_columns(dataset, *, one_column: bool = False):
+    """(the label columns' names, labels -> their cells) for a CSV export: one-hot columns for a
+    multilabel dataset (unless `one_column`), else one `label` column, "a;b" for several; a
+    class that separator would split is refused."""
     classes = store.class_names(dataset)
-    if not multilabel:
-        check_csv_names(dataset.name, classes)
-    header = ["filepath", *(classes if multilabel else ["label"]), "split"]
-    return write_with_images(dataset, out / LABELS_CSV, header, lambda item, relative, _: [
-        relative, *([int(c in item.labels) for c in classes] if multilabel
-                    else [MULTI_SEPARATOR.join(item.labels)]), item.split or ""])
+    if store.task_of(dataset) == "multilabel" and not one_column:
+        return classes, lambda labels: [int(c in labels) for c in classes]
+    check_csv_names(dataset.name, classes)
+    return ["label"], lambda labels: [MULTI_SEPARATOR.join(labels)]
+
+
+def write_table(table: Path, header: list[str], rows) -> None:
+    """`table` as a UTF-8 CSV of `header` and `rows`, written whole or not at all."""
+    from shotlab.core.files import atomic_path
+
+    table.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(table) as partial, open(partial, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def write_with_images(dataset, table: Path, header: list[str], row, extras=None) -> int:
     """Copy each sample's image into images/ beside `table` and write `table`, a CSV of `header`
     and `row(item, the image's path relative to the table, extra)` per sample (`extras`: a
     value per sample, e.g. a post's caption)."""
-    from shotlab.core.files import atomic_path
-
     items, used, out = items_of(dataset), set(), table.parent
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(table) as partial, open(partial, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
+
+    def rows():
         for item, extra in zip(progress_bar(items, unit="img", desc="Exporting"),
                                extras or [None] * len(items)):
             relative = copy_unique(item, out / "images", used).relative_to(out).as_posix()
-            writer.writerow(row(item, relative, extra))
+            yield row(item, relative, extra)
+
+    write_table(table, header, rows())
     return len(items)
 
 
@@ -160,24 +176,13 @@ COMMENTS_CSV = "comments.csv"
 
 def export_text_csv(dataset, out: Path) -> int:
     """The comments as OUT/comments.csv, in the columns text import reads."""
-    from shotlab.core.files import atomic_path
-
-    multilabel = store.task_of(dataset) == "multilabel"
-    classes = store.class_names(dataset)
-    if not multilabel:
-        check_csv_names(dataset.name, classes)
+    columns, cells = label_columns(dataset)
     groups = dataset.values("group") if "group" in dataset.get_field_schema() else None
     rows = zip(dataset.values("text"), store.sample_labels(dataset), dataset.values("split"),
                groups or [None] * len(dataset))
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / COMMENTS_CSV) as partial, open(partial, "w", newline="",
-                                                          encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", *(classes if multilabel else ["label"]), "split", "group"])
-        for text, labels, split, group in rows:
-            tags = ([int(c in labels) for c in classes] if multilabel
-                    else [MULTI_SEPARATOR.join(labels)])
-            writer.writerow([text, *tags, split or "", group or ""])
+    write_table(out / COMMENTS_CSV, ["text", *columns, "split", "group"],
+                ([text, *cells(labels), split or "", group or ""]
+                 for text, labels, split, group in rows))
     return len(dataset)
 
 
@@ -187,11 +192,11 @@ POSTS_CSV = "posts.csv"
 def export_post_csv(dataset, out: Path) -> int:
     """The posts as OUT/posts.csv beside their images in OUT/images/, in the columns posts
     import reads (a caption in a folder tree or labels.csv would be lost)."""
-    check_csv_names(dataset.name, store.class_names(dataset))
+    columns, cells = label_columns(dataset, one_column=True)  # posts import reads "a;b"
     return write_with_images(
-        dataset, out / POSTS_CSV, ["image_path", "text", "label", "split"],
-        lambda item, relative, text: [relative, text, MULTI_SEPARATOR.join(item.labels),
-                                      item.split or ""], extras=dataset.values("text"))
+        dataset, out / POSTS_CSV, ["image_path", "text", *columns, "split"],
+        lambda item, relative, text: [relative, text, *cells(item.labels), item.split or ""],
+        extras=dataset.values("text"))
 
 
 # The formats of the kinds that are more than an image: (what the dataset holds, its formats).
