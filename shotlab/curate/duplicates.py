@@ -93,16 +93,19 @@ def close_pairs(hashes, *, max_distance: int = PHASH_MAX_DISTANCE) -> list[tuple
     bits = np.asarray(hashes, dtype=bool)
     if len(bits) < 2:
         return []
-    packed = np.packbits(bits, axis=1)  # 8 bytes per 64-bit hash; XOR + popcount = distance
+    # Each hash as whole 64-bit words (zero-padded): a distance is one XOR and one popcount a word.
+    packed = np.packbits(bits, axis=1)
+    packed = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
+    words = packed.view(np.uint64)
     valid = bits.any(1)
     pairs = []
-    for start in range(0, len(packed), _CHUNK):
-        block = packed[start:start + _CHUNK]
-        distance = np.bitwise_count(block[:, None, :] ^ packed[None, :, :]).sum(2, dtype=np.int32)
+    for start in range(0, len(words), _CHUNK):
+        block, rest = words[start:start + _CHUNK], words[start:]  # later rows only: i < j
+        distance = np.bitwise_count(block[:, None, :] ^ rest[None, :, :]).sum(2, dtype=np.int32)
         for a, b in zip(*np.nonzero(distance <= max_distance)):
-            i = start + int(a)
-            if i < b and valid[i] and valid[b]:
-                pairs.append((i, int(b), 1.0 - distance[a, b] / bits.shape[1]))
+            i, j = start + int(a), start + int(b)
+            if i < j and valid[i] and valid[j]:
+                pairs.append((i, j, 1.0 - distance[a, b] / bits.shape[1]))
     return pairs
 
 

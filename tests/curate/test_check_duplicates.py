@@ -31,6 +31,23 @@ def test_hash_and_cosine_pairs():
     assert [(i, j) for i, j, _ in dup.similar_pairs(vectors, min_cosine=0.99)] == [(0, 1)]
 
 
+
+def test_hash_pairs_agree_with_a_brute_force_count_across_blocks():
+    """Pairs found block by block (whole 64-bit words, later rows only) are exactly those of
+    counting differing bits for every pair, across block edges and for a width that is not 64."""
+    rng = np.random.default_rng(3)
+    for rows, width in ((dup._CHUNK * 2 + 37, 64), (300, 100)):
+        bits = rng.random((rows, width)) < 0.5
+        for i in rng.choice(rows - 1, 40, replace=False):  # near copies, some across a block edge
+            bits[(i + dup._CHUNK - 3) % rows] = bits[i] ^ (rng.random(width) < 0.02)
+        bits[7] = False  # unreadable: never paired
+        bits[8] = False
+        expected = [(i, j, 1 - d / width) for i in range(rows) for j in range(i + 1, rows)
+                    if (d := int((bits[i] != bits[j]).sum())) <= 4 and bits[i].any() and bits[j].any()]
+        assert len(expected) >= 30
+        assert sorted(dup.close_pairs(bits, max_distance=4)) == expected
+
+
 def planted_set(tmp_path):
     """Ten distinct images; 3 = exact copy of 0, 4 = resized JPEG of 1, 5 = blurred copy of 2."""
     rng = np.random.default_rng(0)
