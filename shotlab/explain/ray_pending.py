@@ -111,6 +111,27 @@ class AppealWorker:
         return recorder.writes, summary
 
 
+class Results:
+    """The driver's side of a run: each batch's recorded writes replayed into STORE as it
+    returns, appeals given up marked failed, and the summary of both."""
+
+    def __init__(self, store, progress=None):
+        self.store, self.progress, self.total = store, progress, new_summary()
+
+    def done(self, result) -> None:
+        writes, summary = result
+        replay(self.store, writes)
+        add(self.total, summary)
+        if self.progress:
+            self.progress(summary["processed"] + summary["failed"])
+
+    def lost(self, job: Job, reason: str) -> None:
+        for appeal in job.appeals:
+            fail(self.store, appeal, reason, self.total)
+        if self.progress:
+            self.progress(len(job.appeals))
+
+
 def process_pending_ray(store_path, *, address: str | None = None, methods=None,
                         batch: int = 8, score: bool = True, options: dict | None = None,
                         progress=None) -> dict:
@@ -119,29 +140,16 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
     from shotlab.core.ray_pool import NoWorkers, RetryingPool
     from shotlab.explain.store import ExplanationStore
 
-    total = new_summary()
     with ExplanationStore(store_path, create=False) as store, sole_run(store_path):
+        results = Results(store, progress)
         jobs = deque(Job(bundle_path, appeals, {a.decision_id: store.decision(a.decision_id)
                                                 for a in appeals})
                      for bundle_path, batches in appeal_batches(store, batch)
                      for appeals in batches)
         if not jobs:
-            return total
+            return results.total
         with ray_session(address):
             import ray
-
-            def done(result) -> None:
-                writes, summary = result
-                replay(store, writes)
-                add(total, summary)
-                if progress:
-                    progress(summary["processed"] + summary["failed"])
-
-            def lost(job: Job, reason: str) -> None:
-                for appeal in job.appeals:
-                    fail(store, appeal, reason, total)
-                if progress:
-                    progress(len(job.appeals))
 
             cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             pool = RetryingPool(ray, AppealWorker, min(cpus, len(jobs)),
@@ -149,12 +157,12 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
                                     job.bundle_path, job.appeals, job.decisions, methods, score,
                                     options))
             try:
-                pool.run(jobs, done, lambda job, why: retry(job, why, jobs, lost))
+                pool.run(jobs, results.done, lambda job, why: retry(job, why, jobs, results.lost))
             except NoWorkers as exc:
-                raise ShotlabError(f"{exc}; {total['processed']} appeals were explained and "
-                                   f"stored, the rest stay queued: run `explain pending` "
+                raise ShotlabError(f"{exc}; {results.total['processed']} appeals were explained "
+                                   f"and stored, the rest stay queued: run `explain pending` "
                                    f"again") from None
-    return total
+    return results.total
 
 
 def add(total: dict, summary: dict) -> None:
