@@ -96,7 +96,7 @@ def close_pairs(hashes, *, max_distance: int = PHASH_MAX_DISTANCE) -> list[tuple
     # Each hash as whole 64-bit words (zero-padded): a distance is one XOR and one popcount a word.
     packed = np.packbits(bits, axis=1)
     packed = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
-    words = packed.view(np.uint64)
+    words = np.ascontiguousarray(packed).view(np.uint64)  # a Fortran-ordered input stays so
     valid = bits.any(1)
     pairs = []
     for start in range(0, len(words), _CHUNK):
