@@ -96,7 +96,8 @@ def close_pairs(hashes, *, max_distance: int = PHASH_MAX_DISTANCE) -> list[tuple
     # Each hash as whole 64-bit words (zero-padded): a distance is one XOR and one popcount a word.
     packed = np.packbits(bits, axis=1)
     packed = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
-    words = np.ascontiguousarray(packed).view(np.uint64)  # a Fortran-ordered input stays so
+    # packbits and pad keep a Fortran-ordered input so; the uint64 view needs rows in C order
+    words = np.ascontiguousarray(packed).view(np.uint64)
     valid = bits.any(1)
     pairs = []
     for start in range(0, len(words), _CHUNK):
