@@ -24,8 +24,45 @@ class Counter:
         self.forward = self.backward = 0
 
 
+def backward_ratio(model, inputs, *, layer=None, repeats: int = 3) -> float:
+    """Seconds of one backward pass over one forward pass of `model(inputs)`, median of repeats.
+
+    The backward is the one the gradient explainers run: `torch.autograd.grad` towards one tensor
+    only (the input, or `layer`'s output where the input is token ids, as Integrated Gradients
+    on a layer takes it), so no weight gradient is computed. A full `.backward()` also fills
+    every weight's gradient (MiniLM's 30522 x 384 word table among them) and costs about twice
+    as much."""
+    import time
+
+    import torch
+
+    held = []
+
+    def keep(module, args, output):  # the layer's output becomes the tensor differentiated
+        held.append(output.detach().requires_grad_(True))
+        return held[-1]
+
+    hook = layer.register_forward_hook(keep) if layer is not None else None
+    ratios = []
+    try:
+        for _ in range(repeats):
+            held.clear()
+            x = inputs if layer is not None else inputs.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                start = time.perf_counter()
+                out = model(x)
+                forward = time.perf_counter() - start
+                start = time.perf_counter()
+                torch.autograd.grad(out[:, 0].sum(), held[0] if layer is not None else x)
+                ratios.append((time.perf_counter() - start) / forward)
+    finally:
+        if hook is not None:
+            hook.remove()
+    return float(sorted(ratios)[len(ratios) // 2])
+
+
 def busy_note(result: dict) -> list[str]:
-    """A warning line when other work was loading the machine (the ratios still hold).
+    """A warning line when other work was loading the machine.
 
     Judged on the load average when the run began where it was recorded: a benchmark that keeps
     every core busy raises the load average itself, so the value at its end says little about
@@ -35,8 +72,9 @@ def busy_note(result: dict) -> list[str]:
     if load < 0.5 * (result["machine"]["cpu_count"] or 1):
         return []
     return [f"> The machine was busy (load average up to {load:.1f} on "
-            f"{result['machine']['cpu_count']} CPUs): absolute times are inflated; the ratios, "
-            f"measured side by side, are the figures to compare.", ""]
+            f"{result['machine']['cpu_count']} CPUs): absolute times are inflated, and ratios of "
+            f"unlike work (measured side by side) can move too: compare them with runs at a "
+            f"similar load.", ""]
 
 
 def header(title: str, result: dict, how: str) -> list[str]:

@@ -8,7 +8,8 @@ Images: the sample set's test split (`datasets/sample/test`, 24 images, 6 classe
 Cost is counted, not guessed: a forward hook on the model counts the images each forward pass
 carries, and a gradient hook on its output counts the images each backward pass carries.
 Forward-pass equivalents = forwards + 2 x backwards (the usual convention: a backward pass costs
-about two forwards). The script also times a backward against a forward on this machine.
+about two forwards). The script also times a backward against a forward on this machine: the
+backward IG runs, to the input only (no weight gradients).
 Anchors: Grad-CAM one forward + one backward; IG 50 steps; LIME 1,000 samples; SHAP Partition
 500 evaluations. Targets: Grad-CAM at most 4 forward-pass equivalents per image, and every
 method's mean deletion AUC below the random maps' (lower is better).
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import Counter, busy_note, machine, save_results  # benchmarks/common.py (scripts run from this folder)
+from common import Counter, backward_ratio, busy_note, machine, save_results  # benchmarks/common.py (scripts run from this folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -83,23 +84,6 @@ def load_arrays(preprocessing, files) -> np.ndarray:
     return np.stack([preprocessing.to_array(load_rgb(p)) for p in files])
 
 
-def backward_ratio(model, images, repeats: int = 3) -> float:
-    """Seconds of one backward pass (to the input) over one forward pass, median of repeats."""
-    import torch
-
-    ratios = []
-    for _ in range(repeats):
-        x = torch.from_numpy(images).requires_grad_(True)
-        start = time.perf_counter()
-        out = model(x)
-        forward = time.perf_counter() - start
-        start = time.perf_counter()
-        out[:, 0].sum().backward()
-        ratios.append((time.perf_counter() - start) / forward)
-    model.zero_grad(set_to_none=True)
-    return float(np.median(ratios))
-
-
 def measure(model, images, targets, method, options, counter) -> dict:
     from shotlab.explain import explain
 
@@ -128,7 +112,7 @@ def run(n_images: int, n_slow: int, every: int = 1) -> dict:
         probs = torch.softmax(model(torch.from_numpy(images)), dim=1).numpy()
     targets = [int(p.argmax()) for p in probs]
     accuracy = float(np.mean([classes[t] == c for t, c in zip(targets, labels)]))
-    ratio = backward_ratio(model, images[:8])
+    ratio = backward_ratio(model, torch.from_numpy(images[:8]))
     forward = forward_probabilities(model)
     reference = random_reference(forward, images, targets)
     pixel_reference = random_reference(forward, images, targets, grid=None)

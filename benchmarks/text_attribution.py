@@ -11,7 +11,8 @@ Each is explained for its predicted class.
 Cost is counted, not guessed: a forward hook on the model counts the comments each forward pass
 carries, and a gradient hook on its output counts those each backward pass carries.
 Forward-pass equivalents = forwards + 2 x backwards (a backward pass costs about two forwards;
-the script times one against a forward on this machine). Faithfulness: ERASER comprehensiveness
+the script times one against a forward on this machine, the backward IG runs: to the word
+embeddings' output only, no weight gradients). Faithfulness: ERASER comprehensiveness
 (higher is better) and sufficiency (lower is better), AOPC over 1/5/10/20/50% of the words,
 against the mean of 5 random word rankings of the same comment (`explain/text_faithfulness.py`).
 Targets (issue #15): IG at most 60 forward-pass equivalents per comment; IG and SHAP beat random
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import Counter, header, save_results, stamp  # benchmarks/common.py (run from this folder)
+from common import Counter, backward_ratio, header, save_results, stamp  # benchmarks/common.py (run from this folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,23 +60,6 @@ def classifier(train_rows):
         model.head.weight.copy_(torch.from_numpy(fitted.coef_.astype(np.float32)))
         model.head.bias.copy_(torch.from_numpy(fitted.intercept_.astype(np.float32)))
     return model.eval(), classes
-
-
-def backward_ratio(model, ids, repeats: int = 3) -> float:
-    """Seconds of one backward pass (to the embeddings) over one forward pass, median."""
-    import torch
-
-    ratios = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        with torch.enable_grad():
-            out = model(ids)
-            forward = time.perf_counter() - start
-            start = time.perf_counter()
-            out[:, 0].sum().backward()
-        ratios.append((time.perf_counter() - start) / forward)
-    model.zero_grad(set_to_none=True)
-    return float(np.median(ratios))
 
 
 def forward_seconds(forward, texts) -> float:
@@ -112,7 +96,8 @@ def run(n_comments: int, max_chars: int) -> dict:
     targets = [int(p.argmax()) for p in probs]
     accuracy = float(np.mean([classes[t] == r["label"] for t, r in zip(targets, test)]))
     one_forward = forward_seconds(forward, texts)
-    ratio = backward_ratio(model, torch.from_numpy(forward.ids(texts[:8])))
+    ratio = backward_ratio(model, torch.from_numpy(forward.ids(texts[:8])),
+                           layer=model.encoder.word_embeddings)
     counter = Counter(model)
     methods = {}
     for method, options in ROWS.items():
