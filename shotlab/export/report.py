@@ -155,7 +155,8 @@ def runtime_html(name: str, metrics: dict, manifest: dict) -> str:
                f"macro-AUPRC {fmt(metrics['macro_auprc'])}{interval(metrics, 'macro_auprc')}"
                f" &middot; ECE {fmt(metrics.get('ece'))}"
                f"<br><span class='meta'>95% bootstrap intervals, "
-               f"{metrics['bootstrap']['n_resamples']} resamples</span></p>")
+               f"{metrics['bootstrap']['n_resamples']} resamples; recall's exact binomial "
+               f"(Clopper-Pearson)</span></p>")
     table = table_html(["class", "precision", "recall [95% CI]", "F2", "AUPRC", "support"], rows)
     image = confusion_png(metrics["confusion_matrix"], manifest["classes"], name)
     return (f"<h3>{html.escape(name)}</h3>{summary}<div class='runtime'><div>{table}</div>"

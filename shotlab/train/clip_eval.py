@@ -10,7 +10,7 @@ and `curate split` keeps a clip's frames together), then scores clips here:
 For each, thresholds for the policy's unsafe classes are chosen on validation *clips* (the
 recall target applies to clips, which is what a moderation team is judged on), and val and test
 metrics come from `train/metrics.py`: per-class AP (`per_class[c].auprc`) and its mean
-(`macro_auprc`, the mAP), macro-F1/F2 and unsafe recall with bootstrap intervals. The result
+(`macro_auprc`, the mAP), macro-F1/F2 and unsafe recall with intervals (metrics.py's). The result
 goes to `clip_metrics.json`; `clip.json` (sampling, aggregation, clip thresholds) is the clip
 contract `shotlab export` puts in the bundle.
 """

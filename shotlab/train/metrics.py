@@ -13,10 +13,13 @@ Undefined is None. A class without positives in y_true has no recall, F-scores, 
 macro F1/F2/AUPRC average the classes that do have positives; macro ROC AUC is None as soon as one
 class's AUC is undefined (no positives or no negatives), as scikit-learn's would be.
 
-Intervals are 95% bootstrap percentile intervals over resampled rows. A resample where a metric is
-undefined is skipped for that metric: a class drawn zero times has no recall, and a macro metric
-is skipped when a class with positives in the test set is missing from the resample, so every
-resample averages the same classes. `bootstrap["valid"]` says how many resamples each rests on.
+Intervals are 95% bootstrap percentile intervals over resampled rows, except per-class recall's:
+that is an exact binomial (Clopper-Pearson) interval on the positives caught, because a bootstrap
+of 4 positives all caught is [1, 1], which tells a reviewer nothing (the exact one is [0.40, 1]).
+A resample where a metric is undefined is skipped for that metric: a class drawn zero times has no
+recall, and a macro metric is skipped when a class with positives in the test set is missing from
+the resample, so every resample averages the same classes. `bootstrap["valid"]` says how many
+resamples each rests on.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def classification_metrics(y_true, probs, class_names, *, task="multiclass", thr
     result.update(_summary_metrics(Y, P, pred, names, task=task))
     intervals, valid = bootstrap_intervals(_bootstrap_statistic(Y, P, pred, names), len(Y),
                                            n_bootstrap=n_bootstrap, seed=seed)
+    if n_bootstrap:
+        intervals.update(recall_intervals(Y, pred, names))
     result["intervals"] = intervals
     result["bootstrap"] = {"n_resamples": n_bootstrap, "seed": seed, "valid": valid}
     return _json_ready(result)
@@ -169,6 +174,19 @@ def calibration_pairs(Y, P, *, task):
     if task == "multiclass":
         return P.max(axis=1), P.argmax(axis=1) == Y.argmax(axis=1)
     return P.ravel(), Y.ravel()
+
+
+def recall_intervals(Y, pred, names, confidence: float = 0.95) -> dict:
+    """{"recall/<name>": two-sided Clopper-Pearson interval on caught / positives, or None}."""
+    from scipy.stats import binomtest
+
+    out = {}
+    for c, name in enumerate(names):
+        positives = int(Y[:, c].sum())
+        caught = int((Y[:, c].astype(bool) & pred[:, c].astype(bool)).sum())
+        out[f"recall/{name}"] = ([float(v) for v in binomtest(caught, positives).proportion_ci(
+            confidence, method="exact")] if positives else None)
+    return out
 
 
 # --- bootstrap -----------------------------------------------------------------------------------

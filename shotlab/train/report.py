@@ -21,7 +21,7 @@ def echo_split(name: str, metrics: dict) -> None:
     click.echo(f"{name} split (n={metrics['n']}): accuracy {fmt(metrics['accuracy'])}"
                f"{interval(metrics, 'accuracy')}, macro F1 {fmt(metrics['macro_f1'])}"
                f"{interval(metrics, 'macro_f1')}, macro AUPRC {fmt(metrics['macro_auprc'])}, "
-               f"ECE {fmt(metrics['ece'])}  (95% bootstrap intervals)")
+               f"ECE {fmt(metrics['ece'])}  (95% intervals: bootstrap; recall exact binomial)")
     rows = [[c, fmt(m["precision"]), fmt(m["recall"]) + interval(metrics, f"recall/{c}"),
              fmt(m["f2"]), fmt(m["auprc"]), m["support"]] for c, m in metrics["per_class"].items()]
     click.echo(table(["class", "precision", "recall", "F2", "AUPRC", "support"], rows))
@@ -68,7 +68,9 @@ def echo_run(result, as_json: bool) -> None:
         from shotlab.train.auto_choice import line
 
         click.echo(line(result.choice))
-    click.echo(f"Run {result.run_dir} (best epoch {result.best_epoch + 1})")
+    kept = (f"best epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else
+            "kept the linear-probe head: no epoch beat it on val")
+    click.echo(f"Run {result.run_dir} ({kept})")
     for split in ("test", "val"):
         if split in result.metrics:
             echo_split(split.capitalize(), result.metrics[split])

@@ -7,7 +7,7 @@ holds everything needed to reproduce, resume, judge and export the run:
     config.yaml      the resolved configuration, policy, versions and manifest hash
     checkpoints/     last.pt (every epoch, for --resume) and best.pt (the model to export, with
                      its calibration: a temperature fitted on val, see train/calibration.py)
-    metrics.json     val and test metrics on calibrated scores, with bootstrap intervals, the
+    metrics.json     val and test metrics on calibrated scores, with 95% intervals, the
                      thresholds applied, the raw scores' ECE beside ("ece_raw") and the calibration
     thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands, and
                      what they were chosen on ("scored_on": train folds + val, or val alone;

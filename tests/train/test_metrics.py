@@ -197,6 +197,22 @@ def test_bootstrap_intervals_contain_the_estimate_and_are_seeded():
     assert m1["bootstrap"]["valid"]["accuracy"] == 400
 
 
+def test_recall_intervals_are_exact_binomial_and_never_collapse_on_few_positives():
+    # 4 positives of 'b', all caught: a bootstrap says [1, 1]; the exact interval says [0.40, 1]
+    y = np.array([0] * 8 + [1] * 4)
+    p = np.where(y[:, None] == np.arange(2), 0.9, 0.1)
+    m = classification_metrics(y, p, ["a", "b"], n_bootstrap=200, seed=0)
+    low, high = m["intervals"]["recall/b"]
+    assert m["per_class"]["b"]["recall"] == 1.0 and high == 1.0
+    assert low == pytest.approx(0.025 ** 0.25, abs=1e-9)  # (alpha/2)^(1/n), all n caught
+    # 3 of 4 caught: the textbook Clopper-Pearson bounds
+    p[8] = [0.9, 0.1]
+    low, high = classification_metrics(y, p, ["a", "b"], n_bootstrap=200)["intervals"]["recall/b"]
+    assert (round(low, 4), round(high, 4)) == (0.1941, 0.9937)
+    unasked = classification_metrics(y, p, ["a", "b"], n_bootstrap=0)["intervals"]
+    assert unasked["recall/b"] is None and set(unasked.values()) == {None}  # no intervals asked
+
+
 def test_bootstrap_helper_skips_undefined_resamples():
     x = np.arange(10, dtype=float)
 

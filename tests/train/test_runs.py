@@ -59,6 +59,11 @@ def test_a_partial_run_reads_its_thresholds_off_val_alone(colours):
     assert result.exit_code == 0, result.output
     assert "Threshold for unsafe class 'red'" in result.output and "(on val: recall" in result.output
     assert "scored out of fold" not in result.output
+    # the run's line says which model it kept: an epoch, or the probe when none beat it on val
+    line = next(l for l in result.output.splitlines() if l.startswith("Run "))
+    best = json.loads((Path(line[4:line.index(" (")]) / "metrics.json").read_text())["best_epoch"]
+    assert line.endswith("(kept the linear-probe head: no epoch beat it on val)" if best < 0
+                         else f"(best epoch {best + 1})")
 
 
 def test_resume_a_finished_run_trains_no_more(colours):
