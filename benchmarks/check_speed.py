@@ -14,7 +14,9 @@ PNG, half JPEG) and `datasets/sample` (120 clip-art PNGs up to 160 px), interlea
 - re-check: `image_stats` again with its cache warm (the store's sha256s given).
 
 Images per core are images per CPU second of the process (plus its workers), so a busy machine
-inflates wall time but not the figure; BLAS and OpenMP are pinned to one thread. Target: at least
+inflates wall time more than the figure, though not nothing: caches and memory bandwidth are
+shared, and runs at load 5 and 0.7 moved the scans by a quarter and decoding by 4%. BLAS and
+OpenMP are pinned to one thread. Target: at least
 500 images/s per core and at least 0.8 of decode-only. Writes results/check_speed.{json,md}.
 """
 

@@ -1,8 +1,11 @@
 """Clip models on the recipe's clip set: pooling vs the middle frame, and early exit.
 
 Builds the synthetic clip set (`datasets/clips.py synthetic`: 120 clips of 6 s from the sample
-images; a third show the subject throughout, a third only for 2 s among filler, a third cut
-between two images and filler), imports it (uniform:8), trains a lite0 frame model
+images; in train a third show the subject throughout, a third only for 2 s among filler, a third
+cut between two images and filler; val and test, 4 images a class, have 2 full clips, 1 partial
+and 1 cut a class. By construction the middle sampled frame shows filler in every cut clip and
+about half the partial ones: 8 of the 24 test clips, where the baseline cannot see the subject,
+so part of the gap below is built into the set), imports it (uniform:8), trains a lite0 frame model
 (`--mode linear`, `bird` standing in for an unsafe class) and reads the run's clip evaluation:
 
     (2) quality   test clips: mAP (mean per-class AP) and unsafe recall of the aggregated model

@@ -4,7 +4,9 @@
 
 Bare forward: the backbone on tensors decoded and preprocessed beforehand (the model's own rate).
 Pipeline: `shotlab.train.embeddings.extract` from image files (decode, EXIF, resize, crop,
-normalise in DataLoader workers, then the same forward), cache off. Rounds alternate the two, so
+normalise in DataLoader workers, then the same forward), cache off (no earlier embeddings are
+read; `extract` still writes its per-batch `.npy` files and reads them back, under 1% of the
+time, and that is counted). Rounds alternate the two, so
 a busy machine slows both alike. Target: the pipeline reaches at least 90% of the bare rate,
 i.e. decoding and resizing are not the bottleneck. Writes results/embedding_speed.{json,md}.
 """

@@ -10,7 +10,7 @@ measures in one process:
     speed        model.onnx vs model.int8.onnx, interleaved, batch 1 and 32, with 1 and 2
                  intra-op threads, median of `--repeats` rounds; the ratio INT8 / FP32
 
-Datasets: `datasets/sample` (121 photos, 6 classes) and, when Debian's dataset-fashion-mnist
+Datasets: `datasets/sample` (120 clip-art images, 6 classes) and, when Debian's dataset-fashion-mnist
 package is installed (/usr/share/datasets/fashion-mnist), a Fashion-MNIST folder built by
 `datasets/fashion_mnist.py` (20 train, 5 val and 100 test images per class). Speed is measured
 on the sample set's bundle (224 px inputs; the Fashion-MNIST bundle has the same input size).

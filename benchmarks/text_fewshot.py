@@ -1,7 +1,7 @@
 """Few-shot text classification on the fortunes recipe: SetFit vs logistic regression on MiniLM
 embeddings vs TF-IDF vs character n-grams.
 
-    .venv/bin/python benchmarks/text_fewshot.py [--shots 8,16] [--repeats 3] [--per-class 150]
+    .venv/bin/python benchmarks/text_fewshot.py [--shots 8,16] [--repeats 3] [--per-class 100]
 
 The data is `datasets/fortunes.py`'s recipe (Debian's fortunes topic files, deduplicated, split
 60/20/20 per topic, seed 0). Each repeat draws `shots` train comments per topic (seeded by the

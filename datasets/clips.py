@@ -6,12 +6,14 @@
 
 `synthetic` writes `OUT/<split>/<class>/<class>_<n>.mp4` (H.264, 160x120, 12 fps, a keyframe
 every second) from `datasets/sample/` (the sample's own split, so no image is in two splits).
-Each clip is 6 s of one of three kinds, in turn:
+Each clip is 6 s of one of three kinds, in turn (a split's images of a class take full, partial,
+cuts, full, ...: 4 images give 2 full, 1 partial, 1 cuts):
     full     the subject image throughout, under a slow pan and zoom
-    partial  filler footage (a drifting cloud texture) with the subject for 2 s somewhere in it:
-             one frame in the middle shows filler two times in three, so a middle-frame model
-             misses the subject; pooling over the sampled frames does not
-    cuts     the subject cut between two of its class's images, with filler between
+    partial  filler footage (a drifting cloud texture) with the subject for 2 s starting at 0-3 s:
+             the middle sampled frame shows filler in about half of them, so a middle-frame
+             model misses the subject there; pooling over the sampled frames does not
+    cuts     the subject cut between two of its class's images, with filler between: the middle
+             third is filler, so the middle frame always shows filler
 The filler is never an image of a class: a clip's label is the subject's class.
 
 `footage` cuts the real footage that ships inside installed packages (shared/OFFLINE.md) into

@@ -49,8 +49,9 @@ SETFIT_ITERATIONS = 5
 SETFIT_EPOCHS = 1
 SETFIT_BODY_LR = 2e-5  # setfit's default for the encoder
 # The default mode: setfit when the rarest class has at most this many train comments, logreg
-# above. On fortunes (benchmarks/text_fewshot.py) SetFit led the frozen encoder's logistic
-# regression by 2 points at 8 per topic and trailed it by 1 at 16, at minutes per fit.
+# above. On fortunes (benchmarks/text_fewshot.py, 3 draws) SetFit led the frozen encoder's
+# logistic regression by 2 points at 8 per topic (+5.0, +0.7, +0.7 by draw: one draw carries it,
+# one test comment is 0.7) and trailed it by 1 at 16, at minutes per fit: a weak lead.
 SETFIT_MAX_PER_CLASS = 8
 RESTART = "start a new run (`shotlab train NAME`) instead of resuming this one"
 
