@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/calibration.py [--epochs 8] [--workspace DIR]
 
 Trains what `make demo` trains (lite0, partial fine-tuning) on two sets and reads the run's
-metrics.json: the sample set (datasets/sample: 6 classes, 24 val and 24 test images) and a
+metrics.json (the "model kept" column says when no epoch beat the linear-probe head on val and
+the run kept that head, the backbone untouched): the sample set (datasets/sample: 6 classes, 24 val and 24 test images) and a
 few-shot Fashion-MNIST folder (10 train, 10 val, 50 test images per class, from Debian's
 dataset-fashion-mnist; skipped with a note where it is missing). The temperature is fitted on val;
 the test split never takes part, so its ECE is the honest figure. Target: test ECE <= 0.05 after.
@@ -50,7 +51,8 @@ def train_set(folder, name: str, epochs: int) -> dict:
     result = train_run(name, config, track=False, writeback=False, progress=False)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     row = {"set": name, "seconds": round(time.perf_counter() - started, 1),
-           "calibration": metrics["calibration"], "test_ece_floor": ece_floor(result.run_dir)}
+           "best_epoch": metrics["best_epoch"], "calibration": metrics["calibration"],
+           "test_ece_floor": ece_floor(result.run_dir)}
     for split in ("val", "test"):
         row[split] = {"n": metrics[split]["n"], "accuracy": metrics[split]["accuracy"],
                       "ece_raw": metrics[split]["ece_raw"], "ece": metrics[split]["ece"]}
@@ -82,13 +84,17 @@ def ece_floor(run_dir, draws: int = 2000) -> float:
 def markdown(result: dict) -> str:
     lines = header("Calibration: ECE before and after temperature scaling", result,
                    f"; lite0 partial, {result['epochs']} epochs, seed 0")
-    lines += ["| set | temperature | val n | val ECE raw -> calibrated | test n | test accuracy | "
-              "test ECE raw -> calibrated | ECE floor at this n | target test ECE <= 0.05 |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| set | model kept | temperature | val n | val ECE raw -> calibrated | test n | "
+              "test accuracy | test ECE raw -> calibrated | ECE floor at this n | "
+              "target test ECE <= 0.05 |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         cal, val, test = row["calibration"], row["val"], row["test"]
         t = cal.get("temperature", "none")
-        lines.append(f"| {row['set']} | {t if isinstance(t, str) else round(t, 2)} | {val['n']} | "
+        kept = ("the probe (no epoch beat it on val)" if row["best_epoch"] < 0
+                else f"epoch {row['best_epoch'] + 1}")
+        lines.append(f"| {row['set']} | {kept} | {t if isinstance(t, str) else round(t, 2)} | "
+                     f"{val['n']} | "
                      f"{val['ece_raw']:.3f} -> {val['ece']:.3f} | {test['n']} | "
                      f"{test['accuracy']:.3f} | {test['ece_raw']:.3f} -> {test['ece']:.3f} | "
                      f"{row['test_ece_floor']:.3f} | "
