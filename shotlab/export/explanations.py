@@ -2,7 +2,9 @@
 for one correct and one wrong prediction per class, overlaid on the image the model saw.
 
 Uses `shotlab.explain` (`explain`, `plots.overlay`). The target of each map is the predicted
-class: for a mistake, what pulled the model to the wrong answer is what a reviewer needs to see.
+class (by the bundle's decision rule, thresholds included; multilabel: the highest-scoring class
+predicted): for a mistake, what pulled the model to the wrong answer is what a reviewer needs to
+see.
 """
 
 from __future__ import annotations
@@ -16,10 +18,25 @@ PER_CLASS = {"correct": 1, "wrong": 1}  # cheap: a glimpse per class, not an aud
 LIME_SAMPLES = 256  # perturbations per image; LIME's default 1000 costs 4x for a report sample
 
 
-def pick(y: np.ndarray, predicted: np.ndarray, classes) -> list[tuple[int, bool]]:
-    """(row, correct) pairs: up to PER_CLASS["correct"/"wrong"] rows per true class."""
+def decisions(y, probs, classes, task: str, thresholds) -> tuple[list, np.ndarray, np.ndarray]:
+    """Per row: (true label names, the class to explain, whether the decision is right), under
+    the rule `predict` and the report's metrics apply (unsafe-class thresholds included): a card
+    must not call wrong what the metrics beside it count as right."""
+    from shotlab.runtime.decide import predict_labels
+
+    decided = predict_labels(probs, classes, task=task, thresholds=thresholds or None)
+    if task == "multiclass":
+        return [[classes[int(t)]] for t in y], decided, decided == y
+    target = np.where(decided.any(axis=1), np.where(decided == 1, probs, -np.inf).argmax(axis=1),
+                      probs.argmax(axis=1))
+    truth = [[classes[i] for i in np.flatnonzero(row)] for row in y]
+    return truth, target, np.all(decided == y, axis=1)
+
+
+def pick(y: np.ndarray, right: np.ndarray, classes) -> list[tuple[int, bool]]:
+    """(row, correct) pairs: up to PER_CLASS["correct"/"wrong"] rows per true class (a
+    multilabel row counts for its first true class)."""
     truth = y if y.ndim == 1 else y.argmax(axis=1)
-    right = predicted == truth
     rows = []
     for c in range(len(classes)):
         for correct, limit in ((True, PER_CLASS["correct"]), (False, PER_CLASS["wrong"])):
@@ -48,19 +65,18 @@ def explain_sample(bundle, checkpoint, entries, x, y, probs, onnx_runner, *,
     from shotlab.core.images import load_rgb
 
     classes = bundle.classes
-    predicted = probs.argmax(axis=1)
-    rows = pick(y, predicted, classes)
+    truth, target, right = decisions(y, probs, classes, bundle.task, bundle.thresholds)
+    rows = pick(y, right, classes)
     if not rows:
         return {"available": True, "items": []}
-    targets = [int(predicted[r]) for r, _ in rows]
+    targets = [int(target[r]) for r, _ in rows]
     batch = x[[r for r, _ in rows]]
     gradcam = explain(checkpoint.model, batch, targets, method="gradcam")
     lime = explain(onnx_runner, batch, targets, method="lime", num_samples=LIME_SAMPLES)
     items = []
     for k, (row, correct) in enumerate(rows):
         image = np.asarray(bundle.preprocessing.resize_and_crop(load_rgb(entries[row].filepath)))
-        truth = y[row] if y.ndim == 1 else int(np.argmax(y[row]))
-        items.append({"path": entries[row].filepath, "true": classes[int(truth)],
+        items.append({"path": entries[row].filepath, "true": ", ".join(truth[row]) or "none",
                       "predicted": classes[targets[k]], "correct": correct,
                       "score": float(probs[row, targets[k]]),
                       "_gradcam_png": png_base64(overlay(image, gradcam[k])),

@@ -92,7 +92,7 @@ def calibration_html(calibration: dict | None) -> str:
     t = calibration["temperature"]
     shown = fmt(t, 2) if isinstance(t, (int, float)) else f"{fmt(min(t), 2)}-{fmt(max(t), 2)} per class"
     return (f"<p class='meta'>Scores calibrated by temperature scaling folded into the model "
-            f"(T = {shown}, fitted on {calibration['fitted_on']} val images; val log-loss "
+            f"(T = {shown}, fitted on {calibration['fitted_on']} val samples; val log-loss "
             f"{fmt(calibration.get('val_nll_before'))} &rarr; {fmt(calibration.get('val_nll_after'))}). "
             f"Thresholds and the review band were chosen on these scores"
             + (f"; {html.escape(calibration['rule'])}" if calibration.get("rule") else "")
@@ -132,8 +132,8 @@ def agreement_html(report: dict, manifest: dict) -> str:
     note = ("" if report["same_preprocessing"] else
             "<p><b>The bundle's preprocessing differs from the checkpoint's</b>: the runtimes "
             "below see the bundle's pipeline, PyTorch its training pipeline.</p>")
-    skipped = (f"<p class='meta'>{len(report['skipped'])} test image(s) skipped as unreadable."
-               f"</p>" if report["skipped"] else "")
+    skipped = (f"<p class='meta'>{len(report['skipped'])} {html.escape(report['split'])} "
+               f"file(s) skipped as unreadable.</p>" if report["skipped"] else "")
     return note + table_html(headers, rows) + skipped
 
 

@@ -125,10 +125,12 @@ def speed_section(runners: dict, x) -> dict:
     if sample is None:
         return {"note": "no test images to time"}
     timings = speed.compare(runners, sample, repeats=3, warmup=1)
+    gpu = " TensorRT runs on the GPU, so its ratio to CPU PyTorch is not like for like." \
+        if "tensorrt" in runners else ""
     return {"batches": {str(size): rows for size, rows in timings.items()},
             "load_average": speed.load_average(),
             "note": "CPU, eager PyTorch in inference mode vs each runtime; interleaved, median "
-                    "of 3 rounds; a busy machine moves the absolute numbers"}
+                    "of 3 rounds; a busy machine moves the absolute numbers." + gpu}
 
 
 def library_versions() -> dict:

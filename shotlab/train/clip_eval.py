@@ -107,6 +107,7 @@ def evaluate_clips(manifest, probs: dict, policy, *, sampling: str) -> tuple[dic
         results[kind]["clips"] = {s: len(sets[s].clip_ids) for s in SPLITS}
         chosen[kind] = thresholds
     results["contract"] = contract.to_dict()
+    results["unsafe"] = list(policy.unsafe)
     return results, {**contract.to_dict(), "thresholds": chosen["aggregated"]}
 
 
@@ -117,8 +118,10 @@ def headline(results: dict) -> dict:
         split = "test" if "test" in results[kind] else "val"
         metrics = results[kind].get(split)
         if metrics:
+            # the policy's unsafe classes (multilabel thresholds hold every class: 0.5 by
+            # default); a run from before they were recorded: its thresholds (multiclass: those)
+            unsafe = results.get("unsafe", metrics["thresholds"])
             out[kind] = {"split": split, "mAP": metrics["macro_auprc"],
                          "macro_f1": metrics["macro_f1"],
-                         "unsafe_recall": {c: metrics["per_class"][c]["recall"]
-                                           for c in metrics["thresholds"]}}
+                         "unsafe_recall": {c: metrics["per_class"][c]["recall"] for c in unsafe}}
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from shotlab.core.output import echo_json, table
@@ -68,9 +70,7 @@ def echo_run(result, as_json: bool) -> None:
         from shotlab.train.auto_choice import line
 
         click.echo(line(result.choice))
-    kept = (f"best epoch {result.best_epoch + 1}" if result.best_epoch >= 0 else
-            "kept the linear-probe head: no epoch beat it on val")
-    click.echo(f"Run {result.run_dir} ({kept})")
+    click.echo(f"Run {result.run_dir} ({kept_model(result)})")
     for split in ("test", "val"):
         if split in result.metrics:
             echo_split(split.capitalize(), result.metrics[split])
@@ -97,10 +97,21 @@ def echo_run(result, as_json: bool) -> None:
     if result.pseudo is not None:
         echo_pseudo(result.pseudo, result.metrics)
     if result.mistakes is not None:
-        click.echo(f"Predictions written to the dataset (field 'predictions'); "
+        # a clip dataset's run trains on, and writes back to, its frames dataset
+        dataset = json.loads((result.run_dir / "manifest.json").read_text())["dataset"]
+        click.echo(f"Predictions written to dataset '{dataset}' (field 'predictions'); "
                    f"{result.mistakes} mistakes in its saved view 'mistakes'.")
     if result.mlflow_run_id:
         click.echo(f"MLflow run {result.mlflow_run_id}.")
+
+
+def kept_model(result) -> str:
+    """Which model the run kept: an epoch, the linear-probe head, or a text/post run's one fit."""
+    if result.kind != "image":
+        return "one fit, no epochs"
+    if result.best_epoch < 0:
+        return "kept the linear-probe head: no epoch beat it on val"
+    return f"best epoch {result.best_epoch + 1}"
 
 
 def echo_calibration(calibration: dict | None, split: str, metrics: dict) -> None:
@@ -111,7 +122,7 @@ def echo_calibration(calibration: dict | None, split: str, metrics: dict) -> Non
     t = calibration["temperature"]
     shown = f"{t:.2f}" if isinstance(t, float) else f"{min(t):.2f}-{max(t):.2f} per class"
     click.echo(f"Scores calibrated: temperature {shown} fitted on {calibration['fitted_on']} val "
-               f"images (val log-loss {calibration['val_nll_before']:.3f} -> "
+               f"samples (val log-loss {calibration['val_nll_before']:.3f} -> "
                f"{calibration['val_nll_after']:.3f}; ECE on {split} {fmt(metrics.get('ece_raw'))} -> "
                f"{fmt(metrics.get('ece'))}); thresholds and the review band use these scores"
                + (f"; {calibration['rule']}" if calibration.get("rule") else "") + ".")

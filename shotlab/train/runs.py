@@ -77,6 +77,7 @@ class RunResult:
     pseudo: dict | None = None  # a --pseudo-label run's record (pseudo.json), else None
     choice: dict | None = None  # the automatic method choice (train/auto_choice.py), if made
     thresholds_scored_on: dict | None = None  # see train/threshold_scores.py; None: no policy
+    kind: str = "image"  # the manifest's kind: text and post runs are one fit, no epochs
 
 
 PSEUDO_FILE = "pseudo.json"  # a --pseudo-label run's record, written by train/pseudo.py
@@ -318,7 +319,8 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
                          metrics=result.metrics, tracking_uri=tracking_uri)
     return RunResult(run_dir, result.metrics, result.thresholds, fitted.best_epoch, mistakes, run_id,
                      calibration=result.calibration, clips=clip_results or None, pseudo=pseudo,
-                     choice=choice, thresholds_scored_on=result.threshold_scores)
+                     choice=choice, thresholds_scored_on=result.threshold_scores,
+                     kind=manifest.kind)
 
 
 def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Policy) -> dict:

@@ -61,6 +61,7 @@ def test_clip_dataset_trains_on_frames_and_evaluates_clips(clip_run):
     assert set(contract["thresholds"]) == {"red"}
     assert set(clip_run.clips) == {"aggregated", "middle_frame"}
     assert clip_run.clips["aggregated"]["split"] == "test"
+    assert set(clip_run.clips["aggregated"]["unsafe_recall"]) == {"red"}
 
 
 def test_clip_thresholds_reach_the_recall_target_on_validation_clips(clip_run):
@@ -84,3 +85,16 @@ def test_bundle_carries_the_clip_contract_and_predict_uses_it(clip_run, tmp_path
     assert (contract.sampling, dict(contract.aggregation)) == \
         (saved["sampling"], saved["aggregation"])
     assert np.isclose(contract.margin, 0.1)
+
+
+def test_the_clip_line_reports_recall_of_the_unsafe_classes_only():
+    from shotlab.train.clip_eval import headline
+
+    per_class = {c: {"recall": r} for c, r in (("safe", 1.0), ("nsfw", 0.5), ("gore", 1.0))}
+    test = {"macro_auprc": 0.8, "macro_f1": 0.7, "per_class": per_class,
+            "thresholds": {"safe": 0.5, "nsfw": 0.2, "gore": 0.5}}  # multilabel: every class
+    results = {"aggregated": {"test": test}, "middle_frame": {"test": test}, "unsafe": ["nsfw"]}
+    assert headline(results)["aggregated"]["unsafe_recall"] == {"nsfw": 0.5}
+    assert headline({**results, "unsafe": []})["middle_frame"]["unsafe_recall"] == {}
+    older = {"aggregated": {"test": {**test, "thresholds": {"nsfw": 0.2}}}, "middle_frame": {}}
+    assert headline(older)["aggregated"]["unsafe_recall"] == {"nsfw": 0.5}  # before "unsafe"

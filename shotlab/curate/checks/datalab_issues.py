@@ -20,8 +20,8 @@ def find_datalab_issues(features: np.ndarray, *, types=TYPES, pred_probs=None) -
     """One result per issue type in `types`, in that order."""
     n = len(features)
     if n < MIN_SAMPLES:
-        return [empty_result(t, n, f"{t}: skipped, Datalab needs at least {MIN_SAMPLES} samples "
-                                   f"(got {n})") for t in types]
+        return [empty_result(t, n, f"skipped, Datalab needs at least {MIN_SAMPLES} samples "
+                                f"(got {n})") for t in types]
     from cleanlab import Datalab
 
     k = min(DEFAULT_K, n - 2)
