@@ -70,8 +70,13 @@ class ClipContract:
         from shotlab.core.clips import Sampling
 
         saved = dict(saved or {})
-        given = {**dict(saved.get("aggregation") or {}), **dict(rules or {})}
-        default = given.pop("*", None)
+        own, asked = dict(saved.get("aggregation") or {}), dict(rules or {})
+        default = asked.pop("*", None)
+        if default is None:
+            default = own.pop("*", None)
+        else:  # the caller's bare rule replaces the bundle's for every class it does not name
+            own = {}
+        given = {**own, **asked}
         unknown = sorted(set(given) - set(classes))
         if unknown:
             raise InputError(f"aggregation names unknown classes {unknown}; classes: "

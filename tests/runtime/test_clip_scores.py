@@ -43,6 +43,18 @@ def test_the_callers_settings_override_the_bundles():
         ("uniform:4", "max", 0.2)
 
 
+def test_a_bare_rule_of_the_caller_replaces_the_bundles_rules():
+    # a clip-trained bundle names a rule for every class: `--aggregate topk:2` must still apply
+    saved = {"aggregation": {"cooking": "mean", "sports": "mean", "violence": "max"}}
+    every = ClipContract.resolve(saved, CLASSES, ["violence"], rules={"*": "topk:2"})
+    assert set(every.aggregation.values()) == {"topk:2"}
+    named = ClipContract.resolve(saved, CLASSES, ["violence"],
+                                 rules={"*": "topk:2", "violence": "max"})
+    assert named.aggregation == {"cooking": "topk:2", "sports": "topk:2", "violence": "max"}
+    kept = ClipContract.resolve(saved, CLASSES, ["violence"], rules={"sports": "max"})
+    assert kept.aggregation == {"cooking": "mean", "sports": "max", "violence": "max"}
+
+
 @pytest.mark.parametrize("rules, message", [({"violence": "median"}, "use mean, max or topk:K"),
                                             ({"violence": "topk:0"}, "use mean, max or topk:K"),
                                             ({"dance": "max"}, "unknown classes ['dance']")])
