@@ -215,10 +215,6 @@ def _presence_warnings(totals, counts, fractions) -> list[str]:
     return warnings
 
 
-# Per-sample string fields that bind samples into one group, where the dataset has them:
-# `curate check` writes duplicate clusters; video imports write the clip a frame came from; a
-# text import writes the `group` column (one thread, one author: curate/text_import.py).
-GROUP_FIELDS = ("duplicate_cluster", "sha256", "clip_id", "group")
 
 
 @dataclass
@@ -260,7 +256,7 @@ def split_dataset(name: str, *, val: float, test: float, seed: int,
     unlabeled = [not l and store.task_of(dataset) == "multiclass" for l in labels]
     active = [not (e or u) for e, u in zip(excluded, unlabeled)]
     fixed = [s if a and s in SPLITS and not overwrite else None for s, a in zip(current, active)]
-    keys = [dataset.values(f) for f in GROUP_FIELDS if f in schema]
+    keys = [dataset.values(f) for f in store.GROUP_FIELDS if f in schema]
     groups = group_ids(*keys)
     plan = assign_splits(labels, groups, val=val, test=test, seed=seed, fixed=fixed,
                          active=active, names=dataset.values("filepath"))

@@ -5,8 +5,9 @@
 1. A first model (the *teacher*) trains on the human labels exactly as `shotlab train` would, in
    `RUN/teacher/`; its scores are calibrated on val (train/calibration.py).
 2. It scores the unlabeled pool: the dataset's samples with no label (multiclass), not tagged
-   `exclude`, whose split is train or unassigned. Unlabeled samples someone put in val or test
-   are never used (counted as `held_out`).
+   `exclude`, whose split is train or unassigned. Unlabeled samples someone put in val or test,
+   or that share a group with a val or test sample (the same sha256, a duplicate cluster, a clip,
+   a thread: the fields `curate split` groups by), are never used (counted as `held_out`).
 3. A pool sample whose top calibrated score is at least the threshold joins the train split with
    the teacher's label, marked in the manifest (`Entry.pseudo` = its score).
 4. The model of the run trains again on train + those samples. Val and test hold human labels
@@ -81,19 +82,36 @@ def choose_threshold(y_val, probs_val, probs_pool, target: float = TARGET_PRECIS
 
 def pool_of(manifest: Manifest) -> tuple[list[Entry], int]:
     """The unlabeled samples that may be pseudo-labelled (as entries without labels) and how
-    many unlabeled samples val and test hold (never used)."""
+    many unlabeled samples are held out: in val or test, or grouped with a val or test sample
+    (a copy, a near-duplicate, a frame of its clip: store.GROUP_FIELDS), which `curate split`
+    leaves unassigned when they have no label; pseudo-labelled into train they would leak."""
     from shotlab.core import store
     from shotlab.train.manifest import EXCLUDE_TAG
 
+    dataset = store.load(manifest.dataset)
+    rows = list(sample_rows(dataset))
+    tied = held_out_keys(dataset, [split for *_, split, _ in rows])
     pool, held_out = [], 0
-    for sample_id, filepath, digest, labels, split, tags in sample_rows(store.load(manifest.dataset)):
+    for (sample_id, filepath, digest, labels, split, tags), keys in zip(rows, tied):
         if labels or EXCLUDE_TAG in (tags or []):
             continue
-        if split in POOL_SPLITS:
+        if split in POOL_SPLITS and not keys:
             pool.append(Entry(sample_id, filepath, digest, (), split))
         else:
             held_out += 1
     return pool, held_out
+
+
+def held_out_keys(dataset, splits: list) -> list[set]:
+    """Per sample, the group keys (field, value) it shares with a val or test sample."""
+    from shotlab.core import store
+
+    schema = dataset.get_field_schema()
+    fields = [(f, dataset.values(f)) for f in store.GROUP_FIELDS if f in schema]
+    held = {(f, v) for f, values in fields for v, s in zip(values, splits)
+            if v and s in ("val", "test")}
+    return [{(f, values[i]) for f, values in fields if (f, values[i]) in held}
+            for i in range(len(splits))]
 
 
 def check_pool(name: str, manifest: Manifest, pool: list[Entry], held_out: int) -> None:
@@ -106,8 +124,8 @@ def check_pool(name: str, manifest: Manifest, pool: list[Entry], held_out: int) 
                          f"'{name}' is {manifest.task} ({manifest.kind}s), where an image "
                          f"without labels is not unlabeled: leave --pseudo-label out")
     if not pool:
-        where = (f" ({held_out} unlabeled samples are in val or test, which pseudo-labels never "
-                 f"enter)" if held_out else "")
+        where = (f" ({held_out} unlabeled samples are in val or test or grouped with them, "
+                 f"which pseudo-labels never enter)" if held_out else "")
         raise InputError(f"dataset '{name}' has no unlabeled samples in train or without a "
                          f"split{where}; import images without labels (a CSV row 'path,' with "
                          f"an empty label), or leave --pseudo-label out")

@@ -14,7 +14,8 @@ from PIL import Image
 from shotlab.cli import cli
 from shotlab.core import store, workspace
 from shotlab.train.manifest import Entry, Manifest, freeze
-from shotlab.train.pseudo import choose_threshold, lowest_score_reaching, pseudo_entries, with_pseudo
+from shotlab.train.pseudo import (choose_threshold, lowest_score_reaching, pool_of, pseudo_entries,
+                                  with_pseudo)
 from tests.train.trainsets import COLOURS, noisy_colour
 
 
@@ -92,6 +93,29 @@ def run(*args):
 
 TINY = ["--backbone", "tiny-test", "--mode", "linear", "--epochs", "3", "--workers", "0",
         "--no-track"]
+
+
+@pytest.mark.fiftyone
+def test_a_copy_of_a_test_image_never_joins_the_pool(tmp_path, dataset_name):
+    """`curate split` leaves unlabeled samples unassigned, even a repost of a test image: as a
+    pseudo-label in train it would leak the test image into training."""
+    import shutil
+
+    from shotlab.curate.importer import import_path
+
+    csv = write_pool_csv(tmp_path / "pool")
+    test_image = next(tmp_path.glob("pool/red_test_l0.png"))
+    train_image = next(tmp_path.glob("pool/red_train_l0.png"))
+    shutil.copy(test_image, tmp_path / "pool" / "repost_of_test.png")
+    shutil.copy(train_image, tmp_path / "pool" / "repost_of_train.png")
+    with csv.open("a") as rows:
+        rows.write(f"{tmp_path / 'pool' / 'repost_of_test.png'},,\n"
+                   f"{tmp_path / 'pool' / 'repost_of_train.png'},,\n")
+    import_path(csv, dataset_name, progress=False)
+    pool, held_out = pool_of(freeze(dataset_name))
+    names = {Path(e.filepath).name for e in pool}
+    assert "repost_of_test.png" not in names and "repost_of_train.png" in names
+    assert len(pool) == 31 and held_out == 7  # 30 + the train repost; 6 in test + the repost
 
 
 @pytest.mark.fiftyone
