@@ -1,7 +1,9 @@
 """Predictions written back to the FiftyOne dataset, with a saved view of the mistakes.
 
 Annotators open `shotlab curate app NAME` and pick the `mistakes` view: the samples whose
-predicted labels differ from their ground truth, most confident mistakes first.
+predicted labels differ from their ground truth, most confident mistakes first. The field holds
+one run's predictions: samples that run left out (excluded, without a split, unlabeled) have
+theirs cleared, never an older run's left behind.
 
 The predictions are first saved in the run folder (`predictions.json`), so when the database is
 unreachable at the end of a run nothing is lost: `shotlab train writeback RUN` writes them back
@@ -81,6 +83,9 @@ def _write(name, sample_ids, true_labels, probs, classes, task, run, thresholds)
     values = {sid: prediction_label(row, p, classes, task, run)
               for sid, row, p in zip(sample_ids, probs, predicted)}
     dataset.set_values(PREDICTION_FIELD, values, key_field="id")
+    others = dataset.exclude(list(values))  # left out of this run: no earlier run's prediction
+    if len(others):
+        others.set_values(PREDICTION_FIELD, [None] * len(others))
     wrong = [sid for sid, truth, p in zip(sample_ids, true_labels, predicted)
              if set(truth) != predicted_names(p, classes, task)]
     view = dataset.select(wrong)
