@@ -70,6 +70,17 @@ def test_tier1_without_the_checkpoint_says_so(one_word_bundle, tmp_path):
     assert not (tmp_path / "s.sqlite").exists()
 
 
+def test_the_service_worker_names_integrated_gradients_for_a_text_bundle(one_word_bundle):
+    """A text bundle's failed explanation job said 'Grad-CAM needs the PyTorch model'."""
+    from shotlab.core.errors import ShotlabError
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.serve.explainer import ExplanationWorker
+
+    worker = ExplanationWorker(load_bundle(one_word_bundle), None, None)
+    with pytest.raises(ShotlabError, match="missing; Integrated Gradients needs the PyTorch"):
+        worker.load_checkpoint()
+
+
 def test_an_appeal_on_a_comment_stores_shap_and_lime(one_word_model, one_word_bundle, tmp_path):
     """Tier 1 stores IG with the comment; an appeal needs only the decision id, and
     `--pending` runs SHAP and LIME through the bundle's ONNX model."""
