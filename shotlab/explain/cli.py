@@ -46,7 +46,8 @@ def explain() -> None:
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--method", "methods", help=f"Comma-separated: {METHOD_NAMES} (text models: "
               f"{TEXT_METHOD_NAMES}) [default: gradcam for images, ig for text].")
-@click.option("--target", help="Class to explain (name or index) [default: the predicted class].")
+@click.option("--target", help="Class to explain (name or index) [default: the class "
+                                "`predict` decides, the bundle's thresholds included].")
 @click.option("--text", "texts", multiple=True,
               help="A comment to explain, for a text model (repeatable; or give a .csv/.jsonl "
                    "of comments with a `text` column as the file).")

@@ -7,7 +7,8 @@ Each queued appeal names its decision, image and bundle. Appeals are grouped by 
 runner is loaded once), `batch` images at a time; LIME and SHAP run through the ONNX runner (the
 deployed model), gradient methods on the checkpoint the bundle names. Each map is stored with its
 deletion/insertion AUC against the random reference. An appeal whose image or bundle cannot be
-read is marked failed with the reason; the others go on.
+read is marked failed with the reason; the others go on. So is one whose image is no longer the
+one decided (its sha256 differs from the stored decision's): its map would be another picture's.
 
 One run at a time per store (`sole_run`): two runs together each took every queued appeal and
 stored every map twice. The second one is refused in one line; the lock is the kernel's, so a
@@ -119,6 +120,7 @@ def process_batch(store, source, appeals, methods, score: bool, options: dict,
     from shotlab.explain.inputs import forward_probabilities
     from shotlab.explain.sources import load_inputs
 
+    appeals = [a for a in appeals if not failed_as_changed(store, a, summary)]
     good, arrays, bad = load_inputs(source, list(dict.fromkeys(a.image_path for a in appeals)))
     by_path = {}
     for appeal in appeals:
@@ -159,6 +161,32 @@ def process_batch(store, source, appeals, methods, score: bool, options: dict,
                       model_sha256=source.model_sha256, input_sha256=sha256_or_none(appeal))
             summary["stored"] += 1
     finish_rows(store, rows, errors, summary)
+
+
+def failed_as_changed(store, appeal, summary: dict) -> bool:
+    """Whether the appeal's image is no longer the one decided (its bytes changed since
+    `predict`): then it is marked failed, as `explain show` refuses to draw over it."""
+    reason = changed_image(store.decision(appeal.decision_id), appeal)
+    if reason:
+        fail(store, appeal, reason, summary)
+    return bool(reason)
+
+
+def changed_image(decision: dict | None, appeal) -> str | None:
+    """Why the appeal's image is not the one `decision` was made on, or None (same bytes,
+    nothing to compare with, or not a readable file: load_inputs says why then)."""
+    from shotlab.core.images import sha256_file
+
+    decided, path = (decision or {}).get("sha256"), appeal.image_path
+    if not (decided and path and Path(path).is_file()):  # never hash a pipe: it would wait
+        return None
+    try:
+        if sha256_file(path) == decided:
+            return None
+    except OSError:
+        return None
+    return (f"not the image decided: {path} changed since decision {appeal.decision_id} "
+            f"(its sha256 differs); queue the appeal again with the original image (--image)")
 
 
 def finish_rows(store, rows, errors: dict, summary: dict) -> None:

@@ -3,7 +3,8 @@
     summary = process_pending_ray(store_path, address=None)   # process_pending's summary
 
 The driver reads the queue (pending.appeal_batches: by bundle, `batch` appeals at a time) and
-hands each batch, with the stored decisions it refers to, to a pool of Ray actors (one CPU and
+hands each batch, with the stored decisions it refers to (and a comment's stored explanations,
+which hold the text a text appeal explains), to a pool of Ray actors (one CPU and
 one torch thread each; each keeps the models it opened). An actor runs pending.process_batch,
 the single-process code, against a RecordingStore: the maps, scores and outcomes it would have
 written come back to the driver, which writes them into STORE, one transaction per batch, as
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shotlab.core.errors import ShotlabError
 from shotlab.explain.pending import appeal_batches, fail, new_summary, process_batch, sole_run
@@ -35,12 +36,32 @@ class Job:
     bundle_path: str
     appeals: list
     decisions: dict  # decision_id -> the stored decision, for the actor's RecordingStore
+    stored: dict = field(default_factory=dict)  # decision_id -> its comment explanations
     deaths: int = 0  # runs of these appeals that ended with their worker's death
     last: bool = False  # an appeal split from its batch: one run left
 
     def alone(self) -> list["Job"]:
-        return [Job(self.bundle_path, [a], {a.decision_id: self.decisions[a.decision_id]},
+        return [Job(self.bundle_path, [a], pick(self.decisions, a), pick(self.stored, a),
                     self.deaths, last=True) for a in self.appeals]
+
+
+def pick(by_decision: dict, appeal) -> dict:
+    return {appeal.decision_id: by_decision.get(appeal.decision_id)}
+
+
+def jobs_for(store, batch: int) -> deque:
+    """The queued appeals as jobs, `batch` at a time, each with what its actor reads of STORE:
+    the decisions, and the comment explanations (which hold a text appeal's comment)."""
+    from shotlab.explain.text_store import is_text
+
+    def job(bundle_path, appeals):
+        ids = list(dict.fromkeys(a.decision_id for a in appeals))
+        stored = {i: [e for e in store.explanations(i) if is_text(e)] if store.has_text(i)
+                  else [] for i in ids}
+        return Job(bundle_path, appeals, {i: store.decision(i) for i in ids}, stored)
+
+    return deque(job(bundle_path, appeals) for bundle_path, batches in appeal_batches(store, batch)
+                 for appeals in batches)
 
 
 def retry(job: Job, why: str, jobs: deque, lost) -> None:
@@ -57,15 +78,20 @@ def retry(job: Job, why: str, jobs: deque, lost) -> None:
 
 
 class RecordingStore:
-    """What process_batch needs of an ExplanationStore: the decisions it reads (given), and the
-    writes it makes (recorded, to be replayed into the real store by `replay`)."""
+    """What process_batch needs of an ExplanationStore: the decisions and comment explanations
+    it reads (given), and the writes it makes (recorded, to be replayed into the real store by
+    `replay`)."""
 
-    def __init__(self, decisions: dict):
-        self.decisions = decisions
+    def __init__(self, decisions: dict, stored: dict | None = None):
+        self.decisions, self.stored = decisions, stored or {}
         self.writes: list[tuple[str, tuple, dict]] = []
 
     def decision(self, decision_id: str) -> dict | None:
         return self.decisions.get(decision_id)
+
+    def explanations(self, decision_id: str, method: str | None = None) -> list:
+        """The given explanations of `decision_id` (text_store.read_words reads a comment's)."""
+        return [e for e in self.stored.get(decision_id) or [] if not method or e.method == method]
 
     def put(self, *args, **kwargs) -> None:
         self.writes.append(("put", args, kwargs))
@@ -94,11 +120,11 @@ class AppealWorker:
         """The actor's process id, once it has started."""
         return os.getpid()
 
-    def explain(self, bundle_path, appeals, decisions, methods, score, options):
+    def explain(self, bundle_path, appeals, decisions, methods, score, options, stored=None):
         """(recorded writes, summary) for one batch."""
         from shotlab.explain.sources import open_source
 
-        recorder, summary = RecordingStore(decisions), new_summary()
+        recorder, summary = RecordingStore(decisions, stored), new_summary()
         try:
             if bundle_path not in self.sources:
                 self.sources[bundle_path] = open_source(bundle_path)
@@ -142,10 +168,7 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
 
     with ExplanationStore(store_path, create=False) as store, sole_run(store_path):
         results = Results(store, progress)
-        jobs = deque(Job(bundle_path, appeals, {a.decision_id: store.decision(a.decision_id)
-                                                for a in appeals})
-                     for bundle_path, batches in appeal_batches(store, batch)
-                     for appeals in batches)
+        jobs = jobs_for(store, batch)
         if not jobs:
             return results.total
         with ray_session(address):
@@ -155,7 +178,7 @@ def process_pending_ray(store_path, *, address: str | None = None, methods=None,
             pool = RetryingPool(ray, AppealWorker, min(cpus, len(jobs)),
                                 lambda actor, job: actor.explain.remote(
                                     job.bundle_path, job.appeals, job.decisions, methods, score,
-                                    options))
+                                    options, job.stored))
             try:
                 pool.run(jobs, results.done, lambda job, why: retry(job, why, jobs, results.lost))
             except NoWorkers as exc:

@@ -1,11 +1,12 @@
 """The work behind `shotlab explain RUN_OR_BUNDLE IMAGE...`: maps, pictures and scores.
 
 For each readable image: the model's prediction, one map per method for the target (the given
-`--target`, else the predicted class), an overlay PNG per method and a side-by-side figure in
-`out`, and with `score` the deletion/insertion AUC of each map against the random reference plus
-the cascading model-randomisation check for Grad-CAM and Grad-CAM++ (one more map per stage of
-the network; IG, LIME and SHAP would cost 50 to 1000 forward passes per stage, so the CLI leaves
-them to `faithfulness.sanity_check`).
+`--target`, else the class decided: the bundle's rule, unsafe-class thresholds included, as
+`predict` applies it; multilabel: the highest-scoring class predicted), an overlay PNG per
+method and a side-by-side figure in `out`, and with `score` the deletion/insertion AUC of each
+map against the random reference plus the cascading model-randomisation check for Grad-CAM and
+Grad-CAM++ (one more map per stage of the network; IG, LIME and SHAP would cost 50 to 1000
+forward passes per stage, so the CLI leaves them to `faithfulness.sanity_check`).
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def explain_images(source, paths, methods, *, target=None, out=None, score=False
     images = np.stack(arrays)
     forward = forward_probabilities(source.forward_model, multilabel=source.multilabel)
     probs = forward(images)
-    targets = ([source.target_index(target)] * len(good) if target is not None
-               else [int(p.argmax()) for p in probs])
+    decided = source.decided(probs)
+    targets = [source.target_index(target)] * len(good) if target is not None else decided
     maps, seconds = compute_maps(source, images, targets, methods, progress)
     scores = score_maps(source, forward, images, targets, maps) if score else {}
     for i, (path, stem) in enumerate(zip(good, picture_stems(good))):
-        entry = image_entry(source, path, i, probs[i], targets[i], maps, seconds, scores)
+        entry = image_entry(source, path, i, probs[i], decided[i], targets[i], maps, seconds,
+                            scores)
         if out is not None:
             entry["files"] = write_pictures(source, path, {m: maps[m][i] for m in maps}, entry,
                                             Path(out), stem)
@@ -113,9 +115,8 @@ def picture_stems(paths) -> list[str]:
     return stems
 
 
-def image_entry(source, path: Path, i: int, probs, target: int, maps, seconds,
+def image_entry(source, path: Path, i: int, probs, top: int, target: int, maps, seconds,
                 scores) -> dict:
-    top = int(np.argmax(probs))
     entry = {"path": str(path), "predicted": source.classes[top], "score": float(probs[top]),
              "target": source.classes[target], "target_score": float(probs[target]),
              "seconds": {m: round(s, 4) for m, s in seconds.items()}}

@@ -26,6 +26,7 @@ class Source:
     model_sha256: str | None
     load_torch: object = None  # () -> torch module, for the gradient methods
     _torch: object = field(default=None, repr=False)
+    thresholds: dict = field(default_factory=dict)  # a bundle's: its decision rule (decided())
 
     @property
     def multilabel(self) -> bool:
@@ -40,6 +41,22 @@ class Source:
         from shotlab.explain import GRADIENT_METHODS
 
         return self.torch_model() if method in GRADIENT_METHODS else self.forward_model
+
+    def decided(self, probs) -> list[int]:
+        """Per row of `probs`, the class the bundle's decision rule decides (`predict`'s:
+        unsafe-class thresholds included); multilabel: the highest-scoring class predicted,
+        else the top score."""
+        import numpy as np
+
+        from shotlab.runtime.decide import predict_labels
+
+        probs = np.asarray(probs)
+        decided = predict_labels(probs, self.classes, task=self.task,
+                                 thresholds=self.thresholds or None)
+        if not self.multilabel:
+            return [int(c) for c in decided]
+        return [int(np.where(row == 1, p, -np.inf).argmax()) if row.any() else int(p.argmax())
+                for row, p in zip(decided, probs)]
 
     def target_index(self, target) -> int:
         """A class index from a name or an index given as text."""
@@ -89,13 +106,14 @@ def from_bundle(path: Path) -> Source:
 def source_of_bundle(bundle, runner=None) -> Source:
     """A loaded bundle as a Source: `runner` (its ONNX runner, made here when not given) for the
     forward-only methods, the checkpoint it was exported from for the gradient methods."""
-    from shotlab.explain.tier1 import load_bundle_checkpoint
+    from shotlab.explain.tier1 import gradient_methods, load_bundle_checkpoint
     from shotlab.runtime.runners import OnnxRunner
 
-    needs = "Integrated Gradients" if bundle.preprocessing.kind == "text" else "Grad-CAM"
+    needs = gradient_methods(bundle)
     return Source(bundle.origin, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
                   runner or OnnxRunner(bundle), bundle.model_sha256("onnx"),
-                  load_torch=lambda: load_bundle_checkpoint(bundle, needs).model)
+                  load_torch=lambda: load_bundle_checkpoint(bundle, needs).model,
+                  thresholds=bundle.thresholds)
 
 
 def load_inputs(source: Source, paths) -> tuple[list, list, list[tuple[str, str]]]:

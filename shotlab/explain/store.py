@@ -261,8 +261,7 @@ class ExplanationStore:
         image_path = image_path or known.get("path")
         bundle_path = bundle_path or known.get("bundle")
         if not bundle_path or not (image_path or self.has_text(decision_id)):
-            raise InputError(f"decision {decision_id} is not in {self.path}; give its image and "
-                             f"bundle (--image, --bundle) to queue it")
+            raise self.unqueueable(decision_id, known, bundle_path)
         with self.transaction():
             cursor = self.db.execute(
                 "INSERT INTO pending (decision_id, image_path, bundle_path, methods, requested) "
@@ -270,6 +269,18 @@ class ExplanationStore:
                 (decision_id, str(image_path) if image_path else None, str(bundle_path),
                  ",".join(methods), utc_now()))
         return int(cursor.lastrowid)
+
+    def unqueueable(self, decision_id: str, known: dict, bundle_path) -> InputError:
+        """Why an appeal on `decision_id` cannot be queued from what is stored, and the fix."""
+        if not known:
+            return InputError(f"decision {decision_id} is not in {self.path}; give its image "
+                              f"and bundle (--image, --bundle) to queue it")
+        if not bundle_path:
+            return InputError(f"decision {decision_id} in {self.path} names no bundle; give "
+                              f"the bundle that decided it (--bundle) to queue it")
+        return InputError(f"decision {decision_id} in {self.path} has no image path to explain "
+                          f"(a decision `shotlab serve` stored keeps none); give the image it "
+                          f"decided (--image) to queue it")
 
     def appeals(self, status: str | None = "queued", limit: int | None = None) -> list[Appeal]:
         query, args = "SELECT rowid AS _rowid, * FROM pending", ()

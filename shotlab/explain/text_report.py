@@ -18,8 +18,8 @@ def explain_texts(source, texts, methods, *, target=None, score: bool = True,
                            multilabel=source.multilabel, batch_size=batch_size)
     comments = comments_of(forward.tokenizer, texts, forward.max_tokens)
     probs = forward([c.text for c in comments])
-    targets = ([source.target_index(target)] * len(comments) if target is not None
-               else [int(p.argmax()) for p in probs])
+    decided = source.decided(probs)  # the bundle's rule, thresholds included
+    targets = [source.target_index(target)] * len(comments) if target is not None else decided
     by_method = {}
     for method in methods:
         options = {"multilabel": source.multilabel}
@@ -30,7 +30,7 @@ def explain_texts(source, texts, methods, *, target=None, score: bool = True,
         attach_faithfulness(forward, [e for ex in by_method.values() for e in ex])
     entries = []
     for i, comment in enumerate(comments):
-        top = int(probs[i].argmax())
+        top = decided[i]
         entries.append({"text": comment.text, "predicted": source.classes[top],
                         "score": float(probs[i, top]), "target": source.classes[targets[i]],
                         "target_score": float(probs[i, targets[i]]),

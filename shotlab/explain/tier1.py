@@ -24,6 +24,15 @@ def target_class(decision: dict) -> str:
     return max(candidates, key=lambda c: scores[c])
 
 
+NEEDS_CHECKPOINT = {"image": "Grad-CAM", "text": "Integrated Gradients",
+                    "image+text": "Grad-CAM and Integrated Gradients"}
+
+
+def gradient_methods(bundle) -> str:
+    """The methods that need the bundle's PyTorch model, by what it reads (for messages)."""
+    return NEEDS_CHECKPOINT.get(bundle.input_kind, "Grad-CAM")
+
+
 def load_bundle_checkpoint(bundle, needs: str = "Grad-CAM"):
     """The PyTorch model the bundle was exported from; a ShotlabError naming what `needs` it
     when it is gone, or when the file there now holds another model (the run trained again)."""

@@ -69,6 +69,56 @@ def test_explain_a_bundle_with_a_named_target(explain_bundle, colour_images):
     assert result.output.count("explaining blue") == 2
 
 
+def bundle_with_thresholds(explain_bundle, folder: Path, thresholds: dict) -> Path:
+    """A copy of the bundle whose policy holds `thresholds` (a real, verified manifest)."""
+    import shutil
+
+    from shotlab.runtime.bundle import MANIFEST_FILE, write_manifest
+
+    shutil.copytree(explain_bundle, folder)
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    (folder / MANIFEST_FILE).unlink()
+    policy = {**manifest["policy"], "thresholds": thresholds}
+    write_manifest(folder, {k: v for k, v in manifest.items() if k not in ("files", "digest")}
+                   | {"policy": policy})
+    return folder
+
+
+def test_explain_a_bundle_uses_its_thresholds(explain_bundle, colour_images, tmp_path):
+    """`explain` said 'predicted' the argmax and explained it, where `predict` flags the class
+    over its threshold: a reviewer saw why the model said what it never decided."""
+    import numpy as np
+
+    from shotlab.core.images import load_rgb
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.runtime.runners import OnnxRunner
+
+    bundle = load_bundle(explain_bundle)
+    image = colour_images[0]
+    (probs,) = OnnxRunner(bundle)(bundle.preprocessing.to_array(load_rgb(image))[None])
+    second = bundle.classes[int(np.argsort(probs)[-2])]
+    cut = float(probs[bundle.classes.index(second)]) * 0.9  # under it: decided, not the top
+    flagged = bundle_with_thresholds(explain_bundle, tmp_path / "b",
+                                     {second: {"threshold": cut}})
+    result = run("explain", flagged, image, "--method", "gradcam")
+    assert result.exit_code == 0, result.output
+    assert f"predicted {second} " in result.output and f"explaining {second} " in result.output
+    plain = run("explain", explain_bundle, image, "--method", "gradcam")  # no thresholds: top
+    top = bundle.classes[int(np.argmax(probs))]
+    assert f"predicted {top} " in plain.output and f"explaining {top} " in plain.output
+
+
+def test_a_multilabel_source_explains_its_top_predicted_class():
+    from shotlab.explain.sources import Source
+
+    source = Source(Path("b"), "bundle", None, ["safe", "nsfw", "gore"], "multilabel", None,
+                    None, thresholds={"nsfw": {"threshold": 0.3}, "gore": {"threshold": 0.9}})
+    probs = [[0.45, 0.4, 0.8],  # nsfw over its 0.3, gore under its 0.9: nsfw, not the top
+             [0.6, 0.2, 0.5],  # safe over the 0.5 default
+             [0.4, 0.1, 0.2]]  # none predicted: the top score
+    assert source.decided(probs) == [1, 0, 0]
+
+
 def test_unknown_method_lists_the_methods(trained_run, colour_images):
     result = run("explain", trained_run, colour_images[0], "--method", "gradcam,occlusion")
     assert result.exit_code == 2
@@ -96,8 +146,10 @@ def test_unknown_target_and_source_are_named(trained_run, colour_images, tmp_pat
 def stored_decision(store_path, image, bundle):
     import numpy as np
 
+    from shotlab.core.images import sha256_file
+
     with ExplanationStore(store_path) as store:
-        store.add_decision({"decision_id": "d1", "path": str(image), "sha256": "x",
+        store.add_decision({"decision_id": "d1", "path": str(image), "sha256": sha256_file(image),
                             "scores": {"red": 0.8, "green": 0.1, "blue": 0.1},
                             "flagged": ["red"]}, bundle_path=bundle)
         store.put("d1", "gradcam", np.full((64, 64), 0.5, np.float32), target="red")

@@ -62,6 +62,21 @@ def test_decisions_and_appeals(tmp_path):
             store.queue("d7", ["lime"])
 
 
+def test_a_served_decision_without_an_image_path_says_so(tmp_path):
+    """A decision `shotlab serve` stored (bundle, no path) was reported as not in the store."""
+    with ExplanationStore(tmp_path / "e.sqlite") as store:
+        store.add_decision(decision("s1", path=None), bundle_path="/bundles/b1")
+        store.add_decision(decision("s2"))
+        with pytest.raises(InputError, match=r"decision s1 in .* has no image path to explain "
+                                             r"\(a decision `shotlab serve` stored keeps none\); "
+                                             r"give the image it decided \(--image\)"):
+            store.queue("s1", ["lime"])
+        with pytest.raises(InputError, match=r"decision s2 in .* names no bundle; .*--bundle"):
+            store.queue("s2", ["lime"])
+        store.queue("s1", ["lime"], image_path="/images/s1.png")
+        assert [a.image_path for a in store.appeals()] == ["/images/s1.png"]
+
+
 def test_missing_or_foreign_store_files_are_named(tmp_path):
     with pytest.raises(InputError, match="no explanation store there"):
         ExplanationStore(tmp_path / "none.sqlite", create=False)

@@ -73,3 +73,19 @@ def test_bad_input_for_text_models(one_word_bundle, tmp_path):
 def test_text_options_on_an_image_model_are_refused(trained_run):
     result = run("explain", trained_run, "--text", "this joke kills me")
     assert result.exit_code == 2 and "takes images, not text" in result.output
+
+
+def test_a_comment_is_explained_for_the_class_the_thresholds_decide(one_word_bundle):
+    """The comment's 'predicted' and default target were the argmax, not `predict`'s rule."""
+    import dataclasses
+
+    from shotlab.explain.sources import open_source
+    from shotlab.explain.text_report import explain_texts
+
+    source = open_source(one_word_bundle)
+    plain = explain_texts(source, ["my boss kills it"], ["shap"], score=False)
+    assert plain["comments"][0]["predicted"] == "violent"  # 0.88, no threshold
+    fine = 1 - plain["comments"][0]["score"]  # two classes
+    strict = dataclasses.replace(source, thresholds={"fine": {"threshold": fine * 0.9}})
+    (entry,) = explain_texts(strict, ["my boss kills it"], ["shap"], score=False)["comments"]
+    assert entry["predicted"] == entry["target"] == "fine"

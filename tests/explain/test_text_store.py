@@ -70,6 +70,17 @@ def test_tier1_without_the_checkpoint_says_so(one_word_bundle, tmp_path):
     assert not (tmp_path / "s.sqlite").exists()
 
 
+def test_the_service_worker_names_integrated_gradients_for_a_text_bundle(one_word_bundle):
+    """A text bundle's failed explanation job said 'Grad-CAM needs the PyTorch model'."""
+    from shotlab.core.errors import ShotlabError
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.serve.explainer import ExplanationWorker
+
+    worker = ExplanationWorker(load_bundle(one_word_bundle), None, None)
+    with pytest.raises(ShotlabError, match="missing; Integrated Gradients needs the PyTorch"):
+        worker.load_checkpoint()
+
+
 def test_an_appeal_on_a_comment_stores_shap_and_lime(one_word_model, one_word_bundle, tmp_path):
     """Tier 1 stores IG with the comment; an appeal needs only the decision id, and
     `--pending` runs SHAP and LIME through the bundle's ONNX model."""
@@ -119,3 +130,30 @@ def test_an_image_method_on_a_comment_appeal_is_refused(one_word_model, one_word
     queued = CliRunner().invoke(cli, ["explain", "appeal", str(store), "a", "--method", "shap"])
     assert queued.exit_code == 0 and "queued 1 appeal (shap)" in queued.output
 
+
+
+def test_a_comment_appeal_is_explained_by_a_ray_worker(one_word_model, one_word_bundle, tmp_path):
+    """`pending --ray` stopped at the first comment appeal: its actor reads the comment from
+    the stored explanations, which the recording store it runs against did not have. The actor
+    class and the driver's jobs are plain Python: no Ray is started here."""
+    from shotlab.explain.ray_pending import AppealWorker, jobs_for, replay
+    from shotlab.explain.text_tier1 import record_flagged_texts
+    from shotlab.runtime.bundle import load_bundle
+
+    store = tmp_path / "explanations.sqlite"
+    decision = {"decision_id": "a", "scores": {"fine": 0.12, "violent": 0.88},
+                "flagged": ["violent"], "labels": ["violent"]}
+    record_flagged_texts(load_bundle(one_word_bundle), [decision], ["my boss kills it"], store,
+                         model=one_word_model)
+    with ExplanationStore(store) as opened:
+        opened.queue("a", ["shap", "lime"])
+        (job,) = jobs_for(opened, 8)
+        writes, summary = AppealWorker().explain(job.bundle_path, job.appeals, job.decisions,
+                                                 None, True, {}, job.stored)
+        replay(opened, writes)
+        assert summary == {"processed": 1, "failed": 0, "stored": 2, "errors": []}
+        stored = {e.method: e for e in read_words(opened, "a")}
+        assert opened.appeals() == [] and opened.appeals("done")[0].decision_id == "a"
+    assert set(stored) == {"ig", "shap", "lime"}
+    for e in stored.values():
+        assert e.words[int(np.argmax(e.scores))] == "kills" and e.comment.text == "my boss kills it"

@@ -144,3 +144,43 @@ def test_a_second_run_on_the_same_queue_is_refused(explain_bundle, colour_images
         alias.symlink_to(store_path)
         with pytest.raises(InputError, match="another"):  # the same store under another name
             process_pending(alias, options=FAST)
+
+
+def test_an_appeal_on_a_replaced_image_fails_and_stores_no_map(explain_bundle, colour_images,
+                                                                tmp_path):
+    """A LIME map of whatever file is at the path now was stored under the old decision id and
+    the appeal marked done: the reviewer read another picture's map as the decision's."""
+    store_path = flagged_store(explain_bundle, colour_images[:2], tmp_path)
+    colour_images[1].write_bytes(colour_images[5].read_bytes())  # replaced after `predict`
+    with ExplanationStore(store_path) as store:
+        store.queue("d0", ["lime"])
+        store.queue("d1", ["lime"])
+    summary = process_pending(store_path, options=FAST)
+    assert (summary["processed"], summary["failed"], summary["stored"]) == (1, 1, 1)
+    (error,) = summary["errors"]
+    assert error["decision_id"] == "d1"
+    assert error["error"].startswith(f"not the image decided: {colour_images[1]} changed")
+    assert "sha256 differs" in error["error"]
+    with ExplanationStore(store_path, readonly=True) as store:
+        assert store.explanations("d1", "lime") == [] and store.explanations("d0", "lime")
+        (failed,) = store.appeals("failed")
+        assert failed.decision_id == "d1" and "sha256 differs" in failed.error
+
+
+def test_a_ray_worker_fails_an_appeal_on_a_replaced_image(explain_bundle, colour_images,
+                                                          tmp_path):
+    """The --ray path runs the same batch code against a RecordingStore (no Ray started here:
+    the actor class is plain Python); its replayed writes fail the appeal, store no map."""
+    from shotlab.explain.ray_pending import AppealWorker, replay
+
+    store_path = flagged_store(explain_bundle, colour_images[:1], tmp_path)
+    colour_images[0].write_bytes(colour_images[5].read_bytes())
+    with ExplanationStore(store_path) as store:
+        store.queue("d0", ["lime"])
+        (appeal,) = store.appeals()
+        writes, summary = AppealWorker().explain(
+            str(explain_bundle), [appeal], {"d0": store.decision("d0")}, None, False, FAST)
+        replay(store, writes)
+        assert (summary["failed"], summary["stored"]) == (1, 0)
+        assert "not the image decided" in store.appeals("failed")[0].error
+        assert [e.method for e in store.explanations("d0")] == ["gradcam"]  # tier 1's only
