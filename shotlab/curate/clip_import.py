@@ -143,6 +143,25 @@ def linked_datasets(name: str, task: str):
     return clips, frames
 
 
+def check_frames_link(name: str, clips) -> None:
+    """Refuse to add to NAME-frames unless every frame in it is of a clip in `clips` (None when
+    NAME does not exist): frames left by a deleted clip dataset of the same name would be taken
+    for the new clips' (false 'same bytes' warnings, frames of clips that are gone)."""
+    frames_name = frames_dataset_name(name)
+    frames = store.find(frames_name)
+    if frames is None or len(frames) == 0:
+        return
+    fix = (f"delete it with `shotlab curate delete {frames_name}` and import again, or choose "
+           f"another --name")
+    if frames.info.get(store.INFO_KEY, {}).get("clip_dataset") != name:
+        raise InputError(f"dataset '{frames_name}' exists but is not the frames dataset of "
+                         f"'{name}'; {fix}")
+    ids = set(map(str, clips.values("id"))) if clips is not None else set()
+    if not set(frames.values("clip_id")) <= ids:
+        raise InputError(f"dataset '{frames_name}' holds frames of clips that are not in "
+                         f"'{name}' (left by a deleted clip dataset); {fix}")
+
+
 def add_clips(clips, frames, valid: list[SampledRecord], task: str, source: dict,
               sampling: Sampling, progress) -> tuple[int, int, list[str]]:
     """Add each clip, then its frames; a clip whose bytes another clip of this dataset already
@@ -183,6 +202,7 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
         store.require_task(existing, task)
         if store.media_of(existing) != "video":
             raise InputError(f"dataset '{name}' holds images; import clips under another --name")
+    check_frames_link(name, existing)
     candidates, repeats = unique_records(scan.records)
     known = set(existing.values("filepath")) if existing is not None else set()
     new = {f: r for f, r in candidates.items() if f not in known}
