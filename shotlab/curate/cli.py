@@ -210,7 +210,7 @@ def delete_command(name: str, yes: bool) -> None:
     frames = store.linked_frames(dataset)
     also = f" and its frames dataset '{frames.name}'" if frames is not None else ""
     if not yes:
-        sizes = f"{len(dataset)} samples" + (f", {len(frames)} frames" if frames is not None else "")
+        sizes = f"{len(dataset)} samples" + (f", {len(frames)} frames" if also else "")
         click.confirm(f"Delete dataset '{name}'{also} ({sizes})? Image files are kept",
                       abort=True)
     if frames is not None:
