@@ -60,6 +60,10 @@ def apply_command(name: str, dry_run: bool, new_classes: tuple[str, ...], as_jso
         click.echo(table(["sample", "field", "old", "new", "source"],
                          [[Path(c["filepath"]).name, c["kind"], show_label(c["old"]),
                            show_label(c["new"]), c["source"]] for c in report.changes]))
+    if report.frames_changed:
+        click.echo(f"{'Would update' if dry_run else 'Updated'} "
+                   f"{plural(report.frames_changed, 'frame')} of '{report.frames_dataset}' "
+                   f"to follow their clips (train reads the frames).")
     for problem in report.problems:
         click.echo(f"  not applied: {problem.filepath} ({problem.sample_id}): {problem.message}")
     for note in report.notes:

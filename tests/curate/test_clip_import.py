@@ -180,7 +180,7 @@ def frames_cleanup(dataset_name):
 
 
 def test_delete_of_a_clip_dataset_deletes_its_frames_too(tmp_path, dataset_name, frames_cleanup):
-    root = clip_tree(tmp_path / "src", per_class=1)
+    root = clip_tree(tmp_path / "src", per_class=1, seed=13)
     import_path(root, dataset_name, progress=False, sampling="uniform:2")
     before = fingerprint(root)
     runner = CliRunner()
@@ -199,7 +199,7 @@ def test_import_refuses_frames_left_by_a_deleted_clip_dataset(tmp_path, dataset_
                                                                frames_cleanup):
     """Frames left behind (deleted before `curate delete` took them, or by hand) would be taken
     for the new clips': 'same bytes' warnings, clip_ids of clips that are gone."""
-    root = clip_tree(tmp_path / "src", per_class=1)
+    root = clip_tree(tmp_path / "src", per_class=1, seed=17)
     import_path(root, dataset_name, progress=False, sampling="uniform:2")
     store.delete(dataset_name)  # the clip dataset only
     runner = CliRunner()
@@ -223,7 +223,7 @@ def test_import_refuses_a_frames_dataset_of_something_else(tmp_path, dataset_nam
                                                            frames_cleanup):
     store.create(f"{dataset_name}-frames", "multiclass").add_sample(
         store.fiftyone().Sample(filepath=str(tmp_path / "other.jpg")))
-    root = clip_tree(tmp_path / "src", per_class=1)
+    root = clip_tree(tmp_path / "src", per_class=1, seed=19)
     with pytest.raises(InputError, match=f"'{dataset_name}-frames' exists but is not the "
                                          f"frames dataset of '{dataset_name}'; delete it"):
         import_path(root, dataset_name, progress=False, sampling="uniform:2")
