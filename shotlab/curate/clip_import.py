@@ -18,6 +18,7 @@ a warning. `dataset.info["shotlab"]` of each names the other (`frames_dataset`, 
 from __future__ import annotations
 
 import mimetypes
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -243,7 +244,7 @@ def propagate_splits(dataset) -> int:
         target = store.find(info["clip_dataset"])
         if target is None:
             return 0
-        by_clip = dict(zip(dataset.values("clip_id"), dataset.values("split")))
+        by_clip = active_frame_splits(dataset)
         wanted = [by_clip.get(i, s) for i, s in zip(map(str, target.values("id")),
                                                     target.values("split"))]
     else:
@@ -253,3 +254,17 @@ def propagate_splits(dataset) -> int:
     if changes:
         target.set_values("split", changes, key_field="id")
     return len(changes)
+
+
+def active_frame_splits(frames) -> dict[str, str | None]:
+    """Per clip id, the split of its frames not tagged `exclude` (the most common, should they
+    differ): `curate split` leaves excluded frames as they were, so their split may be stale.
+    A clip whose frames are all excluded is absent (it keeps its split)."""
+    from shotlab.curate.review import EXCLUDE_TAG
+
+    splits: dict[str, Counter] = {}
+    for clip_id, split, tags in zip(frames.values("clip_id"), frames.values("split"),
+                                    frames.values("tags")):
+        if EXCLUDE_TAG not in (tags or []):
+            splits.setdefault(clip_id, Counter())[split] += 1
+    return {clip_id: counts.most_common(1)[0][0] for clip_id, counts in splits.items()}

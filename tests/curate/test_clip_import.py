@@ -228,3 +228,24 @@ def test_import_refuses_a_frames_dataset_of_something_else(tmp_path, dataset_nam
                                          f"frames dataset of '{dataset_name}'; delete it"):
         import_path(root, dataset_name, progress=False, sampling="uniform:2")
     assert len(frames_frame(dataset_name)) == 1
+
+
+def test_a_clip_follows_its_active_frames_split_not_an_excluded_frames(tmp_path, dataset_name,
+                                                                        frames_cleanup):
+    """`curate split` leaves excluded frames as they were: a clip whose last frame is excluded
+    with a stale split took that split."""
+    root = clip_tree(tmp_path / "src", per_class=3, seed=23)
+    import_path(root, dataset_name, progress=False, sampling="uniform:3")
+    frames_name = f"{dataset_name}-frames"
+    split_dataset(frames_name, val=0.34, test=0.34, seed=0)
+    frames, clips = frames_frame(dataset_name), store.load(dataset_name)
+    clip_id = clips.first().id
+    mine = frames.match({"clip_id": clip_id})
+    split = mine.first()["split"]
+    stale = next(s for s in ("train", "val", "test") if s != split)
+    last = frames[mine.values("filepath")[-1]]
+    last.tags.append("exclude")
+    last["split"] = stale
+    last.save()
+    split_dataset(frames_name, val=0.34, test=0.34, seed=0)  # keeps the splits; clips follow
+    assert store.load(dataset_name)[clips.first().filepath]["split"] == split
