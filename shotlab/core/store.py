@@ -164,6 +164,16 @@ def frames_dataset_of(dataset: "fo.Dataset") -> str | None:
     return dataset.info.get(INFO_KEY, {}).get("frames_dataset")
 
 
+def linked_frames(dataset: "fo.Dataset") -> "fo.Dataset | None":
+    """The frames dataset of a clip dataset, if it exists and names this one as its clip
+    dataset (a dataset that does not link back belongs to something else)."""
+    name = frames_dataset_of(dataset)
+    frames = find(name) if name else None
+    if frames is None or frames.info.get(INFO_KEY, {}).get("clip_dataset") != dataset.name:
+        return None
+    return frames
+
+
 # What FiftyOne itself infers from the files of each kind (a comment's .txt is "unknown").
 MEDIA_TYPES = {"image": "image", "video": "video", TEXT: "unknown"}
 

@@ -200,15 +200,23 @@ def info_command(name: str, min_per_class: int, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete_command(name: str, yes: bool) -> None:
-    """Delete dataset NAME from the store. Image files are not touched."""
+    """Delete dataset NAME from the store. Image files are not touched.
+
+    A clip dataset's frames dataset (NAME-frames) is deleted with it: left behind, a later
+    import under NAME would take its stale frames for the new clips'."""
     from shotlab.core import store
 
     dataset = store.load(name, half_made_ok=True)
+    frames = store.linked_frames(dataset)
+    also = f" and its frames dataset '{frames.name}'" if frames is not None else ""
     if not yes:
-        click.confirm(f"Delete dataset '{name}' ({len(dataset)} samples)? Image files are kept",
+        sizes = f"{len(dataset)} samples" + (f", {len(frames)} frames" if also else "")
+        click.confirm(f"Delete dataset '{name}'{also} ({sizes})? Image files are kept",
                       abort=True)
+    if frames is not None:
+        frames.delete()
     dataset.delete()
-    click.echo(f"Deleted dataset '{name}'; image files were not touched.")
+    click.echo(f"Deleted dataset '{name}'{also}; image files were not touched.")
 
 
 @curate.command("export")

@@ -18,6 +18,7 @@ a warning. `dataset.info["shotlab"]` of each names the other (`frames_dataset`, 
 from __future__ import annotations
 
 import mimetypes
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -143,6 +144,25 @@ def linked_datasets(name: str, task: str):
     return clips, frames
 
 
+def check_frames_link(name: str, clips) -> None:
+    """Refuse to add to NAME-frames unless every frame in it is of a clip in `clips` (None when
+    NAME does not exist): frames left by a deleted clip dataset of the same name would be taken
+    for the new clips' (false 'same bytes' warnings, frames of clips that are gone)."""
+    frames_name = frames_dataset_name(name)
+    frames = store.find(frames_name)
+    if frames is None or len(frames) == 0:
+        return
+    fix = (f"delete it with `shotlab curate delete {frames_name}` and import again, or choose "
+           f"another --name")
+    if frames.info.get(store.INFO_KEY, {}).get("clip_dataset") != name:
+        raise InputError(f"dataset '{frames_name}' exists but is not the frames dataset of "
+                         f"'{name}'; {fix}")
+    ids = set(map(str, clips.values("id"))) if clips is not None else set()
+    if not set(frames.values("clip_id")) <= ids:
+        raise InputError(f"dataset '{frames_name}' holds frames of clips that are not in "
+                         f"'{name}' (left by a deleted clip dataset); {fix}")
+
+
 def add_clips(clips, frames, valid: list[SampledRecord], task: str, source: dict,
               sampling: Sampling, progress) -> tuple[int, int, list[str]]:
     """Add each clip, then its frames; a clip whose bytes another clip of this dataset already
@@ -183,6 +203,7 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
         store.require_task(existing, task)
         if store.media_of(existing) != "video":
             raise InputError(f"dataset '{name}' holds images; import clips under another --name")
+    check_frames_link(name, existing)
     candidates, repeats = unique_records(scan.records)
     known = set(existing.values("filepath")) if existing is not None else set()
     new = {f: r for f, r in candidates.items() if f not in known}
@@ -223,7 +244,7 @@ def propagate_splits(dataset) -> int:
         target = store.find(info["clip_dataset"])
         if target is None:
             return 0
-        by_clip = dict(zip(dataset.values("clip_id"), dataset.values("split")))
+        by_clip = active_frame_splits(dataset)
         wanted = [by_clip.get(i, s) for i, s in zip(map(str, target.values("id")),
                                                     target.values("split"))]
     else:
@@ -233,3 +254,17 @@ def propagate_splits(dataset) -> int:
     if changes:
         target.set_values("split", changes, key_field="id")
     return len(changes)
+
+
+def active_frame_splits(frames) -> dict[str, str | None]:
+    """Per clip id, the split of its frames not tagged `exclude` (the most common, should they
+    differ): `curate split` leaves excluded frames as they were, so their split may be stale.
+    A clip whose frames are all excluded is absent (it keeps its split)."""
+    from shotlab.curate.review import EXCLUDE_TAG
+
+    splits: dict[str, Counter] = {}
+    for clip_id, split, tags in zip(frames.values("clip_id"), frames.values("split"),
+                                    frames.values("tags")):
+        if EXCLUDE_TAG not in (tags or []):
+            splits.setdefault(clip_id, Counter())[split] += 1
+    return {clip_id: counts.most_common(1)[0][0] for clip_id, counts in splits.items()}

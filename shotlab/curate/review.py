@@ -12,6 +12,10 @@ Annotators work in the FiftyOne App. They edit `ground_truth`, or tag a sample:
 - `keep` marks a flagged sample as reviewed and right: `reviewed_keep=True` (the tag stays;
   removing it clears the field), so `curate check` can leave such samples unflagged.
 
+On a clip dataset, a clip's new label and its exclusion reach its frames dataset too (train
+reads the frames): the frames take the clip's label, an excluded clip's frames get the `exclude`
+tag (`excluded_with_clip=True`), and including the clip again removes it from those frames only.
+
 Direct edits are found by comparing `ground_truth` with `applied_label`, the label shotlab last
 knew (a list of class names). A sample without it (imported before the review loop existed, or
 added since the last apply) takes its current label as the baseline: edits made before the first
@@ -36,6 +40,7 @@ KEEP_TAG = "keep"
 EXCLUDED_FIELD = "excluded"
 KEEP_FIELD = "reviewed_keep"
 SNAPSHOT_FIELD = "applied_label"
+WITH_CLIP_FIELD = "excluded_with_clip"  # on frames the `exclude` tag reached through their clip
 LOG_STORE = "shotlab.changes"
 
 
@@ -91,12 +96,15 @@ class ApplyReport:
     tags_removed: int = 0
     baselines: int = 0  # samples whose applied_label was set for the first time
     notes: list[str] = field(default_factory=list)  # applied, but worth a look
+    frames_dataset: str | None = None  # a clip dataset's frames dataset, which train reads
+    frames_changed: int = 0  # its frames that followed their clip's label or exclusion
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dry_run": self.dry_run, "changes": self.changes,
                 "problems": [asdict(p) for p in self.problems],
                 "tags_removed": self.tags_removed, "baselines": self.baselines,
-                "notes": self.notes}
+                "notes": self.notes, "frames_dataset": self.frames_dataset,
+                "frames_changed": self.frames_changed}
 
 
 @dataclass
@@ -228,9 +236,14 @@ def apply_reviews(name: str, *, dry_run: bool = False,
         if after != state:
             updates[state.sample_id] = (state, after)
     report.notes = new_class_notes(report.changes, known)
+    frames, frame_updates = frames_to_follow(dataset, updates, task)
+    report.frames_dataset = frames.name if frames is not None else None
+    report.frames_changed = len(frame_updates)
     if not dry_run and updates:
         write_states(dataset, updates, task)
         ChangeLog(dataset).append(report.changes)
+    if not dry_run and frame_updates:
+        write_frames(frames, frame_updates, task)
     return report
 
 
@@ -246,6 +259,87 @@ def write_states(dataset, updates: dict[str, tuple[SampleState, SampleState]], t
         sample[EXCLUDED_FIELD] = after.excluded
         sample[KEEP_FIELD] = after.keep
         sample[SNAPSHOT_FIELD] = list(after.label)
+
+
+def frames_to_follow(dataset, updates: dict, task: str) -> tuple:
+    """A clip dataset's frames dataset (train reads it, not the clips) and the frame updates
+    that make its frames follow the clips' new labels and exclusions; (None, {}) otherwise."""
+    frames = store.linked_frames(dataset)
+    if frames is None:
+        return None, {}
+    return frames, follow_clips(frames, clip_changes(updates), task)
+
+
+def clip_changes(updates: dict[str, tuple[SampleState, SampleState]]) -> dict[str, tuple]:
+    """Per clip whose label or exclusion this apply changes: (label or None, excluded or None),
+    None where that one is unchanged."""
+    wanted = {}
+    for sample_id, (before, after) in updates.items():
+        base = before.snapshot if before.snapshot is not None else before.label
+        label = after.label if after.label != base else None
+        excluded = after.excluded if after.excluded != before.excluded else None
+        if label is not None or excluded is not None:
+            wanted[sample_id] = (label, excluded)
+    return wanted
+
+
+@dataclass
+class FrameState:
+    label: tuple[str, ...]
+    tags: list[str]
+    with_clip: bool  # excluded through its clip (WITH_CLIP_FIELD)
+
+
+def follow(frame: FrameState, label: tuple | None, excluded: bool | None) -> FrameState:
+    """A frame after its clip's change. Pure. An excluded clip's frames get the `exclude` tag;
+    including the clip again removes it only from the frames that got it from the clip."""
+    tags, with_clip = list(frame.tags), frame.with_clip
+    if excluded and EXCLUDE_TAG not in tags:
+        tags, with_clip = [*tags, EXCLUDE_TAG], True
+    elif excluded is False and with_clip:
+        tags, with_clip = [t for t in tags if t != EXCLUDE_TAG], False
+    return FrameState(frame.label if label is None else label, tags, with_clip)
+
+
+def follow_clips(frames, wanted: dict[str, tuple], task: str) -> dict[str, tuple]:
+    """The frames of `wanted`'s clips whose state changes: frame id -> (before, after)."""
+    if not wanted:
+        return {}
+    store.fiftyone()
+    from fiftyone import ViewField as F
+
+    view = frames.match(F("clip_id").is_in(list(wanted)))
+    schema = frames.get_field_schema()
+    flags = (view.values(WITH_CLIP_FIELD) if WITH_CLIP_FIELD in schema else [None] * len(view))
+    changed = {}
+    raw = view.values(store.label_path(task))
+    labels = ([tuple(sorted(v or ())) for v in raw] if task == "multilabel"
+              else [(v,) if v else () for v in raw])
+    for frame_id, clip_id, label, tags, with_clip in zip(
+            view.values("id"), view.values("clip_id"), labels, view.values("tags"), flags):
+        before = FrameState(label, list(tags or []), bool(with_clip))
+        after = follow(before, *wanted[clip_id])
+        if after != before:
+            changed[frame_id] = (before, after)
+    return changed
+
+
+def write_frames(frames, updates: dict[str, tuple[FrameState, FrameState]], task: str) -> None:
+    """Each (before, after) frame's new label (and its snapshot, so no later apply takes it for
+    an App edit); its `exclude` tag, `excluded` mirroring it, and WITH_CLIP_FIELD."""
+    declare_review_fields(frames)
+    if WITH_CLIP_FIELD not in frames.get_field_schema():
+        frames.add_sample_field(WITH_CLIP_FIELD, store.fiftyone().BooleanField)
+    for sample in frames.select(list(updates)).iter_samples(autosave=True):
+        before, after = updates[sample.id]
+        if after.label != before.label:
+            sample["ground_truth"] = store.make_label(after.label, task)
+            sample[SNAPSHOT_FIELD] = list(after.label)
+        if after.tags != before.tags:  # re-read: keep tags added meanwhile
+            excluded = EXCLUDE_TAG in after.tags
+            sample.tags = [t for t in sample.tags if t != EXCLUDE_TAG] + [EXCLUDE_TAG] * excluded
+            sample[EXCLUDED_FIELD] = excluded
+        sample[WITH_CLIP_FIELD] = after.with_clip
 
 
 def history(name: str, limit: int | None = None) -> list[dict]:

@@ -60,6 +60,10 @@ def apply_command(name: str, dry_run: bool, new_classes: tuple[str, ...], as_jso
         click.echo(table(["sample", "field", "old", "new", "source"],
                          [[Path(c["filepath"]).name, c["kind"], show_label(c["old"]),
                            show_label(c["new"]), c["source"]] for c in report.changes]))
+    if report.frames_changed:
+        click.echo(f"{'Would update' if dry_run else 'Updated'} "
+                   f"{plural(report.frames_changed, 'frame')} of '{report.frames_dataset}' "
+                   f"to follow their clips (train reads the frames).")
     for problem in report.problems:
         click.echo(f"  not applied: {problem.filepath} ({problem.sample_id}): {problem.message}")
     for note in report.notes:
@@ -73,10 +77,12 @@ def apply_command(name: str, dry_run: bool, new_classes: tuple[str, ...], as_jso
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def history_command(name: str, limit: int | None, as_json: bool) -> None:
     """Show the change log of dataset NAME, newest first: relabels, exclusions, keeps, splits."""
+    from shotlab.core import store
     from shotlab.core.output import echo_json, table
     from shotlab.curate.review import history
 
     entries = history(name, limit)
+    task = store.task_of(store.load(name))
     if as_json:
         return echo_json(entries)
     if not entries:
@@ -85,14 +91,24 @@ def history_command(name: str, limit: int | None, as_json: bool) -> None:
 
     def what(entry) -> list[str]:
         if entry["kind"] == "split":
-            counts = {s: sum(c.get(s, 0) for c in entry["new"].values()) for s in
-                      ("train", "val", "test")}
-            return ["(all)", "split", "-", " ".join(f"{s}={n}" for s, n in counts.items())]
+            return ["(all)", "split", "-", split_sizes(entry, task)]
         return [Path(entry["filepath"]).name, entry["kind"], show_label(entry["old"]),
                 show_label(entry["new"])]
 
     click.echo(table(["time", "user", "sample", "field", "old", "new", "source"],
                      [[e["time"], e.get("user") or "-", *what(e), e["source"]] for e in entries]))
+
+
+def split_sizes(entry: dict, task: str) -> str:
+    """A split run's samples per split. Runs logged before the sizes were kept have per-class
+    counts only: their sum is the sample count on a multiclass dataset only."""
+    sizes = entry.get("samples")
+    if sizes is None and task != "multiclass":
+        return "(sample counts not logged)"
+    if sizes is None:
+        sizes = {s: sum(c.get(s, 0) for c in entry["new"].values()) for s in
+                 ("train", "val", "test")}
+    return " ".join(f"{s}={n}" for s, n in sizes.items())
 
 
 @command("split")

@@ -228,8 +228,9 @@ class SplitReport:
     changed: int  # samples whose split field changed
     skipped: dict[str, int]  # reason -> samples left as they were
     grouped: int  # groups of more than one sample kept together
-    counts: dict[str, dict[str, int]]
+    counts: dict[str, dict[str, int]]  # per class: a multilabel sample counts once per class
     warnings: list[str]
+    samples: dict[str, int] = field(default_factory=dict)  # split -> samples, each once
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -277,10 +278,17 @@ def split_dataset(name: str, *, val: float, test: float, seed: int,
                                                                zip(unlabeled, excluded))},
         grouped=sum(n > 1 for n in sizes.values()),
         counts={c: dict(v) for c, v in plan.counts.items()},
-        warnings=plan.warnings + ([NO_HOLDOUT] if val == test == 0 else []))
+        warnings=plan.warnings + ([NO_HOLDOUT] if val == test == 0 else []),
+        samples=split_sizes(plan.splits, active))
     ChangeLog(dataset).append([{"time": now(), "user": whoami(), "kind": "split", "sample_id": None,
                                 "filepath": None, "old": None, "new": report.counts,
                                 "source": f"curate split seed={seed} val={val} test={test}"
                                           f"{' --overwrite' if overwrite else ''}",
-                                "changed": report.changed}])
+                                "changed": report.changed, "samples": report.samples}])
     return report
+
+
+def split_sizes(splits, active) -> dict[str, int]:
+    """How many of the active samples each split holds (each sample once, whatever its classes)."""
+    sizes = Counter(s for s, a in zip(splits, active) if a and s in SPLITS)
+    return {s: sizes[s] for s in SPLITS}

@@ -113,11 +113,12 @@ VIEW = "to-label"
 def suggest_for(name: str, budget: int, embed, classifier: Callable) -> dict:
     """Rank dataset `name`'s unlabeled samples (not tagged 'exclude') with `embed(paths,
     sha256s)` and `classifier` (see rank_to_label), write RANK_FIELD and the saved view VIEW;
-    returns a summary."""
+    returns a summary. Multiclass datasets only (refuse_multilabel)."""
     from shotlab.core import store
     from shotlab.curate.checks.run import load_samples
 
     dataset = store.load(name)
+    refuse_multilabel(dataset)
     samples = load_samples(dataset)
     pool = [i for i, labels in enumerate(samples.labels) if not labels]
     if not pool:
@@ -135,6 +136,17 @@ def suggest_for(name: str, budget: int, embed, classifier: Callable) -> dict:
                  "uncertainty": round(float(picked.uncertainty[j]), 4),
                  "coverage": round(float(c), 4), "density": round(float(picked.density[j]), 4)}
                 for j, c in zip(picked.order, picked.coverage)]}
+
+
+def refuse_multilabel(dataset) -> None:
+    """A multilabel sample without classes is a labelled negative for every class (train uses
+    it), not unlabeled: there is no pool to rank."""
+    from shotlab.core import store
+
+    if store.task_of(dataset) == "multilabel":
+        raise InputError(f"`curate suggest` needs a multiclass dataset; '{dataset.name}' is "
+                         f"multilabel, where a sample without labels is a negative for every "
+                         f"class, not unlabeled: there is no pool to suggest from")
 
 
 def write_ranks(dataset, ids: list[str]) -> None:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from shotlab.cli import cli as main
 from shotlab.core import store, workspace
+from shotlab.core.errors import InputError
 from shotlab.curate.importer import import_path
 from shotlab.curate.splits import split_dataset
 from tests.clipmaking import write_clip
@@ -169,3 +170,82 @@ def test_cli_imports_clips_and_refuses_a_bad_sampling(tmp_path, dataset_name):
     assert "Imported 2 new samples" in result.output and 2 <= frames <= 8
     assert "--sampling" in runner.invoke(main, ["curate", "import", "--help"]).output
     store.delete(f"{dataset_name}-frames")
+
+
+@pytest.fixture
+def frames_cleanup(dataset_name):
+    yield
+    if f"{dataset_name}-frames" in store.list_datasets():
+        store.delete(f"{dataset_name}-frames")
+
+
+def test_delete_of_a_clip_dataset_deletes_its_frames_too(tmp_path, dataset_name, frames_cleanup):
+    root = clip_tree(tmp_path / "src", per_class=1, seed=13)
+    import_path(root, dataset_name, progress=False, sampling="uniform:2")
+    before = fingerprint(root)
+    runner = CliRunner()
+    declined = runner.invoke(main, ["curate", "delete", dataset_name], input="n\n")
+    assert declined.exit_code == 1 and f"its frames dataset '{dataset_name}-frames'" in \
+        declined.output
+    result = runner.invoke(main, ["curate", "delete", dataset_name, "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"Deleted dataset '{dataset_name}' and its frames dataset '{dataset_name}-frames'" \
+        in result.output
+    assert {dataset_name, f"{dataset_name}-frames"}.isdisjoint(store.list_datasets())
+    assert fingerprint(root) == before
+
+
+def test_import_refuses_frames_left_by_a_deleted_clip_dataset(tmp_path, dataset_name,
+                                                               frames_cleanup):
+    """Frames left behind (deleted before `curate delete` took them, or by hand) would be taken
+    for the new clips': 'same bytes' warnings, clip_ids of clips that are gone."""
+    root = clip_tree(tmp_path / "src", per_class=1, seed=17)
+    import_path(root, dataset_name, progress=False, sampling="uniform:2")
+    store.delete(dataset_name)  # the clip dataset only
+    runner = CliRunner()
+    args = ["curate", "import", str(root), "--name", dataset_name, "--sampling", "uniform:2"]
+    result = runner.invoke(main, args)
+    assert result.exit_code != 0 and dataset_name not in store.list_datasets()
+    assert f"'{dataset_name}-frames' holds frames of clips that are not in '{dataset_name}'" \
+        in result.output
+    assert f"`shotlab curate delete {dataset_name}-frames`" in result.output
+    assert "Traceback" not in result.output
+
+    assert runner.invoke(main, ["curate", "delete", f"{dataset_name}-frames", "--yes"]) \
+        .exit_code == 0
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0 and "same bytes" not in result.output, result.output
+    clips, frames = store.load(dataset_name), frames_frame(dataset_name)
+    assert set(frames.values("clip_id")) == set(clips.values("id")) and len(frames) == 4
+
+
+def test_import_refuses_a_frames_dataset_of_something_else(tmp_path, dataset_name,
+                                                           frames_cleanup):
+    store.create(f"{dataset_name}-frames", "multiclass").add_sample(
+        store.fiftyone().Sample(filepath=str(tmp_path / "other.jpg")))
+    root = clip_tree(tmp_path / "src", per_class=1, seed=19)
+    with pytest.raises(InputError, match=f"'{dataset_name}-frames' exists but is not the "
+                                         f"frames dataset of '{dataset_name}'; delete it"):
+        import_path(root, dataset_name, progress=False, sampling="uniform:2")
+    assert len(frames_frame(dataset_name)) == 1
+
+
+def test_a_clip_follows_its_active_frames_split_not_an_excluded_frames(tmp_path, dataset_name,
+                                                                        frames_cleanup):
+    """`curate split` leaves excluded frames as they were: a clip whose last frame is excluded
+    with a stale split took that split."""
+    root = clip_tree(tmp_path / "src", per_class=3, seed=23)
+    import_path(root, dataset_name, progress=False, sampling="uniform:3")
+    frames_name = f"{dataset_name}-frames"
+    split_dataset(frames_name, val=0.34, test=0.34, seed=0)
+    frames, clips = frames_frame(dataset_name), store.load(dataset_name)
+    clip_id = clips.first().id
+    mine = frames.match({"clip_id": clip_id})
+    split = mine.first()["split"]
+    stale = next(s for s in ("train", "val", "test") if s != split)
+    last = frames[mine.values("filepath")[-1]]
+    last.tags.append("exclude")
+    last["split"] = stale
+    last.save()
+    split_dataset(frames_name, val=0.34, test=0.34, seed=0)  # keeps the splits; clips follow
+    assert store.load(dataset_name)[clips.first().filepath]["split"] == split

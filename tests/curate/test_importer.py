@@ -208,6 +208,29 @@ def test_fiftyone_export_directories(tmp_path, dataset_name):
                 fo.delete_dataset(target)
 
 
+def test_a_fiftyone_export_with_an_unknown_split_skips_that_sample(tmp_path, dataset_name):
+    """Not 'unassigned' in silence: the sample is skipped by name with the reason, as a CSV row
+    with an unknown split is."""
+    fo = store.fiftyone()
+    write_class_tree(tmp_path / "src", {"cat": 2, "dog": 1}, split="train")
+    import_path(tmp_path / "src", dataset_name, progress=False)
+    source = store.load(dataset_name)
+    odd = source.first()
+    odd["split"] = "holdout"
+    odd.save()
+    source.export(export_dir=str(tmp_path / "fo-dataset"), dataset_type=fo.types.FiftyOneDataset)
+    target = f"{dataset_name}-fo"
+    try:
+        report = import_path(tmp_path / "fo-dataset", target, progress=False)
+        assert report.added == 2 and len(report.skipped) == 1
+        assert report.skipped[0].path.endswith(Path(odd.filepath).name)
+        assert report.skipped[0].reason.startswith("unknown split 'holdout'; expected one of")
+        assert store.load(target).values("split") == ["train"] * 2
+    finally:
+        if fo.dataset_exists(target):
+            fo.delete_dataset(target)
+
+
 def test_an_empty_source_is_refused_unless_allowed(tmp_path, dataset_name):
     from click.testing import CliRunner
 

@@ -237,3 +237,55 @@ def test_a_kept_sample_is_no_longer_flagged_until_its_label_changes(tmp_path, da
     sample.ground_truth.label = "green"  # an App edit not yet applied: the review no longer holds
     sample.save()
     assert flagged()
+
+
+@pytest.mark.fiftyone
+def test_apply_on_clips_reaches_the_frames_train_reads(tmp_path, dataset_name):
+    """`train CLIPS` reads CLIPS-frames: a clip's relabel and exclusion must reach its frames.
+    A frame excluded on its own stays excluded when its clip is included again."""
+    from shotlab.core import store
+    from shotlab.curate.importer import import_path
+    from shotlab.train.manifest import freeze
+    from tests.curate.test_clip_import import clip_tree
+
+    frames_name = f"{dataset_name}-frames"
+    try:
+        import_path(clip_tree(tmp_path / "src", seed=11), dataset_name, progress=False,
+                    sampling="uniform:2")
+        assert run("curate", "apply", dataset_name).exit_code == 0  # baselines
+        clips, frames = store.load(dataset_name), store.load(frames_name)
+        clip = {Path(s.filepath).stem: s for s in clips}
+        for stem, tag in (("cooking_0", "relabel:sports"), ("sports_0", "exclude")):
+            clip[stem].tags.append(tag)
+            clip[stem].save()
+        own = frames.match({"clip_id": clip["sports_0"].id}).first()  # excluded on its own
+        own.tags.append("exclude")
+        own.save()
+
+        dry = json.loads(run("curate", "apply", dataset_name, "--dry-run", "--json").stdout)
+        assert (dry["frames_dataset"], dry["frames_changed"]) == (frames_name, 3)
+        assert store.load(frames_name).count_values("ground_truth.label") == \
+            {"cooking": 4, "sports": 4}  # the dry run wrote nothing
+        result = run("curate", "apply", dataset_name)
+        assert result.exit_code == 0, result.output
+        assert f"Updated 3 frames of '{frames_name}' to follow their clips" in result.output
+
+        def trained_on():  # what `train CLIPS` would read: clip stem -> labels of kept frames
+            entries = freeze(frames_name).entries
+            stems = dict(zip(frames.values("id"), frames.values("clip_path")))
+            return sorted((Path(stems[e.sample_id]).stem, e.labels) for e in entries)
+
+        assert trained_on() == [("cooking_0", ("sports",))] * 2 + [("cooking_1", ("cooking",))] \
+            * 2 + [("sports_1", ("sports",))] * 2
+        assert json.loads(run("curate", "apply", dataset_name, "--json").stdout)[
+            "frames_changed"] == 0  # idempotent
+
+        clip["sports_0"].reload()
+        clip["sports_0"].tags.remove("exclude")
+        clip["sports_0"].save()
+        assert "Updated 1 frame of" in run("curate", "apply", dataset_name).output
+        assert ("sports_0", ("sports",)) in trained_on()
+        assert trained_on().count(("sports_0", ("sports",))) == 1  # the frame excluded itself
+    finally:
+        if frames_name in store.list_datasets():
+            store.delete(frames_name)

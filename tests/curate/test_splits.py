@@ -183,3 +183,20 @@ def test_no_holdout_split_needs_its_flag_and_warns(tmp_path, dataset_name):
     assert done.exit_code == 0, done.output
     assert "Warning: --val 0 --test 0: every sample goes to train" in done.output
     assert set(store.load(dataset_name).values("split")) == {"train"}
+
+
+@pytest.mark.fiftyone
+def test_history_counts_samples_not_class_memberships_on_multilabel(tmp_path, dataset_name):
+    """20 images, 8 with both classes and 4 with none (negatives): the split line of `curate
+    history` sums to 20 samples, not to 28 class memberships less the negatives."""
+    rows = ["filepath,label"]
+    for i, label in enumerate(["a;b"] * 8 + ["a"] * 4 + ["b"] * 4 + [""] * 4):
+        rows.append(f"{write_image(tmp_path / f'img_{i}.png', seed=i)},{label}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert run("curate", "import", tmp_path / "labels.csv", "--name", dataset_name,
+               "--multilabel").exit_code == 0
+    report = json.loads(run("curate", "split", dataset_name, "--json").stdout)
+    assert sum(report["samples"].values()) == 20
+    line = run("curate", "history", dataset_name).output.splitlines()[1]
+    logged = line.split("curate split")[0]  # the source column repeats val= and test=
+    assert logged.split()[-3:] == [f"{s}={report['samples'][s]}" for s in ("train", "val", "test")]

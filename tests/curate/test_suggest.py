@@ -119,3 +119,28 @@ def test_an_outlier_waits_until_the_clusters_are_covered():
     assert len(pool) not in picked.order  # the four unlabelled clusters come first
     assert {cluster[i] for i in picked.order} == {2, 3, 4, 5}
     assert picked.density[len(pool)] == 0.25  # the least dense sample: a quarter weight
+
+
+@pytest.mark.fiftyone
+def test_suggest_refuses_a_multilabel_dataset(tmp_path, dataset_name):
+    """In a multilabel set an image without classes is a labelled negative ('safe'), which
+    training uses: it is not unlabeled, so there is no pool, and nothing is written."""
+    from shotlab.curate.importer import import_path
+
+    rng = np.random.default_rng(1)
+    rows = ["filepath,label"]
+    for i, label in enumerate(["red", "red;green", "green", "", ""]):
+        path = tmp_path / f"img_{i}.png"
+        Image.fromarray(noisy_colour(COLOURS["red"], rng)).save(path)
+        rows.append(f"{path},{label}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    import_path(tmp_path / "labels.csv", dataset_name, multilabel=True, progress=False)
+
+    result = CliRunner().invoke(cli, ["curate", "suggest", dataset_name, "--budget", "2",
+                                      "--backbone", "tiny-test"])
+    assert result.exit_code != 0
+    assert f"'{dataset_name}' is multilabel" in result.output
+    assert "not unlabeled" in result.output and "Traceback" not in result.output
+    dataset = store.load(dataset_name)
+    assert "to_label_rank" not in dataset.get_field_schema()
+    assert "to-label" not in dataset.list_saved_views()

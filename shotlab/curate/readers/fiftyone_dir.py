@@ -3,7 +3,7 @@
 (ImageClassificationDirectoryTree exports are plain `class/image` trees: the folder reader.)
 The export is loaded into a temporary FiftyOne dataset, read, and the temporary dataset deleted.
 Labels come from `ground_truth`, else the first classification field; the split from a `split`
-field, else a train/val/test tag.
+field, else a train/val/test tag. A sample whose `split` is none of those is skipped by name.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from shotlab.core import store
-from shotlab.curate.records import SPLIT_ALIASES, Record, Scan, normalise_split
+from shotlab.curate.records import (SPLIT_ALIASES, Record, Scan, Skipped, normalise_split,
+                                    unknown_split)
 
 DATASET_MARKERS = ("metadata.json", "samples.json")  # FiftyOneDataset
 CLASSIFICATION_MARKER = "labels.json"  # FiftyOneImageClassificationDataset
@@ -37,9 +38,27 @@ def labels_of(value) -> tuple[str, ...]:
 
 
 def split_of(sample) -> str | None:
+    """The sample's split: its `split` field, else a train/val/test tag. ValueError for a
+    `split` value that is none of SPLIT_ALIASES (skipped by name, as the CSV reader does)."""
     if sample.has_field("split") and sample["split"]:
-        return normalise_split(sample["split"])
+        split = normalise_split(str(sample["split"]))
+        if split is None:
+            raise ValueError(unknown_split(str(sample["split"])))
+        return split
     return next((normalise_split(t) for t in sample.tags if t.lower() in SPLIT_ALIASES), None)
+
+
+def scan_samples(samples, field: str | None) -> Scan:
+    scan = Scan()
+    for sample in samples:
+        try:
+            split = split_of(sample)
+        except ValueError as exc:
+            scan.skipped.append(Skipped(sample.filepath, str(exc)))
+            continue
+        scan.records.append(Record(Path(sample.filepath),
+                                   labels_of(sample[field]) if field else (), split))
+    return scan
 
 
 def read_fiftyone(root: Path) -> Scan:
@@ -48,8 +67,6 @@ def read_fiftyone(root: Path) -> Scan:
             else fo.types.FiftyOneImageClassificationDataset)
     temporary = fo.Dataset.from_dir(dataset_dir=str(root), dataset_type=kind, progress=False)
     try:
-        field = label_field(temporary)
-        return Scan(records=[Record(Path(s.filepath), labels_of(s[field]) if field else (), split_of(s))
-                             for s in temporary.iter_samples()])
+        return scan_samples(temporary.iter_samples(), label_field(temporary))
     finally:
         temporary.delete()
