@@ -151,8 +151,18 @@ def endpoint_of(scope) -> str:
     return path if path in ENDPOINTS else "other"  # bounded label values
 
 
+def failure_status(exc: Exception) -> int:
+    """The status an exception no route handled is answered with (`create_app`'s handler): 503
+    when the decision store stopped answering, else 500."""
+    from shotlab.core.database import lost
+
+    return 503 if lost(exc) is not None else 500
+
+
 class MetricsMiddleware:
-    """Counts every answered request by endpoint and status code, and its latency."""
+    """Counts every answered request by endpoint and the status code its client gets, and its
+    latency. An exception raised through it is answered outside it (Starlette's
+    ServerErrorMiddleware runs the app's Exception handler), so its code is `failure_status`'s."""
 
     def __init__(self, app, metrics):
         self.app, self.metrics = app, metrics
@@ -160,7 +170,7 @@ class MetricsMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), [500]
+        started, status = time.perf_counter(), [None]
 
         async def capture(message):
             if message["type"] == "http.response.start":
@@ -169,9 +179,13 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, capture)
+        except Exception as exc:
+            if status == [None]:  # no answer yet: the app's exception handler gives it
+                status[0] = failure_status(exc)
+            raise
         finally:
             endpoint = endpoint_of(scope)
-            self.metrics.requests.labels(endpoint, str(status[0])).inc()
+            self.metrics.requests.labels(endpoint, str(status[0] or 500)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
@@ -219,10 +233,9 @@ def create_app(options: ServeOptions, **service_args) -> FastAPI:
     async def failed(request: Request, exc: Exception):
         """A store that stopped answering is a 503 with one line (a load balancer retries
         elsewhere), not a bare 500; anything else is a 500 with one line, traceback logged."""
-        from shotlab.core.database import lost
         from shotlab.serve.service import STORE_DOWN
 
-        if lost(exc) is not None:
+        if failure_status(exc) == 503:
             service.metrics.rejections.labels("store_down").inc()
             return JSONResponse({"detail": STORE_DOWN}, 503, headers={"Retry-After": "5"})
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the "

@@ -162,3 +162,13 @@ def test_a_store_that_stops_answering_makes_the_server_unready_not_a_bare_500(
     assert ready.status_code == 503 and ready.json()["ready"] is False
     metrics = httpx.get(server.url + "/metrics", timeout=60)
     assert metrics.status_code == 200 and "shotlab_explanations_pending NaN" in metrics.text
+    # The request counter says what the client got (it counted a 500 before).
+    assert requests_counted(metrics.text, "/v1/moderate", 503) == 1
+    assert requests_counted(metrics.text, "/v1/moderate", 500) == 0
+
+
+def requests_counted(text: str, endpoint: str, code: int) -> float:
+    """shotlab_requests_total{endpoint, code} in a /metrics text (0 when absent)."""
+    labels = (f'endpoint="{endpoint}"', f'code="{code}"')
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("shotlab_requests_total{") and all(x in line for x in labels))
