@@ -89,12 +89,19 @@ def test_a_server_on_mongodb_stores_and_finds_its_decisions(exported, start_serv
     server.stop()
 
     # Another server on the same database (another machine, in a cluster) knows the decision.
-    other = start_server(exported.path, "--decision-store", "mongodb", env=env,
+    # It explains nothing (--no-explain), so it has no explanations.sqlite: the decision is
+    # 'done' with no maps here (a 500, "no explanation store there", before).
+    other = start_server(exported.path, "--decision-store", "mongodb", "--no-explain", env=env,
                          store=tmp_path / "elsewhere")
     cached = httpx.post(other.url + "/v1/moderate", content=red.read_bytes(), headers=PNG,
                         timeout=60).json()
     assert cached["decision_id"] == answer["decision_id"] and cached["cached"] is True
     assert cached["explanation"] == "done" and store.count() == 1
+    found = httpx.get(f"{other.url}/v1/decisions/{answer['decision_id']}", timeout=60)
+    assert found.status_code == 200, found.text
+    assert found.json()["explanation"]["status"] == "done"
+    assert found.json()["explanation"]["maps"] == []
+    assert not (tmp_path / "elsewhere" / "explanations.sqlite").exists()
     store.close()
 
 
