@@ -77,11 +77,17 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def too_many_items(count: int | None, max_items: int) -> Refusal:
+    """413 for a request over --max-items (`count` items, None when the parser stopped)."""
+    sent = (f"more than {max_items} items in one request" if count is None else
+            f"{count} items in one request, over the limit of {max_items}")
+    return Refusal(413, "too_large", f"{sent} (--max-items); send at most {max_items} a request")
+
+
 def multipart_refusal(reason: str, max_items: int) -> Refusal:
     """413 for a body over the parts' limits (too many parts, a form field over 1 MB), else 422."""
     if reason.startswith("Too many"):
-        return Refusal(413, "too_large", f"multipart body refused ({reason}); send at most "
-                       f"{max_items} parts a request (--max-items)")
+        return too_many_items(None, max_items)
     if "exceeded maximum size" in reason:
         return Refusal(413, "too_large", f"multipart body refused ({reason}); send a long text "
                        f"as a file part (curl -F file=@comment.txt)")
@@ -89,17 +95,20 @@ def multipart_refusal(reason: str, max_items: int) -> Refusal:
                    f"multipart/form-data with a named part per item (curl -F file=@photo.jpg)")
 
 
-async def multipart_parts(request: Request, body: bytes, max_items: int) -> list:
+async def multipart_parts(request: Request, body: bytes, max_items: int, per_item: int) -> list:
     """The parts (serve.requests.Part) of a multipart body already read (and size-checked):
     file parts with their bytes, content type and file name; form fields as UTF-8 text/plain
-    (Starlette decodes a field, falling back to Latin-1 for bytes that are not UTF-8)."""
+    (Starlette decodes a field, falling back to Latin-1 for bytes that are not UTF-8). The
+    parser stops past the parts `max_items` items can take (`per_item` each) of either sort;
+    the items they make are counted by `bodies`."""
     from shotlab.serve.requests import Part
 
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
+    limit = max_items * per_item
     try:
-        form = await Request(request.scope, replay).form(max_files=max_items, max_fields=max_items)
+        form = await Request(request.scope, replay).form(max_files=limit, max_fields=limit)
     except (MultiPartException, HTTPException, ValueError) as exc:
         # Inside an app Starlette turns its MultiPartException into HTTPException(400);
         # python-multipart's own parse errors are ValueErrors.
@@ -131,7 +140,8 @@ async def bodies(service: Service, request: Request, *, batch: bool) -> list[tup
     body = await read_body(request, service.options.max_body_bytes)
     if kind != MULTIPART:
         return [(body, read)]
-    parts = await multipart_parts(request, body, service.options.max_items)
+    max_items = service.options.max_items
+    parts = await multipart_parts(request, body, max_items, max(k.parts for k in service.kinds))
     try:
         items = service.kinds[0].from_parts(parts, service.kinds)
     except InputError as exc:  # parts that make no item (a post without its caption)
@@ -142,6 +152,8 @@ async def bodies(service: Service, request: Request, *, batch: bool) -> list[tup
     if not batch and len(items) > 1:
         raise Refusal(422, "bad_input", f"{len(items)} items sent to /v1/moderate; send "
                       f"one, or use /v1/moderate/batch")
+    if len(items) > max_items:  # files and form fields together (comments: both are items)
+        raise too_many_items(len(items), max_items)
     return items
 
 
