@@ -77,11 +77,17 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def too_many_items(count: int | None, max_items: int) -> Refusal:
+    """413 for a request over --max-items (`count` items, None when the parser stopped)."""
+    sent = (f"more than {max_items} items in one request" if count is None else
+            f"{count} items in one request, over the limit of {max_items}")
+    return Refusal(413, "too_large", f"{sent} (--max-items); send at most {max_items} a request")
+
+
 def multipart_refusal(reason: str, max_items: int) -> Refusal:
     """413 for a body over the parts' limits (too many parts, a form field over 1 MB), else 422."""
     if reason.startswith("Too many"):
-        return Refusal(413, "too_large", f"multipart body refused ({reason}); send at most "
-                       f"{max_items} parts a request (--max-items)")
+        return too_many_items(None, max_items)
     if "exceeded maximum size" in reason:
         return Refusal(413, "too_large", f"multipart body refused ({reason}); send a long text "
                        f"as a file part (curl -F file=@comment.txt)")
@@ -89,17 +95,20 @@ def multipart_refusal(reason: str, max_items: int) -> Refusal:
                    f"multipart/form-data with a named part per item (curl -F file=@photo.jpg)")
 
 
-async def multipart_parts(request: Request, body: bytes, max_items: int) -> list:
+async def multipart_parts(request: Request, body: bytes, max_items: int, per_item: int) -> list:
     """The parts (serve.requests.Part) of a multipart body already read (and size-checked):
     file parts with their bytes, content type and file name; form fields as UTF-8 text/plain
-    (Starlette decodes a field, falling back to Latin-1 for bytes that are not UTF-8)."""
+    (Starlette decodes a field, falling back to Latin-1 for bytes that are not UTF-8). The
+    parser stops past the parts `max_items` items can take (`per_item` each) of either sort;
+    the items they make are counted by `bodies`."""
     from shotlab.serve.requests import Part
 
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
+    limit = max_items * per_item
     try:
-        form = await Request(request.scope, replay).form(max_files=max_items, max_fields=max_items)
+        form = await Request(request.scope, replay).form(max_files=limit, max_fields=limit)
     except (MultiPartException, HTTPException, ValueError) as exc:
         # Inside an app Starlette turns its MultiPartException into HTTPException(400);
         # python-multipart's own parse errors are ValueErrors.
@@ -131,7 +140,8 @@ async def bodies(service: Service, request: Request, *, batch: bool) -> list[tup
     body = await read_body(request, service.options.max_body_bytes)
     if kind != MULTIPART:
         return [(body, read)]
-    parts = await multipart_parts(request, body, service.options.max_items)
+    max_items = service.options.max_items
+    parts = await multipart_parts(request, body, max_items, max(k.parts for k in service.kinds))
     try:
         items = service.kinds[0].from_parts(parts, service.kinds)
     except InputError as exc:  # parts that make no item (a post without its caption)
@@ -142,6 +152,8 @@ async def bodies(service: Service, request: Request, *, batch: bool) -> list[tup
     if not batch and len(items) > 1:
         raise Refusal(422, "bad_input", f"{len(items)} items sent to /v1/moderate; send "
                       f"one, or use /v1/moderate/batch")
+    if len(items) > max_items:  # files and form fields together (comments: both are items)
+        raise too_many_items(len(items), max_items)
     return items
 
 
@@ -151,8 +163,18 @@ def endpoint_of(scope) -> str:
     return path if path in ENDPOINTS else "other"  # bounded label values
 
 
+def failure_status(exc: Exception) -> int:
+    """The status an exception no route handled is answered with (`create_app`'s handler): 503
+    when the decision store stopped answering, else 500."""
+    from shotlab.core.database import lost
+
+    return 503 if lost(exc) is not None else 500
+
+
 class MetricsMiddleware:
-    """Counts every answered request by endpoint and status code, and its latency."""
+    """Counts every answered request by endpoint and the status code its client gets, and its
+    latency. An exception raised through it is answered outside it (Starlette's
+    ServerErrorMiddleware runs the app's Exception handler), so its code is `failure_status`'s."""
 
     def __init__(self, app, metrics):
         self.app, self.metrics = app, metrics
@@ -160,7 +182,7 @@ class MetricsMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), [500]
+        started, status = time.perf_counter(), [None]
 
         async def capture(message):
             if message["type"] == "http.response.start":
@@ -169,9 +191,13 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, capture)
+        except Exception as exc:
+            if status == [None]:  # no answer yet: the app's exception handler gives it
+                status[0] = failure_status(exc)
+            raise
         finally:
             endpoint = endpoint_of(scope)
-            self.metrics.requests.labels(endpoint, str(status[0])).inc()
+            self.metrics.requests.labels(endpoint, str(status[0] or 500)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
@@ -219,10 +245,9 @@ def create_app(options: ServeOptions, **service_args) -> FastAPI:
     async def failed(request: Request, exc: Exception):
         """A store that stopped answering is a 503 with one line (a load balancer retries
         elsewhere), not a bare 500; anything else is a 500 with one line, traceback logged."""
-        from shotlab.core.database import lost
         from shotlab.serve.service import STORE_DOWN
 
-        if lost(exc) is not None:
+        if failure_status(exc) == 503:
             service.metrics.rejections.labels("store_down").inc()
             return JSONResponse({"detail": STORE_DOWN}, 503, headers={"Retry-After": "5"})
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the "
@@ -306,9 +331,14 @@ def add_operation_routes(app: FastAPI, service: Service, guarded: list) -> None:
 
 
 def stored_maps(service: Service, decision_id: str) -> list[dict]:
-    """The explanations stored for a decision: method, target class, map size, time."""
+    """The explanations this server stored for a decision: method, target class, map size,
+    time. Empty where it has no explanations.sqlite (a replica that explained nothing yet, or
+    runs with --no-explain, on a shared MongoDB store): the maps are on the machine that
+    computed them."""
     from shotlab.explain.store import ExplanationStore
 
+    if not service.explanations_path.is_file():
+        return []
     with ExplanationStore(service.explanations_path, readonly=True) as store:
         return [{"method": e.method, "target": e.target, "shape": list(e.map.shape),
                  "created": e.created} for e in store.explanations(decision_id)]

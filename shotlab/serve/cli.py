@@ -36,7 +36,8 @@ MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `
 @click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=20.0,
               show_default=True, help="Largest request body (413 above it).")
 @click.option("--max-items", type=click.IntRange(min=1), default=None,
-              help=f"Most images in one /v1/moderate/batch request [default: {MAX_ITEMS}, or "
+              help=f"Most items (images, clips, comments, posts) in one /v1/moderate/batch "
+                   f"request [default: {MAX_ITEMS}, or "
                    f"--queue-size if smaller].")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Pixel bomb limit per image and per clip frame [default: PIL's, about 89 "

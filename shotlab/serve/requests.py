@@ -82,6 +82,7 @@ class RequestKind:
     stack: Callable = np.concatenate  # [Decoded.rows, ...] -> one model input for the batch
     digest: Callable = body_sha256  # body -> the sha256 that keys the decision cache
     from_parts: Callable = one_per_part  # (multipart parts, kinds) -> [(body, kind)]
+    parts: int = 1  # multipart parts one item takes (a post: its picture and its caption)
 
     def accepts(self, media_type: str) -> bool:
         return any(media_type == t or (t.endswith("/") and media_type.startswith(t))
@@ -269,7 +270,7 @@ REQUEST_KINDS: dict[str, RequestKind] = {
     # Multipart only (no raw body carries two parts): an `image` part and a `text` part.
     "post": RequestKind("post", "image+text", frozenset(), decode_post, decide_post,
                         explain_posts, stack=stack_posts, digest=post_sha256,
-                        from_parts=posts_of),
+                        from_parts=posts_of, parts=2),
 }
 
 

@@ -89,12 +89,19 @@ def test_a_server_on_mongodb_stores_and_finds_its_decisions(exported, start_serv
     server.stop()
 
     # Another server on the same database (another machine, in a cluster) knows the decision.
-    other = start_server(exported.path, "--decision-store", "mongodb", env=env,
+    # It explains nothing (--no-explain), so it has no explanations.sqlite: the decision is
+    # 'done' with no maps here (a 500, "no explanation store there", before).
+    other = start_server(exported.path, "--decision-store", "mongodb", "--no-explain", env=env,
                          store=tmp_path / "elsewhere")
     cached = httpx.post(other.url + "/v1/moderate", content=red.read_bytes(), headers=PNG,
                         timeout=60).json()
     assert cached["decision_id"] == answer["decision_id"] and cached["cached"] is True
     assert cached["explanation"] == "done" and store.count() == 1
+    found = httpx.get(f"{other.url}/v1/decisions/{answer['decision_id']}", timeout=60)
+    assert found.status_code == 200, found.text
+    assert found.json()["explanation"]["status"] == "done"
+    assert found.json()["explanation"]["maps"] == []
+    assert not (tmp_path / "elsewhere" / "explanations.sqlite").exists()
     store.close()
 
 
@@ -162,3 +169,13 @@ def test_a_store_that_stops_answering_makes_the_server_unready_not_a_bare_500(
     assert ready.status_code == 503 and ready.json()["ready"] is False
     metrics = httpx.get(server.url + "/metrics", timeout=60)
     assert metrics.status_code == 200 and "shotlab_explanations_pending NaN" in metrics.text
+    # The request counter says what the client got (it counted a 500 before).
+    assert requests_counted(metrics.text, "/v1/moderate", 503) == 1
+    assert requests_counted(metrics.text, "/v1/moderate", 500) == 0
+
+
+def requests_counted(text: str, endpoint: str, code: int) -> float:
+    """shotlab_requests_total{endpoint, code} in a /metrics text (0 when absent)."""
+    labels = (f'endpoint="{endpoint}"', f'code="{code}"')
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("shotlab_requests_total{") and all(x in line for x in labels))

@@ -107,3 +107,19 @@ def test_bad_posts_get_a_status_and_a_one_line_reason(server, post_bundle, case)
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
     assert reason in detail and "\n" not in detail
+
+
+def test_max_items_counts_posts_not_parts(post_bundle, start_server):
+    """A post is two parts: with --max-items 2, two posts with their captions as files (4 file
+    parts) were refused as too many; three posts are over the limit."""
+    bundle, folder, rows = post_bundle
+    server = start_server(bundle, "--max-items", 2, "--queue-size", 2, "--no-explain")
+    posts = [(name, ("caption.txt", value[1].encode(), "text/plain") if name == "text"
+              else value) for name, value in parts(folder, rows[:3])]
+    within = httpx.post(server.url + "/v1/moderate/batch", files=posts[:4], timeout=60)
+    assert within.status_code == 200, within.text
+    assert [r["status"] for r in within.json()["results"]] == [200, 200]
+    over = httpx.post(server.url + "/v1/moderate/batch", files=posts, timeout=60)
+    assert over.status_code == 413, over.text
+    assert over.json()["detail"] == ("more than 2 items in one request (--max-items); send "
+                                     "at most 2 a request")

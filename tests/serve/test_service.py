@@ -155,7 +155,7 @@ def test_bad_input_gets_a_status_and_a_one_line_reason(server, images, tmp_path,
         "two-files": (None, None, 422, "2 items sent to /v1/moderate"),
         "bad-multipart": (b"garbage", {"Content-Type": "multipart/form-data; boundary=xyz"}, 422,
                           "multipart body refused"),
-        "too-many-parts": (None, None, 413, "at most 8 parts a request (--max-items)"),
+        "too-many-parts": (None, None, 413, "items in one request (--max-items); send at most 8"),
     }[case]
     if case in ("two-files", "too-many-parts"):
         path, count = ("/v1/moderate", 2) if case == "two-files" else ("/v1/moderate/batch", 9)

@@ -150,3 +150,22 @@ def test_bad_comments_get_a_status_and_the_reason_predict_gives(server, case):
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
     assert reason in detail and "\n" not in detail
+
+
+def test_max_items_counts_comments_sent_as_fields_and_as_files_together(text_bundle,
+                                                                       start_server):
+    """4 form fields and 4 file parts passed a --max-items 4 server's parser (each sort was
+    counted on its own); the queue no larger than the limit, the 8 comments got a 429 'retry'
+    that could never succeed."""
+    server = start_server(text_bundle, "--max-items", 4, "--queue-size", 4, "--no-explain")
+    fields = [("text", (None, comment)) for comment in COMMENTS[:4]]
+    files = [("text", (f"{i}.txt", comment.encode(), "text/plain"))
+             for i, comment in enumerate(COMMENTS[4:])]
+    over = httpx.post(server.url + "/v1/moderate/batch", files=fields + files, timeout=60)
+    assert over.status_code == 413, over.text
+    assert over.json()["detail"] == ("8 items in one request, over the limit of 4 "
+                                     "(--max-items); send at most 4 a request")
+    within = httpx.post(server.url + "/v1/moderate/batch", files=fields[:2] + files[:2],
+                        timeout=60)
+    assert within.status_code == 200, within.text
+    assert [r["status"] for r in within.json()["results"]] == [200] * 4
