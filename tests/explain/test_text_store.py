@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -81,18 +83,26 @@ def test_the_service_worker_names_integrated_gradients_for_a_text_bundle(one_wor
         worker.load_checkpoint()
 
 
-def test_an_appeal_on_a_comment_stores_shap_and_lime(one_word_model, one_word_bundle, tmp_path):
-    """Tier 1 stores IG with the comment; an appeal needs only the decision id, and
-    `--pending` runs SHAP and LIME through the bundle's ONNX model."""
-    from shotlab.explain.pending import process_pending
+def flagged_comment(bundle_path, model, tmp_path) -> Path:
+    """A store with decision 'a' (the comment "my boss kills it", flagged violent) and its IG."""
     from shotlab.explain.text_tier1 import record_flagged_texts
     from shotlab.runtime.bundle import load_bundle
 
     store = tmp_path / "explanations.sqlite"
     decision = {"decision_id": "a", "scores": {"fine": 0.12, "violent": 0.88},
                 "flagged": ["violent"], "labels": ["violent"]}
-    record_flagged_texts(load_bundle(one_word_bundle), [decision], ["my boss kills it"], store,
-                         model=one_word_model)
+    record_flagged_texts(load_bundle(bundle_path), [decision], ["my boss kills it"], store,
+                         model=model)
+    return store
+
+
+def test_an_appeal_on_a_comment_stores_shap_and_lime(one_word_model, one_word_bundle, tmp_path):
+    """Tier 1 stores IG with the comment; an appeal needs only the decision id, and
+    `--pending` runs SHAP and LIME through the bundle's ONNX model."""
+    from shotlab.explain.pending import process_pending
+    from shotlab.runtime.bundle import load_bundle
+
+    store = flagged_comment(one_word_bundle, one_word_model, tmp_path)
     with ExplanationStore(store) as opened:
         opened.queue("a", ["shap", "lime"])
         with pytest.raises(Exception, match="decision zz is not in"):
@@ -137,14 +147,8 @@ def test_a_comment_appeal_is_explained_by_a_ray_worker(one_word_model, one_word_
     the stored explanations, which the recording store it runs against did not have. The actor
     class and the driver's jobs are plain Python: no Ray is started here."""
     from shotlab.explain.ray_pending import AppealWorker, jobs_for, replay
-    from shotlab.explain.text_tier1 import record_flagged_texts
-    from shotlab.runtime.bundle import load_bundle
 
-    store = tmp_path / "explanations.sqlite"
-    decision = {"decision_id": "a", "scores": {"fine": 0.12, "violent": 0.88},
-                "flagged": ["violent"], "labels": ["violent"]}
-    record_flagged_texts(load_bundle(one_word_bundle), [decision], ["my boss kills it"], store,
-                         model=one_word_model)
+    store = flagged_comment(one_word_bundle, one_word_model, tmp_path)
     with ExplanationStore(store) as opened:
         opened.queue("a", ["shap", "lime"])
         (job,) = jobs_for(opened, 8)
