@@ -30,12 +30,6 @@ SPLITS = ("train", "val", "test")
 UNASSIGNED = "unassigned"
 UNLABELED = "(unlabeled)"  # class_counts' row for samples without a label
 INFO_KEY = "shotlab"
-# Per-sample string fields that bind samples into one group, where the dataset has them:
-# `curate check` writes duplicate clusters; video imports write the clip a frame came from; a
-# text import writes the `group` column (one thread, one author: curate/text_import.py).
-# `curate split` keeps a group in one split; pseudo-labels never take a sample grouped with
-# val or test.
-GROUP_FIELDS = ("duplicate_cluster", "sha256", "clip_id", "group")
 KIND_KEY = "kind"  # dataset.info["kind"]: "text" for a text dataset, absent for images
 TEXT = "text"
 POST = "post"  # an image and its caption (curate/post_import.py)

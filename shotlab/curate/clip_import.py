@@ -152,15 +152,19 @@ def check_frames_link(name: str, clips) -> None:
     frames = store.find(frames_name)
     if frames is None or len(frames) == 0:
         return
-    fix = (f"delete it with `shotlab curate delete {frames_name}` and import again, or choose "
-           f"another --name")
+    if clips is None:
+        fix = (f"delete it with `shotlab curate delete {frames_name}` and import again, or "
+               f"choose another --name")
+    else:  # deleting the frames alone would lose the frames of the clips NAME still has
+        fix = (f"delete both with `shotlab curate delete {name}` (it takes '{frames_name}' "
+               f"with it) and import all the clips again, or choose another --name")
     if frames.info.get(store.INFO_KEY, {}).get("clip_dataset") != name:
         raise InputError(f"dataset '{frames_name}' exists but is not the frames dataset of "
                          f"'{name}'; {fix}")
     ids = set(map(str, clips.values("id"))) if clips is not None else set()
     if not set(frames.values("clip_id")) <= ids:
         raise InputError(f"dataset '{frames_name}' holds frames of clips that are not in "
-                         f"'{name}' (left by a deleted clip dataset); {fix}")
+                         f"'{name}' (left by deleted clips); {fix}")
 
 
 def add_clips(clips, frames, valid: list[SampledRecord], task: str, source: dict,

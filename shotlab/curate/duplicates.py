@@ -6,6 +6,8 @@ import functools
 from collections import defaultdict
 from dataclasses import dataclass
 
+from shotlab.core.groups import component_roots
+
 
 @dataclass(frozen=True)
 class DuplicateGroup:
@@ -132,21 +134,6 @@ def exact_pairs(sha256s: list[str]) -> list[tuple[int, int, float]]:
     """(first copy, other copy, 1.0) for every file whose bytes another file also has."""
     return [(g.indices[0], other, 1.0) for g in exact_duplicate_groups(sha256s, [()] * len(sha256s))
             for other in g.indices[1:]]
-
-
-def component_roots(n: int, pairs) -> list[int]:
-    """Union-find over `pairs` of positions: each position's component representative."""
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j, *_ in pairs:
-        parent[root(i)] = root(j)
-    return [root(i) for i in range(n)]
 
 
 def clusters(n: int, pairs) -> list[int]:

@@ -239,11 +239,11 @@ def apply_reviews(name: str, *, dry_run: bool = False,
     frames, frame_updates = frames_to_follow(dataset, updates, task)
     report.frames_dataset = frames.name if frames is not None else None
     report.frames_changed = len(frame_updates)
+    if not dry_run and frame_updates:  # first: were the clips written first and this failed,
+        write_frames(frames, frame_updates, task)  # the next apply would see nothing to follow
     if not dry_run and updates:
         write_states(dataset, updates, task)
         ChangeLog(dataset).append(report.changes)
-    if not dry_run and frame_updates:
-        write_frames(frames, frame_updates, task)
     return report
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from shotlab.core.errors import InputError
-from shotlab.curate.duplicates import component_roots
+from shotlab.core.groups import GROUP_FIELDS, group_ids
 
 SPLITS = ("train", "val", "test")
 # A class needs one example in each of the three splits; fewer cannot be stratified.
@@ -49,25 +49,6 @@ def check_fractions(val: float, test: float) -> dict[str, float]:
         raise InputError(f"--val {val} and --test {test} leave nothing to train on (they add up "
                          f"to {val + test:g}); keep their sum below 1, e.g. --val 0.15 --test 0.15")
     return {"train": 1 - val - test, "val": val, "test": test}
-
-
-def group_ids(*keys: list) -> list[int]:
-    """One group number per sample: samples sharing any non-empty key are in one group.
-
-    `keys` are per-sample lists (e.g. duplicate cluster, sha256, clip id); a sample with no key
-    is a group of its own. Groups are connected components, so a clip whose frame is a duplicate
-    of another clip's frame joins both clips.
-    """
-    size = len(keys[0]) if keys else 0
-    pairs = []
-    for column, values in enumerate(keys):
-        first: dict = {}
-        for i, key in enumerate(values):
-            if key not in (None, ""):
-                pairs.append((i, first.setdefault((column, key), i)))
-    roots = component_roots(size, pairs)
-    numbers = {r: n for n, r in enumerate(dict.fromkeys(roots))}
-    return [numbers[r] for r in roots]
 
 
 @dataclass(eq=False)  # groups are compared by identity
@@ -257,7 +238,7 @@ def split_dataset(name: str, *, val: float, test: float, seed: int,
     unlabeled = [not l and store.task_of(dataset) == "multiclass" for l in labels]
     active = [not (e or u) for e, u in zip(excluded, unlabeled)]
     fixed = [s if a and s in SPLITS and not overwrite else None for s, a in zip(current, active)]
-    keys = [dataset.values(f) for f in store.GROUP_FIELDS if f in schema]
+    keys = [dataset.values(f) for f in GROUP_FIELDS if f in schema]
     groups = group_ids(*keys)
     plan = assign_splits(labels, groups, val=val, test=test, seed=seed, fixed=fixed,
                          active=active, names=dataset.values("filepath"))

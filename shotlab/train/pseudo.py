@@ -82,36 +82,36 @@ def choose_threshold(y_val, probs_val, probs_pool, target: float = TARGET_PRECIS
 
 def pool_of(manifest: Manifest) -> tuple[list[Entry], int]:
     """The unlabeled samples that may be pseudo-labelled (as entries without labels) and how
-    many unlabeled samples are held out: in val or test, or grouped with a val or test sample
-    (a copy, a near-duplicate, a frame of its clip: store.GROUP_FIELDS), which `curate split`
-    leaves unassigned when they have no label; pseudo-labelled into train they would leak."""
+    many unlabeled samples are held out: in val or test, or in a group with a val or test
+    sample (a copy, a near-duplicate, a frame of its clip, through any chain of them: the groups
+    `curate split` keeps together), which `curate split` leaves unassigned when they have no
+    label; pseudo-labelled into train they would leak."""
     from shotlab.core import store
     from shotlab.train.manifest import EXCLUDE_TAG
 
     dataset = store.load(manifest.dataset)
     rows = list(sample_rows(dataset))
-    tied = held_out_keys(dataset, [split for *_, split, _ in rows])
+    tied = tied_to_holdout(dataset, [split for *_, split, _ in rows])
     pool, held_out = [], 0
-    for (sample_id, filepath, digest, labels, split, tags), keys in zip(rows, tied):
+    for (sample_id, filepath, digest, labels, split, tags), leaks in zip(rows, tied):
         if labels or EXCLUDE_TAG in (tags or []):
             continue
-        if split in POOL_SPLITS and not keys:
+        if split in POOL_SPLITS and not leaks:
             pool.append(Entry(sample_id, filepath, digest, (), split))
         else:
             held_out += 1
     return pool, held_out
 
 
-def held_out_keys(dataset, splits: list) -> list[set]:
-    """Per sample, the group keys (field, value) it shares with a val or test sample."""
-    from shotlab.core import store
+def tied_to_holdout(dataset, splits: list) -> list[bool]:
+    """Per sample, whether its group (core/groups.py, as `curate split` forms them) holds a
+    val or test sample."""
+    from shotlab.core.groups import GROUP_FIELDS, group_ids
 
     schema = dataset.get_field_schema()
-    fields = [(f, dataset.values(f)) for f in store.GROUP_FIELDS if f in schema]
-    held = {(f, v) for f, values in fields for v, s in zip(values, splits)
-            if v and s in ("val", "test")}
-    return [{(f, values[i]) for f, values in fields if (f, values[i]) in held}
-            for i in range(len(splits))]
+    groups = group_ids(*[dataset.values(f) for f in GROUP_FIELDS if f in schema])
+    held = {g for g, s in zip(groups, splits) if s in ("val", "test")}
+    return [g in held for g in groups]
 
 
 def check_pool(name: str, manifest: Manifest, pool: list[Entry], held_out: int) -> None:

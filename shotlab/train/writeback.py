@@ -3,7 +3,7 @@
 Annotators open `shotlab curate app NAME` and pick the `mistakes` view: the samples whose
 predicted labels differ from their ground truth, most confident mistakes first. The field holds
 one run's predictions: samples that run left out (excluded, without a split, unlabeled) have
-theirs cleared, never an older run's left behind.
+an older run's cleared (a bundle's decisions written by `predict --dataset` stay).
 
 The predictions are first saved in the run folder (`predictions.json`), so when the database is
 unreachable at the end of a run nothing is lost: `shotlab train writeback RUN` writes them back
@@ -32,7 +32,7 @@ def prediction_label(row: np.ndarray, predicted, classes, task: str, run: str):
     if task == "multilabel":
         return fo.Classifications(classifications=[
             fo.Classification(label=classes[k], confidence=float(row[k]), run=run)
-            for k in np.flatnonzero(predicted)])
+            for k in np.flatnonzero(predicted)], run=run)  # run: even with no label predicted
     return fo.Classification(label=classes[int(predicted)], confidence=float(row[int(predicted)]),
                              scores=[float(v) for v in row], run=run)
 
@@ -83,7 +83,9 @@ def _write(name, sample_ids, true_labels, probs, classes, task, run, thresholds)
     values = {sid: prediction_label(row, p, classes, task, run)
               for sid, row, p in zip(sample_ids, probs, predicted)}
     dataset.set_values(PREDICTION_FIELD, values, key_field="id")
-    others = dataset.exclude(list(values))  # left out of this run: no earlier run's prediction
+    # left out of this run: no earlier run's prediction (`predict --dataset` writes the same
+    # field without `run`, with the bundle's name: those are a bundle's decisions, kept)
+    others = dataset.exclude(list(values)).exists(f"{PREDICTION_FIELD}.run")
     if len(others):
         others.set_values(PREDICTION_FIELD, [None] * len(others))
     wrong = [sid for sid, truth, p in zip(sample_ids, true_labels, predicted)

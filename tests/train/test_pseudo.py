@@ -111,11 +111,25 @@ def test_a_copy_of_a_test_image_never_joins_the_pool(tmp_path, dataset_name):
     with csv.open("a") as rows:
         rows.write(f"{tmp_path / 'pool' / 'repost_of_test.png'},,\n"
                    f"{tmp_path / 'pool' / 'repost_of_train.png'},,\n")
+    pool_image = tmp_path / "pool" / "red_pool_u0.png"
+    shutil.copy(pool_image, tmp_path / "pool" / "copy_of_pool.png")
+    with csv.open("a") as rows:
+        rows.write(f"{tmp_path / 'pool' / 'copy_of_pool.png'},,\n")
     import_path(csv, dataset_name, progress=False)
     pool, held_out = pool_of(freeze(dataset_name))
     names = {Path(e.filepath).name for e in pool}
     assert "repost_of_test.png" not in names and "repost_of_train.png" in names
-    assert len(pool) == 31 and held_out == 7  # 30 + the train repost; 6 in test + the repost
+    assert len(pool) == 32 and held_out == 7  # 30 + 2 copies of train/pool; 6 in test + 1
+    # a chain: red_pool_u0 is a near-duplicate of a test image (one cluster), and
+    # copy_of_pool has red_pool_u0's bytes: both leak through the group curate split forms
+    dataset = store.load(dataset_name)
+    by_name = {Path(f).name: i for i, f in zip(dataset.values("id"), dataset.values("filepath"))}
+    dataset.set_values("duplicate_cluster", {by_name["red_pool_u0.png"]: "c1",
+                                             by_name["red_test_l1.png"]: "c1"}, key_field="id")
+    pool, held_out = pool_of(freeze(dataset_name))
+    names = {Path(e.filepath).name for e in pool}
+    assert not {"red_pool_u0.png", "copy_of_pool.png"} & names
+    assert len(pool) == 30 and held_out == 9
 
 
 @pytest.mark.fiftyone

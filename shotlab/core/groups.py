@@ -1,0 +1,48 @@
+"""Samples that belong together: the fields that bind them and their connected components.
+
+`curate split` keeps a group inside one split; `--pseudo-label` never takes a sample whose group
+holds a val or test sample; `curate check`'s duplicate clusters are components of close pairs.
+"""
+
+from __future__ import annotations
+
+# Per-sample string fields that bind samples into one group, where the dataset has them:
+# `curate check` writes duplicate clusters; video imports write the clip a frame came from; a
+# text import writes the `group` column (one thread, one author: curate/text_import.py).
+# `curate split` keeps a group in one split; pseudo-labels never take a sample grouped with
+# val or test.
+GROUP_FIELDS = ("duplicate_cluster", "sha256", "clip_id", "group")
+
+
+def component_roots(n: int, pairs) -> list[int]:
+    """Union-find over `pairs` of positions: each position's component representative."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j, *_ in pairs:
+        parent[root(i)] = root(j)
+    return [root(i) for i in range(n)]
+
+
+def group_ids(*keys: list) -> list[int]:
+    """One group number per sample: samples sharing any non-empty key are in one group.
+
+    `keys` are per-sample lists (e.g. duplicate cluster, sha256, clip id); a sample with no key
+    is a group of its own. Groups are connected components, so a clip whose frame is a duplicate
+    of another clip's frame joins both clips.
+    """
+    size = len(keys[0]) if keys else 0
+    pairs = []
+    for column, values in enumerate(keys):
+        first: dict = {}
+        for i, key in enumerate(values):
+            if key not in (None, ""):
+                pairs.append((i, first.setdefault((column, key), i)))
+    roots = component_roots(size, pairs)
+    numbers = {r: n for n, r in enumerate(dict.fromkeys(roots))}
+    return [numbers[r] for r in roots]
