@@ -43,20 +43,12 @@ class Source:
         return self.torch_model() if method in GRADIENT_METHODS else self.forward_model
 
     def decided(self, probs) -> list[int]:
-        """Per row of `probs`, the class the bundle's decision rule decides (`predict`'s:
-        unsafe-class thresholds included); multilabel: the highest-scoring class predicted,
-        else the top score."""
-        import numpy as np
+        """Per row of `probs`, the class to explain: the one the bundle's decision rule decides
+        (`predict`'s, thresholds included; multilabel: runtime.decide.explained_classes)."""
+        from shotlab.runtime.decide import explained_classes
 
-        from shotlab.runtime.decide import predict_labels
-
-        probs = np.asarray(probs)
-        decided = predict_labels(probs, self.classes, task=self.task,
-                                 thresholds=self.thresholds or None)
-        if not self.multilabel:
-            return [int(c) for c in decided]
-        return [int(np.where(row == 1, p, -np.inf).argmax()) if row.any() else int(p.argmax())
-                for row, p in zip(decided, probs)]
+        return [int(c) for c in explained_classes(probs, self.classes, task=self.task,
+                                                  thresholds=self.thresholds or None)]
 
     def target_index(self, target) -> int:
         """A class index from a name or an index given as text."""

@@ -280,7 +280,8 @@ class ExplanationStore:
                               f"the bundle that decided it (--bundle) to queue it")
         return InputError(f"decision {decision_id} in {self.path} has no image path to explain "
                           f"(a decision `shotlab serve` stored keeps none); give the image it "
-                          f"decided (--image) to queue it")
+                          f"decided (--image) to queue it; a comment is explained from its text "
+                          f"stored with its tier-1 explanation, which this one does not have")
 
     def appeals(self, status: str | None = "queued", limit: int | None = None) -> list[Appeal]:
         query, args = "SELECT rowid AS _rowid, * FROM pending", ()

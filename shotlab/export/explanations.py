@@ -3,7 +3,7 @@ for one correct and one wrong prediction per class, overlaid on the image the mo
 
 Uses `shotlab.explain` (`explain`, `plots.overlay`). The target of each map is the predicted
 class (by the bundle's decision rule, thresholds included; multilabel: the highest-scoring class
-predicted): for a mistake, what pulled the model to the wrong answer is what a reviewer needs to
+flagged, else predicted: runtime.decide.explained_classes): for a mistake, what pulled the model to the wrong answer is what a reviewer needs to
 see.
 """
 
@@ -22,20 +22,19 @@ def decisions(y, probs, classes, task: str, thresholds) -> tuple[list, np.ndarra
     """Per row: (true label names, the class to explain, whether the decision is right), under
     the rule `predict` and the report's metrics apply (unsafe-class thresholds included): a card
     must not call wrong what the metrics beside it count as right."""
-    from shotlab.runtime.decide import predict_labels
+    from shotlab.runtime.decide import explained_classes, predict_labels
 
     decided = predict_labels(probs, classes, task=task, thresholds=thresholds or None)
+    target = explained_classes(probs, classes, task=task, thresholds=thresholds or None)
     if task == "multiclass":
-        return [[classes[int(t)]] for t in y], decided, decided == y
-    target = np.where(decided.any(axis=1), np.where(decided == 1, probs, -np.inf).argmax(axis=1),
-                      probs.argmax(axis=1))
+        return [[classes[int(t)]] for t in y], target, decided == y
     truth = [[classes[i] for i in np.flatnonzero(row)] for row in y]
     return truth, target, np.all(decided == y, axis=1)
 
 
 def pick(y: np.ndarray, right: np.ndarray, classes) -> list[tuple[int, bool]]:
     """(row, correct) pairs: up to PER_CLASS["correct"/"wrong"] rows per true class (a
-    multilabel row counts for its first true class)."""
+    multilabel row counts for its first true class; a row with none, for the first class)."""
     truth = y if y.ndim == 1 else y.argmax(axis=1)
     rows = []
     for c in range(len(classes)):

@@ -162,6 +162,23 @@ def flagged(probs, thresholds, class_names) -> list[list[str]]:
     return [[class_names[k] for k in named if row[k] >= cut[k]] for row in P]
 
 
+def explained_classes(probs, class_names, *, task: str, thresholds=None) -> np.ndarray:
+    """Per row, the class index an explanation of the decision targets: multiclass, the class
+    decided (thresholds included); multilabel, the highest-scoring flagged class, else the
+    highest-scoring class predicted, else the top score (tier 1's choice for a flagged row)."""
+    names = list(class_names)
+    P = np.asarray(probs, dtype=float)
+    decided = predict_labels(P, names, task=task, thresholds=thresholds or None)
+    if task == "multiclass":
+        return decided
+    chosen = np.zeros((len(P), len(names)), dtype=bool)
+    for i, flags in enumerate(flagged(P, thresholds or {}, names)):
+        chosen[i, [names.index(c) for c in flags]] = True
+    chosen = np.where(chosen.any(axis=1, keepdims=True), chosen, decided == 1)
+    pick = np.where(chosen, P, -np.inf).argmax(axis=1)
+    return np.where(chosen.any(axis=1), pick, P.argmax(axis=1))
+
+
 def decide(probs, class_names, *, task: str, thresholds=None, pooled: bool = False) -> list[dict]:
     """One dict per row: scores, labels, flagged, needs_review (the decision record's rule part).
     `pooled` as in `predict_labels` (a clip's pooled scores)."""

@@ -108,15 +108,16 @@ def test_explain_a_bundle_uses_its_thresholds(explain_bundle, colour_images, tmp
     assert f"predicted {top} " in plain.output and f"explaining {top} " in plain.output
 
 
-def test_a_multilabel_source_explains_its_top_predicted_class():
+def test_a_multilabel_source_explains_its_top_flagged_class_else_its_top_predicted():
     from shotlab.explain.sources import Source
 
     source = Source(Path("b"), "bundle", None, ["safe", "nsfw", "gore"], "multilabel", None,
                     None, thresholds={"nsfw": {"threshold": 0.3}, "gore": {"threshold": 0.9}})
     probs = [[0.45, 0.4, 0.8],  # nsfw over its 0.3, gore under its 0.9: nsfw, not the top
              [0.6, 0.2, 0.5],  # safe over the 0.5 default
-             [0.4, 0.1, 0.2]]  # none predicted: the top score
-    assert source.decided(probs) == [1, 0, 0]
+             [0.4, 0.1, 0.2],  # none predicted: the top score
+             [0.9, 0.6, 0.1]]  # safe predicted higher, nsfw flagged: nsfw, as tier 1 explains
+    assert source.decided(probs) == [1, 0, 0, 1]
 
 
 def test_unknown_method_lists_the_methods(trained_run, colour_images):

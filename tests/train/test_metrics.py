@@ -93,7 +93,7 @@ def test_absent_class_gives_none_not_nan():
     # macro metrics average the two classes that occur
     f1s = [m["per_class"][c]["f1"] for c in ("safe", "nsfw")]
     assert m["macro_f1"] == pytest.approx(np.mean(f1s))
-    assert m["intervals"]["recall/gore"] is None and m["bootstrap"]["valid"]["recall/gore"] == 0
+    assert m["intervals"]["recall/gore"] is None  # no positives: no recall, no interval
     json.dumps(m, allow_nan=False)
 
 
@@ -241,8 +241,6 @@ def test_fast_bootstrap_statistic_equals_the_sklearn_point_estimates(task):
     stats = _bootstrap_statistic(Y, P, pred, names)(np.ones((1, len(Y))))
     for key in ("accuracy", "macro_f1", "macro_auprc"):
         assert stats[key][0] == pytest.approx(m[key])
-    for name in names:
-        assert stats[f"recall/{name}"][0] == pytest.approx(m["per_class"][name]["recall"])
 
 
 def test_weighted_average_precision_matches_sklearn_on_resamples():
