@@ -91,7 +91,7 @@ def history_command(name: str, limit: int | None, as_json: bool) -> None:
 
     def what(entry) -> list[str]:
         if entry["kind"] == "split":
-            return ["(all)", "split", "-", split_sizes(entry, task)]
+            return ["(all)", "split", "-", logged_split_sizes(entry, task)]
         return [Path(entry["filepath"]).name, entry["kind"], show_label(entry["old"]),
                 show_label(entry["new"])]
 
@@ -99,7 +99,7 @@ def history_command(name: str, limit: int | None, as_json: bool) -> None:
                      [[e["time"], e.get("user") or "-", *what(e), e["source"]] for e in entries]))
 
 
-def split_sizes(entry: dict, task: str) -> str:
+def logged_split_sizes(entry: dict, task: str) -> str:
     """A split run's samples per split. Runs logged before the sizes were kept have per-class
     counts only: their sum is the sample count on a multiclass dataset only."""
     sizes = entry.get("samples")

@@ -107,17 +107,21 @@ def appeal_target(store, source, appeal, probs) -> int:
 
 def process_batch(store, source, appeals, methods, score: bool, options: dict,
                   summary: dict) -> None:
-    import numpy as np
-
     if source.preprocessing.kind == "text":
         from shotlab.explain.text_pending import process_text_batch
 
         return process_text_batch(store, source, appeals, methods, score, options, summary,
                                   fail=fail, finish_rows=finish_rows,
                                   appeal_target=appeal_target)
-    from shotlab.explain import METHODS, explain, method_settings
-    from shotlab.explain.faithfulness import faithfulness, random_reference
-    from shotlab.explain.inputs import forward_probabilities
+    rows = loaded_rows(store, source, appeals, summary)
+    if rows:
+        errors = explain_rows(store, source, rows, methods, score, options, summary)
+        finish_rows(store, rows, errors, summary)
+
+
+def loaded_rows(store, source, appeals, summary: dict) -> list[tuple]:
+    """(appeal, input array) for each appeal whose image is still the one decided and loads;
+    the others are marked failed with their reason."""
     from shotlab.explain.sources import load_inputs
 
     appeals = [a for a in appeals if not failed_as_changed(store, a, summary)]
@@ -128,14 +132,22 @@ def process_batch(store, source, appeals, methods, score: bool, options: dict,
     for path, reason in bad:
         for appeal in by_path.pop(path, []):
             fail(store, appeal, f"{path}: {reason}", summary)
-    rows = [(appeal, array) for path, array in zip(good, arrays)
+    return [(appeal, array) for path, array in zip(good, arrays)
             for appeal in by_path.get(str(path), [])]
-    if not rows:
-        return
+
+
+def explain_rows(store, source, rows, methods, score: bool, options: dict,
+                 summary: dict) -> dict[int, str]:
+    """Each wanted method's maps of the rows, stored with their faithfulness; {row: error}."""
+    import numpy as np
+
+    from shotlab.explain import METHODS, explain, method_settings
+    from shotlab.explain.faithfulness import faithfulness, random_reference
+    from shotlab.explain.inputs import forward_probabilities
+
     images = np.stack([array for _, array in rows])
     forward = forward_probabilities(source.forward_model, multilabel=source.multilabel)
-    probs = forward(images)
-    targets = [appeal_target(store, source, a, p) for (a, _), p in zip(rows, probs)]
+    targets = [appeal_target(store, source, a, p) for (a, _), p in zip(rows, forward(images))]
     reference = random_reference(forward, images, targets) if score else None
     wanted = sorted({m for a, _ in rows for m in (methods or a.methods or DEFAULT_METHODS)},
                     key=list(METHODS).index)
@@ -160,7 +172,7 @@ def process_batch(store, source, appeals, methods, score: bool, options: dict,
                       params={"tier": 2, **method_settings(method, chosen)}, scores=faith,
                       model_sha256=source.model_sha256, input_sha256=sha256_or_none(appeal))
             summary["stored"] += 1
-    finish_rows(store, rows, errors, summary)
+    return errors
 
 
 def failed_as_changed(store, appeal, summary: dict) -> bool:
