@@ -2,10 +2,10 @@
 
 For each readable image: the model's prediction, one map per method for the target (the given
 `--target`, else the class decided: the bundle's rule, unsafe-class thresholds included, as
-`predict` applies it; multilabel: the highest-scoring class predicted), an overlay PNG per
-method and a side-by-side figure in `out`, and with `score` the deletion/insertion AUC of each
-map against the random reference plus the cascading model-randomisation check for Grad-CAM and
-Grad-CAM++ (one more map per stage of the network; IG, LIME and SHAP would cost 50 to 1000
+`predict` applies it; multilabel: the highest-scoring class flagged, else predicted), an overlay
+PNG per method and a side-by-side figure in `out`, and with `score` the deletion/insertion AUC of
+each map against the random reference plus the cascading model-randomisation check for Grad-CAM
+and Grad-CAM++ (one more map per stage of the network; IG, LIME and SHAP would cost 50 to 1000
 forward passes per stage, so the CLI leaves them to `faithfulness.sanity_check`).
 """
 
