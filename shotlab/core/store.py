@@ -158,12 +158,17 @@ def frames_dataset_of(dataset: "fo.Dataset") -> str | None:
     return dataset.info.get(INFO_KEY, {}).get("frames_dataset")
 
 
+def clip_dataset_of(frames: "fo.Dataset") -> str | None:
+    """The clip dataset a frames dataset belongs to (curate/clip_import.py), else None."""
+    return frames.info.get(INFO_KEY, {}).get("clip_dataset")
+
+
 def linked_frames(dataset: "fo.Dataset") -> "fo.Dataset | None":
     """The frames dataset of a clip dataset, if it exists and names this one as its clip
     dataset (a dataset that does not link back belongs to something else)."""
     name = frames_dataset_of(dataset)
     frames = find(name) if name else None
-    if frames is None or frames.info.get(INFO_KEY, {}).get("clip_dataset") != dataset.name:
+    if frames is None or clip_dataset_of(frames) != dataset.name:
         return None
     return frames
 

@@ -158,7 +158,7 @@ def check_frames_link(name: str, clips) -> None:
     else:  # deleting the frames alone would lose the frames of the clips NAME still has
         fix = (f"delete both with `shotlab curate delete {name}` (it takes '{frames_name}' "
                f"with it) and import all the clips again, or choose another --name")
-    if frames.info.get(store.INFO_KEY, {}).get("clip_dataset") != name:
+    if store.clip_dataset_of(frames) != name:
         raise InputError(f"dataset '{frames_name}' exists but is not the frames dataset of "
                          f"'{name}'; {fix}")
     ids = set(map(str, clips.values("id"))) if clips is not None else set()

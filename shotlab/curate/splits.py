@@ -196,8 +196,6 @@ def _presence_warnings(totals, counts, fractions) -> list[str]:
     return warnings
 
 
-
-
 @dataclass
 class SplitReport:
     name: str

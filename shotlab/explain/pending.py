@@ -151,6 +151,7 @@ def explain_rows(store, source, rows, methods, score: bool, options: dict,
     reference = random_reference(forward, images, targets) if score else None
     wanted = sorted({m for a, _ in rows for m in (methods or a.methods or DEFAULT_METHODS)},
                     key=list(METHODS).index)
+    digests = {a.image_path: sha256_or_none(a) for a, _ in rows}  # once, not once a method
     errors: dict[int, str] = {}
     for method in wanted:
         keep = [i for i, (a, _) in enumerate(rows) if method in (methods or a.methods
@@ -170,7 +171,7 @@ def explain_rows(store, source, rows, methods, score: bool, options: dict,
             appeal = rows[i][0]
             store.put(appeal.decision_id, method, heatmap, target=source.classes[targets[i]],
                       params={"tier": 2, **method_settings(method, chosen)}, scores=faith,
-                      model_sha256=source.model_sha256, input_sha256=sha256_or_none(appeal))
+                      model_sha256=source.model_sha256, input_sha256=digests[appeal.image_path])
             summary["stored"] += 1
     return errors
 

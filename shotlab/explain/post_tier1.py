@@ -84,14 +84,14 @@ def record_flagged_posts(bundle, decisions: list[dict], inputs: dict, runner, st
     `runner` the bundle's runner. Returns how many decisions were explained."""
     from shotlab.core.images import sha256_file
     from shotlab.explain.store import ExplanationStore
-    from shotlab.explain.tier1 import gradient_methods, load_bundle_checkpoint, target_class
+    from shotlab.explain.tier1 import load_bundle_checkpoint, target_class
 
     if not decisions:
         return 0
     classes = list(bundle.classes)
     targets = [classes.index(target_class(d)) for d in decisions]
     splits = modality_split(runner, inputs, targets, bundle.parts, classes)
-    checkpoint = checkpoint or load_bundle_checkpoint(bundle, gradient_methods(bundle))
+    checkpoint = checkpoint or load_bundle_checkpoint(bundle)
     post, model_sha256 = checkpoint.model, sha256_file(checkpoint.path)
     explained = []
     for i, (decision, target) in enumerate(zip(decisions, targets)):

@@ -98,13 +98,12 @@ def from_bundle(path: Path) -> Source:
 def source_of_bundle(bundle, runner=None) -> Source:
     """A loaded bundle as a Source: `runner` (its ONNX runner, made here when not given) for the
     forward-only methods, the checkpoint it was exported from for the gradient methods."""
-    from shotlab.explain.tier1 import gradient_methods, load_bundle_checkpoint
+    from shotlab.explain.tier1 import load_bundle_checkpoint
     from shotlab.runtime.runners import OnnxRunner
 
-    needs = gradient_methods(bundle)
     return Source(bundle.origin, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
                   runner or OnnxRunner(bundle), bundle.model_sha256("onnx"),
-                  load_torch=lambda: load_bundle_checkpoint(bundle, needs).model,
+                  load_torch=lambda: load_bundle_checkpoint(bundle).model,
                   thresholds=bundle.thresholds)
 
 

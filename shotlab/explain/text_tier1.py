@@ -25,14 +25,14 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     from shotlab.explain import explain_text
     from shotlab.explain.store import ExplanationStore
     from shotlab.explain.text_store import put_words
-    from shotlab.explain.tier1 import NEEDS_CHECKPOINT, load_bundle_checkpoint, target_class
+    from shotlab.explain.tier1 import load_bundle_checkpoint, target_class
 
     if not decisions:
         return 0
     if len(texts) != len(decisions):
         raise ValueError(f"{len(decisions)} decisions but {len(texts)} texts")
     if model is None:
-        checkpoint = checkpoint or load_bundle_checkpoint(bundle, NEEDS_CHECKPOINT["text"])
+        checkpoint = checkpoint or load_bundle_checkpoint(bundle)
         model = checkpoint.model
     model_sha256 = sha256_file(checkpoint.path) if checkpoint is not None else None
     classes = list(bundle.classes)

@@ -33,12 +33,14 @@ def gradient_methods(bundle) -> str:
     return NEEDS_CHECKPOINT.get(bundle.input_kind, "Grad-CAM")
 
 
-def load_bundle_checkpoint(bundle, needs: str = "Grad-CAM"):
-    """The PyTorch model the bundle was exported from; a ShotlabError naming what `needs` it
-    when it is gone, or when the file there now holds another model (the run trained again)."""
+def load_bundle_checkpoint(bundle):
+    """The PyTorch model the bundle was exported from; a ShotlabError naming the methods that
+    need it (gradient_methods) when it is gone, or when the file there now holds another model
+    (the run trained again)."""
     from shotlab.core.images import sha256_file
     from shotlab.train.checkpoint import load_checkpoint
 
+    needs = gradient_methods(bundle)
     path = Path(bundle.checkpoint_path)
     if not path.is_file():
         raise ShotlabError(f"{path}: the checkpoint bundle {bundle.path} was exported from is "

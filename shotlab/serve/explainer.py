@@ -97,13 +97,13 @@ class ExplanationWorker:
 
     def load_checkpoint(self):
         """The PyTorch model the bundle names, loaded once (torch on TORCH_THREADS)."""
-        from shotlab.explain.tier1 import gradient_methods, load_bundle_checkpoint
+        from shotlab.explain.tier1 import load_bundle_checkpoint
 
         if self.checkpoint is None:
             import torch
 
             torch.set_num_threads(TORCH_THREADS)
-            self.checkpoint = load_bundle_checkpoint(self.bundle, gradient_methods(self.bundle))
+            self.checkpoint = load_bundle_checkpoint(self.bundle)
         return self.checkpoint
 
     def runner(self):

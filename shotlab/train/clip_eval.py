@@ -38,7 +38,7 @@ class ClipSet:
 
 def clip_dataset_of(frames_name: str) -> str | None:
     """The clip dataset a frames dataset belongs to, else None (an image dataset)."""
-    return store.load(frames_name).info.get(store.INFO_KEY, {}).get("clip_dataset")
+    return store.clip_dataset_of(store.load(frames_name))
 
 
 def group_by_clip(manifest, probs: dict) -> dict[str, ClipSet]:
