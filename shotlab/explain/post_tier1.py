@@ -61,7 +61,8 @@ def image_cam(post, image: np.ndarray, ids: np.ndarray, target: int) -> tuple[np
     return heatmap, layer
 
 
-def caption_words(post, image: np.ndarray, text: str, target: int, text_part):
+def caption_words(post, image: np.ndarray, text: str, target: int, text_part, *,
+                  multilabel: bool = False):
     """IG over the caption's words (the text explanations' function), the picture's embedding
     held fixed, with its faithfulness (ERASER against random word rankings); None where this
     shotlab has no text attribution yet."""
@@ -74,7 +75,7 @@ def caption_words(post, image: np.ndarray, text: str, target: int, text_part):
     with torch.no_grad():
         image_embedding = post.image_backbone(torch.from_numpy(image[None]))
     return explain_text(text_branch(post, image_embedding), [text], [target], "ig",
-                        preprocessing=text_part, score=True)[0]
+                        preprocessing=text_part, score=True, multilabel=multilabel)[0]
 
 
 def record_flagged_posts(bundle, decisions: list[dict], inputs: dict, runner, store_path, *,
@@ -97,7 +98,8 @@ def record_flagged_posts(bundle, decisions: list[dict], inputs: dict, runner, st
     for i, (decision, target) in enumerate(zip(decisions, targets)):
         image, ids = inputs["image"][i], inputs["text"][i]
         cam, layer = image_cam(post, image, ids, target)
-        words = caption_words(post, image, decision["text"], target, bundle.parts["text"])
+        words = caption_words(post, image, decision["text"], target, bundle.parts["text"],
+                              multilabel=bundle.task == "multilabel")
         explained.append((cam, layer, words))
     bundle_path = getattr(bundle, "origin", None) or bundle.path
     with ExplanationStore(store_path) as store, store.transaction():

@@ -38,7 +38,8 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     classes = list(bundle.classes)
     targets = [classes.index(target_class(d)) for d in decisions]
     explained = explain_text(model, list(texts), targets, "ig",
-                             preprocessing=bundle.preprocessing, score=score)
+                             preprocessing=bundle.preprocessing, score=score,
+                             multilabel=bundle.task == "multilabel")
     bundle_path = getattr(bundle, "origin", None) or bundle.path
     with ExplanationStore(store_path) as store, store.transaction():
         for decision, explanation in zip(decisions, explained):

@@ -147,7 +147,7 @@ def explain_post(model, decided, methods, *, progress=None) -> dict:
                 result["maps"]["gradcam"] = image_cam(post, image, ids, target)[0]
             elif method == "ig":
                 words = caption_words(post, image, decided.record["text"], target,
-                                      bundle.parts["text"])
+                                      bundle.parts["text"], multilabel=bundle.task == "multilabel")
                 if words is not None:
                     result["words"]["ig"] = words
         progress((step + 1) / len(methods), f"{method} done")

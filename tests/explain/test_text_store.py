@@ -60,6 +60,28 @@ def test_tier1_stores_ig_for_flagged_comments(one_word_model, one_word_bundle, t
     assert ">kills</span>" in page and "decision a" in page
 
 
+def test_tier1_explains_a_multilabel_comment_through_its_sigmoid_scores(text_prep, tmp_path):
+    """Tier 1 ran IG through a softmax for every bundle: on a multilabel model whose two tags
+    both rise with "kills", the softmax stays at 0.5 and every word scored 0."""
+    from shotlab.explain.text_tier1 import record_flagged_texts
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.runtime.text import load_tokenizer
+    from tests.explain.text_toys import TwoTagModel, write_bundle
+
+    model = TwoTagModel(load_tokenizer(text_prep))
+    bundle = load_bundle(write_bundle(model, text_prep, tmp_path / "b", task="multilabel"))
+    decision = {"decision_id": "a", "scores": {"fine": 0.88, "violent": 0.88},
+                "flagged": ["violent"], "labels": ["fine", "violent"], "needs_review": False}
+    store = tmp_path / "explanations.sqlite"
+    record_flagged_texts(bundle, [decision], ["this joke kills me"], store, model=model)
+    with ExplanationStore(store, readonly=True) as opened:
+        (words,) = read_words(opened, "a")
+    assert words.target_name == "violent"
+    assert words.words[int(np.argmax(words.scores))] == "kills"
+    # IG's scores add up to sigmoid(2) - sigmoid(-2) = 0.76 (the baseline has no "kills")
+    assert float(np.sum(words.scores)) == pytest.approx(0.76, abs=0.05)
+
+
 def test_tier1_without_the_checkpoint_says_so(one_word_bundle, tmp_path):
     from shotlab.core.errors import ShotlabError
     from shotlab.explain.text_tier1 import record_flagged_texts

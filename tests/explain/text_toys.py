@@ -78,7 +78,18 @@ def fitted_classifier(encoder, comments=COMMENTS, classes=CLASSES):
     return model.eval()
 
 
-def write_bundle(model, prep, folder):
+class TwoTagModel(OneWordModel):
+    """Multilabel: both classes' logits are `4 * count(WORD) - 2`, so their sigmoid scores rise
+    with the word while a softmax over the two stays at 0.5 whatever the text."""
+
+    def __init__(self, tokenizer, word: str = WORD):
+        super().__init__(tokenizer, word)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[4.0], [4.0]]))
+            self.head.bias.copy_(torch.tensor([-2.0, -2.0]))
+
+
+def write_bundle(model, prep, folder, task: str = "multiclass"):
     """A bundle folder for a text `model`, through runtime/bundle.py (as export writes one)."""
     import shutil
     import warnings
@@ -90,14 +101,14 @@ def write_bundle(model, prep, folder):
     ids = torch.tensor([[101, 2023, 102]], dtype=torch.int64)
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(probability_model(model, "multiclass").eval(), (ids,),
+        torch.onnx.export(probability_model(model, task).eval(), (ids,),
                           str(folder / ONNX_FILE), input_names=["input"],
                           output_names=["scores"], dynamo=False,
                           dynamic_axes={"input": {0: "batch", 1: "tokens"},
                                         "scores": {0: "batch"}})
     shutil.copyfile(prep.tokenizer, folder / TOKENIZER_FILE)
     write_manifest(folder, {
-        "classes": list(prep.class_names), "task": "multiclass",
+        "classes": list(prep.class_names), "task": task,
         "preprocessing": {**prep.to_dict(), "tokenizer": TOKENIZER_FILE},
         "policy": {"unsafe": ["violent"], "thresholds": {}},
         "source": {"checkpoint": str(folder.parent / "no-checkpoint" / "best.pt")},
