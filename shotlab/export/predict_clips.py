@@ -32,6 +32,9 @@ class ClipScores:
 
     facts: object  # core.clips.ClipFacts
     times: list[float] = field(default_factory=list)
+    # per scored frame, the last sampled time it was still on screen (its near-identical
+    # repeats are dropped unscored); `segments` stretches a run over them
+    last_seen: list[float] = field(default_factory=list)
     probs: list[np.ndarray] = field(default_factory=list)
     inputs: list[np.ndarray] = field(default_factory=list)
     decoded: int = 0
@@ -41,8 +44,9 @@ class ClipScores:
 
 
 def fresh_frames(clip, preprocessing, times):
-    """(timestamp, preprocessed frame) for each frame of an open `clip` at `times` that is not
-    a near-identical repeat of the one before, in time order; `.close()` stops the decoder."""
+    """(timestamp, preprocessed frame) for each frame of an open `clip` at `times`, in time
+    order; a near-identical repeat of the frame before comes as (timestamp, None), unprocessed.
+    `.close()` stops the decoder."""
     from PIL import Image
 
     from shotlab.core.clips import NearIdentical
@@ -51,8 +55,8 @@ def fresh_frames(clip, preprocessing, times):
     frames = clip.frames_at(times)
     try:
         for frame in frames:
-            if fresh.is_new(frame.pixels):
-                yield frame.timestamp, preprocessing.to_array(Image.fromarray(frame.pixels))
+            yield frame.timestamp, (preprocessing.to_array(Image.fromarray(frame.pixels))
+                                    if fresh.is_new(frame.pixels) else None)
     finally:
         frames.close()
 
@@ -72,7 +76,11 @@ def score_clip(path: Path, runner, preprocessing, contract, thresholds, *,
         planned = Sampling.parse(contract.sampling).times(clip)
         frames = fresh_frames(clip, preprocessing, planned)
         for timestamp, array in frames:
+            if array is None:  # a repeat: unscored, but the frame before is still on screen
+                result.last_seen[-1] = timestamp
+                continue
             result.times.append(timestamp)
+            result.last_seen.append(timestamp)
             pending.append(array)
             if early_exit:
                 result.probs += list(runner(np.stack(pending)))
@@ -131,7 +139,7 @@ def clip_record(bundle, path: Path, scored: ClipScores, contract, thresholds, *,
             "frames": [round(t, 3) for t in scored.times], "frames_decoded": scored.decoded,
             "early_exit": scored.stopped_on,
             "segments": segments(scored.times, probs, bundle.classes, thresholds,
-                                 end=scored.until),
+                                 end=scored.until, last_seen=scored.last_seen or None),
             "gaps": [g.to_dict() for g in scored.gaps], "clip": contract.to_dict()}
 
 

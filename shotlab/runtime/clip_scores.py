@@ -120,7 +120,7 @@ class ClipContract:
 
 
 def segments(timestamps, frame_probs, classes, thresholds: Mapping, *,
-             end: float | None = None) -> list[dict]:
+             end: float | None = None, last_seen=None) -> list[dict]:
     """Per unsafe class, the runs of consecutive sampled frames at or over its review band's low
     end (or its threshold when it has no band), merged while adjacent: {class, start, end, peak,
     flagged}. `flagged` says whether any frame of the run reaches the threshold itself. A run
@@ -128,9 +128,14 @@ def segments(timestamps, frame_probs, classes, thresholds: Mapping, *,
     sample starts its own): the seconds between samples belong to the nearer one, so a run of
     one sample is still a stretch a reviewer can watch, not a zero-length instant. `end` is
     where the last sample's stretch ends: the clip's end when every sample was scored, halfway
-    to the next planned sample after an early exit (None: at the last sample itself)."""
+    to the next planned sample after an early exit (None: at the last sample itself).
+    `last_seen[i]`: the last sampled time at which scored frame i was still on screen, where
+    near-identical repeats after it were dropped unscored (default: its own time); a run's
+    stretch reaches from halfway after the previous frame's last repeat to halfway after its
+    own last frame's, so a still shot sampled several times is covered to its end."""
     P = np.asarray(frame_probs, dtype=float)
     times = [float(t) for t in timestamps]
+    seen = times if last_seen is None else [float(t) for t in last_seen]
     found = []
     for name, entry in thresholds.items():
         column = P[:, list(classes).index(name)]
@@ -144,11 +149,11 @@ def segments(timestamps, frame_probs, classes, thresholds: Mapping, *,
                 continue
             if run:
                 first, last = run[0], run[-1]
-                start = (times[first - 1] + times[first]) / 2 if first > 0 else times[first]
+                start = (seen[first - 1] + times[first]) / 2 if first > 0 else times[first]
                 if last + 1 < len(times):
-                    end_of_run = (times[last] + times[last + 1]) / 2
+                    end_of_run = (seen[last] + times[last + 1]) / 2
                 else:
-                    end_of_run = times[last] if end is None else max(times[last], end)
+                    end_of_run = seen[last] if end is None else max(seen[last], end)
                 found.append({"class": name, "start": round(start, 3),
                               "end": round(end_of_run, 3),
                               "peak": round(float(column[run].max()), 4),

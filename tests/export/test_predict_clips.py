@@ -71,6 +71,29 @@ def test_segments_cover_the_seconds_the_subject_is_seen(exported, clips):
     assert decision["duration"] == pytest.approx(4.0)
 
 
+def test_a_still_shot_is_covered_to_its_end_though_its_repeats_go_unscored(exported, tmp_path):
+    """Near-identical repeats of a sampled frame are dropped unscored; the segment ended halfway
+    from the first red sample to the next different picture, and a reviewer told to watch
+    1.7-4.6 s missed the rest of a still red shot on screen until 6 s."""
+    bundle = load_bundle(exported.path)
+    still = noisy_colour(COLOURS["red"], np.random.default_rng(7), 48)  # one picture, held
+    rng = np.random.default_rng(8)
+    names = ["green"] * 2 + ["red"] * 4 + ["green"] * 2  # a second each
+    path = write_clip(tmp_path / "still.mp4", frames=len(names) * FPS, fps=FPS, size=(48, 48),
+                      gop=FPS, pixels=lambda i: still if names[i // FPS] == "red"
+                      else noisy_colour(COLOURS["green"], rng, 48))
+    (decision,) = predict_clips(bundle, [path], contract=clip_contract(
+        bundle, sampling="uniform:8")).decisions
+    red = [t for t in decision["frames"] if 2.0 <= t < 6.0]
+    assert len(red) == 1  # the later red samples were repeats, dropped before scoring
+    (flagged,) = [s for s in decision["segments"] if s["flagged"]]
+    after = min(t for t in decision["frames"] if t >= 6.0)
+    last_red_sample = max(t for t in np.linspace(0, decision["duration"], 8) if t < 6.0)
+    assert flagged["start"] < 2.0 + 1 / FPS
+    assert flagged["end"] == pytest.approx((last_red_sample + after) / 2, abs=0.15)
+    assert flagged["end"] > 6.0
+
+
 def test_early_exit_stops_decoding_on_a_clear_flag(exported, clips):
     bundle = load_bundle(exported.path)
     contract = clip_contract(bundle, sampling="fps:4", margin=0.0)
