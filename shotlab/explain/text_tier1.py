@@ -3,11 +3,12 @@ stored as `shotlab predict --explain` makes the decisions (the text counterpart 
 
     stored = record_flagged_texts(bundle, decisions, texts, "out/explanations.sqlite")
 
-The class explained is `tier1.target_class`'s (the highest-scoring flagged class, else the top
-class). IG runs on the PyTorch checkpoint the bundle was exported from (52 forward-pass
-equivalents per comment, `text_methods.py`); each explanation is stored with its convergence
-delta and, unless `score=False`, its faithfulness (ERASER comprehensiveness and sufficiency
-against random word rankings: about 5 to 60 more forward passes per comment, no gradients).
+The class explained is `tier1.target_class`'s (the highest-scoring flagged class, else the class
+the review is about, else the top class). IG runs on the PyTorch checkpoint the bundle was
+exported from (52 forward-pass equivalents per comment, `text_methods.py`); each explanation is
+stored with its convergence delta and, unless `score=False`, its faithfulness (ERASER
+comprehensiveness and sufficiency against random word rankings: about 5 to 60 more forward
+passes per comment, no gradients).
 """
 
 from __future__ import annotations

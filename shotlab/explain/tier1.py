@@ -4,8 +4,8 @@ checkpoint the bundle was exported from: cheap enough to run inline).
 
     stored = record_flagged(bundle, decisions, inputs, "out/explanations.sqlite")
 
-The class explained is the decision's highest-scoring flagged class, else its top-scoring class:
-the one a reviewer or an appeal asks about. Deeper explanations (LIME, SHAP) are tier 2
+The class explained is `target_class`'s: the decision's highest-scoring flagged class, else the
+class its review is about, else its top-scoring class. Deeper explanations (LIME, SHAP) are tier 2
 (`shotlab explain --pending`), queued by `shotlab explain appeal`.
 """
 
@@ -19,8 +19,13 @@ METHOD = "gradcam"
 
 
 def target_class(decision: dict) -> str:
+    """The class an explanation of `decision` is about: the highest-scoring flagged class, else
+    the highest-scoring class whose score is inside its review band (what a reviewer is asked
+    about), else the top score."""
     scores = decision["scores"]
-    candidates = [c for c in decision.get("flagged") or [] if c in scores] or list(scores)
+    candidates = ([c for c in decision.get("flagged") or [] if c in scores]
+                  or [c for c in decision.get("review_classes") or [] if c in scores]
+                  or list(scores))
     return max(candidates, key=lambda c: scores[c])
 
 

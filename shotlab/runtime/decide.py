@@ -180,17 +180,21 @@ def explained_classes(probs, class_names, *, task: str, thresholds=None) -> np.n
 
 
 def decide(probs, class_names, *, task: str, thresholds=None, pooled: bool = False) -> list[dict]:
-    """One dict per row: scores, labels, flagged, needs_review (the decision record's rule part).
-    `pooled` as in `predict_labels` (a clip's pooled scores)."""
+    """One dict per row: scores, labels, flagged, needs_review and review_classes (the unsafe
+    classes whose score is inside their review band, highest first: what a review is about);
+    the decision record's rule part. `pooled` as in `predict_labels` (a clip's pooled scores)."""
     names, thresholds = list(class_names), dict(thresholds or {})
     labels = predict_labels(probs, names, task=task, thresholds=thresholds or None, pooled=pooled)
-    review = (apply_review_band(probs, thresholds, names) if thresholds
-              else np.zeros(len(probs), bool))
+    apply_review_band(probs, thresholds, names)  # checks every band before any is read
+    bands = {name: review_band(name, entry) for name, entry in thresholds.items()}
     flags = flagged(probs, thresholds, names)
     rows = []
-    for row, label, in_band, flag in zip(np.asarray(probs), labels, review, flags):
+    for row, label, flag in zip(np.asarray(probs), labels, flags):
         chosen = ([names[int(label)]] if task == "multiclass"
                   else [names[k] for k in np.flatnonzero(label)])
-        rows.append({"scores": {c: float(s) for c, s in zip(names, row)}, "labels": chosen,
-                     "flagged": flag, "needs_review": bool(in_band)})
+        scores = {c: float(s) for c, s in zip(names, row)}
+        in_band = sorted((c for c, (low, high) in bands.items() if low <= scores[c] <= high),
+                         key=lambda c: -scores[c])
+        rows.append({"scores": scores, "labels": chosen, "flagged": flag,
+                     "needs_review": bool(in_band), "review_classes": in_band})
     return rows
