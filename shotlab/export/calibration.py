@@ -46,11 +46,13 @@ def allocate(sizes: dict, count: int) -> dict:
     return shares
 
 
-def summary(entries) -> dict:
-    """What the manifest records about a calibration set: its size and images per label set."""
+def summary(entries, skipped=()) -> dict:
+    """What the manifest records about a calibration set: the images calibrated on (`entries`)
+    per label set, and the files drawn that did not decode (`skipped`)."""
     per_label: dict[str, int] = {}
     for entry in entries:
         key = "+".join(entry.labels) or "(none)"
         per_label[key] = per_label.get(key, 0) + 1
     return {"split": "train", "images": len(entries), "limit": CALIBRATION_IMAGES,
-            "per_label": dict(sorted(per_label.items()))}
+            "per_label": dict(sorted(per_label.items())),
+            **({"skipped": list(skipped)} if skipped else {})}

@@ -25,10 +25,11 @@ def read_preprocessing(path: Path | None):
     from shotlab.runtime.contract import Preprocessing
 
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         # Class names come from the checkpoint; a device contract need not repeat them.
         return Preprocessing.from_dict({"class_names": [], **data})
-    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError,
+            AttributeError) as exc:
         raise InputError(f"{path}: not a preprocessing contract ({exc}); expected JSON with "
                          f"input_size, mean, std, interpolation, crop_pct, crop_mode, "
                          f"channel_order as in a bundle's manifest.json") from None
@@ -100,6 +101,8 @@ def echo_export(result) -> None:
     rows = [[name, f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.3f}"]
             for name, p in data["agreement"].items()]
     click.echo(table(["runtime", "max |dp|", "top-1 agreement"], rows))
+    for note in data["gate"].get("unchecked", []):
+        click.echo(f"Warning: {note}; add some to its test split to check the export", err=True)
     if data["gate"]["allowed_regression"]:
         click.echo("WARNING: shipped with a regression (--allow-regression): "
                    + "; ".join(data["gate"]["failures"]), err=True)

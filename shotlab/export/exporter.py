@@ -60,9 +60,27 @@ def run_files(checkpoint) -> tuple[Path, dict]:
         raise InputError(f"{checkpoint.path}: export needs the whole run folder (manifest.json, "
                          f"thresholds.json, checkpoints/best.pt), not a lone checkpoint; give "
                          f"the folder `shotlab train runs` lists")
+    best = run_dir / "checkpoints" / "best.pt"
+    if Path(checkpoint.path).resolve() != best.resolve():
+        raise InputError(f"{checkpoint.path}: the run's thresholds and calibration were chosen "
+                         f"on checkpoints/best.pt, not on this checkpoint; export the run "
+                         f"folder {run_dir}")
     path = run_dir / "thresholds.json"
-    thresholds = json.loads(path.read_text()) if path.is_file() else {}
-    return run_dir, thresholds
+    if not path.is_file():
+        raise InputError(f"{path} is missing: the run did not finish (`shotlab train` writes it "
+                         f"last); resume it with `shotlab train --resume {run_dir}`")
+    return run_dir, run_json(path)
+
+
+def run_json(path: Path) -> dict:
+    """A JSON file the run wrote, or a one-line error naming it."""
+    from shotlab.train.checkpoint import one_line
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not readable JSON ({one_line(exc)}); the run folder is "
+                         f"damaged: train the run again") from None
 
 
 def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing,
@@ -79,7 +97,7 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
     clip = run_dir / "clip.json"  # a run on a clip dataset: the clip contract (train/clip_eval.py)
     several = post_export.manifest_parts(checkpoint) if post_export.is_multi_part(checkpoint) \
         else {"input": spec.to_dict()}  # a post: its parts and their inputs
-    return {**({"clip": json.loads(clip.read_text())} if clip.is_file() else {}), **several,
+    return {**({"clip": run_json(clip)} if clip.is_file() else {}), **several,
         "classes": checkpoint.classes, "task": checkpoint.task, "policy": policy,
         "preprocessing": preprocessing.to_dict(),
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(checkpoint.classes)],
@@ -95,7 +113,7 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
     }
 
 
-NOT_CALIBRATED = {"method": "none", "reason": "the run was trained before shotlab calibrated scores"}
+NOT_CALIBRATED = {"method": "none", "reason": "no calibration recorded in the checkpoint"}
 
 
 def onnx_summary(manifest: dict) -> dict:
@@ -140,6 +158,10 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     if sign_key:
         signing.load_key(sign_key, private=True)  # an unusable key fails before any work
     manifest_of_run = Manifest.load(run_dir / "manifest.json")
+    if preprocessing is not None and preprocessing.kind != checkpoint.preprocessing.kind:
+        raise InputError(f"--preprocessing: kind '{preprocessing.kind}', but the run's model "
+                         f"reads {checkpoint.preprocessing.kind} inputs; give a contract of "
+                         f"kind '{checkpoint.preprocessing.kind}'")
     preprocessing = (preprocessing or checkpoint.preprocessing).with_classes(checkpoint.classes)
     check_kind(formats, preprocessing.kind)
     manifest = base_manifest(checkpoint, run_dir, run_thresholds,

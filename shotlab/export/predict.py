@@ -148,6 +148,33 @@ def check_outputs(out: Path) -> None:
                          f"{path} exists and is not a decisions file that shotlab predict "
                          f"wrote; predict replaces only its own output: move it away or "
                          f"choose another --out")
+    if queue_of_another_run(decisions, queue):
+        raise InputError(f"{queue} holds the review queue of another decisions file than "
+                         f"{decisions}; replacing it would lose that queue: give --out a "
+                         f"folder of its own, or move the queue away")
+
+
+def first_decision_id(path: Path) -> str | None:
+    """The decision_id on the first line of a decisions file (None: empty or unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20).strip()
+        value = json.loads(first) if first else {}
+    except (OSError, ValueError):
+        return None
+    return value.get("decision_id") if isinstance(value, dict) else None
+
+
+def queue_of_another_run(decisions: Path, queue: Path) -> bool:
+    """Whether the review queue at `queue` holds decisions that are not in `decisions`: the
+    queue of a run written to another --out in the same folder, which replacing would lose."""
+    queued = first_decision_id(queue) if queue.is_file() else None
+    if queued is None:
+        return False
+    if not decisions.is_file():
+        return True
+    with open(decisions, "rb") as f:
+        return not any(str(queued).encode() in line for line in f)  # a uuid4: unique
 
 
 def is_decisions_file(path: Path) -> bool:

@@ -40,7 +40,7 @@ def read_posts(path: Path) -> tuple[list[Post], list[tuple[str, str]]]:
     with the user's own rights (`curate import`, which keeps the files in a dataset, holds them
     to the CSV's folder)."""
     from shotlab.core.rows import read_rows
-    from shotlab.runtime.text import check_text
+    from shotlab.runtime.text import text_column
 
     rows, bad_rows = read_rows(path)
     bad = [(f"{path}:{line}", reason) for line, reason in bad_rows]
@@ -56,7 +56,7 @@ def read_posts(path: Path) -> tuple[list[Post], list[tuple[str, str]]]:
             continue
         image = Path(os.path.normpath(folder / str(value).strip()))
         try:
-            text = check_text(fields.get("text"), where)
+            text = text_column(fields, where, "captions")
         except InputError as exc:
             bad.append((where, str(exc).split(": ", 1)[-1]))
             continue

@@ -24,8 +24,8 @@ from pathlib import Path
 from shotlab.core.errors import InputError
 from shotlab.core.rows import ROW_SUFFIXES
 from shotlab.runtime.runners import BATCH_SIZE
+from shotlab.runtime.text import TEXT_FIELD
 
-TEXT_FIELD = "text"
 COMMENT_SUFFIXES = ROW_SUFFIXES | {".txt"}
 
 
@@ -42,14 +42,9 @@ def text_sha256(text: str) -> str:
 
 def comment_of(path: Path, line: int, fields: dict) -> Comment:
     """The comment of one row, or InputError saying what is wrong with it."""
-    from shotlab.core.rows import column_key
-    from shotlab.runtime.text import check_text
+    from shotlab.runtime.text import text_column
 
-    key = column_key(fields, TEXT_FIELD)
-    if key is None:
-        raise InputError(f"no '{TEXT_FIELD}' field (the row has {', '.join(map(str, fields))}); "
-                         f"name the comments' column '{TEXT_FIELD}'")
-    return Comment(path, line, check_text(fields[key], f"{path}:{line}"))
+    return Comment(path, line, text_column(fields, f"{path}:{line}"))
 
 
 def text_lines(path: Path) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:

@@ -50,9 +50,11 @@ def render_html(report: dict, manifest: dict) -> str:
 def verdict_html(report: dict) -> str:
     gate = report["gate"]
     rules = (f"rules: top-1 agreement &ge; {gate['min_agreement']:.3f}, unsafe-class recall "
-             f"drop &le; {gate['recall_tolerance']:.3f}")
+             f"and share flagged drop &le; {gate['recall_tolerance']:.3f}")
     if not gate["failures"]:
-        return f'<div class="verdict pass">Regression gate passed ({rules}).</div>'
+        unchecked = "".join(f"<li>{html.escape(u)}</li>" for u in gate.get("unchecked", []))
+        return (f'<div class="verdict pass">Regression gate passed ({rules}).'
+                + (f'<ul>{unchecked}</ul>' if unchecked else "") + '</div>')
     items = "".join(f"<li>{html.escape(f)}</li>" for f in gate["failures"])
     if gate["allowed_regression"]:
         return (f'<div class="verdict allowed">&#9888; Shipped with a regression '
@@ -120,15 +122,22 @@ def agreement_html(report: dict, manifest: dict) -> str:
     unsafe = manifest["policy"].get("unsafe", [])
     rows = []
     ref = report["pytorch"]["metrics"]
+    flagged = [u for u in unsafe if u in report["pytorch"].get("flag_recall", {})]
+
+    def unsafe_cells(metrics, flags):
+        return ([fmt(metrics["per_class"][u]["recall"]) for u in unsafe]
+                + [fmt(flags.get(u)) for u in flagged])
+
     rows.append(["pytorch (reference)", "&ndash;", "&ndash;", fmt(ref["accuracy"]),
-                 fmt(ref["macro_f1"])] + [fmt(ref["per_class"][u]["recall"]) for u in unsafe])
+                 fmt(ref["macro_f1"])] + unsafe_cells(ref, report["pytorch"].get("flag_recall", {})))
     for name, entry in report["runtimes"].items():
         m, p = entry["metrics"], entry["parity"]
         rows.append([html.escape(name), f"{p['max_abs_diff']:.2e}", fmt(p["top1_agreement"]),
                      fmt(m["accuracy"]), fmt(m["macro_f1"])]
-                    + [fmt(m["per_class"][u]["recall"]) for u in unsafe])
+                    + unsafe_cells(m, p.get("flag_recall", {})))
     headers = ["runtime", "max |&Delta;p|", "top-1 agreement", "accuracy", "macro-F1"] + [
-        f"recall {html.escape(u)} (unsafe)" for u in unsafe]
+        f"recall {html.escape(u)} (unsafe)" for u in unsafe] + [
+        f"{html.escape(u)} positives flagged" for u in flagged]
     note = ("" if report["same_preprocessing"] else
             "<p><b>The bundle's preprocessing differs from the checkpoint's</b>: the runtimes "
             "below see the bundle's pipeline, PyTorch its training pipeline.</p>")

@@ -56,25 +56,33 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
 
     torch_runner = TorchRunner(checkpoint.model, task, len(classes),
                                specs=checkpoint.input_specs() if several else None)
+    unsafe = bundle.policy.get("unsafe", [])
+
+    def flagged_share(probs):
+        return parity.flag_recall(y, probs, classes, task, thresholds, unsafe)
+
     reference = run_batched(torch_runner, ref_x)
     report = {"split": split, "n": len(kept), "skipped": bad,
-              "same_preprocessing": same_pipeline, "pytorch": {"metrics": metrics_of(reference)},
+              "same_preprocessing": same_pipeline,
+              "pytorch": {"metrics": metrics_of(reference), "flag_recall": flagged_share(reference)},
               "runtimes": {}}
     runners, failures, probs_of = {"pytorch": torch_runner}, [], {}
-    unsafe = bundle.policy.get("unsafe", [])
     for runtime in bundle.runtimes:
         runner = runners[runtime] = make_runner(bundle, runtime)
         probs = run_batched(runner, x)
         entry = {"metrics": metrics_of(probs),
-                 "parity": parity.agreement(reference, probs, classes, task, thresholds),
+                 "parity": {**parity.agreement(reference, probs, classes, task, thresholds),
+                            "flag_recall": flagged_share(probs)},
                  "model_file": bundle.runtimes[runtime]}
         entry["gate_failures"] = parity.gate_failures(
             runtime, entry["parity"], entry["metrics"], report["pytorch"]["metrics"], unsafe,
-            min_agreement=rules.min_agreement, recall_tolerance=rules.recall_tolerance)
+            min_agreement=rules.min_agreement, recall_tolerance=rules.recall_tolerance,
+            reference_flags=report["pytorch"]["flag_recall"])
         failures += entry["gate_failures"]
         report["runtimes"][runtime] = entry
         probs_of[runtime] = probs
     report["gate"] = {"passed": not failures, "failures": failures,
+                      "unchecked": parity.unchecked(report["pytorch"]["metrics"], unsafe, split),
                       "allowed_regression": bool(failures) and rules.allow_regression,
                       "min_agreement": rules.min_agreement,
                       "recall_tolerance": rules.recall_tolerance}

@@ -196,8 +196,13 @@ def tensorrt_unavailable_reason() -> str | None:
     return None
 
 
-def require_tensorrt() -> None:
+def require_tensorrt(*, running: bool = False) -> None:
+    """Refuse TensorRT where it cannot run: for export (the default) the advice is to build the
+    engine on the device; for a bundle being run (`running`), to use ONNX Runtime here."""
     reason = tensorrt_unavailable_reason()
+    if reason and running:
+        raise ShotlabError(f"--runtime tensorrt: {reason}. Run the bundle with --runtime onnx "
+                           f"here, or on a machine with a CUDA GPU and TensorRT")
     if reason:
         raise ShotlabError(f"--to tensorrt: {reason}. Export with --to onnx here and build the "
                            f"engine on the target device with the command in the bundle's "
@@ -210,7 +215,7 @@ class TensorRTRunner:
 
     def __init__(self, bundle, *, threads: int | None = None):
         """`threads` is accepted like every runner's, and unused: the engine runs on the GPU."""
-        require_tensorrt()
+        require_tensorrt(running=True)
         import tensorrt as trt
         import torch
 

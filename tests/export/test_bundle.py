@@ -48,8 +48,11 @@ def test_round_trip_agrees_with_pytorch(exported, reference, fp16, tolerance):
 def test_report_records_parity_and_gate(exported):
     report = json.loads((exported.path / "report.json").read_text())
     assert report["split"] == "test" and report["n"] == 18
-    assert report["gate"] == {"passed": True, "failures": [], "allowed_regression": False,
-                              "min_agreement": 0.99, "recall_tolerance": 0.02}
+    assert report["gate"] == {"passed": True, "failures": [], "unchecked": [],
+                              "allowed_regression": False, "min_agreement": 0.99,
+                              "recall_tolerance": 0.02}
+    flags = report["pytorch"]["flag_recall"]  # red's positives flagged, measured on both sides
+    assert set(flags) == {"red"} and flags == report["runtimes"]["onnx"]["parity"]["flag_recall"]
     assert set(report["runtimes"]) == {"onnx", "onnx-fp16"}
     assert report["runtimes"]["onnx"]["parity"]["max_abs_diff"] < FP32_TOLERANCE
     assert report["runtimes"]["onnx"]["metrics"]["per_class"]["red"]["recall"] == \

@@ -38,6 +38,43 @@ def test_export_not_a_run(tmp_path):
     assert result.exit_code == 2 and "no checkpoint found" in result.output
 
 
+def test_export_refuses_a_checkpoint_or_run_its_thresholds_do_not_belong_to(trained_run, tmp_path):
+    """last.pt was exported with best.pt's thresholds (and "trained before shotlab calibrated
+    scores"); a run stopped before thresholds.json shipped with no policy and flagged nothing;
+    a damaged thresholds.json was a JSONDecodeError traceback."""
+    import shutil
+
+    last = run("export", trained_run / "checkpoints" / "last.pt", "--out", tmp_path / "b")
+    assert last.exit_code == 2 and "chosen on checkpoints/best.pt" in last.output
+    assert f"export the run folder {trained_run}" in last.output
+    copy = shutil.copytree(trained_run, tmp_path / "run")
+    (copy / "thresholds.json").write_text('{"thresholds": {"red"')
+    damaged = run("export", copy, "--out", tmp_path / "b")
+    assert damaged.exit_code == 2 and "thresholds.json: not readable JSON" in damaged.output
+    (copy / "thresholds.json").unlink()
+    unfinished = run("export", copy, "--out", tmp_path / "b")
+    assert unfinished.exit_code == 2 and "the run did not finish" in unfinished.output
+    assert f"shotlab train --resume {copy}" in unfinished.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_export_refuses_a_preprocessing_file_it_cannot_read_or_of_another_kind(trained_run,
+                                                                              tmp_path):
+    """A non-UTF-8 file was a UnicodeDecodeError traceback; a text contract on an image model a
+    RuntimeError from deep inside torch.onnx.export."""
+    binary = tmp_path / "device.json"
+    binary.write_bytes(b"\xff\xfe{")
+    unreadable = run("export", trained_run, "--out", tmp_path / "b", "--preprocessing", binary)
+    assert unreadable.exit_code == 2 and f"{binary}: not a preprocessing contract" in unreadable.output
+    text = tmp_path / "text.json"
+    text.write_text(json.dumps({"kind": "text", "input_size": [64, 64], "mean": [0.5] * 3,
+                                "std": [0.5] * 3, "tokenizer": "t.json", "max_tokens": 8}))
+    other = run("export", trained_run, "--out", tmp_path / "b", "--preprocessing", text)
+    assert other.exit_code == 2, other.output
+    assert "--preprocessing: kind 'text', but the run's model reads image inputs" in other.output
+    assert not (tmp_path / "b").exists()
+
+
 def wrong_normalisation(bundle_path, tmp_path):
     """The bundle's contract with BGR channels: what a camera pipeline gets wrong."""
     contract = json.loads((bundle_path / "manifest.json").read_text())["preprocessing"]
@@ -130,6 +167,26 @@ def test_predict_explain_stores_the_review_queue(exported, tmp_path):
     assert data["explanations"]["stored"] == len(queued)
     assert data["explanations"]["store"] == str(out.parent / "explanations.sqlite")
     assert (out.parent / "explanations.sqlite").is_file()
+
+
+def test_predict_keeps_the_review_queue_of_another_decisions_file(exported, tmp_path):
+    """Monday's run queued its red images in review_queue.jsonl; Tuesday's, written to another
+    --out in the same folder, replaced that queue with its own (empty) one without a word."""
+    from tests.train.trainsets import write_colour_tree
+
+    images = write_colour_tree(tmp_path / "images", counts={"new": 3}, seed=11)
+    monday = run("predict", exported.path, images / "new" / "red", "--out", tmp_path / "monday.jsonl")
+    assert monday.exit_code == 0, monday.output
+    queue = (tmp_path / "review_queue.jsonl").read_text()
+    assert queue.count("\n") >= 1
+    tuesday = run("predict", exported.path, images / "new" / "blue", "--out",
+                  tmp_path / "tuesday.jsonl")
+    assert tuesday.exit_code == 2 and "holds the review queue of another decisions file" \
+        in tuesday.output
+    assert (tmp_path / "review_queue.jsonl").read_text() == queue
+    assert not (tmp_path / "tuesday.jsonl").exists()
+    again = run("predict", exported.path, images / "new" / "red", "--out", tmp_path / "monday.jsonl")
+    assert again.exit_code == 0, again.output  # its own queue is replaced as before
 
 
 def test_predict_says_when_no_explanation_was_stored(tmp_path, capsys):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from shotlab.core.errors import InputError, ShotlabError
 from shotlab.export import tensorrt_build
 from shotlab.runtime.runners import tensorrt_unavailable_reason
 from shotlab.export.formats import FORMATS, check_options, parse_formats
-from shotlab.export.parity import gate_failures
+from shotlab.export.parity import flag_recall, gate_failures, unchecked
 
 TENSORRT_MISSING = tensorrt_unavailable_reason()
 
@@ -99,3 +100,34 @@ def test_gate_passes_within_tolerance():
     assert gate_failures("onnx", {"top1_agreement": 1.0}, reference_metrics(None),
                          reference_metrics(None), ["red"], min_agreement=0.99,
                          recall_tolerance=0.0) == []  # no positives: nothing to compare
+
+
+def test_gate_refuses_a_runtime_that_stops_flagging_what_keeps_its_label():
+    """Scores that fall under the threshold but stay the argmax keep the label and its recall:
+    the gate passed a bundle (std x1.6 preprocessing) that flagged 0 of 6 red images."""
+    classes, thresholds = ["blue", "red"], {"red": {"threshold": 0.9, "review_band": [0.85, 0.95]}}
+    y = np.array([1, 1, 1, 1, 0])
+    torch_probs = np.array([[0.02, 0.98], [0.05, 0.95], [0.04, 0.96], [0.3, 0.7], [0.9, 0.1]])
+    onnx_probs = np.array([[0.2, 0.8], [0.3, 0.7], [0.25, 0.75], [0.3, 0.7], [0.9, 0.1]])
+    ours = flag_recall(y, onnx_probs, classes, "multiclass", thresholds, ["red"])
+    theirs = flag_recall(y, torch_probs, classes, "multiclass", thresholds, ["red"])
+    assert (ours, theirs) == ({"red": 0.0}, {"red": 0.75})
+    same_labels = reference_metrics(1.0)  # every red image is still labelled red
+    failures = gate_failures("onnx", {"top1_agreement": 1.0, "flag_recall": ours}, same_labels,
+                             same_labels, ["red"], min_agreement=0.99, recall_tolerance=0.02,
+                             reference_flags=theirs)
+    assert failures == ["onnx: share of positives flagged for unsafe class 'red' 0.000 vs "
+                        "PyTorch 0.750 (drop 0.750 > --recall-tolerance 0.020)"]
+
+
+def test_a_drop_of_exactly_the_tolerance_passes():
+    """1 - 0.98 is 0.020000000000000018 in floating point: 49 of 50 was refused at 0.02."""
+    assert gate_failures("onnx", {"top1_agreement": 1.0}, reference_metrics(49 / 50),
+                         reference_metrics(1.0), ["red"], min_agreement=0.99,
+                         recall_tolerance=0.02) == []
+
+
+def test_an_unsafe_class_without_test_positives_is_named_as_unchecked():
+    assert unchecked(reference_metrics(None), ["red"], "test") == [
+        "recall on unsafe class 'red' not checked: the test split has no 'red' samples"]
+    assert unchecked(reference_metrics(0.5), ["red"], "test") == []

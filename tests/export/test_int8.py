@@ -197,6 +197,24 @@ def test_calibration_on_one_class_is_refused_by_the_gate(trained_run, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_manifest_counts_the_calibration_images_used_not_those_drawn(trained_run, tmp_path):
+    """Three train images gone: 21 were calibrated on while the manifest said 24."""
+    from shotlab.export.exporter import export_run
+
+    shutil.copytree(trained_run, tmp_path / "run")
+    manifest = Manifest.load(tmp_path / "run" / "manifest.json")
+    reds = [e for e in manifest.entries if e.split == "train" and e.labels == ("red",)][:3]
+    gone = {e.filepath: str(tmp_path / f"gone-{i}.png") for i, e in enumerate(reds)}
+    entries = tuple(replace(e, filepath=gone.get(e.filepath, e.filepath))
+                    for e in manifest.entries)
+    replace(manifest, entries=entries).save(tmp_path / "run" / "manifest.json")
+    result = export_run(tmp_path / "run", formats=["onnx", "onnx-int8"], out=tmp_path / "b",
+                        explain=False, progress=False)
+    calibration = result.manifest["quantization"]["onnx-int8"]["calibration"]
+    assert calibration["images"] == 21 and calibration["per_label"]["red"] == 5
+    assert sorted(calibration["skipped"]) == sorted(gone.values())
+
+
 @pytest.mark.slow
 def test_lite0_on_the_sample_set_passes_parity_and_the_gate(dataset_name, tmp_path):
     from shotlab.curate.importer import import_path
