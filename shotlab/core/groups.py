@@ -32,17 +32,19 @@ def component_roots(n: int, pairs) -> list[int]:
 def group_ids(*keys: list) -> list[int]:
     """One group number per sample: samples sharing any non-empty key are in one group.
 
-    `keys` are per-sample lists (e.g. duplicate cluster, sha256, clip id); a sample with no key
-    is a group of its own. Groups are connected components, so a clip whose frame is a duplicate
-    of another clip's frame joins both clips.
+    `keys` are per-sample lists (e.g. duplicate cluster, sha256, clip id); an entry may also be
+    a list of keys (a clip's frames' duplicate clusters); a sample with no key is a group of its
+    own. Groups are connected components, so a clip whose frame is a duplicate of another
+    clip's frame joins both clips.
     """
     size = len(keys[0]) if keys else 0
     pairs = []
     for column, values in enumerate(keys):
         first: dict = {}
-        for i, key in enumerate(values):
-            if key not in (None, ""):
-                pairs.append((i, first.setdefault((column, key), i)))
+        for i, entry in enumerate(values):
+            for key in entry if isinstance(entry, (list, tuple)) else [entry]:
+                if key not in (None, ""):
+                    pairs.append((i, first.setdefault((column, key), i)))
     roots = component_roots(size, pairs)
     numbers = {r: n for n, r in enumerate(dict.fromkeys(roots))}
     return [numbers[r] for r in roots]

@@ -190,6 +190,15 @@ def add_clips(clips, frames, valid: list[SampledRecord], task: str, source: dict
     return added_clips, added_frames, warnings
 
 
+def check_same_sampling(dataset, chosen: Sampling) -> None:
+    """Refuse to add clips sampled another way: a run pools each clip's frames under one
+    sampling (its clip contract), and thresholds chosen on 8 frames a clip do not hold on 14."""
+    taken = sorted({s for s in dataset.distinct("sampling") if s})
+    if taken and chosen.key not in taken:
+        raise InputError(f"dataset '{dataset.name}' holds clips sampled with {', '.join(taken)}; "
+                         f"import with --sampling {taken[0]}, or under another --name")
+
+
 def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
                  sampling: str = DEFAULT_SAMPLING, max_seconds: float = DEFAULT_MAX_SECONDS,
                  max_pixels: int = DEFAULT_MAX_FRAME_PIXELS, strict: bool = False,
@@ -207,6 +216,7 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
         store.require_task(existing, task)
         if store.media_of(existing) != "video":
             raise InputError(f"dataset '{name}' holds images; import clips under another --name")
+        check_same_sampling(existing, chosen)
     check_frames_link(name, existing)
     candidates, repeats = unique_records(scan.records)
     known = set(existing.values("filepath")) if existing is not None else set()

@@ -63,7 +63,7 @@ def scan_posts(path: Path) -> tuple[Scan, dict[str, Caption]]:
     with their line."""
     from shotlab.core.rows import as_str, read_rows
     from shotlab.curate.readers.csvfile import label_values, resolve_row_path
-    from shotlab.runtime.text import check_text
+    from shotlab.runtime.text import text_column
 
     rows, bad = read_rows(path)
     folder = Path(os.path.normpath(path.parent.absolute()))
@@ -78,7 +78,7 @@ def scan_posts(path: Path) -> tuple[Scan, dict[str, Caption]]:
                                         f"no image path (columns {', '.join(IMAGE_COLUMNS)})"))
             continue
         try:
-            text = check_text(field(row.fields, ("text",)), where)
+            text = text_column(row.fields, where, "captions")
         except InputError as exc:
             scan.skipped.append(Skipped(f"{path}:{row.line}", str(exc).split(": ", 1)[-1]))
             continue

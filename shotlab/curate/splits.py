@@ -237,7 +237,7 @@ def split_dataset(name: str, *, val: float, test: float, seed: int,
     active = [not (e or u) for e, u in zip(excluded, unlabeled)]
     fixed = [s if a and s in SPLITS and not overwrite else None for s, a in zip(current, active)]
     keys = [dataset.values(f) for f in GROUP_FIELDS if f in schema]
-    groups = group_ids(*keys)
+    groups = group_ids(*keys, *frame_clusters(dataset))
     plan = assign_splits(labels, groups, val=val, test=test, seed=seed, fixed=fixed,
                          active=active, names=dataset.values("filepath"))
     changed = {i: s for i, (s, old) in enumerate(zip(plan.splits, current))
@@ -265,6 +265,22 @@ def split_dataset(name: str, *, val: float, test: float, seed: int,
                                           f"{' --overwrite' if overwrite else ''}",
                                 "changed": report.changed, "samples": report.samples}])
     return report
+
+
+def frame_clusters(dataset) -> list[list]:
+    """For a clip dataset, one more grouping key: per clip, the duplicate clusters its frames
+    are in (`curate check NAME-frames` writes them there), so a re-upload of a clip, whose bytes
+    differ, lands in the split of its original; [] for other datasets."""
+    from shotlab.core import store
+
+    frames = store.linked_frames(dataset)
+    if frames is None or "duplicate_cluster" not in frames.get_field_schema():
+        return []
+    by_clip: dict[str, list] = {}
+    for clip_id, cluster in zip(frames.values("clip_id"), frames.values("duplicate_cluster")):
+        if cluster:
+            by_clip.setdefault(str(clip_id), []).append(cluster)
+    return [[by_clip.get(str(i), []) for i in dataset.values("id")]]
 
 
 def split_sizes(splits, active) -> dict[str, int]:

@@ -9,14 +9,12 @@ import click
 
 from shotlab.core.errors import InputError
 
-TEXT_FIELD = "text"
-
 
 def read_comments(paths, texts) -> tuple[list[str], list[dict]]:
     """(comments from `--text` then from each .csv/.jsonl's `text` column, bad rows as
     {"path", "line", "reason"}). An empty or over-long comment is a bad row, never raised."""
     from shotlab.core.rows import column_key, read_rows
-    from shotlab.runtime.text import check_text
+    from shotlab.runtime.text import TEXT_FIELD, check_text
 
     comments, bad = [], []
     for i, text in enumerate(texts):

@@ -18,6 +18,8 @@ import numpy as np
 
 from shotlab.core.errors import InputError
 
+TEXT_FIELD = "text"  # the column of a comment, or of a post's caption, in CSV and JSONL rows
+
 PAD_ID = 0  # BERT's [PAD]; the tokenizer is checked to agree when it is loaded
 MAX_TEXT_CHARS = 5000  # a longer comment is refused on import (the model would truncate it)
 
@@ -94,6 +96,19 @@ def read_text_file(path) -> str:
         raise InputError(f"{path}: cannot read this comment ({type(exc).__name__}); the "
                          f"dataset's text files are missing or damaged: import the comments "
                          f"again") from None
+
+
+def text_column(fields: dict, where: str, what: str = "comments") -> str:
+    """The 'text' field of a row (any letter case, spaces around ignored) as checked text, or
+    InputError naming `where`, the columns the row has and the fix."""
+    from shotlab.core.rows import column_key
+
+    key = column_key(fields, TEXT_FIELD)
+    if key is None:
+        raise InputError(f"{where}: no '{TEXT_FIELD}' field (the row has "
+                         f"{', '.join(map(str, fields))}); name the {what}' column "
+                         f"'{TEXT_FIELD}'")
+    return check_text(fields[key], where)
 
 
 def check_text(text, where: str) -> str:

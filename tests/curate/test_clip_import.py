@@ -155,6 +155,38 @@ def test_split_keeps_a_clips_frames_together_and_the_clips_follow(tmp_path, data
     assert {i: {s} for i, s in zip(clips.values("id"), clips.values("split"))} == per_clip
 
 
+def test_split_of_clips_keeps_a_re_upload_with_its_original(tmp_path, dataset_name):
+    """A re-encoded copy of a clip (other bytes, the same frames) is one duplicate cluster on
+    the frames, but splitting the clip dataset grouped by the clips' own fields: in 4 of 8
+    seeds the copy and its original landed in different splits."""
+    root = clip_tree(tmp_path / "src", per_class=6)
+    original = root / "cooking" / "cooking_0.mp4"
+    copy = write_clip(root / "cooking" / "cooking_0_reupload.mp4", frames=12, fps=6,
+                      colours=[(200, 60, 0)] * 12, gop=4)
+    assert copy.read_bytes() != original.read_bytes()
+    import_path(root, dataset_name, progress=False, sampling="uniform:3")
+    clips, frames = store.load(dataset_name), frames_frame(dataset_name)
+    ids = dict(zip((Path(p).name for p in clips.values("filepath")), clips.values("id")))
+    pair = {ids["cooking_0.mp4"], ids["cooking_0_reupload.mp4"]}
+    frames.set_values("duplicate_cluster", ["dup-1" if c in pair else None
+                                            for c in frames.values("clip_id")])  # as curate check
+    for seed in range(8):
+        split_dataset(dataset_name, val=0.25, test=0.25, seed=seed, overwrite=True)
+        by_clip = dict(zip(clips.values("id"), clips.values("split")))
+        assert by_clip[ids["cooking_0.mp4"]] == by_clip[ids["cooking_0_reupload.mp4"]], seed
+
+
+def test_clips_sampled_another_way_are_refused(tmp_path, dataset_name):
+    """fps:4 clips joined a uniform:8 dataset in silence; the run's clip contract took one."""
+    import_path(clip_tree(tmp_path / "a", per_class=1), dataset_name, progress=False,
+                sampling="uniform:3")
+    with pytest.raises(InputError, match=f"dataset '{dataset_name}' holds clips sampled with "
+                                         f"uniform:3; import with --sampling uniform:3"):
+        import_path(clip_tree(tmp_path / "b", per_class=1, seed=50), dataset_name,
+                    progress=False, sampling="uniform:2")
+    assert len(store.load(dataset_name)) == 2
+
+
 def test_cli_imports_clips_and_refuses_a_bad_sampling(tmp_path, dataset_name):
     root = clip_tree(tmp_path / "src", per_class=1)
     runner = CliRunner()

@@ -86,6 +86,18 @@ def test_posts_import_with_every_bad_row_reported_by_line(tmp_path, dataset_name
     assert (sample.ground_truth.label, sample.split) == ("off_topic", "val")
 
 
+def test_a_posts_file_without_a_text_column_names_the_column_on_each_row(tmp_path, dataset_name):
+    """Every row read "the text is not a string (NoneType)" where the captions' column was
+    called 'caption'."""
+    images = copy_images(tmp_path)
+    csv_path = write_csv(tmp_path / "posts.csv", ["image_path,caption,label\n",
+                                                  f"{images[0]},A bird,on_topic\n"])
+    report = import_posts(csv_path, dataset_name, progress=False, allow_empty=True)
+    (skipped,) = report.skipped
+    assert skipped.reason == ("no 'text' field (the row has image_path, caption, label); name "
+                              "the captions' column 'text'")
+
+
 def test_reimport_adds_nothing_and_a_repeated_image_is_skipped(tmp_path, dataset_name):
     images = copy_images(tmp_path)
     csv_path = write_csv(tmp_path / "posts.csv", [
