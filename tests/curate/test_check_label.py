@@ -84,3 +84,29 @@ def test_multilabel_note_names_a_class_on_every_sample_as_one_sided():
     result = find_multilabel_issues(labels, features)
     assert result.notes[-1] == ("class 'cat' is on 12 of 12 samples: too few with it or without "
                                 "it to judge its labels (needs 2 of each); add more images")
+
+
+def test_the_neighbour_score_counts_each_class_among_the_nearest_others():
+    from shotlab.curate.checks.label import neighbour_shares
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 16) * 10
+    features = np.concatenate([c + rng.normal(0, 0.5, (12, 16)) for c in centres])
+    y = np.repeat([0, 1, 2], 12)
+    y[5] = 2  # a sample of cluster 0 labelled 2: none of its neighbours is
+    shares = neighbour_shares(features, y, k=10)
+    assert shares.shape == (36, 3) and np.allclose(shares.sum(axis=1), 1.0)
+    assert shares[5, 2] == 0.0 and shares[5, 0] == 1.0
+    assert shares[20, 1] == 1.0
+
+
+def test_the_neighbour_score_is_left_out_where_a_class_is_too_small_for_it():
+    """With 10 neighbours, the samples of a class of 8 could never find their own class's
+    majority: small classes would be flagged for being small."""
+    from shotlab.curate.checks.label import KNN_WEIGHT, knn_weight
+
+    assert knn_weight([11, 40]) == KNN_WEIGHT and knn_weight([10, 40]) == 0.0
+    rng = np.random.default_rng(1)
+    features = np.concatenate([rng.normal(0, 1, (8, 16)) + 5, rng.normal(0, 1, (40, 16))])
+    result = find_label_issues(["owl"] * 8 + ["cat"] * 40, features)
+    assert result.details["knn_weight"] == 0.0 and not result.issues[:8].any()
