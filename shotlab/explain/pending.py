@@ -97,11 +97,15 @@ def fail(store, appeal, reason: str, summary: dict) -> None:
 
 
 def appeal_target(store, source, appeal, probs) -> int:
+    """The class tier 1 explained for the appealed decision (the store keeps no
+    review_classes: they are read again off its scores and the bundle's thresholds)."""
     from shotlab.explain.tier1 import target_class
+    from shotlab.runtime.decide import review_classes
 
     decision = store.decision(appeal.decision_id)
     if decision and decision.get("scores"):
-        return source.classes.index(target_class(decision))
+        review = review_classes(decision["scores"], source.thresholds)
+        return source.classes.index(target_class({**decision, "review_classes": review}))
     return int(probs.argmax())
 
 

@@ -102,7 +102,7 @@ def echo_export(result) -> None:
             for name, p in data["agreement"].items()]
     click.echo(table(["runtime", "max |dp|", "top-1 agreement"], rows))
     for note in data["gate"].get("unchecked", []):
-        click.echo(f"Warning: {note}; add some to its test split to check the export", err=True)
+        click.echo(f"Warning: {note}; add some to that split to check the export", err=True)
     if data["gate"]["allowed_regression"]:
         click.echo("WARNING: shipped with a regression (--allow-regression): "
                    + "; ".join(data["gate"]["failures"]), err=True)

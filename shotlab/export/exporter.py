@@ -60,16 +60,23 @@ def run_files(checkpoint) -> tuple[Path, dict]:
         raise InputError(f"{checkpoint.path}: export needs the whole run folder (manifest.json, "
                          f"thresholds.json, checkpoints/best.pt), not a lone checkpoint; give "
                          f"the folder `shotlab train runs` lists")
-    best = run_dir / "checkpoints" / "best.pt"
-    if Path(checkpoint.path).resolve() != best.resolve():
-        raise InputError(f"{checkpoint.path}: the run's thresholds and calibration were chosen "
-                         f"on checkpoints/best.pt, not on this checkpoint; export the run "
-                         f"folder {run_dir}")
     path = run_dir / "thresholds.json"
     if not path.is_file():
         raise InputError(f"{path} is missing: the run did not finish (`shotlab train` writes it "
                          f"last); resume it with `shotlab train --resume {run_dir}`")
     return run_dir, run_json(path)
+
+
+def check_best(run) -> None:
+    """Refuse a checkpoint file other than its run's best.pt, before loading it: the run's
+    thresholds and calibration were chosen on best.pt (a text or post run's last.pt is only
+    a marker that the fit finished)."""
+    path = Path(run)
+    folder = path.parent.parent if path.parent.name == "checkpoints" else None
+    if path.is_file() and folder is not None and path.name != "best.pt":
+        raise InputError(f"{path}: the run's thresholds and calibration were chosen on "
+                         f"checkpoints/best.pt, not on this checkpoint; export the run folder "
+                         f"{folder}")
 
 
 def run_json(path: Path) -> dict:
@@ -147,6 +154,7 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
     check_options(formats, fp16=fp16, int8=int8)
     if "tensorrt" in formats:
         require_tensorrt()  # before any work: the message says how to build on the device
+    check_best(run)
     checkpoint = load_checkpoint(run)
     if post_export.is_multi_part(checkpoint):
         post_export.check_options(checkpoint, formats, fp16=fp16, int8=int8,

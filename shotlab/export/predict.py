@@ -154,14 +154,23 @@ def check_outputs(out: Path) -> None:
                          f"folder of its own, or move the queue away")
 
 
-def first_decision_id(path: Path) -> str | None:
-    """The decision_id on the first line of a decisions file (None: empty or unreadable)."""
+EMPTY = object()  # what `first_record` gives for an empty file
+
+
+def first_record(path: Path):
+    """The JSON value on the first line of a file, EMPTY for an empty file, None when the line
+    is unreadable or not JSON."""
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20).strip()
-        value = json.loads(first) if first else {}
+        return json.loads(first) if first else EMPTY
     except (OSError, ValueError):
         return None
+
+
+def first_decision_id(path: Path) -> str | None:
+    """The decision_id on the first line of a decisions file (None: empty or unreadable)."""
+    value = first_record(path)
     return value.get("decision_id") if isinstance(value, dict) else None
 
 
@@ -182,13 +191,8 @@ def is_decisions_file(path: Path) -> bool:
     device, a pipe or a folder: reading a pipe would wait forever, and a device is no file)."""
     if not path.is_file():
         return False
-    try:
-        with open(path, "rb") as f:
-            first = f.readline(1 << 20).strip()
-        value = json.loads(first) if first else {"decision_id": None}
-    except (OSError, ValueError):
-        return False
-    return isinstance(value, dict) and "decision_id" in value
+    value = first_record(path)
+    return value is EMPTY or isinstance(value, dict) and "decision_id" in value
 
 
 @contextmanager

@@ -51,11 +51,11 @@ def verdict_html(report: dict) -> str:
     gate = report["gate"]
     rules = (f"rules: top-1 agreement &ge; {gate['min_agreement']:.3f}, unsafe-class recall "
              f"and share flagged drop &le; {gate['recall_tolerance']:.3f}")
+    unchecked = "".join(f"<li>{html.escape(u)}</li>" for u in gate.get("unchecked", []))
     if not gate["failures"]:
-        unchecked = "".join(f"<li>{html.escape(u)}</li>" for u in gate.get("unchecked", []))
         return (f'<div class="verdict pass">Regression gate passed ({rules}).'
                 + (f'<ul>{unchecked}</ul>' if unchecked else "") + '</div>')
-    items = "".join(f"<li>{html.escape(f)}</li>" for f in gate["failures"])
+    items = "".join(f"<li>{html.escape(f)}</li>" for f in gate["failures"]) + unchecked
     if gate["allowed_regression"]:
         return (f'<div class="verdict allowed">&#9888; Shipped with a regression '
                 f'(--allow-regression): this bundle is measurably worse than the PyTorch model '

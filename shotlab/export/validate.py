@@ -39,54 +39,47 @@ def evaluation_split(manifest) -> tuple[str, list]:
                      f"and retrain")
 
 
+@dataclass
+class Scoring:
+    """What every runtime's probabilities are scored by: the split's targets and the bundle's
+    decision rule."""
+
+    y: object
+    bundle: object
+
+    def metrics(self, probs) -> dict:
+        from shotlab.train.metrics import classification_metrics
+
+        b = self.bundle
+        return classification_metrics(self.y, probs, b.classes, task=b.task,
+                                      thresholds=b.thresholds or None)
+
+    def flags(self, probs) -> dict:
+        b = self.bundle
+        return parity.flag_recall(self.y, probs, b.classes, b.task, b.thresholds, self.unsafe)
+
+    @property
+    def unsafe(self) -> list:
+        return self.bundle.policy.get("unsafe", [])
+
+
 def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
             explain: bool = True) -> dict:
     """The report's data for `bundle` (loaded from its folder) against `checkpoint`."""
-    from shotlab.train.metrics import classification_metrics
-
     split, entries = evaluation_split(manifest)
     ref_x, x, kept, bad, same_pipeline = evaluation_inputs(bundle, checkpoint, manifest, split,
                                                            entries, progress)
     y = manifest.targets([entries[i] for i in kept])
-    classes, task, thresholds = bundle.classes, bundle.task, bundle.thresholds
-    several = len(checkpoint.parts) > 1
-
-    def metrics_of(probs):
-        return classification_metrics(y, probs, classes, task=task, thresholds=thresholds or None)
-
-    torch_runner = TorchRunner(checkpoint.model, task, len(classes),
+    scoring, several = Scoring(y, bundle), len(checkpoint.parts) > 1
+    torch_runner = TorchRunner(checkpoint.model, bundle.task, len(bundle.classes),
                                specs=checkpoint.input_specs() if several else None)
-    unsafe = bundle.policy.get("unsafe", [])
-
-    def flagged_share(probs):
-        return parity.flag_recall(y, probs, classes, task, thresholds, unsafe)
-
     reference = run_batched(torch_runner, ref_x)
     report = {"split": split, "n": len(kept), "skipped": bad,
               "same_preprocessing": same_pipeline,
-              "pytorch": {"metrics": metrics_of(reference), "flag_recall": flagged_share(reference)},
-              "runtimes": {}}
-    runners, failures, probs_of = {"pytorch": torch_runner}, [], {}
-    for runtime in bundle.runtimes:
-        runner = runners[runtime] = make_runner(bundle, runtime)
-        probs = run_batched(runner, x)
-        entry = {"metrics": metrics_of(probs),
-                 "parity": {**parity.agreement(reference, probs, classes, task, thresholds),
-                            "flag_recall": flagged_share(probs)},
-                 "model_file": bundle.runtimes[runtime]}
-        entry["gate_failures"] = parity.gate_failures(
-            runtime, entry["parity"], entry["metrics"], report["pytorch"]["metrics"], unsafe,
-            min_agreement=rules.min_agreement, recall_tolerance=rules.recall_tolerance,
-            reference_flags=report["pytorch"]["flag_recall"])
-        failures += entry["gate_failures"]
-        report["runtimes"][runtime] = entry
-        probs_of[runtime] = probs
-    report["gate"] = {"passed": not failures, "failures": failures,
-                      "unchecked": parity.unchecked(report["pytorch"]["metrics"], unsafe, split),
-                      "allowed_regression": bool(failures) and rules.allow_regression,
-                      "min_agreement": rules.min_agreement,
-                      "recall_tolerance": rules.recall_tolerance}
-    report["speed"] = speed_section(runners, x)
+              "pytorch": {"metrics": scoring.metrics(reference),
+                          "flag_recall": scoring.flags(reference)}, "runtimes": {}}
+    runners, probs_of = measure_runtimes(bundle, x, reference, scoring, report, rules)
+    report["speed"] = speed_section({"pytorch": torch_runner, **runners}, x)
     if explain and bundle.preprocessing.kind == "text":
         report["explanations"] = {"available": False, "reason": TEXT_EXPLANATIONS}
     elif explain and not several:  # a post's explanations are the modality split (explain/)
@@ -97,6 +90,34 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
             probs_of.get("onnx", reference), runners.get("onnx"), progress=progress)
     report["environment"] = environment()
     return report
+
+
+def measure_runtimes(bundle, x, reference, scoring: Scoring, report: dict, rules: GateRules):
+    """Each runtime's entry in `report["runtimes"]` (metrics, parity with PyTorch, the gate's
+    failures) and `report["gate"]`; returns the runners and their probabilities by name."""
+    runners, probs_of, failures = {}, {}, []
+    pytorch = report["pytorch"]
+    for runtime in bundle.runtimes:
+        runners[runtime] = make_runner(bundle, runtime)
+        probs = probs_of[runtime] = run_batched(runners[runtime], x)
+        entry = {"metrics": scoring.metrics(probs),
+                 "parity": {**parity.agreement(reference, probs, bundle.classes, bundle.task,
+                                               bundle.thresholds),
+                            "flag_recall": scoring.flags(probs)},
+                 "model_file": bundle.runtimes[runtime]}
+        entry["gate_failures"] = parity.gate_failures(
+            runtime, entry["parity"], entry["metrics"], pytorch["metrics"], scoring.unsafe,
+            min_agreement=rules.min_agreement, recall_tolerance=rules.recall_tolerance,
+            reference_flags=pytorch["flag_recall"])
+        failures += entry["gate_failures"]
+        report["runtimes"][runtime] = entry
+    report["gate"] = {"passed": not failures, "failures": failures,
+                      "unchecked": parity.unchecked(pytorch["metrics"], scoring.unsafe,
+                                                    report["split"]),
+                      "allowed_regression": bool(failures) and rules.allow_regression,
+                      "min_agreement": rules.min_agreement,
+                      "recall_tolerance": rules.recall_tolerance}
+    return runners, probs_of
 
 
 def evaluation_inputs(bundle, checkpoint, manifest, split: str, entries, progress):

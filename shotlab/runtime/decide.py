@@ -193,8 +193,21 @@ def decide(probs, class_names, *, task: str, thresholds=None, pooled: bool = Fal
         chosen = ([names[int(label)]] if task == "multiclass"
                   else [names[k] for k in np.flatnonzero(label)])
         scores = {c: float(s) for c, s in zip(names, row)}
-        in_band = sorted((c for c, (low, high) in bands.items() if low <= scores[c] <= high),
-                         key=lambda c: -scores[c])
+        in_band = in_review_band(scores, bands)
         rows.append({"scores": scores, "labels": chosen, "flagged": flag,
                      "needs_review": bool(in_band), "review_classes": in_band})
     return rows
+
+
+def in_review_band(scores: Mapping, bands: Mapping) -> list[str]:
+    """The classes of `bands` ({class: (low, high)}) whose score is inside, highest first."""
+    return sorted((c for c, (low, high) in bands.items() if low <= scores[c] <= high),
+                  key=lambda c: -scores[c])
+
+
+def review_classes(scores: Mapping, thresholds) -> list[str]:
+    """`decide`'s review_classes for a stored decision's `scores` under `thresholds`."""
+    return in_review_band(scores, {name: review_band(name, entry)
+                                   for name, entry in (thresholds or {}).items()
+                                   if name in scores and isinstance(entry, Mapping)
+                                   and entry.get("review_band")})

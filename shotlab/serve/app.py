@@ -35,7 +35,7 @@ from shotlab.serve.service import Refusal, Service, ServeOptions
 
 MULTIPART = "multipart/form-data"
 PUBLIC_FIELDS = ("decision_id", "sha256", "scores", "labels", "flagged", "needs_review",
-                 "model_sha256", "policy_version", "runtime", "time")
+                 "review_classes", "model_sha256", "policy_version", "runtime", "time")
 # What a kind's decision adds: what a reviewer needs (a clip's seconds to watch and what was
 # scored; a comment or a caption as decided) and, for a post, its caption's hash (the sha256 is
 # the picture's).

@@ -110,3 +110,13 @@ def test_the_neighbour_score_is_left_out_where_a_class_is_too_small_for_it():
     features = np.concatenate([rng.normal(0, 1, (8, 16)) + 5, rng.normal(0, 1, (40, 16))])
     result = find_label_issues(["owl"] * 8 + ["cat"] * 40, features)
     assert result.details["knn_weight"] == 0.0 and not result.issues[:8].any()
+
+
+def test_the_neighbour_score_is_the_same_in_chunks():
+    """Rows are compared `chunk` at a time (memory O(chunk x n), not n^2): the same shares."""
+    from shotlab.curate.checks.label import neighbour_shares
+
+    rng = np.random.default_rng(2)
+    features, y = rng.normal(size=(700, 24)), rng.integers(0, 4, 700)
+    assert np.array_equal(neighbour_shares(features, y, chunk=256),
+                          neighbour_shares(features, y, chunk=700))

@@ -184,3 +184,52 @@ def test_a_ray_worker_fails_an_appeal_on_a_replaced_image(explain_bundle, colour
         assert (summary["failed"], summary["stored"]) == (1, 0)
         assert "not the image decided" in store.appeals("failed")[0].error
         assert [e.method for e in store.explanations("d0")] == ["gradcam"]  # tier 1's only
+
+
+def test_a_review_is_explained_for_the_class_it_is_about_and_that_class_s_frame():
+    """A clip in review (violence 0.4 pooled, inside its band, not flagged) was explained for
+    its top class, cooking, on cooking's best frame: the reviewer got a map of the wrong class.
+    An appeal reads the stored decision, which keeps no review_classes: they are read again off
+    its scores and the bundle's thresholds, to the same class."""
+    from shotlab.export.predict_clips import top_frame
+    from shotlab.runtime.clip_scores import ClipContract
+    from shotlab.runtime.decide import decide, review_classes
+
+    classes = ["cooking", "sports", "violence"]
+    thresholds = {"violence": {"threshold": 0.5, "review_band": [0.3, 0.5]}}
+    frames = np.array([[0.9, 0.1, 0.0], [0.5, 0.1, 0.4], [0.8, 0.1, 0.1]])
+    pooled = ClipContract.resolve(None, classes, ["violence"]).pool(frames)
+    (row,) = decide(pooled[None], classes, task="multiclass", thresholds=thresholds, pooled=True)
+    assert row["flagged"] == [] and row["needs_review"] is True
+    assert row["review_classes"] == ["violence"] and row["labels"] == ["cooking"]
+    assert target_class(row) == "violence"
+    assert top_frame(frames, classes, target_class(row)) == 1
+    stored = {k: v for k, v in row.items() if k != "review_classes"}
+    assert target_class(stored) == "cooking"  # what an appeal read before
+    assert review_classes(stored["scores"], thresholds) == ["violence"]
+    (confident,) = decide(frames[:1], classes, task="multiclass", thresholds=thresholds)
+    assert confident["review_classes"] == [] and target_class(confident) == "cooking"
+
+
+def test_an_appeal_on_a_review_only_decision_explains_the_class_under_review(
+        explain_bundle, colour_images, tmp_path):
+    """The store keeps no review_classes, so an appeal explained the top class (blue) where
+    tier 1 explains the class under review (red, inside its band, not flagged)."""
+    from shotlab.core.images import sha256_file
+    from shotlab.runtime.bundle import load_bundle
+
+    bundle = load_bundle(explain_bundle)
+    entry = bundle.thresholds["red"]
+    low, threshold = entry["review_band"][0], entry["threshold"]
+    red = (low + threshold) / 2 if low < threshold else low
+    image = colour_images[0]
+    store_path = tmp_path / "e.sqlite"
+    with ExplanationStore(store_path) as store:
+        store.add_decision({"decision_id": "r", "path": str(image), "sha256": sha256_file(image),
+                            "scores": {"blue": 0.99, "green": 0.0, "red": red},
+                            "labels": ["blue"], "flagged": [], "needs_review": True,
+                            "model_sha256": bundle.model_sha256()}, explain_bundle)
+        store.queue("r", ["lime"], image_path=image, bundle_path=explain_bundle)
+    assert process_pending(store_path, options=FAST)["stored"] == 1
+    with ExplanationStore(store_path, create=False) as store:
+        assert store.explanations("r", "lime")[0].target == "red"

@@ -78,23 +78,6 @@ def test_pooled_scores_go_through_the_one_decision_rule():
         decide(pooled[None], CLASSES, task="multiclass", thresholds=THRESHOLDS)
 
 
-def test_a_review_is_explained_for_the_class_it_is_about_and_that_class_s_frame():
-    """A clip in review (violence 0.4 pooled, inside its band, not flagged) was explained for
-    its top class, cooking, on cooking's best frame: the reviewer got a map of the wrong class."""
-    from shotlab.explain.tier1 import target_class
-    from shotlab.export.predict_clips import top_frame
-
-    frames = np.array([[0.9, 0.1, 0.0], [0.5, 0.1, 0.4], [0.8, 0.1, 0.1]])
-    pooled = ClipContract.resolve(None, CLASSES, ["violence"]).pool(frames)
-    (row,) = decide(pooled[None], CLASSES, task="multiclass", thresholds=THRESHOLDS, pooled=True)
-    assert row["flagged"] == [] and row["needs_review"] is True
-    assert row["review_classes"] == ["violence"] and row["labels"] == ["cooking"]
-    assert target_class(row) == "violence"
-    assert top_frame(frames, CLASSES, target_class(row)) == 1
-    (confident,) = decide(frames[:1], CLASSES, task="multiclass", thresholds=THRESHOLDS)
-    assert confident["review_classes"] == [] and target_class(confident) == "cooking"
-
-
 def test_segments_merge_adjacent_frames_and_split_at_gaps():
     probs = np.array([[0, 0, 0.1], [0, 0, 0.35], [0, 0, 0.8], [0, 0, 0.2], [0, 0, 0.6]])
     found = segments(TIMES, probs, CLASSES, THRESHOLDS)

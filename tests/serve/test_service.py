@@ -85,8 +85,8 @@ def assert_same_decisions(served: list[dict], offline: dict, *, atol: float) -> 
     flags, model, policy and runtime equal, scores within `atol`."""
     for got in served:
         want = offline[got["sha256"]]
-        for key in ("labels", "flagged", "needs_review", "model_sha256", "policy_version",
-                    "runtime"):
+        for key in ("labels", "flagged", "needs_review", "review_classes", "model_sha256",
+                    "policy_version", "runtime"):
             assert got[key] == want[key], key
         np.testing.assert_allclose([got["scores"][c] for c in want["scores"]],
                                    list(want["scores"].values()), atol=atol)

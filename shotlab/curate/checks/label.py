@@ -116,8 +116,8 @@ def find_label_issues(labels: list[str | None], features: np.ndarray, *, repeats
     knn = knn_weight(np.bincount(y))
     if knn:
         probs = (1 - knn) * probs + knn * neighbour_shares(features[judged], y)
-    flagged = lowest_self_confidence(y, probs)
-    quality = cleanlab.rank.get_label_quality_scores(y, probs)
+    quality = cleanlab.rank.get_label_quality_scores(y, probs, method="self_confidence")
+    flagged = lowest_self_confidence(y, probs, quality)
     return judged_result(n, judged, flagged, 1.0 - quality, probs.argmax(1), probs.max(1), classes,
                          notes=too_small_note(small),
                          details={"folds": folds, "repeats": repeats, "alpha": alpha,
@@ -132,25 +132,30 @@ def knn_weight(class_sizes) -> float:
     return KNN_WEIGHT if min(class_sizes) > KNN_NEIGHBOURS else 0.0
 
 
-def neighbour_shares(features: np.ndarray, y: np.ndarray, k: int = KNN_NEIGHBOURS) -> np.ndarray:
+def neighbour_shares(features: np.ndarray, y: np.ndarray, k: int = KNN_NEIGHBOURS,
+                     chunk: int = 512) -> np.ndarray:
     """(n, classes): for each sample, the share of its k nearest others (cosine similarity on
-    centred embeddings) labelled with each class."""
+    centred embeddings) labelled with each class; `chunk` rows at a time, so memory stays
+    O(chunk x n), not O(n^2)."""
     x = features - features.mean(axis=0)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    similarity = x @ x.T
-    np.fill_diagonal(similarity, -np.inf)
-    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    return np.stack([(y[nearest] == c).mean(axis=1) for c in range(int(y.max()) + 1)], axis=1)
+    shares = np.zeros((len(y), int(y.max()) + 1))
+    for start in range(0, len(y), chunk):
+        similarity = x[start:start + chunk] @ x.T
+        rows = np.arange(len(similarity))
+        similarity[rows, start + rows] = -np.inf  # not its own neighbour
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        for c in range(shares.shape[1]):
+            shares[start:start + chunk, c] = (y[nearest] == c).mean(axis=1)
+    return shares
 
 
-def lowest_self_confidence(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Positions of the FLAG_SHARE x cleanlab's estimate of mislabelled samples whose given
-    class has the lowest probability, lowest first."""
+def lowest_self_confidence(y: np.ndarray, probs: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Positions of the FLAG_SHARE x cleanlab's estimate of mislabelled samples with the lowest
+    `quality` (each sample's probability of its given class), lowest first."""
     import cleanlab.count
-    import cleanlab.rank
 
     count = int(round(FLAG_SHARE * cleanlab.count.num_label_issues(y, probs)))
-    quality = cleanlab.rank.get_label_quality_scores(y, probs, method="self_confidence")
     return np.argsort(quality, kind="stable")[:count]
 
 
