@@ -129,7 +129,8 @@ def agreement_html(report: dict, manifest: dict) -> str:
                 + [fmt(flags.get(u)) for u in flagged])
 
     rows.append(["pytorch (reference)", "&ndash;", "&ndash;", fmt(ref["accuracy"]),
-                 fmt(ref["macro_f1"])] + unsafe_cells(ref, report["pytorch"].get("flag_recall", {})))
+                 fmt(ref["macro_f1"])]
+                + unsafe_cells(ref, report["pytorch"].get("flag_recall", {})))
     for name, entry in report["runtimes"].items():
         m, p = entry["metrics"], entry["parity"]
         rows.append([html.escape(name), f"{p['max_abs_diff']:.2e}", fmt(p["top1_agreement"]),

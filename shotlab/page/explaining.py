@@ -6,7 +6,8 @@
 The same functions as `shotlab explain RUN_OR_BUNDLE IMAGE --score` (explain.report's
 `compute_maps`, `score_maps`, `sanity`): one map per method for the decision's class (tier 1's
 choice, `tier1.target_class`: its highest-scoring flagged class, else the class its review is
-about, else its top class), deletion/insertion AUC against random maps, and the cascading model-randomisation check for the CAM methods.
+about, else its top class), deletion/insertion AUC against random maps, and the cascading
+model-randomisation check for the CAM methods.
 
 `progress(fraction, text)` is called after each method and, for the forward-only methods (LIME,
 SHAP, the faithfulness curves), after each batch the model runs; the page's progress bar is
