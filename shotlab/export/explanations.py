@@ -3,8 +3,8 @@ for one correct and one wrong prediction per class, overlaid on the image the mo
 
 Uses `shotlab.explain` (`explain`, `plots.overlay`). The target of each map is the predicted
 class (by the bundle's decision rule, thresholds included; multilabel: the highest-scoring class
-flagged, else predicted: runtime.decide.explained_classes): for a mistake, what pulled the model to the wrong answer is what a reviewer needs to
-see.
+flagged, else predicted: runtime.decide.explained_classes): for a mistake, what pulled the model
+to the wrong answer is what a reviewer needs to see.
 """
 
 from __future__ import annotations

@@ -71,8 +71,10 @@ def check_best(run) -> None:
     """Refuse a checkpoint file other than its run's best.pt, before loading it: the run's
     thresholds and calibration were chosen on best.pt (a text or post run's last.pt is only
     a marker that the fit finished)."""
+    from shotlab.train.checkpoint import run_folder
+
     path = Path(run)
-    folder = path.parent.parent if path.parent.name == "checkpoints" else None
+    folder = run_folder(path)
     if path.is_file() and folder is not None and path.name != "best.pt":
         raise InputError(f"{path}: the run's thresholds and calibration were chosen on "
                          f"checkpoints/best.pt, not on this checkpoint; export the run folder "

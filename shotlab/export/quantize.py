@@ -81,9 +81,10 @@ class BatchReader(CalibrationDataReader):
 
 def quantize(job) -> dict[str, str]:
     """Write `model.int8.onnx` from the bundle's `model.onnx`; record how in `job.notes`."""
-    calibration, kept = decoded(job.calibration_paths, job, "calibration (train split)")
+    drawn = decoded(job.calibration_paths, job, "calibration (train split)")
+    calibration = drawn.arrays
     selection, chosen_on = job.validation_paths, "val"
-    selection = decoded(selection, job, "val")[0] if selection else None
+    selection = decoded(selection, job, "val").arrays if selection else None
     if selection is None:
         selection, chosen_on = calibration, "calibration images (the run has no val split)"
     fp32, target = job.folder / ONNX_FILE, job.folder / ONNX_INT8_FILE
@@ -105,17 +106,16 @@ def quantize(job) -> dict[str, str]:
         "tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
         "weights": "int8, per channel" if PER_CHANNEL else "int8", "activations": "uint8",
         "reduce_range": REDUCE_RANGE, "float_nodes": kept_float,
-        "calibration": calibration_summary(
-            [job.calibration[i] for i in kept],
-            skipped=[p for i, p in enumerate(job.calibration_paths) if i not in set(kept)]),
+        "calibration": calibration_summary([job.calibration[i] for i in drawn.kept],
+                                           skipped=[path for path, _ in drawn.bad]),
         "method": chosen,
         "chosen_on": chosen_on, "chosen_on_images": len(selection), "candidates": scores}}
     return {"onnx-int8": ONNX_INT8_FILE}
 
 
-def decoded(paths: list[str], job, what: str) -> tuple[np.ndarray, list[int]]:
-    """Preprocessed arrays of `paths` and the positions of those that decoded; InputError when
-    none of them decodes."""
+def decoded(paths: list[str], job, what: str):
+    """`paths` loaded (`runtime.kinds.Inputs`: arrays, the positions that decoded, the files
+    that did not); InputError when none of them decodes."""
     inputs = load_inputs(paths, job.preprocessing, progress=job.progress,
                          desc=f"INT8 {what.split()[0]}")
     if len(inputs.kept) == 0:
@@ -123,7 +123,7 @@ def decoded(paths: list[str], job, what: str) -> tuple[np.ndarray, list[int]]:
         raise InputError(f"--to onnx-int8: no {what} image decodes{first}; INT8 needs real "
                          f"images to calibrate on: restore the files or assign a train split "
                          f"with `shotlab curate`, then export again")
-    return inputs.arrays, list(inputs.kept)
+    return inputs
 
 
 def quantize_with(source: Path, target: Path, arrays: np.ndarray, method,

@@ -128,18 +128,24 @@ def apply_review_band(probs, thresholds, class_names) -> np.ndarray:
     """
     names = check_names(class_names, task="multilabel")  # any score array works: no sum check
     P = check_probs(probs, len(names), task="multilabel")
-    if not isinstance(thresholds, Mapping):
-        raise InputError(f"thresholds must be the dict choose_thresholds returns; "
-                         f"got {type(thresholds).__name__}")
     review = np.zeros(P.shape[0], dtype=bool)
-    for name, entry in thresholds.items():
-        if name not in names:
-            raise InputError(f"thresholds name an unknown class '{name}'; "
-                             f"classes: {', '.join(names)}")
-        low, high = review_band(name, entry)
+    for name, (low, high) in review_bands(thresholds, names).items():
         score = P[:, names.index(name)]
         review |= (score >= low) & (score <= high)
     return review
+
+
+def review_bands(thresholds, names) -> dict[str, tuple[float, float]]:
+    """{unsafe class: (low, high)} of `thresholds`; InputError for a class not in `names` or an
+    entry without a usable band."""
+    if not isinstance(thresholds, Mapping):
+        raise InputError(f"thresholds must be the dict choose_thresholds returns; "
+                         f"got {type(thresholds).__name__}")
+    for name in thresholds:
+        if name not in names:
+            raise InputError(f"thresholds name an unknown class '{name}'; "
+                             f"classes: {', '.join(names)}")
+    return {name: review_band(name, entry) for name, entry in thresholds.items()}
 
 
 def review_band(name, entry) -> tuple[float, float]:
@@ -185,8 +191,7 @@ def decide(probs, class_names, *, task: str, thresholds=None, pooled: bool = Fal
     the decision record's rule part. `pooled` as in `predict_labels` (a clip's pooled scores)."""
     names, thresholds = list(class_names), dict(thresholds or {})
     labels = predict_labels(probs, names, task=task, thresholds=thresholds or None, pooled=pooled)
-    apply_review_band(probs, thresholds, names)  # checks every band before any is read
-    bands = {name: review_band(name, entry) for name, entry in thresholds.items()}
+    bands = review_bands(thresholds, names)
     flags = flagged(probs, thresholds, names)
     rows = []
     for row, label, flag in zip(np.asarray(probs), labels, flags):

@@ -38,6 +38,12 @@ def checkpoint_path(run_or_file: str | Path) -> Path:
     return path
 
 
+def run_folder(checkpoint_file: Path) -> Path | None:
+    """The run folder a checkpoint file lies in (RUN/checkpoints/NAME.pt), else None."""
+    path = Path(checkpoint_file)
+    return path.parent.parent if path.parent.name == "checkpoints" else None
+
+
 def one_line(exc: BaseException, limit: int = 160) -> str:
     """The gist of an exception in one short line (torch's unpickling errors run to ten lines
     and advise loading the file with code execution on, which shotlab never does)."""
@@ -98,8 +104,7 @@ def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     fold_into_head(model, state.get("calibration"))  # best.pt keeps the raw weights
     model.eval()
     meta = {key: value for key, value in state.items() if key != "model"}
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
-    return Checkpoint(model, meta, path, run_dir)
+    return Checkpoint(model, meta, path, run_folder(path))
 
 
 def build_model(state: dict):
