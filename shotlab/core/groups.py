@@ -1,7 +1,9 @@
 """Samples that belong together: the fields that bind them and their connected components.
 
 `curate split` keeps a group inside one split; `--pseudo-label` never takes a sample whose group
-holds a val or test sample; `curate check`'s duplicate clusters are components of close pairs.
+holds a val or test sample; a run's manifest records each sample's group, so the train split's
+cross-validation folds (thresholds, the automatic choice) hold a group out whole; `curate
+check`'s duplicate clusters are components of close pairs.
 """
 
 from __future__ import annotations
@@ -48,3 +50,21 @@ def group_ids(*keys: list) -> list[int]:
     roots = component_roots(size, pairs)
     numbers = {r: n for n, r in enumerate(dict.fromkeys(roots))}
     return [numbers[r] for r in roots]
+
+
+def dataset_groups(dataset) -> list[int]:
+    """`group_ids` of a FiftyOne dataset's samples, in dataset order, over the GROUP_FIELDS it
+    has."""
+    schema = dataset.get_field_schema()
+    return group_ids(*[dataset.values(f) for f in GROUP_FIELDS if f in schema])
+
+
+def shared_keys(groups: list[int], ids: list[str]) -> list[str | None]:
+    """Per sample, a key naming its group where the group holds other samples (the first
+    member's id, so it does not depend on how groups are numbered); None for a sample alone."""
+    from collections import Counter
+
+    sizes, first = Counter(groups), {}
+    for group, sample_id in zip(groups, ids):
+        first.setdefault(group, sample_id)
+    return [first[g] if sizes[g] > 1 else None for g in groups]

@@ -9,7 +9,9 @@ lite1, lite2), or on the one `--backbone` names. Each is scored by seeded, strat
 cross-validation on the TRAIN split alone: the classifier the linear head starts from
 (`baselines.make_classifier("logreg")`) is fitted on k-1 folds and predicts the held-out one; the
 pooled out-of-fold predictions are scored with the measure early stopping uses
-(`finetune.validation_score`: macro-F1, or macro average precision for multilabel). Validation
+(`finetune.validation_score`: macro-F1, or macro average precision for multilabel). Images that
+belong together (the manifest's groups: near duplicates `curate check` found, byte copies) are
+held out together, so a copy in the other folds cannot vouch for its twin. Validation
 and test images are never embedded or read here: val stays for early stopping and calibration,
 test for the honest figure. The highest score wins; a tie goes to the cheaper backbone (listed
 first). With 5-20 images a class, backbones 2-3 points apart cannot be told apart this way (on
@@ -50,30 +52,38 @@ def offline_backbones() -> list[str]:
     return [b.name for b in ready]
 
 
-def fold_count(y: np.ndarray, task: str) -> int:
+def fold_count(y: np.ndarray, task: str, groups: np.ndarray | None = None) -> int:
     """How many folds the train split allows: up to MAX_FOLDS, at most the rarest class's count
-    (every fold must hold each class); 1 means no cross-validation is possible."""
-    per_class = y.sum(axis=0) if task == "multilabel" else np.bincount(y)
-    present = per_class[per_class > 0]
-    return int(min(MAX_FOLDS, present.min(), len(y))) if len(present) else 1
+    (every fold must hold each class), counted in groups where `groups` is given (a group is
+    held out whole: `Manifest.groups`); 1 means no cross-validation is possible."""
+    masks = y.T.astype(bool) if task == "multilabel" else [y == c for c in np.unique(y)]
+    sizes = [len(np.unique(groups[m])) if groups is not None else int(m.sum()) for m in masks]
+    present = [size for size in sizes if size > 0]
+    return int(min(MAX_FOLDS, min(present), len(y))) if present else 1
 
 
-def splitter(y: np.ndarray, task: str, folds: int, seed: int):
-    from sklearn.model_selection import KFold, StratifiedKFold
+def splitter(y: np.ndarray, task: str, folds: int, seed: int, grouped: bool = False):
+    """Seeded folds: stratified by class (multiclass), each group held out whole if `grouped`
+    (its `split` then takes the groups)."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     if task == "multilabel":
-        return KFold(folds, shuffle=True, random_state=seed)
-    return StratifiedKFold(folds, shuffle=True, random_state=seed)
+        kind = GroupKFold if grouped else KFold
+    else:
+        kind = StratifiedGroupKFold if grouped else StratifiedKFold
+    return kind(folds, shuffle=True, random_state=seed)
 
 
-def cv_probs(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int) -> np.ndarray:
+def cv_probs(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int,
+             groups: np.ndarray | None = None) -> np.ndarray:
     """Out-of-fold probabilities of the linear head's starting classifier on features `x`."""
     from sklearn.model_selection import cross_val_predict
 
     from shotlab.train.baselines import make_classifier
 
     model = make_classifier("logreg", task=task, seed=seed)
-    return np.asarray(cross_val_predict(model, x, y, cv=splitter(y, task, folds, seed),
+    cv = splitter(y, task, folds, seed, grouped=groups is not None)
+    return np.asarray(cross_val_predict(model, x, y, cv=cv, groups=groups,
                                         method="predict_proba"))
 
 
@@ -104,25 +114,28 @@ def close_call(names: list[str], best: str, scores: dict, probs: dict, y, task: 
             f"cannot be told apart (compare them with --backbone, or label more images)")
 
 
-def decide(features: dict[str, np.ndarray], y: np.ndarray, task: str, seed: int) -> dict:
+def decide(features: dict[str, np.ndarray], y: np.ndarray, task: str, seed: int,
+           groups: np.ndarray | None = None) -> dict:
     """The choice among `features` (backbone -> train embeddings, cheapest first), recorded as
-    a dict: chosen backbone and mode, every candidate's score, the folds, seed and why."""
+    a dict: chosen backbone and mode, every candidate's score, the folds, seed and why.
+    `groups` (`Manifest.groups`): samples that belong together are held out together."""
     from shotlab.train.finetune import validation_score
 
     names = list(features)
-    folds = fold_count(y, task)
+    folds = fold_count(y, task, groups)
     metric = "macro average precision" if task == "multilabel" else "macro-F1"
     record = {"mode": MODE, "metric": metric, "folds": folds, "seed": seed, "train": len(y),
-              "scores": {}}
+              "grouped": grouped_count(groups), "scores": {}}
     if len(names) == 1:
         return {**record, "backbone": names[0],
                 "reason": f"the only candidate ({names[0]} {MODE}); {WHY_NOT_FINE_TUNING}"}
     if folds < 2:
         return {**record, "backbone": names[0],
-                "reason": f"a class has a single train image, so no cross-validation is "
+                "reason": f"a class has a single train image (or group of images that "
+                          f"belong together), so no cross-validation is "
                           f"possible: {names[0]} {MODE}, the cheapest candidate; "
                           f"{WHY_NOT_FINE_TUNING}"}
-    probs = {name: cv_probs(features[name], y, task, folds, seed) for name in names}
+    probs = {name: cv_probs(features[name], y, task, folds, seed, groups) for name in names}
     scores = {f"{name} {MODE}": round(validation_score(y, probs[name], task), 4) for name in names}
     best = max(names, key=lambda name: scores[f"{name} {MODE}"])  # ties: the first, cheapest
     close = close_call(names, best, scores, probs, y, task, seed)
@@ -142,13 +155,22 @@ def choose(manifest: Manifest, *, backbone: str | None = None, seed: int = 0,
 
     names = [backbone] if backbone else (offline_backbones() or [default_backbone("image")])
     train = manifest.split("train")
-    y = manifest.targets(train)
-    if len(names) == 1 or fold_count(y, manifest.task) < 2:  # nothing to cross-validate
-        return decide({name: np.zeros((len(y), 0)) for name in names}, y, manifest.task, seed)
+    y, groups = manifest.targets(train), manifest.groups(train)
+    if len(names) == 1 or fold_count(y, manifest.task, groups) < 2:  # nothing to cross-validate
+        return decide({name: np.zeros((len(y), 0)) for name in names}, y, manifest.task, seed,
+                      groups)
     paths, digests = [e.filepath for e in train], [e.sha256 for e in train]
     features = {name: extract(create_model(name, num_classes=0), paths, digests, device=device,
                               workers=workers, progress=progress) for name in names}
-    return decide(features, y, manifest.task, seed)
+    return decide(features, y, manifest.task, seed, groups)
+
+
+def grouped_count(groups: np.ndarray | None) -> int:
+    """How many samples share their group with another (held out with it in every fold)."""
+    if groups is None:
+        return 0
+    sizes = np.bincount(groups)
+    return int(sizes[sizes > 1].sum())
 
 
 def chosen_config(manifest: Manifest, config, backbone: str | None, progress):
@@ -166,6 +188,13 @@ def line(choice: dict) -> str:
     scores = ", ".join(f"{name} {score:.3f}" for name, score in choice["scores"].items())
     return (f"Automatic choice: {choice['backbone']} {choice['mode']}"
             + (f" ({choice['metric']}, {choice['folds']}-fold cross-validation on the "
-               f"{choice['train']} train images: {scores})" if scores else "")
+               f"{choice['train']} train images{grouped_words(choice)}: {scores})"
+               if scores else "")
             + f"; why: {choice['reason']}"
             + (f"; {choice['close_call']}" if choice.get("close_call") else "") + ".")
+
+
+def grouped_words(record: dict) -> str:
+    """', N of them held out with the images they belong with' where folds were grouped."""
+    grouped = record.get("grouped", 0)
+    return f", {grouped} of them held out with the images they belong with" if grouped else ""

@@ -1,10 +1,11 @@
 """The frozen manifest: the dataset version a run trains on.
 
-Every sample's id, path, sha256, labels and split, read from the FiftyOne store at one moment.
-Its hash names the dataset version in every run and bundle. Unlabeled samples and samples an
-annotator tagged `exclude` are left out (and counted). A `--pseudo-label` run's manifest adds
-unlabeled samples to its train split with the model's label, each marked by `pseudo` (its
-calibrated score; train/pseudo.py): a person's label has `pseudo` None.
+Every sample's id, path, sha256, labels and split (and the group it belongs with, where it has
+one), read from the FiftyOne store at one moment. Its hash names the dataset version in every run
+and bundle. Unlabeled samples and samples an annotator tagged `exclude` are left out (and
+counted). A `--pseudo-label` run's manifest adds unlabeled samples to its train split with the
+model's label, each marked by `pseudo` (its calibrated score; train/pseudo.py): a person's label
+has `pseudo` None.
 """
 
 from __future__ import annotations
@@ -32,14 +33,18 @@ class Entry:
     labels: tuple[str, ...]
     split: str | None
     pseudo: float | None = None  # a pseudo-label's calibrated score; None: a person's label
+    # The samples it belongs with (core/groups.py: duplicates, byte copies, a clip, a comment
+    # thread), named by the group's first sample id; None for a sample alone.
+    group: str | None = None
 
 
 def entry_dict(entry: Entry) -> dict:
-    """The entry as stored; `pseudo` only where set, so manifests of human labels keep the
-    hashes they had before pseudo-labels."""
+    """The entry as stored; `pseudo` and `group` only where set, so manifests without them keep
+    the hashes they had before either existed."""
     data = asdict(entry)
-    if data["pseudo"] is None:
-        del data["pseudo"]
+    for key in ("pseudo", "group"):
+        if data[key] is None:
+            del data[key]
     return data
 
 
@@ -65,6 +70,13 @@ class Manifest:
 
     def split(self, name: str) -> list[Entry]:
         return [e for e in self.entries if e.split == name]
+
+    def groups(self, entries: list[Entry]) -> np.ndarray | None:
+        """One group number per entry for grouped cross-validation (a sample alone is a group of
+        its own); None when no two of `entries` belong together."""
+        keys = [e.group or f"alone:{i}" for i, e in enumerate(entries)]
+        numbers = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+        return np.array([numbers[k] for k in keys]) if len(numbers) < len(keys) else None
 
     def targets(self, entries: list[Entry]) -> np.ndarray:
         """Class indices (multiclass) or a 0/1 matrix (multilabel) for `entries`."""
@@ -101,18 +113,21 @@ def freeze(name: str) -> Manifest:
     """The manifest of dataset `name` as it is now in the store, files edited since import
     hashed again first (core/changed_files.py): an entry's sha256 is the bytes trained on."""
     from shotlab.core.changed_files import refresh_changed
+    from shotlab.core.groups import dataset_groups, shared_keys
 
     dataset = store.load(name)
     refresh_changed(dataset)
     task = store.task_of(dataset)
     entries, left_out = [], {"unlabeled": 0, "excluded": 0}
-    for sample_id, filepath, digest, labels, split, tags in sample_rows(dataset):
+    groups = shared_keys(dataset_groups(dataset), dataset.values("id"))
+    for (sample_id, filepath, digest, labels, split, tags), group in zip(sample_rows(dataset),
+                                                                         groups):
         if EXCLUDE_TAG in (tags or []):
             left_out["excluded"] += 1
         elif not labels and task == "multiclass":
             left_out["unlabeled"] += 1
         else:
-            entries.append(Entry(sample_id, filepath, digest, tuple(labels), split))
+            entries.append(Entry(sample_id, filepath, digest, tuple(labels), split, None, group))
     classes = tuple(sorted({label for e in entries for label in e.labels}))
     return Manifest(name, task, classes, tuple(entries), left_out, kind_of(dataset))
 

@@ -106,10 +106,9 @@ def pool_of(manifest: Manifest) -> tuple[list[Entry], int]:
 def tied_to_holdout(dataset, splits: list) -> list[bool]:
     """Per sample, whether its group (core/groups.py, as `curate split` forms them) holds a
     val or test sample."""
-    from shotlab.core.groups import GROUP_FIELDS, group_ids
+    from shotlab.core.groups import dataset_groups
 
-    schema = dataset.get_field_schema()
-    groups = group_ids(*[dataset.values(f) for f in GROUP_FIELDS if f in schema])
+    groups = dataset_groups(dataset)
     held = {g for g, s in zip(groups, splits) if s in ("val", "test")}
     return [g in held for g in groups]
 

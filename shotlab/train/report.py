@@ -87,8 +87,11 @@ def echo_run(result, as_json: bool) -> None:
             click.echo(f"  Warning: {few_positives(name, t, where)}")
     if result.thresholds and where != VALIDATION:
         scored = result.thresholds_scored_on
+        grouped = scored.get("grouped", 0)
         click.echo(f"Thresholds chosen on {scored['train']} train samples scored out of fold "
-                   f"({scored['folds']} folds) and {scored['validation']} val samples.")
+                   f"({scored['folds']} folds"
+                   + (f"; {grouped} held out with the samples they belong with" if grouped else "")
+                   + f") and {scored['validation']} val samples.")
     for kind, clip in (result.clips or {}).items():
         recall = ", ".join(f"{c} {fmt(r, 2)}" for c, r in clip["unsafe_recall"].items())
         click.echo(f"Clips ({kind.replace('_', ' ')}, {clip['split']}): mAP "

@@ -219,7 +219,8 @@ def unsafe_thresholds(fitted, manifest: Manifest, policy: Policy, config: TrainC
         features = frozen(fitted, [train[i] for i in human], config, progress)
     labels, scores, record = pooled_scores(features, {**y, "train": y["train"][human]}, probs,
                                            task=manifest.task, seed=config.seed, why_not=why_not,
-                                           calibrated=calibration["method"] == "temperature")
+                                           calibrated=calibration["method"] == "temperature",
+                                           groups=manifest.groups([train[i] for i in human]))
     return choose_thresholds(labels, scores, list(manifest.classes), unsafe=list(policy.unsafe),
                              target_recall=policy.target_recall,
                              review_margin=policy.review_margin, task=manifest.task), record

@@ -25,9 +25,11 @@ Fashion-MNIST (benchmarks/oof_thresholds.py: 10 + 10 images a class, 20 draws, t
 Runs whose features learnt from the train split (partial and full fine-tuning, SetFit, posts)
 would need k fine-tunings to score it out of fold; they choose on validation alone, and the
 record says so. So do runs on a clip dataset's frames (folds would split a clip, and a frame's
-neighbours would score it) and runs whose train split has a class with a single sample. Near
-duplicates are not grouped into folds here (the manifest does not carry them): `shotlab curate
-check` finds them, and each pair left in the train split lifts its scores a little.
+neighbours would score it) and runs whose train split has a class with a single sample. Samples
+that belong together (the manifest's groups: near duplicates `shotlab curate check` found, byte
+copies, a comment set's `group` column such as one thread or author) are held out together, so
+a twin in the other folds does not lift a sample's score (and the threshold with it); the
+record counts them (`grouped`).
 """
 
 from __future__ import annotations
@@ -48,16 +50,18 @@ def standardised(fit: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 def fold_scores(features: np.ndarray, y: np.ndarray, task: str, classes: int, folds: int,
-                seed: int) -> np.ndarray:
+                seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """(n, classes) out-of-fold probabilities of the probe recipe over `features` (the train
-    split), in seeded, stratified folds (`auto_choice.splitter`)."""
+    split), in seeded, stratified folds (`auto_choice.splitter`), each of `groups` held out
+    whole."""
     from scipy.special import expit, softmax
 
     from shotlab.train.auto_choice import splitter
     from shotlab.train.finetune import logistic_head
 
     scores = np.zeros((len(y), classes))
-    for fit, held in splitter(y, task, folds, seed).split(features, y):
+    folding = splitter(y, task, folds, seed, grouped=groups is not None)
+    for fit, held in folding.split(features, y, groups):
         x_fit, x_held = standardised(features[fit], features[held])
         weight, bias = logistic_head(x_fit, y[fit], task, classes)
         logits = x_held @ weight.T + bias
@@ -66,24 +70,28 @@ def fold_scores(features: np.ndarray, y: np.ndarray, task: str, classes: int, fo
 
 
 def pooled_scores(features: np.ndarray | None, y: dict, probs: dict, *, task: str, seed: int,
-                  calibrated: bool = True, why_not: str = "") -> tuple[np.ndarray, np.ndarray, dict]:
+                  calibrated: bool = True, why_not: str = "",
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """(labels, scores, record) to choose thresholds on. `features`: the train split's frozen
     embeddings (None: validation alone, for the reason `why_not`); `y` and `probs`: the run's
     labels and scores per split; `calibrated`: whether the run's scores are (a run with too few
-    val samples keeps its raw scores, and then so do the folds)."""
-    from shotlab.train.auto_choice import fold_count
+    val samples keeps its raw scores, and then so do the folds); `groups`: the train samples'
+    groups (`Manifest.groups`), each held out whole."""
+    from shotlab.train.auto_choice import fold_count, grouped_count
     from shotlab.train.calibration import apply, fit_calibration
 
     alone = {"scored_on": VALIDATION, "validation": len(y["val"])}
     if features is None:
         return y["val"], probs["val"], {**alone, "reason": why_not}
-    folds = fold_count(y["train"], task)
+    folds = fold_count(y["train"], task, groups)
     if folds < 2:
-        return y["val"], probs["val"], {**alone, "reason": "a class has a single train sample, "
-                                        "so the train split cannot be cross-validated"}
-    raw = fold_scores(features, y["train"], task, probs["val"].shape[1], folds, seed)
+        return y["val"], probs["val"], {**alone, "reason": "a class has a single train sample "
+                                        "(or group of samples that belong together), so the "
+                                        "train split cannot be cross-validated"}
+    raw = fold_scores(features, y["train"], task, probs["val"].shape[1], folds, seed, groups)
     calibration = fit_calibration(y["train"], raw, task=task) if calibrated else None
     labels = np.concatenate([y["train"], y["val"]])
     scores = np.concatenate([apply(raw, calibration, task), probs["val"]])
     return labels, scores, {"scored_on": POOLED, "train": len(y["train"]), "folds": folds,
-                            "validation": len(y["val"]), "fold_calibration": calibration}
+                            "grouped": grouped_count(groups), "validation": len(y["val"]),
+                            "fold_calibration": calibration}

@@ -58,6 +58,22 @@ def test_too_few_images_for_folds_fall_back_to_the_cheapest_and_say_so():
     assert "single train image" in choice["reason"]
 
 
+def test_copies_are_held_out_together_so_they_cannot_vouch_for_each_other():
+    # Noise labels: lite0's noise features score chance out of fold, unless each sample's copy
+    # sits in another fold; lite1 holds a real signal. Split copies make lite0 look perfect.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 6)
+    features = {"lite0": np.repeat(rng.normal(size=(18, 60)), 2, axis=0),
+                "lite1": np.repeat(separable(rng, y, 0.7), 2, axis=0)}
+    y, groups = np.repeat(y, 2), np.repeat(np.arange(18), 2)
+    fooled = decide(features, y, "multiclass", seed=0)
+    assert fooled["backbone"] == "lite0" and fooled["scores"]["lite0 linear"] > 0.9
+    choice = decide(features, y, "multiclass", seed=0, groups=groups)
+    assert choice["backbone"] == "lite1" and choice["grouped"] == 36
+    assert choice["scores"]["lite0 linear"] < 0.4 < choice["scores"]["lite1 linear"]
+    assert "36 of them held out with the images they belong with" in line(choice)
+    assert fold_count(y, "multiclass", np.zeros(36, int)) == 1  # one group: nothing to hold out
+
 def write_hard_colours(root: Path, seed: int = 0) -> Path:
     """Red, orange and magenta under heavy noise: not every backbone separates them equally."""
     from PIL import Image

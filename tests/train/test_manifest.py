@@ -179,3 +179,26 @@ def test_a_file_edited_after_import_is_frozen_with_its_current_sha256(imported):
     others = {e.sample_id: e.sha256 for e in fresh.entries if e.sample_id != entry.sample_id}
     assert others == {e.sample_id: e.sha256 for e in freeze(imported).entries
                       if e.sample_id != entry.sample_id}
+
+
+def test_samples_that_belong_together_carry_their_group(imported, tmp_path):
+    """Duplicates `curate check` clustered share a group key; a sample alone has none, so a
+    dataset without groups keeps the manifest (and hash) it had before groups existed."""
+    alone = freeze(imported)
+    assert all(e.group is None for e in alone.entries)
+    assert alone.groups(alone.split("train")) is None
+    assert all("group" not in e for e in json.loads(alone.canonical())["entries"])
+    dataset = store.load(imported)
+    train = dataset.match({"split": "train"})
+    twins = train.values("id")[:2]
+    dataset.set_values("duplicate_cluster", {i: "dup-0000" for i in twins}, key_field="id")
+    grouped = freeze(imported)
+    keys = {e.sample_id: e.group for e in grouped.entries}
+    assert keys[twins[0]] == keys[twins[1]] == twins[0]
+    assert sum(k is not None for k in keys.values()) == 2 and grouped.hash != alone.hash
+    numbers = grouped.groups(grouped.split("train"))
+    ids = [e.sample_id for e in grouped.split("train")]
+    assert numbers[ids.index(twins[0])] == numbers[ids.index(twins[1])]
+    assert len(set(numbers.tolist())) == len(ids) - 1
+    grouped.save(tmp_path / "manifest.json")
+    assert Manifest.load(tmp_path / "manifest.json") == grouped

@@ -205,3 +205,28 @@ def test_resume_of_a_text_run_reloads_its_model(text_run):
     assert again["metrics"]["test"]["accuracy"] == text_run["metrics"]["test"]["accuracy"]
     assert again["thresholds"] == text_run["thresholds"]
     assert last.stat().st_mtime_ns == before
+
+
+def test_comments_of_one_thread_are_held_out_together_when_thresholds_are_chosen():
+    """A comment set's `group` column (one thread, one author) reaches the run's manifest, and
+    the out-of-fold threshold scores hold each group out whole, as the run says."""
+    from shotlab.core import store
+
+    name = f"t-threads-{uuid.uuid4().hex[:6]}"
+    dataset = make_text_dataset(name, comment_rows())
+    try:
+        threats = dataset.match({"split": "train", "ground_truth.label": "threat"}).values("id")
+        dataset.set_values("group", {i: f"thread-{n // 2}" for n, i in enumerate(threats)},
+                           key_field="id")
+        result = invoke("train", name, "--mode", "logreg", "--unsafe", "threat", "--no-track")
+        assert result.exit_code == 0, result.output
+        assert "6 held out with the samples they belong with" in result.output
+        run_dir = next(Path(l.split()[1]) for l in result.output.splitlines()
+                       if l.startswith("Run "))
+    finally:
+        store.delete(name)
+    entries = json.loads((run_dir / "manifest.json").read_text())["entries"]
+    threads = [e["group"] for e in entries if "group" in e]
+    assert len(threads) == 6 and len(set(threads)) == 3
+    scored = json.loads((run_dir / "thresholds.json").read_text())["scored_on"]
+    assert scored["grouped"] == 6

@@ -78,3 +78,34 @@ def test_validation_alone_when_the_train_split_cannot_be_scored(features, y_trai
                                            why_not="the model's features learnt")
     assert record["scored_on"] == VALIDATION and why in record["reason"]
     assert labels.tolist() == [0, 1, 2] and scores.shape == (3, 3)
+
+
+def twins(count: int = 30, seed: int = 0):
+    """`count` noise samples in 60 dimensions with random labels, each stored twice (a byte copy
+    in the train split): (x, y, groups)."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(count, 60)), np.repeat(np.arange(3), count // 3)
+    return np.repeat(x, 2, axis=0), np.repeat(y, 2), np.repeat(np.arange(count), 2)
+
+
+def test_a_twin_in_the_other_folds_does_not_score_its_copy():
+    # Labels are noise: a sample's own-label score is chance (1/3) unless a copy of it was
+    # learnt. Folds that split the twins score them as if learnt; grouped folds do not.
+    x, y, groups = twins()
+    rows = np.arange(len(y))
+    split = fold_scores(x, y, "multiclass", 3, folds=5, seed=0)[rows, y]
+    grouped = fold_scores(x, y, "multiclass", 3, folds=5, seed=0, groups=groups)[rows, y]
+    assert split.mean() > 0.6 and grouped.mean() < 0.45
+
+
+def test_pooled_scores_hold_groups_out_whole_and_count_them():
+    x, y, groups = twins()
+    y_val = np.array([0, 1, 2])
+    _, scores, record = pooled_scores(x, {"train": y, "val": y_val}, {"val": np.eye(3)},
+                                      task="multiclass", seed=0, groups=groups)
+    assert record["scored_on"] == POOLED and record["grouped"] == 60
+    assert scores[np.arange(60), y].mean() < 0.45
+    one_group = np.zeros(len(y), int)  # every sample of every class bound together: no folds
+    _, _, record = pooled_scores(x, {"train": y, "val": y_val}, {"val": np.eye(3)},
+                                 task="multiclass", seed=0, groups=one_group)
+    assert record["scored_on"] == VALIDATION and "group" in record["reason"]
