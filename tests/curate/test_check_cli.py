@@ -75,6 +75,12 @@ def test_unknown_check_name_is_refused(planted):
     assert "unknown check 'typos'; choose from label, duplicates" in result.output
 
 
+def test_the_label_check_holds_a_byte_copy_out_with_its_original(planted):
+    """leaked.png is blue_0.png copied: one group, held out together, counted in the details."""
+    out = check(planted[0], "--checks", "label")
+    assert out["checks"]["label"]["details"]["grouped"] == 2
+
+
 def test_bad_threshold_is_refused(planted):
     result = run("curate", "check", planted[0], "--threshold", "blury=2")
     assert result.exit_code == 2

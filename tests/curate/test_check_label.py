@@ -120,3 +120,65 @@ def test_the_neighbour_score_is_the_same_in_chunks():
     features, y = rng.normal(size=(700, 24)), rng.integers(0, 4, 700)
     assert np.array_equal(neighbour_shares(features, y, chunk=256),
                           neighbour_shares(features, y, chunk=700))
+
+
+def mislabelled_copies(dim: int = 256):
+    """Three overlapping classes of 20 in `dim` dimensions (embedding-like: many weak
+    directions); samples 3, 25 and 47 are copied (positions 60-62) and both copies of each
+    carry the same wrong label: (features, labels, groups, the six copies)."""
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(3), 20)
+    features = rng.normal(0, 1, (3, dim))[truth] + rng.normal(0, 1, (60, dim))
+    copied = [3, 25, 47]
+    labels = [CLASSES[t] for t in truth] + [None] * 3
+    for j, i in enumerate(copied):
+        labels[i] = labels[60 + j] = CLASSES[(truth[i] + 1) % 3]
+    groups = np.concatenate([np.arange(60), copied])
+    return np.vstack([features, features[copied]]), labels, groups, copied + [60, 61, 62]
+
+
+def test_an_image_uploaded_twice_with_the_same_wrong_label_is_found():
+    """A copy learnt in the other folds, and its twin as nearest neighbour, vouched for its
+    wrong label: no copy was flagged. Held out together, five of the six are."""
+    features, labels, groups, copies = mislabelled_copies()
+    apart = find_label_issues(labels, features)
+    together = find_label_issues(labels, features, groups=groups)
+    assert apart.issues[copies].sum() == 0 and apart.details["grouped"] == 0
+    found = together.issues[copies].sum()
+    assert found >= 5 and together.issues.sum() == found  # and nothing else
+    assert together.details["grouped"] == 6
+
+
+def test_a_class_whose_samples_all_belong_together_is_too_small_to_judge():
+    features, labels = blobs(per_class=10)
+    features = np.vstack([features, np.repeat(features[:1] + 9, 3, axis=0)])
+    labels = labels + ["owl"] * 3  # three copies of one owl: one group, nothing to hold out
+    groups = np.concatenate([np.arange(30), [30, 30, 30]])
+    result = find_label_issues(labels, features, groups=groups)
+    assert np.isnan(result.scores[30:]).all() and not result.issues[30:].any()
+    assert result.details["too_small"] == {"owl": 1}
+    assert any("'owl' has 3 samples that all belong together" in n for n in result.notes)
+
+
+def test_the_neighbour_score_skips_samples_of_the_same_group():
+    from shotlab.curate.checks.label import neighbour_shares
+
+    rng = np.random.default_rng(0)
+    features = np.concatenate([np.eye(2, 16)[k] * 10 + rng.normal(0, 0.5, (12, 16))
+                               for k in (0, 1)])
+    y = np.repeat([0, 1], 12)
+    features[0] = features[1] = features[12]  # two copies of a class-1 image labelled 0
+    y[0] = y[1] = 0
+    groups = np.arange(24)
+    groups[1] = 0
+    apart = neighbour_shares(features, y, k=3)
+    together = neighbour_shares(features, y, k=3, groups=groups)
+    assert apart[0, 0] == 1 / 3 and together[0, 0] == 0.0 and together[0, 1] == 1.0
+
+
+def test_multilabel_copies_are_held_out_together():
+    features, labels = blobs(per_class=8)
+    tags = [(l,) for l in labels]
+    groups = np.arange(24) // 2  # pairs
+    result = find_multilabel_issues(tags, features, groups=groups)
+    assert result.details["grouped"] == 24 and not np.isnan(result.scores).any()

@@ -40,14 +40,16 @@ def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[s
         # Cached by the store's sha256: a re-check decodes only new or changed images.
         stats = image_stats.image_stats(samples.paths, sha256s=samples.sha256s,
                                         cache=stats_cache.default_path(), progress=progress)
-    if "label" in checks:
-        results.append(label_result(samples, embeddings))
+    duplicate = None
     if checks & {"duplicates", "leakage"}:
         duplicate, conflicting = find_duplicates(
             samples.sha256s, samples.labels, phashes=stats.phashes if stats else None,
             embeddings=embeddings, **{"min_cosine": DEFAULT_MIN_COSINE[samples.kind]} | {
                 param: cast(thresholds[key]) for key, (param, cast) in DUPLICATE_THRESHOLDS.items()
                 if key in thresholds})
+    if "label" in checks:
+        results.append(label_result(samples, embeddings, held_together(samples, duplicate)))
+    if duplicate is not None:
         if "duplicates" in checks:
             results += [duplicate, conflicting]
         if "leakage" in checks:
@@ -68,14 +70,28 @@ def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[s
     return results
 
 
-def label_result(samples, embeddings) -> CheckResult:
+def held_together(samples, duplicate: CheckResult | None) -> np.ndarray | None:
+    """The groups the label check holds out whole (core/groups.py): byte copies, this run's
+    duplicate clusters (else the stored ones), a frame's clip, a comment's thread; None when
+    every sample is alone."""
+    from shotlab.core.groups import group_ids
+
+    keys = {**samples.bound, "sha256": samples.sha256s}
+    if duplicate is not None:
+        keys["duplicate_cluster"] = duplicate.fields["duplicate_cluster"]
+    groups = np.array(group_ids(*keys.values()))
+    return groups if len(np.unique(groups)) < len(groups) else None
+
+
+def label_result(samples, embeddings, groups: np.ndarray | None) -> CheckResult:
     if samples.task == "multilabel":
         from shotlab.curate.checks.label_multilabel import find_multilabel_issues
 
-        return find_multilabel_issues(samples.labels, embeddings)
+        return find_multilabel_issues(samples.labels, embeddings, groups=groups)
     from shotlab.curate.checks.label import find_label_issues
 
-    return find_label_issues([ls[0] if ls else None for ls in samples.labels], embeddings)
+    return find_label_issues([ls[0] if ls else None for ls in samples.labels], embeddings,
+                             groups=groups)
 
 
 def quality_results(stats, thresholds: dict[str, float], paths: list[str]) -> list[CheckResult]:

@@ -7,6 +7,13 @@ appear in 5 folds), so the folds adapt to the smallest class: K = min(5, smalles
 `MIN_CLASS_SIZE` samples cannot be held out and learnt at once: it is reported as too small to
 judge and its samples are never flagged.
 
+Samples that belong together (`groups`: byte copies, duplicate clusters, a clip's frames, a
+comment thread; core/groups.py) are held out together and are not each other's neighbours, and a
+class counts its groups, not its samples: a copy learnt in the other folds vouched for its twin,
+so an image uploaded twice with the same wrong label was rarely flagged (on Fashion-MNIST with
+4% of the images copied and both copies mislabelled, 40% of them were flagged; held out
+together, 91%: benchmarks/label_check_copies.py).
+
 Beside the classifier, a neighbour score: the share of each sample's `KNN_NEIGHBOURS` nearest
 others (cosine, on centred embeddings) given each class, blended in at `KNN_WEIGHT` where every
 class has more than `KNN_NEIGHBOURS` samples (with fewer, a small class's samples could never
@@ -61,18 +68,36 @@ def make_classifier(alpha: float, n_train: int):
                          LogisticRegression(C=1.0 / (alpha * n_train), max_iter=2000))
 
 
-def out_of_fold_probs(features: np.ndarray, y: np.ndarray, *, folds: int, repeats: int = REPEATS,
-                      alpha: float = DEFAULT_ALPHA, seed: int = 0) -> np.ndarray:
-    """(n, k) probabilities, each row from models that did not see that sample, averaged over
-    `repeats` stratified K-fold splits. Every class in `y` needs at least `folds` samples."""
-    from sklearn.model_selection import RepeatedStratifiedKFold
+def repeated_folds(y: np.ndarray, *, folds: int, repeats: int, seed: int,
+                   groups: np.ndarray | None = None, stratified: bool = True):
+    """(fit, held) positions of `repeats` shuffled K-fold splits, stratified by class where
+    `stratified` (y: class indices), each of `groups` held out whole where given."""
+    from sklearn.model_selection import (GroupKFold, RepeatedKFold, RepeatedStratifiedKFold,
+                                         StratifiedGroupKFold)
 
+    rows = np.zeros(len(y))
+    if groups is None:
+        kind = RepeatedStratifiedKFold if stratified else RepeatedKFold
+        yield from kind(n_splits=folds, n_repeats=repeats, random_state=seed).split(rows, y)
+        return
+    kind = StratifiedGroupKFold if stratified else GroupKFold
+    for repeat in range(repeats):
+        yield from kind(folds, shuffle=True, random_state=seed + repeat).split(rows, y, groups)
+
+
+def out_of_fold_probs(features: np.ndarray, y: np.ndarray, *, folds: int, repeats: int = REPEATS,
+                      alpha: float = DEFAULT_ALPHA, seed: int = 0,
+                      groups: np.ndarray | None = None) -> np.ndarray:
+    """(n, k) probabilities, each row from models that did not see that sample (nor, with
+    `groups`, any sample of its group), averaged over `repeats` stratified K-fold splits. Every
+    class in `y` needs at least `folds` samples (groups)."""
     probs = np.zeros((len(y), int(y.max()) + 1))
-    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     with one_blas_thread():
-        for train, test in splitter.split(features, y):
+        for train, test in repeated_folds(y, folds=folds, repeats=repeats, seed=seed,
+                                          groups=groups):
             model = make_classifier(alpha, len(train)).fit(features[train], y[train])
-            probs[test] += model.predict_proba(features[test])
+            # grouped folds may leave a class out of a fit; its column stays 0 there
+            probs[np.ix_(test, model.classes_)] += model.predict_proba(features[test])
     return probs / repeats
 
 
@@ -84,14 +109,27 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def too_small_note(small: dict[str, int]) -> list[str]:
-    return [f"class '{c}' has {n} sample{'s' * (n != 1)}: too small to judge its labels "
-            f"(needs {MIN_CLASS_SIZE}); add more images" for c, n in sorted(small.items())]
+def too_small_note(small: dict[str, int], sizes: Counter) -> list[str]:
+    """Why each of `small` ({class: its groups}) is not judged; `sizes`: its samples."""
+    return [f"class '{c}' has {sizes[c]} sample{'s' * (sizes[c] != 1)}"
+            + (f" that all belong together (copies, a duplicate cluster, a clip or a thread): "
+               f"too small to judge its labels (needs {MIN_CLASS_SIZE} unrelated ones)"
+               if sizes[c] > k else f": too small to judge its labels (needs {MIN_CLASS_SIZE})")
+            + "; add more images" for c, k in sorted(small.items())]
+
+
+def class_groups(labels: list[str | None], groups: np.ndarray | None) -> Counter:
+    """Per class, how many groups hold it (its samples, where `groups` is None)."""
+    if groups is None:
+        return Counter(l for l in labels if l is not None)
+    return Counter(l for l, _ in {(l, g) for l, g in zip(labels, groups) if l is not None})
 
 
 def find_label_issues(labels: list[str | None], features: np.ndarray, *, repeats: int = REPEATS,
-                      alpha: float = DEFAULT_ALPHA, seed: int = 0) -> CheckResult:
-    """Label issues of a multiclass set: `labels[i]` is sample i's class (None: unlabeled).
+                      alpha: float = DEFAULT_ALPHA, seed: int = 0,
+                      groups: np.ndarray | None = None) -> CheckResult:
+    """Label issues of a multiclass set: `labels[i]` is sample i's class (None: unlabeled);
+    `groups[i]` its group (None: every sample alone; module docstring).
 
     Writes `label_score` (1 - cleanlab's self-confidence quality), `is_label_issue`,
     `label_suggestion` (the class the out-of-fold model prefers) and
@@ -100,30 +138,40 @@ def find_label_issues(labels: list[str | None], features: np.ndarray, *, repeats
     import cleanlab.rank
 
     n = len(labels)
-    sizes = Counter(l for l in labels if l is not None)
+    sizes = class_groups(labels, groups)
     small = {c: k for c, k in sizes.items() if k < MIN_CLASS_SIZE}
     classes = sorted(c for c in sizes if c not in small)
     judged = np.array([l in classes for l in labels], bool)
+    notes = too_small_note(small, class_groups(labels, None))
     if len(classes) < 2:
         return empty_result(NAME, n, "fewer than 2 classes with enough samples: label issues "
                                      "not judged") if not small else \
-            CheckResult(NAME, np.full(n, np.nan), np.zeros(n, bool), notes=too_small_note(small))
+            CheckResult(NAME, np.full(n, np.nan), np.zeros(n, bool), notes=notes)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[l] for l in np.asarray(labels, object)[judged]])
+    held = None if groups is None else np.asarray(groups)[judged]
     folds = fold_count([sizes[c] for c in classes])
     probs = out_of_fold_probs(features[judged], y, folds=folds, repeats=repeats, alpha=alpha,
-                              seed=seed)
+                              seed=seed, groups=held)
     knn = knn_weight(np.bincount(y))
     if knn:
-        probs = (1 - knn) * probs + knn * neighbour_shares(features[judged], y)
+        probs = (1 - knn) * probs + knn * neighbour_shares(features[judged], y, groups=held)
     quality = cleanlab.rank.get_label_quality_scores(y, probs, method="self_confidence")
     flagged = lowest_self_confidence(y, probs, quality)
     return judged_result(n, judged, flagged, 1.0 - quality, probs.argmax(1), probs.max(1), classes,
-                         notes=too_small_note(small),
+                         notes=notes,
                          details={"folds": folds, "repeats": repeats, "alpha": alpha,
                                   "filter_by": DEFAULT_FILTER, "flag_share": FLAG_SHARE,
                                   "knn_weight": knn, "classes_judged": classes,
-                                  "too_small": small})
+                                  "too_small": small, "grouped": grouped_count(held)})
+
+
+def grouped_count(groups: np.ndarray | None) -> int:
+    """How many samples share their group with another."""
+    if groups is None:
+        return 0
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return int((counts[inverse] > 1).sum())
 
 
 def knn_weight(class_sizes) -> float:
@@ -133,20 +181,25 @@ def knn_weight(class_sizes) -> float:
 
 
 def neighbour_shares(features: np.ndarray, y: np.ndarray, k: int = KNN_NEIGHBOURS,
-                     chunk: int = 512) -> np.ndarray:
+                     chunk: int = 512, groups: np.ndarray | None = None) -> np.ndarray:
     """(n, classes): for each sample, the share of its k nearest others (cosine similarity on
-    centred embeddings) labelled with each class; `chunk` rows at a time, so memory stays
-    O(chunk x n), not O(n^2)."""
+    centred embeddings) labelled with each class, never itself nor (with `groups`) a sample of
+    its group; `chunk` rows at a time, so memory stays O(chunk x n), not O(n^2)."""
     x = features - features.mean(axis=0)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     shares = np.zeros((len(y), int(y.max()) + 1))
+    k = min(k, len(y) - 1)
     for start in range(0, len(y), chunk):
         similarity = x[start:start + chunk] @ x.T
         rows = np.arange(len(similarity))
         similarity[rows, start + rows] = -np.inf  # not its own neighbour
+        if groups is not None:
+            similarity[groups[start:start + chunk, None] == groups[None, :]] = -np.inf
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        counted = np.isfinite(np.take_along_axis(similarity, nearest, axis=1))
         for c in range(shares.shape[1]):
-            shares[start:start + chunk, c] = (y[nearest] == c).mean(axis=1)
+            shares[start:start + chunk, c] = ((y[nearest] == c) & counted).sum(axis=1) / \
+                np.maximum(counted.sum(axis=1), 1)
     return shares
 
 

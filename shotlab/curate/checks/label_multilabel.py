@@ -8,20 +8,21 @@ import numpy as np
 
 from shotlab.curate.checks.base import empty_result
 from shotlab.curate.checks.label import (DEFAULT_ALPHA, MAX_FOLDS, MIN_CLASS_SIZE, NAME, REPEATS,
-                                         judged_result, make_classifier, one_blas_thread)
+                                         grouped_count, judged_result, make_classifier,
+                                         one_blas_thread, repeated_folds)
 
 
 def out_of_fold_multilabel_probs(features: np.ndarray, targets: np.ndarray, *, folds: int,
                                  repeats: int = REPEATS, alpha: float = DEFAULT_ALPHA,
-                                 seed: int = 0) -> np.ndarray:
-    """(n, k) per-class probabilities from one-vs-rest models that did not see the sample."""
-    from sklearn.model_selection import RepeatedKFold
+                                 seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+    """(n, k) per-class probabilities from one-vs-rest models that did not see the sample (nor,
+    with `groups`, any sample of its group)."""
     from sklearn.multiclass import OneVsRestClassifier
 
     probs = np.zeros(targets.shape)
-    splitter = RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     with one_blas_thread():
-        for train, test in splitter.split(features):
+        for train, test in repeated_folds(targets, folds=folds, repeats=repeats, seed=seed,
+                                          groups=groups, stratified=False):
             model = OneVsRestClassifier(make_classifier(alpha, len(train)))
             model.fit(features[train], targets[train])
             probs[test] += model.predict_proba(features[test])
@@ -36,8 +37,10 @@ def one_sided_note(small: dict[str, int], n: int) -> list[str]:
 
 
 def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, *,
-                           repeats: int = REPEATS, alpha: float = DEFAULT_ALPHA, seed: int = 0):
-    """Label issues of a multilabel set: `labels[i]` is sample i's set of classes (may be empty).
+                           repeats: int = REPEATS, alpha: float = DEFAULT_ALPHA, seed: int = 0,
+                           groups: np.ndarray | None = None):
+    """Label issues of a multilabel set: `labels[i]` is sample i's set of classes (may be empty);
+    samples of one of `groups` are held out together (label.py's module docstring).
 
     Same fields as `find_label_issues`; the suggestion is the classes scored >= 0.5, joined by
     ';', and its confidence the least certain of those per-class decisions.
@@ -53,15 +56,18 @@ def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, 
     small = {c: int(p) for c, p, k in zip(names, positives, keep) if not k}
     classes = [c for c, k in zip(names, keep) if k]
     notes = one_sided_note(small, n)
-    if len(classes) < 2 or n < 2 * MIN_CLASS_SIZE:
+    if len(classes) < 2 or n < 2 * MIN_CLASS_SIZE or \
+            (groups is not None and len(np.unique(groups)) < 2):  # nothing to hold out
         result = empty_result(NAME, n, "fewer than 2 classes with enough samples: label issues "
                                        "not judged")
         result.notes += notes
         return result
     targets = targets[:, keep]
     folds = max(2, min(MAX_FOLDS, int(min(targets.sum(0).min(), (n - targets.sum(0)).min()))))
+    if groups is not None:  # each fold holds at least one group
+        folds = max(2, min(folds, len(np.unique(groups))))
     probs = out_of_fold_multilabel_probs(features, targets, folds=folds, repeats=repeats,
-                                         alpha=alpha, seed=seed)
+                                         alpha=alpha, seed=seed, groups=groups)
     given = [np.flatnonzero(row).tolist() for row in targets]
     flagged = ml_filter.find_label_issues(given, probs)
     quality = ml_rank.get_label_quality_scores(given, probs)
@@ -70,4 +76,5 @@ def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, 
     return judged_result(n, np.ones(n, bool), flagged, 1.0 - quality, suggested, confidence,
                          classes, notes=notes,
                          details={"folds": folds, "repeats": repeats, "alpha": alpha,
-                                  "classes_judged": classes, "too_small": small})
+                                  "classes_judged": classes, "too_small": small,
+                                  "grouped": grouped_count(groups)})

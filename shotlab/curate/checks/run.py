@@ -18,6 +18,7 @@ import numpy as np
 
 from shotlab.core import store
 from shotlab.core.errors import InputError
+from shotlab.core.groups import GROUP_FIELDS
 from shotlab.curate.checks import fields
 from shotlab.curate.checks.base import CheckResult
 from shotlab.curate.checks.registry import CHECKS as REGISTRY
@@ -49,6 +50,9 @@ class Samples:
     kind: str = "image"  # the dataset's kind (store.kind_of)
     texts: list[str] | None = None  # a text dataset's comments
     changed: list[str] = field(default_factory=list)  # files edited since import, hashed again
+    # Stored fields that bind samples together (core/groups.GROUP_FIELDS but sha256): the last
+    # check's duplicate clusters, a frame's clip, a comment's thread; field -> values.
+    bound: dict[str, list] = field(default_factory=dict)
 
     @property
     def inputs(self) -> list[str]:
@@ -128,9 +132,11 @@ def load_samples(dataset) -> Samples:
     labels = ([tuple(v or ()) for v in raw] if task == "multilabel"
               else [(v,) if v else () for v in raw])
     kind = store.kind_of(dataset)
+    schema = view.get_field_schema()
+    bound = {f: view.values(f) for f in GROUP_FIELDS if f in schema and f != "sha256"}
     return Samples(view.values("id"), view.values("filepath"), view.values("sha256"), labels,
                    view.values("split"), task, len(dataset) - len(view), kept_mask(view, labels),
-                   kind, view.values("text") if kind == store.TEXT else None, changed)
+                   kind, view.values("text") if kind == store.TEXT else None, changed, bound)
 
 
 def kept_mask(view, labels: list[tuple[str, ...]]) -> np.ndarray:
