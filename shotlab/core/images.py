@@ -61,6 +61,19 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def is_animated(source: str | Path | bytes) -> bool:
+    """Whether an image file (a path, or its bytes) holds more than one frame: an animated GIF,
+    PNG or WebP, which predict and serve decide as a clip (every frame scored, not the first
+    alone). False for a still and for anything PIL cannot open (its decoder says why later)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                return bool(getattr(image, "is_animated", False))
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return False
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

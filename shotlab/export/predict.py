@@ -216,10 +216,13 @@ def write_decisions(out: Path, decisions: list[dict]) -> tuple[Path, Path]:
 
 
 def split_kinds(files: list[Path]) -> tuple[list[Path], list[Path]]:
-    """(images, clips) among `files`, by suffix."""
+    """(images, clips) among `files`: clips by suffix, and animated images (a GIF or PNG of
+    several frames: every frame is scored, as a clip's are, not the first alone)."""
     from shotlab.core.clips import is_clip_path
+    from shotlab.core.images import is_animated
 
-    return [f for f in files if not is_clip_path(f)], [f for f in files if is_clip_path(f)]
+    clip = [is_clip_path(f) or is_animated(f) for f in files]
+    return [f for f, c in zip(files, clip) if not c], [f for f, c in zip(files, clip) if c]
 
 
 def summary(prediction: Prediction, classes) -> dict:

@@ -91,6 +91,22 @@ def post_fields(text: str) -> dict:
             "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 
+# A post model scores one still picture; an animated one's first frame cannot stand for the rest.
+ANIMATED_PICTURE = ("an animated picture (several frames): a post's picture is scored as one "
+                    "still, so its first frame cannot stand for the others; send a still "
+                    "picture, or the animation as a clip to an image bundle")
+
+
+def refuse_animated(posts: list[Post]) -> tuple[list[Post], list[tuple[str, str]]]:
+    """(the posts with a still picture, (where, why) for each with an animated one)."""
+    from shotlab.core.images import is_animated
+
+    animated = [p.image is not None and is_animated(p.image) for p in posts]
+    return ([p for p, a in zip(posts, animated) if not a],
+            [(p.where, f"image {p.image}: {ANIMATED_PICTURE}") for p, a in zip(posts, animated)
+             if a])
+
+
 def predict_posts(bundle, files, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",
                   progress=None, keep_inputs: bool = False, runner=None,
                   max_pixels: int | None = None) -> Prediction:
@@ -106,8 +122,9 @@ def predict_posts(bundle, files, *, batch_size: int = BATCH_SIZE, runtime: str =
     posts = []
     for path in files:
         found, bad = read_posts(Path(path))
+        found, animated = refuse_animated(found)
         posts += found
-        result.bad += bad
+        result.bad += bad + animated
     with progress_bar(total=len(posts), enabled=progress, unit="post", desc="Predicting") as bar:
         for start in range(0, len(posts), batch_size):
             chunk = posts[start:start + batch_size]

@@ -31,8 +31,10 @@ class Engine:
         # hashes, thresholds, review band, policy) and the runtime that ran it.
         self.model_key = f"{bundle.manifest['digest']}:{runtime}"
 
-    def cache_key(self, sha256: str) -> str | None:
-        return f"{sha256}:{self.model_key}" if self.cache else None
+    def cache_key(self, sha256: str, kind: str) -> str | None:
+        """The key a decision is cached under: the bytes, the kind they were decided as (the
+        same bytes sent as an image and as a clip are two decisions), the bundle, the runtime."""
+        return f"{sha256}:{kind}:{self.model_key}" if self.cache else None
 
     def warm_up(self) -> None:
         """One batch-1 run, so the first request does not pay ONNX Runtime's first-run cost:

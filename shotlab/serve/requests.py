@@ -222,11 +222,15 @@ def posts_of(parts: list[Part], kinds: list) -> list[tuple]:
 
 
 def decode_post(body: dict, bundle, options) -> Decoded:
+    from shotlab.core.images import is_animated
+    from shotlab.export.predict_posts import ANIMATED_PICTURE
     from shotlab.runtime.kinds import KINDS
 
     if not body[POST_IMAGE]:
         raise InputError(f"the '{POST_IMAGE}' part is empty (0 bytes); send the post's "
                             f"picture")
+    if is_animated(body[POST_IMAGE]):
+        raise InputError(ANIMATED_PICTURE)
     text = comment_of(body[POST_TEXT], f"the '{POST_TEXT}' part (the caption)")
     parts = bundle.parts
     image = KINDS["image"].decode(body[POST_IMAGE], parts[POST_IMAGE],

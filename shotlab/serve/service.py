@@ -232,8 +232,9 @@ class Service:
             if not body:
                 return Refusal(422, "bad_input", f"empty body (0 bytes): send the {kind.name}'s "
                                                  f"bytes")
+            kind = self.animated_as_clip(kind, body)
             sha256 = kind.digest(body)
-            key = self.engine.cache_key(sha256)
+            key = self.engine.cache_key(sha256, kind.name)
             if key and (found := await in_thread(self.store.cached, key)):
                 self.metrics.cache_hits.inc()
                 return found
@@ -245,6 +246,14 @@ class Service:
             except InputError as exc:  # a comment or a caption: the reason predict gives
                 return Refusal(422, "bad_input", str(exc))
             return Item(decoded, kind, sha256, key)
+
+    def animated_as_clip(self, kind, body: bytes):
+        """The clip entry for an animated image (GIF, PNG) sent as an image, where this bundle
+        serves clips: every frame is scored, so a first frame cannot stand for the rest."""
+        from shotlab.core.images import is_animated
+
+        clip = next((k for k in self.kinds if k.name == "clip"), None)
+        return clip if kind.name == "image" and clip and is_animated(body) else kind
 
     def explanation_status(self, record: dict, stored: str | None) -> str:
         """`stored` for a cached decision; for a fresh one, pending when it was queued."""

@@ -113,7 +113,18 @@ def write_predict_csv(folder, rows):
             writer.writerow([row["image_path"], row["text"]])
         writer.writerow(["images/not-there.png", "where did it go"])
         writer.writerow([test_rows[0]["image_path"], "   "])
+        writer.writerow([animated_picture(folder / "anim.gif"), "a harmless first frame"])
     return path, len(test_rows)
+
+
+def animated_picture(path):
+    """A two-frame GIF: a post model scores one still, so it is refused, not decided on its
+    first frame."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ("green", "red")]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=200)
+    return str(path)
 
 
 def test_predict_and_explain_posts_end_to_end(post_run, tmp_path):
@@ -127,9 +138,10 @@ def test_predict_and_explain_posts_end_to_end(post_run, tmp_path):
                                       "--explain", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert (data["posts"], data["images"], data["bad"]) == (n, 0, 2)
+    assert (data["posts"], data["images"], data["bad"]) == (n, 0, 3)
     bad = {b["path"]: b["reason"] for b in data["bad_files"]}
     assert "not found" in bad[f"{path}:{n + 2}"] and "empty" in bad[f"{path}:{n + 3}"]
+    assert "anim.gif: an animated picture (several frames)" in bad[f"{path}:{n + 4}"]
     assert "not-there.png: file not found" in bad[f"{path}:{n + 2}"]  # the image named
 
     decisions = [json.loads(line) for line in out.read_text().splitlines()]

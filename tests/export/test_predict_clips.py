@@ -5,6 +5,7 @@ command end to end (decisions, review queue, --dataset, --explain), on the share
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,32 @@ def test_predict_holds_images_and_clip_frames_to_max_pixels(exported, clips, tmp
     let_through = CliRunner().invoke(cli, [*args, "--max-pixels", "3072",
                                            "--out", str(tmp_path / "all.jsonl")])
     assert let_through.exit_code == 0 and json.loads(let_through.output)["bad"] == 0
+
+
+def animated_gif(path, colours: list[str], seed: int = 0):
+    """A GIF of one frame per entry of `colours` (a quarter second each)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    frames = [Image.fromarray(noisy_colour(COLOURS[c], rng, 48)) for c in colours]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=250, loop=0)
+    return path
+
+
+def test_an_animated_gif_is_decided_as_a_clip_not_by_its_first_frame(exported, tmp_path):
+    """A GIF whose first frame is green and the rest red was decided on its first frame alone:
+    green, nothing flagged. It is scored frame by frame, as a clip, and flagged."""
+    from PIL import Image
+
+    gif = animated_gif(tmp_path / "in" / "anim.gif", ["green"] + ["red"] * 7)
+    still = tmp_path / "in" / "still.gif"
+    Image.open(gif).convert("RGB").save(still)  # its first frame alone
+    out = tmp_path / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(gif.parent),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    decided = {Path(d["path"]).name: d for d in map(json.loads, open(out))}
+    assert decided["anim.gif"]["kind"] == "clip" and decided["anim.gif"]["flagged"] == ["red"]
+    assert decided["anim.gif"]["segments"][0]["class"] == "red"
+    assert decided["still.gif"].get("kind") is None and decided["still.gif"]["flagged"] == []

@@ -91,11 +91,17 @@ def test_posts_get_predicts_decisions_batched_and_explained(server, post_bundle,
     assert split.scores["both"] == pytest.approx(attention[0]["scores"][split.target], abs=1e-5)
 
 
-@pytest.mark.parametrize("case", ["no_caption", "no_image", "empty_caption", "raw_body"])
-def test_bad_posts_get_a_status_and_a_one_line_reason(server, post_bundle, case):
+@pytest.mark.parametrize("case", ["no_caption", "no_image", "empty_caption", "raw_body",
+                                  "animated"])
+def test_bad_posts_get_a_status_and_a_one_line_reason(server, post_bundle, case, tmp_path):
+    from tests.export.test_post_predict import animated_picture
+
     _, folder, rows = post_bundle
     image = ("image", ("p.png", (folder / rows[0]["image_path"]).read_bytes(), "image/png"))
+    gif = open(animated_picture(tmp_path / "anim.gif"), "rb").read()
     sent, status, reason = {
+        "animated": ({"files": [("image", ("a.gif", gif, "image/gif")), ("text", (None, "hi"))]},
+                     422, "an animated picture (several frames)"),
         "no_caption": ({"files": [image]}, 422, "got 1 image and 0 caption part(s)"),
         "no_image": ({"files": [("text", (None, "a caption"))]}, 422,
                      "got 0 image and 1 caption part(s)"),

@@ -258,3 +258,23 @@ def test_a_clip_gets_predicts_clip_decision_with_its_segments(server, exported, 
     assert stored["explanation"]["maps"][0]["target"] == "red"
     refused = post(server, b"x", headers={"Content-Type": "audio/mpeg"})
     assert refused.status_code == 415 and "video/" in refused.json()["detail"]
+
+
+def test_an_animated_gif_sent_as_an_image_is_decided_as_a_clip(server, tmp_path):
+    """Its first frame (green) decided it, and that cached decision then answered the same
+    bytes sent as video: a red animation passed as green either way. Every frame is scored now,
+    and a decision is cached under the kind it was decided as."""
+    from tests.export.test_predict_clips import animated_gif
+
+    gif = animated_gif(tmp_path / "anim.gif", ["green"] + ["red"] * 7, seed=3).read_bytes()
+    as_image = post(server, gif, headers={"Content-Type": "image/gif"})
+    assert as_image.status_code == 200, as_image.text
+    assert as_image.json()["kind"] == "clip" and as_image.json()["flagged"] == ["red"]
+    as_video = post(server, gif, headers={"Content-Type": "video/mp4"}).json()
+    assert as_video["cached"] and as_video["decision_id"] == as_image.json()["decision_id"]
+    still = write_image(tmp_path / "still.png", seed=5)
+    first = post(server, still.read_bytes())
+    assert first.status_code == 200 and "kind" not in first.json()
+    again = post(server, still.read_bytes(), headers={"Content-Type": "video/mp4"})
+    assert again.status_code == 422 or (again.json()["kind"] == "clip"
+                                        and not again.json()["cached"]), again.text
