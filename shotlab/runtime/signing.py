@@ -88,7 +88,14 @@ def sign(folder: Path, manifest: dict, private_key_path) -> Path:
 
 
 def trusted_keys_from_env() -> list[str]:
-    return [p for p in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if p]
+    """The public key files `$SHOTLAB_TRUSTED_KEYS` names (unset or empty: none). A value that
+    names no file (':', a space) is refused: it would switch signature checks off in silence."""
+    value = os.environ.get(TRUSTED_KEYS_ENV, "")
+    keys = [p for p in value.split(os.pathsep) if p.strip()]
+    if value and not keys:
+        raise InputError(f"${TRUSTED_KEYS_ENV}={value!r} names no key file; set it to public key "
+                         f"files separated by '{os.pathsep}', or unset it to run unsigned bundles")
+    return keys
 
 
 def verify_signature(folder: Path, manifest: dict, public_key_paths, name=None) -> str:

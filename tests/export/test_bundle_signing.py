@@ -82,6 +82,15 @@ def test_trusted_keys_from_the_environment_guard_predict(bundle_copy, keys, tmp_
     assert done.exit_code == 0, done.output
 
 
+@pytest.mark.parametrize("value", [":", " ", "::"])
+def test_a_trusted_keys_variable_naming_no_file_is_refused(bundle_copy, value, monkeypatch):
+    """':' split into no path and switched the signature check off: an unsigned bundle ran."""
+    monkeypatch.setenv(TRUSTED_KEYS_ENV, value)
+    with pytest.raises(InputError, match="names no key file"):
+        load_bundle(bundle_copy)
+    monkeypatch.setenv(TRUSTED_KEYS_ENV, "")  # empty, as unset: no keys asked for
+    assert load_bundle(bundle_copy).classes
+
 def test_export_signs_and_predict_checks_the_signature(trained_run, keys, tmp_path):
     private, public = keys
     out = tmp_path / "signed"
