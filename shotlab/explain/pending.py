@@ -8,7 +8,9 @@ runner is loaded once), `batch` images at a time; LIME and SHAP run through the 
 deployed model), gradient methods on the checkpoint the bundle names. Each map is stored with its
 deletion/insertion AUC against the random reference. An appeal whose image or bundle cannot be
 read is marked failed with the reason; the others go on. So is one whose image is no longer the
-one decided (its sha256 differs from the stored decision's): its map would be another picture's.
+one decided (its sha256 differs from the stored decision's): its map would be another picture's;
+and one whose bundle did not make the stored decision (`--bundle` another model): its map would
+be another model's.
 
 One run at a time per store (`sole_run`): two runs together each took every queued appeal and
 stored every map twice. The second one is refused in one line; the lock is the kernel's, so a
@@ -111,6 +113,7 @@ def appeal_target(store, source, appeal, probs) -> int:
 
 def process_batch(store, source, appeals, methods, score: bool, options: dict,
                   summary: dict) -> None:
+    appeals = [a for a in appeals if not failed_as_foreign(store, source, a, summary)]
     if source.preprocessing.kind == "text":
         from shotlab.explain.text_pending import process_text_batch
 
@@ -184,6 +187,17 @@ def failed_as_changed(store, appeal, summary: dict) -> bool:
     """Whether the appeal's image is no longer the one decided (its bytes changed since
     `predict`): then it is marked failed, as `explain show` refuses to draw over it."""
     reason = changed_image(store.decision(appeal.decision_id), appeal)
+    if reason:
+        fail(store, appeal, reason, summary)
+    return bool(reason)
+
+
+def failed_as_foreign(store, source, appeal, summary: dict) -> bool:
+    """Whether the appeal's bundle is not the one that made the stored decision (`--bundle`
+    another bundle): then it is marked failed, not explained with a model that never decided
+    it."""
+    decision = store.decision(appeal.decision_id)
+    reason = source.foreign(decision) if decision and source.foreign else None
     if reason:
         fail(store, appeal, reason, summary)
     return bool(reason)

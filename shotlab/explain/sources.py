@@ -27,6 +27,9 @@ class Source:
     load_torch: object = None  # () -> torch module, for the gradient methods
     _torch: object = field(default=None, repr=False)
     thresholds: dict = field(default_factory=dict)  # a bundle's: its decision rule (decided())
+    # (decision record) -> why this source's model did not make it, or None (a bundle's
+    # `Bundle.foreign`; a run cannot tell: its checkpoint is not what a decision names)
+    foreign: object = None
 
     @property
     def multilabel(self) -> bool:
@@ -104,7 +107,7 @@ def source_of_bundle(bundle, runner=None) -> Source:
     return Source(bundle.origin, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
                   runner or OnnxRunner(bundle), bundle.model_sha256("onnx"),
                   load_torch=lambda: load_bundle_checkpoint(bundle).model,
-                  thresholds=bundle.thresholds)
+                  thresholds=bundle.thresholds, foreign=bundle.foreign)
 
 
 def load_inputs(source: Source, paths) -> tuple[list, list, list[tuple[str, str]]]:

@@ -11,8 +11,9 @@ comment's words, `explain.text_tier1`; a post's modality split, Grad-CAM and cap
 explanation store keyed by decision id, then marks the jobs done. The thread runs at a lower
 priority (nice 10) and with one torch thread, so explanations use the CPU that requests leave
 idle. The queue is rows in the store: jobs queued before a crash or a restart are taken up when
-the worker starts again. A job that cannot be explained (no checkpoint) is marked
-failed with the reason; the worker never stops the service.
+the worker starts again. A job that cannot be explained (no checkpoint; decided by another
+bundle's model, queued before a restart with another bundle) is marked failed with the reason;
+the worker never stops the service.
 """
 
 from __future__ import annotations
@@ -70,9 +71,12 @@ class ExplanationWorker:
                 self.event.clear()
 
     def round(self) -> int:
-        jobs = self.store.claim(BATCH)
-        if not jobs:
+        claimed = self.store.claim(BATCH)
+        if not claimed:
             return 0
+        jobs = self.own(claimed)
+        if not jobs:
+            return len(claimed)
         records = [record for record, _ in jobs]
         ids = [record["decision_id"] for record in records]
         try:
@@ -83,7 +87,22 @@ class ExplanationWorker:
             self.store.finish_explanation(ids, error=" ".join(reason.split())[:500])
             return len(jobs)
         self.store.finish_explanation(ids)
-        return len(jobs)
+        return len(claimed)
+
+    def own(self, jobs: list) -> list:
+        """The jobs this server's bundle decided; the others (queued by a server that ran
+        another bundle on this store) are marked failed with the reason, not explained with a
+        model that did not make them."""
+        foreign = {}
+        for record, _ in jobs:
+            if reason := self.bundle.foreign(record):
+                foreign.setdefault(reason, []).append(record["decision_id"])
+        for reason, ids in foreign.items():
+            log.warning("tier-1 explanations: %d job(s) %s", len(ids), reason)
+            self.store.finish_explanation(ids, error=reason + " (serve it, or `shotlab explain "
+                                          "appeal` with --bundle and --image)")
+        taken = {i for ids in foreign.values() for i in ids}
+        return [job for job in jobs if job[0]["decision_id"] not in taken]
 
     def explain(self, records, inputs) -> None:
         """Each request kind's tier 1 (serve/requests.py) over its jobs of this round."""

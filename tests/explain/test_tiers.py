@@ -233,3 +233,48 @@ def test_an_appeal_on_a_review_only_decision_explains_the_class_under_review(
     assert process_pending(store_path, options=FAST)["stored"] == 1
     with ExplanationStore(store_path, create=False) as store:
         assert store.explanations("r", "lime")[0].target == "red"
+
+
+def test_an_appeal_with_a_bundle_that_did_not_decide_it_fails_and_stores_no_map(
+        explain_bundle, colour_images, tmp_path):
+    """`explain appeal ... --bundle OTHER` stored OTHER's map under a decision another model
+    made, and the appeal read done: the reviewer read a map of a model that never decided it."""
+    from shotlab.runtime.bundle import load_bundle
+
+    bundle = load_bundle(explain_bundle)
+    decisions, inputs = decisions_for(bundle, colour_images[:2])
+    decisions[1]["model_sha256"] = "f" * 64  # made by another bundle's model
+    store_path = tmp_path / "e.sqlite"
+    record_flagged(bundle, decisions, inputs, store_path)
+    with ExplanationStore(store_path) as store:
+        store.queue("d0", ["lime"])
+        store.queue("d1", ["lime"])
+    summary = process_pending(store_path, options=FAST)
+    assert (summary["processed"], summary["failed"], summary["stored"]) == (1, 1, 1)
+    assert summary["errors"][0]["decision_id"] == "d1"
+    assert "decided by another model (sha256 ffffffffffff)" in summary["errors"][0]["error"]
+    with ExplanationStore(store_path, readonly=True) as store:
+        assert store.explanations("d1", "lime") == []
+
+
+def test_the_service_worker_fails_jobs_another_bundle_queued(explain_bundle, colour_images,
+                                                             tmp_path):
+    """A server restarted on the same --store with another bundle explained the first bundle's
+    queued decisions with its own checkpoint and marked them done."""
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.serve.explainer import ExplanationWorker
+    from shotlab.serve.store import DecisionStore
+
+    bundle = load_bundle(explain_bundle)
+    decisions, inputs = decisions_for(bundle, colour_images[:2])
+    decisions[1]["model_sha256"] = "f" * 64
+    store = DecisionStore(tmp_path / "decisions.sqlite")
+    store.save(decisions, [None, None], {d["decision_id"]: x for d, x in zip(decisions, inputs)})
+    worker = ExplanationWorker(bundle, store, tmp_path / "explanations.sqlite")
+    assert worker.round() == 2
+    assert store.get("d0")["explanation"]["status"] == "done"
+    failed = store.get("d1")["explanation"]
+    assert failed["status"] == "failed" and "decided by another model" in failed["error"]
+    with ExplanationStore(tmp_path / "explanations.sqlite", readonly=True) as explained:
+        assert explained.explanations("d0") and not explained.explanations("d1")
+    store.close()
