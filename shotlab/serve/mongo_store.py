@@ -80,6 +80,10 @@ class MongoDecisionStore:
             if len(duplicates) < len(exc.details["writeErrors"]) or \
                     exc.details.get("writeConcernErrors"):
                 raise
+        for i in duplicates:  # explain an earlier decision that never was (explanations off)
+            if "explanation" in documents[i]:
+                self.decisions.update_one({"cache_key": keys[i], "explanation": {"$exists": False}},
+                                          {"$set": {"explanation": documents[i]["explanation"]}})
         earlier = {d["cache_key"]: json.loads(d["record"]) for d in self.decisions.find(
             {"cache_key": {"$in": [keys[i] for i in duplicates]}}, {"record": 1, "cache_key": 1})}
         return [earlier[keys[i]] if i in duplicates else record

@@ -235,7 +235,8 @@ class Service:
             kind = self.animated_as_clip(kind, body)
             sha256 = kind.digest(body)
             key = self.engine.cache_key(sha256, kind.name)
-            if key and (found := await in_thread(self.store.cached, key)):
+            if key and (found := await in_thread(self.store.cached, key)) and \
+                    not self.unexplained(*found):
                 self.metrics.cache_hits.inc()
                 return found
             try:
@@ -246,6 +247,14 @@ class Service:
             except InputError as exc:  # a comment or a caption: the reason predict gives
                 return Refusal(422, "bad_input", str(exc))
             return Item(decoded, kind, sha256, key)
+
+    def unexplained(self, record: dict, status: str) -> bool:
+        """Whether a cached decision that needs an explanation never got one (decided while the
+        server ran with --no-explain): then it is decided again, which queues its explanation
+        under the stored decision (`store.save`), and answered as that decision."""
+        from shotlab.export.predict import needs_attention
+
+        return self.options.explain and status == "none" and needs_attention(record)
 
     def animated_as_clip(self, kind, body: bytes):
         """The clip entry for an animated image (GIF, PNG) sent as an image, where this bundle

@@ -128,7 +128,8 @@ class DecisionStore:
     def save(self, records: list[dict], keys: list[str | None], jobs: dict) -> list[dict]:
         """Store `records` (with their cache keys) and the explanation `jobs` ({decision_id:
         input array}) together; returns the stored record for each: the earlier one where
-        another request already decided the same key."""
+        another request already decided the same key (its job then queued for the earlier
+        decision, where it has none: one decided while explanations were off)."""
         packed = {decision_id: pack(array) for decision_id, array in jobs.items()}
 
         def work(db):
@@ -138,6 +139,11 @@ class DecisionStore:
                                              (key,)).fetchone()
                 if earlier:
                     saved.append(json.loads(earlier[0]))
+                    if record["decision_id"] in packed:  # explain it, if it never was queued
+                        db.execute("INSERT OR IGNORE INTO explain_queue (decision_id, input, "
+                                   "requested) VALUES (?, ?, ?)",
+                                   (saved[-1]["decision_id"], packed[record["decision_id"]],
+                                    utc_now()))
                     continue
                 db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
                            (record["decision_id"], key, record["sha256"], json.dumps(record),

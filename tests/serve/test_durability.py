@@ -127,3 +127,24 @@ def test_sigkill_mid_load_loses_no_acknowledged_decision(exported, start_server,
     explained = sqlite3.connect(store / "explanations.sqlite")
     assert {row[0] for row in explained.execute("SELECT decision_id FROM explanations")} \
         == stored
+
+
+def test_a_flag_decided_without_explanations_gets_one_when_sent_again(exported, start_server,
+                                                                      tmp_path):
+    """Decided under --no-explain, a flagged image stayed unexplained for good: the cache
+    answered every later request with it and queued nothing. Sent again to a server that
+    explains, the stored decision (same id) is queued and explained."""
+    (body,) = distinct_bodies(tmp_path, 1, red=True)
+    quiet = start_server(exported.path, "--no-explain", store=tmp_path / "store")
+    first = httpx.post(quiet.url + "/v1/moderate", content=body, headers=PNG, timeout=60).json()
+    assert first["flagged"] and first["explanation"] == "none"
+    quiet.stop()
+    server = start_server(exported.path, store=tmp_path / "store")
+    again = httpx.post(server.url + "/v1/moderate", content=body, headers=PNG, timeout=60).json()
+    assert again["decision_id"] == first["decision_id"] and again["explanation"] == "pending"
+    url = f"{server.url}/v1/decisions/{first['decision_id']}"
+    stored = wait_for(lambda: (s := httpx.get(url).json())["explanation"]["status"] in
+                      ("done", "failed") and s)
+    assert stored["explanation"]["status"] == "done" and stored["explanation"]["maps"]
+    third = httpx.post(server.url + "/v1/moderate", content=body, headers=PNG, timeout=60).json()
+    assert third["cached"] and third["explanation"] == "done"

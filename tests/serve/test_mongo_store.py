@@ -63,6 +63,13 @@ def test_both_stores_keep_one_contract(kind, mongo_uri, exported, tmp_path):
     assert first.pending() == 0
     assert second.get(records[2]["decision_id"])["explanation"]["error"] == "no checkpoint"
     assert first.get("nope") is None
+    # record 1 (key kb) was stored with no job (explanations off): deciding it again with one
+    # queues it for the stored decision; an explained one (ka) is not queued twice
+    again = decision_records(bundle, probs[:2], ["a" * 64, "b" * 64], runtime="onnx")
+    jobs = {record["decision_id"]: np.ones((3, 4, 4)) for record in again}
+    assert second.save(again, ["ka", "kb"], jobs) == records[:2]
+    assert first.cached("kb") == (records[1], "pending") and first.cached("ka")[1] == "done"
+    assert [r["decision_id"] for r, _ in first.claim(5)] == [records[1]["decision_id"]]
     first.close()
     second.close()
 
