@@ -123,8 +123,11 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
         from shotlab.serve.ray_serve import run_on_ray
 
         return run_on_ray(options, address=address, replicas=replicas or RAY_REPLICAS)
+    from shotlab.core.addresses import ensure_port_free
     from shotlab.serve.app import serve
 
+    if port:  # 0: any free port, never busy
+        ensure_port_free(host, port, address_option="--host", default_port=8080)
     serve(options)
 
 

@@ -120,6 +120,15 @@ def unless_store_lost(call, lost_value):
         return lost_value
 
 
+def check_explanation_store(path) -> None:
+    """Refuse to start on an explanation store that cannot be opened (a damaged or foreign
+    file): every flag's explanation would fail, and reads of stored ones answer 500."""
+    from shotlab.explain.store import ExplanationStore
+
+    with ExplanationStore(path):
+        pass
+
+
 class Service:
     """`batcher`: the class that groups requests into model runs (MicroBatcher in the embedded
     server, serve.ray_serve.ServeBatcher on Ray Serve)."""
@@ -142,6 +151,8 @@ class Service:
                              f"be served yet (no request kind reads it); use `shotlab predict`")
         self.store = open_store(options)
         self.explanations_path = options.store / EXPLANATIONS_FILE
+        if options.explain or self.explanations_path.exists():
+            check_explanation_store(self.explanations_path)
         self.worker = (ExplanationWorker(self.bundle, self.store, self.explanations_path)
                        if options.explain else None)
         self.batcher = batcher(self.process, max_batch=options.max_batch,

@@ -41,3 +41,27 @@ def test_api_key_is_the_files_first_line_or_the_variable_stripped(tmp_path, monk
 def test_batch_larger_than_the_queue_is_refused(tmp_path):
     result = run("serve", tmp_path, "--max-items", 8, "--queue-size", 4)
     assert result.exit_code == 2 and "could never be queued" in result.output
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(tmp_path, exported):
+    """uvicorn printed its own log lines and exited 3."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", exported.path, "--port", port, "--store", tmp_path / "store")
+    assert result.exit_code == 2, result.output
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output
+
+
+def test_a_damaged_explanation_store_is_refused_at_start(tmp_path, exported):
+    """It started and answered ready; every flag's explanation then failed for good."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "explanations.sqlite").write_text("not a database, nor anything else")
+    result = run("serve", exported.path, "--port", 0, "--store", store)
+    assert result.exit_code == 2, result.output
+    assert "explanations.sqlite: not an explanation store" in result.output
+    assert (store / "explanations.sqlite").read_text() == "not a database, nor anything else"
