@@ -86,11 +86,10 @@ def decision_records(bundle, probs: np.ndarray, sha256s, *, runtime: str,
             for path, sha256, row in zip(paths, sha256s, rows)]
 
 
-def decisions_for(bundle, paths, probs: np.ndarray, *, runtime: str) -> list[dict]:
-    from shotlab.core.images import sha256_file
-
-    return decision_records(bundle, probs, [sha256_file(path) for path in paths],
-                            runtime=runtime, paths=paths)
+def decisions_for(bundle, paths, probs: np.ndarray, sha256s, *, runtime: str) -> list[dict]:
+    """The records of the images at `paths`; `sha256s` of the bytes that were decoded (the
+    loader's, `Inputs.sha256s`: hashing the file again could hash a file replaced since)."""
+    return decision_records(bundle, probs, sha256s, runtime=runtime, paths=paths)
 
 
 def predict_paths(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",
@@ -111,7 +110,7 @@ def predict_paths(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str =
             if inputs.kept:
                 probs = runner(inputs.arrays)
                 result.decisions += decisions_for(bundle, [chunk[i] for i in inputs.kept],
-                                                  probs, runtime=runtime)
+                                                  probs, inputs.sha256s, runtime=runtime)
                 if keep_inputs:
                     result.inputs += list(inputs.arrays)
             bar.update(len(chunk))

@@ -52,7 +52,7 @@ class BatchPredictor:
         if inputs.kept:
             kept = [paths[i] for i in inputs.kept]
             decided = decisions_for(self.bundle, kept, self.runner(inputs.arrays),
-                                    runtime=self.runtime)
+                                    inputs.sha256s, runtime=self.runtime)
             records = {i: json.dumps(r) for i, r in zip(inputs.kept, decided)}
         bad = dict(inputs.bad)
         return {"index": batch["index"],

@@ -40,6 +40,9 @@ class Inputs:
     # timestamp in seconds). None where each kept source is one row.
     frames: list[tuple[int, float]] | None = None
     gaps: dict[int, list] | None = None  # source index -> spans that failed to decode
+    # Per kept source, the sha256 of the very bytes decoded (images: the file read once, so a
+    # file replaced after it was read cannot lend its hash to the decision); None elsewhere.
+    sha256s: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,21 +100,26 @@ def image_shape(preprocessing) -> tuple[int, int, int]:
 def load_images(paths, preprocessing, *, progress=None, desc="Preprocessing",
                 max_pixels: int | None = None) -> Inputs:
     """Decode and preprocess `paths`; bad images are skipped and listed, never raised."""
+    import hashlib
+
     from shotlab.core.errors import BadImageError
-    from shotlab.core.images import DEFAULT_MAX_PIXELS, load_rgb
+    from shotlab.core.images import DEFAULT_MAX_PIXELS, read_bytes, rgb_from_bytes
     from shotlab.core.progress import progress_bar
 
-    arrays, kept, bad = [], [], []
+    arrays, kept, bad, digests = [], [], [], []
     for i, path in enumerate(progress_bar(paths, enabled=progress, unit="img", desc=desc)):
         try:
+            data = read_bytes(path)
             arrays.append(preprocessing.to_array(
-                load_rgb(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)))
-            kept.append(i)
+                rgb_from_bytes(data, path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)))
         except BadImageError as exc:
             bad.append((str(path), exc.reason))
+            continue
+        kept.append(i)
+        digests.append(hashlib.sha256(data).hexdigest())
     shape = image_shape(preprocessing)
     stacked = np.stack(arrays) if arrays else np.zeros((0, *shape), np.float32)
-    return Inputs(stacked, kept, bad)
+    return Inputs(stacked, kept, bad, sha256s=digests)
 
 
 def decode_image(data: bytes, preprocessing, *, max_pixels: int | None = None) -> np.ndarray:

@@ -92,3 +92,27 @@ def test_predictions_written_to_a_dataset(exported, inbox, dataset_name):
         decisions[0]["scores"][decisions[0]["labels"][0]])
     assert sample.needs_review is True
     assert decisions[0]["path"] in dataset.load_saved_view(REVIEW_VIEW).values("filepath")
+
+
+def test_the_sha256_is_of_the_bytes_scored_even_if_the_file_is_replaced(exported, inbox,
+                                                                        monkeypatch):
+    """predict decoded a file, then hashed it again: a file replaced in between (by another
+    process: simulated on the read) lent its new hash to the old image's scores, and an appeal
+    with the new picture passed the "not the image decided" check."""
+    import hashlib
+    import pathlib
+
+    red = next((inbox / "new" / "red").glob("*.png"))
+    scored, other = red.read_bytes(), next((inbox / "new" / "blue").glob("*.png")).read_bytes()
+    real_read = pathlib.Path.read_bytes
+
+    def read_then_replaced(path):
+        data = real_read(path)
+        if path == red:
+            path.write_bytes(other)  # replaced right after predict read it
+        return data
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_then_replaced)
+    (decision,) = predict_paths(load_bundle(exported.path), [red], progress=False).decisions
+    assert decision["sha256"] == hashlib.sha256(scored).hexdigest() != sha256_file(red)
+    assert decision["labels"] == ["red"]
