@@ -189,11 +189,14 @@ class ExplanationStore:
 
     # decisions ----------------------------------------------------------------------------------
     def add_decision(self, decision: dict, bundle_path=None) -> None:
+        """Store a decision and the bundle that made it (its absolute path: an appeal may be
+        processed from another folder)."""
+        bundle = bundle_path or decision.get("bundle")
         with self.transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (decision["decision_id"], decision.get("path"), decision.get("sha256"),
-                 str(bundle_path or decision.get("bundle") or "") or None,
+                 str(Path(bundle).absolute()) if bundle else None,
                  json.dumps(decision.get("scores") or {}), json.dumps(decision.get("labels", [])),
                  json.dumps(decision.get("flagged", [])), int(bool(decision.get("needs_review"))),
                  decision.get("model_sha256"), decision.get("time") or utc_now()))
@@ -255,7 +258,8 @@ class ExplanationStore:
 
     # appeals ------------------------------------------------------------------------------------
     def queue(self, decision_id: str, methods, *, image_path=None, bundle_path=None) -> int:
-        """Queue an appeal; the image and bundle come from the stored decision unless given.
+        """Queue an appeal; the image and bundle come from the stored decision unless given
+        (a path given is stored absolute: the appeal may be processed from another folder).
         A comment's decision needs no image: its text is stored with its explanation."""
         known = self.decision(decision_id) or {}
         image_path = image_path or known.get("path")
@@ -266,7 +270,8 @@ class ExplanationStore:
             cursor = self.db.execute(
                 "INSERT INTO pending (decision_id, image_path, bundle_path, methods, requested) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (decision_id, str(image_path) if image_path else None, str(bundle_path),
+                (decision_id, str(Path(image_path).absolute()) if image_path else None,
+                 str(Path(bundle_path).absolute()),
                  ",".join(methods), utc_now()))
         return int(cursor.lastrowid)
 

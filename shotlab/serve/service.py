@@ -120,6 +120,10 @@ def unless_store_lost(call, lost_value):
         return lost_value
 
 
+def article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def check_explanation_store(path) -> None:
     """Refuse to start on an explanation store that cannot be opened (a damaged or foreign
     file): every flag's explanation would fail, and reads of stored ones answer 500."""
@@ -253,7 +257,7 @@ class Service:
             try:
                 decoded = await in_thread(kind.decode, body, self.bundle, self.options)
             except BadImageError as exc:
-                return Refusal(422, "bad_input", f"{exc.reason}: send a {kind.name} this "
+                return Refusal(422, "bad_input", f"{exc.reason}: send {article(kind.name)} this "
                                f"server can decode")
             except InputError as exc:  # a comment or a caption: the reason predict gives
                 return Refusal(422, "bad_input", str(exc))

@@ -62,6 +62,18 @@ def test_decisions_and_appeals(tmp_path):
             store.queue("d7", ["lime"])
 
 
+def test_paths_typed_relative_are_stored_absolute(tmp_path, monkeypatch):
+    """`predict out/bundle ... --explain` stored 'out/bundle' as typed: an appeal processed
+    from any other folder failed with "no such run or bundle"."""
+    monkeypatch.chdir(tmp_path)
+    with ExplanationStore(tmp_path / "e.sqlite") as store:
+        store.add_decision(decision(), bundle_path="runs/r1/bundle")
+        assert store.decision("d1")["bundle"] == str(tmp_path / "runs/r1/bundle")
+        store.queue("d9", ["lime"], image_path="in/x.png", bundle_path="b.zip")
+        (appeal,) = [a for a in store.appeals() if a.decision_id == "d9"]
+        assert (appeal.image_path, appeal.bundle_path) == (str(tmp_path / "in/x.png"),
+                                                           str(tmp_path / "b.zip"))
+
 def test_a_served_decision_without_an_image_path_says_so(tmp_path):
     """A decision `shotlab serve` stored (bundle, no path) was reported as not in the store."""
     with ExplanationStore(tmp_path / "e.sqlite") as store:

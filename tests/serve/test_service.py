@@ -144,7 +144,8 @@ def test_bad_input_gets_a_status_and_a_one_line_reason(server, images, tmp_path,
     good = images[3].read_bytes()
     body, headers, status, reason = {
         "empty": (b"", PNG, 422, "empty"),
-        "not-an-image": (b"hello, world", PNG, 422, "not an image"),
+        "not-an-image": (b"hello, world", PNG, 422,
+                         "not an image (format not recognised): send an image this server"),
         "truncated": (truncate(write_image(tmp_path / "t.png", size=(64, 64)), 0.5).read_bytes(),
                       PNG, 422, "truncated or corrupt"),
         "bomb": (png_header_only(tmp_path / "bomb.png", 60_000, 60_000).read_bytes(), PNG, 422,
