@@ -232,10 +232,16 @@ def export_command(name: str, out: Path, fmt: str) -> None:
     Example:
       shotlab curate export vehicles ./vehicles-export --format csv
     """
-    from shotlab.curate.exporter import export_dataset
+    from shotlab.curate.exporter import excluded_count, export_dataset
 
     count = export_dataset(name, out, fmt)
     click.echo(f"Exported {count} samples of '{name}' to {out} [{fmt}].")
+    excluded = excluded_count(name)
+    if excluded:
+        click.echo(f"{excluded} sample(s) tagged 'exclude' "
+                   + ("kept with their tags; `curate import` leaves them out." if fmt == "fiftyone"
+                      else "left out (this layout holds no tags: they would come back as "
+                           "ordinary labelled data)."))
 
 
 @curate.command("policy")

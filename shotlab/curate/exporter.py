@@ -9,6 +9,10 @@ group), which `curate import` reads back as the same comments. So does a posts d
 OUT/posts.csv (image_path, text, label with "a;b" for multilabel, split) beside OUT/images/,
 which `curate import OUT/posts.csv` reads back as the same posts.
 
+Samples an annotator tagged `exclude` are left out of the folder and CSV layouts (which hold
+no tags: they would come back as ordinary labelled data); the fiftyone layout keeps them with
+their tags, and `curate import` of it leaves them out again.
+
 Images are copied (never moved); the export folder must be new or empty, so nothing the user
 has there is overwritten, and every write stays inside it (a class name that is not a plain
 folder name is refused for the folder format). An export that fails leaves the folder as it
@@ -28,6 +32,7 @@ from shotlab.core.errors import InputError
 from shotlab.core.names import child_path
 from shotlab.core.progress import progress_bar
 from shotlab.curate.importer import LABELS_CSV
+from shotlab.curate.review import EXCLUDE_TAG
 from shotlab.curate.readers.csvfile import MULTI_SEPARATOR
 from shotlab.curate.records import normalise_split
 
@@ -101,7 +106,7 @@ def check_folder_layout(name: str, task: str, items: list[Item]) -> None:
 
 def export_folder(dataset, out: Path) -> int:
     items = items_of(dataset)
-    check_folder_layout(dataset.name, store.task_of(dataset), items)
+    check_folder_layout(dataset.dataset_name, store.task_of(dataset), items)
     out.mkdir(parents=True, exist_ok=True)
     used: set[Path] = set()
     for item in progress_bar(items, unit="img", desc="Exporting"):
@@ -123,7 +128,7 @@ def label_columns(dataset, *, one_column: bool = False):
     classes = store.class_names(dataset)
     if store.task_of(dataset) == "multilabel" and not one_column:
         return classes, lambda labels: [int(c in labels) for c in classes]
-    check_csv_names(dataset.name, classes)
+    check_csv_names(dataset.dataset_name, classes)
     return ["label"], lambda labels: [MULTI_SEPARATOR.join(labels)]
 
 
@@ -166,7 +171,8 @@ def check_csv_names(name: str, classes: list[str]) -> None:
 
 def export_fiftyone(dataset, out: Path) -> int:
     fo = store.fiftyone()
-    dataset.export(export_dir=str(out), dataset_type=fo.types.FiftyOneDataset, export_media=True)
+    dataset.export(export_dir=str(out), dataset_type=fo.types.FiftyOneDataset, export_media=True,
+                   progress=False)
     return len(dataset)
 
 
@@ -204,8 +210,14 @@ KIND_EXPORTERS = {store.TEXT: ("comments", {"csv": export_text_csv}),
                   store.POST: ("posts (an image and its caption)", {"csv": export_post_csv})}
 
 
+def excluded_count(name: str) -> int:
+    """How many of dataset `name`'s samples are tagged `exclude`."""
+    return store.load(name).match_tags(EXCLUDE_TAG).count()
+
+
 def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:
-    """Copy dataset `name` to `out` in format `fmt`; returns the number of samples exported."""
+    """Copy dataset `name` to `out` in format `fmt`; returns the number of samples exported
+    (the excluded ones left out but for the fiftyone layout: the module docstring)."""
     if fmt not in EXPORTERS:
         raise InputError(f"unknown export format '{fmt}'; expected one of {', '.join(EXPORTERS)}")
     dataset = store.load(name)
@@ -216,6 +228,8 @@ def export_dataset(name: str, out: str | Path, fmt: str = "folder") -> int:
                          f"{', '.join(exporters)} (a CSV that `curate import` reads back)")
     out = Path(out)
     check_new_folder(out)
+    if fmt != "fiftyone":  # every sample, the excluded ones with their tags
+        dataset = dataset.match_tags(EXCLUDE_TAG, bool=False)  # a view: the exporters read it
     if kind != store.TEXT:
         check_sources(name, dataset.values("filepath"))
     existed = out.exists()

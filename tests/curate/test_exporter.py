@@ -52,6 +52,30 @@ def test_multiclass_round_trip(tmp_path, dataset_name, roundtrip, fmt):
     roundtrip(tmp_path / "out", fmt)
 
 
+@pytest.mark.parametrize("fmt", ["folder", "csv", "fiftyone"])
+def test_an_excluded_sample_does_not_come_back_as_training_data(tmp_path, dataset_name, fmt):
+    """The folder and CSV layouts wrote it as an ordinary labelled image and the fiftyone
+    import dropped its tag: after a round trip the junk an annotator excluded was trained on."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+
+    split_dataset(tmp_path / "src", dataset_name)
+    dataset = store.load(dataset_name)
+    junk = dataset.match({"split": "train"}).first()
+    junk.tags.append("exclude")
+    junk.save()
+    out, back = tmp_path / "out", f"{dataset_name}-back-{fmt}"
+    result = CliRunner().invoke(cli, ["curate", "export", dataset_name, str(out), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert "1 sample(s) tagged 'exclude'" in result.output
+    try:
+        import_path(out, back, progress=False)
+        assert junk.sha256 not in store.load(back).values("sha256")
+        assert len(store.load(back)) == len(dataset) - 1
+    finally:
+        store.delete(back)
+
 @pytest.mark.parametrize("fmt", ["csv", "fiftyone"])
 def test_multilabel_round_trip_with_unlabeled_and_unassigned(tmp_path, dataset_name, roundtrip, fmt):
     for i, name in enumerate("abc"):

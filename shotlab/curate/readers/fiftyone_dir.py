@@ -3,7 +3,8 @@
 (ImageClassificationDirectoryTree exports are plain `class/image` trees: the folder reader.)
 The export is loaded into a temporary FiftyOne dataset, read, and the temporary dataset deleted.
 Labels come from `ground_truth`, else the first classification field; the split from a `split`
-field, else a train/val/test tag. A sample whose `split` is none of those is skipped by name.
+field, else a train/val/test tag. A sample whose `split` is none of those is skipped by name, and
+so is one tagged `exclude` (a shotlab export keeps an annotator's exclusions as that tag).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shotlab.core import store
+from shotlab.curate.review import EXCLUDE_TAG
 from shotlab.curate.records import (SPLIT_ALIASES, Record, Scan, Skipped, normalise_split,
                                     unknown_split)
 
@@ -51,6 +53,10 @@ def split_of(sample) -> str | None:
 def scan_samples(samples, field: str | None) -> Scan:
     scan = Scan()
     for sample in samples:
+        if EXCLUDE_TAG in sample.tags:
+            scan.skipped.append(Skipped(sample.filepath, f"tagged '{EXCLUDE_TAG}' in the export "
+                                        f"(an annotator left it out of training): not imported"))
+            continue
         try:
             split = split_of(sample)
         except ValueError as exc:
