@@ -21,9 +21,11 @@ from shotlab.core.images import sha256_file
 FIELDS = ["id", "filepath", "sha256", "metadata.size_bytes", "imported_at", "created_at"]
 
 
-def refresh_changed(dataset) -> list[str]:
+def refresh_changed(dataset, gone: list | None = None) -> list[str]:
     """Give the samples whose files changed since import their current sha256 and size;
-    returns those files' paths. Gone or unreadable files are left to whoever reads them."""
+    returns those files' paths. Files gone since import are added to `gone` (when given: a
+    caller whose caches would answer for them says so); unreadable ones are left to whoever
+    reads them."""
     if store.kind_of(dataset) == store.TEXT:  # the comment is in the database, not a user file
         return []
     changed = {}
@@ -33,6 +35,10 @@ def refresh_changed(dataset) -> list[str]:
             if stat.st_size == size and not modified_after(stat.st_mtime, imported or created):
                 continue
             fresh = sha256_file(path)
+        except FileNotFoundError:
+            if gone is not None:
+                gone.append(path)
+            continue
         except OSError:
             continue
         if fresh != digest:

@@ -176,6 +176,18 @@ def test_a_file_replaced_after_import_is_named_with_the_fix(tmp_path, dataset_na
         f"the App to leave it out")
 
 
+def test_an_image_deleted_after_import_is_named_not_scored_in_silence(tmp_path, dataset_name):
+    """With the scan cache warm, a deleted file's old figures were reported with no word, and
+    the report and views sent reviewers to a missing image."""
+    root = write_colour_tree(tmp_path / "colours", counts={"train": 4})
+    import_path(root, dataset_name, progress=False)
+    assert check(dataset_name, "--checks", "quality")["warnings"] == []
+    gone = root / "train/red/red_1.png"
+    gone.unlink()
+    assert check(dataset_name, "--checks", "quality")["warnings"] == [
+        f"1 file gone since import (first: {gone}): its results come from what was measured "
+        f"before; restore it, or tag it 'exclude' and run `shotlab curate apply`"]
+
 def test_an_image_edited_after_import_is_measured_as_it_is_now(tmp_path, dataset_name):
     """The scan cache keys by sha256: the edited file gets its current one, so it is measured
     again; a file only touched (newer mtime, same bytes) is hashed, found unchanged, and kept."""

@@ -53,6 +53,7 @@ class Samples:
     # Stored fields that bind samples together (core/groups.GROUP_FIELDS but sha256): the last
     # check's duplicate clusters, a frame's clip, a comment's thread; field -> values.
     bound: dict[str, list] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)  # files deleted since import
 
     @property
     def inputs(self) -> list[str]:
@@ -125,7 +126,8 @@ def load_samples(dataset) -> Samples:
     sha256 in the store (core/changed_files.py), so no cache answers for their old bytes."""
     from shotlab.core.changed_files import refresh_changed
 
-    changed = refresh_changed(dataset)
+    gone: list[str] = []
+    changed = refresh_changed(dataset, gone)
     task = store.task_of(dataset)
     view = dataset.match_tags(EXCLUDE_TAG, bool=False)
     raw = view.values(store.label_path(task))
@@ -134,9 +136,12 @@ def load_samples(dataset) -> Samples:
     kind = store.kind_of(dataset)
     schema = view.get_field_schema()
     bound = {f: view.values(f) for f in GROUP_FIELDS if f in schema and f != "sha256"}
-    return Samples(view.values("id"), view.values("filepath"), view.values("sha256"), labels,
+    paths = view.values("filepath")
+    checked = set(paths)
+    return Samples(view.values("id"), paths, view.values("sha256"), labels,
                    view.values("split"), task, len(dataset) - len(view), kept_mask(view, labels),
-                   kind, view.values("text") if kind == store.TEXT else None, changed, bound)
+                   kind, view.values("text") if kind == store.TEXT else None, changed, bound,
+                   [path for path in gone if path in checked])
 
 
 def kept_mask(view, labels: list[tuple[str, ...]]) -> np.ndarray:
@@ -189,7 +194,7 @@ def run_checks(name: str, *, checks=CHECKS, embed: Embedder | None = None,
     views = fields.save_views(dataset, results)
     summary = summarize(name, samples, results, views, options or {})
     summary.skipped = skipped
-    summary.warnings = changed_warning(samples.changed)
+    summary.warnings = changed_warning(samples.changed) + gone_warning(samples.gone)
     fields.record_summary(dataset, {"time": summary.time, "options": summary.options,
                                     "checked": summary.checked, "excluded": summary.excluded,
                                     "counts": {k: v["count"] for k, v in summary.checks.items()}})
@@ -204,6 +209,20 @@ def changed_warning(changed: list[str]) -> list[str]:
     return [f"{plural(len(changed), 'file')} changed since import (first: {changed[0]}): "
             f"measured as {'it is' if len(changed) == 1 else 'they are'} now, and the "
             f"dataset's sha256 updated"]
+
+
+def gone_warning(gone: list[str]) -> list[str]:
+    """Files deleted since import: their figures come from the caches (measured before), and
+    the report and views would send a reviewer to a missing image."""
+    from shotlab.core.output import plural
+
+    if not gone:
+        return []
+    return [f"{plural(len(gone), 'file')} gone since import (first: {gone[0]}): "
+            f"{'its' if len(gone) == 1 else 'their'} results come from what was measured "
+            f"before; restore {'it' if len(gone) == 1 else 'them'}, or tag "
+            f"{'it' if len(gone) == 1 else 'them'} '{EXCLUDE_TAG}' and run `shotlab curate "
+            f"apply`"]
 
 
 def summarize(name: str, samples: Samples, results: list[CheckResult], views: list[str],
