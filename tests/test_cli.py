@@ -91,6 +91,23 @@ def test_small_class_warning(tmp_path, dataset_name):
     assert "imbalance ratio 6.0" in info.output
 
 
+@pytest.mark.fiftyone
+def test_info_counts_what_training_uses_not_the_excluded(tmp_path, dataset_name):
+    """It counted samples tagged 'exclude' (and warned on them), disagreeing with `curate
+    split` and the run's manifest."""
+    from shotlab.core import store
+
+    write_class_tree(tmp_path, {"cat": 6, "dog": 5})
+    run("curate", "import", tmp_path, "--name", dataset_name)
+    for sample in store.load(dataset_name).match({"ground_truth.label": "dog"}).limit(2):
+        sample.tags.append("exclude")
+        sample.save()
+    info = run("curate", "info", dataset_name)
+    assert "9 samples (2 more tagged 'exclude', left out of every count)" in info.output
+    assert "warning: class 'dog' has only 3 images" in info.output
+    data = json.loads(run("curate", "info", dataset_name, "--json").output)
+    assert data["classes"]["dog"] == {"unassigned": 3} and data["excluded"] == 2
+
 @pytest.mark.parametrize("args, code, message", [
     (["curate", "import", "/no/such/folder", "--name", "x"], 2, "/no/such/folder: no such file or folder"),
     (["curate", "info", "no-such-dataset"], 2, "no dataset named 'no-such-dataset'"),

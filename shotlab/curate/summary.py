@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from shotlab.core import store
 from shotlab.core.output import plural, table
+from shotlab.curate.review import EXCLUDE_TAG
 
 # Below this many images a class cannot be split three ways and still be cross-validated (5-fold).
 MIN_PER_CLASS = 5
@@ -22,6 +23,7 @@ class DatasetSummary:
     splits: dict[str, int]
     imbalance_ratio: float | None  # largest class / smallest class
     warnings: list[str] = field(default_factory=list)
+    excluded: int = 0  # samples tagged `exclude`: left out of every count, as training leaves them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -32,7 +34,9 @@ class DatasetSummary:
                 for name, counts in self.classes.items()]
         rows.append(["total", *(self.splits[s] for s in splits), self.samples])
         ratio = "n/a" if self.imbalance_ratio is None else f"{self.imbalance_ratio:.1f}"
-        lines = [f"Dataset '{self.name}': {self.task}, {self.samples} samples, "
+        left_out = (f" ({self.excluded} more tagged '{EXCLUDE_TAG}', left out of every count)"
+                    if self.excluded else "")
+        lines = [f"Dataset '{self.name}': {self.task}, {self.samples} samples{left_out}, "
                  f"{len(set(self.classes) - {store.UNLABELED})} classes, imbalance ratio {ratio} "
                  f"(largest/smallest class)",
                  "", table(["class", *splits, "total"], rows)]
@@ -51,11 +55,15 @@ def class_warnings(totals: dict[str, int], min_per_class: int) -> list[str]:
 
 
 def summarize(name: str, *, min_per_class: int = MIN_PER_CLASS) -> DatasetSummary:
+    """The counts of the samples training would use: those tagged `exclude` are left out (and
+    counted apart), so these figures agree with `curate split` and the run's manifest."""
     dataset = store.load(name)
-    counts = store.class_counts(dataset)
+    kept = dataset.match_tags(EXCLUDE_TAG, bool=False)
+    counts = store.class_counts(kept)
     totals = {label: sum(c.values()) for label, c in counts.items()}
-    splits = Counter(store.split_names(dataset))
-    return DatasetSummary(name=name, task=store.task_of(dataset), samples=len(dataset),
+    splits = Counter(store.split_names(kept))
+    return DatasetSummary(name=name, task=store.task_of(dataset), samples=len(kept),
                           classes={k: dict(v) for k, v in counts.items()}, splits=dict(splits),
                           imbalance_ratio=imbalance_ratio(totals),
-                          warnings=class_warnings(totals, min_per_class))
+                          warnings=class_warnings(totals, min_per_class),
+                          excluded=len(dataset) - len(kept))
