@@ -231,6 +231,26 @@ def test_a_fiftyone_export_with_an_unknown_split_skips_that_sample(tmp_path, dat
             fo.delete_dataset(target)
 
 
+def test_a_broken_fiftyone_export_is_one_line_and_imports_nothing(tmp_path, dataset_name):
+    """A cut samples.json (and --format fiftyone on a plain folder tree) ended in FiftyOne's
+    ValueError traceback."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+
+    write_class_tree(tmp_path / "src", {"cat": 2, "dog": 1}, split="train")
+    import_path(tmp_path / "src", dataset_name, progress=False)
+    store.load(dataset_name).export(export_dir=str(tmp_path / "fo"),
+                                    dataset_type=store.fiftyone().types.FiftyOneDataset)
+    samples = tmp_path / "fo" / "samples.json"
+    samples.write_bytes(samples.read_bytes()[:200])
+    for source, extra in ((tmp_path / "fo", []), (tmp_path / "src", ["--format", "fiftyone"])):
+        result = CliRunner().invoke(cli, ["curate", "import", str(source), "--name",
+                                          f"{dataset_name}-x", *extra])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"{source}: not a readable FiftyOne export" in result.output
+        assert f"{dataset_name}-x" not in store.list_datasets()
+
 def test_an_empty_source_is_refused_unless_allowed(tmp_path, dataset_name):
     from click.testing import CliRunner
 

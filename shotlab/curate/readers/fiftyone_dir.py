@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shotlab.core import store
+from shotlab.core.errors import InputError
 from shotlab.curate.review import EXCLUDE_TAG
 from shotlab.curate.records import (SPLIT_ALIASES, Record, Scan, Skipped, normalise_split,
                                     unknown_split)
@@ -71,7 +72,14 @@ def read_fiftyone(root: Path) -> Scan:
     fo = store.fiftyone()
     kind = (fo.types.FiftyOneDataset if (root / DATASET_MARKERS[0]).is_file()
             else fo.types.FiftyOneImageClassificationDataset)
-    temporary = fo.Dataset.from_dir(dataset_dir=str(root), dataset_type=kind, progress=False)
+    try:
+        temporary = fo.Dataset.from_dir(dataset_dir=str(root), dataset_type=kind,
+                                        progress=False)
+    except (ValueError, KeyError, TypeError, OSError) as exc:  # FiftyOne's reading errors
+        raise InputError(f"{root}: not a readable FiftyOne export ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:160]}); give the folder `curate export --format fiftyone` "
+                         f"(or FiftyOne's export) wrote, whole, or import the folder without "
+                         f"--format fiftyone") from None
     try:
         return scan_samples(temporary.iter_samples(), label_field(temporary))
     finally:
