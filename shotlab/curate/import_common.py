@@ -56,10 +56,21 @@ def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipp
 
 
 def repeated(record: Record, first: Record) -> str:
-    """Why a repeat is skipped, naming both rows where the source has rows."""
-    if record.where and first.where:
-        return f"{record.where}: listed more than once; the first entry ({first.where}) was used"
-    return "listed more than once; the first entry was used"
+    """Why a repeat is skipped, naming both rows where the source has rows, and what the first
+    entry kept where the two disagree (another label or split)."""
+    said = (f"{record.where}: listed more than once; the first entry ({first.where}) was used"
+            if record.where and first.where else "listed more than once; the first entry was used")
+    differs = [f"{what} {shown(mine)} here, {shown(kept)} kept" for what, mine, kept in
+               (("label", record.labels, first.labels), ("split", record.split, first.split))
+               if mine != kept]
+    return said + (f", and they disagree: {'; '.join(differs)}" if differs else "")
+
+
+def shown(value) -> str:
+    """A label tuple or a split as a message shows it."""
+    if isinstance(value, tuple):
+        return "'" + ";".join(value) + "'" if value else "none"
+    return f"'{value}'" if value else "none"
 
 
 def check_not_empty(scan: Scan, valid: list, skipped: list[Skipped], existing,

@@ -138,7 +138,7 @@ def test_a_repeated_csv_row_is_named_by_its_row_and_the_one_used(tmp_path, datas
     report = import_path(tmp_path / "labels.csv", dataset_name, progress=False)
     assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
         ("a.png", "row 4 of labels.csv: listed more than once; the first entry (row 2 of "
-                  "labels.csv) was used")]
+                  "labels.csv) was used, and they disagree: label 'dog' here, 'cat' kept")]
     assert by_name(dataset_name) == {"a.png": (("cat",), None), "b.png": (("dog",), None)}
 
 

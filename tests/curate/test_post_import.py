@@ -106,7 +106,8 @@ def test_reimport_adds_nothing_and_a_repeated_image_is_skipped(tmp_path, dataset
     first = import_posts(csv_path, dataset_name, progress=False)
     assert first.added == 2
     assert [s.reason for s in first.skipped] == [
-        "line 3 of posts.csv: listed more than once; the first entry (line 2 of posts.csv) was used"]
+        "line 3 of posts.csv: listed more than once; the first entry (line 2 of posts.csv) was "
+        "used, and they disagree: label 'b' here, 'a' kept"]
     again = import_posts(csv_path, dataset_name, progress=False)
     assert (again.added, again.already_present) == (0, 2)
     assert sorted(store.load(dataset_name).values("text")) == ["another", "first caption"]
