@@ -137,10 +137,12 @@ def check_command(name: str, checks_text: str, backbone: str | None, thresholds:
     from shotlab.core import workspace
     from shotlab.core.names import child_path
     from shotlab.core.output import echo_json
-    from shotlab.curate.check_report import write_report
+    from shotlab.curate.check_report import check_report_path, write_report
     from shotlab.curate.checks.run import (EMBEDDING_CHECKS, parse_checks, parse_thresholds,
                                            run_checks)
 
+    if report_path:
+        check_report_path(report_path)
     checks = parse_checks(checks_text)
     parsed = parse_thresholds(thresholds)
     embed = None

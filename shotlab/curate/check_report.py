@@ -9,7 +9,7 @@ import html
 import io
 from pathlib import Path
 
-from shotlab.core.errors import BadImageError
+from shotlab.core.errors import BadImageError, InputError
 from shotlab.core.files import write_text_atomic
 from shotlab.core.images import load_rgb
 
@@ -69,12 +69,39 @@ def render(summary, results, samples) -> str:
     body = "".join(section(r, samples) for r in results) + "".join(
         f'<p class="note">{html.escape(n)}: {html.escape(why)}</p>'
         for n, why in summary.skipped.items())
-    title = f"shotlab curate check: {summary.name}"
+    title = f"{TITLE}{summary.name}"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p>{summary.checked} samples checked ({summary.excluded} excluded), "
             f"{html.escape(summary.time)}</p><table><tr><th>check</th><th>flagged</th></tr>"
             f"{rows}</table>{body}</body></html>")
+
+
+TITLE = "shotlab curate check: "
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse, before any check runs, a --report the report cannot go to without harm: in a
+    folder that does not exist (never created for it), or an existing file that is not an
+    earlier report (a user's own file, never replaced)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"--report {path}: there is no folder {path.parent}; create it, or give "
+                         f"a file in an existing folder")
+    if path.is_dir():
+        raise InputError(f"--report {path} is a folder; give a file name, e.g. {path}/check.html")
+    if path.exists() and not is_check_report(path):
+        raise InputError(f"--report {path} exists and is not a shotlab check report; choose a "
+                         f"new file name (nothing was overwritten)")
+
+
+def is_check_report(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(300).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return head.startswith("<!doctype html>") and f"<title>{TITLE}" in head
 
 
 def write_report(path: Path, summary, results, samples) -> Path:
