@@ -83,6 +83,19 @@ def test_csv_rows_outside_missing_or_malformed_are_reported(tmp_path):
     assert reasons[3][1] == "row 6 of labels.csv: column 'cat' is 'yes', expected 0 or 1"
 
 
+def test_a_csv_row_with_more_fields_than_the_header_is_skipped_by_row(tmp_path):
+    """An unquoted comma in a file name shifts the row: its extra fields were dropped in
+    silence and the rest imported, possibly under the wrong label."""
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / name)
+    (tmp_path / "labels.csv").write_text("filepath,label\na.png,bird\nb.png,fish,extra1,extra2\n"
+                                         '"b.png",fish\n')
+    scan = read_table(tmp_path / "labels.csv", multilabel=False)
+    assert labelled(scan) == {"a.png": (("bird",), None), "b.png": (("fish",), None)}
+    assert [(s.path, s.reason) for s in scan.skipped] == [
+        ("row 3 of labels.csv", "4 fields, the header has 2 (filepath,label); quote a value "
+                                "holding a comma, or remove the extra fields")]
+
 def test_csv_unknown_split_is_skipped_by_row_and_several_labels_stay_several(tmp_path):
     for name in "abc":
         write_image(tmp_path / f"{name}.png")

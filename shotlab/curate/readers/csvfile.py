@@ -24,13 +24,17 @@ TRUE_VALUES, FALSE_VALUES = {"1", "1.0", "true"}, {"0", "0.0", "false", ""}
 
 def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The header and every non-blank row with the line it ends on; a short row lacks the keys
-    of its missing fields."""
+    of its missing fields, a long one holds its extra fields under the key None (as
+    csv.DictReader's restkey)."""
+    def fields(row: list[str]) -> dict:
+        values = dict(zip(header, (v.strip() for v in row)))
+        return values | ({None: row[len(header):]} if len(row) > len(header) else {})
+
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, skipinitialspace=True)
             header = [h.strip() for h in next(reader, [])]
-            rows = [(reader.line_num, dict(zip(header, (v.strip() for v in row))))
-                    for row in reader if any(row)]
+            rows = [(reader.line_num, fields(row)) for row in reader if any(row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read as CSV ({exc})") from None
     if not header:
@@ -82,6 +86,11 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
     for number, row in rows:
         where = f"row {number} of {csv_path.name}"
         require_fields(row, [label_column] if label_column else classes, csv_path, number, header)
+        if None in row:  # a misaligned row: its values may sit in the wrong columns
+            scan.skipped.append(Skipped(where, f"{len(header) + len(row[None])} fields, the "
+                                        f"header has {len(header)} ({','.join(header)}); quote "
+                                        f"a value holding a comma, or remove the extra fields"))
+            continue
         path = resolve_row_path(folder, row.get(path_column, ""), where)
         if isinstance(path, Skipped):
             scan.skipped.append(path)
