@@ -205,7 +205,8 @@ def appeal_command(store, decision_ids, methods, image, bundle) -> None:
 @click.option("--address", help="With --ray: the Ray cluster to join (e.g. HEAD:6379) "
                                 "[default: start a local Ray on 127.0.0.1].")
 def pending_command(store, methods, batch, no_score, as_json, on_ray, address) -> None:
-    """Process the queued appeals in STORE (`shotlab explain --pending STORE`)."""
+    """Process the queued appeals in STORE (`shotlab explain --pending STORE`); exits 1 when
+    any failed (each named, with its reason)."""
     from shotlab.core.output import echo_json, plural
     from shotlab.explain.report import parse_methods
 
@@ -222,11 +223,15 @@ def pending_command(store, methods, batch, no_score, as_json, on_ray, address) -
 
         summary = process_pending(store, methods=chosen, batch=batch, score=not no_score)
     if as_json:
-        return echo_json(summary)
-    for error in summary["errors"]:
-        click.echo(f"failed {error['decision_id']}: {error['error']}", err=True)
-    click.echo(f"{plural(summary['processed'], 'appeal')} processed, "
-               f"{plural(summary['stored'], 'explanation')} stored, {summary['failed']} failed")
+        echo_json(summary)
+    else:
+        for error in summary["errors"]:
+            click.echo(f"failed {error['decision_id']}: {error['error']}", err=True)
+        click.echo(f"{plural(summary['processed'], 'appeal')} processed, "
+                   f"{plural(summary['stored'], 'explanation')} stored, {summary['failed']} "
+                   f"failed")
+    if summary["failed"]:  # a script or a cron job must see that an appeal was not explained
+        raise click.exceptions.Exit(1)
 
 
 COMMANDS.append(explain)

@@ -183,3 +183,14 @@ def test_appeal_then_pending(explain_bundle, colour_images, tmp_path):
     assert json.loads(done.stdout) == {"processed": 1, "failed": 0, "stored": 1, "errors": []}
     with ExplanationStore(store, create=False) as opened:
         assert [e.method for e in opened.explanations("d1")] == ["gradcam", "lime"]
+
+
+def test_pending_exits_1_when_an_appeal_failed(explain_bundle, colour_images, tmp_path):
+    """It exited 0 with '1 failed': a cron job never learnt that an appeal went unexplained."""
+    store = tmp_path / "explanations.sqlite"
+    stored_decision(store, colour_images[0], explain_bundle)
+    colour_images[0].write_bytes(colour_images[5].read_bytes())  # replaced since the decision
+    assert run("explain", "appeal", store, "d1", "--method", "lime").exit_code == 0
+    done = run("explain", "--pending", store)
+    assert done.exit_code == 1 and "0 appeals processed" in done.output
+    assert "failed d1: not the image decided" in done.output

@@ -76,7 +76,7 @@ def test_ray_completes_the_queue_as_the_single_process_run(ray_address, appeals,
 def test_the_cli_runs_pending_on_ray(ray_address, appeals):
     result = CliRunner().invoke(cli, ["explain", "pending", str(appeals), "--ray", "--method",
                                       "gradcam", "--no-score", "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # d9 failed: a script must see it
     assert json.loads(result.stdout) == {
         "processed": 4, "failed": 1, "stored": 4,
         "errors": [{"decision_id": "d9", "error": json.loads(result.stdout)["errors"][0]["error"]}]}
