@@ -185,11 +185,28 @@ def appeal_command(store, decision_ids, methods, image, bundle) -> None:
         # nothing stored); every appeal is checked before any is queued.
         chosen = {d: parse_methods(methods, "text" if opened.has_text(d) else "image")
                   for d in decision_ids}
+        if image:
+            refuse_other_image(opened, decision_ids, image)
         for decision_id in decision_ids:
             opened.queue(decision_id, chosen[decision_id], image_path=image, bundle_path=bundle)
     shown = dict.fromkeys(m for asked in chosen.values() for m in asked)
     click.echo(f"queued {plural(len(decision_ids), 'appeal')} ({', '.join(shown)}); process "
                f"them with `shotlab explain --pending {store}`")
+
+
+def refuse_other_image(opened, decision_ids, image: Path) -> None:
+    """An --image that is not the picture a stored decision was made on (its sha256 differs) is
+    refused now, not queued to fail later."""
+    from types import SimpleNamespace
+
+    from shotlab.core.errors import InputError
+    from shotlab.explain.pending import changed_image
+
+    for decision_id in decision_ids:
+        if changed_image(opened.decision(decision_id),
+                         SimpleNamespace(image_path=image, decision_id=decision_id)):
+            raise InputError(f"--image {image}: not the image decision {decision_id} was made "
+                             f"on (its sha256 differs); give that image")
 
 
 @explain.command("pending")

@@ -233,6 +233,8 @@ def test_an_image_edited_after_import_is_measured_as_it_is_now(tmp_path, dataset
     ("bright=-0.1", "expected a number from 0 to 1"),
     ("low_information=9", "expected a number from 0 to 8"),
     ("odd_size=-1", "expected a number of 0 or more"),
+    ("odd_size=inf", "expected a number of 0 or more"),
+    ("odd_aspect_ratio=Infinity", "expected a number of 0 or more"),
     ("phash_distance=-1", "expected a whole number from 0 to 64"),
     ("phash_distance=2.5", "expected a whole number from 0 to 64"),
     ("cosine=2", "expected a number from -1 to 1"),

@@ -194,3 +194,16 @@ def test_pending_exits_1_when_an_appeal_failed(explain_bundle, colour_images, tm
     done = run("explain", "--pending", store)
     assert done.exit_code == 1 and "0 appeals processed" in done.output
     assert "failed d1: not the image decided" in done.output
+
+
+def test_an_appeal_with_another_image_is_refused_when_queued(explain_bundle, colour_images,
+                                                             tmp_path):
+    """It was queued, and failed only when processed ("changed since decision")."""
+    store = tmp_path / "explanations.sqlite"
+    stored_decision(store, colour_images[0], explain_bundle)
+    refused = run("explain", "appeal", store, "d1", "--image", colour_images[5])
+    assert refused.exit_code == 2
+    assert f"--image {colour_images[5]}: not the image decision d1 was made on" in refused.output
+    with ExplanationStore(store, create=False) as opened:
+        assert opened.appeals() == []
+    assert run("explain", "appeal", store, "d1", "--image", colour_images[0]).exit_code == 0

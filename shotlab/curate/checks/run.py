@@ -10,6 +10,7 @@ one line in the summary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -113,7 +114,8 @@ def threshold_value(pair: str, text: str, low: float, high: float, kind: type) -
         value = float(text)
     except ValueError:
         raise InputError(f"--threshold {pair}: '{text}' is not a number") from None
-    if not low <= value <= high or (kind is int and not value.is_integer()):
+    if not (low <= value <= high and math.isfinite(value)) or \
+            (kind is int and not value.is_integer()):  # inf: no image reaches it
         what = "a whole number" if kind is int else "a number"
         span = f"from {low:g} to {high:g}" if high < float("inf") else f"of {low:g} or more"
         raise InputError(f"--threshold {pair}: expected {what} {span} (the values this "
