@@ -201,6 +201,11 @@ class ClipReader:
 
         self.path = Path(self.path)
         check_readable(self.path)
+        with open(self.path, "rb") as f:
+            if is_webp(f.read(12)):  # routed here as an animation (core.images.is_animated)
+                raise BadClipError(self.path, "an animated WebP: this FFmpeg cannot decode its "
+                                              "frames; convert it to MP4 or GIF to have every "
+                                              "frame scored")
         try:
             self.container = av.open(str(self.path), metadata_errors="ignore")
         except av.FFmpegError as exc:
@@ -444,6 +449,10 @@ class ClipReader:
         return np.ascontiguousarray(np.rot90(pixels, quarter_turns)) if quarter_turns else pixels
 
 
+def is_webp(head: bytes) -> bool:
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+
+
 def merge_gaps(gaps: list[Gap], step: float) -> list[Gap]:
     """Gaps that touch (within one frame step) joined into one span per reason."""
     merged: list[Gap] = []
@@ -467,20 +476,26 @@ def perceptual_hash(pixels: np.ndarray):
 # Two neighbouring frames whose pHashes differ in at most this many of 64 bits show the same
 # picture (a static shot, a paused screen): imagehash's own guidance puts near-duplicates at <= 5.
 NEAR_IDENTICAL_BITS = 4
+# ... and whose mean colour moved less than this on every channel (0-255): pHash reads grey
+# levels only, so a recoloured picture (a flat green frame turned red) hashes the same.
+NEAR_IDENTICAL_COLOUR = 12.0
 
 
 class NearIdentical:
     """Streaming filter: `is_new(pixels)` is False for a frame whose pHash is within `bits` of
-    the last frame it let through (that frame shows the same picture)."""
+    the last frame it let through and whose mean colour is within NEAR_IDENTICAL_COLOUR of it
+    (that frame shows the same picture)."""
 
     def __init__(self, bits: int = NEAR_IDENTICAL_BITS):
         self.bits, self.last = bits, None
 
     def is_new(self, pixels: np.ndarray) -> bool:
         digest = perceptual_hash(pixels)
-        if self.last is not None and digest - self.last <= self.bits:
+        colour = pixels.reshape(-1, pixels.shape[-1]).mean(axis=0)
+        if self.last is not None and digest - self.last[0] <= self.bits and \
+                np.abs(colour - self.last[1]).max() < NEAR_IDENTICAL_COLOUR:
             return False
-        self.last = digest
+        self.last = (digest, colour)
         return True
 
 

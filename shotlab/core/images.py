@@ -61,15 +61,24 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+# Formats whose extra frames are an animation. A JPEG's extra images (MPO: a phone's preview or
+# HDR gain map) and a TIFF's pages are not: those stay stills.
+ANIMATION_FORMATS = frozenset({"GIF", "PNG", "WEBP"})
+
+
 def is_animated(source: str | Path | bytes) -> bool:
-    """Whether an image file (a path, or its bytes) holds more than one frame: an animated GIF,
-    PNG or WebP, which predict and serve decide as a clip (every frame scored, not the first
-    alone). False for a still and for anything PIL cannot open (its decoder says why later)."""
+    """Whether an image file (a path, or its bytes) is an animation: a GIF, PNG or WebP of
+    several frames, which predict and serve decide as a clip (every frame scored, not the first
+    alone). False for a still, for anything PIL cannot open (its decoder says why later) and
+    for a path that is not a regular file (a pipe would block the open)."""
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        return False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-                return bool(getattr(image, "is_animated", False))
+                return image.format in ANIMATION_FORMATS and bool(getattr(image, "is_animated",
+                                                                            False))
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         return False
 

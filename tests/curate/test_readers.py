@@ -88,8 +88,8 @@ def test_a_csv_row_with_more_fields_than_the_header_is_skipped_by_row(tmp_path):
     silence and the rest imported, possibly under the wrong label."""
     for name in ("a.png", "b.png"):
         write_image(tmp_path / name)
-    (tmp_path / "labels.csv").write_text("filepath,label\na.png,bird\nb.png,fish,extra1,extra2\n"
-                                         '"b.png",fish\n')
+    (tmp_path / "labels.csv").write_text("filepath,label\na.png,bird,\nb.png,fish,extra1,extra2\n"
+                                         '"b.png",fish\n')  # a trailing comma is fine
     scan = read_table(tmp_path / "labels.csv", multilabel=False)
     assert labelled(scan) == {"a.png": (("bird",), None), "b.png": (("fish",), None)}
     assert [(s.path, s.reason) for s in scan.skipped] == [

@@ -204,14 +204,17 @@ def test_predict_holds_images_and_clip_frames_to_max_pixels(exported, clips, tmp
     assert let_through.exit_code == 0 and json.loads(let_through.output)["bad"] == 0
 
 
-def animated_gif(path, colours: list[str], seed: int = 0):
-    """A GIF of one frame per entry of `colours` (a quarter second each)."""
+def animated_gif(path, colours: list[str], seed: int = 0, flat: bool = False, **options):
+    """An animation (GIF, or the format `path`'s suffix names) of one frame per entry of
+    `colours`, a quarter second each; `flat`: each frame one colour, no noise."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    frames = [Image.fromarray(noisy_colour(COLOURS[c], rng, 48)) for c in colours]
+    frames = [Image.new("RGB", (48, 48), COLOURS[c]) if flat else
+              Image.fromarray(noisy_colour(COLOURS[c], rng, 48)) for c in colours]
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=250, loop=0)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=250, loop=0,
+                   **options)
     return path
 
 
@@ -231,3 +234,27 @@ def test_an_animated_gif_is_decided_as_a_clip_not_by_its_first_frame(exported, t
     assert decided["anim.gif"]["kind"] == "clip" and decided["anim.gif"]["flagged"] == ["red"]
     assert decided["anim.gif"]["segments"][0]["class"] == "red"
     assert decided["still.gif"].get("kind") is None and decided["still.gif"]["flagged"] == []
+
+
+def test_flat_recoloured_frames_are_not_dropped_as_repeats_and_stills_stay_stills(exported,
+                                                                                 tmp_path):
+    """pHash reads grey levels: a flat green frame turned red hashed the same and was dropped as
+    a repeat, so the red animation passed. A phone JPEG's extra image (MPO) is no animation, and
+    an animated WebP, which this FFmpeg cannot decode, is named with the reason."""
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    animated_gif(folder / "flat.png", ["green"] + ["red"] * 3, flat=True)  # an APNG
+    animated_gif(folder / "anim.webp", ["green", "red"], flat=True)
+    photo = Image.new("RGB", (48, 48), COLOURS["green"])
+    photo.save(folder / "photo.jpg", "MPO", save_all=True, append_images=[photo.copy()])
+    assert Image.open(folder / "photo.jpg").format == "MPO"
+    out = tmp_path / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(folder), "--out",
+                                      str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    decided = {Path(d["path"]).name: d for d in map(json.loads, open(out))}
+    assert decided["flat.png"]["kind"] == "clip" and decided["flat.png"]["flagged"] == ["red"]
+    assert decided["photo.jpg"].get("kind") is None
+    (bad,) = json.loads(result.output)["bad_files"]
+    assert bad["path"].endswith("anim.webp") and "an animated WebP" in bad["reason"]

@@ -148,6 +148,25 @@ def test_a_pipe_in_a_folder_is_named_among_the_bad_files_not_dropped(tmp_path):
         read_bytes(folder / "pipe.png")
 
 
+def test_predict_over_a_folder_with_a_pipe_finishes_and_names_it(exported, tmp_path):
+    """The check for animated images opened every file before the regular-file guard: a FIFO
+    named .png blocked predict for ever. Run as a user would, in a process with a deadline."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    write_image(folder / "a.png", seed=1)
+    os.mkfifo(folder / "pipe.png")
+    done = subprocess.run([sys.executable, "-m", "shotlab", "predict", str(exported.path),
+                           str(folder), "--out", str(tmp_path / "d.jsonl"), "--json"],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    summary = json.loads(done.stdout)
+    assert summary["images"] == 1 and summary["bad_files"][0]["path"].endswith("pipe.png")
+
 def test_symlinked_and_repeated_paths_are_decided_once_and_a_broken_link_is_named(tmp_path):
     from shotlab.export.predict import collect_paths
 

@@ -24,11 +24,12 @@ TRUE_VALUES, FALSE_VALUES = {"1", "1.0", "true"}, {"0", "0.0", "false", ""}
 
 def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The header and every non-blank row with the line it ends on; a short row lacks the keys
-    of its missing fields, a long one holds its extra fields under the key None (as
-    csv.DictReader's restkey)."""
+    of its missing fields, a long one holds its extra non-empty fields under the key None (as
+    csv.DictReader's restkey; a trailing comma adds an empty field, which is no misalignment)."""
     def fields(row: list[str]) -> dict:
         values = dict(zip(header, (v.strip() for v in row)))
-        return values | ({None: row[len(header):]} if len(row) > len(header) else {})
+        extra = row[len(header):]
+        return values | ({None: extra} if any(v.strip() for v in extra) else {})
 
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
