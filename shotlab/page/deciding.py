@@ -43,6 +43,7 @@ def decide(model, name: str, data: bytes, path: Path | None = None) -> Decided:
 
     started = time.perf_counter()
     kind = get_kind(model.kind)
+    refuse_animated(name, data, ANIMATED_IMAGE)
     try:
         array = kind.decode(data, model.bundle.preprocessing)
     except BadImageError as exc:
@@ -51,6 +52,20 @@ def decide(model, name: str, data: bytes, path: Path | None = None) -> Decided:
     record = decision_records(model.bundle, probs, [hashlib.sha256(data).hexdigest()],
                               runtime=RUNTIME, paths=[path] if path else None)[0]
     return Decided(name, record, array, data, (time.perf_counter() - started) * 1000)
+
+
+# `shotlab predict` decides an animation as a clip, every frame scored; its first frame alone
+# would stand for the rest here.
+ANIMATED_IMAGE = ("an animated image: `shotlab predict` scores every frame of it, as a clip's; "
+                  "pick the clip panel and upload it there")
+
+
+def refuse_animated(name: str, data: bytes, reason: str) -> None:
+    from shotlab.core.errors import BadImageError
+    from shotlab.core.images import is_animated
+
+    if is_animated(data):
+        raise BadImageError(name, reason)
 
 
 def decide_clip(model, name: str, data: bytes, path: Path | None = None) -> Decided:
@@ -114,7 +129,7 @@ def decide_post(model, name: str, data: tuple, path: Path | None = None) -> Deci
     image kind's decoder, both parts through the bundle's runner, the record by
     `export.predict_posts.post_decisions`."""
     from shotlab.core.errors import BadImageError
-    from shotlab.export.predict_posts import Post, post_decisions
+    from shotlab.export.predict_posts import ANIMATED_PICTURE, Post, post_decisions
     from shotlab.runtime.kinds import get_kind, load_inputs
     from shotlab.runtime.text import check_text
 
@@ -122,6 +137,7 @@ def decide_post(model, name: str, data: tuple, path: Path | None = None) -> Deci
     image_bytes, caption = data
     parts = model.bundle.parts
     text = check_text(caption, f"{name} caption")
+    refuse_animated(name, image_bytes, ANIMATED_PICTURE)
     try:
         image = get_kind("image").decode(image_bytes, parts["image"])
     except BadImageError as exc:

@@ -82,11 +82,12 @@ def report_samples(bundle) -> list[Path]:
     return list(dict.fromkeys(p for p in paths if p.is_file()))
 
 
-def upload(st, kind: str, noun: str):
-    """(name, bytes, None) of a file the user dropped, with one of `kind`'s suffixes."""
+def upload(st, kind: str, noun: str, also: tuple[str, ...] = ()):
+    """(name, bytes, None) of a file the user dropped, with one of `kind`'s suffixes (or of
+    `also`)."""
     from shotlab.runtime.kinds import get_kind
 
-    suffixes = sorted(s.lstrip(".") for s in get_kind(kind).extensions)
+    suffixes = sorted({s.lstrip(".") for s in get_kind(kind).extensions} | set(also))
     uploaded = st.file_uploader(f"Upload {noun}", type=suffixes, key=f"upload-{kind}")
     return None if uploaded is None else (uploaded.name, uploaded.getvalue(), None)
 
@@ -123,7 +124,8 @@ def show_image(st, model, decided, results: dict, opacity: float) -> None:
 
 
 def pick_clip(st, model):
-    return upload(st, "clip", "a short clip")
+    # an animated GIF or PNG is decided as a clip (as `shotlab predict` decides it)
+    return upload(st, "clip", "a short clip or an animated GIF", also=("gif", "png"))
 
 
 def show_clip(st, model, decided, results: dict, opacity: float) -> None:

@@ -181,6 +181,16 @@ def test_clip_decision_is_predicts_record_with_its_timeline(model, tmp_path):
     assert not list(tmp_path.glob("upload*"))  # the temporary file is not left beside the clip
 
 
+def test_an_animated_gif_is_decided_in_the_clip_panel_as_predict_decides_it(model, tmp_path):
+    """The image panel decided it on its first frame (green) where predict flags it (red)."""
+    from tests.export.test_predict_clips import animated_gif
+
+    gif = animated_gif(tmp_path / "anim.gif", ["green"] + ["red"] * 7)
+    with pytest.raises(BadImageError, match="anim.gif: an animated image: .*clip panel"):
+        decide(model, gif.name, gif.read_bytes())
+    decided = PANELS["clip"].decide(model, gif.name, gif.read_bytes(), gif)
+    assert decided.record["kind"] == "clip" and decided.record["flagged"] == ["red"]
+
 def test_a_corrupt_clip_gives_predicts_reason(model, tmp_path):
     from shotlab.export.predict_clips import predict_clips
 
