@@ -176,9 +176,16 @@ def test_the_neighbour_score_skips_samples_of_the_same_group():
     assert apart[0, 0] == 1 / 3 and together[0, 0] == 0.0 and together[0, 1] == 1.0
 
 
-def test_multilabel_copies_are_held_out_together():
+def test_multilabel_copies_are_held_out_together_and_a_class_counts_its_groups():
+    """A correct class made of three copies of one image was judged, held out together, and
+    two of its copies flagged: as in multiclass, it is one group, too small to judge."""
     features, labels = blobs(per_class=8)
     tags = [(l,) for l in labels]
     groups = np.arange(24) // 2  # pairs
     result = find_multilabel_issues(tags, features, groups=groups)
     assert result.details["grouped"] == 24 and not np.isnan(result.scores).any()
+    copies = np.repeat(features[:1] + 9, 3, axis=0)
+    tags, groups = tags + [("cat", "owl")] * 3, np.concatenate([np.arange(24), [24] * 3])
+    result = find_multilabel_issues(tags, np.vstack([features, copies]), groups=groups)
+    assert "owl" in result.details["too_small"] and "owl" not in result.details["classes_judged"]
+    assert not result.issues[24:].any()

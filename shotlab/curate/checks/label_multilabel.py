@@ -36,6 +36,16 @@ def one_sided_note(small: dict[str, int], n: int) -> list[str]:
             for c, p in sorted(small.items())]
 
 
+def sides(targets: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, how many samples carry it and how many do not; with `groups`, how many groups
+    (copies of one image count once: held out together, they cannot vouch for each other)."""
+    if groups is None:
+        return targets.sum(0), len(targets) - targets.sum(0)
+    count = [[len(np.unique(groups[targets[:, k] == side])) for k in range(targets.shape[1])]
+             for side in (1, 0)]
+    return np.array(count[0], int), np.array(count[1], int)
+
+
 def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, *,
                            repeats: int = REPEATS, alpha: float = DEFAULT_ALPHA, seed: int = 0,
                            groups: np.ndarray | None = None):
@@ -51,15 +61,14 @@ def find_multilabel_issues(labels: list[tuple[str, ...]], features: np.ndarray, 
     n = len(labels)
     names = sorted({c for ls in labels for c in ls})
     targets = np.array([[c in ls for c in names] for ls in labels], int).reshape(n, len(names))
-    positives, negatives = targets.sum(0), n - targets.sum(0)
-    keep = (positives >= MIN_CLASS_SIZE) & (negatives >= MIN_CLASS_SIZE)
-    small = {c: int(p) for c, p, k in zip(names, positives, keep) if not k}
+    with_it, without_it = sides(targets, groups)
+    keep = (with_it >= MIN_CLASS_SIZE) & (without_it >= MIN_CLASS_SIZE)
+    small = {c: int(p) for c, p, k in zip(names, targets.sum(0), keep) if not k}
     classes = [c for c, k in zip(names, keep) if k]
     notes = one_sided_note(small, n)
-    if len(classes) < 2 or n < 2 * MIN_CLASS_SIZE or \
-            (groups is not None and len(np.unique(groups)) < 2):  # nothing to hold out
-        result = empty_result(NAME, n, "fewer than 2 classes with enough samples: label issues "
-                                       "not judged")
+    if len(classes) < 2 or n < 2 * MIN_CLASS_SIZE:
+        result = empty_result(NAME, n, "fewer than 2 classes with enough samples (or groups of "
+                                       "samples that belong together): label issues not judged")
         result.notes += notes
         return result
     targets = targets[:, keep]
