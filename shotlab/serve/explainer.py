@@ -11,9 +11,11 @@ comment's words, `explain.text_tier1`; a post's modality split, Grad-CAM and cap
 explanation store keyed by decision id, then marks the jobs done. The thread runs at a lower
 priority (nice 10) and with one torch thread, so explanations use the CPU that requests leave
 idle. The queue is rows in the store: jobs queued before a crash or a restart are taken up when
-the worker starts again. A job that cannot be explained (no checkpoint; decided by another
-bundle's model, queued before a restart with another bundle) is marked failed with the reason;
-the worker never stops the service.
+the worker starts again. A worker takes only the jobs of decisions its bundle's models made:
+another bundle's (two bundles on one store in a rolling deploy, a restart with another bundle)
+wait for a server of that bundle, never explained with a model that did not decide them. A job
+that cannot be explained (no checkpoint) is marked failed with the reason; the worker never
+stops the service.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class ExplanationWorker:
         self.thread = threading.Thread(target=self.run, name="shotlab-explain", daemon=True)
         self.checkpoint = None
         self.onnx = None
+        # The model files of this bundle: the jobs it takes are of decisions they made
+        self.models = {bundle.model_sha256(r) for r in bundle.runtimes}
 
     def start(self) -> None:
         self.thread.start()
@@ -71,7 +75,7 @@ class ExplanationWorker:
                 self.event.clear()
 
     def round(self) -> int:
-        claimed = self.store.claim(BATCH)
+        claimed = self.store.claim(BATCH, self.models)
         if not claimed:
             return 0
         jobs = self.own(claimed)
@@ -90,9 +94,9 @@ class ExplanationWorker:
         return len(claimed)
 
     def own(self, jobs: list) -> list:
-        """The jobs this server's bundle decided; the others (queued by a server that ran
-        another bundle on this store) are marked failed with the reason, not explained with a
-        model that did not make them."""
+        """The jobs this server's bundle decided (the store hands out only those, but for
+        MongoDB documents stored before their model was recorded); another model's are marked
+        failed with the reason, never explained with a model that did not make them."""
         foreign = {}
         for record, _ in jobs:
             if reason := self.bundle.foreign(record):

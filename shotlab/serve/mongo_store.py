@@ -92,7 +92,8 @@ class MongoDecisionStore:
     @staticmethod
     def document(record: dict, key: str | None, job, now: str) -> dict:
         document = {"_id": record["decision_id"], "sha256": record["sha256"],
-                    "record": json.dumps(record), "created": now}
+                    "model_sha256": record.get("model_sha256"), "record": json.dumps(record),
+                    "created": now}
         if key is not None:
             document["cache_key"] = key
         if job is not None:
@@ -122,12 +123,18 @@ class MongoDecisionStore:
         return {d["_id"] for d in self.decisions.find({}, {"_id": 1})}
 
     # the tier-1 explanation queue ---------------------------------------------------------------
-    def claim(self, limit: int) -> list:
+    def claim(self, limit: int, models=()) -> list:
         """Take up to `limit` queued jobs, oldest first: each one atomically (pending ->
-        running), so a job is explained by one replica only."""
+        running), so a job is explained by one replica only; with `models`, only jobs of
+        decisions one of them made (as the SQLite store's; documents stored before the field
+        existed are taken, and the worker checks their record)."""
         from pymongo import ASCENDING
 
-        candidates = self.decisions.find({"explanation.status": "pending"}, {"_id": 1}).sort(
+        query = {"explanation.status": "pending"}
+        if models:
+            query["$or"] = [{"model_sha256": {"$in": sorted(models)}},
+                            {"model_sha256": {"$exists": False}}]
+        candidates = self.decisions.find(query, {"_id": 1}).sort(
             [("explanation.requested", ASCENDING), ("_id", ASCENDING)]).limit(int(limit))
         jobs = []
         for candidate in list(candidates):

@@ -181,14 +181,20 @@ class DecisionStore:
         return {row[0] for row in self.read("SELECT decision_id FROM decisions")}
 
     # the tier-1 explanation queue ---------------------------------------------------------------
-    def claim(self, limit: int) -> list[tuple[dict, np.ndarray]]:
-        """Take up to `limit` queued jobs, oldest first, for this worker: (record, input).
-        A job is taken by one worker only (status pending -> running in one transaction), so
-        replicas sharing the store do not explain the same decision twice."""
+    def claim(self, limit: int, models=()) -> list[tuple[dict, np.ndarray]]:
+        """Take up to `limit` queued jobs, oldest first, for this worker: (record, input); with
+        `models` (sha256s), only jobs of decisions one of them made: another bundle's wait for
+        its own server (two bundles on one store, a restart with another bundle). A job is
+        taken by one worker only (status pending -> running in one transaction), so replicas
+        sharing the store do not explain the same decision twice."""
+        models = sorted(models)
+        mine = (f" AND json_extract(d.record, '$.model_sha256') IN "
+                f"({', '.join('?' * len(models))})" if models else "")
+
         def work(db):
             rows = db.execute("SELECT d.record, q.input FROM explain_queue q JOIN decisions d "
-                              "USING (decision_id) WHERE q.status = 'pending' ORDER BY q.rowid "
-                              "LIMIT ?", (int(limit),)).fetchall()
+                              f"USING (decision_id) WHERE q.status = 'pending'{mine} "
+                              "ORDER BY q.rowid LIMIT ?", (*models, int(limit))).fetchall()
             jobs = [(json.loads(record), blob) for record, blob in rows]
             db.executemany("UPDATE explain_queue SET status = 'running' WHERE decision_id = ?",
                            [(record["decision_id"],) for record, _ in jobs])

@@ -257,10 +257,11 @@ def test_an_appeal_with_a_bundle_that_did_not_decide_it_fails_and_stores_no_map(
         assert store.explanations("d1", "lime") == []
 
 
-def test_the_service_worker_fails_jobs_another_bundle_queued(explain_bundle, colour_images,
-                                                             tmp_path):
+def test_the_service_worker_leaves_jobs_another_bundle_queued(explain_bundle, colour_images,
+                                                              tmp_path):
     """A server restarted on the same --store with another bundle explained the first bundle's
-    queued decisions with its own checkpoint and marked them done."""
+    queued decisions with its own checkpoint and marked them done. It takes only its own now;
+    the other bundle's wait (pending) for a server of that bundle."""
     from shotlab.runtime.bundle import load_bundle
     from shotlab.serve.explainer import ExplanationWorker
     from shotlab.serve.store import DecisionStore
@@ -271,8 +272,10 @@ def test_the_service_worker_fails_jobs_another_bundle_queued(explain_bundle, col
     store = DecisionStore(tmp_path / "decisions.sqlite")
     store.save(decisions, [None, None], {d["decision_id"]: x for d, x in zip(decisions, inputs)})
     worker = ExplanationWorker(bundle, store, tmp_path / "explanations.sqlite")
-    assert worker.round() == 2
+    assert worker.round() == 1 and worker.round() == 0
     assert store.get("d0")["explanation"]["status"] == "done"
+    assert store.get("d1")["explanation"]["status"] == "pending"
+    assert worker.own([(decisions[1], inputs[1])]) == []  # a record that slipped through
     failed = store.get("d1")["explanation"]
     assert failed["status"] == "failed" and "decided by another model" in failed["error"]
     with ExplanationStore(tmp_path / "explanations.sqlite", readonly=True) as explained:

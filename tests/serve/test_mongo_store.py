@@ -57,7 +57,8 @@ def test_both_stores_keep_one_contract(kind, mongo_uri, exported, tmp_path):
     assert np.array_equal(taken[0][1], jobs[taken[0][0]["decision_id"]])
     assert first.claim(5) == [] and first.pending() == 2
     second.release_claims()  # a restarted worker puts the taken jobs back
-    assert len(first.claim(5)) == 2
+    assert first.claim(5, {"0" * 64}) == []  # another model's worker is handed none of them
+    assert len(first.claim(5, {records[0]["model_sha256"]})) == 2
     first.finish_explanation([records[0]["decision_id"]])
     first.finish_explanation([records[2]["decision_id"]], error="no checkpoint")
     assert first.pending() == 0
