@@ -59,6 +59,17 @@ def dataset_groups(dataset) -> list[int]:
     return group_ids(*[dataset.values(f) for f in GROUP_FIELDS if f in schema])
 
 
+def grouped_count(groups) -> int:
+    """How many samples share their group with another (`groups`: one group id per sample, or
+    None for every sample alone)."""
+    import numpy as np
+
+    if groups is None:
+        return 0
+    _, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    return int((counts[inverse] > 1).sum())
+
+
 def shared_keys(groups: list[int], ids: list[str]) -> list[str | None]:
     """Per sample, a key naming its group where the group holds other samples (the first
     member's id, so it does not depend on how groups are numbered); None for a sample alone."""

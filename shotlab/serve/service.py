@@ -124,12 +124,13 @@ def article(noun: str) -> str:
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
-def check_explanation_store(path) -> None:
+def check_explanation_store(path, readonly: bool) -> None:
     """Refuse to start on an explanation store that cannot be opened (a damaged or foreign
-    file): every flag's explanation would fail, and reads of stored ones answer 500."""
+    file): every flag's explanation would fail, and reads of stored ones answer 500. Opened
+    read-only where this server only reads it (--no-explain)."""
     from shotlab.explain.store import ExplanationStore
 
-    with ExplanationStore(path):
+    with ExplanationStore(path, readonly=readonly):
         pass
 
 
@@ -156,7 +157,7 @@ class Service:
         self.store = open_store(options)
         self.explanations_path = options.store / EXPLANATIONS_FILE
         if options.explain or self.explanations_path.exists():
-            check_explanation_store(self.explanations_path)
+            check_explanation_store(self.explanations_path, readonly=not options.explain)
         self.worker = (ExplanationWorker(self.bundle, self.store, self.explanations_path)
                        if options.explain else None)
         self.batcher = batcher(self.process, max_batch=options.max_batch,
@@ -247,7 +248,7 @@ class Service:
             if not body:
                 return Refusal(422, "bad_input", f"empty body (0 bytes): send the {kind.name}'s "
                                                  f"bytes")
-            kind = self.animated_as_clip(kind, body)
+            kind = await in_thread(self.animated_as_clip, kind, body)  # opens the image
             sha256 = kind.digest(body)
             key = self.engine.cache_key(sha256, kind.name)
             if key and (found := await in_thread(self.store.cached, key)) and \

@@ -119,6 +119,7 @@ def decide(features: dict[str, np.ndarray], y: np.ndarray, task: str, seed: int,
     """The choice among `features` (backbone -> train embeddings, cheapest first), recorded as
     a dict: chosen backbone and mode, every candidate's score, the folds, seed and why.
     `groups` (`Manifest.groups`): samples that belong together are held out together."""
+    from shotlab.core.groups import grouped_count
     from shotlab.train.finetune import validation_score
 
     names = list(features)
@@ -164,13 +165,6 @@ def choose(manifest: Manifest, *, backbone: str | None = None, seed: int = 0,
                               workers=workers, progress=progress) for name in names}
     return decide(features, y, manifest.task, seed, groups)
 
-
-def grouped_count(groups: np.ndarray | None) -> int:
-    """How many samples share their group with another (held out with it in every fold)."""
-    if groups is None:
-        return 0
-    sizes = np.bincount(groups)
-    return int(sizes[sizes > 1].sum())
 
 
 def chosen_config(manifest: Manifest, config, backbone: str | None, progress):

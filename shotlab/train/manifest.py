@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -118,16 +118,20 @@ def freeze(name: str) -> Manifest:
     dataset = store.load(name)
     refresh_changed(dataset)
     task = store.task_of(dataset)
-    entries, left_out = [], {"unlabeled": 0, "excluded": 0}
-    groups = shared_keys(dataset_groups(dataset), dataset.values("id"))
+    entries, groups, left_out = [], [], {"unlabeled": 0, "excluded": 0}
     for (sample_id, filepath, digest, labels, split, tags), group in zip(sample_rows(dataset),
-                                                                         groups):
+                                                                         dataset_groups(dataset)):
         if EXCLUDE_TAG in (tags or []):
             left_out["excluded"] += 1
         elif not labels and task == "multiclass":
             left_out["unlabeled"] += 1
         else:
-            entries.append(Entry(sample_id, filepath, digest, tuple(labels), split, None, group))
+            entries.append(Entry(sample_id, filepath, digest, tuple(labels), split))
+            groups.append(group)
+    # a group key only where another entry shares the group (a copy an annotator excluded, the
+    # usual fix for a duplicate, leaves its twin alone)
+    keys = shared_keys(groups, [e.sample_id for e in entries])
+    entries = [replace(e, group=key) for e, key in zip(entries, keys)]
     classes = tuple(sorted({label for e in entries for label in e.labels}))
     return Manifest(name, task, classes, tuple(entries), left_out, kind_of(dataset))
 

@@ -77,7 +77,8 @@ def pooled_scores(features: np.ndarray | None, y: dict, probs: dict, *, task: st
     labels and scores per split; `calibrated`: whether the run's scores are (a run with too few
     val samples keeps its raw scores, and then so do the folds); `groups`: the train samples'
     groups (`Manifest.groups`), each held out whole."""
-    from shotlab.train.auto_choice import fold_count, grouped_count
+    from shotlab.core.groups import grouped_count
+    from shotlab.train.auto_choice import fold_count
     from shotlab.train.calibration import apply, fit_calibration
 
     alone = {"scored_on": VALIDATION, "validation": len(y["val"])}

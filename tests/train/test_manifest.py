@@ -202,3 +202,7 @@ def test_samples_that_belong_together_carry_their_group(imported, tmp_path):
     assert len(set(numbers.tolist())) == len(ids) - 1
     grouped.save(tmp_path / "manifest.json")
     assert Manifest.load(tmp_path / "manifest.json") == grouped
+    twin = dataset.select(twins[1]).first()
+    twin.tags.append("exclude")  # the usual fix for a duplicate: its original stands alone
+    twin.save()
+    assert all(e.group is None for e in freeze(imported).entries)

@@ -30,6 +30,7 @@ from collections import Counter
 
 import numpy as np
 
+from shotlab.core.groups import grouped_count
 from shotlab.curate.checks.base import CheckResult, empty_result
 
 NAME = "label"
@@ -165,13 +166,6 @@ def find_label_issues(labels: list[str | None], features: np.ndarray, *, repeats
                                   "knn_weight": knn, "classes_judged": classes,
                                   "too_small": small, "grouped": grouped_count(held)})
 
-
-def grouped_count(groups: np.ndarray | None) -> int:
-    """How many samples share their group with another."""
-    if groups is None:
-        return 0
-    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    return int((counts[inverse] > 1).sum())
 
 
 def knn_weight(class_sizes) -> float:

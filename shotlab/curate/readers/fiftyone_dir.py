@@ -76,9 +76,10 @@ def read_fiftyone(root: Path) -> Scan:
         temporary = fo.Dataset.from_dir(dataset_dir=str(root), dataset_type=kind,
                                         progress=False)
     except (ValueError, KeyError, TypeError, OSError) as exc:  # FiftyOne's reading errors
+        reason = " ".join(str(exc).split())[:160]
         raise InputError(f"{root}: not a readable FiftyOne export ({type(exc).__name__}: "
-                         f"{' '.join(str(exc).split())[:160]}); give the folder `curate export --format fiftyone` "
-                         f"(or FiftyOne's export) wrote, whole, or import the folder without "
+                         f"{reason}); give the folder `curate export --format fiftyone` (or "
+                         f"FiftyOne's export) wrote, whole, or import the folder without "
                          f"--format fiftyone") from None
     try:
         return scan_samples(temporary.iter_samples(), label_field(temporary))
