@@ -62,7 +62,7 @@ def repeated(record: Record, first: Record) -> str:
             if record.where and first.where else "listed more than once; the first entry was used")
     differs = [f"{what} {shown(mine)} here, {shown(kept)} kept" for what, mine, kept in
                (("label", record.labels, first.labels), ("split", record.split, first.split))
-               if mine != kept]
+               if (set(mine) != set(kept) if what == "label" else mine != kept)]
     return said + (f", and they disagree: {'; '.join(differs)}" if differs else "")
 
 

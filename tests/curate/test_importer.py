@@ -134,11 +134,14 @@ def test_multilabel_csv_and_task_mismatch(tmp_path, dataset_name):
 def test_a_repeated_csv_row_is_named_by_its_row_and_the_one_used(tmp_path, dataset_name):
     for i, name in enumerate("ab"):
         write_image(tmp_path / f"{name}.png", seed=i)
-    (tmp_path / "labels.csv").write_text("filepath,label\na.png,cat\nb.png,dog\n./a.png,dog\n")
+    (tmp_path / "labels.csv").write_text("filepath,label\na.png,cat\nb.png,dog\n./a.png,dog\n"
+                                         "b.png,dog\n")  # the same label: no disagreement
     report = import_path(tmp_path / "labels.csv", dataset_name, progress=False)
     assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
         ("a.png", "row 4 of labels.csv: listed more than once; the first entry (row 2 of "
-                  "labels.csv) was used, and they disagree: label 'dog' here, 'cat' kept")]
+                  "labels.csv) was used, and they disagree: label 'dog' here, 'cat' kept"),
+        ("b.png", "row 5 of labels.csv: listed more than once; the first entry (row 3 of "
+                  "labels.csv) was used")]
     assert by_name(dataset_name) == {"a.png": (("cat",), None), "b.png": (("dog",), None)}
 
 
