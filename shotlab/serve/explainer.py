@@ -89,7 +89,7 @@ class ExplanationWorker:
             # block the queue: its jobs are marked failed with the reason, the next ones go on
             reason = str(exc) if isinstance(exc, ShotlabError) else f"{type(exc).__name__}: {exc}"
             self.store.finish_explanation(ids, error=" ".join(reason.split())[:500])
-            return len(jobs)
+            return len(claimed)
         self.store.finish_explanation(ids)
         return len(claimed)
 

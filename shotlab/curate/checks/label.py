@@ -167,7 +167,6 @@ def find_label_issues(labels: list[str | None], features: np.ndarray, *, repeats
                                   "too_small": small, "grouped": grouped_count(held)})
 
 
-
 def knn_weight(class_sizes) -> float:
     """The neighbour score's weight: KNN_WEIGHT where every class has more than KNN_NEIGHBOURS
     samples, else 0."""
