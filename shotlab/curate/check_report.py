@@ -81,13 +81,10 @@ TITLE = "shotlab curate check: "
 
 
 def check_report_path(path: Path) -> None:
-    """Refuse, before any check runs, a --report the report cannot go to without harm: in a
-    folder that does not exist (never created for it), or an existing file that is not an
-    earlier report (a user's own file, never replaced)."""
+    """Refuse, before any check runs, a --report the report cannot go to without harm: an
+    existing file that is not an earlier report (a user's own file, never replaced). Missing
+    folders are made, as `predict --out` makes them."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"--report {path}: there is no folder {path.parent}; create it, or give "
-                         f"a file in an existing folder")
     if path.is_dir():
         raise InputError(f"--report {path} is a folder; give a file name, e.g. {path}/check.html")
     if path.exists() and not is_check_report(path):
