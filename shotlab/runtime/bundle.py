@@ -116,11 +116,16 @@ class Bundle(ModelContract):
     def model_sha256(self, runtime: str = "onnx") -> str:
         return self.manifest["files"][self.runtimes[runtime]]
 
+    @property
+    def model_hashes(self) -> set[str]:
+        """The sha256 of each of its models (every runtime's file)."""
+        return {self.model_sha256(r) for r in self.runtimes}
+
     def foreign(self, decision: dict) -> str | None:
         """Why none of this bundle's models made `decision` (a decision record), or None (one
         did, or the record names no model): explaining it here would explain another model."""
         decided = decision.get("model_sha256")
-        if not decided or decided in {self.model_sha256(r) for r in self.runtimes}:
+        if not decided or decided in self.model_hashes:
             return None
         return (f"decided by another model (sha256 {decided[:12]}), not by any of bundle "
                 f"{self.origin}'s; explain it with the bundle that decided it")

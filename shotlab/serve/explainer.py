@@ -44,8 +44,7 @@ class ExplanationWorker:
         self.thread = threading.Thread(target=self.run, name="shotlab-explain", daemon=True)
         self.checkpoint = None
         self.onnx = None
-        # The model files of this bundle: the jobs it takes are of decisions they made
-        self.models = {bundle.model_sha256(r) for r in bundle.runtimes}
+        self.models = bundle.model_hashes  # the jobs it takes are of decisions they made
 
     def start(self) -> None:
         self.thread.start()
