@@ -62,27 +62,16 @@ def fold_count(y: np.ndarray, task: str, groups: np.ndarray | None = None) -> in
     return int(min(MAX_FOLDS, min(present), len(y))) if present else 1
 
 
-def splitter(y: np.ndarray, task: str, folds: int, seed: int, grouped: bool = False):
-    """Seeded folds: stratified by class (multiclass), each group held out whole if `grouped`
-    (its `split` then takes the groups)."""
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
-
-    if task == "multilabel":
-        kind = GroupKFold if grouped else KFold
-    else:
-        kind = StratifiedGroupKFold if grouped else StratifiedKFold
-    return kind(folds, shuffle=True, random_state=seed)
-
-
 def cv_probs(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int,
              groups: np.ndarray | None = None) -> np.ndarray:
     """Out-of-fold probabilities of the linear head's starting classifier on features `x`."""
     from sklearn.model_selection import cross_val_predict
 
+    from shotlab.core.folds import splitter
     from shotlab.train.baselines import make_classifier
 
     model = make_classifier("logreg", task=task, seed=seed)
-    cv = splitter(y, task, folds, seed, grouped=groups is not None)
+    cv = splitter(folds, seed, stratified=task != "multilabel", grouped=groups is not None)
     return np.asarray(cross_val_predict(model, x, y, cv=cv, groups=groups,
                                         method="predict_proba"))
 

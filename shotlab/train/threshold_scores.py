@@ -52,15 +52,15 @@ def standardised(fit: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 def fold_scores(features: np.ndarray, y: np.ndarray, task: str, classes: int, folds: int,
                 seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """(n, classes) out-of-fold probabilities of the probe recipe over `features` (the train
-    split), in seeded, stratified folds (`auto_choice.splitter`), each of `groups` held out
+    split), in seeded, stratified folds (`core.folds.splitter`), each of `groups` held out
     whole."""
     from scipy.special import expit, softmax
 
-    from shotlab.train.auto_choice import splitter
+    from shotlab.core.folds import splitter
     from shotlab.train.finetune import logistic_head
 
     scores = np.zeros((len(y), classes))
-    folding = splitter(y, task, folds, seed, grouped=groups is not None)
+    folding = splitter(folds, seed, stratified=task != "multilabel", grouped=groups is not None)
     for fit, held in folding.split(features, y, groups):
         x_fit, x_held = standardised(features[fit], features[held])
         weight, bias = logistic_head(x_fit, y[fit], task, classes)

@@ -30,6 +30,7 @@ from collections import Counter
 
 import numpy as np
 
+from shotlab.core.folds import repeated_folds
 from shotlab.core.groups import grouped_count
 from shotlab.curate.checks.base import CheckResult, empty_result
 
@@ -67,23 +68,6 @@ def make_classifier(alpha: float, n_train: int):
 
     return make_pipeline(StandardScaler(),
                          LogisticRegression(C=1.0 / (alpha * n_train), max_iter=2000))
-
-
-def repeated_folds(y: np.ndarray, *, folds: int, repeats: int, seed: int,
-                   groups: np.ndarray | None = None, stratified: bool = True):
-    """(fit, held) positions of `repeats` shuffled K-fold splits, stratified by class where
-    `stratified` (y: class indices), each of `groups` held out whole where given."""
-    from sklearn.model_selection import (GroupKFold, RepeatedKFold, RepeatedStratifiedKFold,
-                                         StratifiedGroupKFold)
-
-    rows = np.zeros(len(y))
-    if groups is None:
-        kind = RepeatedStratifiedKFold if stratified else RepeatedKFold
-        yield from kind(n_splits=folds, n_repeats=repeats, random_state=seed).split(rows, y)
-        return
-    kind = StratifiedGroupKFold if stratified else GroupKFold
-    for repeat in range(repeats):
-        yield from kind(folds, shuffle=True, random_state=seed + repeat).split(rows, y, groups)
 
 
 def out_of_fold_probs(features: np.ndarray, y: np.ndarray, *, folds: int, repeats: int = REPEATS,

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from shotlab.curate.checks.base import empty_result
+from shotlab.core.folds import repeated_folds
 from shotlab.core.groups import grouped_count
+from shotlab.curate.checks.base import empty_result
 from shotlab.curate.checks.label import (DEFAULT_ALPHA, MAX_FOLDS, MIN_CLASS_SIZE, NAME, REPEATS,
-                                         judged_result, make_classifier, one_blas_thread,
-                                         repeated_folds)
+                                         judged_result, make_classifier, one_blas_thread)
 
 
 def out_of_fold_multilabel_probs(features: np.ndarray, targets: np.ndarray, *, folds: int,
