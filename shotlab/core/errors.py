@@ -37,3 +37,11 @@ class DatasetNotFoundError(InputError):
 
 class StrictImportError(ShotlabError):
     """`--strict` import that met files it would otherwise have skipped."""
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """An error's text on one line, without the unprintable bytes a damaged file puts in it,
+    cut at `limit` characters: for messages that quote a library's error."""
+    text = " ".join(str(exc).split())
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[:limit] + "..."

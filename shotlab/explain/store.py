@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core.clock import utc_now
-from shotlab.core.errors import InputError
+from shotlab.core.errors import InputError, one_line
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -84,13 +84,6 @@ class Appeal:
 # reached, and an appeal answered from a partly read store would look complete (docs/explain.md).
 DAMAGED_FIX = ("restore it from a backup, or move it aside (the next `shotlab predict --explain` "
                "starts a new one) and copy what is readable with `sqlite3 STORE .recover`")
-
-
-def one_line(exc: Exception, limit: int = 160) -> str:
-    """An error's text on one line, without the unprintable bytes a damaged file puts in it."""
-    text = " ".join(str(exc).split())
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def encode_map(heatmap) -> tuple[bytes, int, int]:

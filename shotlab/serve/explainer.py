@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from shotlab.core.errors import ShotlabError
+from shotlab.core.errors import ShotlabError, one_line
 
 BATCH = 8  # jobs per round (8 Grad-CAMs: one forward and backward), then a commit
 IDLE_POLL_S = 2.0  # a wake() comes with every new job; the poll only covers a missed one
@@ -62,12 +62,12 @@ class ExplanationWorker:
         try:
             self.store.release_claims()  # jobs a killed worker had taken
         except Exception as exc:  # a store error: the rounds below say so again
-            log.error("tier-1 explanations: %s", " ".join(str(exc).split()))
+            log.error("tier-1 explanations: %s", one_line(exc, limit=1000))
         while not self.stopping.is_set():
             try:
                 done = self.round()
             except Exception as exc:  # a store error: say so and try again later
-                log.error("tier-1 explanations: %s", " ".join(str(exc).split()))
+                log.error("tier-1 explanations: %s", one_line(exc, limit=1000))
                 done = 0
             if not done:
                 self.event.wait(IDLE_POLL_S)

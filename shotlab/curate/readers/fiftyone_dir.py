@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shotlab.core import store
-from shotlab.core.errors import InputError
+from shotlab.core.errors import InputError, one_line
 from shotlab.curate.review import EXCLUDE_TAG
 from shotlab.curate.records import (SPLIT_ALIASES, Record, Scan, Skipped, normalise_split,
                                     unknown_split)
@@ -76,9 +76,8 @@ def read_fiftyone(root: Path) -> Scan:
         temporary = fo.Dataset.from_dir(dataset_dir=str(root), dataset_type=kind,
                                         progress=False)
     except (ValueError, KeyError, TypeError, OSError) as exc:  # FiftyOne's reading errors
-        reason = " ".join(str(exc).split())[:160]
         raise InputError(f"{root}: not a readable FiftyOne export ({type(exc).__name__}: "
-                         f"{reason}); give the folder `curate export --format fiftyone` (or "
+                         f"{one_line(exc)}); give the folder `curate export --format fiftyone` (or "
                          f"FiftyOne's export) wrote, whole, or import the folder without "
                          f"--format fiftyone") from None
     try:
