@@ -27,6 +27,7 @@ class Source:
     load_torch: object = None  # () -> torch module, for the gradient methods
     _torch: object = field(default=None, repr=False)
     thresholds: dict = field(default_factory=dict)  # a bundle's: its decision rule (decided())
+    unsafe: tuple = ()  # a bundle's unsafe classes (a long comment's windows: highest, not mean)
     # (decision record) -> why this source's model did not make it, or None (a bundle's
     # `Bundle.foreign`; a run cannot tell: its checkpoint is not what a decision names)
     foreign: object = None
@@ -45,13 +46,15 @@ class Source:
 
         return self.torch_model() if method in GRADIENT_METHODS else self.forward_model
 
-    def decided(self, probs) -> list[int]:
+    def decided(self, probs, pooled: bool = False) -> list[int]:
         """Per row of `probs`, the class to explain: the one the bundle's decision rule decides
-        (`predict`'s, thresholds included; multilabel: runtime.decide.explained_classes)."""
+        (`predict`'s, thresholds included; multilabel: runtime.decide.explained_classes).
+        `pooled`: rows pooled over a long comment's windows (they need not sum to 1)."""
         from shotlab.runtime.decide import explained_classes
 
         return [int(c) for c in explained_classes(probs, self.classes, task=self.task,
-                                                  thresholds=self.thresholds or None)]
+                                                  thresholds=self.thresholds or None,
+                                                  pooled=pooled)]
 
     def target_index(self, target) -> int:
         """A class index from a name or an index given as text."""
@@ -107,7 +110,8 @@ def source_of_bundle(bundle, runner=None) -> Source:
     return Source(bundle.origin, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
                   runner or OnnxRunner(bundle), bundle.model_sha256("onnx"),
                   load_torch=lambda: load_bundle_checkpoint(bundle).model,
-                  thresholds=bundle.thresholds, foreign=bundle.foreign)
+                  thresholds=bundle.thresholds, foreign=bundle.foreign,
+                  unsafe=tuple(bundle.policy.get("unsafe", ())))
 
 
 def load_inputs(source: Source, paths) -> tuple[list, list, list[tuple[str, str]]]:

@@ -4,6 +4,8 @@ through a run or bundle, with faithfulness, as the result the CLI prints, render
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def explain_texts(source, texts, methods, *, target=None, score: bool = True,
                   batch_size: int = 50) -> dict:
@@ -16,10 +18,10 @@ def explain_texts(source, texts, methods, *, target=None, score: bool = True,
 
     forward = text_forward(source.forward_model, source.preprocessing,
                            multilabel=source.multilabel, batch_size=batch_size)
-    comments = comments_of(forward.tokenizer, texts, forward.max_tokens)
-    probs = forward([c.text for c in comments])
-    decided = source.decided(probs)  # the bundle's rule, thresholds included
-    targets = [source.target_index(target)] * len(comments) if target is not None else decided
+    checked = [c.text for c in comments_of(forward.tokenizer, texts, forward.max_tokens)]
+    probs, passages, targets = windowed(source, forward, checked, target)
+    comments = comments_of(forward.tokenizer, passages, forward.max_tokens)
+    decided = source.decided(probs, pooled=passages != checked)  # the bundle's rule
     by_method = {}
     for method in methods:
         options = {"multilabel": source.multilabel}
@@ -37,6 +39,35 @@ def explain_texts(source, texts, methods, *, target=None, score: bool = True,
                         "explanations": {m: by_method[m][i] for m in methods}})
     return {"source": str(source.origin), "kind": source.kind, "methods": list(methods),
             "comments": entries}
+
+
+def windowed(source, forward, texts: list[str], target=None) -> tuple:
+    """(each comment's scores, the passage of it to explain, the class to explain), as
+    `shotlab predict` reads and explains it: a comment longer than the model reads is scored
+    window by window and pooled (`runtime.text.pool_windows`), and explained on the window that
+    scored the explained class highest: `target`, else the class decided, else (a long comment
+    not flagged, which predict sends to review) its highest-scoring unsafe class."""
+    from shotlab.runtime.text import pool_windows, window_texts
+
+    parts, owners, _ = window_texts(forward.tokenizer, texts, forward.max_tokens)
+    if len(parts) == len(texts):
+        probs = forward(texts)
+        chosen = ([source.target_index(target)] * len(texts) if target is not None
+                  else source.decided(probs))
+        return probs, list(texts), chosen
+    window_probs = forward(parts)
+    probs = pool_windows(window_probs, owners, len(texts), source.classes, source.unsafe)
+    chosen = ([source.target_index(target)] * len(texts) if target is not None
+              else source.decided(probs, pooled=True))
+    owners = np.asarray(owners)
+    unsafe = [source.classes.index(c) for c in source.unsafe if c in source.classes]
+    passages = []
+    for i in range(len(texts)):
+        rows = np.flatnonzero(owners == i)
+        if target is None and len(rows) > 1 and unsafe and chosen[i] not in unsafe:
+            chosen[i] = max(unsafe, key=lambda k: probs[i, k])
+        passages.append(parts[rows[int(np.argmax(window_probs[rows, chosen[i]]))]])
+    return probs, passages, chosen
 
 
 def as_json(result: dict) -> dict:

@@ -27,6 +27,7 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     from shotlab.explain.store import ExplanationStore
     from shotlab.explain.text_store import put_words
     from shotlab.explain.tier1 import load_bundle_checkpoint, target_class
+    from shotlab.runtime.text import decided_passage
 
     if not decisions:
         return 0
@@ -38,7 +39,10 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     model_sha256 = sha256_file(checkpoint.path) if checkpoint is not None else None
     classes = list(bundle.classes)
     targets = [classes.index(target_class(d)) for d in decisions]
-    explained = explain_text(model, list(texts), targets, "ig",
+    # a comment read in windows is explained on the window its target's score came from
+    texts = [decided_passage({**d, "text": text}, classes[target])
+             for d, text, target in zip(decisions, texts, targets)]
+    explained = explain_text(model, texts, targets, "ig",
                              preprocessing=bundle.preprocessing, score=score,
                              multilabel=bundle.task == "multilabel")
     bundle_path = getattr(bundle, "origin", None) or bundle.path

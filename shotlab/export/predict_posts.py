@@ -81,14 +81,22 @@ def post_decisions(bundle, posts: list[Post], probs: np.ndarray, *, runtime: str
     records = decision_records(bundle, probs, sha256s, runtime=runtime,
                                paths=[p.image for p in posts])
     for record, post in zip(records, posts):
-        record.update(post_fields(post.text), source=post.where)
+        record.update(post_fields(post.text, bundle), source=post.where)
     return records
 
 
-def post_fields(text: str) -> dict:
-    """What a post's decision adds to an image decision (here and in `shotlab serve`)."""
+def post_fields(text: str, bundle) -> dict:
+    """What a post's decision adds to an image decision (here and in `shotlab serve`). A
+    caption longer than the model reads (it reads the first `max_tokens` word pieces, with the
+    picture) is marked `caption_cut` and sent to review: the part it never read could change
+    the decision, and a human reads all of it."""
+    from shotlab.runtime.text import load_tokenizer, text_windows
+
+    preprocessing = bundle.parts["text"]
+    cut = len(text_windows(load_tokenizer(preprocessing), text, preprocessing.max_tokens)) > 1
     return {"kind": "post", "text": text,
-            "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+            "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            **({"caption_cut": True, "needs_review": True} if cut else {})}
 
 
 # A post model scores one still picture; an animated one's first frame cannot stand for the rest.

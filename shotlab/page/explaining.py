@@ -106,9 +106,11 @@ def explain_comment(model, decided, methods, *, score: bool = True, progress=Non
     from shotlab.explain import GRADIENT_METHODS
     from shotlab.explain.text_report import explain_texts
     from shotlab.explain.tier1 import target_class
+    from shotlab.runtime.text import decided_passage
 
     progress = progress or (lambda fraction, text: None)
-    target, text = target_class(decided.record), decided.record["text"]
+    target = target_class(decided.record)
+    text = decided_passage(decided.record, target)  # a long comment: the window that scored
     words, seconds = {}, {}
     for step, method in enumerate(methods):
         budget = 0 if method in GRADIENT_METHODS else text_budget(method)

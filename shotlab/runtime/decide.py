@@ -168,13 +168,15 @@ def flagged(probs, thresholds, class_names) -> list[list[str]]:
     return [[class_names[k] for k in named if row[k] >= cut[k]] for row in P]
 
 
-def explained_classes(probs, class_names, *, task: str, thresholds=None) -> np.ndarray:
+def explained_classes(probs, class_names, *, task: str, thresholds=None,
+                      pooled: bool = False) -> np.ndarray:
     """Per row, the class index an explanation of the decision targets: multiclass, the class
     decided (thresholds included); multilabel, the highest-scoring flagged class, else the
-    highest-scoring class predicted, else the top score (tier 1's choice for a flagged row)."""
+    highest-scoring class predicted, else the top score (tier 1's choice for a flagged row).
+    `pooled` as in `predict_labels`."""
     names = list(class_names)
     P = np.asarray(probs, dtype=float)
-    decided = predict_labels(P, names, task=task, thresholds=thresholds or None)
+    decided = predict_labels(P, names, task=task, thresholds=thresholds or None, pooled=pooled)
     if task == "multiclass":
         return decided
     chosen = np.zeros((len(P), len(names)), dtype=bool)

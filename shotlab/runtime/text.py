@@ -2,6 +2,7 @@
 
     tokenizer = load_tokenizer(preprocessing)        # HF `tokenizers`, from the contract's file
     ids = encode(tokenizer, texts, max_tokens)       # int64 (N, L), padded with PAD_ID
+    spans = text_windows(tokenizer, text, max_tokens) # a long comment's windows, read one by one
     words = word_tokens(tokenizer, text, max_tokens) # [(word, [token positions])], no specials
 
 The model reads token ids only: its attention mask is `ids != PAD_ID`, computed inside the
@@ -21,7 +22,9 @@ from shotlab.core.errors import InputError
 TEXT_FIELD = "text"  # the column of a comment, or of a post's caption, in CSV and JSONL rows
 
 PAD_ID = 0  # BERT's [PAD]; the tokenizer is checked to agree when it is loaded
-MAX_TEXT_CHARS = 5000  # a longer comment is refused on import (the model would truncate it)
+MAX_TEXT_CHARS = 5000  # a longer comment is refused on import and by predict and serve
+# Word pieces two windows of a long comment share (`text_windows`): about 20 words.
+WINDOW_OVERLAP = 32
 
 
 @lru_cache(maxsize=4)
@@ -53,6 +56,71 @@ def encode(tokenizer, texts, max_tokens: int) -> np.ndarray:
     """int64 (N, L) token ids, each text truncated to `max_tokens` (its [SEP] kept) and padded
     with PAD_ID to the longest in `texts`."""
     return pad([truncate(tokenizer.encode(text).ids, max_tokens) for text in texts])
+
+
+def text_windows(tokenizer, text: str, max_tokens: int) -> list[tuple[int, int]]:
+    """Character spans of `text` that together cover all of it, each short enough for the model
+    to read whole: [(0, len(text))] when the text fits in `max_tokens` (nearly every comment),
+    else windows of up to `max_tokens` - 2 word pieces that begin and end on word boundaries and
+    overlap by `WINDOW_OVERLAP` pieces, so a phrase cut by one boundary is whole in the next.
+    Without them a long comment was read to its first `max_tokens` pieces only, and a threat
+    after 1,800 characters of filler was never seen."""
+    encoding = tokenizer.encode(text)
+    words = encoding.word_ids
+    inner = [k for k, word in enumerate(words) if word is not None]  # no [CLS], [SEP]
+    body = max_tokens - 2
+    if len(inner) <= body:
+        return [(0, len(text))]
+
+    def word_start(i: int, floor: int) -> int:  # back to the first piece of inner[i]'s word
+        while i > floor and words[inner[i]] == words[inner[i - 1]]:
+            i -= 1
+        return i
+
+    spans, first = [], 0
+    while True:
+        last = min(first + body, len(inner))  # exclusive
+        if last < len(inner):
+            last = word_start(last, first + 1)  # never end inside a word, unless it fills one
+        spans.append((encoding.offsets[inner[first]][0], encoding.offsets[inner[last - 1]][1]))
+        if last == len(inner):
+            return spans
+        first = word_start(max(first + 1, last - min(WINDOW_OVERLAP, body // 4)), first + 1)
+
+
+def window_texts(tokenizer, texts, max_tokens: int) -> tuple[list[str], list[int], list]:
+    """(the windows' texts, each window's text index, each text's window spans): what
+    `text_windows` cuts every text of `texts` into, in order."""
+    parts, owners, spans = [], [], []
+    for i, text in enumerate(texts):
+        found = text_windows(tokenizer, text, max_tokens)
+        spans.append(found)
+        parts += [text[start:end] for start, end in found]
+        owners += [i] * len(found)
+    return parts, owners, spans
+
+
+def pool_windows(probs: np.ndarray, owners, count: int, classes, unsafe) -> np.ndarray:
+    """(count, K) scores of `count` texts from their windows' (W, K) scores: the highest
+    window for an unsafe class (one threatening passage is enough to flag, as one frame is
+    for a clip), the mean for the others (runtime/clip_scores.py's default rules)."""
+    from shotlab.runtime.clip_scores import DEFAULT_TAG_RULE, DEFAULT_UNSAFE_RULE, pool_column
+
+    probs, owners = np.asarray(probs, dtype=np.float64), np.asarray(owners)
+    rules = [DEFAULT_UNSAFE_RULE if c in set(unsafe) else DEFAULT_TAG_RULE for c in classes]
+    return np.array([[pool_column(probs[owners == i, k], rule) for k, rule in enumerate(rules)]
+                     for i in range(count)]).reshape(count, len(classes))
+
+
+def decided_passage(record: dict, target: str) -> str:
+    """The text an explanation of `record` explains for class `target`: the whole comment, or,
+    for one read in windows, the window that scored `target` highest (the model reads no more
+    than one window at a time, so that is the passage its score came from)."""
+    text, windows = record["text"], record.get("windows")
+    if not windows:
+        return text
+    top = max(windows, key=lambda w: w["scores"].get(target, 0.0))
+    return text[top["start"]:top["end"]]
 
 
 def pad(rows) -> np.ndarray:

@@ -37,10 +37,12 @@ MULTIPART = "multipart/form-data"
 PUBLIC_FIELDS = ("decision_id", "sha256", "scores", "labels", "flagged", "needs_review",
                  "review_classes", "model_sha256", "policy_version", "runtime", "time")
 # What a kind's decision adds: what a reviewer needs (a clip's seconds to watch and what was
-# scored; a comment or a caption as decided) and, for a post, its caption's hash (the sha256 is
-# the picture's).
+# scored; a comment or a caption as decided, a long comment's windows and their scores, a caption
+# cut short) and, for a post, its caption's hash (the sha256 is the picture's).
 KIND_FIELDS = {"clip": ("kind", "duration", "frames", "segments", "gaps"),
-               "text": ("kind", "text"), "post": ("kind", "text", "text_sha256")}
+               "text": ("kind", "text", "windows"),
+               "post": ("kind", "text", "text_sha256", "caption_cut")}
+ONLY_WHERE_SET = frozenset({"windows", "caption_cut"})  # absent from most records
 ENDPOINTS = ("/v1/moderate", "/v1/moderate/batch", "/v1/decisions/{decision_id}",
              "/v2/health/live", "/v2/health/ready", "/metrics")
 
@@ -48,7 +50,8 @@ ENDPOINTS = ("/v1/moderate", "/v1/moderate/batch", "/v1/decisions/{decision_id}"
 def public(record: dict, explanation, started: float | None = None, cached=None) -> dict:
     """What a client sees of a record (not the server's bundle path)."""
     view = {key: record.get(key) for key in PUBLIC_FIELDS}
-    view.update({key: record.get(key) for key in KIND_FIELDS.get(record.get("kind"), ())})
+    view.update({key: record.get(key) for key in KIND_FIELDS.get(record.get("kind"), ())
+                 if key in record or key not in ONLY_WHERE_SET})
     view["explanation"] = explanation
     if cached is not None:
         view["cached"] = cached

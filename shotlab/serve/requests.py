@@ -165,17 +165,23 @@ def token_ids(text: str, preprocessing) -> np.ndarray:
 
 
 def decode_text(body: bytes, bundle, options) -> Decoded:
+    """A comment's windows (one, unless it is longer than the model reads) as its rows."""
+    from shotlab.export.predict_texts import window_rows
+
     text = comment_of(body)
-    return Decoded(token_ids(text, bundle.preprocessing), text)
+    ids, _, spans = window_rows(bundle, [text])
+    return Decoded(ids, (text, spans[0]))
 
 
 def decide_text(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
     """`shotlab predict`'s record of a comment (its sha256: of the comment's UTF-8 bytes, the
     body), without the file and line a comment read from a file has."""
-    from shotlab.export.predict import decision_records
+    from shotlab.export.predict_texts import pooled_records
 
-    (record,) = decision_records(bundle, probs, [sha256], runtime=runtime)
-    record.update({"kind": "text", "text": decoded.scored})
+    text, spans = decoded.scored
+    (record,) = pooled_records(bundle, probs, [0] * len(spans), [spans], [sha256],
+                               runtime=runtime)
+    record.update({"kind": "text", "text": text})
     return record, decoded.rows[0]
 
 
@@ -246,7 +252,7 @@ def decide_post(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
     from shotlab.export.predict_posts import post_fields
 
     (record,) = decision_records(bundle, probs, [decoded.sha256], runtime=runtime)
-    record.update(post_fields(decoded.scored))
+    record.update(post_fields(decoded.scored, bundle))
     return record, {name: rows[0] for name, rows in decoded.rows.items()}
 
 

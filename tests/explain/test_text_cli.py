@@ -89,3 +89,17 @@ def test_a_comment_is_explained_for_the_class_the_thresholds_decide(one_word_bun
     strict = dataclasses.replace(source, thresholds={"fine": {"threshold": fine * 0.9}})
     (entry,) = explain_texts(strict, ["my boss kills it"], ["shap"], score=False)["comments"]
     assert entry["predicted"] == entry["target"] == "fine"
+
+
+def test_a_long_comment_is_read_in_windows_and_its_deciding_window_explained(one_word_bundle):
+    """Past the model's 128 word pieces a comment was cut off: 'kills' after 400 words of
+    filler was never read, and the comment was explained as harmless. Now it is read window by
+    window, decided on the highest window, and that window is explained."""
+    comment = "what a nice sunny day at the park " * 50 + "and this joke kills me"
+    result = run("explain", one_word_bundle, "--text", comment, "--method", "lime", "--json")
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.stdout)["comments"]
+    assert entry["predicted"] == "violent"
+    assert entry["text"] != comment and comment.endswith(entry["text"])  # the last window
+    words = entry["explanations"]["lime"]["words"]
+    assert max(words, key=lambda w: w["score"])["word"] == "kills"

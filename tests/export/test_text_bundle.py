@@ -183,3 +183,41 @@ def test_predict_explain_stores_ig_words_for_every_flagged_comment(fp16_bundle, 
             assert words.faithfulness  # comprehensiveness and sufficiency beside the words
         for calm in (d for d in decisions if d not in attention):
             assert read_words(store, calm["decision_id"]) == []
+
+
+def test_a_comment_longer_than_the_model_reads_is_read_whole_and_reviewed(fp16_bundle,
+                                                                          tmp_path):
+    """A comment longer than the model's 128 word pieces is read in overlapping windows (it was
+    cut off: a threat after 1,800 characters of friendly filler was never read), its unsafe
+    score is its highest window's, the record lists the windows, and it goes to review about
+    the threat class (a short threat is diluted in a window of filler), its explanation being
+    of the window that scored highest for it."""
+    import csv
+
+    from shotlab.explain.store import ExplanationStore
+    from shotlab.explain.text_store import read_words
+
+    filler = "thanks for posting the schedule, see you there and have a lovely weekend. " * 24
+    threat = "I will hurt the plumber badly tonight"
+    comments = tmp_path / "long.csv"
+    with open(comments, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["text"], [filler + threat], [threat], ["what a lovely soup"]])
+    out = tmp_path / "out" / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(comments),
+                                      "--explain", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    long, alone, short = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "windows" not in alone and "windows" not in short and len(long["windows"]) >= 3
+    spans = [(w["start"], w["end"]) for w in long["windows"]]
+    assert spans[0][0] == 0 and spans[-1][1] == len(long["text"])
+    assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # they overlap: nothing unread
+    assert long["scores"]["threat"] == pytest.approx(
+        max(w["scores"]["threat"] for w in long["windows"]), abs=1e-5)  # the highest window
+    assert long["flagged"] or (long["needs_review"] and long["review_classes"] == ["threat"])
+    queue = (out.parent / "review_queue.jsonl").read_text()
+    assert long["decision_id"] in queue
+    top = max(long["windows"], key=lambda w: w["scores"]["threat"])
+    with ExplanationStore(out.parent / "explanations.sqlite", readonly=True) as store:
+        (words,) = read_words(store, long["decision_id"], "ig")
+    assert words.target_name == "threat"
+    assert words.comment.text == long["text"][top["start"]:top["end"]]

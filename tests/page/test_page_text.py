@@ -113,20 +113,20 @@ def test_words_html_escapes_the_comment(text_model):
 
 
 def test_words_html_lets_no_markdown_out_of_the_comment(text_model):
-    """A blank line in a comment's tail (past the model's 128 tokens, shown as plain text)
-    ended the HTML block, and Markdown read the rest: a phishing link, a heading and a picture
-    fetched from anywhere, in the reviewer's page."""
+    """A blank line in a comment (shown between its words, or in a tail the words do not
+    cover) ended the HTML block, and Markdown read the rest: a phishing link, a heading and a
+    picture fetched from anywhere, in the reviewer's page."""
     from markdown_it import MarkdownIt  # CommonMark, as the page's Markdown renderer reads it
 
     from shotlab.page.panels import words_html
 
-    comment = ("I will hurt the referee badly tonight " * 20 + "\n\n# Account suspended\r\n\r\n"
+    comment = ("I will hurt the referee badly tonight " * 3 + "\n\n# Account suspended\r\n\r\n"
                "[restore access](https://evil.example/phish) ![p](https://evil.example/t.png)")
     decided = PANELS["text"].decide(text_model, "comment", comment.encode())
     words = PANELS["text"].explain(text_model, decided, ["ig"], score=False)["words"]["ig"]
     rendered = MarkdownIt("commonmark").render(words_html("ig", words))
     assert "<h1>" not in rendered and "<a href" not in rendered and "<img" not in rendered
-    assert "# Account suspended" in rendered and "evil.example/phish" in rendered  # as text
+    assert ">suspended</span>" in rendered and ">phish</span>" in rendered  # as words
 
 
 def test_a_stored_comment_decision_shows_its_words(text_bundle, tmp_path):

@@ -26,7 +26,10 @@ THREAT = "I will hurt the plumber badly tonight"
 COMMENTS = [THREAT, "thank you so much to the mayor, you made my day", "so tasty",
             "we baked bread with the teacher this morning and then a soup with garlic, " * 3,
             "someone should attack the waiter with a knife", "the courier cooked pasta",
-            "big thanks to the barista", "lovely"]
+            "big thanks to the barista", "lovely",
+            # longer than the model reads at once: read in windows, pooled, sent to review
+            "thanks for posting the schedule, see you there and have a lovely weekend. " * 24
+            + THREAT]
 SCORES_ATOL = 1e-5  # batched (padded) vs batch-1 scores: the model masks PAD
 
 
@@ -76,6 +79,9 @@ def test_same_decisions_as_predict(server, text_bundle, tmp_path):
         attention = bool(got["flagged"] or got["needs_review"])
         assert (got["explanation"] in ("pending", "done")) == attention, got
     assert_same_decisions(served, offline, atol=SCORES_ATOL)
+    assert served[-1]["windows"] == offline[served[-1]["sha256"]]["windows"]
+    assert len(served[-1]["windows"]) > 1 and served[-1]["needs_review"]
+    assert all("windows" not in d for d in served[:-1])
 
 
 def test_comments_of_different_lengths_share_runs_with_batch1_scores(server, text_bundle):
@@ -160,7 +166,7 @@ def test_max_items_counts_comments_sent_as_fields_and_as_files_together(text_bun
     server = start_server(text_bundle, "--max-items", 4, "--queue-size", 4, "--no-explain")
     fields = [("text", (None, comment)) for comment in COMMENTS[:4]]
     files = [("text", (f"{i}.txt", comment.encode(), "text/plain"))
-             for i, comment in enumerate(COMMENTS[4:])]
+             for i, comment in enumerate(COMMENTS[4:8])]
     over = httpx.post(server.url + "/v1/moderate/batch", files=fields + files, timeout=60)
     assert over.status_code == 413, over.text
     assert over.json()["detail"] == ("8 items in one request, over the limit of 4 "
