@@ -66,6 +66,25 @@ def embedder_for(name: str, backbone: str | None, progress: bool | None = None):
     return EMBEDDERS[store.kind_of(store.load(name))](backbone, progress)
 
 
+def checked_dataset(name: str) -> str:
+    """NAME, or for a clip dataset its frames dataset (said on stderr): the checks read
+    pictures, and a clip's are its sampled frames, which `curate import` stored as images (a
+    clip file given to the image checks was reported as changed since import)."""
+    from shotlab.core import store
+    from shotlab.core.errors import InputError
+
+    dataset = store.load(name)
+    if store.media_of(dataset) != "video":
+        return name
+    frames = store.linked_frames(dataset)
+    if frames is None:
+        raise InputError(f"dataset '{name}' holds clips and has no frames dataset to check; "
+                         f"import the clips again (`shotlab curate import FOLDER --name {name}`)")
+    click.echo(f"'{name}' holds clips: checking its frames, dataset '{frames.name}' (the "
+               f"App's views are there)", err=True)
+    return frames.name
+
+
 class ThresholdOption(click.Option):
     """--threshold, whose help lists the names the detectors accept, read when help is shown
     (the detectors import numpy: `shotlab --help` must not)."""
@@ -143,6 +162,7 @@ def check_command(name: str, checks_text: str, backbone: str | None, thresholds:
 
     if report_path:
         check_report_path(report_path)
+    name = checked_dataset(name)
     checks = parse_checks(checks_text)
     parsed = parse_thresholds(thresholds)
     embed = None

@@ -281,3 +281,19 @@ def test_a_clip_follows_its_active_frames_split_not_an_excluded_frames(tmp_path,
     last.save()
     split_dataset(frames_name, val=0.34, test=0.34, seed=0)  # keeps the splits; clips follow
     assert store.load(dataset_name)[clips.first().filepath]["split"] == split
+
+
+def test_check_of_a_clip_dataset_checks_its_frames(tmp_path, dataset_name, frames_cleanup):
+    """`curate check CLIPS` gave the clip files to the image checks and blamed the user ("the
+    file changed or went missing since import"); it checks the frames dataset, and says so."""
+    root = clip_tree(tmp_path / "src", per_class=2, seed=21)
+    import_path(root, dataset_name, progress=False, sampling="uniform:2")
+    before = fingerprint(root)
+    result = CliRunner().invoke(main, ["curate", "check", dataset_name, "--checks",
+                                       "quality,duplicates", "--report",
+                                       str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert f"'{dataset_name}' holds clips: checking its frames, dataset " \
+           f"'{dataset_name}-frames'" in result.stderr
+    assert f"of '{dataset_name}-frames'" in result.stdout and "changed" not in result.output
+    assert fingerprint(root) == before
