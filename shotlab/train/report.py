@@ -85,6 +85,8 @@ def echo_run(result, as_json: bool) -> None:
                    + threshold_spread(t, where))
         if not t.get("confident", True):
             click.echo(f"  Warning: {few_positives(name, t, where)}")
+        if t["review_band"][0] <= 0.0:
+            click.echo(f"  Warning: {band_from_zero(name, t)}")
     if result.thresholds and where != VALIDATION:
         scored = result.thresholds_scored_on
         grouped = scored.get("grouped", 0)
@@ -106,6 +108,17 @@ def echo_run(result, as_json: bool) -> None:
                    f"{result.mistakes} mistakes in its saved view 'mistakes'.")
     if result.mlflow_run_id:
         click.echo(f"MLflow run {result.mlflow_run_id}.")
+
+
+def band_from_zero(name: str, t: dict) -> str:
+    """Why a review band that starts at 0 sends nearly everything to review, and the fix."""
+    low, high = t["review_band"]
+    margin = max(round(t["threshold"] / 2, 3), 0.001)
+    return (f"the review band of '{name}' starts at 0 ({low:.2f}-{high:.2f}): every decision "
+            f"scoring under {high:.2f} for it goes to review, nearly all of them, because its "
+            f"threshold is under the review margin; narrow the band (`shotlab curate policy "
+            f"DATASET --review-margin {margin}`) and train again, or label more '{name}' "
+            f"examples so its threshold can rise")
 
 
 def kept_model(result) -> str:

@@ -187,3 +187,20 @@ def test_four_positives_are_not_enough_and_the_report_says_how_many_more():
     perfect = choose_thresholds(y, p, ["ok", "fish"], unsafe=["fish"], target_recall=1.0)["fish"]
     assert perfect["recall"] == 1.0
     assert "a target recall of 1 can never be shown" in few_positives("fish", perfect)
+
+
+def test_a_review_band_from_zero_is_warned_with_the_fix():
+    """A threshold under the review margin gave a band from 0 and sent nearly every decision to
+    review with no word at training time (an exploratory test's comment model: 9 of 9
+    captions queued)."""
+    from shotlab.train.report import band_from_zero
+
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    scores = np.array([0.05, 0.3, 0.6, 0.01, 0.02, 0.03, 0.2, 0.04])
+    entry = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "threat"],
+                              unsafe=["threat"])["threat"]
+    assert entry["threshold"] < 0.1 and entry["review_band"][0] == 0.0
+    message = band_from_zero("threat", entry)
+    assert "starts at 0" in message and "--review-margin" in message
+    margin = float(message.split("--review-margin ")[1].split("`")[0])
+    assert 0 < margin < entry["threshold"]  # the margin it suggests keeps the band off 0
