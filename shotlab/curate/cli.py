@@ -17,6 +17,9 @@ def curate() -> None:
 
 def echo_import_report(report, as_json: bool) -> None:
     from shotlab.core.output import echo_json, plural
+    from shotlab.curate.summary import dataset_case_variants
+
+    report.warnings = [*report.warnings, *dataset_case_variants(report.name)]
 
     if as_json:
         return echo_json(report.to_dict())

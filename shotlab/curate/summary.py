@@ -51,7 +51,25 @@ def imbalance_ratio(totals: dict[str, int]) -> float | None:
 def class_warnings(totals: dict[str, int], min_per_class: int) -> list[str]:
     return [f"class '{name}' has only {plural(n, 'image')} (fewer than {min_per_class}); "
             f"add more before training" for name, n in totals.items()
-            if name != store.UNLABELED and n < min_per_class]
+            if name != store.UNLABELED and n < min_per_class] + case_variants(totals)
+
+
+def case_variants(names) -> list[str]:
+    """One warning per set of class names that differ only in letter case ('Hate', 'hate'):
+    they are separate classes, which a label column typed by hand rarely means."""
+    variants: dict[str, list[str]] = {}
+    for name in names:
+        if name != store.UNLABELED:
+            variants.setdefault(str(name).casefold(), []).append(str(name))
+    return [f"classes {', '.join(repr(n) for n in sorted(group))} differ only in letter case: "
+            f"they are {len(group)} separate classes; if they are one, correct the labels in "
+            f"the source and import it into a new dataset, or relabel them in the App"
+            for group in variants.values() if len(group) > 1]
+
+
+def dataset_case_variants(name: str) -> list[str]:
+    """`case_variants` of dataset NAME's classes (every sample, excluded ones too)."""
+    return case_variants(store.class_counts(store.load(name)))
 
 
 def summarize(name: str, *, min_per_class: int = MIN_PER_CLASS) -> DatasetSummary:

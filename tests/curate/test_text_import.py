@@ -246,3 +246,17 @@ def test_two_concurrent_imports_add_each_comment_once(tmp_path, dataset_name):
     assert all(r["added"] + r["already_present"] == 300 for r in reports)
     dataset = store.load(dataset_name)
     assert len(dataset) == len(set(dataset.values("filepath"))) == 300
+
+
+def test_labels_differing_only_in_letter_case_are_warned_on_import_and_in_info(tmp_path,
+                                                                               dataset_name):
+    """'Hate', 'hate ' and 'hate' became two classes (spaces trimmed, case kept) in silence."""
+    rows = write(tmp_path / "src" / "messy.csv",
+                 "text,label\nyou people are vermin,Hate\nthose people are vermin,hate \n"
+                 "they are all vermin,hate\nlovely weather,ok\nnice soup, OK\n")
+    result = CliRunner().invoke(cli, ["curate", "import", str(rows), "--name", dataset_name])
+    assert result.exit_code == 0, result.output
+    assert "classes 'Hate', 'hate' differ only in letter case" in result.stderr
+    assert "classes 'OK', 'ok' differ only in letter case" in result.stderr
+    info = CliRunner().invoke(cli, ["curate", "info", dataset_name, "--json"])
+    assert any("'Hate', 'hate'" in w for w in json.loads(info.stdout)["warnings"])
