@@ -19,6 +19,9 @@ from pathlib import Path
 from shotlab.core.errors import InputError
 
 ROW_SUFFIXES = frozenset({".csv", ".jsonl"})
+# The columns a row of posts names its picture by (any letter case), first found wins; a row
+# with one and a `text` column is a post (an image and its caption), not a comment.
+IMAGE_COLUMNS = ("image_path", "image", "filepath")
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from pathlib import Path
 from shotlab.core import store
 from shotlab.core.errors import InputError, StrictImportError
 from shotlab.core.images import DEFAULT_MAX_PIXELS
+from shotlab.core.rows import IMAGE_COLUMNS
 from shotlab.curate.import_common import ImportReport, add_all, check_not_empty, unique_records
 from shotlab.curate.records import Record, Scan, Skipped, normalise_split, unknown_split
 
 KIND = store.POST
-IMAGE_COLUMNS = ("image_path", "image", "filepath")
 LABEL_COLUMNS = ("label", "labels")
 
 

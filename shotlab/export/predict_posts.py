@@ -39,7 +39,7 @@ def read_posts(path: Path) -> tuple[list[Post], list[tuple[str, str]]]:
     path is read as given, absolute or relative to the file's folder: the user's own file, read
     with the user's own rights (`curate import`, which keeps the files in a dataset, holds them
     to the CSV's folder)."""
-    from shotlab.core.rows import read_rows
+    from shotlab.core.rows import IMAGE_COLUMNS, read_rows
     from shotlab.runtime.text import text_column
 
     rows, bad_rows = read_rows(path)
@@ -49,10 +49,9 @@ def read_posts(path: Path) -> tuple[list[Post], list[tuple[str, str]]]:
     for row in rows:
         where = f"{path}:{row.line}"
         fields = {str(k).strip().lower(): v for k, v in row.fields.items()}
-        value = next((fields[c] for c in ("image_path", "image", "filepath") if fields.get(c)),
-                     None)
+        value = next((fields[c] for c in IMAGE_COLUMNS if fields.get(c)), None)
         if not value:
-            bad.append((where, "no image path (columns image_path, image, filepath)"))
+            bad.append((where, f"no image path (columns {', '.join(IMAGE_COLUMNS)})"))
             continue
         image = Path(os.path.normpath(folder / str(value).strip()))
         try:

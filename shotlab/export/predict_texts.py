@@ -75,6 +75,11 @@ def read_comments(path: Path) -> tuple[list[Comment], list[tuple[str, str]]]:
     else:
         found, bad_lines = read_rows(path)
         rows = [(row.line, row.fields) for row in found]
+        if rows and (column := picture_column(rows[0][1])):
+            return [], [(str(path), f"a file of posts (its '{column}' column names pictures): "
+                                    f"this bundle decides comments alone and would ignore the "
+                                    f"pictures; give it to a post bundle, or drop the column to "
+                                    f"decide the captions as comments")]
     comments, bad = [], [(f"{path}:{line}", reason) for line, reason in bad_lines]
     for line, fields in rows:
         try:
@@ -83,6 +88,13 @@ def read_comments(path: Path) -> tuple[list[Comment], list[tuple[str, str]]]:
             bad.append((f"{path}:{line}", str(exc).removeprefix(f"{path}:{line}: ")))
     bad.sort(key=lambda item: int(item[0].rpartition(":")[2] or 0))
     return comments, bad
+
+
+def picture_column(fields: dict) -> str | None:
+    """The column of a row that names a post's picture (`core.rows.IMAGE_COLUMNS`), if any."""
+    from shotlab.core.rows import IMAGE_COLUMNS
+
+    return next((str(k) for k in fields if str(k).strip().lower() in IMAGE_COLUMNS), None)
 
 
 def predict_texts(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str = "onnx",

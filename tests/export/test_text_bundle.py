@@ -221,3 +221,15 @@ def test_a_comment_longer_than_the_model_reads_is_read_whole_and_reviewed(fp16_b
         (words,) = read_words(store, long["decision_id"], "ig")
     assert words.target_name == "threat"
     assert words.comment.text == long["text"][top["start"]:top["end"]]
+
+
+def test_a_file_of_posts_given_to_a_comment_bundle_is_refused_by_name(fp16_bundle, tmp_path):
+    """Its picture column was ignored and the captions decided as comments, exit 0."""
+    posts = tmp_path / "posts.csv"
+    posts.write_text("Image_Path,text\nphoto.png,I will hurt the plumber badly tonight\n")
+    out = tmp_path / "d.jsonl"
+    result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(posts), "--out",
+                                      str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{posts}: a file of posts (its 'Image_Path' column names pictures)" in result.output
+    assert not out.exists()
