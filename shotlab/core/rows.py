@@ -57,7 +57,7 @@ def decode_lines(data: bytes) -> tuple[list[tuple[int, str]], list[tuple[int, st
         try:
             lines.append((number, raw.decode("utf-8")))
         except UnicodeDecodeError as exc:
-            bad.append((number, f"not UTF-8 (byte {exc.start} of the line); save the file as "
+            bad.append((number, f"not UTF-8 (byte {exc.start + 1} of the line); save the file as "
                                 f"UTF-8"))
     return lines, bad
 

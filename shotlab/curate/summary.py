@@ -48,8 +48,9 @@ def imbalance_ratio(totals: dict[str, int]) -> float | None:
     return max(sizes) / min(sizes) if sizes else None
 
 
-def class_warnings(totals: dict[str, int], min_per_class: int) -> list[str]:
-    return [f"class '{name}' has only {plural(n, 'image')} (fewer than {min_per_class}); "
+def class_warnings(totals: dict[str, int], min_per_class: int,
+                   noun: str = "image") -> list[str]:
+    return [f"class '{name}' has only {plural(n, noun)} (fewer than {min_per_class}); "
             f"add more before training" for name, n in totals.items()
             if name != store.UNLABELED and n < min_per_class] + case_variants(totals)
 
@@ -72,6 +73,13 @@ def dataset_case_variants(name: str) -> list[str]:
     return case_variants(store.class_counts(store.load(name)))
 
 
+def sample_noun(dataset) -> str:
+    """What one sample of `dataset` is, for messages: an image, a clip, a comment or a post."""
+    if store.media_of(dataset) == "video":
+        return "clip"
+    return {store.TEXT: "comment", store.POST: "post"}.get(store.kind_of(dataset), "image")
+
+
 def summarize(name: str, *, min_per_class: int = MIN_PER_CLASS) -> DatasetSummary:
     """The counts of the samples training would use: those tagged `exclude` are left out (and
     counted apart), so these figures agree with `curate split` and the run's manifest."""
@@ -83,5 +91,5 @@ def summarize(name: str, *, min_per_class: int = MIN_PER_CLASS) -> DatasetSummar
     return DatasetSummary(name=name, task=store.task_of(dataset), samples=len(kept),
                           classes={k: dict(v) for k, v in counts.items()}, splits=dict(splits),
                           imbalance_ratio=imbalance_ratio(totals),
-                          warnings=class_warnings(totals, min_per_class),
+                          warnings=class_warnings(totals, min_per_class, sample_noun(dataset)),
                           excluded=len(dataset) - len(kept))

@@ -184,7 +184,7 @@ def check_text(text, where: str) -> str:
     if not isinstance(text, str):
         raise InputError(f"{where}: the text is not a string ({type(text).__name__})")
     if not text.strip():
-        raise InputError(f"{where}: the text is empty; remove the row or write the comment")
+        raise InputError(f"{where}: the text is empty; remove the row or fill in its text")
     if len(text) > MAX_TEXT_CHARS:
         raise InputError(f"{where}: the text has {len(text)} characters, over the limit of "
                          f"{MAX_TEXT_CHARS}; shorten it or split it into several comments")

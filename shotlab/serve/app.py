@@ -64,7 +64,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
     length = request.headers.get("content-length", "")
     too_large = Refusal(413, "too_large", f"body over the {limit:,}-byte limit (--max-body-mb); "
-                        f"send a smaller image")
+                        f"send a smaller request")
     if length.isdigit() and int(length) > limit:
         raise too_large
     chunks, size = [], 0

@@ -259,4 +259,6 @@ def test_labels_differing_only_in_letter_case_are_warned_on_import_and_in_info(t
     assert "classes 'Hate', 'hate' differ only in letter case" in result.stderr
     assert "classes 'OK', 'ok' differ only in letter case" in result.stderr
     info = CliRunner().invoke(cli, ["curate", "info", dataset_name, "--json"])
-    assert any("'Hate', 'hate'" in w for w in json.loads(info.stdout)["warnings"])
+    warnings = json.loads(info.stdout)["warnings"]
+    assert any("'Hate', 'hate'" in w for w in warnings)
+    assert "class 'Hate' has only 1 comment (fewer than 5); add more before training" in warnings

@@ -61,7 +61,7 @@ def test_bad_posts_get_predicts_reasons(post_model, post_predicted):
     with pytest.raises(InputError) as caught:
         PANELS["post"].decide(post_model, image.name, (image.read_bytes(), "   "))
     assert str(caught.value) == (f"{image.name} caption: the text is empty; remove the row or "
-                                 f"write the comment")
+                                 f"fill in its text")
     with pytest.raises(BadImageError) as caught:
         PANELS["post"].decide(post_model, "broken.png", (b"not an image" * 20, "for sale"))
     assert str(caught.value).startswith("broken.png: ")

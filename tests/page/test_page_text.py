@@ -75,7 +75,7 @@ def test_bad_comments_get_the_clis_one_line_reason(text_model, text_predicted):
     assert str(caught.value) == f"comment: {long}"
     with pytest.raises(InputError) as caught:
         decide(text_model, "latin1.txt", "caf\u00e9 au lait".encode("latin-1"))
-    assert str(caught.value) == "latin1.txt:1: not UTF-8 (byte 3 of the line); save the file " \
+    assert str(caught.value) == "latin1.txt:1: not UTF-8 (byte 4 of the line); save the file " \
                                 "as UTF-8"
     assert all("\n" not in reason for reason in (empty, long))
 
