@@ -43,13 +43,19 @@ class ImportReport:
 
 
 def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipped]]:
-    """Records keyed by resolved path (a sample's identity), the first one winning."""
+    """Records keyed by resolved path (a sample's identity), the first one winning, except that
+    in a folder (no rows to order them) the file itself wins over a link to it found first."""
     unique: dict[str, Record] = {}
     repeats = []
     for record in records:
         filepath = os.path.realpath(record.path)
-        if filepath in unique:
-            repeats.append(Skipped(str(record.path), repeated(record, unique[filepath])))
+        kept = unique.get(filepath)
+        if kept is not None and not (record.where or kept.where) \
+                and os.path.abspath(record.path) == filepath:
+            unique[filepath] = record  # the file itself, found after a link to it
+            record, kept = kept, record
+        if kept is not None:
+            repeats.append(Skipped(str(record.path), repeated(record, kept)))
         else:
             unique[filepath] = record
     return unique, repeats
@@ -59,7 +65,8 @@ def repeated(record: Record, first: Record) -> str:
     """Why a repeat is skipped, naming both rows where the source has rows, and what the first
     entry kept where the two disagree (another label or split)."""
     said = (f"{record.where}: listed more than once; the first entry ({first.where}) was used"
-            if record.where and first.where else "listed more than once; the first entry was used")
+            if record.where and first.where else
+            f"the same file as {first.path}, imported once, under that name")
     differs = [f"{what} {shown(mine)} here, {shown(kept)} kept" for what, mine, kept in
                (("label", record.labels, first.labels), ("split", record.split, first.split))
                if (set(mine) != set(kept) if what == "label" else mine != kept)]

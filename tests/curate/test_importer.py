@@ -295,3 +295,19 @@ def test_an_image_over_the_default_limit_imported_with_max_pixels_is_warned_abou
     plain = import_path(tmp_path / "tree", f"{dataset_name}-b", progress=False)
     assert not any("89,478,485" in w for w in plain.warnings)  # refused there, as a bomb
     store.delete(f"{dataset_name}-b")
+
+
+def test_a_file_wins_over_a_link_to_it_found_first(tmp_path, dataset_name):
+    """A folder with `a_link.png` -> `z_real.png`: the link (first by name) was imported and the
+    real file reported as "listed more than once"."""
+    folder = tmp_path / "src" / "cat"
+    write_image(folder / "z_real.png", seed=4)
+    write_image(folder / "other.png", seed=5)
+    (folder / "a_link.png").symlink_to(folder / "z_real.png")
+    report = import_path(tmp_path / "src", dataset_name, progress=False)
+    assert report.added == 2
+    assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
+        ("a_link.png", f"the same file as {folder / 'z_real.png'}, imported once, under that "
+                       f"name")]
+    assert {Path(p).name for p in store.load(dataset_name).values("filepath")} == \
+        {"z_real.png", "other.png"}
