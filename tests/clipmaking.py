@@ -114,6 +114,20 @@ def truncated_mp4(source: Path, path: Path) -> Path:
     return path
 
 
+def cut_inside_frame(source: Path, path: Path, seconds: float) -> Path:
+    """`source` (a faststart MP4: its index first) cut off halfway through the frame shown at
+    `seconds`, as an upload cut short leaves it: the frames before are whole, the rest lost."""
+    import av
+
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        spans = [(p.pos, p.size) for p in container.demux(stream)
+                 if p.size and abs(float(p.pts * stream.time_base) - seconds) < 1e-6]
+    offset, size = spans[0]
+    path.write_bytes(source.read_bytes()[:offset + size // 2])
+    return path
+
+
 def write_with_cover(path: Path, *, frames: int = 20) -> Path:
     """A Matroska file whose first video stream is a one-frame cover picture (attached_pic),
     the clip itself second."""

@@ -361,28 +361,38 @@ class ClipReader:
 
     def _decode_towards(self, targets: list[float], keyframe_only: bool) -> Iterator[SampledFrame]:
         """Feed packets from the keyframe before each target; jump ahead (flushing the decoder)
-        only when the next target's keyframe lies past the packets already fed."""
+        only when the next target's keyframe lies past the packets already fed.
+
+        Targets still pending after the last packet are decoded once more without it: a frame
+        that fails there (an upload cut off inside it) can take with it the frames the decoder
+        still holds (frame threads report the failure when the decoder is drained, and PyAV
+        gives up the drain at the first error), though they are whole in the file."""
         codec = self.stream.codec_context
         codec.skip_frame = "NONKEY" if keyframe_only else "DEFAULT"
         starts = {t: self._start_index(t) for t in targets}
         position, pending, wanted = None, list(targets), set(targets)
+        end = len(self.packets)
         while pending:
             if position is None or starts[pending[0]] > position:
                 codec.flush_buffers()
                 position = starts[pending[0]]
+            if position >= end:
+                break
             item = self.packets[position]
             position += 1
             if not keyframe_only:  # frames no other frame refers to are skipped unless wanted
                 codec.skip_frame = "DEFAULT" if item.time in wanted else "NONREF"
-            last = position == len(self.packets)
+            last = position == end
             for frame in self._decode(codec, item, flush=last):
                 taken = self._take(frame, pending)
                 if taken is not None:
                     yield taken
             if last:
-                for target in pending:
-                    self._gap(target, "frame never decoded")
-                return
+                if end < len(self.packets):
+                    break
+                end, position = end - 1, None  # once more, without the last packet
+        for target in pending:
+            self._gap(target, "frame never decoded")
 
     def _decode(self, codec, item: _Packet, *, flush: bool) -> list:
         import av

@@ -11,7 +11,7 @@ from shotlab.core.clips import (BadClipError, ClipReader, Sampling, drop_near_id
                                 sample_clip)
 from shotlab.core.errors import InputError
 from tests.clipmaking import (damage_packets, growing_stream, unknown_codec, write_audio_only,
-                              write_clip, write_with_cover, truncated_mp4)
+                              write_clip, write_with_cover, truncated_mp4, cut_inside_frame)
 
 
 def test_probe_reports_duration_fps_codec_and_hash(tmp_path):
@@ -207,3 +207,23 @@ def test_a_pipe_named_like_a_clip_is_named_as_a_pipe(tmp_path):
     os.mkfifo(tmp_path / "p.mp4")
     with pytest.raises(BadClipError, match="not a regular file"):
         sample_clip(tmp_path / "p.mp4")  # it was "empty file (0 bytes)"
+
+
+@pytest.mark.parametrize("sampling", ["keyframes", "uniform:8", "fps:12"])
+def test_a_cut_off_upload_keeps_every_frame_before_the_cut(tmp_path, sampling):
+    """An upload cut inside the frame at 7 s: when that frame failed, the frames still held in
+    the decoder were lost (keyframes only: 5 and 6 s 'never decoded'; every frame: 6.83 and
+    6.92 s), so a subject on screen there was never scored."""
+    # a texture panning a pixel a frame: no scene cut, so the keyframes fall on every second
+    texture = np.random.default_rng(0).integers(0, 256, (48, 128, 3), np.uint8)
+    whole = write_clip(tmp_path / "w.mp4", frames=144, fps=12, gop=12, faststart=True,
+                       pixels=lambda i: np.ascontiguousarray(np.roll(texture, i, 1)[:, :64]))
+    cut = cut_inside_frame(whole, tmp_path / "cut.mp4", 7.0)
+    with ClipReader(cut) as clip:
+        planned = Sampling.parse(sampling).times(clip)
+    _, frames, gaps = sample_clip(cut, sampling, dedupe=False)
+    before = [t for t in planned if t < 7.0]
+    assert [f.timestamp for f in frames] == pytest.approx(before) and before[-1] >= 6.0
+    assert [g.start for g in gaps if g.start < 7.05] == [pytest.approx(7.0)] * (7.0 in planned)
+    assert [g.reason for g in gaps if g.start > 7.05] == [
+        "truncated clip: 59 of 144 frames are not in the file"]
