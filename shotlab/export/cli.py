@@ -205,7 +205,8 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                              for d in result.decisions if d.get("kind") == "clip"
                              and predict.needs_attention(d)],
                 "review_queue": str(queue_path),
-                "bad_files": [{"path": p, "reason": r} for p, r in result.bad]}
+                "bad_files": [{"path": p, "reason": r} for p, r in result.bad],
+                **coarsest_sampling(result.decisions)}
         if dataset:  # before the store: a rerun after a failure updates the same samples
             from shotlab.export.dataset import write_to_dataset
 
@@ -237,6 +238,27 @@ def image_decisions(bundle, files, *, runtime, batch_size, explain, on_ray, addr
                            sampling=sampling, rules=rules, margin=margin,
                            early_exit=early_exit, max_pixels=max_pixels)
     return result
+
+
+def coarsest_sampling(decisions: list[dict]) -> dict:
+    """{"sampling_step": the widest gap between a clip's sampled frames (seconds, its end
+    counted), "sampling_step_clip": that clip}, or {} without clips: how short a scene can be
+    and still fall between the samples (uniform:8 on a 29 s clip: 4.1 s)."""
+    steps = [(widest_step(d), d["path"]) for d in decisions
+             if d.get("kind") == "clip" and d.get("frames")]
+    if not steps:
+        return {}
+    step, path = max(steps, key=lambda s: s[0])
+    return {"sampling_step": round(float(step), 3), "sampling_step_clip": path}
+
+
+def widest_step(clip: dict) -> float:
+    """The widest gap between a clip decision's sampled frames, its end counted (not after an
+    early exit: the rest was left undecoded on purpose)."""
+    times = list(clip["frames"])
+    if not clip.get("early_exit"):
+        times.append(max(float(clip.get("duration") or 0.0), times[-1]))
+    return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
 
 def refuse_options(kind: str, refused: dict) -> None:
@@ -322,6 +344,8 @@ def top_frames(bundle, decision: dict, frames, probs) -> list[tuple]:
 
 # What a bundle's PATHS hold, by its inputs: image and clip files (and folders of them), or
 # files of comments or of posts (CSV, JSONL; comments also .txt), never searched for in folders.
+# Sampled frames further apart than this (seconds) get a note: a short scene can fall between.
+COARSE_STEP_S = 2.0
 PATH_NOUNS = {"image": "image files or folders", "comment": "comment files (CSV, JSONL or .txt)",
               "post": "post files (CSV or JSONL with image_path and text)"}
 
@@ -437,6 +461,10 @@ def echo_predict(data: dict) -> None:
         stopped = (f"; decoding stopped at {clip['early_exit']['at']:.1f} s"
                    if clip["early_exit"] else "")
         click.echo(f"  {clip['path']}: watch {spans or 'the whole clip'}{stopped}")
+    if data.get("sampling_step", 0) > COARSE_STEP_S:
+        click.echo(f"note: frames were sampled up to {data['sampling_step']:.1f} s apart (e.g. "
+                   f"{data['sampling_step_clip']}): what is on screen for less than that can "
+                   f"fall between samples; --sampling fps:1 samples every second", err=True)
     click.echo(f"Decisions: {data['decisions']}")
     click.echo(f"Review queue: {data['review_queue']}")
     if "dataset" in data:

@@ -175,6 +175,26 @@ def test_predict_command_prints_the_seconds_to_watch(exported, clips, tmp_path):
     assert "2 clips predicted" in result.stdout and "images" not in result.stdout.split(";")[0]
     assert f"  {clips['violent']}: watch red 1.9-2.9 s" in result.stdout
     assert str(clips["calm"]) not in result.stdout  # nothing to watch there
+    assert "sampled up to" not in result.stderr  # 0.25 s apart
+
+
+def test_predict_notes_when_frames_are_sampled_far_apart(exported, tmp_path):
+    """uniform:8 on a 29 s clip samples every 4.1 s: a 2 s scene can fall between two samples,
+    and nothing said so."""
+    from shotlab.export.cli import widest_step
+
+    long = colour_clip(tmp_path / "long.mp4", ["green"] * 29, seed=3)
+    out = tmp_path / "d.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(long), "--json",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (decision,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert data["sampling_step"] == pytest.approx(widest_step(decision), abs=1e-3)
+    assert 3.9 < data["sampling_step"] < 4.3 and data["sampling_step_clip"] == str(long)
+    shown = CliRunner().invoke(cli, ["predict", str(exported.path), str(long), "--out", str(out)])
+    assert f"note: frames were sampled up to {data['sampling_step']:.1f} s apart" in shown.stderr
+    assert "--sampling fps:1" in shown.stderr
 
 
 def test_predict_help_lists_the_clip_options():
