@@ -335,16 +335,17 @@ def add_operation_routes(app: FastAPI, service: Service, guarded: list) -> None:
 
 def stored_maps(service: Service, decision_id: str) -> list[dict]:
     """The explanations this server stored for a decision: method, target class, map size,
-    time. Empty where it has no explanations.sqlite (a replica that explained nothing yet, or
-    runs with --no-explain, on a shared MongoDB store): the maps are on the machine that
-    computed them."""
+    scores, time, and a comment's word scores, a post's split, a clip frame's time
+    (`explain.summary`). Empty where it has no explanations.sqlite (a replica that explained
+    nothing yet, or runs with --no-explain, on a shared MongoDB store): the maps are on the
+    machine that computed them."""
     from shotlab.explain.store import ExplanationStore
+    from shotlab.explain.summary import explanation_summary
 
     if not service.explanations_path.is_file():
         return []
     with ExplanationStore(service.explanations_path, readonly=True) as store:
-        return [{"method": e.method, "target": e.target, "shape": list(e.map.shape),
-                 "created": e.created} for e in store.explanations(decision_id)]
+        return [explanation_summary(e) for e in store.explanations(decision_id)]
 
 
 def serve(options: ServeOptions) -> None:

@@ -140,6 +140,11 @@ def test_a_flagged_comment_gets_its_ig_words_in_the_background(server):
     assert words.comment.words and all(w.lower() in decision["text"].lower()
                                        for w in words.comment.words)
     assert words.faithfulness
+    # the client reads the word scores too (it got the method's name alone)
+    (shown,) = stored["explanation"]["maps"]
+    assert [w["word"] for w in shown["words"]] == words.words
+    np.testing.assert_allclose([w["score"] for w in shown["words"]], words.scores, atol=1e-6)
+    assert shown["scores"]["comprehensiveness"] == words.faithfulness["comprehensiveness"]
 
 
 @pytest.mark.parametrize("case", ["empty", "blank", "too_long", "not_utf8", "media_type"])
