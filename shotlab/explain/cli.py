@@ -135,8 +135,8 @@ def echo_result(result: dict) -> None:
 @click.option("--store", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The explanations.sqlite that `shotlab predict --explain` wrote.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the stored maps over the image as one PNG (a comment's words: an "
-                   "HTML page).")
+              help="Write the stored maps over the image as one .png (a comment's words: an "
+                   ".html page); an existing file only if explain wrote it.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def show_command(decision_id, store, out, as_json) -> None:
     """Show the explanations stored for DECISION_ID (and render them with --out)."""

@@ -20,6 +20,9 @@ from shotlab.core.errors import InputError
 
 COLORMAP = "jet"  # the Grad-CAM papers' colour map: readers know red = most evidence
 DPI = 110  # a 4-method figure stays under ~300 KB
+# Written into every figure's PNG (a tEXt chunk before the pixels): marks the only existing PNG
+# `explain show --out` may replace.
+SOFTWARE = "shotlab explain"
 
 
 def _resized(heatmap: np.ndarray, height: int, width: int, nearest: bool = False) -> np.ndarray:
@@ -76,10 +79,28 @@ def to_png(fig, path=None) -> bytes:
     """The figure as PNG bytes, also written to `path` when given; the figure is freed."""
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight",
+                    metadata={"Software": SOFTWARE})
     finally:
         fig.clear()
     return write_png(buffer.getvalue(), path)
+
+
+def is_own_figure(path) -> bool:
+    """True for a regular file that is a PNG this module's figures wrote (its Software chunk)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    text = b"Software\x00" + SOFTWARE.encode()
+    chunk = len(text).to_bytes(4, "big") + b"tEXt" + text
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and chunk in head
 
 
 def write_png(data: bytes, path=None) -> bytes:

@@ -1,8 +1,9 @@
 """`shotlab explain show`: what the store holds for one decision, as text, JSON or a figure.
 
 It only reads: the store is opened read-only (its bytes, mtime and folder are left as they were);
-the one file written is the figure asked for with `--out`, which may not be the store itself or
-the decision's image.
+the one file written is the figure (PNG) or a comment's page (HTML) asked for with `--out`, which
+may not be the store, the decision's image or any other existing file but a figure or page
+explain wrote before.
 """
 
 from __future__ import annotations
@@ -99,28 +100,62 @@ def bundle_preprocessing(bundle_path: str):
 
 
 def render(store_path, decision_id: str, out) -> Path:
-    """Every stored map for the decision over its image, side by side, as one PNG at `out`."""
+    """Every stored map for the decision over its image, side by side, as one PNG at `out` (a
+    comment's words: one HTML page). `out` may replace only a figure or page explain wrote."""
     from shotlab.explain.plots import methods_figure
+    from shotlab.explain.post_split import METHOD as SPLIT
     from shotlab.explain.store import ExplanationStore
+    from shotlab.explain.text_store import is_text
 
     with ExplanationStore(store_path, readonly=True) as store:
         decision = store.decision(decision_id) or {}
         explanations = store.explanations(decision_id)
     if not explanations:
         raise InputError(f"decision {decision_id}: no explanation stored in {store_path} yet")
-    for path, what in ((store_path, "the explanation store"), (decision.get("path"), "its image")):
-        if path and Path(path).exists() and Path(out).exists() and Path(out).samefile(path):
-            raise InputError(f"--out {out} is {what}; give a new .png path for the figure")
-    from shotlab.explain.text_store import is_text
-
-    if all(is_text(e) for e in explanations):  # a comment's words: a page, not a figure
+    page = all(is_text(e) for e in explanations)  # a comment's words: a page, not a figure
+    check_out(Path(out), store_path, decision, decision_id, page)
+    if page:
         from shotlab.core.files import write_text_atomic
         from shotlab.explain.text_render import stored_page
 
         write_text_atomic(Path(out), stored_page(decision_id, decision, explanations))
         return Path(out)
-    maps = {f"{e.method} ({e.target})" if e.target else e.method: e.map for e in explanations}
+    pictured = [e for e in explanations if not is_text(e) and e.method != SPLIT]
+    if not pictured:  # a post whose picture has no map: its split and words are `show`'s text
+        raise InputError(f"decision {decision_id}: no map over a picture stored in "
+                         f"{store_path}; `explain show {decision_id} --store {store_path}` "
+                         f"lists what is stored")
+    maps = {f"{e.method} ({e.target})" if e.target else e.method: e.map for e in pictured}
     image = backdrop(image_decided(decision.get("path"), decision.get("sha256")),
-                     decision.get("bundle"), explanations[0].map.shape)
+                     decision.get("bundle"), pictured[0].map.shape)
     methods_figure(image, maps, out, title=f"decision {decision_id}")
     return Path(out)
+
+
+FIGURE_SUFFIXES = (".png",)
+PAGE_SUFFIXES = (".html", ".htm")
+
+
+def check_out(out: Path, store_path, decision: dict, decision_id: str, page: bool) -> None:
+    """Refuse, before anything is drawn, an --out that is the store or the decision's image, a
+    suffix of another format than the one written (a PNG figure; a comment's HTML page), or
+    an existing file that is not a figure or page explain wrote: a user's file is never
+    replaced."""
+    from shotlab.core.files import check_own_output
+    from shotlab.explain.plots import is_own_figure
+    from shotlab.explain.text_render import is_own_page
+
+    for path, what in ((store_path, "the explanation store"), (decision.get("path"), "its image")):
+        if path and Path(path).exists() and out.exists() and out.samefile(path):
+            raise InputError(f"--out {out} is {what}; give a new "
+                             f"{PAGE_SUFFIXES[0] if page else FIGURE_SUFFIXES[0]} path for the "
+                             f"{'page' if page else 'figure'}")
+    suffixes, what = ((PAGE_SUFFIXES, "an HTML page of the comment's words") if page else
+                      (FIGURE_SUFFIXES, "a PNG figure of its maps"))
+    if out.suffix.lower() not in suffixes:
+        raise InputError(f"--out {out}: decision {decision_id} is drawn as {what}; give a "
+                         f"{suffixes[0]} path")
+    check_own_output(out, "--out", is_own_page if page else is_own_figure,
+                     f"--out {out}: the file exists and is not a "
+                     f"{'page' if page else 'figure'} `shotlab explain` wrote; show replaces "
+                     f"only its own output: choose another --out")

@@ -83,6 +83,50 @@ def test_show_never_draws_over_the_store(tmp_path):
     assert state(tmp_path) == before
 
 
+def stored_comment(path, decision_id: str = "c1"):
+    """A comment's decision with one stored word row: `show --out` writes its page."""
+    from shotlab.explain.text_store import put_words
+    from shotlab.explain.text_words import Comment, WordScores
+
+    comment = Comment("this joke kills me", ["this", "joke", "kills", "me"],
+                      [(0, 4), (5, 9), (10, 15), (16, 18)], [[1], [2], [3], [4]])
+    words = WordScores(comment, 1, "violent", "ig", np.array([0.0, 0.1, 0.9, 0.0], np.float32))
+    with ExplanationStore(path) as store:
+        store.add_decision({"decision_id": decision_id, "flagged": ["violent"],
+                            "scores": {"fine": 0.1, "violent": 0.9}}, bundle_path="/bundles/t")
+        put_words(store, decision_id, words)
+    return path
+
+
+def test_show_out_replaces_only_a_figure_or_page_it_wrote(tmp_path):
+    """`show --out victim.csv` turned a user's CSV into a PNG (or a comment's HTML page),
+    exit 0; `--out post.html` for a picture's maps wrote PNG bytes under an .html name."""
+    store = stored_comment(filled_store(tmp_path / "explanations.sqlite", n=2))
+    users = {"victim.csv": b"id,text\n1,hello\n", "victim.png": b"\x89PNG\r\n\x1a\nmine",
+             "victim.html": b"<!DOCTYPE html>\n<p>my notes</p>\n"}
+    for name, data in users.items():
+        (tmp_path / name).write_bytes(data)
+    for decision_id, name, says in (
+            ("d1", "victim.csv", "decision d1 is drawn as a PNG figure of its maps; give a .png"),
+            ("d1", "victim.html", "decision d1 is drawn as a PNG figure of its maps; give a .png"),
+            ("d1", "victim.png", "the file exists and is not a figure `shotlab explain` wrote"),
+            ("c1", "victim.csv", "decision c1 is drawn as an HTML page of the comment's words; "
+                                 "give a .html path"),
+            ("c1", "victim.png", "decision c1 is drawn as an HTML page"),
+            ("c1", "victim.html", "the file exists and is not a page `shotlab explain` wrote")):
+        out = tmp_path / name
+        line = one_line_error(run("explain", "show", decision_id, "--store", store, "--out", out))
+        assert f"--out {out}" in line and says in line, line
+    assert {name: (tmp_path / name).read_bytes() for name in users} == users
+    for decision_id, name, head in (("d1", "d1.png", b"\x89PNG"), ("d1", "d1.PNG", b"\x89PNG"),
+                                    ("c1", "c1.html", b"<!DOCTYPE html>")):
+        for _ in range(2):  # the second run replaces the file the first one wrote
+            result = run("explain", "show", decision_id, "--store", store, "--out",
+                         tmp_path / name)
+            assert result.exit_code == 0, result.output
+        assert (tmp_path / name).read_bytes().startswith(head)
+
+
 def test_a_damaged_row_is_named_by_table_and_row(tmp_path):
     store = filled_store(tmp_path / "explanations.sqlite", n=3)
     with sqlite3.connect(store) as db:
