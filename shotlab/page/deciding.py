@@ -151,10 +151,12 @@ def decide_post(model, name: str, data: tuple, path: Path | None = None) -> Deci
 
 def bars(bundle, record: dict) -> list[dict]:
     """Per class: its score, and for a policy category its threshold, review band and whether
-    it is flagged; policy categories first, in the policy's order."""
+    it is flagged; policy categories first, in the policy's order. A clip's are the thresholds
+    it was decided under (the clip contract's, `clip_thresholds`), not the frame ones."""
+    from shotlab.export.predict_clips import clip_thresholds
     from shotlab.runtime.decide import resolve_thresholds, review_band
 
-    thresholds = bundle.thresholds
+    thresholds = clip_thresholds(bundle) if record.get("kind") == "clip" else bundle.thresholds
     classes = list(bundle.classes)
     cut = resolve_thresholds(thresholds or None, classes, task=bundle.task)
     rows = []

@@ -181,6 +181,55 @@ def test_clip_decision_is_predicts_record_with_its_timeline(model, tmp_path):
     assert not list(tmp_path.glob("upload*"))  # the temporary file is not left beside the clip
 
 
+# The contract of a run on clips (train/clip_eval.py writes it as clip.json): thresholds chosen
+# on validation clips, here far from the frame ones.
+CLIP_CONTRACT = {"sampling": "uniform:4", "aggregation": {"red": "max"},
+                 "thresholds": {"red": {"threshold": 0.995, "review_band": [0.99, 0.998]}}}
+
+
+@pytest.fixture(scope="module")
+def clip_model(trained_run, tmp_path_factory):
+    """The shared run as if trained on clips (its clip.json beside it), exported: a bundle
+    whose clips are decided under other thresholds than its frames."""
+    import json
+
+    from shotlab.export.exporter import export_run
+
+    root = tmp_path_factory.mktemp("clip-run")
+    run_dir = Path(shutil.copytree(trained_run, root / "run"))
+    (run_dir / "clip.json").write_text(json.dumps(CLIP_CONTRACT))
+    exported = export_run(run_dir, out=root / "bundle", explain=False, progress=False)
+    return open_model(exported.path)
+
+
+def test_a_clips_bars_carry_the_thresholds_it_was_decided_under(clip_model, tmp_path):
+    """The bars drew the frame thresholds while the decision, the Watch line and the timeline
+    used the clip contract's: a score under its bar's tick could read as flagged."""
+    from shotlab.export.predict_clips import clip_thresholds
+    from tests.export.test_predict_clips import colour_clip
+
+    bundle = clip_model.bundle
+    assert clip_thresholds(bundle) == CLIP_CONTRACT["thresholds"] != bundle.thresholds
+    clip = colour_clip(tmp_path / "violent.mp4", ["green", "green", "red", "green"])
+    decided = PANELS["clip"].decide(clip_model, clip.name, clip.read_bytes(), clip)
+    red_row = next(r for r in bars(bundle, decided.record) if r["class"] == "red")
+    assert red_row["threshold"] == pytest.approx(0.995)
+    assert red_row["band"] == pytest.approx([0.99, 0.998])
+    assert red_row["flagged"] == ("red" in decided.record["flagged"])
+    image = decide(clip_model, "red.png", write_red(tmp_path / "red.png"))  # a frame's: its own
+    frame_row = next(r for r in bars(bundle, image.record) if r["class"] == "red")
+    assert frame_row["threshold"] == pytest.approx(bundle.thresholds["red"]["threshold"])
+
+
+def write_red(path: Path) -> bytes:
+    from PIL import Image
+
+    from tests.train.trainsets import COLOURS, noisy_colour
+
+    Image.fromarray(noisy_colour(COLOURS["red"], np.random.default_rng(0), 48)).save(path)
+    return path.read_bytes()
+
+
 def test_an_animated_gif_is_decided_in_the_clip_panel_as_predict_decides_it(model, tmp_path):
     """The image panel decided it on its first frame (green) where predict flags it (red)."""
     from tests.export.test_predict_clips import animated_gif
