@@ -157,7 +157,9 @@ def show_command(decision_id, store, out, as_json) -> None:
             extra = (f", comprehensiveness {faith['comprehensiveness']:.3f} (random "
                      f"{faith['random_comprehensiveness']:.3f}), sufficiency "
                      f"{faith['sufficiency']:.3f} (random {faith['random_sufficiency']:.3f})")
-        click.echo(f"  {item['method']}: target {item['target']}, {item['created']}{extra}")
+        seconds = (item["params"] or {}).get("timestamp")  # a clip's map: the frame it explains
+        at = f", frame at {float(seconds):.3f} s" if seconds is not None else ""
+        click.echo(f"  {item['method']}: target {item['target']}{at}, {item['created']}{extra}")
     for appeal in data["appeals"]:
         click.echo(f"  appeal {appeal['status']}: {', '.join(appeal['methods'])}"
                    + (f" ({appeal['error']})" if appeal["error"] else ""))

@@ -2,6 +2,7 @@
 
     overlay(rgb_uint8, heatmap01)                          -> uint8 (H, W, 3)
     methods_figure(rgb, {"gradcam": m1, "lime": m2}, ...)  -> PNG bytes (written to `path` if given)
+    pictures_figure([("frame at 2.0 s", rgb, maps), ...])  -> the same, several pictures in a row
     lime_superpixels(rgb, lime_map, top=5)                 -> uint8 (H, W, 3)
     data_uri(png_bytes)                                    -> "data:image/png;base64,..." for HTML
 
@@ -128,10 +129,20 @@ def methods_figure(image_rgb, maps: dict, path=None, *, title: str | None = None
     """The image, then one overlay per method, side by side; PNG bytes (and `path` if given).
 
     `captions` adds a line under a method's name (e.g. its deletion AUC)."""
-    if not maps:
+    return pictures_figure([("image", image_rgb, maps)], path, title=title, captions=captions,
+                           alpha=alpha)
+
+
+def pictures_figure(groups: list, path=None, *, title: str | None = None,
+                    captions: dict | None = None, alpha: float = 0.5) -> bytes:
+    """`methods_figure` for several pictures (a clip's explained frames): per (caption, rgb,
+    {method: map}) of `groups`, the picture under its caption, then its overlays; one row."""
+    if not any(maps for _, _, maps in groups):
         raise InputError("methods_figure needs at least one map")
-    panels = [("image", np.asarray(image_rgb))]
-    panels += [(name, overlay(image_rgb, heat, alpha)) for name, heat in maps.items()]
+    panels = []
+    for caption, image_rgb, maps in groups:
+        panels.append((caption, np.asarray(image_rgb)))
+        panels += [(name, overlay(image_rgb, heat, alpha)) for name, heat in maps.items()]
     fig = _figure(2.4 * len(panels), 2.9)
     for axis, (name, picture) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         axis.imshow(picture)

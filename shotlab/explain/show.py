@@ -80,8 +80,63 @@ def image_decided(path, sha256: str | None):
         return None
 
 
-def grey_note(path) -> str:
+def clip_frame(path, sha256: str | None, seconds: float):
+    """The frame of the clip at `path` that `shotlab predict` explained at `seconds` (stored to
+    the millisecond: the clip's frame shown nearest it, as sampling snaps its grid to real
+    frames), as an RGB image, if the clip's bytes are still the ones decided (`sha256`); None
+    when it is gone, unreadable, another file now, or that frame does not decode."""
+    import numpy as np
+    from PIL import Image
+
+    from shotlab.core.clips import ClipReader
+    from shotlab.core.errors import ShotlabError
+    from shotlab.core.images import sha256_file
+
+    if not path:
+        return None
+    try:
+        if sha256 and sha256_file(Path(path)) != sha256:
+            return None
+        with ClipReader(Path(path)) as clip:
+            times = clip.frame_times
+            nearest = float(times[int(np.abs(times - float(seconds)).argmin())])
+            frames = clip.frames_at([nearest])
+            try:
+                frame = next(frames, None)
+            finally:
+                frames.close()
+    except (ShotlabError, OSError):
+        return None
+    return None if frame is None else Image.fromarray(frame.pixels)
+
+
+def frame_time(row) -> float | None:
+    """The time (s) of the clip frame a stored map explains; None for an image's map."""
+    seconds = row.params.get("timestamp")
+    return None if seconds is None else float(seconds)
+
+
+def backdrops(decision: dict, rows) -> tuple[list, str | None]:
+    """Per stored map row, the picture under it as the model saw it (`backdrop`): the decision's
+    image, or for a clip the frame at the row's timestamp; and the note when one is grey."""
+    pictures, seen = [], {}
+    for row in rows:
+        seconds = frame_time(row)
+        if seconds not in seen:
+            seen[seconds] = (image_decided(decision.get("path"), decision.get("sha256"))
+                             if seconds is None else
+                             clip_frame(decision.get("path"), decision.get("sha256"), seconds))
+        pictures.append(backdrop(seen[seconds], decision.get("bundle"), row.map.shape))
+    grey = [t for t, image in seen.items() if image is None]
+    note = grey_note(decision["path"], grey[0]) if grey and decision.get("path") else None
+    return pictures, note
+
+
+def grey_note(path, seconds: float | None = None) -> str:
     """Why a decision's maps are drawn over grey, for the reader."""
+    if seconds is not None:
+        return (f"{path} is gone, no longer the clip decided (its sha256 differs) or its frame "
+                f"at {seconds:.3f} s does not decode: the maps are shown over grey")
     return (f"{path} is gone or no longer the image decided (its sha256 differs): the maps are "
             f"shown over grey")
 
@@ -100,9 +155,10 @@ def bundle_preprocessing(bundle_path: str):
 
 
 def render(store_path, decision_id: str, out) -> Path:
-    """Every stored map for the decision over its image, side by side, as one PNG at `out` (a
-    comment's words: one HTML page). `out` may replace only a figure or page explain wrote."""
-    from shotlab.explain.plots import methods_figure
+    """Every stored map for the decision over its image (a clip's: over the frame it explains,
+    each frame captioned with its time), side by side, as one PNG at `out` (a comment's words:
+    one HTML page). `out` may replace only a figure or page explain wrote."""
+    from shotlab.explain.plots import pictures_figure
     from shotlab.explain.post_split import METHOD as SPLIT
     from shotlab.explain.store import ExplanationStore
     from shotlab.explain.text_store import is_text
@@ -125,10 +181,15 @@ def render(store_path, decision_id: str, out) -> Path:
         raise InputError(f"decision {decision_id}: no map over a picture stored in "
                          f"{store_path}; `explain show {decision_id} --store {store_path}` "
                          f"lists what is stored")
-    maps = {f"{e.method} ({e.target})" if e.target else e.method: e.map for e in pictured}
-    image = backdrop(image_decided(decision.get("path"), decision.get("sha256")),
-                     decision.get("bundle"), pictured[0].map.shape)
-    methods_figure(image, maps, out, title=f"decision {decision_id}")
+    pictures, _ = backdrops(decision, pictured)
+    groups = {}  # one picture (an image, a clip's frame) and the maps over it
+    for row, picture in zip(pictured, pictures):
+        seconds = frame_time(row)
+        caption = "image" if seconds is None else f"frame at {seconds:.3f} s"
+        name = f"{row.method} ({row.target})" if row.target else row.method
+        groups.setdefault(caption, (picture, {}))[1][name] = row.map
+    pictures_figure([(caption, picture, maps) for caption, (picture, maps) in groups.items()],
+                    out, title=f"decision {decision_id}")
     return Path(out)
 
 

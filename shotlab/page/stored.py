@@ -4,8 +4,9 @@
 
 `explain.show.read_decision` opens the store read-only (its bytes, mtime and folder are left as
 they were, as for `shotlab explain show`); the backdrop is the decision's image as the model saw
-it (`explain.show.backdrop`), grey, with a note saying so, when the image is gone or its bytes
-are no longer the ones decided.
+it (`explain.show.backdrop`), for a clip the frame each map explains (at its stored timestamp),
+grey, with a note saying so, when the image or clip is gone or its bytes are no longer the ones
+decided.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ class Stored:
     words: list = field(default_factory=list)  # text_words.WordScores of the text rows
     splits: list = field(default_factory=list)  # a post's modality split rows
     note: str | None = None  # why the backdrop is grey (the image gone or changed), if it is
+    # per row of `maps`, the picture under it: the image, or a clip's frame at the row's time
+    backdrops: list = field(default_factory=list)
 
 
 def stored_decision(store, decision_id: str) -> Stored:
     from shotlab.explain.post_split import METHOD as SPLIT
-    from shotlab.explain.show import backdrop, grey_note, image_decided, read_decision
+    from shotlab.explain.show import (backdrop, backdrops, grey_note, image_decided,
+                                      read_decision)
     from shotlab.explain.text_store import from_row, is_text
 
     if store is None:
@@ -48,11 +52,13 @@ def stored_decision(store, decision_id: str) -> Stored:
     words = [from_row(e) for e in explanations if is_text(e)]
     splits = [e for e in explanations if e.method == SPLIT]
     maps = [e for e in explanations if not is_text(e) and e.method != SPLIT]
-    picture, note = None, None
-    if maps or not (words or splits):  # an image decision (or nothing stored): its picture
-        shape = maps[0].map.shape if maps else (224, 224)
+    picture, pictures, note = None, [], None
+    if maps:  # an image's, or a clip's maps each over the frame it explains
+        pictures, note = backdrops(decision, maps)
+        picture = pictures[0]
+    elif not (words or splits):  # nothing stored yet: the decision's picture
         image = image_decided(decision.get("path"), decision.get("sha256"))
-        picture = backdrop(image, decision.get("bundle"), shape)
+        picture = backdrop(image, decision.get("bundle"), (224, 224))
         note = grey_note(decision["path"]) if image is None and decision.get("path") else None
     return Stored(decision_id, decision, explanations, appeals, picture, maps, words, splits,
-                  note)
+                  note, pictures)

@@ -284,9 +284,11 @@ def stored_view(model) -> None:
         st.warning(shown.note)
     if shown.maps:
         opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="stored-opacity")
-        picture_row(st, [(overlay(shown.backdrop, e.map, alpha=opacity),
-                          f"{METHOD_TITLES.get(e.method, e.method)} ({e.target})")
-                         for e in shown.maps])
+        picture_row(st, [(overlay(picture, e.map, alpha=opacity),
+                          f"{METHOD_TITLES.get(e.method, e.method)} ({e.target})"
+                          + (f" at {float(e.params['timestamp']):.3f} s" if "timestamp" in e.params
+                             else ""))
+                         for e, picture in zip(shown.maps, shown.backdrops)])
     for split in shown.splits:
         st.markdown(split_line(split.scores))
     for words in shown.words:

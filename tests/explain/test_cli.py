@@ -207,3 +207,54 @@ def test_an_appeal_with_another_image_is_refused_when_queued(explain_bundle, col
     with ExplanationStore(store, create=False) as opened:
         assert opened.appeals() == []
     assert run("explain", "appeal", store, "d1", "--image", colour_images[0]).exit_code == 0
+
+
+@pytest.fixture(scope="module")
+def clip_explained(exported, tmp_path_factory):
+    """`shotlab predict BUNDLE violent.mp4 --explain`: a clip whose second 3 of 4 is red, its
+    decision and its store (Grad-CAM of the top red frame at its timestamp)."""
+    from tests.export.test_predict_clips import colour_clip
+
+    root = tmp_path_factory.mktemp("clip-explained")
+    clip = colour_clip(root / "violent.mp4", ["green", "green", "red", "green"])
+    out = root / "o" / "d.jsonl"
+    result = run("predict", exported.path, clip, "--sampling", "fps:4", "--explain",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    (decision,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert decision["flagged"] == ["red"], decision
+    return clip, decision, out.parent / "explanations.sqlite"
+
+
+def test_show_draws_a_clips_maps_over_the_frame_they_explain(clip_explained, tmp_path):
+    """The maps were drawn over grey, with no time, and the page said the unchanged clip was
+    'gone or no longer the image decided'."""
+    import numpy as np
+
+    from shotlab.explain.show import backdrops, read_decision
+    from shotlab.page.stored import stored_decision
+
+    clip, decision, store = clip_explained
+    (explained,) = decision["explained_frames"]
+    result = run("explain", "show", decision["decision_id"], "--store", store, "--out",
+                 tmp_path / "f.png")
+    assert result.exit_code == 0, result.output
+    assert f"gradcam: target red, frame at {explained['timestamp']:.3f} s" in result.output
+    assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
+    stored, rows, _ = read_decision(store, decision["decision_id"])
+    (picture,), note = backdrops(stored, rows)
+    red, green, blue = picture.reshape(-1, 3).mean(axis=0)
+    assert note is None and red > 150 > green and red > 150 > blue  # the red frame, not grey
+    shown = stored_decision(store, decision["decision_id"])
+    assert shown.note is None
+    np.testing.assert_array_equal(shown.backdrops[0], picture)
+    original = clip.read_bytes()
+    clip.write_bytes(original + b"\0")  # changed since the decision: grey, and said so
+    try:
+        shown = stored_decision(store, decision["decision_id"])
+    finally:
+        clip.write_bytes(original)  # the module's other tests read it
+    assert (shown.backdrops[0] == 128).all()
+    assert shown.note == (f"{clip} is gone, no longer the clip decided (its sha256 differs) or "
+                          f"its frame at {explained['timestamp']:.3f} s does not decode: the "
+                          f"maps are shown over grey")
