@@ -93,6 +93,12 @@ def run_command(source, images, methods, target, texts, out, html_path, score, a
                                      param_hint=hint)
     if not images:
         raise click.UsageError(f"give an IMAGE to explain; {source} takes images")
+    from shotlab.explain.pending import clip_reason
+
+    for reason in filter(None, map(clip_reason, images)):
+        from shotlab.core.errors import InputError
+
+        raise InputError(reason)
     from shotlab.explain.report import explain_images, parse_methods
 
     chosen = parse_methods(methods or "gradcam")
@@ -187,6 +193,7 @@ def appeal_command(store, decision_ids, methods, image, bundle) -> None:
         # nothing stored); every appeal is checked before any is queued.
         chosen = {d: parse_methods(methods, "text" if opened.has_text(d) else "image")
                   for d in decision_ids}
+        refuse_clips(opened, decision_ids, image)
         if image:
             refuse_other_image(opened, decision_ids, image)
         for decision_id in decision_ids:
@@ -194,6 +201,21 @@ def appeal_command(store, decision_ids, methods, image, bundle) -> None:
     shown = dict.fromkeys(m for asked in chosen.values() for m in asked)
     click.echo(f"queued {plural(len(decision_ids), 'appeal')} ({', '.join(shown)}); process "
                f"them with `shotlab explain --pending {store}`")
+
+
+def refuse_clips(opened, decision_ids, image) -> None:
+    """A clip's decision (its maps are of frames, or its file is a clip) is refused now: the
+    appeal's methods explain one image, and it would fail later as "not an image"."""
+    from shotlab.core.errors import InputError
+    from shotlab.explain.pending import CLIPS_EXPLAINED, clip_reason
+
+    for decision_id in decision_ids:
+        path = image or (opened.decision(decision_id) or {}).get("path")
+        reason = clip_reason(path)
+        if reason is None and opened.has_frames(decision_id):  # an animation decided as a clip
+            reason = f"{path or 'its input'}: decided as a clip; {CLIPS_EXPLAINED}"
+        if reason:
+            raise InputError(f"decision {decision_id}: {reason}")
 
 
 def refuse_other_image(opened, decision_ids, image: Path) -> None:

@@ -26,6 +26,19 @@ from pathlib import Path
 from shotlab.core.errors import ShotlabError
 
 DEFAULT_METHODS = ("lime", "shap")  # an appeal deserves the model-agnostic, perturbation methods
+# The methods here explain one image; a clip's frames are picked, decoded and explained by predict.
+CLIPS_EXPLAINED = ("clips are explained by `shotlab predict BUNDLE CLIP --explain` (Grad-CAM of "
+                   "their top frames) and shown by `shotlab explain show DECISION_ID --store "
+                   "STORE`")
+
+
+def clip_reason(path) -> str | None:
+    """Why `path` cannot be explained here when it is a clip (by its suffix), else None."""
+    from shotlab.core.clips import is_clip_path
+
+    if path and is_clip_path(path):
+        return f"{path}: a clip, not an image; {CLIPS_EXPLAINED}"
+    return None
 
 
 def process_pending(store_path, *, methods=None, batch: int = 8, score: bool = True,
@@ -113,7 +126,8 @@ def appeal_target(store, source, appeal, probs) -> int:
 
 def process_batch(store, source, appeals, methods, score: bool, options: dict,
                   summary: dict) -> None:
-    appeals = [a for a in appeals if not failed_as_foreign(store, source, a, summary)]
+    appeals = [a for a in appeals if not failed_as_foreign(store, source, a, summary)
+               and not failed_as_clip(store, a, summary)]
     if source.preprocessing.kind == "text":
         from shotlab.explain.text_pending import process_text_batch
 
@@ -187,6 +201,15 @@ def failed_as_changed(store, appeal, summary: dict) -> bool:
     """Whether the appeal's image is no longer the one decided (its bytes changed since
     `predict`): then it is marked failed, as `explain show` refuses to draw over it."""
     reason = changed_image(store.decision(appeal.decision_id), appeal)
+    if reason:
+        fail(store, appeal, reason, summary)
+    return bool(reason)
+
+
+def failed_as_clip(store, appeal, summary: dict) -> bool:
+    """Whether the appeal names a clip (queued before `appeal` refused them): then it is marked
+    failed with what explains clips, not read as an image that is "not an image"."""
+    reason = clip_reason(appeal.image_path)
     if reason:
         fail(store, appeal, reason, summary)
     return bool(reason)

@@ -244,6 +244,12 @@ class ExplanationStore:
         return bool(self.rows("SELECT 1 FROM explanations WHERE decision_id = ? AND params LIKE "
                               "'%\"kind\": \"text\"%' LIMIT 1", (decision_id,)))
 
+    def has_frames(self, decision_id: str) -> bool:
+        """Whether a clip's explanation (a map of one of its frames, with its timestamp) is
+        stored for the decision."""
+        return bool(self.rows("SELECT 1 FROM explanations WHERE decision_id = ? AND params LIKE "
+                              "'%\"timestamp\": %' LIMIT 1", (decision_id,)))
+
     def count(self, table: str = "explanations") -> int:
         if table not in TABLES:
             raise ValueError(table)

@@ -258,3 +258,44 @@ def test_show_draws_a_clips_maps_over_the_frame_they_explain(clip_explained, tmp
     assert shown.note == (f"{clip} is gone, no longer the clip decided (its sha256 differs) or "
                           f"its frame at {explained['timestamp']:.3f} s does not decode: the "
                           f"maps are shown over grey")
+
+
+def test_a_clip_is_refused_by_appeal_and_run_with_what_explains_it(exported, clip_explained,
+                                                                   tmp_path):
+    """`appeal` queued a clip's decision and `--pending` then failed it as "not an image
+    (format not recognised)"; `explain run BUNDLE clip.mp4` said "no readable image"."""
+    import shutil
+
+    from tests.security.common import one_line_error
+
+    clip, decision, stored = clip_explained
+    store = Path(shutil.copy(stored, tmp_path / "explanations.sqlite"))
+    decision_id = decision["decision_id"]
+    how = "clips are explained by `shotlab predict BUNDLE CLIP --explain` (Grad-CAM of their top"
+    line = one_line_error(run("explain", "appeal", store, decision_id, "--method", "lime"))
+    assert f"decision {decision_id}: {clip}: a clip, not an image; {how}" in line
+    line = one_line_error(run("explain", "appeal", store, decision_id, "--image", clip))
+    assert f"{clip}: a clip, not an image" in line
+    with ExplanationStore(store, create=False) as opened:
+        assert opened.appeals("queued") == []
+        opened.queue(decision_id, ["lime"])  # as an older shotlab queued it
+    done = run("explain", "--pending", store)
+    assert done.exit_code == 1 and f"failed {decision_id}: {clip}: a clip, not an image" in \
+        done.output
+    line = one_line_error(run("explain", exported.path, clip))
+    assert f"{clip}: a clip, not an image; {how}" in line
+
+
+def test_an_animation_decided_as_a_clip_is_refused_by_appeal(explain_bundle, tmp_path):
+    import numpy as np
+
+    store = tmp_path / "explanations.sqlite"
+    with ExplanationStore(store) as opened:
+        opened.add_decision({"decision_id": "g1", "path": str(tmp_path / "anim.gif"),
+                             "scores": {"red": 0.9}, "flagged": ["red"]},
+                            bundle_path=explain_bundle)
+        opened.put("g1", "gradcam", np.zeros((8, 8)), target="red", params={"timestamp": 0.5})
+    result = run("explain", "appeal", store, "g1")
+    assert result.exit_code == 2
+    assert f"decision g1: {tmp_path / 'anim.gif'}: decided as a clip; clips are explained" \
+        in result.output
