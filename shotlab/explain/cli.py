@@ -19,6 +19,7 @@ import click
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 METHOD_NAMES = "gradcam, gradcampp, ig, lime, shap"  # shotlab.explain.METHODS, kept import-free
 TEXT_METHOD_NAMES = "ig, shap, lime"  # shotlab.explain.TEXT_METHODS
+TOP_WORDS = 5  # words `explain show` prints for a comment, highest scores first
 
 
 class ExplainGroup(click.Group):
@@ -136,6 +137,21 @@ def echo_result(result: dict) -> None:
                    f" vs threshold {check['threshold']}: {verdict}")
 
 
+def stored_detail(item: dict) -> str:
+    """A line of what an explanation found, where it is a few numbers: a comment's top words
+    by score, a post's split between its picture and caption."""
+    if item.get("words"):
+        top = sorted(item["words"], key=lambda w: -w["score"])[:TOP_WORDS]
+        return "top words: " + ", ".join(f"{w['word']} {w['score']:+.3f}" for w in top)
+    split = item.get("scores") or {}
+    if "image_share" in split:
+        share = split["image_share"]
+        return (f"picture {split['phi_image']:+.3f}, caption {split['phi_text']:+.3f} ("
+                + (f"picture's share {share:.0%})" if share is not None else
+                   "neither moved the score)"))
+    return ""
+
+
 @explain.command("show")
 @click.argument("decision_id")
 @click.option("--store", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -166,6 +182,9 @@ def show_command(decision_id, store, out, as_json) -> None:
         seconds = (item["params"] or {}).get("timestamp")  # a clip's map: the frame it explains
         at = f", frame at {float(seconds):.3f} s" if seconds is not None else ""
         click.echo(f"  {item['method']}: target {item['target']}{at}, {item['created']}{extra}")
+        detail = stored_detail(item)
+        if detail:
+            click.echo(f"    {detail}")
     for appeal in data["appeals"]:
         click.echo(f"  appeal {appeal['status']}: {', '.join(appeal['methods'])}"
                    + (f" ({appeal['error']})" if appeal["error"] else ""))

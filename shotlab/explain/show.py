@@ -31,14 +31,17 @@ def read_decision(store_path, decision_id: str) -> tuple[dict, list, list]:
 
 
 def describe(store_path, decision_id: str) -> dict:
+    """The decision and its explanations as plain data (`explain.summary`: a comment's word
+    scores, a post's split, a clip frame's time among them) and its appeals."""
+    from shotlab.explain.summary import explanation_summary
+
     decision, explanations, appeals = read_decision(store_path, decision_id)
     return {"decision_id": decision_id, "path": decision.get("path"),
             "bundle": decision.get("bundle"), "scores": decision.get("scores"),
             "flagged": decision.get("flagged"),
-            "explanations": [{"method": e.method, "target": e.target, "params": e.params,
-                              "scores": e.scores, "model_sha256": e.model_sha256,
-                              "input_sha256": e.input_sha256, "created": e.created,
-                              "shape": list(e.map.shape)} for e in explanations],
+            "explanations": [{**explanation_summary(e), "params": e.params,
+                              "model_sha256": e.model_sha256, "input_sha256": e.input_sha256}
+                             for e in explanations],
             "appeals": [{"methods": a.methods, "status": a.status, "requested": a.requested,
                          "error": a.error} for a in appeals]}
 

@@ -171,6 +171,14 @@ def test_predict_and_explain_posts_end_to_end(post_run, tmp_path):
                 assert words.params["part"] == "text" and words.params["text"] == decision["text"]
                 assert words.map.shape == (1, len(words.params["words"]))
                 assert "comprehensiveness" in words.scores
+    # `explain show` prints the split (it printed the methods' names alone)
+    first = queue[0]["decision_id"]
+    with ExplanationStore(tmp_path / "explanations.sqlite", readonly=True) as store:
+        split = {r.method: r for r in store.explanations(first)}["modality_split"].scores
+    shown = CliRunner().invoke(cli, ["explain", "show", first, "--store",
+                                     str(tmp_path / "explanations.sqlite")])
+    assert shown.exit_code == 0, shown.output
+    assert f"picture {split['phi_image']:+.3f}, caption {split['phi_text']:+.3f}" in shown.stdout
 
 
 def has_text_attribution() -> bool:

@@ -183,6 +183,18 @@ def test_predict_explain_stores_ig_words_for_every_flagged_comment(fp16_bundle, 
             assert words.faithfulness  # comprehensiveness and sufficiency beside the words
         for calm in (d for d in decisions if d not in attention):
             assert read_words(store, calm["decision_id"]) == []
+        (stored,) = read_words(store, attention[0]["decision_id"], "ig")
+    # `explain show` gives the word scores (they were only in an --out page's hover titles)
+    shown = CliRunner().invoke(cli, ["explain", "show", attention[0]["decision_id"], "--store",
+                                     str(out.parent / "explanations.sqlite"), "--json"])
+    assert shown.exit_code == 0, shown.output
+    (entry,) = json.loads(shown.stdout)["explanations"]
+    assert [w["word"] for w in entry["words"]] == stored.words
+    np.testing.assert_allclose([w["score"] for w in entry["words"]], stored.scores, atol=1e-6)
+    plain = CliRunner().invoke(cli, ["explain", "show", attention[0]["decision_id"], "--store",
+                                     str(out.parent / "explanations.sqlite")])
+    top = stored.words[int(np.argmax(stored.scores))]
+    assert f"top words: {top} {float(np.max(stored.scores)):+.3f}" in plain.stdout
 
 
 def test_a_comment_longer_than_the_model_reads_is_read_whole_and_reviewed(fp16_bundle,
