@@ -15,7 +15,7 @@ cheaper than decoding a clip (benchmarks/clip_sampling.py). Variable frame rate 
 special: times come from each packet's own timestamp.
 
 A file that is not a usable clip raises `BadClipError` with a short reason (empty, not a video,
-truncated, audio only, no decoder, absurd frame size, a single frame). A stream whose frames
+truncated, audio only, no decoder, frames too large, a single frame). A stream whose frames
 partly fail to decode keeps the frames that decode and lists the failed spans in `gaps`.
 """
 
@@ -134,7 +134,8 @@ class _Packet:
 
 @dataclass(frozen=True)
 class Sampling:
-    """Which frames to take: `uniform:N` (N frames on a time grid, both ends included),
+    """Which frames to take: `uniform:N` (N frames on a time grid, both ends included; N = 1:
+    the middle frame),
     `fps:F` (F frames a second), `keyframes` (the keyframes only, decoded without the rest)."""
 
     method: str
@@ -171,7 +172,9 @@ class Sampling:
         frame_times = clip.frame_times
         last = frame_times[-1]
         if self.method == "uniform":
-            grid = np.linspace(0.0, last, int(self.value)) if self.value > 1 else np.array([0.0])
+            # one frame: the middle one (t = 0 alone stood for the whole clip)
+            grid = np.linspace(0.0, last, int(self.value)) if self.value > 1 else \
+                np.array([last / 2])
         else:
             points = math.floor((last + 1e-9) * self.value) + 1
             if points > MAX_GRID_POINTS:
@@ -248,9 +251,9 @@ class ClipReader:
         size = frame if frame is not None else self.stream.codec_context
         width, height = size.width, size.height
         if width * height > self.max_pixels:
-            raise BadClipError(self.path, f"absurd frame size{where}: {width}x{height} pixels is "
-                                          f"over the {self.max_pixels:,}-pixel limit per frame "
-                                          f"({RAISE_LIMIT})")
+            raise BadClipError(self.path, f"frame size{where} too large: {width}x{height} "
+                                          f"pixels is over the {self.max_pixels:,}-pixel limit "
+                                          f"per frame ({RAISE_LIMIT})")
         if width <= 0 or height <= 0:
             raise BadClipError(self.path, f"no frame size in the header ({width}x{height})")
 
@@ -274,7 +277,7 @@ class ClipReader:
         packets = [_Packet(p, float((stamp - first) * base), bool(p.is_keyframe))
                    for p, stamp in raw]
         if len(packets) < 2:
-            raise BadClipError(self.path, "a single frame, not a clip (import it as an image)")
+            raise BadClipError(self.path, "a single frame, not a clip (give it as an image)")
         if not packets[0].keyframe:
             packets[0].keyframe = True  # some containers (MPEG-PS) do not mark it; FFmpeg copes
         self._check_jumps(packets)

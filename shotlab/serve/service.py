@@ -259,7 +259,7 @@ class Service:
                 decoded = await in_thread(kind.decode, body, self.bundle, self.options)
             except BadImageError as exc:
                 return Refusal(422, "bad_input", f"{exc.reason}: send {article(kind.name)} this "
-                               f"server can decode")
+                               f"server can decode" + other_kind_hint(kind.name, self.kinds))
             except InputError as exc:  # a comment or a caption: the reason predict gives
                 return Refusal(422, "bad_input", str(exc))
             return Item(decoded, kind, sha256, key)
@@ -287,3 +287,12 @@ class Service:
         if stored is not None:
             return stored
         return "pending" if self.options.explain and needs_attention(record) else "none"
+
+
+def other_kind_hint(name: str, kinds) -> str:
+    """What to do when a clip was sent as an image: raw bytes typed image/* or
+    application/octet-stream are read as an image unless the type says video."""
+    served = {k.name for k in kinds}
+    if name == "image" and "clip" in served:
+        return " (a clip: send it as video/*, or as a file part named with its suffix, e.g. .mp4)"
+    return ""

@@ -104,7 +104,7 @@ def test_partly_undecodable_stream_keeps_good_frames_and_reports_the_gap(tmp_pat
     ("audio-only", "no video stream (audio only)"),
     ("unknown-codec", "a video codec this FFmpeg cannot decode"),
     ("one-frame", "a single frame, not a clip"),
-    ("huge-frames", "absurd frame size: 64x48 pixels is over the 1,000-pixel limit"),
+    ("huge-frames", "frame size too large: 64x48 pixels is over the 1,000-pixel limit"),
 ])
 def test_bad_clips_raise_with_the_reason(tmp_path, case, reason):
     path = make_bad_clip(tmp_path, case)
@@ -227,3 +227,11 @@ def test_a_cut_off_upload_keeps_every_frame_before_the_cut(tmp_path, sampling):
     assert [g.start for g in gaps if g.start < 7.05] == [pytest.approx(7.0)] * (7.0 in planned)
     assert [g.reason for g in gaps if g.start > 7.05] == [
         "truncated clip: 59 of 144 frames are not in the file"]
+
+
+def test_uniform_one_samples_the_middle_frame(tmp_path):
+    """uniform:1 took t = 0 alone for the whole clip ("both ends included" cannot hold for one
+    frame); the middle frame stands for it now."""
+    path = write_clip(tmp_path / "m.mp4", frames=21, fps=10)
+    _, frames, _ = sample_clip(path, "uniform:1", dedupe=False)
+    assert [f.timestamp for f in frames] == [pytest.approx(1.0)]

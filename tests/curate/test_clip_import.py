@@ -95,7 +95,7 @@ def test_absurd_frame_sizes_are_refused_by_the_pixel_guard(tmp_path, dataset_nam
     root = clip_tree(tmp_path / "src", per_class=1)
     report = import_path(root, dataset_name, progress=False, max_pixels=1000, allow_empty=True)
     assert report.added == 0
-    assert all("absurd frame size: 64x48 pixels is over the 1,000-pixel limit" in s.reason
+    assert all("frame size too large: 64x48 pixels is over the 1,000-pixel limit" in s.reason
                for s in report.skipped) and len(report.skipped) == 2
 
 

@@ -259,6 +259,8 @@ def test_a_clip_gets_predicts_clip_decision_with_its_segments(server, exported, 
     assert stored["explanation"]["maps"][0]["target"] == "red"
     refused = post(server, b"x", headers={"Content-Type": "audio/mpeg"})
     assert refused.status_code == 415 and "video/" in refused.json()["detail"]
+    untyped = post(server, clip.read_bytes(), headers={"Content-Type": "application/octet-stream"})
+    assert untyped.status_code == 422 and "a clip: send it as video/*" in untyped.text
 
 
 def test_an_animated_gif_sent_as_an_image_is_decided_as_a_clip(server, tmp_path):
