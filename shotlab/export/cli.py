@@ -346,7 +346,7 @@ def top_frames(bundle, decision: dict, frames, probs) -> list[tuple]:
 # files of comments or of posts (CSV, JSONL; comments also .txt), never searched for in folders.
 # Sampled frames further apart than this (seconds) get a note: a short scene can fall between.
 COARSE_STEP_S = 2.0
-PATH_NOUNS = {"image": "image files or folders", "comment": "comment files (CSV, JSONL or .txt)",
+PATH_NOUNS = {"image": "image or clip files or folders", "comment": "comment files (CSV, JSONL or .txt)",
               "post": "post files (CSV or JSONL with image_path and text)"}
 
 
@@ -376,8 +376,9 @@ def require_images(found: list, paths, allow_empty: bool, bad=(), noun: str = "i
         return
     given = ", ".join(str(p) for p in paths)
     unit = "files" if noun == "image" else "rows"
-    why = (f"none of the {len(bad)} {noun} {unit} could be read (first: {bad[0][0]}: "
-           f"{bad[0][1]})" if bad else f"no {noun} file there")
+    shown = "image or clip" if noun == "image" else noun  # an image bundle decides both
+    why = (f"none of the {len(bad)} {shown} {unit} could be read (first: {bad[0][0]}: "
+           f"{bad[0][1]})" if bad else f"no {shown} file there")
     raise InputError(f"{given}: {why}; nothing was predicted and the decisions were left as "
                      f"they were: give {PATH_NOUNS[noun]}, or pass --allow-empty to write "
                      f"empty decisions")

@@ -33,7 +33,7 @@ def test_an_empty_folder_keeps_the_decisions(exported, earlier, tmp_path):
     before = state(earlier)
     line = one_line_error(run("predict", exported.path, empty, "--out",
                               earlier / "decisions.jsonl"))
-    assert f"{empty}: no image file there; nothing was predicted and the decisions were left " \
+    assert f"{empty}: no image or clip file there; nothing was predicted and the decisions were left " \
            f"as they were" in line and "--allow-empty" in line
     assert state(earlier) == before
     allowed = run("predict", exported.path, empty, "--out", earlier / "decisions.jsonl",
@@ -48,7 +48,7 @@ def test_unreadable_images_only_keep_the_decisions(exported, earlier, tmp_path):
     before = state(earlier)
     line = one_line_error(run("predict", exported.path, tmp_path / "broken.png", "--out",
                               earlier / "decisions.jsonl"))
-    assert "none of the 1 image files could be read (first: " in line
+    assert "none of the 1 image or clip files could be read (first: " in line
     assert state(earlier) == before
 
 
