@@ -97,10 +97,12 @@ class ThresholdOption(click.Option):
 
 
 def shown(check: dict, width: int = 40) -> list[str]:
-    """How the terminal names a check's worst samples: file names, or the comments, clipped."""
+    """How the terminal names a check's worst samples: file names (a frame: its clip and time),
+    or the comments, clipped."""
     if "top_texts" in check:
         return [repr(t if len(t) <= width else t[:width - 3] + "...") for t in check["top_texts"]]
-    return [Path(p).name for p in check["top"]]
+    names = check.get("top_names") or [None] * len(check["top"])
+    return [name or Path(p).name for p, name in zip(check["top"], names)]
 
 
 def render_summary(summary) -> str:
@@ -162,9 +164,9 @@ def check_command(name: str, checks_text: str, backbone: str | None, thresholds:
 
     if report_path:
         check_report_path(report_path)
-    name = checked_dataset(name)
     checks = parse_checks(checks_text)
     parsed = parse_thresholds(thresholds)
+    name = checked_dataset(name)
     embed = None
     if EMBEDDING_CHECKS & set(checks):
         embed, backbone = embedder_for(name, backbone)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -55,6 +56,9 @@ class Samples:
     # check's duplicate clusters, a frame's clip, a comment's thread; field -> values.
     bound: dict[str, list] = field(default_factory=dict)
     gone: list[str] = field(default_factory=list)  # files deleted since import
+    # How a sample is named to the user where its file name says little: a frame's clip and
+    # time ("bird_003.mp4 at 6.5 s"); None: the file name.
+    names: list[str] | None = None
 
     @property
     def inputs(self) -> list[str]:
@@ -143,7 +147,16 @@ def load_samples(dataset) -> Samples:
     return Samples(view.values("id"), paths, view.values("sha256"), labels,
                    view.values("split"), task, len(dataset) - len(view), kept_mask(view, labels),
                    kind, view.values("text") if kind == store.TEXT else None, changed, bound,
-                   [path for path in gone if path in checked])
+                   [path for path in gone if path in checked], frame_names(view, schema))
+
+
+def frame_names(view, schema) -> list[str] | None:
+    """A frames dataset's samples named by clip and time (their files are frame_000005.jpg in
+    a cache folder); None for any other dataset."""
+    if not {"clip_path", "timestamp"} <= set(schema):
+        return None
+    return [f"{Path(clip).name} at {float(t):.1f} s" if clip and t is not None else None
+            for clip, t in zip(view.values("clip_path"), view.values("timestamp"))]
 
 
 def kept_mask(view, labels: list[tuple[str, ...]]) -> np.ndarray:
@@ -237,5 +250,6 @@ def summarize(name: str, samples: Samples, results: list[CheckResult], views: li
         summary.checks[result.name] = {
             "count": result.count, "top": [samples.paths[i] for i in worst],
             "notes": result.notes, "details": result.details,
-            **({"top_texts": [samples.texts[i] for i in worst]} if samples.texts else {})}
+            **({"top_texts": [samples.texts[i] for i in worst]} if samples.texts else {}),
+            **({"top_names": [samples.names[i] for i in worst]} if samples.names else {})}
     return summary
