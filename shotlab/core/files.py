@@ -72,17 +72,57 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
 
     Works for a file or a folder written at the temporary path (a folder replaces only a missing
-    target or an empty one: replacing a full folder is the caller's decision)."""
+    target or an empty one: replacing a full folder is the caller's decision). One process at a
+    time writes a given `path` (`writing_lock`): two exports into one --out shared one staging
+    folder, each clearing the other's files, and one shipped a bundle whose model was the other
+    run's."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_name(path)
-    remove(partial)  # left by an interrupted run
+    with writing_lock(path):
+        remove(partial)  # left by an interrupted run (no live process holds its lock)
+        try:
+            yield partial
+            os.replace(partial, path)
+        except BaseException:
+            remove(partial)
+            raise
+
+
+@contextmanager
+def writing_lock(path: Path):
+    """An exclusive lock on `path`'s lock file (`PATH.partial.lock`, removed after) while the
+    block runs; InputError at once when another process holds it. The kernel drops the lock of
+    a process that dies, so a crash never leaves `path` locked."""
+    import fcntl
+
+    from shotlab.core.errors import InputError
+
+    lock = path.with_name(path.name + PARTIAL_SUFFIX + ".lock")
+    while True:
+        handle = open(lock, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise InputError(f"{path}: another shotlab process is writing it now; wait for it "
+                             f"to finish, or write somewhere else") from None
+        if same_file(handle, lock):
+            break
+        handle.close()  # removed by its last holder between our open and our lock: again
     try:
-        yield partial
-        os.replace(partial, path)
-    except BaseException:
-        remove(partial)
-        raise
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def same_file(handle, path: Path) -> bool:
+    """Whether the open `handle` is still the file at `path` (not one unlinked since)."""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def write_text_atomic(path, text: str, *, encoding: str = "utf-8") -> Path:

@@ -1,0 +1,50 @@
+"""Atomic writes: one process at a time writes a path, and a crash never leaves it locked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from shotlab.core.errors import InputError
+from shotlab.core.files import atomic_path, write_text_atomic
+
+
+def test_a_path_being_written_is_refused_to_a_second_writer_then_freed(tmp_path):
+    target = tmp_path / "out.json"
+    with atomic_path(target) as partial:
+        partial.write_text("first")
+        with pytest.raises(InputError, match="another shotlab process is writing it now"):
+            write_text_atomic(target, "second")
+        assert partial.read_text() == "first"  # the second writer cleared nothing
+    assert target.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no lock file left
+    write_text_atomic(target, "third")
+    assert target.read_text() == "third"
+
+
+def test_a_writer_killed_mid_write_leaves_the_path_free(tmp_path):
+    target = tmp_path / "out.txt"
+    code = ("import os, sys\nfrom shotlab.core.files import atomic_path\n"
+            f"with atomic_path({str(target)!r}) as p:\n    p.write_text('half')\n"
+            "    os._exit(9)\n")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 9
+    write_text_atomic(target, "whole")
+    assert target.read_text() == "whole"
+
+
+def test_an_export_into_an_out_another_export_is_writing_is_refused(trained_run, tmp_path):
+    """Two exports into one --out shared one staging folder, each clearing the other's files:
+    one shipped a bundle whose model.onnx was the other run's, its digest valid."""
+    from shotlab.core.files import writing_lock
+
+    out = tmp_path / "bundle"
+    with writing_lock(out):  # what a running export holds
+        result = CliRunner().invoke(cli, ["export", str(trained_run), "--out", str(out),
+                                          "--no-explain"])
+    assert result.exit_code == 2, result.output
+    assert f"{out}: another shotlab process is writing it now" in result.output
+    assert not out.exists()
