@@ -101,6 +101,12 @@ def echo_export(result) -> None:
     rows = [[name, f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.3f}"]
             for name, p in data["agreement"].items()]
     click.echo(table(["runtime", "max |dp|", "top-1 agreement"], rows))
+    for item in data["skipped"]:
+        click.echo(f"Warning: {data['split']} sample {item['path']} left out of the report: "
+                   f"{item['reason']}", err=True)
+    if data["skipped"]:
+        click.echo(f"Measured on {data['measured']} {data['split']} samples; restore the files "
+                   f"left out, or train again on the dataset as it is now", err=True)
     for note in data["gate"].get("unchecked", []):
         click.echo(f"Warning: {note}; add some to that split to check the export", err=True)
     if data["gate"]["allowed_regression"]:

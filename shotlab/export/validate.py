@@ -136,7 +136,8 @@ def evaluation_inputs(bundle, checkpoint, manifest, split: str, entries, progres
         same_pipeline = bundle.preprocessing.fingerprint() == checkpoint.preprocessing.fingerprint()
         inputs = (reference_inputs if same_pipeline else
                   load_inputs(sources, bundle.preprocessing, progress=progress))
-    kept = sorted(set(reference_inputs.kept) & set(inputs.kept))
+    changed = changed_since_run(entries, reference_inputs)
+    kept = sorted(set(reference_inputs.kept) & set(inputs.kept) - {i for i, _ in changed})
     if not kept:
         what = ("posts" if len(checkpoint.parts) > 1 else
                 "comments" if checkpoint.preprocessing.kind == "text" else "images")
@@ -145,7 +146,19 @@ def evaluation_inputs(bundle, checkpoint, manifest, split: str, entries, progres
                          f"files or re-import the dataset before exporting")
     ref_x = select_rows(reference_inputs.arrays, [reference_inputs.kept.index(i) for i in kept])
     x = select_rows(inputs.arrays, [inputs.kept.index(i) for i in kept])
-    return ref_x, x, kept, reference_inputs.bad, same_pipeline
+    bad = reference_inputs.bad + [(entries[i].filepath, why) for i, why in changed]
+    return ref_x, x, kept, bad, same_pipeline
+
+
+def changed_since_run(entries, inputs) -> list[tuple[int, str]]:
+    """(entry index, why) for each image whose bytes are not the ones the run's manifest froze
+    (edited or replaced since training): scored under its old label, it would measure the
+    export against a test set the run never had. Left out of the report, and listed."""
+    if inputs.sha256s is None:  # comments and posts: read from the dataset's own copies
+        return []
+    return [(i, "changed since the run (its sha256 is not the manifest's): left out")
+            for i, digest in zip(inputs.kept, inputs.sha256s)
+            if entries[i].sha256 and digest != entries[i].sha256]
 
 
 def speed_section(runners: dict, x) -> dict:

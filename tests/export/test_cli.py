@@ -220,3 +220,41 @@ def test_predict_counts_what_it_skipped_as_rows_or_files(counts, skipped, capsys
                   "decisions": "d.jsonl", "review_queue": "q.jsonl",
                   **counts})
     assert capsys.readouterr().out.splitlines()[0].endswith(skipped)
+
+
+def test_export_leaves_out_and_names_test_images_changed_or_gone_since_the_run(tmp_path,
+                                                                               dataset_name):
+    """A test image replaced by another after training was scored under its old label and a
+    deleted one skipped, exit 0 without a word: the report measured a test set the run never
+    had."""
+    import shutil
+
+    from shotlab.curate.importer import import_path
+    from shotlab.train.finetune import TrainConfig
+    from shotlab.train.runs import train_run
+    from tests.train.trainsets import write_colour_tree
+
+    root = write_colour_tree(tmp_path / "colours", counts={"train": 6, "val": 3, "test": 4})
+    import_path(root, dataset_name, progress=False)
+    run = train_run(dataset_name, TrainConfig(backbone="tiny-test", mode="full", epochs=1,
+                                              workers=0, unsafe=["red"]),
+                    track=False, writeback=False, progress=False).run_dir
+    reds, greens = sorted((root / "test" / "red").iterdir()), sorted((root / "test" / "green")
+                                                                     .iterdir())
+    shutil.copyfile(greens[0], reds[0])  # a green picture now under a red test image's name
+    reds[1].unlink()
+    result = CliRunner().invoke(cli, ["export", str(run), "--out", str(tmp_path / "b"),
+                                      "--no-explain", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    left_out = {item["path"]: item["reason"] for item in data["skipped"]}
+    assert "changed since the run" in left_out[str(reds[0])]
+    assert str(reds[1]) in left_out and data["measured"] == data_total(run) - 2
+    shown = CliRunner().invoke(cli, ["export", str(run), "--out", str(tmp_path / "c"),
+                                     "--no-explain"])
+    assert f"test sample {reds[0]} left out of the report: changed since the run" in shown.stderr
+
+
+def data_total(run) -> int:
+    manifest = json.loads((run / "manifest.json").read_text())
+    return sum(entry["split"] == "test" for entry in manifest["entries"])
