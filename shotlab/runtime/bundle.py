@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import zipfile
@@ -342,11 +343,44 @@ def unzip(archive_path: Path, target: Path) -> Path:
     return target
 
 
+UNPACKED: list[Path] = []  # this process's unpacked zips (`remove_unpacked`)
+UNPACKED_PREFIX = "shotlab-bundle-"
+
+
 def temporary_folder() -> Path:
-    """A folder removed when the process exits: where a zipped bundle is unpacked."""
-    folder = Path(tempfile.mkdtemp(prefix="shotlab-bundle-"))
+    """A folder removed when the process exits: where a zipped bundle is unpacked. Its name
+    holds the process id, so copies left by processes that died without their exit handlers
+    (a killed Ray replica) are removed by the next unpack (`sweep_unpacked`)."""
+    sweep_unpacked()
+    folder = Path(tempfile.mkdtemp(prefix=f"{UNPACKED_PREFIX}{os.getpid()}-"))
+    UNPACKED.append(folder)
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def sweep_unpacked() -> None:
+    """Remove the unpacked bundles whose process is gone."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{UNPACKED_PREFIX}*-*"):
+        pid = folder.name[len(UNPACKED_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def remove_unpacked() -> None:
+    """Remove the bundles this process unpacked, now: for a process that ends without running
+    its exit handlers (a Ray Serve replica is killed after its `__del__`)."""
+    while UNPACKED:
+        shutil.rmtree(UNPACKED.pop(), ignore_errors=True)
 
 
 def load_bundle(path, *, verify: bool = True, trusted_keys=None) -> Bundle:

@@ -104,6 +104,13 @@ def deployment(options, replicas: int):
 
             return create_app(self.options, batcher=ServeBatcher)
 
+        def __del__(self):
+            """Ray Serve calls this on a graceful stop, then kills the replica: its exit
+            handlers never run, and each replica left its unpacked copy of a zipped bundle."""
+            from shotlab.runtime.bundle import remove_unpacked
+
+            remove_unpacked()
+
     # Ray's default of 5 requests in flight per replica would cap the micro-batch at 5; the
     # service's own bounded queue (429) is the limit.
     ongoing = max(options.queue_size, options.max_batch)

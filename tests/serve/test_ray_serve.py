@@ -41,12 +41,28 @@ def ray_address():
 
 @pytest.fixture(scope="module")
 def ray_server(ray_address, exported, tmp_path_factory):
+    """Two replicas of the zipped bundle: each unpacks its own copy, and a stop must remove
+    them (a replica is killed without its exit handlers: each left a copy in /tmp)."""
     store = tmp_path_factory.mktemp("ray-store")
-    server = RayServer(exported.path, store, "--ray", "--address", ray_address,
+    before = unpacked_bundles()
+    server = RayServer(exported.zip_path, store, "--ray", "--address", ray_address,
                        "--replicas", 2, "--no-cache", env={"SHOTLAB_API_KEY": KEY}).start()
     yield server
     server.stop()
     assert server.process.returncode == 0, "".join(server.log)
+    # the replica killed below left its copy (no handler runs on SIGKILL): the next unpack
+    # removes it; the others' went at the stop
+    from shotlab.runtime.bundle import sweep_unpacked
+
+    sweep_unpacked()
+    assert unpacked_bundles() <= before
+
+
+def unpacked_bundles() -> set:
+    import tempfile
+    from pathlib import Path
+
+    return set(Path(tempfile.gettempdir()).glob("shotlab-bundle-*"))
 
 
 def replica_pids() -> dict[str, int]:
