@@ -162,8 +162,9 @@ def runs_command(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--backbones", default=None,
               help="Comma-separated [default: lite0 for images, minilm for text].")
-@click.option("--shots", default="5,10,20", show_default=True,
-              help="Samples per class drawn from the train split, comma-separated.")
+@click.option("--shots", default=None,
+              help="Samples per class drawn from the train split, comma-separated [default: "
+                   "5,10,20, those the train split can fill].")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--finetune", default=None,
               help="Fine-tuning modes to include (comma-separated; empty for none); auto: what "
@@ -201,7 +202,7 @@ def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers
                             f"{name}-{_time.strftime('%Y%m%d-%H%M%S')}")
     check_can_write(out, "--out")  # before the benchmark, whose results would be lost
     try:
-        shot_counts = [int(s) for s in split_names(shots)]
+        shot_counts = [int(s) for s in split_names(shots or DEFAULT_SHOTS)]
     except ValueError:
         raise InputError(f"--shots {shots}: expected whole numbers such as 5,10,20") from None
     manifest = freeze(name)
@@ -215,10 +216,43 @@ def benchmark_command(name, backbones, shots, repeats, finetune, epochs, workers
                          f"numbers; got --finetune {finetune} --shots {shots}")
     bench = Benchmark(manifest, backbones=split_names(backbones), finetune=modes,
                       epochs=epochs, workers=workers, progress=None)
+    shot_counts = check_shots(manifest, shot_counts, given=shots is not None)
     rows = bench.run(shot_counts, repeats)
     result = write_results(rows, out, shot_counts, bench.embedding_seconds)
     click.echo((out / "results.md").read_text())
     click.echo(f"Wrote {', '.join(result['files'])}")
+
+
+DEFAULT_SHOTS = "5,10,20"
+
+
+def check_shots(manifest, shot_counts: list[int], *, given: bool) -> list[int]:
+    """The shot counts to run. One no class can fill repeated a smaller count's draws under its
+    own name: refused when given, dropped (said) from the default; a count some classes are
+    smaller than is warned about (they give all they have)."""
+    from collections import Counter
+
+    from shotlab.core.errors import InputError
+
+    sizes = Counter(e.labels[0] for e in manifest.split("train") if e.labels)
+    if not sizes:
+        return shot_counts
+    largest = max(sizes.values())
+    over = [s for s in shot_counts if s > largest]
+    if over and given:
+        raise InputError(f"--shots {','.join(map(str, over))}: the train split holds at most "
+                         f"{largest} samples a class, so those columns would repeat {largest} "
+                         f"shots; give counts up to {largest}, or label more")
+    if over:
+        shot_counts = [s for s in shot_counts if s <= largest] or [largest]
+        click.echo(f"Shots {','.join(map(str, shot_counts))}: the train split holds at most "
+                   f"{largest} samples a class (--shots sets the counts)", err=True)
+    for shots in shot_counts:
+        short = sorted(c for c, n in sizes.items() if n < shots)
+        if short:
+            click.echo(f"Warning: at {shots} shots, fewer train samples than that in "
+                       f"{', '.join(short)}: all of them are used", err=True)
+    return shot_counts
 
 
 @train.command("writeback")

@@ -94,3 +94,16 @@ def test_an_out_folder_under_a_file_is_refused_before_any_row(colours, tmp_path,
     benchmark_refused(colours, ["--out", blocker / "bench"],
                       f"--out {blocker / 'bench'}: {blocker} is a file, not a folder; choose "
                       f"another --out")
+
+
+def test_shots_no_class_can_fill_are_refused_and_dropped_from_the_default(colours, monkeypatch):
+    """With 6 train images a class, '--shots 4,20' gave a 20-shot column identical to a 6-shot
+    one (every image, ± 0.000), unsaid."""
+    no_benchmark_run(monkeypatch)
+    benchmark_refused(colours, ["--shots", "4,20"], "--shots 20: the train split holds at most "
+                                                    "6 samples a class")
+    from shotlab.train.cli import check_shots
+
+    manifest = freeze(colours)
+    assert check_shots(manifest, [5, 10, 20], given=False) == [5]
+    assert check_shots(manifest, [10, 20], given=False) == [6]
