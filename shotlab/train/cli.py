@@ -91,6 +91,8 @@ def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, pseud
         raise click.UsageError("give a dataset NAME, or --resume RUN_DIR")
     if name is not None and resume_dir:
         raise InputError("give either a dataset NAME or --resume RUN_DIR, not both")
+    if resume_dir:
+        refuse_with_resume(click.get_current_context())
     if name is not None:
         check_dataset_name(name)
     config = TrainConfig(unsafe=split_names(unsafe), **options)
@@ -101,6 +103,26 @@ def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, pseud
         result = train_run(name, config, resume_dir=resume_dir, tracking_uri=tracking_uri,
                            track=not no_track)
     echo_run(result, as_json)
+
+
+# What --resume may change: where it runs and what it reports, never what it trains.
+RESUMABLE = {"resume_dir", "device", "workers", "tracking_uri", "no_track", "as_json",
+             "pseudo_label", "pseudo_threshold"}  # pseudo options: pseudo_run says why
+
+
+def refuse_with_resume(ctx) -> None:
+    """A training option given with --resume was ignored in silence (the run continues as its
+    config.yaml says): refused, naming it."""
+    from click.core import ParameterSource
+
+    from shotlab.core.errors import InputError
+
+    given = [p.opts[0] for p in ctx.command.params if p.name not in RESUMABLE
+             and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
+    if given:
+        raise InputError(f"{', '.join(given)} with --resume: a resumed run continues with the "
+                         f"settings in its config.yaml; drop {'it' if len(given) == 1 else 'them'}"
+                         f", or start a new run with `shotlab train NAME ...`")
 
 
 def pseudo_run(name, config, resume_dir, pseudo_label: bool, threshold, **options):

@@ -71,6 +71,12 @@ def test_resume_a_finished_run_trains_no_more(colours):
     again = run("train", "--resume", first["run_dir"], "--no-track", "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["best_epoch"] == first["best_epoch"]
+    # a training option beside --resume was ignored in silence (the run kept its config.yaml)
+    ignored = run("train", "--resume", first["run_dir"], "--epochs", "10", "--mode", "partial",
+                  "--no-track")
+    assert ignored.exit_code == 2, ignored.output
+    assert "--mode, --epochs with --resume: a resumed run continues with the settings in its " \
+           "config.yaml; drop them" in " ".join(ignored.output.split())
 
 
 def test_policy_command_sets_validates_and_feeds_training(colours):
