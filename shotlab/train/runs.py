@@ -272,14 +272,20 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
         config, policy = read_config(run_dir)
         manifest = Manifest.load(run_dir / "manifest.json")
         check_files(manifest)
-        fitted = trainer_of(manifest.kind).fit(manifest, config, run_dir, resume=True,
-                                               progress=progress)
     else:
         manifest, policy, config, choice = prepare(name, config, progress)
         run_dir = new_run_dir(name, config)
-        fitted = start(run_dir, manifest, config, policy, progress, choice)
-    return finish(run_dir, manifest, policy, config, fitted, tracking_uri=tracking_uri,
-                  track=track, writeback=writeback, progress=progress)
+    try:
+        if resume_dir is not None:
+            fitted = trainer_of(manifest.kind).fit(manifest, config, run_dir, resume=True,
+                                                   progress=progress)
+        else:
+            fitted = start(run_dir, manifest, config, policy, progress, choice)
+        return finish(run_dir, manifest, policy, config, fitted, tracking_uri=tracking_uri,
+                      track=track, writeback=writeback, progress=progress)
+    except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, shotlab.cli) said a bare "Aborted!"
+        raise ShotlabError(f"interrupted; the run keeps what it finished: continue it with "
+                           f"`shotlab train --resume {run_dir}`") from None
 
 
 def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfig, fitted, *,

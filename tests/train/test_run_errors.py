@@ -144,3 +144,39 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(monkeypatch):
     assert all(p.is_dir() and not any(p.iterdir()) for p in made)
     for folder in made:
         folder.rmdir()
+
+
+def test_ctrl_c_during_a_run_names_the_run_to_resume(colours, tmp_path):
+    """Ctrl-C mid-epoch printed a bare "Aborted!"; it says which run to resume, and how."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    before = run_folders()
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shotlab", "train", colours, "--backbone", "tiny-test",
+             "--mode", "partial", "--epochs", "400", "--patience", "400", "--workers", "0",
+             "--no-track"], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+            stdout=subprocess.DEVNULL, stderr=stderr,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 240
+        while process.poll() is None and time.monotonic() < deadline and not any(
+                (d / "checkpoints" / "last.pt").exists() for d in run_folders() - before):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    (run_dir,) = run_folders() - before
+    text = " ".join(log.read_text().split())
+    assert process.returncode == 1, text[-2000:]
+    assert f"Error: interrupted; the run keeps what it finished: continue it with `shotlab " \
+           f"train --resume {run_dir}`" in text
