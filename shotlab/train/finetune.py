@@ -484,8 +484,9 @@ def check_trainable(manifest: Manifest) -> tuple[list[Entry], list[Entry]]:
     check_classes(manifest)
     if not train or not val:
         raise InputError(f"dataset '{manifest.dataset}' has {len(train)} train and {len(val)} "
-                         f"val samples; both are needed (assign splits when importing, e.g. "
-                         f"train/ and val/ folders, or with a split column)")
+                         f"val samples; both are needed: split it with `shotlab curate split "
+                         f"{manifest.dataset}`, or assign splits when importing (train/ and val/ "
+                         f"folders, or a split column)")
     missing = sorted(set(manifest.classes) - {l for e in train for l in e.labels})
     if missing:
         raise InputError(f"dataset '{manifest.dataset}': classes {missing} have no train "
