@@ -59,6 +59,19 @@ def check_own_output(path: Path, option: str, is_own, refusal: str) -> None:
         raise InputError(refusal)
 
 
+def file_head(path, size: int) -> bytes | None:
+    """The first `size` bytes of a regular file (how a command recognises its own output);
+    None for anything else or a file it cannot read."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return None
+
+
 def remove(path: Path) -> None:
     """Remove a file or folder if it is there."""
     if path.is_dir() and not path.is_symlink():

@@ -89,16 +89,9 @@ def to_png(fig, path=None) -> bytes:
 
 def is_own_figure(path) -> bool:
     """True for a regular file that is a PNG this module's figures wrote (its Software chunk)."""
-    from pathlib import Path
+    from shotlab.core.files import file_head
 
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return False
+    head = file_head(path, 4096) or b""
     text = b"Software\x00" + SOFTWARE.encode()
     chunk = len(text).to_bytes(4, "big") + b"tEXt" + text
     return head.startswith(b"\x89PNG\r\n\x1a\n") and chunk in head

@@ -95,16 +95,9 @@ GENERATOR = '<meta name="generator" content="shotlab explain">'
 
 def is_own_page(path) -> bool:
     """True for a regular file that begins as `html_page` writes its pages."""
-    from pathlib import Path
+    from shotlab.core.files import file_head
 
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512).decode("utf-8", "replace")
-    except OSError:
-        return False
+    head = (file_head(path, 512) or b"").decode("utf-8", "replace")
     return head.startswith("<!DOCTYPE html>") and GENERATOR in head
 
 
