@@ -105,13 +105,16 @@ def atomic_path(path):
 @contextmanager
 def writing_lock(path: Path):
     """An exclusive lock on `path`'s lock file (`PATH.partial.lock`, removed after) while the
-    block runs; InputError at once when another process holds it. The kernel drops the lock of
-    a process that dies, so a crash never leaves `path` locked."""
+    block runs; InputError at once when another process holds it (or this one: a lock is per
+    open file, so a nested write of one path in one process is refused too). The kernel drops
+    the lock of a process that dies, so a crash never leaves `path` locked. Where the
+    filesystem has no flock, the block runs unlocked, as before."""
     import fcntl
 
     from shotlab.core.errors import InputError
 
     lock = path.with_name(path.name + PARTIAL_SUFFIX + ".lock")
+    locked = True
     while True:
         handle = open(lock, "a+")
         try:
@@ -120,14 +123,20 @@ def writing_lock(path: Path):
             handle.close()
             raise InputError(f"{path}: another shotlab process is writing it now; wait for it "
                              f"to finish, or write somewhere else") from None
+        except OSError:  # a filesystem without flock (NFS without lockd, Lustre noflock)
+            handle.close()
+            lock.unlink(missing_ok=True)
+            locked = False  # written as before the lock existed
+            break
         if same_file(handle, lock):
             break
         handle.close()  # removed by its last holder between our open and our lock: again
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
-        handle.close()
+        if locked:
+            lock.unlink(missing_ok=True)
+            handle.close()
 
 
 def same_file(handle, path: Path) -> bool:

@@ -87,7 +87,20 @@ def from_run(path: Path) -> Source:
     checkpoint = load_checkpoint(path)
     return Source(path, "run", checkpoint.preprocessing, checkpoint.classes, checkpoint.task,
                   checkpoint.model, sha256_file(checkpoint.path),
-                  load_torch=lambda: checkpoint.model, _torch=checkpoint.model)
+                  load_torch=lambda: checkpoint.model, _torch=checkpoint.model,
+                  unsafe=run_unsafe(checkpoint.run_dir))
+
+
+def run_unsafe(run_dir) -> tuple:
+    """The unsafe classes of a run's policy (thresholds.json), () where it has none (a run not
+    finished, a lone checkpoint): a long comment's windows pool as `predict`'s do."""
+    import json
+
+    try:
+        policy = json.loads((Path(run_dir) / "thresholds.json").read_text())["policy"]
+        return tuple(policy.get("unsafe", ()))
+    except (TypeError, OSError, KeyError, ValueError):
+        return ()
 
 
 def from_bundle(path: Path) -> Source:

@@ -121,8 +121,11 @@ def predict_texts(bundle, paths, *, batch_size: int = BATCH_SIZE, runtime: str =
 def comment_records(bundle, runner, comments: list[Comment], *, runtime: str):
     """(the decision records of `comments`, already checked by `check_text`, and their windows'
     token ids (W, L) padded): what `predict_texts` writes and the page shows for one comment."""
+    from shotlab.runtime.runners import run_batched
+
     ids, owners, spans = window_rows(bundle, [c.text for c in comments])
-    records = pooled_records(bundle, runner(ids), owners, spans,
+    # in runs of BATCH_SIZE rows: 32 comments of 5,000 characters are about 300 windows
+    records = pooled_records(bundle, run_batched(runner, ids), owners, spans,
                              [text_sha256(c.text) for c in comments], runtime=runtime,
                              paths=[c.path for c in comments])
     return ([{**record, "kind": "text", "line": c.line, "text": c.text}

@@ -359,10 +359,16 @@ def temporary_folder() -> Path:
 
 
 def sweep_unpacked() -> None:
-    """Remove the unpacked bundles whose process is gone."""
+    """Remove this user's unpacked bundles whose process is gone. (Process ids are taken to be
+    this machine's: containers sharing /tmp but not a process namespace should each set
+    TMPDIR.)"""
     for folder in Path(tempfile.gettempdir()).glob(f"{UNPACKED_PREFIX}*-*"):
         pid = folder.name[len(UNPACKED_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not process_alive(int(pid)):
+        try:
+            mine = folder.lstat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 

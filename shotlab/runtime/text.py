@@ -77,15 +77,19 @@ def text_windows(tokenizer, text: str, max_tokens: int) -> list[tuple[int, int]]
             i -= 1
         return i
 
+    overlap = min(WINDOW_OVERLAP, body // 4)
     spans, first = [], 0
     while True:
         last = min(first + body, len(inner))  # exclusive
-        if last < len(inner):
-            last = word_start(last, first + 1)  # never end inside a word, unless it fills one
+        if last < len(inner):  # end on a word boundary, giving back at most half the overlap
+            last = word_start(last, max(first + 1, last - overlap // 2))
         spans.append((encoding.offsets[inner[first]][0], encoding.offsets[inner[last - 1]][1]))
         if last == len(inner):
             return spans
-        first = word_start(max(first + 1, last - min(WINDOW_OVERLAP, body // 4)), first + 1)
+        # the next window starts `overlap` pieces back, on a word's start if one is near: a word
+        # of many pieces (a long number) snapped it back to here + 1, one piece a window
+        start = last - overlap
+        first = word_start(start, max(first + 1, start - overlap // 2))
 
 
 def window_texts(tokenizer, texts, max_tokens: int) -> tuple[list[str], list[int], list]:

@@ -13,7 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from shotlab.export.predict import needs_attention
-from shotlab.runtime.runners import make_runner
+from shotlab.runtime.runners import make_runner, run_batched
+
+# Part of every cache key: raised when the same bytes and bundle come to be decided differently,
+# so a decision stored by an older shotlab is not served again (2: long comments read in windows
+# and reviewed, long captions marked).
+RULE_VERSION = 2
 
 
 class Engine:
@@ -29,7 +34,7 @@ class Engine:
         self.metrics = metrics
         # What a cached decision must match besides the bytes: the whole manifest (model
         # hashes, thresholds, review band, policy) and the runtime that ran it.
-        self.model_key = f"{bundle.manifest['digest']}:{runtime}"
+        self.model_key = f"{bundle.manifest['digest']}:{runtime}:{RULE_VERSION}"
 
     def cache_key(self, sha256: str, kind: str) -> str | None:
         """The key a decision is cached under: the bytes, the kind they were decided as (the
@@ -49,7 +54,10 @@ class Engine:
         comment its token ids), stacked by their kind (token ids padded to the longest); each
         item's scores become its decision through its kind (serve/requests.py)."""
         counts = [item.decoded.count for item in items]
-        probs = self.runner(items[0].kind.stack([item.decoded.rows for item in items]))
+        # in runs of BATCH_SIZE rows at most: long comments (windows) and clips (frames) give
+        # many rows a request, and one run over all of them held them all in memory at once
+        probs = run_batched(self.runner, items[0].kind.stack([item.decoded.rows
+                                                              for item in items]))
         ends = np.cumsum(counts)
         decided = [item.kind.decide(self.bundle, item.decoded, probs[end - n:end],
                                     item.sha256, self.runtime)

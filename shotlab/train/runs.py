@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -269,7 +269,10 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
     """Train on dataset `name` (or resume the run in `resume_dir`) and record everything."""
     if resume_dir is not None:
         run_dir = Path(resume_dir)
+        given = config
         config, policy = read_config(run_dir)
+        config = replace(config, **{key: getattr(given, key) for key in ("device", "workers")
+                                    if getattr(given, key) is not None})  # where it runs
         manifest = Manifest.load(run_dir / "manifest.json")
         check_files(manifest)
     else:
@@ -283,9 +286,12 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
             fitted = start(run_dir, manifest, config, policy, progress, choice)
         return finish(run_dir, manifest, policy, config, fitted, tracking_uri=tracking_uri,
                       track=track, writeback=writeback, progress=progress)
-    except KeyboardInterrupt:  # Ctrl-C (and SIGTERM, shotlab.cli) said a bare "Aborted!"
-        raise ShotlabError(f"interrupted; the run keeps what it finished: continue it with "
-                           f"`shotlab train --resume {run_dir}`") from None
+    except KeyboardInterrupt:  # Ctrl-C said a bare "Aborted!"
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            raise ShotlabError(f"interrupted; the run keeps what it finished: continue it with "
+                               f"`shotlab train --resume {run_dir}`") from None
+        raise ShotlabError("interrupted before a first epoch finished: nothing was kept; "
+                           "start the run again") from None
 
 
 def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfig, fitted, *,
@@ -378,8 +384,6 @@ def with_kind_defaults(config: TrainConfig, manifest: Manifest) -> TrainConfig:
     dataset's kind by its trainer: lite0 / linear for images (`prepare` then chooses the
     backbone by cross-validation); minilm / setfit or logreg (by the train split's size) for
     text; lite0 / fusion for posts."""
-    from dataclasses import replace
-
     from shotlab.train.backbones import default_backbone
 
     backbone = config.backbone or default_backbone(manifest.kind)

@@ -52,3 +52,20 @@ def test_the_text_input_spec_is_int64_with_a_dynamic_token_axis():
 def test_a_text_contract_without_a_tokenizer_is_refused():
     with pytest.raises(InputError, match="tokenizer"):
         load_tokenizer(text_preprocessing().__class__(kind="text"))
+
+
+@pytest.mark.parametrize("word", ["1234567890" * 10, "xq" * 50, "hello"])
+def test_windows_cover_a_long_comment_and_stay_few_whatever_its_words(word):
+    """A word of many pieces (a 100-digit number) snapped each window's start back to the one
+    before plus one piece: one crafted 5,000-character comment made 3,600 windows, each a model
+    row. Windows cover the text, overlap, and advance by most of a window."""
+    from shotlab.runtime.text import text_windows
+
+    tokenizer = load_tokenizer(PREP)
+    text = " ".join([word] * (MAX_TEXT_CHARS // (len(word) + 1)))
+    spans = text_windows(tokenizer, text, 128)
+    pieces = len(tokenizer.encode(text).ids) - 2
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # nothing between two windows
+    assert len(spans) <= pieces // 60 + 1
+    assert all(len(tokenizer.encode(text[a:b]).ids) <= 128 for a, b in spans)
