@@ -94,11 +94,11 @@ def run_command(source, images, methods, target, texts, out, html_path, score, a
                                      param_hint=hint)
     if not images:
         raise click.UsageError(f"give an IMAGE to explain; {source} takes images")
+    from shotlab.core.errors import InputError
     from shotlab.explain.pending import clip_reason
 
-    for reason in filter(None, map(clip_reason, images)):
-        from shotlab.core.errors import InputError
-
+    reason = next(filter(None, map(clip_reason, images)), None)
+    if reason:  # the methods here explain one image; predict --explain explains clips
         raise InputError(reason)
     from shotlab.explain.report import explain_images, parse_methods
 
