@@ -104,6 +104,7 @@ def verify_signature(folder: Path, manifest: dict, public_key_paths, name=None) 
     from cryptography.exceptions import InvalidSignature
 
     name = name or (lambda member="": str(Path(folder) / member))
+    keys = [load_key(p, private=False) for p in public_key_paths]  # a missing key file first
     path = Path(folder) / SIGNATURE_FILE
     try:
         record = json.loads(path.read_text())
@@ -114,7 +115,7 @@ def verify_signature(folder: Path, manifest: dict, public_key_paths, name=None) 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{name(SIGNATURE_FILE)}: not a readable signature ({exc}); re-sign "
                          f"the bundle") from None
-    for key in (load_key(p, private=False) for p in public_key_paths):
+    for key in keys:
         try:
             key.verify(signature, manifest["digest"].encode())
             return key_id(key)

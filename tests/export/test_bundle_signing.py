@@ -112,3 +112,12 @@ def test_export_refuses_an_unusable_key_before_any_work(trained_run, tmp_path):
                                       "--sign-key", str(tmp_path / "bad.key")])
     assert result.exit_code == 2 and "not a readable private key" in result.output
     assert not out.exists()
+
+
+def test_a_missing_trusted_key_file_is_named_whether_the_bundle_is_signed_or_not(bundle_copy,
+                                                                                  tmp_path):
+    """With an unsigned bundle, a trusted key file that does not exist was reported as "the
+    bundle is not signed": the user looked for the wrong fault."""
+    missing = tmp_path / "nowhere.pub"
+    with pytest.raises(InputError, match="nowhere.pub"):
+        load_bundle(bundle_copy, trusted_keys=[missing])
