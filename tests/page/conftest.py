@@ -22,6 +22,16 @@ from tests.train.trainsets import write_colour_tree
 STARTUP_S = 90  # a cold start (Streamlit, ONNX Runtime) on a loaded 2-core CI machine
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item (`item.failed_call`), so a fixture's teardown
+    can tell a failed test and leave its evidence: the page server's log, the pages as seen."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        item.failed_call = True
+
+
 @pytest.fixture(scope="module")
 def inbox(tmp_path_factory) -> Path:
     """Two colour images per class the tiny model knows (red is the unsafe class) and a file

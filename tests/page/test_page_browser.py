@@ -58,8 +58,10 @@ def browser():
 
 
 @pytest.fixture
-def open_page(browser, server):
-    """open_page() -> a new browser session on the page (its own Streamlit session)."""
+def open_page(browser, server, request, shots):
+    """open_page() -> a new browser session on the page (its own Streamlit session). When the
+    test fails, the server's last log lines are printed and each page saved as a screenshot
+    (`failed-NAME-N.png` among the screenshots), so a CI failure says what the page was doing."""
     contexts = []
 
     def opener():
@@ -72,8 +74,19 @@ def open_page(browser, server):
         return page
 
     yield opener
+    if getattr(request.node, "failed_call", False):
+        leave_evidence(server, contexts, shots / f"failed-{request.node.name}")
     for context in contexts:
         context.close()
+
+
+def leave_evidence(server, contexts, prefix: Path) -> None:
+    print("the page server's last log lines:\n" + "".join(server.log[-60:]))
+    for number, context in enumerate(contexts):
+        for page in context.pages:
+            path = prefix.with_name(f"{prefix.name}-{number}.png")
+            page.screenshot(path=str(path), full_page=True)
+            print(f"page {number} as seen ({path}):\n{page.inner_text('body')[-3000:]}")
 
 
 @pytest.fixture(scope="module")
