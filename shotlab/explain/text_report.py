@@ -19,9 +19,8 @@ def explain_texts(source, texts, methods, *, target=None, score: bool = True,
     forward = text_forward(source.forward_model, source.preprocessing,
                            multilabel=source.multilabel, batch_size=batch_size)
     checked = [c.text for c in comments_of(forward.tokenizer, texts, forward.max_tokens)]
-    probs, passages, targets = windowed(source, forward, checked, target)
+    probs, passages, decided, targets = windowed(source, forward, checked, target)
     comments = comments_of(forward.tokenizer, passages, forward.max_tokens)
-    decided = source.decided(probs, pooled=passages != checked)  # the bundle's rule
     by_method = {}
     for method in methods:
         options = {"multilabel": source.multilabel}
@@ -42,32 +41,32 @@ def explain_texts(source, texts, methods, *, target=None, score: bool = True,
 
 
 def windowed(source, forward, texts: list[str], target=None) -> tuple:
-    """(each comment's scores, the passage of it to explain, the class to explain), as
-    `shotlab predict` reads and explains it: a comment longer than the model reads is scored
-    window by window and pooled (`runtime.text.pool_windows`), and explained on the window that
-    scored the explained class highest: `target`, else the class decided, else (a long comment
-    not flagged, which predict sends to review) its highest-scoring unsafe class."""
-    from shotlab.runtime.text import pool_windows, window_texts
+    """(each comment's scores, the passage of it to explain, the class the bundle's rule
+    decides, the class to explain), as `shotlab predict` reads and explains it: a comment
+    longer than the model reads is scored window by window and pooled
+    (`runtime.text.pool_windows`), and explained on the window that scored the explained class
+    highest: `target`, else the class decided, else (a long comment not flagged, which predict
+    sends to review) the class its review is about (`runtime.text.windowed_review_class`)."""
+    from shotlab.runtime.text import pool_windows, window_texts, windowed_review_class
 
     parts, owners, _ = window_texts(forward.tokenizer, texts, forward.max_tokens)
-    if len(parts) == len(texts):
-        probs = forward(texts)
-        chosen = ([source.target_index(target)] * len(texts) if target is not None
-                  else source.decided(probs))
-        return probs, list(texts), chosen
-    window_probs = forward(parts)
-    probs = pool_windows(window_probs, owners, len(texts), source.classes, source.unsafe)
-    chosen = ([source.target_index(target)] * len(texts) if target is not None
-              else source.decided(probs, pooled=True))
+    pooled = len(parts) > len(texts)
+    window_probs = forward(parts)  # a short comment's one window is itself
+    probs = (pool_windows(window_probs, owners, len(texts), source.classes, source.unsafe)
+             if pooled else window_probs)
+    decided = source.decided(probs, pooled=pooled)  # the bundle's rule, thresholds included
     owners = np.asarray(owners)
-    unsafe = [source.classes.index(c) for c in source.unsafe if c in source.classes]
-    passages = []
+    passages, targets = [], []
     for i in range(len(texts)):
         rows = np.flatnonzero(owners == i)
-        if target is None and len(rows) > 1 and unsafe and chosen[i] not in unsafe:
-            chosen[i] = max(unsafe, key=lambda k: probs[i, k])
-        passages.append(parts[rows[int(np.argmax(window_probs[rows, chosen[i]]))]])
-    return probs, passages, chosen
+        chosen = source.target_index(target) if target is not None else decided[i]
+        about = windowed_review_class(probs[i], source.classes, source.unsafe)
+        if target is None and len(rows) > 1 and about and source.classes[chosen] not in \
+                source.unsafe:
+            chosen = source.classes.index(about)
+        passages.append(parts[rows[int(np.argmax(window_probs[rows, chosen]))]])
+        targets.append(chosen)
+    return probs, passages, decided, targets
 
 
 def as_json(result: dict) -> dict:

@@ -147,13 +147,11 @@ def pooled_records(bundle, window_probs, owners: list[int], spans: list, sha256s
                    runtime: str, paths=None) -> list[dict]:
     """One decision record per text from its windows' scores (`runtime.text.pool_windows`:
     the highest window for an unsafe class, the mean for the others). A text read in several
-    windows lists them, `windows`: [{start, end, scores}] (characters of the text), and goes
-    to review about its highest-scoring unsafe class: a short threat inside a window of
-    filler is diluted in the window's one embedding (a threat scoring 0.60 alone scored 0.20
-    after 1,800 characters of friendly filler, as the filler alone did), so padding a comment
-    must not be a way past the model. Its explanation explains that class's top window."""
+    windows lists them, `windows`: [{start, end, scores}] (characters of the text), and, when
+    nothing flagged it, goes to review (`runtime.text.windowed_review_class`). Its
+    explanation explains that class's top window."""
     from shotlab.export.predict import decision_records
-    from shotlab.runtime.text import pool_windows
+    from shotlab.runtime.text import pool_windows, windowed_review_class
 
     window_probs, owners = np.asarray(window_probs, np.float64), np.asarray(owners)
     classes = list(bundle.classes)
@@ -161,15 +159,15 @@ def pooled_records(bundle, window_probs, owners: list[int], spans: list, sha256s
                          bundle.policy.get("unsafe", ()))
     records = decision_records(bundle, probs, sha256s, runtime=runtime, paths=paths,
                                pooled=len(owners) > len(spans))
-    unsafe = [c for c in classes if c in set(bundle.policy.get("unsafe", ()))]
+    unsafe = bundle.policy.get("unsafe", ())
     for i, record in enumerate(records):
         if len(spans[i]) > 1:
             record["windows"] = [{"start": start, "end": end,
                                   "scores": {c: round(float(p), 6) for c, p in zip(classes, row)}}
                                  for (start, end), row in zip(spans[i],
                                                               window_probs[owners == i])]
-            if unsafe and not record["flagged"]:
+            about = windowed_review_class(record["scores"], classes, unsafe)
+            if about is not None and not record["flagged"]:
                 record["needs_review"] = True
-                record["review_classes"] = record["review_classes"] or [
-                    max(unsafe, key=lambda c: record["scores"][c])]
+                record["review_classes"] = record["review_classes"] or [about]
     return records

@@ -116,6 +116,18 @@ def pool_windows(probs: np.ndarray, owners, count: int, classes, unsafe) -> np.n
                      for i in range(count)]).reshape(count, len(classes))
 
 
+def windowed_review_class(scores, classes, unsafe) -> str | None:
+    """The class a comment read in several windows, and flagged for none, goes to review
+    about: its highest-scoring unsafe class (None where the model has no unsafe class).
+    `scores`: {class: score} or a row in `classes`' order. A short threat inside a window of
+    filler is diluted in the window's one embedding (one scoring 0.60 alone scored 0.20 after
+    1,800 characters of friendly filler, as the filler alone did), so padding a comment must
+    not be a way past the model."""
+    row = scores if isinstance(scores, dict) else dict(zip(classes, scores))
+    named = [c for c in classes if c in set(unsafe)]
+    return max(named, key=lambda c: row[c]) if named else None
+
+
 def decided_passage(record: dict, target: str) -> str:
     """The text an explanation of `record` explains for class `target`: the whole comment, or,
     for one read in windows, the window that scored `target` highest (the model reads no more
