@@ -1,7 +1,10 @@
 """Load a trained model back from a run folder (or its `best.pt`) without the run's other state.
 
 Export and explain start here: the checkpoint carries everything needed to rebuild the model
-(backbone, timm name, classes, task) and its preprocessing contract.
+(backbone, timm name, classes, task) and its preprocessing contract. A run's `best.pt` must be
+the file its run finished with (metrics.json records its sha256): a checkpoint damaged or
+replaced since would be exported, and pass the gate, under metrics and thresholds that are
+not its own.
 """
 
 from __future__ import annotations
@@ -83,6 +86,31 @@ def read_state(path: Path, fix: str, *, map_location="cpu") -> dict:
     return state
 
 
+CHECKPOINT_SHA256 = "checkpoint_sha256"  # metrics.json's record of the finished best.pt
+
+
+def check_unchanged(path: Path) -> None:
+    """Refuse a run's best.pt whose sha256 is not the one metrics.json recorded when the run
+    finished. A run finished before the record, an unfinished run, or a lone .pt file has
+    nothing to check against."""
+    import json
+
+    from shotlab.core.images import sha256_file
+
+    folder = run_folder(path)
+    if folder is None or path.name != "best.pt":
+        return
+    try:
+        recorded = json.loads((folder / "metrics.json").read_text()).get(CHECKPOINT_SHA256)
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded and sha256_file(path) != recorded:
+        raise InputError(f"{path}: changed since its run finished (its sha256 is not the one "
+                         f"metrics.json recorded), so the run's metrics, thresholds and "
+                         f"calibration are not its own; restore the file from a backup, resume "
+                         f"an interrupted `shotlab train --resume {folder}`, or train again")
+
+
 def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU: a timm
     model for an image run, a `text_model.TextClassifier` (token ids -> logits) for a text run,
@@ -90,6 +118,7 @@ def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     from shotlab.train.calibration import fold_into_head
 
     path = checkpoint_path(run_or_file)
+    check_unchanged(path)
     state = read_state(path, "re-run `shotlab train` to produce one")
     missing = {"model", "timm_name", "classes", "task", "preprocessing"} - set(state)
     if missing:

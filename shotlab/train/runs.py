@@ -8,7 +8,9 @@ holds everything needed to reproduce, resume, judge and export the run:
     checkpoints/     last.pt (every epoch, for --resume) and best.pt (the model to export, with
                      its calibration: a temperature fitted on val, see train/calibration.py)
     metrics.json     val and test metrics on calibrated scores, with 95% intervals, the
-                     thresholds applied, the raw scores' ECE beside ("ece_raw") and the calibration
+                     thresholds applied, the raw scores' ECE beside ("ece_raw"), the calibration
+                     and best.pt's sha256 ("checkpoint_sha256": export and explain refuse a
+                     best.pt changed since)
     thresholds.json  per-class thresholds for the policy's unsafe classes, with review bands, and
                      what they were chosen on ("scored_on": train folds + val, or val alone;
                      train/threshold_scores.py)
@@ -299,6 +301,9 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
     """Everything a run does once its model is fitted: calibration, metrics, thresholds, plots,
     write-back and MLflow. What started it is read from its folder: the automatic choice from
     config.yaml, a --pseudo-label run's record from pseudo.json."""
+    from shotlab.core.images import sha256_file
+    from shotlab.train.checkpoint import CHECKPOINT_SHA256
+
     result = evaluate(fitted, manifest, policy, config, progress)
     record_calibration(run_dir, result.calibration)
     pseudo_path = run_dir / PSEUDO_FILE
@@ -306,6 +311,7 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
     choice = yaml.safe_load((run_dir / "config.yaml").read_text()).get("auto_choice")
     write_json_atomic(run_dir / "metrics.json",
                       {**result.metrics, "calibration": result.calibration,
+                       CHECKPOINT_SHA256: sha256_file(run_dir / "checkpoints" / "best.pt"),
                        "best_epoch": fitted.best_epoch, "history": fitted.history,
                        **({"pseudo": pseudo} if pseudo else {}),
                        **({"auto_choice": choice} if choice else {})})

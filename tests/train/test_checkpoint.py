@@ -35,3 +35,31 @@ def test_missing_and_corrupt_checkpoints_are_named(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="best.pt: not a readable shotlab checkpoint"):
         load_checkpoint(bad)
+
+
+def test_a_best_pt_changed_since_its_run_finished_is_refused(trained_run, tmp_path):
+    """A best.pt damaged or replaced after training was exported, and passed the gate (which
+    compares ONNX with that same damaged model), under the run's metrics and thresholds. The
+    run now records its sha256 in metrics.json, and export and explain refuse another file."""
+    import json
+    import shutil
+
+    from shotlab.core.images import sha256_file
+    from shotlab.explain.sources import open_source
+    from shotlab.export.exporter import export_run
+
+    run = shutil.copytree(trained_run, tmp_path / trained_run.name,
+                          ignore=shutil.ignore_patterns("last.pt", "bundle*"))
+    best = run / "checkpoints" / "best.pt"
+    assert json.loads((run / "metrics.json").read_text())["checkpoint_sha256"] == \
+        sha256_file(best)
+    load_checkpoint(run)  # unchanged: loads
+    state = torch.load(best, weights_only=True)
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = state["model"][name] + 0.5  # weights changed, still a checkpoint
+    torch.save(state, best)
+    for load in (load_checkpoint, open_source,
+                 lambda r: export_run(r, out=tmp_path / "out", progress=False)):
+        with pytest.raises(InputError, match="best.pt: changed since its run finished"):
+            load(run)
+    assert not (tmp_path / "out").exists()
