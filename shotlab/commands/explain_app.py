@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from shotlab.runtime.signing import trusted_key_option
+
 DEFAULT_PORT = 8501  # Streamlit's own
 
 
@@ -25,10 +27,7 @@ DEFAULT_PORT = 8501  # Streamlit's own
                    "decision\" (opened read-only).")
 @click.option("--max-upload-mb", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="Larger uploads are refused.")
-@click.option("--trusted-key", "trusted_keys", multiple=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Require the bundle to be signed by this public key (repeatable) [default: "
-                   "$SHOTLAB_TRUSTED_KEYS, else no signature needed].")
+@trusted_key_option
 def app_command(source, host, port, store, max_upload_mb, trusted_keys) -> None:
     """A local web page over RUN_OR_BUNDLE: upload an image (or pick a report sample), see the
     decision per policy category with its threshold and review band, the Grad-CAM (LIME, SHAP,

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from shotlab.runtime.signing import trusted_key_option
+
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 METHOD_NAMES = "gradcam, gradcampp, ig, lime, shap"  # shotlab.explain.METHODS, kept import-free
 TEXT_METHOD_NAMES = "ig, shap, lime"  # shotlab.explain.TEXT_METHODS
@@ -60,7 +62,9 @@ def explain() -> None:
               help="Deletion/insertion AUC vs random maps, and the model-randomisation check "
                    "(text models always report comprehensiveness and sufficiency).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def run_command(source, images, methods, target, texts, out, html_path, score, as_json) -> None:
+@trusted_key_option
+def run_command(source, images, methods, target, texts, out, html_path, score, as_json,
+                trusted_keys) -> None:
     """Explain what RUN_OR_BUNDLE sees in each IMAGE, or which words of each comment drove a
     text model's decision.
 
@@ -80,7 +84,7 @@ def run_command(source, images, methods, target, texts, out, html_path, score, a
     if not images and not texts:
         raise click.UsageError("give an IMAGE (or, for a text model, --text or a .csv/.jsonl of "
                                "comments) to explain")
-    loaded = open_source(source)
+    loaded = open_source(source, trusted_keys=tuple(map(str, trusted_keys)) or None)
     if loaded.preprocessing.kind == "text":
         if out is not None:
             raise click.BadParameter("applies to image models; use --html for text",

@@ -71,13 +71,18 @@ def is_run(path: Path) -> bool:
     return path.suffix == ".pt" or (path / "checkpoints" / "best.pt").is_file()
 
 
-def open_source(path) -> Source:
-    """A run folder / .pt checkpoint, or a bundle folder / .zip."""
+def open_source(path, *, trusted_keys=None) -> Source:
+    """A run folder / .pt checkpoint, or a bundle folder / .zip (`trusted_keys`: public key
+    files its signature must verify against; None: $SHOTLAB_TRUSTED_KEYS). A run is not
+    signed: with trusted keys, it is refused."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such run or bundle (give a run folder from `shotlab train`, "
                          f"or a bundle folder or .zip from `shotlab export`)")
-    return from_run(path) if is_run(path) else from_bundle(path)
+    if is_run(path) and trusted_keys:
+        raise InputError(f"{path}: a training run, which is not signed; --trusted-key applies "
+                         f"to bundles (explain the bundle exported from it)")
+    return from_run(path) if is_run(path) else from_bundle(path, trusted_keys)
 
 
 def from_run(path: Path) -> Source:
@@ -103,10 +108,10 @@ def run_unsafe(run_dir) -> tuple:
         return ()
 
 
-def from_bundle(path: Path) -> Source:
+def from_bundle(path: Path, trusted_keys=None) -> Source:
     from shotlab.runtime.bundle import load_bundle
 
-    bundle = load_bundle(path)
+    bundle = load_bundle(path, trusted_keys=trusted_keys)
     if len(bundle.parts) > 1:
         raise InputError(f"{path}: a post model ({' + '.join(bundle.parts)}); its decisions are "
                          f"explained per part by `shotlab predict {path} POSTS.csv --explain`, "

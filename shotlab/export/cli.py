@@ -13,6 +13,7 @@ COMMANDS: list[click.Command] = []  # registered on the parent group by the pare
 
 from shotlab.export.formats import FORMATS
 from shotlab.export.runtime_choice import chosen_runtime, runtime_options
+from shotlab.runtime.signing import trusted_key_option
 
 
 def read_preprocessing(path: Path | None):
@@ -131,10 +132,7 @@ COMMANDS.append(export_command)
 @click.option("--explain", is_flag=True,
               help="Store explanations for flagged and needs-review decisions "
                    "(explanations.sqlite beside --out).")
-@click.option("--trusted-key", "trusted_keys", multiple=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Require the bundle to be signed by this public key (repeatable) [default: "
-                   "$SHOTLAB_TRUSTED_KEYS, else no signature needed].")
+@trusted_key_option
 @click.option("--allow-empty", is_flag=True,
               help="Write empty decisions when PATHS hold no readable image (else exit 2).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,

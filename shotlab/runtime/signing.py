@@ -4,6 +4,7 @@
     shotlab export RUN --sign-key keys/team.key       # writes manifest.sig beside manifest.json
     shotlab predict BUNDLE photos/ --trusted-key keys/team.pub
     SHOTLAB_TRUSTED_KEYS=keys/team.pub shotlab ...    # every command that loads a bundle
+    shotlab serve BUNDLE --trusted-key keys/team.pub  # also explain and explain app
 
 The digest already covers every manifest key and every file's sha256 (`runtime.bundle`), so a
 signature over it covers the whole bundle. The digest alone stops accidents and tampering by
@@ -85,6 +86,18 @@ def sign(folder: Path, manifest: dict, private_key_path) -> Path:
     path = Path(folder) / SIGNATURE_FILE
     path.write_text(json.dumps(record, indent=1))
     return path
+
+
+def trusted_key_option(command):
+    """`--trusted-key` (repeatable; `trusted_keys`) for every command that loads a bundle:
+    predict, serve, explain and the explanation page."""
+    import click
+
+    return click.option(
+        "--trusted-key", "trusted_keys", multiple=True,
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help="Require the bundle to be signed by this public key (repeatable) [default: "
+             "$SHOTLAB_TRUSTED_KEYS, else no signature needed].")(command)
 
 
 def trusted_keys_from_env() -> list[str]:

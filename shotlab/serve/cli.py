@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from shotlab.export.runtime_choice import runtime_name, runtime_options
+from shotlab.runtime.signing import trusted_key_option
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 RAY_REPLICAS = 2
@@ -66,10 +67,11 @@ MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `
                                 "[default: start a local Ray on 127.0.0.1].")
 @click.option("--replicas", type=click.IntRange(min=1), default=None,
               help="With --ray: replicas, one CPU and one ONNX Runtime thread each [default: 2].")
+@trusted_key_option
 def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeout_ms,
                   max_body_mb, max_items, max_pixels, store, no_cache, no_explain, fp16,
                   runtime, threads, api_key_file, access_log, decision_store, on_ray, address,
-                  replicas) -> None:
+                  replicas, trusted_keys) -> None:
     """Serve BUNDLE over HTTP: POST /v1/moderate, /v1/moderate/batch, GET /v1/decisions/ID,
     /v2/health/live|ready, /metrics; the OpenAPI page at /docs.
 
@@ -81,7 +83,7 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
     Examples:
       shotlab serve runs/.../bundle
       curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg localhost:8080/v1/moderate
-      shotlab serve bundle.zip --host 0.0.0.0 --api-key-file key.txt
+      shotlab serve bundle.zip --host 0.0.0.0 --api-key-file key.txt --trusted-key team.pub
       shotlab serve runs/.../bundle --ray --replicas 2
       shotlab --database-uri mongodb://db:27017 serve B --ray --address HEAD:6379 \
           --decision-store mongodb
@@ -116,7 +118,7 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
         max_items=max_items, max_pixels=max_pixels, cache=not no_cache,
         explain=not no_explain, runtime=runtime_name(runtime, fp16),
         threads=threads or (RAY_THREADS if on_ray else None), api_key=api_key,
-        access_log=access_log,
+        access_log=access_log, trusted_keys=tuple(map(str, trusted_keys)) or None,
         database_uri=shared_store_uri(address if on_ray else None)
         if decision_store == "mongodb" else None)
     if on_ray:

@@ -131,7 +131,7 @@ def run_on_ray(options, *, address: str | None, replicas: int) -> None:
     from shotlab.runtime.runners import check_runtime
 
     # A bad bundle or a model it lacks: one line here, not a failed deployment there.
-    bundle = load_bundle(options.bundle)
+    bundle = load_bundle(options.bundle, trusted_keys=options.trusted_keys)
     check_runtime(bundle, options.runtime)
     if address in (None, "local"):
         check_memory(replicas, bundle.model_file(options.runtime).stat().st_size, options.explain)

@@ -57,6 +57,8 @@ class ServeOptions:
     # arguments in its control store): its sha256, which is what requests are compared against.
     api_key_sha256: str | None = field(default=None, repr=False)
     access_log: bool = False
+    # Public key files the bundle must be signed by (runtime.signing); None: $SHOTLAB_TRUSTED_KEYS
+    trusted_keys: tuple[str, ...] | None = None
 
     def key_digest(self) -> str | None:
         return self.api_key_sha256 or (key_sha256(self.api_key) if self.api_key else None)
@@ -148,7 +150,7 @@ class Service:
         from shotlab.serve.store import EXPLANATIONS_FILE
 
         self.options = options
-        self.bundle = load_bundle(options.bundle)
+        self.bundle = load_bundle(options.bundle, trusted_keys=options.trusted_keys)
         check_runtime(self.bundle, options.runtime)
         self.kinds = request_kinds(self.bundle)  # what it reads, first the default
         if not self.kinds:

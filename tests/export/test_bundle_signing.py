@@ -121,3 +121,20 @@ def test_a_missing_trusted_key_file_is_named_whether_the_bundle_is_signed_or_not
     missing = tmp_path / "nowhere.pub"
     with pytest.raises(InputError, match="nowhere.pub"):
         load_bundle(bundle_copy, trusted_keys=[missing])
+
+
+def test_explain_takes_trusted_keys_too(bundle_copy, trained_run, keys, tmp_path):
+    """`explain --trusted-key`: an unsigned bundle is refused, a signed one explained; a run
+    (never signed) is refused rather than explained unchecked."""
+    private, public = keys
+    (image,) = sorted(write_colour_tree(tmp_path / "in", counts={"new": 1}, seed=6)
+                      .rglob("*.png"))[:1]
+    command = ["explain", str(bundle_copy), str(image), "--method", "gradcam", "--json",
+               "--trusted-key", str(public)]
+    refused = CliRunner().invoke(cli, command)
+    assert refused.exit_code == 2 and "not signed" in refused.output
+    sign(bundle_copy, manifest_of(bundle_copy), private)
+    done = CliRunner().invoke(cli, command)
+    assert done.exit_code == 0, done.output
+    run = CliRunner().invoke(cli, [*command[:1], str(trained_run), *command[2:]])
+    assert run.exit_code == 2 and "a training run, which is not signed" in run.output
