@@ -77,7 +77,12 @@ def sample_noun(dataset) -> str:
     """What one sample of `dataset` is, for messages: an image, a clip, a comment or a post."""
     if store.media_of(dataset) == "video":
         return "clip"
-    return {store.TEXT: "comment", store.POST: "post"}.get(store.kind_of(dataset), "image")
+    return kind_noun(store.kind_of(dataset))
+
+
+def kind_noun(kind: str) -> str:
+    """What one sample of a `kind` dataset (store.kind_of) is: an image, a comment or a post."""
+    return {store.TEXT: "comment", store.POST: "post"}.get(kind, "image")
 
 
 def summarize(name: str, *, min_per_class: int = MIN_PER_CLASS) -> DatasetSummary:

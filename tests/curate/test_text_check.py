@@ -131,6 +131,16 @@ def test_pixel_checks_are_skipped_with_one_line_and_the_rest_run(checked):
     assert "The hurricane is moving north along the coast." in report and "<img" not in report
 
 
+def test_the_balance_check_counts_comments_not_images(checked):
+    name, _ = checked
+    result = run("curate", "check", name, "--checks", "balance", "--min-per-class", "100",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.output)["checks"]["balance"]["notes"]
+    assert any("comments (fewer than 100)" in note for note in notes), notes
+    assert not any("image" in note for note in notes), notes
+
+
 def test_terminal_summary_quotes_the_comments(checked):
     name, _ = checked
     result = run("curate", "check", name, "--checks", "duplicates,quality")

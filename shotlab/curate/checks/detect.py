@@ -65,7 +65,7 @@ def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[s
     if "balance" in checks:
         from shotlab.curate.checks.balance import find_balance_issues
 
-        results.append(find_balance_issues(samples.labels, **(
+        results.append(find_balance_issues(samples.labels, kind=samples.kind, **(
             {"min_per_class": min_per_class} if min_per_class else {})))
     return results
 
