@@ -43,7 +43,8 @@ def media(samples, position: int) -> str:
         return f'<p class="text">{html.escape(text)}</p>'
     src = thumbnail(samples.paths[position])
     image = f'<img src="{src}" alt="">' if src else "<em>unreadable</em>"
-    return image + html.escape(Path(samples.paths[position]).name)
+    name = samples.names[position] if samples.names and samples.names[position] else None
+    return image + html.escape(name or Path(samples.paths[position]).name)  # a frame: clip, time
 
 
 def card(result, position: int, samples) -> str:

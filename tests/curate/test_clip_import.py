@@ -298,4 +298,6 @@ def test_check_of_a_clip_dataset_checks_its_frames(tmp_path, dataset_name, frame
     assert f"of '{dataset_name}-frames'" in result.stdout and "changed" not in result.output
     # a frame is named by its clip and time, not frame_000001.jpg
     assert "at 0.0 s" in result.stdout and "frame_0" not in result.stdout
+    report = (tmp_path / "r.html").read_text()  # the report's cards too
+    assert " at 0.0 s" in report and "frame_0" not in report
     assert fingerprint(root) == before
