@@ -1,6 +1,11 @@
 """The moderation policy of a dataset: which classes are unsafe, the recall to reach on them,
 and the review band. Stored with the dataset (`dataset.info["shotlab"]["policy"]`), copied into
 every run and bundle, so thresholds are always read with the policy that produced them.
+
+Every version a run or bundle can name is kept (`dataset.info["shotlab"]["policies"]`): the
+current one, the ones it replaced, and those a run made with `train --unsafe/--target-recall`
+(a variant of the current policy gets a version of its own, without becoming current). So a
+decision's `policy_version` always names one policy: `shotlab curate policy NAME --version N`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ class Policy:
     review_margin: float = DEFAULT_REVIEW_MARGIN
     version: int = 1
 
+    def __post_init__(self):  # a class named twice is one unsafe class
+        object.__setattr__(self, "unsafe", tuple(dict.fromkeys(self.unsafe)))
+
     def to_dict(self) -> dict:
         return {**asdict(self), "unsafe": list(self.unsafe)}
 
@@ -41,18 +49,67 @@ class Policy:
         return self
 
 
+HISTORY_KEY = "policies"  # every version: {"N": policy dict}
+
+
 def policy_of(dataset) -> Policy:
     data = dataset.info.get(store.INFO_KEY, {}).get("policy")
     return Policy.from_dict(data) if data else Policy()
 
 
+def history_of(dataset) -> dict[int, Policy]:
+    """Every version of the dataset's policy a run or bundle may name, the current one too."""
+    info = dataset.info.get(store.INFO_KEY, {})
+    found = {int(v): Policy.from_dict(d) for v, d in (info.get(HISTORY_KEY) or {}).items()}
+    current = policy_of(dataset)
+    return {**found, current.version: current}
+
+
+def version_of(dataset, number: int) -> Policy:
+    """Version `number` of the dataset's policy, or InputError listing the versions kept."""
+    history = history_of(dataset)
+    if number not in history:
+        raise InputError(f"--version {number}: no such version of this dataset's policy (kept: "
+                         f"{', '.join(map(str, sorted(history)))}); versions set before "
+                         f"shotlab kept them are not known")
+    return history[number]
+
+
 def set_policy(dataset, policy: Policy) -> Policy:
-    """Validate against the dataset's classes and store it, bumping the version on change."""
+    """Validate against the dataset's classes and store it as the current policy, with a new
+    version number on change (one no earlier version, or run variant, has used)."""
     policy.check(store.class_names(dataset))
     old = policy_of(dataset)
     if policy.to_dict() | {"version": old.version} != old.to_dict():
-        policy = Policy(policy.unsafe, policy.target_recall, policy.review_margin, old.version + 1)
-    info = dataset.info.get(store.INFO_KEY, {})
-    dataset.info[store.INFO_KEY] = {**info, "policy": policy.to_dict()}
-    dataset.save()
+        policy = Policy(policy.unsafe, policy.target_recall, policy.review_margin,
+                        max(history_of(dataset)) + 1)
+    keep(dataset, policy, current=True)
     return policy
+
+
+def registered(dataset, policy: Policy) -> Policy:
+    """`policy` (a run's: the dataset's with command-line overrides) under the version that
+    names it: the version of an identical kept policy, else a new one, kept without becoming
+    current. A run that overrode the policy stamped the dataset's version on decisions made
+    under another policy."""
+    history, current = history_of(dataset), policy_of(dataset).version
+    same = sorted(v for v, kept in history.items() if same_rules(kept, policy))
+    version = current if current in same else (same[-1] if same else max(history) + 1)
+    policy = Policy(policy.unsafe, policy.target_recall, policy.review_margin, version)
+    if not same:
+        keep(dataset, policy, current=False)
+    return policy
+
+
+def same_rules(a: Policy, b: Policy) -> bool:
+    return a.to_dict() | {"version": 0} == b.to_dict() | {"version": 0}
+
+
+def keep(dataset, policy: Policy, *, current: bool) -> None:
+    info = dict(dataset.info.get(store.INFO_KEY, {}))
+    history = {str(v): p.to_dict() for v, p in history_of(dataset).items()}
+    info[HISTORY_KEY] = {**history, str(policy.version): policy.to_dict()}
+    if current:
+        info["policy"] = policy.to_dict()
+    dataset.info[store.INFO_KEY] = info
+    dataset.save()

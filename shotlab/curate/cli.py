@@ -254,34 +254,52 @@ def export_command(name: str, out: Path, fmt: str) -> None:
               help="Recall thresholds must reach on unsafe classes [default 0.95].")
 @click.option("--review-margin", type=click.FloatRange(0, 0.5, max_open=True),
               help="Scores this close to a threshold go to human review [default 0.1].")
+@click.option("--version", "version", type=click.IntRange(min=1),
+              help="Show this version (a decision's policy_version) instead of the current one.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def policy_command(name: str, unsafe: str | None, target_recall: float | None,
-                   review_margin: float | None, as_json: bool) -> None:
+                   review_margin: float | None, version: int | None, as_json: bool) -> None:
     """Show or set dataset NAME's moderation policy (unsafe classes, target recall, review band).
 
     \b
     Example:
       shotlab curate policy moderation --unsafe violence,explicit --target-recall 0.97
+      shotlab curate policy moderation --version 3     # the policy a decision names
     """
     from dataclasses import replace
 
     from shotlab.core import store
     from shotlab.core.output import echo_json
-    from shotlab.core.policy import policy_of, set_policy
+    from shotlab.core.policy import policy_of, set_policy, version_of
 
     dataset = store.load(name)
     policy = policy_of(dataset)
     changes = {k: v for k, v in (("target_recall", target_recall), ("review_margin", review_margin))
                if v is not None}
     if unsafe is not None:
-        changes["unsafe"] = tuple(c.strip() for c in unsafe.split(",") if c.strip())
-    if changes:
+        changes["unsafe"] = unsafe_classes(unsafe)
+    if version is not None:
+        if changes:
+            raise click.UsageError("--version shows a kept version; it cannot be set (set the "
+                                   "current policy without --version)")
+        policy = version_of(dataset, version)
+    elif changes:
         policy = set_policy(dataset, replace(policy, **changes))
     if as_json:
         return echo_json(policy.to_dict())
-    click.echo(f"Policy of '{name}' (version {policy.version}): unsafe classes "
+    current = "" if policy.version == policy_of(dataset).version else ", not current"
+    click.echo(f"Policy of '{name}' (version {policy.version}{current}): unsafe classes "
                f"{', '.join(policy.unsafe) or 'none'}; target recall {policy.target_recall}; "
                f"review band +-{policy.review_margin} around each threshold.")
+
+
+def unsafe_classes(value: str) -> tuple[str, ...]:
+    """--unsafe's class names; '' clears the list, a value naming no class (',,') is refused."""
+    names = tuple(dict.fromkeys(c.strip() for c in value.split(",") if c.strip()))
+    if value.strip() and not names:
+        raise click.BadParameter(f"{value!r} names no class; give class names separated by "
+                                 f"commas, or '' to mark none unsafe", param_hint="--unsafe")
+    return names
 
 
 @curate.command("app")

@@ -42,7 +42,7 @@ from shotlab.core import store, workspace
 from shotlab.core.errors import InputError, ShotlabError
 from shotlab.core.files import remove, write_json_atomic, write_text_atomic
 from shotlab.core.names import child_path
-from shotlab.core.policy import Policy, policy_of
+from shotlab.core.policy import Policy, policy_of, registered, same_rules
 from shotlab.train.checkpoint import one_line
 from shotlab.train.finetune import TrainConfig, check_trainable
 from shotlab.train.manifest import Manifest, check_files, freeze
@@ -145,11 +145,14 @@ def read_config(run_dir: Path) -> tuple[TrainConfig, Policy]:
 
 def resolve_policy(name: str, config: TrainConfig, classes) -> Policy:
     """The dataset's policy, with --unsafe and --target-recall from the command line each taking
-    over where given."""
-    stored = policy_of(store.load(name))
+    over where given; a policy that differs from the dataset's is kept under a version of its
+    own (`core.policy.registered`), the number its decisions will carry."""
+    dataset = store.load(name)
+    stored = policy_of(dataset)
     unsafe = tuple(config.unsafe) or stored.unsafe
     recall = stored.target_recall if config.target_recall is None else config.target_recall
-    return Policy(unsafe, recall, stored.review_margin, stored.version).check(classes)
+    policy = Policy(unsafe, recall, stored.review_margin, stored.version).check(classes)
+    return policy if same_rules(policy, stored) else registered(dataset, policy)
 
 
 def score_entries(fitted, entries, manifest: Manifest, config: TrainConfig, progress):

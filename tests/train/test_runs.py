@@ -94,6 +94,36 @@ def test_policy_command_sets_validates_and_feeds_training(colours):
     assert own["thresholds"]["blue"]["target_recall"] == 0.99
 
 
+def test_a_run_that_overrides_the_policy_names_its_own_version(colours):
+    """`train --target-recall` kept the dataset's version number, so two bundles under
+    different policies stamped the same `policy_version` on their decisions, and an auditor
+    looking it up found the other policy. The variant is now kept under a version of its own
+    (not current), shown by `curate policy NAME --version N`; the same variant again reuses it."""
+    def run_policy(*args) -> dict:
+        result = json.loads(run("train", colours, *TINY, "--no-track", "--json", *args).stdout)
+        return json.loads((Path(result["run_dir"]) / "thresholds.json").read_text())["policy"]
+
+    current = json.loads(run("curate", "policy", colours, "--unsafe", "blue,blue",
+                             "--target-recall", "0.9", "--json").stdout)
+    assert current["unsafe"] == ["blue"]  # named twice: one class
+    assert run_policy()["version"] == current["version"]
+    variant = run_policy("--target-recall", "0.97")
+    assert variant["version"] > current["version"] and variant["target_recall"] == 0.97
+    assert run_policy("--target-recall", "0.97")["version"] == variant["version"]
+    shown = run("curate", "policy", colours, "--version", str(variant["version"]))
+    assert shown.exit_code == 0 and "not current" in shown.output
+    assert "target recall 0.97" in shown.output
+    now = json.loads(run("curate", "policy", colours, "--json").stdout)
+    assert now == current  # the variant did not become the dataset's policy
+    later = json.loads(run("curate", "policy", colours, "--review-margin", "0.05",
+                           "--json").stdout)
+    assert later["version"] > variant["version"]  # never reused
+    missing = run("curate", "policy", colours, "--version", "999")
+    assert missing.exit_code == 2 and "no such version" in missing.output
+    junk = run("curate", "policy", colours, "--unsafe", ",,")
+    assert junk.exit_code == 2 and "names no class" in junk.output
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "no-such-dataset"], "no dataset named 'no-such-dataset'"),
     (["train", "--resume", "."], "is not a run folder (no config.yaml)"),
