@@ -1,9 +1,9 @@
 """`shotlab predict --dataset NAME`: decisions written into a FiftyOne dataset.
 
 Samples are matched by file path (added when new, with their sha256); each gets `predictions`
-(label(s) with confidence and all scores), `needs_review` and `flagged` (and `segments` for a
-clip: a clip dataset is a FiftyOne video dataset). The `review-queue`
-saved view holds the samples flagged or in the review band, lowest confidence first.
+(label(s) with confidence and all scores), `decision_id`, `needs_review` and `flagged` (and
+`segments` for a clip: a clip dataset is a FiftyOne video dataset). The `review-queue` saved
+view holds the samples flagged or in the review band, lowest confidence first.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def prediction_label(decision: dict, task: str, bundle_name: str):
     scores = decision["scores"]
     if task == "multilabel":
         return fo.Classifications(classifications=[
-            fo.Classification(label=name, confidence=scores[name], bundle=bundle_name)
+            fo.Classification(label=name, confidence=scores[name], bundle=bundle_name,
+                              decision_id=decision["decision_id"])
             for name in decision["labels"]])
     (label,) = decision["labels"]
     return fo.Classification(label=label, confidence=scores[label],
@@ -59,10 +60,13 @@ def write_to_dataset(name: str, decisions: list[dict], *, task: str, bundle_name
     # progress=False: FiftyOne draws its bar on stdout, which --json keeps for the summary
     dataset.add_samples([fo.Sample(filepath=d["path"], sha256=d["sha256"]) for d in new],
                         progress=False)
-    for field_name in ("needs_review",):
+    for field_name, kind in (("needs_review", fo.BooleanField), ("decision_id", fo.StringField)):
         if field_name not in dataset.get_field_schema():
-            dataset.add_sample_field(field_name, fo.BooleanField)
+            dataset.add_sample_field(field_name, kind)
     by_path = {d["path"]: d for d in decisions}
+    # the sample's key to its decision, explanation and appeals (multilabel had none)
+    dataset.set_values("decision_id", {p: d["decision_id"] for p, d in by_path.items()},
+                       key_field="filepath")
     dataset.set_values(PREDICTION_FIELD, {p: prediction_label(d, task, bundle_name)
                                           for p, d in by_path.items()}, key_field="filepath")
     dataset.set_values("needs_review", {p: d["needs_review"] for p, d in by_path.items()},
@@ -76,8 +80,9 @@ def write_to_dataset(name: str, decisions: list[dict], *, task: str, bundle_name
     # $and short-circuits: samples never predicted (no `flagged`) are not sized.
     flagged = F("flagged").exists() & (F("flagged").length() > 0)
     view = dataset.match((F("needs_review") == True) | flagged)  # noqa: E712
-    if task == "multiclass":
-        view = view.sort_by(f"{PREDICTION_FIELD}.confidence")
+    # least confident first: multilabel, by its most confident label (none predicted: first)
+    view = view.sort_by(f"{PREDICTION_FIELD}.confidence" if task == "multiclass" else
+                        F(f"{PREDICTION_FIELD}.classifications").map(F("confidence")).max())
     dataset.save_view(REVIEW_VIEW, view, overwrite=True)
     return {"dataset": name, "added": len(new), "updated": len(decisions) - len(new),
             "review_queue": len(view)}

@@ -94,6 +94,31 @@ def test_predictions_written_to_a_dataset(exported, inbox, dataset_name):
     assert decisions[0]["path"] in dataset.load_saved_view(REVIEW_VIEW).values("filepath")
 
 
+@pytest.mark.fiftyone
+def test_multilabel_decisions_in_a_dataset_carry_their_id_and_queue_least_confident_first(
+        tmp_path, dataset_name):
+    """Multilabel samples got no `decision_id` (a reviewer in the App could not reach the
+    decision, its explanation or appeal from a sample), and their review queue was unsorted."""
+    from shotlab.core import store
+    from shotlab.export.dataset import REVIEW_VIEW, write_to_dataset
+
+    def decision(i, scores, labels):
+        return {"path": str(tmp_path / f"{i}.png"), "sha256": f"{i:064x}", "scores": scores,
+                "labels": labels, "flagged": labels[:1], "needs_review": True,
+                "decision_id": f"id{i}"}
+
+    decisions = [decision(0, {"animal": 0.9, "water": 0.7}, ["animal", "water"]),
+                 decision(1, {"animal": 0.55, "water": 0.2}, ["animal"]),
+                 decision(2, {"animal": 0.6, "water": 0.75}, ["water", "animal"])]
+    write_to_dataset(dataset_name, decisions, task="multilabel", bundle_name="b")
+    dataset = store.load(dataset_name)
+    assert dict(zip(dataset.values("filepath"), dataset.values("decision_id"))) == {
+        d["path"]: d["decision_id"] for d in decisions}
+    first = dataset.match({"filepath": decisions[0]["path"]}).first()
+    assert {c.decision_id for c in first.predictions.classifications} == {"id0"}
+    assert dataset.load_saved_view(REVIEW_VIEW).values("decision_id") == ["id1", "id2", "id0"]
+
+
 def test_the_sha256_is_of_the_bytes_scored_even_if_the_file_is_replaced(exported, inbox,
                                                                         monkeypatch):
     """predict decoded a file, then hashed it again: a file replaced in between (by another
