@@ -48,12 +48,12 @@ def load_bundle_checkpoint(bundle):
     needs = gradient_methods(bundle)
     path = Path(bundle.checkpoint_path)
     if not path.is_file():
-        raise ShotlabError(f"{path}: the checkpoint bundle {bundle.path} was exported from is "
+        raise ShotlabError(f"{path}: the checkpoint bundle {bundle.origin} was exported from is "
                            f"missing; {needs} needs the PyTorch model (restore the run folder, "
                            f"or re-export the bundle from an existing run)")
     expected = bundle.manifest["source"].get("checkpoint_sha256")
     if expected and sha256_file(path) != expected:
-        raise ShotlabError(f"{path}: not the checkpoint bundle {bundle.path} was exported from "
+        raise ShotlabError(f"{path}: not the checkpoint bundle {bundle.origin} was exported from "
                            f"(its sha256 differs: the run was trained or resumed since); "
                            f"{needs} would explain another model: re-export the bundle")
     return load_checkpoint(path)

@@ -66,7 +66,7 @@ def read_posts(path: Path) -> tuple[list[Post], list[tuple[str, str]]]:
 def check_bundle(bundle) -> None:
     names = list(bundle.parts)
     if sorted(names) != ["image", "text"]:
-        raise InputError(f"{bundle.path}: a post bundle has the parts image and text; this one "
+        raise InputError(f"{bundle.origin}: a post bundle has the parts image and text; this one "
                          f"has {', '.join(names)}")
 
 

@@ -191,6 +191,8 @@ def naming(folder: Path, origin: Path | None = None):
     def name(member: str = "") -> str:
         if origin is None or origin == folder:
             return str(folder / member)
+        if origin.is_dir():  # a folder bundle read through its private copy (`private_copy`)
+            return str(origin / member)
         return f"{origin}: {member}" if member else str(origin)
     return name
 
@@ -343,6 +345,31 @@ def unzip(archive_path: Path, target: Path) -> Path:
     return target
 
 
+def private_copy(folder: Path, name) -> Path:
+    """A copy of a folder bundle's manifest, its signature and the files the manifest lists, in
+    a folder of this process's own (`temporary_folder`, as a zip is unpacked): what is verified
+    is then what runs. Verifying the user's folder and opening its files again afterwards left
+    a gap in which anyone who can write that folder could swap model.onnx for another (timed
+    with inotify, a forged model ran under a valid signature). Files it does not list are not
+    copied; a listed path that would leave the folder is refused here (`inside`)."""
+    import shutil
+
+    from shotlab.runtime.signing import SIGNATURE_FILE
+
+    read_manifest(folder, name)  # a folder that is no bundle is named as the user gave it
+    target = temporary_folder()
+    shutil.copyfile(folder / MANIFEST_FILE, target / MANIFEST_FILE)
+    manifest = read_manifest(target, name)  # the copy says what to copy: it is what is verified
+    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    for member in [SIGNATURE_FILE, *listed]:
+        source = inside(folder, member, name)
+        if source.is_file():
+            copy = target / PurePosixPath(member)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, copy)
+    return target
+
+
 UNPACKED: list[Path] = []  # this process's unpacked zips (`remove_unpacked`)
 UNPACKED_PREFIX = "shotlab-bundle-"
 
@@ -393,15 +420,16 @@ def load_bundle(path, *, verify: bool = True, trusted_keys=None) -> Bundle:
     """The bundle at `path` (folder or .zip), verified as a whole before anything is used.
 
     `trusted_keys` (public key files; default: $SHOTLAB_TRUSTED_KEYS) makes a valid signature
-    by one of them required (`runtime.signing`). `verify=False` is for export's own provisional
-    bundle, before its report exists."""
+    by one of them required (`runtime.signing`). A folder is verified and run from a private
+    copy (`private_copy`; `Bundle.origin` is the folder given). `verify=False` is for export's
+    own provisional bundle, before its report exists."""
     from shotlab.runtime import signing
 
     origin = Path(path)
     if origin.is_file() and origin.suffix.lower() == ".zip":
         folder = unzip(origin, temporary_folder())
     elif origin.is_dir():
-        folder = origin
+        folder = private_copy(origin, naming(origin)) if verify else origin
     else:
         raise InputError(f"{origin}: no bundle there (expected the folder or .zip that "
                          f"`shotlab export` wrote)")

@@ -186,3 +186,28 @@ def test_export_with_no_decodable_test_image_is_one_line(trained_run, tmp_path):
     assert re.search(r"none of the \d+ test images .* decodes \(first: .*broken\.png\)",
                      result.output)
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_what_is_verified_is_what_runs(bundle_copy, tmp_path):
+    """A folder bundle was hashed in place and its model opened again afterwards: anyone who
+    could write the folder could swap model.onnx in between (timed with inotify, a forged model
+    ran under a valid signature, its decisions naming the genuine model's sha256). The bundle
+    is now verified and run from a private copy of the files its manifest lists."""
+    import numpy as np
+
+    from shotlab.runtime.runners import make_runner
+
+    (bundle_copy / "notes.txt").write_text("not listed")
+    bundle = load_bundle(bundle_copy)
+    assert bundle.origin == bundle_copy and bundle.path != bundle_copy
+    assert not (bundle.path / "notes.txt").exists()  # only what the manifest lists
+    batch = np.random.default_rng(0).random((2, *bundle.preprocessing.sample_shape),
+                                            dtype=np.float32)
+    before = make_runner(bundle)(batch)
+    # swapped after verification: another model's bytes where model.onnx was
+    shutil.copyfile(bundle_copy / "model.fp16.onnx", bundle_copy / "model.onnx")
+    runner = make_runner(bundle)
+    assert sha256_file(bundle.model_file("onnx")) == bundle.model_sha256("onnx")
+    np.testing.assert_array_equal(runner(batch), before)
+    with pytest.raises(InputError, match="model.onnx: sha256 does not match"):
+        load_bundle(bundle_copy)  # the next load sees the swap, and names the user's folder
