@@ -189,6 +189,9 @@ def show_command(decision_id, store, out, as_json) -> None:
         detail = stored_detail(item)
         if detail:
             click.echo(f"    {detail}")
+    if data["tier1_failed"]:  # the service's tier 1 (no map of its own; an appeal may add one)
+        failed = data["tier1_failed"]
+        click.echo(f"  tier-1 explanation failed ({failed['finished']}): {failed['error']}")
     for appeal in data["appeals"]:
         click.echo(f"  appeal {appeal['status']}: {', '.join(appeal['methods'])}"
                    + (f" ({appeal['error']})" if appeal["error"] else ""))

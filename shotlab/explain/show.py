@@ -14,28 +14,30 @@ from pathlib import Path
 from shotlab.core.errors import InputError
 
 
-def read_decision(store_path, decision_id: str) -> tuple[dict, list, list]:
-    """(decision row or {}, explanations with their maps, appeals) for `decision_id`, read-only;
-    an InputError when the store holds nothing for it."""
+def read_decision(store_path, decision_id: str) -> tuple[dict, list, list, dict | None]:
+    """(decision row or {}, explanations with their maps, appeals, tier-1 failure or None) for
+    `decision_id`, read-only; an InputError when the store holds nothing for it."""
     from shotlab.explain.store import ExplanationStore
 
     with ExplanationStore(store_path, readonly=True) as store:
         decision = store.decision(decision_id) or {}
         explanations = store.explanations(decision_id)
         appeals = [a for a in store.appeals(status=None) if a.decision_id == decision_id]
-    if not explanations and not decision and not appeals:
+        failure = store.failure(decision_id)
+    if not explanations and not decision and not appeals and not failure:
         raise InputError(f"decision {decision_id}: nothing stored in {store_path} (explanations "
                          f"are stored for flagged and needs-review decisions of `shotlab predict "
-                         f"--explain`)")
-    return decision, explanations, appeals
+                         f"--explain` and `shotlab serve`)")
+    return decision, explanations, appeals, failure
 
 
 def describe(store_path, decision_id: str) -> dict:
     """The decision and its explanations as plain data (`explain.summary`: a comment's word
-    scores, a post's split, a clip frame's time among them) and its appeals."""
+    scores, a post's split, a clip frame's time among them), its appeals, and why its tier-1
+    explanation failed (`tier1_failed`: {error, finished}, or None)."""
     from shotlab.explain.summary import explanation_summary
 
-    decision, explanations, appeals = read_decision(store_path, decision_id)
+    decision, explanations, appeals, failure = read_decision(store_path, decision_id)
     return {"decision_id": decision_id, "path": decision.get("path"),
             "bundle": decision.get("bundle"), "scores": decision.get("scores"),
             "flagged": decision.get("flagged"),
@@ -43,7 +45,8 @@ def describe(store_path, decision_id: str) -> dict:
                               "model_sha256": e.model_sha256, "input_sha256": e.input_sha256}
                              for e in explanations],
             "appeals": [{"methods": a.methods, "status": a.status, "requested": a.requested,
-                         "error": a.error} for a in appeals]}
+                         "error": a.error} for a in appeals],
+            "tier1_failed": failure}
 
 
 def backdrop(image, bundle_path, shape):

@@ -8,6 +8,9 @@ Tables (all looked up by `decision_id`, which is indexed):
                    faithfulness scores (JSON), model and input hashes, time
     pending        appeals waiting for a deeper explanation: decision id, image path, bundle path,
                    methods requested, requested time, status (queued / done / failed), error
+    failures       tier-1 explanations `shotlab serve` could not compute: decision id, error,
+                   time (removed once one is stored), so `explain show` says why there is none;
+                   a store made before it gets it when next opened for writing
 
     with ExplanationStore(path) as store:
         store.put(decision_id, "gradcam", heatmap, target="red", params={...})
@@ -50,8 +53,10 @@ CREATE TABLE IF NOT EXISTS pending (
     finished TEXT);
 CREATE INDEX IF NOT EXISTS pending_by_status ON pending (status);
 CREATE INDEX IF NOT EXISTS pending_by_decision ON pending (decision_id);
+CREATE TABLE IF NOT EXISTS failures (
+    decision_id TEXT PRIMARY KEY, error TEXT, finished TEXT);
 """
-TABLES = ("decisions", "explanations", "pending")
+TABLES = ("decisions", "explanations", "pending", "failures")
 ROW_ERRORS = (ValueError, TypeError, KeyError, zlib.error)  # JSON, map or column that won't decode
 
 
@@ -254,6 +259,31 @@ class ExplanationStore:
         if table not in TABLES:
             raise ValueError(table)
         return int(self.rows(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+    # tier-1 failures (the service's) ------------------------------------------------------------
+    def fail(self, decision: dict, error: str, bundle_path=None) -> None:
+        """Record that the decision's tier-1 explanation failed, and why (with the decision, so
+        an appeal needs only its image)."""
+        with self.transaction():
+            self.add_decision(decision, bundle_path)
+            self.db.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
+                            (decision["decision_id"], error, utc_now()))
+
+    def clear_failures(self, decision_ids) -> None:
+        """Forget the failures of decisions whose tier-1 explanation is now stored."""
+        with self.transaction():
+            self.db.executemany("DELETE FROM failures WHERE decision_id = ?",
+                                [(decision_id,) for decision_id in decision_ids])
+
+    def failure(self, decision_id: str) -> dict | None:
+        """{error, finished} of the decision's failed tier-1 explanation, or None (also on a
+        store opened read-only that predates the table)."""
+        if not self.rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                         "name = 'failures'"):
+            return None
+        rows = self.rows("SELECT error, finished FROM failures WHERE decision_id = ?",
+                         (decision_id,))
+        return dict(rows[0]) if rows else None
 
     # appeals ------------------------------------------------------------------------------------
     def queue(self, decision_id: str, methods, *, image_path=None, bundle_path=None) -> int:

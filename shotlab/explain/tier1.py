@@ -42,21 +42,36 @@ def load_bundle_checkpoint(bundle):
     """The PyTorch model the bundle was exported from; a ShotlabError naming the methods that
     need it (gradient_methods) when it is gone, or when the file there now holds another model
     (the run trained again)."""
-    from shotlab.core.images import sha256_file
     from shotlab.train.checkpoint import load_checkpoint
 
+    problem = checkpoint_problem(bundle)
+    if problem:
+        raise ShotlabError(problem)
+    return load_checkpoint(Path(bundle.checkpoint_path))
+
+
+def checkpoint_problem(bundle) -> str | None:
+    """Why the bundle's source checkpoint cannot be used (missing, or not the file exported:
+    its sha256 differs), in one line with the fix; None when it can. Reads the file's hash,
+    never torch: the service asks at start-up, before any explanation is due."""
+    from shotlab.core.images import sha256_file
+
     needs = gradient_methods(bundle)
-    path = Path(bundle.checkpoint_path)
+    named = (bundle.manifest.get("source") or {}).get("checkpoint")
+    if not named:
+        return (f"{bundle.origin}: the bundle names no checkpoint it was exported from; {needs} "
+                f"needs the PyTorch model (re-export the bundle from a run)")
+    path = Path(named)
     if not path.is_file():
-        raise ShotlabError(f"{path}: the checkpoint bundle {bundle.origin} was exported from is "
-                           f"missing; {needs} needs the PyTorch model (restore the run folder, "
-                           f"or re-export the bundle from an existing run)")
+        return (f"{path}: the checkpoint bundle {bundle.origin} was exported from is "
+                f"missing; {needs} needs the PyTorch model (restore the run folder, "
+                f"or re-export the bundle from an existing run)")
     expected = bundle.manifest["source"].get("checkpoint_sha256")
     if expected and sha256_file(path) != expected:
-        raise ShotlabError(f"{path}: not the checkpoint bundle {bundle.origin} was exported from "
-                           f"(its sha256 differs: the run was trained or resumed since); "
-                           f"{needs} would explain another model: re-export the bundle")
-    return load_checkpoint(path)
+        return (f"{path}: not the checkpoint bundle {bundle.origin} was exported from "
+                f"(its sha256 differs: the run was trained or resumed since); "
+                f"{needs} would explain another model: re-export the bundle")
+    return None
 
 
 def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,

@@ -48,7 +48,7 @@ def stored_decision(store, decision_id: str) -> Stored:
     if not decision_id or len(decision_id) > MAX_ID or not decision_id.isprintable():
         raise InputError(f"decision id {decision_id[:40]!r}: expected the decision_id field of "
                          f"decisions.jsonl (32 hex digits)")
-    decision, explanations, appeals = read_decision(store, decision_id)
+    decision, explanations, appeals, _ = read_decision(store, decision_id)
     words = [from_row(e) for e in explanations if is_text(e)]
     splits = [e for e in explanations if e.method == SPLIT]
     maps = [e for e in explanations if not is_text(e) and e.method != SPLIT]

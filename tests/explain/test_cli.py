@@ -241,7 +241,7 @@ def test_show_draws_a_clips_maps_over_the_frame_they_explain(clip_explained, tmp
     assert result.exit_code == 0, result.output
     assert f"gradcam: target red, frame at {explained['timestamp']:.3f} s" in result.output
     assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
-    stored, rows, _ = read_decision(store, decision["decision_id"])
+    stored, rows, _, _ = read_decision(store, decision["decision_id"])
     (picture,), note = backdrops(stored, rows)
     red, green, blue = picture.reshape(-1, 3).mean(axis=0)
     assert note is None and red > 150 > green and red > 150 > blue  # the red frame, not grey
