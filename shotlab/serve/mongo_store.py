@@ -9,7 +9,8 @@ One document per decision in the collection `decisions` of the URI's database (D
 the URI names none): `_id` the decision id, `cache_key` (unique where set), `sha256`, `record`
 (the JSON text `shotlab predict` writes), `created`, and its tier-1 job in `explanation`
 (status pending / running / done / failed, the preprocessed input until explained, error,
-requested, finished). A decision and its job are one document, so one insert writes both: a
+requested, finished, attempts: a failed job is retried under the SQLite store's rule,
+`serve.store.MAX_ATTEMPTS`). A decision and its job are one document, so one insert writes both: a
 standalone mongod has no multi-document transactions, and none are needed. Writes wait for the
 journal (`j=True`): an acknowledged decision survives a killed mongod as well as a killed replica.
 """
@@ -20,7 +21,7 @@ import json
 
 from shotlab.core.clock import utc_now
 from shotlab.core.errors import ShotlabError
-from shotlab.serve.store import pack, shown_status, unpack
+from shotlab.serve.store import MAX_ATTEMPTS, pack, shown_status, unpack
 
 DATABASE = "shotlab_serve"
 COLLECTION = "decisions"
@@ -81,13 +82,28 @@ class MongoDecisionStore:
                     exc.details.get("writeConcernErrors"):
                 raise
         for i in duplicates:  # explain an earlier decision that never was (explanations off)
-            if "explanation" in documents[i]:
-                self.decisions.update_one({"cache_key": keys[i], "explanation": {"$exists": False}},
-                                          {"$set": {"explanation": documents[i]["explanation"]}})
+            if "explanation" in documents[i]:  # or whose explanation failed with attempts left
+                self.queue_again(keys[i], documents[i]["explanation"])
         earlier = {d["cache_key"]: json.loads(d["record"]) for d in self.decisions.find(
             {"cache_key": {"$in": [keys[i] for i in duplicates]}}, {"record": 1, "cache_key": 1})}
         return [earlier[keys[i]] if i in duplicates else record
                 for i, record in enumerate(records)]
+
+    def queue_again(self, key: str, job: dict) -> None:
+        """Queue `job` for the earlier decision under `key`: one never queued, or one whose
+        explanation failed with attempts left (its attempts kept)."""
+        self.decisions.update_one({"cache_key": key, "explanation": {"$exists": False}},
+                                  {"$set": {"explanation": job}})
+        self.decisions.update_one(
+            {"cache_key": key, "explanation.status": "failed",
+             "explanation.attempts": {"$not": {"$gte": MAX_ATTEMPTS}}},
+            {"$set": {"explanation.status": "pending", "explanation.input": job["input"],
+                      "explanation.requested": job["requested"]}})
+
+    def retryable(self, decision_id: str) -> bool:
+        return self.decisions.count_documents(
+            {"_id": decision_id, "explanation.status": "failed",
+             "explanation.attempts": {"$not": {"$gte": MAX_ATTEMPTS}}}, limit=1) > 0
 
     @staticmethod
     def document(record: dict, key: str | None, job, now: str) -> dict:
@@ -150,13 +166,33 @@ class MongoDecisionStore:
         self.decisions.update_many({"explanation.status": "running"},
                                    {"$set": {"explanation.status": "pending"}})
 
+    def requeue_failed(self, models=()) -> tuple[int, int]:
+        """As the SQLite store's: failed jobs with their input and attempts left go back in
+        the queue; (re-queued, left failed)."""
+        mine = ({"$or": [{"model_sha256": {"$in": sorted(models)}},
+                         {"model_sha256": {"$exists": False}}]} if models else {})
+        requeued = self.decisions.update_many(
+            {**mine, "explanation.status": "failed", "explanation.input": {"$exists": True},
+             "explanation.attempts": {"$not": {"$gte": MAX_ATTEMPTS}}},
+            {"$set": {"explanation.status": "pending"}}).modified_count
+        left = self.decisions.count_documents({**mine, "explanation.status": "failed"})
+        return requeued, left
+
     def pending(self) -> int:
         return self.decisions.count_documents(
             {"explanation.status": {"$in": ["pending", "running"]}})
 
-    def finish_explanation(self, decision_ids, *, error: str | None = None) -> None:
-        self.decisions.update_many(
-            {"_id": {"$in": list(decision_ids)}},
-            {"$set": {"explanation.status": "failed" if error else "done",
-                      "explanation.error": error, "explanation.finished": utc_now()},
-             "$unset": {"explanation.input": ""}})
+    def finish_explanation(self, decision_ids, *, error: str | None = None,
+                           attempt: bool = True) -> None:
+        """As the SQLite store's: done drops the input, failed keeps it for a retry."""
+        query = {"_id": {"$in": list(decision_ids)}}
+        if not error:
+            self.decisions.update_many(query, {
+                "$set": {"explanation.status": "done", "explanation.error": None,
+                         "explanation.finished": utc_now()},
+                "$unset": {"explanation.input": ""}})
+            return
+        self.decisions.update_many(query, {
+            "$set": {"explanation.status": "failed", "explanation.error": error,
+                     "explanation.finished": utc_now()},
+            "$inc": {"explanation.attempts": int(attempt)}})

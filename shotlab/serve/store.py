@@ -6,6 +6,7 @@
     store.get(decision_id)              # {"record": {...}, "explanation": {"status": ...}}
     store.claim(limit) / store.finish_explanation(decision_ids, error=None)
     store.release_claims()              # jobs a stopped worker had taken go back to the queue
+    store.requeue_failed(models)        # failed jobs with attempts left go back (start-up)
 
 The same interface on MongoDB (`serve/mongo_store.py`) is what replicas on several machines
 share; this one serves one process, or replicas on one machine (Ray Serve): SQLite in WAL lets
@@ -18,8 +19,15 @@ Tables:
     explain_queue  one row per flagged or review decision waiting for its tier-1 explanation:
                    status (pending / running: taken by a worker, shown as pending / done /
                    failed), the preprocessed input (float32 pixels or int64 token ids, a
-                   post's parts as .npz; zlib; removed once explained),
-                   error, requested, finished
+                   post's parts as .npz; zlib; removed once explained, kept when it failed:
+                   a failed job is retried), error, requested, finished, attempts (failures
+                   the job's own; a file made before the column existed gets it, 0, when
+                   opened)
+
+A failed job is retried while it has had fewer than MAX_ATTEMPTS failures of its own: when a
+server of its bundle starts (`requeue_failed`) and when the same bytes are sent again (`save`).
+A failure whose cause is the server's (the bundle's checkpoint missing) is not counted
+(`finish_explanation(..., attempt=False)`): fixing it and restarting retries the job.
 
 A batch of decisions and their explanation jobs is one transaction, committed (and, with
 `synchronous=FULL`, on disk) before any of them is answered: a `kill -9` of the server loses no
@@ -48,9 +56,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     created TEXT);
 CREATE TABLE IF NOT EXISTS explain_queue (
     decision_id TEXT PRIMARY KEY, status TEXT NOT NULL DEFAULT 'pending', input BLOB,
-    error TEXT, requested TEXT, finished TEXT);
+    error TEXT, requested TEXT, finished TEXT, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS explain_queue_by_status ON explain_queue (status);
 """
+# A job that failed this many times for a reason of its own stays failed (shown with its error;
+# `shotlab explain appeal` explains it by hand): 3 covers a passing cause (memory, a worker
+# killed mid-write) without a job that always fails running at every start-up for ever.
+MAX_ATTEMPTS = 3
 DECISIONS_FILE = "decisions.sqlite"
 # A writer waits this long for another process's transaction (a replica beside it) before the
 # request fails; a batch commit takes milliseconds, an fsync on a slow disk tens of them.
@@ -100,6 +112,7 @@ class DecisionStore:
             # process but not a power cut. One fsync per batch, not per request.
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            self.transaction(add_attempts)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not a usable decision store ({exc}); give another "
                              f"--store folder or move this file aside") from None
@@ -140,10 +153,7 @@ class DecisionStore:
                 if earlier:
                     saved.append(json.loads(earlier[0]))
                     if record["decision_id"] in packed:  # explain it, if it never was queued
-                        db.execute("INSERT OR IGNORE INTO explain_queue (decision_id, input, "
-                                   "requested) VALUES (?, ?, ?)",
-                                   (saved[-1]["decision_id"], packed[record["decision_id"]],
-                                    utc_now()))
+                        queue_again(db, saved[-1]["decision_id"], packed[record["decision_id"]])
                     continue
                 db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
                            (record["decision_id"], key, record["sha256"], json.dumps(record),
@@ -156,6 +166,12 @@ class DecisionStore:
             return saved
 
         return self.transaction(work)
+
+    def retryable(self, decision_id: str) -> bool:
+        """Whether the decision's explanation failed with attempts left (sent again, it is
+        queued again)."""
+        return bool(self.read("SELECT 1 FROM explain_queue WHERE decision_id = ? AND status = "
+                              "'failed' AND attempts < ?", (decision_id, MAX_ATTEMPTS)))
 
     def cached(self, key: str) -> tuple[dict, str] | None:
         """(record, explanation status) of the decision stored under `key`, or None."""
@@ -209,17 +225,63 @@ class DecisionStore:
         self.transaction(lambda db: db.execute(
             "UPDATE explain_queue SET status = 'pending' WHERE status = 'running'"))
 
+    def requeue_failed(self, models=()) -> tuple[int, int]:
+        """Put failed jobs of decisions `models` made back in the queue where they have their
+        input and attempts left (a server starting); (re-queued, left failed)."""
+        models = sorted(models)
+        mine = (f" AND decision_id IN (SELECT decision_id FROM decisions WHERE "
+                f"json_extract(record, '$.model_sha256') IN ({', '.join('?' * len(models))}))"
+                if models else "")
+
+        def work(db):
+            requeued = db.execute("UPDATE explain_queue SET status = 'pending' WHERE status = "
+                                  "'failed' AND input IS NOT NULL AND attempts < ?" + mine,
+                                  (MAX_ATTEMPTS, *models)).rowcount
+            left = db.execute("SELECT COUNT(*) FROM explain_queue WHERE status = 'failed'"
+                              + mine, models).fetchone()[0]
+            return requeued, int(left)
+
+        return self.transaction(work)
+
     def pending(self) -> int:
         """Jobs not explained yet: queued, or taken by a worker."""
         return int(self.read("SELECT COUNT(*) FROM explain_queue "
                              "WHERE status IN ('pending', 'running')")[0][0])
 
-    def finish_explanation(self, decision_ids, *, error: str | None = None) -> None:
-        """Mark jobs done (their input removed) or failed with the one-line `error`."""
+    def finish_explanation(self, decision_ids, *, error: str | None = None,
+                           attempt: bool = True) -> None:
+        """Mark jobs done (their input removed) or failed with the one-line `error`, their
+        input kept for a retry; `attempt`: whether the failure counts against the job's
+        MAX_ATTEMPTS (False where the cause is the server's, not the job's)."""
+        now = utc_now()
+
         def work(db):
-            db.executemany("UPDATE explain_queue SET status = ?, error = ?, finished = ?, "
-                           "input = NULL WHERE decision_id = ?",
-                           [("failed" if error else "done", error, utc_now(), decision_id)
+            if not error:
+                db.executemany("UPDATE explain_queue SET status = 'done', error = NULL, "
+                               "finished = ?, input = NULL WHERE decision_id = ?",
+                               [(now, decision_id) for decision_id in decision_ids])
+                return
+            db.executemany("UPDATE explain_queue SET status = 'failed', error = ?, finished = ?, "
+                           "attempts = attempts + ? WHERE decision_id = ?",
+                           [(error, now, int(attempt), decision_id)
                             for decision_id in decision_ids])
 
         self.transaction(work)
+
+
+def add_attempts(db) -> None:
+    """The `attempts` column, on a store made before it existed (its jobs: 0 attempts)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(explain_queue)")}
+    if "attempts" not in columns:
+        db.execute("ALTER TABLE explain_queue ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+
+
+def queue_again(db, decision_id: str, blob: bytes) -> None:
+    """Queue the explanation of an earlier decision sent again: one never queued (decided
+    while explanations were off), or one that failed with attempts left (with this input: an
+    older store threw a failed job's input away)."""
+    db.execute("INSERT OR IGNORE INTO explain_queue (decision_id, input, requested) "
+               "VALUES (?, ?, ?)", (decision_id, blob, utc_now()))
+    db.execute("UPDATE explain_queue SET status = 'pending', input = ?, requested = ? "
+               "WHERE decision_id = ? AND status = 'failed' AND attempts < ?",
+               (blob, utc_now(), decision_id, MAX_ATTEMPTS))
