@@ -14,8 +14,14 @@ idle. The queue is rows in the store: jobs queued before a crash or a restart ar
 the worker starts again. A worker takes only the jobs of decisions its bundle's models made:
 another bundle's (two bundles on one store in a rolling deploy, a restart with another bundle)
 wait for a server of that bundle, never explained with a model that did not decide them. A job
-that cannot be explained (no checkpoint) is marked failed with the reason; the worker never
-stops the service.
+that cannot be explained is marked failed with the reason, in the decision store and in the
+explanation store (`explain show` says why), logged (one WARNING per job: decision id, reason)
+and counted (`shotlab_explanations_failed_total`); the worker never stops the service. A
+round's failure is its jobs' own only where they are its cause: a batch that fails is explained
+again job by job, so one bad job fails alone; a checkpoint that cannot be loaded fails the
+round's jobs without counting against their attempts (serve/store.py, MAX_ATTEMPTS), and is
+said once at start-up (`check_checkpoint`). A starting worker puts failed jobs with attempts
+left back in the queue, unless the checkpoint is still unusable.
 """
 
 from __future__ import annotations
@@ -45,6 +51,22 @@ class ExplanationWorker:
         self.checkpoint = None
         self.onnx = None
         self.models = bundle.model_hashes  # the jobs it takes are of decisions they made
+        self.on_failed = lambda count: None  # the service counts failures in its metrics
+        self.retry_failed = True  # at start: False while the checkpoint cannot be used
+
+    def check_checkpoint(self) -> str | None:
+        """Say at start-up, in one WARNING, when the checkpoint the bundle names cannot be used
+        (missing, or not the file exported): every explanation would fail while decisions are
+        still served. Failed jobs are then not re-queued (they would fail again); the reason."""
+        from shotlab.explain.tier1 import checkpoint_problem
+
+        problem = checkpoint_problem(self.bundle)
+        if problem:
+            log.warning("tier-1 explanations will fail: %s; decisions are still served, and "
+                        "their explanations are retried when the server starts with it fixed",
+                        problem)
+        self.retry_failed = problem is None
+        return problem
 
     def start(self) -> None:
         self.thread.start()
@@ -61,6 +83,8 @@ class ExplanationWorker:
         lower_priority()
         try:
             self.store.release_claims()  # jobs a killed worker had taken
+            if self.retry_failed:
+                self.requeue_failed()
         except Exception as exc:  # a store error: the rounds below say so again
             log.error("tier-1 explanations: %s", one_line(exc, limit=1000))
         while not self.stopping.is_set():
@@ -73,6 +97,18 @@ class ExplanationWorker:
                 self.event.wait(IDLE_POLL_S)
                 self.event.clear()
 
+    def requeue_failed(self) -> None:
+        """Failed jobs of this bundle with attempts left go back in the queue; said in a line."""
+        from shotlab.serve.store import MAX_ATTEMPTS
+
+        requeued, left = self.store.requeue_failed(self.models)
+        if requeued:
+            log.info("tier-1 explanations: %d failed job(s) queued again", requeued)
+        if left:
+            log.warning("tier-1 explanations: %d job(s) stay failed (%d attempts, or no input "
+                        "kept); see GET /v1/decisions/ID, or `shotlab explain appeal`", left,
+                        MAX_ATTEMPTS)
+
     def round(self) -> int:
         claimed = self.store.claim(BATCH, self.models)
         if not claimed:
@@ -80,17 +116,60 @@ class ExplanationWorker:
         jobs = self.own(claimed)
         if not jobs:
             return len(claimed)
-        records = [record for record, _ in jobs]
-        ids = [record["decision_id"] for record in records]
         try:
-            self.explain(records, [array for _, array in jobs])
-        except Exception as exc:  # noqa: BLE001 - a batch that cannot be explained must not
-            # block the queue: its jobs are marked failed with the reason, the next ones go on
-            reason = str(exc) if isinstance(exc, ShotlabError) else f"{type(exc).__name__}: {exc}"
-            self.store.finish_explanation(ids, error=" ".join(reason.split())[:500])
+            self.load_checkpoint()
+        except Exception as exc:  # noqa: BLE001 - the server's cause, not the jobs': they fail
+            # without using an attempt, and a restart with the checkpoint back retries them
+            self.fail([record for record, _ in jobs], reason_of(exc), attempt=False)
             return len(claimed)
-        self.store.finish_explanation(ids)
+        from shotlab.serve.requests import kind_of_record
+
+        groups: dict = {}
+        for record, given in jobs:
+            groups.setdefault(kind_of_record(record), []).append((record, given))
+        for kind, group in groups.items():
+            self.explain(kind, group)
         return len(claimed)
+
+    def explain(self, kind, jobs: list) -> None:
+        """The request kind's tier 1 (serve/requests.py) over `jobs` ((record, input)); where
+        it fails, each job again alone, so a failure is the job's that caused it (a kind's
+        tier 1 stores a batch in one transaction: nothing of a failed batch is stored)."""
+        records = [record for record, _ in jobs]
+        try:
+            kind.explain(self, records, [given for _, given in jobs])
+        except Exception as exc:  # noqa: BLE001 - a job that cannot be explained must not
+            # block the queue: it is marked failed with the reason, the next ones go on
+            if len(jobs) == 1:
+                self.fail(records, reason_of(exc))
+                return
+            for job in jobs:
+                self.explain(kind, [job])
+            return
+        self.store.finish_explanation([record["decision_id"] for record in records])
+        self.forget_failures(records)
+
+    def fail(self, records: list[dict], reason: str, *, attempt: bool = True) -> None:
+        """Mark the jobs of `records` failed with `reason`: in the decision store, in the
+        explanation store (for `explain show`), one WARNING line each and the metric."""
+        from shotlab.explain.store import ExplanationStore
+
+        ids = [record["decision_id"] for record in records]
+        self.store.finish_explanation(ids, error=reason, attempt=attempt)
+        for decision_id in ids:
+            log.warning("tier-1 explanation of decision %s failed: %s", decision_id, reason)
+        self.on_failed(len(ids))
+        with ExplanationStore(self.explanations_path) as store, store.transaction():
+            for record in records:
+                store.fail(record, reason, getattr(self.bundle, "origin", None) or
+                           self.bundle.path)
+
+    def forget_failures(self, records: list[dict]) -> None:
+        """A job explained on a retry no longer reads as failed in the explanation store."""
+        from shotlab.explain.store import ExplanationStore
+
+        with ExplanationStore(self.explanations_path) as store:
+            store.clear_failures([record["decision_id"] for record in records])
 
     def own(self, jobs: list) -> list:
         """The jobs this server's bundle decided (the store hands out only those, but for
@@ -99,23 +178,12 @@ class ExplanationWorker:
         foreign = {}
         for record, _ in jobs:
             if reason := self.bundle.foreign(record):
-                foreign.setdefault(reason, []).append(record["decision_id"])
-        for reason, ids in foreign.items():
-            log.warning("tier-1 explanations: %d job(s) %s", len(ids), reason)
-            self.store.finish_explanation(ids, error=reason + " (serve it, or `shotlab explain "
-                                          "appeal` with --bundle and --image)")
-        taken = {i for ids in foreign.values() for i in ids}
+                foreign.setdefault(reason, []).append(record)
+        for reason, records in foreign.items():
+            self.fail(records, reason + " (serve it, or `shotlab explain appeal` with --bundle "
+                      "and --image)")
+        taken = {r["decision_id"] for records in foreign.values() for r in records}
         return [job for job in jobs if job[0]["decision_id"] not in taken]
-
-    def explain(self, records, inputs) -> None:
-        """Each request kind's tier 1 (serve/requests.py) over its jobs of this round."""
-        from shotlab.serve.requests import kind_of_record
-
-        groups: dict = {}
-        for record, given in zip(records, inputs):
-            groups.setdefault(kind_of_record(record), []).append((record, given))
-        for kind, jobs in groups.items():
-            kind.explain(self, [record for record, _ in jobs], [given for _, given in jobs])
 
     def load_checkpoint(self):
         """The PyTorch model the bundle names, loaded once (torch on TORCH_THREADS)."""
@@ -136,6 +204,12 @@ class ExplanationWorker:
         if self.onnx is None:
             self.onnx = make_runner(self.bundle, "onnx", threads=TORCH_THREADS)
         return self.onnx
+
+
+def reason_of(exc: Exception) -> str:
+    """An exception as the one-line reason stored with a failed job (at most 500 characters)."""
+    reason = str(exc) if isinstance(exc, ShotlabError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(reason.split())[:500]
 
 
 def lower_priority() -> None:

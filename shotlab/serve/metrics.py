@@ -9,6 +9,8 @@
     shotlab_rejections_total{reason}           unauthorized, too_large, media_type, bad_input,
                                                queue_full, timeout
     shotlab_explanations_pending               tier-1 jobs waiting in the store
+    shotlab_explanations_failed_total          tier-1 jobs this process failed (each also a
+                                               WARNING line in the log with its reason)
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class Metrics:
                                   registry=registry)
         self.rejections = Counter("shotlab_rejections", "Refused requests", ["reason"],
                                   registry=registry)
+        self.explanations_failed = Counter("shotlab_explanations_failed",
+                                           "Tier-1 explanations that failed (see the log)",
+                                           registry=registry)
         Gauge("shotlab_queue_depth", "Items waiting for the model",
               registry=registry).set_function(queue_depth)
         Gauge("shotlab_explanations_pending", "Tier-1 explanations waiting in the store",

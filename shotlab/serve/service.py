@@ -165,6 +165,8 @@ class Service:
         self.batcher = batcher(self.process, max_batch=options.max_batch,
                                max_wait_ms=options.max_wait_ms, queue_size=options.queue_size)
         self.metrics = Metrics(self.batcher.depth, self.pending_or_nan)
+        if self.worker:
+            self.worker.on_failed = self.metrics.explanations_failed.inc
         self.batcher.on_batch = self.metrics.batch_size.observe
         self.engine = Engine(self.bundle, self.store, runtime=options.runtime,
                              threads=options.threads, cache=options.cache,
@@ -188,6 +190,7 @@ class Service:
     async def start(self) -> None:
         self.batcher.start()
         if self.worker:
+            self.worker.check_checkpoint()  # a WARNING now, not a silent failure per flag
             self.worker.start()  # its first round takes up jobs queued before a restart
         self.warming = asyncio.get_running_loop().create_task(self.warm_up())
 
@@ -253,8 +256,7 @@ class Service:
             kind = await in_thread(self.animated_as_clip, kind, body)  # opens the image
             sha256 = kind.digest(body)
             key = self.engine.cache_key(sha256, kind.name)
-            if key and (found := await in_thread(self.store.cached, key)) and \
-                    not self.unexplained(*found):
+            if key and (found := await in_thread(self.cached_answer, key)):
                 self.metrics.cache_hits.inc()
                 return found
             try:
@@ -266,13 +268,23 @@ class Service:
                 return Refusal(422, "bad_input", str(exc))
             return Item(decoded, kind, sha256, key)
 
+    def cached_answer(self, key: str) -> tuple[dict, str] | None:
+        """The stored (record, explanation status) under `key`; None when there is none, or
+        when it is to be decided again to queue its explanation (`unexplained`)."""
+        found = self.store.cached(key)
+        return found if found and not self.unexplained(*found) else None
+
     def unexplained(self, record: dict, status: str) -> bool:
-        """Whether a cached decision that needs an explanation never got one (decided while the
-        server ran with --no-explain): then it is decided again, which queues its explanation
+        """Whether a cached decision that needs an explanation has none coming: never queued
+        (decided while the server ran with --no-explain), or failed with attempts left
+        (serve/store.py, MAX_ATTEMPTS). Then it is decided again, which queues its explanation
         under the stored decision (`store.save`), and answered as that decision."""
         from shotlab.export.predict import needs_attention
 
-        return self.options.explain and status == "none" and needs_attention(record)
+        if not (self.options.explain and needs_attention(record)):
+            return False
+        return status == "none" or (status == "failed" and
+                                    self.store.retryable(record["decision_id"]))
 
     def animated_as_clip(self, kind, body: bytes):
         """The clip entry for an animated image (GIF, PNG) sent as an image, where this bundle

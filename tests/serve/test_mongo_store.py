@@ -187,3 +187,38 @@ def requests_counted(text: str, endpoint: str, code: int) -> float:
     labels = (f'endpoint="{endpoint}"', f'code="{code}"')
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("shotlab_requests_total{") and all(x in line for x in labels))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mongodb"])
+def test_both_stores_retry_a_failed_job_a_bounded_number_of_times(kind, mongo_uri, exported,
+                                                                  tmp_path):
+    """A failure keeps the input; the job goes back at start-up (requeue_failed) and when its
+    bytes come again (save) until MAX_ATTEMPTS failures of its own; the server's (attempt=False)
+    are not counted."""
+    from shotlab.export.predict import decision_records
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.serve.store import MAX_ATTEMPTS
+
+    bundle = load_bundle(exported.path)
+    store = open_store(kind, mongo_uri, tmp_path)
+    probs = np.array([[.9, .05, .05]], np.float32)
+    (record,) = decision_records(bundle, probs, ["a" * 64], runtime="onnx")
+    decision_id = record["decision_id"]
+    store.save([record], ["ka"], {decision_id: np.ones((3, 4, 4))})
+    store.claim(1)
+    store.finish_explanation([decision_id], error="no checkpoint", attempt=False)
+    assert store.get(decision_id)["explanation"]["status"] == "failed"
+    assert store.requeue_failed(bundle.model_hashes) == (1, 0)
+    for failures in range(1, MAX_ATTEMPTS + 1):
+        ((_, kept),) = store.claim(1)
+        assert np.array_equal(kept, np.ones((3, 4, 4)))  # the input survived the failure
+        store.finish_explanation([decision_id], error="bad input")
+        assert store.retryable(decision_id) is (failures < MAX_ATTEMPTS)
+        if failures < MAX_ATTEMPTS:  # the same bytes again: queued again
+            again = decision_records(bundle, probs, ["a" * 64], runtime="onnx")
+            assert store.save(again, ["ka"], {again[0]["decision_id"]: np.ones((3, 4, 4))}) \
+                == [record]
+            assert store.cached("ka") == (record, "pending")
+    assert store.requeue_failed(bundle.model_hashes) == (0, 1)
+    assert store.cached("ka") == (record, "failed")
+    store.close()
