@@ -295,8 +295,8 @@ def add_moderation_routes(app: FastAPI, service: Service, guarded: list) -> None
             return JSONResponse({"detail": f"no decision {decision_id} in this server's store"},
                                 404)
         explanation = found["explanation"]
-        if explanation["status"] == "done":
-            explanation["maps"] = await run_in_threadpool(stored_maps, service, decision_id)
+        # whatever the status: a failed tier 1 may have an appeal's maps since
+        explanation["maps"] = await run_in_threadpool(stored_maps, service, decision_id)
         return public(found["record"], explanation)
 
 
