@@ -1,0 +1,212 @@
+"""A tier-1 explanation that fails is said (a WARNING at start-up when the checkpoint is
+unusable, one log line per failed job, a counter in /metrics, `explain show`), keeps its input
+and is retried: at start-up and when the same bytes come again, a bounded number of times.
+Before, a failure was silent and final: the input was thrown away, nothing logged or counted,
+and a restart or the same bytes again answered `failed` for ever."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shotlab.cli import cli
+from shotlab.serve.store import MAX_ATTEMPTS
+from tests.serve.test_durability import distinct_bodies
+from tests.serve.test_service import metric, wait_for
+
+PNG = {"Content-Type": "image/png"}
+
+
+@pytest.fixture(scope="module")
+def own_bundle(trained_run, tmp_path_factory):
+    """A bundle exported from a copy of the shared run: its checkpoint may be moved aside."""
+    from shotlab.export.exporter import export_run
+
+    root = tmp_path_factory.mktemp("failures")
+    run = shutil.copytree(trained_run, root / "run", ignore=shutil.ignore_patterns("bundle"))
+    return export_run(run, out=root / "bundle", progress=False).path
+
+
+@contextmanager
+def checkpoint_aside(bundle: Path):
+    """The bundle's source checkpoint moved away inside the block, put back after it."""
+    import json
+
+    checkpoint = Path(json.loads((bundle / "manifest.json").read_text())["source"]["checkpoint"])
+    aside = checkpoint.with_name("best.pt.aside")
+    checkpoint.rename(aside)
+    try:
+        yield checkpoint
+    finally:
+        aside.rename(checkpoint)
+
+
+def moderate(server, body: bytes) -> dict:
+    response = httpx.post(server.url + "/v1/moderate", content=body, headers=PNG, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def settled(server, decision_id: str) -> dict:
+    """The stored decision once its explanation is no longer pending."""
+    url = f"{server.url}/v1/decisions/{decision_id}"
+    return wait_for(lambda: (s := httpx.get(url).json())["explanation"]["status"] != "pending"
+                    and s)
+
+
+def failure_lines(server, decision_id: str) -> list[str]:
+    return [line for line in server.log
+            if f"tier-1 explanation of decision {decision_id} failed" in line]
+
+
+def job(store: Path, decision_id: str) -> tuple:
+    """(status, input is kept, attempts) of a decision's job in decisions.sqlite."""
+    with sqlite3.connect(store / "decisions.sqlite") as db:
+        return db.execute("SELECT status, input IS NOT NULL, attempts FROM explain_queue "
+                          "WHERE decision_id = ?", (decision_id,)).fetchone()
+
+
+def test_a_missing_checkpoint_is_said_and_its_failures_are_retried_once_fixed(
+        own_bundle, start_server, tmp_path):
+    store = tmp_path / "store"
+    (body,) = distinct_bodies(tmp_path, 1, red=True)
+    image = tmp_path / "0.png"
+    with checkpoint_aside(own_bundle) as checkpoint:
+        server = start_server(own_bundle, store=store)
+        warning = [line for line in server.log if "tier-1 explanations will fail" in line]
+        assert len(warning) == 1 and "WARNING" in warning[0] and str(checkpoint) in warning[0]
+        decision = moderate(server, body)
+        assert decision["flagged"] == ["red"] and decision["explanation"] == "pending"
+        stored = settled(server, decision["decision_id"])
+        assert stored["explanation"]["status"] == "failed"
+        assert "is missing" in stored["explanation"]["error"]
+        wait_for(lambda: failure_lines(server, decision["decision_id"]))
+        (line,) = failure_lines(server, decision["decision_id"])
+        assert "WARNING" in line and "is missing" in line
+        assert metric(httpx.get(server.url + "/metrics").text,
+                      "shotlab_explanations_failed_total") == 1
+        # the server's cause, not the job's: its input kept, no attempt used
+        assert job(store, decision["decision_id"]) == ("failed", 1, 0)
+
+        shown = CliRunner().invoke(cli, ["explain", "show", decision["decision_id"], "--store",
+                                         str(store / "explanations.sqlite")])
+        assert shown.exit_code == 0, shown.output
+        assert "tier-1 explanation failed" in shown.output and "is missing" in shown.output
+
+        again = moderate(server, body)  # the same bytes: queued again, not answered `failed`
+        assert again["decision_id"] == decision["decision_id"]
+        assert again["explanation"] == "pending" and not again["cached"]
+        assert settled(server, decision["decision_id"])["explanation"]["status"] == "failed"
+        wait_for(lambda: len(failure_lines(server, decision["decision_id"])) == 2)
+
+    # an appeal stores a Grad-CAM: the failed decision now lists it
+    appeal = CliRunner().invoke(cli, ["explain", "appeal", str(store / "explanations.sqlite"),
+                                      decision["decision_id"], "--method", "gradcam",
+                                      "--image", str(image), "--bundle", str(own_bundle)])
+    assert appeal.exit_code == 0, appeal.output
+    pending = CliRunner().invoke(cli, ["explain", "--pending",
+                                       str(store / "explanations.sqlite"), "--no-score"])
+    assert pending.exit_code == 0, pending.output
+    stored = httpx.get(f"{server.url}/v1/decisions/{decision['decision_id']}").json()
+    assert stored["explanation"]["status"] == "failed"
+    assert [m["method"] for m in stored["explanation"]["maps"]] == ["gradcam"]
+    server.stop()
+
+    fixed = start_server(own_bundle, store=store)  # the checkpoint back: retried at start-up
+    assert not [line for line in fixed.log if "will fail" in line]
+    stored = settled(fixed, decision["decision_id"])
+    assert stored["explanation"]["status"] == "done" and stored["explanation"]["error"] is None
+    assert [m["method"] for m in stored["explanation"]["maps"]] == ["gradcam", "gradcam"]
+    assert job(store, decision["decision_id"]) == ("done", 0, 0)
+    shown = CliRunner().invoke(cli, ["explain", "show", decision["decision_id"], "--store",
+                                     str(store / "explanations.sqlite")])
+    assert shown.exit_code == 0 and "failed" not in shown.output, shown.output
+
+
+def bad_input() -> bytes:
+    """A stored input no model takes (7 channels): its Grad-CAM fails, the job's own cause."""
+    from shotlab.serve.store import pack
+
+    return pack(np.zeros((7, 32, 32), np.float32))
+
+
+def test_one_bad_job_fails_alone_and_is_retried_a_bounded_number_of_times(
+        own_bundle, start_server, tmp_path):
+    store = tmp_path / "store"
+    bodies = distinct_bodies(tmp_path, 3, red=True)
+    with checkpoint_aside(own_bundle):  # queue three jobs that stay failed, inputs kept
+        server = start_server(own_bundle, store=store)
+        ids = [moderate(server, body)["decision_id"] for body in bodies]
+        for decision_id in ids:
+            assert settled(server, decision_id)["explanation"]["status"] == "failed"
+        server.stop()
+    with sqlite3.connect(store / "decisions.sqlite") as db:
+        db.execute("UPDATE explain_queue SET input = ? WHERE decision_id = ?",
+                   (bad_input(), ids[1]))
+
+    server = start_server(own_bundle, store=store)  # one round of three: one fails, alone
+    statuses = {i: settled(server, i)["explanation"] for i in ids}
+    assert statuses[ids[0]]["status"] == statuses[ids[2]]["status"] == "done"
+    assert statuses[ids[1]]["status"] == "failed" and statuses[ids[1]]["error"]
+    assert job(store, ids[1]) == ("failed", 1, 1)
+    wait_for(lambda: failure_lines(server, ids[1]))
+    assert not failure_lines(server, ids[0]) and not failure_lines(server, ids[2])
+    assert metric(httpx.get(server.url + "/metrics").text,
+                  "shotlab_explanations_failed_total") == 1
+    server.stop()
+
+    for attempt in range(2, MAX_ATTEMPTS + 1):  # each start retries it while attempts are left
+        server = start_server(own_bundle, store=store)
+        wait_for(lambda: job(store, ids[1])[2] == attempt)
+        server.stop()
+    last = start_server(own_bundle, store=store)  # out of attempts: said, and left alone
+    wait_for(lambda: any("1 job(s) stay failed" in line for line in last.log))
+    again = moderate(last, bodies[1])  # the same bytes: the stored failure, not a new try
+    assert again["cached"] and again["explanation"] == "failed"
+    assert job(store, ids[1]) == ("failed", 1, MAX_ATTEMPTS)
+    assert not failure_lines(last, ids[1])
+
+
+def test_a_failure_in_an_older_store_is_explained_when_the_bytes_come_again(
+        own_bundle, start_server, tmp_path):
+    """A store written before this fix: no attempts column, a failed job's input thrown away.
+    It opens (the column added), the job cannot be retried at start-up (no input), and the
+    same bytes sent again bring the input: explained."""
+    store = tmp_path / "store"
+    (body,) = distinct_bodies(tmp_path, 1, red=True)
+    with checkpoint_aside(own_bundle):
+        server = start_server(own_bundle, store=store)
+        decision_id = moderate(server, body)["decision_id"]
+        assert settled(server, decision_id)["explanation"]["status"] == "failed"
+        server.stop()
+    with sqlite3.connect(store / "decisions.sqlite") as db:  # as the old code left it
+        db.execute("UPDATE explain_queue SET input = NULL")
+        db.execute("ALTER TABLE explain_queue DROP COLUMN attempts")
+
+    server = start_server(own_bundle, store=store)
+    wait_for(lambda: any("1 job(s) stay failed" in line for line in server.log))
+    assert job(store, decision_id) == ("failed", 0, 0)
+    again = moderate(server, body)
+    assert again["decision_id"] == decision_id and again["explanation"] == "pending"
+    stored = settled(server, decision_id)
+    assert stored["explanation"]["status"] == "done" and stored["explanation"]["maps"]
+
+
+def test_show_of_an_older_explanation_store_without_the_failures_table(exported, tmp_path):
+    """`explain show` reads a store made before the failures table, read-only, as before."""
+    from shotlab.explain.store import ExplanationStore
+
+    path = tmp_path / "explanations.sqlite"
+    with ExplanationStore(path) as store:
+        store.put("a" * 32, "gradcam", np.zeros((4, 4)), target="red")
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE failures")
+    shown = CliRunner().invoke(cli, ["explain", "show", "a" * 32, "--store", str(path)])
+    assert shown.exit_code == 0 and "gradcam: target red" in shown.output, shown.output
