@@ -130,9 +130,15 @@ def apply_review_band(probs, thresholds, class_names) -> np.ndarray:
     P = check_probs(probs, len(names), task="multilabel")
     review = np.zeros(P.shape[0], dtype=bool)
     for name, (low, high) in review_bands(thresholds, names).items():
-        score = P[:, names.index(name)]
-        review |= (score >= low) & (score <= high)
+        review |= inside_band(P[:, names.index(name)], low, high)
     return review
+
+
+def inside_band(scores, low: float, high: float) -> np.ndarray:
+    """Boolean: which `scores` lie inside the review band [low, high], bounds included. The one
+    home of the rule: training's review rate (`train.thresholds`) counts what this sends."""
+    scores = np.asarray(scores)
+    return (scores >= low) & (scores <= high)
 
 
 def review_bands(thresholds, names) -> dict[str, tuple[float, float]]:

@@ -8,6 +8,7 @@ import click
 
 from shotlab.core.output import echo_json, table
 from shotlab.train.threshold_scores import VALIDATION
+from shotlab.train.thresholds import REVIEW_LIMIT
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -30,13 +31,16 @@ def echo_split(name: str, metrics: dict) -> None:
 
 
 def threshold_spread(t: dict, where: str = VALIDATION) -> str:
-    """'; 90% interval 0.41-0.77, flags 23% of val' where the run measured them."""
+    """'; 90% interval 0.41-0.77, flags 23% of val, sends 9% to review' where the run measured
+    them (a run before the review rate has only the flag rate)."""
     parts = []
     if t.get("threshold_interval"):
         low, high = t["threshold_interval"]
         parts.append(f"90% interval {low:.2f}-{high:.2f}")
     if t.get("flag_rate") is not None:
         parts.append(f"flags {t['flag_rate']:.0%} of {where}")
+    if t.get("review_rate") is not None:
+        parts.append(f"sends {t['review_rate']:.0%} to review")
     return "; " + ", ".join(parts) if parts else ""
 
 
@@ -85,8 +89,8 @@ def echo_run(result, as_json: bool) -> None:
                    + threshold_spread(t, where))
         if not t.get("confident", True):
             click.echo(f"  Warning: {few_positives(name, t, where)}")
-        if t["review_band"][0] <= 0.0:
-            click.echo(f"  Warning: {band_from_zero(name, t)}")
+        if (t.get("review_rate") or 0.0) > REVIEW_LIMIT:
+            click.echo(f"  Warning: {review_load(name, t, where)}")
     if result.thresholds and where != VALIDATION:
         scored = result.thresholds_scored_on
         grouped = scored.get("grouped", 0)
@@ -110,15 +114,20 @@ def echo_run(result, as_json: bool) -> None:
         click.echo(f"MLflow run {result.mlflow_run_id}.")
 
 
-def band_from_zero(name: str, t: dict) -> str:
-    """Why a review band that starts at 0 sends nearly everything to review, and the fix."""
+def review_load(name: str, t: dict, where: str = VALIDATION) -> str:
+    """Why a review band that holds most of the scored samples defeats its purpose, and the
+    margin that would keep it to REVIEW_LIMIT of them (`train.thresholds.widest_margin`)."""
     low, high = t["review_band"]
-    margin = max(round(t["threshold"] / 2, 3), 0.001)
-    return (f"the review band of '{name}' starts at 0 ({low:.2f}-{high:.2f}): every decision "
-            f"scoring under {high:.2f} for it goes to review, nearly all of them, because its "
-            f"threshold is under the review margin; narrow the band (`shotlab curate policy "
-            f"DATASET --review-margin {margin}`) and train again, or label more '{name}' "
-            f"examples so its threshold can rise")
+    wider = (f"the review band of '{name}' [{low:.2f}, {high:.2f}] sends {t['review_rate']:.0%} "
+             f"of {where} to review (over the {REVIEW_LIMIT:.0%} a band for the uncertain few "
+             f"should hold)")
+    margin = t.get("widest_margin")
+    if margin is None:
+        return (f"{wider}, and no margin narrows it short of 0 (no review at all): its scores "
+                f"crowd at the threshold; label more '{name}' examples so the model can separate "
+                f"them, and train again")
+    return (f"{wider}; narrow it (`shotlab curate policy DATASET --review-margin {margin}` keeps "
+            f"it to at most {REVIEW_LIMIT:.0%} of these samples) and train again")
 
 
 def kept_model(result) -> str:

@@ -26,11 +26,20 @@ out of fold, train and validation pooled (`train.threshold_scores`).
 
 Few-shot validation sets make thresholds shaky, so each one is reported with its uncertainty:
 `threshold_interval` (a 90% bootstrap interval over the class's validation positives),
-`flag_rate` (the share of validation samples it flags: the review load to expect),
+`flag_rate` (the share of the scored samples it flags),
 `recall_lower_bound` (the one-sided 95% Clopper-Pearson bound on the recall it reaches) and
 `positives_needed` (how many validation positives, all caught, it takes before that bound can
 reach the target: 59 for 95% recall). `confident` is False when the bound falls short: the run
 warns and says how many more examples the class needs.
+
+The review band is a cost too, a human's time: `review_rate` is the share of the same scored
+samples its band sends to review (bounds included, as `runtime.decide.apply_review_band` does),
+and `widest_margin` the widest review margin, in steps of 0.001 under the policy's cap, whose band
+would send at most REVIEW_LIMIT of them (None where only a margin of 0, no review at all, would:
+the scores crowd within MARGIN_STEP of the threshold). A band over that limit gets a warning at train with that margin as the
+fix: on the sample set, a threshold of 0.051 with a margin of 0.05 gave a band [0.001, 0.101]
+that sent 71 of the 96 scored images (train folds + val) to review, while flagging 49%, and no
+warning said so.
 
 Under the multiclass rule (`shotlab.runtime.decide.predict_labels`) a sample over the thresholds of
 two unsafe classes goes to the higher score, so test-time recall per class can be lower than the
@@ -44,6 +53,7 @@ from numbers import Real
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.runtime.decide import inside_band
 from shotlab.train.metrics import check_inputs
 
 # Moderation: a missed unsafe image costs more than a false alarm a reviewer clears in seconds.
@@ -56,6 +66,11 @@ INTERVAL = (5.0, 95.0)  # percentiles of the bootstrap thresholds: a 90% interva
 # How far under the positive it rests on a threshold goes (at most halfway to the next lower
 # score): above FP16's rounding of a score near 1 (5e-4), far below any precision that matters.
 SCORE_SLACK = 1e-3
+# A band meant for the uncertain few that sends more than half of the samples to a human has made
+# review the main path: the policy's margin is too wide for this class's scores.
+REVIEW_LIMIT = 0.5
+MARGIN_STEP = 1e-3  # the precision `widest_margin` suggests a margin at
+MARGIN_CAP = 0.5 - MARGIN_STEP  # a policy's margin must be under 0.5 (core.policy)
 
 
 def choose_thresholds(y_true, probs, class_names, *, unsafe, target_recall=TARGET_RECALL,
@@ -112,10 +127,39 @@ def _class_threshold(y, s, *, target_recall, margin) -> dict:
         "target_recall": target_recall,
         "reached": recall is not None and recall >= target_recall,
         "support": int(positives.size),
-        "review_band": [max(0.0, threshold - margin), min(1.0, threshold + margin)],
+        "review_band": band(threshold, margin),
         "flag_rate": float(flagged.mean()) if s.size else None,
+        "review_rate": review_rate(s, threshold, margin),
+        "widest_margin": widest_margin(s, threshold),
         **uncertainty(positives, threshold, target_recall, s),
     }
+
+
+def band(threshold: float, margin: float) -> list[float]:
+    """The review band: threshold -/+ margin, clipped to [0, 1]."""
+    return [max(0.0, threshold - margin), min(1.0, threshold + margin)]
+
+
+def review_rate(scores: np.ndarray, threshold: float, margin: float) -> float | None:
+    """The share of `scores` the band around `threshold` sends to review; None without scores."""
+    return float(inside_band(scores, *band(threshold, margin)).mean()) if scores.size else None
+
+
+def widest_margin(scores: np.ndarray, threshold: float,
+                  limit: float = REVIEW_LIMIT) -> float | None:
+    """The widest margin (a multiple of MARGIN_STEP, at most MARGIN_CAP) whose band sends at most
+    `limit` of `scores` to review; None where only a margin of 0, no review at all, would (see
+    the module docstring)."""
+    if not scores.size:
+        return None
+    allowed = int(np.floor(limit * scores.size + 1e-9))  # samples the band may hold
+    distance = np.sort(np.abs(scores - threshold))
+    if allowed >= scores.size:
+        return MARGIN_CAP
+    steps = min(int(np.floor(distance[allowed] / MARGIN_STEP)), round(MARGIN_CAP / MARGIN_STEP))
+    while steps >= 0 and review_rate(scores, threshold, steps * MARGIN_STEP) > limit:
+        steps -= 1  # distance[allowed] itself, or float rounding at the band's edge
+    return round(steps * MARGIN_STEP, 3) if steps > 0 else None
 
 
 def uncertainty(positives: np.ndarray, threshold: float, target_recall: float,

@@ -160,3 +160,38 @@ def test_backbones_lists_offline_weights():
     rows = {r["name"]: r for r in json.loads(run("train", "backbones", "--json").stdout)}
     assert rows["lite0"]["weights"] == "offline (package)" and rows["lite0"]["input_size"] == 224
     assert rows["tiny-test"]["input_size"] == 64
+
+
+def test_a_review_band_that_holds_most_samples_is_warned_and_its_fix_works(tmp_path,
+                                                                          dataset_name):
+    """A band that sends most scored samples to review got no word at train (the sample set's
+    fish: 71 of 96 scored images), and no review rate was reported or stored anywhere. Here red
+    is two thirds of the images and the margin nearly 0.5, so the band holds every red."""
+    from shotlab.curate.importer import import_path
+    from tests.train.trainsets import write_colour_tree
+
+    most_red = {"red": 12, "green": 3, "blue": 3}
+    root = write_colour_tree(tmp_path / "reds", counts={"train": most_red, "val": most_red,
+                                                        "test": {"red": 2, "green": 2,
+                                                                 "blue": 2}})
+    import_path(root, dataset_name, progress=False)
+    colours = dataset_name
+    assert run("curate", "policy", colours, "--unsafe", "red", "--review-margin",
+               "0.49").exit_code == 0
+    wide = run("train", colours, *TINY, "--no-track")
+    assert wide.exit_code == 0, wide.output
+    run_dir = Path(next(l for l in wide.output.splitlines() if l.startswith("Run "))[4:].split(" (")[0])
+    red = json.loads((run_dir / "thresholds.json").read_text())["thresholds"]["red"]
+    assert red["review_rate"] > 0.5 and red["flag_rate"] is not None
+    line = " ".join(wide.output.split())
+    assert f"sends {red['review_rate']:.0%} to review" in line
+    assert "Warning: the review band of 'red'" in line
+    fix = f"--review-margin {red['widest_margin']}`"
+    assert fix in line
+    # the margin the warning names brings the band within the limit, and the warning goes
+    assert run("curate", "policy", colours, "--review-margin",
+               str(red["widest_margin"])).exit_code == 0
+    narrow = run("train", colours, *TINY, "--no-track", "--json")
+    assert narrow.exit_code == 0, narrow.output
+    red = json.loads(narrow.stdout)["thresholds"]["red"]
+    assert red["review_rate"] <= 0.5 and "Warning: the review band" not in narrow.output

@@ -10,7 +10,8 @@ import pytest
 from shotlab.core.errors import InputError
 from shotlab.train.metrics import classification_metrics
 from shotlab.runtime.decide import apply_review_band
-from shotlab.train.thresholds import SCORE_SLACK, choose_thresholds, highest_threshold
+from shotlab.train.thresholds import (REVIEW_LIMIT, SCORE_SLACK, choose_thresholds,
+                                      highest_threshold)
 
 NAMES = ["safe", "nsfw", "gore"]
 
@@ -192,15 +193,61 @@ def test_four_positives_are_not_enough_and_the_report_says_how_many_more():
 def test_a_review_band_from_zero_is_warned_with_the_fix():
     """A threshold under the review margin gave a band from 0 and sent nearly every decision to
     review with no word at training time (an exploratory test's comment model: 9 of 9
-    captions queued)."""
-    from shotlab.train.report import band_from_zero
+    captions queued). The warning now rests on the measured review rate, which covers it."""
+    from shotlab.train.report import review_load
 
     y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
     scores = np.array([0.05, 0.3, 0.6, 0.01, 0.02, 0.03, 0.2, 0.04])
     entry = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "threat"],
                               unsafe=["threat"])["threat"]
     assert entry["threshold"] < 0.1 and entry["review_band"][0] == 0.0
-    message = band_from_zero("threat", entry)
-    assert "starts at 0" in message and "--review-margin" in message
+    assert entry["review_rate"] == 5 / 8  # 0.01-0.05: everything under the band's top
+    message = review_load("threat", entry)
+    assert "sends 62% of val to review" in message and "--review-margin" in message
     margin = float(message.split("--review-margin ")[1].split("`")[0])
     assert 0 < margin < entry["threshold"]  # the margin it suggests keeps the band off 0
+    narrower = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "threat"],
+                                 unsafe=["threat"], review_margin=margin)["threat"]
+    assert narrower["review_rate"] <= REVIEW_LIMIT  # ...and within the limit it promises
+
+
+def test_a_band_off_zero_that_holds_most_samples_is_warned():
+    """The sample set's fish: threshold 0.051, margin 0.05, band [0.001, 0.101]; the warning
+    fired only for a band starting at exactly 0, so 71 of 96 scored images went to review
+    unannounced. A positive at 0.053 sets the threshold; eight negatives lie within 0.05 of it."""
+    from shotlab.train.report import review_load
+
+    scores = np.array([0.053, 0.6, 0.7, 0.8, 0.001, 0.01, 0.02, 0.03, 0.04, 0.06, 0.07, 0.08,
+                       0.09, 0.3, 0.35, 0.4])
+    y = np.array([1, 1, 1, 1] + [0] * 12)
+    entry = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "fish"],
+                              unsafe=["fish"], target_recall=0.8, review_margin=0.05)["fish"]
+    assert entry["review_band"][0] > 0 and entry["review_band"][1] < 0.11
+    inside = apply_review_band(np.stack([1 - scores, scores], axis=1), {"fish": entry},
+                               ["ok", "fish"])
+    assert entry["review_rate"] == inside.mean() == 9 / 16  # the runtime's own rule, counted
+    assert entry["flag_rate"] == np.mean(scores >= entry["threshold"])
+    message = review_load("fish", entry)
+    assert "[0.00, 0.10] sends 56% of val to review" in message
+    margin = entry["widest_margin"]
+    assert f"--review-margin {margin}`" in message
+    at = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "fish"],
+                           unsafe=["fish"], target_recall=0.8, review_margin=margin)["fish"]
+    wider = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "fish"],
+                              unsafe=["fish"], target_recall=0.8,
+                              review_margin=margin + 0.001)["fish"]
+    assert at["review_rate"] <= REVIEW_LIMIT < wider["review_rate"]  # the widest that keeps it
+
+
+def test_scores_crowding_at_the_threshold_get_no_margin_suggested():
+    """Where only a margin of 0 (no review at all) keeps the band under the limit, no
+    --review-margin would do: the message says to label more examples instead."""
+    from shotlab.train.report import review_load
+
+    scores = np.array([0.4] * 6 + [0.1, 0.9])
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 1])
+    entry = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "threat"],
+                              unsafe=["threat"])["threat"]
+    assert entry["widest_margin"] is None and entry["review_rate"] > REVIEW_LIMIT
+    message = review_load("threat", entry)
+    assert "no margin narrows it" in message and "--review-margin" not in message
