@@ -224,8 +224,20 @@ def write_report(folder: Path, manifest: dict, checkpoint, run_manifest, rules, 
     bundle_files.write_manifest(folder, manifest)  # provisional: lets the runtimes load
     bundle = load_bundle(folder, verify=False)
     report = measure(bundle, checkpoint, run_manifest, rules, progress=progress, explain=explain)
+    report["calibration"] = calibration_effect(checkpoint.run_dir, report["split"])
     write_report_files(folder, report, manifest)
     return report
+
+
+def calibration_effect(run_dir: Path, split: str) -> dict | None:
+    """The ECE on `split` of the raw and the calibrated scores, as the run measured them
+    (metrics.json's `ece_raw` and `ece`): the measured bundle has only the calibrated scores, so
+    what calibration changed comes from the run. None for a run that did not record them."""
+    path = run_dir / "metrics.json"
+    metrics = run_json(path).get(split, {}) if path.is_file() else {}
+    if metrics.get("ece_raw") is None:
+        return None
+    return {"split": split, "ece_raw": metrics["ece_raw"], "ece": metrics.get("ece")}
 
 
 def refuse_regression(staging: Path, out: Path, report: dict) -> None:

@@ -39,7 +39,8 @@ def render_html(report: dict, manifest: dict) -> str:
         created=esc(manifest["created"]), task=esc(manifest["task"]),
         classes=esc(", ".join(manifest["classes"])), split=esc(report["split"]), n=report["n"],
         verdict=verdict_html(report),
-        policy=policy_html(manifest["policy"]) + calibration_html(manifest.get("calibration")),
+        policy=policy_html(manifest["policy"]) + calibration_html(manifest.get("calibration"),
+                                                                  report.get("calibration")),
         agreement=agreement_html(report, manifest),
         runtimes=runtimes_html(report, manifest), speed=speed_html(report["speed"]),
         explanations=explanations_html(report.get("explanations")),
@@ -73,21 +74,27 @@ def policy_html(policy: dict) -> str:
         band = entry.get("review_band") or [None, None]
         rows.append([html.escape(name), fmt(entry.get("threshold")),
                      f"{fmt(band[0])} &ndash; {fmt(band[1])}", fmt(entry.get("recall")),
-                     fmt(entry.get("precision"))])
+                     fmt(entry.get("precision")), share(entry.get("flag_rate")),
+                     share(entry.get("review_rate"))])
     from shotlab.train.threshold_scores import VALIDATION
 
     scored = policy.get("scored_on") or {"scored_on": VALIDATION}  # bundles before it: val alone
     pooled = scored["scored_on"] != VALIDATION
     where = (f"{scored['train']} train samples scored out of fold ({scored['folds']} folds) and "
              f"{scored['validation']} validation samples" if pooled else "the validation split")
-    return (table_html(["unsafe class", "threshold", "review band",
-                        f"{'train folds + val' if pooled else 'val'} recall", "precision"], rows)
+    scored_name = "train folds + val" if pooled else "val"
+    return (table_html(["unsafe class", "threshold", "review band", f"{scored_name} recall",
+                        "precision", "flagged", "sent to review"], rows)
             + f"<p class='meta'>target recall {fmt(policy.get('target_recall'), 2)}, policy "
               f"version {policy.get('version')}; thresholds chosen on {where} by "
-              f"`shotlab train`</p>")
+              f"`shotlab train`; flagged and sent to review: the shares of those samples "
+              f"at or over the threshold and inside the review band</p>")
 
 
-def calibration_html(calibration: dict | None) -> str:
+def calibration_html(calibration: dict | None, effect: dict | None = None) -> str:
+    """The calibration record, with the ECE before and after it: on the validation split it
+    was fitted on (the record's) and on the split the report measures (`effect`, the run's
+    metrics.json, as `shotlab train` printed it)."""
     if not calibration or calibration.get("method") != "temperature":
         reason = (calibration or {}).get("reason", "no calibration recorded")
         return f"<p class='meta'>Scores not calibrated: {html.escape(reason)}.</p>"
@@ -95,14 +102,28 @@ def calibration_html(calibration: dict | None) -> str:
     shown = fmt(t, 2) if isinstance(t, (int, float)) else f"{fmt(min(t), 2)}-{fmt(max(t), 2)} per class"
     return (f"<p class='meta'>Scores calibrated by temperature scaling folded into the model "
             f"(T = {shown}, fitted on {calibration['fitted_on']} val samples; val log-loss "
-            f"{fmt(calibration.get('val_nll_before'))} &rarr; {fmt(calibration.get('val_nll_after'))}). "
-            f"Thresholds and the review band were chosen on these scores"
+            f"{fmt(calibration.get('val_nll_before'))} &rarr; {fmt(calibration.get('val_nll_after'))}"
+            + before_after("val ECE", calibration.get("val_ece_before"),
+                           calibration.get("val_ece_after"))
+            + (before_after(f"ECE on {html.escape(effect['split'])}", effect["ece_raw"],
+                            effect.get("ece")) if effect else "")
+            + "). Thresholds and the review band were chosen on these scores"
             + (f"; {html.escape(calibration['rule'])}" if calibration.get("rule") else "")
             + ".</p>")
 
 
+def before_after(name: str, before, after) -> str:
+    """', ECE on test 0.231 &rarr; 0.187'; nothing where the record lacks the figure before."""
+    return "" if before is None else f", {name} {fmt(before)} &rarr; {fmt(after)}"
+
+
 def fmt(value, digits: int = 3) -> str:
     return "&ndash;" if value is None else f"{value:.{digits}f}"
+
+
+def share(value) -> str:
+    """A rate as a percentage; a dash where the run did not record it (a bundle from before)."""
+    return "&ndash;" if value is None else f"{value:.0%}"
 
 
 def interval(metrics: dict, key: str) -> str:

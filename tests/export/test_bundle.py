@@ -232,3 +232,38 @@ def test_multilabel_export_puts_sigmoid_in_the_graph(tmp_path):
         expected = torch.sigmoid(model(torch.from_numpy(x))).numpy()
     assert np.abs(probs - expected).max() < FP32_TOLERANCE
     assert not np.allclose(probs.sum(axis=1), 1.0)  # independent scores, not a softmax
+
+
+@pytest.mark.slow
+def test_report_shows_calibration_before_and_after_and_the_review_load(tmp_path, dataset_name):
+    """The report showed only the calibrated ECE (train printed 'ECE on test 0.231 -> 0.187'),
+    and neither the flag rate nor the review rate of each threshold. A calibrated run: 21 val
+    samples, over the 20 calibration needs (the shared run has 12, and stays raw)."""
+    import html as html_module
+
+    from shotlab.curate.importer import import_path
+    from shotlab.export.exporter import export_run
+    from shotlab.train.finetune import TrainConfig
+    from shotlab.train.runs import train_run
+    from tests.train.trainsets import write_colour_tree
+
+    root = write_colour_tree(tmp_path / "colours", counts={"train": 6, "val": 7, "test": 4})
+    import_path(root, dataset_name, progress=False)
+    config = TrainConfig(backbone="tiny-test", mode="linear", epochs=2, workers=0,
+                         unsafe=["red"])
+    run_dir = train_run(dataset_name, config, track=False, writeback=False,
+                        progress=False).run_dir
+    result = export_run(run_dir, out=tmp_path / "bundle", explain=False, progress=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+    report = json.loads((result.path / "report.json").read_text())
+    assert report["calibration"] == {"split": "test", "ece_raw": metrics["ece_raw"],
+                                     "ece": metrics["ece"]}
+    page = html_module.unescape((result.path / "report.html").read_text())
+    assert f"ECE on test {metrics['ece_raw']:.3f} → {metrics['ece']:.3f}" in page
+    record = result.manifest["calibration"]
+    assert record["method"] == "temperature"
+    assert f"val ECE {record['val_ece_before']:.3f} → {record['val_ece_after']:.3f}" in page
+    red = json.loads((run_dir / "thresholds.json").read_text())["thresholds"]["red"]
+    row = (f"<td>{red['precision']:.3f}</td><td>{red['flag_rate']:.0%}</td>"
+           f"<td>{red['review_rate']:.0%}</td></tr>")
+    assert row in page and "sent to review</th>" in page
