@@ -165,7 +165,7 @@ def test_backbones_lists_offline_weights():
 def test_a_review_band_that_holds_most_samples_is_warned_and_its_fix_works(tmp_path,
                                                                           dataset_name):
     """A band that sends most scored samples to review got no word at train (the sample set's
-    fish: 71 of 96 scored images), and no review rate was reported or stored anywhere. Here red
+    fish: 61% of 96 scored images), and no review rate was reported or stored anywhere. Here red
     is two thirds of the images and the margin nearly 0.5, so the band holds every red."""
     from shotlab.curate.importer import import_path
     from tests.train.trainsets import write_colour_tree

@@ -213,7 +213,7 @@ def test_a_review_band_from_zero_is_warned_with_the_fix():
 
 def test_a_band_off_zero_that_holds_most_samples_is_warned():
     """The sample set's fish: threshold 0.051, margin 0.05, band [0.001, 0.101]; the warning
-    fired only for a band starting at exactly 0, so 71 of 96 scored images went to review
+    fired only for a band starting at exactly 0, so 61% of 96 scored images went to review
     unannounced. A positive at 0.053 sets the threshold; eight negatives lie within 0.05 of it."""
     from shotlab.train.report import review_load
 
