@@ -86,12 +86,11 @@ def open_source(path, *, trusted_keys=None) -> Source:
 
 
 def from_run(path: Path) -> Source:
-    from shotlab.core.images import sha256_file
     from shotlab.train.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(path)
     return Source(path, "run", checkpoint.preprocessing, checkpoint.classes, checkpoint.task,
-                  checkpoint.model, sha256_file(checkpoint.path),
+                  checkpoint.model, checkpoint.sha256,
                   load_torch=lambda: checkpoint.model, _torch=checkpoint.model,
                   unsafe=run_unsafe(checkpoint.run_dir))
 

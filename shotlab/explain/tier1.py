@@ -47,7 +47,8 @@ def load_bundle_checkpoint(bundle):
     problem = checkpoint_problem(bundle)
     if problem:
         raise ShotlabError(problem)
-    return load_checkpoint(Path(bundle.checkpoint_path))
+    return load_checkpoint(Path(bundle.checkpoint_path),  # the bytes checked are those loaded
+                           expected_sha256=bundle.manifest["source"].get("checkpoint_sha256"))
 
 
 def checkpoint_problem(bundle) -> str | None:

@@ -119,7 +119,7 @@ def base_manifest(checkpoint, run_dir: Path, run_thresholds: dict, preprocessing
         "opset": OPSET, "backbone": checkpoint.meta.get("backbone"),
         "timm_name": checkpoint.meta.get("timm_name"), "dataset_manifest_hash": dataset_hash,
         "source": {"run": os.path.abspath(run_dir), "checkpoint": os.path.abspath(checkpoint.path),
-                   "checkpoint_sha256": bundle_files.sha256_file(checkpoint.path)},
+                   "checkpoint_sha256": checkpoint.sha256},
         "versions": library_versions(),
         "created": utc_now(),
     }

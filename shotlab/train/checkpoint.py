@@ -24,6 +24,7 @@ class Checkpoint(ModelContract):
     meta: dict  # backbone, timm_name, preprocessing, task, classes, manifest_hash, weights, config
     path: Path
     run_dir: Path | None  # the run folder when the checkpoint sits in <run>/checkpoints/
+    sha256: str = ""  # of the bytes the model was loaded from
 
     @property
     def contract(self) -> dict:
@@ -72,11 +73,13 @@ def load_data(path: Path, map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def read_state(path: Path, fix: str, *, map_location="cpu") -> dict:
-    """A checkpoint's contents (`load_data`); any failure is one InputError naming the file and
-    `fix`."""
+def read_state(path: Path, fix: str, *, map_location="cpu", data: bytes | None = None) -> dict:
+    """A checkpoint's contents (`load_data`; from `data`, the file's bytes read already, where
+    given); any failure is one InputError naming the file and `fix`."""
+    import io
+
     try:
-        state = load_data(path, map_location)
+        state = load_data(path if data is None else io.BytesIO(data), map_location)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
         raise InputError(f"{path}: not a readable shotlab checkpoint ({one_line(exc)}); "
                          f"{fix}") from None
@@ -89,13 +92,11 @@ def read_state(path: Path, fix: str, *, map_location="cpu") -> dict:
 CHECKPOINT_SHA256 = "checkpoint_sha256"  # metrics.json's record of the finished best.pt
 
 
-def check_unchanged(path: Path) -> None:
+def check_unchanged(path: Path, sha256: str) -> None:
     """Refuse a run's best.pt whose sha256 is not the one metrics.json recorded when the run
     finished. A run finished before the record, an unfinished run, or a lone .pt file has
     nothing to check against."""
     import json
-
-    from shotlab.core.images import sha256_file
 
     folder = run_folder(path)
     if folder is None or path.name != "best.pt":
@@ -104,22 +105,41 @@ def check_unchanged(path: Path) -> None:
         recorded = json.loads((folder / "metrics.json").read_text()).get(CHECKPOINT_SHA256)
     except (OSError, ValueError, AttributeError):
         return
-    if recorded and sha256_file(path) != recorded:
+    if recorded and sha256 != recorded:
         raise InputError(f"{path}: changed since its run finished (its sha256 is not the one "
                          f"metrics.json recorded), so the run's metrics, thresholds and "
                          f"calibration are not its own; restore the file from a backup, resume "
                          f"an interrupted `shotlab train --resume {folder}`, or train again")
 
 
-def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
+def read_once(path: Path) -> tuple[bytes, str]:
+    """The file's bytes and their sha256, read once: the bytes checked are the bytes loaded
+    (hashing the file and opening it again left a gap in which it could be replaced)."""
+    import hashlib
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read this checkpoint ({exc.strerror or exc}); "
+                         f"re-run `shotlab train` to produce one") from None
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def load_checkpoint(run_or_file: str | Path, *, expected_sha256: str | None = None
+                    ) -> Checkpoint:
     """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU: a timm
     model for an image run, a `text_model.TextClassifier` (token ids -> logits) for a text run,
-    a `post_model.PostClassifier` for a post run; its scores are the calibrated ones."""
+    a `post_model.PostClassifier` for a post run; its scores are the calibrated ones.
+    `expected_sha256`: the file must be this one (a bundle's source checkpoint)."""
     from shotlab.train.calibration import fold_into_head
 
     path = checkpoint_path(run_or_file)
-    check_unchanged(path)
-    state = read_state(path, "re-run `shotlab train` to produce one")
+    data, sha256 = read_once(path)
+    check_unchanged(path, sha256)
+    if expected_sha256 and sha256 != expected_sha256:
+        raise InputError(f"{path}: not the checkpoint expected (its sha256 differs: it was "
+                         f"replaced); re-export the bundle from its run")
+    state = read_state(path, "re-run `shotlab train` to produce one", data=data)
     missing = {"model", "timm_name", "classes", "task", "preprocessing"} - set(state)
     if missing:
         raise InputError(f"{path}: checkpoint lacks {sorted(missing)}; it was not written by "
@@ -133,7 +153,7 @@ def load_checkpoint(run_or_file: str | Path) -> Checkpoint:
     fold_into_head(model, state.get("calibration"))  # best.pt keeps the raw weights
     model.eval()
     meta = {key: value for key, value in state.items() if key != "model"}
-    return Checkpoint(model, meta, path, run_folder(path))
+    return Checkpoint(model, meta, path, run_folder(path), sha256)
 
 
 def build_model(state: dict):
