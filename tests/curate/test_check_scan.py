@@ -147,3 +147,17 @@ def test_transparency_is_composited_on_white_after_shrinking(tmp_path):
     assert small.shape == (192, 256, 3)
     assert small[:, :120].tolist() == [[[200, 0, 0]] * 120] * 192
     assert (small[:, 136:] == 255).all()
+
+
+def test_a_bar_drawn_on_a_terminal_scans_every_chunk(tmp_path, monkeypatch):
+    """On a terminal, tqdm's update() returns True when it redraws (a chunk took 0.1 s or
+    more), and `bar.update(n) or scan_files(chunk)` took that True for the chunk's scan:
+    `curate check` ended in an AttributeError on any set of more than 64 new images. The bar
+    here redraws on every update (mininterval 0), as a slow chunk on a terminal does."""
+    from shotlab.core.progress import progress_bar
+
+    paths = write_photos(tmp_path / "p", scan.CHUNK + 3)
+    monkeypatch.setattr(scan, "progress_bar",
+                        lambda **options: progress_bar(**options, mininterval=0))
+    found = scan.scan(paths, workers=0, progress=True)
+    assert found.sha256s == [sha256_file(p) for p in paths]

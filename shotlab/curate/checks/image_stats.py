@@ -130,8 +130,18 @@ def scan(paths: list[str], *, workers: int | None = None, progress: bool | None 
         if workers > 1 and len(chunks) > 1:
             parts = list(map_in_workers(chunks, workers, bar))
         else:
-            parts = [bar.update(len(c)) or scan_files(c) for c in chunks]
+            parts = list(map_here(chunks, bar))
     return join(parts)
+
+
+def map_here(chunks: list[list[str]], bar):
+    """scan_files over `chunks` in this process, the bar advanced after each. (It was
+    `bar.update(n) or scan_files(c)`: tqdm's update returns True when it redraws, on a
+    terminal, and that True stood in for the chunk's scan: a traceback on 65+ images.)"""
+    for chunk in chunks:
+        part = scan_files(chunk)
+        bar.update(len(chunk))
+        yield part
 
 
 def map_in_workers(chunks: list[list[str]], workers: int, bar):
