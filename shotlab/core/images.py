@@ -61,6 +61,11 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+# The raster formats shotlab decodes (JPEG's opener also gives a phone's MPO). PIL would otherwise
+# open whatever it recognises, and its EPS plugin runs Ghostscript, an interpreter, on the file:
+# an upload or an imported file named photo.jpg could start `gs` on PostScript of anyone's.
+DECODED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+
 # Formats whose extra frames are an animation. A JPEG's extra images (MPO: a phone's preview or
 # HDR gain map) and a TIFF's pages are not: those stay stills.
 ANIMATION_FORMATS = frozenset({"GIF", "PNG", "WEBP"})
@@ -76,7 +81,8 @@ def is_animated(source: str | Path | bytes) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source,
+                            formats=DECODED_FORMATS) as image:
                 return image.format in ANIMATION_FORMATS and bool(getattr(image, "is_animated",
                                                                             False))
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
@@ -129,7 +135,7 @@ def open_image(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         # We apply our own limit below; PIL's warning would only duplicate it.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=DECODED_FORMATS)
         except UnidentifiedImageError:
             raise BadImageError(path, "not an image (format not recognised)") from None
         except Image.DecompressionBombError as exc:

@@ -1,0 +1,61 @@
+"""Only raster formats are decoded: PIL opened whatever it recognised, and its EPS plugin
+starts Ghostscript on the file's PostScript. An EPS named photo.jpg, imported or sent to the
+service, ran `gs` (a fake one here logs that it was called), and the failure was a traceback
+in `curate import` and a 500 in `serve`."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from shotlab.core.errors import BadImageError
+from shotlab.core.images import inspect_image, is_animated
+from tests.security.common import run
+from tests.train.trainsets import write_colour_tree
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n"
+       b"newpath 0 0 moveto 100 100 lineto stroke showpage\n")
+
+
+@pytest.fixture
+def fake_gs(tmp_path, monkeypatch):
+    """A `gs` first on PATH that logs each call (where Ghostscript is installed, the real one
+    would run the file's PostScript)."""
+    folder, log = tmp_path / "bin", tmp_path / "gs-calls.log"
+    folder.mkdir()
+    (folder / "gs").write_text(f"#!/bin/sh\necho \"$*\" >> {log}\nexit 1\n")
+    (folder / "gs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_an_eps_is_not_an_image_and_runs_nothing(tmp_path, fake_gs):
+    eps = tmp_path / "photo.jpg"
+    eps.write_bytes(EPS)
+    with pytest.raises(BadImageError, match="not an image"):
+        inspect_image(eps)
+    assert is_animated(EPS) is False
+    assert not fake_gs.exists()
+
+
+def test_the_raster_formats_still_open(tmp_path):
+    """Every format of IMAGE_EXTENSIONS, and a phone's MPO (a JPEG with a preview)."""
+    from PIL import Image
+
+    for name, options in [("a.jpg", {}), ("a.png", {}), ("a.bmp", {}), ("a.gif", {}),
+                          ("a.webp", {}), ("a.tif", {}),
+                          ("a.mpo", {"format": "MPO", "save_all": True,
+                                     "append_images": [Image.new("RGB", (8, 6))]})]:
+        Image.new("RGB", (8, 6), (200, 10, 10)).save(tmp_path / name, **options)
+        assert inspect_image(tmp_path / name).width == 8
+
+
+@pytest.mark.fiftyone
+def test_import_skips_an_eps_in_one_line(tmp_path, fake_gs, dataset_name):
+    root = write_colour_tree(tmp_path / "images", counts={"train": 2})
+    (root / "train" / "red" / "photo.jpg").write_bytes(EPS)
+    result = run("curate", "import", str(root), "--name", dataset_name)
+    assert result.exit_code == 0, result.output
+    assert "photo.jpg: not an image" in result.output and "Traceback" not in result.output
+    assert not fake_gs.exists()
