@@ -102,6 +102,23 @@ def atomic_path(path):
             raise
 
 
+def open_lock(lock: Path):
+    """The lock file, created if missing, never through a link: `open(lock, "a+")` followed a
+    symlink planted at PATH.partial.lock (in a folder others can write) and created its
+    target, an empty file anywhere the user may write."""
+    from shotlab.core.errors import InputError
+
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if lock.is_symlink():
+            raise InputError(f"{lock}: a symbolic link where shotlab keeps its lock; remove it "
+                             f"(shotlab never writes through a link)") from None
+        raise InputError(f"{lock}: cannot create the lock file ({exc.strerror or exc}); write "
+                         f"somewhere else") from None
+    return os.fdopen(fd, "a+")
+
+
 @contextmanager
 def writing_lock(path: Path):
     """An exclusive lock on `path`'s lock file (`PATH.partial.lock`, removed after) while the
@@ -116,7 +133,7 @@ def writing_lock(path: Path):
     lock = path.with_name(path.name + PARTIAL_SUFFIX + ".lock")
     locked = True
     while True:
-        handle = open(lock, "a+")
+        handle = open_lock(lock)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

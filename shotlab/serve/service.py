@@ -86,7 +86,11 @@ def key_sha256(key: str) -> str:
 def read_api_key(path: Path | None) -> str | None:
     """The key from `path` (its first line) or $SHOTLAB_API_KEY; None when neither is set."""
     if path is None:
-        return os.environ.get(API_KEY_ENV, "").strip() or None
+        value = os.environ.get(API_KEY_ENV)
+        if value is not None and value and not value.strip():
+            raise InputError(f"${API_KEY_ENV} is blank: it would switch authentication off in "
+                             f"silence; set it to the key, or unset it")
+        return (value or "").strip() or None
     try:
         key = next(iter(Path(path).read_text().splitlines()), "").strip()
     except (OSError, UnicodeDecodeError) as exc:

@@ -48,3 +48,15 @@ def test_an_export_into_an_out_another_export_is_writing_is_refused(trained_run,
     assert result.exit_code == 2, result.output
     assert f"{out}: another shotlab process is writing it now" in result.output
     assert not out.exists()
+
+
+def test_a_link_planted_at_the_lock_is_never_followed(tmp_path):
+    """The lock file was opened with open(lock, "a+"), which followed a symlink planted at
+    PATH.partial.lock and created its target: an empty file anywhere the user may write."""
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "created-through-the-link"
+    (out / "decisions.jsonl.partial.lock").symlink_to(target)
+    with pytest.raises(InputError, match="a symbolic link where shotlab keeps its lock"):
+        write_text_atomic(out / "decisions.jsonl", "x")
+    assert not target.exists() and not (out / "decisions.jsonl").exists()

@@ -38,6 +38,17 @@ def test_api_key_is_the_files_first_line_or_the_variable_stripped(tmp_path, monk
     assert read_api_key(None) == "s3cret"
 
 
+def test_a_blank_api_key_variable_is_refused(exported, tmp_path, monkeypatch):
+    """SHOTLAB_API_KEY=" " started the server with no authentication and no word (an empty
+    --api-key-file was refused); unset or empty still means no key."""
+    from shotlab.serve.service import API_KEY_ENV
+
+    monkeypatch.setenv(API_KEY_ENV, " \n")
+    result = run("serve", exported.path, "--store", tmp_path / "store")
+    assert result.exit_code == 2 and f"${API_KEY_ENV} is blank" in result.output
+    assert not (tmp_path / "store").exists()
+
+
 def test_batch_larger_than_the_queue_is_refused(tmp_path):
     result = run("serve", tmp_path, "--max-items", 8, "--queue-size", 4)
     assert result.exit_code == 2 and "could never be queued" in result.output
