@@ -15,7 +15,8 @@ cheaper than decoding a clip (benchmarks/clip_sampling.py). Variable frame rate 
 special: times come from each packet's own timestamp.
 
 A file that is not a usable clip raises `BadClipError` with a short reason (empty, not a video,
-truncated, audio only, no decoder, frames too large, a single frame). A stream whose frames
+truncated, audio only, no decoder, frames too large, more frames than `max_frames`, a single
+frame). A reader given a `deadline` stops between frames once it passes (`DeadlinePassed`). A stream whose frames
 partly fail to decode keeps the frames that decode and lists the failed spans in `gaps`.
 """
 
@@ -25,6 +26,7 @@ import bisect
 import errno
 import itertools
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +51,22 @@ MAX_GRID_POINTS = 1_000_000
 # sampling would hand reviewers seconds decades from the rest (a time-lapse encodes at a normal
 # rate; a recording with a pause of an hour is two clips).
 MAX_FRAME_JUMP = 3600.0
+# Frames a clip may have: 18,000 is 5 minutes at 60 fps or 10 at 30, ten times the short clips
+# shotlab moderates (docs/video.md: under 30 s). Without a bound a clip's cost is not its size:
+# sampling a clip with one keyframe decodes every frame up to the last sample, and its packet
+# index is held in memory (a 205 KB clip of 12,000 static 2000x2000 frames took 15 s of CPU).
+DEFAULT_MAX_FRAMES = 18_000
+# Where the frame limit can be raised (curate import and the page keep the default).
+RAISE_FRAMES = "predict and serve take --max-clip-frames to raise it"
+
+
+class DeadlinePassed(Exception):
+    """Decoding stopped at its deadline (the service's --timeout-ms): not a fault of the clip,
+    so not a BadClipError; the service answers its timeout."""
+
+    def __init__(self, path, decoded: int):
+        self.path, self.decoded = str(path), decoded
+        super().__init__(f"{path}: decoding stopped at its deadline after {decoded} frames")
 
 
 class BadClipError(BadImageError):
@@ -196,6 +214,10 @@ class ClipReader:
 
     path: Path
     max_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES  # more is refused before any frame is decoded
+    # time.monotonic() past which decoding stops (DeadlinePassed): checked between frames, so a
+    # request's cost ends with its timeout; None: no deadline (predict on a local file)
+    deadline: float | None = None
     decoded: int = 0  # frames the decoder has produced so far (what early exit saves)
     gaps: list[Gap] = field(default_factory=list)
 
@@ -268,6 +290,7 @@ class ClipReader:
                 demuxed += bool(packet.size or stamp is not None)  # not the closing empty one
                 if stamp is not None and packet.size:
                     raw.append((packet, stamp))
+                    self._check_frame_count(len(raw))
         except av.FFmpegError as exc:  # a damaged tail: keep what was read, report the rest
             damaged = f"container damaged ({exc.strerror})"
         if not raw:
@@ -286,6 +309,17 @@ class ClipReader:
             self.gaps.append(Gap(end, end, damaged))
         self._note_missing_frames(demuxed, end)
         return packets
+
+    def _check_frame_count(self, frames: int) -> None:
+        """Refuse a clip over `max_frames` while its index is read: before any frame is
+        decoded, and before the index of a longer one is held in memory."""
+        if frames > self.max_frames:
+            raise BadClipError(self.path, f"more than {self.max_frames:,} frames, the limit per "
+                                          f"clip ({RAISE_FRAMES})")
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlinePassed(self.path, self.decoded)
 
     def _check_jumps(self, packets: list[_Packet]) -> None:
         times = np.array(sorted(p.time for p in packets))
@@ -381,6 +415,7 @@ class ClipReader:
                 position = starts[pending[0]]
             if position >= end:
                 break
+            self._check_deadline()  # between frames: a clip's cost ends at its deadline
             item = self.packets[position]
             position += 1
             if not keyframe_only:  # frames no other frame refers to are skipped unless wanted
@@ -531,11 +566,12 @@ class SampledClip:
 
 
 def sample_clip(path, sampling: "Sampling | str" = "uniform:8", *, dedupe: bool = True,
-                max_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> SampledClip:
+                max_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+                max_frames: int = DEFAULT_MAX_FRAMES) -> SampledClip:
     """Probe `path` and decode its sampled frames (near-identical neighbours dropped unless
     `dedupe` is False); BadClipError when it is not a usable clip or no frame decodes."""
     sampling = Sampling.parse(sampling) if isinstance(sampling, str) else sampling
-    with ClipReader(Path(path), max_pixels=max_pixels) as clip:
+    with ClipReader(Path(path), max_pixels=max_pixels, max_frames=max_frames) as clip:
         frames = list(clip.frames_at(sampling.times(clip)))
         facts = clip.facts
         if not frames:

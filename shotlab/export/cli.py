@@ -138,6 +138,9 @@ COMMANDS.append(export_command)
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Pixel bomb limit per image and per clip frame [default: 89,478,485 per "
                    "image (PIL's), 33,177,600 per frame (8K)].")
+@click.option("--max-clip-frames", type=click.IntRange(min=2), default=None,
+              help="Clips: most frames a clip may have; a longer one is skipped with the "
+                   "reason before decoding [default: 18,000: 5 minutes at 60 fps].")
 @click.option("--sampling", default=None, metavar="SPEC",
               help="Clips: frames to score, uniform:N, fps:F or keyframes [default: the "
                    "bundle's clip contract, else uniform:8].")
@@ -156,8 +159,8 @@ COMMANDS.append(export_command)
 @click.option("--address", help="With --ray: the Ray cluster to join (e.g. HEAD:6379) "
                                 "[default: start a local Ray on 127.0.0.1].")
 def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, explain, trusted_keys,
-                    allow_empty, max_pixels, sampling, aggregate, early_exit, margin, as_json,
-                    on_ray, address) -> None:
+                    allow_empty, max_pixels, max_clip_frames, sampling, aggregate, early_exit,
+                    margin, as_json, on_ray, address) -> None:
     """Run BUNDLE on image and clip files or folders (PATHS); one decision per image or clip.
     A text bundle reads comments from CSV or JSONL files (a `text` column) or .txt files
     (one comment per line); one decision per comment, bad rows listed by line.
@@ -200,7 +203,8 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
         result = image_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
                                  explain=explain, on_ray=on_ray, address=address,
                                  sampling=sampling, rules=parse_rules(aggregate), margin=margin,
-                                 early_exit=early_exit, max_pixels=max_pixels)
+                                 early_exit=early_exit, max_pixels=max_pixels,
+                                 max_frames=max_clip_frames)
     require_images(result.decisions, paths, allow_empty, bad=result.bad, noun=noun)
     with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
         data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
@@ -224,7 +228,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
 
 
 def image_decisions(bundle, files, *, runtime, batch_size, explain, on_ray, address, sampling,
-                    rules, margin, early_exit, max_pixels):
+                    rules, margin, early_exit, max_pixels, max_frames=None):
     """Decisions for the image and clip files among `files` (export/predict.py, predict_clips.py)."""
     from shotlab.export import predict
 
@@ -240,7 +244,7 @@ def image_decisions(bundle, files, *, runtime, batch_size, explain, on_ray, addr
     if clips:
         add_clip_decisions(result, bundle, clips, runtime=runtime, explain=explain,
                            sampling=sampling, rules=rules, margin=margin,
-                           early_exit=early_exit, max_pixels=max_pixels)
+                           early_exit=early_exit, max_pixels=max_pixels, max_frames=max_frames)
     return result
 
 
@@ -307,13 +311,15 @@ def check_ray_options(on_ray: bool, address, explain: bool) -> None:
 
 
 def add_clip_decisions(result, bundle, clips, *, runtime: str, explain: bool, sampling, rules,
-                       margin, early_exit: bool, max_pixels: int | None = None) -> None:
+                       margin, early_exit: bool, max_pixels: int | None = None,
+                       max_frames: int | None = None) -> None:
     """Append one decision per clip (and, for --explain, its top frames) to `result`."""
     from shotlab.export.predict_clips import clip_contract, predict_clips
 
     contract = clip_contract(bundle, sampling=sampling, rules=rules, margin=margin)
     found = predict_clips(bundle, clips, contract=contract, runtime=runtime,
-                          early_exit=early_exit, keep_inputs=explain, max_pixels=max_pixels)
+                          early_exit=early_exit, keep_inputs=explain, max_pixels=max_pixels,
+                          max_frames=max_frames)
     result.decisions += found.decisions
     result.bad += found.bad
     result.inputs += [top_frames(bundle, d, frames, probs) for d, frames, probs in

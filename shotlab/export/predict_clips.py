@@ -63,15 +63,20 @@ def fresh_frames(clip, preprocessing, times):
 
 def score_clip(path: Path, runner, preprocessing, contract, thresholds, *,
                early_exit: bool = False, keep_inputs: bool = False,
-               max_pixels: int | None = None) -> ClipScores:
+               max_pixels: int | None = None, max_frames: int | None = None,
+               deadline: float | None = None) -> ClipScores:
     """Decode the sampled frames of `path` in time order and score them. With `early_exit`,
     each frame is scored as it is decoded and decoding stops once `contract.clear_flag` says an
     unsafe class is flagged beyond doubt; otherwise the frames are scored in one batch. With
     `runner=None` nothing is scored: `inputs` holds the frames (the service batches them).
-    `max_pixels`: the per-frame limit (None: the clip reader's default)."""
-    from shotlab.core.clips import DEFAULT_MAX_FRAME_PIXELS, ClipReader, Sampling, merge_gaps
+    `max_pixels`, `max_frames`: the per-frame and per-clip limits (None: the clip reader's
+    defaults); `deadline`: a time.monotonic() past which decoding stops (core.clips.
+    DeadlinePassed: the service's timeout)."""
+    from shotlab.core.clips import (DEFAULT_MAX_FRAME_PIXELS, DEFAULT_MAX_FRAMES, ClipReader,
+                                    Sampling, merge_gaps)
 
-    with ClipReader(path, max_pixels=max_pixels or DEFAULT_MAX_FRAME_PIXELS) as clip:
+    with ClipReader(path, max_pixels=max_pixels or DEFAULT_MAX_FRAME_PIXELS,
+                    max_frames=max_frames or DEFAULT_MAX_FRAMES, deadline=deadline) as clip:
         result, pending = ClipScores(None), []
         planned = Sampling.parse(contract.sampling).times(clip)
         frames = fresh_frames(clip, preprocessing, planned)
@@ -158,7 +163,7 @@ def clip_thresholds(bundle) -> dict:
 
 def predict_clips(bundle, paths, *, contract=None, runtime: str = "onnx",
                   early_exit: bool = False, progress=None, keep_inputs: bool = False,
-                  max_pixels: int | None = None):
+                  max_pixels: int | None = None, max_frames: int | None = None):
     """Decisions for the clips at `paths` (an `export.predict.Prediction`); bad clips are
     listed in `.bad` with the reason, not raised. With `keep_inputs`, `.inputs` holds each
     decision's frames (F, 3, H, W) and `.frame_probs` their scores (for --explain)."""
@@ -175,7 +180,7 @@ def predict_clips(bundle, paths, *, contract=None, runtime: str = "onnx",
         try:
             scored = score_clip(Path(path), runner, bundle.preprocessing, contract, thresholds,
                                 early_exit=early_exit, keep_inputs=keep_inputs,
-                                max_pixels=max_pixels)
+                                max_pixels=max_pixels, max_frames=max_frames)
         except BadImageError as exc:
             result.bad.append((str(path), exc.reason))
             continue

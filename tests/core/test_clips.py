@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import numpy as np
 import pytest
 
-from shotlab.core.clips import (BadClipError, ClipReader, Sampling, drop_near_identical,
-                                sample_clip)
+from shotlab.core.clips import (DEFAULT_MAX_FRAMES, BadClipError, ClipReader, DeadlinePassed,
+                                Sampling, drop_near_identical, sample_clip)
 from shotlab.core.errors import InputError
 from tests.clipmaking import (damage_packets, growing_stream, unknown_codec, write_audio_only,
                               write_clip, write_with_cover, truncated_mp4, cut_inside_frame)
@@ -235,3 +236,43 @@ def test_uniform_one_samples_the_middle_frame(tmp_path):
     path = write_clip(tmp_path / "m.mp4", frames=21, fps=10)
     _, frames, _ = sample_clip(path, "uniform:1", dedupe=False)
     assert [f.timestamp for f in frames] == [pytest.approx(1.0)]
+
+
+def over_the_frame_limit(path, frames: int = DEFAULT_MAX_FRAMES + 1):
+    """A clip of `frames` black 16x16 frames and one keyframe: a few hundred KB, and every frame
+    up to the last sample must be decoded (the tester's 12,000-frame clip, made small)."""
+    return write_clip(path, frames=frames, fps=60, size=(16, 16), gop=frames,
+                      pixels=lambda i: np.zeros((16, 16, 3), np.uint8))
+
+
+def test_a_clip_over_the_frame_limit_is_refused_before_any_frame_is_decoded(tmp_path):
+    """Nothing bounded a clip's frames: 12,000 static frames behind one keyframe (205 KB) took
+    15 s of CPU to sample, every frame decoded, the whole packet index held in memory."""
+    path = over_the_frame_limit(tmp_path / "long.mp4")
+    with pytest.raises(BadClipError, match=f"more than {DEFAULT_MAX_FRAMES:,} frames, the limit "
+                                           f"per clip \\(predict and serve take "
+                                           f"--max-clip-frames to raise it\\)"):
+        sample_clip(path)
+    reader = ClipReader(path, max_frames=DEFAULT_MAX_FRAMES + 1)
+    with reader as clip:  # raised, it opens; no frame was decoded to find out
+        assert len(clip.packets) == DEFAULT_MAX_FRAMES + 1 and clip.decoded == 0
+    short = write_clip(tmp_path / "short.mp4", frames=30, gop=30)
+    with pytest.raises(BadClipError, match="more than 29 frames"):
+        ClipReader(short, max_frames=29).__enter__()
+
+
+def test_a_deadline_stops_decoding_between_frames(tmp_path):
+    """A clip with one keyframe decodes every frame to its last sample; a reader whose deadline
+    has passed decodes none and says so (the service answers its timeout)."""
+    path = over_the_frame_limit(tmp_path / "one-key.mp4", frames=600)
+    with ClipReader(path) as clip:
+        assert len(list(clip.frames_at(Sampling.parse("uniform:8").times(clip)))) >= 1
+        full = clip.decoded  # hundreds for 8 samples: what the deadline saves
+    assert full > 100
+    with ClipReader(path, deadline=time.monotonic() - 1) as clip:
+        with pytest.raises(DeadlinePassed, match="after 0 frames"):
+            list(clip.frames_at(Sampling.parse("uniform:8").times(clip)))
+        assert clip.decoded == 0
+    with ClipReader(path, deadline=time.monotonic() + 3600) as clip:  # far: no effect
+        list(clip.frames_at(Sampling.parse("uniform:8").times(clip)))
+        assert clip.decoded == full

@@ -278,3 +278,19 @@ def test_flat_recoloured_frames_are_not_dropped_as_repeats_and_stills_stay_still
     assert decided["photo.jpg"].get("kind") is None
     (bad,) = json.loads(result.output)["bad_files"]
     assert bad["path"].endswith("anim.webp") and "an animated WebP" in bad["reason"]
+
+
+def test_predict_holds_clips_to_the_frame_limit_and_can_raise_it(exported, clips, tmp_path):
+    """A clip's frames were unbounded: 12,000 frames behind one keyframe cost 15 s of CPU. Over
+    --max-clip-frames (default 18,000) a clip is skipped with the reason, nothing decoded."""
+    clip = clips["violent"]  # 32 frames
+    args = ["predict", str(exported.path), str(clip), "--json"]
+    held = CliRunner().invoke(cli, [*args, "--max-clip-frames", "31", "--allow-empty",
+                                    "--out", str(tmp_path / "held.jsonl")])
+    assert held.exit_code == 0, held.output
+    (bad,) = json.loads(held.output)["bad_files"]
+    assert bad["reason"] == ("more than 31 frames, the limit per clip (predict and serve take "
+                             "--max-clip-frames to raise it)")
+    raised = CliRunner().invoke(cli, [*args, "--max-clip-frames", "32",
+                                      "--out", str(tmp_path / "all.jsonl")])
+    assert raised.exit_code == 0 and json.loads(raised.output)["bad"] == 0, raised.output

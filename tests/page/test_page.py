@@ -251,6 +251,16 @@ def test_a_corrupt_clip_gives_predicts_reason(model, tmp_path):
     assert caught.value.reason == reason and str(caught.value) == f"broken.mp4: {reason}"
 
 
+def test_a_clip_over_the_frame_limit_is_refused_as_predict_refuses_it(model, tmp_path):
+    """The page decodes uploads with predict's reader, so it is held to the same frame limit
+    (18,000): refused with the reason before a frame is decoded."""
+    from tests.core.test_clips import over_the_frame_limit
+
+    clip = over_the_frame_limit(tmp_path / "long.mp4")
+    with pytest.raises(BadImageError, match="more than 18,000 frames, the limit per clip"):
+        PANELS["clip"].decide(model, "long.mp4", clip.read_bytes())
+
+
 def test_safe_settings():
     flags = flag_options("127.0.0.1", 8501, 16)
     assert flags["server_address"] == "127.0.0.1" and flags["server_headless"] is True
