@@ -89,6 +89,20 @@ def is_animated(source: str | Path | bytes) -> bool:
         return False
 
 
+def header_pixels(data: bytes) -> int:
+    """The pixels an image's header promises (width x height), read without decoding (PIL
+    opens lazily): what decoding it will cost, known before paying. 0 for bytes PIL cannot
+    open, and for a header over twice PIL's limit (PIL refuses it on open): decoding says why."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                return width * height
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return 0
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

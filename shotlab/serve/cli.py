@@ -18,6 +18,8 @@ RAY_REPLICAS = 2
 # threads per replica would make the replicas fight over the same cores.
 RAY_THREADS = 1
 MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `shotlab predict`
+# One decode at a time per replica: each reserves one CPU, as it runs one ONNX Runtime thread.
+RAY_DECODE_SLOTS = 1
 
 
 @click.command("serve")
@@ -43,6 +45,16 @@ MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Pixel bomb limit per image and per clip frame [default: PIL's, about 89 "
                    "megapixels; 33 for a clip frame].")
+@click.option("--max-request-pixels", type=click.IntRange(min=1), default=500_000_000,
+              show_default=True,
+              help="Pixels the images of one request may have together, read from their "
+                   "headers before decoding (413 above it).")
+@click.option("--max-clip-frames", type=click.IntRange(min=2), default=None,
+              help="Most frames a clip may have (422 above it, before decoding) "
+                   "[default: 18,000: 5 minutes at 60 fps].")
+@click.option("--decode-slots", type=click.IntRange(min=1), default=None,
+              help="Bodies decoded at once across the server; the rest wait their turn "
+                   "[default: one per core; 1 per replica with --ray].")
 @click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for decisions.sqlite and explanations.sqlite "
                    "[default: WORKSPACE/serve].")
@@ -69,7 +81,8 @@ MAX_ITEMS = 64  # a batch request's images: a page of uploads; more belongs to `
               help="With --ray: replicas, one CPU and one ONNX Runtime thread each [default: 2].")
 @trusted_key_option
 def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeout_ms,
-                  max_body_mb, max_items, max_pixels, store, no_cache, no_explain, fp16,
+                  max_body_mb, max_items, max_pixels, max_request_pixels, max_clip_frames,
+                  decode_slots, store, no_cache, no_explain, fp16,
                   runtime, threads, api_key_file, access_log, decision_store, on_ray, address,
                   replicas, trusted_keys) -> None:
     """Serve BUNDLE over HTTP: POST /v1/moderate, /v1/moderate/batch, GET /v1/decisions/ID,
@@ -107,6 +120,11 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
         raise click.BadParameter(f"{max_items} is more than --queue-size {queue_size}: a batch "
                                  f"that large could never be queued; lower --max-items or "
                                  f"raise --queue-size", param_hint="--max-items")
+    if max_pixels and max_pixels > max_request_pixels:
+        raise click.BadParameter(f"{max_pixels:,} is more than --max-request-pixels "
+                                 f"{max_request_pixels:,}: an image that large could never be "
+                                 f"sent; lower --max-pixels or raise --max-request-pixels",
+                                 param_hint="--max-pixels")
     api_key = read_api_key(api_key_file)
     if not is_loopback(host) and not api_key:
         click.echo(f"WARNING: listening on {host} without an API key: anyone who can reach "
@@ -115,7 +133,9 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
         bundle=bundle, store=store or current().home / "serve", host=host, port=port,
         max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
         timeout_ms=timeout_ms, max_body_bytes=int(max_body_mb * 1024 * 1024),
-        max_items=max_items, max_pixels=max_pixels, cache=not no_cache,
+        max_items=max_items, max_pixels=max_pixels, max_request_pixels=max_request_pixels,
+        max_clip_frames=max_clip_frames,
+        decode_slots=decode_slots or (RAY_DECODE_SLOTS if on_ray else None), cache=not no_cache,
         explain=not no_explain, runtime=runtime_name(runtime, fp16),
         threads=threads or (RAY_THREADS if on_ray else None), api_key=api_key,
         access_log=access_log, trusted_keys=tuple(map(str, trusted_keys)) or None,

@@ -11,6 +11,10 @@
     shotlab_explanations_pending               tier-1 jobs waiting in the store
     shotlab_explanations_failed_total          tier-1 jobs this process failed (each also a
                                                WARNING line in the log with its reason)
+    shotlab_decodes_total                      bodies whose decoding started
+    shotlab_decodes_in_flight                  bodies being decoded now (at most --decode-slots)
+    shotlab_decodes_in_flight_peak             the most decoded at once since the start
+    shotlab_clip_frames_decoded_total          frames the clip decoder produced (deadline: fewer)
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class Metrics:
-    def __init__(self, queue_depth, explanations_pending):
+    def __init__(self, queue_depth, explanations_pending, decodes=None):
+        """`decodes`: the service's serve.decoding.DecodePool (its in_flight and peak)."""
         self.registry = registry = CollectorRegistry()
         self.requests = Counter("shotlab_requests", "Answered requests", ["endpoint", "code"],
                                 registry=registry)
@@ -48,6 +53,15 @@ class Metrics:
               registry=registry).set_function(queue_depth)
         Gauge("shotlab_explanations_pending", "Tier-1 explanations waiting in the store",
               registry=registry).set_function(explanations_pending)
+        self.decodes = Counter("shotlab_decodes", "Bodies whose decoding started",
+                               registry=registry)
+        self.frames_decoded = Counter("shotlab_clip_frames_decoded",
+                                      "Frames the clip decoder produced", registry=registry)
+        if decodes is not None:
+            Gauge("shotlab_decodes_in_flight", "Bodies being decoded now",
+                  registry=registry).set_function(lambda: decodes.in_flight)
+            Gauge("shotlab_decodes_in_flight_peak", "Most bodies decoded at once since the start",
+                  registry=registry).set_function(lambda: decodes.peak)
 
     def count_decisions(self, records) -> None:
         self.decisions.inc(len(records))

@@ -3,7 +3,8 @@
     kinds = request_kinds(bundle)                     # the entries a bundle serves, in order
     kind = kind_for(kinds, media_type, filename)      # the entry a body is, None when none
     bodies = kinds[0].from_parts(parts, kinds)        # a multipart body's parts -> (body, kind)
-    decoded = kind.decode(body, bundle, options)      # on a worker thread; InputError (422)
+    kind.pixels(body)                                 # what decoding it costs, from headers
+    decoded = kind.decode(body, bundle, options, deadline)  # a decode thread; InputError (422)
     batch = kind.stack([decoded.rows, ...])           # the rows of a batch's items, one input
     record, explained = kind.decide(bundle, decoded, probs, sha256, runtime)
     kind.explain(worker, records, inputs)             # tier 1 (serve/explainer.py's thread)
@@ -39,6 +40,7 @@ class Decoded:
     rows: np.ndarray | dict  # (R, *sample_shape), or {part: (R, ...)}: what the model runs
     scored: object = None  # a clip's ClipRequest; a comment or caption's text
     sha256: str | None = None  # the record's sha256 where it is not the body's (a post's image)
+    frames_decoded: int = 0  # a clip's: frames the decoder produced (/metrics counts them)
 
     @property
     def count(self) -> int:
@@ -61,6 +63,22 @@ def body_sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def no_pixels(body) -> int:
+    """A comment's pixels; a clip's, which is decoded a frame at a time, each frame held to the
+    per-frame limit and the clip to its frame limit and the request's deadline."""
+    return 0
+
+
+def image_pixels(body: bytes) -> int:
+    from shotlab.core.images import header_pixels
+
+    return header_pixels(body)
+
+
+def post_pixels(body: dict) -> int:
+    return image_pixels(body[POST_IMAGE])
+
+
 def one_per_part(parts: list[Part], kinds: list) -> list[tuple]:
     """(body, kind) per part: each part by its own content type or, sent as octet-stream, its
     file name's suffix; else the bundle's own kind (so a bad one is answered 422 with the
@@ -76,13 +94,14 @@ class RequestKind:
     name: str
     model_kind: str  # the bundle input kind that scores it (`ModelContract.input_kind`)
     media_types: frozenset[str]  # Content-Types of its raw bodies (a prefix ends with "/")
-    decode: Callable  # (body, bundle, options) -> Decoded
+    decode: Callable  # (body, bundle, options, deadline) -> Decoded; deadline: monotonic s
     decide: Callable  # (bundle, decoded, probs (R, K), sha256, runtime) -> (record, input)
     explain: Callable  # (worker, records, inputs) -> None: tier 1 of the inputs `decide` gave
     stack: Callable = np.concatenate  # [Decoded.rows, ...] -> one model input for the batch
     digest: Callable = body_sha256  # body -> the sha256 that keys the decision cache
     from_parts: Callable = one_per_part  # (multipart parts, kinds) -> [(body, kind)]
     parts: int = 1  # multipart parts one item takes (a post: its picture and its caption)
+    pixels: Callable = no_pixels  # body -> the pixels its header promises (the request budget)
 
     def accepts(self, media_type: str) -> bool:
         return any(media_type == t or (t.endswith("/") and media_type.startswith(t))
@@ -90,7 +109,7 @@ class RequestKind:
 
 
 # images and clips -------------------------------------------------------------------------------
-def decode_image(body: bytes, bundle, options) -> Decoded:
+def decode_image(body: bytes, bundle, options, deadline=None) -> Decoded:
     from shotlab.runtime.kinds import KINDS
 
     return Decoded(KINDS["image"].decode(body, bundle.preprocessing,
@@ -120,17 +139,20 @@ class ClipRequest(NamedTuple):
     thresholds: dict
 
 
-def decode_clip(body: bytes, bundle, options) -> Decoded:
+def decode_clip(body: bytes, bundle, options, deadline=None) -> Decoded:
     """The clip's sampled frames under the bundle's clip contract, from a private temporary file
-    (PyAV reads files; it is removed before this returns)."""
+    (PyAV reads files; it is removed before this returns). Decoding stops at `deadline`
+    (core.clips.DeadlinePassed) and the clip is held to --max-clip-frames."""
     from shotlab.core.clips import clip_file
     from shotlab.export.predict_clips import clip_contract, clip_thresholds, score_clip
 
     contract, thresholds = clip_contract(bundle), clip_thresholds(bundle)
     with clip_file(body, "body.mp4") as path:
         scored = score_clip(path, None, bundle.preprocessing, contract, thresholds,
-                            max_pixels=options.max_pixels)  # per frame, as per image
-    return Decoded(np.stack(scored.inputs), ClipRequest(scored, contract, thresholds))
+                            max_pixels=options.max_pixels,  # per frame, as per image
+                            max_frames=options.max_clip_frames, deadline=deadline)
+    return Decoded(np.stack(scored.inputs), ClipRequest(scored, contract, thresholds),
+                   frames_decoded=scored.decoded)
 
 
 def decide_clip(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
@@ -164,7 +186,7 @@ def token_ids(text: str, preprocessing) -> np.ndarray:
     return encode(load_tokenizer(preprocessing), [text], preprocessing.max_tokens)
 
 
-def decode_text(body: bytes, bundle, options) -> Decoded:
+def decode_text(body: bytes, bundle, options, deadline=None) -> Decoded:
     """A comment's windows (one, unless it is longer than the model reads) as its rows."""
     from shotlab.export.predict_texts import window_rows
 
@@ -227,7 +249,7 @@ def posts_of(parts: list[Part], kinds: list) -> list[tuple]:
     return [(post_body(image.data, text.data), post) for image, text in zip(images, texts)]
 
 
-def decode_post(body: dict, bundle, options) -> Decoded:
+def decode_post(body: dict, bundle, options, deadline=None) -> Decoded:
     from shotlab.core.images import is_animated
     from shotlab.export.predict_posts import ANIMATED_PICTURE
     from shotlab.runtime.kinds import KINDS
@@ -272,7 +294,7 @@ def explain_posts(worker, records: list[dict], inputs: list) -> None:
 
 REQUEST_KINDS: dict[str, RequestKind] = {
     "image": RequestKind("image", "image", frozenset({"image/", "application/octet-stream"}),
-                         decode_image, decide_image, explain_images),
+                         decode_image, decide_image, explain_images, pixels=image_pixels),
     "clip": RequestKind("clip", "image", frozenset({"video/"}), decode_clip, decide_clip,
                         explain_images),
     "text": RequestKind("text", "text", frozenset({"text/plain"}), decode_text, decide_text,
@@ -280,7 +302,7 @@ REQUEST_KINDS: dict[str, RequestKind] = {
     # Multipart only (no raw body carries two parts): an `image` part and a `text` part.
     "post": RequestKind("post", "image+text", frozenset(), decode_post, decide_post,
                         explain_posts, stack=stack_posts, digest=post_sha256,
-                        from_parts=posts_of, parts=2),
+                        from_parts=posts_of, parts=2, pixels=post_pixels),
 }
 
 

@@ -6,7 +6,10 @@
 A request's bytes are hashed (the cache key), decoded and preprocessed by its request kind
 (`serve/requests.py`: an image or a clip for an image bundle, a comment for a text bundle, a
 post for an image+text bundle; a new kind is a table entry, not a new server) on a worker
-thread, queued for the micro-batcher, run, decided and stored; then answered.
+thread, queued for the micro-batcher, run, decided and stored; then answered. Decoding is
+budgeted (serve/decoding.py): at most --decode-slots bodies at once across the server, at most
+--max-request-pixels promised by one request's headers, and a clip stops decoding at the
+request's deadline (--timeout-ms from its arrival).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +50,12 @@ class ServeOptions:
     max_body_bytes: int = 20 * 1024 * 1024  # a 20 MB photo is large; a bomb is larger
     max_items: int = 64  # items in one /v1/moderate/batch request (at most queue_size)
     max_pixels: int | None = None  # None: core.images' default pixel bomb limit
+    # Pixels one request's images may promise together (read from their headers before any is
+    # decoded): 500 Mpx is about 40 12-Mpx phone photos, or 5 images at the per-image limit.
+    # It bounds one request's decoding work; decode_slots bounds the memory in flight.
+    max_request_pixels: int = 500_000_000
+    max_clip_frames: int | None = None  # None: core.clips' default (18,000)
+    decode_slots: int | None = None  # bodies decoded at once, server-wide; None: one per core
     cache: bool = True
     explain: bool = True
     runtime: str = "onnx"  # which of the bundle's models runs (runtime.runners.RUNNERS)
@@ -150,6 +160,7 @@ class Service:
         from shotlab.serve.engine import Engine
         from shotlab.serve.requests import request_kinds
         from shotlab.serve.explainer import ExplanationWorker
+        from shotlab.serve.decoding import DecodePool, default_decode_slots
         from shotlab.serve.metrics import Metrics
         from shotlab.serve.store import EXPLANATIONS_FILE
 
@@ -168,7 +179,8 @@ class Service:
                        if options.explain else None)
         self.batcher = batcher(self.process, max_batch=options.max_batch,
                                max_wait_ms=options.max_wait_ms, queue_size=options.queue_size)
-        self.metrics = Metrics(self.batcher.depth, self.pending_or_nan)
+        self.decoders = DecodePool(options.decode_slots or default_decode_slots())
+        self.metrics = Metrics(self.batcher.depth, self.pending_or_nan, self.decoders)
         if self.worker:
             self.worker.on_failed = self.metrics.explanations_failed.inc
         self.batcher.on_batch = self.metrics.batch_size.observe
@@ -208,6 +220,7 @@ class Service:
         await self.batcher.stop()
         if self.worker:
             self.worker.stop()
+        self.decoders.close()
         self.store.close()
 
     def process(self, items) -> list[dict]:
@@ -229,11 +242,15 @@ class Service:
     async def decide(self, bodies: list, timeout_s: float) -> list:
         """Per (body bytes, request kind): (record, explanation status) or the Refusal that
         answers it (bad input: 422); the status is None for a fresh decision, the stored one
-        for a cached decision. A full queue or a timeout refuses the whole request (429, 503)."""
+        for a cached decision. Images promising more than --max-request-pixels together (413),
+        a full queue (429) or no decision `timeout_s` after arrival, decoding included (503),
+        refuse the whole request."""
         from starlette.concurrency import run_in_threadpool
 
-        prepared = await asyncio.gather(*(self.prepare(body, kind, run_in_threadpool)
-                                          for body, kind in bodies))
+        deadline = time.monotonic() + timeout_s
+        await run_in_threadpool(self.check_pixels, bodies)
+        prepared = await all_or_none([self.prepare(body, kind, run_in_threadpool, deadline)
+                                      for body, kind in bodies])
         fresh = [p for p in prepared if isinstance(p, Item)]
         try:
             futures = self.batcher.submit_nowait(fresh)
@@ -242,17 +259,35 @@ class Service:
                           f"waiting, room for {self.options.queue_size}); retry after 1 s",
                           {"Retry-After": "1"}) from None
         try:
-            records = await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
+            records = await asyncio.wait_for(asyncio.gather(*futures),
+                                             max(deadline - time.monotonic(), 0))
         except TimeoutError:
-            raise Refusal(503, "timeout", f"no decision within {self.options.timeout_ms:g} ms "
-                          f"(--timeout-ms); the server is overloaded, retry later",
-                          {"Retry-After": "1"}) from None
+            raise self.timed_out() from None
         found = iter(records)
         return [(next(found), None) if isinstance(p, Item) else p
                 for p in prepared]
 
-    async def prepare(self, body: bytes, kind, in_thread):
-        """An Item for the batcher, (record, status) from the cache, or a 422 Refusal."""
+    def timed_out(self) -> Refusal:
+        return Refusal(503, "timeout", f"no decision within {self.options.timeout_ms:g} ms "
+                       f"(--timeout-ms); the server is overloaded, retry later",
+                       {"Retry-After": "1"})
+
+    def check_pixels(self, bodies: list) -> None:
+        """413 when a request's images promise more pixels together than --max-request-pixels,
+        read from their headers before any is decoded (a 10 KB PNG can promise 88 Mpx)."""
+        limit = self.options.max_request_pixels
+        pixels = sum(kind.pixels(body) for body, kind in bodies if body)
+        if pixels > limit:
+            raise Refusal(413, "too_large", f"the images in this request have {pixels:,} pixels "
+                          f"together, over the limit of {limit:,} a request "
+                          f"(--max-request-pixels); send fewer or smaller images a request")
+
+    async def prepare(self, body: bytes, kind, in_thread, deadline: float):
+        """An Item for the batcher, (record, status) from the cache, or a 422 Refusal; decoded
+        on the decode pool (at most --decode-slots at once); a 503 Refusal is raised when the
+        request's deadline passes first."""
+        from shotlab.core.clips import DeadlinePassed
+
         with self.batcher.arriving():
             if not body:
                 return Refusal(422, "bad_input", f"empty body (0 bytes): send the {kind.name}'s "
@@ -264,12 +299,15 @@ class Service:
                 self.metrics.cache_hits.inc()
                 return found
             try:
-                decoded = await in_thread(kind.decode, body, self.bundle, self.options)
+                decoded = await self.decoders.run(self.decode, kind, body, deadline)
+            except DeadlinePassed:
+                raise self.timed_out() from None
             except BadImageError as exc:
                 return Refusal(422, "bad_input", f"{exc.reason}: send {article(kind.name)} this "
                                f"server can decode" + other_kind_hint(kind.name, self.kinds))
             except InputError as exc:  # a comment or a caption: the reason predict gives
                 return Refusal(422, "bad_input", str(exc))
+            self.metrics.frames_decoded.inc(decoded.frames_decoded)
             return Item(decoded, kind, sha256, key)
 
     def cached_answer(self, key: str) -> tuple[dict, str] | None:
@@ -277,6 +315,20 @@ class Service:
         when it is to be decided again to queue its explanation (`unexplained`)."""
         found = self.store.cached(key)
         return found if found and not self.unexplained(*found) else None
+
+    def decode(self, kind, body, deadline: float):
+        """`kind.decode` on a decode thread, unless the request's deadline passed while it
+        waited for the thread (a client told 503 costs no decoding)."""
+        from shotlab.core.clips import DeadlinePassed
+
+        if time.monotonic() >= deadline:
+            raise DeadlinePassed("request", 0)
+        self.metrics.decodes.inc()
+        try:
+            return kind.decode(body, self.bundle, self.options, deadline)
+        except DeadlinePassed as exc:
+            self.metrics.frames_decoded.inc(exc.decoded)
+            raise
 
     def unexplained(self, record: dict, status: str) -> bool:
         """Whether a cached decision that needs an explanation has none coming: never queued
@@ -305,6 +357,19 @@ class Service:
         if stored is not None:
             return stored
         return "pending" if self.options.explain and needs_attention(record) else "none"
+
+
+async def all_or_none(coroutines: list) -> list:
+    """The results of `coroutines` run together; the first to raise cancels the others (their
+    decodes still waiting for a thread never start) and its exception is raised."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
+        raise
 
 
 def other_kind_hint(name: str, kinds) -> str:

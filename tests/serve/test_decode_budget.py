@@ -1,0 +1,120 @@
+"""The service's decode budget, over real HTTP: bodies decoded at once across the server
+(--decode-slots), the pixels one request's images may promise (--max-request-pixels), a clip's
+frames (--max-clip-frames) and its decoding stopped at the request's deadline (--timeout-ms).
+Each is checked by counting (decodes at once, decodes started, frames decoded), not by time."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.core.test_clips import over_the_frame_limit
+from tests.imaging import write_image
+from tests.serve.conftest import Server
+from tests.serve.test_service import metric
+
+MP4 = {"Content-Type": "video/mp4"}
+CLIP_FRAMES = 600  # one keyframe: sampling 8 frames decodes hundreds
+
+
+@pytest.fixture(scope="module")
+def server(exported, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve-budget")
+    server = Server(exported.path, root / "store", "--decode-slots", 1, "--max-request-pixels",
+                    200_000, "--max-clip-frames", CLIP_FRAMES, "--no-explain",
+                    "--no-cache").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def one_key_clip(tmp_path_factory):
+    return over_the_frame_limit(tmp_path_factory.mktemp("clips") / "one-key.mp4",
+                                frames=CLIP_FRAMES)
+
+
+def metrics(server) -> str:
+    return httpx.get(server.url + "/metrics").text
+
+
+def test_no_more_bodies_are_decoded_at_once_than_the_decode_slots(server, tmp_path):
+    """Every item of every request was decoded at once (up to 40 threads): eight 10 KB PNGs of
+    88 Mpx each took 4.2 GB. A batch and single requests at the same time now share one slot."""
+    bodies = [write_image(tmp_path / f"{i}.png", seed=200 + i, size=(100, 100)).read_bytes()
+              for i in range(12)]
+    files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(bodies[:8])]
+
+    async def together():
+        async with httpx.AsyncClient(timeout=60) as client:
+            batch = client.post(server.url + "/v1/moderate/batch", files=files)
+            singles = [client.post(server.url + "/v1/moderate", content=b,
+                                   headers={"Content-Type": "image/png"}) for b in bodies[8:]]
+            return await asyncio.gather(batch, *singles)
+
+    batch, *singles = asyncio.run(together())
+    assert [r["status"] for r in batch.json()["results"]] == [200] * 8, batch.text
+    assert [r.status_code for r in singles] == [200] * 4
+    text = metrics(server)
+    assert metric(text, "shotlab_decodes_total") >= 12
+    assert metric(text, "shotlab_decodes_in_flight_peak") == 1
+    assert metric(text, "shotlab_decodes_in_flight") == 0
+
+
+def one_bit_png(side: int, seed: int) -> bytes:
+    """A 1-bit PNG, a few hundred bytes for side x side pixels: a small pixel bomb."""
+    image = Image.new("1", (side, side))
+    image.putpixel((seed, seed), 1)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_request_over_the_pixel_budget_is_refused_before_any_decoding(server):
+    """The pixels its images' headers promise, summed, refused in one line (413) naming the
+    limit and the option; nothing of it is decoded."""
+    before = metrics(server)
+    files = [("files", (f"{i}.png", one_bit_png(300, i), "image/png")) for i in range(3)]
+    refused = httpx.post(server.url + "/v1/moderate/batch", files=files, timeout=60)
+    assert refused.status_code == 413, refused.text
+    assert refused.json()["detail"] == (
+        "the images in this request have 270,000 pixels together, over the limit of 200,000 a "
+        "request (--max-request-pixels); send fewer or smaller images a request")
+    assert metric(metrics(server), "shotlab_decodes_total") == \
+        metric(before, "shotlab_decodes_total")
+    files = files[:2]  # 180,000: within it
+    answered = httpx.post(server.url + "/v1/moderate/batch", files=files, timeout=60)
+    assert [r["status"] for r in answered.json()["results"]] == [200, 200], answered.text
+
+
+def test_a_clip_over_the_frame_limit_is_refused_before_decoding(server, tmp_path, one_key_clip):
+    before = metric(metrics(server), "shotlab_clip_frames_decoded_total")
+    longer = over_the_frame_limit(tmp_path / "longer.mp4", frames=CLIP_FRAMES + 1)
+    refused = httpx.post(server.url + "/v1/moderate", content=longer.read_bytes(), headers=MP4,
+                         timeout=60)
+    assert refused.status_code == 422, refused.text
+    assert f"more than {CLIP_FRAMES} frames, the limit per clip (predict and serve take " \
+           f"--max-clip-frames to raise it)" in refused.json()["detail"]
+    assert metric(metrics(server), "shotlab_clip_frames_decoded_total") == before
+    answered = httpx.post(server.url + "/v1/moderate", content=one_key_clip.read_bytes(),
+                          headers=MP4, timeout=60)
+    assert answered.status_code == 200, answered.text
+    assert metric(metrics(server), "shotlab_clip_frames_decoded_total") - before > 100
+
+
+def test_a_clips_decoding_stops_at_the_requests_deadline(exported, start_server, one_key_clip):
+    """--timeout-ms started after decoding, and decoding went on after the client left: two
+    requests of a 205 KB clip whose clients gave up cost 33 CPU-seconds. The deadline now runs
+    from the request's arrival and the clip reader stops between frames at it."""
+    server = start_server(exported.path, "--timeout-ms", 1, "--no-explain", "--no-cache")
+    answered = httpx.post(server.url + "/v1/moderate", content=one_key_clip.read_bytes(),
+                          headers=MP4, timeout=60)
+    assert answered.status_code == 503, answered.text
+    assert answered.json()["detail"].startswith("no decision within 1 ms (--timeout-ms)")
+    text = metrics(server)
+    assert "shotlab_clip_frames_decoded_total" in text
+    assert metric(text, "shotlab_clip_frames_decoded_total") < 100  # of hundreds
+    assert httpx.get(server.url + "/v2/health/live").status_code == 200
