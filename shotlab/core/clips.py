@@ -91,16 +91,26 @@ def check_readable(path: Path) -> None:
         raise
 
 
+UPLOAD_PREFIX = "shotlab-clip-"  # + the pid: folders of killed processes are swept
+
+
 @contextmanager
 def clip_file(data: bytes, name: str):
     """A clip's bytes (an upload, a request body) as a file PyAV can open: a private temporary
-    folder (mode 0700) holding `upload<suffix of name>`, removed on exit."""
-    import tempfile
+    folder (mode 0700) holding `upload<suffix of name>`, removed on exit. A process killed
+    meanwhile cannot remove it: its name holds the pid, and the next upload folder made on this
+    machine removes those of processes that are gone (`core.scratch`)."""
+    import shutil
 
-    with tempfile.TemporaryDirectory(prefix="shotlab-clip-") as folder:
-        path = Path(folder) / f"upload{Path(name).suffix.lower()}"
+    from shotlab.core.scratch import scratch_folder
+
+    folder = scratch_folder(UPLOAD_PREFIX)
+    try:
+        path = folder / f"upload{Path(name).suffix.lower()}"
         path.write_bytes(data)
         yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def is_clip_path(path) -> bool:

@@ -27,9 +27,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -37,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from shotlab.core.errors import InputError
 from shotlab.core.files import atomic_path, write_json_atomic
 from shotlab.core.images import sha256_file
+from shotlab.core.scratch import scratch_folder, sweep
 from shotlab.runtime.contract import ModelContract
 
 MANIFEST_FILE = "manifest.json"
@@ -377,36 +376,16 @@ UNPACKED_PREFIX = "shotlab-bundle-"
 def temporary_folder() -> Path:
     """A folder removed when the process exits: where a zipped bundle is unpacked. Its name
     holds the process id, so copies left by processes that died without their exit handlers
-    (a killed Ray replica) are removed by the next unpack (`sweep_unpacked`)."""
-    sweep_unpacked()
-    folder = Path(tempfile.mkdtemp(prefix=f"{UNPACKED_PREFIX}{os.getpid()}-"))
+    (a killed Ray replica) are removed by the next unpack (`core.scratch`)."""
+    folder = scratch_folder(UNPACKED_PREFIX)
     UNPACKED.append(folder)
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
 
 
 def sweep_unpacked() -> None:
-    """Remove this user's unpacked bundles whose process is gone. (Process ids are taken to be
-    this machine's: containers sharing /tmp but not a process namespace should each set
-    TMPDIR.)"""
-    for folder in Path(tempfile.gettempdir()).glob(f"{UNPACKED_PREFIX}*-*"):
-        pid = folder.name[len(UNPACKED_PREFIX):].split("-", 1)[0]
-        try:
-            mine = folder.lstat().st_uid == os.getuid()
-        except OSError:
-            continue
-        if mine and pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
+    """Remove this user's unpacked bundles whose process is gone."""
+    sweep(UNPACKED_PREFIX)
 
 
 def remove_unpacked() -> None:

@@ -118,3 +118,29 @@ def test_a_clips_decoding_stops_at_the_requests_deadline(exported, start_server,
     assert "shotlab_clip_frames_decoded_total" in text
     assert metric(text, "shotlab_clip_frames_decoded_total") < 100  # of hundreds
     assert httpx.get(server.url + "/v2/health/live").status_code == 200
+
+
+def test_a_killed_servers_upload_folders_are_swept_by_the_next_upload(exported, start_server,
+                                                                      tmp_path, one_key_clip):
+    """A clip body is decoded from a temporary folder; a server killed meanwhile left it in
+    /tmp for good (unpacked bundles were swept, uploads not). Its name holds the pid now, and
+    the next upload folder made removes those of processes that are gone."""
+    import os
+    import subprocess
+    import sys
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = scratch / f"shotlab-clip-{gone}-abc123"  # what a killed server leaves
+    live = scratch / f"shotlab-clip-{os.getpid()}-def456"  # a running process's: kept
+    older = scratch / "shotlab-clip-q1w2e3r4"  # an older shotlab's name, no pid: kept
+    for folder in (left, live, older):
+        folder.mkdir()
+        (folder / "upload.mp4").write_bytes(b"someone's clip")
+    server = start_server(exported.path, "--no-explain", env={"TMPDIR": str(scratch)})
+    answered = httpx.post(server.url + "/v1/moderate", content=one_key_clip.read_bytes(),
+                          headers=MP4, timeout=60)
+    assert answered.status_code == 200, answered.text
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([live.name, older.name])
