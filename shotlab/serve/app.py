@@ -13,7 +13,8 @@
                                  decision store answers, else 503
     GET  /metrics                Prometheus text format
 
-Refusals answer {"detail": "one line"}: 401 (API key), 413 (body or item count), 415 (media
+Refusals answer {"detail": "one line"}: 401 (API key), 413 (body, item count or a request's
+pixels), 415 (media
 type), 422 (empty, undecodable, a pixel bomb; a comment empty, over 5,000 characters or not
 UTF-8; a post without its image or caption), 429 + Retry-After (queue full), 503 (timeout;
 the MongoDB decision store not answering). Anything else is a 500 with one line.
