@@ -187,6 +187,22 @@ def new_class_notes(changes: list[dict], known: set[str]) -> list[str]:
             for c in changes if c["source"] == "edit" and set(c["new"]) - known]
 
 
+def unsplit_notes(dataset, updates: dict[str, tuple[SampleState, SampleState]]) -> list[str]:
+    """A note when samples labelled here (unlabeled before) have no split: train reads train,
+    val and test only, so it would leave them out; `curate split` keeps existing splits."""
+    splits = dict(zip(dataset.values("id"), dataset.values("split")))
+    labelled = [after.filepath for sample_id, (before, after) in updates.items()
+                if after.label and not before.label and splits.get(sample_id) is None
+                and not after.excluded]
+    if not labelled:
+        return []
+    many = len(labelled) > 1
+    return [f"{len(labelled)} sample{'s' * many} labelled here {'have' if many else 'has'} no "
+            f"split (first: {labelled[0]}), so train would leave {'them' if many else 'it'} "
+            f"out; run `shotlab curate split {dataset.name}` (it keeps existing splits and "
+            f"assigns the rest)"]
+
+
 def read_states(dataset) -> list[SampleState]:
     task = store.task_of(dataset)
     schema = dataset.get_field_schema()
@@ -235,7 +251,7 @@ def apply_reviews(name: str, *, dry_run: bool = False,
         report.baselines += state.snapshot is None
         if after != state:
             updates[state.sample_id] = (state, after)
-    report.notes = new_class_notes(report.changes, known)
+    report.notes = new_class_notes(report.changes, known) + unsplit_notes(dataset, updates)
     frames, frame_updates = frames_to_follow(dataset, updates, task)
     report.frames_dataset = frames.name if frames is not None else None
     report.frames_changed = len(frame_updates)

@@ -3,7 +3,8 @@
 Every sample's id, path, sha256, labels and split (and the group it belongs with, where it has
 one), read from the FiftyOne store at one moment. Its hash names the dataset version in every run
 and bundle. Unlabeled samples and samples an annotator tagged `exclude` are left out (and
-counted). A `--pseudo-label` run's manifest adds unlabeled samples to its train split with the
+counted). Labelled samples without a split stay in the entries (split None, as the store holds
+them) but no run reads them: they are counted as `no_split` (`unsplit_note` says so). A `--pseudo-label` run's manifest adds unlabeled samples to its train split with the
 model's label, each marked by `pseudo` (its calibrated score; train/pseudo.py): a person's label
 has `pseudo` None.
 """
@@ -23,6 +24,9 @@ from shotlab.core.errors import InputError
 from shotlab.core.files import write_json_atomic
 
 EXCLUDE_TAG = "exclude"
+# left_out's count of labelled samples in no split: a run reads train, val and test only, and a
+# sample labelled after `curate split` (a `relabel:` tag on an unlabeled one) has none.
+NO_SPLIT = "no_split"
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def freeze(name: str) -> Manifest:
     dataset = store.load(name)
     refresh_changed(dataset)
     task = store.task_of(dataset)
-    entries, groups, left_out = [], [], {"unlabeled": 0, "excluded": 0}
+    entries, groups, left_out = [], [], {"unlabeled": 0, "excluded": 0, NO_SPLIT: 0}
     for (sample_id, filepath, digest, labels, split, tags), group in zip(sample_rows(dataset),
                                                                          dataset_groups(dataset)):
         if EXCLUDE_TAG in (tags or []):
@@ -128,12 +132,26 @@ def freeze(name: str) -> Manifest:
         else:
             entries.append(Entry(sample_id, filepath, digest, tuple(labels), split))
             groups.append(group)
+            left_out[NO_SPLIT] += split is None
     # a group key only where another entry shares the group (a copy an annotator excluded, the
     # usual fix for a duplicate, leaves its twin alone)
     keys = shared_keys(groups, [e.sample_id for e in entries])
     entries = [replace(e, group=key) for e, key in zip(entries, keys)]
     classes = tuple(sorted({label for e in entries for label in e.labels}))
     return Manifest(name, task, classes, tuple(entries), left_out, kind_of(dataset))
+
+
+def unsplit_note(manifest: Manifest) -> str | None:
+    """One line when labelled samples have no split: a run trains and scores none of them, which
+    would otherwise pass unseen (`curate split` keeps existing splits and assigns these)."""
+    count = manifest.left_out.get(NO_SPLIT, 0)
+    if not count:
+        return None
+    from shotlab.core.output import plural
+
+    return (f"{plural(count, 'labelled sample')} {'has' if count == 1 else 'have'} no split and "
+            f"{'was' if count == 1 else 'were'} not used; run `shotlab curate split "
+            f"{manifest.dataset}` (it keeps existing splits and assigns the rest)")
 
 
 def sample_rows(dataset):

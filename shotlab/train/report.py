@@ -69,7 +69,8 @@ def echo_run(result, as_json: bool) -> None:
                           "mistakes": result.mistakes, "mlflow_run_id": result.mlflow_run_id,
                           "clips": result.clips, "pseudo": result.pseudo,
                           "auto_choice": result.choice,
-                          "thresholds_scored_on": result.thresholds_scored_on})
+                          "thresholds_scored_on": result.thresholds_scored_on,
+                          "left_out": result.left_out, "warnings": result.warnings or []})
     if result.choice:
         from shotlab.train.auto_choice import line
 
@@ -112,6 +113,8 @@ def echo_run(result, as_json: bool) -> None:
                    f"{result.mistakes} mistakes in its saved view 'mistakes'.")
     if result.mlflow_run_id:
         click.echo(f"MLflow run {result.mlflow_run_id}.")
+    for warning in result.warnings or []:
+        click.echo(f"Warning: {warning}")
 
 
 def review_load(name: str, t: dict, where: str = VALIDATION) -> str:

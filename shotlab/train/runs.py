@@ -45,7 +45,7 @@ from shotlab.core.names import child_path
 from shotlab.core.policy import Policy, policy_of, registered, same_rules
 from shotlab.train.checkpoint import one_line
 from shotlab.train.finetune import TrainConfig, check_trainable
-from shotlab.train.manifest import Manifest, check_files, freeze
+from shotlab.train.manifest import Manifest, check_files, freeze, unsplit_note
 
 # What fits and predicts for each input kind: a module with `fit(manifest, config, run_dir, *,
 # resume, progress) -> FitResult` and `predict(model, paths, created, task, *, device, workers,
@@ -80,6 +80,8 @@ class RunResult:
     choice: dict | None = None  # the automatic method choice (train/auto_choice.py), if made
     thresholds_scored_on: dict | None = None  # see train/threshold_scores.py; None: no policy
     kind: str = "image"  # the manifest's kind: text and post runs are one fit, no epochs
+    left_out: dict | None = None  # the manifest's samples no run reads, by reason
+    warnings: list[str] | None = None  # about the data trained on (labelled samples in no split)
 
 
 PSEUDO_FILE = "pseudo.json"  # a --pseudo-label run's record, written by train/pseudo.py
@@ -342,7 +344,8 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
     return RunResult(run_dir, result.metrics, result.thresholds, fitted.best_epoch, mistakes, run_id,
                      calibration=result.calibration, clips=clip_results or None, pseudo=pseudo,
                      choice=choice, thresholds_scored_on=result.threshold_scores,
-                     kind=manifest.kind)
+                     kind=manifest.kind, left_out=manifest.left_out,
+                     warnings=[w for w in (unsplit_note(manifest),) if w])
 
 
 def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Policy) -> dict:

@@ -153,6 +153,30 @@ def test_apply_applies_each_decision_once_logs_it_and_loses_nothing(reviewed, da
 
 
 @pytest.mark.fiftyone
+def test_apply_says_when_the_samples_it_labels_have_no_split(tmp_path, dataset_name):
+    """Labelling an unlabeled sample leaves it in no split, which train reads none of."""
+    from shotlab.core import store
+
+    write_class_tree(tmp_path / "src", {"cat": 2, "dog": 2})
+    (tmp_path / "src" / "labels.csv").write_text(
+        "filepath,label,split\ncat/cat_0.png,cat,train\ncat/cat_1.png,,\ndog/dog_0.png,dog,"
+        "train\ndog/dog_1.png,,\n")
+    assert run("curate", "import", tmp_path / "src", "--name", dataset_name).exit_code == 0
+    dataset = store.load(dataset_name)
+    for sample in dataset.match({"ground_truth": None}):
+        sample.tags.append("relabel:dog")
+        sample.save()
+    result = run("curate", "apply", dataset_name)
+    assert result.exit_code == 0, result.output
+    assert (f"note: 2 samples labelled here have no split (first: {tmp_path / 'src'}"
+            in result.output)
+    assert (f"so train would leave them out; run `shotlab curate split {dataset_name}` (it keeps "
+            f"existing splits and assigns the rest)" in result.output)
+    again = run("curate", "apply", dataset_name, "--json")
+    assert json.loads(again.stdout)["notes"] == []  # said once, when they were labelled
+
+
+@pytest.mark.fiftyone
 def test_new_class_allowed_by_name(reviewed, dataset_name):
     result = json.loads(run("curate", "apply", dataset_name, "--new-class", "dgo", "--json").stdout)
     assert result["problems"] == []

@@ -33,7 +33,7 @@ def test_freeze_reads_classes_entries_and_splits(imported, tmp_path):
     manifest = freeze(imported)
     assert (manifest.dataset, manifest.task, manifest.classes) == (imported, "multiclass", ("cat", "dog"))
     assert len(manifest.entries) == 9
-    assert manifest.left_out == {"unlabeled": 0, "excluded": 0}
+    assert manifest.left_out == {"unlabeled": 0, "excluded": 0, "no_split": 0}
     for split, classes in COUNTS.items():
         entries = manifest.split(split)
         assert sorted(e.labels[0] for e in entries) == sorted(
@@ -56,7 +56,7 @@ def test_excluded_samples_are_left_out_and_counted(imported):
     after = freeze(imported)
     assert len(after.entries) == len(before.entries) - 1
     assert sample.id not in {e.sample_id for e in after.entries}
-    assert after.left_out == {"unlabeled": 0, "excluded": 1}
+    assert after.left_out == {"unlabeled": 0, "excluded": 1, "no_split": 0}
     assert after.hash != before.hash
 
 
@@ -65,8 +65,28 @@ def test_unlabeled_multiclass_samples_are_left_out_and_counted(imported):
     sample.ground_truth = None
     sample.save()
     manifest = freeze(imported)
-    assert manifest.left_out == {"unlabeled": 1, "excluded": 0}
+    assert manifest.left_out == {"unlabeled": 1, "excluded": 0, "no_split": 0}
     assert len(manifest.entries) == 8
+
+
+def test_labelled_samples_without_a_split_are_counted_and_named_in_one_line(imported):
+    """A sample labelled after `curate split` (a relabel: tag on an unlabeled one) has no split:
+    no run reads it, so the manifest counts it and the run says so (it kept its entry: the
+    dataset version's hash is as before)."""
+    from shotlab.train.manifest import unsplit_note
+
+    before = freeze(imported)
+    assert unsplit_note(before) is None
+    dataset = store.load(imported)
+    for sample in dataset.match({"split": "train"}).limit(2):
+        sample.split = None
+        sample.save()
+    manifest = freeze(imported)
+    assert manifest.left_out == {"unlabeled": 0, "excluded": 0, "no_split": 2}
+    assert len(manifest.entries) == 9 and len(manifest.split("train")) == 3
+    assert unsplit_note(manifest) == (
+        f"2 labelled samples have no split and were not used; run `shotlab curate split "
+        f"{imported}` (it keeps existing splits and assigns the rest)")
 
 
 def test_excluding_a_whole_class_removes_it_from_classes(imported):
@@ -148,7 +168,7 @@ def test_multilabel_freeze_and_targets(tmp_path, dataset_name):
     assert manifest.task == "multilabel" and manifest.classes == ("blue", "red")
     # A multilabel sample with no labels is a negative for every class, not "unlabeled".
     assert len(manifest.entries) == 3 * len(MULTILABEL_PATTERNS)
-    assert manifest.left_out == {"unlabeled": 0, "excluded": 0}
+    assert manifest.left_out == {"unlabeled": 0, "excluded": 0, "no_split": 0}
     y = manifest.targets(manifest.split("train"))
     assert y.shape == (8, 2) and set(np.unique(y)) == {0, 1}
     for entry, row in zip(manifest.split("train"), y):

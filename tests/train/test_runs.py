@@ -54,6 +54,20 @@ def test_train_writes_a_complete_run(colours):
     assert any(r["path"] == str(run_dir) and r["finished"] for r in listed)
 
 
+def test_a_run_says_how_many_labelled_samples_it_left_out_for_want_of_a_split(colours):
+    sample = store.load(colours).match({"split": "train"}).first()
+    sample.split = None  # as a relabel: tag on an unlabeled sample leaves it
+    sample.save()
+    result = run("train", colours, *TINY, "--mode", "linear", "--no-track")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        f"Warning: 1 labelled sample has no split and was not used; run `shotlab curate split "
+        f"{colours}` (it keeps existing splits and assigns the rest)")
+    out = json.loads(run("train", colours, *TINY, "--mode", "linear", "--no-track",
+                         "--json").stdout)
+    assert out["left_out"]["no_split"] == 1 and "1 labelled sample has no split" in out["warnings"][0]
+
+
 def test_a_partial_run_reads_its_thresholds_off_val_alone(colours):
     result = run("train", colours, *TINY, "--mode", "partial", "--unsafe", "red", "--no-track")
     assert result.exit_code == 0, result.output
