@@ -33,6 +33,31 @@ def test_class_tree_keeps_names_and_nesting(tmp_path):
     assert [(s.path.endswith("loose.png"), "no label" in s.reason) for s in scan.skipped] == [(True, True)]
 
 
+def test_a_linked_folder_is_followed_and_a_loop_is_skipped_by_name(tmp_path):
+    """`cat/more -> elsewhere` holds cat images (rglob passed it over and counted the link as a
+    non-image); `cat/up -> ..` and `train/cat/top -> ../..` would walk forever, or back into
+    every split: each is skipped, named."""
+    write_class_tree(tmp_path / "src", {"cat": 1, "dog": 1})
+    write_class_tree(tmp_path / "extra", {"more": 2}, seed=50)
+    (tmp_path / "src" / "cat" / "more").symlink_to(tmp_path / "extra" / "more")
+    (tmp_path / "src" / "cat" / "up").symlink_to("..")
+    scan = read_folder(tmp_path / "src")
+    assert labelled(scan) == {"cat_0.png": (("cat",), None), "more_0.png": (("cat",), None),
+                              "more_1.png": (("cat",), None), "dog_0.png": (("dog",), None)}
+    assert scan.ignored == []
+    assert [(s.path, s.reason) for s in scan.skipped] == [(
+        str(tmp_path / "src" / "cat" / "up"),
+        f"a link to {tmp_path / 'src'}, a folder that holds it (a loop): not followed")]
+
+    write_class_tree(tmp_path / "splits", {"cat": 1}, split="train")
+    write_class_tree(tmp_path / "splits", {"cat": 1}, split="val", seed=9)
+    (tmp_path / "splits" / "train" / "cat" / "top").symlink_to("../..")
+    scan = read_folder(tmp_path / "splits")
+    assert sorted((r.labels, r.split) for r in scan.records) == [(("cat",), "train"),
+                                                                 (("cat",), "val")]
+    assert [s.path for s in scan.skipped] == [str(tmp_path / "splits" / "train" / "cat" / "top")]
+
+
 @pytest.mark.parametrize("folder, split", [("train", "train"), ("val", "val"), ("valid", "val"),
                                            ("Validation", "val"), ("test", "test")])
 def test_split_folders_are_normalised(tmp_path, folder, split):

@@ -2,11 +2,13 @@
 Clips (mp4, mov, ...) are read in the same layouts.
 
 Class names are the folder names exactly as written (spaces kept). Images nested deeper inside a
-class folder belong to that class. Hidden files and folders are passed over.
+class folder belong to that class, links to folders followed (a loop is skipped). Hidden files
+and folders are passed over.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from shotlab.core.errors import InputError
@@ -28,22 +30,45 @@ def subfolders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and visible(p))
 
 
-def files_under(folder: Path) -> list[Path]:
-    """Files (and symlinks, broken ones included; pipes and devices too, so that reading them
-    names them) under `folder`, skipping hidden entries."""
-    found = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.is_symlink() or not path.is_dir():
+def files_under(folder: Path) -> tuple[list[Path], list[Skipped]]:
+    """Files (and symlinks to files, broken ones included; pipes and devices too, so that
+    reading them names them) under `folder`, skipping hidden entries, in path order; and the
+    folders not followed, with why.
+
+    A link to a folder is followed wherever it points, as a link to a file is (whoever made the
+    folder put it there; `Path.rglob` would pass it over and list the link as a file). A link
+    back to a folder it sits in (`cat/up -> ..`) would walk forever: it is listed as skipped."""
+    found: list[Path] = []
+    passed: list[Skipped] = []
+    walk_into(folder, (Path(os.path.realpath(folder)),), found, passed)
+    return found, passed
+
+
+def walk_into(directory: Path, above: tuple[Path, ...], found: list[Path],
+              passed: list[Skipped]) -> None:
+    """Add the files under `directory` to `found`; `above`: the real paths of the folders walked
+    down to it, itself last (a link to one of them, or to a folder holding one, is a loop)."""
+    try:
+        entries = sorted(p for p in directory.iterdir() if visible(p))
+    except OSError as exc:
+        passed.append(Skipped(str(directory), f"cannot list this folder ({exc.strerror or exc})"))
+        return
+    for path in entries:
+        if not path.is_dir():  # follows links: a link to a folder is a folder
             found.append(path)
-    return found
+            continue
+        real = Path(os.path.realpath(path))
+        if any(inside.is_relative_to(real) for inside in above):
+            passed.append(Skipped(str(path), f"a link to {real}, a folder that holds it (a "
+                                             f"loop): not followed"))
+        else:
+            walk_into(path, (*above, real), found, passed)
 
 
 def read_class_tree(root: Path, split: str | None) -> Scan:
-    scan = Scan()
-    for path in files_under(root):
+    files, passed = files_under(root)
+    scan = Scan(skipped=passed)
+    for path in files:
         relative = path.relative_to(root)
         if not is_media_path(path):
             scan.ignored.append(path)
