@@ -24,10 +24,11 @@ def echo_import_report(report, as_json: bool) -> None:
     if as_json:
         return echo_json(report.to_dict())
     text = report.kind == "text"
+    counts = f"{report.already_present} already there, {len(report.skipped)} skipped"
+    counts += "" if text else f", {report.ignored} ignored (not image files)"
+    counts += f", {report.unlisted} not listed in their label file" if report.unlisted else ""
     click.echo(f"Imported {plural(report.added, 'new sample')} into '{report.name}' "
-               f"({report.task}) from {report.source} [{report.format}]; "
-               f"{report.already_present} already there, {len(report.skipped)} skipped"
-               + ("." if text else f", {report.ignored} ignored (not image files)."))
+               f"({report.task}) from {report.source} [{report.format}]; {counts}.")
     if report.frames_dataset:
         how = (f"{report.frames_decoded} video frames decoded to reach them"
                if report.frames_decoded else "all from the workspace's frame cache, none decoded")

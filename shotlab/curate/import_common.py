@@ -26,6 +26,7 @@ class ImportReport:
     already_present: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     ignored: int = 0
+    unlisted: int = 0  # images beside a label file that no row names (records.Unlisted)
     duplicate_groups: int = 0
     conflicting_groups: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -40,6 +41,20 @@ class ImportReport:
         data = dict(vars(self))
         data["skipped"] = [vars(s) for s in self.skipped]
         return data
+
+
+def unlisted_warnings(scan: Scan) -> list[str]:
+    """One warning per label file with images beside it that it does not list: they are not
+    imported, and a truncated CSV would otherwise lose them without trace."""
+    from shotlab.core.output import plural
+
+    by_listing: dict[Path, list[Path]] = {}
+    for item in scan.unlisted:
+        by_listing.setdefault(item.listing, []).append(item.path)
+    return [f"{plural(len(paths), 'image')} in {listing.parent} {'is' if len(paths) == 1 else 'are'}"
+            f" not listed in {listing.name} (first: {paths[0]}); not imported: add a row for "
+            f"each (unlabeled: an empty label, or all zeros) and import again"
+            for listing, paths in by_listing.items()]
 
 
 def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipped]]:

@@ -22,7 +22,7 @@ from shotlab.core.progress import progress_bar
 from shotlab.curate import archives, clip_import, text_import
 from shotlab.curate.duplicates import exact_duplicate_groups
 from shotlab.curate.import_common import (ImportReport, add_all, check_not_empty, require_kind,
-                                          unique_records)
+                                          unique_records, unlisted_warnings)
 from shotlab.curate.records import Record, Scan, Skipped
 
 FORMATS = ("auto", "folder", "csv", "roboflow", "fiftyone", "text")
@@ -198,11 +198,11 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     check_task(scan.records, multilabel, given)
     task = "multilabel" if multilabel else "multiclass"
     if clip_import.has_clips(scan):
-        return clip_import.import_clips(
+        return with_unlisted(scan, clip_import.import_clips(
             scan, name, task=task, fmt=fmt, given=given, strict=strict, allow_empty=allow_empty,
             progress=progress, sampling=sampling or clip_import.DEFAULT_SAMPLING,
             max_seconds=max_seconds or clip_import.DEFAULT_MAX_SECONDS,
-            **({} if max_pixels == DEFAULT_MAX_PIXELS else {"max_pixels": max_pixels}))
+            **({} if max_pixels == DEFAULT_MAX_PIXELS else {"max_pixels": max_pixels})))
     existing = store.find(name)
     if existing is not None and not store.is_half_made(existing):
         store.require_task(existing, task)
@@ -225,7 +225,15 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
               "imported_at": datetime.now(timezone.utc)}
     added = add_all(dataset, valid, task, source, progress, make=make_sample)
     groups = exact_duplicate_groups(dataset.values("sha256"), store.sample_labels(dataset))
-    return ImportReport(name=name, task=task, source=str(given), format=fmt, added=added,
-                        already_present=len(candidates) - len(bad) - added,
-                        skipped=skipped, ignored=len(scan.ignored), duplicate_groups=len(groups),
-                        conflicting_groups=sum(g.conflicting for g in groups), warnings=warnings)
+    return with_unlisted(scan, ImportReport(
+        name=name, task=task, source=str(given), format=fmt, added=added,
+        already_present=len(candidates) - len(bad) - added, skipped=skipped,
+        ignored=len(scan.ignored), duplicate_groups=len(groups),
+        conflicting_groups=sum(g.conflicting for g in groups), warnings=warnings))
+
+
+def with_unlisted(scan: Scan, report: ImportReport) -> ImportReport:
+    """`report` with the images the source's label files do not list, counted and named."""
+    report.unlisted = len(scan.unlisted)
+    report.warnings = [*report.warnings, *unlisted_warnings(scan)]
+    return report

@@ -37,16 +37,28 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True)
+class Unlisted:
+    """An image beside a label file (a CSV, a Roboflow `_classes.csv`) that no row names: not
+    imported, and counted, since a truncated label file would otherwise lose it without trace."""
+
+    path: Path
+    listing: Path  # the label file that does not name it
+
+
 @dataclass
 class Scan:
-    """A reader's result: the records, what was skipped, and files ignored by extension."""
+    """A reader's result: the records, what was skipped, files ignored by extension, and images
+    a label file does not list."""
 
     records: list[Record] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)
+    unlisted: list[Unlisted] = field(default_factory=list)
 
     def extend(self, other: "Scan") -> "Scan":
         self.records += other.records
         self.skipped += other.skipped
         self.ignored += other.ignored
+        self.unlisted += other.unlisted
         return self

@@ -311,3 +311,26 @@ def test_a_file_wins_over_a_link_to_it_found_first(tmp_path, dataset_name):
                        f"name")]
     assert {Path(p).name for p in store.load(dataset_name).values("filepath")} == \
         {"z_real.png", "other.png"}
+
+
+def test_images_the_label_file_does_not_list_are_counted_and_named(tmp_path, dataset_name):
+    """A Roboflow `_classes.csv` listing 2 of 5 images imported 2 and counted the other 3
+    nowhere ("0 ignored"): a truncated label file lost them without trace."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+
+    write_class_tree(tmp_path / "rf" / "train", {"x": 5})
+    (tmp_path / "rf" / "train" / "_classes.csv").write_text(
+        "filename, boat, fish\nx/x_0.png, 1, 0\nx/x_1.png, 0, 1\n")
+    result = CliRunner().invoke(cli, ["curate", "import", str(tmp_path / "rf"), "--name",
+                                      dataset_name])
+    assert result.exit_code == 0, result.output
+    assert ("Imported 2 new samples" in result.output
+            and "0 skipped, 0 ignored (not image files), 3 not listed in their label file."
+            in result.output)
+    assert (f"warning: 3 images in {tmp_path / 'rf' / 'train'} are not listed in _classes.csv "
+            f"(first: {tmp_path / 'rf' / 'train' / 'x' / 'x_2.png'}); not imported: add a row "
+            f"for each (unlabeled: an empty label, or all zeros) and import again"
+            in result.output)
+    assert import_path(tmp_path / "rf", dataset_name, progress=False).unlisted == 3

@@ -133,6 +133,21 @@ def test_csv_unknown_split_is_skipped_by_row_and_several_labels_stay_several(tmp
         "validation, test, or empty for unassigned"]
 
 
+def test_images_a_csv_does_not_list_are_counted_by_name(tmp_path):
+    """A truncated label file lost the images it no longer named without trace; rows skipped
+    for a bad label or split still name theirs, and other files are not images."""
+    write_class_tree(tmp_path, {"a": 4})
+    write_image(tmp_path / "deep" / "z.png")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "labels.csv").write_text("filepath,label,split\na/a_0.png,a,\n./a/a_1.png,a,\n"
+                                         "a/a_2.png,a,holdout\n")
+    scan = read_table(tmp_path / "labels.csv", multilabel=False)
+    assert [r.path.name for r in scan.records] == ["a_0.png", "a_1.png"]
+    assert [(u.path, u.listing) for u in scan.unlisted] == [
+        (tmp_path / "a" / "a_3.png", tmp_path / "labels.csv"),
+        (tmp_path / "deep" / "z.png", tmp_path / "labels.csv")]
+
+
 def test_csv_without_a_path_column(tmp_path):
     (tmp_path / "x.csv").write_text("name,label\na.png,cat\n")
     with pytest.raises(InputError, match="x.csv: no file path column in \\['name', 'label'\\]"):

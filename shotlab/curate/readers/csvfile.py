@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.curate.records import Record, Scan, Skipped, normalise_split, unknown_split
+from shotlab.curate.readers.folder import files_under, is_media_path
+from shotlab.curate.records import (Record, Scan, Skipped, Unlisted, normalise_split,
+                                   unknown_split)
 
 PATH_COLUMNS = ("filepath", "filename", "file", "path", "image")
 LABEL_COLUMNS = ("label", "labels")
@@ -83,7 +85,7 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
     split_column = find_column(header, (SPLIT_COLUMN,))
     classes = [h for h in header if h not in (path_column, split_column) and h]
     folder = Path(os.path.normpath(csv_path.parent.absolute()))
-    scan = Scan()
+    scan, named = Scan(), set()
     for number, row in rows:
         where = f"row {number} of {csv_path.name}"
         require_fields(row, [label_column] if label_column else classes, csv_path, number, header)
@@ -93,6 +95,7 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
                                         f"a value holding a comma, or remove the extra fields"))
             continue
         path = resolve_row_path(folder, row.get(path_column, ""), where)
+        named.add(path if isinstance(path, Path) else None)
         if isinstance(path, Skipped):
             scan.skipped.append(path)
             continue
@@ -107,7 +110,16 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
             scan.skipped.append(Skipped(str(path), f"{where}: {unknown_split(row[split_column])}"))
             continue
         scan.records.append(Record(path, labels, split, where))
+    scan.unlisted = [Unlisted(p, csv_path) for p in unlisted_images(folder, named)]
     return scan
+
+
+def unlisted_images(folder: Path, named: set) -> list[Path]:
+    """The images and clips under `folder` that no row names (rows skipped for their label or
+    split still name theirs): the rows a truncated or partial label file lacks. Compared as
+    written, as rows are resolved (`resolve_row_path`)."""
+    files, _ = files_under(folder)
+    return [p for p in files if is_media_path(p) and Path(os.path.normpath(p)) not in named]
 
 
 def require_fields(row: dict[str, str], columns: list[str], csv_path: Path, line: int,
