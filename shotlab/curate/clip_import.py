@@ -231,7 +231,8 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
     added, frames_added, warnings = add_clips(clips, frames, valid, task, source, chosen, progress)
-    groups = exact_duplicate_groups(clips.values("sha256"), store.sample_labels(clips))
+    groups = exact_duplicate_groups(clips.values("sha256"), store.sample_labels(clips),
+                                    multilabel=task == "multilabel")
     return ImportReport(name=name, task=task, source=str(given), format=fmt, added=added,
                         already_present=len(candidates) - len(bad) - added, skipped=skipped,
                         ignored=len(scan.ignored), duplicate_groups=len(groups),

@@ -13,16 +13,25 @@ from shotlab.core.groups import component_roots
 class DuplicateGroup:
     sha256: str
     indices: tuple[int, ...]  # positions in the arrays given
-    conflicting: bool  # the copies carry different labels
+    conflicting: bool  # the copies carry different labels (`disagree`)
 
 
-def exact_duplicate_groups(sha256s: list[str], labels: list[tuple[str, ...]]) -> list[DuplicateGroup]:
+def disagree(labels, *, multilabel: bool = False) -> bool:
+    """Whether copies with these labels conflict. A multiclass copy without a label is not yet
+    labelled, so it disagrees with nothing (an unlabeled copy of a 'boat' is no conflict); in a
+    multilabel dataset no labels is a negative for every class, an answer like any other."""
+    return len({frozenset(ls) for ls in labels if ls or multilabel}) > 1
+
+
+def exact_duplicate_groups(sha256s: list[str], labels: list[tuple[str, ...]], *,
+                           multilabel: bool = False) -> list[DuplicateGroup]:
     """Groups of positions whose files have the same sha256, largest first."""
     positions: dict[str, list[int]] = defaultdict(list)
     for index, digest in enumerate(sha256s):
         if digest:
             positions[digest].append(index)
-    groups = [DuplicateGroup(digest, tuple(ix), len({frozenset(labels[i]) for i in ix}) > 1)
+    groups = [DuplicateGroup(digest, tuple(ix),
+                             disagree([labels[i] for i in ix], multilabel=multilabel))
               for digest, ix in positions.items() if len(ix) > 1]
     return sorted(groups, key=lambda g: (-len(g.indices), g.sha256))
 

@@ -224,7 +224,8 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
     added = add_all(dataset, valid, task, source, progress, make=make_sample)
-    groups = exact_duplicate_groups(dataset.values("sha256"), store.sample_labels(dataset))
+    groups = exact_duplicate_groups(dataset.values("sha256"), store.sample_labels(dataset),
+                                    multilabel=task == "multilabel")
     return with_unlisted(scan, ImportReport(
         name=name, task=task, source=str(given), format=fmt, added=added,
         already_present=len(candidates) - len(bad) - added, skipped=skipped,

@@ -172,7 +172,8 @@ def import_posts(path: str | Path, name: str, *, multilabel: bool = False, stric
     # A post is its picture and its caption: one picture under two captions is no duplicate
     # (the caption may be what makes it unsafe), so neither is a label "conflict" between them.
     groups = exact_duplicate_groups([f"{image}+{text}" for image, text in zip(
-        dataset.values("sha256"), dataset.values("text_sha256"))], store.sample_labels(dataset))
+        dataset.values("sha256"), dataset.values("text_sha256"))], store.sample_labels(dataset),
+        multilabel=task == "multilabel")
     return ImportReport(name=name, task=task, source=str(given), format="posts", added=added,
                         already_present=len(candidates) - len(bad) - added, skipped=skipped,
                         duplicate_groups=len(groups),

@@ -104,3 +104,16 @@ def test_a_cluster_across_splits_leaks():
 def test_exact_groups_still_work_for_the_importer():
     groups = dup.exact_duplicate_groups(["a", "b", "a", ""], [("x",), ("x",), ("y",), ()])
     assert [(g.indices, g.conflicting) for g in groups] == [((0, 2), True)]
+
+
+def test_an_unlabeled_copy_of_a_labelled_image_is_no_conflict():
+    """An unlabeled copy (from the pool) of a 'boat' was counted as conflicting labels by import
+    and check; in a multilabel dataset no labels is a negative for every class, a real answer."""
+    sha, labels = ["a", "a", "b", "b", "b"], [(), ("boat",), ("boat",), ("fish",), ()]
+    groups = dup.exact_duplicate_groups(sha, labels)
+    assert [(g.indices, g.conflicting) for g in groups] == [((2, 3, 4), True), ((0, 1), False)]
+    assert [g.conflicting for g in dup.exact_duplicate_groups(sha, labels, multilabel=True)] == [
+        True, True]
+    _, conflicting = find_duplicates(sha, labels)
+    assert conflicting.issues.tolist() == [False, False, True, True, True]
+    assert find_duplicates(sha, labels, multilabel=True)[1].issues.all()

@@ -83,6 +83,14 @@ def test_exact_duplicates_are_both_kept_and_counted(tmp_path, dataset_name):
     assert len(set(digests)) == 2
 
 
+def test_an_unlabeled_copy_is_a_duplicate_without_a_conflict(tmp_path, dataset_name):
+    write_image(tmp_path / "boat.png", seed=7)
+    write_image(tmp_path / "pool.png", seed=7)  # the same bytes, not labelled yet
+    (tmp_path / "labels.csv").write_text("filepath,label\nboat.png,boat\npool.png,\n")
+    report = import_path(tmp_path, dataset_name, progress=False)
+    assert (report.added, report.duplicate_groups, report.conflicting_groups) == (2, 1, 0)
+
+
 def make_bad_files(folder: Path) -> dict[str, str]:
     """Every kind of bad file, in a class folder; returns file name -> expected reason part."""
     write_image(folder / "good.png", seed=1)

@@ -24,9 +24,11 @@ def cluster_ids(numbers: list[int]) -> list[str | None]:
 
 def find_duplicates(sha256s: list[str], labels: list[tuple[str, ...]], *, phashes=None,
                     embeddings=None, max_distance: int = dup.PHASH_MAX_DISTANCE,
-                    min_cosine: float = dup.EMBEDDING_MIN_COSINE) -> list[CheckResult]:
+                    min_cosine: float = dup.EMBEDDING_MIN_COSINE,
+                    multilabel: bool = False) -> list[CheckResult]:
     """The duplicate and conflicting-duplicate results; hashes and embeddings are optional
-    ((n, 64) bool and (n, d)), each source of pairs used when given."""
+    ((n, 64) bool and (n, d)), each source of pairs used when given. `multilabel`: a sample
+    without labels is a negative for every class, not unlabeled (`duplicates.disagree`)."""
     n = len(sha256s)
     pairs = dup.exact_pairs(sha256s)
     sources = {"exact": len(pairs)}
@@ -41,7 +43,7 @@ def find_duplicates(sha256s: list[str], labels: list[tuple[str, ...]], *, phashe
     numbers = dup.clusters(n, pairs)
     in_cluster = np.array([k >= 0 for k in numbers], bool)
     scores = np.where(in_cluster, dup.best_similarity(n, pairs), np.nan)
-    conflicting = conflicting_members(numbers, labels)
+    conflicting = conflicting_members(numbers, labels, multilabel=multilabel)
     count = max(numbers, default=-1) + 1
     details = {"clusters": count, "pairs": sources, "max_phash_distance": max_distance,
                "min_cosine": min_cosine}
@@ -52,9 +54,13 @@ def find_duplicates(sha256s: list[str], labels: list[tuple[str, ...]], *, phashe
             CheckResult(CONFLICT_NAME, np.where(conflicting, scores, np.nan), conflicting)]
 
 
-def conflicting_members(numbers: list[int], labels: list[tuple[str, ...]]) -> np.ndarray:
-    label_sets: dict[int, set] = {}
+def conflicting_members(numbers: list[int], labels: list[tuple[str, ...]], *,
+                        multilabel: bool = False) -> np.ndarray:
+    """Per sample, whether its cluster's labels disagree (`duplicates.disagree`: an unlabeled
+    copy of a labelled image is no conflict in a multiclass dataset)."""
+    members: dict[int, list] = {}
     for k, ls in zip(numbers, labels):
         if k >= 0:
-            label_sets.setdefault(k, set()).add(frozenset(ls))
-    return np.array([k >= 0 and len(label_sets[k]) > 1 for k in numbers], bool)
+            members.setdefault(k, []).append(ls)
+    conflicts = {k: dup.disagree(ls, multilabel=multilabel) for k, ls in members.items()}
+    return np.array([k >= 0 and conflicts[k] for k in numbers], bool)
