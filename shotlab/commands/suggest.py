@@ -51,3 +51,10 @@ def suggest_command(name: str, budget: int, backbone: str | None, seed: int, as_
                f"({summary['labelled']} labelled):")
     click.echo(table(["rank", "file", "uncertainty", "coverage", "density"], rows))
     click.echo(f"Saved view '{summary['view']}' (open with `shotlab curate app {name}`).")
+    copies = summary["copies"]
+    if copies:
+        what = ("byte copy of a labelled image" if len(copies) == 1 else
+                "byte copies of labelled images")
+        click.echo(f"Left out {len(copies)} unlabeled {what} (first: {copies[0]}): labelling "
+                   f"{'it' if len(copies) == 1 else 'them'} teaches nothing new; tag "
+                   f"{'it' if len(copies) == 1 else 'them'} 'exclude' in the App.")

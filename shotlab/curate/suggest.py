@@ -8,15 +8,17 @@ to unit length (raw embeddings of ReLU networks all sit at cosine ~1). For each 
   command passes train's few-shot logistic regression) fitted on the labelled samples, then 1 -
   the margin between the two most likely classes (multilabel: the least certain class's
   1 - |2p - 1|). With fewer than two classes labelled there is no classifier yet: u = 1.
-- **coverage** d: cosine distance to the nearest labelled or already picked sample, divided by
-  the largest such distance;
+- **coverage** d in [0, 1]: cosine distance to the nearest labelled or already picked sample,
+  divided by the largest such distance (0 for all once every sample is covered: distances
+  under COVERED are float noise);
 - **density** r: mean cosine similarity to its DENSITY_NEIGHBOURS nearest pool neighbours,
   scaled to [0.5, 1] and squared, so in [0.25, 1]: an outlier (a corrupt or off-topic image) is
   far from everything, and coverage alone would pick it first; quartering its score, rather
   than zeroing it, still lets a small group (a rare class, a class boundary) in once the big
   clusters are covered. The square (over [0.5, 1] as such) was 1 to 2 points ahead at 30 to 110
   labels on two Fashion-MNIST pools (100 and 200 a class); the cube was behind it.
-Picks are greedy: each time the sample with the highest u x d x r, then d is updated. A tight
+Picks are greedy: each time the sample with the highest u x d x r (u x r once d is 0 for all),
+then d is updated. `suggest_for` leaves byte copies of labelled samples out of the pool. A tight
 cluster of equally uncertain images yields one pick, not twenty. Measured on Fashion-MNIST
 (benchmarks/label_efficiency.py): u x d alone was behind random picks; with r it is ahead.
 
@@ -93,17 +95,36 @@ def rank_to_label(labelled, labels: Sequence[tuple[str, ...]], pool, budget: int
     pool, labelled = unit(pool - centre), unit(labelled - centre)
     u = uncertainty(labelled, labels, pool, classifier, multilabel=multilabel)
     r = density(pool)
-    nearest = (1.0 - (pool @ labelled.T).max(axis=1)) if len(labelled) else np.full(len(pool), 2.0)
+    nearest = (distance(pool, labelled).min(axis=1) if len(labelled)
+               else np.full(len(pool), 2.0))
     order, coverage = [], []
     for _ in range(min(budget, len(pool))):
-        scale = nearest.max() or 1.0
-        score = u * (nearest / scale) * r
+        d = normalised(nearest)
+        # once every sample sits on a labelled or picked one, rank the rest on u x r alone
+        score = u * r * (d if d.any() else 1.0)
         score[order] = -1.0
         pick = int(np.argmax(score))
         order.append(pick)
-        coverage.append(float(nearest[pick] / scale))
-        nearest = np.minimum(nearest, 1.0 - pool @ pool[pick])
+        coverage.append(float(d[pick]))
+        nearest = np.minimum(nearest, distance(pool, pool[pick:pick + 1])[:, 0])
     return Suggestion(order, u, np.array(coverage), r)
+
+
+# Cosine distances below this are float noise (an exact copy scores ~1e-16, either sign).
+COVERED = 1e-9
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine distance of unit rows, in [0, 2], with float noise around 0 read as 0."""
+    d = np.clip(1.0 - a @ b.T, 0.0, 2.0)
+    return np.where(d < COVERED, 0.0, d)
+
+
+def normalised(nearest: np.ndarray) -> np.ndarray:
+    """Coverage in [0, 1]: each distance over the largest; all 0 when every sample is covered
+    (dividing noise by noise gave 1.00 to an exact copy of a labelled image, and -2.00)."""
+    scale = nearest.max(initial=0.0)
+    return nearest / scale if scale > 0 else np.zeros_like(nearest)
 
 
 RANK_FIELD = "to_label_rank"  # 1 = label first; None for samples not suggested this time
@@ -120,22 +141,37 @@ def suggest_for(name: str, budget: int, embed, classifier: Callable) -> dict:
     dataset = store.load(name)
     refuse_multilabel(dataset)
     samples = load_samples(dataset)
-    pool = [i for i, labels in enumerate(samples.labels) if not labels]
-    if not pool:
+    unlabeled = [i for i, labels in enumerate(samples.labels) if not labels]
+    if not unlabeled:
         raise InputError(f"dataset '{name}' has no unlabeled samples to suggest from; import "
                          f"images without labels (a CSV row 'path,' with an empty label)")
-    vectors = embed(samples.inputs, samples.sha256s)  # image paths, or a text dataset's comments
     known = [i for i, labels in enumerate(samples.labels) if labels]
+    pool, copies = split_copies(unlabeled, known, samples)
+    if not pool:
+        raise InputError(f"dataset '{name}': its {len(copies)} unlabeled samples are all byte "
+                         f"copies of labelled ones (first: {samples.paths[copies[0]]}); nothing "
+                         f"to learn from labelling them: tag them 'exclude' in the App and run "
+                         f"`shotlab curate apply {name}`")
+    vectors = embed(samples.inputs, samples.sha256s)  # image paths, or a text dataset's comments
     picked = rank_to_label(vectors[known], [samples.labels[i] for i in known], vectors[pool],
                            budget, classifier=classifier, multilabel=samples.task == "multilabel")
     ids = [samples.ids[pool[j]] for j in picked.order]
     write_ranks(dataset, ids)
     return {"name": name, "pool": len(pool), "labelled": len(known), "budget": budget,
-            "view": VIEW, "suggested": [
+            "view": VIEW, "copies": [samples.paths[i] for i in copies], "suggested": [
                 {"id": samples.ids[pool[j]], "filepath": samples.paths[pool[j]],
                  "uncertainty": round(float(picked.uncertainty[j]), 4),
                  "coverage": round(float(c), 4), "density": round(float(picked.density[j]), 4)}
                 for j, c in zip(picked.order, picked.coverage)]}
+
+
+def split_copies(unlabeled: list[int], known: list[int], samples) -> tuple[list[int], list[int]]:
+    """The unlabeled samples to rank, and those left out as byte copies (same sha256) of a
+    labelled sample: labelling one teaches nothing its twin has not (they would score coverage
+    0 and sort last anyway, taking a pick once the rest is covered)."""
+    labelled = {samples.sha256s[i] for i in known} - {None, ""}
+    copies = [i for i in unlabeled if samples.sha256s[i] in labelled]
+    return [i for i in unlabeled if samples.sha256s[i] not in labelled], copies
 
 
 def refuse_multilabel(dataset) -> None:

@@ -65,6 +65,20 @@ def test_without_two_labelled_classes_it_is_a_coverage_selection():
         rank_to_label(np.zeros((0, pool.shape[1])), [], pool, budget=0)
 
 
+def test_coverage_stays_in_0_1_once_the_pool_is_covered():
+    """With a copy of a labelled point and a copy of a pool point, the budget outlasts the
+    distinct points: float noise (~1e-16) was then the scale, and coverage read 1.00 for the
+    labelled image's copy, -2.00 and -0.67 for others."""
+    labelled, labels, pool, _ = planted(per_cluster=3)
+    pool = np.concatenate([pool, labelled[:2], pool[:3]])
+    picked = rank_to_label(labelled, labels, pool, budget=len(pool))
+    assert sorted(picked.order) == list(range(len(pool)))
+    assert ((picked.coverage >= 0) & (picked.coverage <= 1)).all()
+    covered = int(np.argmin(picked.coverage))  # the first pick with nothing left to cover
+    assert picked.coverage[covered] == 0 and (picked.coverage[covered:] == 0).all()
+    assert picked.coverage[0] > 0.5
+
+
 def test_multilabel_uncertainty_is_the_least_certain_class():
     labelled, _, pool, cluster = planted()
     labels = [("a",)] * 3 + [("a", "b")] * 3
@@ -104,10 +118,37 @@ def test_suggest_ranks_the_unlabeled_images_and_saves_the_view(tmp_path, dataset
     assert all(v is None for v in view.values("ground_truth"))
     assert before == {p: sha256_file(p) for p in tmp_path.glob("*.png")}
 
+    assert summary["copies"] == []
     again = CliRunner().invoke(cli, ["curate", "suggest", dataset_name, "--budget", "2",
                                      "--backbone", "tiny-test"])
     assert again.exit_code == 0 and "2 of 24 unlabeled images" in again.output
     assert len(store.load(dataset_name).load_saved_view("to-label")) == 2  # old ranks cleared
+
+
+@pytest.mark.fiftyone
+def test_byte_copies_of_labelled_images_are_left_out_and_said(tmp_path, dataset_name):
+    """An unlabeled byte copy of a labelled image was suggested (coverage 1.00, noise over
+    noise): labelling it teaches nothing its twin has not."""
+    from shotlab.curate.importer import import_path
+
+    rng = np.random.default_rng(3)
+    rows = ["filepath,label"]
+    for name, colour, label in (("r0", "red", "red"), ("g0", "green", "green"),
+                                ("b0", "blue", ""), ("y0", "yellow", "")):
+        Image.fromarray(noisy_colour(COLOURS[colour], rng)).save(tmp_path / f"{name}.png")
+        rows.append(f"{name}.png,{label}")
+    (tmp_path / "copy.png").write_bytes((tmp_path / "r0.png").read_bytes())
+    (tmp_path / "pool.csv").write_text("\n".join(rows + ["copy.png,"]) + "\n")
+    import_path(tmp_path / "pool.csv", dataset_name, progress=False)
+    args = ["curate", "suggest", dataset_name, "--budget", "5", "--backbone", "tiny-test"]
+    summary = json.loads(CliRunner().invoke(cli, args + ["--json"]).stdout)
+    assert summary["pool"] == 2 and summary["copies"] == [str(tmp_path / "copy.png")]
+    assert {s["filepath"].rsplit("/", 1)[1] for s in summary["suggested"]} == {"b0.png", "y0.png"}
+    assert all(0 <= s["coverage"] <= 1 for s in summary["suggested"])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert (f"Left out 1 unlabeled byte copy of a labelled image (first: {tmp_path / 'copy.png'})"
+            in result.output)
 
 
 def test_an_outlier_waits_until_the_clusters_are_covered():
