@@ -28,9 +28,23 @@ def embedder(backbone: str, progress: bool | None):
             return extract(create_model(backbone, num_classes=0), paths, sha256s,
                            progress=progress)
         except BadImageError as exc:
-            raise InputError(f"{exc}; the file changed or went missing since import: restore "
-                             f"it, or tag its sample 'exclude' in the App to leave it out") from None
+            raise InputError(unreadable(exc)) from None
     return embed
+
+
+def unreadable(exc) -> str:
+    """Why a dataset file the embedder could not read stops the command, and the fix. A file
+    over the default pixel limit never changed: `curate import --max-pixels` let it in, and
+    check and suggest read every file at the default (as train and export do)."""
+    from shotlab.core.images import DEFAULT_MAX_PIXELS
+
+    leave_out = "tag its sample 'exclude' in the App to leave it out"
+    if exc.reason.startswith("decompression bomb"):
+        return (f"{exc.path}: over the {DEFAULT_MAX_PIXELS:,}-pixel limit that curate check and "
+                f"suggest read dataset files at (as train and export do; a larger --max-pixels "
+                f"at import let it in): downscale it, or {leave_out}")
+    return (f"{exc}; the file changed or went missing since import: restore it, or "
+            f"{leave_out}")
 
 
 def image_embedder(backbone: str | None, progress: bool | None):

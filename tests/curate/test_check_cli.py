@@ -188,6 +188,21 @@ def test_a_file_replaced_after_import_is_named_with_the_fix(tmp_path, dataset_na
         f"the App to leave it out")
 
 
+def test_an_image_let_in_by_max_pixels_is_named_as_too_large_not_as_changed(tmp_path,
+                                                                          dataset_name):
+    """Imported with --max-pixels, the file never changed, but check said it had."""
+    root = write_colour_tree(tmp_path / "colours", counts={"train": 4})
+    huge = root / "train/blue/huge.png"
+    Image.new("L", (9500, 9420)).save(huge)  # 89,490,000 pixels: over the default limit
+    import_path(root, dataset_name, progress=False, max_pixels=100_000_000)
+    result = run("curate", "check", dataset_name, "--backbone", "tiny-test", "--checks", "label")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.output.strip() == (
+        f"Error: {huge}: over the 89,478,485-pixel limit that curate check and suggest read "
+        f"dataset files at (as train and export do; a larger --max-pixels at import let it in): "
+        f"downscale it, or tag its sample 'exclude' in the App to leave it out")
+
+
 def test_an_image_deleted_after_import_is_named_not_scored_in_silence(tmp_path, dataset_name):
     """With the scan cache warm, a deleted file's old figures were reported with no word, and
     the report and views sent reviewers to a missing image."""
