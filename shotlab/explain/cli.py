@@ -222,10 +222,15 @@ def appeal_command(store, decision_ids, methods, image, bundle) -> None:
         refuse_clips(opened, decision_ids, image)
         if image:
             refuse_other_image(opened, decision_ids, image)
-        for decision_id in decision_ids:
+        waiting = [d for d in dict.fromkeys(decision_ids)
+                   if opened.already_queued(d, chosen[d])]
+        fresh = [d for d in dict.fromkeys(decision_ids) if d not in waiting]
+        for decision_id in fresh:
             opened.queue(decision_id, chosen[decision_id], image_path=image, bundle_path=bundle)
     shown = dict.fromkeys(m for asked in chosen.values() for m in asked)
-    click.echo(f"queued {plural(len(decision_ids), 'appeal')} ({', '.join(shown)}); process "
+    if waiting:
+        click.echo(f"already queued, not queued again: {', '.join(waiting)}")
+    click.echo(f"queued {plural(len(fresh), 'appeal')} ({', '.join(shown)}); process "
                f"them with `shotlab explain --pending {store}`")
 
 

@@ -304,6 +304,14 @@ class ExplanationStore:
                  ",".join(methods), utc_now()))
         return int(cursor.lastrowid)
 
+    def already_queued(self, decision_id: str, methods) -> bool:
+        """Whether an appeal on `decision_id` for the same methods waits in the queue already:
+        queued twice, it ran twice, and the reviewer saw two maps of one method with
+        different random baselines."""
+        wanted = sorted(methods)
+        return any(sorted(appeal.methods) == wanted for appeal in self.appeals()
+                   if appeal.decision_id == decision_id)
+
     def unqueueable(self, decision_id: str, known: dict, bundle_path) -> InputError:
         """Why an appeal on `decision_id` cannot be queued from what is stored, and the fix."""
         if not known:

@@ -174,6 +174,10 @@ def test_appeal_then_pending(explain_bundle, colour_images, tmp_path):
     stored_decision(store, colour_images[0], explain_bundle)
     queued = run("explain", "appeal", store, "d1", "--method", "lime")
     assert queued.exit_code == 0 and "queued 1 appeal (lime)" in queued.output
+    # the same appeal again (a reviewer's second click) ran twice: two LIME maps
+    again = run("explain", "appeal", store, "d1", "d1", "--method", "lime")
+    assert again.exit_code == 0 and "already queued, not queued again: d1" in again.output
+    assert "queued 0 appeals" in again.output
     unknown = run("explain", "appeal", store, "d404")
     assert unknown.exit_code == 2 and "decision d404 is not in" in unknown.output
     bad = run("explain", "appeal", store, "d1", "--method", "magic")
