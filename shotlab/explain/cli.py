@@ -156,6 +156,15 @@ def stored_detail(item: dict) -> str:
     return ""
 
 
+def verdict_line(data: dict) -> str:
+    """'labels fish; FLAGGED fish; needs review; decided TIME' from a stored decision."""
+    flagged = ", ".join(data["flagged"] or [])
+    return (f"labels {', '.join(data['labels']) or '(none)'}; "
+            + (f"FLAGGED {flagged}" if flagged else "not flagged")
+            + ("; needs review" if data["needs_review"] else "")
+            + (f"; decided {data['decided']}" if data["decided"] else ""))
+
+
 @explain.command("show")
 @click.argument("decision_id")
 @click.option("--store", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -175,6 +184,8 @@ def show_command(decision_id, store, out, as_json) -> None:
     if as_json:
         return echo_json(data)
     click.echo(f"decision {decision_id}: {data.get('path') or 'image unknown'}")
+    if data["labels"] is not None:  # what the reviewer is asked about, before the why
+        click.echo("  " + verdict_line(data))
     for item in data["explanations"]:
         faith = item["scores"]
         extra = (f", deletion AUC {faith['deletion_auc']:.3f} (random "

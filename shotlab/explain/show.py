@@ -40,7 +40,8 @@ def describe(store_path, decision_id: str) -> dict:
     decision, explanations, appeals, failure = read_decision(store_path, decision_id)
     return {"decision_id": decision_id, "path": decision.get("path"),
             "bundle": decision.get("bundle"), "scores": decision.get("scores"),
-            "flagged": decision.get("flagged"),
+            "labels": decision.get("labels"), "flagged": decision.get("flagged"),
+            "needs_review": decision.get("needs_review"), "decided": decision.get("created"),
             "explanations": [{**explanation_summary(e), "params": e.params,
                               "model_sha256": e.model_sha256, "input_sha256": e.input_sha256}
                              for e in explanations],

@@ -152,7 +152,8 @@ def stored_decision(store_path, image, bundle):
     with ExplanationStore(store_path) as store:
         store.add_decision({"decision_id": "d1", "path": str(image), "sha256": sha256_file(image),
                             "scores": {"red": 0.8, "green": 0.1, "blue": 0.1},
-                            "flagged": ["red"]}, bundle_path=bundle)
+                            "labels": ["red"], "flagged": ["red"], "needs_review": True,
+                            "time": "2026-12-02T08:00:00Z"}, bundle_path=bundle)
         store.put("d1", "gradcam", np.full((64, 64), 0.5, np.float32), target="red")
 
 
@@ -162,6 +163,8 @@ def test_show_renders_what_is_stored(explain_bundle, colour_images, tmp_path):
     result = run("explain", "show", "d1", "--store", store, "--out", tmp_path / "d1.png")
     assert result.exit_code == 0, result.output
     assert "gradcam: target red" in result.output
+    # what the reviewer is asked about (only path and maps were shown)
+    assert "labels red; FLAGGED red; needs review; decided 2026-12-02T08:00:00Z" in result.output
     assert (tmp_path / "d1.png").read_bytes().startswith(b"\x89PNG")
     unknown = run("explain", "show", "d404", "--store", store)
     assert unknown.exit_code == 2 and "decision d404: nothing stored" in unknown.output
