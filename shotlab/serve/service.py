@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,6 +188,8 @@ class Service:
         self.engine = Engine(self.bundle, self.store, runtime=options.runtime,
                              threads=options.threads, cache=options.cache,
                              explain=options.explain, metrics=self.metrics)
+        # cache key -> the batcher future of the item being decided for it now (`deciding`)
+        self.in_flight: dict[str, asyncio.Future] = {}
         self.ready = False
 
     def pending_or_nan(self) -> float:
@@ -252,20 +255,67 @@ class Service:
         prepared = await all_or_none([self.prepare(body, kind, run_in_threadpool, deadline)
                                       for body, kind in bodies])
         fresh = [p for p in prepared if isinstance(p, Item)]
+        mine = self.leading(fresh)
         try:
-            futures = self.batcher.submit_nowait(fresh)
+            futures = self.batcher.submit_nowait(mine)
         except asyncio.QueueFull:
             raise Refusal(429, "queue_full", f"the queue is full ({self.batcher.depth()} items "
                           f"waiting, room for {self.options.queue_size}); retry after 1 s",
                           {"Retry-After": "1"}) from None
+        ours = {id(item): future for item, future in zip(mine, futures)}
+        with self.deciding(mine, futures):
+            found = iter(await self.answers(fresh, ours, deadline))
+        return [next(found) if isinstance(p, Item) else p for p in prepared]
+
+    def leading(self, items: list) -> list:
+        """The items this request sends to the model: not those whose bytes (cache key) are
+        being decided now for another request or earlier in this one. Those wait for that
+        decision and are answered from it, as cached: six identical uploads at once ran the
+        model six times, each answered `cached: false` under one decision id, and were counted
+        neither as decisions nor as cache hits."""
+        mine, seen = [], set()
+        for item in items:
+            if item.key is None or (item.key not in self.in_flight and item.key not in seen):
+                mine.append(item)
+                seen.add(item.key)
+        return mine
+
+    @contextmanager
+    def deciding(self, mine: list, futures: list):
+        """`mine` in flight (`in_flight`: their batcher futures) while the block runs; the
+        futures cancelled if it does not finish (a timeout: the batcher then skips them)."""
+        for item, future in zip(mine, futures):
+            if item.key is not None:
+                self.in_flight[item.key] = future
         try:
-            records = await asyncio.wait_for(asyncio.gather(*futures),
+            yield
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            for item, future in zip(mine, futures):
+                if item.key is not None and self.in_flight.get(item.key) is future:
+                    del self.in_flight[item.key]
+
+    async def answers(self, fresh: list, ours: dict, deadline: float) -> list:
+        """(record, explanation status) per fresh item: None for a decision made for this
+        request (`ours`: item id -> its batcher future), the fresh decision's status for one
+        made for another (`leading`), which answers it as cached."""
+        futures = [ours.get(id(item)) or self.in_flight[item.key] for item in fresh]
+        try:
+            records = await asyncio.wait_for(asyncio.gather(*map(asyncio.shield, futures)),
                                              max(deadline - time.monotonic(), 0))
-        except TimeoutError:
-            raise self.timed_out() from None
-        found = iter(records)
-        return [(next(found), None) if isinstance(p, Item) else p
-                for p in prepared]
+        except (TimeoutError, asyncio.CancelledError):
+            if any(f.cancelled() for f in futures) or time.monotonic() >= deadline:
+                raise self.timed_out() from None  # this request's, or the one it waited for
+            raise
+        followers = len(fresh) - len(ours)
+        if followers:
+            self.metrics.cache_hits.inc(followers)
+        return [(record, None) if id(item) in ours else
+                (record, self.explanation_status(record, None))
+                for item, record in zip(fresh, records)]
 
     def timed_out(self) -> Refusal:
         return Refusal(503, "timeout", f"no decision within {self.options.timeout_ms:g} ms "

@@ -215,6 +215,35 @@ def test_concurrent_requests_share_model_runs(server, tmp_path):
     assert {r.json()["decision_id"] for r in responses} <= stored
 
 
+def test_identical_uploads_at_once_are_decided_once(server, tmp_path):
+    """The same new bytes sent at once (three parts of one batch, six requests) all ran through
+    the model, each answered `cached: false` under one decision id, and the metrics counted
+    some as neither decisions nor cache hits. Now one is decided; the others wait for it and
+    are answered from it as cached."""
+    body = write_image(tmp_path / "same.png", seed=4242, size=(48, 48)).read_bytes()
+    before = httpx.get(server.url + "/metrics", headers=AUTH).text
+    parts = [("files", (f"{i}.png", body, "image/png")) for i in range(3)]
+
+    async def at_once():
+        async with httpx.AsyncClient(headers=AUTH, timeout=60) as client:
+            batch = client.post(server.url + "/v1/moderate/batch", files=parts)
+            singles = [client.post(server.url + "/v1/moderate", content=body, headers=PNG)
+                       for _ in range(6)]
+            return await asyncio.gather(batch, *singles)
+
+    batch, *singles = asyncio.run(at_once())
+    answers = [*batch.json()["results"], *(r.json() for r in singles)]
+    assert {a["decision_id"] for a in answers} == {answers[0]["decision_id"]}
+    assert [a["cached"] for a in answers].count(False) == 1, [a["cached"] for a in answers]
+    after = httpx.get(server.url + "/metrics", headers=AUTH).text
+
+    def grew(name):
+        return metric(after, name) - metric(before, name)
+
+    assert grew("shotlab_batch_size_sum") == 1  # one row through the model
+    assert grew("shotlab_decisions_total") == 1 and grew("shotlab_cache_hits_total") == 8
+
+
 def test_a_clip_is_held_to_the_servers_pixel_limit_per_frame(server, tmp_path):
     """--max-pixels applied to images only: a clip's frames got the reader's 33-megapixel
     default whatever the server was started with (this one: 1,000,000)."""
