@@ -125,14 +125,95 @@ def require_kind(dataset, kind: str) -> None:
 def add_all(dataset, checked: list[tuple], task: str, source: dict, progress: bool | None, *,
             make, unit: str = "img") -> int:
     """Add the samples `make(item, task, source)` builds from `checked` (tuples whose first
-    element is the resolved file path); returns how many this process added."""
+    element is the resolved file path); returns how many this process added. While it runs the
+    dataset records the import (`IMPORTING`): one stopped part way (Ctrl-C, a kill) stays
+    recorded, and `curate info` says so; a Ctrl-C here says what was kept and how to finish."""
+    from shotlab.core.errors import ShotlabError
+
     added = 0
-    with progress_bar(enabled=progress, total=len(checked), unit=unit, desc="Adding to dataset") as bar:
-        for start in range(0, len(checked), BATCH):
-            batch = checked[start:start + BATCH]
-            added += add_batch(dataset, batch, task, source, make)
-            bar.update(len(batch))
+    mark = start_import(dataset, source.get("import_path"), len(checked))
+    try:
+        with progress_bar(enabled=progress, total=len(checked), unit=unit,
+                          desc="Adding to dataset") as bar:
+            for start in range(0, len(checked), BATCH):
+                batch = checked[start:start + BATCH]
+                added += add_batch(dataset, batch, task, source, make)
+                bar.update(len(batch))
+    except KeyboardInterrupt:  # said a bare "Aborted!", the dataset looking complete
+        raise ShotlabError(f"interrupted: {added} of {len(checked)} new files were added to "
+                           f"'{dataset.name}' and are kept; run the same import again to add "
+                           f"the rest (files already added are not added twice)") from None
+    end_import(dataset, mark)
     return added
+
+
+IMPORTING = "importing"  # dataset.info[store.INFO_KEY][IMPORTING]: {"host:pid": import}
+
+
+def start_import(dataset, path, files: int) -> str:
+    """Record on the dataset that this process is adding `files` files from `path`; its key."""
+    import socket
+
+    from shotlab.core.clock import utc_now
+
+    key = f"{socket.gethostname()}:{os.getpid()}"
+    entry = {"path": str(path), "files": files, "started": utc_now()}
+    change_imports(dataset, lambda found: {**found, key: entry})
+    return key
+
+
+def end_import(dataset, key: str) -> None:
+    """This import finished: its record goes, with those of earlier imports of the same source
+    that stopped part way (this one added what they had left)."""
+    def finished(found: dict) -> dict:
+        path = found.get(key, {}).get("path")
+        return {k: v for k, v in found.items()
+                if k != key and not (v.get("path") == path and not import_running(k))}
+
+    change_imports(dataset, finished)
+
+
+def change_imports(dataset, change) -> None:
+    from shotlab.core import store
+
+    dataset.reload()
+    info = dict(dataset.info.get(store.INFO_KEY, {}))
+    info[IMPORTING] = change(dict(info.get(IMPORTING) or {}))
+    if not info[IMPORTING]:
+        del info[IMPORTING]
+    dataset.info[store.INFO_KEY] = info
+    dataset.save()
+
+
+def import_running(key: str) -> bool | None:
+    """Whether the process of an import record (`host:pid`) runs; None for another host's."""
+    import socket
+
+    from shotlab.core.scratch import process_alive
+
+    host, _, pid = key.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    return process_alive(int(pid))
+
+
+def unfinished_imports(dataset) -> list[str]:
+    """One warning per import into `dataset` that stopped part way (or runs now)."""
+    from shotlab.core import store
+
+    dataset.reload()  # another process records its import: this one's copy may be older
+    found = dataset.info.get(store.INFO_KEY, {}).get(IMPORTING) or {}
+    lines = []
+    for key, entry in found.items():
+        running = import_running(key)
+        state = ("is running now" if running else "stopped part way" if running is False
+                 else f"on {key.rpartition(':')[0]} has not finished")
+        lines.append(f"an import of {entry.get('path')} ({entry.get('files')} new files, started "
+                     f"{entry.get('started')}) {state}"
+                     + ("" if running else f": this dataset may lack some of them; run the same "
+                        f"`shotlab curate import {entry.get('path')} --name {dataset.name}` "
+                        f"again to finish it"))
+    return lines
 
 
 def add_batch(dataset, batch: list[tuple], task: str, source: dict, make) -> int:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from shotlab.core import store
 from shotlab.core.output import plural, table
+from shotlab.curate.import_common import unfinished_imports
 from shotlab.curate.review import EXCLUDE_TAG
 
 # Below this many images a class cannot be split three ways and still be cross-validated (5-fold).
@@ -96,5 +97,6 @@ def summarize(name: str, *, min_per_class: int = MIN_PER_CLASS) -> DatasetSummar
     return DatasetSummary(name=name, task=store.task_of(dataset), samples=len(kept),
                           classes={k: dict(v) for k, v in counts.items()}, splits=dict(splits),
                           imbalance_ratio=imbalance_ratio(totals),
-                          warnings=class_warnings(totals, min_per_class, sample_noun(dataset)),
+                          warnings=unfinished_imports(dataset)
+                          + class_warnings(totals, min_per_class, sample_noun(dataset)),
                           excluded=len(dataset) - len(kept))

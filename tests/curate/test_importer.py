@@ -342,3 +342,34 @@ def test_images_the_label_file_does_not_list_are_counted_and_named(tmp_path, dat
             f"for each (unlabeled: an empty label, or all zeros) and import again"
             in result.output)
     assert import_path(tmp_path / "rf", dataset_name, progress=False).unlisted == 3
+
+
+def test_an_import_stopped_part_way_is_said_until_one_finishes(tmp_path, dataset_name):
+    """Ctrl-C during the add loop printed a bare "Aborted!" and left a dataset that looked
+    complete (500 of 1,200 images, nothing said). An import now records itself on the dataset
+    while it adds; a process that stops part way (here: one that exits between the record and
+    the end, as a killed one does) leaves it, `curate info` says so, and the next import of the
+    same source clears it."""
+    import os
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+
+    root = tmp_path / "src"
+    write_class_tree(root, {"cat": 3, "dog": 3})
+    import_path(root, dataset_name, progress=False)
+    stopped = (f"from shotlab.core import store\n"
+               f"from shotlab.curate.import_common import start_import\n"
+               f"start_import(store.load({dataset_name!r}), {str(root)!r}, 40)\n")
+    subprocess.run([sys.executable, "-c", stopped], check=True, env={**os.environ})
+    info = CliRunner().invoke(cli, ["curate", "info", dataset_name])
+    assert info.exit_code == 0, info.output
+    assert f"an import of {root} (40 new files" in info.output and "stopped part way" in info.output
+    assert f"shotlab curate import {root} --name {dataset_name}" in info.output
+    write_image(root / "cat" / "late.png", seed=77)
+    import_path(root, dataset_name, progress=False)
+    again = CliRunner().invoke(cli, ["curate", "info", dataset_name])
+    assert "stopped part way" not in again.output, again.output
