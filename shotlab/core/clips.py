@@ -57,7 +57,8 @@ MAX_FRAME_JUMP = 3600.0
 # index is held in memory (a 205 KB clip of 12,000 static 2000x2000 frames took 15 s of CPU).
 DEFAULT_MAX_FRAMES = 18_000
 # Where the frame limit can be raised (curate import and the page keep the default).
-RAISE_FRAMES = "predict and serve take --max-clip-frames to raise it"
+RAISE_FRAMES = ("predict and serve take --max-clip-frames to raise it; curate import and "
+                "the page keep it: cut the clip into shorter ones")
 
 
 class DeadlinePassed(Exception):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shotlab.core.errors import ShotlabError
+from shotlab.core.files import open_lock
 
 if TYPE_CHECKING:
     from shotlab.core.workspace import Workspace
@@ -178,7 +179,7 @@ def is_connection_failure(exc: BaseException) -> bool:
 
 class _Lock:
     def __init__(self, path: Path, mode: int):
-        self.file = open(path, "a")
+        self.file = open_lock(path)
         fcntl.flock(self.file, mode)
 
     def release(self) -> None:

@@ -103,19 +103,19 @@ def atomic_path(path):
 
 
 def open_lock(lock: Path):
-    """The lock file, created if missing, never through a link: `open(lock, "a+")` followed a
-    symlink planted at PATH.partial.lock (in a folder others can write) and created its
-    target, an empty file anywhere the user may write."""
+    """The lock file, created if missing, never through a link (an InputError names one):
+    `open(lock, "a+")` followed a symlink planted at PATH.partial.lock (in a folder others can
+    write) and created its target, an empty file anywhere the user may write. Every lock file
+    shotlab takes is opened here."""
     from shotlab.core.errors import InputError
 
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        if lock.is_symlink():
+    except OSError:
+        if Path(lock).is_symlink():
             raise InputError(f"{lock}: a symbolic link where shotlab keeps its lock; remove it "
                              f"(shotlab never writes through a link)") from None
-        raise InputError(f"{lock}: cannot create the lock file ({exc.strerror or exc}); write "
-                         f"somewhere else") from None
+        raise  # the caller says what an unwritable folder means for it
     return os.fdopen(fd, "a+")
 
 

@@ -96,7 +96,7 @@ def header_pixels(data: bytes) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data), formats=DECODED_FORMATS) as image:
                 width, height = image.size
                 return width * height
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shotlab.core.archive_limits import ZipLimits, check_names, check_zip, extract_zip
 from shotlab.core.errors import InputError
-from shotlab.core.files import atomic_path, remove
+from shotlab.core.files import atomic_path, open_lock, remove
 from shotlab.core.images import is_image_path, sha256_file
 from shotlab.curate.records import SPLIT_ALIASES
 
@@ -47,7 +47,7 @@ def extraction_lock(target: Path):
     """Held while `target` is extracted, so two imports of one zip do not share a half-written
     folder: the second waits, then reuses the first one's result."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.with_name(target.name + ".lock"), "a") as lock:
+    with open_lock(target.with_name(target.name + ".lock")) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield  # closing the file releases the lock
 

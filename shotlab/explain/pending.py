@@ -75,10 +75,11 @@ def sole_run(store_path):
     import fcntl
 
     from shotlab.core.errors import InputError
+    from shotlab.core.files import open_lock
 
     path = Path(store_path).resolve()  # one lock per file, whatever link names it
     try:
-        lock = open(path.with_name(f".{path.name}.pending-lock"), "a")
+        lock = open_lock(path.with_name(f".{path.name}.pending-lock"))
     except OSError as exc:  # a read-only folder: the store could not take the results either
         raise InputError(f"{store_path}: cannot write beside the store ({exc.strerror}); "
                          f"processing appeals writes into it: copy it to a writable folder"

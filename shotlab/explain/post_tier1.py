@@ -83,7 +83,6 @@ def record_flagged_posts(bundle, decisions: list[dict], inputs: dict, runner, st
     """Store the split, the Grad-CAM and the caption's word scores for each decision;
     `inputs` are the decisions' {"image", "text"} rows (token ids) in the same order and
     `runner` the bundle's runner. Returns how many decisions were explained."""
-    from shotlab.core.images import sha256_file
     from shotlab.explain.store import ExplanationStore
     from shotlab.explain.tier1 import load_bundle_checkpoint, target_class
 
@@ -93,7 +92,7 @@ def record_flagged_posts(bundle, decisions: list[dict], inputs: dict, runner, st
     targets = [classes.index(target_class(d)) for d in decisions]
     splits = modality_split(runner, inputs, targets, bundle.parts, classes)
     checkpoint = checkpoint or load_bundle_checkpoint(bundle)
-    post, model_sha256 = checkpoint.model, sha256_file(checkpoint.path)
+    post, model_sha256 = checkpoint.model, checkpoint.sha256  # of the bytes loaded
     explained = []
     for i, (decision, target) in enumerate(zip(decisions, targets)):
         image, ids = inputs["image"][i], inputs["text"][i]

@@ -22,7 +22,6 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     `model` is the bundle's PyTorch text model when the caller holds it (the service's worker);
     else `checkpoint` (a loaded `train.checkpoint` result), else the checkpoint the bundle names
     is loaded here."""
-    from shotlab.core.images import sha256_file
     from shotlab.explain import explain_text
     from shotlab.explain.store import ExplanationStore
     from shotlab.explain.text_store import put_words
@@ -36,7 +35,7 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     if model is None:
         checkpoint = checkpoint or load_bundle_checkpoint(bundle)
         model = checkpoint.model
-    model_sha256 = sha256_file(checkpoint.path) if checkpoint is not None else None
+    model_sha256 = checkpoint.sha256 if checkpoint is not None else None
     classes = list(bundle.classes)
     targets = [classes.index(target_class(d)) for d in decisions]
     # a comment read in windows is explained on the window its target's score came from

@@ -44,17 +44,24 @@ def load_bundle_checkpoint(bundle):
     (the run trained again)."""
     from shotlab.train.checkpoint import load_checkpoint
 
-    problem = checkpoint_problem(bundle)
+    problem = checkpoint_problem(bundle, hashed=False)  # the hash: on the bytes loaded
     if problem:
         raise ShotlabError(problem)
-    return load_checkpoint(Path(bundle.checkpoint_path),  # the bytes checked are those loaded
-                           expected_sha256=bundle.manifest["source"].get("checkpoint_sha256"))
+    return load_checkpoint(Path(bundle.checkpoint_path),
+                           expected_sha256=bundle.manifest["source"].get("checkpoint_sha256"),
+                           mismatch=other_checkpoint(bundle, Path(bundle.checkpoint_path)))
 
 
-def checkpoint_problem(bundle) -> str | None:
-    """Why the bundle's source checkpoint cannot be used (missing, or not the file exported:
-    its sha256 differs), in one line with the fix; None when it can. Reads the file's hash,
-    never torch: the service asks at start-up, before any explanation is due."""
+def other_checkpoint(bundle, path: Path) -> str:
+    return (f"{path}: not the checkpoint bundle {bundle.origin} was exported from (its sha256 "
+            f"differs: the run was trained or resumed since); {gradient_methods(bundle)} would "
+            f"explain another model: re-export the bundle")
+
+
+def checkpoint_problem(bundle, *, hashed: bool = True) -> str | None:
+    """Why the bundle's source checkpoint cannot be used (missing, or, `hashed`, not the file
+    exported: its sha256 differs), in one line with the fix; None when it can. Reads the
+    file's hash, never torch: the service asks at start-up, before any explanation is due."""
     from shotlab.core.images import sha256_file
 
     needs = gradient_methods(bundle)
@@ -68,10 +75,8 @@ def checkpoint_problem(bundle) -> str | None:
                 f"missing; {needs} needs the PyTorch model (restore the run folder, "
                 f"or re-export the bundle from an existing run)")
     expected = bundle.manifest["source"].get("checkpoint_sha256")
-    if expected and sha256_file(path) != expected:
-        return (f"{path}: not the checkpoint bundle {bundle.origin} was exported from "
-                f"(its sha256 differs: the run was trained or resumed since); "
-                f"{needs} would explain another model: re-export the bundle")
+    if hashed and expected and sha256_file(path) != expected:
+        return other_checkpoint(bundle, path)
     return None
 
 
@@ -86,7 +91,6 @@ def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
     (None: `target_class`) and `params` adds to each row's stored parameters (its timestamp)."""
     import numpy as np
 
-    from shotlab.core.images import sha256_file
     from shotlab.explain import explain
     from shotlab.explain.store import ExplanationStore
 
@@ -100,7 +104,7 @@ def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
                    [classes.index(n) for n in names], method=METHOD)
     common = {"target_layer": "auto", "model": "checkpoint", "checkpoint": str(checkpoint.path)}
     extra = params or [None] * len(decisions)
-    model_sha256 = sha256_file(checkpoint.path)
+    model_sha256 = checkpoint.sha256  # of the bytes the model was loaded from
     bundle_path = getattr(bundle, "origin", None) or bundle.path
     with ExplanationStore(store_path) as store, store.transaction():  # all stored, or none
         for decision, name, heatmap, more in zip(decisions, names, maps, extra):

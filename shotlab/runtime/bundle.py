@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from shotlab.core.errors import InputError
 from shotlab.core.files import atomic_path, write_json_atomic
 from shotlab.core.images import sha256_file
-from shotlab.core.scratch import scratch_folder, sweep
+from shotlab.core.scratch import scratch_folder
 from shotlab.runtime.contract import ModelContract
 
 MANIFEST_FILE = "manifest.json"
@@ -351,22 +351,30 @@ def private_copy(folder: Path, name) -> Path:
     a gap in which anyone who can write that folder could swap model.onnx for another (timed
     with inotify, a forged model ran under a valid signature). Files it does not list are not
     copied; a listed path that would leave the folder is refused here (`inside`)."""
-    import shutil
-
     from shotlab.runtime.signing import SIGNATURE_FILE
 
     read_manifest(folder, name)  # a folder that is no bundle is named as the user gave it
     target = temporary_folder()
-    shutil.copyfile(folder / MANIFEST_FILE, target / MANIFEST_FILE)
+    copy_member(folder, target, MANIFEST_FILE, name)
     manifest = read_manifest(target, name)  # the copy says what to copy: it is what is verified
     listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
     for member in [SIGNATURE_FILE, *listed]:
-        source = inside(folder, member, name)
-        if source.is_file():
-            copy = target / PurePosixPath(member)
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, copy)
+        if inside(folder, member, name).is_file():
+            copy_member(folder, target, member, name)
     return target
+
+
+def copy_member(folder: Path, target: Path, member: str, name) -> None:
+    """`folder/member` copied to `target/member`; an InputError naming the bundle's file, the
+    copy's folder and the fix when it cannot be (a full or unwritable temporary folder)."""
+    copy = target / PurePosixPath(member)
+    try:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / PurePosixPath(member), copy)
+    except OSError as exc:
+        raise InputError(f"{name(member)}: cannot be copied to {target} to be verified and run "
+                         f"({exc.strerror or exc}); free space there, or set TMPDIR to a folder "
+                         f"with room") from None
 
 
 UNPACKED: list[Path] = []  # this process's unpacked zips (`remove_unpacked`)
@@ -381,11 +389,6 @@ def temporary_folder() -> Path:
     UNPACKED.append(folder)
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
-
-
-def sweep_unpacked() -> None:
-    """Remove this user's unpacked bundles whose process is gone."""
-    sweep(UNPACKED_PREFIX)
 
 
 def remove_unpacked() -> None:

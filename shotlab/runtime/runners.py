@@ -168,7 +168,8 @@ class OnnxRunner:
         if len(self.specs) == 1:  # a one-input graph: fed under its own name, whatever it is
             self.specs = [InputSpec(graph_inputs[0], self.specs[0].dtype, self.specs[0].shape)]
         elif sorted(graph_inputs) != sorted(s.name for s in self.specs):
-            raise ShotlabError(f"{self.path}: the model's inputs ({', '.join(graph_inputs)}) "
+            raise ShotlabError(f"{bundle.name(bundle.runtimes[runtime])}: the model's inputs "
+                               f"({', '.join(graph_inputs)}) "
                                f"are not the contract's parts "
                                f"({', '.join(s.name for s in self.specs)}); re-export the bundle")
         self.classes = len(bundle.classes)
@@ -225,7 +226,8 @@ class TensorRTRunner:
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
-            raise ShotlabError(f"{engine_path}: TensorRT cannot load this engine (built for "
+            raise ShotlabError(f"{bundle.name(bundle.runtimes['tensorrt'])}: TensorRT cannot "
+                               f"load this engine (built for "
                                f"another GPU or TensorRT version?); rebuild it with "
                                f"{TRTEXEC_FILE}")
         self.context = self.engine.create_execution_context()

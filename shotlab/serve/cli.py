@@ -35,7 +35,8 @@ RAY_DECODE_SLOTS = 1
 @click.option("--queue-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Items waiting for the model before new ones get 429.")
 @click.option("--timeout-ms", type=click.FloatRange(min=1), default=10_000, show_default=True,
-              help="A request without a decision by then gets 503.")
+              help="A request without a decision this long after it arrived (decoding and "
+                   "waiting included) gets 503.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=20.0,
               show_default=True, help="Largest request body (413 above it).")
 @click.option("--max-items", type=click.IntRange(min=1), default=None,

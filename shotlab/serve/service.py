@@ -255,6 +255,8 @@ class Service:
         prepared = await all_or_none([self.prepare(body, kind, run_in_threadpool, deadline)
                                       for body, kind in bodies])
         fresh = [p for p in prepared if isinstance(p, Item)]
+        if fresh and time.monotonic() >= deadline:  # decoded too late: no model run for a 503
+            raise self.timed_out()
         mine = self.leading(fresh)
         try:
             futures = self.batcher.submit_nowait(mine)

@@ -125,20 +125,21 @@ def read_once(path: Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def load_checkpoint(run_or_file: str | Path, *, expected_sha256: str | None = None
-                    ) -> Checkpoint:
+def load_checkpoint(run_or_file: str | Path, *, expected_sha256: str | None = None,
+                    mismatch: str | None = None) -> Checkpoint:
     """The best model of a run, rebuilt from its checkpoint, in eval mode on the CPU: a timm
     model for an image run, a `text_model.TextClassifier` (token ids -> logits) for a text run,
     a `post_model.PostClassifier` for a post run; its scores are the calibrated ones.
-    `expected_sha256`: the file must be this one (a bundle's source checkpoint)."""
+    `expected_sha256`: the file must be this one (a bundle's source checkpoint; `mismatch`:
+    the message when it is not)."""
     from shotlab.train.calibration import fold_into_head
 
     path = checkpoint_path(run_or_file)
     data, sha256 = read_once(path)
     check_unchanged(path, sha256)
     if expected_sha256 and sha256 != expected_sha256:
-        raise InputError(f"{path}: not the checkpoint expected (its sha256 differs: it was "
-                         f"replaced); re-export the bundle from its run")
+        raise InputError(mismatch or f"{path}: not the checkpoint expected (its sha256 differs: "
+                                     f"it was replaced); re-export the bundle from its run")
     state = read_state(path, "re-run `shotlab train` to produce one", data=data)
     missing = {"model", "timm_name", "classes", "task", "preprocessing"} - set(state)
     if missing:

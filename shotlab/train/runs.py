@@ -147,14 +147,19 @@ def read_config(run_dir: Path) -> tuple[TrainConfig, Policy]:
 
 def resolve_policy(name: str, config: TrainConfig, classes) -> Policy:
     """The dataset's policy, with --unsafe and --target-recall from the command line each taking
-    over where given; a policy that differs from the dataset's is kept under a version of its
-    own (`core.policy.registered`), the number its decisions will carry."""
-    dataset = store.load(name)
-    stored = policy_of(dataset)
+    over where given (its version still the dataset's: `versioned` gives it its own)."""
+    stored = policy_of(store.load(name))
     unsafe = tuple(config.unsafe) or stored.unsafe
     recall = stored.target_recall if config.target_recall is None else config.target_recall
-    policy = Policy(unsafe, recall, stored.review_margin, stored.version).check(classes)
-    return policy if same_rules(policy, stored) else registered(dataset, policy)
+    return Policy(unsafe, recall, stored.review_margin, stored.version).check(classes)
+
+
+def versioned(name: str, policy: Policy) -> Policy:
+    """`policy` under the version that names it: a run's policy that differs from the dataset's
+    is kept under a version of its own (`core.policy.registered`), the number its decisions
+    will carry. Called once every check has passed: a refused run registers nothing."""
+    dataset = store.load(name)
+    return policy if same_rules(policy, policy_of(dataset)) else registered(dataset, policy)
 
 
 def score_entries(fitted, entries, manifest: Manifest, config: TrainConfig, progress):
@@ -388,7 +393,7 @@ def prepare(name: str, config: TrainConfig, progress=None):
         from shotlab.train.auto_choice import chosen_config
 
         config, choice = chosen_config(manifest, config, forced_backbone, progress)
-    return manifest, policy, config, choice
+    return manifest, versioned(name, policy), config, choice
 
 
 def with_kind_defaults(config: TrainConfig, manifest: Manifest) -> TrainConfig:

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from shotlab.core.errors import BadImageError
-from shotlab.core.images import inspect_image, is_animated
+from shotlab.core.images import header_pixels, inspect_image, is_animated
 from tests.security.common import run
 from tests.train.trainsets import write_colour_tree
 
@@ -36,6 +36,7 @@ def test_an_eps_is_not_an_image_and_runs_nothing(tmp_path, fake_gs):
     with pytest.raises(BadImageError, match="not an image"):
         inspect_image(eps)
     assert is_animated(EPS) is False
+    assert header_pixels(EPS) == 0  # the service's pixel budget reads headers: not an image
     assert not fake_gs.exists()
 
 

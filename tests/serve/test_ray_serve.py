@@ -52,9 +52,10 @@ def ray_server(ray_address, exported, tmp_path_factory):
     assert server.process.returncode == 0, "".join(server.log)
     # the replica killed below left its copy (no handler runs on SIGKILL): the next unpack
     # removes it; the others' went at the stop
-    from shotlab.runtime.bundle import sweep_unpacked
+    from shotlab.core.scratch import sweep
+    from shotlab.runtime.bundle import UNPACKED_PREFIX
 
-    sweep_unpacked()
+    sweep(UNPACKED_PREFIX)
     assert unpacked_bundles() <= before
 
 

@@ -44,7 +44,8 @@ def detect(samples, checks, *, embeddings: np.ndarray | None, thresholds: dict[s
     if checks & {"duplicates", "leakage"}:
         duplicate, conflicting = find_duplicates(
             samples.sha256s, samples.labels, phashes=stats.phashes if stats else None,
-            embeddings=embeddings, multilabel=samples.task == "multilabel", **{"min_cosine": DEFAULT_MIN_COSINE[samples.kind]} | {
+            embeddings=embeddings, multilabel=samples.task == "multilabel",
+            **{"min_cosine": DEFAULT_MIN_COSINE[samples.kind]} | {
                 param: cast(thresholds[key]) for key, (param, cast) in DUPLICATE_THRESHOLDS.items()
                 if key in thresholds})
     if "label" in checks:
