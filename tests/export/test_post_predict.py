@@ -74,7 +74,7 @@ def test_the_bundle_is_one_two_input_onnx_with_the_tokenizer_and_parity(post_run
     assert sorted(p.name for p in exported.path.iterdir()) == \
         ["manifest.json", "model.onnx", "report.html", "report.json", "tokenizer.json"]
     assert list(bundle.parts) == ["image", "text"]
-    assert bundle.parts["text"].tokenizer == str(exported.path / "tokenizer.json")
+    assert bundle.parts["text"].tokenizer == str(bundle.path / "tokenizer.json")  # the copy
     session = ort.InferenceSession(str(exported.path / "model.onnx"))
     assert [(i.name, i.type, i.shape) for i in session.get_inputs()] == \
         [("image", "tensor(float)", ["batch", 3, 224, 224]),

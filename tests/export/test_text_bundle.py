@@ -44,7 +44,10 @@ def test_text_bundle_holds_model_tokenizer_and_contract(fp16_bundle):
     assert manifest["policy"]["scored_on"]["scored_on"] == "train folds + val"
     assert "train samples scored out of fold" in (folder / "report.html").read_text()
     bundle = load_bundle(folder)
-    assert Path(bundle.preprocessing.tokenizer) == folder / "tokenizer.json"
+    # the tokenizer is read from the verified private copy (runtime.bundle.private_copy)
+    assert Path(bundle.preprocessing.tokenizer) == bundle.path / "tokenizer.json"
+    assert Path(bundle.preprocessing.tokenizer).read_bytes() == \
+        (folder / "tokenizer.json").read_bytes()
     report = json.loads((folder / "report.json").read_text())
     assert report["gate"]["passed"] and report["split"] == "test" and report["n"] == 12
     assert report["runtimes"]["onnx"]["parity"]["max_abs_diff"] < PARITY
