@@ -58,6 +58,33 @@ def test_a_linked_folder_is_followed_and_a_loop_is_skipped_by_name(tmp_path):
     assert [s.path for s in scan.skipped] == [str(tmp_path / "splits" / "train" / "cat" / "top")]
 
 
+def test_a_folder_reached_again_by_a_link_is_walked_once(tmp_path):
+    """Two links to one folder at each of 8 levels (a diamond) listed the last level's image
+    256 times (2^depth walks, exponential in the depth); a link to a folder walked as itself
+    listed its images again under another class. Each such link is skipped, named."""
+    levels = [tmp_path / "levels" / str(k) for k in range(9)]
+    for k, level in enumerate(levels):
+        write_image(level / f"x{k}.png", seed=k)
+        if k:
+            for name in ("a", "b"):
+                (levels[k - 1] / name).symlink_to(level)
+    write_class_tree(tmp_path / "src", {"cat": 1})
+    (tmp_path / "src" / "cat" / "levels").symlink_to(levels[0])
+    (tmp_path / "src" / "dog").mkdir()
+    (tmp_path / "src" / "dog" / "same").symlink_to(tmp_path / "src" / "cat")
+    scan = read_folder(tmp_path / "src")
+    assert sorted(r.path.name for r in scan.records) == sorted(
+        ["cat_0.png", *(f"x{k}.png" for k in range(9))])
+    assert {r.labels for r in scan.records} == {("cat",)}
+    cat = tmp_path / "src" / "cat"
+    assert sorted((s.path, s.reason) for s in scan.skipped) == sorted(
+        [(str(cat / "levels" / ("a/" * k + "b")),
+          f"a link to {levels[k + 1]}, a folder already walked: not followed again")
+         for k in range(8)]
+        + [(str(tmp_path / "src" / "dog" / "same"),
+            f"a link to {cat}, a folder already walked: not followed again")])
+
+
 @pytest.mark.parametrize("folder, split", [("train", "train"), ("val", "val"), ("valid", "val"),
                                            ("Validation", "val"), ("test", "test")])
 def test_split_folders_are_normalised(tmp_path, folder, split):

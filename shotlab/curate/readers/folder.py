@@ -2,13 +2,14 @@
 Clips (mp4, mov, ...) are read in the same layouts.
 
 Class names are the folder names exactly as written (spaces kept). Images nested deeper inside a
-class folder belong to that class, links to folders followed (a loop is skipped). Hidden files
-and folders are passed over.
+class folder belong to that class, links to folders followed (a loop, or a second link to a
+folder already walked, is skipped). Hidden files and folders are passed over.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from shotlab.core.errors import InputError
@@ -37,32 +38,58 @@ def files_under(folder: Path) -> tuple[list[Path], list[Skipped]]:
 
     A link to a folder is followed wherever it points, as a link to a file is (whoever made the
     folder put it there; `Path.rglob` would pass it over and list the link as a file). A link
-    back to a folder it sits in (`cat/up -> ..`) would walk forever: it is listed as skipped."""
+    back to a folder it sits in (`cat/up -> ..`) would walk forever, and two links to one folder
+    at each level (a diamond) would walk the last level 2^depth times: such links are listed as
+    skipped. A folder reached as itself is always walked, so its files win over a link's copies
+    (`import_common.unique_records`)."""
     found: list[Path] = []
     passed: list[Skipped] = []
-    walk_into(folder, (Path(os.path.realpath(folder)),), found, passed)
+    real = Path(os.path.realpath(folder))
+    walk_into(folder, (real,), Walk(found, passed, {real}))
     return found, passed
 
 
-def walk_into(directory: Path, above: tuple[Path, ...], found: list[Path],
-              passed: list[Skipped]) -> None:
-    """Add the files under `directory` to `found`; `above`: the real paths of the folders walked
+@dataclass
+class Walk:
+    """What a folder walk has gathered: the files, the folders not followed, and the real paths
+    of the folders walked (a link to one of them is not followed again)."""
+
+    found: list[Path]
+    passed: list[Skipped]
+    walked: set[Path]
+
+
+def walk_into(directory: Path, above: tuple[Path, ...], walk: Walk) -> None:
+    """Add the files under `directory` to the walk; `above`: the real paths of the folders walked
     down to it, itself last (a link to one of them, or to a folder holding one, is a loop)."""
     try:
         entries = sorted(p for p in directory.iterdir() if visible(p))
     except OSError as exc:
-        passed.append(Skipped(str(directory), f"cannot list this folder ({exc.strerror or exc})"))
+        walk.passed.append(Skipped(str(directory),
+                                   f"cannot list this folder ({exc.strerror or exc})"))
         return
     for path in entries:
         if not path.is_dir():  # follows links: a link to a folder is a folder
-            found.append(path)
+            walk.found.append(path)
             continue
         real = Path(os.path.realpath(path))
-        if any(inside.is_relative_to(real) for inside in above):
-            passed.append(Skipped(str(path), f"a link to {real}, a folder that holds it (a "
-                                             f"loop): not followed"))
+        why = not_followed(path, real, above, walk.walked)
+        if why:
+            walk.passed.append(Skipped(str(path), why))
         else:
-            walk_into(path, (*above, real), found, passed)
+            walk.walked.add(real)
+            walk_into(path, (*above, real), walk)
+
+
+def not_followed(path: Path, real: Path, above: tuple[Path, ...], walked: set[Path]) -> str:
+    """Why the folder at `path` is not walked ('' to walk it): a loop, or a link to a folder
+    already walked (its files are listed once; a diamond of links would list them 2^depth
+    times)."""
+    if any(inside.is_relative_to(real) for inside in above):
+        return f"a link to {real}, a folder that holds it (a loop): not followed"
+    if path.is_symlink() and real in walked:
+        return f"a link to {real}, a folder already walked: not followed again"
+    return ""
 
 
 def read_class_tree(root: Path, split: str | None) -> Scan:
