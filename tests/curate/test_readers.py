@@ -162,17 +162,34 @@ def test_csv_unknown_split_is_skipped_by_row_and_several_labels_stay_several(tmp
 
 def test_images_a_csv_does_not_list_are_counted_by_name(tmp_path):
     """A truncated label file lost the images it no longer named without trace; rows skipped
-    for a bad label or split still name theirs, and other files are not images."""
+    for a bad label or split still name theirs, and other files are not images. Only the
+    rows' own folders are looked at, not the folders below them."""
     write_class_tree(tmp_path, {"a": 4})
-    write_image(tmp_path / "deep" / "z.png")
+    write_image(tmp_path / "a" / "deep" / "z.png")
+    write_image(tmp_path / "b" / "y.png")
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "labels.csv").write_text("filepath,label,split\na/a_0.png,a,\n./a/a_1.png,a,\n"
                                          "a/a_2.png,a,holdout\n")
     scan = read_table(tmp_path / "labels.csv", multilabel=False)
     assert [r.path.name for r in scan.records] == ["a_0.png", "a_1.png"]
     assert [(u.path, u.listing) for u in scan.unlisted] == [
-        (tmp_path / "a" / "a_3.png", tmp_path / "labels.csv"),
-        (tmp_path / "deep" / "z.png", tmp_path / "labels.csv")]
+        (tmp_path / "a" / "a_3.png", tmp_path / "labels.csv")]
+
+
+def test_images_another_csv_beside_it_lists_are_not_unlisted(tmp_path):
+    """data/train.csv and data/val.csv share data/images/: importing train.csv warned that
+    every val image was "not listed ... add a row for each", and walked every folder under
+    data/ (a CSV at ~ walked the home tree). Only the image no CSV names is counted."""
+    data = tmp_path / "data"
+    write_class_tree(data / "images", {"x": 4})
+    write_image(data / "images" / "old" / "z.png")
+    write_image(data / "other" / "q.png")
+    (data / "train.csv").write_text("filepath,label\nimages/x/x_0.png,a\nimages/x/x_1.png,b\n")
+    (data / "val.csv").write_text("image,label\nimages/x/x_2.png,a\n")
+    (data / "stats.csv").write_text("metric,value\nf1,0.5\n")  # no path column: names none
+    scan = read_table(data / "train.csv", multilabel=False)
+    assert [(u.path, u.listing) for u in scan.unlisted] == [
+        (data / "images" / "x" / "x_3.png", data / "train.csv")]
 
 
 def test_csv_without_a_path_column(tmp_path):

@@ -4,6 +4,9 @@ Paths are relative to the CSV's folder. A row naming a file outside that folder 
 that does not exist, is reported with its row number, never followed. Header names and values
 are stripped of surrounding spaces (Roboflow writes `filename, classA, classB`), so class names
 keep their inner spaces as written.
+
+Images in the rows' folders that no row names (nor another CSV beside this one) are not
+imported, and counted as unlisted: a truncated label file would otherwise lose them unseen.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.curate.readers.folder import files_under, is_media_path
+from shotlab.curate.readers.folder import is_media_path, visible
 from shotlab.curate.records import (Record, Scan, Skipped, Unlisted, normalise_split,
                                    unknown_split)
 
@@ -110,16 +113,49 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
             scan.skipped.append(Skipped(str(path), f"{where}: {unknown_split(row[split_column])}"))
             continue
         scan.records.append(Record(path, labels, split, where))
-    scan.unlisted = [Unlisted(p, csv_path) for p in unlisted_images(folder, named)]
+    scan.unlisted = [Unlisted(p, csv_path) for p in unlisted_images(csv_path, named)]
     return scan
 
 
-def unlisted_images(folder: Path, named: set) -> list[Path]:
-    """The images and clips under `folder` that no row names (rows skipped for their label or
-    split still name theirs): the rows a truncated or partial label file lacks. Compared as
-    written, as rows are resolved (`resolve_row_path`)."""
-    files, _ = files_under(folder)
-    return [p for p in files if is_media_path(p) and Path(os.path.normpath(p)) not in named]
+def unlisted_images(csv_path: Path, named: set) -> list[Path]:
+    """The images and clips beside the rows' own that no row names (rows skipped for their label
+    or split still name theirs): the rows a truncated or partial label file lacks.
+
+    Only the folders the rows' images sit in are looked at, not the folders below them (a CSV
+    at ~ does not walk the home tree), and images another CSV beside this one names are left
+    out: with data/train.csv and data/val.csv sharing data/images/, the val images are not
+    missing rows of train.csv. Compared as written, as rows are resolved (`resolve_row_path`)."""
+    listed = named | rows_of_other_csvs(csv_path)
+    folders = sorted({p.parent for p in named if p is not None})
+    return [p for folder in folders for p in media_in(folder) if p not in listed]
+
+
+def media_in(folder: Path) -> list[Path]:
+    """The images and clips directly in `folder` (links to files too), hidden ones passed over."""
+    try:
+        return sorted(p for p in folder.iterdir()
+                      if visible(p) and is_media_path(p) and not p.is_dir())
+    except OSError:
+        return []  # a row's folder that cannot be listed: its rows' own files say why
+
+
+def rows_of_other_csvs(csv_path: Path) -> set[Path]:
+    """The files the other CSV files in `csv_path`'s folder name in their path column, resolved
+    as this CSV's rows are. A CSV that cannot be read, or has no path column, names none."""
+    folder = Path(os.path.normpath(csv_path.parent.absolute()))
+    named = set()
+    for other in sorted(folder.glob("*")):
+        if (other.suffix.lower() != ".csv" or other.name == csv_path.name or not visible(other)
+                or not other.is_file()):
+            continue
+        try:
+            header, rows = read_rows(other)
+        except InputError:
+            continue
+        column = find_column(header, PATH_COLUMNS)
+        named |= {Path(os.path.normpath(folder / row[column])) for _, row in rows
+                  if column and row.get(column)}
+    return named
 
 
 def require_fields(row: dict[str, str], columns: list[str], csv_path: Path, line: int,
