@@ -15,7 +15,9 @@ imports as for images, and the same text twice is one sample.
 Rows are checked before anything is written: a bad row (empty text, not UTF-8, over
 `MAX_TEXT_CHARS` characters, a missing column, a tag that is not 0/1, an unknown split) is
 skipped and reported by its line; a text repeated with another label is a conflict, reported on
-the later line (the first label is kept). The source file is only read.
+the later line (the first label is kept; an unlabeled line is no answer in a multiclass import,
+so it conflicts with nothing and a labelled repeat's label is kept). The source file is only
+read.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shotlab.core import store, workspace
 from shotlab.core.errors import InputError, StrictImportError
 from shotlab.core.progress import progress_bar
 from shotlab.core.rows import ROW_SUFFIXES, Row, as_str, read_rows
+from shotlab.curate.duplicates import disagree
 from shotlab.curate.records import Skipped, normalise_split, unknown_split
 
 FORMAT = "text"
@@ -172,11 +175,13 @@ def show(labels: tuple[str, ...]) -> str:
     return ",".join(labels) or "(unlabeled)"
 
 
-def unique_texts(records: list[TextRecord],
-                 source: Path) -> tuple[dict[str, TextRecord], list[Skipped], int, int]:
-    """Records by sha256, the first line of each text winning; the later lines are skipped,
-    saying whether their label conflicts. Returns also how many texts repeat, and how many of
-    those with another label."""
+def unique_texts(records: list[TextRecord], source: Path, multilabel: bool = False
+                 ) -> tuple[dict[str, TextRecord], list[Skipped], int, int]:
+    """Records by sha256, the first line of each text winning, except that in a multiclass
+    import a labelled line wins over an unlabeled one before it (no label is no answer yet:
+    keeping the first would lose the label); the other lines are skipped, saying whether their
+    label conflicts (`duplicates.disagree`, the rule images follow). Returns also how many texts
+    repeat, and how many of those with another label."""
     first: dict[str, TextRecord] = {}
     skipped, repeated, conflicting = [], set(), set()
     for record in records:
@@ -184,12 +189,16 @@ def unique_texts(records: list[TextRecord],
         if kept is record:
             continue
         repeated.add(record.sha256)
+        if record.labels and not kept.labels and not multilabel:
+            first[record.sha256], kept, record = record, record, kept
         reason = f"same text as line {kept.line}; imported once"
-        if set(kept.labels) != set(record.labels):
+        if disagree([kept.labels, record.labels], multilabel=multilabel):
             conflicting.add(record.sha256)
             reason = (f"conflict: same text as line {kept.line}, labelled {show(kept.labels)} "
                       f"there and {show(record.labels)} here; line {kept.line}'s label was "
                       f"kept (fix the wrong one)")
+        elif set(kept.labels) != set(record.labels):
+            reason += f", labelled {show(kept.labels)} as there"
         skipped.append(Skipped(f"line {record.line} of {source.name}", reason))
     return first, skipped, len(repeated), len(conflicting)
 
@@ -268,11 +277,16 @@ def present_labels(existing, digests: set[str]) -> dict[str, tuple[str, ...]]:
 
 
 def conflicts_with_store(new: dict[str, TextRecord], present: dict[str, tuple[str, ...]],
-                         name: str, source: Path) -> list[str]:
+                         name: str, source: Path, multilabel: bool = False) -> list[str]:
+    """A warning per row whose labels the dataset's copy of its text does not take: they
+    disagree (`duplicates.disagree`: an unlabeled row disagrees with nothing in a multiclass
+    dataset), or the row labels a text stored unlabeled (a re-import never changes a sample)."""
     return [f"line {r.line} of {source.name}: conflict: this text is already in '{name}' "
             f"labelled {show(present[d])}, this row says {show(r.labels)}; the dataset keeps "
             f"{show(present[d])} (relabel it in the App and `curate apply` if the row is right)"
-            for d, r in new.items() if d in present and set(present[d]) != set(r.labels)]
+            for d, r in new.items() if d in present and (
+                disagree([present[d], r.labels], multilabel=multilabel)
+                or (r.labels and not present[d]))]
 
 
 def import_texts(path: Path, name: str, *, multilabel: bool = False, strict: bool = False,
@@ -299,7 +313,7 @@ def import_texts(path: Path, name: str, *, multilabel: bool = False, strict: boo
         require_kind(existing, store.TEXT)
     records, skipped, _ = read_texts(path, multilabel, progress)
     check_task(records, multilabel, path)
-    unique, repeats, repeated, conflicting = unique_texts(records, path)
+    unique, repeats, repeated, conflicting = unique_texts(records, path, multilabel)
     skipped = sorted(skipped + repeats, key=line_of)
     if strict and skipped:
         raise StrictImportError(f"{len(skipped)} rows would be skipped (first: {skipped[0].path}: "
@@ -309,7 +323,7 @@ def import_texts(path: Path, name: str, *, multilabel: bool = False, strict: boo
     new = [r for d, r in unique.items() if d not in present]
     check_not_empty(Scan(records=list(unique.values())), new, skipped, existing, path,
                     allow_empty, nothing="no rows with a comment")
-    warnings = conflicts_with_store(unique, present, name, path)
+    warnings = conflicts_with_store(unique, present, name, path, multilabel)
     dataset = text_dataset(existing, name, task)
     items = [(write_text_file(r), r)
              for r in progress_bar(new, enabled=progress, unit="text", desc="Writing texts")]

@@ -138,6 +138,39 @@ def test_same_text_with_different_labels_is_a_conflict(tmp_path, dataset_name):
     assert by_text(dataset_name)["this joke kills me"][0] == ("ok",)
 
 
+def test_an_unlabeled_repeat_is_no_conflict_and_the_label_is_kept(tmp_path, dataset_name):
+    """The text import kept its own duplicate rule: an unlabeled repeat of a labelled comment
+    was a "conflict", and an unlabeled line first won, losing the label. In a multiclass import
+    no label is no answer yet (`duplicates.disagree`, as for images)."""
+    source = write(tmp_path / "c.csv", "text,label\nhi,\nhi,ok\nbye,spam\nbye,\n")
+    report = import_path(source, dataset_name, progress=False)
+    assert (report.added, report.duplicate_groups, report.conflicting_groups) == (2, 2, 0)
+    assert {s.path: s.reason for s in report.skipped} == {
+        "line 2 of c.csv": "same text as line 3; imported once, labelled ok as there",
+        "line 5 of c.csv": "same text as line 4; imported once, labelled spam as there"}
+    assert {t: v[0] for t, v in by_text(dataset_name).items()} == {"hi": ("ok",),
+                                                                   "bye": ("spam",)}
+    # Against the dataset: an unlabeled row takes nothing away; a label the dataset lacks is
+    # still named, since a re-import never changes a sample.
+    write(tmp_path / "later.csv", "text,label\nhi,\nnew,\n")
+    report = import_path(tmp_path / "later.csv", dataset_name, progress=False)
+    assert (report.added, report.conflicting_groups, report.warnings) == (1, 0, [])
+    write(tmp_path / "last.csv", "text,label\nnew,ok\n")
+    report = import_path(tmp_path / "last.csv", dataset_name, progress=False)
+    assert report.conflicting_groups == 1 and "labelled (unlabeled), this row says ok" in \
+        report.warnings[0]
+
+
+def test_an_unlabeled_repeat_conflicts_in_a_multilabel_import(tmp_path, dataset_name):
+    """With --multilabel no labels is a negative for every class: an answer, which conflicts."""
+    source = write(tmp_path / "c.csv", "text,labels\nhi,\nhi,ok\n")
+    report = import_path(source, dataset_name, multilabel=True, progress=False)
+    assert (report.added, report.conflicting_groups) == (1, 1)
+    assert report.skipped[0].reason.startswith("conflict: same text as line 2, labelled "
+                                               "(unlabeled) there and ok here")
+    assert by_text(dataset_name)["hi"][0] == ()
+
+
 def test_multilabel_one_hot_columns_and_lists(tmp_path, dataset_name):
     source = write(tmp_path / "tags.csv", "text,violence,harassment\nboth,1,1\nnone,0,0\n"
                                           "one,true,\nbad,2,0\n")
