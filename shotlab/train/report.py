@@ -50,8 +50,12 @@ def few_positives(name: str, t: dict, where: str = VALIDATION) -> str:
     bound = t.get("recall_lower_bound")
     shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"
     split = "validation" if where == VALIDATION else "train and validation"
+    extra = t.get("more_needed")
     if t["target_recall"] >= 1:  # no finite sample proves a recall of 1
         more = "a target recall of 1 can never be shown; a target such as 0.99 can"
+    elif extra:  # misses counted: the threshold rule chose them, so more data is the way
+        more = (f"label about {extra} more '{name}' examples for {split}, each one caught, "
+                f"or lower the target recall")
     elif needed and needed > have:
         more = (f"label about {needed - have} more '{name}' examples for {split} (at least "
                 f"{needed} in all, every one caught)")
