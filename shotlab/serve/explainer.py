@@ -21,13 +21,17 @@ round's failure is its jobs' own only where they are its cause: a batch that fai
 again job by job, so one bad job fails alone; a checkpoint that cannot be loaded fails the
 round's jobs without counting against their attempts (serve/store.py, MAX_ATTEMPTS), and is
 said once at start-up (`check_checkpoint`). A starting worker puts failed jobs with attempts
-left back in the queue, unless the checkpoint is still unusable.
+left back in the queue, unless the checkpoint is still unusable. A failed job's input (the
+moderated content) is removed once no retry can use it: at its last attempt, for another
+bundle's job at once, and at start-up and hourly for any kept past
+`serve.store.KEEP_FAILED_INPUT_DAYS` (`expire_inputs`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from shotlab.core.errors import ShotlabError, one_line
 
@@ -37,6 +41,9 @@ TORCH_THREADS = 1  # the model's ONNX Runtime session keeps the other cores
 # Nice 10: the worker takes the CPU the requests leave idle; under load its queue grows (in the
 # store, durable) instead of the requests' latency.
 NICENESS = 10
+# How often a running worker removes the inputs failed jobs keep past KEEP_FAILED_INPUT_DAYS: a
+# server that runs for weeks without a restart still keeps them about that long, no longer.
+EXPIRE_EVERY_S = 3600
 log = logging.getLogger("uvicorn.error")  # printed with the server's own lines
 
 
@@ -53,6 +60,7 @@ class ExplanationWorker:
         self.models = bundle.model_hashes  # the jobs it takes are of decisions they made
         self.on_failed = lambda count: None  # the service counts failures in its metrics
         self.retry_failed = True  # at start: False while the checkpoint cannot be used
+        self.next_expiry = 0.0  # monotonic time of the next expire_inputs
 
     def check_checkpoint(self) -> str | None:
         """Say at start-up, in one WARNING, when the checkpoint the bundle names cannot be used
@@ -83,12 +91,15 @@ class ExplanationWorker:
         lower_priority()
         try:
             self.store.release_claims()  # jobs a killed worker had taken
+            self.expire_inputs()  # first: an input past its time is not retried
             if self.retry_failed:
                 self.requeue_failed()
         except Exception as exc:  # a store error: the rounds below say so again
             log.error("tier-1 explanations: %s", one_line(exc, limit=1000))
         while not self.stopping.is_set():
             try:
+                if time.monotonic() >= self.next_expiry:
+                    self.expire_inputs()
                 done = self.round()
             except Exception as exc:  # a store error: say so and try again later
                 log.error("tier-1 explanations: %s", one_line(exc, limit=1000))
@@ -108,6 +119,19 @@ class ExplanationWorker:
             log.warning("tier-1 explanations: %d job(s) stay failed (%d attempts, or no input "
                         "kept); see GET /v1/decisions/ID, or `shotlab explain appeal`", left,
                         MAX_ATTEMPTS)
+
+    def expire_inputs(self) -> None:
+        """Remove the inputs failed jobs keep with no retry left or past their time (the
+        moderated content is kept to explain it, not for ever); said in a line when any were.
+        Every bundle's jobs: an input is content whichever model decided it."""
+        from shotlab.serve.store import KEEP_FAILED_INPUT_DAYS
+
+        self.next_expiry = time.monotonic() + EXPIRE_EVERY_S
+        removed = self.store.expire_failed_inputs()
+        if removed:
+            log.info("tier-1 explanations: the input of %d failed job(s) removed (no attempt "
+                     "left, or kept %d days); their bytes sent again bring it back while they "
+                     "have attempts left", removed, KEEP_FAILED_INPUT_DAYS)
 
     def round(self) -> int:
         claimed = self.store.claim(BATCH, self.models)
@@ -149,13 +173,14 @@ class ExplanationWorker:
         self.store.finish_explanation([record["decision_id"] for record in records])
         self.forget_failures(records)
 
-    def fail(self, records: list[dict], reason: str, *, attempt: bool = True) -> None:
+    def fail(self, records: list[dict], reason: str, *, attempt: bool = True,
+             final: bool = False) -> None:
         """Mark the jobs of `records` failed with `reason`: in the decision store, in the
         explanation store (for `explain show`), one WARNING line each and the metric."""
         from shotlab.explain.store import ExplanationStore
 
         ids = [record["decision_id"] for record in records]
-        self.store.finish_explanation(ids, error=reason, attempt=attempt)
+        self.store.finish_explanation(ids, error=reason, attempt=attempt, final=final)
         for decision_id in ids:
             log.warning("tier-1 explanation of decision %s failed: %s", decision_id, reason)
         self.on_failed(len(ids))
@@ -179,9 +204,10 @@ class ExplanationWorker:
         for record, _ in jobs:
             if reason := self.bundle.foreign(record):
                 foreign.setdefault(reason, []).append(record)
-        for reason, records in foreign.items():
+        for reason, records in foreign.items():  # final: this server never retries them, so
+            # their input goes now; a server of their bundle sent the bytes again brings it back
             self.fail(records, reason + " (serve it, or `shotlab explain appeal` with --bundle "
-                      "and --image)")
+                      "and --image)", final=True)
         taken = {r["decision_id"] for records in foreign.values() for r in records}
         return [job for job in jobs if job[0]["decision_id"] not in taken]
 

@@ -3,14 +3,15 @@ mongodb`), on the workspace's own server or the one `--database-uri` names.
 
     store = MongoDecisionStore("mongodb://db.internal:27017/moderation")
     # the interface of serve.store.DecisionStore: save, cached, get, count, ids, claim,
-    # release_claims, pending, finish_explanation, close
+    # release_claims, requeue_failed, expire_failed_inputs, pending, finish_explanation, close
 
 One document per decision in the collection `decisions` of the URI's database (DATABASE when
 the URI names none): `_id` the decision id, `cache_key` (unique where set), `sha256`, `record`
 (the JSON text `shotlab predict` writes), `created`, and its tier-1 job in `explanation`
-(status pending / running / done / failed, the preprocessed input until explained, error,
-requested, finished, attempts: a failed job is retried under the SQLite store's rule,
-`serve.store.MAX_ATTEMPTS`). A decision and its job are one document, so one insert writes both: a
+(status pending / running / done / failed, the preprocessed input until explained or its
+retries end, error, requested, finished, attempts: a failed job is retried, and its input
+removed, under the SQLite store's rules, `serve.store.MAX_ATTEMPTS` and
+`KEEP_FAILED_INPUT_DAYS`). A decision and its job are one document, so one insert writes both: a
 standalone mongod has no multi-document transactions, and none are needed. Writes wait for the
 journal (`j=True`): an acknowledged decision survives a killed mongod as well as a killed replica.
 """
@@ -21,7 +22,7 @@ import json
 
 from shotlab.core.clock import utc_now
 from shotlab.core.errors import ShotlabError
-from shotlab.serve.store import MAX_ATTEMPTS, pack, shown_status, unpack
+from shotlab.serve.store import MAX_ATTEMPTS, input_expiry, pack, shown_status, unpack
 
 DATABASE = "shotlab_serve"
 COLLECTION = "decisions"
@@ -183,8 +184,9 @@ class MongoDecisionStore:
             {"explanation.status": {"$in": ["pending", "running"]}})
 
     def finish_explanation(self, decision_ids, *, error: str | None = None,
-                           attempt: bool = True) -> None:
-        """As the SQLite store's: done drops the input, failed keeps it for a retry."""
+                           attempt: bool = True, final: bool = False) -> None:
+        """As the SQLite store's: done drops the input, failed keeps it while a retry can
+        come (not `final`, attempts left)."""
         query = {"_id": {"$in": list(decision_ids)}}
         if not error:
             self.decisions.update_many(query, {
@@ -196,3 +198,14 @@ class MongoDecisionStore:
             "$set": {"explanation.status": "failed", "explanation.error": error,
                      "explanation.finished": utc_now()},
             "$inc": {"explanation.attempts": int(attempt)}})
+        spent = {} if final else {"explanation.attempts": {"$gte": MAX_ATTEMPTS}}
+        self.decisions.update_many({**query, **spent}, {"$unset": {"explanation.input": ""}})
+
+    def expire_failed_inputs(self, before: str | None = None) -> int:
+        """As the SQLite store's: failed jobs out of attempts, or whose input was stored
+        before `before` (KEEP_FAILED_INPUT_DAYS ago), lose their input; how many."""
+        return self.decisions.update_many(
+            {"explanation.status": "failed", "explanation.input": {"$exists": True},
+             "$or": [{"explanation.attempts": {"$gte": MAX_ATTEMPTS}},
+                     {"explanation.requested": {"$lt": before or input_expiry()}}]},
+            {"$unset": {"explanation.input": ""}}).modified_count

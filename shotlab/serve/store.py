@@ -7,6 +7,7 @@
     store.claim(limit) / store.finish_explanation(decision_ids, error=None)
     store.release_claims()              # jobs a stopped worker had taken go back to the queue
     store.requeue_failed(models)        # failed jobs with attempts left go back (start-up)
+    store.expire_failed_inputs()        # failed jobs' inputs past their retries are removed
 
 The same interface on MongoDB (`serve/mongo_store.py`) is what replicas on several machines
 share; this one serves one process, or replicas on one machine (Ray Serve): SQLite in WAL lets
@@ -19,15 +20,20 @@ Tables:
     explain_queue  one row per flagged or review decision waiting for its tier-1 explanation:
                    status (pending / running: taken by a worker, shown as pending / done /
                    failed), the preprocessed input (float32 pixels or int64 token ids, a
-                   post's parts as .npz; zlib; removed once explained, kept when it failed:
-                   a failed job is retried), error, requested, finished, attempts (failures
-                   the job's own; a file made before the column existed gets it, 0, when
-                   opened)
+                   post's parts as .npz; zlib; removed once explained, kept when it failed
+                   while it can be retried, see below), error, requested (when the input
+                   was stored), finished, attempts (failures the job's own; a file made
+                   before the column existed gets it, 0, when opened)
 
 A failed job is retried while it has had fewer than MAX_ATTEMPTS failures of its own: when a
 server of its bundle starts (`requeue_failed`) and when the same bytes are sent again (`save`).
 A failure whose cause is the server's (the bundle's checkpoint missing) is not counted
-(`finish_explanation(..., attempt=False)`): fixing it and restarting retries the job.
+(`finish_explanation(..., attempt=False)`): fixing it and restarting retries the job. The input
+is the moderated content itself, so a failed job keeps it only while a retry can use it: it is
+removed by the failure that uses the last attempt or that no retry can follow (another
+bundle's job), and at most KEEP_FAILED_INPUT_DAYS after it was stored (`expire_failed_inputs`,
+run by the worker at start-up and hourly). Its bytes sent again bring a new input while the job
+has attempts left.
 
 A batch of decisions and their explanation jobs is one transaction, committed (and, with
 `synchronous=FULL`, on disk) before any of them is answered: a `kill -9` of the server loses no
@@ -42,6 +48,7 @@ import io
 import json
 import sqlite3
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -63,6 +70,11 @@ CREATE INDEX IF NOT EXISTS explain_queue_by_status ON explain_queue (status);
 # `shotlab explain appeal` explains it by hand): 3 covers a passing cause (memory, a worker
 # killed mid-write) without a job that always fails running at every start-up for ever.
 MAX_ATTEMPTS = 3
+# A failed job's input (the moderated pixels or tokens) is kept for a retry at most this long
+# after it was stored, then removed (`expire_failed_inputs`): long enough for an operator to see
+# the start-up WARNING and restore a missing checkpoint over a weekend, not for ever. Sent again,
+# its bytes bring a new input while it has attempts left.
+KEEP_FAILED_INPUT_DAYS = 3
 DECISIONS_FILE = "decisions.sqlite"
 # A writer waits this long for another process's transaction (a replica beside it) before the
 # request fails; a batch commit takes milliseconds, an fsync on a slow disk tens of them.
@@ -73,6 +85,13 @@ EXPLANATIONS_FILE = "explanations.sqlite"  # shotlab.explain.store.ExplanationSt
 def shown_status(status: str | None) -> str:
     """A job's status as clients see it: `running` (taken by a worker) is still `pending`."""
     return "pending" if status == "running" else status or "none"
+
+
+def input_expiry(now: float | None = None) -> str:
+    """The `requested` time before which a failed job's input is no longer kept (utc_now's
+    spelling, so the stores compare it as text)."""
+    then = (time.time() if now is None else now) - KEEP_FAILED_INPUT_DAYS * 86400
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(then))
 
 
 def pack(array: np.ndarray | dict) -> bytes:
@@ -249,10 +268,13 @@ class DecisionStore:
                              "WHERE status IN ('pending', 'running')")[0][0])
 
     def finish_explanation(self, decision_ids, *, error: str | None = None,
-                           attempt: bool = True) -> None:
+                           attempt: bool = True, final: bool = False) -> None:
         """Mark jobs done (their input removed) or failed with the one-line `error`, their
-        input kept for a retry; `attempt`: whether the failure counts against the job's
-        MAX_ATTEMPTS (False where the cause is the server's, not the job's)."""
+        input kept for a retry while one can come; `attempt`: whether the failure counts
+        against the job's MAX_ATTEMPTS (False where the cause is the server's, not the job's);
+        `final`: no retry can come here (another bundle's job). The input of a job with no
+        retry left is removed with the failure: it is the moderated content, kept only to
+        explain it."""
         now = utc_now()
 
         def work(db):
@@ -262,11 +284,22 @@ class DecisionStore:
                                [(now, decision_id) for decision_id in decision_ids])
                 return
             db.executemany("UPDATE explain_queue SET status = 'failed', error = ?, finished = ?, "
+                           "input = CASE WHEN ? OR attempts + ? >= ? THEN NULL ELSE input END, "
                            "attempts = attempts + ? WHERE decision_id = ?",
-                           [(error, now, int(attempt), decision_id)
-                            for decision_id in decision_ids])
+                           [(error, now, int(final), int(attempt), MAX_ATTEMPTS, int(attempt),
+                             decision_id) for decision_id in decision_ids])
 
         self.transaction(work)
+
+    def expire_failed_inputs(self, before: str | None = None) -> int:
+        """Remove the input of failed jobs that can no longer be retried from it: out of
+        attempts (a store written before a failure removed it), or stored before `before`
+        (default: KEEP_FAILED_INPUT_DAYS ago; a checkpoint missing for that long, a server
+        not restarted since a failure). Their status and error stay; how many lost it."""
+        before = before or input_expiry()
+        return self.transaction(lambda db: db.execute(
+            "UPDATE explain_queue SET input = NULL WHERE status = 'failed' AND input IS NOT NULL "
+            "AND (attempts >= ? OR requested < ?)", (MAX_ATTEMPTS, before)).rowcount)
 
 
 def add_attempts(db) -> None:

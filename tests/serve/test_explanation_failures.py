@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from shotlab.cli import cli
-from shotlab.serve.store import MAX_ATTEMPTS
+from shotlab.serve.store import MAX_ATTEMPTS, input_expiry
 from tests.serve.test_durability import distinct_bodies
 from tests.serve.test_service import metric, wait_for
 
@@ -170,8 +171,75 @@ def test_one_bad_job_fails_alone_and_is_retried_a_bounded_number_of_times(
     wait_for(lambda: any("1 job(s) stay failed" in line for line in last.log))
     again = moderate(last, bodies[1])  # the same bytes: the stored failure, not a new try
     assert again["cached"] and again["explanation"] == "failed"
-    assert job(store, ids[1]) == ("failed", 1, MAX_ATTEMPTS)
+    # no retry can use its input: the failure that used the last attempt removed it
+    assert job(store, ids[1]) == ("failed", 0, MAX_ATTEMPTS)
     assert not failure_lines(last, ids[1])
+
+
+def test_a_failed_jobs_input_is_not_kept_past_its_retries(own_bundle, start_server, tmp_path):
+    """The input a failed job keeps is the moderated content: a start removes it where no retry
+    can use it (out of attempts, as the previous code left such a job) or where it was stored
+    more than KEEP_FAILED_INPUT_DAYS ago (a checkpoint missing that long), even while the
+    checkpoint is still missing; the job stays failed, and its bytes sent again bring the input
+    back while it has attempts left. Before, only `done` removed it: kept for ever."""
+    store = tmp_path / "store"
+    bodies = distinct_bodies(tmp_path, 3, red=True)
+    with checkpoint_aside(own_bundle):
+        server = start_server(own_bundle, store=store)
+        old, spent, fresh = [moderate(server, body)["decision_id"] for body in bodies]
+        for decision_id in (old, spent, fresh):
+            assert settled(server, decision_id)["explanation"]["status"] == "failed"
+        server.stop()
+        with sqlite3.connect(store / "decisions.sqlite") as db:
+            db.execute("UPDATE explain_queue SET requested = ? WHERE decision_id = ?",
+                       (input_expiry(time.time() - 3600), old))  # kept the limit and an hour
+            db.execute("UPDATE explain_queue SET attempts = ? WHERE decision_id = ?",
+                       (MAX_ATTEMPTS, spent))
+        server = start_server(own_bundle, store=store)  # the checkpoint still missing
+        wait_for(lambda: any("the input of 2 failed job(s) removed" in line
+                             for line in server.log))
+        assert job(store, old) == ("failed", 0, 0)
+        assert job(store, spent) == ("failed", 0, MAX_ATTEMPTS)
+        assert job(store, fresh) == ("failed", 1, 0)  # within its time: kept for the fix
+        server.stop()
+
+    server = start_server(own_bundle, store=store)  # the checkpoint back
+    wait_for(lambda: job(store, fresh) == ("done", 0, 0))
+    wait_for(lambda: any("2 job(s) stay failed" in line for line in server.log))
+    again = moderate(server, bodies[0])  # its bytes again: a new input, explained
+    assert again["decision_id"] == old and again["explanation"] == "pending"
+    assert settled(server, old)["explanation"]["status"] == "done"
+    spent_again = moderate(server, bodies[1])  # out of attempts: the stored failure
+    assert spent_again["cached"] and spent_again["explanation"] == "failed"
+    assert job(store, spent) == ("failed", 0, MAX_ATTEMPTS)
+
+
+def test_a_running_worker_removes_inputs_kept_past_their_time(exported, tmp_path,
+                                                              monkeypatch):
+    """Not only at start-up: a server that runs for weeks removes them every EXPIRE_EVERY_S."""
+    from shotlab.export.predict import decision_records
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.serve import explainer
+    from shotlab.serve.store import DecisionStore
+
+    monkeypatch.setattr(explainer, "EXPIRE_EVERY_S", 0.2)
+    bundle = load_bundle(exported.path)
+    store = DecisionStore(tmp_path / "decisions.sqlite")
+    worker = explainer.ExplanationWorker(bundle, store, tmp_path / "explanations.sqlite")
+    worker.start()
+    try:
+        (record,) = decision_records(bundle, np.array([[.9, .05, .05]], np.float32),
+                                     ["a" * 64], runtime="onnx")
+        decision_id = record["decision_id"]
+        store.save([record], ["ka"], {})  # a job failed since the worker started, kept
+        store.transaction(lambda db: db.execute(
+            "INSERT INTO explain_queue (decision_id, status, input, requested) VALUES "
+            "(?, 'failed', ?, ?)", (decision_id, bad_input(), input_expiry(time.time() - 60))))
+        wait_for(lambda: job(tmp_path, decision_id)[1] == 0, timeout=10)
+        assert job(tmp_path, decision_id) == ("failed", 0, 0)
+    finally:
+        worker.stop()
+        store.close()
 
 
 def test_a_failure_in_an_older_store_is_explained_when_the_bytes_come_again(

@@ -222,3 +222,52 @@ def test_both_stores_retry_a_failed_job_a_bounded_number_of_times(kind, mongo_ur
     assert store.requeue_failed(bundle.model_hashes) == (0, 1)
     assert store.cached("ka") == (record, "failed")
     store.close()
+
+
+def kept_inputs(store) -> set[str]:
+    """The decisions whose job still holds its input, read from the store itself."""
+    if hasattr(store, "decisions"):  # MongoDB
+        return {d["_id"] for d in store.decisions.find({"explanation.input": {"$exists": True}},
+                                                       {"_id": 1})}
+    return {row[0] for row in store.read("SELECT decision_id FROM explain_queue "
+                                         "WHERE input IS NOT NULL")}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mongodb"])
+def test_both_stores_remove_a_failed_jobs_input_when_no_retry_can_use_it(kind, mongo_uri,
+                                                                         exported, tmp_path):
+    """A failed job keeps the moderated input only while a retry can use it: the failure that
+    uses its last attempt, or one no retry follows (`final`: another bundle's job), removes it,
+    and `expire_failed_inputs` removes those stored before its cutoff (KEEP_FAILED_INPUT_DAYS
+    ago by default); the job's bytes sent again bring it back while it has attempts left."""
+    import time
+
+    from shotlab.export.predict import decision_records
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.serve.store import MAX_ATTEMPTS, input_expiry
+
+    bundle = load_bundle(exported.path)
+    store = open_store(kind, mongo_uri, tmp_path)
+    probs = np.full((4, 3), [.9, .05, .05], np.float32)
+    sha256s = [c * 64 for c in "abcd"]
+    records = decision_records(bundle, probs, sha256s, runtime="onnx")
+    spent, foreign, server_cause, kept = ids = [r["decision_id"] for r in records]
+    keys = [f"k{c}" for c in "abcd"]
+    store.save(records, keys, {i: np.ones((3, 4, 4)) for i in ids})
+    assert len(store.claim(4)) == 4
+    for failures in range(1, MAX_ATTEMPTS + 1):
+        store.finish_explanation([spent], error="bad input")
+        assert (spent in kept_inputs(store)) is (failures < MAX_ATTEMPTS)
+    store.finish_explanation([foreign], error="another bundle's decision", final=True)
+    store.finish_explanation([server_cause, kept], error="no checkpoint", attempt=False)
+    assert kept_inputs(store) == {server_cause, kept}
+    assert store.expire_failed_inputs() == 0  # stored now: within its time
+    assert store.expire_failed_inputs(before=input_expiry(time.time() + 86400 * 365)) == 2
+    assert kept_inputs(store) == set()
+    assert store.requeue_failed(bundle.model_hashes) == (0, 4)  # nothing left to retry from
+
+    again = decision_records(bundle, probs, sha256s, runtime="onnx")
+    store.save(again, keys, {r["decision_id"]: np.ones((3, 4, 4)) for r in again})
+    assert kept_inputs(store) == {foreign, server_cause, kept}  # all but the spent one
+    assert store.cached("ka")[1] == "failed" and store.cached("kc")[1] == "pending"
+    store.close()
