@@ -59,7 +59,9 @@ class ExplanationWorker:
         self.onnx = None
         self.models = bundle.model_hashes  # the jobs it takes are of decisions they made
         self.on_failed = lambda count: None  # the service counts failures in its metrics
-        self.retry_failed = True  # at start: False while the checkpoint cannot be used
+        # Whether a failed job could be explained now: False while the checkpoint cannot be
+        # used (found so at start-up or by the last load), when a retry would only fail again.
+        self.retry_failed = True
         self.next_expiry = 0.0  # monotonic time of the next expire_inputs
 
     def check_checkpoint(self) -> str | None:
@@ -144,8 +146,10 @@ class ExplanationWorker:
             self.load_checkpoint()
         except Exception as exc:  # noqa: BLE001 - the server's cause, not the jobs': they fail
             # without using an attempt, and a restart with the checkpoint back retries them
+            self.retry_failed = False
             self.fail([record for record, _ in jobs], reason_of(exc), attempt=False)
             return len(claimed)
+        self.retry_failed = True
         from shotlab.serve.requests import kind_of_record
 
         groups: dict = {}

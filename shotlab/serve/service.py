@@ -385,14 +385,18 @@ class Service:
     def unexplained(self, record: dict, status: str) -> bool:
         """Whether a cached decision that needs an explanation has none coming: never queued
         (decided while the server ran with --no-explain), or failed with attempts left
-        (serve/store.py, MAX_ATTEMPTS). Then it is decided again, which queues its explanation
-        under the stored decision (`store.save`), and answered as that decision."""
+        (serve/store.py, MAX_ATTEMPTS) while the worker can explain (`retry_failed`: not while
+        the checkpoint is unusable, when each resend would be decoded, run and queued only to
+        fail again). Then it is decided again, which queues its explanation under the stored
+        decision (`store.save`), and answered as that decision."""
         from shotlab.export.predict import needs_attention
 
         if not (self.options.explain and needs_attention(record)):
             return False
-        return status == "none" or (status == "failed" and
-                                    self.store.retryable(record["decision_id"]))
+        if status == "none":
+            return True
+        return (status == "failed" and self.worker.retry_failed
+                and self.store.retryable(record["decision_id"]))
 
     def animated_as_clip(self, kind, body: bytes):
         """The clip entry for an animated image (GIF, PNG) sent as an image, where this bundle
