@@ -373,3 +373,19 @@ def test_an_import_stopped_part_way_is_said_until_one_finishes(tmp_path, dataset
     import_path(root, dataset_name, progress=False)
     again = CliRunner().invoke(cli, ["curate", "info", dataset_name])
     assert "stopped part way" not in again.output, again.output
+
+
+def test_a_file_moved_to_another_class_folder_is_named_at_reimport(tmp_path, dataset_name):
+    """Moving a file to another class folder (a relabel by hand) and importing again added it
+    under its new label and kept the old sample, said to be "a copy with conflicting labels";
+    train and export then refused the missing file. The re-import names the gone file."""
+    root = tmp_path / "src"
+    write_class_tree(root, {"boat": 3, "house": 3})
+    import_path(root, dataset_name, progress=False)
+    moved = root / "boat" / "boat_0.png"
+    moved.rename(root / "house" / "boat_0.png")
+    report = import_path(root, dataset_name, progress=False)
+    assert report.added == 1
+    (warning,) = [w for w in report.warnings if "gone" in w]
+    assert f"1 sample of '{dataset_name}' from {root} has a file that is gone (first: {moved})" \
+        in warning and "tag the old ones 'exclude'" in warning
