@@ -289,8 +289,9 @@ def test_predict_holds_clips_to_the_frame_limit_and_can_raise_it(exported, clips
                                     "--out", str(tmp_path / "held.jsonl")])
     assert held.exit_code == 0, held.output
     (bad,) = json.loads(held.output)["bad_files"]
-    assert bad["reason"] == ("more than 31 frames, the limit per clip (predict and serve take "
-                             "--max-clip-frames to raise it)")
+    from shotlab.core.clips import RAISE_FRAMES
+
+    assert bad["reason"] == f"more than 31 frames, the limit per clip ({RAISE_FRAMES})"
     raised = CliRunner().invoke(cli, [*args, "--max-clip-frames", "32",
                                       "--out", str(tmp_path / "all.jsonl")])
     assert raised.exit_code == 0 and json.loads(raised.output)["bad"] == 0, raised.output

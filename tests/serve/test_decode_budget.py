@@ -96,8 +96,10 @@ def test_a_clip_over_the_frame_limit_is_refused_before_decoding(server, tmp_path
     refused = httpx.post(server.url + "/v1/moderate", content=longer.read_bytes(), headers=MP4,
                          timeout=60)
     assert refused.status_code == 422, refused.text
-    assert f"more than {CLIP_FRAMES} frames, the limit per clip (predict and serve take " \
-           f"--max-clip-frames to raise it)" in refused.json()["detail"]
+    from shotlab.core.clips import RAISE_FRAMES
+
+    assert f"more than {CLIP_FRAMES} frames, the limit per clip ({RAISE_FRAMES})" in \
+        refused.json()["detail"]
     assert metric(metrics(server), "shotlab_clip_frames_decoded_total") == before
     answered = httpx.post(server.url + "/v1/moderate", content=one_key_clip.read_bytes(),
                           headers=MP4, timeout=60)
