@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,8 +189,10 @@ class Service:
         self.engine = Engine(self.bundle, self.store, runtime=options.runtime,
                              threads=options.threads, cache=options.cache,
                              explain=options.explain, metrics=self.metrics)
-        # cache key -> the batcher future of the item being decided for it now (`deciding`)
+        # cache key -> the batcher future of the item being decided for it now (`deciding`),
+        # and id(future) -> requests of others waiting on it (`answers`): never cancelled then
         self.in_flight: dict[str, asyncio.Future] = {}
+        self.followers: Counter = Counter()
         self.ready = False
 
     def pending_or_nan(self) -> float:
@@ -284,8 +287,9 @@ class Service:
 
     @contextmanager
     def deciding(self, mine: list, futures: list):
-        """`mine` in flight (`in_flight`: their batcher futures) while the block runs; the
-        futures cancelled if it does not finish (a timeout: the batcher then skips them)."""
+        """`mine` in flight (`in_flight`: their batcher futures) while the block runs; if it
+        does not finish (a timeout, a client gone), the futures no other request waits on are
+        cancelled (the batcher then skips them); the others are decided for those requests."""
         for item, future in zip(mine, futures):
             if item.key is not None:
                 self.in_flight[item.key] = future
@@ -293,7 +297,8 @@ class Service:
             yield
         except BaseException:
             for future in futures:
-                future.cancel()
+                if not self.followers[id(future)]:
+                    future.cancel()
             raise
         finally:
             for item, future in zip(mine, futures):
@@ -305,13 +310,18 @@ class Service:
         request (`ours`: item id -> its batcher future), the fresh decision's status for one
         made for another (`leading`), which answers it as cached."""
         futures = [ours.get(id(item)) or self.in_flight[item.key] for item in fresh]
+        others = [f for f in futures if f not in ours.values()]  # decided for another request
+        self.followers.update(map(id, others))
         try:
             records = await asyncio.wait_for(asyncio.gather(*map(asyncio.shield, futures)),
                                              max(deadline - time.monotonic(), 0))
         except (TimeoutError, asyncio.CancelledError):
-            if any(f.cancelled() for f in futures) or time.monotonic() >= deadline:
-                raise self.timed_out() from None  # this request's, or the one it waited for
-            raise
+            if asyncio.current_task().cancelling():  # this request's own end: not a timeout
+                raise
+            raise self.timed_out() from None
+        finally:
+            self.followers.subtract(map(id, others))
+            self.followers += Counter()  # drop the zeros
         followers = len(fresh) - len(ours)
         if followers:
             self.metrics.cache_hits.inc(followers)

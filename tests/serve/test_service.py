@@ -224,14 +224,16 @@ def test_identical_uploads_at_once_are_decided_once(server, tmp_path):
     before = httpx.get(server.url + "/metrics", headers=AUTH).text
     parts = [("files", (f"{i}.png", body, "image/png")) for i in range(3)]
 
-    async def at_once():
+    async def batch_then_at_once():
+        """The batch's three parts are always in flight together (tests/serve/test_in_flight.py
+        orders requests that overlap); the six after it are answered from the store."""
         async with httpx.AsyncClient(headers=AUTH, timeout=60) as client:
-            batch = client.post(server.url + "/v1/moderate/batch", files=parts)
+            batch = await client.post(server.url + "/v1/moderate/batch", files=parts)
             singles = [client.post(server.url + "/v1/moderate", content=body, headers=PNG)
                        for _ in range(6)]
-            return await asyncio.gather(batch, *singles)
+            return [batch, *await asyncio.gather(*singles)]
 
-    batch, *singles = asyncio.run(at_once())
+    batch, *singles = asyncio.run(batch_then_at_once())
     answers = [*batch.json()["results"], *(r.json() for r in singles)]
     assert {a["decision_id"] for a in answers} == {answers[0]["decision_id"]}
     assert [a["cached"] for a in answers].count(False) == 1, [a["cached"] for a in answers]
