@@ -133,7 +133,11 @@ def writing_lock(path: Path):
     lock = path.with_name(path.name + PARTIAL_SUFFIX + ".lock")
     locked = True
     while True:
-        handle = open_lock(lock)
+        try:
+            handle = open_lock(lock)
+        except OSError as exc:  # a folder it cannot write in: the caller's one line
+            raise InputError(f"{path}: cannot write here ({exc.strerror or exc}); write "
+                             f"somewhere else") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -79,8 +79,9 @@ def set_policy(dataset, policy: Policy) -> Policy:
     """Validate against the dataset's classes and store it as the current policy, with a new
     version number on change (one no earlier version, or run variant, has used)."""
     policy.check(store.class_names(dataset))
+    dataset.reload()  # the versions another process kept since this one loaded it
     old = policy_of(dataset)
-    if policy.to_dict() | {"version": old.version} != old.to_dict():
+    if not same_rules(policy, old):
         policy = Policy(policy.unsafe, policy.target_recall, policy.review_margin,
                         max(history_of(dataset)) + 1)
     keep(dataset, policy, current=True)
@@ -92,6 +93,7 @@ def registered(dataset, policy: Policy) -> Policy:
     names it: the version of an identical kept policy, else a new one, kept without becoming
     current. A run that overrode the policy stamped the dataset's version on decisions made
     under another policy."""
+    dataset.reload()  # the versions another process kept since this one loaded it
     history, current = history_of(dataset), policy_of(dataset).version
     same = sorted(v for v, kept in history.items() if same_rules(kept, policy))
     version = current if current in same else (same[-1] if same else max(history) + 1)
@@ -110,6 +112,7 @@ def same_rules(a: Policy, b: Policy) -> bool:
 
 
 def keep(dataset, policy: Policy, *, current: bool) -> None:
+    dataset.reload()  # another process's policy or import record written since it was loaded
     info = dict(dataset.info.get(store.INFO_KEY, {}))
     history = {str(v): p.to_dict() for v, p in history_of(dataset).items()}
     info[HISTORY_KEY] = {**history, str(policy.version): policy.to_dict()}

@@ -157,7 +157,8 @@ def start_import(dataset, path, files: int) -> str:
     from shotlab.core.clock import utc_now
 
     key = f"{socket.gethostname()}:{os.getpid()}"
-    entry = {"path": str(path), "files": files, "started": utc_now()}
+    entry = {"path": str(path), "files": files, "started": utc_now(),
+             "process_started": process_start(os.getpid())}
     change_imports(dataset, lambda found: {**found, key: entry})
     return key
 
@@ -166,9 +167,9 @@ def end_import(dataset, key: str) -> None:
     """This import finished: its record goes, with those of earlier imports of the same source
     that stopped part way (this one added what they had left)."""
     def finished(found: dict) -> dict:
-        path = found.get(key, {}).get("path")
+        path = found.get(key, {}).get("path")  # another host's record stays: it cannot be told
         return {k: v for k, v in found.items()
-                if k != key and not (v.get("path") == path and not import_running(k))}
+                if k != key and not (v.get("path") == path and import_running(k, v) is False)}
 
     change_imports(dataset, finished)
 
@@ -185,16 +186,27 @@ def change_imports(dataset, change) -> None:
     dataset.save()
 
 
-def import_running(key: str) -> bool | None:
-    """Whether the process of an import record (`host:pid`) runs; None for another host's."""
+def import_running(key: str, entry: dict) -> bool | None:
+    """Whether the process of an import record (`host:pid`) still runs; None for another
+    host's. A pid now held by another process (reused since) is not the import: the record
+    keeps the process's start time."""
     import socket
-
-    from shotlab.core.scratch import process_alive
 
     host, _, pid = key.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return None
-    return process_alive(int(pid))
+    started = process_start(int(pid))
+    return started is not None and started == entry.get("process_started", started)
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started (psutil), None when there is none."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
 def unfinished_imports(dataset) -> list[str]:
@@ -205,7 +217,7 @@ def unfinished_imports(dataset) -> list[str]:
     found = dataset.info.get(store.INFO_KEY, {}).get(IMPORTING) or {}
     lines = []
     for key, entry in found.items():
-        running = import_running(key)
+        running = import_running(key, entry)
         state = ("is running now" if running else "stopped part way" if running is False
                  else f"on {key.rpartition(':')[0]} has not finished")
         lines.append(f"an import of {entry.get('path')} ({entry.get('files')} new files, started "

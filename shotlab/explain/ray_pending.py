@@ -116,14 +116,6 @@ class AppealWorker:
         torch.set_num_threads(TORCH_THREADS)
         self.sources = {}
 
-    def __del__(self):
-        """Ray may stop an actor without its exit handlers: its private copy of the bundle
-        (`runtime.bundle.private_copy`) is removed here; one killed outright is swept by the
-        next copy made on its machine."""
-        from shotlab.runtime.bundle import remove_unpacked
-
-        remove_unpacked()
-
     def ready(self) -> int:
         """The actor's process id, once it has started."""
         return os.getpid()

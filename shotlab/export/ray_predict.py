@@ -41,14 +41,6 @@ class BatchPredictor:
         self.runtime, self.max_pixels = runtime, max_pixels
         self.runner = make_runner(self.bundle, runtime, threads=ACTOR_THREADS)
 
-    def __del__(self):
-        """Ray may stop an actor without its exit handlers: its private copy of the bundle
-        (`runtime.bundle.private_copy`) is removed here; one killed outright is swept by the
-        next copy made on its machine."""
-        from shotlab.runtime.bundle import remove_unpacked
-
-        remove_unpacked()
-
     def __call__(self, batch: dict) -> dict:
         from shotlab.export.predict import decisions_for
         from shotlab.runtime.kinds import load_inputs

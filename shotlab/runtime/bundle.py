@@ -355,22 +355,23 @@ def private_copy(folder: Path, name) -> Path:
 
     read_manifest(folder, name)  # a folder that is no bundle is named as the user gave it
     target = temporary_folder()
-    copy_member(folder, target, MANIFEST_FILE, name)
+    copy_member(folder / MANIFEST_FILE, target, MANIFEST_FILE, name)
     manifest = read_manifest(target, name)  # the copy says what to copy: it is what is verified
     listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
     for member in [SIGNATURE_FILE, *listed]:
-        if inside(folder, member, name).is_file():
-            copy_member(folder, target, member, name)
+        source = inside(folder, member, name)
+        if source.is_file():
+            copy_member(source, target, member, name)
     return target
 
 
-def copy_member(folder: Path, target: Path, member: str, name) -> None:
-    """`folder/member` copied to `target/member`; an InputError naming the bundle's file, the
-    copy's folder and the fix when it cannot be (a full or unwritable temporary folder)."""
+def copy_member(source: Path, target: Path, member: str, name) -> None:
+    """`source` (a bundle file) copied to `target/member`; an InputError naming the bundle's
+    file, the copy's folder and the fix when it cannot be (a full or unwritable folder)."""
     copy = target / PurePosixPath(member)
     try:
         copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / PurePosixPath(member), copy)
+        shutil.copyfile(source, copy)
     except OSError as exc:
         raise InputError(f"{name(member)}: cannot be copied to {target} to be verified and run "
                          f"({exc.strerror or exc}); free space there, or set TMPDIR to a folder "

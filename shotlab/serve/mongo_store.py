@@ -199,7 +199,8 @@ class MongoDecisionStore:
                      "explanation.finished": utc_now()},
             "$inc": {"explanation.attempts": int(attempt)}})
         spent = {} if final else {"explanation.attempts": {"$gte": MAX_ATTEMPTS}}
-        self.decisions.update_many({**query, **spent}, {"$unset": {"explanation.input": ""}})
+        self.decisions.update_many({**query, "explanation.status": "failed", **spent},
+                                   {"$unset": {"explanation.input": ""}})
 
     def expire_failed_inputs(self, before: str | None = None) -> int:
         """As the SQLite store's: failed jobs out of attempts, or whose input was stored

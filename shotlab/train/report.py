@@ -50,17 +50,15 @@ def few_positives(name: str, t: dict, where: str = VALIDATION) -> str:
     bound = t.get("recall_lower_bound")
     shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"
     split = "validation" if where == VALIDATION else "train and validation"
-    extra = t.get("more_needed")
     if t["target_recall"] >= 1:  # no finite sample proves a recall of 1
         more = "a target recall of 1 can never be shown; a target such as 0.99 can"
-    elif extra:  # misses counted: the threshold rule chose them, so more data is the way
-        more = (f"label about {extra} more '{name}' examples for {split}, each one caught, "
-                f"or lower the target recall")
     elif needed and needed > have:
         more = (f"label about {needed - have} more '{name}' examples for {split} (at least "
                 f"{needed} in all, every one caught)")
-    else:
-        more = f"more of its {split} examples must be caught"
+    else:  # "more must be caught" could not be acted on: the threshold rule chose the misses
+        more = (f"the threshold is placed to catch about {t['target_recall']:.0%} of them, so "
+                f"the bound stays under the target however many there are: read the recall as "
+                f"an estimate, or set --target-recall above the recall you must be sure of")
     return (f"'{name}' has {have} positives in {where}: recall >= {t['target_recall']} cannot "
             f"be shown with 95% confidence ({shown}); {more}")
 

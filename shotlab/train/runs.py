@@ -159,6 +159,7 @@ def versioned(name: str, policy: Policy) -> Policy:
     is kept under a version of its own (`core.policy.registered`), the number its decisions
     will carry. Called once every check has passed: a refused run registers nothing."""
     dataset = store.load(name)
+    dataset.reload()  # loaded before the checks (the automatic choice can take minutes)
     return policy if same_rules(policy, policy_of(dataset)) else registered(dataset, policy)
 
 

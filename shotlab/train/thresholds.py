@@ -180,23 +180,7 @@ def uncertainty(positives: np.ndarray, threshold: float, target_recall: float,
     caught = int(np.sum(positives >= threshold))
     bound = recall_lower_bound(caught, n)
     return {"threshold_interval": [float(low), float(high)], "recall_lower_bound": bound,
-            "positives_needed": needed, "confident": bound >= target_recall,
-            "more_needed": more_needed(caught, n, target_recall)}
-
-
-def more_needed(caught: int, positives: int, target_recall: float,
-                limit: int = 10_000) -> int | None:
-    """How many more positives, every one caught, would let the recall's lower bound reach
-    `target_recall` beside the `caught` of `positives` already scored (0: it does now); None
-    for a target of 1 or past `limit`. With misses already among them, `positives_needed`
-    alone understates it: "catch more of them" was the only advice, and the threshold rule
-    had chosen those misses."""
-    if target_recall >= 1:
-        return None
-    for more in range(limit + 1):
-        if recall_lower_bound(caught + more, positives + more) >= target_recall:
-            return more
-    return None
+            "positives_needed": needed, "confident": bound >= target_recall}
 
 
 def recall_lower_bound(caught: int, positives: int, confidence: float = CONFIDENCE) -> float:

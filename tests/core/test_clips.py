@@ -250,10 +250,10 @@ def test_a_clip_over_the_frame_limit_is_refused_before_any_frame_is_decoded(tmp_
     """Nothing bounded a clip's frames: 12,000 static frames behind one keyframe (205 KB) took
     15 s of CPU to sample, every frame decoded, the whole packet index held in memory."""
     path = over_the_frame_limit(tmp_path / "long.mp4")
-    from shotlab.core.clips import RAISE_FRAMES
-
-    with pytest.raises(BadClipError, match=re.escape(f"more than {DEFAULT_MAX_FRAMES:,} frames, "
-                                                     f"the limit per clip ({RAISE_FRAMES})")):
+    with pytest.raises(BadClipError, match=re.escape(
+            f"more than {DEFAULT_MAX_FRAMES:,} frames, the limit per clip (predict and serve "
+            f"take --max-clip-frames to raise it; curate import and the page keep it: cut the "
+            f"clip into shorter ones)")):
         sample_clip(path)
     reader = ClipReader(path, max_frames=DEFAULT_MAX_FRAMES + 1)
     with reader as clip:  # raised, it opens; no frame was decoded to find out
