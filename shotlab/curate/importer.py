@@ -97,17 +97,23 @@ def source_disagrees(existing, paths: list[str], candidates: dict[str, Record],
             f"in the App (a relabel:<class> tag, then `shotlab curate apply`)"]
 
 
-def gone_from_source(root: Path, paths: list[str], candidates: dict, name: str) -> list[str]:
-    """A warning when samples of this source's folder have files that are gone from disk: a
-    file moved to another class folder is imported again under its new path and label, and its
-    old sample stays (the summary counted it as a copy with a conflicting label, then train and
-    export refused the missing file)."""
-    import os
+def gone_from_source(existing, root: Path, paths: list[str], candidates: dict,
+                     name: str) -> list[str]:
+    """A warning when samples of this source's folder, not tagged `exclude`, have files that
+    are gone from disk: a file moved to another class folder is imported again under its new
+    path and label, and its old sample stays (the summary counted it as a copy with a
+    conflicting label, then train and export refused the missing file)."""
+    from shotlab.curate.review import EXCLUDE_TAG
 
     folder = (root if root.is_dir() else root.parent).resolve()  # samples' paths: resolved
     inside = str(folder) + os.sep
     gone = [p for p in paths if p.startswith(inside) and p not in candidates
             and not os.path.lexists(p)]
+    if gone:  # those already tagged are dealt with
+        F = store.fiftyone().ViewField
+        dealt = set(existing.match(F("filepath").is_in(gone)).match_tags(EXCLUDE_TAG)
+                    .values("filepath"))
+        gone = [p for p in gone if p not in dealt]
     if not gone:
         return []
     return [f"{plural(len(gone), 'sample')} of '{name}' from {folder} "
@@ -241,7 +247,7 @@ def import_path(path: str | Path, name: str, *, fmt: str = "auto", multilabel: b
     dataset = target_dataset(existing, name, task)
     warnings = [] if store.unique_paths(dataset) else [REPEATED_PATHS.format(name=name)]
     warnings += source_disagrees(existing, paths, candidates, name) + over_default_limit(valid)
-    warnings += gone_from_source(root, paths, candidates, name)
+    warnings += gone_from_source(existing, root, paths, candidates, name)
     source = {"import_format": fmt, "import_path": str(given),
               "imported_at": datetime.now(timezone.utc)}
     added = add_all(dataset, valid, task, source, progress, make=make_sample)

@@ -389,3 +389,9 @@ def test_a_file_moved_to_another_class_folder_is_named_at_reimport(tmp_path, dat
     (warning,) = [w for w in report.warnings if "gone" in w]
     assert f"1 sample of '{dataset_name}' from {root} has a file that is gone (first: {moved})" \
         in warning and "tag the old ones 'exclude'" in warning
+    dataset = store.load(dataset_name)
+    old = dataset.match({"filepath": str(moved)}).first()
+    old.tags.append("exclude")
+    old.save()
+    again = import_path(root, dataset_name, progress=False)  # dealt with: not said again
+    assert not [w for w in again.warnings if "gone" in w]
