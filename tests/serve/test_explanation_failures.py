@@ -235,6 +235,9 @@ def test_a_running_worker_removes_inputs_kept_past_their_time(exported, tmp_path
     try:
         (record,) = decision_records(bundle, np.array([[.9, .05, .05]], np.float32),
                                      ["a" * 64], runtime="onnx")
+        # another model's decision: this worker never re-queues it (its start-up runs in its
+        # own thread, maybe after the insert below), yet removes its input: content is content
+        record["model_sha256"] = "f" * 64
         decision_id = record["decision_id"]
         store.save([record], ["ka"], {})  # a job failed since the worker started, kept
         store.transaction(lambda db: db.execute(
