@@ -2,7 +2,7 @@
 request that waits on another's decision keeps it when that other request ends first.
 
 The service's own coalescing code runs here on a real MicroBatcher; what stands in is the model
-run the batcher calls (a function that takes 0.3 s), so the order of events is the test's."""
+run the batcher calls (a function that takes 0.5 s), so the order of events is the test's."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from shotlab.serve.batcher import Item, MicroBatcher
 from shotlab.serve.service import Refusal, Service
 
-RUN_S = 0.3
+RUN_S = 0.5  # the model run the leader's item waits behind: well past the leader's 0.15 s
 
 
 def service_around_a_batcher() -> Service:
@@ -57,7 +57,7 @@ def test_a_request_waiting_on_anothers_decision_keeps_it_when_the_other_ends(lea
             busy = asyncio.create_task(request(service, 10, key="other"))  # the model is busy
             await asyncio.sleep(0.02)
             leader = asyncio.create_task(
-                request(service, 10 if leader_ends == "cancelled" else 0.05))
+                request(service, 10 if leader_ends == "cancelled" else 0.15))
             await asyncio.sleep(0)
             follower = asyncio.create_task(request(service, 10))
             await asyncio.sleep(0.01)
