@@ -92,8 +92,7 @@ def registered(dataset, policy: Policy) -> Policy:
     """`policy` (a run's: the dataset's with command-line overrides) under the version that
     names it: the version of an identical kept policy, else a new one, kept without becoming
     current. A run that overrode the policy stamped the dataset's version on decisions made
-    under another policy."""
-    dataset.reload()  # the versions another process kept since this one loaded it
+    under another policy. The caller reloads `dataset` first (`train.runs.versioned`)."""
     history, current = history_of(dataset), policy_of(dataset).version
     same = sorted(v for v, kept in history.items() if same_rules(kept, policy))
     version = current if current in same else (same[-1] if same else max(history) + 1)
@@ -112,7 +111,6 @@ def same_rules(a: Policy, b: Policy) -> bool:
 
 
 def keep(dataset, policy: Policy, *, current: bool) -> None:
-    dataset.reload()  # another process's policy or import record written since it was loaded
     info = dict(dataset.info.get(store.INFO_KEY, {}))
     history = {str(v): p.to_dict() for v, p in history_of(dataset).items()}
     info[HISTORY_KEY] = {**history, str(policy.version): policy.to_dict()}

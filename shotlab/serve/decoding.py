@@ -16,7 +16,6 @@ budget, read from the images' headers before any is decoded, bounds what one req
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 def default_decode_slots() -> int:
     """One decode per core this process may run on: decoding is CPU-bound (PIL and FFmpeg
     release the GIL), so more decodes at once only add memory, not throughput."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    from shotlab.core.cpus import usable_cpus
+
+    return usable_cpus()
 
 
 class DecodePool:

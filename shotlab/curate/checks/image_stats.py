@@ -13,7 +13,6 @@ decodes nothing.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,8 +116,9 @@ def scan_files(paths: list[str]) -> Scanned:
 
 def default_workers(files: int) -> int:
     """Worker processes worth starting for `files` files: 0 (scan here) on small sets."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = min(cores or 1, files // FILES_PER_WORKER)
+    from shotlab.core.cpus import usable_cpus
+
+    workers = min(usable_cpus(), files // FILES_PER_WORKER)
     return workers if workers > 1 else 0
 
 
