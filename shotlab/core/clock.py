@@ -5,6 +5,6 @@ from __future__ import annotations
 import time
 
 
-def utc_now() -> str:
-    """e.g. "2026-11-30T06:45:00Z"."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def utc_now(at: float | None = None) -> str:
+    """e.g. "2026-11-30T06:45:00Z"; `at`: another moment, in seconds since the epoch."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))

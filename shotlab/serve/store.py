@@ -90,8 +90,7 @@ def shown_status(status: str | None) -> str:
 def input_expiry(now: float | None = None) -> str:
     """The `requested` time before which a failed job's input is no longer kept (utc_now's
     spelling, so the stores compare it as text)."""
-    then = (time.time() if now is None else now) - KEEP_FAILED_INPUT_DAYS * 86400
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(then))
+    return utc_now((time.time() if now is None else now) - KEEP_FAILED_INPUT_DAYS * 86400)
 
 
 def pack(array: np.ndarray | dict) -> bytes:
