@@ -125,9 +125,12 @@ def unlisted_images(csv_path: Path, named: set) -> list[Path]:
     at ~ does not walk the home tree), and images another CSV beside this one names are left
     out: with data/train.csv and data/val.csv sharing data/images/, the val images are not
     missing rows of train.csv. Compared as written, as rows are resolved (`resolve_row_path`)."""
-    listed = named | rows_of_other_csvs(csv_path)
     folders = sorted({p.parent for p in named if p is not None})
-    return [p for folder in folders for p in media_in(folder) if p not in listed]
+    unnamed = [p for folder in folders for p in media_in(folder) if p not in named]
+    if not unnamed:  # nearly always: the sibling CSVs need not be read
+        return []
+    others = rows_of_other_csvs(csv_path)
+    return [p for p in unnamed if p not in others]
 
 
 def media_in(folder: Path) -> list[Path]:
