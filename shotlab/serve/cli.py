@@ -156,8 +156,8 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
 
 def shared_store_uri(address: str | None) -> str:
     """The MongoDB the decisions go to: --database-uri, else the workspace's own server, which
-    listens on this machine's loopback: refused for replicas on a cluster elsewhere (`address`
-    another machine's), where 127.0.0.1 would name each node's own."""
+    listens on a Unix socket of this machine: refused for replicas on a cluster elsewhere
+    (`address` another machine's), which cannot reach it."""
     from shotlab.core import database
     from shotlab.core.addresses import is_loopback
     from shotlab.core.cluster import address_host
@@ -166,8 +166,8 @@ def shared_store_uri(address: str | None) -> str:
     workspace = current()
     host = address_host(address)
     if workspace.database_uri is None and host and not is_loopback(host):
-        raise click.BadParameter(f"the workspace's own MongoDB listens on this machine's "
-                                 f"127.0.0.1, which replicas on {address} cannot reach; give "
+        raise click.BadParameter(f"the workspace's own MongoDB listens on a socket of this "
+                                 f"machine, which replicas on {address} cannot reach; give "
                                  f"a server every node reaches: shotlab --database-uri "
                                  f"mongodb://HOST:27017 serve ...", param_hint="--decision-store")
     return database.with_timeouts(workspace.database_uri or database.connect(workspace))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -154,3 +155,64 @@ def test_predictions_survive_the_database_going_away_and_are_written_back_later(
     assert "back to 'colours'; the 'mistakes' view holds 0 samples" in result.stdout
     check = shotlab(home, "train", "writeback", str(tmp_path / "src"))
     assert check.returncode == 2 and "no saved predictions to write back" in check.stderr
+
+
+def test_the_database_listens_on_no_port_only_on_a_socket_private_to_the_user():
+    """The workspace's mongod has no authentication: on a loopback port any local user could
+    read and change every dataset while a command ran. It now listens on no TCP port, only on a
+    Unix socket that only the workspace's user can open."""
+    import psutil
+    from shotlab.core import store
+
+    store.list_datasets()  # this test process is a client of the test workspace's server
+    state = database.read_state(workspace.current())
+    assert state is not None and "port" not in state
+    listening = [c for c in psutil.Process(state["pid"]).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert listening == []
+    where = Path(state["socket"])
+    assert stat.S_ISSOCK(where.stat().st_mode) and where.stat().st_mode & 0o077 == 0
+    assert where.parent.stat().st_mode & 0o077 == 0  # the 0700 workspace, or a 0700 temp folder
+
+
+STATE_OF = """
+import json, sys
+from shotlab.core import database, store, workspace
+workspace.activate(sys.argv[1])
+store.list_datasets()
+print(json.dumps(database.read_state(workspace.current())), flush=True)
+"""
+
+
+def test_a_workspace_path_too_long_for_a_socket_gets_a_private_folder_removed_at_stop(tmp_path):
+    home = tmp_path / ("long-" * 24) / "ws"
+    run = subprocess.run([sys.executable, "-c", STATE_OF, str(home)], capture_output=True,
+                         text=True, env=env_for(home), timeout=180)
+    assert run.returncode == 0, run.stderr
+    where = Path(json.loads(run.stdout)["socket"])
+    assert len(str(home / database.SOCKET_NAME)) > database.MAX_SOCKET_PATH
+    assert not where.is_relative_to(home) and where.name == database.SOCKET_NAME
+    assert not where.parent.exists()  # the last client out stopped the server and removed it
+
+
+def test_a_server_an_older_shotlab_started_on_a_port_is_used_then_stopped(tmp_path):
+    """An upgrade with a mongod left running (a killed command) by a version that listened on a
+    loopback port: the new version must use it, not fail to start a second on the same files."""
+    home = tmp_path / "ws"
+    assert shotlab(home, "curate", "list").returncode == 0  # makes the workspace and its db
+    db_dir, port = home / "db", socket.create_server(("127.0.0.1", 0))
+    port, _ = port.getsockname()[1], port.close()
+    subprocess.run([str(database.mongod_path()), "--dbpath", str(db_dir), "--logpath",
+                    str(tmp_path / "old.log"), "--port", str(port), "--bind_ip", "127.0.0.1",
+                    "--nounixsocket", "--fork", "--pidfilepath", str(tmp_path / "old.pid")],
+                   check=True, capture_output=True)
+    pid = int((tmp_path / "old.pid").read_text())
+    (home / database.STATE_FILE).write_text(json.dumps({"pid": pid, "port": port}))
+    try:
+        result = shotlab(home, "curate", "list", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == []
+        assert not database.alive(pid)  # it was this workspace's: the last client stopped it
+    finally:
+        if database.alive(pid):
+            os.kill(pid, signal.SIGKILL)

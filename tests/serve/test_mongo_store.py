@@ -162,7 +162,7 @@ def test_a_store_that_stops_answering_makes_the_server_unready_not_a_bare_500(
     other.db_dir.mkdir(parents=True)
     state = database.start(other)
     try:
-        uri = database.with_timeouts(f"mongodb://127.0.0.1:{state['port']}/moderation")
+        uri = database.with_timeouts(database.uri(state, "moderation"))
         server = start_server(exported.path, "--decision-store", "mongodb",
                               env={"SHOTLAB_DATABASE_URI": uri})
         red = next(p for p in images if p.parent.name == "red")
