@@ -175,7 +175,7 @@ def start_servers(servers: dict, bundle: Path, scratch: Path, names, warm: list[
     sys.path.insert(0, str(ROOT))
     from tests.serve.conftest import Server
 
-    from shotlab.core.database import free_port
+    from shotlab.core.addresses import free_port
 
     for name in names:
         server = Server(bundle, scratch / name, "--no-cache", *SETTINGS[name],

@@ -12,6 +12,13 @@ from shotlab.core.errors import InputError
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
+def free_port() -> int:
+    """A loopback port free at this moment (for tests and benchmarks that start servers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def is_loopback(address: str) -> bool:
     """127.0.0.0/8, ::1 or `localhost`: reachable from this machine only."""
     if address.strip().lower() == "localhost":

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from shotlab.cli import cli
-from shotlab.core.database import free_port
+from shotlab.core.addresses import free_port
 from shotlab.core.addresses import ensure_port_free, http_url
 from shotlab.core.errors import InputError
 from tests.imaging import write_class_tree

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from shotlab.core import store
-from shotlab.core.database import free_port
+from shotlab.core.addresses import free_port
 from shotlab.curate.importer import import_path
 from tests.clipmaking import write_clip
 from tests.curate.test_app import RunningApp

@@ -216,7 +216,7 @@ def test_the_app_serves_the_comments_with_their_text_field(checked, tmp_path):
     hands each sample's `text` to the page, where the sidebar shows it switched on."""
     import requests
 
-    from shotlab.core.database import free_port
+    from shotlab.core.addresses import free_port
     from tests.curate.test_app import RunningApp
 
     name, _ = checked

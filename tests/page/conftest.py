@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from shotlab.cli import cli
+from shotlab.core.addresses import free_port
 from tests.train.trainsets import write_colour_tree
 
 STARTUP_S = 90  # a cold start (Streamlit, ONNX Runtime) on a loaded 2-core CI machine
@@ -59,12 +59,6 @@ def predicted(exported, inbox, tmp_path_factory) -> dict:
     return {"decisions": {Path(r["path"]).name: r for r in records},
             "store": Path(summary["explanations"]["store"]),
             "bad": {Path(b["path"]).name: b["reason"] for b in summary["bad_files"]}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def became_healthy(port: int, process) -> bool:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.page.conftest import PageServer, became_healthy, free_port
+from shotlab.core.addresses import free_port
+from tests.page.conftest import PageServer, became_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

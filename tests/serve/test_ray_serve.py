@@ -28,7 +28,7 @@ class RayServer(Server):
     startup_s = 240  # Ray Serve's controller, proxy and two replicas on a busy 2-core machine
 
     def __init__(self, *args, **kwargs):
-        from shotlab.core.database import free_port
+        from shotlab.core.addresses import free_port
 
         super().__init__(*args, **kwargs)
         self.port = free_port()

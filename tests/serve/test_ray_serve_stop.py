@@ -29,7 +29,7 @@ def test_a_server_stopped_while_its_replicas_start_leaves_nothing_serving(ray_ad
                                                                            tmp_path):
     from ray import serve
 
-    from shotlab.core.database import free_port
+    from shotlab.core.addresses import free_port
     from shotlab.serve.ray_serve import APP_NAME
 
     port, replicas = free_port(), RAY_CPUS + 1  # one replica more than the cluster can place
