@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from shotlab.core import store
-from shotlab.core.errors import InputError
+from shotlab.core.errors import InputError, ShotlabError
 
 # Moderation misses are costlier than false alarms: 95% recall on unsafe classes is the default.
 DEFAULT_TARGET_RECALL = 0.95
@@ -50,6 +50,7 @@ class Policy:
 
 
 HISTORY_KEY = "policies"  # every version: {"N": policy dict}
+CLAIM_TRIES = 20  # version numbers taken by other processes before one gives up
 
 
 def policy_of(dataset) -> Policy:
@@ -79,13 +80,17 @@ def set_policy(dataset, policy: Policy) -> Policy:
     """Validate against the dataset's classes and store it as the current policy, with a new
     version number on change (one no earlier version, or run variant, has used)."""
     policy.check(store.class_names(dataset))
-    dataset.reload()  # the versions another process kept since this one loaded it
-    old = policy_of(dataset)
-    if not same_rules(policy, old):
+    for _ in range(CLAIM_TRIES):
+        dataset.reload()  # the versions another process kept since this one loaded it
+        old = policy_of(dataset)
+        if same_rules(policy, old):
+            return old
         policy = Policy(policy.unsafe, policy.target_recall, policy.review_margin,
                         max(history_of(dataset)) + 1)
-    keep(dataset, policy, current=True)
-    return policy
+        if keep(dataset, policy, current=True):
+            return policy
+    raise ShotlabError(f"could not store the policy of '{dataset.name}': other processes took "
+                       f"{CLAIM_TRIES} version numbers in a row; run it again")
 
 
 def registered(dataset, policy: Policy) -> Policy:
@@ -93,13 +98,15 @@ def registered(dataset, policy: Policy) -> Policy:
     names it: the version of an identical kept policy, else a new one, kept without becoming
     current. A run that overrode the policy stamped the dataset's version on decisions made
     under another policy. The caller reloads `dataset` first (`train.runs.versioned`)."""
-    history, current = history_of(dataset), policy_of(dataset).version
-    same = sorted(v for v, kept in history.items() if same_rules(kept, policy))
-    version = current if current in same else (same[-1] if same else max(history) + 1)
-    policy = Policy(policy.unsafe, policy.target_recall, policy.review_margin, version)
-    if not same:
-        keep(dataset, policy, current=False)
-    return policy
+    for _ in range(CLAIM_TRIES):
+        history, current = history_of(dataset), policy_of(dataset).version
+        same = sorted(v for v, kept in history.items() if same_rules(kept, policy))
+        version = current if current in same else (same[-1] if same else max(history) + 1)
+        found = Policy(policy.unsafe, policy.target_recall, policy.review_margin, version)
+        if same or keep(dataset, found, current=False):
+            return found
+    raise ShotlabError(f"could not register the run's policy on '{dataset.name}': other "
+                       f"processes took {CLAIM_TRIES} version numbers in a row; run it again")
 
 
 def same_rules(a: Policy, b: Policy) -> bool:
@@ -110,11 +117,18 @@ def same_rules(a: Policy, b: Policy) -> bool:
     return rules(a) == rules(b)
 
 
-def keep(dataset, policy: Policy, *, current: bool) -> None:
-    info = dict(dataset.info.get(store.INFO_KEY, {}))
-    history = {str(v): p.to_dict() for v, p in history_of(dataset).items()}
-    info[HISTORY_KEY] = {**history, str(policy.version): policy.to_dict()}
+def keep(dataset, policy: Policy, *, current: bool) -> bool:
+    """Keep `policy` under its version number (and make it the current one), each key written
+    by itself (`store.set_info`): False, writing nothing, when another process has since kept
+    another policy under that number (the caller numbers again and retries)."""
+    old = policy_of(dataset)
+    kept = history_of(dataset).get(policy.version)
+    if kept is None or not same_rules(kept, policy):
+        if not store.set_info(dataset, f"{HISTORY_KEY}.{policy.version}", policy.to_dict(),
+                              unless_set=True):
+            return False
     if current:
-        info["policy"] = policy.to_dict()
-    dataset.info[store.INFO_KEY] = info
-    dataset.save()
+        # The current policy of a dataset made before versions were kept is in no history yet.
+        store.set_info(dataset, f"{HISTORY_KEY}.{old.version}", old.to_dict(), unless_set=True)
+        store.set_info(dataset, "policy", policy.to_dict())
+    return True

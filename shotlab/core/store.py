@@ -142,6 +142,21 @@ def complete(dataset: "fo.Dataset", task: str, *, media: str = "image") -> None:
     dataset.save()
 
 
+def set_info(dataset: "fo.Dataset", key: str, value, *, unless_set: bool = False) -> bool:
+    """Write `dataset.info["shotlab"][key]` (a dotted `key` names a nested one; `value` None
+    removes it) in one database update that leaves every other key as the database holds it,
+    then reload `dataset`. A whole-info save from a copy loaded earlier dropped what other
+    processes wrote meanwhile (a `curate check` running for minutes dropped a policy set while it
+    ran). `unless_set`: write only where the key is absent, and say whether it was (a claim)."""
+    fo = fiftyone()
+    path = f"info.{INFO_KEY}.{key}"
+    query = {"name": dataset.name, **({path: {"$exists": False}} if unless_set else {})}
+    update = {"$unset": {path: ""}} if value is None else {"$set": {path: value}}
+    written = fo.core.odm.get_db_conn().datasets.update_one(query, update).matched_count == 1
+    dataset.reload()
+    return written
+
+
 def media_of(dataset: "fo.Dataset") -> str:
     """"image", or "video" for a clip dataset (`curate import` of clips)."""
     return dataset.info.get(INFO_KEY, {}).get("media", "image")

@@ -137,10 +137,8 @@ def linked_datasets(name: str, task: str):
     frames = store.create(frames_name, task) if frames is None else frames
     if store.is_half_made(frames):
         store.complete(frames, task)
-    clips.info[store.INFO_KEY] = {**clips.info[store.INFO_KEY], "frames_dataset": frames_name}
-    clips.save()
-    frames.info[store.INFO_KEY] = {**frames.info[store.INFO_KEY], "clip_dataset": name}
-    frames.save()
+    store.set_info(clips, "frames_dataset", frames_name)
+    store.set_info(frames, "clip_dataset", name)
     return clips, frames
 
 

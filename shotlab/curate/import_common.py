@@ -178,12 +178,8 @@ def change_imports(dataset, change) -> None:
     from shotlab.core import store
 
     dataset.reload()
-    info = dict(dataset.info.get(store.INFO_KEY, {}))
-    info[IMPORTING] = change(dict(info.get(IMPORTING) or {}))
-    if not info[IMPORTING]:
-        del info[IMPORTING]
-    dataset.info[store.INFO_KEY] = info
-    dataset.save()
+    records = change(dict(dataset.info.get(store.INFO_KEY, {}).get(IMPORTING) or {}))
+    store.set_info(dataset, IMPORTING, records or None)
 
 
 def import_running(key: str, entry: dict) -> bool | None:

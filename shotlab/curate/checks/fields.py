@@ -71,7 +71,4 @@ def save_views(dataset, results: list[CheckResult]) -> list[str]:
 
 
 def record_summary(dataset, summary: dict) -> None:
-    info = dict(dataset.info)
-    info[store.INFO_KEY] = {**info.get(store.INFO_KEY, {}), "checks": summary}
-    dataset.info = info
-    dataset.save()
+    store.set_info(dataset, "checks", summary)
