@@ -7,7 +7,9 @@
                                  answers the decision
     POST /v1/moderate/batch      several as multipart parts (posts: image/text pairs, in
                                  order); one result per item
-    GET  /v1/decisions/{id}      a stored decision and its explanation status
+    GET  /v1/decisions/{id}      a stored decision, its explanation status and its verdict
+    GET  /v1/review              the review queue (serve/review.py)
+    POST /v1/decisions/{id}/review   a reviewer's verdict
     GET  /v2/health/live         the process answers (Open Inference Protocol)
     GET  /v2/health/ready        200 once the model has answered its warm-up run and while the
                                  decision store answers, else 503
@@ -32,49 +34,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
+from shotlab.serve.answers import public, read_body
+from shotlab.serve.review import add_review_routes
 from shotlab.serve.service import Refusal, Service, ServeOptions
 
 MULTIPART = "multipart/form-data"
-PUBLIC_FIELDS = ("decision_id", "sha256", "scores", "labels", "flagged", "needs_review",
-                 "review_classes", "model_sha256", "policy_version", "runtime", "time")
-# What a kind's decision adds: what a reviewer needs (a clip's seconds to watch and what was
-# scored; a comment or a caption as decided, a long comment's windows and their scores, a caption
-# cut short) and, for a post, its caption's hash (the sha256 is the picture's).
-KIND_FIELDS = {"clip": ("kind", "duration", "frames", "segments", "gaps"),
-               "text": ("kind", "text", "windows"),
-               "post": ("kind", "text", "text_sha256", "caption_cut")}
-ONLY_WHERE_SET = frozenset({"windows", "caption_cut"})  # absent from most records
 ENDPOINTS = ("/v1/moderate", "/v1/moderate/batch", "/v1/decisions/{decision_id}",
+             "/v1/review", "/v1/decisions/{decision_id}/review",
              "/v2/health/live", "/v2/health/ready", "/metrics")
-
-
-def public(record: dict, explanation, started: float | None = None, cached=None) -> dict:
-    """What a client sees of a record (not the server's bundle path)."""
-    view = {key: record.get(key) for key in PUBLIC_FIELDS}
-    view.update({key: record.get(key) for key in KIND_FIELDS.get(record.get("kind"), ())
-                 if key in record or key not in ONLY_WHERE_SET})
-    view["explanation"] = explanation
-    if cached is not None:
-        view["cached"] = cached
-    if started is not None:
-        view["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    return view
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    length = request.headers.get("content-length", "")
-    too_large = Refusal(413, "too_large", f"body over the {limit:,}-byte limit (--max-body-mb); "
-                        f"send a smaller request")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def media_type(request: Request) -> str:
@@ -259,6 +226,7 @@ def create_app(options: ServeOptions, **service_args) -> FastAPI:
 
     guarded = [Depends(authorizer(options.key_digest()))]
     add_moderation_routes(app, service, guarded)
+    add_review_routes(app, service, guarded)
     add_operation_routes(app, service, guarded)
     return app
 
@@ -298,7 +266,7 @@ def add_moderation_routes(app: FastAPI, service: Service, guarded: list) -> None
         explanation = found["explanation"]
         # whatever the status: a failed tier 1 may have an appeal's maps since
         explanation["maps"] = await run_in_threadpool(stored_maps, service, decision_id)
-        return public(found["record"], explanation)
+        return {**public(found["record"], explanation), "review": found["review"]}
 
 
 def batch_item(service: Service, index: int, result) -> dict:

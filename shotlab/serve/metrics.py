@@ -11,6 +11,8 @@
     shotlab_explanations_pending               tier-1 jobs waiting in the store
     shotlab_explanations_failed_total          tier-1 jobs this process failed (each also a
                                                WARNING line in the log with its reason)
+    shotlab_reviews_total{outcome}             human verdicts stored: upheld (the model's labels)
+                                               or overturned (serve/review.py)
     shotlab_decodes_total                      bodies whose decoding started
     shotlab_decodes_in_flight                  bodies being decoded now (at most --decode-slots)
     shotlab_decodes_in_flight_peak             the most decoded at once since the start
@@ -53,6 +55,8 @@ class Metrics:
               registry=registry).set_function(queue_depth)
         Gauge("shotlab_explanations_pending", "Tier-1 explanations waiting in the store",
               registry=registry).set_function(explanations_pending)
+        self.reviews = Counter("shotlab_reviews", "Human verdicts stored", ["outcome"],
+                               registry=registry)
         self.decodes = Counter("shotlab_decodes", "Bodies whose decoding started",
                                registry=registry)
         self.frames_decoded = Counter("shotlab_clip_frames_decoded",

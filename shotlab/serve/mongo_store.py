@@ -2,12 +2,15 @@
 mongodb`), on the workspace's own server or the one `--database-uri` names.
 
     store = MongoDecisionStore("mongodb://db.internal:27017/moderation")
-    # the interface of serve.store.DecisionStore: save, cached, get, count, ids, claim,
-    # release_claims, requeue_failed, expire_failed_inputs, pending, finish_explanation, close
+    # the interface of serve.store.DecisionStore: save, cached, get, count, ids, review_queue,
+    # record_review, claim, release_claims, requeue_failed, expire_failed_inputs, pending,
+    # finish_explanation, close
 
 One document per decision in the collection `decisions` of the URI's database (DATABASE when
 the URI names none): `_id` the decision id, `cache_key` (unique where set), `sha256`, `record`
-(the JSON text `shotlab predict` writes), `created`, and its tier-1 job in `explanation`
+(the JSON text `shotlab predict` writes), `needs_review` (the record's, to query the review
+queue), `created`, `order` (nanoseconds at storing: the queue's order), a reviewer's verdict in `review` (serve/review.py), and its tier-1 job in
+`explanation`
 (status pending / running / done / failed, the preprocessed input until explained or its
 retries end, error, requested, finished, attempts: a failed job is retried, and its input
 removed, under the SQLite store's rules, `serve.store.MAX_ATTEMPTS` and
@@ -19,6 +22,7 @@ journal (`j=True`): an acknowledged decision survives a killed mongod as well as
 from __future__ import annotations
 
 import json
+import time
 
 from shotlab.core.clock import utc_now
 from shotlab.core.errors import ShotlabError
@@ -27,6 +31,8 @@ from shotlab.serve.store import MAX_ATTEMPTS, input_expiry, pack, shown_status, 
 DATABASE = "shotlab_serve"
 COLLECTION = "decisions"
 DUPLICATE_KEY = 11000  # MongoDB's error code for a unique index violation
+NEEDS_REVIEW_TEXT = '"needs_review": true'
+WAITING = {"needs_review": True, "review": {"$exists": False}}  # the review queue
 
 
 class MongoDecisionStore:
@@ -49,6 +55,12 @@ class MongoDecisionStore:
                                         partialFilterExpression={"cache_key": {"$type": "string"}})
             self.decisions.create_index([("explanation.status", ASCENDING),
                                          ("explanation.requested", ASCENDING)])
+            self.decisions.create_index([("needs_review", ASCENDING), ("order", ASCENDING)])
+            # Decisions stored before `needs_review` was a field of its own: read off the
+            # record's JSON text, which json.dumps wrote (once; later starts match nothing).
+            self.decisions.update_many(
+                {"needs_review": {"$exists": False}, "record": {"$regex": NEEDS_REVIEW_TEXT}},
+                {"$set": {"needs_review": True}})
         except PyMongoError as exc:
             self.client.close()
             raise ShotlabError(f"the decision store on MongoDB ({database.name}) cannot be "
@@ -68,9 +80,9 @@ class MongoDecisionStore:
         stored record for each: the earlier one where another replica decided the same key."""
         from pymongo.errors import BulkWriteError
 
-        now = utc_now()
-        documents = [self.document(record, key, jobs.get(record["decision_id"]), now)
-                     for record, key in zip(records, keys)]
+        now, order = utc_now(), time.time_ns()
+        documents = [{**self.document(record, key, jobs.get(record["decision_id"]), now),
+                      "order": order + i} for i, (record, key) in enumerate(zip(records, keys))]
         try:
             self.decisions.insert_many(documents, ordered=False)
             return list(records)
@@ -110,7 +122,7 @@ class MongoDecisionStore:
     def document(record: dict, key: str | None, job, now: str) -> dict:
         document = {"_id": record["decision_id"], "sha256": record["sha256"],
                     "model_sha256": record.get("model_sha256"), "record": json.dumps(record),
-                    "created": now}
+                    "needs_review": bool(record.get("needs_review")), "created": now}
         if key is not None:
             document["cache_key"] = key
         if job is not None:
@@ -131,7 +143,22 @@ class MongoDecisionStore:
         job = found.get("explanation") or {}
         return {"record": json.loads(found["record"]),
                 "explanation": {"status": shown_status(job.get("status")),
-                                "error": job.get("error"), "finished": job.get("finished")}}
+                                "error": job.get("error"), "finished": job.get("finished")},
+                "review": found.get("review")}
+
+    def review_queue(self, limit: int) -> tuple[list[dict], int]:
+        ids = [d["_id"] for d in self.decisions.find(WAITING, {"_id": 1})
+               .sort([("order", 1), ("_id", 1)]).limit(int(limit))]
+        waiting = self.decisions.count_documents(WAITING)
+        return [found for decision_id in ids if (found := self.get(decision_id))], waiting
+
+    def record_review(self, decision_id: str, review: dict) -> dict | None:
+        stored = self.decisions.update_one({"_id": decision_id, "review": {"$exists": False}},
+                                           {"$set": {"review": review}})
+        if stored.matched_count:
+            return None
+        found = self.decisions.find_one({"_id": decision_id}, {"review": 1}) or {}
+        return found.get("review")
 
     def count(self) -> int:
         return self.decisions.count_documents({})

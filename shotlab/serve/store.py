@@ -65,7 +65,13 @@ CREATE TABLE IF NOT EXISTS explain_queue (
     decision_id TEXT PRIMARY KEY, status TEXT NOT NULL DEFAULT 'pending', input BLOB,
     error TEXT, requested TEXT, finished TEXT, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS explain_queue_by_status ON explain_queue (status);
+CREATE TABLE IF NOT EXISTS reviews (decision_id TEXT PRIMARY KEY, review TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS decisions_by_needs_review
+    ON decisions (json_extract(record, '$.needs_review'));
 """
+# The review queue: decisions sent to a human that have no verdict yet (serve/review.py)
+WAITING = ("FROM decisions d LEFT JOIN reviews r USING (decision_id) "
+           "WHERE json_extract(d.record, '$.needs_review') = 1 AND r.decision_id IS NULL")
 # A job that failed this many times for a reason of its own stays failed (shown with its error;
 # `shotlab explain appeal` explains it by hand): 3 covers a passing cause (memory, a worker
 # killed mid-write) without a job that always fails running at every start-up for ever.
@@ -198,15 +204,37 @@ class DecisionStore:
         return (json.loads(rows[0][0]), shown_status(rows[0][1])) if rows else None
 
     def get(self, decision_id: str) -> dict | None:
-        rows = self.read("SELECT d.record, q.status, q.error, q.finished FROM decisions d "
-                         "LEFT JOIN explain_queue q USING (decision_id) "
+        rows = self.read("SELECT d.record, q.status, q.error, q.finished, r.review "
+                         "FROM decisions d LEFT JOIN explain_queue q USING (decision_id) "
+                         "LEFT JOIN reviews r USING (decision_id) "
                          "WHERE d.decision_id = ?", (decision_id,))
         if not rows:
             return None
-        record, status, error, finished = rows[0]
+        record, status, error, finished, review = rows[0]
         return {"record": json.loads(record),
                 "explanation": {"status": shown_status(status), "error": error,
-                                "finished": finished}}
+                                "finished": finished},
+                "review": json.loads(review) if review else None}
+
+    # human review -------------------------------------------------------------------------------
+    def review_queue(self, limit: int) -> tuple[list[dict], int]:
+        """Up to `limit` decisions waiting for a verdict (as `get` gives them), oldest first,
+        and how many wait in all."""
+        ids = self.read(f"SELECT d.decision_id {WAITING} ORDER BY d.rowid LIMIT ?", (int(limit),))
+        waiting = int(self.read(f"SELECT COUNT(*) {WAITING}")[0][0])
+        return [found for (decision_id,) in ids if (found := self.get(decision_id))], waiting
+
+    def record_review(self, decision_id: str, review: dict) -> dict | None:
+        """Store a verdict unless the decision has one: None when stored, else the earlier."""
+        def work(db):
+            earlier = db.execute("SELECT review FROM reviews WHERE decision_id = ?",
+                                 (decision_id,)).fetchone()
+            if earlier:
+                return json.loads(earlier[0])
+            db.execute("INSERT INTO reviews VALUES (?, ?)", (decision_id, json.dumps(review)))
+            return None
+
+        return self.transaction(work)
 
     def count(self) -> int:
         return int(self.read("SELECT COUNT(*) FROM decisions")[0][0])

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -105,3 +106,18 @@ def start_server(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def mongo_uri():
+    """A fresh database on the test workspace's mongod; dropped afterwards."""
+    from pymongo import MongoClient
+
+    from shotlab.core import database, workspace
+
+    server = database.connect(workspace.current())
+    name = f"t-serve-{uuid.uuid4().hex[:8]}"
+    yield database.with_timeouts(f"{server}{name}")
+    MongoClient(server).drop_database(name)
+
+

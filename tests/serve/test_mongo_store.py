@@ -3,8 +3,6 @@ a server whose decisions go there (`--decision-store mongodb`)."""
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import numpy as np
 import pytest
@@ -12,19 +10,6 @@ import pytest
 from tests.serve.test_service import wait_for
 
 PNG = {"Content-Type": "image/png"}
-
-
-@pytest.fixture
-def mongo_uri():
-    """A fresh database on the test workspace's mongod; dropped afterwards."""
-    from pymongo import MongoClient
-
-    from shotlab.core import database, workspace
-
-    server = database.connect(workspace.current())
-    name = f"t-serve-{uuid.uuid4().hex[:8]}"
-    yield database.with_timeouts(f"{server}{name}")
-    MongoClient(server).drop_database(name)
 
 
 def open_store(kind: str, uri: str, folder):

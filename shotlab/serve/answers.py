@@ -1,0 +1,49 @@
+"""What a client sees of a stored decision, and a request body read within its limit: shared by
+the moderation routes (serve/app.py) and the review routes (serve/review.py)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import Request
+
+from shotlab.serve.service import Refusal
+
+PUBLIC_FIELDS = ("decision_id", "sha256", "scores", "labels", "flagged", "needs_review",
+                 "review_classes", "model_sha256", "policy_version", "runtime", "time")
+# What a kind's decision adds: what a reviewer needs (a clip's seconds to watch and what was
+# scored; a comment or a caption as decided, a long comment's windows and their scores, a caption
+# cut short) and, for a post, its caption's hash (the sha256 is the picture's).
+KIND_FIELDS = {"clip": ("kind", "duration", "frames", "segments", "gaps"),
+               "text": ("kind", "text", "windows"),
+               "post": ("kind", "text", "text_sha256", "caption_cut")}
+ONLY_WHERE_SET = frozenset({"windows", "caption_cut"})  # absent from most records
+
+
+def public(record: dict, explanation, started: float | None = None, cached=None) -> dict:
+    """What a client sees of a record (not the server's bundle path)."""
+    view = {key: record.get(key) for key in PUBLIC_FIELDS}
+    view.update({key: record.get(key) for key in KIND_FIELDS.get(record.get("kind"), ())
+                 if key in record or key not in ONLY_WHERE_SET})
+    view["explanation"] = explanation
+    if cached is not None:
+        view["cached"] = cached
+    if started is not None:
+        view["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return view
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    length = request.headers.get("content-length", "")
+    too_large = Refusal(413, "too_large", f"body over the {limit:,}-byte limit (--max-body-mb); "
+                        f"send a smaller request")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
