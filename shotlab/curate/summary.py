@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -57,16 +59,27 @@ def class_warnings(totals: dict[str, int], min_per_class: int,
 
 
 def case_variants(names) -> list[str]:
-    """One warning per set of class names that differ only in letter case ('Hate', 'hate'):
-    they are separate classes, which a label column typed by hand rarely means."""
+    """One warning per set of class names that differ only in letter case ('Hate', 'hate') or
+    in Unicode form ('café' typed, and 'café' from a macOS folder name: an e and a combining
+    accent): they are separate classes, which a label column or folder rarely means."""
     variants: dict[str, list[str]] = {}
     for name in names:
         if name != store.UNLABELED:
-            variants.setdefault(str(name).casefold(), []).append(str(name))
-    return [f"classes {', '.join(repr(n) for n in sorted(group))} differ only in letter case: "
-            f"they are {len(group)} separate classes; if they are one, correct the labels in "
-            f"the source and import it into a new dataset, or relabel them in the App"
-            for group in variants.values() if len(group) > 1]
+            key = unicodedata.normalize("NFKC", str(name)).casefold()
+            variants.setdefault(key, []).append(str(name))
+    return [variant_warning(sorted(group)) for group in variants.values() if len(group) > 1]
+
+
+def variant_warning(group: list[str]) -> str:
+    if len({name.casefold() for name in group}) == 1:
+        how, shown = "differ only in letter case", ", ".join(repr(n) for n in group)
+    else:  # written with different characters: ascii() shows which
+        how = ("look alike but are written with different Unicode characters (an accent as a "
+               "character of its own, as macOS folder names store it, or a compatibility form)")
+        shown = ", ".join(ascii(n) for n in group)
+    return (f"classes {shown} {how}: they are {len(group)} separate classes; if they are one, "
+            f"correct the labels in the source and import it into a new dataset, or relabel "
+            f"them in the App")
 
 
 def dataset_case_variants(name: str) -> list[str]:
