@@ -21,6 +21,7 @@ from shotlab.runtime.signing import trusted_key_option
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 METHOD_NAMES = "gradcam, gradcampp, ig, lime, shap"  # shotlab.explain.METHODS, kept import-free
 TEXT_METHOD_NAMES = "ig, shap, lime"  # shotlab.explain.TEXT_METHODS
+COMMENT_SHOWN = 60  # characters of a comment `explain show` prints
 TOP_WORDS = 5  # words `explain show` prints for a comment, highest scores first
 
 
@@ -156,6 +157,18 @@ def stored_detail(item: dict) -> str:
     return ""
 
 
+def without_file(data: dict) -> str:
+    """What a decision with no file was (one the service decided from a request body)."""
+    words = next((e["params"] for e in data["explanations"]
+                  if (e.get("params") or {}).get("kind") == "text"), None)
+    if words is None:
+        return "no file (decided from a request body)"
+    what = ("a post, caption" if words.get("part") == "text" else
+            "a comment, the passage explained" if words.get("offset") else "a comment")
+    text = words["text"]
+    return f"{what} {text[:COMMENT_SHOWN]!r}" + ("..." if len(text) > COMMENT_SHOWN else "")
+
+
 def verdict_line(data: dict) -> str:
     """'labels fish; FLAGGED fish; needs review; decided TIME' from a stored decision."""
     flagged = ", ".join(data["flagged"] or [])
@@ -183,7 +196,7 @@ def show_command(decision_id, store, out, as_json) -> None:
         data["figure"] = str(render(store, decision_id, out))
     if as_json:
         return echo_json(data)
-    click.echo(f"decision {decision_id}: {data.get('path') or 'image unknown'}")
+    click.echo(f"decision {decision_id}: {data.get('path') or without_file(data)}")
     if data["labels"] is not None:  # what the reviewer is asked about, before the why
         click.echo("  " + verdict_line(data))
     for item in data["explanations"]:

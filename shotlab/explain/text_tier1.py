@@ -26,7 +26,7 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     from shotlab.explain.store import ExplanationStore
     from shotlab.explain.text_store import put_words
     from shotlab.explain.tier1 import load_bundle_checkpoint, target_class
-    from shotlab.runtime.text import decided_passage
+    from shotlab.runtime.text import decided_span
 
     if not decisions:
         return 0
@@ -38,16 +38,18 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     model_sha256 = checkpoint.sha256 if checkpoint is not None else None
     classes = list(bundle.classes)
     targets = [classes.index(target_class(d)) for d in decisions]
-    # a comment read in windows is explained on the window its target's score came from
-    texts = [decided_passage({**d, "text": text}, classes[target])
+    # a comment read in windows is explained on the window its target's score came from; its
+    # first character's place in the comment is stored (`offset`), so spans can name the comment's
+    spans = [decided_span({**d, "text": text}, classes[target])
              for d, text, target in zip(decisions, texts, targets)]
+    texts = [text[start:end] for text, (start, end) in zip(texts, spans)]
     explained = explain_text(model, texts, targets, "ig",
                              preprocessing=bundle.preprocessing, score=score,
                              multilabel=bundle.task == "multilabel")
     bundle_path = getattr(bundle, "origin", None) or bundle.path
     with ExplanationStore(store_path) as store, store.transaction():
-        for decision, explanation in zip(decisions, explained):
+        for decision, explanation, (start, _) in zip(decisions, explained, spans):
             store.add_decision(decision, bundle_path)
             put_words(store, decision["decision_id"], explanation, model_sha256=model_sha256,
-                      params={"model": "checkpoint"})
+                      params={"model": "checkpoint", **({"offset": start} if start else {})})
     return len(decisions)

@@ -132,11 +132,17 @@ def decided_passage(record: dict, target: str) -> str:
     """The text an explanation of `record` explains for class `target`: the whole comment, or,
     for one read in windows, the window that scored `target` highest (the model reads no more
     than one window at a time, so that is the passage its score came from)."""
-    text, windows = record["text"], record.get("windows")
+    start, end = decided_span(record, target)
+    return record["text"][start:end]
+
+
+def decided_span(record: dict, target: str) -> tuple[int, int]:
+    """`decided_passage`'s characters of the comment: (start, end)."""
+    windows = record.get("windows")
     if not windows:
-        return text
+        return 0, len(record["text"])
     top = max(windows, key=lambda w: w["scores"].get(target, 0.0))
-    return text[top["start"]:top["end"]]
+    return top["start"], top["end"]
 
 
 def pad(rows) -> np.ndarray:

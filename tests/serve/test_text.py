@@ -180,3 +180,25 @@ def test_max_items_counts_comments_sent_as_fields_and_as_files_together(text_bun
                         timeout=60)
     assert within.status_code == 200, within.text
     assert [r["status"] for r in within.json()["results"]] == [200] * 4
+
+
+def test_a_long_comments_served_words_point_into_the_comment(server):
+    """A comment read in windows is explained on the window that scored its class; the words'
+    start/end counted from that window's start, while the answer's text is the whole comment,
+    so they pointed at other characters ('live' at 237 read 'phot')."""
+    decision = moderate(server, COMMENTS[-1].encode()).json()
+    assert len(decision["windows"]) > 1 and decision["needs_review"]
+    url = f"{server.url}/v1/decisions/{decision['decision_id']}"
+    stored = wait_for(lambda: (s := httpx.get(url).json())["explanation"]["status"] in
+                      ("done", "failed") and s, timeout=180)
+    (words,) = stored["explanation"]["maps"]
+    start, end = words["window"]
+    assert start > 0 and (start, end) in {(w["start"], w["end"]) for w in decision["windows"]}
+    assert words["words"] and all(decision["text"][w["start"]:w["end"]] == w["word"]
+                                  for w in words["words"])
+    shown = CliRunner().invoke(cli, ["explain", "show", decision["decision_id"], "--store",
+                                     str(Path(server.store) / "explanations.sqlite")])
+    assert shown.exit_code == 0, shown.output
+    # a served comment has no file: it was headed "image unknown"
+    assert shown.output.splitlines()[0].startswith(
+        f"decision {decision['decision_id']}: a comment, the passage explained 'thanks for")
