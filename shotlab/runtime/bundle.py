@@ -53,6 +53,8 @@ REPORT_HTML = "report.html"
 # 2: the manifest carries `digest` and `preprocessing.kind`. Version 1 bundles had no digest, so
 # an edited manifest could not be told from a genuine one: they are refused, not trusted.
 FORMAT_VERSION = 2
+# Runtimes `export` builds for image models only (export/formats.py TEXT_REFUSED says why).
+IMAGE_ONLY_RUNTIMES = ("onnx-int8", "tensorrt")
 READS_VERSIONS = (2,)
 # The keys every manifest `shotlab export` writes has, and the JSON type its readers rely on.
 REQUIRED_KEYS = {"classes": list, "task": str, "preprocessing": dict, "policy": dict,
@@ -108,9 +110,11 @@ class Bundle(ModelContract):
 
     def model_file(self, runtime: str) -> Path:
         if runtime not in self.runtimes:
+            fix = ("a model that reads text is exported to onnx and onnx-fp16 only: choose one "
+                   "of those" if self.input_kind != "image" and runtime in IMAGE_ONLY_RUNTIMES
+                   else "re-export with the matching --to/--fp16 option")
             raise InputError(f"{self.origin}: this bundle has no {runtime} model (it has: "
-                             f"{', '.join(self.runtimes) or 'none'}); re-export with the "
-                             f"matching --to/--fp16 option")
+                             f"{', '.join(self.runtimes) or 'none'}); {fix}")
         return inside(self.path, self.runtimes[runtime], self.name)
 
     def model_sha256(self, runtime: str = "onnx") -> str:

@@ -160,6 +160,11 @@ def test_predict_text_refuses_what_it_cannot_do(fp16_bundle, tmp_path):
     assert result.exit_code == 2, result.output
     assert (f"{csv_path.parent}: a folder; a comment bundle reads comment files (CSV, JSONL or "
             f".txt), given one by one") in " ".join(result.output.split())
+    # it told the user to re-export with --to onnx-int8, which export refuses for text
+    result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(csv_path),
+                                      "--runtime", "onnx-int8", "--out", str(tmp_path / "g.jsonl")])
+    assert result.exit_code == 2, result.output
+    assert "exported to onnx and onnx-fp16 only" in " ".join(result.output.split())
 
 
 def test_predict_explain_stores_ig_words_for_every_flagged_comment(fp16_bundle, tmp_path):
