@@ -3,8 +3,8 @@ Grad-CAM on the picture and Integrated Gradients on the caption's words, stored 
 
     stored = record_flagged_posts(bundle, decisions, inputs, runner, "out/explanations.sqlite")
 
-The class explained is `tier1.target_class`'s. Rows stored per decision (one store, one
-transaction: all or none):
+The classes explained are `tier1.attention_classes`' (each flagged class and each class in its
+review band). Rows stored per decision and class (one store, one transaction: all or none):
     modality_split  map (1, 2) = [phi_image, phi_text]; `scores` holds the exact split
                     (both, image_only, text_only, neither, phi_image, phi_text, image_share)
                     and `params` the neutral inputs (explain/post_split.py)
@@ -84,12 +84,14 @@ def record_flagged_posts(bundle, decisions: list[dict], inputs: dict, runner, st
     `inputs` are the decisions' {"image", "text"} rows (token ids) in the same order and
     `runner` the bundle's runner. Returns how many decisions were explained."""
     from shotlab.explain.store import ExplanationStore
-    from shotlab.explain.tier1 import load_bundle_checkpoint, target_class
+    from shotlab.explain.tier1 import attention_rows, load_bundle_checkpoint
 
     if not decisions:
         return 0
     classes = list(bundle.classes)
-    targets = [classes.index(target_class(d)) for d in decisions]
+    rows, names = attention_rows(decisions)  # a row per class a reviewer is asked about
+    decisions, targets = [decisions[i] for i in rows], [classes.index(n) for n in names]
+    inputs = {part: np.asarray(given)[rows] for part, given in inputs.items()}
     splits = modality_split(runner, inputs, targets, bundle.parts, classes)
     checkpoint = checkpoint or load_bundle_checkpoint(bundle)
     post, model_sha256 = checkpoint.model, checkpoint.sha256  # of the bytes loaded

@@ -3,8 +3,8 @@ stored as `shotlab predict --explain` makes the decisions (the text counterpart 
 
     stored = record_flagged_texts(bundle, decisions, texts, "out/explanations.sqlite")
 
-The class explained is `tier1.target_class`'s (the highest-scoring flagged class, else the class
-the review is about, else the top class). IG runs on the PyTorch checkpoint the bundle was
+The classes explained are `tier1.attention_classes`' (each flagged class and each class in its
+review band, a row each; else the top class). IG runs on the PyTorch checkpoint the bundle was
 exported from (52 forward-pass equivalents per comment, `text_methods.py`); each explanation is
 stored with its convergence delta and, unless `score=False`, its faithfulness (ERASER
 comprehensiveness and sufficiency against random word rankings: about 5 to 60 more forward
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_path, *,
                          model=None, checkpoint=None, score: bool = True) -> int:
-    """Store IG word scores for each decision (with `texts`, the comments, in the same order);
-    returns how many were stored. All are stored, or none.
+    """Store IG word scores for each decision (with `texts`, the comments, in the same order)
+    and class it is flagged or reviewed for; returns how many were stored. All are stored, or
+    none.
 
     `model` is the bundle's PyTorch text model when the caller holds it (the service's worker);
     else `checkpoint` (a loaded `train.checkpoint` result), else the checkpoint the bundle names
@@ -25,7 +26,7 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
     from shotlab.explain import explain_text
     from shotlab.explain.store import ExplanationStore
     from shotlab.explain.text_store import put_words
-    from shotlab.explain.tier1 import load_bundle_checkpoint, target_class
+    from shotlab.explain.tier1 import attention_rows, load_bundle_checkpoint
     from shotlab.runtime.text import decided_span
 
     if not decisions:
@@ -37,7 +38,9 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
         model = checkpoint.model
     model_sha256 = checkpoint.sha256 if checkpoint is not None else None
     classes = list(bundle.classes)
-    targets = [classes.index(target_class(d)) for d in decisions]
+    rows, names = attention_rows(decisions)  # a row per class a reviewer is asked about
+    decisions, texts = [decisions[i] for i in rows], [texts[i] for i in rows]
+    targets = [classes.index(name) for name in names]
     # a comment read in windows is explained on the window its target's score came from; its
     # first character's place in the comment is stored (`offset`), so spans can name the comment's
     spans = [decided_span({**d, "text": text}, classes[target])

@@ -4,9 +4,10 @@ checkpoint the bundle was exported from: cheap enough to run inline).
 
     stored = record_flagged(bundle, decisions, inputs, "out/explanations.sqlite")
 
-The class explained is `target_class`'s: the decision's highest-scoring flagged class, else the
-class its review is about, else its top-scoring class. Deeper explanations (LIME, SHAP) are tier 2
-(`shotlab explain --pending`), queued by `shotlab explain appeal`.
+Every class a reviewer is asked about is explained (`attention_classes`): each flagged class and
+each class in its review band, one map each; a decision with none of them (an appeal) gets its
+`target_class`'s. Deeper explanations (LIME, SHAP) are tier 2 (`shotlab explain --pending`),
+queued by `shotlab explain appeal`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,22 @@ def target_class(decision: dict) -> str:
                   or [c for c in decision.get("review_classes") or [] if c in scores]
                   or list(scores))
     return max(candidates, key=lambda c: scores[c])
+
+
+def attention_classes(decision: dict) -> list[str]:
+    """The classes an explanation of `decision` is stored for: its flagged classes and those in
+    their review band (a comment flagged for harassment and reviewed for violence needs both),
+    highest score first; else `target_class`'s one."""
+    scores = decision["scores"]
+    asked = dict.fromkeys(c for c in [*(decision.get("flagged") or []),
+                                      *(decision.get("review_classes") or [])] if c in scores)
+    return sorted(asked, key=lambda c: -scores[c]) or [target_class(decision)]
+
+
+def attention_rows(decisions: list[dict]) -> tuple[list[int], list[str]]:
+    """One row per decision and class to explain: (the decision's index, the class)."""
+    rows = [(i, name) for i, d in enumerate(decisions) for name in attention_classes(d)]
+    return [i for i, _ in rows], [name for _, name in rows]
 
 
 NEEDS_CHECKPOINT = {"image": "Grad-CAM", "text": "Integrated Gradients",
@@ -82,7 +99,8 @@ def checkpoint_problem(bundle, *, hashed: bool = True) -> str | None:
 
 def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
                    checkpoint=None, targets=None, params=None) -> int:
-    """Store a Grad-CAM for each decision; returns how many were stored.
+    """Store a Grad-CAM for each decision and class it is flagged or reviewed for
+    (`attention_classes`); returns how many were stored.
 
     `inputs` are the decisions' preprocessed float32 (N, 3, H, W) images, in the same order.
     `checkpoint` is the bundle's loaded checkpoint when the caller keeps it (the service's
@@ -98,7 +116,10 @@ def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
         return 0
     checkpoint = checkpoint or load_bundle_checkpoint(bundle)
     classes = list(bundle.classes)
-    targets = targets or [None] * len(decisions)
+    if targets is None:  # every class a reviewer is asked about: a row each
+        rows, targets = attention_rows(decisions)
+        decisions, inputs = [decisions[i] for i in rows], np.asarray(inputs)[rows]
+        params = [params[i] for i in rows] if params else None
     names = [t or target_class(d) for d, t in zip(decisions, targets)]
     maps = explain(checkpoint.model, np.asarray(inputs, dtype=np.float32),
                    [classes.index(n) for n in names], method=METHOD)

@@ -54,6 +54,25 @@ def test_record_flagged_stores_one_gradcam_per_decision(explain_bundle, colour_i
         assert store.decision("d1")["path"] == str(colour_images[1])
 
 
+def test_every_class_flagged_or_reviewed_gets_its_own_gradcam(explain_bundle, colour_images,
+                                                              tmp_path):
+    """Tier 1 explained one class per decision: an image flagged 'red' and reviewed for 'blue'
+    had no map of 'blue' for the reviewer asked about it."""
+    from shotlab.explain.tier1 import attention_classes
+    from shotlab.runtime.bundle import load_bundle
+
+    bundle = load_bundle(explain_bundle)
+    decisions, inputs = decisions_for(bundle, colour_images[:2])
+    decisions[0]["review_classes"] = ["blue"]  # flagged red, blue in its review band
+    assert attention_classes(decisions[0]) == sorted(
+        ["red", "blue"], key=lambda c: -decisions[0]["scores"][c])
+    assert record_flagged(bundle, decisions, inputs, tmp_path / "e.sqlite") == 3
+    with ExplanationStore(tmp_path / "e.sqlite", create=False) as store:
+        maps = {m.target: m.map for m in store.explanations("d0")}
+        assert set(maps) == {"red", "blue"} and not np.allclose(maps["red"], maps["blue"])
+        assert store.count("decisions") == 2 and len(store.explanations("d1")) == 1
+
+
 def test_record_flagged_without_the_checkpoint_says_so(explain_bundle, colour_images, tmp_path):
     from shotlab.runtime.bundle import load_bundle
 

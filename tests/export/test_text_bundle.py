@@ -172,6 +172,7 @@ def test_predict_explain_stores_ig_words_for_every_flagged_comment(fp16_bundle, 
     one per flagged or review decision, keyed by decision id."""
     from shotlab.explain.store import ExplanationStore
     from shotlab.explain.text_store import read_words
+    from shotlab.explain.tier1 import attention_classes
 
     csv_path = write_comments(tmp_path)[0]
     out = tmp_path / "out" / "decisions.jsonl"
@@ -182,21 +183,24 @@ def test_predict_explain_stores_ig_words_for_every_flagged_comment(fp16_bundle, 
     summary = json.loads(result.output)
     decisions = [json.loads(line) for line in out.read_text().splitlines()]
     attention = [d for d in decisions if d["flagged"] or d["needs_review"]]
-    assert attention and summary["explanations"]["stored"] == len(attention)
+    asked = {d["decision_id"]: attention_classes(d) for d in attention}
+    assert attention and summary["explanations"]["stored"] == sum(map(len, asked.values()))
     with ExplanationStore(out.parent / "explanations.sqlite", readonly=True) as store:
-        for decision in attention:
-            (words,) = read_words(store, decision["decision_id"], "ig")
+        for decision in attention:  # one per class flagged or reviewed
+            found = read_words(store, decision["decision_id"], "ig")
+            assert [w.target_name for w in found] == asked[decision["decision_id"]]
+            words = found[0]
             assert words.comment.words and all(w.lower() in decision["text"].lower()
                                                for w in words.comment.words)
             assert words.faithfulness  # comprehensiveness and sufficiency beside the words
         for calm in (d for d in decisions if d not in attention):
             assert read_words(store, calm["decision_id"]) == []
-        (stored,) = read_words(store, attention[0]["decision_id"], "ig")
+        stored = read_words(store, attention[0]["decision_id"], "ig")[0]
     # `explain show` gives the word scores (they were only in an --out page's hover titles)
     shown = CliRunner().invoke(cli, ["explain", "show", attention[0]["decision_id"], "--store",
                                      str(out.parent / "explanations.sqlite"), "--json"])
     assert shown.exit_code == 0, shown.output
-    (entry,) = json.loads(shown.stdout)["explanations"]
+    entry = json.loads(shown.stdout)["explanations"][0]
     assert [w["word"] for w in entry["words"]] == stored.words
     np.testing.assert_allclose([w["score"] for w in entry["words"]], stored.scores, atol=1e-6)
     plain = CliRunner().invoke(cli, ["explain", "show", attention[0]["decision_id"], "--store",
@@ -253,3 +257,27 @@ def test_a_file_of_posts_given_to_a_comment_bundle_is_refused_by_name(fp16_bundl
     assert result.exit_code == 2, result.output
     assert f"{posts}: a file of posts (its 'Image_Path' column names pictures)" in result.output
     assert not out.exists()
+
+
+def test_a_comment_flagged_for_one_class_and_reviewed_for_another_gets_words_for_both(
+        fp16_bundle, tmp_path):
+    """Tier 1 explained one class per decision (the top flagged one): a reviewer asked about
+    the review class had no words for it."""
+    from shotlab.explain.store import ExplanationStore
+    from shotlab.explain.text_store import read_words
+    from shotlab.explain.text_tier1 import record_flagged_texts
+    from shotlab.export.predict_texts import predict_texts
+    from shotlab.runtime.bundle import load_bundle
+
+    bundle = load_bundle(fp16_bundle["bundle"])
+    text = "I will hurt you and your dog tonight"
+    (tmp_path / "c.csv").write_text(f"text\n{text}\n")
+    (decision,) = predict_texts(bundle, [tmp_path / "c.csv"]).decisions
+    first, second = sorted(decision["scores"], key=lambda c: -decision["scores"][c])[:2]
+    asked = {**decision, "flagged": [first], "review_classes": [second], "needs_review": True}
+    store = tmp_path / "explanations.sqlite"
+    assert record_flagged_texts(bundle, [asked], [text], store, score=False) == 2
+    with ExplanationStore(store, readonly=True) as opened:
+        found = read_words(opened, decision["decision_id"], "ig")
+    assert [w.target_name for w in found] == [first, second]
+    assert not np.allclose(found[0].scores, found[1].scores)  # each class's own attribution
