@@ -252,21 +252,12 @@ def coarsest_sampling(decisions: list[dict]) -> dict:
     """{"sampling_step": the widest gap between a clip's sampled frames (seconds, its end
     counted), "sampling_step_clip": that clip}, or {} without clips: how short a scene can be
     and still fall between the samples (uniform:8 on a 29 s clip: 4.1 s)."""
-    steps = [(widest_step(d), d["path"]) for d in decisions
+    steps = [(d["sampling_step"], d["path"]) for d in decisions
              if d.get("kind") == "clip" and d.get("frames")]
     if not steps:
         return {}
     step, path = max(steps, key=lambda s: s[0])
     return {"sampling_step": round(float(step), 3), "sampling_step_clip": path}
-
-
-def widest_step(clip: dict) -> float:
-    """The widest gap between a clip decision's sampled frames, its end counted (not after an
-    early exit: the rest was left undecoded on purpose)."""
-    times = list(clip["frames"])
-    if not clip.get("early_exit"):
-        times.append(max(float(clip.get("duration") or 0.0), times[-1]))
-    return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
 
 def refuse_options(kind: str, refused: dict) -> None:
@@ -314,9 +305,11 @@ def add_clip_decisions(result, bundle, clips, *, runtime: str, explain: bool, sa
                        margin, early_exit: bool, max_pixels: int | None = None,
                        max_frames: int | None = None) -> None:
     """Append one decision per clip (and, for --explain, its top frames) to `result`."""
-    from shotlab.export.predict_clips import clip_contract, predict_clips
+    from shotlab.export.predict_clips import clip_contract, contract_departures, predict_clips
 
     contract = clip_contract(bundle, sampling=sampling, rules=rules, margin=margin)
+    for line in contract_departures(bundle, contract, early_exit=early_exit):
+        click.echo(f"warning: {line}", err=True)
     found = predict_clips(bundle, clips, contract=contract, runtime=runtime,
                           early_exit=early_exit, keep_inputs=explain, max_pixels=max_pixels,
                           max_frames=max_frames)

@@ -35,6 +35,7 @@ class ClipScores:
     # per scored frame, the last sampled time it was still on screen (its near-identical
     # repeats are dropped unscored); `segments` stretches a run over them
     last_seen: list[float] = field(default_factory=list)
+    sampled: list[float] = field(default_factory=list)  # every sampled time, repeats too
     probs: list[np.ndarray] = field(default_factory=list)
     inputs: list[np.ndarray] = field(default_factory=list)
     decoded: int = 0
@@ -81,6 +82,7 @@ def score_clip(path: Path, runner, preprocessing, contract, thresholds, *,
         planned = Sampling.parse(contract.sampling).times(clip)
         frames = fresh_frames(clip, preprocessing, planned)
         for timestamp, array in frames:
+            result.sampled.append(timestamp)
             if array is None:  # a repeat: unscored, but the frame before is still on screen
                 result.last_seen[-1] = timestamp
                 continue
@@ -142,10 +144,46 @@ def clip_record(bundle, path: Path, scored: ClipScores, contract, thresholds, *,
                               pooled=True)[0]
     return {**record, "kind": "clip", "duration": round(scored.facts.duration, 3),
             "frames": [round(t, 3) for t in scored.times], "frames_decoded": scored.decoded,
+            "sampling_step": round(widest_gap(scored.sampled, None if scored.stopped_on
+                                              else scored.facts.duration), 3),
             "early_exit": scored.stopped_on,
             "segments": segments(scored.times, probs, bundle.classes, thresholds,
                                  end=scored.until, last_seen=scored.last_seen or None),
             "gaps": [g.to_dict() for g in scored.gaps], "clip": contract.to_dict()}
+
+
+def widest_gap(times, end: float | None = None) -> float:
+    """The widest gap between sampled `times` (seconds), the one to `end` counted: how short a
+    scene can be and still fall between the samples. Near-identical repeats count as sampled:
+    their content was seen (it is the frame before's)."""
+    times = list(times) + ([max(end, times[-1])] if end is not None and times else [])
+    return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+
+def contract_departures(bundle, contract, *, early_exit: bool) -> list[str]:
+    """Warnings for --sampling/--aggregate that leave the clip contract the bundle's clip
+    thresholds were chosen under (its scores then differ: the thresholds may not keep their
+    recall), and for --early-exit where no unsafe class can stop a clip."""
+    from shotlab.runtime.clip_scores import parse_rule
+
+    own, said = clip_contract(bundle), []
+    if (bundle.clip or {}).get("thresholds"):
+        unsafe = list(clip_thresholds(bundle))
+        if contract.sampling != own.sampling:
+            said.append(f"--sampling {contract.sampling}: the clip thresholds were chosen on "
+                        f"validation clips sampled {own.sampling}; scores sampled otherwise "
+                        f"differ, so the thresholds may not keep their recall")
+        moved = [c for c in unsafe if contract.aggregation[c] != own.aggregation[c]]
+        if moved:
+            said.append(f"--aggregate: {', '.join(f'{c}={contract.aggregation[c]}' for c in moved)}"
+                        f" departs from the pooling the clip thresholds were chosen under ("
+                        f"{', '.join(f'{c}={own.aggregation[c]}' for c in moved)}); they may "
+                        f"not keep their recall")
+    if early_exit and all(parse_rule(contract.aggregation[c])[0] == "mean"
+                          for c in clip_thresholds(bundle)):
+        said.append("--early-exit: every unsafe class is pooled by mean, which a later frame "
+                    "can lower, so no clip stops early (max or topk:K can)")
+    return said
 
 
 def clip_contract(bundle, *, sampling=None, rules=None, margin=None):

@@ -181,8 +181,6 @@ def test_predict_command_prints_the_seconds_to_watch(exported, clips, tmp_path):
 def test_predict_notes_when_frames_are_sampled_far_apart(exported, tmp_path):
     """uniform:8 on a 29 s clip samples every 4.1 s: a 2 s scene can fall between two samples,
     and nothing said so."""
-    from shotlab.export.cli import widest_step
-
     long = colour_clip(tmp_path / "long.mp4", ["green"] * 29, seed=3)
     out = tmp_path / "d.jsonl"
     result = CliRunner().invoke(cli, ["predict", str(exported.path), str(long), "--json",
@@ -190,11 +188,27 @@ def test_predict_notes_when_frames_are_sampled_far_apart(exported, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     (decision,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert data["sampling_step"] == pytest.approx(widest_step(decision), abs=1e-3)
+    assert data["sampling_step"] == decision["sampling_step"]
     assert 3.9 < data["sampling_step"] < 4.3 and data["sampling_step_clip"] == str(long)
     shown = CliRunner().invoke(cli, ["predict", str(exported.path), str(long), "--out", str(out)])
     assert f"note: frames were sampled up to {data['sampling_step']:.1f} s apart" in shown.stderr
     assert "--sampling fps:1" in shown.stderr
+
+
+def test_a_still_shot_sampled_every_second_is_not_called_sampled_far_apart(exported, tmp_path):
+    """The note measured the gaps between *scored* frames; a still shot's repeats are sampled
+    (and on screen) but not scored, so `--sampling fps:1` on it said "sampled up to 8.0 s
+    apart ... --sampling fps:1 samples every second"."""
+    held = noisy_colour(COLOURS["green"], np.random.default_rng(7), 48)  # one picture, held
+    still = write_clip(tmp_path / "still.mp4", frames=8 * FPS, fps=FPS, size=(48, 48), gop=FPS,
+                       pixels=lambda i: held)
+    out = tmp_path / "d.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(still), "--sampling",
+                                      "fps:1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (decision,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(decision["frames"]) < 4 and decision["sampling_step"] <= 1.01
+    assert "sampled up to" not in result.stderr
 
 
 def test_predict_help_lists_the_clip_options():

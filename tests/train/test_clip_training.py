@@ -98,3 +98,30 @@ def test_the_clip_line_reports_recall_of_the_unsafe_classes_only():
     assert headline({**results, "unsafe": []})["middle_frame"]["unsafe_recall"] == {}
     older = {"aggregated": {"test": {**test, "thresholds": {"nsfw": 0.2}}}, "middle_frame": {}}
     assert headline(older)["aggregated"]["unsafe_recall"] == {"nsfw": 0.5}  # before "unsafe"
+
+
+def test_leaving_the_clip_contract_the_thresholds_were_chosen_under_is_warned(clip_run, tmp_path):
+    """--sampling and --aggregate replaced the bundle's clip contract in silence while its clip
+    thresholds, chosen under that contract, stayed (a tester's flags went 24 -> 5 with
+    red=mean); --early-exit with mean pooling never stops a clip, and said nothing."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+    from shotlab.export.exporter import export_run
+
+    bundle = export_run(clip_run.run_dir, out=tmp_path / "bundle", progress=False,
+                        explain=False).path
+    clip = colour_clip(tmp_path / "in" / "c.mp4", ["grey", "red", "grey"], seed=99)
+    out = str(tmp_path / "d.jsonl")
+    plain = CliRunner().invoke(cli, ["predict", str(bundle), str(clip), "--early-exit", "--out",
+                                     out])
+    assert plain.exit_code == 0 and "warning" not in plain.stderr, plain.output
+    moved = CliRunner().invoke(cli, ["predict", str(bundle), str(clip), "--sampling", "fps:2",
+                                     "--aggregate", "red=mean", "--early-exit", "--out", out])
+    assert moved.exit_code == 0, moved.output
+    said = " ".join(moved.stderr.split())
+    assert ("warning: --sampling fps:2: the clip thresholds were chosen on validation clips "
+            "sampled uniform:4") in said
+    assert "--aggregate: red=mean departs from the pooling the clip thresholds were chosen " \
+           "under (red=max)" in said
+    assert "--early-exit: every unsafe class is pooled by mean" in said
