@@ -214,7 +214,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                              and predict.needs_attention(d)],
                 "review_queue": str(queue_path),
                 "bad_files": [{"path": p, "reason": r} for p, r in result.bad],
-                **coarsest_sampling(result.decisions)}
+                **coarsest_sampling(result.decisions), **unseen_stretches(result.decisions)}
         if dataset:  # before the store: a rerun after a failure updates the same samples
             from shotlab.export.dataset import write_to_dataset
 
@@ -258,6 +258,15 @@ def coarsest_sampling(decisions: list[dict]) -> dict:
         return {}
     step, path = max(steps, key=lambda s: s[0])
     return {"sampling_step": round(float(step), 3), "sampling_step_clip": path}
+
+
+def unseen_stretches(decisions: list[dict]) -> dict:
+    """{"unseen": [{path, seconds, reason}]}: the clips with seconds the model never saw (decoding
+    gaps: a truncated file, frames that would not decode), or {} when none has any."""
+    found = [{"path": d["path"], "seconds": round(sum(g["end"] - g["start"] for g in d["gaps"]), 3),
+              "reason": d["gaps"][0]["reason"]}
+             for d in decisions if d.get("kind") == "clip" and d.get("gaps")]
+    return {"unseen": found} if found else {}
 
 
 def refuse_options(kind: str, refused: dict) -> None:
@@ -465,6 +474,10 @@ def echo_predict(data: dict) -> None:
         stopped = (f"; decoding stopped at {clip['early_exit']['at']:.1f} s"
                    if clip["early_exit"] else "")
         click.echo(f"  {clip['path']}: watch {spans or 'the whole clip'}{stopped}")
+    for clip in data.get("unseen", []):
+        click.echo(f"note: {clip['path']}: {clip['seconds']:.1f} s the model never saw "
+                   f"({clip['reason']}); its decision is of the rest (the stretches are its "
+                   f"`gaps`)", err=True)
     if data.get("sampling_step", 0) > COARSE_STEP_S:
         click.echo(f"note: frames were sampled up to {data['sampling_step']:.1f} s apart (e.g. "
                    f"{data['sampling_step_clip']}): what is on screen for less than that can "

@@ -211,6 +211,23 @@ def test_a_still_shot_sampled_every_second_is_not_called_sampled_far_apart(expor
     assert "sampled up to" not in result.stderr
 
 
+def test_seconds_the_model_never_saw_are_said_not_only_stored(exported, tmp_path):
+    """A clip with frames that would not decode was decided on the rest, and the summary said
+    nothing ('0 flagged, 0 need review, 0 bad files'): the gaps were only in the JSON."""
+    from tests.clipmaking import damage_packets
+
+    path = write_clip(tmp_path / "in" / "p.mkv", frames=20, codec="mjpeg")
+    damage_packets(path, [8, 9, 10, 11, 12])
+    out = tmp_path / "d.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(path), "--sampling",
+                                      "fps:10", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (decision,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert decision["gaps"]
+    assert f"note: {path}: 0.4 s the model never saw (" in result.stderr
+    assert "failed to decode" in result.stderr
+
+
 def test_predict_help_lists_the_clip_options():
     text = CliRunner().invoke(cli, ["predict", "--help"]).output
     for option in ("--sampling", "--aggregate", "--early-exit", "--margin"):
