@@ -49,7 +49,7 @@ def few_positives(name: str, t: dict, where: str = VALIDATION) -> str:
     have, needed = t["support"], t.get("positives_needed")
     bound = t.get("recall_lower_bound")
     shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"
-    split = "validation" if where == VALIDATION else "train and validation"
+    split = "validation" if where.startswith(VALIDATION) else "train and validation"
     if t["target_recall"] >= 1:  # no finite sample proves a recall of 1
         more = "a target recall of 1 can never be shown; a target such as 0.99 can"
     elif needed and needed > have:
@@ -69,7 +69,8 @@ def echo_run(result, as_json: bool) -> None:
                           "metrics": result.metrics, "thresholds": result.thresholds,
                           "calibration": result.calibration,
                           "mistakes": result.mistakes, "mlflow_run_id": result.mlflow_run_id,
-                          "clips": result.clips, "pseudo": result.pseudo,
+                          "clips": result.clips, "clip_thresholds": clip_thresholds(result),
+                          "pseudo": result.pseudo,
                           "auto_choice": result.choice,
                           "thresholds_scored_on": result.thresholds_scored_on,
                           "left_out": result.left_out, "warnings": result.warnings or []})
@@ -84,16 +85,12 @@ def echo_run(result, as_json: bool) -> None:
             echo_calibration(result.calibration, split, result.metrics[split])
             break
     where = (result.thresholds_scored_on or {}).get("scored_on", VALIDATION)
-    for name, t in result.thresholds.items():
-        click.echo(f"Threshold for unsafe class '{name}': {t['threshold']:.3f} (on {where}: "
-                   f"recall {fmt(t['recall'], 2)}, precision {fmt(t['precision'], 2)}; target "
-                   f"{t['target_recall']}{'' if t['reached'] else ' NOT reached'}), review band "
-                   f"[{t['review_band'][0]:.2f}, {t['review_band'][1]:.2f}]"
-                   + threshold_spread(t, where))
-        if not t.get("confident", True):
-            click.echo(f"  Warning: {few_positives(name, t, where)}")
-        if (t.get("review_rate") or 0.0) > REVIEW_LIMIT:
-            click.echo(f"  Warning: {review_load(name, t, where)}")
+    by_clip = clip_thresholds(result)
+    if by_clip:  # what the bundle decides clips with; the frame ones decide single images
+        echo_thresholds(by_clip, "val clips", "Clip threshold")
+        echo_thresholds(result.thresholds, where, "Frame threshold (single images)", warn=False)
+    else:
+        echo_thresholds(result.thresholds, where, "Threshold")
     if result.thresholds and where != VALIDATION:
         scored = result.thresholds_scored_on
         grouped = scored.get("grouped", 0)
@@ -117,6 +114,29 @@ def echo_run(result, as_json: bool) -> None:
         click.echo(f"MLflow run {result.mlflow_run_id}.")
     for warning in result.warnings or []:
         click.echo(f"Warning: {warning}")
+
+
+def echo_thresholds(thresholds: dict, where: str, label: str, *, warn: bool = True) -> None:
+    """A line per unsafe class's threshold, and its warnings (few positives, review load)."""
+    for name, t in thresholds.items():
+        click.echo(f"{label} for unsafe class '{name}': {t['threshold']:.3f} (on {where}: "
+                   f"recall {fmt(t['recall'], 2)}, precision {fmt(t['precision'], 2)}; target "
+                   f"{t['target_recall']}{'' if t['reached'] else ' NOT reached'}), review band "
+                   f"[{t['review_band'][0]:.2f}, {t['review_band'][1]:.2f}]"
+                   + threshold_spread(t, where))
+        if warn and not t.get("confident", True):
+            click.echo(f"  Warning: {few_positives(name, t, where)}")
+        if warn and (t.get("review_rate") or 0.0) > REVIEW_LIMIT:
+            click.echo(f"  Warning: {review_load(name, t, where)}")
+
+
+def clip_thresholds(result) -> dict:
+    """A clip run's clip thresholds (clip.json: chosen on validation clips, pooled under the
+    clip contract), which its bundle decides clips with; {} for other runs."""
+    path = result.run_dir / "clip.json"
+    if not result.clips or not path.is_file():
+        return {}
+    return json.loads(path.read_text()).get("thresholds") or {}
 
 
 def review_load(name: str, t: dict, where: str = VALIDATION) -> str:

@@ -125,3 +125,19 @@ def test_leaving_the_clip_contract_the_thresholds_were_chosen_under_is_warned(cl
     assert "--aggregate: red=mean departs from the pooling the clip thresholds were chosen " \
            "under (red=max)" in said
     assert "--early-exit: every unsafe class is pooled by mean" in said
+
+
+def test_a_clip_run_prints_the_clip_thresholds_its_bundle_decides_with(clip_run, capsys):
+    """`train` on clips printed the frame thresholds and their warnings (support: frames), never
+    the clip thresholds the bundle deploys, so the margin it advised applied to another rule."""
+    from shotlab.train.report import echo_run
+
+    echo_run(clip_run, as_json=False)
+    shown = capsys.readouterr().out
+    saved = json.loads((clip_run.run_dir / "clip.json").read_text())["thresholds"]["red"]
+    assert f"Clip threshold for unsafe class 'red': {saved['threshold']:.3f} (on val clips: " \
+           in shown
+    assert "Frame threshold (single images) for unsafe class 'red'" in shown
+    assert "Threshold for unsafe class" not in shown
+    echo_run(clip_run, as_json=True)
+    assert json.loads(capsys.readouterr().out)["clip_thresholds"]["red"] == saved
