@@ -101,6 +101,8 @@ def echo_export(result) -> None:
     click.echo(f"Bundle: {data['bundle']}" + (f"  (zip: {data['zip']})" if data["zip"] else ""))
     rows = [[name, f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.3f}"]
             for name, p in data["agreement"].items()]
+    rows += [[f"{name} ({p['n']} clips)", f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.3f}"]
+             for name, p in data.get("clip_agreement", {}).items()]
     click.echo(table(["runtime", "max |dp|", "top-1 agreement"], rows))
     for item in data["skipped"]:
         click.echo(f"Warning: {data['split']} sample {item['path']} left out of the report: "

@@ -49,6 +49,9 @@ class ExportResult:
                 "runtimes": self.manifest["runtimes"], "gate": self.report["gate"],
                 "agreement": {name: entry["parity"]
                               for name, entry in self.report["runtimes"].items()},
+                **({"clip_agreement": {name: entry["parity"] for name, entry
+                                       in self.report["clips"]["runtimes"].items()}}
+                   if "clips" in self.report else {}),
                 "split": self.report["split"], "measured": self.report["n"],
                 "skipped": [{"path": path, "reason": why}
                             for path, why in self.report.get("skipped", [])],

@@ -25,14 +25,16 @@ RECALL_TOLERANCE = 0.02
 EPSILON = 1e-9
 
 
-def predicted(probs, classes, task, thresholds) -> np.ndarray:
-    return predict_labels(probs, list(classes), task=task, thresholds=thresholds or None)
+def predicted(probs, classes, task, thresholds, pooled: bool = False) -> np.ndarray:
+    return predict_labels(probs, list(classes), task=task, thresholds=thresholds or None,
+                          pooled=pooled)
 
 
-def agreement(reference, probs, classes, task, thresholds) -> dict:
-    """max_abs_diff and top1_agreement of `probs` against `reference` (same rows)."""
-    a = predicted(reference, classes, task, thresholds)
-    b = predicted(probs, classes, task, thresholds)
+def agreement(reference, probs, classes, task, thresholds, *, pooled: bool = False) -> dict:
+    """max_abs_diff and top1_agreement of `probs` against `reference` (same rows; `pooled`:
+    clip scores pooled over frames, as runtime.decide takes them)."""
+    a = predicted(reference, classes, task, thresholds, pooled)
+    b = predicted(probs, classes, task, thresholds, pooled)
     same = (a == b) if a.ndim == 1 else (a == b).all(axis=1)
     return {"max_abs_diff": float(np.abs(reference - probs).max()) if len(probs) else 0.0,
             "top1_agreement": float(same.mean()) if len(same) else 1.0, "n": int(len(same))}

@@ -142,21 +142,28 @@ def table_html(headers, rows) -> str:
 def agreement_html(report: dict, manifest: dict) -> str:
     unsafe = manifest["policy"].get("unsafe", [])
     rows = []
-    ref = report["pytorch"]["metrics"]
     flagged = [u for u in unsafe if u in report["pytorch"].get("flag_recall", {})]
 
     def unsafe_cells(metrics, flags):
         return ([fmt(metrics["per_class"][u]["recall"]) for u in unsafe]
                 + [fmt(flags.get(u)) for u in flagged])
 
-    rows.append(["pytorch (reference)", "&ndash;", "&ndash;", fmt(ref["accuracy"]),
-                 fmt(ref["macro_f1"])]
-                + unsafe_cells(ref, report["pytorch"].get("flag_recall", {})))
-    for name, entry in report["runtimes"].items():
-        m, p = entry["metrics"], entry["parity"]
-        rows.append([html.escape(name), f"{p['max_abs_diff']:.2e}", fmt(p["top1_agreement"]),
-                     fmt(m["accuracy"]), fmt(m["macro_f1"])]
-                    + unsafe_cells(m, p.get("flag_recall", {})))
+    def row(name, metrics, parity, flags):
+        return ([html.escape(name), f"{parity['max_abs_diff']:.2e}" if parity else "&ndash;",
+                 fmt(parity["top1_agreement"]) if parity else "&ndash;",
+                 fmt(metrics["accuracy"]), fmt(metrics["macro_f1"])]
+                + unsafe_cells(metrics, flags))
+
+    # a clip bundle's clips, pooled and decided per runtime, are measured the same way
+    sections = [("", report)] + ([(f" ({report['clips']['n']} clips)", report["clips"])]
+                                 if "clips" in report else [])
+    for suffix, measured in sections:
+        reference = measured["pytorch"]
+        rows.append(row(f"pytorch{suffix} (reference)", reference["metrics"], None,
+                        reference.get("flag_recall", {})))
+        rows += [row(name + suffix, entry["metrics"], entry["parity"],
+                     entry["parity"].get("flag_recall", {}))
+                 for name, entry in measured["runtimes"].items()]
     headers = ["runtime", "max |&Delta;p|", "top-1 agreement", "accuracy", "macro-F1"] + [
         f"recall {html.escape(u)} (unsafe)" for u in unsafe] + [
         f"{html.escape(u)} positives flagged" for u in flagged]

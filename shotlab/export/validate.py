@@ -46,17 +46,27 @@ class Scoring:
 
     y: object
     bundle: object
+    clip_thresholds: dict | None = None  # scoring clips: the bundle's clip thresholds
+
+    @property
+    def thresholds(self) -> dict:
+        return self.bundle.thresholds if self.clip_thresholds is None else self.clip_thresholds
+
+    @property
+    def pooled(self) -> bool:
+        return self.clip_thresholds is not None
 
     def metrics(self, probs) -> dict:
         from shotlab.train.metrics import classification_metrics
 
         b = self.bundle
         return classification_metrics(self.y, probs, b.classes, task=b.task,
-                                      thresholds=b.thresholds or None)
+                                      thresholds=self.thresholds or None,
+                                      pooled=self.pooled)
 
     def flags(self, probs) -> dict:
         b = self.bundle
-        return parity.flag_recall(self.y, probs, b.classes, b.task, b.thresholds, self.unsafe)
+        return parity.flag_recall(self.y, probs, b.classes, b.task, self.thresholds, self.unsafe)
 
     @property
     def unsafe(self) -> list:
@@ -79,6 +89,9 @@ def measure(bundle, checkpoint, manifest, rules: GateRules, *, progress=None,
               "pytorch": {"metrics": scoring.metrics(reference),
                           "flag_recall": scoring.flags(reference)}, "runtimes": {}}
     runners, probs_of = measure_runtimes(bundle, x, reference, scoring, report, rules)
+    if bundle.clip and not several:  # a clip bundle decides clips: judged on clips too
+        clip_gate(report, bundle, manifest, [entries[i] for i in kept], reference, probs_of,
+                  rules)
     report["speed"] = speed_section({"pytorch": torch_runner, **runners}, x)
     if explain and bundle.preprocessing.kind == "text":
         report["explanations"] = {"available": False, "reason": TEXT_EXPLANATIONS}
@@ -100,15 +113,8 @@ def measure_runtimes(bundle, x, reference, scoring: Scoring, report: dict, rules
     for runtime in bundle.runtimes:
         runners[runtime] = make_runner(bundle, runtime)
         probs = probs_of[runtime] = run_batched(runners[runtime], x)
-        entry = {"metrics": scoring.metrics(probs),
-                 "parity": {**parity.agreement(reference, probs, bundle.classes, bundle.task,
-                                               bundle.thresholds),
-                            "flag_recall": scoring.flags(probs)},
+        entry = {**judged(runtime, reference, probs, scoring, pytorch, rules),
                  "model_file": bundle.runtimes[runtime]}
-        entry["gate_failures"] = parity.gate_failures(
-            runtime, entry["parity"], entry["metrics"], pytorch["metrics"], scoring.unsafe,
-            min_agreement=rules.min_agreement, recall_tolerance=rules.recall_tolerance,
-            reference_flags=pytorch["flag_recall"])
         failures += entry["gate_failures"]
         report["runtimes"][runtime] = entry
     report["gate"] = {"passed": not failures, "failures": failures,
@@ -118,6 +124,46 @@ def measure_runtimes(bundle, x, reference, scoring: Scoring, report: dict, rules
                       "min_agreement": rules.min_agreement,
                       "recall_tolerance": rules.recall_tolerance}
     return runners, probs_of
+
+
+def judged(runtime: str, reference, probs, scoring: Scoring, pytorch: dict,
+           rules: GateRules) -> dict:
+    """A runtime's metrics, its parity with PyTorch's `reference`, and the gate's failures."""
+    bundle = scoring.bundle
+    entry = {"metrics": scoring.metrics(probs),
+             "parity": {**parity.agreement(reference, probs, bundle.classes, bundle.task,
+                                           scoring.thresholds, pooled=scoring.pooled),
+                        "flag_recall": scoring.flags(probs)}}
+    entry["gate_failures"] = parity.gate_failures(
+        runtime, entry["parity"], entry["metrics"], pytorch["metrics"], scoring.unsafe,
+        min_agreement=rules.min_agreement, recall_tolerance=rules.recall_tolerance,
+        reference_flags=pytorch["flag_recall"])
+    return entry
+
+
+def clip_gate(report: dict, bundle, manifest, entries, reference, probs_of: dict,
+              rules: GateRules) -> None:
+    """`report["clips"]`: the split's clips pooled under the bundle's clip contract from each
+    runtime's frame scores and decided with its clip thresholds, as `predict` decides clips;
+    the gate's rules applied to them too (a runtime can keep frame agreement and still move a
+    pooled clip score over a threshold)."""
+    from shotlab.export.predict_clips import clip_contract, clip_thresholds
+    from shotlab.train import clip_eval
+
+    contract = clip_contract(bundle)
+    clips = clip_eval.clips_of(manifest, entries, reference)
+    scoring = Scoring(clip_eval.targets(manifest, clips.labels), bundle, clip_thresholds(bundle))
+    pooled = clip_eval.score(clips, contract, "aggregated")
+    pytorch = {"metrics": scoring.metrics(pooled), "flag_recall": scoring.flags(pooled)}
+    runtimes = {runtime: judged(f"{runtime} (clips)", pooled, clip_eval.score(
+        clip_eval.clips_of(manifest, entries, probs), contract, "aggregated"), scoring, pytorch,
+        rules) for runtime, probs in probs_of.items()}
+    report["clips"] = {"n": len(clips.clip_ids), "contract": contract.to_dict(),
+                       "pytorch": pytorch, "runtimes": runtimes}
+    gate = report["gate"]
+    gate["failures"] += [f for entry in runtimes.values() for f in entry["gate_failures"]]
+    gate["passed"] = not gate["failures"]
+    gate["allowed_regression"] = bool(gate["failures"]) and rules.allow_regression
 
 
 def evaluation_inputs(bundle, checkpoint, manifest, split: str, entries, progress):

@@ -43,21 +43,23 @@ def clip_dataset_of(frames_name: str) -> str | None:
 
 def group_by_clip(manifest, probs: dict) -> dict[str, ClipSet]:
     """Frame rows of val and test grouped per clip, in time order."""
+    return {split: clips_of(manifest, manifest.split(split), probs[split]) for split in SPLITS}
+
+
+def clips_of(manifest, entries, probs) -> ClipSet:
+    """The frame rows `probs` of manifest `entries` (one row each) grouped per clip, in time
+    order (the frames dataset says each frame's clip and time)."""
     frames = store.load(manifest.dataset)
     where = dict(zip(frames.values("id"), zip(frames.values("clip_id"),
                                               frames.values("timestamp"))))
-    sets = {}
-    for split in SPLITS:
-        rows = defaultdict(list)
-        labels = {}
-        for entry, row in zip(manifest.split(split), probs[split]):
-            clip_id, timestamp = where[entry.sample_id]
-            rows[clip_id].append((timestamp, row))
-            labels[clip_id] = entry.labels
-        ids = sorted(rows)
-        sets[split] = ClipSet(ids, [np.stack([r for _, r in sorted(rows[c], key=lambda x: x[0])])
-                                    for c in ids], [labels[c] for c in ids])
-    return sets
+    rows, labels = defaultdict(list), {}
+    for entry, row in zip(entries, probs):
+        clip_id, timestamp = where[entry.sample_id]
+        rows[clip_id].append((timestamp, row))
+        labels[clip_id] = entry.labels
+    ids = sorted(rows)
+    return ClipSet(ids, [np.stack([r for _, r in sorted(rows[c], key=lambda x: x[0])])
+                         for c in ids], [labels[c] for c in ids])
 
 
 def middle_frames(clips: ClipSet) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +142,35 @@ def test_a_clip_run_prints_the_clip_thresholds_its_bundle_decides_with(clip_run,
     assert "Threshold for unsafe class" not in shown
     echo_run(clip_run, as_json=True)
     assert json.loads(capsys.readouterr().out)["clip_thresholds"]["red"] == saved
+
+
+def test_the_export_gate_judges_a_clip_bundle_on_clips(clip_run, tmp_path):
+    """The export report measured a clip bundle on frames only: an INT8 model agreeing on 97%
+    of frames still changed a clip decision, and nothing measured clips. The report now pools
+    each runtime's frame scores per clip and decides them with the clip thresholds; the gate's
+    rules apply to them (a runtime that loses the unsafe clips is refused by name)."""
+    from shotlab.export.exporter import export_run
+    from shotlab.export.validate import GateRules, clip_gate, evaluation_split
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.train.manifest import Manifest
+
+    exported = export_run(clip_run.run_dir, out=tmp_path / "bundle", progress=False,
+                          explain=False)
+    clips = exported.report["clips"]
+    assert clips["n"] == 6 and clips["contract"]["aggregation"]["red"] == "max"
+    assert clips["runtimes"]["onnx"]["parity"]["top1_agreement"] == 1.0
+    assert exported.report["gate"]["passed"]
+    assert "onnx (6 clips)" in Path(exported.to_dict()["report"]).read_text()
+    assert exported.to_dict()["clip_agreement"]["onnx"]["n"] == 6
+
+    bundle, manifest = load_bundle(exported.path), Manifest.load(clip_run.run_dir / "manifest.json")
+    _, entries = evaluation_split(manifest)
+    classes = manifest.classes
+    sure = np.array([[1.0 if c in e.labels else 0.0 for c in classes] for e in entries])
+    blind = sure.copy()
+    blind[:, classes.index("red")] = 0.0  # a runtime that never sees red
+    report = {"gate": {"failures": [], "passed": True}}
+    clip_gate(report, bundle, manifest, entries, sure, {"onnx-int8": blind}, GateRules())
+    assert not report["gate"]["passed"]
+    assert any(f.startswith("onnx-int8 (clips): recall on unsafe class 'red'")
+               for f in report["gate"]["failures"]), report["gate"]["failures"]
