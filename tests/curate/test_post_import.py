@@ -125,6 +125,20 @@ def test_jsonl_posts_with_multilabel_labels(tmp_path, dataset_name):
         [["animal", "sale"], ["vehicle"]]
 
 
+def test_a_caption_with_a_lone_surrogate_is_skipped_by_line(tmp_path, dataset_name):
+    """`\\ud800` with no pair is valid JSON but no text: hashing the caption crashed the
+    import (UnicodeEncodeError); it is a bad row like an empty caption."""
+    images = copy_images(tmp_path)
+    path = tmp_path / "posts.jsonl"
+    path.write_text(json.dumps({"image": images[0], "text": "a bird", "label": "animal"}) + "\n"
+                    + json.dumps({"image": images[2], "text": "boat \ud800", "label": "x"})
+                    + "\n")
+    report = import_posts(path, dataset_name, progress=False)
+    assert report.added == 1
+    (skipped,) = report.skipped
+    assert skipped.path == f"{path}:2" and "holds a lone surrogate" in skipped.reason
+
+
 def test_jsonl_label_lists_read_like_comment_imports(tmp_path, dataset_name):
     """A repeated class counts once and a null item is no class (it was a class named 'None'),
     as in comment imports (one function, `label_values`, for both)."""

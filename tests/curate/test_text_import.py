@@ -110,11 +110,14 @@ def test_jsonl_rows_missing_text_or_not_strings_are_skipped(tmp_path, dataset_na
         json.dumps({"body": "no text key", "label": "ok"}),
         json.dumps({"text": 42, "label": "ok"}),
         "{not json",
-        json.dumps({"text": "bye", "label": None})]) + "\n")
+        json.dumps({"text": "bye", "label": None}),
+        json.dumps({"text": "lone \ud800 surrogate", "label": "ok"})]) + "\n")  # valid JSON
     report = import_path(source, dataset_name, progress=False)
     reasons = {s.path: s.reason for s in report.skipped}
     assert report.added == 2 and list(reasons) == ["line 2 of c.jsonl", "line 3 of c.jsonl",
-                                                   "line 4 of c.jsonl"]
+                                                   "line 4 of c.jsonl", "line 6 of c.jsonl"]
+    assert "not valid Unicode text: it holds a lone surrogate ('\\ud800' at character 6" \
+        in reasons["line 6 of c.jsonl"]
     assert "no 'text' field" in reasons["line 2 of c.jsonl"]
     assert "not a string" in reasons["line 3 of c.jsonl"]
     assert "not valid JSON" in reasons["line 4 of c.jsonl"]

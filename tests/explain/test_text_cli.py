@@ -50,6 +50,16 @@ def test_explain_a_csv_of_comments_skips_bad_rows_by_line(one_word_bundle, tmp_p
     assert "top: kills +" in result.stdout and "comprehensiveness" in result.stdout
 
 
+def test_a_comment_that_is_not_unicode_text_is_a_bad_row(one_word_bundle, tmp_path):
+    """A lone surrogate (a JSON escape with no pair) crashed the tokenizer with a traceback."""
+    rows = tmp_path / "c.jsonl"
+    rows.write_text('{"text": "lone \\ud800 surrogate"}\n{"text": "he kills it"}\n')
+    result = run("explain", one_word_bundle, rows, "--method", "lime", "--target", "violent")
+    assert result.exit_code == 0, result.output
+    assert f"skipped {rows}:1: the text is not valid Unicode text" in result.stderr
+    assert result.stdout.count("predicted ") == 1
+
+
 def test_bad_input_for_text_models(one_word_bundle, tmp_path):
     result = run("explain", one_word_bundle)
     assert result.exit_code == 2 and "give an IMAGE (or, for a text model, --text" in result.output

@@ -140,6 +140,21 @@ def test_predict_comments_writes_decisions_review_queue_and_bad_rows(fp16_bundle
     assert {d["decision_id"] for d in queue} >= {threat["decision_id"]}
 
 
+def test_a_comment_that_is_not_unicode_text_is_a_bad_row_and_the_rest_decided(fp16_bundle,
+                                                                              tmp_path):
+    """A JSON escape `\\ud800` with no pair (valid JSON, no text) crashed the tokenizer and
+    the whole run was lost; it is a bad row now."""
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text('{"text": "lone \\ud800 surrogate"}\n{"text": "so tasty"}\n')
+    result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(jsonl), "--out",
+                                      str(tmp_path / "d.jsonl"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["texts"], summary["bad"]) == (1, 1)
+    (bad,) = summary["bad_files"]
+    assert bad["path"] == f"{jsonl}:1" and "holds a lone surrogate" in bad["reason"]
+
+
 def test_predict_text_refuses_what_it_cannot_do(fp16_bundle, tmp_path):
     csv_path = write_comments(tmp_path)[0]
     result = CliRunner().invoke(cli, ["predict", fp16_bundle["bundle"], str(csv_path),
