@@ -4,7 +4,8 @@ comments and posts read. Bad rows are reported by line, never raised one at a ti
     rows, bad = read_rows(Path("comments.csv"))   # [Row(line=2, fields={...})], [(line, reason)]
 
 CSV: the first row is the header (UTF-8, a BOM allowed); a quoted field may span lines, so a row's
-`line` is the line it starts on. JSONL: one JSON object per line; blank lines are skipped. A row
+`line` is the line it starts on; a blank line (or one of commas alone) is no row, but a line of
+spaces is a row, whose text the caller finds empty. JSONL: one JSON object per line; blank lines are skipped. A row
 whose bytes are not UTF-8 is reported with its line and the byte offset, and the rest still read.
 """
 
@@ -118,7 +119,7 @@ def csv_records(path: Path, reader, starts: list[int]) -> tuple[list[Row], list[
            ) is not None:
         first, line_index = line_index, reader.line_num
         number = starts[min(first, len(starts) - 1)]
-        if not record or not any(field.strip() for field in record):
+        if not any(record):  # a blank line, or only commas; a field of spaces is text
             continue
         if starts[line_index - 1] - number != line_index - 1 - first:
             bad.append((number, "a line inside this row is not UTF-8, so its text is not whole; "

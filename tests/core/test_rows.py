@@ -17,6 +17,17 @@ def test_csv_rows_keep_their_starting_line_and_bad_rows_are_named(tmp_path):
     assert "not UTF-8" in bad[0][1] and "header has 2" in bad[1][1]
 
 
+def test_a_line_of_spaces_is_a_row_and_a_blank_line_none(tmp_path):
+    """A comment of spaces in a one-column file was dropped as a blank line, so import and
+    predict never said it was empty (with a label column it was a row, reported empty)."""
+    path = tmp_path / "c.csv"
+    path.write_text("text\nhello world\n   \n\t\n\nbye now\n,\n")
+    rows, bad = read_rows(path)
+    assert [(r.line, r.fields["text"]) for r in rows] == [(2, "hello world"), (3, "   "),
+                                                          (4, "\t"), (6, "bye now")]
+    assert bad == []
+
+
 def test_jsonl_rows_and_their_errors(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"text": "a", "label": "ok"}\n[1]\n{bad\n\n{"text": "b"}\n')
