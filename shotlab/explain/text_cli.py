@@ -18,7 +18,7 @@ def read_comments(paths, texts) -> tuple[list[str], list[dict]]:
 
     comments, bad = [], []
     for i, text in enumerate(texts):
-        comments.append(check_text(text, f"--text {i + 1}"))
+        comments.append(check_text(argv_text(text, f"--text {i + 1}"), f"--text {i + 1}"))
     for path in map(Path, paths):
         rows, broken = read_rows(path)
         bad += [{"path": str(path), "line": line, "reason": reason} for line, reason in broken]
@@ -34,6 +34,16 @@ def read_comments(paths, texts) -> tuple[list[str], list[dict]]:
                 bad.append({"path": str(path), "line": row.line,
                             "reason": str(exc).split(": ", 1)[-1]})
     return comments, bad
+
+
+def argv_text(text: str, where: str) -> str:
+    """A comment given on the command line, or InputError where its bytes were not UTF-8
+    (Python hands such bytes over as lone surrogates, which no tokenizer takes)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError as exc:
+        raise InputError(f"{where}: not UTF-8 (byte {exc.start + 1} of the text); type the "
+                         f"comment as UTF-8, or give it in a UTF-8 .csv/.jsonl file") from None
 
 
 def run_text(source, paths, texts, methods: str, target, html_path, as_json: bool) -> None:

@@ -60,6 +60,14 @@ def test_a_comment_that_is_not_unicode_text_is_a_bad_row(one_word_bundle, tmp_pa
     assert result.stdout.count("predicted ") == 1
 
 
+def test_a_text_argument_that_is_not_utf8_is_refused_in_one_line(one_word_bundle):
+    """Bytes that are not UTF-8 reach Python's argv as lone surrogates; the tokenizer crashed
+    on them with a traceback."""
+    result = run("explain", one_word_bundle, "--text", "hi", "--text", "bad\udcffbyte")
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "--text 2: not UTF-8 (byte 4 of the text); type the comment as UTF-8" in result.output
+
+
 def test_bad_input_for_text_models(one_word_bundle, tmp_path):
     result = run("explain", one_word_bundle)
     assert result.exit_code == 2 and "give an IMAGE (or, for a text model, --text" in result.output
