@@ -23,6 +23,9 @@ ROW_SUFFIXES = frozenset({".csv", ".jsonl"})
 # The columns a row of posts names its picture by (any letter case), first found wins; a row
 # with one and a `text` column is a post (an image and its caption), not a comment.
 IMAGE_COLUMNS = ("image_path", "image", "filepath")
+# How the reason of a row that is not UTF-8 ends: an import that skipped only such rows says the
+# file's encoding is the cause, not its path or format.
+SAVE_AS_UTF8 = "save the file as UTF-8"
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,27 @@ def read_rows(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(f"{path}: the file is UTF-16; save it as UTF-8")
+    refuse_utf16(path, data)
     lines, bad = decode_lines(data)
     reader = read_jsonl if path.suffix.lower() == ".jsonl" else read_csv
     rows, more_bad = reader(path, lines)
     return rows, sorted(bad + more_bad)
+
+
+def refuse_utf16(path: Path, head: bytes) -> None:
+    """InputError where `head` (the file's first bytes) starts with a UTF-16 byte order mark:
+    every line of it would be "not UTF-8", and the fix is one save."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{path}: the file is UTF-16; save it as UTF-8")
+
+
+def other_delimiter(header: list[str]) -> str | None:
+    """A hint where a CSV header that lacks its columns holds a ';' or a tab (a spreadsheet
+    saved with another delimiter reads as one column), else None."""
+    found = next((d for d in (";", "\t") if any(d in name for name in header)), None)
+    return None if found is None else (
+        f"the header holds a {found!r}: the file seems to use another delimiter than a comma; "
+        f"save it comma-separated")
 
 
 def decode_lines(data: bytes) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
@@ -58,8 +76,8 @@ def decode_lines(data: bytes) -> tuple[list[tuple[int, str]], list[tuple[int, st
         try:
             lines.append((number, raw.decode("utf-8")))
         except UnicodeDecodeError as exc:
-            bad.append((number, f"not UTF-8 (byte {exc.start + 1} of the line); save the file as "
-                                f"UTF-8"))
+            bad.append((number, f"not UTF-8 (byte {exc.start + 1} of the line); "
+                                f"{SAVE_AS_UTF8}"))
     return lines, bad
 
 
@@ -122,8 +140,8 @@ def csv_records(path: Path, reader, starts: list[int]) -> tuple[list[Row], list[
         if not any(record):  # a blank line, or only commas; a field of spaces is text
             continue
         if starts[line_index - 1] - number != line_index - 1 - first:
-            bad.append((number, "a line inside this row is not UTF-8, so its text is not whole; "
-                                "save the file as UTF-8"))
+            bad.append((number, f"a line inside this row is not UTF-8, so its text is not whole; "
+                                f"{SAVE_AS_UTF8}"))
         elif len(record) > len(header):
             bad.append((number, f"{len(record)} fields but the header has {len(header)}; "
                                 f"quote fields that hold commas"))

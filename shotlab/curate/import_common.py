@@ -102,9 +102,13 @@ def check_not_empty(scan: Scan, valid: list, skipped: list[Skipped], existing,
     was skipped either (default: no image files)."""
     if allow_empty or (scan.records and (valid or existing is not None)):
         return
+    from shotlab.core.rows import SAVE_AS_UTF8
+
     found = (f"{len(skipped)} {'rows' if nothing else 'files'} skipped (first: {skipped[0].path}: "
              f"{skipped[0].reason})" if skipped else
              nothing or f"no image files ({len(scan.ignored)} other files ignored)")
+    if skipped and all(s.reason.endswith(SAVE_AS_UTF8) for s in skipped):  # the encoding alone
+        raise InputError(f"{given}: {found}; nothing was imported")
     raise InputError(f"{given}: {found}; nothing was imported. Check the path and --format, or "
                      f"pass --allow-empty to create or keep the dataset anyway")
 

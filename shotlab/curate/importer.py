@@ -55,10 +55,27 @@ def detect_format(path: Path) -> str:
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return "csv"
+        if path.suffix.lower() == ".jsonl":  # comments or posts, and no `text` key was found
+            return no_text_key(path)
         raise InputError(f"{path}: cannot import this file; give a folder, a .zip or a .csv")
     if looks_like_fiftyone(path):
         return "fiftyone"
     return "roboflow" if looks_like_roboflow(path) else "folder"
+
+
+def no_text_key(path: Path):
+    """InputError for a .jsonl that is no file of comments: UTF-16, or no `text` key."""
+    from shotlab.core.rows import refuse_utf16
+    from shotlab.curate.text_import import first_names
+
+    try:
+        with open(path, "rb") as f:
+            refuse_utf16(path, f.read(2))
+    except OSError:
+        pass  # first_names finds nothing either
+    raise InputError(f"{path}: no 'text' key in its first object ({first_names(path)}); a "
+                     f".jsonl of comments (or of posts, beside an image path) names the "
+                     f"comment 'text'")
 
 
 def read(path: Path, fmt: str, multilabel: bool) -> Scan:

@@ -34,7 +34,7 @@ from pathlib import Path
 from shotlab.core import store, workspace
 from shotlab.core.errors import InputError, StrictImportError
 from shotlab.core.progress import progress_bar
-from shotlab.core.rows import ROW_SUFFIXES, Row, as_str, read_rows
+from shotlab.core.rows import ROW_SUFFIXES, Row, as_str, other_delimiter, read_rows
 from shotlab.curate.duplicates import disagree
 from shotlab.curate.records import Skipped, normalise_split, unknown_split
 
@@ -99,8 +99,9 @@ def find_columns(names: list[str], path: Path) -> Columns:
 
     text = find_column(names, (TEXT_COLUMN,))
     if text is None:
-        raise InputError(f"{path}: no '{TEXT_COLUMN}' column in {names}; name the column that "
-                         f"holds the comments '{TEXT_COLUMN}'")
+        raise InputError(f"{path}: no '{TEXT_COLUMN}' column in {names}; " + (
+            other_delimiter(names) or f"name the column that holds the comments "
+                                      f"'{TEXT_COLUMN}'"))
     label = find_column(names, LABEL_COLUMNS)
     split = find_column(names, (SPLIT_COLUMN,))
     group = find_column(names, (GROUP_COLUMN,))

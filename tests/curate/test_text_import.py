@@ -200,6 +200,41 @@ def test_strict_and_empty_imports_write_nothing(tmp_path, dataset_name):
     assert report.added == 0 and store.kind_of(store.load(dataset_name)) == "text"
 
 
+@pytest.mark.parametrize("name, content, expected", [
+    ("c.csv", "comment,label\nhello,ok\n",
+     "no file path column in ['comment', 'label']; name one 'filepath' (or filename, file, path, "
+     "image), or, for a file of comments, name the comments' column 'text'"),
+    ("c.csv", "text;label\nhello;ok\n",
+     "no file path column in ['text;label']; the header holds a ';': the file seems to use "
+     "another delimiter than a comma; save it comma-separated"),
+    ("c.csv", "text\tlabel\nhello\tok\n", "the header holds a '\\t': the file seems to use"),
+    ("c.csv", "text,label\nhello,ok\n".encode("utf-16"), "c.csv: the file is UTF-16; save it "
+                                                        "as UTF-8"),
+    ("c.csv", b"\xfe\xff" + "text,label\n".encode("utf-16-be"), "c.csv: the file is UTF-16"),
+    ("c.jsonl", '{"text": "hi"}\n'.encode("utf-16"), "c.jsonl: the file is UTF-16"),
+    ("c.jsonl", '{"comment": "hi"}\n', "no 'text' key in its first object (['comment'])"),
+], ids=["comment-column", "semicolons", "tabs", "utf16-le", "utf16-be", "utf16-jsonl",
+        "jsonl-no-text"])
+def test_a_comments_file_in_another_shape_is_told_what_to_fix(tmp_path, dataset_name, name,
+                                                              content, expected):
+    """These were read as image CSVs, told to name a file path column, or for UTF-16, shown
+    the UTF-8 codec's own error."""
+    with pytest.raises(InputError) as caught:
+        import_path(write(tmp_path / name, content), dataset_name, progress=False)
+    assert expected in str(caught.value)
+    assert store.find(dataset_name) is None
+
+
+def test_a_file_that_is_not_utf8_is_told_so_without_other_advice(tmp_path, dataset_name):
+    """'Check the path and --format, or pass --allow-empty' led away from the one fix."""
+    source = write(tmp_path / "c.csv", b"text,label\ncaf\xe9 latte,ok\nna\xefve,ok\n")
+    with pytest.raises(InputError) as caught:
+        import_path(source, dataset_name, progress=False)
+    assert str(caught.value) == (f"{source}: 2 rows skipped (first: line 2 of c.csv: not UTF-8 "
+                                 f"(byte 4 of the line); save the file as UTF-8); nothing was "
+                                 f"imported")
+
+
 def test_text_and_images_never_share_a_dataset(tmp_path, dataset_name):
     from tests.imaging import write_class_tree
 

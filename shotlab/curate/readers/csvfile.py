@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from shotlab.core.errors import InputError
+from shotlab.core.rows import other_delimiter, refuse_utf16
 from shotlab.curate.readers.folder import is_media_path, visible
 from shotlab.curate.records import (Record, Scan, Skipped, Unlisted, normalise_split,
                                    unknown_split)
@@ -37,6 +38,8 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
         return values | ({None: extra} if any(v.strip() for v in extra) else {})
 
     try:
+        with open(path, "rb") as f:
+            refuse_utf16(path, f.read(2))
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, skipinitialspace=True)
             header = [h.strip() for h in next(reader, [])]
@@ -82,8 +85,10 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
     header, rows = read_rows(csv_path)
     path_column = find_column(header, PATH_COLUMNS)
     if path_column is None:
-        raise InputError(f"{csv_path}: no file path column in {header}; name one "
-                         f"'{PATH_COLUMNS[0]}' (or {', '.join(PATH_COLUMNS[1:])})")
+        raise InputError(f"{csv_path}: no file path column in {header}; " + (
+            other_delimiter(header) or f"name one '{PATH_COLUMNS[0]}' (or "
+            f"{', '.join(PATH_COLUMNS[1:])}), or, for a file of comments, name the comments' "
+            f"column 'text'"))
     label_column = find_column(header, LABEL_COLUMNS)
     split_column = find_column(header, (SPLIT_COLUMN,))
     classes = [h for h in header if h not in (path_column, split_column) and h]
