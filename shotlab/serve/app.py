@@ -66,6 +66,11 @@ def multipart_refusal(reason: str, max_items: int) -> Refusal:
                    f"multipart/form-data with a named part per item (curl -F file=@photo.jpg)")
 
 
+# Form fields a request may carry beyond its items' parts, which the service does not read (a
+# client's user_id, thread...): the parser's limit leaves room for them.
+UNREAD_FIELDS = 16
+
+
 async def multipart_parts(request: Request, body: bytes, max_items: int, per_item: int) -> list:
     """The parts (serve.requests.Part) of a multipart body already read (and size-checked):
     file parts with their bytes, content type and file name; form fields as UTF-8 text/plain
@@ -79,7 +84,8 @@ async def multipart_parts(request: Request, body: bytes, max_items: int, per_ite
 
     limit = max_items * per_item
     try:
-        form = await Request(request.scope, replay).form(max_files=limit, max_fields=limit)
+        form = await Request(request.scope, replay).form(max_files=limit,
+                                                         max_fields=limit + UNREAD_FIELDS)
     except (MultiPartException, HTTPException, ValueError) as exc:
         # Inside an app Starlette turns its MultiPartException into HTTPException(400);
         # python-multipart's own parse errors are ValueErrors.
@@ -101,6 +107,7 @@ async def bodies(service: Service, request: Request, *, batch: bool) -> list[tup
     own content type or, sent as octet-stream, its file name's suffix, else the bundle's own
     kind; for posts, `image` and `text` parts in pairs)."""
     from shotlab.core.errors import InputError
+    from shotlab.serve.requests import no_item
 
     kind = media_type(request) or "application/octet-stream"
     read = service.kind_for(kind) if kind != MULTIPART else None
@@ -118,8 +125,7 @@ async def bodies(service: Service, request: Request, *, batch: bool) -> list[tup
     except InputError as exc:  # parts that make no item (a post without its caption)
         raise Refusal(422, "bad_input", str(exc)) from None
     if not items:
-        raise Refusal(422, "bad_input", "the multipart body has no file part; send the "
-                      f"{service.kinds[0].name} as a file field (e.g. curl -F file=@photo.jpg)")
+        raise Refusal(422, "bad_input", no_item(parts, service.kinds))
     if not batch and len(items) > 1:
         raise Refusal(422, "bad_input", f"{len(items)} items sent to /v1/moderate; send "
                       f"one, or use /v1/moderate/batch")

@@ -32,7 +32,9 @@ import numpy as np
 
 from shotlab.core.errors import InputError
 
-POST_IMAGE, POST_TEXT = "image", "text"  # a post's multipart part names (its contract's parts)
+# A post's multipart part names (its contract's parts); `text` also names a comment's form
+# field. Form fields of other names (a client's user_id, thread...) are no input: not read.
+POST_IMAGE, POST_TEXT = "image", "text"
 
 
 @dataclass
@@ -80,13 +82,30 @@ def post_pixels(body: dict) -> int:
 
 
 def one_per_part(parts: list[Part], kinds: list) -> list[tuple]:
-    """(body, kind) per part: each part by its own content type or, sent as octet-stream, its
-    file name's suffix; else the bundle's own kind (so a bad one is answered 422 with the
-    decoder's reason, in its place in a batch). Form fields count only where a kind reads
-    text/plain; an image bundle ignores them."""
-    reads_fields = any(k.accepts("text/plain") for k in kinds)
+    """(body, kind) per file part, and per form field named `text` where a kind reads
+    text/plain (a comment; other form fields, and any on an image bundle, are not read): each
+    by its own content type or, sent as octet-stream, its file name's suffix; else the bundle's
+    own kind (so a bad one is answered 422 with the decoder's reason, in its place in a
+    batch)."""
+    reads_fields = reads_comments(kinds)
     return [(p.data, kind_for(kinds, p.media_type or "application/octet-stream", p.filename)
-             or kinds[0]) for p in parts if reads_fields or not p.field]
+             or kinds[0]) for p in parts
+            if not p.field or (reads_fields and p.name == POST_TEXT)]
+
+
+def reads_comments(kinds: list) -> bool:
+    return any(k.accepts("text/plain") for k in kinds)
+
+
+def no_item(parts: list[Part], kinds: list) -> str:
+    """Why a multipart body made no item (images, clips, comments), naming the form fields
+    that are not read."""
+    unread = sorted({p.name for p in parts if p.field})
+    send = (f"a comment as a form field named '{POST_TEXT}' or a file part (curl -F "
+            f"'{POST_TEXT}=so tasty')" if reads_comments(kinds) else
+            f"the {kinds[0].name} as a file part (curl -F file=@photo.jpg)")
+    return ("the multipart body has no item" + (f" (form fields not read: "
+            f"{', '.join(unread)})" if unread else "") + f"; send {send}")
 
 
 @dataclass(frozen=True)
@@ -236,10 +255,11 @@ def post_sha256(body: dict) -> str:
 
 def posts_of(parts: list[Part], kinds: list) -> list[tuple]:
     """A multipart body's posts: its `image` parts (or image/* file parts) paired in order with
-    its `text` parts (or form fields), the i-th image with the i-th caption."""
+    its `text` parts (form fields or files), the i-th image with the i-th caption; other form
+    fields are not read."""
     images = [p for p in parts if p.name == POST_IMAGE
               or (p.name != POST_TEXT and not p.field and p.media_type.startswith("image/"))]
-    texts = [p for p in parts if p not in images and (p.name == POST_TEXT or p.field)]
+    texts = [p for p in parts if p not in images and p.name == POST_TEXT]
     if len(images) != len(texts) or not images:
         raise InputError(f"a post is an '{POST_IMAGE}' file part and a '{POST_TEXT}' part "
                             f"(its caption); got {len(images)} image and {len(texts)} caption "

@@ -91,8 +91,8 @@ def test_posts_get_predicts_decisions_batched_and_explained(server, post_bundle,
     assert split.scores["both"] == pytest.approx(attention[0]["scores"][split.target], abs=1e-5)
 
 
-@pytest.mark.parametrize("case", ["no_caption", "no_image", "empty_caption", "raw_body",
-                                  "animated"])
+@pytest.mark.parametrize("case", ["no_caption", "field_not_caption", "no_image",
+                                  "empty_caption", "raw_body", "animated"])
 def test_bad_posts_get_a_status_and_a_one_line_reason(server, post_bundle, case, tmp_path):
     from tests.export.test_post_predict import animated_picture
 
@@ -103,6 +103,9 @@ def test_bad_posts_get_a_status_and_a_one_line_reason(server, post_bundle, case,
         "animated": ({"files": [("image", ("a.gif", gif, "image/gif")), ("text", (None, "hi"))]},
                      422, "an animated picture (several frames)"),
         "no_caption": ({"files": [image]}, 422, "got 1 image and 0 caption part(s)"),
+        # a client's own form field is no caption (it was taken for one)
+        "field_not_caption": ({"files": [image, ("user_id", (None, "12345"))]}, 422,
+                              "got 1 image and 0 caption part(s)"),
         "no_image": ({"files": [("text", (None, "a caption"))]}, 422,
                      "got 0 image and 1 caption part(s)"),
         "empty_caption": ({"files": [image, ("text", (None, " "))]}, 422, "the text is empty"),
@@ -113,6 +116,16 @@ def test_bad_posts_get_a_status_and_a_one_line_reason(server, post_bundle, case,
     assert response.status_code == status, response.text
     detail = response.json()["detail"]
     assert reason in detail and "\n" not in detail
+
+
+def test_form_fields_of_other_names_are_not_read(server, post_bundle):
+    """A `user_id` field beside a post's parts was counted as a second caption (422: 'got 1
+    image and 2 caption part(s)')."""
+    _, folder, rows = post_bundle
+    sent = parts(folder, rows[:1]) + [("user_id", (None, "12345"))]
+    response = httpx.post(server.url + "/v1/moderate", files=sent, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json()["text"] == rows[0]["text"]
 
 
 def test_max_items_counts_posts_not_parts(post_bundle, start_server):

@@ -118,6 +118,21 @@ def test_batch_endpoint_reads_text_parts_with_a_bad_one_in_its_place(server):
     assert results[2]["sha256"] == moderate(server, THREAT.encode()).json()["sha256"]
 
 
+def test_only_text_fields_are_comments_other_form_fields_are_not_read(server):
+    """A client's own fields (user_id, thread) were each decided as a comment."""
+    sent = [("text", (None, THREAT)), ("user_id", (None, "12345")),
+            ("thread", (None, "general-chat")), ("text", ("c.txt", b"so tasty", "text/plain"))]
+    response = httpx.post(server.url + "/v1/moderate/batch", files=sent, timeout=60)
+    assert response.status_code == 200, response.text
+    assert [r["text"] for r in response.json()["results"]] == [THREAT, "so tasty"]
+    alone = httpx.post(server.url + "/v1/moderate", files=[("user_id", (None, "12345"))],
+                       timeout=60)
+    assert alone.status_code == 422, alone.text
+    assert alone.json()["detail"] == ("the multipart body has no item (form fields not read: "
+                                      "user_id); send a comment as a form field named 'text' "
+                                      "or a file part (curl -F 'text=so tasty')")
+
+
 def test_a_flagged_comment_gets_its_ig_words_in_the_background(server):
     from shotlab.explain.store import ExplanationStore
     from shotlab.explain.text_store import read_words
