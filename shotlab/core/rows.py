@@ -67,10 +67,15 @@ def other_delimiter(header: list[str]) -> str | None:
         f"save it comma-separated")
 
 
+def without_bom(data: bytes) -> bytes:
+    """`data` without a leading UTF-8 byte order mark (Windows editors write one): it is no
+    part of the text, its hash or its decision."""
+    return data.removeprefix(b"\xef\xbb\xbf")
+
+
 def decode_lines(data: bytes) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """(line number, text) for each UTF-8 line, and (line, reason) for the ones that are not."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    data = without_bom(data)
     lines, bad = [], []
     for number, raw in enumerate(data.splitlines(keepends=True), start=1):
         try:

@@ -34,7 +34,8 @@ from pathlib import Path
 from shotlab.core import store, workspace
 from shotlab.core.errors import InputError, StrictImportError
 from shotlab.core.progress import progress_bar
-from shotlab.core.rows import ROW_SUFFIXES, Row, as_str, other_delimiter, read_rows
+from shotlab.core.rows import (ROW_SUFFIXES, Row, as_str, other_delimiter, read_rows,
+                               without_bom)
 from shotlab.curate.duplicates import disagree
 from shotlab.curate.records import Skipped, normalise_split, unknown_split
 
@@ -85,7 +86,7 @@ def first_names(path: Path) -> list[str]:
         with open(path, "rb") as f:
             head = f.read(1 << 20)  # a header longer than this is no header
         first = next((line for line in head.splitlines() if line.strip()), b"")  # \n, \r\n, \r
-        first = first.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
+        first = without_bom(first).decode("utf-8", errors="replace")
         if path.suffix.lower() == ".csv":
             return [h.strip() for h in next(csv.reader([first]), [])]
         value = json.loads(first or "{}")

@@ -188,15 +188,24 @@ def decide_clip(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
 # comments ---------------------------------------------------------------------------------------
 def comment_of(body: bytes, what: str = "text") -> str:
     """The comment a body holds, checked as `shotlab predict` checks a row (empty, over the
-    length limit); InputError with the one-line reason it gives (the service answers 422)."""
+    length limit), a leading BOM dropped as predict drops it; InputError with the one-line
+    reason it gives (the service answers 422)."""
+    from shotlab.core.rows import without_bom
     from shotlab.runtime.text import check_text
 
     try:
-        text = body.decode("utf-8")
+        text = without_bom(body).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{what}: the bytes are not UTF-8 (byte {exc.start}); send the text "
                          f"encoded as UTF-8") from None
     return check_text(text, what)
+
+
+def comment_sha256(body: bytes) -> str:
+    """A comment's identity, predict's: the sha256 of its UTF-8 bytes, a leading BOM dropped."""
+    from shotlab.core.rows import without_bom
+
+    return body_sha256(without_bom(body))
 
 
 def token_ids(text: str, preprocessing) -> np.ndarray:
@@ -249,7 +258,7 @@ def post_body(image: bytes, text: bytes) -> dict:
 
 def post_sha256(body: dict) -> str:
     """The cache key's identity of a post: its picture and its caption together."""
-    return hashlib.sha256(f"{body_sha256(body[POST_IMAGE])}:{body_sha256(body[POST_TEXT])}"
+    return hashlib.sha256(f"{body_sha256(body[POST_IMAGE])}:{comment_sha256(body[POST_TEXT])}"
                           .encode()).hexdigest()
 
 
@@ -318,7 +327,7 @@ REQUEST_KINDS: dict[str, RequestKind] = {
     "clip": RequestKind("clip", "image", frozenset({"video/"}), decode_clip, decide_clip,
                         explain_images),
     "text": RequestKind("text", "text", frozenset({"text/plain"}), decode_text, decide_text,
-                        explain_texts, stack=stack_texts),
+                        explain_texts, stack=stack_texts, digest=comment_sha256),
     # Multipart only (no raw body carries two parts): an `image` part and a `text` part.
     "post": RequestKind("post", "image+text", frozenset(), decode_post, decide_post,
                         explain_posts, stack=stack_posts, digest=post_sha256,

@@ -107,6 +107,19 @@ def test_comments_of_different_lengths_share_runs_with_batch1_scores(server, tex
     np.testing.assert_allclose(served, batch1_scores(text_bundle, texts), atol=SCORES_ATOL)
 
 
+def test_a_leading_bom_is_no_part_of_the_comment_as_in_predict(server):
+    """A body saved by a Windows editor starts with a UTF-8 BOM: it was kept in the comment,
+    so its sha256 (and maybe its decision) differed from predict's for the same file."""
+    from shotlab.export.predict_texts import text_sha256
+
+    served = moderate(server, b"\xef\xbb\xbf" + THREAT.encode()).json()
+    assert (served["text"], served["sha256"]) == (THREAT, text_sha256(THREAT))
+    parts = [("text", ("c.txt", b"\xef\xbb\xbf" + THREAT.encode(), "text/plain"))]
+    response = httpx.post(server.url + "/v1/moderate/batch", files=parts, timeout=60)
+    (result,) = response.json()["results"]
+    assert (result["text"], result["sha256"]) == (THREAT, text_sha256(THREAT))
+
+
 def test_batch_endpoint_reads_text_parts_with_a_bad_one_in_its_place(server):
     parts = [("text", (None, "so tasty")), ("text", ("c.txt", b"caf\xe9 au lait", "text/plain")),
              ("text", ("d.txt", THREAT.encode(), "text/plain"))]
