@@ -56,7 +56,24 @@ def ray_server(ray_address, exported, tmp_path_factory):
     from shotlab.runtime.bundle import UNPACKED_PREFIX
 
     sweep(UNPACKED_PREFIX)
-    assert unpacked_bundles() <= before
+    assert not held_by_ray(unpacked_bundles() - before)
+
+
+def held_by_ray(folders: set) -> set:
+    """The unpacked bundles whose process (named in the folder) is a live Ray worker: a replica
+    that outlived the stop, or did not remove its copy. (Other shotlab processes on the machine,
+    a predict with a zipped bundle, hold copies of their own while they run.)"""
+    import psutil
+
+    held = set()
+    for folder in folders:
+        try:
+            name = psutil.Process(int(folder.name.split("-")[2])).name()
+        except (psutil.Error, ValueError, IndexError):
+            continue  # gone since (sweep removes its copy), or a name without a pid
+        if name.startswith("ray::") or "ray" in name.lower():
+            held.add(folder)
+    return held
 
 
 def unpacked_bundles() -> set:
