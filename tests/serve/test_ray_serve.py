@@ -68,10 +68,11 @@ def held_by_ray(folders: set) -> set:
     held = set()
     for folder in folders:
         try:
-            name = psutil.Process(int(folder.name.split("-")[2])).name()
+            process = psutil.Process(int(folder.name.split("-")[2]))
+            seen = " ".join([process.name(), *process.cmdline()])
         except (psutil.Error, ValueError, IndexError):
             continue  # gone since (sweep removes its copy), or a name without a pid
-        if name.startswith("ray::") or "ray" in name.lower():
+        if "ray::" in seen or "default_worker.py" in seen:
             held.add(folder)
     return held
 
