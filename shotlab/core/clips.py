@@ -538,24 +538,40 @@ NEAR_IDENTICAL_BITS = 4
 # ... and whose mean colour moved less than this on every channel (0-255): pHash reads grey
 # levels only, so a recoloured picture (a flat green frame turned red) hashes the same.
 NEAR_IDENTICAL_COLOUR = 12.0
+# ... and where no cell of a CELLS x CELLS grid changed its mean colour by this much: pHash reads
+# the picture's coarse layout, so a small object appearing in a corner (a 24-pixel bird on a
+# 160x120 shot: 4 bits) passed as a repeat and was never scored. A cell of a 1080p frame is
+# 60x34 pixels; an object filling a tenth of one, in a contrast of 200 levels, moves it 20.
+NEAR_IDENTICAL_CELLS = 32
+NEAR_IDENTICAL_CELL_CHANGE = 16.0
 
 
 class NearIdentical:
     """Streaming filter: `is_new(pixels)` is False for a frame whose pHash is within `bits` of
-    the last frame it let through and whose mean colour is within NEAR_IDENTICAL_COLOUR of it
-    (that frame shows the same picture)."""
+    the last frame it let through, whose mean colour is within NEAR_IDENTICAL_COLOUR of it and
+    none of whose grid cells moved NEAR_IDENTICAL_CELL_CHANGE or more (it shows the same
+    picture: a still shot, a paused screen)."""
 
     def __init__(self, bits: int = NEAR_IDENTICAL_BITS):
         self.bits, self.last = bits, None
 
     def is_new(self, pixels: np.ndarray) -> bool:
-        digest = perceptual_hash(pixels)
+        digest, cells = perceptual_hash(pixels), cell_means(pixels)
         colour = pixels.reshape(-1, pixels.shape[-1]).mean(axis=0)
         if self.last is not None and digest - self.last[0] <= self.bits and \
-                np.abs(colour - self.last[1]).max() < NEAR_IDENTICAL_COLOUR:
+                np.abs(colour - self.last[1]).max() < NEAR_IDENTICAL_COLOUR and \
+                np.abs(cells - self.last[2]).max() < NEAR_IDENTICAL_CELL_CHANGE:
             return False
-        self.last = (digest, colour)
+        self.last = (digest, colour, cells)
         return True
+
+
+def cell_means(pixels: np.ndarray) -> np.ndarray:
+    """Each cell's mean colour on a NEAR_IDENTICAL_CELLS grid (float32, cells x cells x 3)."""
+    from PIL import Image
+
+    size = (min(NEAR_IDENTICAL_CELLS, pixels.shape[1]), min(NEAR_IDENTICAL_CELLS, pixels.shape[0]))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX), np.float32)
 
 
 def drop_near_identical(frames: list[SampledFrame], *, bits: int = NEAR_IDENTICAL_BITS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -278,3 +279,29 @@ def test_a_deadline_stops_decoding_between_frames(tmp_path):
     with ClipReader(path, deadline=time.monotonic() + 3600) as clip:  # far: no effect
         list(clip.frames_at(Sampling.parse("uniform:8").times(clip)))
         assert clip.decoded == full
+
+
+def test_a_small_object_appearing_in_a_still_shot_is_a_new_frame():
+    """pHash reads coarse layout: a 20-pixel bird pasted beside a photo on a 160x120 shot moved
+    it by 4 bits, so the frame passed as a repeat and the bird was never scored (a tester's
+    clip, rebuilt from the sample set's images)."""
+    from PIL import Image
+
+    from shotlab.core.clips import (NEAR_IDENTICAL_BITS, NEAR_IDENTICAL_COLOUR, NearIdentical,
+                                    perceptual_hash)
+
+    sample = Path(__file__).parents[2] / "datasets" / "sample" / "test"
+    shot = Image.new("RGB", (160, 120), "white")
+    photo = Image.open(sample / "fruit" / "apple.png").convert("RGB")
+    photo.thumbnail((160, 120))
+    shot.paste(photo, (0, 0))
+    bird = Image.open(sample / "bird" / "cigno_architetto_frances_01.png").convert("RGB")
+    bird.thumbnail((20, 20))
+    later = shot.copy()
+    later.paste(bird, (132, 4))
+    shot, later = np.asarray(shot), np.asarray(later)
+    assert perceptual_hash(later) - perceptual_hash(shot) <= NEAR_IDENTICAL_BITS  # the old rule
+    assert np.abs(later.mean(axis=(0, 1)) - shot.mean(axis=(0, 1))).max() < NEAR_IDENTICAL_COLOUR
+    seen = NearIdentical()
+    assert seen.is_new(shot) and not seen.is_new(shot.copy())  # a true repeat still drops
+    assert seen.is_new(later)
