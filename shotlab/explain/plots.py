@@ -21,8 +21,8 @@ from shotlab.core.errors import InputError
 
 COLORMAP = "jet"  # the Grad-CAM papers' colour map: readers know red = most evidence
 DPI = 110  # a 4-method figure stays under ~300 KB
-# Written into every figure's PNG (a tEXt chunk before the pixels): marks the only existing PNG
-# `explain show --out` may replace.
+# Written into every figure's and overlay's PNG (a tEXt chunk before the pixels): marks the only
+# existing PNG `explain --out` and `explain show --out` may replace.
 SOFTWARE = "shotlab explain"
 
 
@@ -109,11 +109,16 @@ def write_png(data: bytes, path=None) -> bytes:
 
 
 def image_png(image_rgb, path=None) -> bytes:
-    """A uint8 RGB array as PNG bytes (written to `path` when given)."""
+    """A uint8 RGB array as PNG bytes (written to `path` when given), marked as explain's
+    (`is_own_figure`)."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
+    marked = PngInfo()
+    marked.add_text("Software", SOFTWARE)
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image_rgb, dtype=np.uint8)).save(buffer, format="PNG")
+    Image.fromarray(np.asarray(image_rgb, dtype=np.uint8)).save(buffer, format="PNG",
+                                                                 pnginfo=marked)
     return write_png(buffer.getvalue(), path)
 
 

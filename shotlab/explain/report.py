@@ -38,6 +38,8 @@ def explain_images(source, paths, methods, *, target=None, out=None, score=False
     from shotlab.explain.sources import load_inputs
 
     good, arrays, bad = load_inputs(source, paths)
+    if out is not None:  # before any map: a user's file or a folder it cannot write refused
+        check_pictures(Path(out), picture_stems(good), methods)
     result = {"source": str(source.origin), "kind": source.kind, "methods": methods,
               "images": [], "bad_files": [{"path": p, "reason": r} for p, r in bad]}
     if not good:
@@ -125,21 +127,42 @@ def image_entry(source, path: Path, i: int, probs, top: int, target: int, maps, 
     return entry
 
 
+def picture_files(out: Path, stem: str, methods) -> dict[str, str]:
+    """What `write_pictures` writes in `out` for one image: an overlay per method, LIME's
+    superpixels, the side-by-side figure."""
+    files = {method: str(out / f"{stem}.{method}.png") for method in methods}
+    if "lime" in methods:
+        files["lime_superpixels"] = str(out / f"{stem}.lime-superpixels.png")
+    files["figure"] = str(out / f"{stem}.methods.png")
+    return files
+
+
+def check_pictures(out: Path, stems, methods) -> None:
+    """Refuse, before any map is computed, an --out where a picture would replace a file
+    explain did not write (a user's own, a link, a folder) or that cannot be written in."""
+    from shotlab.core.files import check_own_output
+    from shotlab.explain.plots import is_own_figure
+
+    for stem in stems:
+        for path in map(Path, picture_files(out, stem, methods).values()):
+            check_own_output(path, "--out", is_own_figure,
+                             f"--out {out}: {path} exists and is not a picture `shotlab "
+                             f"explain` wrote; explain replaces only its own output: choose "
+                             f"another --out")
+
+
 def write_pictures(source, path: Path, maps: dict, entry: dict, out: Path, stem: str) -> dict:
     from shotlab.explain.plots import image_png, lime_superpixels, methods_figure, overlay
     from shotlab.explain.sources import display_image
 
     rgb = display_image(source, path)
-    files = {}
+    files = picture_files(out, stem, maps)
     for method, heatmap in maps.items():
-        files[method] = str(out / f"{stem}.{method}.png")
         image_png(overlay(rgb, heatmap), files[method])
     if "lime" in maps:
-        files["lime_superpixels"] = str(out / f"{stem}.lime-superpixels.png")
         image_png(lime_superpixels(rgb, maps["lime"]), files["lime_superpixels"])
     captions = {m: f"deletion {f['deletion_auc']:.2f} (random {f['random_deletion_auc']:.2f})"
                 for m, f in entry.get("faithfulness", {}).items()}
-    files["figure"] = str(out / f"{stem}.methods.png")
     methods_figure(rgb, maps, files["figure"], captions=captions,
                    title=f"{path.name}: why {entry['target']} ({entry['target_score']:.2f})")
     return files

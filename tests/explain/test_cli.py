@@ -62,6 +62,62 @@ def test_picture_stems_never_repeat():
     assert picture_stems([Path("x/dog.jpg"), Path("y/bird.jpg")]) == ["dog", "bird"]
 
 
+def no_maps(monkeypatch):
+    """Fail the test if a map is computed: a refusal must come before the work."""
+    def computed(*args, **kwargs):
+        raise AssertionError("a map was computed before --out was checked")
+
+    monkeypatch.setattr("shotlab.explain.report.compute_maps", computed)
+
+
+def test_out_replaces_only_pictures_explain_wrote(explain_bundle, colour_images, tmp_path,
+                                                  monkeypatch):
+    """`explain B fish.png --out mine` overwrote the user's mine/fish.gradcam.png, exit 0."""
+    image = colour_images[0]
+    out = tmp_path / "mine"
+    result = run("explain", explain_bundle, image, "--method", "gradcam,lime", "--out", out)
+    assert result.exit_code == 0, result.output
+    again = run("explain", explain_bundle, image, "--method", "gradcam,lime", "--out", out)
+    assert again.exit_code == 0, again.output  # its own pictures, overlays too, are replaced
+    for name in (f"{image.stem}.gradcam.png", f"{image.stem}.lime-superpixels.png",
+                 f"{image.stem}.methods.png"):
+        victim = out / name
+        kept = victim.read_bytes()
+        victim.write_text("my precious")
+        no_maps(monkeypatch)
+        result = run("explain", explain_bundle, image, "--method", "gradcam,lime", "--out", out)
+        monkeypatch.undo()
+        assert result.exit_code == 2, result.output
+        line = result.output.strip().splitlines()[-1]
+        assert f"{victim} exists and is not a picture `shotlab explain` wrote" in line, line
+        assert "choose another --out" in line and "Traceback" not in result.output
+        assert victim.read_text() == "my precious"
+        victim.write_bytes(kept)
+
+
+def test_out_a_folder_that_refuses_files_is_refused_before_any_map(explain_bundle,
+                                                                   colour_images, tmp_path,
+                                                                   monkeypatch):
+    """Into a read-only folder it crashed with `OSError: [Errno 30]` after every map. As root
+    a chmod does not stop a write, so the folder's refusal is the probe's (as a read-only
+    mount answers it)."""
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    no_maps(monkeypatch)
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    result = run("explain", explain_bundle, colour_images[0], "--out", out)
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert f"cannot write in {out} (Read-only file system); choose another --out" in line, line
+    assert list(out.iterdir()) == []
+
+
 def test_explain_a_bundle_with_a_named_target(explain_bundle, colour_images):
     result = run("explain", explain_bundle, *colour_images[:2], "--method", "shap,gradcam",
                  "--target", "blue")
