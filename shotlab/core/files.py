@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 PARTIAL_SUFFIX = ".partial"
@@ -81,18 +81,19 @@ def remove(path: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path):
+def atomic_path(path, *, lock: bool = True):
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed.
 
     Works for a file or a folder written at the temporary path (a folder replaces only a missing
     target or an empty one: replacing a full folder is the caller's decision). One process at a
     time writes a given `path` (`writing_lock`): two exports into one --out shared one staging
     folder, each clearing the other's files, and one shipped a bundle whose model was the other
-    run's."""
+    run's. `lock=False`: the caller holds `writing_lock(path)` already (a command that locks its
+    output for its whole run, as `predict` does)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_name(path)
-    with writing_lock(path):
+    with writing_lock(path) if lock else nullcontext():
         remove(partial)  # left by an interrupted run (no live process holds its lock)
         try:
             yield partial

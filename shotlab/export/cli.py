@@ -187,43 +187,45 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
 
     check_ray_options(on_ray, address, explain)
     predict.check_outputs(out)
-    loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
-    noun = input_noun(loaded)
-    if noun != "image":
-        refuse_folders(paths, noun)
-    files = predict.collect_paths(paths)
-    require_images(files, paths, allow_empty)
-    runtime = chosen_runtime(runtime, fp16, loaded)
-    if noun == "comment":
-        result = text_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
-                                dataset=dataset, on_ray=on_ray, max_pixels=max_pixels)
-    elif noun == "post":  # image + caption: PATHS are CSV/JSONL of posts
-        result = post_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
-                                dataset=dataset, on_ray=on_ray, explain=explain,
-                                max_pixels=max_pixels)
-    else:
-        result = image_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
-                                 explain=explain, on_ray=on_ray, address=address,
-                                 sampling=sampling, rules=parse_rules(aggregate), margin=margin,
-                                 early_exit=early_exit, max_pixels=max_pixels,
-                                 max_frames=max_clip_frames)
-    require_images(result.decisions, paths, allow_empty, bad=result.bad, noun=noun)
-    with predict.staged_decisions(out, result.decisions) as (decisions_path, queue_path):
-        data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
-                "segments": [{"path": d["path"], "segments": d["segments"],
-                              "early_exit": d["early_exit"]}
-                             for d in result.decisions if d.get("kind") == "clip"
-                             and predict.needs_attention(d)],
-                "review_queue": str(queue_path),
-                "bad_files": [{"path": p, "reason": r} for p, r in result.bad],
-                **coarsest_sampling(result.decisions), **unseen_stretches(result.decisions)}
-        if dataset:  # before the store: a rerun after a failure updates the same samples
-            from shotlab.export.dataset import write_to_dataset
+    with predict.writing_outputs(out):  # a second run into --out is refused, not lost
+        loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
+        noun = input_noun(loaded)
+        if noun != "image":
+            refuse_folders(paths, noun)
+        files = predict.collect_paths(paths)
+        require_images(files, paths, allow_empty)
+        runtime = chosen_runtime(runtime, fp16, loaded)
+        if noun == "comment":
+            result = text_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
+                                    dataset=dataset, on_ray=on_ray, max_pixels=max_pixels)
+        elif noun == "post":  # image + caption: PATHS are CSV/JSONL of posts
+            result = post_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
+                                    dataset=dataset, on_ray=on_ray, explain=explain,
+                                    max_pixels=max_pixels)
+        else:
+            result = image_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
+                                     explain=explain, on_ray=on_ray, address=address,
+                                     sampling=sampling, rules=parse_rules(aggregate),
+                                     margin=margin, early_exit=early_exit,
+                                     max_pixels=max_pixels, max_frames=max_clip_frames)
+        require_images(result.decisions, paths, allow_empty, bad=result.bad, noun=noun)
+        staged = predict.staged_decisions(out, result.decisions, locked=True)
+        with staged as (decisions_path, queue_path):
+            data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
+                    "segments": [{"path": d["path"], "segments": d["segments"],
+                                  "early_exit": d["early_exit"]}
+                                 for d in result.decisions if d.get("kind") == "clip"
+                                 and predict.needs_attention(d)],
+                    "review_queue": str(queue_path),
+                    "bad_files": [{"path": p, "reason": r} for p, r in result.bad],
+                    **coarsest_sampling(result.decisions), **unseen_stretches(result.decisions)}
+            if dataset:  # before the store: a rerun after a failure updates the same samples
+                from shotlab.export.dataset import write_to_dataset
 
-            data["dataset"] = write_to_dataset(dataset, result.decisions, task=loaded.task,
-                                               bundle_name=str(loaded.origin))
-        if explain:
-            data["explanations"] = record_explanations(loaded, result, out, runtime=runtime)
+                data["dataset"] = write_to_dataset(dataset, result.decisions, task=loaded.task,
+                                                   bundle_name=str(loaded.origin))
+            if explain:
+                data["explanations"] = record_explanations(loaded, result, out, runtime=runtime)
     if as_json:
         return echo_json(data)
     echo_predict(data)

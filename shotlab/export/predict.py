@@ -28,7 +28,7 @@ import numpy as np
 
 from shotlab.core.clock import utc_now
 from shotlab.core.errors import InputError
-from shotlab.core.files import atomic_path
+from shotlab.core.files import atomic_path, writing_lock
 from shotlab.runtime.kinds import load_inputs
 from shotlab.runtime.runners import BATCH_SIZE
 
@@ -195,14 +195,26 @@ def is_decisions_file(path: Path) -> bool:
 
 
 @contextmanager
-def staged_decisions(out: Path, decisions: list[dict]):
+def writing_outputs(out: Path):
+    """The decisions file and the review queue beside it locked (`writing_lock`) for a whole
+    run: locked only while written, two runs into one --out both succeeded, and the decisions
+    of the one that finished first were lost. A second run is refused at once (exit 2)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        for path in output_paths(out):
+            stack.enter_context(writing_lock(path))
+        yield
+
+
+@contextmanager
+def staged_decisions(out: Path, decisions: list[dict], *, locked: bool = False):
     """Write the decisions and the review queue beside them to temporary names; yield their
     final paths. They replace the old files together when the block finishes; if it raises,
-    the old files are left as they were."""
+    the old files are left as they were. `locked`: the caller holds `writing_outputs(out)`."""
     paths = output_paths(out)
     queue = [d for d in decisions if needs_attention(d)]
     with ExitStack() as stack:
-        partials = [stack.enter_context(atomic_path(path)) for path in paths]
+        partials = [stack.enter_context(atomic_path(path, lock=not locked)) for path in paths]
         for partial, rows in zip(partials, (decisions, queue)):
             write_jsonl(partial, rows)
         yield paths

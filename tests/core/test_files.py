@@ -60,3 +60,36 @@ def test_a_link_planted_at_the_lock_is_never_followed(tmp_path):
     with pytest.raises(InputError, match="a symbolic link where shotlab keeps its lock"):
         write_text_atomic(out / "decisions.jsonl", "x")
     assert not target.exists() and not (out / "decisions.jsonl").exists()
+
+
+def test_a_predict_into_an_out_another_predict_is_writing_is_refused(exported, tmp_path,
+                                                                     monkeypatch):
+    """Two predicts into one --out both reported success: each locked the decisions only
+    while writing them, so the one that finished first lost its decisions to the other. A
+    second process started while the first decides is now refused at once."""
+    import json
+
+    from shotlab.export import predict
+    from tests.imaging import write_image
+
+    first, second = write_image(tmp_path / "a.png", seed=1), write_image(tmp_path / "b.png",
+                                                                         seed=2)
+    out = tmp_path / "o" / "d.jsonl"
+    real, seen = predict.predict_paths, []
+
+    def deciding(*args, **kwargs):  # the first run is busy: a second process starts now
+        seen.append(subprocess.run([sys.executable, "-m", "shotlab", "predict",
+                                    str(exported.path), str(second), "--out", str(out)],
+                                   capture_output=True, text=True, timeout=240))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict_paths", deciding)
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(first), "--out",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    (other,) = seen
+    assert other.returncode == 2, other.stdout + other.stderr
+    assert f"{out}: another shotlab process is writing it now" in other.stderr
+    decided = [json.loads(line)["path"] for line in out.read_text().splitlines()]
+    assert decided == [str(first.resolve())]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["d.jsonl", "review_queue.jsonl"]
