@@ -193,7 +193,11 @@ def show_command(decision_id, store, out, as_json) -> None:
 
     data = describe(store, decision_id)
     if out is not None:
-        data["figure"] = str(render(store, decision_id, out))
+        figure, note = render(store, decision_id, out)
+        data["figure"] = str(figure)
+        if note:  # the maps over grey: say why, as the page does
+            data["figure_note"] = note
+            click.echo(f"Warning: {note}", err=True)
     if as_json:
         return echo_json(data)
     click.echo(f"decision {decision_id}: {data.get('path') or without_file(data)}")

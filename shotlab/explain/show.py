@@ -161,10 +161,12 @@ def bundle_preprocessing(bundle_path: str):
         return None  # no bundle to say how the image was cropped: show it whole
 
 
-def render(store_path, decision_id: str, out) -> Path:
+def render(store_path, decision_id: str, out) -> tuple[Path, str | None]:
     """Every stored map for the decision over its image (a clip's: over the frame it explains,
     each frame captioned with its time), side by side, as one PNG at `out` (a comment's words:
-    one HTML page). `out` may replace only a figure or page explain wrote."""
+    one HTML page). `out` may replace only a figure or page explain wrote. Returns `out` and
+    the note when a picture is grey (`grey_note`: its image or clip gone or changed), else
+    None."""
     from shotlab.explain.plots import pictures_figure
     from shotlab.explain.post_split import METHOD as SPLIT
     from shotlab.explain.store import ExplanationStore
@@ -182,13 +184,13 @@ def render(store_path, decision_id: str, out) -> Path:
         from shotlab.explain.text_render import stored_page
 
         write_text_atomic(Path(out), stored_page(decision_id, decision, explanations))
-        return Path(out)
+        return Path(out), None
     pictured = [e for e in explanations if not is_text(e) and e.method != SPLIT]
     if not pictured:  # a post whose picture has no map: its split and words are `show`'s text
         raise InputError(f"decision {decision_id}: no map over a picture stored in "
                          f"{store_path}; `explain show {decision_id} --store {store_path}` "
                          f"lists what is stored")
-    pictures, _ = backdrops(decision, pictured)
+    pictures, note = backdrops(decision, pictured)
     groups = {}  # one picture (an image, a clip's frame) and the maps over it
     for row, picture in zip(pictured, pictures):
         seconds = frame_time(row)
@@ -197,7 +199,7 @@ def render(store_path, decision_id: str, out) -> Path:
         groups.setdefault(caption, (picture, {}))[1][name] = row.map
     pictures_figure([(caption, picture, maps) for caption, (picture, maps) in groups.items()],
                     out, title=f"decision {decision_id}")
-    return Path(out)
+    return Path(out), note
 
 
 FIGURE_SUFFIXES = (".png",)

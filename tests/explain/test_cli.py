@@ -315,12 +315,18 @@ def test_show_draws_a_clips_maps_over_the_frame_they_explain(clip_explained, tmp
     clip.write_bytes(original + b"\0")  # changed since the decision: grey, and said so
     try:
         shown = stored_decision(store, decision["decision_id"])
+        grey = run("explain", "show", decision["decision_id"], "--store", store, "--out",
+                   tmp_path / "f.png")
     finally:
         clip.write_bytes(original)  # the module's other tests read it
     assert (shown.backdrops[0] == 128).all()
-    assert shown.note == (f"{clip} is gone, no longer the clip decided (its sha256 differs) or "
-                          f"its frame at {explained['timestamp']:.3f} s does not decode: the "
-                          f"maps are shown over grey")
+    note = (f"{clip} is gone, no longer the clip decided (its sha256 differs) or its frame at "
+            f"{explained['timestamp']:.3f} s does not decode: the maps are shown over grey")
+    assert shown.note == note
+    # `show --out` drew the grey panel without a word: it says why, in one line, as the page
+    assert grey.exit_code == 0, grey.output
+    assert grey.stderr.strip().splitlines() == [f"Warning: {note}"]
+    assert "Warning" not in result.stderr  # the unchanged clip: no note
 
 
 def test_a_clip_is_refused_by_appeal_and_run_with_what_explains_it(exported, clip_explained,

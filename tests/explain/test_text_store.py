@@ -56,7 +56,7 @@ def test_tier1_stores_ig_for_flagged_comments(one_word_model, one_word_bundle, t
     assert a.faithfulness["beats_random_comprehensiveness"]
     assert b.target_name == "fine"  # nothing flagged: its top class
     assert describe(store, "a")["explanations"][0]["params"]["kind"] == "text"
-    page = render(store, "a", tmp_path / "a.html").read_text()
+    page = render(store, "a", tmp_path / "a.html")[0].read_text()
     assert ">kills</span>" in page and "decision a" in page
 
 
