@@ -5,6 +5,7 @@ Only click is imported here; each command imports its work when it runs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -203,6 +204,10 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                                     dataset=dataset, on_ray=on_ray, explain=explain,
                                     max_pixels=max_pixels)
         else:
+            if dataset:  # before any image is decided
+                from shotlab.export.dataset import check_classes
+
+                check_classes(dataset, loaded.classes)
             result = image_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
                                      explain=explain, on_ray=on_ray, address=address,
                                      sampling=sampling, rules=parse_rules(aggregate),
@@ -223,7 +228,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                 from shotlab.export.dataset import write_to_dataset
 
                 data["dataset"] = write_to_dataset(dataset, result.decisions, task=loaded.task,
-                                                   bundle_name=str(loaded.origin))
+                                                   bundle_name=os.path.abspath(loaded.origin))
             if explain:
                 data["explanations"] = record_explanations(loaded, result, out, runtime=runtime)
     if as_json:

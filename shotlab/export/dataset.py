@@ -41,6 +41,20 @@ def ensure_dataset(name: str, task: str, media: str = "image"):
     return dataset
 
 
+def check_classes(name: str, classes) -> None:
+    """Refuse, before anything is predicted, a bundle whose classes are not those of dataset
+    `name` (its samples' labels): its predictions replaced the ones training wrote with
+    another model's labels. A dataset not made yet, or with no labels (an inbox predict
+    made), takes any bundle."""
+    dataset = store.find(name)
+    have = store.class_names(dataset) if dataset is not None else []
+    if have and set(have) != set(classes):
+        raise InputError(f"--dataset {name}: its classes are {', '.join(have)}, the bundle's "
+                         f"are {', '.join(classes)}; its predictions would replace those of "
+                         f"another model: give the dataset the bundle was trained on, or a "
+                         f"new --dataset name")
+
+
 def media_of(decisions: list[dict]) -> str:
     kinds = {d.get("kind", "image") for d in decisions}
     if len(kinds) > 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -141,3 +142,43 @@ def test_the_sha256_is_of_the_bytes_scored_even_if_the_file_is_replaced(exported
     (decision,) = predict_paths(load_bundle(exported.path), [red], progress=False).decisions
     assert decision["sha256"] == hashlib.sha256(scored).hexdigest() != sha256_file(red)
     assert decision["labels"] == ["red"]
+
+
+@pytest.mark.fiftyone
+def test_a_dataset_of_other_classes_is_refused_and_the_bundle_is_stored_absolute(
+        exported, tmp_path, dataset_name, monkeypatch):
+    """`predict B imgs --dataset NAME` with B trained on other classes replaced the samples'
+    `predictions` (training's) with another model's labels, without a word; and
+    `predictions.bundle` was the path as typed, relative to wherever predict ran."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+    from shotlab.core import store
+    from shotlab.curate.importer import import_path
+
+    other = write_colour_tree(tmp_path / "other", classes=("yellow", "grey"),
+                              counts={"train": 2}, seed=3)
+    import_path(other, dataset_name, progress=False)
+    images = sorted(other.rglob("*.png"))[:2]
+    refused = CliRunner().invoke(cli, ["predict", str(exported.path), *map(str, images),
+                                       "--dataset", dataset_name, "--out",
+                                       str(tmp_path / "o" / "d.jsonl")])
+    assert refused.exit_code == 2, refused.output
+    assert f"--dataset {dataset_name}: its classes are grey, yellow, the bundle's are " \
+           f"{', '.join(load_bundle(exported.path).classes)}" in refused.output
+    dataset = store.load(dataset_name)
+    assert "predictions" not in dataset.get_field_schema() or \
+        dataset.values("predictions") == [None] * len(dataset)
+    assert not (tmp_path / "o" / "d.jsonl").exists()
+
+    monkeypatch.chdir(exported.path.parent)  # the bundle named relative to here
+    fresh = f"{dataset_name}-inbox"
+    try:
+        done = CliRunner().invoke(cli, ["predict", exported.path.name, *map(str, images),
+                                        "--dataset", fresh, "--out", str(tmp_path / "d.jsonl")])
+        assert done.exit_code == 0, done.output
+        bundles = {p.bundle for p in store.load(fresh).values("predictions")}
+        assert bundles == {os.path.abspath(exported.path)}
+    finally:
+        if fresh in store.list_datasets():
+            store.delete(fresh)
