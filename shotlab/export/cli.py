@@ -13,7 +13,7 @@ import click
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 
 from shotlab.export.formats import FORMATS
-from shotlab.export.runtime_choice import chosen_runtime, runtime_options
+from shotlab.export.runtime_choice import chosen_runtime, runtime_options, warn_regression
 from shotlab.runtime.signing import trusted_key_option
 
 
@@ -196,6 +196,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
         files = predict.collect_paths(paths)
         require_images(files, paths, allow_empty)
         runtime = chosen_runtime(runtime, fp16, loaded)
+        warn_regression(loaded, runtime)
         if noun == "comment":
             result = text_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
                                     dataset=dataset, on_ray=on_ray, max_pixels=max_pixels)

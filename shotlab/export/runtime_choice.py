@@ -33,3 +33,16 @@ def chosen_runtime(runtime: str | None, fp16: bool, bundle) -> str:
     name = runtime_name(runtime, fp16)
     check_runtime(bundle, name)
     return name
+
+
+def warn_regression(bundle, runtime: str) -> None:
+    """One line on stderr when `runtime` is a model of `bundle` its export's gate failed and
+    `--allow-regression` shipped anyway (the failures are in the signed manifest,
+    `validation.gate`): predict and serve ran it without a word. Nothing otherwise."""
+    gate = (bundle.manifest.get("validation") or {}).get("gate") or {}
+    failures = [str(f) for f in gate.get("failures") or []
+                if str(f).startswith(f"{runtime}: ")] if gate.get("allowed_regression") else []
+    if failures:
+        click.echo(f"Warning: {bundle.name()}: its {runtime} model was shipped with a regression "
+                   f"(export --allow-regression): " + "; ".join(f.split(": ", 1)[1]
+                                                              for f in failures), err=True)

@@ -327,6 +327,9 @@ def serve(options: ServeOptions) -> None:
     """Run the service in the foreground until interrupted (SIGINT / SIGTERM)."""
     import uvicorn
 
+    from shotlab.export.runtime_choice import warn_regression
+
     app = create_app(options)
+    warn_regression(app.state.service.bundle, options.runtime)
     uvicorn.run(app, host=options.host, port=options.port, access_log=options.access_log,
                 log_level="info", timeout_graceful_shutdown=5)

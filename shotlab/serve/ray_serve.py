@@ -127,12 +127,14 @@ def run_on_ray(options, *, address: str | None, replicas: int) -> None:
     import click
 
     from shotlab.core.cluster import ray_session
+    from shotlab.export.runtime_choice import warn_regression
     from shotlab.runtime.bundle import load_bundle
     from shotlab.runtime.runners import check_runtime
 
     # A bad bundle or a model it lacks: one line here, not a failed deployment there.
     bundle = load_bundle(options.bundle, trusted_keys=options.trusted_keys)
     check_runtime(bundle, options.runtime)
+    warn_regression(bundle, options.runtime)
     if address in (None, "local"):
         check_memory(replicas, bundle.model_file(options.runtime).stat().st_size, options.explain)
     with ray_session(address, num_cpus=replicas_cpus(replicas)) as started:

@@ -95,7 +95,8 @@ def test_export_refuses_an_unusable_preprocessing_file_before_any_work(tmp_path)
     assert not (tmp_path / "b").exists()
 
 
-def test_gate_refuses_a_broken_export_then_allows_it(exported, trained_run, tmp_path):
+def test_gate_refuses_a_broken_export_then_allows_it(exported, trained_run, tmp_path,
+                                                     monkeypatch):
     contract = wrong_normalisation(exported.path, tmp_path)
     out = tmp_path / "bundle"
     refused = run("export", trained_run, "--out", out, "--preprocessing", contract,
@@ -119,6 +120,21 @@ def test_gate_refuses_a_broken_export_then_allows_it(exported, trained_run, tmp_
     assert data["agreement"]["onnx"]["top1_agreement"] < 0.99
     assert "Shipped with a regression" in (out / "report.html").read_text()
     assert json.loads((out / "manifest.json").read_text())["preprocessing"]["channel_order"] == "BGR"
+    # predict and serve ran the model its gate failed without a word: one warning line each
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # start-up only
+    image = write_image(tmp_path / "p.png", seed=1)
+    for command in (["predict", out, image, "--out", tmp_path / "d.jsonl"],
+                    ["serve", out, "--port", 0, "--store", tmp_path / "store"]):
+        result = run(*command)
+        assert result.exit_code == 0, result.output
+        (line,) = [x for x in result.stderr.splitlines() if "regression" in x]
+        assert line.startswith(f"Warning: {out}: its onnx model was shipped with a regression "
+                               f"(export --allow-regression): top-1 agreement with PyTorch ")
+        assert "--min-agreement" in line
+    plain = run("predict", exported.path, image, "--out", tmp_path / "d.jsonl")
+    assert plain.exit_code == 0 and "regression" not in plain.stderr
 
 
 def test_predict_success(exported, tmp_path):
