@@ -41,8 +41,14 @@ def warn_regression(bundle, runtime: str) -> None:
     `validation.gate`): predict and serve ran it without a word. Nothing otherwise."""
     gate = (bundle.manifest.get("validation") or {}).get("gate") or {}
     failures = [str(f) for f in gate.get("failures") or []
-                if str(f).startswith(f"{runtime}: ")] if gate.get("allowed_regression") else []
+                if failed_runtime(str(f)) == runtime] if gate.get("allowed_regression") else []
     if failures:
         click.echo(f"Warning: {bundle.name()}: its {runtime} model was shipped with a regression "
-                   f"(export --allow-regression): " + "; ".join(f.split(": ", 1)[1]
+                   f"(export --allow-regression): " + "; ".join(f.split(" ", 1)[1]
                                                               for f in failures), err=True)
+
+
+def failed_runtime(failure: str) -> str:
+    """The runtime a gate failure names: 'onnx-int8' of 'onnx-int8: ...' and of
+    'onnx-int8 (clips): ...' (a clip bundle judged on its clips)."""
+    return failure.split(":", 1)[0].split(" (", 1)[0]

@@ -274,3 +274,11 @@ def test_export_leaves_out_and_names_test_images_changed_or_gone_since_the_run(t
 def data_total(run) -> int:
     manifest = json.loads((run / "manifest.json").read_text())
     return sum(entry["split"] == "test" for entry in manifest["entries"])
+
+
+def test_a_gate_failure_on_clips_names_its_runtime():
+    from shotlab.export.runtime_choice import failed_runtime
+
+    assert failed_runtime("onnx-int8: top-1 agreement with PyTorch 0.5 is below") == "onnx-int8"
+    assert failed_runtime("onnx-int8 (clips): recall on unsafe class 'red' 0.0") == "onnx-int8"
+    assert failed_runtime("onnx: recall on unsafe class 'red' 0.0 vs PyTorch") == "onnx"
