@@ -560,6 +560,7 @@ class NearIdentical:
         colour = pixels.reshape(-1, pixels.shape[-1]).mean(axis=0)
         if self.last is not None and digest - self.last[0] <= self.bits and \
                 np.abs(colour - self.last[1]).max() < NEAR_IDENTICAL_COLOUR and \
+                cells.shape == self.last[2].shape and \
                 np.abs(cells - self.last[2]).max() < NEAR_IDENTICAL_CELL_CHANGE:
             return False
         self.last = (digest, colour, cells)

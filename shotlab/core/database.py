@@ -8,7 +8,9 @@ and FiftyOne is always handed its explicit URI.
 Who can connect: mongod has no authentication here, so it listens on no TCP port (where any
 local user could reach it) but on a Unix socket inside the 0700 workspace (`mongod.sock`): only
 the workspace's user can open it. A workspace path too long for a socket address (about 100
-bytes) gets the socket in a private 0700 folder made by `mkdtemp` instead, removed at stop.
+bytes), or holding a comma, gets the socket in a private 0700 folder made by `mkdtemp` instead,
+removed at stop. An older shotlab (one that knows only a port) cannot share a workspace with a
+server this one started: stop older shotlab processes before upgrading.
 
 Lifetime: each process holds a shared lock on `mongod.clients` while it lives; at exit, the
 process that finds no other holder stops the server. `mongod.lock` serialises starting and
@@ -70,9 +72,11 @@ def mongod_path() -> Path:
 
 
 def socket_path(workspace: "Workspace") -> Path:
-    """Where a new server listens: inside the workspace, or a private temporary folder."""
+    """Where a new server listens: inside the workspace, or a private temporary folder where
+    its path is too long for a socket address or holds a comma (mongod splits --bind_ip on
+    commas)."""
     inside = workspace.home / SOCKET_NAME
-    if len(os.fsencode(inside)) <= MAX_SOCKET_PATH:
+    if len(os.fsencode(inside)) <= MAX_SOCKET_PATH and "," not in str(inside):
         return inside
     return Path(tempfile.mkdtemp(prefix="shotlab-db-")) / SOCKET_NAME
 

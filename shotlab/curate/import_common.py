@@ -163,27 +163,43 @@ def start_import(dataset, path, files: int) -> str:
     key = f"{socket.gethostname()}:{os.getpid()}"
     entry = {"path": str(path), "files": files, "started": utc_now(),
              "process_started": process_start(os.getpid())}
-    change_imports(dataset, lambda found: {**found, key: entry})
+    write_record(dataset, key, entry)
     return key
 
 
 def end_import(dataset, key: str) -> None:
     """This import finished: its record goes, with those of earlier imports of the same source
     that stopped part way (this one added what they had left)."""
-    def finished(found: dict) -> dict:
-        path = found.get(key, {}).get("path")  # another host's record stays: it cannot be told
-        return {k: v for k, v in found.items()
-                if k != key and not (v.get("path") == path and import_running(k, v) is False)}
+    dataset.reload()
+    found = imports(dataset)
+    path = found.get(key, {}).get("path")  # another host's record stays: it cannot be told
+    for other, entry in found.items():
+        if other == key or (entry.get("path") == path and import_running(other, entry) is False):
+            write_record(dataset, other, None)
 
-    change_imports(dataset, finished)
 
-
-def change_imports(dataset, change) -> None:
+def imports(dataset) -> dict[str, dict]:
+    """The dataset's import records by their "host:pid" key."""
     from shotlab.core import store
 
-    dataset.reload()
-    records = change(dict(dataset.info.get(store.INFO_KEY, {}).get(IMPORTING) or {}))
-    store.set_info(dataset, IMPORTING, records or None)
+    found = dataset.info.get(store.INFO_KEY, {}).get(IMPORTING) or {}
+    return {unescaped(key): entry for key, entry in found.items()}
+
+
+def write_record(dataset, key: str, entry: dict | None) -> None:
+    """One import's record written (None: removed) by itself, so two imports into one dataset
+    never drop each other's (a host name's dots escaped: a dot is a path in MongoDB)."""
+    from shotlab.core import store
+
+    store.set_info(dataset, f"{IMPORTING}.{escaped(key)}", entry)
+
+
+def escaped(key: str) -> str:
+    return key.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+
+
+def unescaped(key: str) -> str:
+    return key.replace("%2E", ".").replace("%24", "$").replace("%25", "%")
 
 
 def import_running(key: str, entry: dict) -> bool | None:
@@ -211,10 +227,8 @@ def process_start(pid: int) -> float | None:
 
 def unfinished_imports(dataset) -> list[str]:
     """One warning per import into `dataset` that stopped part way (or runs now)."""
-    from shotlab.core import store
-
     dataset.reload()  # another process records its import: this one's copy may be older
-    found = dataset.info.get(store.INFO_KEY, {}).get(IMPORTING) or {}
+    found = imports(dataset)
     lines = []
     for key, entry in found.items():
         running = import_running(key, entry)

@@ -127,9 +127,10 @@ def stored_page(decision_id: str, decision: dict, rows) -> str:
     scores = decision.get("scores") or {}
     predicted = max(scores, key=scores.get) if scores else explained[0].target_name
     entries = []
-    for text in dict.fromkeys(e.comment.text for e in explained):
-        mine = [e for e in explained if e.comment.text == text]
-        target = mine[0].target_name
+    # one entry per passage and class: a comment flagged for one class and reviewed for another
+    # has a row of each method per class (tier1.attention_classes)
+    for text, target in dict.fromkeys((e.comment.text, e.target_name) for e in explained):
+        mine = [e for e in explained if (e.comment.text, e.target_name) == (text, target)]
         entries.append({"text": text, "predicted": predicted,
                         "score": float(scores.get(predicted, float("nan"))), "target": target,
                         "target_score": float(scores.get(target, float("nan"))),

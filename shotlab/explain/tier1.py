@@ -40,10 +40,18 @@ def attention_classes(decision: dict) -> list[str]:
     return sorted(asked, key=lambda c: -scores[c]) or [target_class(decision)]
 
 
-def attention_rows(decisions: list[dict]) -> tuple[list[int], list[str]]:
-    """One row per decision and class to explain: (the decision's index, the class)."""
-    rows = [(i, name) for i, d in enumerate(decisions) for name in attention_classes(d)]
+def expanded_targets(decisions: list[dict], targets: list) -> tuple[list[int], list[str]]:
+    """One row per decision and class to explain: (the decision's index, the class). A
+    decision whose target is None has a row per `attention_classes`; a named one keeps it (a
+    clip's frame, explained for the class it is the top frame of)."""
+    rows = [(i, name) for i, (d, t) in enumerate(zip(decisions, targets))
+            for name in ([t] if t else attention_classes(d))]
     return [i for i, _ in rows], [name for _, name in rows]
+
+
+def attention_rows(decisions: list[dict]) -> tuple[list[int], list[str]]:
+    """`expanded_targets` with no target named: every class a reviewer is asked about."""
+    return expanded_targets(decisions, [None] * len(decisions))
 
 
 NEEDS_CHECKPOINT = {"image": "Grad-CAM", "text": "Integrated Gradients",
@@ -105,8 +113,9 @@ def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
     `inputs` are the decisions' preprocessed float32 (N, 3, H, W) images, in the same order.
     `checkpoint` is the bundle's loaded checkpoint when the caller keeps it (the service's
     worker), else it is loaded here. A clip's decision may come several times, once per
-    flagged class with that class's top frame: `targets` then names the class of each row
-    (None: `target_class`) and `params` adds to each row's stored parameters (its timestamp)."""
+    flagged class with that class's top frame: `targets` then names the class of each row (a
+    row whose target is None is explained for each of its `attention_classes`) and `params`
+    adds to each row's stored parameters (its timestamp)."""
     import numpy as np
 
     from shotlab.explain import explain
@@ -116,11 +125,11 @@ def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
         return 0
     checkpoint = checkpoint or load_bundle_checkpoint(bundle)
     classes = list(bundle.classes)
-    if targets is None:  # every class a reviewer is asked about: a row each
-        rows, targets = attention_rows(decisions)
-        decisions, inputs = [decisions[i] for i in rows], np.asarray(inputs)[rows]
-        params = [params[i] for i in rows] if params else None
-    names = [t or target_class(d) for d, t in zip(decisions, targets)]
+    # a decision without a named target: a row per class a reviewer is asked about
+    rows, targets = expanded_targets(decisions, targets or [None] * len(decisions))
+    decisions, inputs = [decisions[i] for i in rows], np.asarray(inputs)[rows]
+    params = [params[i] for i in rows] if params else None
+    names = targets
     maps = explain(checkpoint.model, np.asarray(inputs, dtype=np.float32),
                    [classes.index(n) for n in names], method=METHOD)
     common = {"target_layer": "auto", "model": "checkpoint", "checkpoint": str(checkpoint.path)}

@@ -168,7 +168,7 @@ def contract_departures(bundle, contract, *, early_exit: bool) -> list[str]:
 
     own, said = clip_contract(bundle), []
     if (bundle.clip or {}).get("thresholds"):
-        unsafe = list(clip_thresholds(bundle))
+        unsafe = list(clip_thresholds(bundle))  # chosen under the bundle's own contract
         if contract.sampling != own.sampling:
             said.append(f"--sampling {contract.sampling}: the clip thresholds were chosen on "
                         f"validation clips sampled {own.sampling}; scores sampled otherwise "
@@ -179,8 +179,9 @@ def contract_departures(bundle, contract, *, early_exit: bool) -> list[str]:
                         f" departs from the pooling the clip thresholds were chosen under ("
                         f"{', '.join(f'{c}={own.aggregation[c]}' for c in moved)}); they may "
                         f"not keep their recall")
-    if early_exit and all(parse_rule(contract.aggregation[c])[0] == "mean"
-                          for c in clip_thresholds(bundle)):
+    unsafe = list(clip_thresholds(bundle))
+    if early_exit and unsafe and all(parse_rule(contract.aggregation[c])[0] == "mean"
+                                     for c in unsafe):
         said.append("--early-exit: every unsafe class is pooled by mean, which a later frame "
                     "can lower, so no clip stops early (max or topk:K can)")
     return said

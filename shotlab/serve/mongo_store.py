@@ -57,10 +57,13 @@ class MongoDecisionStore:
                                          ("explanation.requested", ASCENDING)])
             self.decisions.create_index([("needs_review", ASCENDING), ("order", ASCENDING)])
             # Decisions stored before `needs_review` was a field of its own: read off the
-            # record's JSON text, which json.dumps wrote (once; later starts match nothing).
+            # record's JSON text, which json.dumps wrote; the rest get False (once: a later
+            # start finds none without the field, through the index).
             self.decisions.update_many(
                 {"needs_review": {"$exists": False}, "record": {"$regex": NEEDS_REVIEW_TEXT}},
                 {"$set": {"needs_review": True}})
+            self.decisions.update_many({"needs_review": {"$exists": False}},
+                                       {"$set": {"needs_review": False}})
         except PyMongoError as exc:
             self.client.close()
             raise ShotlabError(f"the decision store on MongoDB ({database.name}) cannot be "

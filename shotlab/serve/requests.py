@@ -143,11 +143,13 @@ def decide_image(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
 
 
 def explain_images(worker, records: list[dict], inputs: list) -> None:
-    """Grad-CAM of each image (a clip: its top frame) on the bundle's checkpoint."""
-    from shotlab.explain.tier1 import record_flagged
+    """Grad-CAM of each image for each class it is flagged or reviewed for; of a clip's top
+    frame for the class it is the top frame of (`decide_clip`)."""
+    from shotlab.explain.tier1 import record_flagged, target_class
 
+    targets = [target_class(r) if r.get("kind") == "clip" else None for r in records]
     record_flagged(worker.bundle, records, np.stack(inputs), worker.explanations_path,
-                   checkpoint=worker.load_checkpoint())
+                   checkpoint=worker.load_checkpoint(), targets=targets)
 
 
 class ClipRequest(NamedTuple):

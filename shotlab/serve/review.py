@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from shotlab.core.clock import utc_now
+from shotlab.runtime.text import lone_surrogate
 from shotlab.serve.answers import public, read_body
 from shotlab.serve.service import Refusal, Service
 
@@ -88,6 +89,10 @@ def checked_verdict(body: bytes, record: dict, task: str) -> dict:
         value = given.get(field)
         if value is not None and (not isinstance(value, str) or len(value) > limit):
             refuse(f"{field}: give a string of at most {limit:,} characters")
+        # valid JSON but no text: stored, it could never be answered (nor sent to MongoDB)
+        if isinstance(value, str) and lone_surrogate(value) is not None:
+            refuse(f"{field}: not valid Unicode text (it holds a lone surrogate escape such as "
+                   f"\\ud800); fix that escape")
     labels = sorted(set(labels), key=classes.index)
     return {"labels": labels, "upheld": labels == sorted(record.get("labels") or [],
                                                           key=classes.index),

@@ -305,3 +305,13 @@ def test_a_small_object_appearing_in_a_still_shot_is_a_new_frame():
     seen = NearIdentical()
     assert seen.is_new(shot) and not seen.is_new(shot.copy())  # a true repeat still drops
     assert seen.is_new(later)
+
+
+def test_a_frame_of_another_size_is_a_new_frame_not_a_crash():
+    """The grid of cell means is at most 32 x 32: a frame under 32 pixels on a side after one
+    of another size could not be compared (a ValueError)."""
+    from shotlab.core.clips import NearIdentical
+
+    seen = NearIdentical()
+    assert seen.is_new(np.full((10, 20, 3), 128, np.uint8))
+    assert seen.is_new(np.full((40, 40, 3), 128, np.uint8))

@@ -76,3 +76,17 @@ def test_a_new_current_policy_keeps_the_one_it_replaces(dataset):
     assert set(in_database(dataset)[policy.HISTORY_KEY]) == {"1", str(first.version),
                                                              str(second.version)}
     assert policy.set_policy(dataset, policy.Policy(("dog",), 0.95, 0.1)) == second  # same rules
+
+
+def test_two_imports_never_drop_each_others_record(dataset):
+    """Each import rewrote the whole `importing` map from its copy, so one finishing in the
+    moment between another's read and write dropped it; records are written one by one now
+    (escaped: a host name's dots would be a MongoDB path)."""
+    from shotlab.curate.import_common import end_import, imports, start_import
+
+    ours = start_import(dataset, "/src/a", 10)
+    theirs = {"path": "/src/b", "files": 5, "started": "2026-12-02T12:00:00Z"}
+    written_elsewhere(dataset, "importing.other%2Ehost:77", theirs)  # another host's, running
+    end_import(dataset, ours)
+    dataset.reload()
+    assert imports(dataset) == {"other.host:77": theirs}

@@ -71,6 +71,13 @@ def test_every_class_flagged_or_reviewed_gets_its_own_gradcam(explain_bundle, co
         maps = {m.target: m.map for m in store.explanations("d0")}
         assert set(maps) == {"red", "blue"} and not np.allclose(maps["red"], maps["blue"])
         assert store.count("decisions") == 2 and len(store.explanations("d1")) == 1
+    # predict names the target of a clip's frame rows and none of its images' (it passed a
+    # list of them, so its images were explained for one class only)
+    assert record_flagged(bundle, decisions, inputs, tmp_path / "f.sqlite",
+                          targets=[None, "green"]) == 3
+    with ExplanationStore(tmp_path / "f.sqlite", create=False) as store:
+        assert {m.target for m in store.explanations("d0")} == {"red", "blue"}
+        assert [m.target for m in store.explanations("d1")] == ["green"]
 
 
 def test_record_flagged_without_the_checkpoint_says_so(explain_bundle, colour_images, tmp_path):

@@ -277,7 +277,10 @@ def data_total(run) -> int:
 
 
 def test_a_gate_failure_on_clips_names_its_runtime():
-    from shotlab.export.runtime_choice import failed_runtime
+    from shotlab.export.runtime_choice import failed_runtime, rule_of
+
+    assert rule_of("onnx-int8 (clips): recall on unsafe class 'red' 0.0") == \
+        "recall on unsafe class 'red' 0.0 (on clips)"
 
     assert failed_runtime("onnx-int8: top-1 agreement with PyTorch 0.5 is below") == "onnx-int8"
     assert failed_runtime("onnx-int8 (clips): recall on unsafe class 'red' 0.0") == "onnx-int8"

@@ -296,3 +296,10 @@ def test_a_comment_flagged_for_one_class_and_reviewed_for_another_gets_words_for
         found = read_words(opened, decision["decision_id"], "ig")
     assert [w.target_name for w in found] == [first, second]
     assert not np.allclose(found[0].scores, found[1].scores)  # each class's own attribution
+    # the page of `explain show --out` has an entry per class (it kept the last row's words
+    # under the first row's class name)
+    page = tmp_path / "page.html"
+    shown = CliRunner().invoke(cli, ["explain", "show", decision["decision_id"], "--store",
+                                     str(store), "--out", str(page)])
+    assert shown.exit_code == 0, shown.output
+    assert all(f"explaining <b>{name}</b>" in page.read_text() for name in (first, second))

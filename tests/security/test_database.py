@@ -216,3 +216,14 @@ def test_a_server_an_older_shotlab_started_on_a_port_is_used_then_stopped(tmp_pa
     finally:
         if database.alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_workspace_path_holding_a_comma_gets_a_private_folder(tmp_path):
+    """mongod splits --bind_ip on commas: a socket in '/.../com,ma/' could not be bound and the
+    database did not start (it did on a TCP port)."""
+    where = database.socket_path(workspace.Workspace.resolve(tmp_path / "com,ma"))
+    try:
+        assert "," not in str(where) and where.name == database.SOCKET_NAME
+        assert where.parent.stat().st_mode & 0o077 == 0
+    finally:
+        where.parent.rmdir()

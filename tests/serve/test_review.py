@@ -62,6 +62,8 @@ def test_decisions_stored_before_the_queue_existed_are_in_it(mongo_uri, exported
     found, count = reopened.review_queue(10)
     assert [f["record"]["decision_id"] for f in found] == [records[0]["decision_id"]]
     assert count == 1
+    # each got the field, so a later start scans nothing again
+    assert reopened.decisions.count_documents({"needs_review": {"$exists": False}}) == 0
     reopened.close()
 
 
@@ -109,7 +111,9 @@ def test_a_reviewer_takes_the_queue_and_records_verdicts_over_http(exported, sta
                          (json.dumps({"labels": ["purple"]}).encode(), "not among the model's"),
                          (json.dumps({"labels": ["red", "blue"]}).encode(), "exactly one class"),
                          (json.dumps({"labels": ["red"], "who": 1}).encode(), "unknown field"),
-                         (json.dumps({"labels": ["red"], "note": "x" * 3000}).encode(), "note:")]:
+                         (json.dumps({"labels": ["red"], "note": "x" * 3000}).encode(), "note:"),
+                         # stored, it made the decision unreadable (a 500 at every GET)
+                         (b'{"labels": ["red"], "note": "x\\ud800y"}', "not valid Unicode")]:
         refused = httpx.post(f"{server.url}/v1/decisions/{answers[-1]['decision_id']}/review",
                              content=body, timeout=60)
         assert refused.status_code == 422 and needle in refused.json()["detail"], refused.text
