@@ -51,7 +51,7 @@ class ExportResult:
                               for name, entry in self.report["runtimes"].items()},
                 **({"clip_agreement": {name: entry["parity"] for name, entry
                                        in self.report["clips"]["runtimes"].items()}}
-                   if "clips" in self.report else {}),
+                   if "runtimes" in self.report.get("clips", {}) else {}),
                 "split": self.report["split"], "measured": self.report["n"],
                 "skipped": [{"path": path, "reason": why}
                             for path, why in self.report.get("skipped", [])],

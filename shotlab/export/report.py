@@ -155,8 +155,9 @@ def agreement_html(report: dict, manifest: dict) -> str:
                 + unsafe_cells(metrics, flags))
 
     # a clip bundle's clips, pooled and decided per runtime, are measured the same way
-    sections = [("", report)] + ([(f" ({report['clips']['n']} clips)", report["clips"])]
-                                 if "clips" in report else [])
+    clips = report.get("clips") or {}
+    sections = [("", report)] + ([(f" ({clips['n']} clips)", clips)] if "runtimes" in clips
+                                 else [])
     for suffix, measured in sections:
         reference = measured["pytorch"]
         rows.append(row(f"pytorch{suffix} (reference)", reference["metrics"], None,

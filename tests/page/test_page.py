@@ -306,3 +306,16 @@ def test_a_port_in_use_is_refused_before_any_url_is_printed(exported):
     assert result.exit_code == 2, result.output
     assert f"port {port} on 127.0.0.1 is already in use" in result.output
     assert "Explanation page for" not in result.output
+
+
+def test_a_clip_bundle_whose_frames_cannot_be_grouped_is_exported_with_clips_unchecked(
+        clip_model):
+    """The gate judges a clip bundle on its clips by grouping the split's frames per clip in the
+    frames dataset; where that cannot be done (here an image run given a clip contract) the
+    export crashed in FiftyOne ("no field 'clip_id'"). It ships, saying the clips went
+    unchecked, as an unsafe class with no positives does."""
+    import json
+
+    report = json.loads((Path(clip_model.bundle.origin) / "report.json").read_text())
+    assert report["clips"]["available"] is False
+    assert any(u.startswith("clips not checked") for u in report["gate"]["unchecked"])
