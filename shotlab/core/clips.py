@@ -268,8 +268,9 @@ class ClipReader:
     def _video_stream(self):
         streams = self.container.streams
         if not streams.video:
-            kinds = sorted({s.type for s in streams}) or ["no streams"]
-            raise BadClipError(self.path, f"no video stream ({', '.join(kinds)} only)")
+            kinds = sorted({s.type for s in streams})
+            held = f"{', '.join(kinds)} only" if kinds else "the file holds no stream at all"
+            raise BadClipError(self.path, f"no video stream ({held})")
         stream = streams.best("video") or streams.video[0]  # FFmpeg's pick: not a cover picture
         if stream.codec_context is None or not stream.codec_context.is_decoder:
             raise BadClipError(self.path, "a video codec this FFmpeg cannot decode")

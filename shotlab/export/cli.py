@@ -399,8 +399,10 @@ def require_images(found: list, paths, allow_empty: bool, bad=(), noun: str = "i
     given = ", ".join(str(p) for p in paths)
     unit = "files" if noun == "image" else "rows"
     shown = "image or clip" if noun == "image" else noun  # an image bundle decides both
-    why = (f"none of the {len(bad)} {shown} {unit} could be read (first: {bad[0][0]}: "
-           f"{bad[0][1]})" if bad else f"no {shown} file there")
+    first = f"{bad[0][0]}: {bad[0][1]}" if bad else ""
+    why = (f"no {shown} file there" if not bad else
+           f"the one {shown} {unit[:-1]} could not be read ({first})" if len(bad) == 1 else
+           f"none of the {len(bad)} {shown} {unit} could be read (first: {first})")
     raise InputError(f"{given}: {why}; nothing was predicted and the decisions were left as "
                      f"they were: give {PATH_NOUNS[noun]}, or pass --allow-empty to write "
                      f"empty decisions")

@@ -48,7 +48,7 @@ def test_unreadable_images_only_keep_the_decisions(exported, earlier, tmp_path):
     before = state(earlier)
     line = one_line_error(run("predict", exported.path, tmp_path / "broken.png", "--out",
                               earlier / "decisions.jsonl"))
-    assert "none of the 1 image or clip files could be read (first: " in line
+    assert f"the one image or clip file could not be read ({tmp_path / 'broken.png'}: " in line
     assert state(earlier) == before
 
 
