@@ -171,13 +171,17 @@ def runs_command(as_json: bool) -> None:
         return "-" if v is None else f"{v:.3f}"
 
     click.echo(table(["run", "split", "accuracy", "macro F1", "macro AUPRC"],
-                     [[r["run"], "unreadable" if r["unreadable"] else r["split"],
+                     [[r["run"], "unreadable" if r["unreadable"] else
+                       r["split"] if r["finished"] else "unfinished",
                        fmt(r["accuracy"]), fmt(r["macro_f1"]), fmt(r["macro_auprc"])]
                       for r in rows]))
     for r in rows:
         if r["unreadable"]:
             click.echo(f"{r['run']}: unreadable ({r['unreadable']}); not a run shotlab wrote, "
                        f"or a damaged one: move it out of {Path(r['path']).parent}")
+        elif not r["finished"]:
+            click.echo(f"{r['run']}: unfinished (no metrics.json): training now, or stopped; "
+                       f"`shotlab train --resume {r['path']}` continues a stopped one")
 
 
 @train.command("benchmark")

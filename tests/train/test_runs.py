@@ -162,6 +162,10 @@ def test_runs_lists_a_broken_or_foreign_folder_as_unreadable(runs_dir):
     shown = run("train", "runs")
     assert shown.exit_code == 0, shown.output
     assert "foreign: unreadable (config.yaml: not a shotlab run configuration" in shown.output
+    # a run with no metrics.json yet was a row of '-' with no word on what it is
+    assert (f"good: unfinished (no metrics.json): training now, or stopped; `shotlab train "
+            f"--resume {runs_dir / 'good'}` continues a stopped one") in " ".join(
+                shown.output.split())
 
 
 def test_unknown_backbone_and_missing_arguments(colours):
