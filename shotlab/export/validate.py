@@ -151,21 +151,23 @@ def clip_gate(report: dict, bundle, manifest, entries, reference, probs_of: dict
     from shotlab.train import clip_eval
 
     contract = clip_contract(bundle)
-    try:
-        clips = clip_eval.clips_of(manifest, entries, reference)
+    try:  # one grouping (a read of the frames dataset) for every runtime's scores
+        groups = clip_eval.grouping(entries, clip_eval.frame_places(manifest))
     except (ShotlabError, ValueError, KeyError) as exc:  # its frames dataset gone or changed
         why = f"clips not checked: the {report.get('split', 'test')} frames could not be " \
               f"grouped by clip in dataset {manifest.dataset} ({one_line(exc)})"
         report["clips"] = {"available": False, "reason": why}
         report["gate"].setdefault("unchecked", []).append(why)
         return
-    scoring = Scoring(clip_eval.targets(manifest, clips.labels), bundle, clip_thresholds(bundle))
-    pooled = clip_eval.score(clips, contract, "aggregated")
-    pytorch = {"metrics": scoring.metrics(pooled), "flag_recall": scoring.flags(pooled)}
-    runtimes = {runtime: judged(f"{runtime} (clips)", pooled, clip_eval.score(
-        clip_eval.clips_of(manifest, entries, probs), contract, "aggregated"), scoring, pytorch,
-        rules) for runtime, probs in probs_of.items()}
-    report["clips"] = {"n": len(clips.clip_ids), "contract": contract.to_dict(),
+    def pooled(probs):
+        return clip_eval.score(groups.of(probs), contract, "aggregated")
+
+    scoring = Scoring(clip_eval.targets(manifest, groups.labels), bundle, clip_thresholds(bundle))
+    reference = pooled(reference)
+    pytorch = {"metrics": scoring.metrics(reference), "flag_recall": scoring.flags(reference)}
+    runtimes = {runtime: judged(f"{runtime} (clips)", reference, pooled(probs), scoring, pytorch,
+                                rules) for runtime, probs in probs_of.items()}
+    report["clips"] = {"n": len(groups.clip_ids), "contract": contract.to_dict(),
                        "pytorch": pytorch, "runtimes": runtimes}
     gate = report["gate"]
     gate["failures"] += [f for entry in runtimes.values() for f in entry["gate_failures"]]

@@ -41,25 +41,44 @@ def clip_dataset_of(frames_name: str) -> str | None:
     return store.clip_dataset_of(store.load(frames_name))
 
 
-def group_by_clip(manifest, probs: dict) -> dict[str, ClipSet]:
-    """Frame rows of val and test grouped per clip, in time order."""
-    return {split: clips_of(manifest, manifest.split(split), probs[split]) for split in SPLITS}
+@dataclass
+class ClipGrouping:
+    """Which frame rows of a split make each clip: the same for every model's scores."""
+
+    clip_ids: list[str]
+    rows: list[list[int]]  # per clip, its frames' row indices in time order
+    labels: list[tuple[str, ...]]
+
+    def of(self, probs) -> ClipSet:
+        """`probs` (one row per frame, in the entries' order) grouped per clip."""
+        probs = np.asarray(probs)
+        return ClipSet(self.clip_ids, [probs[rows] for rows in self.rows], self.labels)
 
 
-def clips_of(manifest, entries, probs) -> ClipSet:
-    """The frame rows `probs` of manifest `entries` (one row each) grouped per clip, in time
-    order (the frames dataset says each frame's clip and time)."""
+def frame_places(manifest) -> dict:
+    """Each frame's (clip id, timestamp), by sample id, from the run's frames dataset."""
     frames = store.load(manifest.dataset)
-    where = dict(zip(frames.values("id"), zip(frames.values("clip_id"),
+    return dict(zip(frames.values("id"), zip(frames.values("clip_id"),
                                               frames.values("timestamp"))))
+
+
+def grouping(entries, places: dict) -> ClipGrouping:
+    """Manifest `entries` (frames, one row each) grouped per clip in time order (`places`:
+    `frame_places`); a KeyError where a frame is not in the frames dataset."""
     rows, labels = defaultdict(list), {}
-    for entry, row in zip(entries, probs):
-        clip_id, timestamp = where[entry.sample_id]
-        rows[clip_id].append((timestamp, row))
+    for i, entry in enumerate(entries):
+        clip_id, timestamp = places[entry.sample_id]
+        rows[clip_id].append((timestamp, i))
         labels[clip_id] = entry.labels
     ids = sorted(rows)
-    return ClipSet(ids, [np.stack([r for _, r in sorted(rows[c], key=lambda x: x[0])])
-                         for c in ids], [labels[c] for c in ids])
+    return ClipGrouping(ids, [[i for _, i in sorted(rows[c])] for c in ids],
+                        [labels[c] for c in ids])
+
+
+def group_by_clip(manifest, probs: dict) -> dict[str, ClipSet]:
+    """Frame rows of val and test grouped per clip, in time order."""
+    places = frame_places(manifest)
+    return {split: grouping(manifest.split(split), places).of(probs[split]) for split in SPLITS}
 
 
 def middle_frames(clips: ClipSet) -> np.ndarray:
