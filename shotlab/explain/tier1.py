@@ -126,12 +126,10 @@ def record_flagged(bundle, decisions: list[dict], inputs, store_path, *,
     checkpoint = checkpoint or load_bundle_checkpoint(bundle)
     classes = list(bundle.classes)
     # a decision without a named target: a row per class a reviewer is asked about
-    rows, targets = expanded_targets(decisions, targets or [None] * len(decisions))
-    decisions, inputs = [decisions[i] for i in rows], np.asarray(inputs)[rows]
+    rows, names = expanded_targets(decisions, targets or [None] * len(decisions))
+    decisions, inputs = [decisions[i] for i in rows], np.asarray(inputs, np.float32)[rows]
     params = [params[i] for i in rows] if params else None
-    names = targets
-    maps = explain(checkpoint.model, np.asarray(inputs, dtype=np.float32),
-                   [classes.index(n) for n in names], method=METHOD)
+    maps = explain(checkpoint.model, inputs, [classes.index(n) for n in names], method=METHOD)
     common = {"target_layer": "auto", "model": "checkpoint", "checkpoint": str(checkpoint.path)}
     extra = params or [None] * len(decisions)
     model_sha256 = checkpoint.sha256  # of the bytes the model was loaded from

@@ -166,9 +166,8 @@ def contract_departures(bundle, contract, *, early_exit: bool) -> list[str]:
     recall), and for --early-exit where no unsafe class can stop a clip."""
     from shotlab.runtime.clip_scores import parse_rule
 
-    own, said = clip_contract(bundle), []
-    if (bundle.clip or {}).get("thresholds"):
-        unsafe = list(clip_thresholds(bundle))  # chosen under the bundle's own contract
+    own, said, unsafe = clip_contract(bundle), [], list(clip_thresholds(bundle))
+    if (bundle.clip or {}).get("thresholds"):  # chosen under the bundle's own contract
         if contract.sampling != own.sampling:
             said.append(f"--sampling {contract.sampling}: the clip thresholds were chosen on "
                         f"validation clips sampled {own.sampling}; scores sampled otherwise "
@@ -179,7 +178,6 @@ def contract_departures(bundle, contract, *, early_exit: bool) -> list[str]:
                         f" departs from the pooling the clip thresholds were chosen under ("
                         f"{', '.join(f'{c}={own.aggregation[c]}' for c in moved)}); they may "
                         f"not keep their recall")
-    unsafe = list(clip_thresholds(bundle))
     if early_exit and unsafe and all(parse_rule(contract.aggregation[c])[0] == "mean"
                                      for c in unsafe):
         said.append("--early-exit: every unsafe class is pooled by mean, which a later frame "
