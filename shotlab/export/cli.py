@@ -215,16 +215,8 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                                      margin=margin, early_exit=early_exit,
                                      max_pixels=max_pixels, max_frames=max_clip_frames)
         require_images(result.decisions, paths, allow_empty, bad=result.bad, noun=noun)
-        staged = predict.staged_decisions(out, result.decisions, locked=True)
-        with staged as (decisions_path, queue_path):
-            data = {**predict.summary(result, loaded.classes), "decisions": str(decisions_path),
-                    "segments": [{"path": d["path"], "segments": d["segments"],
-                                  "early_exit": d["early_exit"]}
-                                 for d in result.decisions if d.get("kind") == "clip"
-                                 and predict.needs_attention(d)],
-                    "review_queue": str(queue_path),
-                    "bad_files": [{"path": p, "reason": r} for p, r in result.bad],
-                    **coarsest_sampling(result.decisions), **unseen_stretches(result.decisions)}
+        with predict.staged_decisions(out, result.decisions, locked=True) as written:
+            data = outcome(result, loaded.classes, *written)
             if dataset:  # before the store: a rerun after a failure updates the same samples
                 from shotlab.export.dataset import write_to_dataset
 
@@ -235,6 +227,21 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
     if as_json:
         return echo_json(data)
     echo_predict(data)
+
+
+def outcome(result, classes, decisions_path: Path, queue_path: Path) -> dict:
+    """What `predict` says of a run: counts, where its files are, the seconds to watch of each
+    clip that needs attention, bad files, and how coarsely clips were sampled or left unseen."""
+    from shotlab.export import predict
+
+    return {**predict.summary(result, classes), "decisions": str(decisions_path),
+            "segments": [{"path": d["path"], "segments": d["segments"],
+                          "early_exit": d["early_exit"]}
+                         for d in result.decisions if d.get("kind") == "clip"
+                         and predict.needs_attention(d)],
+            "review_queue": str(queue_path),
+            "bad_files": [{"path": p, "reason": r} for p, r in result.bad],
+            **coarsest_sampling(result.decisions), **unseen_stretches(result.decisions)}
 
 
 def image_decisions(bundle, files, *, runtime, batch_size, explain, on_ray, address, sampling,
