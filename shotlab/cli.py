@@ -11,13 +11,19 @@ from shotlab import __version__
 
 
 class ShotlabGroup(click.Group):
-    """Prints a ShotlabError in one line with its exit code; `--debug` shows the traceback."""
+    """Prints a ShotlabError in one line with its exit code; `--debug` shows the traceback.
+    Ctrl-C exits 130 (128 + SIGINT, what shells and scripts expect), not click's 1."""
 
     def invoke(self, ctx: click.Context):
         from shotlab.core.errors import ShotlabError
 
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if ctx.meta.get("shotlab.debug"):
+                raise
+            click.echo("\nInterrupted.", err=True)
+            ctx.exit(130)
         except Exception as exc:
             from shotlab.core.database import lost
 

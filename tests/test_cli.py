@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -181,3 +183,40 @@ def test_sigterm_runs_the_exit_handlers(tmp_path):
             "time.sleep(30)\n")
     done = subprocess.run([sys.executable, "-c", code], timeout=60)
     assert done.returncode == 143 and marker.read_text() == "done"
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C exited 1 with click's "Aborted!", which a script cannot tell from a failure."""
+    code = ("import time, click\n"
+            "from shotlab import cli\n"
+            "@cli.cli.command('wait')\n"
+            "def wait():\n"
+            "    print('waiting', flush=True)\n"
+            "    time.sleep(60)\n"
+            "cli.main()\n")
+    env = {**os.environ, "SHOTLAB_HOME": str(tmp_path / "ws")}
+    process = subprocess.Popen([sys.executable, "-c", code, "wait"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout.readline().strip() == "waiting"
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Interrupted." in stderr and "Aborted" not in stderr and "Traceback" not in stderr
+
+
+def test_signals_ignored_holds_off_ctrl_c_then_restores_it():
+    """The workspace database's stop at exit runs under it: a second Ctrl-C cut the stop short."""
+    from shotlab.core.signals import signals_ignored
+
+    before = signal.getsignal(signal.SIGINT)
+    with signals_ignored():
+        os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt here
+        time.sleep(0.1)
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)

@@ -248,7 +248,15 @@ def connect(workspace: "Workspace") -> str:
 
 
 def leave(workspace: "Workspace", client: _Lock) -> None:
-    """At exit: stop the server if no other shotlab process is using it."""
+    """At exit: stop the server if no other shotlab process is using it. A second Ctrl-C meanwhile
+    is ignored: it would cut the stop short, leave the server up and print a traceback."""
+    from shotlab.core.signals import signals_ignored
+
+    with signals_ignored():
+        _leave(workspace, client)
+
+
+def _leave(workspace: "Workspace", client: _Lock) -> None:
     try:
         starter = _Lock(workspace.home / START_LOCK, fcntl.LOCK_EX)
     except FileNotFoundError:  # the workspace was deleted under us: nothing left to stop

@@ -1,7 +1,8 @@
 """The errors shotlab raises for bad input and failed work.
 
 Every message names the file, sample or value, what was expected, and the fix; the CLI prints it
-in one or two lines. `exit_code` is 2 for bad usage or input and 1 for failures.
+in one or two lines. `exit_code` is 2 for bad usage or input, 1 for failures and 130 for Ctrl-C
+(the shell's 128 + SIGINT).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class DatasetNotFoundError(InputError):
         listing = ", ".join(available) if available else "none yet"
         super().__init__(f"no dataset named '{name}' (datasets: {listing}); "
                          f"create it with `shotlab curate import PATH --name {name}`")
+
+
+class Interrupted(ShotlabError):
+    """Ctrl-C, with what the interrupted work kept and how to go on."""
+
+    exit_code = 130
 
 
 class StrictImportError(ShotlabError):

@@ -41,6 +41,7 @@ import time
 from shotlab.core import store
 from shotlab.core.addresses import ensure_port_free, http_url, is_loopback
 from shotlab.core.errors import InputError, ShotlabError
+from shotlab.core.signals import available, signals_ignored
 
 DEFAULT_PORT = 5151  # FiftyOne's own default, so bookmarks and habits carry over
 DEFAULT_ADDRESS = "127.0.0.1"  # the App has no login: serve to this machine only unless asked
@@ -156,7 +157,7 @@ def _server_process(port: int):
 def _stop_server(port: int) -> None:
     """Stop a server that a failed or interrupted launch left behind (Session.close() does this
     for a session that was made)."""
-    with _signals_ignored():
+    with signals_ignored():
         service = (_server_services() or {}).pop(port, None)
         if service is not None:
             with contextlib.suppress(Exception):
@@ -165,27 +166,11 @@ def _stop_server(port: int) -> None:
 
 def _close(session) -> None:
     """Stop the App server and wait for it."""
-    with _signals_ignored():
+    with signals_ignored():
         # Session.__del__ prints "wait for the App" advice when closed within 2.5 s of launch
         # unless this is set, as Session.wait() does when interrupted.
         session._disable_wait_warning = True
         session.close()
-
-
-def _signals(*names: str) -> list[signal.Signals]:
-    return [getattr(signal, n) for n in names if hasattr(signal, n)]  # no SIGHUP on Windows
-
-
-@contextlib.contextmanager
-def _signals_ignored():
-    """Ignore further Ctrl-C/SIGTERM/SIGHUP while stopping the server (an interrupted stop would
-    leave it running); it takes a few seconds."""
-    ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _signals("SIGINT", *STOP_SIGNALS)}
-    try:
-        yield
-    finally:
-        for sig, handler in ignored.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -194,7 +179,7 @@ def _stop_signals():
     def handler(signum, frame):
         raise _Stop(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in _signals(*STOP_SIGNALS)}
+    previous = {sig: signal.signal(sig, handler) for sig in available(*STOP_SIGNALS)}
     try:
         yield
     finally:

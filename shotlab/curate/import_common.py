@@ -132,7 +132,7 @@ def add_all(dataset, checked: list[tuple], task: str, source: dict, progress: bo
     element is the resolved file path); returns how many this process added. While it runs the
     dataset records the import (`IMPORTING`): one stopped part way (Ctrl-C, a kill) stays
     recorded, and `curate info` says so; a Ctrl-C here says what was kept and how to finish."""
-    from shotlab.core.errors import ShotlabError
+    from shotlab.core.errors import Interrupted
 
     added = 0
     mark = start_import(dataset, source.get("import_path"), len(checked))
@@ -144,7 +144,7 @@ def add_all(dataset, checked: list[tuple], task: str, source: dict, progress: bo
                 added += add_batch(dataset, batch, task, source, make)
                 bar.update(len(batch))
     except KeyboardInterrupt:  # said a bare "Aborted!", the dataset looking complete
-        raise ShotlabError(f"interrupted: {added} of {len(checked)} new files were added to "
+        raise Interrupted(f"interrupted: {added} of {len(checked)} new files were added to "
                            f"'{dataset.name}' and are kept; run the same import again to add "
                            f"the rest (files already added are not added twice)") from None
     end_import(dataset, mark)

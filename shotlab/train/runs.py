@@ -39,7 +39,7 @@ import yaml
 
 from shotlab import __version__
 from shotlab.core import store, workspace
-from shotlab.core.errors import InputError, ShotlabError
+from shotlab.core.errors import InputError, Interrupted, ShotlabError
 from shotlab.core.files import remove, write_json_atomic, write_text_atomic
 from shotlab.core.names import child_path
 from shotlab.core.policy import Policy, policy_of, registered, same_rules
@@ -301,9 +301,9 @@ def train_run(name: str, config: TrainConfig, *, resume_dir: Path | None = None,
                       track=track, writeback=writeback, progress=progress)
     except KeyboardInterrupt:  # Ctrl-C said a bare "Aborted!"
         if (run_dir / "checkpoints" / "last.pt").is_file():
-            raise ShotlabError(f"interrupted; the run keeps what it finished: continue it with "
+            raise Interrupted(f"interrupted; the run keeps what it finished: continue it with "
                                f"`shotlab train --resume {run_dir}`") from None
-        raise ShotlabError("interrupted before a first epoch finished: nothing was kept; "
+        raise Interrupted("interrupted before a first epoch finished: nothing was kept; "
                            "start the run again") from None
 
 

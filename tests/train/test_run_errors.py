@@ -177,6 +177,6 @@ def test_ctrl_c_during_a_run_names_the_run_to_resume(colours, tmp_path):
             process.kill()
     (run_dir,) = run_folders() - before
     text = " ".join(log.read_text().split())
-    assert process.returncode == 1, text[-2000:]
+    assert process.returncode == 130, text[-2000:]
     assert f"Error: interrupted; the run keeps what it finished: continue it with `shotlab " \
            f"train --resume {run_dir}`" in text

@@ -1,0 +1,28 @@
+"""Holding off signals while a stop must finish (an interrupted stop would leave a server up)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C, kill / a service manager, a closed terminal
+
+
+def available(*names: str) -> list[signal.Signals]:
+    return [getattr(signal, n) for n in names if hasattr(signal, n)]  # no SIGHUP on Windows
+
+
+@contextlib.contextmanager
+def signals_ignored(*names: str):
+    """Ignore the named signals (default: STOP_SIGNALS) inside the block, then restore their
+    handlers. Only the main thread may set handlers: elsewhere the block runs unguarded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in available(*(names or STOP_SIGNALS))}
+    try:
+        yield
+    finally:
+        for sig, handler in ignored.items():
+            signal.signal(sig, handler)
