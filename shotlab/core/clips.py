@@ -231,6 +231,7 @@ class ClipReader:
     deadline: float | None = None
     decoded: int = 0  # frames the decoder has produced so far (what early exit saves)
     gaps: list[Gap] = field(default_factory=list)
+    truncated: bool = False  # the container declares frames the file does not hold
 
     def __enter__(self) -> "ClipReader":
         import av
@@ -348,6 +349,7 @@ class ClipReader:
         declared = self.stream.frames or 0
         if declared <= read:
             return
+        self.truncated = True
         declared_end = (float(self.stream.duration * self.stream.time_base)
                         if self.stream.duration else (self.container.duration or 0) / 1e6)
         start = end + end / (read - 1)  # one (mean) frame after the last one in the file
@@ -366,17 +368,33 @@ class ClipReader:
         mean_step = float(steps.mean()) if len(steps) else 0.0
         last = float(self.packets[-1].packet.duration or 0) * float(self.stream.time_base)
         tail = last if last > 0 else mean_step
-        vfr = bool(len(steps) > 1 and steps.std() > VFR_SPREAD * mean_step)
+        regular = self._regular_times(times)
+        regular_steps = np.diff(regular)
+        return ClipFacts(sha256=sha256_file(self.path), duration=float(times[-1] + tail),
+                         fps=(len(regular) - 1) / float(regular[-1]) if regular[-1] > 0 else 0.0,
+                         variable_frame_rate=bool(len(regular_steps) > 1 and regular_steps.std()
+                                                  > VFR_SPREAD * regular_steps.mean()),
+                         frames=len(times), **self._picture_facts())
+
+    def _regular_times(self, times: np.ndarray) -> np.ndarray:
+        """The frame times the rate is judged on. In a cut-off file, the frames after the last
+        keyframe leave holes (a B-frame shown before a P-frame is stored after it, and the cut
+        took it): a truncated clip read as variable-rate. Only the whole groups of pictures
+        before that keyframe are judged there."""
+        if self.truncated:
+            last_key = max(p.time for p in self.packets if p.keyframe)
+            if (times <= last_key).sum() > 2:
+                return times[times <= last_key]
+        return times
+
+    def _picture_facts(self) -> dict:
         rotation = self._probe_rotation()
         width, height = self.stream.codec_context.width, self.stream.codec_context.height
         if rotation % 180:
             width, height = height, width
-        return ClipFacts(sha256=sha256_file(self.path), duration=float(times[-1] + tail),
-                         fps=(len(times) - 1) / float(times[-1]) if times[-1] > 0 else 0.0,
-                         variable_frame_rate=vfr, frames=len(times),
-                         keyframes=sum(p.keyframe for p in self.packets), width=width,
-                         height=height, rotation=rotation, codec=self.stream.codec_context.name,
-                         size_bytes=self.path.stat().st_size)
+        return dict(keyframes=sum(p.keyframe for p in self.packets), width=width, height=height,
+                    rotation=rotation, codec=self.stream.codec_context.name,
+                    size_bytes=self.path.stat().st_size)
 
     def _probe_rotation(self) -> int:
         """The display rotation (PyAV reads the display matrix onto each frame): known once a

@@ -186,6 +186,18 @@ def test_a_cut_off_upload_with_its_index_first_reports_the_missing_seconds(tmp_p
     assert sample_clip(whole, "uniform:4").gaps == []
 
 
+def test_a_cut_off_upload_is_not_read_as_variable_frame_rate(tmp_path):
+    """The B-frames the cut took left holes among the last frames' times: a constant-rate clip
+    cut at 3/4 was imported as variable-rate at 17.9 fps."""
+    whole = write_clip(tmp_path / "w.mp4", frames=40, fps=20, faststart=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])
+    with ClipReader(cut) as clip:
+        assert clip.truncated and 0.05 * 1.5 < np.diff(clip.frame_times).max()  # the holes
+        facts = clip.facts
+    assert not facts.variable_frame_rate and facts.fps == pytest.approx(20.0)
+
+
 def test_the_clip_stream_is_chosen_over_a_cover_picture(tmp_path):
     """The first video stream was used blindly: a cover picture first made the clip 'a single
     frame'."""
