@@ -172,7 +172,7 @@ def runs_command(as_json: bool) -> None:
 
     click.echo(table(["run", "split", "accuracy", "macro F1", "macro AUPRC"],
                      [[r["run"], "unreadable" if r["unreadable"] else
-                       r["split"] if r["finished"] else "unfinished",
+                       split_label(r) if r["finished"] else "unfinished",
                        fmt(r["accuracy"]), fmt(r["macro_f1"]), fmt(r["macro_auprc"])]
                       for r in rows]))
     for r in rows:
@@ -182,6 +182,11 @@ def runs_command(as_json: bool) -> None:
         elif not r["finished"]:
             click.echo(f"{r['run']}: unfinished (no metrics.json): training now, or stopped; "
                        f"`shotlab train --resume {r['path']}` continues a stopped one")
+
+
+def split_label(row: dict) -> str:
+    """'test', or 'test (clips)' for a clip run: its figures are the pooled clip decisions."""
+    return f"{row['split']} (clips)" if row.get("level") == "clips" else row["split"]
 
 
 @train.command("benchmark")

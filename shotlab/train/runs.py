@@ -484,12 +484,28 @@ def run_summary(run_dir: Path) -> dict:
     metrics = read_run_file(metrics_path, json.loads) if metrics_path.is_file() else {}
     if not isinstance(metrics, dict):
         raise ValueError("metrics.json: not a run's metrics")
-    split = "test" if "test" in metrics else "val"
-    scores = metrics.get(split, {})
+    level, split, scores = key_scores(run_dir, metrics)
     return {"dataset": config["dataset"], "backbone": config["train"].get("backbone"),
             "mode": config["train"].get("mode"), "split": split if metrics else "-",
-            "accuracy": scores.get("accuracy"), "macro_f1": scores.get("macro_f1"),
-            "macro_auprc": scores.get("macro_auprc"), "finished": metrics_path.is_file()}
+            "level": level, "accuracy": scores.get("accuracy"),
+            "macro_f1": scores.get("macro_f1"), "macro_auprc": scores.get("macro_auprc"),
+            "finished": metrics_path.is_file()}
+
+
+def key_scores(run_dir: Path, metrics: dict) -> tuple[str, str, dict]:
+    """(level, split, metrics) a run is listed by: a clip run's pooled clip decisions (what its
+    bundle decides), else the samples'; test where there is one, else val."""
+    clip_path = run_dir / "clip_metrics.json"
+    if clip_path.is_file():
+        clips = read_run_file(clip_path, json.loads)
+        aggregated = clips.get("aggregated") if isinstance(clips, dict) else None
+        if not isinstance(aggregated, dict):
+            raise ValueError("clip_metrics.json: not a run's clip metrics")
+        metrics, level = aggregated, "clips"
+    else:
+        level = "samples"
+    split = "test" if "test" in metrics else "val"
+    return level, split, metrics.get(split, {})
 
 
 def read_run_file(path: Path, parse):

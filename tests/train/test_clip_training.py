@@ -174,3 +174,16 @@ def test_the_export_gate_judges_a_clip_bundle_on_clips(clip_run, tmp_path):
     assert not report["gate"]["passed"]
     assert any(f.startswith("onnx-int8 (clips): recall on unsafe class 'red'")
                for f in report["gate"]["failures"]), report["gate"]["failures"]
+
+
+def test_train_runs_lists_a_clip_run_by_its_clip_decisions(clip_run):
+    """`train runs` listed a clip run's frame accuracy, not what its bundle decides per clip."""
+    from shotlab.train.cli import split_label
+    from shotlab.train.runs import run_summary
+
+    clips = json.loads((clip_run.run_dir / "clip_metrics.json").read_text())["aggregated"]
+    row = run_summary(clip_run.run_dir)
+    assert (row["level"], row["split"]) == ("clips", "test")
+    assert (row["accuracy"], row["macro_auprc"]) == (clips["test"]["accuracy"],
+                                                     clips["test"]["macro_auprc"])
+    assert split_label(row) == "test (clips)"
