@@ -6,7 +6,8 @@ comments and posts read. Bad rows are reported by line, never raised one at a ti
 CSV: the first row is the header (UTF-8, a BOM allowed); a quoted field may span lines, so a row's
 `line` is the line it starts on; a blank line (or one of commas alone) is no row, but a line of
 spaces is a row, whose text the caller finds empty. JSONL: one JSON object per line; blank lines are skipped. A row
-whose bytes are not UTF-8 is reported with its line and the byte offset, and the rest still read.
+whose bytes are not UTF-8 is reported with its line and the byte offset, and the rest still read;
+so is a JSON row with a lone surrogate escape (`\\ud800`) in any field or field name.
 """
 
 from __future__ import annotations
@@ -99,8 +100,41 @@ def read_jsonl(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
         if not isinstance(value, dict):
             bad.append((number, "expected a JSON object with named fields"))
             continue
+        if (reason := unwritable_field(value)) is not None:
+            bad.append((number, reason))
+            continue
         rows.append(Row(number, value))
     return rows, bad
+
+
+def unwritable_field(value, name: str = "") -> str | None:
+    """Why a JSON row cannot be stored, where a string in it (a field's name or value, a label
+    in a list) holds a lone surrogate: the database, hashes and tokenizers refuse it, and a
+    label that reached the import's write crashed it part way."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            field = str(key) if not name else f"{name}.{key}"
+            reason = (surrogate_reason(f"the field name {ascii(key)}", key) or
+                      unwritable_field(item, field))
+            if reason is not None:
+                return reason
+    elif isinstance(value, list):
+        return next((r for item in value if (r := unwritable_field(item, name)) is not None), None)
+    elif isinstance(value, str):
+        return surrogate_reason(f"field '{name}'" if name.lower() != "text" else "the text", value)
+    return None
+
+
+def surrogate_reason(what: str, text: str) -> str | None:
+    """'{what} is not valid Unicode text: ...' where `text` holds a lone surrogate (a JSON
+    escape such as `\\ud800` without its pair), else None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"{what} is not valid Unicode text: it holds a lone surrogate "
+                f"({ascii(text[exc.start])} at character {exc.start + 1}, a JSON escape without "
+                f"its pair); fix or remove that escape")
+    return None
 
 
 def read_csv(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:

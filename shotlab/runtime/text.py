@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.core.rows import surrogate_reason
 
 TEXT_FIELD = "text"  # the column of a comment, or of a post's caption, in CSV and JSONL rows
 
@@ -207,21 +208,9 @@ def check_text(text, where: str) -> str:
         raise InputError(f"{where}: the text is not a string ({type(text).__name__})")
     if not text.strip():
         raise InputError(f"{where}: the text is empty; remove the row or fill in its text")
-    if (surrogate := lone_surrogate(text)) is not None:
-        raise InputError(f"{where}: the text is not valid Unicode text: it holds a lone "
-                         f"surrogate ({ascii(text[surrogate])} at character {surrogate + 1}, a "
-                         f"JSON escape without its pair); fix or remove that escape")
+    if (reason := surrogate_reason("the text", text)) is not None:
+        raise InputError(f"{where}: {reason}")
     if len(text) > MAX_TEXT_CHARS:
         raise InputError(f"{where}: the text has {len(text)} characters, over the limit of "
                          f"{MAX_TEXT_CHARS}; shorten it or split it into several comments")
     return text
-
-
-def lone_surrogate(text: str) -> int | None:
-    """The index of the first lone surrogate in `text` (a JSON escape `\\ud800` with no pair
-    decodes to one; it cannot be written as UTF-8, hashed or tokenized), or None."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return exc.start
-    return None

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from shotlab.core.clock import utc_now
-from shotlab.runtime.text import lone_surrogate
+from shotlab.core.rows import surrogate_reason
 from shotlab.serve.answers import public, read_body
 from shotlab.serve.service import Refusal, Service
 
@@ -90,9 +90,8 @@ def checked_verdict(body: bytes, record: dict, task: str) -> dict:
         if value is not None and (not isinstance(value, str) or len(value) > limit):
             refuse(f"{field}: give a string of at most {limit:,} characters")
         # valid JSON but no text: stored, it could never be answered (nor sent to MongoDB)
-        if isinstance(value, str) and lone_surrogate(value) is not None:
-            refuse(f"{field}: not valid Unicode text (it holds a lone surrogate escape such as "
-                   f"\\ud800); fix that escape")
+        if isinstance(value, str) and (reason := surrogate_reason(field, value)) is not None:
+            refuse(reason)
     labels = sorted(set(labels), key=classes.index)
     return {"labels": labels, "upheld": labels == sorted(record.get("labels") or [],
                                                           key=classes.index),

@@ -36,6 +36,25 @@ def test_jsonl_rows_and_their_errors(tmp_path):
     assert [line for line, _ in bad] == [2, 3]
 
 
+def test_a_lone_surrogate_anywhere_in_a_json_row_skips_it_by_line(tmp_path):
+    """Valid JSON, but no text: a label `"spam\\ud800"` crashed `curate import` with a
+    traceback when the database refused it, part way through the write."""
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "a", "label": "spam\\ud800"}\n'
+                    '{"text": "b", "labels": ["ok", "x\\udfff"]}\n'
+                    '{"text": "c", "meta": {"\\ud800k": 1}}\n{"text": "d\\ud83d"}\n'
+                    '{"text": "e \\ud83d\\ude00", "label": "ok"}\n')
+    rows, bad = read_rows(path)
+    assert [r.line for r in rows] == [5]  # a surrogate pair is an emoji, not a fault
+    assert [line for line, _ in bad] == [1, 2, 3, 4]
+    reasons = [reason for _, reason in bad]
+    assert reasons[0].startswith("field 'label' is not valid Unicode text: it holds a lone "
+                                 "surrogate ('\\ud800' at character 5")
+    assert reasons[1].startswith("field 'labels' is not valid")
+    assert reasons[2].startswith("the field name '\\ud800k' is not valid")
+    assert reasons[3].startswith("the text is not valid")
+
+
 def test_an_empty_file_or_another_suffix_is_one_line(tmp_path):
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(InputError, match="e.csv: the file is empty"):
