@@ -142,6 +142,17 @@ def echo_result(result: dict) -> None:
                    f" vs threshold {check['threshold']}: {verdict}")
 
 
+def latest_of_each(items: list[dict]) -> list[tuple[dict, int]]:
+    """(the latest explanation, how many were stored) per method, class and clip frame, in the
+    order first stored. The service explains a decision again when its worker stopped between
+    storing and marking done: nothing is lost, but the same lines twice read as two findings."""
+    groups: dict[tuple, list[dict]] = {}
+    for item in items:
+        seconds = (item.get("params") or {}).get("timestamp")
+        groups.setdefault((item["method"], item["target"], seconds), []).append(item)
+    return [(found[-1], len(found)) for found in groups.values()]
+
+
 def stored_detail(item: dict) -> str:
     """A line of what an explanation found, where it is a few numbers: a comment's top words
     by score, a post's split between its picture and caption."""
@@ -203,7 +214,7 @@ def show_command(decision_id, store, out, as_json) -> None:
     click.echo(f"decision {decision_id}: {data.get('path') or without_file(data)}")
     if data["labels"] is not None:  # what the reviewer is asked about, before the why
         click.echo("  " + verdict_line(data))
-    for item in data["explanations"]:
+    for item, times in latest_of_each(data["explanations"]):
         faith = item["scores"]
         extra = (f", deletion AUC {faith['deletion_auc']:.3f} (random "
                  f"{faith['random_deletion_auc']:.3f})" if "deletion_auc" in faith else "")
@@ -213,7 +224,9 @@ def show_command(decision_id, store, out, as_json) -> None:
                      f"{faith['sufficiency']:.3f} (random {faith['random_sufficiency']:.3f})")
         seconds = (item["params"] or {}).get("timestamp")  # a clip's map: the frame it explains
         at = f", frame at {float(seconds):.3f} s" if seconds is not None else ""
-        click.echo(f"  {item['method']}: target {item['target']}{at}, {item['created']}{extra}")
+        again = f" (explained {times} times; the latest shown)" if times > 1 else ""
+        click.echo(f"  {item['method']}: target {item['target']}{at}, {item['created']}{extra}"
+                   f"{again}")
         detail = stored_detail(item)
         if detail:
             click.echo(f"    {detail}")

@@ -228,6 +228,26 @@ def test_show_renders_what_is_stored(explain_bundle, colour_images, tmp_path):
     assert missing.exit_code == 2 and "no explanation store there" in missing.output
 
 
+def test_show_prints_a_map_stored_twice_once(explain_bundle, colour_images, tmp_path):
+    """A service worker stopped between storing a decision's map and marking it done explains
+    it again: `explain show` printed both as if they were two findings."""
+    import numpy as np
+
+    store = tmp_path / "explanations.sqlite"
+    stored_decision(store, colour_images[0], explain_bundle)
+    with ExplanationStore(store) as opened:
+        opened.put("d1", "gradcam", np.full((64, 64), 0.4, np.float32), target="red")
+        opened.put("d1", "gradcam", np.full((64, 64), 0.3, np.float32), target="green")
+    result = run("explain", "show", "d1", "--store", store)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "gradcam: target" in line]
+    assert len(lines) == 2 and "target red" in lines[0] and "target green" in lines[1]
+    assert lines[0].endswith("(explained 2 times; the latest shown)")
+    assert not lines[1].endswith("shown)")
+    shown = json.loads(run("explain", "show", "d1", "--store", store, "--json").stdout)
+    assert len(shown["explanations"]) == 3  # the data keep every map
+
+
 def test_appeal_then_pending(explain_bundle, colour_images, tmp_path):
     store = tmp_path / "explanations.sqlite"
     stored_decision(store, colour_images[0], explain_bundle)
