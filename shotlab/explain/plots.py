@@ -18,6 +18,7 @@ import io
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.core.figures import figure, literal
 
 COLORMAP = "jet"  # the Grad-CAM papers' colour map: readers know red = most evidence
 DPI = 110  # a 4-method figure stays under ~300 KB
@@ -65,15 +66,6 @@ def lime_superpixels(image_rgb, lime_map, top: int = 5) -> np.ndarray:
     dimmed = np.where(keep[..., None], image, (image * 0.3).astype(np.uint8))
     marked = mark_boundaries(dimmed, keep.astype(int), color=(1, 1, 0))
     return np.clip(marked * 255, 0, 255).astype(np.uint8)
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def to_png(fig, path=None) -> bytes:
@@ -141,14 +133,14 @@ def pictures_figure(groups: list, path=None, *, title: str | None = None,
     for caption, image_rgb, maps in groups:
         panels.append((caption, np.asarray(image_rgb)))
         panels += [(name, overlay(image_rgb, heat, alpha)) for name, heat in maps.items()]
-    fig = _figure(2.4 * len(panels), 2.9)
+    fig = figure(2.4 * len(panels), 2.9)
     for axis, (name, picture) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         axis.imshow(picture)
-        axis.set_title(name if not captions or name not in captions
-                       else f"{name}\n{captions[name]}", fontsize=9)
+        axis.set_title(literal(name if not captions or name not in captions
+                               else f"{name}\n{captions[name]}"), fontsize=9)
         axis.set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(literal(title), fontsize=10)
     return to_png(fig, path)
 
 

@@ -140,7 +140,7 @@ def show_clip(st, model, decided, results: dict, opacity: float) -> None:
     st.pyplot(figure, clear_figure=True)
     segments = decided.record["segments"]
     st.markdown("**Watch**: " + ("; ".join(
-        f"{s['class']} {s['start']:.1f}-{s['end']:.1f} s (peak {s['peak']:.2f}"
+        f"{plain(s['class'])} {s['start']:.1f}-{s['end']:.1f} s (peak {s['peak']:.2f}"
         f"{', FLAGGED' if s['flagged'] else ', review'})" for s in segments)
         if segments else "nothing: no sampled frame reached a review band or threshold"))
     rgb = model_view(decided.array, model.bundle.preprocessing)
@@ -162,15 +162,13 @@ def timeline_figure(classes, thresholds: dict, record: dict, times, probs):
     """Matplotlib figure: one line per class over the clip's seconds, each policy class's
     threshold (the one its segments use) dashed, the segments shaded (red flagged, amber
     review)."""
-    import matplotlib
+    from shotlab.core.figures import figure as new_figure
+    from shotlab.core.figures import literal
 
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8, 2.6), layout="constrained")
+    figure = new_figure(8, 2.6)
     axes = figure.subplots()
     for index, name in enumerate(classes):
-        line, = axes.plot(times, probs[:, index], marker="o", markersize=3, label=name)
+        line, = axes.plot(times, probs[:, index], marker="o", markersize=3, label=literal(name))
         cut = thresholds.get(name)
         if cut is not None:
             cut = cut["threshold"] if isinstance(cut, dict) else cut
@@ -191,8 +189,10 @@ def picture_row(st, pictures) -> None:
         column.image(picture, caption=caption, width="stretch")
 
 
-# Characters Markdown may read as markup (CommonMark's escapable punctuation that matters).
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+# Characters Streamlit's Markdown may read as markup: CommonMark's escapable punctuation that
+# matters, ':' (a URL's "http://" autolinked, `:red[...]` colour directives, emoji shortcodes),
+# '@' (e-mail autolinks), '$' (LaTeX) and '&' (an entity such as &#47; spelling a URL's slashes).
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:@$&])")
 PICTURES_PER_ROW = 4  # the page's pictures share a row of this many columns at least
 
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "ig": "Integrated Gradients",
@@ -254,7 +254,9 @@ def words_html(method: str, explanation) -> str:
 
 
 def plain(text) -> str:
-    """`text` (a file or class name) shown as itself in Streamlit Markdown, not as markup."""
+    """`text` (a file or class name, a message quoting one) shown as itself in Streamlit Markdown
+    (`st.markdown`, and the alerts: `st.error`, `st.warning`), never as markup: a class named
+    `![b](http://host/x.png)` made every reviewer's browser fetch that address."""
     return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
@@ -319,7 +321,7 @@ def split_line(split: dict) -> str:
     share = split.get("image_share")
     shares = (f"image {share:.0%}, caption {1 - share:.0%} of the change" if share is not None
               else "neither part moved the score")
-    return (f"**Modality split** for **{split['target']}** (exact two-player Shapley): image "
+    return (f"**Modality split** for **{plain(split['target'])}** (exact two-player Shapley): image "
             f"{split['phi_image']:+.3f}, caption {split['phi_text']:+.3f}; {shares}; score "
             f"{split['both']:.3f} with both, {split['neither']:.3f} with neither (an all-mean "
             f"image, an empty caption)")

@@ -48,9 +48,9 @@ def main() -> None:
 
 def sidebar(model) -> None:
     bundle = model.bundle
-    st.sidebar.markdown(f"**Bundle** `{bundle.origin}`")
-    st.sidebar.markdown(f"task {bundle.task}; classes {', '.join(bundle.classes)}; policy "
-                        f"version {bundle.policy.get('version', 'none')}; runtime onnx")
+    st.sidebar.markdown(f"**Bundle** {plain(bundle.origin)}")
+    st.sidebar.markdown(f"task {bundle.task}; classes {', '.join(map(plain, bundle.classes))}; "
+                        f"policy version {bundle.policy.get('version', 'none')}; runtime onnx")
     st.sidebar.caption("Decisions come from the same rule and record as `shotlab predict`; "
                        "nothing here is stored.")
 
@@ -93,7 +93,7 @@ def first_methods(model, panel, decided, results: dict) -> None:
             except ShotlabError as exc:
                 results["tier1_error"] = f"{titles}: {exc}"
     if "tier1_error" in results:
-        st.warning(results["tier1_error"])
+        st.warning(plain(results["tier1_error"]))
 
 
 def shown_methods(results: dict) -> set:
@@ -110,7 +110,7 @@ def decision_of(model, panel, name: str, data: bytes, path):
             with st.spinner(f"Deciding {panel.noun}"):
                 decided = panel.decide(model, name, data, path)
         except ShotlabError as exc:
-            st.error(str(exc))  # the one line `shotlab predict` prints for this file
+            st.error(plain(exc))  # the one line `shotlab predict` prints for this file
             return None
         st.session_state["decided"] = (key, decided)
         st.session_state["explained"] = {}
@@ -221,7 +221,7 @@ def deeper_form(model, panel, decided, results: dict) -> None:
                                         score=score or not panel.score_on_request, bar=bar))
     except ShotlabError as exc:
         st.session_state.pop(running_key, None)
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     st.session_state.pop(running_key, None)
     st.rerun()  # draw the new explanations in their place above
@@ -258,7 +258,7 @@ def stored_view(model) -> None:
     if model.store is None:
         st.info("Start the page with --store out/explanations.sqlite to open stored decisions.")
         return
-    st.caption(f"Store `{model.store}` (opened read-only)")
+    st.caption(f"Store {plain(model.store)} (opened read-only)")
     with st.form("open-decision"):
         decision_id = st.text_input("Decision id", key="decision_id")
         opened_now = st.form_submit_button("Open decision")
@@ -267,10 +267,10 @@ def stored_view(model) -> None:
     try:
         shown = stored_decision(model.store, decision_id)
     except ShotlabError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     decision = shown.decision
-    st.subheader(f"Decision {shown.decision_id}")
+    st.subheader(f"Decision {plain(shown.decision_id)}")
     if decision:
         st.markdown(f"labels **{', '.join(map(plain, decision['labels']))}**; flagged "
                     f"{', '.join(map(plain, decision['flagged'])) or 'none'}; "
@@ -281,7 +281,7 @@ def stored_view(model) -> None:
                     + f"; input sha256 `{decision['sha256']}`; model sha256 "
                       f"`{decision['model_sha256']}`")
     if shown.note:
-        st.warning(shown.note)
+        st.warning(plain(shown.note))
     if shown.maps:
         opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="stored-opacity")
         picture_row(st, [(overlay(picture, e.map, alpha=opacity),
@@ -300,7 +300,7 @@ def stored_view(model) -> None:
               for e in shown.explanations] or [{"explanations": "none stored yet"}])
     for appeal in shown.appeals:
         st.markdown(f"Appeal {appeal.status}: {', '.join(appeal.methods)}"
-                    + (f" ({appeal.error})" if appeal.error else ""))
+                    + (f" ({plain(appeal.error)})" if appeal.error else ""))
     with st.expander("Stored record"):
         st.code(json.dumps({**decision, "explanations": [
             {"method": e.method, "target": e.target, "params": e.params, "scores": e.scores,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from shotlab.core.errors import InputError
+from shotlab.core.figures import figure, literal
 from shotlab.train.metrics import (calibration_bins, calibration_pairs, check_inputs,
                                    expected_calibration_error, resolve_thresholds)
 
@@ -59,7 +60,7 @@ def confusion_matrix_png(cm, class_names, path, *, title="Confusion matrix") -> 
 def _confusion_figure(counts, names, title):
     k = len(names)
     side = min(3.5 + 0.45 * k, 22)
-    fig = _figure(side + 1.5, side)
+    fig = figure(side + 1.5, side)
     ax = fig.add_subplot()
     share = _row_share(counts)
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -73,7 +74,7 @@ def _confusion_figure(counts, names, title):
     ax.set_yticks(range(k), labels, fontsize=fontsize)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title)
+    ax.set_title(literal(title))
     return fig
 
 
@@ -81,7 +82,7 @@ def _multilabel_confusion_figure(counts, names, title):
     k = len(names)
     cols = min(k, 5)
     rows = math.ceil(k / cols)
-    fig = _figure(2.6 * cols, 2.5 * rows + 0.6)
+    fig = figure(2.6 * cols, 2.5 * rows + 0.6)
     axes = fig.subplots(rows, cols, squeeze=False)
     for c, ax in enumerate(axes.flat):
         if c >= k:
@@ -93,7 +94,7 @@ def _multilabel_confusion_figure(counts, names, title):
         ax.set_xticks([0, 1], ["pred 0", "pred 1"], fontsize=8)
         ax.set_yticks([0, 1], ["true 0", "true 1"], fontsize=8)
         ax.set_title(_short(names[c], 22), fontsize=10)
-    fig.suptitle(title)
+    fig.suptitle(literal(title))
     return fig
 
 
@@ -120,7 +121,7 @@ def pr_curves_png(y_true, probs, class_names, path, *, task="multiclass", thresh
 
     Y, P, names = check_inputs(y_true, probs, class_names, task=task)
     cut = resolve_thresholds(thresholds, names, task=task)
-    fig = _figure(9.5, 6)
+    fig = figure(9.5, 6)
     ax = fig.add_subplot()
     for c, name in enumerate(names):
         y, s = Y[:, c], P[:, c]
@@ -140,7 +141,7 @@ def pr_curves_png(y_true, probs, class_names, path, *, task="multiclass", thresh
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.grid(alpha=0.3)
-    ax.set_title(title + (" (dots: thresholds)" if not np.all(np.isnan(cut)) else ""))
+    ax.set_title(literal(title) + (" (dots: thresholds)" if not np.all(np.isnan(cut)) else ""))
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0,
               fontsize=9 if len(names) <= 15 else 7, ncol=1 if len(names) <= 20 else 2)
     return _save(fig, path)
@@ -166,7 +167,7 @@ def reliability_png(y_true, scores: Mapping[str, np.ndarray], class_names, path,
     """Write a reliability diagram as PNG: per score bin, the share that was right against the
     mean score, one line per entry of `scores` (e.g. {"raw": p, "calibrated": q}), its ECE in
     the legend; the diagonal is perfect calibration."""
-    fig = _figure(5.5, 5)
+    fig = figure(5.5, 5)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
     for i, (name, probs) in enumerate(scores.items()):
@@ -176,10 +177,10 @@ def reliability_png(y_true, scores: Mapping[str, np.ndarray], class_names, path,
         used = count > 0
         ece = expected_calibration_error(conf, hit)
         ax.plot(score_sum[used] / count[used], hit_sum[used] / count[used], marker="o",
-                label=f"{name} (ECE {ece:.3f})", **_style(i, len(scores)))
+                label=f"{literal(name)} (ECE {ece:.3f})", **_style(i, len(scores)))
     ax.set_xlabel("mean score in bin" if task == "multilabel" else "confidence (top score)")
     ax.set_ylabel("share positive" if task == "multilabel" else "share correct")
-    ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.set(xlim=(0, 1), ylim=(0, 1), title=literal(title))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=9)
     return _save(fig, path)
@@ -193,7 +194,7 @@ def learning_curve_png(rows, path, *, ylabel="score", title="Learning curve") ->
     factor of 4 or more, as few-shot sweeps (1, 2, 5, 10, 20, 50) usually do.
     """
     series = _series(rows)
-    fig = _figure(8, 5)
+    fig = figure(8, 5)
     ax = fig.add_subplot()
     for i, (method, (shots, mean, std)) in enumerate(series.items()):
         ax.errorbar(shots, mean, yerr=std, marker="o", capsize=3, label=_short(method, 40),
@@ -206,7 +207,7 @@ def learning_curve_png(rows, path, *, ylabel="score", title="Learning curve") ->
         ax.minorticks_off()
     ax.set_xlabel("shots (training images per class)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(literal(title))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=9)
     return _save(fig, path)
@@ -237,20 +238,12 @@ def _series(rows) -> dict[str, tuple[list, list, list]]:
 
 
 def _short(name: str, width: int = NAME_WIDTH) -> str:
-    """Keep head and tail: names often differ only at the end ("violence_graphic_real/_drawn")."""
-    if len(name) <= width:
-        return name
-    tail = width // 3
-    return name[: width - tail - 1] + "…" + name[-tail:]
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    """Keep head and tail: names often differ only at the end ("violence_graphic_real/_drawn");
+    drawn as written (`literal`)."""
+    if len(name) > width:
+        tail = width // 3
+        name = name[: width - tail - 1] + "…" + name[-tail:]
+    return literal(name)
 
 
 def _save(fig, path) -> Path:

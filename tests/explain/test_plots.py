@@ -64,3 +64,12 @@ def test_data_uri_and_img_tag_inline_the_png():
     assert base64.b64decode(uri.split(",", 1)[1]) == png
     assert img_tag(png, alt='a "cat"').startswith('<img src="data:image/png;base64,')
     assert 'alt="a &quot;cat&quot;"' in img_tag(png, alt='a "cat"')
+
+
+def test_file_and_class_names_with_dollar_signs_are_drawn_as_written(tmp_path):
+    """A file named `x$\\foo$y.png` crashed `explain` (matplotlib read it as mathtext) and the
+    images after it were never explained."""
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    png = methods_figure(rgb, {"gradcam (a$\\foo$b)": np.ones((32, 32), np.float32)},
+                         tmp_path / "f.png", title="x$\\foo$y.png")
+    assert png.startswith(b"\x89PNG") and (tmp_path / "f.png").read_bytes() == png

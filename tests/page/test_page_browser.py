@@ -413,6 +413,51 @@ def test_a_foreign_origin_makes_the_page_call_out_to_nobody(exported, tmp_path):
     assert proxy.seen == []
 
 
+def test_file_and_class_names_are_shown_as_text_not_markdown(browser, exported, inbox, tmp_path):
+    """A flagged image named `![t](http:&#47;&#47;HOST&#47;x.png).png`, deleted after review,
+    made the stored decision's "is gone" warning an image fetched from HOST by every reviewer's
+    browser (Markdown); so did the one-line error of an upload so named. Both are text now."""
+    import shutil
+
+    from tests.page.conftest import predict
+
+    listener = Listener()
+    url = listener.address.replace("/", "&#47;")
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    named = folder / f"![t]({url}&#47;gone.png).png"
+    shutil.copy(red(inbox), named)
+    out = tmp_path / "decisions.jsonl"
+    store = Path(predict(exported.path, folder, "--out", out, "--explain")["explanations"]["store"])
+    (decision,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert decision["flagged"], decision  # so its map is stored
+    named.unlink()
+    bad_upload = tmp_path / f"![u]({url}&#47;upload.png).jpg"
+    bad_upload.write_bytes(b"not an image\n" * 40)
+    page_server = PageServer(exported.path, "--store", store, home=tmp_path / "home").start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(page_server.url)
+        page.wait_for_selector(UPLOAD, state="attached")
+        upload(page, bad_upload)
+        page.wait_for_selector(ERROR)
+        assert page.inner_text(ERROR).startswith(bad_upload.name)
+        page.get_by_role("tab", name="Open decision").click()
+        page.get_by_label("Decision id").fill(decision["decision_id"])
+        page.get_by_role("button", name="Open decision").click()
+        warning = page.get_by_test_id("stAlertContentWarning").filter(has_text="is gone")
+        warning.wait_for()
+        assert str(named) in warning.inner_text()
+        assert page.locator("img[src*='gone.png'], img[src*='upload.png']").count() == 0
+    finally:
+        context.close()
+        page_server.stop()
+        listener.close()
+    assert listener.seen == []
+
+
 def wait_healthy(port: int, process, log: Path) -> None:
     """Until the page at `port` answers its health check; fails if `process` ends first."""
     assert became_healthy(port, process), "the page did not start:\n" + log.read_text()[-2000:]

@@ -95,3 +95,18 @@ def test_bad_plot_input_raises_input_error(tmp_path):
         pr_curves_png(np.array([0, 1]), np.array([[0.5, 0.25, 0.25]] * 2), ["a", "b"],
                       tmp_path / "pr.png")
     assert not any(tmp_path.iterdir())
+
+
+def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
+    """matplotlib read a class named `a$\\foo$b` as mathtext: `train` died in its plots
+    (unknown symbol) after training, leaving the run without its predictions."""
+    from shotlab.train.plots import reliability_png
+
+    names = ["a$\\foo$b", "$\\mathrm{x}$", "ok"]
+    y, p = scored(k=3)
+    m = classification_metrics(y, p, names, n_bootstrap=0)
+    assert_png(confusion_matrix_png(m["confusion_matrix"], names, tmp_path / "cm.png",
+                                    title="$\\foo$ run"))
+    assert_png(pr_curves_png(y, p, names, tmp_path / "pr.png", title="$\\foo$"))
+    assert_png(reliability_png(y, {"raw$\\foo$": p}, names, tmp_path / "rel.png",
+                               title="$\\foo$"))
