@@ -16,6 +16,7 @@ class ShotlabGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         from shotlab.core.errors import ShotlabError
+        from shotlab.core.output import printable
 
         try:
             return super().invoke(ctx)
@@ -30,7 +31,7 @@ class ShotlabGroup(click.Group):
             error = exc if isinstance(exc, ShotlabError) else lost(exc)  # the database went away
             if error is None or ctx.meta.get("shotlab.debug"):
                 raise
-            click.echo(f"Error: {error}", err=True)
+            click.echo(printable(f"Error: {error}", keep="\n"), err=True)
             ctx.exit(error.exit_code)
 
 

@@ -21,9 +21,32 @@ def is_number(text: str) -> bool:
     return True
 
 
+# Characters a terminal obeys rather than shows: controls (ESC starts sequences that clear the
+# screen, move the cursor or set the window title; BEL, newline, carriage return) and the
+# bidirectional overrides and isolates (U+202E shows 'gnp.exe' for 'exe.png').
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
+
+
+def printable(text, keep: str = "") -> str:
+    """`text` (a file or class name, a comment, a message quoting one) safe to print on a
+    terminal: each control or bidi character written as its escape (`\\x1b`, `\\n`,
+    `\\u202e`), except those in `keep`. Moderation data is adversarial: a file name's
+    `ESC]0;...BEL` set a reviewer's terminal title and `ESC[2J` cleared it."""
+    import unicodedata
+
+    text = str(text)
+    if text.isprintable() and not BIDI_CONTROLS.intersection(text):
+        return text
+    return "".join(ch if ch in keep or (ch not in BIDI_CONTROLS and
+                                        unicodedata.category(ch) != "Cc")
+                   else ascii(ch)[1:-1] for ch in text)
+
+
 def table(headers: list[str], rows: list[list]) -> str:
-    """Numeric columns right-aligned, text columns left-aligned, two spaces between columns."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    """Numeric columns right-aligned, text columns left-aligned, two spaces between columns;
+    cells are `printable`."""
+    cells = [[printable(h) for h in headers]] + [[printable(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     numeric = [i > 0 and all(is_number(row[i]) for row in cells[1:]) for i in range(len(headers))]
 

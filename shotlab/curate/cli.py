@@ -16,7 +16,7 @@ def curate() -> None:
 
 
 def echo_import_report(report, as_json: bool) -> None:
-    from shotlab.core.output import echo_json, plural
+    from shotlab.core.output import echo_json, plural, printable
     from shotlab.curate.summary import dataset_case_variants
 
     report.warnings = [*report.warnings, *dataset_case_variants(report.name)]
@@ -35,9 +35,9 @@ def echo_import_report(report, as_json: bool) -> None:
         click.echo(f"Frames ({report.sampling}): {plural(report.frames_added, 'frame')} added to "
                    f"'{report.frames_dataset}'; {how}.")
     for item in report.skipped:
-        click.echo(f"  skipped {item.path}: {item.reason}")
+        click.echo(printable(f"  skipped {item.path}: {item.reason}"))
     for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(printable(f"warning: {warning}"), err=True)
     if report.duplicate_groups and text:
         click.echo(f"Repeated texts: {plural(report.duplicate_groups, 'text')} on several lines, "
                    f"each imported once ({report.conflicting_groups} conflicting labels, listed "

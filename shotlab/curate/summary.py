@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from shotlab.core import store
-from shotlab.core.output import plural, table
+from shotlab.core.output import plural, printable, table
 from shotlab.curate.import_common import unfinished_imports
 from shotlab.curate.review import EXCLUDE_TAG
 
@@ -43,7 +43,7 @@ class DatasetSummary:
                  f"{len(set(self.classes) - {store.UNLABELED})} classes, imbalance ratio {ratio} "
                  f"(largest/smallest class)",
                  "", table(["class", *splits, "total"], rows)]
-        return "\n".join(lines + [f"warning: {w}" for w in self.warnings])
+        return "\n".join(lines + [printable(f"warning: {w}") for w in self.warnings])
 
 
 def imbalance_ratio(totals: dict[str, int]) -> float | None:

@@ -120,13 +120,14 @@ def run_command(source, images, methods, target, texts, out, html_path, score, a
 
 
 def echo_result(result: dict) -> None:
-    from shotlab.core.output import table
+    from shotlab.core.output import printable, table
 
     for bad in result["bad_files"]:
-        click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
+        click.echo(printable(f"skipped {bad['path']}: {bad['reason']}"), err=True)
     for entry in result["images"]:
-        click.echo(f"{entry['path']}: predicted {entry['predicted']} ({entry['score']:.3f}); "
-                   f"explaining {entry['target']} ({entry['target_score']:.3f})")
+        click.echo(printable(f"{entry['path']}: predicted {entry['predicted']} "
+                             f"({entry['score']:.3f}); explaining {entry['target']} "
+                             f"({entry['target_score']:.3f})"))
         if "faithfulness" in entry:
             rows = [[m, f"{f['deletion_auc']:.3f}", f"{f['random_deletion_auc']:.3f}",
                      f"{f['insertion_auc']:.3f}", f"{f['random_insertion_auc']:.3f}",
@@ -199,7 +200,7 @@ def verdict_line(data: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def show_command(decision_id, store, out, as_json) -> None:
     """Show the explanations stored for DECISION_ID (and render them with --out)."""
-    from shotlab.core.output import echo_json
+    from shotlab.core.output import echo_json, printable
     from shotlab.explain.show import describe, render
 
     data = describe(store, decision_id)
@@ -211,9 +212,9 @@ def show_command(decision_id, store, out, as_json) -> None:
             click.echo(f"Warning: {note}", err=True)
     if as_json:
         return echo_json(data)
-    click.echo(f"decision {decision_id}: {data.get('path') or without_file(data)}")
+    click.echo(printable(f"decision {decision_id}: {data.get('path') or without_file(data)}"))
     if data["labels"] is not None:  # what the reviewer is asked about, before the why
-        click.echo("  " + verdict_line(data))
+        click.echo(printable("  " + verdict_line(data)))
     for item, times in latest_of_each(data["explanations"]):
         faith = item["scores"]
         extra = (f", deletion AUC {faith['deletion_auc']:.3f} (random "
@@ -225,11 +226,11 @@ def show_command(decision_id, store, out, as_json) -> None:
         seconds = (item["params"] or {}).get("timestamp")  # a clip's map: the frame it explains
         at = f", frame at {float(seconds):.3f} s" if seconds is not None else ""
         again = f" (explained {times} times; the latest shown)" if times > 1 else ""
-        click.echo(f"  {item['method']}: target {item['target']}{at}, {item['created']}{extra}"
-                   f"{again}")
+        click.echo(printable(f"  {item['method']}: target {item['target']}{at}, "
+                             f"{item['created']}{extra}{again}"))
         detail = stored_detail(item)
         if detail:
-            click.echo(f"    {detail}")
+            click.echo(printable(f"    {detail}"))
     if data["tier1_failed"]:  # the service's tier 1 (no map of its own; an appeal may add one)
         failed = data["tier1_failed"]
         click.echo(f"  tier-1 explanation failed ({failed['finished']}): {failed['error']}")

@@ -83,10 +83,11 @@ def check_page_target(path: Path) -> None:
 
 
 def echo_text_result(result: dict, bad: list[dict], html_path) -> None:
+    from shotlab.core.output import printable
     from shotlab.explain.text_render import terminal_line, top_words
 
     for row in bad:
-        click.echo(f"skipped {row['path']}:{row['line']}: {row['reason']}", err=True)
+        click.echo(printable(f"skipped {row['path']}:{row['line']}: {row['reason']}"), err=True)
     for entry in result["comments"]:
         click.echo(f"predicted {entry['predicted']} ({entry['score']:.3f}); explaining "
                    f"{entry['target']} ({entry['target_score']:.3f})")

@@ -50,8 +50,13 @@ def terminal_word(word: str, strength: float | None) -> str:
 
 
 def terminal_line(explanation) -> str:
-    """The comment with its words coloured (click.style; plain where colour is off)."""
-    return "".join(terminal_word(text, strength) for text, strength in pieces(explanation))
+    """The comment with its words coloured (click.style; plain where colour is off), on one
+    line: its control characters (an escape sequence, a newline that would print a fake
+    `predicted ...` line) written as escapes (`core.output.printable`) before colouring."""
+    from shotlab.core.output import printable
+
+    return "".join(terminal_word(printable(text), strength)
+                   for text, strength in pieces(explanation))
 
 
 def top_words(explanation, n: int = 3) -> str:

@@ -476,11 +476,11 @@ def rows_read(data: dict) -> bool:
 
 
 def echo_predict(data: dict) -> None:
-    from shotlab.core.output import plural
+    from shotlab.core.output import plural, printable
 
     for bad in data["bad_files"]:
-        click.echo(f"skipped {bad['path']}: {bad['reason']}", err=True)
-    labels = ", ".join(f"{name} {count}" for name, count in data["labels"].items())
+        click.echo(printable(f"skipped {bad['path']}: {bad['reason']}"), err=True)
+    labels = printable(", ".join(f"{name} {count}" for name, count in data["labels"].items()))
     counted = [plural(data[k], word) for k, word in
                (("images", "image"), ("clips", "clip"), ("texts", "comment"), ("posts", "post"))
                if data.get(k)]
@@ -492,7 +492,7 @@ def echo_predict(data: dict) -> None:
                           + ("" if s["flagged"] else " (review)") for s in clip["segments"])
         stopped = (f"; decoding stopped at {clip['early_exit']['at']:.1f} s"
                    if clip["early_exit"] else "")
-        click.echo(f"  {clip['path']}: watch {spans or 'the whole clip'}{stopped}")
+        click.echo(printable(f"  {clip['path']}: watch {spans or 'the whole clip'}{stopped}"))
     for clip in data.get("unseen", []):
         click.echo(f"note: {clip['path']}: {clip['seconds']:.1f} s the model never saw "
                    f"({clip['reason']}); its decision is of the rest (the stretches are its "

@@ -182,3 +182,20 @@ def test_a_dataset_of_other_classes_is_refused_and_the_bundle_is_stored_absolute
     finally:
         if fresh in store.list_datasets():
             store.delete(fresh)
+
+
+def test_a_file_names_control_characters_never_reach_the_terminal(exported, inbox, tmp_path):
+    """`predict` printed a skipped file's name raw: `ESC]0;...BEL` set the reviewer's terminal
+    title and `ESC[2J` cleared the screen; the names went to --json escaped, as they still do."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+
+    name = "bad\x1b]0;PWNED\x07\x1b[2J\u202egnp.png"
+    (inbox / name).write_text("not an image")
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(inbox),
+                                      "--out", str(tmp_path / "d.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert not any(ch in result.output for ch in "\x1b\x07\u202e")
+    assert "skipped" in result.stderr and "bad\\x1b]0;PWNED\\x07\\x1b[2J\\u202egnp.png: not an " \
+                                               "image" in result.stderr
