@@ -1,4 +1,5 @@
-"""The HTTP API (FastAPI on uvicorn). The OpenAPI page is at /docs.
+"""The HTTP API (FastAPI on uvicorn). Its OpenAPI description is at /openapi.json; there is no
+/docs page (FastAPI's loads Swagger UI from a CDN: an outbound request, and blank offline).
 
     POST /v1/moderate            one image or clip: raw bytes (Content-Type image/* or video/*)
                                  or multipart (field `file`); one comment (a text bundle): raw
@@ -209,7 +210,8 @@ def create_app(options: ServeOptions, **service_args) -> FastAPI:
         await service.stop()
 
     app = FastAPI(title="shotlab moderation service", lifespan=lifespan,
-                  summary=f"Decisions from the bundle {service.bundle.origin.name}")
+                  summary=f"Decisions from the bundle {service.bundle.origin.name}",
+                  docs_url=None, redoc_url=None)  # both load their scripts from a CDN
     app.state.service = service
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 

@@ -87,7 +87,7 @@ def serve_command(bundle, host, port, max_batch, max_wait_ms, queue_size, timeou
                   runtime, threads, api_key_file, access_log, decision_store, on_ray, address,
                   replicas, trusted_keys) -> None:
     """Serve BUNDLE over HTTP: POST /v1/moderate, /v1/moderate/batch, GET /v1/decisions/ID,
-    /v2/health/live|ready, /metrics; the OpenAPI page at /docs.
+    /v2/health/live|ready, /metrics; the OpenAPI description at /openapi.json.
 
     Concurrent requests share one model run (micro-batching); every decision is written to the
     store (SQLite, WAL) before it is answered; flagged and review decisions get a Grad-CAM in
