@@ -301,3 +301,32 @@ def test_check_of_a_clip_dataset_checks_its_frames(tmp_path, dataset_name, frame
     report = (tmp_path / "r.html").read_text()  # the report's cards too
     assert " at 0.0 s" in report and "frame_0" not in report
     assert fingerprint(root) == before
+
+
+def test_frames_are_stored_with_the_pixels_predict_decodes(tmp_path, dataset_name):
+    """Frames were stored as JPEG (quality 92): the model was trained, its clip thresholds chosen
+    and its bundle gated on pixels `predict` and `serve` never see (a small bird's score 0.231
+    stored, 0.316 decoded), so the report's clip recall was not the bundle's."""
+    import numpy as np
+    from PIL import Image
+
+    from shotlab.core.clips import sample_clip
+
+    texture = np.random.default_rng(3).integers(0, 256, (48, 128, 3), np.uint8)
+    root = tmp_path / "src"
+    for name in ("a", "b"):
+        write_clip(root / name / f"{name}.mp4", frames=12, fps=6,
+                   pixels=lambda i: np.ascontiguousarray(np.roll(texture, 3 * i, 1)[:, :64]))
+    import_path(root, dataset_name, progress=False, sampling="uniform:4")
+    frames = frames_frame(dataset_name)
+    decoded = {round(f.timestamp, 6): f.pixels for f in
+               sample_clip(root / "a" / "a.mp4", "uniform:4").frames}
+    stored = [(round(t, 6), p) for t, p, c in zip(frames.values("timestamp"),
+                                                   frames.values("filepath"),
+                                                   frames.values("clip_path"))
+              if c.endswith("a.mp4")]
+    assert len(stored) == len(decoded) == 4
+    for timestamp, path in stored:
+        assert path.endswith(".png")
+        np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")),
+                                      decoded[timestamp])
