@@ -121,6 +121,7 @@ def run_command(source, images, methods, target, texts, out, html_path, score, a
 
 def echo_result(result: dict) -> None:
     from shotlab.core.output import printable, table
+    from shotlab.explain.faithfulness import beats_random
 
     for bad in result["bad_files"]:
         click.echo(printable(f"skipped {bad['path']}: {bad['reason']}"), err=True)
@@ -131,7 +132,7 @@ def echo_result(result: dict) -> None:
         if "faithfulness" in entry:
             rows = [[m, f"{f['deletion_auc']:.3f}", f"{f['random_deletion_auc']:.3f}",
                      f"{f['insertion_auc']:.3f}", f"{f['random_insertion_auc']:.3f}",
-                     "yes" if f["beats_random_deletion"] else "NO"]
+                     beats_random(f)]
                     for m, f in entry["faithfulness"].items()]
             click.echo(table(["method", "deletion", "random", "insertion", "random",
                               "beats random"], rows))

@@ -126,6 +126,16 @@ def faithfulness(model, images, targets, maps, *, steps: int = STEPS, n_random: 
             for o, r in zip(ours, reference)]
 
 
+def beats_random(scores: dict) -> str:
+    """The "beats random" cell of a map's scores: 'yes' only when it beats random regions on
+    both deletion and insertion (as a comment's words must on both comprehensiveness and
+    sufficiency), else which one it beats, or 'NO'."""
+    deletion, insertion = scores["beats_random_deletion"], scores["beats_random_insertion"]
+    if deletion and insertion:
+        return "yes"
+    return "deletion only" if deletion else "insertion only" if insertion else "NO"
+
+
 # ------------------------------------------------------------------------------------------------
 # Model randomisation
 # ------------------------------------------------------------------------------------------------

@@ -228,6 +228,8 @@ def deeper_form(model, panel, decided, results: dict) -> None:
 
 
 def scores_view(results: dict) -> None:
+    from shotlab.explain.faithfulness import beats_random
+
     faith = results.get("faithfulness") or {}
     if faith:
         st.markdown("**Faithfulness** (deletion: lower is better; insertion: higher is better; "
@@ -237,7 +239,7 @@ def scores_view(results: dict) -> None:
                    "random deletion": round(f["random_deletion_auc"], 3),
                    "insertion AUC": round(f["insertion_auc"], 3),
                    "random insertion": round(f["random_insertion_auc"], 3),
-                   "beats random": "yes" if f["beats_random_deletion"] else "NO"}
+                   "beats random": beats_random(f)}
                   for m, f in faith.items()])
     for method, check in (results.get("sanity") or {}).items():
         verdict = "passed" if check["passed"] else "FAILED"
