@@ -87,6 +87,11 @@ def test_int8_and_tensorrt_are_refused_for_text(text_run, tmp_path):
     assert result.exit_code == 2, result.output
     assert "--to onnx-int8: not for a text model" in result.output
     assert not (tmp_path / "b").exists()
+    # it said "the tensorrt Python package is not installed ... trtexec.txt", which a text
+    # bundle does not have: the model's kind is checked before TensorRT's presence
+    result = CliRunner().invoke(cli, ["export", str(text_run), "--to", "tensorrt", "--out",
+                                      str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--to tensorrt: not for a text model" in result.output
     with pytest.raises(InputError, match="--to tensorrt: not for a text model"):
         check_kind(["onnx", "tensorrt"], "text")  # where TensorRT is installed
     check_kind(["onnx", "tensorrt"], "image")
