@@ -409,10 +409,10 @@ def load_bundle(path, *, verify: bool = True, trusted_keys=None) -> Bundle:
     `trusted_keys` (public key files; default: $SHOTLAB_TRUSTED_KEYS) makes a valid signature
     by one of them required (`runtime.signing`). A folder is verified and run from a private
     copy (`private_copy`; `Bundle.origin` is the folder given). `verify=False` is for export's
-    own provisional bundle, before its report exists."""
+    own provisional bundle, before its report exists. `~` is expanded, as a shell would."""
     from shotlab.runtime import signing
 
-    origin = Path(path)
+    origin = Path(path).expanduser()
     if origin.is_file() and origin.suffix.lower() == ".zip":
         folder = unzip(origin, temporary_folder())
     elif origin.is_dir():

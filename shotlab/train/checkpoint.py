@@ -32,8 +32,9 @@ class Checkpoint(ModelContract):
 
 
 def checkpoint_path(run_or_file: str | Path) -> Path:
-    """`best.pt` of a run folder, or the file itself; a clear error when neither exists."""
-    path = Path(run_or_file)
+    """`best.pt` of a run folder, or the file itself (`~` expanded, as a shell would for the
+    CLI); a clear error when neither exists."""
+    path = Path(run_or_file).expanduser()
     if path.is_dir():
         path = path / "checkpoints" / "best.pt"
     if not path.is_file():

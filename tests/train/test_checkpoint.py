@@ -28,6 +28,17 @@ def test_run_checkpoint_loads_with_contract_and_predicts_its_test_split(trained_
     assert (pred == np.array(truth)).mean() >= 0.8
 
 
+def test_a_run_and_its_bundle_load_from_a_path_with_a_tilde(trained_run, exported, monkeypatch):
+    """docs/text.md's `load_checkpoint("~/.shotlab/runs/...")` said "no checkpoint found": only a
+    shell expands `~`, and the library is called from Python."""
+    from shotlab.runtime.bundle import load_bundle
+
+    monkeypatch.setenv("HOME", str(trained_run.parent))
+    assert load_checkpoint(f"~/{trained_run.name}").run_dir == trained_run
+    monkeypatch.setenv("HOME", str(exported.path.parent))
+    assert load_bundle(f"~/{exported.path.name}").origin == exported.path
+
+
 def test_missing_and_corrupt_checkpoints_are_named(tmp_path):
     with pytest.raises(InputError, match="no checkpoint found"):
         load_checkpoint(tmp_path)
