@@ -129,6 +129,10 @@ def normalised(nearest: np.ndarray) -> np.ndarray:
 
 RANK_FIELD = "to_label_rank"  # 1 = label first; None for samples not suggested this time
 VIEW = "to-label"
+# How a dataset of each kind gets samples without labels.
+UNLABELED_HOW = {"image": "images without labels (a CSV row 'path,' with an empty label)",
+                 "text": "comments without labels (a row whose label is empty)",
+                 "post": "posts without labels (a row whose label is empty)"}
 
 
 def suggest_for(name: str, budget: int, embed, classifier: Callable) -> dict:
@@ -144,7 +148,7 @@ def suggest_for(name: str, budget: int, embed, classifier: Callable) -> dict:
     unlabeled = [i for i, labels in enumerate(samples.labels) if not labels]
     if not unlabeled:
         raise InputError(f"dataset '{name}' has no unlabeled samples to suggest from; import "
-                         f"images without labels (a CSV row 'path,' with an empty label)")
+                         f"{UNLABELED_HOW.get(store.kind_of(dataset), UNLABELED_HOW['image'])}")
     known = [i for i, labels in enumerate(samples.labels) if labels]
     pool, copies = split_copies(unlabeled, known, samples)
     if not pool:

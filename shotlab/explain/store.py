@@ -321,9 +321,9 @@ class ExplanationStore:
             return InputError(f"decision {decision_id} in {self.path} names no bundle; give "
                               f"the bundle that decided it (--bundle) to queue it")
         return InputError(f"decision {decision_id} in {self.path} has no image path to explain "
-                          f"(a decision `shotlab serve` stored keeps none); give the image it "
-                          f"decided (--image) to queue it; a comment is explained from its text "
-                          f"stored with its tier-1 explanation, which this one does not have")
+                          f"(a decision `shotlab serve` stored keeps none); for an image, give "
+                          f"the image it decided (--image) to queue it (for a comment: its text "
+                          f"is stored with its tier-1 explanation, not stored yet)")
 
     def appeals(self, status: str | None = "queued", limit: int | None = None) -> list[Appeal]:
         query, args = "SELECT rowid AS _rowid, * FROM pending", ()

@@ -207,7 +207,7 @@ def check_text(text, where: str) -> str:
     if not isinstance(text, str):
         raise InputError(f"{where}: the text is not a string ({type(text).__name__})")
     if not text.strip():
-        raise InputError(f"{where}: the text is empty; remove the row or fill in its text")
+        raise InputError(f"{where}: the text is empty; fill it in or leave it out")
     if (reason := surrogate_reason("the text", text)) is not None:
         raise InputError(f"{where}: {reason}")
     if len(text) > MAX_TEXT_CHARS:

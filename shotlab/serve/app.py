@@ -35,6 +35,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
+from shotlab.core.output import plural
 from shotlab.serve.answers import public, read_body
 from shotlab.serve.review import add_review_routes
 from shotlab.serve.service import Refusal, Service, ServeOptions
@@ -51,7 +52,7 @@ def media_type(request: Request) -> str:
 
 def too_many_items(count: int | None, max_items: int) -> Refusal:
     """413 for a request over --max-items (`count` items, None when the parser stopped)."""
-    sent = (f"more than {max_items} items in one request" if count is None else
+    sent = (f"more than {plural(max_items, 'item')} in one request" if count is None else
             f"{count} items in one request, over the limit of {max_items}")
     return Refusal(413, "too_large", f"{sent} (--max-items); send at most {max_items} a request")
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from shotlab.core.output import echo_json, table
+from shotlab.core.output import echo_json, plural, table
 from shotlab.train.threshold_scores import VALIDATION
 from shotlab.train.thresholds import REVIEW_LIMIT
 
@@ -86,11 +86,13 @@ def echo_run(result, as_json: bool) -> None:
             break
     where = (result.thresholds_scored_on or {}).get("scored_on", VALIDATION)
     by_clip = clip_thresholds(result)
+    dataset = trained_dataset(result.run_dir)
     if by_clip:  # what the bundle decides clips with; the frame ones decide single images
-        echo_thresholds(by_clip, "val clips", "Clip threshold")
-        echo_thresholds(result.thresholds, where, "Frame threshold (single images)", warn=False)
+        echo_thresholds(by_clip, "val clips", "Clip threshold", dataset)
+        echo_thresholds(result.thresholds, where, "Frame threshold (single images)", dataset,
+                        warn=False)
     else:
-        echo_thresholds(result.thresholds, where, "Threshold")
+        echo_thresholds(result.thresholds, where, "Threshold", dataset)
     if result.thresholds and where != VALIDATION:
         scored = result.thresholds_scored_on
         grouped = scored.get("grouped", 0)
@@ -109,14 +111,22 @@ def echo_run(result, as_json: bool) -> None:
         # a clip dataset's run trains on, and writes back to, its frames dataset
         dataset = json.loads((result.run_dir / "manifest.json").read_text())["dataset"]
         click.echo(f"Predictions written to dataset '{dataset}' (field 'predictions'); "
-                   f"{result.mistakes} mistakes in its saved view 'mistakes'.")
+                   f"{plural(result.mistakes, 'mistake')} in its saved view 'mistakes'.")
     if result.mlflow_run_id:
         click.echo(f"MLflow run {result.mlflow_run_id}.")
     for warning in result.warnings or []:
         click.echo(f"Warning: {warning}")
 
 
-def echo_thresholds(thresholds: dict, where: str, label: str, *, warn: bool = True) -> None:
+def trained_dataset(run_dir) -> str:
+    """The dataset the run was started on (config.yaml): the one whose policy a warning names."""
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["dataset"]
+
+
+def echo_thresholds(thresholds: dict, where: str, label: str, dataset: str, *,
+                    warn: bool = True) -> None:
     """A line per unsafe class's threshold, and its warnings (few positives, review load)."""
     for name, t in thresholds.items():
         click.echo(f"{label} for unsafe class '{name}': {t['threshold']:.3f} (on {where}: "
@@ -127,7 +137,7 @@ def echo_thresholds(thresholds: dict, where: str, label: str, *, warn: bool = Tr
         if warn and not t.get("confident", True):
             click.echo(f"  Warning: {few_positives(name, t, where)}")
         if warn and (t.get("review_rate") or 0.0) > REVIEW_LIMIT:
-            click.echo(f"  Warning: {review_load(name, t, where)}")
+            click.echo(f"  Warning: {review_load(name, t, dataset, where)}")
 
 
 def clip_thresholds(result) -> dict:
@@ -139,7 +149,7 @@ def clip_thresholds(result) -> dict:
     return json.loads(path.read_text()).get("thresholds") or {}
 
 
-def review_load(name: str, t: dict, where: str = VALIDATION) -> str:
+def review_load(name: str, t: dict, dataset: str, where: str = VALIDATION) -> str:
     """Why a review band that holds most of the scored samples defeats its purpose, and the
     margin that would keep it to REVIEW_LIMIT of them (`train.thresholds.widest_margin`)."""
     low, high = t["review_band"]
@@ -151,7 +161,7 @@ def review_load(name: str, t: dict, where: str = VALIDATION) -> str:
         return (f"{wider}, and no margin narrows it short of 0 (no review at all): its scores "
                 f"crowd at the threshold; label more '{name}' examples so the model can separate "
                 f"them, and train again")
-    return (f"{wider}; narrow it (`shotlab curate policy DATASET --review-margin {margin}` keeps "
+    return (f"{wider}; narrow it (`shotlab curate policy {dataset} --review-margin {margin}` keeps "
             f"it to at most {REVIEW_LIMIT:.0%} of these samples) and train again")
 
 
@@ -219,9 +229,10 @@ def text_backbone_row(backbone) -> dict:
 def echo_pseudo(pseudo: dict, metrics: dict) -> None:
     """How many pseudo-labels a --pseudo-label run added, and the first model's accuracy beside."""
     per_class = ", ".join(f"{c} {n}" for c, n in pseudo["added_per_class"].items())
-    cut = "none reached" if pseudo["threshold"] is None else f"{pseudo['threshold']:.3f}"
+    cut = ("with no threshold reached" if pseudo["threshold"] is None
+           else f"at threshold {pseudo['threshold']:.3f}")
     click.echo(f"Pseudo-labels: {pseudo['added']} of {pseudo['pool']} unlabeled samples added "
-               f"to train ({per_class}) at threshold {cut} ({pseudo['rule']}"
+               f"to train ({per_class}) {cut} ({pseudo['rule']}"
                f"{'' if pseudo['calibrated'] else '; raw scores: calibration was refused'}); "
                f"field 'pseudo_label', view 'pseudo-labelled'")
     for split in ("test", "val"):

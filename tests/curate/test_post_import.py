@@ -176,7 +176,7 @@ def test_cli_detects_a_posts_csv(tmp_path, dataset_name):
     data = json.loads(result.output)
     assert (data["added"], data["format"]) == (1, "posts")
     assert data["skipped"] == [{"path": f"{csv_path}:3",
-                                "reason": "the text is empty; remove the row or fill in its text"}]
+                                "reason": "the text is empty; fill it in or leave it out"}]
 
 
 def test_one_picture_under_two_captions_is_no_duplicate(tmp_path, dataset_name):

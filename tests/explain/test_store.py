@@ -81,7 +81,7 @@ def test_a_served_decision_without_an_image_path_says_so(tmp_path):
         store.add_decision(decision("s2"))
         with pytest.raises(InputError, match=r"decision s1 in .* has no image path to explain "
                                              r"\(a decision `shotlab serve` stored keeps none\); "
-                                             r"give the image it decided \(--image\)"):
+                                             r"for an image, give the image it decided \(--image\)"):
             store.queue("s1", ["lime"])
         with pytest.raises(InputError, match=r"decision s2 in .* names no bundle; .*--bundle"):
             store.queue("s2", ["lime"])

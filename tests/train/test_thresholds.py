@@ -216,8 +216,9 @@ def test_a_review_band_from_zero_is_warned_with_the_fix():
                               unsafe=["threat"])["threat"]
     assert entry["threshold"] < 0.1 and entry["review_band"][0] == 0.0
     assert entry["review_rate"] == 5 / 8  # 0.01-0.05: everything under the band's top
-    message = review_load("threat", entry)
+    message = review_load("threat", entry, "posts")
     assert "sends 62% of val to review" in message and "--review-margin" in message
+    assert "`shotlab curate policy posts --review-margin" in message  # it said DATASET
     margin = float(message.split("--review-margin ")[1].split("`")[0])
     assert 0 < margin < entry["threshold"]  # the margin it suggests keeps the band off 0
     narrower = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "threat"],
@@ -241,7 +242,7 @@ def test_a_band_off_zero_that_holds_most_samples_is_warned():
                                ["ok", "fish"])
     assert entry["review_rate"] == inside.mean() == 9 / 16  # the runtime's own rule, counted
     assert entry["flag_rate"] == np.mean(scores >= entry["threshold"])
-    message = review_load("fish", entry)
+    message = review_load("fish", entry, "sample")
     assert "[0.00, 0.10] sends 56% of val to review" in message
     margin = entry["widest_margin"]
     assert f"--review-margin {margin}`" in message
@@ -263,5 +264,5 @@ def test_scores_crowding_at_the_threshold_get_no_margin_suggested():
     entry = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "threat"],
                               unsafe=["threat"])["threat"]
     assert entry["widest_margin"] is None and entry["review_rate"] > REVIEW_LIMIT
-    message = review_load("threat", entry)
+    message = review_load("threat", entry, "posts")
     assert "no margin narrows it" in message and "--review-margin" not in message
