@@ -93,6 +93,11 @@ def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, pseud
         raise InputError("give either a dataset NAME or --resume RUN_DIR, not both")
     if resume_dir:
         refuse_with_resume(click.get_current_context())
+        if (resume_dir / "metrics.json").is_file():  # it quietly redid the ending, tracked again
+            click.echo(f"Note: {resume_dir} finished already; resuming it redoes what a run does "
+                       f"once its model is fitted (evaluation, thresholds, plots, write-back"
+                       f"{', MLflow: --no-track skips it' if not no_track else ''}) from "
+                       f"checkpoints/best.pt", err=True)
     if name is not None:
         check_dataset_name(name)
     config = TrainConfig(unsafe=split_names(unsafe), **options)
