@@ -13,6 +13,7 @@ plain Metadata; `dataset.info["kind"]` is "text" (image datasets have no such ke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -224,18 +225,27 @@ def unique_paths(dataset: "fo.Dataset") -> bool:
     """Make the resolved file path a sample's identity in the database itself (a unique index),
     so two concurrent imports cannot add the same file twice. False if the dataset already holds
     repeated paths (left by an older shotlab), which block the index."""
-    chatty = logging.getLogger("fiftyone.core.collections")  # "Converting existing index..."
-    level = chatty.level
-    chatty.setLevel(logging.WARNING)
     try:
-        dataset.create_index("filepath", unique=True)
+        with quieted("fiftyone.core.collections"):  # "Converting existing index..."
+            dataset.create_index("filepath", unique=True)
     except Exception as exc:  # pymongo's DuplicateKeyError / OperationFailure code 11000
         if "E11000" not in str(exc) and getattr(exc, "code", None) != 11000:
             raise
         return False
+    return True
+
+
+@contextlib.contextmanager
+def quieted(logger: str):
+    """FiftyOne's INFO lines of `logger` held back inside the block ("Importing samples...",
+    "Converting existing index..."): shotlab's own output says what happened."""
+    chatty = logging.getLogger(logger)
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)
+    try:
+        yield
     finally:
         chatty.setLevel(level)
-    return True
 
 
 def delete(name: str) -> None:

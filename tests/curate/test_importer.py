@@ -197,7 +197,7 @@ def test_roboflow_zip_imports_from_the_workspace_copy(tmp_path, dataset_name):
     assert import_path(zip_path, dataset_name, progress=False).added == 0
 
 
-def test_fiftyone_export_directories(tmp_path, dataset_name):
+def test_fiftyone_export_directories(tmp_path, dataset_name, capfd):
     fo = store.fiftyone()
     write_class_tree(tmp_path / "src", {"cat": 2, "dog": 1}, split="train")
     import_path(tmp_path / "src", dataset_name, progress=False)
@@ -208,8 +208,10 @@ def test_fiftyone_export_directories(tmp_path, dataset_name):
     for kind in ("fo-classification", "fo-dataset"):
         target = f"{dataset_name}-{kind}"
         try:
+            capfd.readouterr()
             report = import_path(tmp_path / kind, target, progress=False)
             assert (report.format, report.added) == ("fiftyone", 3)
+            assert "Importing samples" not in "".join(capfd.readouterr())  # FiftyOne's INFO
             labels = sorted(store.sample_labels(store.load(target)))
             assert labels == [("cat",), ("cat",), ("dog",)]
             if kind == "fo-dataset":  # the full format keeps every field, the split included

@@ -73,8 +73,9 @@ def read_fiftyone(root: Path) -> Scan:
     kind = (fo.types.FiftyOneDataset if (root / DATASET_MARKERS[0]).is_file()
             else fo.types.FiftyOneImageClassificationDataset)
     try:
-        temporary = fo.Dataset.from_dir(dataset_dir=str(root), dataset_type=kind,
-                                        progress=False)
+        with store.quieted("fiftyone.utils.data.importers"):  # "Importing samples..."
+            temporary = fo.Dataset.from_dir(dataset_dir=str(root), dataset_type=kind,
+                                            progress=False)
     except (ValueError, KeyError, TypeError, OSError) as exc:  # FiftyOne's reading errors
         raise InputError(f"{root}: not a readable FiftyOne export ({type(exc).__name__}: "
                          f"{one_line(exc)}); give the folder `curate export --format fiftyone` (or "
