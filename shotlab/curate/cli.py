@@ -54,8 +54,9 @@ def echo_import_report(report, as_json: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Dataset to create or add to.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
-              help="Source layout; auto detects FiftyOne exports, Roboflow exports, CSVs, folders "
-                   "and comments (text: a .csv or .jsonl with a 'text' column).")
+              help="Source layout; auto detects FiftyOne exports, Roboflow exports, CSVs, folders, "
+                   "comments (text: a .csv or .jsonl with a 'text' column) and posts (posts: "
+                   "'image_path' and 'text' columns).")
 @click.option("--multilabel", is_flag=True, help="Each sample may carry several labels.")
 @click.option("--strict", is_flag=True, help="Fail (importing nothing) if any file would be skipped.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
