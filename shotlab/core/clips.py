@@ -43,6 +43,9 @@ CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".
 DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320
 # A clip whose frame intervals vary by more than this (relative spread) has a variable frame rate.
 VFR_SPREAD = 0.1
+# Frames of a cut-off file's end whose times may hold holes: B-frames are stored after the frame
+# they are shown before (x264 puts up to 3 between, so up to 4 times are suspect).
+REORDER_TAIL = 4
 # fps:F sampling lays a grid of points over the clip's timestamps: at most this many (fps:240 over
 # 69 minutes). More means timestamps no short clip has (a damaged or hostile file putting one
 # frame years after the rest), and the grid alone would take gigabytes.
@@ -377,14 +380,15 @@ class ClipReader:
                          frames=len(times), **self._picture_facts())
 
     def _regular_times(self, times: np.ndarray) -> np.ndarray:
-        """The frame times the rate is judged on. In a cut-off file, the frames after the last
-        keyframe leave holes (a B-frame shown before a P-frame is stored after it, and the cut
-        took it): a truncated clip read as variable-rate. Only the whole groups of pictures
-        before that keyframe are judged there."""
+        """The frame times the rate is judged on. In a cut-off file the last frames leave holes
+        (a B-frame shown before a P-frame is stored after it, and the cut took it): a truncated
+        clip read as variable-rate. There, the whole groups of pictures before the last
+        keyframe are judged, or, in a clip of one group, all but its last REORDER_TAIL frames."""
         if self.truncated:
             last_key = max(p.time for p in self.packets if p.keyframe)
-            if (times <= last_key).sum() > 2:
-                return times[times <= last_key]
+            for kept in (times[times < last_key], times[:-REORDER_TAIL]):
+                if len(kept) >= 3:
+                    return kept
         return times
 
     def _picture_facts(self) -> dict:

@@ -186,10 +186,11 @@ def test_a_cut_off_upload_with_its_index_first_reports_the_missing_seconds(tmp_p
     assert sample_clip(whole, "uniform:4").gaps == []
 
 
-def test_a_cut_off_upload_is_not_read_as_variable_frame_rate(tmp_path):
+@pytest.mark.parametrize("gop", [10, 40], ids=["groups", "one-group"])
+def test_a_cut_off_upload_is_not_read_as_variable_frame_rate(tmp_path, gop):
     """The B-frames the cut took left holes among the last frames' times: a constant-rate clip
-    cut at 3/4 was imported as variable-rate at 17.9 fps."""
-    whole = write_clip(tmp_path / "w.mp4", frames=40, fps=20, faststart=True)
+    cut at 3/4 was imported as variable-rate at 17.9 fps (16.5 in a clip of one group)."""
+    whole = write_clip(tmp_path / "w.mp4", frames=40, fps=20, gop=gop, faststart=True)
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])
     with ClipReader(cut) as clip:
