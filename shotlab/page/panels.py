@@ -183,10 +183,11 @@ def timeline_figure(classes, thresholds: dict, record: dict, times, probs):
 
 
 def picture_row(st, pictures) -> None:
-    """[(uint8 (H, W, 3), caption)] side by side, at most a quarter of the page wide each."""
+    """[(uint8 (H, W, 3), caption)] side by side, at most a quarter of the page wide each;
+    captions (which name classes) are Markdown to Streamlit, so shown `plain`."""
     for column, (picture, caption) in zip(st.columns(max(len(pictures), PICTURES_PER_ROW)),
                                           pictures):
-        column.image(picture, caption=caption, width="stretch")
+        column.image(picture, caption=plain(caption), width="stretch")
 
 
 # Characters Streamlit's Markdown may read as markup: CommonMark's escapable punctuation that

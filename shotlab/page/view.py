@@ -296,7 +296,7 @@ def stored_view(model) -> None:
     for words in shown.words:
         st.markdown(words_html(words.method, words), unsafe_allow_html=True)
     faithfulness_table(st, {w.method: w for w in shown.words})
-    st.table([{"method": e.method, "target": e.target, "created": e.created,
+    st.table([{"method": plain(e.method), "target": plain(e.target), "created": e.created,
                "model sha256": (e.model_sha256 or "")[:16], "input sha256":
                (e.input_sha256 or "")[:16], "scores": json.dumps(e.scores)}
               for e in shown.explanations] or [{"explanations": "none stored yet"}])

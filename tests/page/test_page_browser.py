@@ -432,6 +432,13 @@ def test_file_and_class_names_are_shown_as_text_not_markdown(browser, exported, 
     (decision,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert decision["flagged"], decision  # so its map is stored
     named.unlink()
+    import numpy as np
+
+    from shotlab.explain.store import ExplanationStore
+
+    with ExplanationStore(store) as opened:  # a map whose class is Markdown: caption and table
+        opened.put(decision["decision_id"], "gradcam", np.full((8, 8), 0.5, np.float32),
+                   target=f"![c]({url}&#47;target.png)")
     bad_upload = tmp_path / f"![u]({url}&#47;upload.png).jpg"
     bad_upload.write_bytes(b"not an image\n" * 40)
     page_server = PageServer(exported.path, "--store", store, home=tmp_path / "home").start()
@@ -450,7 +457,10 @@ def test_file_and_class_names_are_shown_as_text_not_markdown(browser, exported, 
         warning = page.get_by_test_id("stAlertContentWarning").filter(has_text="is gone")
         warning.wait_for()
         assert str(named) in warning.inner_text()
-        assert page.locator("img[src*='gone.png'], img[src*='upload.png']").count() == 0
+        page.get_by_test_id("stTable").filter(has_text="target.png").wait_for()
+        caption(page, f"Grad-CAM (![c]({url}&#47;target.png))").first.wait_for()
+        assert page.locator("img[src*='gone.png'], img[src*='upload.png'], "
+                            "img[src*='target.png']").count() == 0
     finally:
         context.close()
         page_server.stop()

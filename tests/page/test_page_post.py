@@ -60,8 +60,8 @@ def test_bad_posts_get_predicts_reasons(post_model, post_predicted):
     (image, _), *_ = post_predicted[0]
     with pytest.raises(InputError) as caught:
         PANELS["post"].decide(post_model, image.name, (image.read_bytes(), "   "))
-    assert str(caught.value) == (f"{image.name} caption: the text is empty; remove the row or "
-                                 f"fill in its text")
+    assert str(caught.value) == (f"{image.name} caption: the text is empty; fill it in or leave "
+                                 f"it out")
     with pytest.raises(BadImageError) as caught:
         PANELS["post"].decide(post_model, "broken.png", (b"not an image" * 20, "for sale"))
     assert str(caught.value).startswith("broken.png: ")
