@@ -31,7 +31,7 @@ class ShotlabGroup(click.Group):
             error = exc if isinstance(exc, ShotlabError) else lost(exc)  # the database went away
             if error is None or ctx.meta.get("shotlab.debug"):
                 raise
-            click.echo(printable(f"Error: {error}", keep="\n"), err=True)
+            click.echo(printable(f"Error: {error}"), err=True)  # one line, as promised
             ctx.exit(error.exit_code)
 
 

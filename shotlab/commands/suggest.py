@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from shotlab.commands.check import DEFAULT_BACKBONE, embedder_for
-from shotlab.core.output import SEED
+from shotlab.core.output import SEED, printable
 
 
 @click.command("suggest")
@@ -55,6 +55,7 @@ def suggest_command(name: str, budget: int, backbone: str | None, seed: int, as_
     if copies:
         what = ("byte copy of a labelled image" if len(copies) == 1 else
                 "byte copies of labelled images")
-        click.echo(f"Left out {len(copies)} unlabeled {what} (first: {copies[0]}): labelling "
-                   f"{'it' if len(copies) == 1 else 'them'} teaches nothing new; tag "
-                   f"{'it' if len(copies) == 1 else 'them'} 'exclude' in the App.")
+        click.echo(printable(f"Left out {len(copies)} unlabeled {what} (first: {copies[0]}): "
+                             f"labelling {'it' if len(copies) == 1 else 'them'} teaches nothing "
+                             f"new; tag {'it' if len(copies) == 1 else 'them'} 'exclude' in the "
+                             f"App."))

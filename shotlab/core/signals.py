@@ -6,7 +6,8 @@ import contextlib
 import signal
 import threading
 
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C, kill / a service manager, a closed terminal
+# Ctrl-C, `kill` or a service manager's stop, a closed terminal
+SHUTDOWN_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 def available(*names: str) -> list[signal.Signals]:
@@ -15,12 +16,13 @@ def available(*names: str) -> list[signal.Signals]:
 
 @contextlib.contextmanager
 def signals_ignored(*names: str):
-    """Ignore the named signals (default: STOP_SIGNALS) inside the block, then restore their
+    """Ignore the named signals (default: SHUTDOWN_SIGNALS) inside the block, then restore their
     handlers. Only the main thread may set handlers: elsewhere the block runs unguarded."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in available(*(names or STOP_SIGNALS))}
+    ignored = {sig: signal.signal(sig, signal.SIG_IGN)
+               for sig in available(*(names or SHUTDOWN_SIGNALS))}
     try:
         yield
     finally:

@@ -271,7 +271,7 @@ def policy_command(name: str, unsafe: str | None, target_recall: float | None,
     from dataclasses import replace
 
     from shotlab.core import store
-    from shotlab.core.output import echo_json
+    from shotlab.core.output import echo_json, printable
     from shotlab.core.policy import policy_of, set_policy, version_of
 
     dataset = store.load(name)
@@ -290,9 +290,10 @@ def policy_command(name: str, unsafe: str | None, target_recall: float | None,
     if as_json:
         return echo_json(policy.to_dict())
     current = "" if policy.version == policy_of(dataset).version else ", not current"
-    click.echo(f"Policy of '{name}' (version {policy.version}{current}): unsafe classes "
-               f"{', '.join(policy.unsafe) or 'none'}; target recall {policy.target_recall}; "
-               f"review band +-{policy.review_margin} around each threshold.")
+    click.echo(printable(f"Policy of '{name}' (version {policy.version}{current}): unsafe "
+                         f"classes {', '.join(policy.unsafe) or 'none'}; target recall "
+                         f"{policy.target_recall}; review band +-{policy.review_margin} around "
+                         f"each threshold."))
 
 
 def unsafe_classes(value: str) -> tuple[str, ...]:

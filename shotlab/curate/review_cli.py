@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from shotlab.core.output import SEED
+from shotlab.core.output import SEED, printable
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 
@@ -65,9 +65,10 @@ def apply_command(name: str, dry_run: bool, new_classes: tuple[str, ...], as_jso
                    f"{plural(report.frames_changed, 'frame')} of '{report.frames_dataset}' "
                    f"to follow their clips (train reads the frames).")
     for problem in report.problems:
-        click.echo(f"  not applied: {problem.filepath} ({problem.sample_id}): {problem.message}")
+        click.echo(printable(f"  not applied: {problem.filepath} ({problem.sample_id}): "
+                             f"{problem.message}"))
     for note in report.notes:
-        click.echo(f"  note: {note}")
+        click.echo(printable(f"  note: {note}"))
 
 
 @command("history")
@@ -151,4 +152,4 @@ def split_command(name: str, val: float, test: float, seed: int, overwrite: bool
             for c, counts in report.counts.items()]
     click.echo(table(["class", *SPLITS, "total"], rows))
     for warning in report.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        click.echo(printable(f"Warning: {warning}"), err=True)

@@ -137,7 +137,7 @@ def echo_result(result: dict) -> None:
             click.echo(table(["method", "deletion", "random", "insertion", "random",
                               "beats random"], rows))
         if "files" in entry:
-            click.echo(f"  figure: {entry['files']['figure']}")
+            click.echo(printable(f"  figure: {entry['files']['figure']}"))
     for method, check in result.get("sanity", {}).items():
         verdict = "passed" if check["passed"] else "FAILED"
         click.echo(f"sanity check ({method}, cascading randomisation): mean |Spearman| {check['spearman']:.2f}"
@@ -210,7 +210,7 @@ def show_command(decision_id, store, out, as_json) -> None:
         data["figure"] = str(figure)
         if note:  # the maps over grey: say why, as the page does
             data["figure_note"] = note
-            click.echo(f"Warning: {note}", err=True)
+            click.echo(printable(f"Warning: {note}"), err=True)
     if as_json:
         return echo_json(data)
     click.echo(printable(f"decision {decision_id}: {data.get('path') or without_file(data)}"))
@@ -234,12 +234,13 @@ def show_command(decision_id, store, out, as_json) -> None:
             click.echo(printable(f"    {detail}"))
     if data["tier1_failed"]:  # the service's tier 1 (no map of its own; an appeal may add one)
         failed = data["tier1_failed"]
-        click.echo(f"  tier-1 explanation failed ({failed['finished']}): {failed['error']}")
+        click.echo(printable(f"  tier-1 explanation failed ({failed['finished']}): "
+                             f"{failed['error']}"))
     for appeal in data["appeals"]:
-        click.echo(f"  appeal {appeal['status']}: {', '.join(appeal['methods'])}"
-                   + (f" ({appeal['error']})" if appeal["error"] else ""))
+        click.echo(printable(f"  appeal {appeal['status']}: {', '.join(appeal['methods'])}"
+                             + (f" ({appeal['error']})" if appeal["error"] else "")))
     if "figure" in data:
-        click.echo(f"figure: {data['figure']}")
+        click.echo(printable(f"figure: {data['figure']}"))
 
 
 @explain.command("appeal")
@@ -322,7 +323,7 @@ def refuse_other_image(opened, decision_ids, image: Path) -> None:
 def pending_command(store, methods, batch, no_score, as_json, on_ray, address) -> None:
     """Process the queued appeals in STORE (`shotlab explain --pending STORE`); exits 1 when
     any failed (each named, with its reason)."""
-    from shotlab.core.output import echo_json, plural
+    from shotlab.core.output import echo_json, plural, printable
     from shotlab.explain.report import parse_methods
 
     if address and not on_ray:
@@ -341,7 +342,7 @@ def pending_command(store, methods, batch, no_score, as_json, on_ray, address) -
         echo_json(summary)
     else:
         for error in summary["errors"]:
-            click.echo(f"failed {error['decision_id']}: {error['error']}", err=True)
+            click.echo(printable(f"failed {error['decision_id']}: {error['error']}"), err=True)
         click.echo(f"{plural(summary['processed'], 'appeal')} processed, "
                    f"{plural(summary['stored'], 'explanation')} stored, {summary['failed']} "
                    f"failed")

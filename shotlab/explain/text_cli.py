@@ -89,13 +89,13 @@ def echo_text_result(result: dict, bad: list[dict], html_path) -> None:
     for row in bad:
         click.echo(printable(f"skipped {row['path']}:{row['line']}: {row['reason']}"), err=True)
     for entry in result["comments"]:
-        click.echo(f"predicted {entry['predicted']} ({entry['score']:.3f}); explaining "
-                   f"{entry['target']} ({entry['target_score']:.3f})")
+        click.echo(printable(f"predicted {entry['predicted']} ({entry['score']:.3f}); "
+                             f"explaining {entry['target']} ({entry['target_score']:.3f})"))
         for method, explanation in entry["explanations"].items():
             click.echo(f"  {method:<5} {terminal_line(explanation)}")
             extra = explanation.info.get("convergence_delta")
             faith = explanation.faithfulness or {}
-            line = f"        top: {top_words(explanation)}"
+            line = f"        top: {printable(top_words(explanation))}"
             if faith:
                 line += (f"; comprehensiveness {faith['comprehensiveness']:.3f} (random "
                          f"{faith['random_comprehensiveness']:.3f}), sufficiency "

@@ -12,6 +12,7 @@ import click
 
 COMMANDS: list[click.Command] = []  # registered on the parent group by the parent's cli module
 
+from shotlab.core.output import printable
 from shotlab.export.formats import FORMATS
 from shotlab.export.runtime_choice import chosen_runtime, runtime_options, warn_regression
 from shotlab.runtime.signing import trusted_key_option
@@ -106,13 +107,14 @@ def echo_export(result) -> None:
              for name, p in data.get("clip_agreement", {}).items()]
     click.echo(table(["runtime", "max |dp|", "top-1 agreement"], rows))
     for item in data["skipped"]:
-        click.echo(f"Warning: {data['split']} sample {item['path']} left out of the report: "
-                   f"{item['reason']}", err=True)
+        click.echo(printable(f"Warning: {data['split']} sample {item['path']} left out of the "
+                             f"report: {item['reason']}"), err=True)
     if data["skipped"]:
         click.echo(f"Measured on {data['measured']} {data['split']} samples; restore the files "
                    f"left out, or train again on the dataset as it is now", err=True)
     for note in data["gate"].get("unchecked", []):
-        click.echo(f"Warning: {note}; add some to that split to check the export", err=True)
+        click.echo(printable(f"Warning: {note}; add some to that split to check the export"),
+                   err=True)
     if data["gate"]["allowed_regression"]:
         click.echo("WARNING: shipped with a regression (--allow-regression): "
                    + "; ".join(data["gate"]["failures"]), err=True)
@@ -335,7 +337,7 @@ def add_clip_decisions(result, bundle, clips, *, runtime: str, explain: bool, sa
 
     contract = clip_contract(bundle, sampling=sampling, rules=rules, margin=margin)
     for line in contract_departures(bundle, contract, early_exit=early_exit):
-        click.echo(f"warning: {line}", err=True)
+        click.echo(printable(f"warning: {line}"), err=True)
     found = predict_clips(bundle, clips, contract=contract, runtime=runtime,
                           early_exit=early_exit, keep_inputs=explain, max_pixels=max_pixels,
                           max_frames=max_frames)
@@ -476,7 +478,7 @@ def rows_read(data: dict) -> bool:
 
 
 def echo_predict(data: dict) -> None:
-    from shotlab.core.output import plural, printable
+    from shotlab.core.output import plural
 
     for bad in data["bad_files"]:
         click.echo(printable(f"skipped {bad['path']}: {bad['reason']}"), err=True)
@@ -494,9 +496,9 @@ def echo_predict(data: dict) -> None:
                    if clip["early_exit"] else "")
         click.echo(printable(f"  {clip['path']}: watch {spans or 'the whole clip'}{stopped}"))
     for clip in data.get("unseen", []):
-        click.echo(f"note: {clip['path']}: {clip['seconds']:.1f} s the model never saw "
-                   f"({clip['reason']}); its decision is of the rest (the stretches are its "
-                   f"`gaps`)", err=True)
+        click.echo(printable(f"note: {clip['path']}: {clip['seconds']:.1f} s the model never "
+                             f"saw ({clip['reason']}); its decision is of the rest (the "
+                             f"stretches are its `gaps`)"), err=True)
     if data.get("sampling_step", 0) > COARSE_STEP_S:
         click.echo(f"note: frames were sampled up to {data['sampling_step']:.1f} s apart (e.g. "
                    f"{data['sampling_step_clip']}): what is on screen for less than that can "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from shotlab.core.output import SEED
+from shotlab.core.output import SEED, printable
 from shotlab.train.choices import MODES, PRESETS, describe
 
 
@@ -286,8 +286,8 @@ def check_shots(manifest, shot_counts: list[int], *, given: bool) -> list[int]:
     for shots in shot_counts:
         short = sorted(c for c, n in sizes.items() if n < shots)
         if short:
-            click.echo(f"Warning: at {shots} shots, fewer train samples than that in "
-                       f"{', '.join(short)}: all of them are used", err=True)
+            click.echo(printable(f"Warning: at {shots} shots, fewer train samples than that in "
+                                 f"{', '.join(short)}: all of them are used"), err=True)
     return shot_counts
 
 

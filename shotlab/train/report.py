@@ -6,7 +6,7 @@ import json
 
 import click
 
-from shotlab.core.output import echo_json, plural, table
+from shotlab.core.output import echo_json, plural, printable, table
 from shotlab.train.threshold_scores import VALIDATION
 from shotlab.train.thresholds import REVIEW_LIMIT
 
@@ -115,7 +115,7 @@ def echo_run(result, as_json: bool) -> None:
     if result.mlflow_run_id:
         click.echo(f"MLflow run {result.mlflow_run_id}.")
     for warning in result.warnings or []:
-        click.echo(f"Warning: {warning}")
+        click.echo(printable(f"Warning: {warning}"))
 
 
 def trained_dataset(run_dir) -> str:
@@ -129,15 +129,16 @@ def echo_thresholds(thresholds: dict, where: str, label: str, dataset: str, *,
                     warn: bool = True) -> None:
     """A line per unsafe class's threshold, and its warnings (few positives, review load)."""
     for name, t in thresholds.items():
-        click.echo(f"{label} for unsafe class '{name}': {t['threshold']:.3f} (on {where}: "
-                   f"recall {fmt(t['recall'], 2)}, precision {fmt(t['precision'], 2)}; target "
-                   f"{t['target_recall']}{'' if t['reached'] else ' NOT reached'}), review band "
-                   f"[{t['review_band'][0]:.2f}, {t['review_band'][1]:.2f}]"
-                   + threshold_spread(t, where))
+        click.echo(printable(f"{label} for unsafe class '{name}': {t['threshold']:.3f} (on "
+                             f"{where}: recall {fmt(t['recall'], 2)}, precision "
+                             f"{fmt(t['precision'], 2)}; target {t['target_recall']}"
+                             f"{'' if t['reached'] else ' NOT reached'}), review band "
+                             f"[{t['review_band'][0]:.2f}, {t['review_band'][1]:.2f}]"
+                             + threshold_spread(t, where)))
         if warn and not t.get("confident", True):
-            click.echo(f"  Warning: {few_positives(name, t, where)}")
+            click.echo(printable(f"  Warning: {few_positives(name, t, where)}"))
         if warn and (t.get("review_rate") or 0.0) > REVIEW_LIMIT:
-            click.echo(f"  Warning: {review_load(name, t, dataset, where)}")
+            click.echo(printable(f"  Warning: {review_load(name, t, dataset, where)}"))
 
 
 def clip_thresholds(result) -> dict:

@@ -127,11 +127,12 @@ def test_a_comments_control_characters_never_reach_the_terminal(one_word_bundle,
     """A comment's `ESC]0;...BEL` set the reviewer's terminal title, `ESC[2J` cleared it, and a
     newline printed a fake `predicted ...` line; a file name in a skipped line did the same."""
     rows = tmp_path / "c\x1b[2J.jsonl"
-    rows.write_text(json.dumps({"text": "he kills \x1b]0;PWNED\x07 it\npredicted ok (0.99)"})
+    rows.write_text(json.dumps({"text": "he kills\x1bc \x1b]0;PWNED\x07 it\npredicted ok (0.99)"})
                     + "\n" + json.dumps({"text": ""}) + "\n")
     result = run("explain", one_word_bundle, rows, "--method", "lime", "--target", "violent")
     assert result.exit_code == 0, result.output
     assert not any(ch in result.output for ch in "\x1b\x07")
     assert "\\x1b]0;PWNED\\x07 it\\npredicted ok (0.99)" in result.stdout
+    assert "top: kills\\x1bc +" in result.stdout  # the top words too (ESC c resets a terminal)
     assert sum(line.startswith("predicted ") for line in result.stdout.splitlines()) == 1
     assert "c\\x1b[2J.jsonl:2: the text is empty" in result.stderr
