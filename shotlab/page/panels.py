@@ -323,8 +323,7 @@ def split_line(split: dict) -> str:
     shares = (f"image {share:.0%}, caption {1 - share:.0%} of the change" if share is not None
               else "neither part moved the score")
     return (f"**Modality split** for **{plain(split['target'])}** (exact two-player Shapley): "
-            f"image "
-            f"{split['phi_image']:+.3f}, caption {split['phi_text']:+.3f}; {shares}; score "
+            f"image {split['phi_image']:+.3f}, caption {split['phi_text']:+.3f}; {shares}; score "
             f"{split['both']:.3f} with both, {split['neither']:.3f} with neither (an all-mean "
             f"image, an empty caption)")
 
