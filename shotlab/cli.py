@@ -21,8 +21,10 @@ class ShotlabGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            if ctx.meta.get("shotlab.debug"):
-                raise
+            if ctx.meta.get("shotlab.debug"):  # re-raised, click would say "Aborted!", exit 1
+                import traceback
+
+                traceback.print_exc()
             click.echo("\nInterrupted.", err=True)
             ctx.exit(130)
         except Exception as exc:

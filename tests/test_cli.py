@@ -185,18 +185,21 @@ def test_sigterm_runs_the_exit_handlers(tmp_path):
     assert done.returncode == 143 and marker.read_text() == "done"
 
 
-def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
-    """Ctrl-C exited 1 with click's "Aborted!", which a script cannot tell from a failure."""
-    code = ("import time, click\n"
-            "from shotlab import cli\n"
-            "@cli.cli.command('wait')\n"
-            "def wait():\n"
-            "    print('waiting', flush=True)\n"
-            "    time.sleep(60)\n"
-            "cli.main()\n")
+# A command of the real group that waits: Ctrl-C lands while it runs.
+WAITING_COMMAND = ("import time\n"
+                   "from shotlab import cli\n"
+                   "@cli.cli.command('wait')\n"
+                   "def wait():\n"
+                   "    print('waiting', flush=True)\n"
+                   "    time.sleep(60)\n"
+                   "cli.main()\n")
+
+
+def interrupted(tmp_path, *args) -> tuple[int, str]:
+    """(exit status, stderr) of `shotlab [args] wait` sent SIGINT while it waits."""
     env = {**os.environ, "SHOTLAB_HOME": str(tmp_path / "ws")}
-    process = subprocess.Popen([sys.executable, "-c", code, "wait"], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-c", WAITING_COMMAND, *args, "wait"], env=env,
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert process.stdout.readline().strip() == "waiting"
         time.sleep(0.2)
@@ -204,8 +207,20 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    return process.returncode, stderr
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C exited 1 with click's "Aborted!", which a script cannot tell from a failure."""
+    returncode, stderr = interrupted(tmp_path)
+    assert returncode == 130, stderr
     assert "Interrupted." in stderr and "Aborted" not in stderr and "Traceback" not in stderr
+
+
+def test_ctrl_c_with_debug_shows_the_traceback_and_still_exits_130(tmp_path):
+    returncode, stderr = interrupted(tmp_path, "--debug")
+    assert returncode == 130, stderr
+    assert "Traceback" in stderr and "KeyboardInterrupt" in stderr and "Aborted" not in stderr
 
 
 def test_signals_ignored_holds_off_ctrl_c_then_restores_it():

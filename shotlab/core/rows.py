@@ -97,6 +97,9 @@ def read_jsonl(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
         except json.JSONDecodeError as exc:
             bad.append((number, f"not valid JSON ({exc.msg})"))
             continue
+        except RecursionError:
+            bad.append((number, "JSON nested too deeply to read; flatten the row"))
+            continue
         if not isinstance(value, dict):
             bad.append((number, "expected a JSON object with named fields"))
             continue
@@ -107,21 +110,25 @@ def read_jsonl(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
     return rows, bad
 
 
-def unwritable_field(value, name: str = "") -> str | None:
+def unwritable_field(value) -> str | None:
     """Why a JSON row cannot be stored, where a string in it (a field's name or value, a label
     in a list) holds a lone surrogate: the database, hashes and tokenizers refuse it, and a
-    label that reached the import's write crashed it part way."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            field = str(key) if not name else f"{name}.{key}"
-            reason = (surrogate_reason(f"the field name {ascii(key)}", key) or
-                      unwritable_field(item, field))
-            if reason is not None:
+    label that reached the import's write crashed it part way. Walked with a stack: a row
+    nested thousands deep is no reason for a RecursionError."""
+    stack = [("", value)]
+    while stack:
+        name, item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if (reason := surrogate_reason(f"the field name {ascii(key)}", key)) is not None:
+                    return reason
+                stack.append((str(key) if not name else f"{name}.{key}", inner))
+        elif isinstance(item, list):
+            stack.extend((name, inner) for inner in item)
+        elif isinstance(item, str):
+            shown = f"field '{name}'" if name.lower() != "text" else "the text"
+            if (reason := surrogate_reason(shown, item)) is not None:
                 return reason
-    elif isinstance(value, list):
-        return next((r for item in value if (r := unwritable_field(item, name)) is not None), None)
-    elif isinstance(value, str):
-        return surrogate_reason(f"field '{name}'" if name.lower() != "text" else "the text", value)
     return None
 
 

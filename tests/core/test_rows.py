@@ -113,3 +113,15 @@ def test_a_column_is_found_as_imports_find_it():
     assert column_key({"Text ": "hi", "text": "exact"}, "text") == "text"
     assert column_key({" TEXT": "hi"}, "text") == " TEXT" and column_key({"x": 1}, "text") is None
     assert comment_of("c.csv", 2, {"Text": "hello"}).text == "hello"  # predict refused it
+
+
+def test_a_deeply_nested_json_row_is_a_bad_line_not_a_traceback(tmp_path):
+    """A row nested 600 deep crashed the surrogate check with a RecursionError, and one 100,000
+    deep json.loads itself: both ended `curate import` and `predict` in a traceback."""
+    path = tmp_path / "c.jsonl"
+    deep = '{"text": "a", "x": ' + "[" * 600 + "]" * 600 + "}"
+    deeper = '{"text": "b", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path.write_text(f'{deep}\n{deeper}\n{{"text": "c"}}\n')
+    rows, bad = read_rows(path)
+    assert [r.line for r in rows] == [1, 3]
+    assert bad == [(2, "JSON nested too deeply to read; flatten the row")]
