@@ -248,26 +248,24 @@ def connect(workspace: "Workspace") -> str:
 
 
 def leave(workspace: "Workspace", client: _Lock) -> None:
-    """At exit: stop the server if no other shotlab process is using it. A second Ctrl-C meanwhile
-    is ignored: it would cut the stop short, leave the server up and print a traceback."""
+    """At exit: stop the server if no other shotlab process is using it. Waiting for the start
+    lock stays interruptible (a hung start elsewhere must not make this process unkillable);
+    the stop itself, bounded by STOP_TIMEOUT_S, ignores a second Ctrl-C: it would cut the stop
+    short, leave the server up and print a traceback."""
     from shotlab.core.signals import signals_ignored
 
-    with signals_ignored():
-        _leave(workspace, client)
-
-
-def _leave(workspace: "Workspace", client: _Lock) -> None:
     try:
         starter = _Lock(workspace.home / START_LOCK, fcntl.LOCK_EX)
-    except FileNotFoundError:  # the workspace was deleted under us: nothing left to stop
-        client.release()
+    except (FileNotFoundError, KeyboardInterrupt):  # the workspace deleted under us; or Ctrl-C
+        client.release()  # while another process holds the start lock: the server is its now
         return
     try:
         try:
             fcntl.flock(client.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return  # another process still uses the server
-        stop(workspace)
+        with signals_ignored():
+            stop(workspace)
     finally:
         client.release()
         starter.release()

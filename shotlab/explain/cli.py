@@ -145,13 +145,14 @@ def echo_result(result: dict) -> None:
 
 
 def latest_of_each(items: list[dict]) -> list[tuple[dict, int]]:
-    """(the latest explanation, how many were stored) per method, class and clip frame, in the
-    order first stored. The service explains a decision again when its worker stopped between
+    """(the latest explanation, how many were stored) per method, class, clip frame and model,
+    in the order first stored. The service explains a decision again when its worker stopped between
     storing and marking done: nothing is lost, but the same lines twice read as two findings."""
     groups: dict[tuple, list[dict]] = {}
     for item in items:
         seconds = (item.get("params") or {}).get("timestamp")
-        groups.setdefault((item["method"], item["target"], seconds), []).append(item)
+        key = (item["method"], item["target"], seconds, item.get("model_sha256"))
+        groups.setdefault(key, []).append(item)
     return [(found[-1], len(found)) for found in groups.values()]
 
 

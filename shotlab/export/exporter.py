@@ -178,8 +178,8 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
                          f"kind '{checkpoint.preprocessing.kind}'")
     preprocessing = (preprocessing or checkpoint.preprocessing).with_classes(checkpoint.classes)
     check_kind(formats, preprocessing.kind)
-    if "tensorrt" in formats:  # after the model's kind: a text model cannot have it at all
-        require_tensorrt()  # before any work: the message says how to build on the device
+    if "tensorrt" in formats:  # after the model's kind (a text model cannot have it at all),
+        require_tensorrt()  # before the build: the message says how to build on the device
     manifest = base_manifest(checkpoint, run_dir, run_thresholds,
                              bundle_files.as_bundled(preprocessing), manifest_of_run.hash)
     with atomic_path(out) as staging:  # moved to `out` only when the block finishes

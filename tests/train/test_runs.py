@@ -158,6 +158,7 @@ def test_runs_lists_a_broken_or_foreign_folder_as_unreadable(runs_dir):
         (runs_dir / name / "config.yaml").write_text(text)
     listed = {r["run"]: r for r in json.loads(run("train", "runs", "--json").stdout)}
     assert listed["good"]["unreadable"] is None and listed["good"]["mode"] == "linear"
+    assert listed["broken"]["level"] is None and listed["good"]["level"] == "samples"
     for name in ("empty", "foreign"):
         assert listed[name]["unreadable"] == ("config.yaml: not a shotlab run configuration (no "
                                               "dataset and train settings)")

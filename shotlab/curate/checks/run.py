@@ -151,7 +151,7 @@ def load_samples(dataset) -> Samples:
 
 
 def frame_names(view, schema) -> list[str] | None:
-    """A frames dataset's samples named by clip and time (their files are frame_000005.jpg in
+    """A frames dataset's samples named by clip and time (their files are frame_000005.png in
     a cache folder); None for any other dataset."""
     if not {"clip_path", "timestamp"} <= set(schema):
         return None
