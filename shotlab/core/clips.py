@@ -580,7 +580,7 @@ class NearIdentical:
 
     def is_new(self, pixels: np.ndarray) -> bool:
         digest, cells = perceptual_hash(pixels), cell_means(pixels)
-        colour = pixels.reshape(-1, pixels.shape[-1]).mean(axis=0)
+        colour = cells.reshape(-1, cells.shape[-1]).mean(axis=0)  # equal cells: the frame's mean
         if self.last is not None and digest - self.last[0] <= self.bits and \
                 np.abs(colour - self.last[1]).max() < NEAR_IDENTICAL_COLOUR and \
                 cells.shape == self.last[2].shape and \
