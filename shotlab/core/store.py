@@ -174,6 +174,15 @@ def frames_dataset_of(dataset: "fo.Dataset") -> str | None:
     return dataset.info.get(INFO_KEY, {}).get("frames_dataset")
 
 
+def jpeg_frames_note(frames_name: str) -> str:
+    """What a frames dataset with JPEG frames (a clip import before 2026-12-02) costs, and the
+    fix: `curate import` and `train` say it."""
+    return (f"'{frames_name}' holds JPEG frames (imported before 2026-12-02; clips added to it "
+            f"get JPEG frames too, so it holds one kind): a model trained on them has its clip "
+            f"thresholds and report measured on JPEG pixels, while predict and serve score "
+            f"frames as decoded; import the clips again under a new --name for lossless frames")
+
+
 def clip_dataset_of(frames: "fo.Dataset") -> str | None:
     """The clip dataset a frames dataset belongs to (curate/clip_import.py), else None."""
     return frames.info.get(INFO_KEY, {}).get("clip_dataset")

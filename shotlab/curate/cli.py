@@ -92,8 +92,8 @@ def import_command(path: Path, name: str, fmt: str, multilabel: bool, strict: bo
     moved or modified. Re-importing the same files adds nothing twice.
 
     Clips (mp4, mov, m4v, avi, mkv, webm, mpg) in the same layouts make a clip dataset NAME and
-    its frames dataset NAME-frames: frames are sampled with PyAV, written once as JPEGs into the
-    workspace and carry clip_id and timestamp (docs/video.md).
+    its frames dataset NAME-frames: frames are sampled with PyAV, written once as lossless PNGs
+    into the workspace and carry clip_id and timestamp (docs/video.md).
 
     Comments (columns text, then label or one-hot tag columns, optional split and group) make a
     text dataset: each comment is stored once in the workspace, named by its sha256; bad rows

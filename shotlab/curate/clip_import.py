@@ -6,7 +6,7 @@ know (class folders, split/class folders, a CSV with a label or one-hot tag colu
     NAME          one video sample per clip: its file (never moved or modified), labels, split,
                   sha256, FiftyOne VideoMetadata, and the clip facts from PyAV (duration, fps,
                   variable_frame_rate, rotation, codec), the sampling, the frames and the gaps
-    NAME-frames   one image sample per sampled frame: the JPEG in the workspace's frame cache
+    NAME-frames   one image sample per sampled frame: the PNG in the workspace's frame cache
                   (curate/frames.py), the clip's labels and split, `clip_id` (the clip sample's
                   id), `clip_path` and `timestamp`; every check and `curate split` (which keeps a
                   clip's frames together through `clip_id`) run on it as on any image dataset
@@ -72,7 +72,7 @@ def only_clips(scan: Scan) -> Scan:
 
 
 def sample_all(candidates: dict[str, Record], sampling: Sampling, *, max_pixels: int,
-               progress) -> tuple[list[SampledRecord], list[Skipped]]:
+               progress, lossless: bool = True) -> tuple[list[SampledRecord], list[Skipped]]:
     from shotlab.curate.frames import clip_frames
 
     valid, skipped = [], []
@@ -80,7 +80,8 @@ def sample_all(candidates: dict[str, Record], sampling: Sampling, *, max_pixels:
                                          total=len(candidates), desc="Sampling clips"):
         try:
             sha = sha256_file(Path(filepath))
-            frames = clip_frames(Path(filepath), sha, sampling, max_pixels=max_pixels)
+            frames = clip_frames(Path(filepath), sha, sampling, max_pixels=max_pixels,
+                                 lossless=lossless)
         except BadImageError as exc:  # BadClipError, or an unreadable file
             skipped.append(Skipped(str(record.path), exc.reason))
             continue
@@ -121,7 +122,8 @@ def frame_samples(item: SampledRecord, clip_id: str, task: str, source: dict) ->
     return [fo.Sample(filepath=str(f.path), ground_truth=store.make_label(labels, task),
                       applied_label=sorted(labels) if task == "multilabel" else list(labels),
                       split=item.record.split, sha256=f.sha256,
-                      metadata=fo.ImageMetadata(size_bytes=f.size_bytes, mime_type="image/jpeg",
+                      metadata=fo.ImageMetadata(size_bytes=f.size_bytes,
+                                                mime_type=mimetypes.guess_type(str(f.path))[0],
                                                 width=f.width, height=f.height, num_channels=3),
                       clip_id=clip_id, clip_path=item.filepath, timestamp=f.timestamp, **source)
             for f in item.frames.frames]
@@ -188,6 +190,12 @@ def add_clips(clips, frames, valid: list[SampledRecord], task: str, source: dict
     return added_clips, added_frames, warnings
 
 
+def has_jpeg_frames(frames_name: str) -> bool:
+    """Whether a frames dataset holds JPEG frames (an import before 2026-12-02 stored them so)."""
+    frames = store.find(frames_name)
+    return frames is not None and any(p.endswith(".jpg") for p in frames.values("filepath"))
+
+
 def check_same_sampling(dataset, chosen: Sampling) -> None:
     """Refuse to add clips sampled another way: a run pools each clip's frames under one
     sampling (its clip contract), and thresholds chosen on 8 frames a clip do not hold on 14."""
@@ -219,7 +227,9 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
     candidates, repeats = unique_records(scan.records)
     known = set(existing.values("filepath")) if existing is not None else set()
     new = {f: r for f, r in candidates.items() if f not in known}
-    valid, bad = sample_all(new, chosen, max_pixels=max_pixels, progress=progress)
+    lossless = not has_jpeg_frames(frames_dataset_name(name))
+    valid, bad = sample_all(new, chosen, max_pixels=max_pixels, progress=progress,
+                            lossless=lossless)
     skipped = scan.skipped + repeats + bad
     if strict and skipped:
         raise StrictImportError(f"{len(skipped)} files would be skipped (first: {skipped[0].path}: "
@@ -235,7 +245,9 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
                         already_present=len(candidates) - len(bad) - added, skipped=skipped,
                         ignored=len(scan.ignored), duplicate_groups=len(groups),
                         conflicting_groups=sum(g.conflicting for g in groups),
-                        warnings=too_long(valid, max_seconds) + warnings,
+                        warnings=too_long(valid, max_seconds) + warnings
+                        + ([] if lossless or not valid
+                           else [store.jpeg_frames_note(frames_dataset_name(name))]),
                         frames_dataset=frames.name, frames_added=frames_added,
                         frames_decoded=sum(v.frames.decoded for v in valid),
                         sampling=chosen.key)

@@ -31,6 +31,9 @@ INDEX_FILE = "index.json"
 PNG_LEVEL = 1
 # In the cache folder's name: JPEG frames cached before are not reused for a new import.
 FORMAT_SUFFIX = ".png"
+# A clip dataset imported before keeps JPEG frames (its `-frames` files end in .jpg): clips
+# added to it get JPEG frames from the old cache too, so one dataset holds one kind of pixels.
+LEGACY_QUALITY = 92
 
 
 @dataclass(frozen=True)
@@ -51,35 +54,41 @@ class CachedFrames:
     decoded: int  # frames decoded to make them now; 0 when they came from the cache
 
 
-def cache_folder(sha256: str, sampling: Sampling) -> Path:
+def cache_folder(sha256: str, sampling: Sampling, lossless: bool = True) -> Path:
     root = workspace.current().media_dir / FRAMES_DIR
-    return child_path(root, sha256[:2], sha256, sampling.key.replace(":", "-") + FORMAT_SUFFIX)
+    return child_path(root, sha256[:2], sha256,
+                      sampling.key.replace(":", "-") + (FORMAT_SUFFIX if lossless else ""))
 
 
 def clip_frames(path: Path, sha256: str, sampling: Sampling, *,
-                max_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> CachedFrames:
-    """The clip's sampled frames from the cache, or decoded and written there first.
-    Raises BadClipError (with the reason) for a clip that cannot be used."""
-    folder = cache_folder(sha256, sampling)
+                max_pixels: int = DEFAULT_MAX_FRAME_PIXELS, lossless: bool = True) -> CachedFrames:
+    """The clip's sampled frames from the cache, or decoded and written there first (PNG;
+    JPEG for a dataset that holds JPEG frames, `lossless=False`). Raises BadClipError (with the
+    reason) for a clip that cannot be used."""
+    folder = cache_folder(sha256, sampling, lossless)
     if (folder / INDEX_FILE).is_file():
         return read_index(folder, decoded=0)
     sampled = sample_clip(path, sampling, max_pixels=max_pixels)
     with atomic_path(folder) as partial:
         partial.mkdir(parents=True)
-        entries = [write_frame(partial, i, frame) for i, frame in enumerate(sampled.frames)]
+        entries = [write_frame(partial, i, frame, lossless)
+                   for i, frame in enumerate(sampled.frames)]
         index = {"facts": sampled.facts.to_dict(), "sampling": sampling.key,
                  "frames": entries, "gaps": [g.to_dict() for g in sampled.gaps]}
         (partial / INDEX_FILE).write_text(json.dumps(index, indent=1))
     return read_index(folder, decoded=sampled.decoded)
 
 
-def write_frame(folder: Path, number: int, frame) -> dict:
+def write_frame(folder: Path, number: int, frame, lossless: bool = True) -> dict:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(frame.pixels).save(buffer, format="PNG", compress_level=PNG_LEVEL)
+    if lossless:
+        Image.fromarray(frame.pixels).save(buffer, format="PNG", compress_level=PNG_LEVEL)
+    else:
+        Image.fromarray(frame.pixels).save(buffer, format="JPEG", quality=LEGACY_QUALITY)
     data = buffer.getvalue()
-    name = f"frame_{number:06d}.png"
+    name = f"frame_{number:06d}.{'png' if lossless else 'jpg'}"
     (folder / name).write_bytes(data)
     height, width = frame.pixels.shape[:2]
     return {"timestamp": round(frame.timestamp, 6), "file": name,

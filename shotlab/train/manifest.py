@@ -154,6 +154,14 @@ def unsplit_note(manifest: Manifest) -> str | None:
             f"{manifest.dataset}` (it keeps existing splits and assigns the rest)")
 
 
+def jpeg_frames_note(manifest: Manifest) -> str | None:
+    """One line when a clip run's frames are JPEG (an import before 2026-12-02)."""
+    if not any(e.filepath.endswith(".jpg") for e in manifest.entries) or \
+            not manifest.dataset.endswith("-frames"):
+        return None
+    return store.jpeg_frames_note(manifest.dataset)
+
+
 def sample_rows(dataset):
     """(id, filepath, sha256, labels, split, tags) of every sample, in dataset order."""
     return zip(dataset.values("id"), dataset.values("filepath"), dataset.values("sha256"),

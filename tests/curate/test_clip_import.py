@@ -63,7 +63,7 @@ def test_class_folders_of_clips_make_a_clip_and_a_frames_dataset(tmp_path, datas
     assert [round(t, 2) for t in frames.values("timestamp")] == [0.0, 0.67, 1.17, 1.83]
     assert set(frames.values("ground_truth.label")) == {"sports"}
     media = workspace.current().media_dir
-    assert all(Path(f).is_relative_to(media) and f.endswith(".jpg")
+    assert all(Path(f).is_relative_to(media) and f.endswith(".png")
                for f in frames.values("filepath"))
     assert clips.info["shotlab"]["frames_dataset"] == f"{dataset_name}-frames"
     assert frames_frame(dataset_name).info["shotlab"]["clip_dataset"] == dataset_name
@@ -326,7 +326,35 @@ def test_frames_are_stored_with_the_pixels_predict_decodes(tmp_path, dataset_nam
                                                    frames.values("clip_path"))
               if c.endswith("a.mp4")]
     assert len(stored) == len(decoded) == 4
+    assert set(frames.values("metadata.mime_type")) == {"image/png"}  # it said image/jpeg
     for timestamp, path in stored:
         assert path.endswith(".png")
         np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")),
                                       decoded[timestamp])
+
+
+def test_clips_added_to_a_dataset_of_jpeg_frames_get_jpeg_frames_and_a_warning(tmp_path,
+                                                                               dataset_name):
+    """A clip dataset imported before frames were lossless holds JPEG frames: clips added to it
+    got PNG frames beside them, without a word, and a byte copy of a clip already there got
+    frames of its own (its new cache path matched no old one)."""
+    from PIL import Image
+
+    first = clip_tree(tmp_path / "src", per_class=1)
+    import_path(first, dataset_name, progress=False, sampling="uniform:4")
+    frames = frames_frame(dataset_name)
+    for sample in frames.iter_samples(autosave=True):  # as an import before 2026-12-02 left it
+        old = Path(sample.filepath)  # .../uniform-4.png/frame_000000.png
+        jpeg = old.parent.with_suffix("") / old.with_suffix(".jpg").name
+        jpeg.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(old).convert("RGB").save(jpeg, quality=92)
+        sample.filepath = str(jpeg)
+    more = clip_tree(tmp_path / "more", per_class=1, seed=40)
+    report = import_path(more, dataset_name, progress=False, sampling="uniform:4")
+    assert report.frames_added == 8
+    paths = frames_frame(dataset_name).values("filepath")
+    assert paths and all(p.endswith(".jpg") for p in paths)  # one kind of pixels
+    assert any("holds JPEG frames (imported before 2026-12-02" in w for w in report.warnings)
+    added = frames_frame(dataset_name).match({"$expr": {"$regexMatch": {
+        "input": "$clip_path", "regex": "/more/"}}})
+    assert set(added.values("metadata.mime_type")) == {"image/jpeg"}
