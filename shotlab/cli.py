@@ -94,4 +94,12 @@ def exit_on_sigterm() -> None:
 
 def main() -> None:
     exit_on_sigterm()
-    cli(prog_name="shotlab")
+    try:
+        cli(prog_name="shotlab")
+    finally:
+        # The command is done and its exit status set: a Ctrl-C now would land in an exit
+        # handler (the workspace database's stop, pymongo's own thread joins), print an
+        # "Exception ignored in atexit callback" traceback and leave the status 0.
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

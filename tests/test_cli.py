@@ -223,6 +223,27 @@ def test_ctrl_c_with_debug_shows_the_traceback_and_still_exits_130(tmp_path):
     assert "Traceback" in stderr and "KeyboardInterrupt" in stderr and "Aborted" not in stderr
 
 
+def test_ctrl_c_after_the_command_finished_does_not_break_its_exit(tmp_path):
+    """A Ctrl-C while exit handlers ran (the database's stop, pymongo's thread joins) printed
+    "Exception ignored in atexit callback" with a KeyboardInterrupt traceback."""
+    code = ("import atexit, time\n"
+            "from shotlab import cli\n"
+            "@cli.cli.command('done')\n"
+            "def done():\n"
+            "    atexit.register(lambda: (print('at exit', flush=True), time.sleep(3)))\n"
+            "cli.main()\n")
+    env = {**os.environ, "SHOTLAB_HOME": str(tmp_path / "ws")}
+    process = subprocess.Popen([sys.executable, "-c", code, "done"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout.readline().strip() == "at exit"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr
+
+
 def test_signals_ignored_holds_off_ctrl_c_then_restores_it():
     """The workspace database's stop at exit runs under it: a second Ctrl-C cut the stop short."""
     from shotlab.core.signals import signals_ignored
