@@ -3,7 +3,7 @@
     frames = clip_frames(path, sha256, Sampling.parse("uniform:8"))   # CachedFrames
 
 The cache is keyed by (the clip's sha256, the sampling settings): `media/frames/ab/<sha256>/
-uniform-8.png/` holds `frame_000000.png`, ... and `index.json` (the clip's facts, each frame's time,
+uniform-8-png/` holds `frame_000000.png`, ... and `index.json` (the clip's facts, each frame's time,
 file and size, the gaps). A clip already sampled that way (under any path, in any dataset) is
 not decoded again. Nothing is written next to the user's files.
 """
@@ -30,7 +30,7 @@ INDEX_FILE = "index.json"
 # size of level 6 within a tenth, in a third of the time.
 PNG_LEVEL = 1
 # In the cache folder's name: JPEG frames cached before are not reused for a new import.
-FORMAT_SUFFIX = ".png"
+FORMAT_SUFFIX = "-png"  # not ".png": a folder named like an image trips `find -name "*.png"`
 # A clip dataset imported before keeps JPEG frames (its `-frames` files end in .jpg): clips
 # added to it get JPEG frames from the old cache too, so one dataset holds one kind of pixels.
 LEGACY_QUALITY = 92

@@ -344,8 +344,9 @@ def test_clips_added_to_a_dataset_of_jpeg_frames_get_jpeg_frames_and_a_warning(t
     import_path(first, dataset_name, progress=False, sampling="uniform:4")
     frames = frames_frame(dataset_name)
     for sample in frames.iter_samples(autosave=True):  # as an import before 2026-12-02 left it
-        old = Path(sample.filepath)  # .../uniform-4.png/frame_000000.png
-        jpeg = old.parent.with_suffix("") / old.with_suffix(".jpg").name
+        old = Path(sample.filepath)  # .../uniform-4-png/frame_000000.png
+        jpeg = old.parent.with_name(old.parent.name.removesuffix("-png")) / old.with_suffix(
+            ".jpg").name
         jpeg.parent.mkdir(parents=True, exist_ok=True)
         Image.open(old).convert("RGB").save(jpeg, quality=92)
         sample.filepath = str(jpeg)
