@@ -49,7 +49,9 @@ def split_names(value: str | None) -> list[str]:
 @click.option("--balance", type=click.Choice(["sampler", "loss", "none"]), default="sampler",
               show_default=True)
 @click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.1, show_default=True)
-@click.option("--patience", type=click.IntRange(min=0), default=4, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Epochs without validation improvement before stopping (0 would stop "
+                   "before the first).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", help="cpu or cuda[:N] [default: cuda if available].")
 @click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers.")

@@ -87,9 +87,13 @@ class TrainConfig:
                 bracket = "[" if low_allowed else "("
                 raise InputError(f"The '{name}' option must be in {bracket}{low}, {high}]. "
                                  f"Got {value} instead.")
-        if self.patience < 0 or self.warmup_epochs < 0:
-            raise InputError(f"The 'patience' and 'warmup_epochs' options must be at least 0. "
-                             f"Got {self.patience} and {self.warmup_epochs} instead.")
+        if self.patience < 1:  # 0 stopped before the first epoch (the probe is epoch -1)
+            raise InputError(f"The 'patience' option must be at least 1 (epochs without "
+                             f"improvement before stopping; 0 would train none). Got "
+                             f"{self.patience} instead.")
+        if self.warmup_epochs < 0:
+            raise InputError(f"The 'warmup_epochs' option must be at least 0. Got "
+                             f"{self.warmup_epochs} instead.")
         resolve(self.device)  # a device that is not there fails now, not after the set-up
         return self
 

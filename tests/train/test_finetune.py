@@ -378,6 +378,9 @@ def test_imbalanced_run_still_recalls_the_small_class(imbalanced, tmp_path):
     ({"unfreeze_stages": 0}, "The 'unfreeze_stages' option must be at least 1. Got 0 instead."),
     ({"lr": 0}, "The 'lr' option must be in (0, 1]. Got 0 instead."),
     ({"lr": 1.5}, "The 'lr' option must be in (0, 1]. Got 1.5 instead."),
+    # 0 trained no epoch at all, then said no epoch beat the probe
+    ({"patience": 0}, "The 'patience' option must be at least 1 (epochs without improvement "
+                      "before stopping; 0 would train none). Got 0 instead."),
 ])
 def test_bad_config_values_raise_sklearn_style_messages(tmp_path, options, message):
     with pytest.raises(InputError) as info:
