@@ -28,11 +28,11 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
                           "\u2066\u2067\u2068\u2069")
 
 
-def printable(text, keep: str = "") -> str:
+def printable(text) -> str:
     """`text` (a file or class name, a comment, a message quoting one) safe to print on a
     terminal: each control or bidi character written as its escape (`\\x1b`, `\\n`,
-    `\\u202e`), except those in `keep`, and each lone surrogate (`\\udc9b`: a file name's byte
-    that is not UTF-8, which the stream would write back raw; 0x9b is a terminal's CSI).
+    `\\u202e`), and each lone surrogate (`\\udc9b`: a file name's byte that is not UTF-8,
+    which the stream would write back raw; 0x9b is a terminal's CSI).
     Moderation data is adversarial: a file name's `ESC]0;...BEL` set a reviewer's terminal
     title and `ESC[2J` cleared it."""
     import unicodedata
@@ -40,8 +40,7 @@ def printable(text, keep: str = "") -> str:
     text = str(text)
     if text.isprintable() and not BIDI_CONTROLS.intersection(text):
         return text
-    return "".join(ch if ch in keep or (ch not in BIDI_CONTROLS and
-                                        unicodedata.category(ch) not in ("Cc", "Cs"))
+    return "".join(ch if ch not in BIDI_CONTROLS and unicodedata.category(ch) not in ("Cc", "Cs")
                    else ascii(ch)[1:-1] for ch in text)
 
 

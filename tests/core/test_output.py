@@ -13,7 +13,6 @@ def test_printable_escapes_controls_and_bidi_overrides_only():
     assert printable("bad\x1b]0;T\x07\x1b[2J.png") == "bad\\x1b]0;T\\x07\\x1b[2J.png"
     assert printable("\u202egnp.exe") == "\\u202egnp.exe"
     assert printable("two\nlines\r") == "two\\nlines\\r"
-    assert printable("two\nlines", keep="\n") == "two\nlines"
     assert printable("café 猫 🙂 a\u00adb x\u200dy") == "café 猫 🙂 a\u00adb x\u200dy"
     # a file name's byte that is not UTF-8 (0x9b, a terminal's CSI) arrives as a surrogate
     assert printable("bad\udc9b[2J.png") == "bad\\udc9b[2J.png"
