@@ -93,13 +93,9 @@ def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, pseud
         raise click.UsageError("give a dataset NAME, or --resume RUN_DIR")
     if name is not None and resume_dir:
         raise InputError("give either a dataset NAME or --resume RUN_DIR, not both")
+    finished = bool(resume_dir) and (resume_dir / "metrics.json").is_file()
     if resume_dir:
         refuse_with_resume(click.get_current_context())
-        if (resume_dir / "metrics.json").is_file():  # it quietly redid the ending, tracked again
-            click.echo(f"Note: {resume_dir} finished already; resuming it redoes what a run does "
-                       f"once its model is fitted (evaluation, thresholds, plots, write-back"
-                       f"{', MLflow: --no-track skips it' if not no_track else ''}) from "
-                       f"checkpoints/best.pt", err=True)
     if name is not None:
         check_dataset_name(name)
     config = TrainConfig(unsafe=split_names(unsafe), **options)
@@ -110,6 +106,11 @@ def run_command(name, resume_dir, tracking_uri, no_track, as_json, unsafe, pseud
         result = train_run(name, config, resume_dir=resume_dir, tracking_uri=tracking_uri,
                            track=not no_track)
     echo_run(result, as_json)
+    if finished and not as_json:  # it quietly redid the ending, tracked again
+        tracked = "" if no_track else ", MLflow: --no-track skips it"
+        click.echo(printable(f"Note: {resume_dir} had finished already; resuming it redid what "
+                             f"a run does once its model is fitted (evaluation, thresholds, "
+                             f"plots, write-back{tracked}) from checkpoints/best.pt"))
 
 
 # What --resume may change: where it runs and what it reports, never what it trains.
