@@ -146,8 +146,9 @@ def echo_result(result: dict) -> None:
 
 def latest_of_each(items: list[dict]) -> list[tuple[dict, int]]:
     """(the latest explanation, how many were stored) per method, class, clip frame and model,
-    in the order first stored. The service explains a decision again when its worker stopped between
-    storing and marking done: nothing is lost, but the same lines twice read as two findings."""
+    in the order first stored. The service explains a decision again when its worker stopped
+    between storing and marking done: nothing is lost, but the same lines twice read as two
+    findings."""
     groups: dict[tuple, list[dict]] = {}
     for item in items:
         seconds = (item.get("params") or {}).get("timestamp")
