@@ -466,8 +466,7 @@ def list_runs() -> list[dict]:
 def run_row(run_dir: Path) -> dict:
     row = {"run": run_dir.name, "dataset": None, "backbone": None, "mode": None, "split": "-",
            "level": None, "accuracy": None, "macro_f1": None, "macro_auprc": None,
-           "finished": False,
-           "path": str(run_dir), "unreadable": None}
+           "finished": False, "path": str(run_dir), "unreadable": None}
     try:
         return {**row, **run_summary(run_dir)}
     except ValueError as exc:
