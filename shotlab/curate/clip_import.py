@@ -216,7 +216,7 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
 
     chosen = Sampling.parse(sampling)
     scan = only_clips(scan)
-    frames_dataset_name(name)
+    frames_name = frames_dataset_name(name)  # a name too long for it is refused here
     existing = store.find(name)
     if existing is not None and not store.is_half_made(existing):
         store.require_task(existing, task)
@@ -227,7 +227,7 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
     candidates, repeats = unique_records(scan.records)
     known = set(existing.values("filepath")) if existing is not None else set()
     new = {f: r for f, r in candidates.items() if f not in known}
-    lossless = not has_jpeg_frames(frames_dataset_name(name))
+    lossless = not has_jpeg_frames(frames_name)
     valid, bad = sample_all(new, chosen, max_pixels=max_pixels, progress=progress,
                             lossless=lossless)
     skipped = scan.skipped + repeats + bad
@@ -247,7 +247,7 @@ def import_clips(scan: Scan, name: str, *, task: str, fmt: str, given: Path,
                         conflicting_groups=sum(g.conflicting for g in groups),
                         warnings=too_long(valid, max_seconds) + warnings
                         + ([] if lossless or not valid
-                           else [store.jpeg_frames_note(frames_dataset_name(name))]),
+                           else [store.jpeg_frames_note(frames_name)]),
                         frames_dataset=frames.name, frames_added=frames_added,
                         frames_decoded=sum(v.frames.decoded for v in valid),
                         sampling=chosen.key)
