@@ -195,13 +195,13 @@ WAITING_COMMAND = ("import time\n"
                    "cli.main()\n")
 
 
-def interrupted(tmp_path, *args) -> tuple[int, str]:
-    """(exit status, stderr) of `shotlab [args] wait` sent SIGINT while it waits."""
+def interrupted(tmp_path, code: str, *argv: str, ready: str) -> tuple[int, str]:
+    """(exit status, stderr) of `python -c code argv...` sent SIGINT once it printed `ready`."""
     env = {**os.environ, "SHOTLAB_HOME": str(tmp_path / "ws")}
-    process = subprocess.Popen([sys.executable, "-c", WAITING_COMMAND, *args, "wait"], env=env,
+    process = subprocess.Popen([sys.executable, "-c", code, *argv], env=env,
                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert process.stdout.readline().strip() == "waiting"
+        assert process.stdout.readline().strip() == ready
         time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
@@ -212,13 +212,14 @@ def interrupted(tmp_path, *args) -> tuple[int, str]:
 
 def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     """Ctrl-C exited 1 with click's "Aborted!", which a script cannot tell from a failure."""
-    returncode, stderr = interrupted(tmp_path)
+    returncode, stderr = interrupted(tmp_path, WAITING_COMMAND, "wait", ready="waiting")
     assert returncode == 130, stderr
     assert "Interrupted." in stderr and "Aborted" not in stderr and "Traceback" not in stderr
 
 
 def test_ctrl_c_with_debug_shows_the_traceback_and_still_exits_130(tmp_path):
-    returncode, stderr = interrupted(tmp_path, "--debug")
+    returncode, stderr = interrupted(tmp_path, WAITING_COMMAND, "--debug", "wait",
+                                     ready="waiting")
     assert returncode == 130, stderr
     assert "Traceback" in stderr and "KeyboardInterrupt" in stderr and "Aborted" not in stderr
 
@@ -232,16 +233,8 @@ def test_ctrl_c_after_the_command_finished_does_not_break_its_exit(tmp_path):
             "def done():\n"
             "    atexit.register(lambda: (print('at exit', flush=True), time.sleep(3)))\n"
             "cli.main()\n")
-    env = {**os.environ, "SHOTLAB_HOME": str(tmp_path / "ws")}
-    process = subprocess.Popen([sys.executable, "-c", code, "done"], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert process.stdout.readline().strip() == "at exit"
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 0 and "Traceback" not in stderr, stderr
+    returncode, stderr = interrupted(tmp_path, code, "done", ready="at exit")
+    assert returncode == 0 and "Traceback" not in stderr, stderr
 
 
 def test_signals_ignored_holds_off_ctrl_c_then_restores_it():
