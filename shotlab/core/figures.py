@@ -18,5 +18,8 @@ def figure(width: float, height: float):
 
 def literal(text) -> str:
     """`text` drawn as written: matplotlib reads a pair of '$' as mathtext, so a class named
-    `a$\\foo$b` crashed the run's plots (unknown symbol) and `$\\mathrm{x}$.png` drew as x.png."""
-    return str(text).replace("$", r"\$")
+    `a$\\foo$b` crashed the run's plots (unknown symbol) and `$\\mathrm{x}$.png` drew as x.png.
+    A legend leaves out every label that starts with '_' (its mark of an unlabelled line), so
+    such a name gets a zero-width space in front: a class `_other` keeps its legend entry."""
+    text = str(text).replace("$", r"\$")
+    return "\u200b" + text if text.startswith("_") else text

@@ -110,3 +110,21 @@ def test_names_with_dollar_signs_are_drawn_as_written(tmp_path):
     assert_png(pr_curves_png(y, p, names, tmp_path / "pr.png", title="$\\foo$"))
     assert_png(reliability_png(y, {"raw$\\foo$": p}, names, tmp_path / "rel.png",
                                title="$\\foo$"))
+
+
+def test_a_class_whose_name_starts_with_an_underscore_keeps_its_legend_entry(tmp_path,
+                                                                             monkeypatch):
+    """matplotlib leaves out of a legend every label that starts with '_', so the PR curves
+    and reliability diagram dropped a class named `_other` without a word."""
+    import shotlab.train.plots as plots
+    from shotlab.train.plots import reliability_png
+
+    legends, save = [], plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (legends.append(
+        [t.get_text().lstrip("\u200b") for ax in fig.axes for t in ax.get_legend().get_texts()]),
+        save(fig, path))[1])
+    y, p = scored(k=3)
+    pr_curves_png(y, p, ["_other", "a", "b"], tmp_path / "pr.png")
+    reliability_png(y, {"_raw": p}, ["_other", "a", "b"], tmp_path / "rel.png")
+    assert [text.split()[0] for text in legends[0]] == ["_other", "a", "b"]
+    assert legends[1][0] == "perfectly calibrated" and legends[1][1].startswith("_raw (ECE ")
