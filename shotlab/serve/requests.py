@@ -148,8 +148,12 @@ def explain_images(worker, records: list[dict], inputs: list) -> None:
     from shotlab.explain.tier1 import record_flagged, target_class
 
     targets = [target_class(r) if r.get("kind") == "clip" else None for r in records]
+    # a clip's frame time, as predict --explain stores it (a decision stored before
+    # `explained_frames` was served has none)
+    params = [{"timestamp": r["explained_frames"][0]["timestamp"]}
+              if r.get("explained_frames") else None for r in records]
     record_flagged(worker.bundle, records, np.stack(inputs), worker.explanations_path,
-                   checkpoint=worker.load_checkpoint(), targets=targets)
+                   checkpoint=worker.load_checkpoint(), targets=targets, params=params)
 
 
 class ClipRequest(NamedTuple):
@@ -178,13 +182,18 @@ def decode_clip(body: bytes, bundle, options, deadline=None) -> Decoded:
 
 def decide_clip(bundle, decoded: Decoded, probs, sha256: str, runtime: str):
     from shotlab.explain.tier1 import target_class
+    from shotlab.export.predict import needs_attention
     from shotlab.export.predict_clips import clip_record, top_frame
 
     clip = decoded.scored
     clip.scored.probs = list(probs)
     record = clip_record(bundle, None, clip.scored, clip.contract, clip.thresholds,
                          runtime=runtime)  # its sha256 is the body's (the file holds the body)
-    return record, decoded.rows[top_frame(probs, bundle.classes, target_class(record))]
+    name = target_class(record)
+    best = top_frame(probs, bundle.classes, name)
+    if needs_attention(record):  # the frame the worker explains, listed as predict --explain does
+        record["explained_frames"] = [{"class": name, "timestamp": record["frames"][best]}]
+    return record, decoded.rows[best]
 
 
 # comments ---------------------------------------------------------------------------------------

@@ -119,7 +119,12 @@ def test_flagged_decision_is_stored_and_explained_in_the_background(server, imag
     assert stored["decision_id"] == decision["decision_id"] and stored["scores"] == \
         decision["scores"]
     assert [m["method"] for m in stored["explanation"]["maps"]] == ["gradcam"]
-    assert stored["explanation"]["maps"][0]["target"] == "red"
+    # the frame explained is a red one (the third second), its time listed and stored as
+    # `predict --explain` lists and stores it
+    (frame,) = got["explained_frames"]
+    assert frame["class"] == "red" and 2 <= frame["timestamp"] < 3, frame
+    (explained,) = stored["explanation"]["maps"]
+    assert explained["target"] == "red" and explained["timestamp"] == frame["timestamp"]
     missing = httpx.get(f"{server.url}/v1/decisions/{'0' * 32}", headers=AUTH)
     assert missing.status_code == 404 and "no decision" in missing.json()["detail"]
 
@@ -290,7 +295,12 @@ def test_a_clip_gets_predicts_clip_decision_with_its_segments(server, exported, 
     url = f"{server.url}/v1/decisions/{got['decision_id']}"
     stored = wait_for(lambda: (s := httpx.get(url, headers=AUTH).json())["explanation"]
                       ["status"] == "done" and s)
-    assert stored["explanation"]["maps"][0]["target"] == "red"
+    # the frame explained is a red one (the third second), its time listed and stored as
+    # `predict --explain` lists and stores it
+    (frame,) = got["explained_frames"]
+    assert frame["class"] == "red" and 2 <= frame["timestamp"] < 3, frame
+    (explained,) = stored["explanation"]["maps"]
+    assert explained["target"] == "red" and explained["timestamp"] == frame["timestamp"]
     refused = post(server, b"x", headers={"Content-Type": "audio/mpeg"})
     assert refused.status_code == 415 and "video/" in refused.json()["detail"]
     untyped = post(server, clip.read_bytes(), headers={"Content-Type": "application/octet-stream"})
