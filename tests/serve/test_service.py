@@ -119,12 +119,9 @@ def test_flagged_decision_is_stored_and_explained_in_the_background(server, imag
     assert stored["decision_id"] == decision["decision_id"] and stored["scores"] == \
         decision["scores"]
     assert [m["method"] for m in stored["explanation"]["maps"]] == ["gradcam"]
-    # the frame explained is a red one (the third second), its time listed and stored as
-    # `predict --explain` lists and stores it
-    (frame,) = got["explained_frames"]
-    assert frame["class"] == "red" and 2 <= frame["timestamp"] < 3, frame
-    (explained,) = stored["explanation"]["maps"]
-    assert explained["target"] == "red" and explained["timestamp"] == frame["timestamp"]
+    assert stored["explanation"]["maps"][0]["target"] == "red"
+    assert "timestamp" not in stored["explanation"]["maps"][0] and "explained_frames" not in \
+        decision  # an image's
     missing = httpx.get(f"{server.url}/v1/decisions/{'0' * 32}", headers=AUTH)
     assert missing.status_code == 404 and "no decision" in missing.json()["detail"]
 
