@@ -169,6 +169,9 @@ def kind_of(dataset: "fo.Dataset") -> str:
     return dataset.info.get(KIND_KEY, "image")
 
 
+FRAMES_SUFFIX = "-frames"  # a clip dataset NAME's frames dataset: NAME-frames
+
+
 def frames_dataset_of(dataset: "fo.Dataset") -> str | None:
     """The frames dataset a clip dataset's import made (curate/clip_import.py), else None."""
     return dataset.info.get(INFO_KEY, {}).get("frames_dataset")

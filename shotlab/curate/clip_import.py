@@ -31,7 +31,6 @@ from shotlab.core.names import check_dataset_name
 from shotlab.core.progress import progress_bar
 from shotlab.curate.records import Record, Scan, Skipped
 
-FRAMES_SUFFIX = "-frames"
 # Short-clip tooling: the users tag clips under 30 s; a longer one is still imported, but
 # 8 uniform frames over minutes of footage miss most of it, so the summary says so.
 DEFAULT_MAX_SECONDS = 30.0
@@ -47,7 +46,7 @@ class SampledRecord:
 
 
 def frames_dataset_name(name: str) -> str:
-    frames = f"{name}{FRAMES_SUFFIX}"
+    frames = f"{name}{store.FRAMES_SUFFIX}"
     try:
         return check_dataset_name(frames)
     except InputError:

@@ -157,7 +157,7 @@ def unsplit_note(manifest: Manifest) -> str | None:
 def jpeg_frames_note(manifest: Manifest) -> str | None:
     """One line when a clip run's frames are JPEG (an import before 2026-12-02)."""
     if not any(e.filepath.endswith(".jpg") for e in manifest.entries) or \
-            not manifest.dataset.endswith("-frames"):
+            not manifest.dataset.endswith(store.FRAMES_SUFFIX):
         return None
     return store.jpeg_frames_note(manifest.dataset)
 
