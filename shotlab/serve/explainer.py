@@ -79,6 +79,15 @@ class ExplanationWorker:
         return problem
 
     def start(self) -> None:
+        """Takes up the store as a stop left it, then starts the thread: done before the server
+        answers anything, so a job a restart queues again never reads `failed` meanwhile."""
+        try:
+            self.store.release_claims()  # jobs a killed worker had taken
+            self.expire_inputs()  # first: an input past its time is not retried
+            if self.retry_failed:
+                self.requeue_failed()
+        except Exception as exc:  # a store error: the rounds say so again
+            log.error("tier-1 explanations: %s", one_line(exc, limit=1000))
         self.thread.start()
 
     def wake(self) -> None:
@@ -91,13 +100,6 @@ class ExplanationWorker:
 
     def run(self) -> None:
         lower_priority()
-        try:
-            self.store.release_claims()  # jobs a killed worker had taken
-            self.expire_inputs()  # first: an input past its time is not retried
-            if self.retry_failed:
-                self.requeue_failed()
-        except Exception as exc:  # a store error: the rounds below say so again
-            log.error("tier-1 explanations: %s", one_line(exc, limit=1000))
         while not self.stopping.is_set():
             try:
                 if time.monotonic() >= self.next_expiry:
@@ -174,24 +176,29 @@ class ExplanationWorker:
             for job in jobs:
                 self.explain(kind, [job])
             return
-        self.store.finish_explanation([record["decision_id"] for record in records])
-        self.forget_failures(records)
+        try:  # first, so a job read as done no longer reads as failed in `explain show`
+            self.forget_failures(records)
+        finally:
+            self.store.finish_explanation([record["decision_id"] for record in records])
 
     def fail(self, records: list[dict], reason: str, *, attempt: bool = True,
              final: bool = False) -> None:
-        """Mark the jobs of `records` failed with `reason`: in the decision store, in the
-        explanation store (for `explain show`), one WARNING line each and the metric."""
+        """Mark the jobs of `records` failed with `reason`: in the explanation store (for
+        `explain show`), then the decision store, the metric and one WARNING line each, so
+        whoever sees the status or the line finds the rest written."""
         from shotlab.explain.store import ExplanationStore
 
         ids = [record["decision_id"] for record in records]
-        self.store.finish_explanation(ids, error=reason, attempt=attempt, final=final)
-        for decision_id in ids:
-            log.warning("tier-1 explanation of decision %s failed: %s", decision_id, reason)
-        self.on_failed(len(ids))
-        with ExplanationStore(self.explanations_path) as store, store.transaction():
-            for record in records:
-                store.fail(record, reason, getattr(self.bundle, "origin", None) or
-                           self.bundle.path)
+        try:
+            with ExplanationStore(self.explanations_path) as store, store.transaction():
+                for record in records:
+                    store.fail(record, reason, getattr(self.bundle, "origin", None) or
+                               self.bundle.path)
+        finally:  # the decision store's status stands even where that store could not be written
+            self.store.finish_explanation(ids, error=reason, attempt=attempt, final=final)
+            self.on_failed(len(ids))
+            for decision_id in ids:
+                log.warning("tier-1 explanation of decision %s failed: %s", decision_id, reason)
 
     def forget_failures(self, records: list[dict]) -> None:
         """A job explained on a retry no longer reads as failed in the explanation store."""

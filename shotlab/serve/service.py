@@ -213,7 +213,7 @@ class Service:
         self.batcher.start()
         if self.worker:
             self.worker.check_checkpoint()  # a WARNING now, not a silent failure per flag
-            self.worker.start()  # its first round takes up jobs queued before a restart
+            self.worker.start()  # jobs a stop left taken or failed queued again, before serving
         self.warming = asyncio.get_running_loop().create_task(self.warm_up())
 
     async def warm_up(self) -> None:
