@@ -19,6 +19,7 @@ from shotlab.cli import cli
 from shotlab.core.addresses import free_port
 from tests.train.trainsets import write_colour_tree
 
+HELD = Path(__file__).parent / "held"  # its sitecustomize.py holds a page's long explanations
 STARTUP_S = 90  # a cold start (Streamlit, ONNX Runtime) on a loaded 2-core CI machine
 
 
@@ -78,11 +79,14 @@ def became_healthy(port: int, process) -> bool:
 class PageServer:
     """`python -m shotlab explain app BUNDLE --port P ...` in a real subprocess."""
 
-    def __init__(self, bundle, *args, home: Path):
+    def __init__(self, bundle, *args, home: Path, gate: Path | None = None):
         self.command = [sys.executable, "-m", "shotlab", "explain", "app", str(bundle),
                         *map(str, args)]
         self.env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]),
                     "HOME": str(home)}  # a HOME of its own: the test checks nothing lands there
+        if gate is not None:  # while `gate` exists, long explanations wait (held/sitecustomize.py)
+            self.env.update(PYTHONPATH=os.pathsep.join([str(HELD), self.env["PYTHONPATH"]]),
+                            SHOTLAB_TEST_FORWARD_GATE=str(gate))
         self.process = None
         self.log: list[str] = []
         self.url = None

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -42,11 +44,27 @@ def home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(exported, predicted, home):
+def gate(tmp_path_factory) -> Path:
+    """While this file exists, the page's long explanations wait after each batch."""
+    return tmp_path_factory.mktemp("gate") / "hold"
+
+
+@pytest.fixture(scope="module")
+def server(exported, predicted, home, gate):
     page_server = PageServer(exported.path, "--store", predicted["store"],
-                             "--max-upload-mb", 1, home=home).start()
+                             "--max-upload-mb", 1, home=home, gate=gate).start()
     yield page_server
     page_server.stop()
+
+
+@pytest.fixture
+def hold(gate):
+    """Holds the page's long explanations at their first batch until `hold.release()` (or the
+    test's end): a run stays running, whatever the machine's speed."""
+    gate.touch()
+    holding = SimpleNamespace(release=lambda: gate.unlink(missing_ok=True))
+    yield holding
+    holding.release()
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +189,12 @@ def test_open_stored_decision(open_page, predicted, shots):
     page.get_by_label("Decision id").fill(flagged["decision_id"])
     page.get_by_role("button", name="Open decision").click()
     wait_for_caption(page, "Grad-CAM (red)")
-    assert page.get_by_text(f"Decision {flagged['decision_id']}").count() == 1
-    decided = page.get_by_text(f"decided {flagged['time']}", exact=False)
-    decided.first.wait_for()  # Streamlit may stream the line after the pictures on a busy machine
-    assert decided.count() == 1
     scores = ", ".join(f"{name} {score:.3f}" for name, score in flagged["scores"].items())
-    assert page.get_by_text(f"scores {scores}", exact=False).count() == 1
+    for text in (f"Decision {flagged['decision_id']}", f"decided {flagged['time']}",
+                 f"scores {scores}"):
+        shown = page.get_by_text(text, exact=False)
+        shown.first.wait_for()  # Streamlit may stream a line after the pictures on a busy machine
+        assert shown.count() == 1, text
     table = page.get_by_test_id("stTable").filter(has_text="input sha256")
     table.wait_for()
     assert flagged["sha256"][:16] in table.inner_text()  # the stored map's input hash
@@ -204,35 +222,38 @@ def test_upload_over_the_limit_is_refused(open_page, tmp_path):
 
 
 def start_lime(page, inbox, *extra: str) -> None:
-    """Asks for LIME and `extra`, then waits until a forward method reports its model runs. On
-    the tiny test model LIME alone can finish in half a second, before a poll sees its bar, so
-    the callers add SHAP (several seconds) and accept either method's progress."""
+    """Asks for LIME and `extra`, then waits for LIME's progress: the run is held at its first
+    batch (`hold`; on the tiny test model LIME can finish in half a second, before a poll sees
+    its bar)."""
     upload(page, red(inbox))
     wait_for_caption(page, "Grad-CAM")
     for label in ("LIME", *extra):
         page.get_by_text(label, exact=True).click()
     page.get_by_role("button", name="Explain", exact=True).click()
-    page.wait_for_selector("[data-testid='stProgress']:has-text('model runs')")
+    page.wait_for_selector("[data-testid='stProgress']:has-text('lime:')")
 
 
-def test_lime_shows_progress_and_can_be_cancelled(open_page, inbox):
+def test_lime_shows_progress_and_can_be_cancelled(open_page, inbox, hold):
     page = open_page()
     start_lime(page, inbox, "SHAP")
     page.get_by_role("button", name="Cancel").click()
+    time.sleep(1)  # the click's rerun request reaches the server; the run stops at its next batch
+    hold.release()
     page.wait_for_selector("text=Explanation cancelled.")
     assert page.query_selector("[data-testid='stProgress']") is None
     assert caption(page, "LIME").count() == 0 and caption(page, "SHAP").count() == 0
 
 
-def test_a_long_explanation_does_not_block_another_session(open_page, inbox, shots):
-    """While one session runs LIME and SHAP with scores, another gets its decision; the first
-    then finishes with its maps, faithfulness table and sanity check."""
+def test_a_long_explanation_does_not_block_another_session(open_page, inbox, shots, hold):
+    """While one session runs LIME and SHAP with scores (held at LIME's first batch), another
+    gets its decision; the first then finishes with its maps, faithfulness table and sanity
+    check."""
     first, second = open_page(), open_page()
     start_lime(first, inbox, "SHAP", "Score faithfulness")
     upload(second, sorted((inbox / "new" / "blue").glob("*.png"))[0])
-    assert shown_decision(second)["red"][1] is False
-    assert first.query_selector("[data-testid='stProgress']") is not None, \
-        "the other session's decision waited for the first session's LIME"
+    assert shown_decision(second)["red"][1] is False  # a served page waiting on LIME: times out
+    assert first.query_selector("[data-testid='stProgress']") is not None
+    hold.release()
     wait_for_caption(first, "SHAP", timeout=LONG_WAIT_MS)
     first.wait_for_selector("text=Sanity check", timeout=LONG_WAIT_MS)
     table = first.inner_text("[data-testid='stTable']")
@@ -480,7 +501,6 @@ def test_the_page_outlives_a_reader_that_stopped_reading(exported, tmp_path):
     """`shotlab explain app B | head -1`: Streamlit's banner went into the closed pipe and the
     server ended with a BrokenPipeError; it prints no banner now, and stops on SIGTERM."""
     import subprocess
-    import time
 
     page_server, port = PageServer(exported.path, home=tmp_path / "home"), free_port()
     log = tmp_path / "stderr.txt"
