@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from shotlab.cli import cli
 from shotlab.core.errors import InputError
+from tests.curate.test_app import default_interrupt
 from tests.imaging import truncate, write_class_tree, write_image
 
 COMMANDS = [[], ["curate"], ["curate", "import"], ["curate", "pull"], ["curate", "pull", "roboflow"],
@@ -199,7 +200,8 @@ def interrupted(tmp_path, code: str, *argv: str, ready: str) -> tuple[int, str]:
     """(exit status, stderr) of `python -c code argv...` sent SIGINT once it printed `ready`."""
     env = {**os.environ, "SHOTLAB_HOME": str(tmp_path / "ws")}
     process = subprocess.Popen([sys.executable, "-c", code, *argv], env=env,
-                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=default_interrupt)  # as typed in a terminal
     try:
         assert process.stdout.readline().strip() == ready
         time.sleep(0.2)
@@ -241,11 +243,15 @@ def test_signals_ignored_holds_off_ctrl_c_then_restores_it():
     """The workspace database's stop at exit runs under it: a second Ctrl-C cut the stop short."""
     from shotlab.core.signals import signals_ignored
 
-    before = signal.getsignal(signal.SIGINT)
-    with signals_ignored():
-        os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt here
-        time.sleep(0.1)
-    assert signal.getsignal(signal.SIGINT) is before
-    with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(1)
+    # Python's own Ctrl-C handler, whatever this run started with (`make test &` ignores it)
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with signals_ignored():
+            os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt here
+            time.sleep(0.1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGINT, started_with)

@@ -11,13 +11,10 @@ from shotlab.core import store
 from shotlab.core.addresses import free_port
 from shotlab.curate.importer import import_path
 from tests.clipmaking import write_clip
-from tests.curate.test_app import RunningApp
+from tests.curate.test_app import STARTUP_TIMEOUT, RunningApp
 
 pytestmark = pytest.mark.fiftyone
 
-# A cold start imports FiftyOne twice and starts its server; on a busy 2-CPU machine (load 12)
-# that took over the image App test's 90 s.
-STARTUP_TIMEOUT = 300
 DATASET_QUERY = 'query { dataset(name: "%s") { name mediaType } }'
 
 

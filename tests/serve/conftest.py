@@ -76,11 +76,13 @@ class Server:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
+    stop_s = 15  # SIGTERM to exit; then SIGKILL (its return code -9 says so)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(15)
+                self.process.wait(self.stop_s)
             except subprocess.TimeoutExpired:
                 self.kill()
 

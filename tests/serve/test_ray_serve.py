@@ -26,6 +26,10 @@ pytestmark = pytest.mark.slow
 class RayServer(Server):
     ready = re.compile(r"Ray Serve answering on http://127\.0\.0\.1:(\d+)")
     startup_s = 240  # Ray Serve's controller, proxy and two replicas on a busy 2-core machine
+    # serve.delete waits for a replica still starting (the one replacing a killed replica) and
+    # each replica's graceful shutdown (Ray's default 20 s): `serve --ray` stop's own test
+    # allows 120 s
+    stop_s = 120
 
     def __init__(self, *args, **kwargs):
         from shotlab.core.addresses import free_port
