@@ -11,13 +11,15 @@ from shotlab.serve.service import Refusal
 
 PUBLIC_FIELDS = ("decision_id", "sha256", "scores", "labels", "flagged", "needs_review",
                  "review_classes", "model_sha256", "policy_version", "runtime", "time")
-# What a kind's decision adds: what a reviewer needs (a clip's seconds to watch and what was
-# scored, the frame its explanation is of; a comment or a caption as decided, a long comment's windows and their scores, a caption
-# cut short) and, for a post, its caption's hash (the sha256 is the picture's).
+# What a kind's decision adds: what a reviewer needs (a clip's seconds to watch, what was scored
+# and the frame its explanation is of; a comment or a caption as decided, a long comment's
+# windows and their scores, a caption cut short) and, for a post, its caption's hash (the
+# sha256 is the picture's).
 KIND_FIELDS = {"clip": ("kind", "duration", "frames", "segments", "gaps", "explained_frames"),
                "text": ("kind", "text", "windows"),
                "post": ("kind", "text", "text_sha256", "caption_cut")}
-ONLY_WHERE_SET = frozenset({"windows", "caption_cut", "explained_frames"})  # absent from most records
+# absent from most records
+ONLY_WHERE_SET = frozenset({"windows", "caption_cut", "explained_frames"})
 
 
 def public(record: dict, explanation, started: float | None = None, cached=None) -> dict:

@@ -63,6 +63,9 @@ class Engine:
                                     item.sha256, self.runtime)
                    for item, n, end in zip(items, counts, ends)]
         records = [record for record, _ in decided]
+        if not self.explain:  # no map is made (--no-explain): no clip frame is named as explained
+            for record in records:
+                record.pop("explained_frames", None)
         jobs = ({record["decision_id"]: explained for record, explained in decided
                  if needs_attention(record)} if self.explain else {})
         saved = self.store.save(records, [item.key for item in items], jobs)

@@ -176,10 +176,8 @@ class ExplanationWorker:
             for job in jobs:
                 self.explain(kind, [job])
             return
-        try:  # first, so a job read as done no longer reads as failed in `explain show`
-            self.forget_failures(records)
-        finally:
-            self.store.finish_explanation([record["decision_id"] for record in records])
+        self.forget_failures(records)  # first: a job read as done no longer reads as failed
+        self.store.finish_explanation([record["decision_id"] for record in records])
 
     def fail(self, records: list[dict], reason: str, *, attempt: bool = True,
              final: bool = False) -> None:
@@ -194,18 +192,24 @@ class ExplanationWorker:
                 for record in records:
                     store.fail(record, reason, getattr(self.bundle, "origin", None) or
                                self.bundle.path)
-        finally:  # the decision store's status stands even where that store could not be written
-            self.store.finish_explanation(ids, error=reason, attempt=attempt, final=final)
-            self.on_failed(len(ids))
-            for decision_id in ids:
-                log.warning("tier-1 explanation of decision %s failed: %s", decision_id, reason)
+        except Exception as exc:  # noqa: BLE001 - the decision store is the record: its status
+            # is written all the same, and the round goes on to the jobs after these
+            log.error("tier-1 explanations: %s", explanation_store_error(ids, exc))
+        self.store.finish_explanation(ids, error=reason, attempt=attempt, final=final)
+        self.on_failed(len(ids))
+        for decision_id in ids:
+            log.warning("tier-1 explanation of decision %s failed: %s", decision_id, reason)
 
     def forget_failures(self, records: list[dict]) -> None:
         """A job explained on a retry no longer reads as failed in the explanation store."""
         from shotlab.explain.store import ExplanationStore
 
-        with ExplanationStore(self.explanations_path) as store:
-            store.clear_failures([record["decision_id"] for record in records])
+        ids = [record["decision_id"] for record in records]
+        try:
+            with ExplanationStore(self.explanations_path) as store:
+                store.clear_failures(ids)
+        except Exception as exc:  # noqa: BLE001 - the maps are stored: the jobs are done
+            log.error("tier-1 explanations: %s", explanation_store_error(ids, exc))
 
     def own(self, jobs: list) -> list:
         """The jobs this server's bundle decided (the store hands out only those, but for
@@ -257,3 +261,10 @@ def lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
     except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
         pass
+
+
+def explanation_store_error(ids: list[str], exc: Exception) -> str:
+    """The line for a failure mark the explanation store could not take or clear."""
+    return (f"the explanation store could not record the failure state of decision(s) "
+            f"{', '.join(ids)} ({one_line(exc, limit=1000)}); `explain show` may read it wrong "
+            f"until the next retry")

@@ -147,3 +147,14 @@ def test_a_killed_servers_upload_folders_are_swept_by_the_next_upload(exported, 
     assert answered.status_code == 200, answered.text
     uploads = sorted(p.name for p in scratch.glob("shotlab-clip-*"))  # the server's own copy
     assert uploads == sorted([live.name, older.name])  # of the bundle is there too, alive
+
+
+def test_a_flagged_clip_names_no_explained_frame_where_none_is_explained(server, tmp_path):
+    """Under --no-explain no map is made: the answer named the top frame as explained."""
+    from tests.export.test_predict_clips import colour_clip
+
+    clip = colour_clip(tmp_path / "violent.mp4", ["green", "red", "green"])
+    answer = httpx.post(server.url + "/v1/moderate", content=clip.read_bytes(), headers=MP4,
+                        timeout=60).json()
+    assert answer["flagged"] == ["red"] and answer["explanation"] == "none", answer
+    assert "explained_frames" not in answer

@@ -6,6 +6,7 @@ and a restart or the same bytes again answered `failed` for ever."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 import time
@@ -235,8 +236,8 @@ def test_a_running_worker_removes_inputs_kept_past_their_time(exported, tmp_path
     try:
         (record,) = decision_records(bundle, np.array([[.9, .05, .05]], np.float32),
                                      ["a" * 64], runtime="onnx")
-        # another model's decision: this worker never re-queues it (its start-up runs in its
-        # own thread, maybe after the insert below), yet removes its input: content is content
+        # another model's decision, failed since the worker started: the worker never re-queues
+        # it, yet removes its input (its hourly expiry): content is content
         record["model_sha256"] = "f" * 64
         decision_id = record["decision_id"]
         store.save([record], ["ka"], {})  # a job failed since the worker started, kept
@@ -286,3 +287,35 @@ def test_show_of_an_older_explanation_store_without_the_failures_table(exported,
         db.execute("DROP TABLE failures")
     shown = CliRunner().invoke(cli, ["explain", "show", "a" * 32, "--store", str(path)])
     assert shown.exit_code == 0 and "gradcam: target red" in shown.output, shown.output
+
+
+def test_a_failure_the_explanation_store_cannot_take_still_marks_the_job(exported, tmp_path):
+    """The decision store is the record: where the explanation store cannot be written (here a
+    folder in its place), a job that fails reads `failed` and the round goes on. It stayed
+    `running`, taken, until the server restarted."""
+    from shotlab.export.predict import decision_records
+    from shotlab.runtime.bundle import load_bundle
+    from shotlab.serve import explainer
+    from shotlab.serve.store import DecisionStore
+
+    bundle = load_bundle(exported.path)
+    store = DecisionStore(tmp_path / "decisions.sqlite")
+    (tmp_path / "explanations.sqlite").mkdir()
+    records = decision_records(bundle, np.array([[.9, .05, .05]] * 2, np.float32),
+                               ["a" * 64, "b" * 64], runtime="onnx")
+    store.save(records, ["ka", "kb"],  # inputs no model takes (7 channels): both fail
+               {r["decision_id"]: np.zeros((7, 32, 32), np.float32) for r in records})
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda entry: said.append(entry.getMessage())
+    explainer.log.addHandler(handler)
+    worker = explainer.ExplanationWorker(bundle, store, tmp_path / "explanations.sqlite")
+    worker.start()
+    try:
+        wait_for(lambda: all(job(tmp_path, r["decision_id"])[0] == "failed" for r in records),
+                 timeout=60)
+    finally:
+        worker.stop()
+        store.close()
+        explainer.log.removeHandler(handler)
+    assert any("could not record the failure state" in line for line in said), said

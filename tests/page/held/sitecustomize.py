@@ -3,7 +3,9 @@ file SHOTLAB_TEST_FORWARD_GATE names exists, a long explanation's model run stop
 batch it reports (`shotlab.page.explaining.Counter`), as a slow model would. A test holds an
 explanation "running" for as long as it needs (another session's decision, a Cancel click) and
 then lets it go on, instead of racing a LIME that takes half a second on the tiny test model.
-Nothing else changes: the batch is run, counted and reported as the page does it."""
+While held, the batch's progress is reported again every 0.1 s, as a slow model's batches
+would report it: that report is where the page stops a cancelled run. Nothing else changes:
+the batch is run, counted and reported as the page does it."""
 
 import importlib.abc
 import importlib.util
@@ -19,7 +21,8 @@ def hold_after(call):
     def held(counter, batch):
         out = call(counter, batch)
         while os.path.exists(GATE):
-            time.sleep(0.05)
+            time.sleep(0.1)
+            counter.report(counter.seen)
         return out
 
     return held
