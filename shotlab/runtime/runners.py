@@ -124,12 +124,19 @@ def check_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def session_options(threads: int | None = None):
-    """ONNX Runtime options: all graph optimisations, intra-op threads = cores by default."""
+    """ONNX Runtime options: all graph optimisations, intra-op threads = cores by default, and
+    threads that sleep between runs instead of spinning.
+
+    Spinning keeps a core busy waiting for the next run; the model shares its cores with
+    decoding, the batcher and the explanation worker. Measured side by side on 2 cores
+    (benchmarks/README.md, int8_speed.py), lite0 with 2 threads ran faster without it, FP32 and
+    INT8, at batch 1 and 32 (INT8 batch 1: 433 -> 512 images/s); 1 thread has no pool to spin."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
     return options
 
