@@ -266,5 +266,5 @@ def lower_priority() -> None:
 def explanation_store_error(ids: list[str], exc: Exception) -> str:
     """The line for a failure mark the explanation store could not take or clear."""
     return (f"the explanation store could not record the failure state of decision(s) "
-            f"{', '.join(ids)} ({one_line(exc, limit=1000)}); `explain show` may read it wrong "
-            f"until the next retry")
+            f"{', '.join(ids)} ({one_line(exc, limit=1000)}); `explain show` may show it wrong, "
+            f"GET /v1/decisions/ID has it right")
