@@ -17,6 +17,7 @@ from shotlab.core import workspace
 from shotlab.curate.importer import import_path
 from shotlab.train import runs
 from shotlab.train.finetune import TrainConfig
+from tests.curate.test_app import default_interrupt
 from tests.train.trainsets import noisy_colour, write_colour_tree
 
 pytestmark = pytest.mark.fiftyone
@@ -164,7 +165,7 @@ def test_ctrl_c_during_a_run_names_the_run_to_resume(colours, tmp_path):
              "--mode", "partial", "--epochs", "400", "--patience", "400", "--workers", "0",
              "--no-track"], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
             stdout=subprocess.DEVNULL, stderr=stderr,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            preexec_fn=default_interrupt)
     try:
         deadline = time.monotonic() + 240
         while process.poll() is None and time.monotonic() < deadline and not any(
