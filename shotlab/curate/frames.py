@@ -83,10 +83,9 @@ def write_frame(folder: Path, number: int, frame, lossless: bool = True) -> dict
     from PIL import Image
 
     buffer = io.BytesIO()
-    if lossless:
-        Image.fromarray(frame.pixels).save(buffer, format="PNG", compress_level=PNG_LEVEL)
-    else:
-        Image.fromarray(frame.pixels).save(buffer, format="JPEG", quality=LEGACY_QUALITY)
+    options = ({"format": "PNG", "compress_level": PNG_LEVEL} if lossless
+               else {"format": "JPEG", "quality": LEGACY_QUALITY})
+    Image.fromarray(frame.pixels).save(buffer, **options)
     data = buffer.getvalue()
     name = f"frame_{number:06d}.{'png' if lossless else 'jpg'}"
     (folder / name).write_bytes(data)
