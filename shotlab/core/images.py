@@ -38,6 +38,7 @@ _SHRINKABLE = frozenset({"RGB", "RGBA", "L", "LA"})
 # Greyscale deeper than 8 bits: 16- and 32-bit integers, 32-bit floats.
 _DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 _BITS_PER_SAMPLE, _SAMPLE_FORMAT = 258, 339  # TIFF tags; sample format 2 is signed integers
+_NEW_SUBFILE_TYPE = 254  # TIFF tag; bit 0 marks a reduced-resolution copy of another page
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def is_image_path(path: Path) -> bool:
 DECODED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 
 # Formats whose extra frames are an animation. A JPEG's extra images (MPO: a phone's preview or
-# HDR gain map) and a TIFF's pages are not: those stay stills.
+# HDR gain map) are not: those stay stills. A TIFF of several pages is refused (`tiff_pages`).
 ANIMATION_FORMATS = frozenset({"GIF", "PNG", "WEBP"})
 
 
@@ -161,7 +162,29 @@ def open_image(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if width * height > max_pixels:
         raise BadImageError(path, f"decompression bomb: {width}x{height} pixels is over the "
                                   f"{max_pixels:,}-pixel limit ({RAISE_LIMIT})")
+    pages = tiff_pages(path, image)
+    if pages > 1:
+        raise BadImageError(path, f"a TIFF of {pages} pages: its first page cannot stand for "
+                                  f"the others (a page shotlab never read would pass unseen); "
+                                  f"save each page as its own file (e.g. `tiffsplit`)")
     return image
+
+
+def tiff_pages(path: Path, image: Image.Image) -> int:
+    """Full pages of a TIFF (a still: 1); its reduced-resolution previews (NewSubfileType bit
+    0, a scanner's or camera's thumbnail) are not pages. Reads the directories, not the pixels,
+    and leaves `image` at its first page. 0 for other formats."""
+    if image.format != "TIFF" or getattr(image, "n_frames", 1) < 2:
+        return 0
+    try:
+        pages = 0
+        for index in range(image.n_frames):
+            image.seek(index)
+            pages += not int(image.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 1
+        image.seek(0)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadImageError(path, f"corrupt TIFF directory ({exc})") from None
+    return pages
 
 
 def decode(path: Path, image: Image.Image) -> None:

@@ -3,6 +3,7 @@ the moderation routes (serve/app.py) and the review routes (serve/review.py)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from fastapi import Request
@@ -20,6 +21,9 @@ KIND_FIELDS = {"clip": ("kind", "duration", "frames", "segments", "gaps", "expla
                "post": ("kind", "text", "text_sha256", "caption_cut")}
 # absent from most records
 ONLY_WHERE_SET = frozenset({"windows", "caption_cut", "explained_frames"})
+# An absolute path of two or more parts (not inside a URL or a longer path): what a failed
+# explanation's reason names of the server's files (a run's checkpoint, the bundle folder).
+SERVER_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/:;,'\"()\[\]]+/)+([^\s/:;,'\"()\[\]]+)")
 
 
 def public(record: dict, explanation, started: float | None = None, cached=None) -> dict:
@@ -27,12 +31,21 @@ def public(record: dict, explanation, started: float | None = None, cached=None)
     view = {key: record.get(key) for key in PUBLIC_FIELDS}
     view.update({key: record.get(key) for key in KIND_FIELDS.get(record.get("kind"), ())
                  if key in record or key not in ONLY_WHERE_SET})
-    view["explanation"] = explanation
+    view["explanation"] = without_paths(explanation)
     if cached is not None:
         view["cached"] = cached
     if started is not None:
         view["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return view
+
+
+def without_paths(explanation):
+    """The explanation's status as a client sees it: a failure's reason with each of the
+    server's paths cut to its last part ('best.pt', not where the workspace lies); the full
+    reason stays in the server's log and in `explain show`."""
+    if not isinstance(explanation, dict) or not explanation.get("error"):
+        return explanation
+    return {**explanation, "error": SERVER_PATH.sub(r"\1", explanation["error"])}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -326,3 +326,23 @@ def test_predict_holds_clips_to_the_frame_limit_and_can_raise_it(exported, clips
     raised = CliRunner().invoke(cli, [*args, "--max-clip-frames", "32",
                                       "--out", str(tmp_path / "all.jsonl")])
     assert raised.exit_code == 0 and json.loads(raised.output)["bad"] == 0, raised.output
+
+
+def test_a_tiff_of_several_pages_is_a_bad_file_not_its_first_page(exported, tmp_path):
+    """A green first page hid a red second one: predict decided the TIFF on its first page
+    alone, so the red page passed unflagged. Now the file is named with the reason; a one-page
+    red TIFF is still decided, and flagged."""
+    from tests.security.test_formats import tiff_pages_file
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tiff_pages_file(folder / "pages.tif", [COLOURS["green"], COLOURS["red"]])
+    tiff_pages_file(folder / "red.tif", [COLOURS["red"]])
+    out = tmp_path / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(folder), "--out",
+                                      str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    decided = {Path(d["path"]).name: d for d in map(json.loads, open(out))}
+    assert list(decided) == ["red.tif"] and decided["red.tif"]["flagged"] == ["red"]
+    (bad,) = json.loads(result.output)["bad_files"]
+    assert bad["path"].endswith("pages.tif") and "a TIFF of 2 pages" in bad["reason"]

@@ -60,3 +60,32 @@ def test_import_skips_an_eps_in_one_line(tmp_path, fake_gs, dataset_name):
     assert result.exit_code == 0, result.output
     assert "photo.jpg: not an image" in result.output and "Traceback" not in result.output
     assert not fake_gs.exists()
+
+
+def tiff_pages_file(path, pages, *, previews=()):
+    """A TIFF of `pages` colours, one a page; a page listed in `previews` is marked as a
+    reduced-resolution copy (NewSubfileType 1), as a scanner's thumbnail is."""
+    from PIL import Image, TiffImagePlugin
+
+    with TiffImagePlugin.AppendingTiffWriter(str(path), new=True) as tiff:
+        for index, colour in enumerate(pages):
+            info = TiffImagePlugin.ImageFileDirectory_v2()
+            info[254] = 1 if index in previews else 0
+            Image.new("RGB", (16, 12) if index not in previews else (4, 3), colour).save(
+                tiff, tiffinfo=info)
+            tiff.newFrame()
+    return path
+
+
+def test_a_tiff_of_several_pages_is_refused_its_previews_are_not_pages(tmp_path):
+    """A TIFF's second page was never read: a page of unsafe content behind a harmless first
+    page was decided on the first alone (by predict, serve and the page)."""
+    from shotlab.core.images import load_rgb, rgb_from_bytes
+
+    two = tiff_pages_file(tmp_path / "two.tif", [(0, 200, 0), (200, 0, 0)])
+    for load in (inspect_image, load_rgb, lambda p: rgb_from_bytes(p.read_bytes(), p.name)):
+        with pytest.raises(BadImageError, match=r"a TIFF of 2 pages: .* save each page as its own"):
+            load(two)
+    previewed = tiff_pages_file(tmp_path / "scan.tif", [(0, 200, 0), (0, 200, 0)], previews={1})
+    assert inspect_image(previewed).width == 16
+    assert load_rgb(previewed).getpixel((0, 0)) == (0, 200, 0)

@@ -89,9 +89,12 @@ def test_a_missing_checkpoint_is_said_and_its_failures_are_retried_once_fixed(
         stored = settled(server, decision["decision_id"])
         assert stored["explanation"]["status"] == "failed"
         assert "is missing" in stored["explanation"]["error"]
+        # the client is told which file, not where the server keeps its workspace
+        assert stored["explanation"]["error"].startswith("best.pt: ")
+        assert str(tmp_path) not in stored["explanation"]["error"]
         wait_for(lambda: failure_lines(server, decision["decision_id"]))
         (line,) = failure_lines(server, decision["decision_id"])
-        assert "WARNING" in line and "is missing" in line
+        assert "WARNING" in line and "is missing" in line and str(checkpoint) in line
         assert metric(httpx.get(server.url + "/metrics").text,
                       "shotlab_explanations_failed_total") == 1
         # the server's cause, not the job's: its input kept, no attempt used
@@ -101,6 +104,7 @@ def test_a_missing_checkpoint_is_said_and_its_failures_are_retried_once_fixed(
                                          str(store / "explanations.sqlite")])
         assert shown.exit_code == 0, shown.output
         assert "tier-1 explanation failed" in shown.output and "is missing" in shown.output
+        assert str(checkpoint) in " ".join(shown.output.split())  # the operator's, whole
 
         # the same bytes while the checkpoint is still missing: answered from the cache, not
         # decoded, run and queued again only to fail again (the job is retried once it is back)
