@@ -48,10 +48,11 @@ def without_paths(explanation):
     return {**explanation, "error": SERVER_PATH.sub(r"\1", explanation["error"])}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+async def read_body(request: Request, limit: int, hint: str = " (--max-body-mb)") -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes (`hint`: what
+    sets the limit, in the refusal)."""
     length = request.headers.get("content-length", "")
-    too_large = Refusal(413, "too_large", f"body over the {limit:,}-byte limit (--max-body-mb); "
+    too_large = Refusal(413, "too_large", f"body over the {limit:,}-byte limit{hint}; "
                         f"send a smaller request")
     if length.isdigit() and int(length) > limit:
         raise too_large

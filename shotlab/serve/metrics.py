@@ -7,7 +7,9 @@
     shotlab_decisions_total, shotlab_flagged_total, shotlab_needs_review_total
     shotlab_cache_hits_total                   answered from the decision store
     shotlab_rejections_total{reason}           unauthorized, too_large, media_type, bad_input,
-                                               queue_full, timeout
+                                               queue_full, timeout, store_down,
+                                               client_disconnected (code 499: the client hung
+                                               up before its body was all sent)
     shotlab_explanations_pending               tier-1 jobs waiting in the store
     shotlab_explanations_failed_total          tier-1 jobs this process failed (each also a
                                                WARNING line in the log with its reason)

@@ -25,8 +25,11 @@ from shotlab.serve.service import Refusal, Service
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500  # decisions one queue request lists
-MAX_BODY = 16_384  # bytes: labels, a name and a note
 MAX_REVIEWER, MAX_NOTE = 200, 2_000  # characters
+# bytes: labels, a name and a note, each character of which JSON may escape as 12 bytes (an
+# emoji: two \uXXXX escapes), so a note the limits allow is never refused for its size
+MAX_BODY = 65_536
+LIMIT_HINT = " (a verdict's labels, reviewer and note)"
 FIELDS = ("labels", "reviewer", "note")
 
 
@@ -34,10 +37,12 @@ def add_review_routes(app: FastAPI, service: Service, guarded: list) -> None:
     from starlette.concurrency import run_in_threadpool
 
     @app.get("/v1/review", dependencies=guarded)
-    async def review_queue(limit: int = DEFAULT_LIMIT):
+    async def review_queue(limit: str = str(DEFAULT_LIMIT)):
         """Decisions waiting for a human verdict, oldest first."""
-        if not 1 <= limit <= MAX_LIMIT:
-            raise Refusal(422, "bad_input", f"limit={limit}: give 1 to {MAX_LIMIT}")
+        if not limit.isdecimal() or not 1 <= int(limit) <= MAX_LIMIT:
+            raise Refusal(422, "bad_input", f"limit={limit[:20]}: give a whole number from 1 "
+                                            f"to {MAX_LIMIT}")
+        limit = int(limit)
         found, waiting = await run_in_threadpool(service.store.review_queue, limit)
         return {"waiting": waiting,
                 "items": [public(f["record"], f["explanation"]) for f in found]}
@@ -45,7 +50,7 @@ def add_review_routes(app: FastAPI, service: Service, guarded: list) -> None:
     @app.post("/v1/decisions/{decision_id}/review", dependencies=guarded)
     async def review(decision_id: str, request: Request):
         """A reviewer's verdict on a decision: stored once."""
-        body = await read_body(request, MAX_BODY)
+        body = await read_body(request, MAX_BODY, LIMIT_HINT)
         found = await run_in_threadpool(service.store.get, decision_id)
         if found is None:
             return JSONResponse({"detail": f"no decision {decision_id} in this server's store"},
@@ -68,7 +73,7 @@ def checked_verdict(body: bytes, record: dict, task: str) -> dict:
 
     try:
         given = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # deep nesting too
         given = None
     if not isinstance(given, dict):
         refuse('send a JSON object: {"labels": ["class", ...], "reviewer": "name", '

@@ -102,7 +102,7 @@ def read_api_key(path: Path | None) -> str | None:
         if value is not None and value and not value.strip():
             raise InputError(f"${API_KEY_ENV} is blank: it would switch authentication off in "
                              f"silence; set it to the key, or unset it")
-        return (value or "").strip() or None
+        return sendable_key((value or "").strip(), f"${API_KEY_ENV}") or None
     try:
         key = next(iter(Path(path).read_text().splitlines()), "").strip()
     except (OSError, UnicodeDecodeError) as exc:
@@ -111,6 +111,17 @@ def read_api_key(path: Path | None) -> str | None:
     if not key:
         raise InputError(f"--api-key-file {path}: its first line is empty; put the key on "
                          f"the first line")
+    return sendable_key(key, f"--api-key-file {path}")
+
+
+def sendable_key(key: str, source: str) -> str:
+    """`key`, if a client can send it: HTTP headers are read as Latin-1 (and most clients
+    refuse to send anything but ASCII), so a key with other characters never matches and
+    would lock every client out."""
+    if key and not (key.isascii() and key.isprintable()):
+        raise InputError(f"{source}: the key holds characters other than printable ASCII, "
+                         f"which no client can send in an Authorization header; use a key "
+                         f"like `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
     return key
 
 
@@ -264,8 +275,9 @@ class Service:
         try:
             futures = self.batcher.submit_nowait(mine)
         except asyncio.QueueFull:
-            raise Refusal(429, "queue_full", f"the queue is full ({self.batcher.depth()} items "
-                          f"waiting, room for {self.options.queue_size}); retry after 1 s",
+            depth, size = self.batcher.depth(), self.options.queue_size
+            raise Refusal(429, "queue_full", f"the queue is full: {depth} of its {size} places "
+                          f"taken, and this request needs {len(mine)}; retry after 1 s",
                           {"Retry-After": "1"}) from None
         ours = {id(item): future for item, future in zip(mine, futures)}
         with self.deciding(mine, futures):

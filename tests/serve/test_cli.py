@@ -49,6 +49,22 @@ def test_a_blank_api_key_variable_is_refused(exported, tmp_path, monkeypatch):
     assert not (tmp_path / "store").exists()
 
 
+def test_a_key_no_client_can_send_is_refused_at_start(exported, tmp_path, monkeypatch):
+    """A key with a non-ASCII character started the server, and then no request could ever
+    match it (headers are read as Latin-1; httpx cannot even send it): every client locked
+    out, with no word at start."""
+    from shotlab.serve.service import API_KEY_ENV
+
+    (tmp_path / "key").write_text("clé-secrète\n", encoding="utf-8")
+    result = run("serve", exported.path, "--api-key-file", tmp_path / "key", "--store",
+                 tmp_path / "store")
+    assert result.exit_code == 2 and "other than printable ASCII" in result.output
+    monkeypatch.setenv(API_KEY_ENV, "tab\tkey")
+    result = run("serve", exported.path, "--store", tmp_path / "store")
+    assert result.exit_code == 2 and f"${API_KEY_ENV}: the key holds" in result.output
+    assert not (tmp_path / "store").exists()
+
+
 def test_batch_larger_than_the_queue_is_refused(tmp_path):
     result = run("serve", tmp_path, "--max-items", 8, "--queue-size", 4)
     assert result.exit_code == 2 and "could never be queued" in result.output

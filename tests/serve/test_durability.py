@@ -50,6 +50,9 @@ def test_flood_on_a_tiny_queue_gets_429_and_the_server_survives(exported, start_
     assert set(codes) == {200, 429} and codes.count(429) >= 1, codes
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.headers["Retry-After"] == "1" and "queue is full" in refused.json()["detail"]
+    # it said "(1 items waiting, room for 2)" for a batch that did not fit: what is taken, of
+    # how many, against what the request needs
+    assert "of its 2 places taken, and this request needs 1" in refused.json()["detail"]
     assert httpx.get(server.url + "/v2/health/ready").status_code == 200
     assert httpx.post(server.url + "/v1/moderate", content=bodies[0], headers=PNG,
                       timeout=30).status_code == 200

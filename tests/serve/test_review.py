@@ -120,3 +120,45 @@ def test_a_reviewer_takes_the_queue_and_records_verdicts_over_http(exported, sta
     missing = httpx.post(f"{server.url}/v1/decisions/nope/review", json={"labels": ["red"]})
     assert missing.status_code == 404
     assert httpx.get(server.url + "/v1/review", params={"limit": 0}).status_code == 422
+
+
+def test_odd_review_requests_get_one_line_answers_and_a_hang_up_is_no_500(exported,
+                                                                          start_server, images):
+    """Bodies a reviewer's tool can send: JSON nested past Python's recursion limit was a 500
+    with a traceback; a note the limits allow (2,000 emoji, 12 bytes each in JSON's escapes)
+    was refused as too large, citing --max-body-mb, which does not set that limit; a queue
+    limit that is not a number got FastAPI's list-shaped error. A client hanging up mid-body
+    was counted as a server error (500) with a traceback in the log."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from tests.serve.test_service import wait_for
+
+    server = start_server(exported.path, "--no-explain")
+    decided = httpx.post(server.url + "/v1/moderate", content=images[0].read_bytes(),
+                         headers=PNG, timeout=60).json()
+    url = f"{server.url}/v1/decisions/{decided['decision_id']}/review"
+    deep = httpx.post(url, content=b"[" * 20_000 + b"]" * 20_000, timeout=60)
+    assert deep.status_code == 422 and "send a JSON object" in deep.json()["detail"], deep.text
+    nested = httpx.post(url, content=b'{"labels": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+                        timeout=60)
+    assert nested.status_code == 422 and "send a JSON object" in nested.json()["detail"]
+    for limit in ("abc", "5.0"):
+        bad = httpx.get(server.url + "/v1/review", params={"limit": limit}, timeout=60)
+        assert bad.status_code == 422 and isinstance(bad.json()["detail"], str), bad.text
+        assert "give a whole number from 1 to 500" in bad.json()["detail"]
+    note = "\U0001F600" * 2_000
+    kept = httpx.post(url, content=json.dumps({"labels": decided["labels"], "note": note}),
+                      timeout=60)
+    assert kept.status_code == 200 and kept.json()["review"]["note"] == note, kept.text
+
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port)) as hanging:
+        hanging.sendall(b"POST /v1/decisions/x/review HTTP/1.1\r\nHost: x\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n{")
+    code = 'shotlab_requests_total{code="%s",endpoint="/v1/decisions/{decision_id}/review"}'
+    wait_for(lambda: metric(httpx.get(server.url + "/metrics").text, code % 499) == 1)
+    text = httpx.get(server.url + "/metrics").text
+    assert metric(text, code % 500) == 0
+    assert metric(text, 'shotlab_rejections_total{reason="client_disconnected"}') == 1
+    assert not [line for line in server.log if "Traceback" in line or "ClientDisconnect" in line]

@@ -175,11 +175,15 @@ def test_a_flagged_comment_gets_its_ig_words_in_the_background(server):
     assert shown["scores"]["comprehensiveness"] == words.faithfulness["comprehensiveness"]
 
 
-@pytest.mark.parametrize("case", ["empty", "blank", "too_long", "not_utf8", "media_type"])
+@pytest.mark.parametrize("case", ["empty", "blank", "invisible", "nul", "too_long", "not_utf8",
+                                  "media_type"])
 def test_bad_comments_get_a_status_and_the_reason_predict_gives(server, case):
     body, headers, status, reason = {
         "empty": (b"", TEXT, 422, "empty body"),
         "blank": (b"  \n ", TEXT, 422, "the text is empty"),
+        # decided as an empty text is (and flagged so): zero-width spaces, a BOM, NULs
+        "invisible": ("\u200b\ufeff\u200b".encode(), TEXT, 422, "only invisible characters"),
+        "nul": (b"\x00\x00", TEXT, 422, "only invisible characters"),
         "too_long": (b"a" * 5001, TEXT, 422, "5001 characters, over the limit of 5000"),
         "not_utf8": (b"caf\xe9", TEXT, 422, "not UTF-8"),
         "media_type": (b'{"text": "hi"}', {"Content-Type": "application/json"}, 415,
