@@ -38,6 +38,11 @@ from shotlab.core.errors import BadImageError, InputError
 from shotlab.core.images import RAISE_LIMIT, check_regular, read_bytes, sha256_file
 
 CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
+# The FFmpeg demuxers a clip is read with: the containers of CLIP_EXTENSIONS and the animations
+# (GIF, APNG). Any other is refused before it reads a byte: a playlist or a concat list names
+# other files to read (a concat list named upload.mp4 naming itself was opened again and again
+# until the server ran out of file descriptors).
+DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpeg,mpegts,mpegvideo,gif,apng"
 # 8K UHD is 33.2 million pixels a frame; a header claiming more is almost certainly hostile or
 # broken, and decoding it would take gigabytes per frame (the image bomb guard's counterpart).
 DEFAULT_MAX_FRAME_PIXELS = 7680 * 4320
@@ -247,7 +252,8 @@ class ClipReader:
                                               "frames; convert it to MP4 or GIF to have every "
                                               "frame scored")
         try:
-            self.container = av.open(str(self.path), metadata_errors="ignore")
+            self.container = av.open(str(self.path), metadata_errors="ignore",
+                                     options={"format_whitelist": DEMUXERS})
         except av.FFmpegError as exc:
             raise BadClipError(self.path, self._open_failure(exc)) from None
         try:

@@ -202,12 +202,23 @@ def text_column(fields: dict, where: str, what: str = "comments") -> str:
     return check_text(fields[key], where)
 
 
+def visible(text: str) -> bool:
+    """Whether `text` has a character a reader sees: not whitespace, not a control character
+    (NUL, ...) and not a format one (zero-width space, joiner, BOM: Unicode's Cc and Cf)."""
+    import unicodedata
+
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf") for c in text)
+
+
 def check_text(text, where: str) -> str:
     """`text` as a str, or InputError naming `where` (a file and line) and the fix."""
     if not isinstance(text, str):
         raise InputError(f"{where}: the text is not a string ({type(text).__name__})")
     if not text.strip():
         raise InputError(f"{where}: the text is empty; fill it in or leave it out")
+    if not visible(text):  # decided, it scored as an empty text does, and was flagged so
+        raise InputError(f"{where}: the text holds only invisible characters (control or "
+                         f"zero-width ones); fill it in or leave it out")
     if (reason := surrogate_reason("the text", text)) is not None:
         raise InputError(f"{where}: {reason}")
     if len(text) > MAX_TEXT_CHARS:

@@ -103,6 +103,8 @@ def test_partly_undecodable_stream_keeps_good_frames_and_reports_the_gap(tmp_pat
 @pytest.mark.parametrize("case, reason", [
     ("zero-byte", "empty file (0 bytes)"),
     ("text", "not a video FFmpeg can read"),
+    # read again and again until 'Too many open files' (a playlist would read other files)
+    ("concat-list", "not a video FFmpeg can read (Invalid argument)"),
     ("truncated", "truncated clip: the container's index (moov atom) is missing"),
     ("audio-only", "no video stream (audio only)"),
     ("unknown-codec", "a video codec this FFmpeg cannot decode"),
@@ -125,6 +127,8 @@ def make_bad_clip(folder, case: str):
         path.write_bytes(b"")
     elif case == "text":
         path.write_text("this is a text file named like a video\n" * 20)
+    elif case == "concat-list":
+        path.write_text(f"ffconcat version 1.0\nfile {path.name}\n")
     elif case == "truncated":
         truncated_mp4(write_clip(folder / "whole" / "w.mp4"), path)
     elif case == "audio-only":
