@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,9 @@ class Manifest:
     entries: tuple[Entry, ...]
     left_out: dict  # reason -> count
     kind: str = "image"  # the samples' input kind: "text" where each file holds a comment
+    # files whose bytes changed since import, found by `freeze` (not saved: what it trains on is
+    # in the entries' sha256s); `changed_note` says so
+    changed: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def hash(self) -> str:
@@ -120,7 +123,7 @@ def freeze(name: str) -> Manifest:
     from shotlab.core.groups import dataset_groups, shared_keys
 
     dataset = store.load(name)
-    refresh_changed(dataset)
+    changed = refresh_changed(dataset)
     task = store.task_of(dataset)
     entries, groups, left_out = [], [], {"unlabeled": 0, "excluded": 0, NO_SPLIT: 0}
     for (sample_id, filepath, digest, labels, split, tags), group in zip(sample_rows(dataset),
@@ -138,7 +141,8 @@ def freeze(name: str) -> Manifest:
     keys = shared_keys(groups, [e.sample_id for e in entries])
     entries = [replace(e, group=key) for e, key in zip(entries, keys)]
     classes = tuple(sorted({label for e in entries for label in e.labels}))
-    return Manifest(name, task, classes, tuple(entries), left_out, kind_of(dataset))
+    return Manifest(name, task, classes, tuple(entries), left_out, kind_of(dataset),
+                    tuple(changed))
 
 
 def unsplit_note(manifest: Manifest) -> str | None:
@@ -152,6 +156,20 @@ def unsplit_note(manifest: Manifest) -> str | None:
     return (f"{plural(count, 'labelled sample')} {'has' if count == 1 else 'have'} no split and "
             f"{'was' if count == 1 else 'were'} not used; run `shotlab curate split "
             f"{manifest.dataset}` (it keeps existing splits and assigns the rest)")
+
+
+def changed_note(manifest: Manifest) -> str | None:
+    """One line when files changed since import: the run learnt them as they are now, under
+    the labels given to what they held then (a picture replaced by another keeps its label)."""
+    if not manifest.changed:
+        return None
+    from shotlab.core.output import plural
+
+    count = len(manifest.changed)
+    return (f"{plural(count, 'file')} changed since import (first: {manifest.changed[0]}): "
+            f"trained on as {'it is' if count == 1 else 'they are'} now, under the label given "
+            f"before; if a picture was replaced by another, check its label in the App "
+            f"(`shotlab curate app {manifest.dataset}`) and train again")
 
 
 def jpeg_frames_note(manifest: Manifest) -> str | None:

@@ -40,6 +40,7 @@ without the flag does not see them.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -143,8 +144,7 @@ def with_pseudo(manifest: Manifest, added: list[Entry]) -> Manifest:
     """`manifest` plus the pseudo-labelled `added` (a new dataset version: its own hash)."""
     left_out = {**manifest.left_out, "unlabeled": manifest.left_out.get("unlabeled", 0) - len(added),
                 "pseudo_labelled": len(added)}
-    return Manifest(manifest.dataset, manifest.task, manifest.classes,
-                    manifest.entries + tuple(added), left_out, manifest.kind)
+    return replace(manifest, entries=manifest.entries + tuple(added), left_out=left_out)
 
 
 def headline(metrics: dict) -> dict:

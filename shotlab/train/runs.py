@@ -45,7 +45,8 @@ from shotlab.core.names import child_path
 from shotlab.core.policy import Policy, policy_of, registered, same_rules
 from shotlab.train.checkpoint import one_line
 from shotlab.train.finetune import TrainConfig, check_trainable
-from shotlab.train.manifest import Manifest, check_files, freeze, jpeg_frames_note, unsplit_note
+from shotlab.train.manifest import (Manifest, changed_note, check_files, freeze,
+                                    jpeg_frames_note, unsplit_note)
 
 # What fits and predicts for each input kind: a module with `fit(manifest, config, run_dir, *,
 # resume, progress) -> FitResult` and `predict(model, paths, created, task, *, device, workers,
@@ -351,8 +352,8 @@ def finish(run_dir: Path, manifest: Manifest, policy: Policy, config: TrainConfi
                      calibration=result.calibration, clips=clip_results or None, pseudo=pseudo,
                      choice=choice, thresholds_scored_on=result.threshold_scores,
                      kind=manifest.kind, left_out=manifest.left_out,
-                     warnings=[w for w in (unsplit_note(manifest), jpeg_frames_note(manifest))
-                               if w])
+                     warnings=[w for w in (changed_note(manifest), unsplit_note(manifest),
+                                           jpeg_frames_note(manifest)) if w])
 
 
 def evaluate_clips_of(run_dir: Path, manifest: Manifest, probs: dict, policy: Policy) -> dict:

@@ -80,6 +80,32 @@ def test_a_file_gone_since_import_is_refused_before_the_run(tmp_path, dataset_na
             f"it, or tag the sample 'exclude'")
 
 
+def test_a_file_changed_since_import_is_trained_on_as_it_is_with_a_warning(tmp_path,
+                                                                          dataset_name):
+    """A red picture overwritten by a blue one trained as 'red' without a word (`curate
+    check` said so; train, whose labels it poisons, did not)."""
+    import json
+
+    from shotlab.core.images import sha256_file
+
+    root = write_colour_tree(tmp_path / "c", classes=("red", "blue"),
+                             counts={"train": 2, "val": 1, "test": 1})
+    import_path(root, dataset_name, progress=False)
+    changed = sorted((root / "train" / "red").glob("*.png"))[0]
+    blue = sorted((root / "train" / "blue").glob("*.png"))[0]
+    changed.write_bytes(blue.read_bytes())
+    result = run("train", dataset_name, *TINY, "--mode", "linear")
+    assert result.exit_code == 0, result.output
+    assert (f"Warning: 1 file changed since import (first: {changed}): trained on as it is "
+            f"now, under the label given before") in " ".join(result.output.split())
+    run_dir = max(workspace.current().runs_dir.glob(f"*-{dataset_name}-*"))
+    entries = json.loads((run_dir / "manifest.json").read_text())["entries"]
+    (entry,) = [e for e in entries if e["filepath"] == str(changed)]
+    assert entry["sha256"] == sha256_file(changed) and entry["labels"] == ["red"]
+    again = run("train", dataset_name, *TINY, "--mode", "linear")  # the dataset has it now
+    assert again.exit_code == 0 and "changed since import" not in again.output, again.output
+
+
 @pytest.fixture(scope="module")
 def two_classes(tmp_path_factory):
     from shotlab.core import store
