@@ -103,6 +103,12 @@ def decode_map(blob: bytes, height: int, width: int) -> np.ndarray:
     return flat.reshape(height, width).astype(np.float32)
 
 
+# What to do about a file that is not a store: where it is read (explain show, appeal), the
+# right file; where predict --explain would write one beside --out, another place.
+NOT_A_STORE_FIX = ("give the explanations.sqlite that `shotlab predict --explain` wrote, or, "
+                   "where predict --explain would write its store beside --out, move this file "
+                   "away or choose another --out")
+
 class ExplanationStore:
     """The SQLite store at `path`: created with its tables when missing (`create`), or an
     existing one; `readonly` opens it without writing anything (no table, journal or folder)."""
@@ -139,8 +145,7 @@ class ExplanationStore:
         missing = [table for table in TABLES[:2] if table not in found]
         if missing:
             raise InputError(f"{self.path}: not an explanation store (no {' or '.join(missing)} "
-                             f"table{'s' if len(missing) > 1 else ''}); give the "
-                             f"explanations.sqlite that `shotlab predict --explain` wrote")
+                             f"table{'s' if len(missing) > 1 else ''}); {NOT_A_STORE_FIX}")
 
     def __enter__(self):
         return self
@@ -158,9 +163,8 @@ class ExplanationStore:
             yield
         except sqlite3.DatabaseError as exc:
             if opening and "not a database" in str(exc):
-                raise InputError(f"{self.path}: not an explanation store ({one_line(exc)}); give "
-                                 f"the explanations.sqlite that `shotlab predict --explain` "
-                                 f"wrote") from None
+                raise InputError(f"{self.path}: not an explanation store ({one_line(exc)}); "
+                                 f"{NOT_A_STORE_FIX}") from None
             raise InputError(f"{self.path}: the explanation store cannot be read or written "
                              f"({one_line(exc)}); {DAMAGED_FIX}") from None
 

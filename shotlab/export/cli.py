@@ -101,6 +101,9 @@ def echo_export(result) -> None:
 
     data = result.to_dict()
     click.echo(f"Bundle: {data['bundle']}" + (f"  (zip: {data['zip']})" if data["zip"] else ""))
+    if data["removed_rejected"]:
+        click.echo(f"Removed {data['removed_rejected']}: an earlier export to this --out the "
+                   f"gate refused (this one passed).")
     rows = [[name, f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.3f}"]
             for name, p in data["agreement"].items()]
     rows += [[f"{name} ({p['n']} clips)", f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.3f}"]

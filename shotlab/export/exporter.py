@@ -43,6 +43,7 @@ class ExportResult:
     zip_path: Path | None
     manifest: dict
     report: dict
+    removed_rejected: Path | None = None  # OUT.rejected of an earlier, refused export
 
     def to_dict(self) -> dict:
         return {"bundle": str(self.path), "zip": str(self.zip_path) if self.zip_path else None,
@@ -55,7 +56,8 @@ class ExportResult:
                 "split": self.report["split"], "measured": self.report["n"],
                 "skipped": [{"path": path, "reason": why}
                             for path, why in self.report.get("skipped", [])],
-                "report": str(self.path / bundle_files.REPORT_HTML)}
+                "report": str(self.path / bundle_files.REPORT_HTML),
+                "removed_rejected": str(self.removed_rejected) if self.removed_rejected else None}
 
 
 def run_files(checkpoint) -> tuple[Path, dict]:
@@ -194,7 +196,18 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
             check_replaceable(out, "folder")
             remove(out)
     return ExportResult(out, finish_zip(out, zip_bundle=zip_bundle, force=force), manifest,
-                        report)
+                        report, remove_stale_rejected(out))
+
+
+def remove_stale_rejected(out: Path) -> Path | None:
+    """Remove OUT.rejected once a bundle passed into OUT: its report was of an earlier export
+    and, left beside the new bundle, would read as this one's. Returns it if it was there."""
+    rejected = rejected_path_of(out)
+    if not rejected.exists():
+        return None
+    check_replaceable(rejected, "folder", why="a refused export is moved there")
+    remove(rejected)
+    return rejected
 
 
 def build_bundle(staging: Path, manifest: dict, checkpoint, manifest_of_run, preprocessing,

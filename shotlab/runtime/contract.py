@@ -84,10 +84,21 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Preprocessing":
-        fields = dict(data)
+        """The contract `data` holds (a manifest's `preprocessing`, a device's JSON); a key it
+        does not know is refused by name, a key left out takes its default (which the checks
+        of `__post_init__` may refuse, naming it)."""
+        from dataclasses import fields as known_fields
+
+        names = [f.name for f in known_fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise InputError(f"unknown key(s) {', '.join(map(repr, unknown))}: a preprocessing "
+                             f"contract has {', '.join(names)}")
+        given = dict(data)
         for key in ("input_size", "mean", "std", "class_names"):
-            fields[key] = tuple(fields[key])
-        return cls(**fields)
+            if key in given:
+                given[key] = tuple(given[key])
+        return cls(**given)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -138,7 +138,8 @@ def echo_thresholds(thresholds: dict, where: str, label: str, dataset: str, *,
         if warn and not t.get("confident", True):
             click.echo(printable(f"  Warning: {few_positives(name, t, where)}"))
         if warn and (t.get("review_rate") or 0.0) > REVIEW_LIMIT:
-            click.echo(printable(f"  Warning: {review_load(name, t, dataset, where)}"))
+            load = review_load(name, t, dataset, where, tuple(thresholds))
+            click.echo(printable(f"  Warning: {load}"))
 
 
 def clip_thresholds(result) -> dict:
@@ -150,9 +151,14 @@ def clip_thresholds(result) -> dict:
     return json.loads(path.read_text()).get("thresholds") or {}
 
 
-def review_load(name: str, t: dict, dataset: str, where: str = VALIDATION) -> str:
+def review_load(name: str, t: dict, dataset: str, where: str = VALIDATION,
+                unsafe: tuple[str, ...] = ()) -> str:
     """Why a review band that holds most of the scored samples defeats its purpose, and the
-    margin that would keep it to REVIEW_LIMIT of them (`train.thresholds.widest_margin`)."""
+    margin that would keep it to REVIEW_LIMIT of them (`train.thresholds.widest_margin`).
+    `unsafe`: the run's unsafe classes, named in the command it suggests (they may have come
+    from `train --unsafe`, which a policy set with --review-margin alone would not keep)."""
+    import shlex
+
     low, high = t["review_band"]
     wider = (f"the review band of '{name}' [{low:.2f}, {high:.2f}] sends {t['review_rate']:.0%} "
              f"of {where} to review (over the {REVIEW_LIMIT:.0%} a band for the uncertain few "
@@ -162,8 +168,9 @@ def review_load(name: str, t: dict, dataset: str, where: str = VALIDATION) -> st
         return (f"{wider}, and no margin narrows it short of 0 (no review at all): its scores "
                 f"crowd at the threshold; label more '{name}' examples so the model can separate "
                 f"them, and train again")
-    return (f"{wider}; narrow it (`shotlab curate policy {dataset} --review-margin {margin}` keeps "
-            f"it to at most {REVIEW_LIMIT:.0%} of these samples) and train again")
+    classes = f"--unsafe {shlex.quote(','.join(unsafe))} " if unsafe else ""
+    return (f"{wider}; narrow it (`shotlab curate policy {dataset} {classes}--review-margin "
+            f"{margin}` keeps it to at most {REVIEW_LIMIT:.0%} of these samples) and train again")
 
 
 def kept_model(result) -> str:

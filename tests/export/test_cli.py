@@ -95,6 +95,22 @@ def test_export_refuses_an_unusable_preprocessing_file_before_any_work(tmp_path)
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("extra, message", [
+    # a KeyError's "('mean')" before the contract's own check of 'border' could speak
+    ({"crop_mode": "border", "mean": None, "std": None}, "crop_mode 'border' is not one"),
+    ({"mean": None}, "preprocessing mean [] must be 3 numbers"),
+    # "Preprocessing.__init__() got an unexpected keyword argument 'foo'"
+    ({"foo": 3}, "unknown key(s) 'foo': a preprocessing contract has input_size, mean"),
+])
+def test_a_preprocessing_file_is_refused_by_its_keys_names(tmp_path, extra, message):
+    contract = {"input_size": [64, 64], "mean": [0.5] * 3, "std": [0.5] * 3, **extra}
+    path = tmp_path / "device.json"
+    path.write_text(json.dumps({k: v for k, v in contract.items() if v is not None}))
+    result = run("export", tmp_path, "--out", tmp_path / "b", "--preprocessing", path)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert f"{path}: {message}" in result.output
+
+
 def test_gate_refuses_a_broken_export_then_allows_it(exported, trained_run, tmp_path,
                                                      monkeypatch):
     contract = wrong_normalisation(exported.path, tmp_path)
@@ -117,6 +133,9 @@ def test_gate_refuses_a_broken_export_then_allows_it(exported, trained_run, tmp_
     assert allowed.exit_code == 0, allowed.output
     data = json.loads(allowed.stdout)
     assert data["bundle"] == str(out) and data["gate"]["allowed_regression"] is True
+    # the refused export's folder was left beside it, its report read as this bundle's
+    assert data["removed_rejected"] == str(tmp_path / "bundle.rejected")
+    assert not (tmp_path / "bundle.rejected").exists()
     assert data["agreement"]["onnx"]["top1_agreement"] < 0.99
     assert "Shipped with a regression" in (out / "report.html").read_text()
     assert json.loads((out / "manifest.json").read_text())["preprocessing"]["channel_order"] == "BGR"
@@ -183,6 +202,23 @@ def test_predict_explain_stores_the_review_queue(exported, tmp_path):
     assert data["explanations"]["stored"] == len(queued)
     assert data["explanations"]["store"] == str(out.parent / "explanations.sqlite")
     assert (out.parent / "explanations.sqlite").is_file()
+
+
+def test_predict_explain_beside_a_file_that_is_no_store_says_how_to_get_past_it(exported,
+                                                                              tmp_path):
+    """The fix it gave, "give the explanations.sqlite that predict --explain wrote", was one
+    predict has no option for."""
+    from tests.train.trainsets import write_colour_tree
+
+    images = write_colour_tree(tmp_path / "images", counts={"new": 3}, seed=11)
+    out = tmp_path / "out" / "decisions.jsonl"
+    out.parent.mkdir()
+    (out.parent / "explanations.sqlite").write_text("notes\n")
+    result = run("predict", exported.path, images, "--out", out, "--explain")
+    assert result.exit_code == 2, result.output
+    assert "not an explanation store" in result.output
+    assert "move this file away or choose another --out" in " ".join(result.output.split())
+    assert (out.parent / "explanations.sqlite").read_text() == "notes\n"
 
 
 def test_predict_keeps_the_review_queue_of_another_decisions_file(exported, tmp_path):

@@ -221,6 +221,11 @@ def test_a_review_band_from_zero_is_warned_with_the_fix():
     assert "`shotlab curate policy posts --review-margin" in message  # it said DATASET
     margin = float(message.split("--review-margin ")[1].split("`")[0])
     assert 0 < margin < entry["threshold"]  # the margin it suggests keeps the band off 0
+    # the run's unsafe classes (perhaps from `train --unsafe`) stay in the command it gives:
+    # the policy it sets would otherwise hold none of them
+    named = review_load("threat", entry, "posts", unsafe=("threat", "spam bot"))
+    assert f"`shotlab curate policy posts --unsafe 'threat,spam bot' --review-margin {margin}`" \
+        in named
     narrower = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "threat"],
                                  unsafe=["threat"], review_margin=margin)["threat"]
     assert narrower["review_rate"] <= REVIEW_LIMIT  # ...and within the limit it promises
