@@ -151,7 +151,9 @@ def assign_splits(labels, groups, *, val: float, test: float, seed: int,
 
 
 def _seed_rare_classes(pending, totals, state, place, rng) -> list:
-    """Give each class one group in every split that lacks it, rarest class first."""
+    """Give each class one group in every split that lacks it, rarest class first: test, val,
+    then train, unless the class has too few groups for every split, when train comes first
+    (a class in test but not in train is one the model never learns)."""
     by_class: dict[str, list[_Group]] = {}
     for unit in pending:  # in shuffled order, so ties below fall to the seed
         for label in unit.labels:
@@ -160,9 +162,11 @@ def _seed_rare_classes(pending, totals, state, place, rng) -> list:
     for label in sorted(totals, key=lambda c: (totals[c], c)):
         if totals[label] < MIN_PER_CLASS:
             continue
-        for split in ("test", "val", "train"):
-            if state.fractions[split] == 0 or state.held[split][label] > 0:
-                continue
+        wanting = [s for s in ("test", "val", "train")
+                   if state.fractions[s] > 0 and state.held[s][label] == 0]
+        if len([u for u in by_class.get(label, []) if id(u) not in placed]) < len(wanting):
+            wanting.reverse()  # too few groups to go round: train first
+        for split in wanting:
             candidates = [u for u in by_class.get(label, []) if id(u) not in placed]
             if not candidates:
                 break

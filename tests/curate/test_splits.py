@@ -63,6 +63,18 @@ def test_class_locked_in_one_cluster_is_warned_about():
     assert any("class 'dup'" in w and "duplicate clusters" in w for w in plan.warnings)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_class_in_too_few_clusters_for_every_split_is_in_train_first(seed):
+    """Class 'a': one image with 3 byte copies, and one other image (5 samples, 2 groups).
+    Seeding filled test, then val, with whole groups, so 'a' had nothing in train at any seed."""
+    labels = labelled({"a": 5, "b": 10})
+    groups = group_ids(["copies"] * 4 + [None] * 11)
+    plan = assign_splits(labels, groups, val=0.2, test=0.2, seed=seed)
+    assert plan.counts["a"]["train"] >= 1 and plan.counts["a"]["val"] >= 1
+    assert any("class 'a' has no example in test" in w for w in plan.warnings)
+    assert sum(plan.counts["b"].values()) == 10 and plan.counts["b"]["test"] >= 1
+
+
 def test_fixed_splits_are_kept_and_pull_their_group_along():
     labels = labelled({"cat": 12, "dog": 12})
     fixed = ["test"] * 3 + [None] * 21
