@@ -32,6 +32,9 @@ def extract(zip_path: Path, media_dir: Path, limits: ZipLimits | None = None) ->
     target = media_dir / f"{zip_path.stem}-{digest[:12]}"
     with archive:
         check_names(archive, zip_path)  # before anything is created in the workspace
+        if not any(not member.is_dir() for member in archive.infolist()):
+            raise InputError(f"{zip_path}: the zip holds no files, so there is nothing to "
+                             f"import; check that it is the export you meant")
         limits = check_zip(archive, zip_path, **vars(limits or ZipLimits.resolve()), options=True)
         with extraction_lock(target):
             if not (target / COMPLETE_MARKER).is_file():

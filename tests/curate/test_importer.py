@@ -263,6 +263,19 @@ def test_a_broken_fiftyone_export_is_one_line_and_imports_nothing(tmp_path, data
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert f"{source}: not a readable FiftyOne export" in result.output
         assert f"{dataset_name}-x" not in store.list_datasets()
+    # a labels.json of another shape (a list) was an AttributeError traceback; the fix it gives
+    # (--format folder) imports the images
+    write_class_tree(tmp_path / "listed", {"data": 2})  # FiftyOne's layout: data/, labels.json
+    (tmp_path / "listed" / "labels.json").write_text("[]")
+    result = CliRunner().invoke(cli, ["curate", "import", str(tmp_path / "listed"), "--name",
+                                      f"{dataset_name}-y"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "not a readable FiftyOne export (AttributeError" in result.output
+    assert "import its images with --format folder" in " ".join(result.output.split())
+    folder = CliRunner().invoke(cli, ["curate", "import", str(tmp_path / "listed"), "--name",
+                                      f"{dataset_name}-y", "--format", "folder"])
+    assert folder.exit_code == 0 and "Imported 2 new samples" in folder.output, folder.output
+    store.delete(f"{dataset_name}-y")
 
 def test_an_empty_source_is_refused_unless_allowed(tmp_path, dataset_name):
     from click.testing import CliRunner

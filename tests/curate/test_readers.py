@@ -241,6 +241,19 @@ def test_zip_entries_escaping_the_folder_are_refused(tmp_path, entry):
     assert not (tmp_path / "media").exists() and not (tmp_path / "evil.png").exists()
 
 
+@pytest.mark.parametrize("folders", [[], ["train/", "train/cat/"]])
+def test_a_zip_of_no_files_is_refused_in_one_line(tmp_path, folders):
+    """An empty zip was a FileNotFoundError traceback (its extraction folder never made)."""
+    zip_path = tmp_path / "empty.zip"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        for folder in folders:
+            z.writestr(folder, b"")
+    with pytest.raises(InputError, match="empty.zip: the zip holds no files, so there is "
+                                         "nothing to import"):
+        archives.extract(zip_path, tmp_path / "media")
+    assert not (tmp_path / "media").exists()
+
+
 def test_csv_row_without_its_label_field_names_the_file_and_line(tmp_path):
     write_image(tmp_path / "a.png")
     write_image(tmp_path / "b.png", seed=1)

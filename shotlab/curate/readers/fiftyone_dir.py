@@ -76,11 +76,13 @@ def read_fiftyone(root: Path) -> Scan:
         with store.quieted("fiftyone.utils.data.importers"):  # "Importing samples..."
             temporary = fo.Dataset.from_dir(dataset_dir=str(root), dataset_type=kind,
                                             progress=False)
-    except (ValueError, KeyError, TypeError, OSError) as exc:  # FiftyOne's reading errors
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+        # FiftyOne's reading errors; a labels.json of another shape (a list) is an AttributeError
         raise InputError(f"{root}: not a readable FiftyOne export ({type(exc).__name__}: "
                          f"{one_line(exc)}); give the folder `curate export --format fiftyone` (or "
-                         f"FiftyOne's export) wrote, whole, or import the folder without "
-                         f"--format fiftyone") from None
+                         f"FiftyOne's export) wrote, whole, or import its images with "
+                         f"--format folder (a labels.json beside them is read as FiftyOne's)"
+                         ) from None
     try:
         return scan_samples(temporary.iter_samples(), label_field(temporary))
     finally:
