@@ -254,6 +254,25 @@ def test_a_zip_of_no_files_is_refused_in_one_line(tmp_path, folders):
     assert not (tmp_path / "media").exists()
 
 
+@pytest.mark.parametrize("content, message", [
+    # the second 'label' silently won: imported as 'dog'
+    (b"filepath,label,label\na.png,cat,dog\n",
+     "the header names column 'label' twice (columns 2 and 3); rename or remove one"),
+    # one-hot: 'cat' counted twice, and the fix offered was --multilabel
+    (b"filepath,cat,cat\na.png,1,0\n", "the header names column 'cat' twice"),
+    # refused whole, with the codec's words and no line
+    (b"filepath,label\na.png,cat\nsp\xe9.png,cat\n",
+     "line 3 is not UTF-8 (invalid continuation byte at byte 27); save the file as UTF-8"),
+])
+def test_a_label_csv_that_cannot_be_read_as_meant_is_refused_naming_why(tmp_path, content,
+                                                                        message):
+    write_image(tmp_path / "a.png")
+    (tmp_path / "labels.csv").write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        read_table(tmp_path / "labels.csv", multilabel=False)
+    assert str(caught.value).startswith(f"{tmp_path / 'labels.csv'}: {message}")
+
+
 def test_csv_row_without_its_label_field_names_the_file_and_line(tmp_path):
     write_image(tmp_path / "a.png")
     write_image(tmp_path / "b.png", seed=1)

@@ -12,11 +12,12 @@ imported, and counted as unlisted: a truncated label file would otherwise lose t
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.core.rows import other_delimiter, refuse_utf16
+from shotlab.core.rows import SAVE_AS_UTF8, other_delimiter, refuse_utf16
 from shotlab.curate.readers.folder import is_media_path, visible
 from shotlab.curate.records import (Record, Scan, Skipped, Unlisted, normalise_split,
                                    unknown_split)
@@ -38,17 +39,41 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
         return values | ({None: extra} if any(v.strip() for v in extra) else {})
 
     try:
-        with open(path, "rb") as f:
-            refuse_utf16(path, f.read(2))
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f, skipinitialspace=True)
-            header = [h.strip() for h in next(reader, [])]
-            rows = [(reader.line_num, fields(row)) for row in reader if any(row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        data = path.read_bytes()
+        refuse_utf16(path, data[:2])
+        reader = csv.reader(io.StringIO(utf8_text(path, data), newline=""),
+                            skipinitialspace=True)
+        header = [h.strip() for h in next(reader, [])]
+        check_header(path, header)
+        rows = [(reader.line_num, fields(row)) for row in reader if any(row)]
+    except (OSError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read as CSV ({exc})") from None
     if not header:
         raise InputError(f"{path}: empty CSV file; expected a header such as 'filepath,label'")
     return header, rows
+
+
+def utf8_text(path: Path, data: bytes) -> str:
+    """The file's text (a UTF-8 BOM dropped), or InputError naming the line that is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line} is not UTF-8 ({exc.reason} at byte "
+                         f"{exc.start}); {SAVE_AS_UTF8}") from None
+
+
+def check_header(path: Path, header: list[str]) -> None:
+    """Refuse a header naming a column twice: a row's later value would silently win (a
+    label read from the second 'label' column, a one-hot class counted twice)."""
+    seen: dict[str, int] = {}
+    for number, name in enumerate(header, 1):
+        if not name:
+            continue
+        if name in seen:
+            raise InputError(f"{path}: the header names column '{name}' twice (columns "
+                             f"{seen[name]} and {number}); rename or remove one")
+        seen[name] = number
 
 
 def find_column(header: list[str], names: tuple[str, ...]) -> str | None:
