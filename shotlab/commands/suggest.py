@@ -37,6 +37,7 @@ def suggest_command(name: str, budget: int, backbone: str | None, seed: int, as_
     from functools import partial
 
     from shotlab.core.output import echo_json, table
+    from shotlab.curate.checks.run import changed_warning
     from shotlab.curate.suggest import suggest_for
     from shotlab.train.baselines import make_classifier
 
@@ -51,6 +52,8 @@ def suggest_command(name: str, budget: int, backbone: str | None, seed: int, as_
                f"({summary['labelled']} labelled):")
     click.echo(table(["rank", "file", "uncertainty", "coverage", "density"], rows))
     click.echo(f"Saved view '{summary['view']}' (open with `shotlab curate app {name}`).")
+    for line in changed_warning(summary["changed"]):  # as `curate check` says it
+        click.echo(printable(f"Warning: {line}"))
     copies = summary["copies"]
     if copies:
         what = ("byte copy of a labelled image" if len(copies) == 1 else

@@ -162,7 +162,8 @@ def suggest_for(name: str, budget: int, embed, classifier: Callable) -> dict:
     ids = [samples.ids[pool[j]] for j in picked.order]
     write_ranks(dataset, ids)
     return {"name": name, "pool": len(pool), "labelled": len(known), "budget": budget,
-            "view": VIEW, "copies": [samples.paths[i] for i in copies], "suggested": [
+            "view": VIEW, "copies": [samples.paths[i] for i in copies],
+            "changed": list(samples.changed), "suggested": [
                 {"id": samples.ids[pool[j]], "filepath": samples.paths[pool[j]],
                  "uncertainty": round(float(picked.uncertainty[j]), 4),
                  "coverage": round(float(c), 4), "density": round(float(picked.density[j]), 4)}

@@ -118,10 +118,14 @@ def test_suggest_ranks_the_unlabeled_images_and_saves_the_view(tmp_path, dataset
     assert all(v is None for v in view.values("ground_truth"))
     assert before == {p: sha256_file(p) for p in tmp_path.glob("*.png")}
 
-    assert summary["copies"] == []
+    assert summary["copies"] == [] and summary["changed"] == []
+    # a file rewritten since import was ranked as it is now without a word (`check` says it)
+    changed = tmp_path / "blue_0.png"
+    Image.fromarray(noisy_colour(COLOURS["yellow"], rng)).save(changed)
     again = CliRunner().invoke(cli, ["curate", "suggest", dataset_name, "--budget", "2",
                                      "--backbone", "tiny-test"])
     assert again.exit_code == 0 and "2 of 24 unlabeled images" in again.output
+    assert f"Warning: 1 file changed since import (first: {changed})" in again.output
     assert len(store.load(dataset_name).load_saved_view("to-label")) == 2  # old ranks cleared
 
 
