@@ -51,10 +51,18 @@ def unlisted_warnings(scan: Scan) -> list[str]:
     by_listing: dict[Path, list[Path]] = {}
     for item in scan.unlisted:
         by_listing.setdefault(item.listing, []).append(item.path)
-    return [f"{plural(len(paths), 'image')} in {listing.parent} {'is' if len(paths) == 1 else 'are'}"
-            f" not listed in {listing.name} (first: {paths[0]}); not imported: add a row for "
-            f"each (unlabeled: an empty label, or all zeros) and import again"
-            for listing, paths in by_listing.items()]
+    lines = []
+    for listing, paths in by_listing.items():
+        where = f"{plural(len(paths), 'image')} in {os.path.commonpath([p.parent for p in paths])}"
+        if not listing.exists():  # a Roboflow split folder without its _classes.csv
+            lines.append(f"{where} {'is' if len(paths) == 1 else 'are'} in no label file (no "
+                         f"{listing} beside them; first: {paths[0]}); not imported: restore "
+                         f"the export's {listing.name} there and import again")
+            continue
+        lines.append(f"{where} {'is' if len(paths) == 1 else 'are'} not listed in "
+                     f"{listing.name} (first: {paths[0]}); not imported: add a row for each "
+                     f"(unlabeled: an empty label, or all zeros) and import again")
+    return lines
 
 
 def unique_records(records: list[Record]) -> tuple[dict[str, Record], list[Skipped]]:

@@ -352,11 +352,23 @@ def test_images_the_label_file_does_not_list_are_counted_and_named(tmp_path, dat
     assert ("Imported 2 new samples" in result.output
             and "0 skipped, 0 ignored (not image files), 3 not listed in their label file."
             in result.output)
-    assert (f"warning: 3 images in {tmp_path / 'rf' / 'train'} are not listed in _classes.csv "
-            f"(first: {tmp_path / 'rf' / 'train' / 'x' / 'x_2.png'}); not imported: add a row "
-            f"for each (unlabeled: an empty label, or all zeros) and import again"
+    # the folder named is the images' own (it was the label file's, a level up)
+    assert (f"warning: 3 images in {tmp_path / 'rf' / 'train' / 'x'} are not listed in "
+            f"_classes.csv (first: {tmp_path / 'rf' / 'train' / 'x' / 'x_2.png'}); not imported: "
+            f"add a row for each (unlabeled: an empty label, or all zeros) and import again"
             in result.output)
     assert import_path(tmp_path / "rf", dataset_name, progress=False).unlisted == 3
+    # a split folder whose _classes.csv is missing lost its images with "0 ignored"
+    write_class_tree(tmp_path / "rf" / "test", {"t": 2})
+    for image in (tmp_path / "rf" / "test" / "t").iterdir():
+        image.rename(tmp_path / "rf" / "test" / image.name)
+    again = CliRunner().invoke(cli, ["curate", "import", str(tmp_path / "rf"), "--name",
+                                     dataset_name])
+    assert again.exit_code == 0 and "5 not listed in their label file" in again.output
+    assert (f"warning: 2 images in {tmp_path / 'rf' / 'test'} are in no label file (no "
+            f"{tmp_path / 'rf' / 'test' / '_classes.csv'} beside them; first: "
+            f"{tmp_path / 'rf' / 'test' / 't_0.png'}); not imported: restore the export's "
+            f"_classes.csv there and import again") in " ".join(again.output.split())
 
 
 def test_an_import_stopped_part_way_is_said_until_one_finishes(tmp_path, dataset_name):

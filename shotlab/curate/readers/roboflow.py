@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shotlab.curate.readers.csvfile import read_table
+from shotlab.curate.readers.csvfile import media_in, read_table
 from shotlab.curate.readers.folder import read_folder, subfolders
-from shotlab.curate.records import Scan, normalise_split
+from shotlab.curate.records import Scan, Unlisted, normalise_split
 
 CLASSES_CSV = "_classes.csv"
 README = "README.roboflow.txt"
@@ -33,4 +33,7 @@ def read_roboflow(root: Path, *, multilabel: bool) -> Scan:
     for table in tables:
         scan.extend(read_table(table, multilabel=multilabel,
                                default_split=normalise_split(table.parent.name)))
+    for folder in subfolders(root):  # a split whose _classes.csv is missing: said, not lost
+        if not (folder / CLASSES_CSV).is_file():
+            scan.unlisted += [Unlisted(path, folder / CLASSES_CSV) for path in media_in(folder)]
     return scan
