@@ -176,8 +176,9 @@ def inspect_all(candidates: dict[str, Record], *, max_pixels: int, workers: int,
     def check(record: Record) -> ImageFacts | Skipped:
         try:
             return inspect_image(record.path, max_pixels=max_pixels)
-        except BadImageError as exc:
-            return Skipped(exc.path, exc.reason)
+        except BadImageError as exc:  # named as the reader names a row's file ("row 7 of x.csv")
+            return Skipped(f"{exc.path} ({record.where})" if record.where else exc.path,
+                           exc.reason)
 
     valid, skipped = [], []
     with ThreadPoolExecutor(max_workers=workers) as pool:

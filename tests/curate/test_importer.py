@@ -153,6 +153,19 @@ def test_a_repeated_csv_row_is_named_by_its_row_and_the_one_used(tmp_path, datas
     assert by_name(dataset_name) == {"a.png": (("cat",), None), "b.png": (("dog",), None)}
 
 
+def test_a_csv_rows_unreadable_file_is_named_by_its_row(tmp_path, dataset_name):
+    """A missing file said "(row N of labels.csv)"; a folder or a non-image a row names did
+    not, so the row to mend had to be searched for."""
+    write_image(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "note.png").write_text("not an image")
+    (tmp_path / "labels.csv").write_text("filepath,label\na.png,cat\nsub,cat\nnote.png,dog\n")
+    report = import_path(tmp_path / "labels.csv", dataset_name, progress=False)
+    assert sorted((s.path, s.reason) for s in report.skipped) == [
+        (f"{tmp_path / 'note.png'} (row 4 of labels.csv)", "not an image (format not recognised)"),
+        (f"{tmp_path / 'sub'} (row 3 of labels.csv)", "is a directory, not a file")]
+
+
 def test_a_label_with_the_separator_needs_multilabel(tmp_path, dataset_name):
     """'cat;dog' in a label column is two labels: refused without --multilabel, never a class
     named 'cat;dog'."""
