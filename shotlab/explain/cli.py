@@ -172,16 +172,21 @@ def stored_detail(item: dict) -> str:
     return ""
 
 
-def without_file(data: dict) -> str:
-    """What a decision with no file was (one the service decided from a request body)."""
+def what_was_decided(data: dict) -> str:
+    """The file a decision read (a comment's with its line) and a comment's or caption's text;
+    a decision the service made from a request body has no file."""
     words = next((e["params"] for e in data["explanations"]
                   if (e.get("params") or {}).get("kind") == "text"), None)
+    path = data.get("path")
     if words is None:
-        return "no file (decided from a request body)"
+        return path or "no file (decided from a request body)"
     what = ("a post, caption" if words.get("part") == "text" else
             "a comment, the passage explained" if words.get("offset") else "a comment")
     text = words["text"]
-    return f"{what} {text[:COMMENT_SHOWN]!r}" + ("..." if len(text) > COMMENT_SHOWN else "")
+    said = f"{what} {text[:COMMENT_SHOWN]!r}" + ("..." if len(text) > COMMENT_SHOWN else "")
+    if not path:
+        return said
+    return f"{path}" + (f", line {words['line']}" if words.get("line") else "") + f": {said}"
 
 
 def verdict_line(data: dict) -> str:
@@ -215,7 +220,7 @@ def show_command(decision_id, store, out, as_json) -> None:
             click.echo(printable(f"Warning: {note}"), err=True)
     if as_json:
         return echo_json(data)
-    click.echo(printable(f"decision {decision_id}: {data.get('path') or without_file(data)}"))
+    click.echo(printable(f"decision {decision_id}: {what_was_decided(data)}"))
     if data["labels"] is not None:  # what the reviewer is asked about, before the why
         click.echo(printable("  " + verdict_line(data)))
     for item, times in latest_of_each(data["explanations"]):

@@ -54,5 +54,7 @@ def record_flagged_texts(bundle, decisions: list[dict], texts: list[str], store_
         for decision, explanation, (start, _) in zip(decisions, explained, spans):
             store.add_decision(decision, bundle_path)
             put_words(store, decision["decision_id"], explanation, model_sha256=model_sha256,
-                      params={"model": "checkpoint", **({"offset": start} if start else {})})
+                      params={"model": "checkpoint", **({"offset": start} if start else {}),
+                              # the comment's line in the file predict read (`explain show`)
+                              **({"line": decision["line"]} if decision.get("line") else {})})
     return len(decisions)

@@ -227,6 +227,11 @@ def test_predict_explain_stores_ig_words_for_every_flagged_comment(fp16_bundle, 
                                      str(out.parent / "explanations.sqlite")])
     top = stored.words[int(np.argmax(stored.scores))]
     assert f"top words: {top} {float(np.max(stored.scores)):+.3f}" in plain.stdout
+    # which comment of the file: its line and its text (it printed the CSV's path alone)
+    first = attention[0]
+    assert plain.stdout.splitlines()[0] == (
+        f"decision {first['decision_id']}: {csv_path}, line {first['line']}: a comment "
+        f"{first['text'][:60]!r}" + ("..." if len(first["text"]) > 60 else ""))
 
 
 def test_a_comment_longer_than_the_model_reads_is_read_whole_and_reviewed(fp16_bundle,
