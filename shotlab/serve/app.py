@@ -59,8 +59,14 @@ def too_many_items(count: int | None, max_items: int) -> Refusal:
     return Refusal(413, "too_large", f"{sent} (--max-items); send at most {max_items} a request")
 
 
-def multipart_refusal(reason: str, max_items: int) -> Refusal:
-    """413 for a body over the parts' limits (too many parts, a form field over 1 MB), else 422."""
+def multipart_refusal(reason: str, max_items: int, max_fields: int) -> Refusal:
+    """413 for a body over the parts' limits (too many parts, a form field over 1 MB), else 422.
+    Form fields past `max_fields` are named as such: most may be fields the service does not
+    read (one image with 80 of them was "more than 64 items")."""
+    if reason.startswith("Too many fields"):
+        return Refusal(413, "too_large", f"more than {max_fields} form fields in one request "
+                       f"(those of at most {max_items} items, and {UNREAD_FIELDS} others that are "
+                       f"not read, such as a user_id); send fewer fields")
     if reason.startswith("Too many"):
         return too_many_items(None, max_items)
     if "exceeded maximum size" in reason:
@@ -93,7 +99,8 @@ async def multipart_parts(request: Request, body: bytes, max_items: int, per_ite
     except (MultiPartException, HTTPException, ValueError) as exc:
         # Inside an app Starlette turns its MultiPartException into HTTPException(400);
         # python-multipart's own parse errors are ValueErrors.
-        raise multipart_refusal(str(getattr(exc, "detail", exc)), max_items) from None
+        raise multipart_refusal(str(getattr(exc, "detail", exc)), max_items,
+                                limit + UNREAD_FIELDS) from None
     try:
         return [Part(name, await value.read(),
                      (value.content_type or "").split(";")[0].strip().lower(), value.filename)

@@ -73,6 +73,20 @@ def test_raw_bytes_and_multipart_give_one_decision(server, images):
     assert again["scores"] == decision["scores"]
 
 
+def test_form_fields_past_the_limit_are_refused_as_fields_not_items(server, images):
+    """One image with 100 form fields the service does not read was refused as "more than 64
+    items in one request"."""
+    image = ("file", ("a.png", images[0].read_bytes(), "image/png"))
+    some = httpx.post(server.url + "/v1/moderate", headers=AUTH, timeout=30,
+                      files=[image] + [(f"f{i}", (None, "x")) for i in range(10)])
+    assert some.status_code == 200, some.text
+    many = httpx.post(server.url + "/v1/moderate", headers=AUTH, timeout=30,
+                      files=[image] + [(f"f{i}", (None, "x")) for i in range(100)])
+    assert many.status_code == 413, many.text
+    detail = many.json()["detail"]
+    assert "form fields in one request" in detail and "items in one request" not in detail
+
+
 def test_same_decisions_as_predict(server, exported, images, tmp_path):
     result = CliRunner().invoke(cli, ["predict", str(exported.path), *map(str, images),
                                       "--out", str(tmp_path / "decisions.jsonl")])
