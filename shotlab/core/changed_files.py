@@ -59,3 +59,10 @@ def modified_after(mtime: float, stamp: datetime | None) -> bool:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=timezone.utc)
     return mtime > stamp.timestamp()
+
+
+def changed_summary(changed: list[str]) -> str:
+    """'N files changed since import (first: PATH)': how check, suggest and train name them."""
+    from shotlab.core.output import plural
+
+    return f"{plural(len(changed), 'file')} changed since import (first: {changed[0]})"

@@ -273,6 +273,10 @@ class ClipReader:
             head = f.read(12)
         if head[4:8] == b"ftyp":
             return f"truncated clip: the container's index (moov atom) is missing ({exc.strerror})"
+        if exc.errno == errno.EINVAL:  # no demuxer of DEMUXERS took it
+            return (f"not a video FFmpeg can read ({exc.strerror}); shotlab reads clips in "
+                    f"MP4/MOV, Matroska/WebM, AVI or MPEG containers, and GIF or APNG "
+                    f"animations")
         return f"not a video FFmpeg can read ({exc.strerror})"
 
     def _video_stream(self):

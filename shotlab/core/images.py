@@ -38,7 +38,7 @@ _SHRINKABLE = frozenset({"RGB", "RGBA", "L", "LA"})
 # Greyscale deeper than 8 bits: 16- and 32-bit integers, 32-bit floats.
 _DEEP_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 _BITS_PER_SAMPLE, _SAMPLE_FORMAT = 258, 339  # TIFF tags; sample format 2 is signed integers
-_NEW_SUBFILE_TYPE = 254  # TIFF tag; bit 0 marks a reduced-resolution copy of another page
+TIFF_PAGES_COUNTED = 16  # a TIFF's pages counted for the refusal's message, at most
 
 
 @dataclass(frozen=True)
@@ -164,26 +164,33 @@ def open_image(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                                   f"{max_pixels:,}-pixel limit ({RAISE_LIMIT})")
     pages = tiff_pages(path, image)
     if pages > 1:
-        raise BadImageError(path, f"a TIFF of {pages} pages: its first page cannot stand for "
+        count = f"more than {TIFF_PAGES_COUNTED}" if pages > TIFF_PAGES_COUNTED else pages
+        raise BadImageError(path, f"a TIFF of {count} pages: its first page cannot stand for "
                                   f"the others (a page shotlab never read would pass unseen); "
                                   f"save each page as its own file (e.g. `tiffsplit`)")
     return image
 
 
 def tiff_pages(path: Path, image: Image.Image) -> int:
-    """Full pages of a TIFF (a still: 1); its reduced-resolution previews (NewSubfileType bit
-    0, a scanner's or camera's thumbnail) are not pages. Reads the directories, not the pixels,
-    and leaves `image` at its first page. 0 for other formats."""
-    if image.format != "TIFF" or getattr(image, "n_frames", 1) < 2:
+    """Pages of a TIFF (1 for a still), counted up to TIFF_PAGES_COUNTED + 1; 0 for other
+    formats. Every directory after the first counts: one marked as a preview (NewSubfileType)
+    may hold any picture. Walks directories one by one to the cap, never all of them (PIL's
+    n_frames reads every one, in time growing with their square), and reads no pixels; a
+    directory that cannot be read makes the file corrupt."""
+    if image.format != "TIFF":
         return 0
+    pages = 1
     try:
-        pages = 0
-        for index in range(image.n_frames):
-            image.seek(index)
-            pages += not int(image.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 1
-        image.seek(0)
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise BadImageError(path, f"corrupt TIFF directory ({exc})") from None
+        with warnings.catch_warnings():  # PIL warns of a broken directory before failing on it
+            warnings.simplefilter("ignore")
+            while pages <= TIFF_PAGES_COUNTED:
+                image.seek(pages)  # EOFError past the last page, the image left on its first
+                pages += 1
+    except EOFError:
+        pass
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError) as exc:
+        raise BadImageError(path, f"corrupt TIFF directory ({type(exc).__name__}: {exc})"
+                            ) from None
     return pages
 
 

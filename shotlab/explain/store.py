@@ -109,6 +109,7 @@ NOT_A_STORE_FIX = ("give the explanations.sqlite that `shotlab predict --explain
                    "where predict --explain would write its store beside --out, move this file "
                    "away or choose another --out")
 
+
 class ExplanationStore:
     """The SQLite store at `path`: created with its tables when missing (`create`), or an
     existing one; `readonly` opens it without writing anything (no table, journal or folder)."""

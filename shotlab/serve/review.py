@@ -39,7 +39,8 @@ def add_review_routes(app: FastAPI, service: Service, guarded: list) -> None:
     @app.get("/v1/review", dependencies=guarded)
     async def review_queue(limit: str = str(DEFAULT_LIMIT)):
         """Decisions waiting for a human verdict, oldest first."""
-        if not limit.isdecimal() or not 1 <= int(limit) <= MAX_LIMIT:
+        if not (limit.isascii() and limit.isdigit() and len(limit) <= 4) \
+                or not 1 <= int(limit) <= MAX_LIMIT:
             raise Refusal(422, "bad_input", f"limit={limit[:20]}: give a whole number from 1 "
                                             f"to {MAX_LIMIT}")
         limit = int(limit)

@@ -163,10 +163,10 @@ def changed_note(manifest: Manifest) -> str | None:
     the labels given to what they held then (a picture replaced by another keeps its label)."""
     if not manifest.changed:
         return None
-    from shotlab.core.output import plural
+    from shotlab.core.changed_files import changed_summary
 
     count = len(manifest.changed)
-    return (f"{plural(count, 'file')} changed since import (first: {manifest.changed[0]}): "
+    return (f"{changed_summary(list(manifest.changed))}: "
             f"trained on as {'it is' if count == 1 else 'they are'} now, under the label given "
             f"before; if a picture was replaced by another, check its label in the App "
             f"(`shotlab curate app {manifest.dataset}`) and train again")

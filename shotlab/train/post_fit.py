@@ -26,6 +26,7 @@ import numpy as np
 from shotlab.core import store
 from shotlab.core.errors import InputError
 from shotlab.core.files import write_json_atomic
+from shotlab.runtime.text import visible
 from shotlab.train.finetune import FitResult, TrainConfig, save_atomic, validation_score
 from shotlab.train.manifest import Manifest
 from shotlab.train.post_model import MODEL_KIND, PostClassifier
@@ -48,7 +49,7 @@ def freeze_captions(manifest: Manifest, run_dir: Path) -> dict[str, str]:
     captions = {}
     for entry in manifest.entries:
         text = texts.get(entry.sample_id)
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not visible(text):  # invisible: imported before
             raise InputError(f"dataset '{manifest.dataset}': sample {entry.filepath} has no "
                              f"caption (field 'text'); re-import the posts CSV with a text "
                              f"for every row")

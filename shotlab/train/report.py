@@ -155,8 +155,9 @@ def review_load(name: str, t: dict, dataset: str, where: str = VALIDATION,
                 unsafe: tuple[str, ...] = ()) -> str:
     """Why a review band that holds most of the scored samples defeats its purpose, and the
     margin that would keep it to REVIEW_LIMIT of them (`train.thresholds.widest_margin`).
-    `unsafe`: the run's unsafe classes, named in the command it suggests (they may have come
-    from `train --unsafe`, which a policy set with --review-margin alone would not keep)."""
+    `unsafe`: the run's unsafe classes, named in the command it suggests with the target
+    recall (either may have come from `train --unsafe` / `--target-recall`, which a policy set
+    with --review-margin alone would not keep)."""
     import shlex
 
     low, high = t["review_band"]
@@ -168,7 +169,8 @@ def review_load(name: str, t: dict, dataset: str, where: str = VALIDATION,
         return (f"{wider}, and no margin narrows it short of 0 (no review at all): its scores "
                 f"crowd at the threshold; label more '{name}' examples so the model can separate "
                 f"them, and train again")
-    classes = f"--unsafe {shlex.quote(','.join(unsafe))} " if unsafe else ""
+    classes = (f"--unsafe {shlex.quote(','.join(unsafe))} --target-recall "
+               f"{t['target_recall']} " if unsafe else "")  # the margin was read at this recall
     return (f"{wider}; narrow it (`shotlab curate policy {dataset} {classes}--review-margin "
             f"{margin}` keeps it to at most {REVIEW_LIMIT:.0%} of these samples) and train again")
 

@@ -260,9 +260,14 @@ def test_a_zip_of_no_files_is_refused_in_one_line(tmp_path, folders):
      "the header names column 'label' twice (columns 2 and 3); rename or remove one"),
     # one-hot: 'cat' counted twice, and the fix offered was --multilabel
     (b"filepath,cat,cat\na.png,1,0\n", "the header names column 'cat' twice"),
+    # the roles are found whatever their case: 'Label' would win the same way
+    (b"filepath,label,Label\na.png,cat,dog\n", "the header names column 'Label' twice"),
     # refused whole, with the codec's words and no line
     (b"filepath,label\na.png,cat\nsp\xe9.png,cat\n",
-     "line 3 is not UTF-8 (invalid continuation byte at byte 27); save the file as UTF-8"),
+     "line 3 is not UTF-8 (byte 3 of the line); save the file as UTF-8"),
+    # after a BOM (it was counted, and the line said 1), and in an old Mac's CR-only lines
+    (b"\xef\xbb\xbffilepath,label\n\xe9.png,x\n", "line 2 is not UTF-8 (byte 1 of the line)"),
+    (b"filepath,label\ra.png,cat\r\xe9.png,x\r", "line 3 is not UTF-8 (byte 1 of the line)"),
 ])
 def test_a_label_csv_that_cannot_be_read_as_meant_is_refused_naming_why(tmp_path, content,
                                                                         message):
@@ -271,6 +276,13 @@ def test_a_label_csv_that_cannot_be_read_as_meant_is_refused_naming_why(tmp_path
     with pytest.raises(InputError) as caught:
         read_table(tmp_path / "labels.csv", multilabel=False)
     assert str(caught.value).startswith(f"{tmp_path / 'labels.csv'}: {message}")
+
+
+def test_a_repeated_column_nobody_reads_is_fine(tmp_path):
+    write_image(tmp_path / "a.png")
+    (tmp_path / "labels.csv").write_text("filepath,label,notes,notes\na.png,cat,x,y\n")
+    assert [r.labels for r in read_table(tmp_path / "labels.csv", multilabel=False).records] \
+        == [("cat",)]
 
 
 def test_csv_row_without_its_label_field_names_the_file_and_line(tmp_path):

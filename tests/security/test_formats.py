@@ -86,6 +86,33 @@ def test_a_tiff_of_several_pages_is_refused_its_previews_are_not_pages(tmp_path)
     for load in (inspect_image, load_rgb, lambda p: rgb_from_bytes(p.read_bytes(), p.name)):
         with pytest.raises(BadImageError, match=r"a TIFF of 2 pages: .* save each page as its own"):
             load(two)
-    previewed = tiff_pages_file(tmp_path / "scan.tif", [(0, 200, 0), (0, 200, 0)], previews={1})
-    assert inspect_image(previewed).width == 16
-    assert load_rgb(previewed).getpixel((0, 0)) == (0, 200, 0)
+    # a page marked as a preview (NewSubfileType 1) may hold any picture: it counts
+    previewed = tiff_pages_file(tmp_path / "scan.tif", [(0, 200, 0), (200, 0, 0)], previews={1})
+    with pytest.raises(BadImageError, match="a TIFF of 2 pages"):
+        inspect_image(previewed)
+    # pages are counted to a cap, never all of them (PIL's n_frames reads every directory)
+    many = tiff_pages_file(tmp_path / "many.tif", [(i, 0, 0) for i in range(40)])
+    with pytest.raises(BadImageError, match="a TIFF of more than 16 pages"):
+        inspect_image(many)
+    still = tiff_pages_file(tmp_path / "still.tif", [(0, 200, 0)])
+    assert inspect_image(still).width == 16 and load_rgb(still).getpixel((0, 0)) == (0, 200, 0)
+
+
+def test_a_tiff_whose_next_directory_is_garbage_is_refused_in_one_line(tmp_path):
+    """Its page count raised PIL's bare TypeError ('Missing dimensions') through import."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    from shotlab.core.images import rgb_from_bytes
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    first = struct.unpack("<I", data[4:8])[0]
+    entries = struct.unpack("<H", data[first:first + 2])[0]
+    pointer = first + 2 + 12 * entries  # the offset of the next directory
+    data[pointer:pointer + 4] = struct.pack("<I", 0xFFFFFF00)
+    with pytest.raises(BadImageError, match=r"corrupt TIFF directory \(TypeError"):
+        rgb_from_bytes(bytes(data), "bad.tif")

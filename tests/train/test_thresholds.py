@@ -224,8 +224,8 @@ def test_a_review_band_from_zero_is_warned_with_the_fix():
     # the run's unsafe classes (perhaps from `train --unsafe`) stay in the command it gives:
     # the policy it sets would otherwise hold none of them
     named = review_load("threat", entry, "posts", unsafe=("threat", "spam bot"))
-    assert f"`shotlab curate policy posts --unsafe 'threat,spam bot' --review-margin {margin}`" \
-        in named
+    assert (f"`shotlab curate policy posts --unsafe 'threat,spam bot' --target-recall "
+            f"{entry['target_recall']} --review-margin {margin}`") in named
     narrower = choose_thresholds(y, np.stack([1 - scores, scores], axis=1), ["ok", "threat"],
                                  unsafe=["threat"], review_margin=margin)["threat"]
     assert narrower["review_rate"] <= REVIEW_LIMIT  # ...and within the limit it promises

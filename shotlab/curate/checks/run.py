@@ -219,11 +219,11 @@ def run_checks(name: str, *, checks=CHECKS, embed: Embedder | None = None,
 def changed_warning(changed: list[str]) -> list[str]:
     if not changed:
         return []
-    from shotlab.core.output import plural
+    from shotlab.core.changed_files import changed_summary
 
-    return [f"{plural(len(changed), 'file')} changed since import (first: {changed[0]}): "
-            f"measured as {'it is' if len(changed) == 1 else 'they are'} now, and the "
-            f"dataset's sha256 updated"]
+    now = "it is" if len(changed) == 1 else "they are"
+    return [f"{changed_summary(changed)}: measured as {now} now, and the dataset's sha256 "
+            f"updated"]
 
 
 def gone_warning(gone: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from shotlab.core.errors import InputError
-from shotlab.core.rows import SAVE_AS_UTF8, other_delimiter, refuse_utf16
+from shotlab.core.rows import decode_lines, other_delimiter, refuse_utf16, without_bom
 from shotlab.curate.readers.folder import is_media_path, visible
 from shotlab.curate.records import (Record, Scan, Skipped, Unlisted, normalise_split,
                                    unknown_split)
@@ -44,7 +44,6 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
         reader = csv.reader(io.StringIO(utf8_text(path, data), newline=""),
                             skipinitialspace=True)
         header = [h.strip() for h in next(reader, [])]
-        check_header(path, header)
         rows = [(reader.line_num, fields(row)) for row in reader if any(row)]
     except (OSError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read as CSV ({exc})") from None
@@ -54,26 +53,28 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
 
 
 def utf8_text(path: Path, data: bytes) -> str:
-    """The file's text (a UTF-8 BOM dropped), or InputError naming the line that is not UTF-8."""
+    """The file's text (a UTF-8 BOM dropped), or InputError naming the first line that is not
+    UTF-8 as the comment reader does (`core.rows.decode_lines`: the line, the byte in it)."""
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise InputError(f"{path}: line {line} is not UTF-8 ({exc.reason} at byte "
-                         f"{exc.start}); {SAVE_AS_UTF8}") from None
+        return without_bom(data).decode("utf-8")
+    except UnicodeDecodeError:
+        line, reason = decode_lines(data)[1][0]
+        raise InputError(f"{path}: line {line} is {reason}") from None
 
 
-def check_header(path: Path, header: list[str]) -> None:
-    """Refuse a header naming a column twice: a row's later value would silently win (a
-    label read from the second 'label' column, a one-hot class counted twice)."""
-    seen: dict[str, int] = {}
-    for number, name in enumerate(header, 1):
-        if not name:
-            continue
-        if name in seen:
+def check_header(path: Path, header: list[str], roles: list[str | None],
+                 classes: list[str]) -> None:
+    """Refuse a header naming a column it reads twice: the path, label and split columns
+    (found whatever their case) and, in a one-hot CSV, the classes. A row's later value would
+    silently win (a label read from the second 'label' column, a class counted twice); a
+    column nobody reads ('notes') may repeat."""
+    read = [(role, lambda h, r=role: h.lower() == r.lower()) for role in roles if role]
+    read += [(name, lambda h, n=name: h == n) for name in dict.fromkeys(classes)]
+    for name, same in read:
+        numbers = [number for number, column in enumerate(header, 1) if same(column)]
+        if len(numbers) > 1:
             raise InputError(f"{path}: the header names column '{name}' twice (columns "
-                             f"{seen[name]} and {number}); rename or remove one")
-        seen[name] = number
+                             f"{numbers[0]} and {numbers[1]}); rename or remove one")
 
 
 def find_column(header: list[str], names: tuple[str, ...]) -> str | None:
@@ -117,6 +118,8 @@ def read_table(csv_path: Path, *, multilabel: bool, default_split: str | None = 
     label_column = find_column(header, LABEL_COLUMNS)
     split_column = find_column(header, (SPLIT_COLUMN,))
     classes = [h for h in header if h not in (path_column, split_column) and h]
+    check_header(csv_path, header, [path_column, label_column, split_column],
+                 [] if label_column else classes)
     folder = Path(os.path.normpath(csv_path.parent.absolute()))
     scan, named = Scan(), set()
     for number, row in rows:
