@@ -92,7 +92,8 @@ def test_a_runtime_must_name_a_hashed_file(bundle_copy):
     (lambda m: m.update(classes=[1, 2, 3]), "classes must be a list of class names"),
     (lambda m: m["preprocessing"].update(interpolation="cubic"),
      "preprocessing interpolation 'cubic' is not one"),
-    (lambda m: m["preprocessing"].update(colour="yes"), "its preprocessing cannot be read"),
+    (lambda m: m["preprocessing"].update(colour="yes"),
+     "unknown key(s) 'colour': a preprocessing contract has input_size"),
 ], ids=["runtimes-list", "runtime-list", "policy-string", "thresholds-list", "classes-numbers",
         "interpolation", "unknown-field"])
 def test_a_field_of_the_wrong_type_is_refused_even_with_a_valid_digest(bundle_copy, edit,

@@ -338,4 +338,5 @@ def test_an_animated_gif_sent_as_an_image_is_decided_as_a_clip(server, tmp_path)
     first = post(server, still.read_bytes())
     assert first.status_code == 200 and "kind" not in first.json()
     again = post(server, still.read_bytes(), headers={"Content-Type": "video/mp4"})
-    assert again.status_code == 422 and "a single frame, not a clip" in again.text  # not cached
+    # not cached; a still image is no clip container (FFmpeg's image demuxers are not tried)
+    assert again.status_code == 422 and "not a video FFmpeg can read" in again.text
