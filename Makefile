@@ -84,6 +84,10 @@ bench: install
 	$(PY) benchmarks/pseudo_label.py    # needs Debian's dataset-fashion-mnist
 	$(PY) benchmarks/label_check_sets.py    # needs Debian's dataset-fashion-mnist
 	$(PY) benchmarks/oof_thresholds.py    # needs Debian's dataset-fashion-mnist
+	$(PY) benchmarks/label_check_grid.py    # needs Debian's dataset-fashion-mnist
+	$(PY) benchmarks/label_check_copies.py    # needs Debian's dataset-fashion-mnist
+	$(PY) benchmarks/int8_speed.py    # needs Debian's dataset-fashion-mnist
+	$(PY) benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKSPACE) .pytest_cache

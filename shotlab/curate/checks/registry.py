@@ -2,7 +2,8 @@
 and which kinds of dataset it applies to (`store.kind_of`: "image" or "text").
 
 Import-free, so `shotlab curate check --help` lists the checks from here. Each name is also the
-name of what the check writes (`is_<name>_issue`, `<name>_score`, the tag `issue:<name>`);
+name of what the check writes (`is_<name>_issue`, `<name>_score`, the tag `issue:<name>`), but
+`duplicates` writes `duplicate` and `conflicting_duplicate`;
 `shotlab.curate.checks.detect` runs the detectors of a name.
 """
 
