@@ -192,6 +192,10 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
     from shotlab.runtime.bundle import load_bundle
 
     check_ray_options(on_ray, address, explain)
+    if dataset is not None:  # an empty name (an unset $DS) would skip the store without a word
+        from shotlab.core.names import check_dataset_name
+
+        check_dataset_name(dataset)
     predict.check_outputs(out)
     with predict.writing_outputs(out):  # a second run into --out is refused, not lost
         loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)

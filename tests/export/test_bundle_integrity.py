@@ -213,3 +213,12 @@ def test_what_is_verified_is_what_runs(bundle_copy, tmp_path):
     with pytest.raises(InputError, match=re.escape(f"{bundle_copy / 'model.onnx'}: sha256 "
                                                    f"does not match")):
         load_bundle(bundle_copy)  # the next load sees the swap, and names the user's folder
+
+
+def test_an_empty_dataset_name_is_refused_before_anything_is_decided(bundle_copy, tmp_path):
+    images = write_colour_tree(tmp_path / "in", counts={"new": 1}, seed=3)
+    out = tmp_path / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(bundle_copy), str(images), "--out", str(out),
+                                      "--dataset", ""])
+    assert result.exit_code == 2, result.output
+    assert "dataset name '' is not allowed" in result.output and not out.exists()
