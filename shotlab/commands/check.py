@@ -161,8 +161,9 @@ def check_command(name: str, checks_text: str, backbone: str | None, thresholds:
     saying so; the others run on the text encoder's embeddings.
 
     Writes `<check>_score` / `is_<check>_issue` fields and `issue:<check>` tags on the samples
-    (`duplicate` for duplicates; those tagged `exclude` are left out), saves the views label-issues, duplicates, leakage,
-    quality and outliers (worst first) for `shotlab curate app`, and writes an HTML report.
+    (`duplicate` for duplicates; those tagged `exclude` are left out), saves the views
+    label-issues, duplicates, leakage, quality and outliers (worst first) for
+    `shotlab curate app`, and writes an HTML report.
     Image files are only read.
 
     \b
