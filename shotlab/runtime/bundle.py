@@ -221,6 +221,10 @@ def read_manifest(folder: Path, name=None) -> dict:
 
 
 def check_format(manifest: dict, name) -> None:
+    if "format_version" not in manifest:  # a run folder's data manifest, most often
+        raise InputError(f"{name()}: not a bundle (its {MANIFEST_FILE} names no bundle format; "
+                         f"a training run's folder?): give the run's exported bundle "
+                         f"(RUN/bundle, made by `shotlab export RUN`)")
     found = manifest.get("format_version")
     if found not in READS_VERSIONS:
         raise InputError(f"{name()}: bundle format version {found} is not one this shotlab reads "

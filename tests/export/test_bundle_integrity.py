@@ -222,3 +222,13 @@ def test_an_empty_dataset_name_is_refused_before_anything_is_decided(bundle_copy
                                       "--dataset", ""])
     assert result.exit_code == 2, result.output
     assert "dataset name '' is not allowed" in result.output and not out.exists()
+
+
+def test_a_manifest_naming_no_bundle_format_is_called_not_a_bundle(bundle_copy):
+    manifest = read(bundle_copy)
+    del manifest["format_version"]
+    write(bundle_copy, manifest, redigest=True)
+    with pytest.raises(InputError, match=r"not a bundle \(its manifest.json names no bundle "
+                                         r"format; a training run's folder\?\): give the run's "
+                                         r"exported bundle \(RUN/bundle"):
+        load_bundle(bundle_copy)
