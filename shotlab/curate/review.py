@@ -138,8 +138,8 @@ def relabel(state: SampleState, task: str, classes: set[str]) -> tuple[tuple | N
     unknown = sorted({c for w in wanted if not isinstance(w, str) for c in w} - classes)
     if unknown:
         problems.append(f"unknown class{'es' * (len(unknown) > 1)} {', '.join(unknown)} in "
-                        f"{', '.join(relabels)}; classes: {', '.join(sorted(classes))} "
-                        f"(fix the tag, or allow a new class with --new-class)")
+                        f"{', '.join(relabels)}; classes: {', '.join(sorted(classes)) or 'none yet'}"
+                        f" (fix the tag, or allow a new class with --new-class)")
     if len(set(wanted)) > 1 and not problems:
         problems.append(f"conflicting tags {', '.join(relabels)}; keep one")
     return (None if problems or not wanted else wanted[0]), problems

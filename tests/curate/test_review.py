@@ -37,6 +37,9 @@ def test_unknown_class_and_conflicts_are_reported_not_applied():
     after, changes, problems = decide(state(tags=["relabel:dgo"]), "multiclass", CLASSES)
     assert (after.label, after.tags, changes) == (("cat",), ["relabel:dgo"], [])
     assert "unknown class dgo" in problems[0] and "--new-class" in problems[0]
+    _, _, problems = decide(state(label=(), snapshot=(), tags=["relabel:fish"]), "multiclass",
+                            set())  # an inbox predict made: no class labelled yet
+    assert "classes: none yet (fix the tag" in problems[0]
     _, changes, problems = decide(state(tags=["relabel:dog", "relabel:owl"]), "multiclass", CLASSES)
     assert changes == [] and "conflicting tags" in problems[0]
     _, changes, problems = decide(state(tags=["relabel:dog,owl"]), "multiclass", CLASSES)
