@@ -217,7 +217,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
             if dataset:  # before any image is decided
                 from shotlab.export.dataset import check_classes
 
-                check_classes(dataset, loaded.classes)
+                check_classes(dataset, loaded.classes, os.path.abspath(loaded.origin))
             result = image_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
                                      explain=explain, on_ray=on_ray, address=address,
                                      sampling=sampling, rules=parse_rules(aggregate),

@@ -41,18 +41,34 @@ def ensure_dataset(name: str, task: str, media: str = "image"):
     return dataset
 
 
-def check_classes(name: str, classes) -> None:
+def check_classes(name: str, classes, bundle_name: str) -> None:
     """Refuse, before anything is predicted, a bundle whose classes are not those of dataset
     `name` (its samples' labels): its predictions replaced the ones training wrote with
     another model's labels. A dataset not made yet, or with no labels (an inbox predict
-    made), takes any bundle."""
+    made), takes any bundle; an inbox whose reviewers have labelled some samples takes the
+    bundle that predicted it (`bundle_name`), whose classes hold those labels."""
     dataset = store.find(name)
-    have = store.class_names(dataset) if dataset is not None else []
-    if have and set(have) != set(classes):
-        raise InputError(f"--dataset {name}: its classes are {', '.join(have)}, the bundle's "
-                         f"are {', '.join(classes)}; its predictions would replace those of "
-                         f"another model: give the dataset the bundle was trained on, or a "
-                         f"new --dataset name")
+    have = set(store.class_names(dataset)) if dataset is not None else set()
+    if not have or have == set(classes):
+        return
+    if have <= set(classes) and predicted_by(dataset) == {bundle_name}:
+        return
+    raise InputError(f"--dataset {name}: its classes are {', '.join(sorted(have))}, the "
+                     f"bundle's are {', '.join(classes)}; its predictions would replace those "
+                     f"of another model: give the dataset the bundle was trained on, or a new "
+                     f"--dataset name")
+
+
+def predicted_by(dataset) -> set:
+    """Who wrote the dataset's predictions: a bundle's path (`predict --dataset`), or None (a
+    training run's, which name their run instead)."""
+    if PREDICTION_FIELD not in dataset.get_field_schema():
+        return set()
+    found = set()
+    for label in filter(None, dataset.values(PREDICTION_FIELD)):
+        for one in label.classifications if hasattr(label, "classifications") else [label]:
+            found.add(getattr(one, "bundle", None))
+    return found
 
 
 def media_of(decisions: list[dict]) -> str:

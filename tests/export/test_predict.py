@@ -184,6 +184,38 @@ def test_a_dataset_of_other_classes_is_refused_and_the_bundle_is_stored_absolute
             store.delete(fresh)
 
 
+@pytest.mark.fiftyone
+def test_an_inbox_a_reviewer_labelled_still_takes_the_bundle_that_predicted_it(
+        exported, inbox, tmp_path, dataset_name):
+    """`predict B imgs --dataset INBOX`, a reviewer relabels one sample (`relabel:red`,
+    `curate apply`), and the next `predict B more --dataset INBOX` was refused: the inbox's
+    classes (red) were not the bundle's (blue, green, red). Another bundle is still refused."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+    from shotlab.core import store
+
+    def predict(bundle, *images):
+        return CliRunner().invoke(cli, ["predict", str(bundle), *map(str, images), "--dataset",
+                                        dataset_name, "--out", str(tmp_path / "o.jsonl")])
+
+    images = sorted((inbox / "new").rglob("*.png"))
+    assert predict(exported.path, *images[:4]).exit_code == 0
+    sample = store.load(dataset_name).match({"filepath": str(images[0])}).first()
+    sample.tags.append("relabel:red")
+    sample.save()
+    applied = CliRunner().invoke(cli, ["curate", "apply", dataset_name, "--new-class", "red"])
+    assert applied.exit_code == 0, applied.output
+    assert store.class_names(store.load(dataset_name)) == ["red"]
+
+    again = predict(exported.path, *images[4:])
+    assert again.exit_code == 0, again.output
+    assert len(store.load(dataset_name)) == len(images)
+    copy = shutil.copytree(exported.path, tmp_path / "copy")  # the same model, another bundle
+    refused = predict(copy, *images[:1])
+    assert refused.exit_code == 2 and "its classes are red, the bundle's are" in refused.output
+
+
 def test_a_file_names_control_characters_never_reach_the_terminal(exported, inbox, tmp_path):
     """`predict` printed a skipped file's name raw: `ESC]0;...BEL` set the reviewer's terminal
     title and `ESC[2J` cleared the screen; the names went to --json escaped, as they still do."""
