@@ -151,6 +151,9 @@ def option(args: list[str], name: str) -> str | None:
 
 
 def start(workspace: "Workspace") -> dict:
+    adopted = adopt_stray(workspace)
+    if adopted:
+        return adopted
     home, db_dir = workspace.home, workspace.db_dir
     log = db_dir / "log" / "mongo.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -164,11 +167,50 @@ def start(workspace: "Workspace") -> dict:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         remove_private_folder(workspace, str(listen))
-        raise DatabaseError(f"mongod did not start for {db_dir} (exit {result.returncode}); "
+        holder = stray_mongod(workspace)
+        held = f"; mongod pid {holder.pid} still holds it: stop it" if holder else ""
+        raise DatabaseError(f"mongod did not start for {db_dir} (exit {result.returncode}){held}; "
                             f"see {log}")
     state = {"pid": int((home / "mongod.pid").read_text().strip()), "socket": str(listen)}
     (home / STATE_FILE).write_text(json.dumps(state))
     return state
+
+
+def stray_mongod(workspace: "Workspace"):
+    """A mongod of this user on the workspace's --dbpath, listening on a socket (as `start`
+    runs it), or None. Called with the start lock held, when mongod.json names no live server."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        args = proc.info["cmdline"] or []
+        if (args and Path(args[0]).name == "mongod" and proc.info["uids"]
+                and proc.info["uids"].real == os.getuid()
+                and option(args, "--dbpath") == str(workspace.db_dir)
+                and "/" in (option(args, "--bind_ip") or "")):
+            return proc
+    return None
+
+
+def adopt_stray(workspace: "Workspace") -> dict | None:
+    """The state of a mongod that mongod.json does not name (a command interrupted while its
+    server started: `mongod --fork` had forked, mongod.json was not written yet), used when it
+    answers; one that does not answer is stopped. Either way the next start no longer fails
+    on a --dbpath in use (DBPathInUse, until the user found and killed that process)."""
+    import psutil
+
+    proc = stray_mongod(workspace)
+    if proc is None:
+        return None
+    listen = option(proc.info["cmdline"], "--bind_ip")
+    if answers(listen):
+        state = {"pid": proc.pid, "socket": listen}
+        (workspace.home / STATE_FILE).write_text(json.dumps(state))
+        return state
+    with contextlib.suppress(psutil.Error):
+        proc.terminate()
+        psutil.wait_procs([proc], timeout=STOP_TIMEOUT_S)
+    remove_private_folder(workspace, listen)
+    return None
 
 
 def stop(workspace: "Workspace") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,27 @@ def test_workspaces_never_share_a_database(tmp_path, dataset_name):
     assert other.returncode == 0, other.stderr
     assert json.loads(other.stdout) == []
     assert dataset_name in store.list_datasets()
+
+
+@pytest.mark.parametrize("answering", [True, False], ids=["answering", "socket-gone"])
+def test_a_server_a_command_left_unnamed_is_reused_or_stopped(tmp_path, answering):
+    """Ctrl-C while a command's mongod started (`mongod --fork` had forked, mongod.json was not
+    written yet) left a server no state file named, holding the --dbpath: every later command
+    failed with "mongod did not start (exit 100)" until the user found and killed it. Now the
+    next command uses it, or stops it when it no longer answers, and exits cleanly."""
+    home = tmp_path / "ws"
+    assert shotlab(home, "curate", "list").returncode == 0  # the workspace made, its server gone
+    active = workspace.Workspace.resolve(home)
+    left = database.start(active)
+    (home / database.STATE_FILE).unlink()  # as if the command died before writing it
+    if not answering:
+        Path(left["socket"]).unlink()
+    try:
+        result = shotlab(home, "curate", "list", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == []
+        assert not database.alive(left["pid"])  # used, then stopped by the last one out
+        assert database.stray_mongod(active) is None
+    finally:
+        if database.alive(left["pid"]):
+            os.kill(left["pid"], signal.SIGTERM)
