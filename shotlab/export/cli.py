@@ -202,7 +202,8 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
         noun = input_noun(loaded)
         if noun != "image":
             refuse_folders(paths, noun)
-        files = predict.collect_paths(paths)
+        unwalked = []  # folders not walked: loops of links, folders that cannot be listed
+        files = predict.collect_paths(paths, unwalked)
         require_images(files, paths, allow_empty)
         runtime = chosen_runtime(runtime, fp16, loaded)
         warn_regression(loaded, runtime)
@@ -223,6 +224,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                                      sampling=sampling, rules=parse_rules(aggregate),
                                      margin=margin, early_exit=early_exit,
                                      max_pixels=max_pixels, max_frames=max_clip_frames)
+        result.bad[:0] = unwalked
         require_images(result.decisions, paths, allow_empty, bad=result.bad, noun=noun)
         with predict.staged_decisions(out, result.decisions, locked=True) as written:
             data = outcome(result, loaded.classes, *written)

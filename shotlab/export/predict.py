@@ -42,20 +42,25 @@ class Prediction:
     inputs: list[np.ndarray] = field(default_factory=list)  # per decision (for --explain)
 
 
-def collect_paths(paths) -> list[Path]:
+def collect_paths(paths, skipped: list | None = None) -> list[Path]:
     """Files as given, folders searched recursively for image and clip extensions (the image
-    and clip kinds' suffixes); sorted, one per file read (a second path to the same file, by a
-    symlink or `..`, is dropped: decisions name the file itself). A broken symlink, a pipe or a
-    device is kept, so that reading it names it among the bad files."""
+    and clip kinds' suffixes), hidden ones too, links to folders followed as `curate import`
+    follows them; sorted, one per file read (a second path to the same file, by a symlink or
+    `..`, is dropped: decisions name the file itself). A broken symlink, a pipe or a device is
+    kept, so that reading it names it among the bad files. The folders not walked (a loop of
+    links, one that cannot be listed) are added to `skipped` as (path, why)."""
+    from shotlab.curate.readers.folder import files_under
     from shotlab.runtime.kinds import KINDS
 
     suffixes = KINDS["image"].extensions | KINDS["clip"].extensions
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes
-                            and not p.is_dir())
-        elif path.exists():
+            files, passed = files_under(path, hidden=True)
+            found += sorted(p for p in files if p.suffix.lower() in suffixes)
+            if skipped is not None:
+                skipped += [(p.path, p.reason) for p in passed]
+        elif path.exists() or path.is_symlink():  # a broken link: named among the bad files
             found.append(path)
         else:
             raise InputError(f"{path}: no such file or folder")

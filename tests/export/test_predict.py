@@ -42,6 +42,29 @@ def test_folder_with_bad_files(exported, inbox):
     assert by_colour == {"blue": ["blue"], "green": ["green"], "red": ["red"]}
 
 
+def test_a_linked_folder_is_walked_and_a_loop_is_named_not_walked(exported, inbox, tmp_path):
+    """Images under a symlinked folder inside PATHS were passed over without a word (`rglob`
+    does not follow links, `curate import` does); a loop of links is named among the skipped."""
+    from click.testing import CliRunner
+
+    from shotlab.cli import cli
+
+    elsewhere = write_colour_tree(tmp_path / "elsewhere", counts={"more": 1}, seed=11)
+    (inbox / "linked").symlink_to(elsewhere / "more")
+    (inbox / "new" / "up").symlink_to(inbox)
+    linked = sorted((elsewhere / "more").rglob("*.png"))
+    assert len(linked) == 3
+    assert {p.resolve() for p in collect_paths([inbox])} >= set(linked)
+
+    done = CliRunner().invoke(cli, ["predict", str(exported.path), str(inbox), "--json",
+                                    "--out", str(tmp_path / "d.jsonl")])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["images"] == 12  # nine in the inbox, three through the link
+    skipped = {b["path"]: b["reason"] for b in summary["bad_files"]}
+    assert "a folder that holds it (a loop): not followed" in skipped[str(inbox / "new" / "up")]
+
+
 def test_decisions_follow_the_runner_and_the_policy(exported, inbox):
     bundle = load_bundle(exported.path)
     files = collect_paths([inbox / "new"])

@@ -177,3 +177,4 @@ def test_symlinked_and_repeated_paths_are_decided_once_and_a_broken_link_is_name
     (folder / "broken.png").symlink_to(tmp_path / "nowhere.png")
     found = collect_paths([folder, folder / ".." / "in" / "a.png"])
     assert [p.name for p in found] == ["a.png", "b.png", "broken.png"]
+    assert collect_paths([folder / "broken.png"]) == [folder / "broken.png"]  # named itself

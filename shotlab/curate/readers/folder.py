@@ -31,10 +31,10 @@ def subfolders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and visible(p))
 
 
-def files_under(folder: Path) -> tuple[list[Path], list[Skipped]]:
+def files_under(folder: Path, *, hidden: bool = False) -> tuple[list[Path], list[Skipped]]:
     """Files (and symlinks to files, broken ones included; pipes and devices too, so that
-    reading them names them) under `folder`, skipping hidden entries, in path order; and the
-    folders not followed, with why.
+    reading them names them) under `folder`, skipping hidden entries unless `hidden`, in path
+    order; and the folders not followed, with why.
 
     A link to a folder is followed wherever it points, as a link to a file is (whoever made the
     folder put it there; `Path.rglob` would pass it over and list the link as a file). A link
@@ -45,7 +45,7 @@ def files_under(folder: Path) -> tuple[list[Path], list[Skipped]]:
     found: list[Path] = []
     passed: list[Skipped] = []
     real = Path(os.path.realpath(folder))
-    walk_into(folder, (real,), Walk(found, passed, {real}))
+    walk_into(folder, (real,), Walk(found, passed, {real}, hidden))
     return found, passed
 
 
@@ -57,13 +57,14 @@ class Walk:
     found: list[Path]
     passed: list[Skipped]
     walked: set[Path]
+    hidden: bool = False  # hidden files and folders are walked too
 
 
 def walk_into(directory: Path, above: tuple[Path, ...], walk: Walk) -> None:
     """Add the files under `directory` to the walk; `above`: the real paths of the folders walked
     down to it, itself last (a link to one of them, or to a folder holding one, is a loop)."""
     try:
-        entries = sorted(p for p in directory.iterdir() if visible(p))
+        entries = sorted(p for p in directory.iterdir() if walk.hidden or visible(p))
     except OSError as exc:
         walk.passed.append(Skipped(str(directory),
                                    f"cannot list this folder ({exc.strerror or exc})"))
