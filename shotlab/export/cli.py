@@ -215,11 +215,12 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
                                     dataset=dataset, on_ray=on_ray, explain=explain,
                                     max_pixels=max_pixels)
         else:
+            kinds = predict.split_kinds(files)  # (images, clips)
             if dataset:  # before any image is decided
-                from shotlab.export.dataset import check_classes
+                from shotlab.export.dataset import check_dataset
 
-                check_classes(dataset, loaded.classes, os.path.abspath(loaded.origin))
-            result = image_decisions(loaded, files, runtime=runtime, batch_size=batch_size,
+                check_dataset(dataset, loaded, *kinds)
+            result = image_decisions(loaded, kinds, runtime=runtime, batch_size=batch_size,
                                      explain=explain, on_ray=on_ray, address=address,
                                      sampling=sampling, rules=parse_rules(aggregate),
                                      margin=margin, early_exit=early_exit,
@@ -255,12 +256,12 @@ def outcome(result, classes, decisions_path: Path, queue_path: Path) -> dict:
             **coarsest_sampling(result.decisions), **unseen_stretches(result.decisions)}
 
 
-def image_decisions(bundle, files, *, runtime, batch_size, explain, on_ray, address, sampling,
+def image_decisions(bundle, kinds, *, runtime, batch_size, explain, on_ray, address, sampling,
                     rules, margin, early_exit, max_pixels, max_frames=None):
-    """Decisions for the image and clip files among `files` (export/predict.py, predict_clips.py)."""
+    """Decisions for the (images, clips) of `kinds` (export/predict.py, predict_clips.py)."""
     from shotlab.export import predict
 
-    images, clips = predict.split_kinds(files)
+    images, clips = kinds
     if on_ray:  # the images on Ray Data; clips (few, long) are decided in this process
         from shotlab.export.ray_predict import predict_paths_ray
 

@@ -8,6 +8,8 @@ view holds the samples flagged or in the review band, lowest confidence first.
 
 from __future__ import annotations
 
+import os
+
 from shotlab.core import store
 from shotlab.core.errors import InputError
 
@@ -33,12 +35,35 @@ def ensure_dataset(name: str, task: str, media: str = "image"):
     dataset = store.find(name)
     if dataset is None:
         return store.create(name, task, media=media)
+    check_fits(dataset, task, media)
+    return dataset
+
+
+def check_fits(dataset, task: str, media: str) -> None:
+    """Refuse a run whose task or media type (image, video) dataset `dataset` does not hold."""
     store.require_task(dataset, task)
     if store.media_of(dataset) != media:
         kind = "clips" if media == "video" else "images"
-        raise InputError(f"dataset '{name}' holds {store.media_of(dataset)}s, not {kind}; "
-                         f"give --dataset another name for the {kind}")
-    return dataset
+        raise InputError(f"dataset '{dataset.name}' holds {store.media_of(dataset)}s, not "
+                         f"{kind}; give --dataset another name for the {kind}")
+
+
+def check_dataset(name: str, bundle, images: list, clips: list) -> None:
+    """Refuse, before anything is predicted, files and a bundle dataset `name` cannot take:
+    images beside clips (an animated GIF or PNG is a clip), a media type or task other than
+    its own, or other classes (`check_classes`). Before, these failed after the whole run."""
+    if images and clips:
+        raise InputError(mixed_media(f"first clip: {clips[0]}; an animated GIF or PNG is a "
+                                     f"clip, as every frame is scored"))
+    dataset = store.find(name)
+    if dataset is not None:
+        check_fits(dataset, bundle.task, "video" if clips else "image")
+    check_classes(name, bundle.classes, os.path.abspath(bundle.origin))
+
+
+def mixed_media(why: str) -> str:
+    return (f"--dataset takes images or clips, not both in one run (a FiftyOne dataset holds "
+            f"one media type; {why}); predict them in two runs")
 
 
 def check_classes(name: str, classes, bundle_name: str) -> None:
@@ -74,8 +99,7 @@ def predicted_by(dataset) -> set:
 def media_of(decisions: list[dict]) -> str:
     kinds = {d.get("kind", "image") for d in decisions}
     if len(kinds) > 1:
-        raise InputError("--dataset takes images or clips, not both in one run (a FiftyOne "
-                         "dataset holds one media type); predict them in two runs")
+        raise InputError(mixed_media("the files decided were both"))
     return "video" if kinds == {"clip"} else "image"
 
 

@@ -287,6 +287,37 @@ def test_an_animated_gif_is_decided_as_a_clip_not_by_its_first_frame(exported, t
     assert decided["still.gif"].get("kind") is None and decided["still.gif"]["flagged"] == []
 
 
+@pytest.mark.fiftyone
+def test_an_animated_gif_among_images_is_refused_for_a_dataset_before_deciding(
+        exported, tmp_path, dataset_name):
+    """Images with an animated GIF among them (a clip, frame by frame) and `--dataset` failed
+    with "images or clips, not both" after the whole run; it is refused before deciding, with
+    the GIF named, and nothing is written."""
+    from PIL import Image
+
+    from shotlab.core import store
+
+    gif = animated_gif(tmp_path / "in" / "anim.gif", ["green", "red"])
+    Image.open(gif).convert("RGB").save(tmp_path / "in" / "still.png")
+    out = tmp_path / "decisions.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(exported.path), str(gif.parent),
+                                      "--dataset", dataset_name, "--out", str(out)])
+    assert result.exit_code == 2
+    assert f"not both in one run (a FiftyOne dataset holds one media type; first clip: {gif}; " \
+           f"an animated GIF or PNG is a clip" in " ".join(result.output.split())
+    assert not out.exists() and dataset_name not in store.list_datasets()
+
+    def predict(path):
+        return CliRunner().invoke(cli, ["predict", str(exported.path), str(path), "--dataset",
+                                        dataset_name, "--out", str(out)])
+
+    assert predict(tmp_path / "in" / "still.png").exit_code == 0  # an image dataset now
+    out.unlink()
+    into_images = predict(gif)
+    assert into_images.exit_code == 2 and f"dataset '{dataset_name}' holds images, not clips" \
+        in into_images.output and not out.exists()
+
+
 def test_flat_recoloured_frames_are_not_dropped_as_repeats_and_stills_stay_stills(exported,
                                                                                  tmp_path):
     """pHash reads grey levels: a flat green frame turned red hashed the same and was dropped as
