@@ -196,7 +196,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
         from shotlab.core.names import check_dataset_name
 
         check_dataset_name(dataset)
-    predict.check_outputs(out)
+    predict.check_outputs(out, bundle)
     with predict.writing_outputs(out):  # a second run into --out is refused, not lost
         loaded = load_bundle(bundle, trusted_keys=trusted_keys or None)
         noun = input_noun(loaded)

@@ -137,13 +137,19 @@ def output_paths(out: Path) -> tuple[Path, Path]:
     return out, out.parent / REVIEW_QUEUE_FILE
 
 
-def check_outputs(out: Path) -> None:
+def check_outputs(out: Path, bundle=None) -> None:
     """Refuse to write where predict would replace a file it did not write (a user's notes, an
     input image, the explanation store): the decisions file and the review queue beside it may
-    replace only an empty file or one whose first line is a decision."""
+    replace only an empty file or one whose first line is a decision. Nothing is written inside
+    a `bundle` folder: `export --force` would then refuse to replace it, and a bundle zipped
+    for shipping would carry the decisions (every file's path) with it."""
     from shotlab.core.files import check_own_output
 
     decisions, queue = output_paths(out)
+    if bundle is not None and Path(bundle).is_dir() and \
+            decisions.resolve().is_relative_to(Path(bundle).resolve()):
+        raise InputError(f"--out {out}: inside the bundle {bundle}; a bundle holds only what "
+                         f"export wrote: write the decisions outside it")
     if decisions.name == REVIEW_QUEUE_FILE:
         raise InputError(f"--out {out}: the review queue is written beside the decisions under "
                          f"that name; give the decisions file another name")

@@ -178,3 +178,19 @@ def test_symlinked_and_repeated_paths_are_decided_once_and_a_broken_link_is_name
     found = collect_paths([folder, folder / ".." / "in" / "a.png"])
     assert [p.name for p in found] == ["a.png", "b.png", "broken.png"]
     assert collect_paths([folder / "broken.png"]) == [folder / "broken.png"]  # named itself
+
+
+def test_decisions_are_never_written_inside_the_bundle(exported, tmp_path):
+    """`--out BUNDLE/decisions.jsonl` was taken: the bundle then held the decisions (every
+    file's path; a zipped bundle would ship them) and `export --force` refused to replace it."""
+    import shutil
+
+    bundle = shutil.copytree(exported.path, tmp_path / "bundle")
+    before = sorted(p.name for p in bundle.rglob("*"))
+    write_image(tmp_path / "in" / "a.png", seed=1)
+    line = one_line_error(run("predict", bundle, tmp_path / "in", "--out",
+                              bundle / "runs" / "decisions.jsonl"))
+    assert f"--out {bundle / 'runs' / 'decisions.jsonl'}: inside the bundle {bundle}" in line
+    assert sorted(p.name for p in bundle.rglob("*")) == before
+    done = run("predict", bundle, tmp_path / "in", "--out", tmp_path / "decisions.jsonl")
+    assert done.exit_code == 0, done.output
