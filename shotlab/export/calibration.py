@@ -1,6 +1,7 @@
 """The calibration set: which train-split images INT8 calibration sees, for every INT8 runtime.
 
     entries = calibration_set(manifest.split("train"))     # <= CALIBRATION_IMAGES, by class
+    drawn = as_trained(entries, preprocessing)             # the images as the run had them
 
 ONNX Runtime's static quantization (`export.quantize`) and TensorRT's INT8 calibrator
 (`export.tensorrt_build`) both calibrate on exactly these images, so their INT8 models are
@@ -10,6 +11,8 @@ in sha256 order, a fixed pseudo-random order that does not depend on file names 
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 # At most this many images. TensorRT's guide suggests ~500 for ImageNet-scale data; 256 keeps
 # three ORT calibration passes over lite0 at 224 px within about a minute on 2 cores, and covers
@@ -56,3 +59,31 @@ def summary(entries, skipped=()) -> dict:
     return {"split": "train", "images": len(entries), "limit": CALIBRATION_IMAGES,
             "per_label": dict(sorted(per_label.items())),
             **({"skipped": list(skipped)} if skipped else {})}
+
+
+@dataclass
+class Drawn:
+    """Images of a set of manifest entries, loaded for calibration."""
+
+    arrays: object  # the model inputs (runtime.runners.Batch); None when no image is left
+    kept: list[int]  # positions in the entries given
+    bad: list[tuple[str, str]]  # (path, why) left out
+
+
+def as_trained(entries, preprocessing, progress=None, desc: str = "INT8") -> Drawn:
+    """The images of manifest `entries` as the run trained on them: a file that no longer
+    decodes, or whose bytes changed since the run (its sha256 is not the manifest's), is left
+    out with why. Every INT8 runtime calibrates on what this keeps."""
+    from shotlab.export.validate import changed_since_run
+    from shotlab.runtime.kinds import load_inputs
+    from shotlab.runtime.runners import select_rows
+
+    if not entries:
+        return Drawn(None, [], [])
+    inputs = load_inputs([e.filepath for e in entries], preprocessing, progress=progress,
+                         desc=desc)
+    changed = dict(changed_since_run(entries, inputs))
+    kept = [i for i in inputs.kept if i not in changed]
+    rows = [inputs.kept.index(i) for i in kept]
+    return Drawn(select_rows(inputs.arrays, rows) if kept else None, kept,
+                 inputs.bad + [(entries[i].filepath, why) for i, why in changed.items()])

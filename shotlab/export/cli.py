@@ -102,8 +102,10 @@ def echo_export(result) -> None:
     data = result.to_dict()
     click.echo(f"Bundle: {data['bundle']}" + (f"  (zip: {data['zip']})" if data["zip"] else ""))
     if data["removed_rejected"]:
+        this = ("was shipped with --allow-regression" if data["gate"]["allowed_regression"]
+                else "passed")
         click.echo(f"Removed {data['removed_rejected']}: an earlier export to this --out the "
-                   f"gate refused (this one passed).")
+                   f"gate refused (this one {this}).")
     rows = [[name, f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.3f}"]
             for name, p in data["agreement"].items()]
     rows += [[f"{name} ({p['n']} clips)", f"{p['max_abs_diff']:.2e}", f"{p['top1_agreement']:.3f}"]
@@ -115,6 +117,9 @@ def echo_export(result) -> None:
     if data["skipped"]:
         click.echo(f"Measured on {data['measured']} {data['split']} samples; restore the files "
                    f"left out, or train again on the dataset as it is now", err=True)
+    for item in data["int8_left_out"]:
+        click.echo(printable(f"Warning: INT8 calibration left out {item['path']}: "
+                             f"{item['reason']}"), err=True)
     for note in data["gate"].get("unchecked", []):
         click.echo(printable(f"Warning: {note}; add some to that split to check the export"),
                    err=True)

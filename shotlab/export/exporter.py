@@ -57,7 +57,9 @@ class ExportResult:
                 "skipped": [{"path": path, "reason": why}
                             for path, why in self.report.get("skipped", [])],
                 "report": str(self.path / bundle_files.REPORT_HTML),
-                "removed_rejected": str(self.removed_rejected) if self.removed_rejected else None}
+                "removed_rejected": str(self.removed_rejected) if self.removed_rejected else None,
+                "int8_left_out": self.manifest.get("quantization", {}).get("onnx-int8", {})
+                .get("left_out", [])}
 
 
 def run_files(checkpoint) -> tuple[Path, dict]:
@@ -265,9 +267,21 @@ def refuse_regression(staging: Path, out: Path, report: dict) -> None:
     check_replaceable(rejected, "folder", why="a refused export is moved there")
     bundle_files.replace_folder(staging, rejected)
     raise RegressionError("export refused, the exported model regressed: "
-                          + "; ".join(gate["failures"])
+                          + "; ".join(gate["failures"]) + measured_on(report)
                           + f". The rejected bundle and its report are in {rejected}; fix "
                           f"the cause or pass --allow-regression to ship it anyway")
+
+
+def measured_on(report: dict) -> str:
+    """What a refusal's figures were measured on, where samples were left out or a class
+    could not be checked (a passing export prints the same as warnings)."""
+    said = ""
+    if report.get("skipped"):
+        path, why = report["skipped"][0]
+        said += (f" (measured on {report['n']} {report['split']} samples: "
+                 f"{len(report['skipped'])} left out, first {path}: {why})")
+    unchecked = report["gate"].get("unchecked", [])
+    return said + (f" ({'; '.join(unchecked)})" if unchecked else "")
 
 
 def finish_zip(out: Path, *, zip_bundle: bool, force: bool) -> Path | None:

@@ -40,15 +40,6 @@ class ExportJob:
 
         return calibration_set(self.run_manifest.split("train")) if self.run_manifest else []
 
-    @property
-    def calibration_paths(self) -> list[str]:
-        return [entry.filepath for entry in self.calibration]
-
-    @property
-    def validation_paths(self) -> list[str]:
-        """The val split: where ONNX Runtime INT8 chooses its calibration method."""
-        return [e.filepath for e in self.run_manifest.split("val")] if self.run_manifest else []
-
 
 def export_onnx(job: ExportJob) -> dict[str, str]:
     from shotlab.export import onnx_export

@@ -31,11 +31,10 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from shotlab.core.errors import InputError
 from shotlab.export import onnx_export, parity
-from shotlab.export.calibration import summary as calibration_summary
+from shotlab.export.calibration import as_trained, summary as calibration_summary
 from shotlab.runtime.bundle import ONNX_FILE, ONNX_INT8_FILE
 from shotlab.runtime.contract import INPUT_NAME
-from shotlab.runtime.kinds import load_inputs
-from shotlab.runtime.runners import batches, run_batched, session_options
+from shotlab.runtime.runners import batches, rows_of, run_batched, session_options
 
 # The candidates, in the order a tie is broken: MinMax keeps every calibrated value in range,
 # Entropy (KL divergence) and Percentile (99.999%) clip outliers to refine the common values.
@@ -81,12 +80,19 @@ class BatchReader(CalibrationDataReader):
 
 def quantize(job) -> dict[str, str]:
     """Write `model.int8.onnx` from the bundle's `model.onnx`; record how in `job.notes`."""
-    drawn = decoded(job.calibration_paths, job, "calibration (train split)")
+    drawn = as_trained(job.calibration, job.preprocessing, job.progress, "INT8 calibration")
+    if not drawn.kept:
+        first = f" (first: {job.calibration[0].filepath})" if job.calibration else ""
+        raise InputError(f"--to onnx-int8: no train image of the run decodes as it was "
+                         f"trained on{first}; INT8 needs real images to calibrate on: restore "
+                         f"the files, or assign a train split with `shotlab curate` and train "
+                         f"again, then export")
     calibration = drawn.arrays
-    selection, chosen_on = job.validation_paths, "val"
-    selection = decoded(selection, job, "val").arrays if selection else None
-    if selection is None:
-        selection, chosen_on = calibration, "calibration images (the run has no val split)"
+    val = job.run_manifest.split("val") if job.run_manifest else []
+    chosen = as_trained(val, job.preprocessing, job.progress, "INT8 val")
+    selection, chosen_on = (chosen.arrays, "val") if chosen.kept else (calibration, (
+        "calibration images (no val image decodes as it was trained on)" if val
+        else "calibration images (the run has no val split)"))
     fp32, target = job.folder / ONNX_FILE, job.folder / ONNX_INT8_FILE
     reference = run_model(fp32, selection)
     with tempfile.TemporaryDirectory(prefix="shotlab-int8-") as scratch:
@@ -98,32 +104,21 @@ def quantize(job) -> dict[str, str]:
             path = Path(scratch) / f"{name}.onnx"
             quantize_with(prepared, path, calibration, method, kept_float)
             scores[name] = score(reference, run_model(path, selection), job)
-        chosen = choose(scores)
-        shutil.copyfile(Path(scratch) / f"{chosen}.onnx", target)
+        method = choose(scores)
+        shutil.copyfile(Path(scratch) / f"{method}.onnx", target)
     onnx_export.add_metadata(target, job.summary)
     onnx_export.check(target)
+    left_out = drawn.bad + chosen.bad
     job.notes["quantization"] = {"onnx-int8": {
         "tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
         "weights": "int8, per channel" if PER_CHANNEL else "int8", "activations": "uint8",
         "reduce_range": REDUCE_RANGE, "float_nodes": kept_float,
         "calibration": calibration_summary([job.calibration[i] for i in drawn.kept],
                                            skipped=[path for path, _ in drawn.bad]),
-        "method": chosen,
-        "chosen_on": chosen_on, "chosen_on_images": len(selection), "candidates": scores}}
+        "method": method, "chosen_on": chosen_on, "chosen_on_images": rows_of(selection),
+        "candidates": scores,
+        **({"left_out": [{"path": p, "reason": why} for p, why in left_out]} if left_out else {})}}
     return {"onnx-int8": ONNX_INT8_FILE}
-
-
-def decoded(paths: list[str], job, what: str):
-    """`paths` loaded (`runtime.kinds.Inputs`: arrays, the positions that decoded, the files
-    that did not); InputError when none of them decodes."""
-    inputs = load_inputs(paths, job.preprocessing, progress=job.progress,
-                         desc=f"INT8 {what.split()[0]}")
-    if len(inputs.kept) == 0:
-        first = f" (first: {paths[0]})" if paths else ""
-        raise InputError(f"--to onnx-int8: no {what} image decodes{first}; INT8 needs real "
-                         f"images to calibrate on: restore the files or assign a train split "
-                         f"with `shotlab curate`, then export again")
-    return inputs
 
 
 def quantize_with(source: Path, target: Path, arrays: np.ndarray, method,

@@ -59,14 +59,15 @@ def write_trtexec(folder: Path, input_name: str, sample_shape, *, fp16: bool,
     return path
 
 
-def calibration_batches(paths: list[str], preprocessing, batch: int = CALIBRATION_BATCH):
-    """Preprocessed float32 batches of the calibration set (`job.calibration_paths`: the
-    images ONNX Runtime INT8 calibrates on too, `export.calibration`); bad files are skipped."""
-    from shotlab.runtime.kinds import load_inputs
+def calibration_batches(entries, preprocessing, batch: int = CALIBRATION_BATCH):
+    """Preprocessed float32 batches of the calibration set (`job.calibration`: the images ONNX
+    Runtime INT8 calibrates on too, `export.calibration`), as the run trained on them (a file
+    gone, unreadable or changed since is skipped)."""
+    from shotlab.export.calibration import as_trained
     from shotlab.runtime.runners import batches
 
-    arrays = load_inputs(paths, preprocessing, progress=False).arrays
-    yield from batches(arrays, batch)
+    arrays = as_trained(entries, preprocessing).arrays
+    yield from batches(arrays, batch) if arrays is not None else ()
 
 
 def entropy_calibrator(batches, cache_path: Path, input_shape):
@@ -129,7 +130,7 @@ def builder_config(builder, job, input_name: str, sample_shape):
         config.set_flag(trt.BuilderFlag.INT8)
         config.set_calibration_profile(profile)
         config.int8_calibrator = entropy_calibrator(
-            calibration_batches(job.calibration_paths, job.preprocessing),
+            calibration_batches(job.calibration, job.preprocessing),
             job.folder / CALIBRATION_CACHE_FILE, (CALIBRATION_BATCH, *sample_shape))
     return config
 

@@ -185,10 +185,14 @@ def test_calibration_on_one_class_is_refused_by_the_gate(trained_run, tmp_path):
     from shotlab.export.exporter import RegressionError, export_run
 
     run = one_class_train_split(trained_run, "green", tmp_path / "run")
+    test = [e for e in Manifest.load(run / "manifest.json").entries if e.split == "test"]
+    moved(run, lambda e: replace(e, filepath=str(tmp_path / "gone.png")) if e == test[0] else e)
     with pytest.raises(RegressionError) as info:
         export_run(run, formats=["onnx", "onnx-int8"], out=tmp_path / "b", explain=False,
                    progress=False)
-    message = str(info.value)
+    message = str(info.value)  # with what the figures were measured on, as a pass warns
+    assert f"(measured on {len(test) - 1} test samples: 1 left out, first " \
+           f"{tmp_path / 'gone.png'}: file not found)" in message
     assert "onnx-int8: top-1 agreement with PyTorch" in message
     assert "onnx-int8: recall on unsafe class 'red'" in message
     assert "onnx:" not in message  # the FP32 model is fine: only INT8 is named
@@ -197,22 +201,44 @@ def test_calibration_on_one_class_is_refused_by_the_gate(trained_run, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_manifest_counts_the_calibration_images_used_not_those_drawn(trained_run, tmp_path):
-    """Three train images gone: 21 were calibrated on while the manifest said 24."""
-    from shotlab.export.exporter import export_run
+def moved(run: Path, change) -> Manifest:
+    """Rewrite the frozen manifest of run folder `run`: `change(entry)` gives each entry anew."""
+    manifest = Manifest.load(run / "manifest.json")
+    manifest = replace(manifest, entries=tuple(change(e) for e in manifest.entries))
+    manifest.save(run / "manifest.json")
+    return manifest
 
+
+def test_calibration_leaves_out_images_gone_or_changed_since_the_run_and_says_so(trained_run,
+                                                                                 tmp_path):
+    """Three train images gone: 21 were calibrated on while the manifest said 24. An image
+    whose bytes changed since the run was calibrated on all the same, and with every val image
+    gone the export failed, blaming the train split: the method is chosen on the calibration
+    images then, and every file left out is named on stderr and in the manifest."""
     shutil.copytree(trained_run, tmp_path / "run")
     manifest = Manifest.load(tmp_path / "run" / "manifest.json")
-    reds = [e for e in manifest.entries if e.split == "train" and e.labels == ("red",)][:3]
+    train = [e for e in manifest.entries if e.split == "train"]
+    reds = [e for e in train if e.labels == ("red",)][:3]
     gone = {e.filepath: str(tmp_path / f"gone-{i}.png") for i, e in enumerate(reds)}
-    entries = tuple(replace(e, filepath=gone.get(e.filepath, e.filepath))
-                    for e in manifest.entries)
-    replace(manifest, entries=entries).save(tmp_path / "run" / "manifest.json")
-    result = export_run(tmp_path / "run", formats=["onnx", "onnx-int8"], out=tmp_path / "b",
-                        explain=False, progress=False)
-    calibration = result.manifest["quantization"]["onnx-int8"]["calibration"]
-    assert calibration["images"] == 21 and calibration["per_label"]["red"] == 5
-    assert sorted(calibration["skipped"]) == sorted(gone.values())
+    edited = next(e for e in train if e.labels == ("green",))  # frozen bytes no longer on disk
+    moved(tmp_path / "run", lambda e: replace(
+        e, filepath=gone.get(e.filepath) or (str(tmp_path / f"val-{e.sample_id}.png")
+                                             if e.split == "val" else e.filepath),
+        sha256="0" * 64 if e == edited else e.sha256))
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "run"), "--to", "onnx-int8",
+                                      "--no-explain", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    q = json.loads((tmp_path / "b" / "manifest.json").read_text())["quantization"]["onnx-int8"]
+    calibration = q["calibration"]
+    assert calibration["images"] == 20 and calibration["per_label"] == {
+        "blue": 8, "green": 7, "red": 5}
+    assert sorted(calibration["skipped"]) == sorted([*gone.values(), edited.filepath])
+    assert q["chosen_on"] == "calibration images (no val image decodes as it was trained on)"
+    assert q["chosen_on_images"] == 20
+    reasons = {item["path"]: item["reason"] for item in q["left_out"]}
+    assert len(reasons) == 3 + 1 + 12 and "changed since the run" in reasons[edited.filepath]
+    assert f"Warning: INT8 calibration left out {edited.filepath}: changed since the run" \
+        in result.stderr
 
 
 @pytest.mark.slow
