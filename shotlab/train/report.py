@@ -48,6 +48,12 @@ def few_positives(name: str, t: dict, where: str = VALIDATION) -> str:
     """Why a class's recall cannot be trusted yet, and how many more examples it takes."""
     have, needed = t["support"], t.get("positives_needed")
     bound = t.get("recall_lower_bound")
+    if have == 0:  # threshold 0 (train.thresholds: no evidence, fail safe)
+        split = "validation" if where.startswith(VALIDATION) else "train and validation"
+        enough = f" (at least {needed} to show recall >= {t['target_recall']})" if needed else ""
+        return (f"'{name}' has no positives in {where}, so its threshold is 0: every image "
+                f"scores over it and is flagged as '{name}'; label '{name}' examples for "
+                f"{split}{enough} and train again")
     shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"
     split = "validation" if where.startswith(VALIDATION) else "train and validation"
     if t["target_recall"] >= 1:  # no finite sample proves a recall of 1
@@ -137,7 +143,7 @@ def echo_thresholds(thresholds: dict, where: str, label: str, dataset: str, *,
                              + threshold_spread(t, where)))
         if warn and not t.get("confident", True):
             click.echo(printable(f"  Warning: {few_positives(name, t, where)}"))
-        if warn and (t.get("review_rate") or 0.0) > REVIEW_LIMIT:
+        if warn and t["support"] and (t.get("review_rate") or 0.0) > REVIEW_LIMIT:
             load = review_load(name, t, dataset, where, tuple(thresholds))
             click.echo(printable(f"  Warning: {load}"))
 

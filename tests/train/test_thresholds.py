@@ -190,6 +190,25 @@ def test_four_positives_are_not_enough_and_the_report_says_how_many_more():
     assert "a target recall of 1 can never be shown" in few_positives("fish", perfect)
 
 
+def test_a_class_without_positives_is_said_to_flag_everything_not_told_to_narrow_its_band(
+        capsys):
+    """An unsafe class with no validation positives gets threshold 0 (fail safe): a run then
+    called every test image 'owl' (accuracy 0.000), exited 0, and its only advice was to narrow
+    the review band, which would still flag every image. The warning says what happened."""
+    from shotlab.train.report import echo_thresholds
+
+    y = np.zeros(6, dtype=int)
+    p = np.stack([np.linspace(0.6, 0.9, 6), np.linspace(0.4, 0.1, 6)], axis=1)
+    entry = choose_thresholds(y, p, ["ok", "owl"], unsafe=["owl"])["owl"]
+    assert entry["threshold"] == 0.0 and entry["support"] == 0 and entry["flag_rate"] == 1.0
+    echo_thresholds({"owl": entry}, "val", "Threshold", dataset="s5")
+    out = capsys.readouterr().out
+    assert "'owl' has no positives in val, so its threshold is 0: every image scores over it " \
+           "and is flagged as 'owl'; label 'owl' examples for validation (at least 59 to show " \
+           "recall >= 0.95) and train again" in " ".join(out.split())
+    assert "narrow it" not in out
+
+
 def test_with_misses_among_the_positives_the_advice_can_be_acted_on():
     """A threshold that misses 2 of 16 positives at a target of 0.8 was told "more of its
     examples must be caught", which nobody can act on: the threshold rule itself places the
