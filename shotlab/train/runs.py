@@ -151,6 +151,10 @@ def resolve_policy(name: str, config: TrainConfig, classes) -> Policy:
     over where given (its version still the dataset's: `versioned` gives it its own)."""
     stored = policy_of(store.load(name))
     unsafe = tuple(config.unsafe) or stored.unsafe
+    if config.target_recall is not None and not unsafe:  # it would only make a policy version
+        raise InputError(f"--target-recall {config.target_recall}: dataset '{name}' has no "
+                         f"unsafe classes, so no threshold would use it; give --unsafe CLASS "
+                         f"too, or set them with `shotlab curate policy {name} --unsafe CLASS`")
     recall = stored.target_recall if config.target_recall is None else config.target_recall
     return Policy(unsafe, recall, stored.review_margin, stored.version).check(classes)
 

@@ -98,7 +98,11 @@ def test_resume_a_finished_run_trains_no_more(colours):
            "config.yaml; drop them" in " ".join(ignored.output.split())
 
 
-def test_policy_command_sets_validates_and_feeds_training(colours):
+def test_policy_command_sets_validates_and_feeds_training(colours, runs_dir):
+    inert = run("train", colours, *TINY, "--no-track", "--target-recall", "0.9")
+    assert inert.exit_code == 2 and not list(runs_dir.glob("*"))  # refused before any run folder
+    assert f"--target-recall 0.9: dataset '{colours}' has no unsafe classes, so no threshold " \
+           f"would use it" in " ".join(inert.output.split())
     shown = run("curate", "policy", colours, "--unsafe", "blue", "--target-recall", "0.9")
     assert shown.exit_code == 0 and "unsafe classes blue; target recall 0.9" in shown.output
     bad = run("curate", "policy", colours, "--unsafe", "purple")
