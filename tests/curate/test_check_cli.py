@@ -213,7 +213,17 @@ def test_an_image_deleted_after_import_is_named_not_scored_in_silence(tmp_path, 
     gone.unlink()
     assert check(dataset_name, "--checks", "quality")["warnings"] == [
         f"1 file gone since import (first: {gone}): its results come from what was measured "
-        f"before; restore it, or tag it 'exclude' and run `shotlab curate apply`"]
+        f"before where the caches hold it, else it is listed as unreadable; restore it, or tag "
+        f"it 'exclude' and run `shotlab curate apply`"]
+    uncached = tmp_path / "colours/train/blue/blue_0.png"
+    uncached.rename(tmp_path / "moved.png")  # gone, and its figures no longer cached
+    from shotlab.core import workspace
+    from shotlab.curate.checks.stats_cache import FILE_NAME
+
+    (workspace.current().cache_dir / FILE_NAME).unlink()
+    found = check(dataset_name, "--checks", "quality")
+    assert f"{uncached}: file not found" in json.dumps(found)
+    assert "2 files gone since import" in found["warnings"][0]
 
 def test_an_image_edited_after_import_is_measured_as_it_is_now(tmp_path, dataset_name):
     """The scan cache keys by sha256: the edited file gets its current one, so it is measured

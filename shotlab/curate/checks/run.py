@@ -233,11 +233,12 @@ def gone_warning(gone: list[str]) -> list[str]:
 
     if not gone:
         return []
+    one = len(gone) == 1
     return [f"{plural(len(gone), 'file')} gone since import (first: {gone[0]}): "
-            f"{'its' if len(gone) == 1 else 'their'} results come from what was measured "
-            f"before; restore {'it' if len(gone) == 1 else 'them'}, or tag "
-            f"{'it' if len(gone) == 1 else 'them'} '{EXCLUDE_TAG}' and run `shotlab curate "
-            f"apply`"]
+            f"{'its' if one else 'their'} results come from what was measured before where "
+            f"the caches hold it, else {'it is' if one else 'they are'} listed as unreadable; "
+            f"restore {'it' if one else 'them'}, or tag {'it' if one else 'them'} "
+            f"'{EXCLUDE_TAG}' and run `shotlab curate apply`"]
 
 
 def summarize(name: str, samples: Samples, results: list[CheckResult], views: list[str],
