@@ -150,8 +150,10 @@ def option(args: list[str], name: str) -> str | None:
     return args[args.index(name) + 1] if name in args[:-1] else None
 
 
-def start(workspace: "Workspace") -> dict:
-    adopted = adopt_stray(workspace)
+def start(workspace: "Workspace", alone: bool = True) -> dict:
+    """Start the workspace's mongod (or take over one an interrupted start left); `alone`:
+    no other shotlab process holds the workspace (`only_client`)."""
+    adopted = adopt_stray(workspace, alone)
     if adopted:
         return adopted
     home, db_dir = workspace.home, workspace.db_dir
@@ -168,7 +170,9 @@ def start(workspace: "Workspace") -> dict:
     if result.returncode != 0:
         remove_private_folder(workspace, str(listen))
         holder = stray_mongod(workspace)
-        held = f"; mongod pid {holder.pid} still holds it: stop it" if holder else ""
+        held = (f"; mongod pid {holder.pid} holds it without answering on its socket"
+                + ("" if alone else " and other shotlab processes use this workspace")
+                + ": stop them, or that mongod" if holder else "")
         raise DatabaseError(f"mongod did not start for {db_dir} (exit {result.returncode}){held}; "
                             f"see {log}")
     state = {"pid": int((home / "mongod.pid").read_text().strip()), "socket": str(listen)}
@@ -177,39 +181,43 @@ def start(workspace: "Workspace") -> dict:
 
 
 def stray_mongod(workspace: "Workspace"):
-    """A mongod of this user on the workspace's --dbpath, listening on a socket (as `start`
-    runs it), or None. Called with the start lock held, when mongod.json names no live server."""
+    """The mongod holding the workspace's --dbpath (the pid mongod writes into
+    DBPATH/mongod.lock: the daemon, never its `--fork` launcher), when it is this user's and
+    runs as `start` runs it (on a socket); None otherwise."""
     import psutil
 
-    for proc in psutil.process_iter(["cmdline", "uids"]):
-        args = proc.info["cmdline"] or []
-        if (args and Path(args[0]).name == "mongod" and proc.info["uids"]
-                and proc.info["uids"].real == os.getuid()
-                and option(args, "--dbpath") == str(workspace.db_dir)
-                and "/" in (option(args, "--bind_ip") or "")):
-            return proc
-    return None
+    try:
+        proc = psutil.Process(int((workspace.db_dir / "mongod.lock").read_text().strip()))
+        args, uid = proc.cmdline(), proc.uids().real
+    except (OSError, ValueError, psutil.Error):
+        return None  # no lock file, an empty one (a clean shutdown), or the process is gone
+    ours = (bool(args) and Path(args[0]).name == "mongod" and uid == os.getuid()
+            and option(args, "--dbpath") == str(workspace.db_dir)
+            and "/" in (option(args, "--bind_ip") or ""))
+    return proc if ours else None
 
 
-def adopt_stray(workspace: "Workspace") -> dict | None:
-    """The state of a mongod that mongod.json does not name (a command interrupted while its
-    server started: `mongod --fork` had forked, mongod.json was not written yet), used when it
-    answers; one that does not answer is stopped. Either way the next start no longer fails
-    on a --dbpath in use (DBPathInUse, until the user found and killed that process)."""
+def adopt_stray(workspace: "Workspace", alone: bool) -> dict | None:
+    """The state of a mongod holding the --dbpath that mongod.json does not name as live (a
+    command interrupted while its server started: `mongod --fork` had forked, mongod.json was
+    not written yet), used when it answers. One that does not answer is stopped when no other
+    shotlab process uses the workspace (`alone`), else left to the error `start` gives. Either
+    way a later start no longer fails on a --dbpath in use without a word on why."""
     import psutil
 
     proc = stray_mongod(workspace)
     if proc is None:
         return None
-    listen = option(proc.info["cmdline"], "--bind_ip")
+    listen = option(proc.cmdline(), "--bind_ip")
     if answers(listen):
         state = {"pid": proc.pid, "socket": listen}
         (workspace.home / STATE_FILE).write_text(json.dumps(state))
         return state
-    with contextlib.suppress(psutil.Error):
-        proc.terminate()
-        psutil.wait_procs([proc], timeout=STOP_TIMEOUT_S)
-    remove_private_folder(workspace, listen)
+    if alone:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+            psutil.wait_procs([proc], timeout=STOP_TIMEOUT_S)
+        remove_private_folder(workspace, listen)
     return None
 
 
@@ -282,11 +290,23 @@ def connect(workspace: "Workspace") -> str:
     client = _Lock(workspace.home / CLIENTS_LOCK, fcntl.LOCK_SH)
     starter = _Lock(workspace.home / START_LOCK, fcntl.LOCK_EX)
     try:
-        state = read_state(workspace) or start(workspace)
+        state = read_state(workspace) or start(workspace, only_client(client))
     finally:
         starter.release()
     atexit.register(leave, workspace, client)
     return uri(state)
+
+
+def only_client(client: _Lock) -> bool:
+    """Whether no other process holds the clients lock (called with the start lock held, so
+    no process is leaving meanwhile); this process keeps its shared lock either way."""
+    try:
+        fcntl.flock(client.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        fcntl.flock(client.file, fcntl.LOCK_SH)  # a failed upgrade may have dropped it
 
 
 def leave(workspace: "Workspace", client: _Lock) -> None:

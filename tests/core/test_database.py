@@ -84,3 +84,29 @@ def test_a_server_a_command_left_unnamed_is_reused_or_stopped(tmp_path, answerin
     finally:
         if database.alive(left["pid"]):
             os.kill(left["pid"], signal.SIGTERM)
+
+
+def test_a_silent_server_others_use_is_never_stopped(tmp_path):
+    """The server a workspace's mongod.lock names, not answering on its socket (its socket
+    file removed by a /tmp cleaner, say) while another shotlab process still uses it, is
+    not stopped by the next command: that one fails naming the pid instead."""
+    import fcntl
+
+    from shotlab.core.files import open_lock
+
+    home = tmp_path / "ws"
+    assert shotlab(home, "curate", "list").returncode == 0
+    active = workspace.Workspace.resolve(home)
+    left = database.start(active)
+    Path(left["socket"]).unlink()
+    other = open_lock(home / database.CLIENTS_LOCK)  # another process's client lock
+    fcntl.flock(other, fcntl.LOCK_SH)
+    try:
+        assert database.stray_mongod(active).pid == left["pid"]
+        result = shotlab(home, "curate", "list")
+        assert result.returncode != 0 and database.alive(left["pid"])
+        assert f"mongod pid {left['pid']} holds it without answering on its socket and other " \
+               f"shotlab processes use this workspace" in " ".join(result.stderr.split())
+    finally:
+        other.close()
+        os.kill(left["pid"], signal.SIGTERM)
