@@ -8,8 +8,6 @@ view holds the samples flagged or in the review band, lowest confidence first.
 
 from __future__ import annotations
 
-import os
-
 from shotlab.core import store
 from shotlab.core.errors import InputError
 
@@ -58,7 +56,7 @@ def check_dataset(name: str, bundle, images: list, clips: list) -> None:
     dataset = store.find(name)
     if dataset is not None:
         check_fits(dataset, bundle.task, "video" if clips else "image")
-    check_classes(name, bundle.classes, os.path.abspath(bundle.origin))
+    check_classes(name, bundle.classes)
 
 
 def mixed_media(why: str) -> str:
@@ -66,17 +64,17 @@ def mixed_media(why: str) -> str:
             f"one media type; {why}); predict them in two runs")
 
 
-def check_classes(name: str, classes, bundle_name: str) -> None:
+def check_classes(name: str, classes) -> None:
     """Refuse, before anything is predicted, a bundle whose classes are not those of dataset
     `name` (its samples' labels): its predictions replaced the ones training wrote with
     another model's labels. A dataset not made yet, or with no labels (an inbox predict
-    made), takes any bundle; an inbox whose reviewers have labelled some samples takes the
-    bundle that predicted it (`bundle_name`), whose classes hold those labels."""
+    made), takes any bundle; an inbox whose reviewers have labelled some samples takes a
+    bundle whose classes hold those labels, as long as no training run wrote its predictions."""
     dataset = store.find(name)
     have = set(store.class_names(dataset)) if dataset is not None else set()
     if not have or have == set(classes):
         return
-    if have <= set(classes) and predicted_by(dataset) == {bundle_name}:
+    if have <= set(classes) and not trained_on(dataset):
         return
     raise InputError(f"--dataset {name}: its classes are {', '.join(sorted(have))}, the "
                      f"bundle's are {', '.join(classes)}; its predictions would replace those "
@@ -84,16 +82,11 @@ def check_classes(name: str, classes, bundle_name: str) -> None:
                      f"--dataset name")
 
 
-def predicted_by(dataset) -> set:
-    """Who wrote the dataset's predictions: a bundle's path (`predict --dataset`), or None (a
-    training run's, which name their run instead)."""
-    if PREDICTION_FIELD not in dataset.get_field_schema():
-        return set()
-    found = set()
-    for label in filter(None, dataset.values(PREDICTION_FIELD)):
-        for one in label.classifications if hasattr(label, "classifications") else [label]:
-            found.add(getattr(one, "bundle", None))
-    return found
+def trained_on(dataset) -> bool:
+    """Whether a training run wrote predictions into `dataset` (they name their run; a
+    bundle's, written by predict, name the bundle). One count in the database."""
+    return (PREDICTION_FIELD in dataset.get_field_schema()
+            and len(dataset.exists(f"{PREDICTION_FIELD}.run")) > 0)
 
 
 def media_of(decisions: list[dict]) -> str:

@@ -208,11 +208,12 @@ def test_a_dataset_of_other_classes_is_refused_and_the_bundle_is_stored_absolute
 
 
 @pytest.mark.fiftyone
-def test_an_inbox_a_reviewer_labelled_still_takes_the_bundle_that_predicted_it(
+def test_an_inbox_a_reviewer_labelled_still_takes_a_bundle_that_holds_its_labels(
         exported, inbox, tmp_path, dataset_name):
     """`predict B imgs --dataset INBOX`, a reviewer relabels one sample (`relabel:red`,
     `curate apply`), and the next `predict B more --dataset INBOX` was refused: the inbox's
-    classes (red) were not the bundle's (blue, green, red). Another bundle is still refused."""
+    classes (red) were not the bundle's (blue, green, red). It takes B, or a copy of B (a
+    bundle moved, or its next version); a label no bundle class holds is still refused."""
     from click.testing import CliRunner
 
     from shotlab.cli import cli
@@ -222,21 +223,28 @@ def test_an_inbox_a_reviewer_labelled_still_takes_the_bundle_that_predicted_it(
         return CliRunner().invoke(cli, ["predict", str(bundle), *map(str, images), "--dataset",
                                         dataset_name, "--out", str(tmp_path / "o.jsonl")])
 
+    def relabel(image, tag, new_class):
+        sample = store.load(dataset_name).match({"filepath": str(image)}).first()
+        sample.tags.append(tag)
+        sample.save()
+        applied = CliRunner().invoke(cli, ["curate", "apply", dataset_name, "--new-class",
+                                           new_class])
+        assert applied.exit_code == 0, applied.output
+
     images = sorted((inbox / "new").rglob("*.png"))
     assert predict(exported.path, *images[:4]).exit_code == 0
-    sample = store.load(dataset_name).match({"filepath": str(images[0])}).first()
-    sample.tags.append("relabel:red")
-    sample.save()
-    applied = CliRunner().invoke(cli, ["curate", "apply", dataset_name, "--new-class", "red"])
-    assert applied.exit_code == 0, applied.output
+    relabel(images[0], "relabel:red", "red")
     assert store.class_names(store.load(dataset_name)) == ["red"]
 
     again = predict(exported.path, *images[4:])
     assert again.exit_code == 0, again.output
     assert len(store.load(dataset_name)) == len(images)
-    copy = shutil.copytree(exported.path, tmp_path / "copy")  # the same model, another bundle
+    copy = shutil.copytree(exported.path, tmp_path / "copy")  # the same model, moved
+    assert predict(copy, *images[:1]).exit_code == 0
+    relabel(images[1], "relabel:purple", "purple")
     refused = predict(copy, *images[:1])
-    assert refused.exit_code == 2 and "its classes are red, the bundle's are" in refused.output
+    assert refused.exit_code == 2 and "its classes are purple, red, the bundle's are" \
+        in refused.output
 
 
 def test_a_file_names_control_characters_never_reach_the_terminal(exported, inbox, tmp_path):
