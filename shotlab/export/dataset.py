@@ -50,13 +50,42 @@ def check_dataset(name: str, bundle, images: list, clips: list) -> None:
     """Refuse, before anything is predicted, files and a bundle dataset `name` cannot take:
     images beside clips (an animated GIF or PNG is a clip), a media type or task other than
     its own, or other classes (`check_classes`). Before, these failed after the whole run."""
-    if images and clips:
-        raise InputError(mixed_media(f"first clip: {clips[0]}; an animated GIF or PNG is a "
-                                     f"clip, as every frame is scored"))
+    clip = first_readable(clips, opens_as_clip) if images else None
+    if clip is not None and first_readable(images, opens_as_image) is not None:
+        raise InputError(mixed_media(f"first clip: {clip}; an animated GIF or PNG is a clip, "
+                                     f"as every frame is scored"))
     dataset = store.find(name)
     if dataset is not None:
-        check_fits(dataset, bundle.task, "video" if clips else "image")
+        check_fits(dataset, bundle.task, "image" if images else "video")
     check_classes(name, bundle.classes)
+
+
+def first_readable(paths: list, opens) -> object:
+    """The first of `paths` that `opens` (raising BadImageError when it does not), or None:
+    a file that does not open (a truncated upload) is a bad file later, and must not keep the
+    rest of a run out of a dataset."""
+    from shotlab.core.errors import BadImageError
+
+    for path in paths:
+        try:
+            opens(path)
+            return path
+        except BadImageError:
+            continue
+    return None
+
+
+def opens_as_clip(path) -> None:
+    from shotlab.core.clips import ClipReader
+
+    with ClipReader(path):
+        pass
+
+
+def opens_as_image(path) -> None:
+    from shotlab.core.images import open_image, read_bytes
+
+    open_image(path, read_bytes(path)).close()
 
 
 def mixed_media(why: str) -> str:

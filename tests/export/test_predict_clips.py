@@ -311,7 +311,11 @@ def test_an_animated_gif_among_images_is_refused_for_a_dataset_before_deciding(
         return CliRunner().invoke(cli, ["predict", str(exported.path), str(path), "--dataset",
                                         dataset_name, "--out", str(out)])
 
-    assert predict(tmp_path / "in" / "still.png").exit_code == 0  # an image dataset now
+    (tmp_path / "in" / "anim.gif").rename(tmp_path / "anim.gif")
+    (tmp_path / "in" / "upload.mp4").write_bytes(b"\0" * 64)  # a clip that never arrived
+    images = predict(tmp_path / "in")  # an image dataset now: the bad clip skipped, named
+    assert images.exit_code == 0 and "upload.mp4" in images.output
+    gif = tmp_path / "anim.gif"
     out.unlink()
     into_images = predict(gif)
     assert into_images.exit_code == 2 and f"dataset '{dataset_name}' holds images, not clips" \
