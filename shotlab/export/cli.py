@@ -209,7 +209,7 @@ def predict_command(bundle, paths, out, dataset, batch_size, fp16, runtime, expl
             refuse_folders(paths, noun)
         unwalked = []  # folders not walked: loops of links, folders that cannot be listed
         files = predict.collect_paths(paths, unwalked)
-        require_images(files, paths, allow_empty)
+        require_images(files, paths, allow_empty, bad=unwalked)
         runtime = chosen_runtime(runtime, fp16, loaded)
         warn_regression(loaded, runtime)
         if noun == "comment":

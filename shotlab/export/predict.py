@@ -48,7 +48,8 @@ def collect_paths(paths, skipped: list | None = None) -> list[Path]:
     follows them; sorted, one per file read (a second path to the same file, by a symlink or
     `..`, is dropped: decisions name the file itself). A broken symlink, a pipe or a device is
     kept, so that reading it names it among the bad files. The folders not walked (a loop of
-    links, one that cannot be listed) are added to `skipped` as (path, why)."""
+    links, one that cannot be listed; not a second link to a folder walked, which is harmless)
+    are added to `skipped` as (path, why)."""
     from shotlab.curate.readers.folder import files_under
     from shotlab.runtime.kinds import KINDS
 
@@ -56,7 +57,7 @@ def collect_paths(paths, skipped: list | None = None) -> list[Path]:
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            files, passed = files_under(path, hidden=True)
+            files, passed = files_under(path, hidden=True, aliases=False)
             found += sorted(p for p in files if p.suffix.lower() in suffixes)
             if skipped is not None:
                 skipped += [(p.path, p.reason) for p in passed]

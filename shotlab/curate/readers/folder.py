@@ -31,21 +31,24 @@ def subfolders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and visible(p))
 
 
-def files_under(folder: Path, *, hidden: bool = False) -> tuple[list[Path], list[Skipped]]:
+def files_under(folder: Path, *, hidden: bool = False,
+                aliases: bool = True) -> tuple[list[Path], list[Skipped]]:
     """Files (and symlinks to files, broken ones included; pipes and devices too, so that
     reading them names them) under `folder`, skipping hidden entries unless `hidden`, in path
-    order; and the folders not followed, with why.
+    order; and the folders not followed, with why (`aliases=False`: a second link to a folder
+    already walked is left out of those, as harmless).
 
     A link to a folder is followed wherever it points, as a link to a file is (whoever made the
     folder put it there; `Path.rglob` would pass it over and list the link as a file). A link
     back to a folder it sits in (`cat/up -> ..`) would walk forever, and two links to one folder
     at each level (a diamond) would walk the last level 2^depth times: such links are listed as
     skipped. A folder reached as itself is always walked, so its files win over a link's copies
-    (`import_common.unique_records`)."""
+    (`import_common.unique_records`). Entries are listed with `os.scandir`, whose file types
+    come with the listing: only links and folders cost a `stat`."""
     found: list[Path] = []
     passed: list[Skipped] = []
     real = Path(os.path.realpath(folder))
-    walk_into(folder, (real,), Walk(found, passed, {real}, hidden))
+    walk_into(folder, (real,), Walk(found, passed, {real}, hidden, aliases))
     return found, passed
 
 
@@ -58,39 +61,36 @@ class Walk:
     passed: list[Skipped]
     walked: set[Path]
     hidden: bool = False  # hidden files and folders are walked too
+    aliases: bool = True  # a second link to a folder walked is named among `passed`
 
 
 def walk_into(directory: Path, above: tuple[Path, ...], walk: Walk) -> None:
     """Add the files under `directory` to the walk; `above`: the real paths of the folders walked
     down to it, itself last (a link to one of them, or to a folder holding one, is a loop)."""
     try:
-        entries = sorted(p for p in directory.iterdir() if walk.hidden or visible(p))
+        with os.scandir(directory) as listing:
+            entries = sorted((e for e in listing if walk.hidden or not e.name.startswith(".")),
+                             key=lambda e: e.name)
     except OSError as exc:
         walk.passed.append(Skipped(str(directory),
                                    f"cannot list this folder ({exc.strerror or exc})"))
         return
-    for path in entries:
-        if not path.is_dir():  # follows links: a link to a folder is a folder
+    for entry in entries:
+        path = directory / entry.name
+        if not entry.is_dir():  # follows links: a link to a folder is a folder
             walk.found.append(path)
             continue
         real = Path(os.path.realpath(path))
-        why = not_followed(path, real, above, walk.walked)
-        if why:
-            walk.passed.append(Skipped(str(path), why))
+        if any(inside.is_relative_to(real) for inside in above):
+            walk.passed.append(Skipped(str(path), f"a link to {real}, a folder that holds it "
+                                                  f"(a loop): not followed"))
+        elif entry.is_symlink() and real in walk.walked:  # its files are listed once
+            if walk.aliases:
+                walk.passed.append(Skipped(str(path), f"a link to {real}, a folder already "
+                                                      f"walked: not followed again"))
         else:
             walk.walked.add(real)
             walk_into(path, (*above, real), walk)
-
-
-def not_followed(path: Path, real: Path, above: tuple[Path, ...], walked: set[Path]) -> str:
-    """Why the folder at `path` is not walked ('' to walk it): a loop, or a link to a folder
-    already walked (its files are listed once; a diamond of links would list them 2^depth
-    times)."""
-    if any(inside.is_relative_to(real) for inside in above):
-        return f"a link to {real}, a folder that holds it (a loop): not followed"
-    if path.is_symlink() and real in walked:
-        return f"a link to {real}, a folder already walked: not followed again"
-    return ""
 
 
 def read_class_tree(root: Path, split: str | None) -> Scan:
