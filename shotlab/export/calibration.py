@@ -83,7 +83,8 @@ def as_trained(entries, preprocessing, progress=None, desc: str = "INT8") -> Dra
     inputs = load_inputs([e.filepath for e in entries], preprocessing, progress=progress,
                          desc=desc)
     changed = dict(changed_since_run(entries, inputs))
+    row_of = {i: row for row, i in enumerate(inputs.kept)}
     kept = [i for i in inputs.kept if i not in changed]
-    rows = [inputs.kept.index(i) for i in kept]
+    rows = [row_of[i] for i in kept]
     return Drawn(select_rows(inputs.arrays, rows) if kept else None, kept,
                  inputs.bad + [(entries[i].filepath, why) for i, why in changed.items()])

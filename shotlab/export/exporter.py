@@ -193,7 +193,7 @@ def export_run(run, *, formats=("onnx",), fp16: bool = False, int8: bool = False
                                         explain=explain, progress=progress)
         if sign_key:
             signing.sign(staging, manifest, sign_key)
-        refuse_regression(staging, out, report)
+        refuse_regression(staging, out, report, manifest)
         if out.exists():  # an empty folder or, with --force, a bundle: checked again first
             check_replaceable(out, "folder")
             remove(out)
@@ -258,7 +258,7 @@ def calibration_effect(run_dir: Path, split: str) -> dict | None:
     return {"split": split, "ece_raw": metrics["ece_raw"], "ece": metrics.get("ece")}
 
 
-def refuse_regression(staging: Path, out: Path, report: dict) -> None:
+def refuse_regression(staging: Path, out: Path, report: dict, manifest: dict) -> None:
     """When the gate said no: move the bundle to OUT.rejected and fail naming the metrics."""
     gate = report["gate"]
     if not gate["failures"] or gate["allowed_regression"]:
@@ -267,21 +267,33 @@ def refuse_regression(staging: Path, out: Path, report: dict) -> None:
     check_replaceable(rejected, "folder", why="a refused export is moved there")
     bundle_files.replace_folder(staging, rejected)
     raise RegressionError("export refused, the exported model regressed: "
-                          + "; ".join(gate["failures"]) + measured_on(report)
+                          + "; ".join(gate["failures"]) + measured_on(report, manifest)
                           + f". The rejected bundle and its report are in {rejected}; fix "
                           f"the cause or pass --allow-regression to ship it anyway")
 
 
-def measured_on(report: dict) -> str:
-    """What a refusal's figures were measured on, where samples were left out or a class
-    could not be checked (a passing export prints the same as warnings)."""
+def measured_on(report: dict, manifest: dict) -> str:
+    """What a refusal's figures were measured on, where samples were left out, a class could
+    not be checked or INT8 calibration images were left out (a passing export prints the same
+    as warnings)."""
     said = ""
     if report.get("skipped"):
         path, why = report["skipped"][0]
         said += (f" (measured on {report['n']} {report['split']} samples: "
                  f"{len(report['skipped'])} left out, first {path}: {why})")
     unchecked = report["gate"].get("unchecked", [])
-    return said + (f" ({'; '.join(unchecked)})" if unchecked else "")
+    said += f" ({'; '.join(unchecked)})" if unchecked else ""
+    return said + int8_left_out(manifest)
+
+
+def int8_left_out(manifest: dict) -> str:
+    """The INT8 calibration and val images left out (gone, unreadable, changed since the run):
+    a thinned calibration set is a likely cause of an INT8 refusal."""
+    left = manifest.get("quantization", {}).get("onnx-int8", {}).get("left_out", [])
+    if not left:
+        return ""
+    return (f" (INT8 calibration left out {len(left)} image{'s' * (len(left) > 1)}, first "
+            f"{left[0]['path']}: {left[0]['reason']})")
 
 
 def finish_zip(out: Path, *, zip_bundle: bool, force: bool) -> Path | None:

@@ -82,11 +82,12 @@ def quantize(job) -> dict[str, str]:
     """Write `model.int8.onnx` from the bundle's `model.onnx`; record how in `job.notes`."""
     drawn = as_trained(job.calibration, job.preprocessing, job.progress, "INT8 calibration")
     if not drawn.kept:
-        first = f" (first: {job.calibration[0].filepath})" if job.calibration else ""
-        raise InputError(f"--to onnx-int8: no train image of the run decodes as it was "
-                         f"trained on{first}; INT8 needs real images to calibrate on: restore "
-                         f"the files, or assign a train split with `shotlab curate` and train "
-                         f"again, then export")
+        why = (f"no train image of the run decodes as it was trained on (first: "
+               f"{drawn.bad[0][0]}: {drawn.bad[0][1]})" if drawn.bad else
+               "the run has no train split")
+        raise InputError(f"--to onnx-int8: {why}; INT8 needs real images to calibrate on: "
+                         f"restore the files, or assign a train split with `shotlab curate` and "
+                         f"train again, then export")
     calibration = drawn.arrays
     val = job.run_manifest.split("val") if job.run_manifest else []
     chosen = as_trained(val, job.preprocessing, job.progress, "INT8 val")

@@ -66,7 +66,7 @@ def calibration_batches(entries, preprocessing, batch: int = CALIBRATION_BATCH):
     from shotlab.export.calibration import as_trained
     from shotlab.runtime.runners import batches
 
-    arrays = as_trained(entries, preprocessing).arrays
+    arrays = as_trained(entries, preprocessing, progress=False).arrays  # no bar in TRT's log
     yield from batches(arrays, batch) if arrays is not None else ()
 
 

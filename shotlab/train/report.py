@@ -51,7 +51,8 @@ def few_positives(name: str, t: dict, where: str = VALIDATION) -> str:
     if have == 0:  # threshold 0 (train.thresholds: no evidence, fail safe)
         split = "validation" if where.startswith(VALIDATION) else "train and validation"
         enough = f" (at least {needed} to show recall >= {t['target_recall']})" if needed else ""
-        return (f"'{name}' has no positives in {where}, so its threshold is 0: every image "
+        item = "clip" if "clip" in where else "image"
+        return (f"'{name}' has no positives in {where}, so its threshold is 0: every {item} "
                 f"scores over it and is flagged as '{name}'; label '{name}' examples for "
                 f"{split}{enough} and train again")
     shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"

@@ -185,19 +185,24 @@ def test_calibration_on_one_class_is_refused_by_the_gate(trained_run, tmp_path):
     from shotlab.export.exporter import RegressionError, export_run
 
     run = one_class_train_split(trained_run, "green", tmp_path / "run")
-    test = [e for e in Manifest.load(run / "manifest.json").entries if e.split == "test"]
-    moved(run, lambda e: replace(e, filepath=str(tmp_path / "gone.png")) if e == test[0] else e)
+    entries = Manifest.load(run / "manifest.json").entries
+    test = [e for e in entries if e.split == "test"]
+    edited = next(e for e in entries if e.split == "train")  # its bytes changed since the run
+    moved(run, lambda e: replace(e, filepath=str(tmp_path / "gone.png")) if e == test[0] else
+          replace(e, sha256="0" * 64) if e == edited else e)
     with pytest.raises(RegressionError) as info:
         export_run(run, formats=["onnx", "onnx-int8"], out=tmp_path / "b", explain=False,
                    progress=False)
     message = str(info.value)  # with what the figures were measured on, as a pass warns
     assert f"(measured on {len(test) - 1} test samples: 1 left out, first " \
            f"{tmp_path / 'gone.png'}: file not found)" in message
+    assert f"(INT8 calibration left out 1 image, first {edited.filepath}: changed since the " \
+           f"run" in message
     assert "onnx-int8: top-1 agreement with PyTorch" in message
     assert "onnx-int8: recall on unsafe class 'red'" in message
     assert "onnx:" not in message  # the FP32 model is fine: only INT8 is named
     rejected = json.loads((tmp_path / "b.rejected" / "manifest.json").read_text())
-    assert rejected["quantization"]["onnx-int8"]["calibration"]["per_label"] == {"green": 8}
+    assert rejected["quantization"]["onnx-int8"]["calibration"]["per_label"] == {"green": 7}
     assert not (tmp_path / "b").exists()
 
 
