@@ -74,7 +74,9 @@ def checked_verdict(body: bytes, record: dict, task: str) -> dict:
 
     try:
         given = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # deep nesting too
+    except UnicodeDecodeError as exc:
+        refuse(f"the body is not UTF-8 (byte {exc.start}); send the verdict as UTF-8 JSON")
+    except (json.JSONDecodeError, RecursionError):  # deep nesting too
         given = None
     if not isinstance(given, dict):
         refuse('send a JSON object: {"labels": ["class", ...], "reviewer": "name", '

@@ -254,7 +254,9 @@ class Service:
         return kind_for(self.kinds, media_type, filename)
 
     def media_types(self) -> str:
-        return ", ".join(sorted(t for k in self.kinds for t in k.media_types))
+        """The raw-body Content-Types, as a client writes them (a prefix `image/` as image/*)."""
+        return ", ".join(sorted(t + "*" * t.endswith("/") for k in self.kinds
+                                for t in k.media_types))
 
     async def decide(self, bodies: list, timeout_s: float) -> list:
         """Per (body bytes, request kind): (record, explanation status) or the Refusal that

@@ -113,7 +113,9 @@ def test_a_reviewer_takes_the_queue_and_records_verdicts_over_http(exported, sta
                          (json.dumps({"labels": ["red"], "who": 1}).encode(), "unknown field"),
                          (json.dumps({"labels": ["red"], "note": "x" * 3000}).encode(), "note:"),
                          # stored, it made the decision unreadable (a 500 at every GET)
-                         (b'{"labels": ["red"], "note": "x\\ud800y"}', "not valid Unicode")]:
+                         (b'{"labels": ["red"], "note": "x\\ud800y"}', "not valid Unicode"),
+                         # a JSON object in Latin-1: it was told to send a JSON object
+                         (b'{"labels": ["red"], "note": "\xff\xfe"}', "not UTF-8 (byte 29)")]:
         refused = httpx.post(f"{server.url}/v1/decisions/{answers[-1]['decision_id']}/review",
                              content=body, timeout=60)
         assert refused.status_code == 422 and needle in refused.json()["detail"], refused.text

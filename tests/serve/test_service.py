@@ -317,7 +317,7 @@ def test_a_clip_gets_predicts_clip_decision_with_its_segments(server, exported, 
     (explained,) = stored["explanation"]["maps"]
     assert explained["target"] == "red" and explained["timestamp"] == frame["timestamp"]
     refused = post(server, b"x", headers={"Content-Type": "audio/mpeg"})
-    assert refused.status_code == 415 and "video/" in refused.json()["detail"]
+    assert refused.status_code == 415 and "image/*, video/*" in refused.json()["detail"]
     untyped = post(server, clip.read_bytes(), headers={"Content-Type": "application/octet-stream"})
     assert untyped.status_code == 422 and "a clip: send it as video/*" in untyped.text
 
