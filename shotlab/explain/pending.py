@@ -189,11 +189,13 @@ def explain_rows(store, source, rows, methods, score: bool, options: dict,
                                maps, multilabel=source.multilabel,
                                reference=[reference[i] for i in keep]) if score
                   else [{}] * len(keep))
+        model_sha256, model = source.made_by(method)
         for i, heatmap, faith in zip(keep, maps, scores):
             appeal = rows[i][0]
             store.put(appeal.decision_id, method, heatmap, target=source.classes[targets[i]],
-                      params={"tier": 2, **method_settings(method, chosen)}, scores=faith,
-                      model_sha256=source.model_sha256, input_sha256=digests[appeal.image_path])
+                      params={"tier": 2, **model, **method_settings(method, chosen)},
+                      scores=faith, model_sha256=model_sha256,
+                      input_sha256=digests[appeal.image_path])
             summary["stored"] += 1
     return errors
 

@@ -31,6 +31,8 @@ class Source:
     # (decision record) -> why this source's model did not make it, or None (a bundle's
     # `Bundle.foreign`; a run cannot tell: its checkpoint is not what a decision names)
     foreign: object = None
+    # a bundle's (path, sha256) of the checkpoint it was exported from: the gradient methods'
+    checkpoint: tuple | None = None
 
     @property
     def multilabel(self) -> bool:
@@ -45,6 +47,17 @@ class Source:
         from shotlab.explain import GRADIENT_METHODS
 
         return self.torch_model() if method in GRADIENT_METHODS else self.forward_model
+
+    def made_by(self, method: str) -> tuple[str | None, dict]:
+        """(sha256, params) naming the model `method` ran on, as an explanation records them:
+        a bundle's checkpoint for the gradient methods (as tier 1 records it), else the model
+        `model_sha256` names."""
+        from shotlab.explain import GRADIENT_METHODS
+
+        if self.checkpoint and method in GRADIENT_METHODS:
+            path, sha256 = self.checkpoint
+            return sha256, {"model": "checkpoint", "checkpoint": path}
+        return self.model_sha256, {}
 
     def decided(self, probs, pooled: bool = False) -> list[int]:
         """Per row of `probs`, the class to explain: the one the bundle's decision rule decides
@@ -124,11 +137,14 @@ def source_of_bundle(bundle, runner=None) -> Source:
     from shotlab.explain.tier1 import load_bundle_checkpoint
     from shotlab.runtime.runners import OnnxRunner
 
+    exported_from = bundle.manifest.get("source") or {}
     return Source(bundle.origin, "bundle", bundle.preprocessing, bundle.classes, bundle.task,
                   runner or OnnxRunner(bundle), bundle.model_sha256("onnx"),
                   load_torch=lambda: load_bundle_checkpoint(bundle).model,
                   thresholds=bundle.thresholds, foreign=bundle.foreign,
-                  unsafe=tuple(bundle.policy.get("unsafe", ())))
+                  unsafe=tuple(bundle.policy.get("unsafe", ())),
+                  checkpoint=((exported_from["checkpoint"], exported_from.get("checkpoint_sha256"))
+                              if exported_from.get("checkpoint") else None))
 
 
 def load_inputs(source: Source, paths) -> tuple[list, list, list[tuple[str, str]]]:

@@ -64,8 +64,9 @@ def process_text_batch(store, source, appeals, methods, score: bool, options: di
             continue
         if score:
             attach_faithfulness(forward, explained)
+        model_sha256, model = source.made_by(method)
         for i, explanation in zip(keep, explained):
             put_words(store, rows[i][0].decision_id, explanation,
-                      model_sha256=source.model_sha256, params={"tier": 2})
+                      model_sha256=model_sha256, params={"tier": 2, **model})
             summary["stored"] += 1
     finish_rows(store, rows, errors, summary)

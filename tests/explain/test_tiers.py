@@ -119,14 +119,16 @@ def flagged_store(explain_bundle, images, tmp_path):
 
 
 def test_pending_appeals_are_processed_in_batches(explain_bundle, colour_images, tmp_path):
+    from shotlab.runtime.bundle import load_bundle
+
     store_path = flagged_store(explain_bundle, colour_images[:3], tmp_path)
     with ExplanationStore(store_path) as store:
         store.queue("d0", ["lime", "shap"])
-        store.queue("d1", ["lime"])
+        store.queue("d1", ["lime", "gradcampp"])
         store.queue("d9", ["lime"], image_path=tmp_path / "missing.png",
                     bundle_path=explain_bundle)
     summary = process_pending(store_path, batch=2, options=FAST)
-    assert (summary["processed"], summary["failed"], summary["stored"]) == (2, 1, 3)
+    assert (summary["processed"], summary["failed"], summary["stored"]) == (2, 1, 4)
     assert "missing.png: file not found" in summary["errors"][0]["error"]
     with ExplanationStore(store_path, create=False) as store:
         assert [e.method for e in store.explanations("d0")] == ["gradcam", "lime", "shap"]
@@ -135,6 +137,14 @@ def test_pending_appeals_are_processed_in_batches(explain_bundle, colour_images,
         assert lime.params["fill"] == "mean" and lime.params["n_segments"] == 50  # defaults too
         assert {"deletion_auc", "random_deletion_auc", "insertion_auc"} <= set(lime.scores)
         assert store.appeals() == []
+        # an appeal's gradient map names the checkpoint it ran on, as tier 1's does (it named
+        # the ONNX model, so a reviewer saw two models for maps from one network)
+        tier1, appealed = store.explanations("d1", "gradcam")[0], store.explanations(
+            "d1", "gradcampp")[0]
+        assert appealed.model_sha256 == tier1.model_sha256 != lime.model_sha256
+        assert appealed.params["model"] == "checkpoint" == tier1.params["model"]
+        assert appealed.params["checkpoint"] == tier1.params["checkpoint"]
+        assert lime.model_sha256 == load_bundle(explain_bundle).model_sha256("onnx")
     assert process_pending(store_path)["processed"] == 0  # nothing left in the queue
 
 
