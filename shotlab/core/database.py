@@ -171,8 +171,8 @@ def start(workspace: "Workspace", alone: bool = True) -> dict:
         remove_private_folder(workspace, str(listen))
         holder = stray_mongod(workspace)
         held = (f"; mongod pid {holder.pid} holds it without answering on its socket"
-                + ("" if alone else " and other shotlab processes use this workspace")
-                + ": stop them, or that mongod" if holder else "")
+                + (": stop it" if alone else " and other shotlab processes use this "
+                   "workspace: retry once they finish, or stop that mongod") if holder else "")
         raise DatabaseError(f"mongod did not start for {db_dir} (exit {result.returncode}){held}; "
                             f"see {log}")
     state = {"pid": int((home / "mongod.pid").read_text().strip()), "socket": str(listen)}

@@ -50,13 +50,17 @@ def check_dataset(name: str, bundle, images: list, clips: list) -> None:
     """Refuse, before anything is predicted, files and a bundle dataset `name` cannot take:
     images beside clips (an animated GIF or PNG is a clip), a media type or task other than
     its own, or other classes (`check_classes`). Before, these failed after the whole run."""
-    clip = first_readable(clips, opens_as_clip) if images else None
-    if clip is not None and first_readable(images, opens_as_image) is not None:
-        raise InputError(mixed_media(f"first clip: {clip}; an animated GIF or PNG is a clip, "
-                                     f"as every frame is scored"))
+    media = "video" if clips and not images else "image"
+    if images and clips:  # what opens decides: a truncated upload is a bad file, not a kind
+        clip = first_readable(clips, opens_as_clip)
+        image = first_readable(images, opens_as_image) if clip is not None else None
+        if clip is not None and image is not None:
+            raise InputError(mixed_media(f"first clip: {clip}; an animated GIF or PNG is a "
+                                         f"clip, as every frame is scored"))
+        media = "video" if clip is not None else "image"
     dataset = store.find(name)
     if dataset is not None:
-        check_fits(dataset, bundle.task, "image" if images else "video")
+        check_fits(dataset, bundle.task, media)
     check_classes(name, bundle.classes)
 
 

@@ -292,8 +292,8 @@ def int8_left_out(manifest: dict) -> str:
     left = manifest.get("quantization", {}).get("onnx-int8", {}).get("left_out", [])
     if not left:
         return ""
-    return (f" (INT8 calibration left out {len(left)} image{'s' * (len(left) > 1)}, first "
-            f"{left[0]['path']}: {left[0]['reason']})")
+    return (f" (INT8 left out {len(left)} calibration or val image{'s' * (len(left) > 1)}, "
+            f"first {left[0]['path']}: {left[0]['reason']})")
 
 
 def finish_zip(out: Path, *, zip_bundle: bool, force: bool) -> Path | None:

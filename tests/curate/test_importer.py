@@ -100,8 +100,10 @@ def make_bad_files(folder: Path) -> dict[str, str]:
     truncate(write_image(folder / "cut.png", size=(64, 64), seed=3))
     png_header_only(folder / "bomb.png", 50_000, 50_000)
     (folder / "link.png").symlink_to(folder / "nowhere.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")  # the folder walk raised ELOOP
     return {"empty.jpg": "empty file", "text.jpg": "not an image", "cut.jpg": "truncated",
-            "cut.png": "truncated", "bomb.png": "decompression bomb", "link.png": "broken symlink"}
+            "cut.png": "truncated", "bomb.png": "decompression bomb", "link.png": "broken symlink",
+            "loop.png": "broken symlink"}
 
 
 def test_bad_files_are_skipped_named_and_never_touched(tmp_path, dataset_name):
@@ -304,7 +306,7 @@ def test_an_empty_source_is_refused_unless_allowed(tmp_path, dataset_name):
     assert dataset_name not in store.list_datasets()
     make_bad_files(tmp_path / "bad" / "cat")
     (tmp_path / "bad" / "cat" / "good.png").unlink()
-    with pytest.raises(InputError, match="6 files skipped .*nothing was imported"):
+    with pytest.raises(InputError, match="7 files skipped .*nothing was imported"):
         import_path(tmp_path / "bad", dataset_name, progress=False)
     assert dataset_name not in store.list_datasets()
     report = import_path(tmp_path / "empty", dataset_name, allow_empty=True, progress=False)

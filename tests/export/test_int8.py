@@ -196,8 +196,8 @@ def test_calibration_on_one_class_is_refused_by_the_gate(trained_run, tmp_path):
     message = str(info.value)  # with what the figures were measured on, as a pass warns
     assert f"(measured on {len(test) - 1} test samples: 1 left out, first " \
            f"{tmp_path / 'gone.png'}: file not found)" in message
-    assert f"(INT8 calibration left out 1 image, first {edited.filepath}: changed since the " \
-           f"run" in message
+    assert f"(INT8 left out 1 calibration or val image, first {edited.filepath}: changed since " \
+           f"the run" in message
     assert "onnx-int8: top-1 agreement with PyTorch" in message
     assert "onnx-int8: recall on unsafe class 'red'" in message
     assert "onnx:" not in message  # the FP32 model is fine: only INT8 is named

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,9 +54,10 @@ def test_a_linked_folder_is_walked_and_a_loop_is_named_not_walked(exported, inbo
     (inbox / "linked").symlink_to(elsewhere / "more")
     (inbox / "new" / "up").symlink_to(inbox)
     (inbox / "zz-latest").symlink_to(inbox / "new")  # an alias: harmless, not named
+    (inbox / "self.png").symlink_to(inbox / "self.png")  # a link to itself: a bad file
     linked = sorted((elsewhere / "more").rglob("*.png"))
     assert len(linked) == 3
-    assert {p.resolve() for p in collect_paths([inbox])} >= set(linked)
+    assert {Path(os.path.realpath(p)) for p in collect_paths([inbox])} >= set(linked)
 
     done = CliRunner().invoke(cli, ["predict", str(exported.path), str(inbox), "--json",
                                     "--out", str(tmp_path / "d.jsonl")])
@@ -65,6 +67,7 @@ def test_a_linked_folder_is_walked_and_a_loop_is_named_not_walked(exported, inbo
     skipped = {b["path"]: b["reason"] for b in summary["bad_files"]}
     assert "a folder that holds it (a loop): not followed" in skipped[str(inbox / "new" / "up")]
     assert not any("zz-latest" in path for path in skipped)
+    assert str(inbox / "self.png") in skipped  # the walk raised ELOOP, a traceback
 
 
 def test_decisions_follow_the_runner_and_the_policy(exported, inbox):

@@ -156,6 +156,14 @@ def test_predict_command_on_clips_end_to_end(exported, clips, tmp_path, dataset_
     assert dataset.media_type == "video" and len(dataset) == 3
     sample = dataset.match({"filepath": decisions["violent.mp4"]["path"]}).first()
     assert sample.flagged == ["red"] and sample.segments[0]["class"] == "red"
+    # a corrupt image among the clips is a bad file: the video dataset still takes the clips
+    # (it was refused before deciding, as if the run held images)
+    (tmp_path / "clips" / "thumb.jpg").write_bytes(b"\xff\xd8 cut short")
+    again = CliRunner().invoke(cli, ["predict", str(exported.path), str(tmp_path / "clips"),
+                                     "--dataset", dataset_name, "--out",
+                                     str(tmp_path / "again.jsonl"), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["bad"] == 2 and len(store.load(dataset_name)) == 3
 
 
 def test_predict_command_refuses_a_bad_aggregation(exported, clips):

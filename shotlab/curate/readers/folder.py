@@ -77,7 +77,7 @@ def walk_into(directory: Path, above: tuple[Path, ...], walk: Walk) -> None:
         return
     for entry in entries:
         path = directory / entry.name
-        if not entry.is_dir():  # follows links: a link to a folder is a folder
+        if not is_folder(entry):  # follows links: a link to a folder is a folder
             walk.found.append(path)
             continue
         real = Path(os.path.realpath(path))
@@ -91,6 +91,15 @@ def walk_into(directory: Path, above: tuple[Path, ...], walk: Walk) -> None:
         else:
             walk.walked.add(real)
             walk_into(path, (*above, real), walk)
+
+
+def is_folder(entry: os.DirEntry) -> bool:
+    """`entry` is a folder, or a link to one; False (a file, named when read) for a link that
+    loops or runs through a file, where `DirEntry.is_dir` raises and `Path.is_dir` said no."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def read_class_tree(root: Path, split: str | None) -> Scan:
