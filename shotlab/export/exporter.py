@@ -58,8 +58,7 @@ class ExportResult:
                             for path, why in self.report.get("skipped", [])],
                 "report": str(self.path / bundle_files.REPORT_HTML),
                 "removed_rejected": str(self.removed_rejected) if self.removed_rejected else None,
-                "int8_left_out": self.manifest.get("quantization", {}).get("onnx-int8", {})
-                .get("left_out", [])}
+                "int8_left_out": int8_left_out(self.manifest)}
 
 
 def run_files(checkpoint) -> tuple[Path, dict]:
@@ -283,17 +282,17 @@ def measured_on(report: dict, manifest: dict) -> str:
                  f"{len(report['skipped'])} left out, first {path}: {why})")
     unchecked = report["gate"].get("unchecked", [])
     said += f" ({'; '.join(unchecked)})" if unchecked else ""
-    return said + int8_left_out(manifest)
+    left = int8_left_out(manifest)  # a thinned calibration set: a likely cause of a refusal
+    if left:
+        said += (f" (INT8 left out {len(left)} calibration or val image{'s' * (len(left) > 1)}, "
+                 f"first {left[0]['path']}: {left[0]['reason']})")
+    return said
 
 
-def int8_left_out(manifest: dict) -> str:
-    """The INT8 calibration and val images left out (gone, unreadable, changed since the run):
-    a thinned calibration set is a likely cause of an INT8 refusal."""
-    left = manifest.get("quantization", {}).get("onnx-int8", {}).get("left_out", [])
-    if not left:
-        return ""
-    return (f" (INT8 left out {len(left)} calibration or val image{'s' * (len(left) > 1)}, "
-            f"first {left[0]['path']}: {left[0]['reason']})")
+def int8_left_out(manifest: dict) -> list[dict]:
+    """The INT8 calibration and val images left out ({path, reason}: gone, unreadable, changed
+    since the run), as `export.quantize` recorded them in the manifest."""
+    return manifest.get("quantization", {}).get("onnx-int8", {}).get("left_out", [])
 
 
 def finish_zip(out: Path, *, zip_bundle: bool, force: bool) -> Path | None:

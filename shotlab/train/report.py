@@ -48,15 +48,14 @@ def few_positives(name: str, t: dict, where: str = VALIDATION) -> str:
     """Why a class's recall cannot be trusted yet, and how many more examples it takes."""
     have, needed = t["support"], t.get("positives_needed")
     bound = t.get("recall_lower_bound")
+    split = "validation" if where.startswith(VALIDATION) else "train and validation"
     if have == 0:  # threshold 0 (train.thresholds: no evidence, fail safe)
-        split = "validation" if where.startswith(VALIDATION) else "train and validation"
         enough = f" (at least {needed} to show recall >= {t['target_recall']})" if needed else ""
         item = "clip" if "clip" in where else "image"
         return (f"'{name}' has no positives in {where}, so its threshold is 0: every {item} "
                 f"scores over it and is flagged as '{name}'; label '{name}' examples for "
                 f"{split}{enough} and train again")
     shown = f"lower bound {bound:.2f}" if bound is not None else "no positives"
-    split = "validation" if where.startswith(VALIDATION) else "train and validation"
     if t["target_recall"] >= 1:  # no finite sample proves a recall of 1
         more = "a target recall of 1 can never be shown; a target such as 0.99 can"
     elif needed and needed > have:
