@@ -208,7 +208,10 @@ def adopt_stray(workspace: "Workspace", alone: bool) -> dict | None:
     proc = stray_mongod(workspace)
     if proc is None:
         return None
-    listen = option(proc.cmdline(), "--bind_ip")
+    try:
+        listen = option(proc.cmdline(), "--bind_ip")
+    except psutil.Error:  # it ended since stray_mongod read it: nothing left to adopt or stop
+        return None
     if answers(listen):
         state = {"pid": proc.pid, "socket": listen}
         (workspace.home / STATE_FILE).write_text(json.dumps(state))

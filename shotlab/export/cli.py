@@ -98,6 +98,7 @@ def export_command(run, to, fp16, int8, out, zip_bundle, force, min_agreement,
 
 def echo_export(result) -> None:
     from shotlab.core.output import table
+    from shotlab.export.exporter import int8_use
 
     data = result.to_dict()
     click.echo(f"Bundle: {data['bundle']}" + (f"  (zip: {data['zip']})" if data["zip"] else ""))
@@ -118,7 +119,7 @@ def echo_export(result) -> None:
         click.echo(f"Measured on {data['measured']} {data['split']} samples; restore the files "
                    f"left out, or train again on the dataset as it is now", err=True)
     for item in data["int8_left_out"]:
-        click.echo(printable(f"Warning: INT8 calibration left out {item['path']}: "
+        click.echo(printable(f"Warning: INT8 {int8_use(item)} left out {item['path']}: "
                              f"{item['reason']}"), err=True)
     for note in data["gate"].get("unchecked", []):
         click.echo(printable(f"Warning: {note}; add some to that split to check the export"),

@@ -284,15 +284,21 @@ def measured_on(report: dict, manifest: dict) -> str:
     said += f" ({'; '.join(unchecked)})" if unchecked else ""
     left = int8_left_out(manifest)  # a thinned calibration set: a likely cause of a refusal
     if left:
-        said += (f" (INT8 left out {len(left)} calibration or val image{'s' * (len(left) > 1)}, "
-                 f"first {left[0]['path']}: {left[0]['reason']})")
+        said += (f" (INT8 left out {len(left)} image{'s' * (len(left) > 1)}, first "
+                 f"{int8_use(left[0])} image {left[0]['path']}: {left[0]['reason']})")
     return said
 
 
 def int8_left_out(manifest: dict) -> list[dict]:
-    """The INT8 calibration and val images left out ({path, reason}: gone, unreadable, changed
-    since the run), as `export.quantize` recorded them in the manifest."""
+    """The INT8 calibration and val images left out ({path, split, reason}: gone, unreadable,
+    changed since the run), as `export.quantize` recorded them in the manifest."""
     return manifest.get("quantization", {}).get("onnx-int8", {}).get("left_out", [])
+
+
+def int8_use(item: dict) -> str:
+    """What a left-out image was drawn for: calibration (train) or choosing the calibration
+    method (val). Bundles from before the split was recorded say calibration."""
+    return "method choice" if item.get("split") == "val" else "calibration"
 
 
 def finish_zip(out: Path, *, zip_bundle: bool, force: bool) -> Path | None:

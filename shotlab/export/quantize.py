@@ -109,7 +109,7 @@ def quantize(job) -> dict[str, str]:
         shutil.copyfile(Path(scratch) / f"{method}.onnx", target)
     onnx_export.add_metadata(target, job.summary)
     onnx_export.check(target)
-    left_out = drawn.bad + chosen.bad
+    left_out = [("train", *bad) for bad in drawn.bad] + [("val", *bad) for bad in chosen.bad]
     job.notes["quantization"] = {"onnx-int8": {
         "tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
         "weights": "int8, per channel" if PER_CHANNEL else "int8", "activations": "uint8",
@@ -118,7 +118,8 @@ def quantize(job) -> dict[str, str]:
                                            skipped=[path for path, _ in drawn.bad]),
         "method": method, "chosen_on": chosen_on, "chosen_on_images": rows_of(selection),
         "candidates": scores,
-        **({"left_out": [{"path": p, "reason": why} for p, why in left_out]} if left_out else {})}}
+        **({"left_out": [{"path": p, "split": split, "reason": why}
+                         for split, p, why in left_out]} if left_out else {})}}
     return {"onnx-int8": ONNX_INT8_FILE}
 
 

@@ -196,7 +196,7 @@ def test_calibration_on_one_class_is_refused_by_the_gate(trained_run, tmp_path):
     message = str(info.value)  # with what the figures were measured on, as a pass warns
     assert f"(measured on {len(test) - 1} test samples: 1 left out, first " \
            f"{tmp_path / 'gone.png'}: file not found)" in message
-    assert f"(INT8 left out 1 calibration or val image, first {edited.filepath}: changed since " \
+    assert f"(INT8 left out 1 image, first calibration image {edited.filepath}: changed since " \
            f"the run" in message
     assert "onnx-int8: top-1 agreement with PyTorch" in message
     assert "onnx-int8: recall on unsafe class 'red'" in message
@@ -242,8 +242,12 @@ def test_calibration_leaves_out_images_gone_or_changed_since_the_run_and_says_so
     assert q["chosen_on_images"] == 20
     reasons = {item["path"]: item["reason"] for item in q["left_out"]}
     assert len(reasons) == 3 + 1 + 12 and "changed since the run" in reasons[edited.filepath]
+    splits = [item["split"] for item in q["left_out"]]
+    assert splits.count("train") == 3 + 1 and splits.count("val") == 12
     assert f"Warning: INT8 calibration left out {edited.filepath}: changed since the run" \
         in result.stderr
+    val_gone = next(item["path"] for item in q["left_out"] if item["split"] == "val")
+    assert f"Warning: INT8 method choice left out {val_gone}: " in result.stderr
 
 
 @pytest.mark.slow
