@@ -5,9 +5,10 @@ comments and posts read. Bad rows are reported by line, never raised one at a ti
 
 CSV: the first row is the header (UTF-8, a BOM allowed); a quoted field may span lines, so a row's
 `line` is the line it starts on; a blank line (or one of commas alone) is no row, but a line of
-spaces is a row, whose text the caller finds empty. JSONL: one JSON object per line; blank lines are skipped. A row
-whose bytes are not UTF-8 is reported with its line and the byte offset, and the rest still read;
-so is a JSON row with a lone surrogate escape (`\\ud800`) in any field or field name.
+spaces is a row, whose text the caller finds empty. JSONL: one JSON object per line; blank lines
+are skipped. A row with bytes that are not UTF-8 (on any of its lines) is reported with its line
+and the byte offset, and the rest still read; so is a JSON row with a lone surrogate escape
+(`\\ud800`) in any field or field name.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def read_rows(path: Path) -> tuple[list[Row], list[tuple[int, str]]]:
     except OSError as exc:
         raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
     refuse_utf16(path, data)
+    if path.suffix.lower() == ".csv":
+        return read_csv(path, data)
     lines, bad = decode_lines(data)
-    reader = read_jsonl if path.suffix.lower() == ".jsonl" else read_csv
-    rows, more_bad = reader(path, lines)
+    rows, more_bad = read_jsonl(path, lines)
     return rows, sorted(bad + more_bad)
 
 
@@ -144,20 +146,24 @@ def surrogate_reason(what: str, text: str) -> str | None:
     return None
 
 
-def read_csv(path: Path, lines) -> tuple[list[Row], list[tuple[int, str]]]:
-    """CSV rows keyed by the header; a row with more fields than the header, or one a line
-    that is not UTF-8 was cut out of (inside a quoted field), is bad. A quote left open, or text
-    after a closing quote, makes the whole file unreadable: where the next row starts is then a
-    guess, and a guess would read rows into one comment or one label."""
-    if not lines:
+def read_csv(path: Path, data: bytes) -> tuple[list[Row], list[tuple[int, str]]]:
+    """CSV rows keyed by the header; a row with more fields than the header, or one with a line
+    that is not UTF-8, is bad. The whole file is parsed (bytes that are not UTF-8 held as
+    escapes), so such a line never moves the quotes of the rows after it: cut out before
+    parsing, a bad line inside a quoted field turned the field's later lines into rows of their
+    own. A quote left open, or text after a closing quote, makes the whole file unreadable:
+    where the next row starts is then a guess, and a guess would read rows into one comment or
+    one label."""
+    data = without_bom(data)
+    if not data.strip(b"\r\n"):
         raise InputError(f"{path}: the file is empty; expected a header row such as text,label")
-    starts = [number for number, _ in lines]
-    text = "".join(text for _, text in lines)
+    not_utf8 = dict(decode_lines(data)[1])
+    text = data.decode("utf-8", "surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, len(text) + 1))  # a long text is skipped by its row's check
     try:
-        return csv_records(path, reader, starts)
+        return csv_records(path, reader, not_utf8)
     finally:
         csv.field_size_limit(limit)
 
@@ -172,22 +178,23 @@ def next_record(path: Path, reader, line: int) -> list[str] | None:
                          f"(\"\")") from None
 
 
-def csv_records(path: Path, reader, starts: list[int]) -> tuple[list[Row], list[tuple[int, str]]]:
-    header = next_record(path, reader, starts[0]) or [""]
+def csv_records(path: Path, reader, not_utf8: dict[int, str]
+                ) -> tuple[list[Row], list[tuple[int, str]]]:
+    """The rows after the header; `not_utf8` is {line: reason} for the lines that are not
+    UTF-8 (`decode_lines`)."""
+    header = next_record(path, reader, 1) or [""]
+    if (reason := first_bad_line(not_utf8, 1, reader.line_num)) is not None:
+        raise InputError(f"{path}: the header row is {reason}")
     if not any(h.strip() for h in header):
-        raise InputError(f"{path}: line {starts[0]} should be a header such as text,label")
+        raise InputError(f"{path}: line 1 should be a header such as text,label")
     header = [h.strip() for h in header]
+    refuse_repeats(path, header)
     rows, bad = [], []
-    line_index = 1  # `reader.line_num` counts physical lines consumed: map back to file lines
-    while (record := next_record(path, reader, starts[min(line_index, len(starts) - 1)])
-           ) is not None:
-        first, line_index = line_index, reader.line_num
-        number = starts[min(first, len(starts) - 1)]
+    while (record := next_record(path, reader, number := reader.line_num + 1)) is not None:
         if not any(record):  # a blank line, or only commas; a field of spaces is text
             continue
-        if starts[line_index - 1] - number != line_index - 1 - first:
-            bad.append((number, f"a line inside this row is not UTF-8, so its text is not whole; "
-                                f"{SAVE_AS_UTF8}"))
+        if (reason := first_bad_line(not_utf8, number, reader.line_num)) is not None:
+            bad.append((number, reason))
         elif len(record) > len(header):
             bad.append((number, f"{len(record)} fields but the header has {len(header)}; "
                                 f"quote fields that hold commas"))
@@ -195,6 +202,25 @@ def csv_records(path: Path, reader, starts: list[int]) -> tuple[list[Row], list[
             rows.append(Row(number, dict(zip(header, record + [""] * (len(header) - len(record)))),
                             tuple(header[len(record):])))
     return rows, bad
+
+
+def refuse_repeats(path: Path, header: list[str]) -> None:
+    """Refuse a header naming a column twice (letter case aside, as columns are found): a row
+    keyed by it kept the last one's value, and 'text,text' lost the first text without a word."""
+    seen: dict[str, int] = {}
+    for number, name in enumerate(header, 1):
+        if name and (first := seen.setdefault(name.lower(), number)) != number:
+            raise InputError(f"{path}: the header names column '{name}' twice (columns {first} "
+                             f"and {number}); rename or remove one")
+
+
+def first_bad_line(not_utf8: dict[int, str], first: int, last: int) -> str | None:
+    """Why a record on lines `first`..`last` cannot be read, where one of them is not UTF-8:
+    the whole record is left out, never a part of it."""
+    line = next((n for n in range(first, last + 1) if n in not_utf8), None)
+    if line is None:
+        return None
+    return not_utf8[line] if line == first else f"on line {line}: {not_utf8[line]}"
 
 
 def as_str(value) -> str:

@@ -89,14 +89,39 @@ def test_broken_quoting_refuses_the_file_naming_the_row(tmp_path, content, line,
         f"{path}: the row starting on line {line} is not valid CSV ({why}); close its quotes")
 
 
-def test_a_row_with_a_bad_line_inside_its_quotes_is_skipped_whole(tmp_path):
-    """The bad line was cut out and the row kept, with text the file never held."""
+@pytest.mark.parametrize("content, reason", [
+    (b'"multi\ncaf\xe9 line\nend",ok', "on line 3: not UTF-8 (byte 4 of the line)"),
+    # the bad line opens the quotes: cut out before parsing, the field's later lines were read
+    # as comments of their own ("kill you tonight\"" labelled violence)
+    (b'"caf\xe9 I will\nkill you tonight",violence', "not UTF-8 (byte 5 of the line)"),
+    # the bad line closes them: the file was refused as "not valid CSV, close its quotes"
+    (b'"multi line\nsecond caf\xe9 part",ok', "on line 3: not UTF-8 (byte 11 of the line)"),
+])
+def test_a_row_with_a_bad_line_is_skipped_whole_and_the_rows_after_it_are_read(
+        tmp_path, content, reason):
     path = tmp_path / "c.csv"
-    path.write_bytes(b'text,label\n"multi\ncaf\xe9 line\nend",ok\nnext,violence\n')
+    path.write_bytes(b"text,label\n" + content + b"\nnext,violence\nlast,ok\n")
     rows, bad = read_rows(path)
-    assert [(r.line, r.fields["text"]) for r in rows] == [(5, "next")]
-    assert [line for line, _ in bad] == [2, 3]
-    assert "a line inside this row is not UTF-8" in bad[0][1]
+    after = 2 + content.count(b"\n") + 1
+    assert [(r.line, r.fields["text"]) for r in rows] == [(after, "next"), (after + 1, "last")]
+    assert [line for line, _ in bad] == [2]
+    assert bad[0][1].startswith(reason) and bad[0][1].endswith("save the file as UTF-8")
+
+
+def test_a_header_naming_a_column_twice_refuses_the_file(tmp_path):
+    """'text,text' read the second text alone, and the first was lost without a word."""
+    path = tmp_path / "c.csv"
+    path.write_text("text,label,Text\na,ok,b\n")
+    with pytest.raises(InputError, match=r"c.csv: the header names column 'Text' twice "
+                                         r"\(columns 1 and 3\); rename or remove one"):
+        read_rows(path)
+
+
+def test_a_header_that_is_not_utf8_refuses_the_file(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"t\xe9xt,label\nfirst,ok\n")
+    with pytest.raises(InputError, match=r"c.csv: the header row is not UTF-8 \(byte 2 of the "):
+        read_rows(path)
 
 
 def test_a_utf16_file_is_named_as_such(tmp_path):
