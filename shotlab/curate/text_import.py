@@ -34,8 +34,8 @@ from pathlib import Path
 from shotlab.core import store, workspace
 from shotlab.core.errors import InputError, StrictImportError
 from shotlab.core.progress import progress_bar
-from shotlab.core.rows import (ROW_SUFFIXES, Row, as_str, other_delimiter, read_rows,
-                               without_bom)
+from shotlab.core.rows import (ROW_SUFFIXES, Row, as_str, column_key, other_delimiter,
+                               read_rows, without_bom)
 from shotlab.curate.duplicates import disagree
 from shotlab.curate.records import Skipped, normalise_split, unknown_split
 
@@ -116,13 +116,18 @@ def column_names(rows: list[Row]) -> list[str]:
 
 
 def row_labels(fields: dict, columns: Columns, where: str) -> tuple[str, ...]:
-    """The row's classes; ValueError (its message prefixed by `where`) for a bad tag value."""
-    from shotlab.curate.readers.csvfile import label_values, onehot_labels
+    """The row's classes; ValueError (its message prefixed by `where`) for a bad tag value.
+    The label is found in each row as the file's columns are found (letter case aside,
+    `label` or `labels`): JSONL rows may spell it differently, and one row's `Label` made
+    every other row's `label` unread, importing them as unlabeled without a word."""
+    from shotlab.curate.readers.csvfile import LABEL_COLUMNS, label_values, onehot_labels
 
     if columns.label is None:
         return onehot_labels({c: as_str(fields.get(c)) for c in columns.classes},
                              list(columns.classes), where)
-    return label_values(fields.get(columns.label))
+    key = next((k for name in LABEL_COLUMNS if (k := column_key(fields, name)) is not None),
+               None)
+    return label_values(fields.get(key) if key is not None else None)
 
 
 def parse_row(row: Row, columns: Columns, source: Path) -> TextRecord | Skipped:

@@ -124,6 +124,18 @@ def test_jsonl_rows_missing_text_or_not_strings_are_skipped(tmp_path, dataset_na
     assert by_text(dataset_name)["bye"][0] == ()  # unlabeled
 
 
+def test_jsonl_rows_that_spell_the_label_key_differently_keep_their_labels(tmp_path,
+                                                                          dataset_name):
+    """One row's 'Label' made the other rows' 'label' unread: imported unlabeled, no word."""
+    source = write(tmp_path / "m.jsonl", "\n".join(json.dumps(row) for row in [
+        {"text": "p1", "label": "x"}, {"text": "r1", "Label": "y"},
+        {"text": "p2", "labels": "x"}, {"text": "u1"}]) + "\n")
+    report = import_path(source, dataset_name, progress=False)
+    assert report.added == 4 and report.skipped == []
+    assert {text: labels for text, (labels, _, _) in by_text(dataset_name).items()} == {
+        "p1": ("x",), "r1": ("y",), "p2": ("x",), "u1": ()}
+
+
 def test_same_text_with_different_labels_is_a_conflict(tmp_path, dataset_name):
     source = write(tmp_path / "c.csv", "text,label\nthis joke kills me,ok\nhi,ok\n"
                                        "this joke kills me,violence\nhi,ok\n")
