@@ -8,6 +8,7 @@ team server. One experiment per dataset (`shotlab/<dataset>`).
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from shotlab.core import workspace
@@ -17,11 +18,19 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{workspace.current().home / 'mlflow.db'}"
 
 
+# What MLflow refuses in a metric's name (it takes letters, digits, _ - . : / and spaces), and
+# its longest name. A class is named by its user ("18+", "hate+speech", "violence 😡"): as
+# a metric key such a name failed the run's last step with MLflow's traceback.
+METRIC_NAME_REFUSED = re.compile(r"[^\w.\-:]")
+METRIC_NAME_MAX = 250
+
+
 def flat_numbers(data: dict, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested dict as `a.b.c` keys (MLflow metrics are flat floats)."""
+    """Numeric leaves of a nested dict as `a.b.c` keys (MLflow metrics are flat floats); a
+    character MLflow refuses (spaces and slashes too, as always) becomes `_`."""
     out = {}
     for key, value in data.items():
-        name = f"{prefix}{key}".replace("/", "_").replace(" ", "_")
+        name = METRIC_NAME_REFUSED.sub("_", f"{prefix}{key}")[:METRIC_NAME_MAX]
         if isinstance(value, dict):
             out.update(flat_numbers(value, f"{name}."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
