@@ -31,9 +31,11 @@ from shotlab.core import store
 from shotlab.core.errors import InputError
 from shotlab.core.names import child_path
 from shotlab.core.progress import progress_bar
+from shotlab.core.rows import IMAGE_COLUMNS
 from shotlab.curate.importer import LABELS_CSV
 from shotlab.curate.review import EXCLUDE_TAG
-from shotlab.curate.readers.csvfile import MULTI_SEPARATOR
+from shotlab.curate.readers.csvfile import (LABEL_COLUMNS, MULTI_SEPARATOR, PATH_COLUMNS,
+                                            SPLIT_COLUMN)
 from shotlab.curate.records import normalise_split
 
 
@@ -126,9 +128,11 @@ def label_columns(dataset, *, one_column: bool = False):
     multilabel dataset (unless `one_column`), else one `label` column, "a;b" for several; a
     class that separator would split is refused."""
     classes = store.class_names(dataset)
-    if store.task_of(dataset) == "multilabel" and not one_column:
-        return classes, lambda labels: [int(c in labels) for c in classes]
     check_csv_names(dataset.dataset_name, classes)
+    if store.task_of(dataset) == "multilabel" and not one_column:
+        check_onehot_names(dataset.dataset_name, classes)
+        return classes, lambda labels: [int(c in labels) for c in classes]
+    check_label_column_names(dataset.dataset_name, classes)
     return ["label"], lambda labels: [MULTI_SEPARATOR.join(labels)]
 
 
@@ -160,6 +164,32 @@ def write_with_images(dataset, table: Path, header: list[str], row, extras=None)
 
 
 def check_csv_names(name: str, classes: list[str]) -> None:
+    """A CSV reader drops the spaces at the ends of a value or a column's name: such a class
+    would come back as another (' dog' as 'dog')."""
+    padded = [c for c in classes if c != c.strip()]
+    if padded:
+        raise InputError(f"dataset '{name}' has the class {padded[0]!r}, with spaces at its ends "
+                         f"that a CSV import drops; rename the class first, or export "
+                         f"--format folder or fiftyone")
+
+
+# The columns an import finds by name (letter case aside): a one-hot class of one of these
+# names would be read as that column (a class 'label' as the label column, 'split' as the split).
+FOUND_COLUMNS = frozenset({*PATH_COLUMNS, *LABEL_COLUMNS, SPLIT_COLUMN, *IMAGE_COLUMNS, "text",
+                           "group"})
+
+
+def check_onehot_names(name: str, classes: list[str]) -> None:
+    """A one-hot CSV names a column after each class: one an import reads as another column
+    would come back wrong (its classes renamed '0' and '1', or the file refused)."""
+    found = [c for c in classes if c.strip().lower() in FOUND_COLUMNS]
+    if found:
+        raise InputError(f"dataset '{name}' has the class {found[0]!r}, which a CSV import "
+                         f"reads as its '{found[0].strip().lower()}' column; rename the class "
+                         f"first, or export --format fiftyone")
+
+
+def check_label_column_names(name: str, classes: list[str]) -> None:
     """A label column reads "a;b" as two labels: a class holding the separator would come back
     as two."""
     joined = [c for c in classes if MULTI_SEPARATOR in c]

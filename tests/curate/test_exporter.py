@@ -129,6 +129,32 @@ def test_csv_export_refuses_a_class_its_label_column_would_split(tmp_path, datas
     assert export_dataset(dataset_name, tmp_path / "tree", "folder") == 2  # a tree holds it
 
 
+@pytest.mark.parametrize("name", ["label", "Labels", "split", "filepath"])
+def test_csv_export_refuses_a_multilabel_class_an_import_reads_as_another_column(
+        tmp_path, dataset_name, name):
+    """A one-hot column 'label' was read back as the label column (classes '0' and '1'), and
+    'split' refused the file it wrote: a class named as a column an import finds is refused."""
+    for i, image in enumerate("ab"):
+        write_image(tmp_path / f"{image}.png", seed=i)
+    (tmp_path / "l.csv").write_text(f"filepath,labels\na.png,{name}\nb.png,{name};cat\n")
+    import_path(tmp_path / "l.csv", dataset_name, multilabel=True, progress=False)
+    with pytest.raises(InputError, match=f"class '{name}', which a CSV import reads as its "
+                                         f"'{name.lower()}' column; rename the class first"):
+        export_dataset(dataset_name, tmp_path / "out", "csv")
+    assert not (tmp_path / "out").exists()
+
+
+def test_csv_export_refuses_a_class_with_spaces_at_its_ends(tmp_path, dataset_name):
+    """A folder 'cat ' is its own class; a CSV import strips the value and read back 'cat'."""
+    write_image(tmp_path / "src" / "cat " / "y.png", seed=1)
+    write_image(tmp_path / "src" / "dog" / "z.png", seed=2)
+    import_path(tmp_path / "src", dataset_name, progress=False)
+    with pytest.raises(InputError, match="class 'cat ', with spaces at its ends that a CSV "
+                                         "import drops"):
+        export_dataset(dataset_name, tmp_path / "out", "csv")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("fmt", ["folder", "csv"])
 def test_identical_files_of_one_name_are_each_exported(tmp_path, dataset_name, roundtrip, fmt):
     for sub in "pqr":
