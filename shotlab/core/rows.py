@@ -183,8 +183,8 @@ def csv_records(path: Path, reader, not_utf8: dict[int, str]
     """The rows after the header; `not_utf8` is {line: reason} for the lines that are not
     UTF-8 (`decode_lines`)."""
     header = next_record(path, reader, 1) or [""]
-    if (reason := first_bad_line(not_utf8, 1, reader.line_num)) is not None:
-        raise InputError(f"{path}: the header row is {reason}")
+    if (found := first_bad_line(not_utf8, 1, reader.line_num)) is not None:
+        raise InputError(f"{path}: line {found[0]} of the header row is {found[1]}")
     if not any(h.strip() for h in header):
         raise InputError(f"{path}: line 1 should be a header such as text,label")
     header = [h.strip() for h in header]
@@ -193,8 +193,9 @@ def csv_records(path: Path, reader, not_utf8: dict[int, str]
     while (record := next_record(path, reader, number := reader.line_num + 1)) is not None:
         if not any(record):  # a blank line, or only commas; a field of spaces is text
             continue
-        if (reason := first_bad_line(not_utf8, number, reader.line_num)) is not None:
-            bad.append((number, reason))
+        if (found := first_bad_line(not_utf8, number, reader.line_num)) is not None:
+            line, reason = found
+            bad.append((number, reason if line == number else f"on line {line}: {reason}"))
         elif len(record) > len(header):
             bad.append((number, f"{len(record)} fields but the header has {len(header)}; "
                                 f"quote fields that hold commas"))
@@ -204,23 +205,27 @@ def csv_records(path: Path, reader, not_utf8: dict[int, str]
     return rows, bad
 
 
+# The columns a reader finds by name, letter case aside: named twice, a row kept the last
+# one's value ('text,text' lost the first text without a word). Other columns may repeat, as
+# in the image CSV reader: one-hot classes 'Cat' and 'cat' are two columns.
+FOUND_COLUMNS = frozenset({"text", "label", "labels", "split", "group", *IMAGE_COLUMNS})
+
+
 def refuse_repeats(path: Path, header: list[str]) -> None:
-    """Refuse a header naming a column twice (letter case aside, as columns are found): a row
-    keyed by it kept the last one's value, and 'text,text' lost the first text without a word."""
+    """Refuse a header naming one of FOUND_COLUMNS twice (letter case aside)."""
     seen: dict[str, int] = {}
     for number, name in enumerate(header, 1):
-        if name and (first := seen.setdefault(name.lower(), number)) != number:
+        key = name.lower()
+        if key in FOUND_COLUMNS and (first := seen.setdefault(key, number)) != number:
             raise InputError(f"{path}: the header names column '{name}' twice (columns {first} "
                              f"and {number}); rename or remove one")
 
 
-def first_bad_line(not_utf8: dict[int, str], first: int, last: int) -> str | None:
-    """Why a record on lines `first`..`last` cannot be read, where one of them is not UTF-8:
-    the whole record is left out, never a part of it."""
+def first_bad_line(not_utf8: dict[int, str], first: int, last: int) -> tuple[int, str] | None:
+    """(line, why) where a record on lines `first`..`last` has a line that is not UTF-8: the
+    whole record is left out, never a part of it."""
     line = next((n for n in range(first, last + 1) if n in not_utf8), None)
-    if line is None:
-        return None
-    return not_utf8[line] if line == first else f"on line {line}: {not_utf8[line]}"
+    return None if line is None else (line, not_utf8[line])
 
 
 def as_str(value) -> str:

@@ -39,17 +39,17 @@ class Caption:
 
 
 def looks_like_posts(path: Path) -> bool:
-    """A .csv or .jsonl whose first row names an image column and a `text` column."""
-    from shotlab.core.rows import ROW_SUFFIXES, read_rows
+    """A .csv or .jsonl whose header (a JSONL file's first object) names an image column and
+    a `text` column. Read from the first row alone: a file the rows reader refuses (a column
+    named twice, broken quotes) is told why by the posts import, not sent to the image CSV
+    reader to be told it has no file path column."""
+    from shotlab.core.rows import ROW_SUFFIXES
+    from shotlab.curate.text_import import first_names
 
     path = Path(path)
     if not path.is_file() or path.suffix.lower() not in ROW_SUFFIXES:
         return False
-    try:
-        rows, _ = read_rows(path)
-    except InputError:
-        return False
-    fields = {k.strip().lower() for k in rows[0].fields} if rows else set()
+    fields = {str(name).strip().lower() for name in first_names(path)}
     return "text" in fields and any(c in fields for c in IMAGE_COLUMNS)
 
 

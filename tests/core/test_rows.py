@@ -115,12 +115,17 @@ def test_a_header_naming_a_column_twice_refuses_the_file(tmp_path):
     with pytest.raises(InputError, match=r"c.csv: the header names column 'Text' twice "
                                          r"\(columns 1 and 3\); rename or remove one"):
         read_rows(path)
+    # a column no reader finds by name may repeat: one-hot classes 'Cat' and 'cat', notes
+    path.write_text("text,Cat,cat,notes,Notes\na,1,0,x,y\n")
+    assert read_rows(path)[0][0].fields == {"text": "a", "Cat": "1", "cat": "0", "notes": "x",
+                                            "Notes": "y"}
 
 
 def test_a_header_that_is_not_utf8_refuses_the_file(tmp_path):
     path = tmp_path / "c.csv"
     path.write_bytes(b"t\xe9xt,label\nfirst,ok\n")
-    with pytest.raises(InputError, match=r"c.csv: the header row is not UTF-8 \(byte 2 of the "):
+    with pytest.raises(InputError, match=r"c.csv: line 1 of the header row is not UTF-8 \(byte "
+                                         r"2 of the line\)"):
         read_rows(path)
 
 

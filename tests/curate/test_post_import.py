@@ -179,6 +179,24 @@ def test_cli_detects_a_posts_csv(tmp_path, dataset_name):
                                 "reason": "the text is empty; fill it in or leave it out"}]
 
 
+def test_a_posts_csv_the_reader_refuses_is_told_why_not_taken_for_an_image_csv(
+        tmp_path, dataset_name):
+    """It was sent to the image CSV reader, which said it had no file path column."""
+    from shotlab.cli import cli as main
+
+    images = copy_images(tmp_path)
+    csv_path = write_csv(tmp_path / "posts.csv", [
+        "image_path,text,label,note,Note\n", f"{images[0]},a bird,on_topic,x,y\n"])
+    twice = write_csv(tmp_path / "twice.csv", [
+        "image_path,text,label,Image_Path\n", f"{images[0]},a bird,on_topic,{images[1]}\n"])
+    assert looks_like_posts(csv_path) and looks_like_posts(twice)
+    result = CliRunner().invoke(main, ["curate", "import", str(csv_path), "--name", dataset_name])
+    assert result.exit_code == 0, result.output  # columns nobody reads may repeat
+    result = CliRunner().invoke(main, ["curate", "import", str(twice), "--name", dataset_name])
+    assert result.exit_code == 2
+    assert "the header names column 'Image_Path' twice (columns 1 and 4)" in result.output
+
+
 def test_one_picture_under_two_captions_is_no_duplicate(tmp_path, dataset_name):
     """Copies of one picture with different captions (and labels) were reported as 'identical
     files with conflicting labels': for a post, the caption may be what makes it unsafe."""
