@@ -31,11 +31,9 @@ from shotlab.core import store
 from shotlab.core.errors import InputError
 from shotlab.core.names import child_path
 from shotlab.core.progress import progress_bar
-from shotlab.core.rows import IMAGE_COLUMNS
 from shotlab.curate.importer import LABELS_CSV
 from shotlab.curate.review import EXCLUDE_TAG
-from shotlab.curate.readers.csvfile import (LABEL_COLUMNS, MULTI_SEPARATOR, PATH_COLUMNS,
-                                            SPLIT_COLUMN)
+from shotlab.curate.readers.csvfile import LABEL_COLUMNS, MULTI_SEPARATOR
 from shotlab.curate.records import normalise_split
 
 
@@ -117,22 +115,22 @@ def export_folder(dataset, out: Path) -> int:
 
 
 def export_csv(dataset, out: Path) -> int:
-    columns, cells = label_columns(dataset)
+    columns, cells = label_columns(dataset, ("filepath", "split"))
     return write_with_images(dataset, out / LABELS_CSV, ["filepath", *columns, "split"],
                              lambda item, relative, _: [relative, *cells(item.labels),
                                                         item.split or ""])
 
 
-def label_columns(dataset, *, one_column: bool = False):
-    """(the label columns' names, labels -> their cells) for a CSV export: one-hot columns for a
-    multilabel dataset (unless `one_column`), else one `label` column, "a;b" for several; a
-    class that separator would split is refused."""
+def label_columns(dataset, others: tuple[str, ...], *, one_column: bool = False):
+    """(the label columns' names, labels -> their cells) for a CSV export whose other columns
+    are `others`: one-hot columns for a multilabel dataset (unless `one_column`), else one
+    `label` column, "a;b" for several. A class the import would read back as another is
+    refused (`check_csv_names`)."""
     classes = store.class_names(dataset)
-    check_csv_names(dataset.dataset_name, classes)
-    if store.task_of(dataset) == "multilabel" and not one_column:
-        check_onehot_names(dataset.dataset_name, classes)
+    onehot = store.task_of(dataset) == "multilabel" and not one_column
+    check_csv_names(dataset, classes, others if onehot else None)
+    if onehot:
         return classes, lambda labels: [int(c in labels) for c in classes]
-    check_label_column_names(dataset.dataset_name, classes)
     return ["label"], lambda labels: [MULTI_SEPARATOR.join(labels)]
 
 
@@ -163,40 +161,43 @@ def write_with_images(dataset, table: Path, header: list[str], row, extras=None)
     return len(items)
 
 
-def check_csv_names(name: str, classes: list[str]) -> None:
-    """A CSV reader drops the spaces at the ends of a value or a column's name: such a class
-    would come back as another (' dog' as 'dog')."""
-    padded = [c for c in classes if c != c.strip()]
-    if padded:
-        raise InputError(f"dataset '{name}' has the class {padded[0]!r}, with spaces at its ends "
-                         f"that a CSV import drops; rename the class first, or export "
-                         f"--format folder or fiftyone")
+def check_csv_names(dataset, classes: list[str], others: tuple[str, ...] | None) -> None:
+    """Refuse a class a CSV import reads back as something else (`csv_refusal`), naming it."""
+    refused = csv_refusal(classes, others)
+    if refused is not None:
+        name, why = refused
+        raise InputError(f"dataset '{dataset.dataset_name}' has the class {name!r}, {why}; "
+                         f"rename the class first{other_formats(dataset)}")
 
 
-# The columns an import finds by name (letter case aside): a one-hot class of one of these
-# names would be read as that column (a class 'label' as the label column, 'split' as the split).
-FOUND_COLUMNS = frozenset({*PATH_COLUMNS, *LABEL_COLUMNS, SPLIT_COLUMN, *IMAGE_COLUMNS, "text",
-                           "group"})
+def csv_refusal(classes: list[str], others: tuple[str, ...] | None) -> tuple[str, str] | None:
+    """(class, why) for the first class a CSV import would read back as something else: one
+    with spaces at its ends (the reader drops them: ' dog' came back as 'dog'); in one-hot
+    columns beside `others`, one named as a column the import finds, letter case aside (a
+    class 'label' came back as the label column, its classes '0' and '1'); in a label column
+    (`others` None), one holding the separator ('a;b' came back as two labels)."""
+    padded = next((c for c in classes if c != c.strip()), None)
+    if padded is not None:
+        return padded, "with spaces at its ends that a CSV import drops"
+    if others is None:
+        joined = next((c for c in classes if MULTI_SEPARATOR in c), None)
+        return None if joined is None else (joined, (
+            f"which a CSV label column reads back as {len(joined.split(MULTI_SEPARATOR))} "
+            f"labels ('{MULTI_SEPARATOR}' separates labels)"))
+    found = {*others, *LABEL_COLUMNS}
+    column = next((c for c in classes if c.strip().lower() in found), None)
+    return None if column is None else (
+        column, f"which a CSV import reads as its '{column.strip().lower()}' column")
 
 
-def check_onehot_names(name: str, classes: list[str]) -> None:
-    """A one-hot CSV names a column after each class: one an import reads as another column
-    would come back wrong (its classes renamed '0' and '1', or the file refused)."""
-    found = [c for c in classes if c.strip().lower() in FOUND_COLUMNS]
-    if found:
-        raise InputError(f"dataset '{name}' has the class {found[0]!r}, which a CSV import "
-                         f"reads as its '{found[0].strip().lower()}' column; rename the class "
-                         f"first, or export --format fiftyone")
-
-
-def check_label_column_names(name: str, classes: list[str]) -> None:
-    """A label column reads "a;b" as two labels: a class holding the separator would come back
-    as two."""
-    joined = [c for c in classes if MULTI_SEPARATOR in c]
-    if joined:
-        raise InputError(f"dataset '{name}' has the class {joined[0]!r}, which a CSV label "
-                         f"column reads back as {len(joined[0].split(MULTI_SEPARATOR))} labels "
-                         f"('{MULTI_SEPARATOR}' separates labels); rename the class first")
+def other_formats(dataset) -> str:
+    """', or export --format ...' naming the layouts that hold any class name, where the
+    dataset has one (images: fiftyone, and folder for a multiclass set; comments and posts
+    export as csv alone)."""
+    if store.kind_of(dataset) in KIND_EXPORTERS:
+        return ""
+    multiclass = store.task_of(dataset) != "multilabel"
+    return f", or export --format {'folder or ' * multiclass}fiftyone"
 
 
 def export_fiftyone(dataset, out: Path) -> int:
@@ -212,7 +213,7 @@ COMMENTS_CSV = "comments.csv"
 
 def export_text_csv(dataset, out: Path) -> int:
     """The comments as OUT/comments.csv, in the columns text import reads."""
-    columns, cells = label_columns(dataset)
+    columns, cells = label_columns(dataset, ("text", "split", "group"))
     groups = dataset.values("group") if "group" in dataset.get_field_schema() else None
     rows = zip(dataset.values("text"), store.sample_labels(dataset), dataset.values("split"),
                groups or [None] * len(dataset))
@@ -228,7 +229,8 @@ POSTS_CSV = "posts.csv"
 def export_post_csv(dataset, out: Path) -> int:
     """The posts as OUT/posts.csv beside their images in OUT/images/, in the columns posts
     import reads (a caption in a folder tree or labels.csv would be lost)."""
-    columns, cells = label_columns(dataset, one_column=True)  # posts import reads "a;b"
+    columns, cells = label_columns(dataset, ("image_path", "text", "split"),
+                                   one_column=True)  # posts import reads "a;b"
     return write_with_images(
         dataset, out / POSTS_CSV, ["image_path", "text", *columns, "split"],
         lambda item, relative, text: [relative, text, *cells(item.labels), item.split or ""],

@@ -139,9 +139,21 @@ def test_csv_export_refuses_a_multilabel_class_an_import_reads_as_another_column
     (tmp_path / "l.csv").write_text(f"filepath,labels\na.png,{name}\nb.png,{name};cat\n")
     import_path(tmp_path / "l.csv", dataset_name, multilabel=True, progress=False)
     with pytest.raises(InputError, match=f"class '{name}', which a CSV import reads as its "
-                                         f"'{name.lower()}' column; rename the class first"):
+                                         f"'{name.lower()}' column; rename the class first, or "
+                                         f"export --format fiftyone$"):
         export_dataset(dataset_name, tmp_path / "out", "csv")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["group", "image", "path", "text"])
+def test_a_multilabel_class_named_as_a_column_of_another_kind_round_trips(
+        tmp_path, dataset_name, roundtrip, name):
+    """Only the columns of the file written are refused: an image CSV has no 'group'."""
+    for i, image in enumerate("ab"):
+        write_image(tmp_path / f"{image}.png", seed=i)
+    (tmp_path / "l.csv").write_text(f"filepath,labels\na.png,{name}\nb.png,{name};cat\n")
+    import_path(tmp_path / "l.csv", dataset_name, multilabel=True, progress=False)
+    roundtrip(tmp_path / "out", "csv", multilabel=True)
 
 
 def test_csv_export_refuses_a_class_with_spaces_at_its_ends(tmp_path, dataset_name):

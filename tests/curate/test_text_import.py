@@ -311,6 +311,35 @@ def test_export_as_csv_reads_back_as_the_same_comments(tmp_path, dataset_name):
             store.delete(again)
 
 
+def test_multilabel_comments_whose_classes_differ_in_case_read_back(tmp_path, dataset_name):
+    """One-hot classes 'Cat' and 'cat' are two columns; a class named 'group' is a column of
+    the comments CSV, refused with no other format to offer (comments export as csv alone)."""
+    from shotlab.curate.exporter import export_dataset
+
+    rows = [{"text": "a", "labels": ["Cat"]}, {"text": "b", "labels": ["cat"]},
+            {"text": "c", "labels": ["Cat", "cat"]}]
+    import_path(write(tmp_path / "m.jsonl", "\n".join(map(json.dumps, rows)) + "\n"),
+                dataset_name, multilabel=True, progress=False)
+    assert export_dataset(dataset_name, tmp_path / "out", "csv") == 3
+    again = f"{dataset_name}-back"
+    try:
+        import_path(tmp_path / "out" / "comments.csv", again, multilabel=True, progress=False)
+        assert by_text(again) == by_text(dataset_name)
+    finally:
+        if again in store.list_datasets():
+            store.delete(again)
+    grouped = f"{dataset_name}-g"
+    try:
+        import_path(write(tmp_path / "g.jsonl", json.dumps({"text": "d", "labels": ["Group"]})
+                          + "\n"), grouped, multilabel=True, progress=False)
+        with pytest.raises(InputError, match=r"class 'Group', which a CSV import reads as its "
+                                             r"'group' column; rename the class first$"):
+            export_dataset(grouped, tmp_path / "g-out", "csv")
+    finally:
+        if grouped in store.list_datasets():
+            store.delete(grouped)
+
+
 @pytest.mark.slow
 def test_two_concurrent_imports_add_each_comment_once(tmp_path, dataset_name):
     import subprocess
