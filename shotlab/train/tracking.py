@@ -18,24 +18,39 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{workspace.current().home / 'mlflow.db'}"
 
 
-# What MLflow refuses in a metric's name (it takes letters, digits, _ - . : / and spaces), and
-# its longest name. A class is named by its user ("18+", "hate+speech", "violence 😡"): as
-# a metric key such a name failed the run's last step with MLflow's traceback.
-METRIC_NAME_REFUSED = re.compile(r"[^\w.\-:]")
+# What MLflow refuses in a metric's name (it takes letters, digits, _ - . / and spaces, and
+# colons but not on Windows), and its longest name. A class is named by its user ("18+",
+# "hate+speech", "violence 😡"): as a metric key such a name failed the run's last step with
+# MLflow's traceback.
+METRIC_NAME_REFUSED = re.compile(r"[^\w.\-]")
 METRIC_NAME_MAX = 250
 
 
-def flat_numbers(data: dict, prefix: str = "") -> dict[str, float]:
+def flat_numbers(data: dict, prefix: str = "", taken: set | None = None) -> dict[str, float]:
     """Numeric leaves of a nested dict as `a.b.c` keys (MLflow metrics are flat floats); a
-    character MLflow refuses (spaces and slashes too, as always) becomes `_`."""
-    out = {}
+    character MLflow refuses (spaces and slashes too, as always) becomes `_`. A name that the
+    change (or the cut at MLflow's longest) makes one another's gets `_2`, `_3`: classes '😡'
+    and '🔞' would otherwise log one value under one name."""
+    out: dict[str, float] = {}
+    taken = set() if taken is None else taken
     for key, value in data.items():
-        name = METRIC_NAME_REFUSED.sub("_", f"{prefix}{key}")[:METRIC_NAME_MAX]
+        name = unique_name(METRIC_NAME_REFUSED.sub("_", f"{prefix}{key}"), taken)
         if isinstance(value, dict):
-            out.update(flat_numbers(value, f"{name}."))
+            out.update(flat_numbers(value, f"{name}.", taken))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)
     return out
+
+
+def unique_name(name: str, taken: set) -> str:
+    """`name` cut to METRIC_NAME_MAX, with a `_N` suffix where it is in `taken`; added to it."""
+    found, number = name[:METRIC_NAME_MAX], 1
+    while found in taken:
+        number += 1
+        suffix = f"_{number}"
+        found = name[:METRIC_NAME_MAX - len(suffix)] + suffix
+    taken.add(found)
+    return found
 
 
 def experiment_id(mlflow, dataset: str) -> str:

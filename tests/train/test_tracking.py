@@ -31,3 +31,14 @@ def test_a_run_with_class_names_mlflow_refuses_is_logged(tmp_path):
 def test_a_metric_name_is_cut_to_mlflows_longest():
     names = flat_numbers({"val": {"x" * 300: 1.0}})
     assert [len(name) for name in names] == [250]
+
+
+def test_names_made_one_anothers_each_keep_their_value():
+    """'18+' and '18_', two emoji, or two long names cut alike logged one value under one name."""
+    long = "x" * 245
+    flat = flat_numbers({"per_class": {"18+": {"recall": 0.1}, "18_": {"recall": 0.9},
+                                       "😡": {"f1": 0.2}, "🔞": {"f1": 0.3},
+                                       long: {"precision": 0.4, "recall": 0.5}}})
+    assert len(flat) == 6 and sorted(flat.values()) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.9]
+    assert flat["per_class.18_.recall"] == 0.1 and flat["per_class.18__2.recall"] == 0.9
+    assert all(len(name) <= 250 for name in flat)
